@@ -1,0 +1,87 @@
+"""rearcquest: mirror public economic data into S3 and turn it into reports.
+
+The command line (``rq``) is a thin layer over this library::
+
+    from rearcquest import ObjectStore, make_s3_client, sync_bls
+
+    store = ObjectStore(make_s3_client(), bucket="my-bucket")
+    result = sync_bls(store, prefix="pr/", user_agent="rearcquest (contact: me@example.com)")
+    print(result.added, result.updated, result.deleted)
+
+Heavy dependencies (boto3, httpx, polars) are imported lazily, so importing this package and
+running ``rq --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DeleteGuardError",
+    "ListingError",
+    "ObjectStore",
+    "RemoteFile",
+    "RqError",
+    "Settings",
+    "SourceError",
+    "SourceForbiddenError",
+    "StorageError",
+    "SyncPlan",
+    "SyncResult",
+    "TransferError",
+    "__version__",
+    "make_s3_client",
+    "parse_listing",
+    "plan_sync",
+    "sync_bls",
+]
+
+from rearcquest.errors import (
+    ConfigError,
+    DataError,
+    DeleteGuardError,
+    ListingError,
+    RqError,
+    SourceError,
+    SourceForbiddenError,
+    StorageError,
+    TransferError,
+)
+
+if TYPE_CHECKING:
+    from rearcquest.config import Settings
+    from rearcquest.sources.bls import RemoteFile, parse_listing
+    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.sync import SyncPlan, SyncResult, plan_sync, sync_bls
+
+# Public name -> module that defines it; resolved on first access (PEP 562) to keep start-up lean.
+_LAZY = {
+    "Settings": "rearcquest.config",
+    "RemoteFile": "rearcquest.sources.bls",
+    "parse_listing": "rearcquest.sources.bls",
+    "ObjectStore": "rearcquest.storage",
+    "make_s3_client": "rearcquest.storage",
+    "SyncPlan": "rearcquest.sync",
+    "SyncResult": "rearcquest.sync",
+    "plan_sync": "rearcquest.sync",
+    "sync_bls": "rearcquest.sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'rearcquest' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,5 @@
+"""``python -m rearcquest`` runs the ``rq`` command line."""
+
+from rearcquest.cli import main
+
+main()

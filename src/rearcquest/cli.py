@@ -1,0 +1,384 @@
+"""The ``rq`` command line: parse the arguments, call one library function, render the result.
+
+This is the only module that imports typer and rich. Results go to stdout, progress and logs to
+stderr. An :class:`~rearcquest.errors.RqError` is caught here, once, and printed as ``Error: ...``
+with the error's exit code; usage errors exit 2 (Typer's default).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from rearcquest import __version__
+from rearcquest.config import DEFAULT_BLS_URL, DEFAULT_MAX_DELETE
+from rearcquest.errors import RqError
+
+if TYPE_CHECKING:
+    from rearcquest.storage import ObjectStore
+    from rearcquest.sync import Progress as SyncProgress
+    from rearcquest.sync import SyncResult
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="rq",
+    help="Mirror public economic data (BLS, DataUSA) into S3 and turn it into reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+log = logging.getLogger("rearcquest")
+
+
+class TextOrJson(StrEnum):
+    """Output formats of the commands that report what they did."""
+
+    text = "text"
+    json = "json"
+
+
+# Shared options, declared once (STYLE 8).
+EndpointOption = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url",
+        envvar="AWS_ENDPOINT_URL",
+        help="S3-compatible endpoint (MinIO, SeaweedFS, moto); default: AWS.",
+        show_default=False,
+    ),
+]
+FormatOption = Annotated[
+    TextOrJson, typer.Option("--format", help="Summary format on stdout.", case_sensitive=False)
+]
+ContactOption = Annotated[
+    str | None,
+    typer.Option(
+        "--contact",
+        envvar="RQ_CONTACT",
+        help="Your e-mail, sent in the User-Agent (BLS refuses requests without one).",
+        show_default=False,
+    ),
+]
+UserAgentOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user-agent",
+        envvar="RQ_USER_AGENT",
+        help="A complete User-Agent instead of one built from --contact.",
+        show_default=False,
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rq (rearcquest) {__version__}")
+        raise typer.Exit()
+
+
+class _State:
+    verbose = 0
+    quiet = False
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv for debug).")
+    ] = 0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors on stderr; no progress display.")
+    ] = False,
+) -> None:
+    """Mirror public economic data (BLS, DataUSA) into S3 and turn it into reports.
+
+    Run `rq demo` to see every step offline, with embedded servers.
+    """
+    _State.verbose, _State.quiet = verbose, quiet
+    level = (
+        logging.ERROR
+        if quiet
+        else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    )
+    _configure_logging(level)
+
+
+def _configure_logging(level: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if sys.stderr.isatty():
+        handler.setFormatter(logging.Formatter("rq: %(levelname)s: %(message)s"))
+    else:
+        from rearcquest.logjson import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("rearcquest")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _fail(exc: RqError) -> NoReturn:
+    typer.echo(f"Error: {exc}", err=True)
+    if _State.verbose and exc.__cause__ is not None:
+        typer.echo(f"  caused by {type(exc.__cause__).__name__}: {exc.__cause__}", err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn an RqError into ``Error: ...`` and its exit code."""
+    try:
+        yield
+    except RqError as exc:
+        _fail(exc)
+
+
+def _store(bucket: str, endpoint_url: str | None) -> ObjectStore:
+    from rearcquest.storage import ObjectStore, make_s3_client
+
+    return ObjectStore(make_s3_client(endpoint_url=endpoint_url), bucket)
+
+
+def _print_json(doc: Any) -> None:
+    typer.echo(json.dumps(doc, indent=2, default=str))
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[SyncProgress], None] | None]:
+    """A rich progress display on stderr when it is a terminal; yields the callback or None."""
+    if _State.quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task(description, total=None)
+    counts = {"done": 0, "files": 0}
+
+    def callback(event: SyncProgress) -> None:
+        if event.kind == "start":
+            counts["files"] = event.files
+            bar.update(task, total=event.total_bytes or None)
+        elif event.kind == "bytes":
+            bar.advance(task, event.nbytes)
+        else:
+            counts["done"] += 1
+        bar.update(task, description=f"{description} {counts['done']}/{counts['files']} files")
+
+    with bar:
+        yield callback
+
+
+def _render_sync(result: SyncResult, fmt: TextOrJson) -> None:
+    if fmt is TextOrJson.json:
+        _print_json(result.to_dict())
+        return
+    where = f"s3://{result.bucket}/{result.prefix}"
+    if result.dry_run:
+        typer.echo(f"Plan for {result.source_url} -> {where} (dry run, nothing changed):")
+        for action in result.plan.actions:
+            typer.echo(f"  {action.kind:<9} {action.name:<28} {action.reason}")
+        if not result.plan.actions:
+            typer.echo("  (the source lists no selected file)")
+        return
+    typer.echo(f"Synced {result.source_url} -> {where}")
+    for label, names in (
+        ("added", result.added),
+        ("updated", result.updated),
+        ("deleted", result.deleted),
+    ):
+        if names:
+            typer.echo(f"  {label:<10}{len(names):>4}  {', '.join(names)}")
+    typer.echo(f"  {'unchanged':<10}{len(result.unchanged):>4}")
+    for error in result.errors:
+        typer.echo(f"  {'failed':<10}      {error.name}: {error.message}")
+    if result.deletes_skipped:
+        typer.echo(f"  deletes skipped: {result.deletes_skipped}")
+    typer.echo(
+        f"  downloaded {_human(result.bytes_downloaded)}, uploaded {_human(result.bytes_uploaded)}, "
+        f"{result.requests} request(s) to the source"
+    )
+
+
+@app.command("sync-bls")
+def sync_bls(
+    bucket: Annotated[
+        str,
+        typer.Option(
+            "--bucket", envvar="RQ_BLS_BUCKET", help="Bucket to mirror into.", show_default=False
+        ),
+    ],
+    prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--prefix",
+            envvar="RQ_BLS_PREFIX",
+            help="Key prefix; default the directory name plus '/' (e.g. 'pr/'); '' for the root.",
+            show_default=False,
+        ),
+    ] = None,
+    source_url: Annotated[
+        str, typer.Option("--source-url", envvar="RQ_BLS_URL", help="BLS directory to mirror.")
+    ] = DEFAULT_BLS_URL,
+    contact: ContactOption = None,
+    user_agent: UserAgentOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan (with reasons); change nothing.")
+    ] = False,
+    no_delete: Annotated[
+        bool, typer.Option("--no-delete", help="Keep objects whose file left the listing.")
+    ] = False,
+    max_delete: Annotated[
+        int,
+        typer.Option("--max-delete", min=0, help="Stop with exit code 4 rather than delete more."),
+    ] = DEFAULT_MAX_DELETE,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include", help="Only files matching this glob (repeatable).", show_default=False
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            help="Never fetch or delete files matching this glob (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    transfers: Annotated[
+        int, typer.Option("--transfers", min=1, max=64, help="Files moved at once.")
+    ] = 4,
+    max_rps: Annotated[
+        float | None,
+        typer.Option(
+            "--max-rps",
+            envvar="RQ_MAX_RPS",
+            min=0,
+            help="Highest request rate to the source; default 1/s for bls.gov, 0 = unlimited.",
+            show_default=False,
+        ),
+    ] = None,
+    endpoint_url: EndpointOption = None,
+    fmt: FormatOption = TextOrJson.text,
+) -> None:
+    """Mirror a BLS time-series directory into a bucket and keep it in sync.
+
+    New and changed files are uploaded, files gone from the listing deleted, unchanged files
+    neither downloaded nor uploaded again. Exit codes: 0 ok, 1 some files failed, 2 usage,
+    3 source unreachable/forbidden/unparseable, 4 delete guard tripped.
+
+    Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com
+    """
+    from rearcquest.sync import sync_bls as run_sync
+
+    with _errors():
+        store = _store(bucket, endpoint_url)
+        with _progress("syncing") as on_progress:
+            result = run_sync(
+                store,
+                source_url=source_url,
+                prefix=prefix,
+                contact=contact,
+                user_agent=user_agent,
+                dry_run=dry_run,
+                delete=not no_delete,
+                max_delete=max_delete,
+                include=include or (),
+                exclude=exclude or (),
+                transfers=transfers,
+                max_rps=max_rps,
+                on_progress=on_progress,
+            )
+        _render_sync(result, fmt)
+        result.raise_for_errors()
+
+
+# -- fetch-population (issue 3) --
+
+# -- analyze (issue 4) --
+
+# -- serve-index (issue 5) --
+
+# -- run: sync + fetch (+ reports) for cron (issue 6) --
+
+
+@app.command("demo")
+def demo(
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint-url",
+            help="Use this S3 endpoint instead of the embedded one (the bucket is created).",
+            show_default=False,
+        ),
+    ] = None,
+    bucket: Annotated[str, typer.Option("--bucket", help="Bucket for the demo.")] = "rq-demo",
+) -> None:
+    """Run every step offline: embedded S3, a local BLS-like server with real data.
+
+    Syncs one real BLS release, switches the server to a newer release and syncs again, showing
+    what changed; needs no AWS account and no internet, and leaves nothing running.
+
+    Example: rq demo
+    """
+    from rearcquest.demo import run_demo
+
+    def show(title: str, payload: Any) -> None:
+        typer.echo(f"\n== {title}")
+        if payload is None:
+            return
+        if hasattr(payload, "plan"):
+            _render_sync(payload, TextOrJson.text)
+        elif isinstance(payload, str):
+            typer.echo(payload)
+        else:
+            _print_json(payload)
+
+    with _errors():
+        run_demo(bucket=bucket, endpoint_url=endpoint_url, on_step=show)
+
+
+def main() -> None:
+    """Entry point of the ``rq`` console script."""
+    app(prog_name="rq")

@@ -1,0 +1,181 @@
+"""Settings shared by the CLI, cron and the Lambda handlers.
+
+Every setting has one environment variable (``RQ_*``), listed in ``docs/configuration.md``; the CLI
+options read the same variables. AWS settings (``AWS_ENDPOINT_URL``, ``AWS_PROFILE``, ``AWS_REGION``
+and the credential chain) are left to boto3, which reads them itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from rearcquest import __version__
+from rearcquest.errors import ConfigError
+
+DEFAULT_BLS_URL = "https://download.bls.gov/pub/time.series/pr/"
+DEFAULT_POPULATION_URL = (
+    "https://honolulu-api.datausa.io/tesseract/data.jsonrecords"
+    "?cube=acs_yg_total_population_1&drilldowns=Year%2CNation&locale=en&measures=Population"
+)
+LEGACY_POPULATION_URL = "https://datausa.io/api/data?drilldowns=Nation&measures=Population"
+DEFAULT_POPULATION_KEY = "datausa/population.json"
+DEFAULT_MAX_DELETE = 20
+# BLS asks bots not to fetch several files a second.
+POLITE_RPS = 1.0
+
+ENV_VARS: dict[str, str] = {
+    "RQ_BLS_BUCKET": "bucket that holds the BLS mirror (sync-bls, analyze, run)",
+    "RQ_BLS_PREFIX": "key prefix of the BLS mirror (default: the directory name plus '/', e.g. 'pr/')",
+    "RQ_BLS_URL": "BLS directory to mirror",
+    "RQ_POPULATION_BUCKET": "bucket that holds the population JSON (fetch-population, analyze)",
+    "RQ_POPULATION_KEY": "key of the population JSON",
+    "RQ_POPULATION_URL": "DataUSA API URL to fetch",
+    "RQ_CONTACT": "contact (e-mail) put in the User-Agent; required by BLS",
+    "RQ_USER_AGENT": "full User-Agent, instead of one built from RQ_CONTACT",
+    "RQ_MAX_RPS": "highest request rate to the source, requests a second (0 = unlimited)",
+    "RQ_INDEX_TOKEN": "bearer token required by serve-index",
+}
+
+
+def build_user_agent(contact: str | None = None, user_agent: str | None = None) -> str | None:
+    """Return the User-Agent to send, or ``None`` when neither a contact nor a UA is set.
+
+    Args:
+        contact: an e-mail address or URL where the operator can be reached.
+        user_agent: a complete User-Agent string; wins over ``contact``.
+
+    Returns:
+        The User-Agent header value, or ``None``.
+
+    Raises:
+        ConfigError: the contact is not an e-mail address or URL.
+    """
+    if user_agent and user_agent.strip():
+        return user_agent.strip()
+    if contact and contact.strip():
+        contact = contact.strip()
+        if "@" not in contact and not contact.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"contact {contact!r} is not an e-mail address or URL; BLS needs a way to reach you"
+            )
+        return f"rearcquest/{__version__} (contact: {contact})"
+    return None
+
+
+def is_bls_url(url: str) -> bool:
+    """Tell whether ``url`` points at a bls.gov host."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "bls.gov" or host.endswith(".bls.gov")
+
+
+def require_user_agent(url: str, user_agent: str | None) -> None:
+    """Refuse, before any request, to call bls.gov without contact information.
+
+    Raises:
+        ConfigError: ``url`` is on bls.gov and no User-Agent with a contact is configured.
+    """
+    if user_agent is None and is_bls_url(url):
+        raise ConfigError(
+            "BLS answers 403 to requests without contact information in the User-Agent; "
+            "set --contact you@example.com (or RQ_CONTACT), or --user-agent"
+        )
+
+
+def default_rps(url: str) -> float:
+    """Return the default request rate for ``url``: polite for bls.gov, unlimited elsewhere."""
+    return POLITE_RPS if is_bls_url(url) else 0.0
+
+
+def default_prefix(source_url: str) -> str:
+    """Return the default key prefix for a mirrored directory: its last path segment plus ``/``.
+
+    ``https://download.bls.gov/pub/time.series/pr/`` gives ``pr/``.
+    """
+    segments = [s for s in urlsplit(source_url).path.split("/") if s]
+    return f"{segments[-1]}/" if segments else ""
+
+
+def normalise_prefix(prefix: str) -> str:
+    """Return ``prefix`` with exactly one trailing slash, or ``''`` for the bucket root.
+
+    Raises:
+        ConfigError: the prefix starts with a slash or holds ``..`` segments.
+    """
+    prefix = prefix.strip()
+    if not prefix:
+        return ""
+    if prefix.startswith("/") or ".." in prefix.split("/"):
+        raise ConfigError(f"prefix {prefix!r} must be relative and must not contain '..'")
+    return prefix.rstrip("/") + "/"
+
+
+def check_http_url(url: str, what: str) -> str:
+    """Return ``url`` if it is an absolute http(s) URL.
+
+    Raises:
+        ConfigError: it is not.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{what} {url!r} is not an http(s) URL")
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings for an unattended run (cron, Lambda), read from ``RQ_*`` environment variables."""
+
+    bls_bucket: str | None = None
+    bls_prefix: str | None = None
+    bls_url: str = DEFAULT_BLS_URL
+    population_bucket: str | None = None
+    population_key: str = DEFAULT_POPULATION_KEY
+    population_url: str = DEFAULT_POPULATION_URL
+    contact: str | None = None
+    user_agent: str | None = None
+    max_rps: float | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``environ`` (default ``os.environ``).
+
+        Raises:
+            ConfigError: ``RQ_MAX_RPS`` is not a number.
+        """
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        rps = get("RQ_MAX_RPS")
+        try:
+            max_rps = float(rps) if rps is not None else None
+        except ValueError as exc:
+            raise ConfigError(f"RQ_MAX_RPS={rps!r} is not a number") from exc
+        return cls(
+            bls_bucket=get("RQ_BLS_BUCKET"),
+            bls_prefix=env.get("RQ_BLS_PREFIX"),
+            bls_url=get("RQ_BLS_URL") or DEFAULT_BLS_URL,
+            population_bucket=get("RQ_POPULATION_BUCKET"),
+            population_key=get("RQ_POPULATION_KEY") or DEFAULT_POPULATION_KEY,
+            population_url=get("RQ_POPULATION_URL") or DEFAULT_POPULATION_URL,
+            contact=get("RQ_CONTACT"),
+            user_agent=get("RQ_USER_AGENT"),
+            max_rps=max_rps,
+        )
+
+    @property
+    def resolved_user_agent(self) -> str | None:
+        """The User-Agent built from ``user_agent`` or ``contact``."""
+        return build_user_agent(self.contact, self.user_agent)
+
+    @property
+    def resolved_bls_prefix(self) -> str:
+        """The BLS mirror prefix, defaulting to the directory name."""
+        if self.bls_prefix is None:
+            return default_prefix(self.bls_url)
+        return normalise_prefix(self.bls_prefix)

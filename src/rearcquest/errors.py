@@ -1,0 +1,76 @@
+"""The one exception tree of rearcquest.
+
+Every error the library raises on purpose is an :class:`RqError`. The CLI catches it once, prints
+``Error: <message>`` without a traceback and exits with the error's ``exit_code``::
+
+    RqError                      exit 1   something went wrong; the message says what and how to fix it
+    ├── ConfigError              exit 2   bad or missing settings (bucket, contact, URL) — nothing was tried
+    ├── SourceError              exit 3   the source (BLS, DataUSA) is unreachable or answered badly
+    │   ├── SourceForbiddenError exit 3   HTTP 403, almost always a User-Agent without a contact
+    │   └── ListingError         exit 3   the directory page could not be parsed, or listed no file
+    ├── DataError                exit 1   the data itself is bad (malformed BLS row, wrong JSON shape)
+    ├── StorageError             exit 1   S3 failed (no bucket, no credentials, endpoint down)
+    ├── TransferError            exit 1   some files of a sync failed; the others were done
+    └── DeleteGuardError         exit 4   a sync would delete more objects than allowed
+
+Third-party exceptions (botocore, httpx) are translated at the boundary with ``raise ... from exc``
+so the cause stays attached for ``--verbose``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DeleteGuardError",
+    "ListingError",
+    "RqError",
+    "SourceError",
+    "SourceForbiddenError",
+    "StorageError",
+    "TransferError",
+]
+
+
+class RqError(Exception):
+    """Base class of every error rearcquest raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(RqError):
+    """A setting is missing or invalid; nothing was attempted."""
+
+    exit_code = 2
+
+
+class SourceError(RqError):
+    """The upstream source could not be reached or answered with an error."""
+
+    exit_code = 3
+
+
+class SourceForbiddenError(SourceError):
+    """The source answered 403 Forbidden."""
+
+
+class ListingError(SourceError):
+    """A directory listing could not be parsed or was empty."""
+
+
+class DataError(RqError):
+    """Input data is malformed or is not what it claims to be."""
+
+
+class StorageError(RqError):
+    """An S3 operation failed."""
+
+
+class TransferError(RqError):
+    """Some files could not be transferred; the rest of the run completed."""
+
+
+class DeleteGuardError(RqError):
+    """A sync would delete more objects than ``--max-delete`` allows."""
+
+    exit_code = 4

@@ -1,0 +1,1 @@
+"""The only code that talks HTTP to the data sources (BLS, DataUSA)."""

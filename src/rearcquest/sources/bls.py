@@ -1,0 +1,239 @@
+"""BLS time-series directories: parse the listing page, download files with change detection.
+
+The listing is the server's own directory page. ``download.bls.gov`` is IIS and writes one line
+per file (``  8/6/2026  8:30 AM   102 <A HREF="/pub/time.series/pr/pr.class">pr.class</A><br>``);
+Apache and nginx autoindex pages are understood too, so a mirror of a BLS directory works as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING
+from urllib.parse import unquote, urljoin, urlsplit
+
+from rearcquest.errors import DataError, ListingError
+
+if TYPE_CHECKING:
+    from rearcquest.sources._http import HttpClient
+
+MAX_LISTING_BYTES = 8 * 1024 * 1024
+_CHUNK = 256 * 1024
+
+_ANCHOR = re.compile(
+    r"""<a\s[^>]*?href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))[^>]*>(.*?)</a\s*>""",
+    re.IGNORECASE | re.DOTALL,
+)
+# Row separators of the listing formats: IIS uses <br>, nginx newlines, Apache table rows.
+_ROW_SPLIT = re.compile(r"<br\s*/?>|</?tr\b[^>]*>|</li\s*>|\n", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]*>")
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+    )
+}
+_DATE_IIS = re.compile(
+    r"\b(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2})(?::\d{2})?\s*([AP]M)\b", re.IGNORECASE
+)
+_DATE_NGINX = re.compile(r"\b(\d{1,2})-([A-Za-z]{3})-(\d{4})\s+(\d{1,2}):(\d{2})(?::\d{2})?")
+_DATE_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})[ T](\d{1,2}):(\d{2})(?::\d{2})?")
+_SIZE_EXACT = re.compile(r"^\d+$")
+_SIZE_HUMAN = re.compile(r"^\d+(?:\.\d+)?[KMGTP]i?B?$", re.IGNORECASE)
+_END_MARKERS = ("</pre", "</table", "</body", "</html", "</ul")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a remote directory listing.
+
+    Attributes:
+        name: the file name (decoded), never containing ``/``.
+        url: the absolute URL to download it.
+        size: its size in bytes, or ``None`` when the listing gives none (or a rounded one).
+        modified: the listing's date, normalised to ``YYYY-MM-DD HH:MM`` in the server's local
+            time, or ``None``. It is compared as text, never converted to another zone.
+    """
+
+    name: str
+    url: str
+    size: int | None
+    modified: str | None
+
+
+@dataclass(frozen=True)
+class Download:
+    """The outcome of a download that returned a body."""
+
+    size: int
+    sha256: str
+    last_modified: str | None
+    content_type: str | None
+
+
+def _norm_date(text: str) -> tuple[str | None, str]:
+    """Find a listing date in ``text``; return it normalised and the text without it."""
+    if m := _DATE_IIS.search(text):
+        month, day, year, hour, minute, ampm = m.groups()
+        h = int(hour) % 12 + (12 if ampm.upper() == "PM" else 0)
+        return f"{year}-{int(month):02d}-{int(day):02d} {h:02d}:{minute}", text[: m.start()] + text[
+            m.end() :
+        ]
+    if (m := _DATE_NGINX.search(text)) and m.group(2).lower() in _MONTHS:
+        day, mon, year, hour, minute = m.groups()
+        month = _MONTHS[mon.lower()]
+        return f"{year}-{month:02d}-{int(day):02d} {int(hour):02d}:{minute}", text[
+            : m.start()
+        ] + text[m.end() :]
+    if m := _DATE_ISO.search(text):
+        year, month, day, hour, minute = m.groups()
+        return f"{year}-{month}-{day} {int(hour):02d}:{minute}", text[: m.start()] + text[m.end() :]
+    return None, text
+
+
+def _parse_size(text: str) -> tuple[int | None, bool]:
+    """Return ``(size, is_dir)`` from the text of a row other than its link and date."""
+    tokens = html.unescape(text).split()
+    if "<dir>" in (t.lower() for t in tokens):
+        return None, True
+    for token in tokens:
+        if _SIZE_EXACT.match(token):
+            return int(token), False
+        if _SIZE_HUMAN.match(token):
+            return None, False  # rounded: not good enough to detect a change
+    return None, False
+
+
+def parse_listing(page: str, base_url: str) -> list[RemoteFile]:
+    """Parse a directory page into the files directly inside ``base_url``.
+
+    The parent link, sub-directories, links to other hosts, links with a query string or fragment,
+    and links that leave the directory are ignored. File names are never assumed.
+
+    Args:
+        page: the HTML of the directory page.
+        base_url: the directory URL the page was served for (ends with ``/``).
+
+    Returns:
+        The files, sorted by name.
+
+    Raises:
+        ListingError: the page is not a directory listing, looks cut short or lists no file.
+    """
+    if not base_url.endswith("/"):
+        base_url += "/"
+    base = urlsplit(base_url)
+    lowered = page.lower()
+    if "<a" not in lowered:
+        raise ListingError(f"{base_url}: the page is not a directory listing (no links in it)")
+    if not any(marker in lowered for marker in _END_MARKERS):
+        raise ListingError(f"{base_url}: the directory listing looks cut short")
+    files: dict[str, RemoteFile] = {}
+    for row in _ROW_SPLIT.split(page):
+        anchors = list(_ANCHOR.finditer(row))
+        if len(anchors) != 1:
+            continue
+        anchor = anchors[0]
+        href = html.unescape(next(g for g in anchor.groups()[:3] if g is not None)).strip()
+        target = urlsplit(urljoin(base_url, href))
+        if target.query or target.fragment or "?" in href:
+            continue
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+            continue
+        if not target.path.startswith(base.path) or target.path.endswith("/"):
+            continue
+        name = unquote(target.path[len(base.path) :])
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            continue
+        rest = _TAG.sub(" ", row[: anchor.start()] + " " + row[anchor.end() :])
+        modified, rest = _norm_date(html.unescape(rest))
+        size, is_dir = _parse_size(rest)
+        if is_dir:
+            continue
+        url = urljoin(base_url, target.path)
+        files[name] = RemoteFile(name=name, url=url, size=size, modified=modified)
+    if not files:
+        raise ListingError(f"{base_url}: the directory listing names no file")
+    return sorted(files.values(), key=lambda f: f.name)
+
+
+def fetch_listing(http: HttpClient, url: str) -> list[RemoteFile]:
+    """Fetch and parse the directory page at ``url``.
+
+    Raises:
+        SourceError: the server is unreachable or answered with an error.
+        ListingError: the page could not be parsed or names no file.
+    """
+    if not url.endswith("/"):
+        url += "/"
+    body = http.get_bytes(url, max_bytes=MAX_LISTING_BYTES)
+    return parse_listing(body.decode("utf-8", errors="replace"), url)
+
+
+def download(
+    http: HttpClient,
+    file: RemoteFile,
+    dest: IO[bytes],
+    *,
+    if_modified_since: str | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Download | None:
+    """Download ``file`` into ``dest`` (truncated first), hashing it on the way.
+
+    Args:
+        http: the client.
+        file: the listed file; its ``size``, when known, must match the body.
+        dest: a writable, seekable binary file.
+        if_modified_since: an HTTP date; the server may answer 304.
+        on_bytes: called with each chunk's length, for progress.
+
+    Returns:
+        The download's size, sha256 and ``Last-Modified``, or ``None`` for 304 Not Modified.
+
+    Raises:
+        SourceError: the server failed after retries, or answered an error.
+        DataError: the body's length differs from ``Content-Length`` or from the listed size.
+    """
+    headers = {"Accept-Encoding": "identity"}
+    if if_modified_since:
+        headers["If-Modified-Since"] = if_modified_since
+
+    def attempt() -> Download | None:
+        http.before_request()
+        with http.client.stream("GET", file.url, headers=headers) as response:
+            if response.status_code == 304:
+                return None
+            http.check_status(response, file.url)
+            dest.seek(0)
+            dest.truncate()
+            digest = hashlib.sha256()
+            size = 0
+            for chunk in response.iter_raw(_CHUNK):
+                digest.update(chunk)
+                dest.write(chunk)
+                size += len(chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
+            length = response.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) != size:
+                raise DataError(
+                    f"{file.name}: received {size} bytes but Content-Length said {length}"
+                )
+            if file.size is not None and file.size != size:
+                raise DataError(
+                    f"{file.name}: received {size} bytes but the listing says {file.size}; "
+                    "the file may be changing on the server, try again later"
+                )
+            dest.flush()
+            dest.seek(0)
+            return Download(
+                size=size,
+                sha256=digest.hexdigest(),
+                last_modified=response.headers.get("Last-Modified"),
+                content_type=response.headers.get("Content-Type"),
+            )
+
+    return http.call(file.url, attempt)

