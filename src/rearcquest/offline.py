@@ -1,0 +1,431 @@
+"""Local stand-ins for the outside world, for ``rq demo``, the tests and the benchmarks.
+
+:class:`OfflineServer` speaks like ``download.bls.gov``: the IIS directory page, ``Last-Modified``,
+304 on ``If-Modified-Since``, an ETag it ignores on requests, and 403 to a User-Agent without
+contact information. It serves real BLS files (two releases ship with the package) and can be told
+to misbehave (:class:`Fault`) or to be slow and strict about request rates, like the real one.
+Extra routes (the DataUSA API) are added with :meth:`OfflineServer.add_route`.
+
+:func:`embedded_s3` runs moto's S3 server in-process on 127.0.0.1 (needs ``rearcquest[demo]``).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import fnmatch
+import gzip
+import hashlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from rearcquest.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+BLS_DIRECTORY = "/pub/time.series/pr/"
+BUNDLED_VINTAGES = ("2024-06-06", "2026-08-06")
+_SERVER_ZONE = "America/New_York"  # download.bls.gov lists times in US Eastern time
+
+
+def _zone() -> Any:
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(_SERVER_ZONE)
+    except Exception:  # no tz database on this machine: UTC is a fine stand-in for a demo
+        return UTC
+
+
+@dataclass(frozen=True)
+class ServedFile:
+    """A file the server lists and serves; ``listed`` is the listing time (server local)."""
+
+    name: str
+    data: bytes
+    listed: datetime
+
+    @property
+    def last_modified(self) -> datetime:
+        """The listing time as an aware UTC datetime (what ``Last-Modified`` says)."""
+        return self.listed.replace(tzinfo=_zone()).astimezone(UTC)
+
+
+def bundled_release(vintage: str) -> Path:
+    """Return the folder of a BLS release shipped with the package.
+
+    Raises:
+        ConfigError: no such release ships with the package.
+    """
+    if vintage not in BUNDLED_VINTAGES:
+        raise ConfigError(f"no bundled BLS release {vintage!r}; have {', '.join(BUNDLED_VINTAGES)}")
+    return Path(str(resources.files("rearcquest") / "_data" / "bls" / "pr" / vintage))
+
+
+def load_release(directory: Path) -> dict[str, ServedFile]:
+    """Load a release folder: its ``listing.html`` (for the dates) and each file (or ``file.gz``).
+
+    Raises:
+        ConfigError: the folder lacks the listing or a listed file.
+    """
+    from rearcquest.sources.bls import parse_listing
+
+    listing_path = directory / "listing.html"
+    if not listing_path.is_file():
+        raise ConfigError(f"{directory} has no listing.html")
+    files: dict[str, ServedFile] = {}
+    for remote in parse_listing(
+        listing_path.read_text(), "https://download.bls.gov" + BLS_DIRECTORY
+    ):
+        plain, packed = directory / remote.name, directory / f"{remote.name}.gz"
+        if plain.is_file():
+            data = plain.read_bytes()
+        elif packed.is_file():
+            data = gzip.decompress(packed.read_bytes())
+        else:
+            raise ConfigError(f"{directory} lists {remote.name} but does not hold it")
+        assert remote.modified is not None
+        listed = datetime.strptime(remote.modified, "%Y-%m-%d %H:%M")
+        files[remote.name] = ServedFile(remote.name, data, listed)
+    return files
+
+
+@dataclass
+class Fault:
+    """Misbehaviour for requests whose path matches ``path`` (a glob), ``times`` times.
+
+    Attributes:
+        status: answer this status instead (with ``retry_after`` as ``Retry-After``).
+        truncate: send only half the body, with a matching ``Content-Length``.
+        reset: announce the full length, send half, then drop the connection.
+        body: the body sent with ``status``.
+    """
+
+    path: str
+    status: int | None = None
+    retry_after: str | None = None
+    truncate: bool = False
+    reset: bool = False
+    body: bytes | None = None
+    times: int = 1
+
+
+@dataclass(frozen=True)
+class Route:
+    """A fixed answer for one path (query string ignored)."""
+
+    body: bytes
+    content_type: str = "application/json"
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the server answered."""
+
+    method: str
+    path: str
+    status: int
+    user_agent: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _has_contact(user_agent: str) -> bool:
+    return "@" in user_agent or "http://" in user_agent or "https://" in user_agent
+
+
+def _iis_row(file: ServedFile, directory: str) -> str:
+    t = file.listed
+    hour = t.hour % 12 or 12
+    date = f"{t.month}/{t.day}/{t.year}"
+    clock = f"{hour}:{t.minute:02d} {'PM' if t.hour >= 12 else 'AM'}"
+    href = directory + quote(file.name)
+    return f'{date:>10} {clock:>8} {len(file.data):>12} <A HREF="{href}">{file.name}</A><br>'
+
+
+class OfflineServer:
+    """A BLS-like HTTP server on 127.0.0.1 in a background thread.
+
+    Args:
+        files: the files to serve in ``directory``; change them later with :meth:`set_files`.
+        directory: the served directory path.
+        require_contact: answer 403 to a User-Agent without contact information, like BLS.
+        delay: seconds added to every request.
+        max_rps: serve at most this many requests a second (queueing the rest); 0 = no limit.
+        host: the address to bind.
+        port: the port; 0 picks a free one.
+    """
+
+    def __init__(
+        self,
+        files: dict[str, ServedFile] | None = None,
+        *,
+        directory: str = BLS_DIRECTORY,
+        require_contact: bool = True,
+        delay: float = 0.0,
+        max_rps: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.directory = directory if directory.endswith("/") else directory + "/"
+        self.require_contact = require_contact
+        self.delay = delay
+        self.faults: list[Fault] = []
+        self.routes: dict[str, Route] = {}
+        self.requests: list[RequestRecord] = []
+        self.subdirs: list[str] = []
+        self._files: dict[str, ServedFile] = dict(files or {})
+        self._lock = threading.Lock()
+        self._interval = 1.0 / max_rps if max_rps > 0 else 0.0
+        self._next_slot = 0.0
+        self._slot_lock = threading.Lock()
+        handler = type("Handler", (_Handler,), {"owner": self})
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's base URL, e.g. ``http://127.0.0.1:40123``."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def bls_url(self) -> str:
+        """The URL of the served BLS directory."""
+        return self.url + self.directory
+
+    def set_files(self, files: dict[str, ServedFile]) -> None:
+        """Serve these files from now on (a new release)."""
+        with self._lock:
+            self._files = dict(files)
+
+    @property
+    def files(self) -> dict[str, ServedFile]:
+        """A copy of the files served now."""
+        with self._lock:
+            return dict(self._files)
+
+    def add_route(
+        self, path: str, body: bytes, *, content_type: str = "application/json", status: int = 200
+    ) -> None:
+        """Answer ``path`` (any query string) with a fixed body."""
+        self.routes[path] = Route(body, content_type, status)
+
+    def file_requests(self) -> list[RequestRecord]:
+        """The requests for files of the directory (not the listing, not other routes)."""
+        return [
+            r
+            for r in self.requests
+            if r.path.startswith(self.directory) and r.path != self.directory
+        ]
+
+    def start(self) -> OfflineServer:
+        """Start serving in a daemon thread."""
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="rq-offline-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> OfflineServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _wait_turn(self) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        if not self._interval:
+            return
+        with self._slot_lock:
+            now = time.monotonic()
+            start = max(now, self._next_slot)
+            self._next_slot = start + self._interval
+        if start > now:
+            time.sleep(start - now)
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.times > 0 and fnmatch.fnmatchcase(path, fault.path):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def _listing(self) -> bytes:
+        host = "download.bls.gov"
+        parent = self.directory.rstrip("/").rsplit("/", 1)[0] + "/"
+        rows = [
+            _iis_row(f, self.directory) for f in sorted(self.files.values(), key=lambda f: f.name)
+        ]
+        for sub in self.subdirs:
+            rows.append(
+                f"{'1/1/2020':>10} {'12:00 AM':>8} {'&lt;dir&gt;':>12} "
+                f'<A HREF="{self.directory}{quote(sub)}/">{sub}</A><br>'
+            )
+        page = (
+            f"<html><head><title>{host} - {self.directory}</title></head><body>"
+            f"<H1>{host} - {self.directory}</H1><hr>\n\n<pre>"
+            f'<A HREF="{parent}">[To Parent Directory]</A><br><br>'
+            + "".join(rows)
+            + "</pre><hr></body></html>"
+        )
+        return page.encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: OfflineServer
+    protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-IIS/10.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("offline server: " + format, *args)
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def _record(self, status: int) -> None:
+        with self.owner._lock:
+            self.owner.requests.append(
+                RequestRecord(
+                    self.command,
+                    urlsplit(self.path).path,
+                    status,
+                    self.headers.get("User-Agent", ""),
+                    {k.lower(): v for k, v in self.headers.items()},
+                )
+            )
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        head: bool,
+        content_type: str = "text/html",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._record(status)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _serve(self, *, head: bool) -> None:
+        owner = self.owner
+        owner._wait_turn()
+        path = unquote(urlsplit(self.path).path)
+        fault = owner._take_fault(path)
+        if fault is not None and fault.status is not None:
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            self._send(fault.status, fault.body or b"fault", head=head, headers=extra)
+            return
+        if path in owner.routes:
+            route = owner.routes[path]
+            self._send(route.status, route.body, head=head, content_type=route.content_type)
+            return
+        if owner.require_contact and not _has_contact(self.headers.get("User-Agent", "")):
+            # BLS answers 403 to clients whose User-Agent carries no contact information.
+            self._send(403, b"<html><body><h1>Access Denied</h1></body></html>", head=head)
+            return
+        if path == owner.directory:
+            self._send(200, owner._listing(), head=head)
+            return
+        if not path.startswith(owner.directory):
+            self._send(
+                404, b"<html><body>404 - File or directory not found.</body></html>", head=head
+            )
+            return
+        file = owner.files.get(path[len(owner.directory) :])
+        if file is None:
+            self._send(
+                404, b"<html><body>404 - File or directory not found.</body></html>", head=head
+            )
+            return
+        modified = file.last_modified
+        headers = {
+            "Last-Modified": email.utils.format_datetime(modified, usegmt=True),
+            # BLS sends an ETag but ignores If-None-Match: only If-Modified-Since gives a 304.
+            "ETag": '"' + hashlib.sha1(file.data).hexdigest()[:16] + '"',
+            "Accept-Ranges": "bytes",
+        }
+        since = self.headers.get("If-Modified-Since")
+        if since:
+            try:
+                when = email.utils.parsedate_to_datetime(since)
+            except (TypeError, ValueError):
+                when = None
+            if when is not None and int(modified.timestamp()) <= int(when.timestamp()):
+                self._record(304)
+                self.send_response(304)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                return
+        data = file.data
+        if fault is not None and fault.truncate:
+            data = data[: len(data) // 2]
+        if fault is not None and fault.reset and not head:
+            self._record(200)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._send(200, data, head=head, content_type="text/plain", headers=headers)
+
+
+@contextmanager
+def embedded_s3() -> Iterator[str]:
+    """Run moto's S3 server in-process on 127.0.0.1; yield its endpoint URL.
+
+    Raises:
+        ConfigError: moto is not installed (``pip install 'rearcquest[demo]'``).
+    """
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        raise ConfigError(
+            "the embedded S3 endpoint needs moto: pip install 'rearcquest[demo]', "
+            "or pass --endpoint-url of an S3-compatible server"
+        ) from exc
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
