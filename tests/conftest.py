@@ -26,7 +26,9 @@ DATAUSA = SHARED_DATA / "datausa"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """No test sees the developer's AWS or RQ settings; boto3 gets dummy credentials."""
     for name in list(os.environ):
         if name.startswith(("AWS_", "RQ_")):
@@ -134,8 +136,11 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{ports['s3']}"
     client = boto3.client(
-        "s3", endpoint_url=url, region_name="us-east-1",
-        aws_access_key_id="weed", aws_secret_access_key="weed",
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="weed",
+        aws_secret_access_key="weed",
     )
     try:
         deadline = time.monotonic() + 30
@@ -160,7 +165,7 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def seaweed_bucket(seaweedfs: str, request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+def seaweed_bucket(seaweedfs: str, request: pytest.FixtureRequest) -> tuple[str, str]:
     """A fresh bucket on the SeaweedFS server; yields ``(endpoint_url, bucket)``."""
     import re
     import uuid
@@ -169,4 +174,20 @@ def seaweed_bucket(seaweedfs: str, request: pytest.FixtureRequest) -> Iterator[t
     bucket = f"t-{name}-{uuid.uuid4().hex[:8]}"
     client = boto3.client("s3", endpoint_url=seaweedfs, region_name="us-east-1")
     client.create_bucket(Bucket=bucket)
-    yield seaweedfs, bucket
+    return seaweedfs, bucket
+
+
+def release(vintage: str) -> dict[str, Any]:
+    """The files of one real BLS release from the shared snapshots."""
+    from rearcquest.offline import load_release
+
+    return load_release(BLS_RELEASES / vintage)
+
+
+@pytest.fixture
+def bls_server(shared_data: Path) -> Iterator[Any]:
+    """The BLS-like server on 127.0.0.1 serving the real 2024-06-06 release."""
+    from rearcquest.offline import OfflineServer
+
+    with OfflineServer(release("2024-06-06")) as server:
+        yield server

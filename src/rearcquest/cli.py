@@ -229,7 +229,12 @@ def _render_sync(result: SyncResult, fmt: TextOrJson) -> None:
     ):
         if names:
             typer.echo(f"  {label:<10}{len(names):>4}  {', '.join(names)}")
-    typer.echo(f"  {'unchanged':<10}{len(result.unchanged):>4}")
+    restamped = (
+        f"  ({len(result.restamped)} re-dated by the source with identical bytes: not uploaded)"
+        if result.restamped
+        else ""
+    )
+    typer.echo(f"  {'unchanged':<10}{len(result.unchanged):>4}{restamped}")
     for error in result.errors:
         typer.echo(f"  {'failed':<10}      {error.name}: {error.message}")
     if result.deletes_skipped:
@@ -299,6 +304,10 @@ def sync_bls(
             show_default=False,
         ),
     ] = None,
+    retries: Annotated[
+        int,
+        typer.Option("--retries", min=1, max=20, help="Attempts per request (429, 5xx, network)."),
+    ] = 5,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -310,6 +319,7 @@ def sync_bls(
 
     Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com
     """
+    from rearcquest.sources._http import RetryPolicy
     from rearcquest.sync import sync_bls as run_sync
 
     with _errors():
@@ -328,13 +338,90 @@ def sync_bls(
                 exclude=exclude or (),
                 transfers=transfers,
                 max_rps=max_rps,
+                retry=RetryPolicy(attempts=retries),
                 on_progress=on_progress,
             )
         _render_sync(result, fmt)
         result.raise_for_errors()
 
 
-# -- fetch-population (issue 3) --
+if TYPE_CHECKING:
+    from rearcquest.population import FetchResult
+
+
+def _render_population(result: FetchResult, fmt: TextOrJson) -> None:
+    if fmt is TextOrJson.json:
+        _print_json(result.to_dict())
+        return
+    first, last = result.years
+    what = f"{len(result.data.rows)} years, {first}-{last} ({result.data.shape})"
+    verb = "Wrote" if result.written else "Unchanged"
+    typer.echo(f"{verb} s3://{result.bucket}/{result.key}: {what}; {result.reason}")
+    typer.echo(f"  from {result.url}")
+    typer.echo(f"  canonical sha256 {result.data.canonical_sha256}")
+
+
+@app.command("fetch-population")
+def fetch_population(
+    bucket: Annotated[
+        str,
+        typer.Option(
+            "--bucket",
+            envvar="RQ_POPULATION_BUCKET",
+            help="Bucket to store the population JSON in.",
+            show_default=False,
+        ),
+    ],
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            envvar="RQ_POPULATION_KEY",
+            help="Object key.",
+            show_default="datausa/population.json",
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            envvar="RQ_POPULATION_URL",
+            help="DataUSA API URL: tesseract, or the old https://datausa.io/api/data?... endpoint.",
+            show_default="the DataUSA tesseract API, ACS 1-year, Nation by Year",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write even when the data is unchanged.")
+    ] = False,
+    contact: ContactOption = None,
+    user_agent: UserAgentOption = None,
+    endpoint_url: EndpointOption = None,
+    fmt: FormatOption = TextOrJson.text,
+) -> None:
+    """Fetch the US population by year from DataUSA and store the JSON in a bucket.
+
+    The body is stored as received, with its source URL, fetch time, shape and canonical sha256
+    as metadata; it is validated first, and written only when its data changed. Exit codes:
+    0 written or unchanged, 1 bad answer (nothing written) or S3 failure, 2 usage,
+    3 API unreachable or non-2xx status.
+
+    Example: rq fetch-population --bucket my-bucket --format json
+    """
+    from rearcquest.config import DEFAULT_POPULATION_KEY, DEFAULT_POPULATION_URL
+    from rearcquest.population import fetch_population as run_fetch
+
+    with _errors():
+        store = _store(bucket, endpoint_url)
+        result = run_fetch(
+            store,
+            key=key or DEFAULT_POPULATION_KEY,
+            url=url or DEFAULT_POPULATION_URL,
+            force=force,
+            contact=contact,
+            user_agent=user_agent,
+        )
+        _render_population(result, fmt)
+
 
 # -- analyze (issue 4) --
 

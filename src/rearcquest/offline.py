@@ -422,6 +422,8 @@ def embedded_s3() -> Iterator[str]:
             "the embedded S3 endpoint needs moto: pip install 'rearcquest[demo]', "
             "or pass --endpoint-url of an S3-compatible server"
         ) from exc
+    # werkzeug logs every request of the embedded server; they are noise for rq's users.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -429,3 +431,43 @@ def embedded_s3() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+# -- DataUSA population API (issue 3) --
+
+DATAUSA_TESSERACT_PATH = "/tesseract/data.jsonrecords"
+DATAUSA_LEGACY_PATH = "/api/data"
+# Real answers shipped with the package (copies of ../shared/data/datausa/).
+DATAUSA_FILES = {
+    DATAUSA_TESSERACT_PATH: "tesseract-acs1-2013-2023-raw.json",
+    DATAUSA_LEGACY_PATH: "old-api-acs5-2013-2023-indent2.json",
+}
+
+
+def bundled_datausa(name: str) -> bytes:
+    """Return the bytes of a DataUSA answer shipped with the package.
+
+    Raises:
+        ConfigError: no such file ships with the package.
+    """
+    if name not in DATAUSA_FILES.values():
+        raise ConfigError(f"no bundled DataUSA file {name!r}")
+    return (resources.files("rearcquest") / "_data" / "datausa" / name).read_bytes()
+
+
+def add_datausa_routes(server: OfflineServer) -> dict[str, str]:
+    """Serve the bundled DataUSA answers, like the tesseract API and the old ``/api/data``.
+
+    Returns:
+        ``{"tesseract": url, "legacy": url}``: the server's URLs with the real query strings.
+    """
+    from rearcquest.config import DEFAULT_POPULATION_URL, LEGACY_POPULATION_URL
+
+    for path, name in DATAUSA_FILES.items():
+        server.add_route(path, bundled_datausa(name))
+    tesseract_query = urlsplit(DEFAULT_POPULATION_URL).query
+    legacy_query = urlsplit(LEGACY_POPULATION_URL).query
+    return {
+        "tesseract": f"{server.url}{DATAUSA_TESSERACT_PATH}?{tesseract_query}",
+        "legacy": f"{server.url}{DATAUSA_LEGACY_PATH}?{legacy_query}",
+    }

@@ -74,6 +74,8 @@ class SyncState:
 
     source_url: str
     files: Mapping[str, FileState] = field(default_factory=dict)
+    # True when the stored state object is missing, unreadable or lacked entries it now has.
+    stale: bool = False
 
     def to_json(self) -> bytes:
         """Serialise the state as JSON."""
@@ -160,6 +162,7 @@ class SyncResult:
     updated: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    restamped: list[str] = field(default_factory=list)
     errors: list[FileError] = field(default_factory=list)
     bytes_downloaded: int = 0
     bytes_uploaded: int = 0
@@ -178,6 +181,7 @@ class SyncResult:
             "updated": self.updated,
             "deleted": self.deleted,
             "unchanged": self.unchanged,
+            "restamped": self.restamped,
             "errors": [asdict(e) for e in self.errors],
             "bytes_downloaded": self.bytes_downloaded,
             "bytes_uploaded": self.bytes_uploaded,
@@ -334,11 +338,13 @@ def load_state(
     """
     state_key = prefix + STATE_NAME
     files: dict[str, FileState] = {}
+    stale = state_key not in stored
     if state_key in stored:
         try:
             files = dict(SyncState.from_json(store.get_bytes(state_key)).files)
         except (ValueError, TypeError, KeyError) as exc:
             log.warning("ignoring unreadable sync state %s: %s", store.url(state_key), exc)
+            stale = True
     for key in stored:
         name = key[len(prefix) :]
         if "/" in name or name == STATE_NAME or name in files:
@@ -346,7 +352,8 @@ def load_state(
         head = store.head(key)
         if head is not None and (rebuilt := _state_from_metadata(head)) is not None:
             files[name] = rebuilt
-    return SyncState(source_url=source_url, files=files)
+            stale = True
+    return SyncState(source_url=source_url, files=files, stale=stale)
 
 
 class _Counter:
@@ -439,10 +446,12 @@ def apply_plan(
             with lock:
                 files[file.name] = entry
                 getattr(result, outcome).append(file.name)
+                if outcome == "unchanged":
+                    result.restamped.append(file.name)
         except RqError as exc:
             with lock:
                 result.errors.append(FileError(file.name, str(exc)))
-            log.warning("%s: %s", file.name, exc)
+            log.info("%s: %s", file.name, exc)
         finally:
             notify(Progress("file", name=file.name, outcome=outcome))
 
@@ -477,14 +486,14 @@ def apply_plan(
     for name in list(files):
         if name not in listed and name not in {a.name for a in deletes}:
             files.pop(name)  # unselected or gone: the state only describes the mirror
-    for names in (result.added, result.updated, result.deleted, result.unchanged):
+    for names in (result.added, result.updated, result.deleted, result.unchanged, result.restamped):
         names.sort()
     result.errors.sort(key=lambda e: e.name)
     result.bytes_downloaded = counter.downloaded
     result.bytes_uploaded = counter.uploaded
     result.requests = http.requests
     new_state = SyncState(source_url=source_url, files=files)
-    if new_state.files != state.files or result.added or result.updated or result.deleted:
+    if state.stale or new_state.files != state.files:
         store.put_bytes(prefix + STATE_NAME, new_state.to_json(), content_type="application/json")
     return result
 

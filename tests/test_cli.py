@@ -1,0 +1,65 @@
+"""The command line as a whole: help, version, errors, lean start-up, the public API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+import rearcquest
+from rearcquest.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("sync-bls", "demo"):
+        assert command in result.output
+
+
+def test_no_args_shows_help() -> None:
+    result = runner.invoke(app, [])
+    assert result.exit_code == 2
+    assert "Usage" in result.output
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"rq (rearcquest) {rearcquest.__version__}"
+
+
+def test_unknown_option_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["sync-bls", "--bucket", "b", "--no-such-option"])
+    assert result.exit_code == 2
+
+
+def test_help_does_not_import_heavy_dependencies() -> None:
+    code = (
+        "import sys; from rearcquest.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'boto3', 'botocore', 'polars', "
+        "'httpx', 'moto', 'starlette', 'uvicorn'})\n"
+        "print('HEAVY', heavy, file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in proc.stderr
+
+
+def test_python_dash_m() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rearcquest", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert proc.stdout.startswith("rq (rearcquest) ")
+
+
+def test_public_api_is_sorted_and_resolvable() -> None:
+    assert rearcquest.__all__ == sorted(rearcquest.__all__)
+    for name in rearcquest.__all__:
+        assert getattr(rearcquest, name) is not None, name

@@ -1,0 +1,267 @@
+"""sync_bls against moto S3 and the BLS-like server on 127.0.0.1, with the real releases."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+
+from conftest import release
+from rearcquest.errors import (
+    ConfigError,
+    DeleteGuardError,
+    ListingError,
+    SourceError,
+    TransferError,
+)
+from rearcquest.offline import Fault, OfflineServer
+from rearcquest.sources._http import RetryPolicy
+from rearcquest.storage import ObjectStore
+from rearcquest.sync import META_SHA256, STATE_NAME, sync_bls
+
+CONTACT = "tests@example.com"
+FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05, max_retry_after=0.05)
+
+
+def run(store: ObjectStore, server: OfflineServer, **kw: Any) -> Any:
+    kw.setdefault("retry", FAST)
+    return sync_bls(store, source_url=server.bls_url, contact=CONTACT, **kw)
+
+
+def bucket_files(store: ObjectStore, prefix: str = "pr/") -> dict[str, bytes]:
+    return {
+        o.key[len(prefix) :]: store.get_bytes(o.key)
+        for o in store.list_objects(prefix)
+        if not o.key.endswith(STATE_NAME)
+    }
+
+
+def test_first_sync_uploads_every_file_byte_for_byte(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    result = run(store, bls_server)
+    served = {name: f.data for name, f in bls_server.files.items()}
+    assert len(served) == 12
+    assert sorted(result.added) == sorted(served)
+    assert bucket_files(store) == served
+    assert result.bytes_uploaded == sum(len(d) for d in served.values())
+    head = store.head("pr/pr.class")
+    assert head is not None
+    assert head.metadata[META_SHA256] == hashlib.sha256(served["pr.class"]).hexdigest()
+    result.raise_for_errors()
+
+
+def test_second_sync_makes_no_file_request(store: ObjectStore, bls_server: OfflineServer) -> None:
+    run(store, bls_server)
+    before = len(bls_server.requests)
+    result = run(store, bls_server)
+    assert bls_server.requests[before:] and all(
+        r.path == bls_server.directory for r in bls_server.requests[before:]
+    )
+    assert len(bls_server.requests) - before == 1
+    assert (result.added, result.updated, result.deleted) == ([], [], [])
+    assert len(result.unchanged) == 12
+    assert result.bytes_downloaded == 0
+
+
+def test_newer_release_uploads_only_changed_bytes(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    run(store, bls_server)
+    old = bls_server.files
+    new = release("2026-08-06")
+    bls_server.set_files(new)
+    etag_before = store.head("pr/pr.class")
+    result = run(store, bls_server)
+    changed = sorted(n for n in new if new[n].data != old[n].data)
+    assert sorted(result.updated) == changed
+    # pr.class is re-stamped on release day with identical bytes: fetched, compared, not uploaded.
+    assert new["pr.class"].listed != old["pr.class"].listed
+    assert "pr.class" in result.restamped
+    assert store.head("pr/pr.class") == etag_before
+    assert bucket_files(store) == {n: f.data for n, f in new.items()}
+    assert result.bytes_uploaded == sum(len(new[n].data) for n in changed)
+
+
+def test_304_is_unchanged(store: ObjectStore, bls_server: OfflineServer) -> None:
+    run(store, bls_server)
+    files = bls_server.files
+    # The listing says "changed" (new date) but Last-Modified stays: the server answers 304.
+    stale = files["pr.txt"]
+    files["pr.txt"] = type(stale)(stale.name, stale.data, stale.listed.replace(minute=59))
+    bls_server.set_files(files)
+    state = json.loads(store.get_bytes("pr/" + STATE_NAME))
+    state["files"]["pr.txt"]["last_modified"] = "Thu, 01 Jan 2099 00:00:00 GMT"
+    store.put_bytes("pr/" + STATE_NAME, json.dumps(state).encode())
+    before = len(bls_server.requests)
+    result = run(store, bls_server)
+    assert [r.status for r in bls_server.requests[before:] if r.path.endswith("pr.txt")] == [304]
+    assert result.restamped == ["pr.txt"]
+    assert result.bytes_downloaded == 0
+
+
+def test_removed_file_is_deleted(store: ObjectStore, bls_server: OfflineServer) -> None:
+    run(store, bls_server)
+    files = bls_server.files
+    del files["pr.footnote"]
+    bls_server.set_files(files)
+    result = run(store, bls_server)
+    assert result.deleted == ["pr.footnote"]
+    assert store.head("pr/pr.footnote") is None
+    assert "pr.footnote" not in json.loads(store.get_bytes("pr/" + STATE_NAME))["files"]
+
+
+def test_delete_guard_trips_before_deleting(store: ObjectStore, bls_server: OfflineServer) -> None:
+    run(store, bls_server)
+    files = bls_server.files
+    bls_server.set_files({"pr.class": files["pr.class"]})
+    result = run(store, bls_server, max_delete=3)
+    assert result.deleted == []
+    assert len(bucket_files(store)) == 12
+    with pytest.raises(DeleteGuardError, match="would delete 11 objects"):
+        result.raise_for_errors()
+    assert DeleteGuardError.exit_code == 4
+
+
+def test_no_delete_keeps_removed_files(store: ObjectStore, bls_server: OfflineServer) -> None:
+    run(store, bls_server)
+    files = bls_server.files
+    del files["pr.footnote"]
+    bls_server.set_files(files)
+    result = run(store, bls_server, delete=False)
+    assert result.deleted == []
+    assert store.head("pr/pr.footnote") is not None
+
+
+def test_out_of_band_change_is_repaired(store: ObjectStore, bls_server: OfflineServer) -> None:
+    run(store, bls_server)
+    store.put_bytes("pr/pr.series", b"tampered")
+    store.client.delete_object(Bucket=store.bucket, Key="pr/pr.measure")
+    result = run(store, bls_server)
+    assert sorted(result.updated + result.added) == ["pr.measure", "pr.series"]
+    assert bucket_files(store) == {n: f.data for n, f in bls_server.files.items()}
+
+
+def test_lost_state_is_rebuilt_from_metadata(store: ObjectStore, bls_server: OfflineServer) -> None:
+    run(store, bls_server)
+    store.client.delete_object(Bucket=store.bucket, Key="pr/" + STATE_NAME)
+    before = len(bls_server.requests)
+    result = run(store, bls_server)
+    assert len(bls_server.requests) - before == 1  # the listing only
+    assert len(result.unchanged) == 12
+    assert store.head("pr/" + STATE_NAME) is not None
+
+
+def test_dry_run_changes_nothing(store: ObjectStore, bls_server: OfflineServer) -> None:
+    result = run(store, bls_server, dry_run=True)
+    assert result.dry_run
+    assert len(result.added) == 12
+    assert list(store.list_objects("")) == []
+    assert bls_server.file_requests() == []
+    assert all(a.reason == "new file" for a in result.plan.actions)
+
+
+def test_prefix_root_and_custom(store: ObjectStore, bls_server: OfflineServer) -> None:
+    run(store, bls_server, prefix="")
+    run(store, bls_server, prefix="mirror/bls")
+    keys = {o.key for o in store.list_objects("")}
+    assert "pr.class" in keys
+    assert "mirror/bls/pr.class" in keys
+
+
+def test_bls_gov_without_contact_is_refused_before_any_request(store: ObjectStore) -> None:
+    with pytest.raises(ConfigError, match="--contact"):
+        sync_bls(store)
+    assert ConfigError.exit_code == 2
+
+
+def test_server_403_says_how_to_fix(store: ObjectStore, bls_server: OfflineServer) -> None:
+    with pytest.raises(SourceError, match=r"403.*--contact"):
+        sync_bls(store, source_url=bls_server.bls_url, user_agent="curl/8.0", retry=FAST)
+    assert list(store.list_objects("")) == []
+
+
+def seeded(store: ObjectStore, server: OfflineServer) -> dict[str, bytes]:
+    run(store, server)
+    server.set_files(release("2026-08-06"))
+    return bucket_files(store)
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (Fault("/pub/time.series/pr/", status=500, times=99), SourceError),
+        (Fault("/pub/time.series/pr/", status=403), SourceError),
+        (Fault("/pub/time.series/pr/", status=200, body=b"<html>garbled", times=99), ListingError),
+        (Fault("/pub/time.series/pr/", status=200, body=b"<html><pre></pre></html>"), ListingError),
+    ],
+    ids=["listing-500", "listing-403", "garbled", "empty"],
+)
+def test_bad_listing_leaves_bucket_as_it_was(
+    store: ObjectStore, bls_server: OfflineServer, fault: Fault, error: type[Exception]
+) -> None:
+    before = seeded(store, bls_server)
+    bls_server.faults.append(fault)
+    with pytest.raises(error):
+        run(store, bls_server)
+    assert bucket_files(store) == before
+    bls_server.faults.clear()
+    run(store, bls_server).raise_for_errors()  # a re-run converges
+    assert bucket_files(store) == {n: f.data for n, f in bls_server.files.items()}
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("*/pr.data.0.Current", status=500, times=99),
+        Fault("*/pr.data.0.Current", reset=True, times=99),
+        Fault("*/pr.data.0.Current", truncate=True, times=99),
+    ],
+    ids=["file-500", "reset-mid-body", "truncated"],
+)
+def test_failed_file_is_reported_others_synced_nothing_deleted(
+    store: ObjectStore, bls_server: OfflineServer, fault: Fault
+) -> None:
+    before = seeded(store, bls_server)
+    files = bls_server.files
+    del files["pr.footnote"]
+    bls_server.set_files(files)
+    bls_server.faults.append(fault)
+    result = run(store, bls_server)
+    assert [e.name for e in result.errors] == ["pr.data.0.Current"]
+    assert bucket_files(store)["pr.data.0.Current"] == before["pr.data.0.Current"]
+    assert "pr.series" in result.updated
+    assert result.deleted == []
+    assert result.deletes_skipped
+    with pytest.raises(TransferError, match=r"pr\.data\.0\.Current"):
+        result.raise_for_errors()
+    bls_server.faults.clear()
+    again = run(store, bls_server)
+    again.raise_for_errors()
+    assert again.updated == ["pr.data.0.Current"]
+    assert again.deleted == ["pr.footnote"]
+
+
+def test_transient_faults_are_retried(store: ObjectStore, bls_server: OfflineServer) -> None:
+    bls_server.faults += [
+        Fault("/pub/time.series/pr/", status=503),
+        Fault("*/pr.class", status=429, retry_after="0"),
+        Fault("*/pr.series", reset=True),
+    ]
+    result = run(store, bls_server)
+    result.raise_for_errors()
+    assert len(result.added) == 12
+    statuses = [r.status for r in bls_server.requests if r.path.endswith("pr.class")]
+    assert statuses == [429, 200]
+
+
+def test_s3_unavailable_is_a_storage_error_and_source_untouched(bls_server: OfflineServer) -> None:
+    from rearcquest.errors import StorageError
+    from rearcquest.storage import make_s3_client
+
+    store = ObjectStore(make_s3_client(endpoint_url="http://127.0.0.1:9"), "nowhere")
+    with pytest.raises(StorageError, match="cannot reach the S3 endpoint"):
+        run(store, bls_server)
+    assert bls_server.requests == []

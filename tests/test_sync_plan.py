@@ -1,0 +1,109 @@
+"""The pure planner: every decision and its reason, no I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from rearcquest.sources.bls import RemoteFile
+from rearcquest.storage import ObjectInfo
+from rearcquest.sync import STATE_NAME, FileState, SyncState, plan_sync
+
+P = "pr/"
+
+
+def remote(
+    name: str, size: int | None = 10, modified: str | None = "2024-06-06 08:30"
+) -> RemoteFile:
+    return RemoteFile(name, f"https://x.test/pr/{name}", size, modified)
+
+
+def obj(name: str, size: int = 10, etag: str = "e1") -> tuple[str, ObjectInfo]:
+    return P + name, ObjectInfo(P + name, size, etag)
+
+
+def known(size: int = 10, modified: str = "2024-06-06 08:30", etag: str = "e1") -> FileState:
+    return FileState(size, modified, "Thu, 06 Jun 2024 12:30:00 GMT", "sha-old", etag)
+
+
+def plan_of(remote_files, state_files, stored, **kw):  # type: ignore[no-untyped-def]
+    plan = plan_sync(remote_files, SyncState("u", state_files), dict(stored), prefix=P, **kw)
+    return {a.name: a for a in plan.actions}
+
+
+def test_new_file_is_added() -> None:
+    actions = plan_of([remote("a")], {}, [])
+    assert actions["a"].kind == "add"
+    assert actions["a"].reason == "new file"
+    assert actions["a"].if_modified_since is None
+
+
+def test_same_size_and_date_needs_no_request() -> None:
+    actions = plan_of([remote("a")], {"a": known()}, [obj("a")])
+    assert actions["a"].kind == "unchanged"
+
+
+@pytest.mark.parametrize(
+    ("listed", "expected_reason"),
+    [
+        (remote("a", modified="2025-01-01 09:00"), "listed 2024-06-06 08:30 -> 2025-01-01 09:00"),
+        (remote("a", size=11), "size 10 -> 11"),
+        (remote("a", size=None), "the listing gives no exact size or date"),
+    ],
+    ids=["date", "size", "no-size"],
+)
+def test_changed_listing_means_conditional_get(listed: RemoteFile, expected_reason: str) -> None:
+    action = plan_of([listed], {"a": known()}, [obj("a")])["a"]
+    assert action.kind == "update"
+    assert action.reason == expected_reason
+    assert action.if_modified_since == "Thu, 06 Jun 2024 12:30:00 GMT"
+    assert action.known_sha256 == "sha-old"
+
+
+def test_object_changed_out_of_band_is_fetched_unconditionally() -> None:
+    action = plan_of([remote("a")], {"a": known()}, [obj("a", etag="tampered")])["a"]
+    assert action.kind == "update"
+    assert action.reason == "stored copy changed out of band"
+    assert action.if_modified_since is None
+    assert action.known_sha256 is None
+
+
+def test_object_removed_out_of_band_is_added_back() -> None:
+    action = plan_of([remote("a")], {"a": known()}, [])["a"]
+    assert (action.kind, action.reason) == ("add", "missing from the bucket")
+
+
+def test_unknown_stored_object_is_refetched() -> None:
+    action = plan_of([remote("a")], {}, [obj("a")])["a"]
+    assert (action.kind, action.if_modified_since) == ("update", None)
+
+
+def test_removed_file_is_deleted_but_not_state_or_subfolders() -> None:
+    stored = [obj("gone"), obj(STATE_NAME), obj("sub/x")]
+    actions = plan_of([remote("a")], {}, stored)
+    assert actions["gone"].kind == "delete"
+    assert STATE_NAME not in actions
+    assert "sub/x" not in actions
+
+
+def test_no_delete_keeps_everything() -> None:
+    assert "gone" not in plan_of([remote("a")], {}, [obj("gone")], delete=False)
+
+
+def test_excluded_files_are_never_fetched_nor_deleted() -> None:
+    actions = plan_of([remote("a.txt"), remote("b.bin")], {}, [obj("old.bin")], exclude=["*.bin"])
+    assert set(actions) == {"a.txt"}
+
+
+def test_include_selects() -> None:
+    actions = plan_of(
+        [remote("pr.data.0.Current"), remote("pr.txt")], {}, [], include=["pr.data.*"]
+    )
+    assert set(actions) == {"pr.data.0.Current"}
+
+
+def test_plan_is_sorted_and_pure() -> None:
+    files = [remote("c"), remote("a"), remote("b")]
+    first = plan_sync(files, SyncState("u"), {}, prefix=P)
+    second = plan_sync(files, SyncState("u"), {}, prefix=P)
+    assert first == second
+    assert [a.name for a in first.actions] == ["a", "b", "c"]
