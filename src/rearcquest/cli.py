@@ -34,6 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -52,6 +53,7 @@ EndpointOption = Annotated[
     str | None,
     typer.Option(
         "--endpoint-url",
+        metavar="URL",
         envvar="AWS_ENDPOINT_URL",
         help="S3-compatible endpoint (MinIO, SeaweedFS, moto); default: AWS.",
         show_default=False,
@@ -64,6 +66,7 @@ ContactOption = Annotated[
     str | None,
     typer.Option(
         "--contact",
+        metavar="EMAIL",
         envvar="RQ_CONTACT",
         help="Your e-mail, sent in the User-Agent (BLS refuses requests without one).",
         show_default=False,
@@ -73,6 +76,7 @@ UserAgentOption = Annotated[
     str | None,
     typer.Option(
         "--user-agent",
+        metavar="UA",
         envvar="RQ_USER_AGENT",
         help="A complete User-Agent instead of one built from --contact.",
         show_default=False,
@@ -250,20 +254,28 @@ def sync_bls(
     bucket: Annotated[
         str,
         typer.Option(
-            "--bucket", envvar="RQ_BLS_BUCKET", help="Bucket to mirror into.", show_default=False
+            "--bucket",
+            metavar="BUCKET",
+            envvar="RQ_BLS_BUCKET",
+            help="Bucket to mirror into.",
+            show_default=False,
         ),
     ],
     prefix: Annotated[
         str | None,
         typer.Option(
             "--prefix",
+            metavar="PREFIX",
             envvar="RQ_BLS_PREFIX",
             help="Key prefix; default the directory name plus '/' (e.g. 'pr/'); '' for the root.",
             show_default=False,
         ),
     ] = None,
     source_url: Annotated[
-        str, typer.Option("--source-url", envvar="RQ_BLS_URL", help="BLS directory to mirror.")
+        str,
+        typer.Option(
+            "--source-url", metavar="URL", envvar="RQ_BLS_URL", help="BLS directory to mirror."
+        ),
     ] = DEFAULT_BLS_URL,
     contact: ContactOption = None,
     user_agent: UserAgentOption = None,
@@ -275,29 +287,39 @@ def sync_bls(
     ] = False,
     max_delete: Annotated[
         int,
-        typer.Option("--max-delete", min=0, help="Stop with exit code 4 rather than delete more."),
+        typer.Option(
+            "--max-delete",
+            metavar="N",
+            min=0,
+            help="Stop with exit code 4 rather than delete more.",
+        ),
     ] = DEFAULT_MAX_DELETE,
     include: Annotated[
         list[str] | None,
         typer.Option(
-            "--include", help="Only files matching this glob (repeatable).", show_default=False
+            "--include",
+            metavar="GLOB",
+            help="Only files matching this glob (repeatable).",
+            show_default=False,
         ),
     ] = None,
     exclude: Annotated[
         list[str] | None,
         typer.Option(
             "--exclude",
+            metavar="GLOB",
             help="Never fetch or delete files matching this glob (repeatable).",
             show_default=False,
         ),
     ] = None,
     transfers: Annotated[
-        int, typer.Option("--transfers", min=1, max=64, help="Files moved at once.")
+        int, typer.Option("--transfers", metavar="N", min=1, max=64, help="Files moved at once.")
     ] = 4,
     max_rps: Annotated[
         float | None,
         typer.Option(
             "--max-rps",
+            metavar="R",
             envvar="RQ_MAX_RPS",
             min=0,
             help="Highest request rate to the source; default 1/s for bls.gov, 0 = unlimited.",
@@ -306,7 +328,13 @@ def sync_bls(
     ] = None,
     retries: Annotated[
         int,
-        typer.Option("--retries", min=1, max=20, help="Attempts per request (429, 5xx, network)."),
+        typer.Option(
+            "--retries",
+            metavar="N",
+            min=1,
+            max=20,
+            help="Attempts per request (429, 5xx, network).",
+        ),
     ] = 5,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
@@ -427,7 +455,65 @@ def fetch_population(
 
 # -- serve-index (issue 5) --
 
-# -- run: sync + fetch (+ reports) for cron (issue 6) --
+
+@app.command("run")
+def run(
+    bls_bucket: Annotated[
+        str | None,
+        typer.Option(
+            "--bls-bucket",
+            metavar="BUCKET",
+            envvar="RQ_BLS_BUCKET",
+            help="Bucket of the BLS mirror.",
+            show_default=False,
+        ),
+    ] = None,
+    population_bucket: Annotated[
+        str | None,
+        typer.Option(
+            "--population-bucket",
+            metavar="BUCKET",
+            envvar="RQ_POPULATION_BUCKET",
+            help="Bucket of the population JSON.",
+            show_default=False,
+        ),
+    ] = None,
+    contact: ContactOption = None,
+    user_agent: UserAgentOption = None,
+    endpoint_url: EndpointOption = None,
+    fmt: FormatOption = TextOrJson.text,
+) -> None:
+    """Run the scheduled job: sync-bls, then fetch-population, for cron and systemd.
+
+    Every other setting comes from the RQ_* variables (docs/configuration.md). A failed sync does
+    not prevent the fetch; the exit code is the highest of the two steps'. Logs are JSON lines
+    when stderr is not a terminal.
+
+    Example: RQ_CONTACT=me@example.com rq run --bls-bucket my-bls --population-bucket my-pop
+    """
+    import dataclasses
+
+    from rearcquest.config import Settings
+    from rearcquest.pipeline import run_pipeline
+    from rearcquest.storage import make_s3_client
+
+    with _errors():
+        overrides: dict[str, Any] = {
+            "bls_bucket": bls_bucket,
+            "population_bucket": population_bucket,
+            "contact": contact,
+            "user_agent": user_agent,
+        }
+        settings = dataclasses.replace(
+            Settings.from_env(), **{k: v for k, v in overrides.items() if v is not None}
+        )
+        result = run_pipeline(settings, s3_client=make_s3_client(endpoint_url=endpoint_url))
+        if fmt is TextOrJson.json:
+            _print_json(result.to_dict())
+        else:
+            for name, step in (("sync-bls", result.sync), ("fetch-population", result.population)):
+                typer.echo(f"{name}: {'failed: ' + step.error if step.error else 'ok'}")
+        result.raise_for_errors()
 
 
 @app.command("demo")

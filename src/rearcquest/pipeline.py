@@ -1,0 +1,128 @@
+"""The scheduled job: sync the BLS mirror, then fetch the population, whatever the sync did.
+
+One function serves ``rq run`` (cron, systemd) and the scheduled Lambda, so the two cannot drift.
+A failed sync does not prevent the fetch; the result says what failed and :meth:`raise_for_errors`
+turns that into one error at the end, for schedulers and Lambda retries to see.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rearcquest.config import Settings
+from rearcquest.errors import ConfigError, RqError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from rearcquest.sources._http import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepOutcome:
+    """One step of the job: its JSON summary, or its error and exit code."""
+
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    exit_code: int = 0
+
+
+@dataclass
+class PipelineResult:
+    """The outcome of :func:`run_pipeline`."""
+
+    sync: StepOutcome = field(default_factory=StepOutcome)
+    population: StepOutcome = field(default_factory=StepOutcome)
+
+    @property
+    def ok(self) -> bool:
+        """True when both steps succeeded."""
+        return self.sync.error is None and self.population.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary of both steps."""
+        return {
+            "ok": self.ok,
+            "sync": {"summary": self.sync.summary, "error": self.sync.error},
+            "population": {"summary": self.population.summary, "error": self.population.error},
+        }
+
+    def raise_for_errors(self) -> None:
+        """Raise one :class:`RqError` naming every failed step, with the highest exit code.
+
+        Raises:
+            RqError: a step failed.
+        """
+        failed = [
+            (name, step)
+            for name, step in (("sync-bls", self.sync), ("fetch-population", self.population))
+            if step.error
+        ]
+        if failed:
+            error = RqError("; ".join(f"{name} failed: {step.error}" for name, step in failed))
+            error.exit_code = max(step.exit_code for _, step in failed)
+            raise error
+
+
+def run_pipeline(
+    settings: Settings,
+    *,
+    s3_client: S3Client | None = None,
+    retry: RetryPolicy | None = None,
+) -> PipelineResult:
+    """Run sync-bls, then fetch-population, with ``settings``.
+
+    Args:
+        settings: buckets, URLs and contact (see :meth:`Settings.from_env`).
+        s3_client: a boto3 S3 client to reuse (Lambda keeps one per container).
+        retry: the retry policy for both sources.
+
+    Returns:
+        Both steps' outcomes; failures are recorded, not raised.
+
+    Raises:
+        ConfigError: a bucket is not configured; nothing was attempted.
+    """
+    from rearcquest.population import fetch_population
+    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.sync import sync_bls
+
+    if not settings.bls_bucket or not settings.population_bucket:
+        raise ConfigError(
+            "set RQ_BLS_BUCKET and RQ_POPULATION_BUCKET (or --bls-bucket/--population-bucket)"
+        )
+    client = s3_client or make_s3_client()
+    result = PipelineResult()
+    try:
+        synced = sync_bls(
+            ObjectStore(client, settings.bls_bucket),
+            source_url=settings.bls_url,
+            prefix=settings.resolved_bls_prefix,
+            contact=settings.contact,
+            user_agent=settings.user_agent,
+            max_rps=settings.max_rps,
+            retry=retry,
+        )
+        result.sync.summary = synced.to_dict()
+        synced.raise_for_errors()
+    except RqError as exc:
+        result.sync.error, result.sync.exit_code = str(exc), exc.exit_code
+        log.error("sync-bls failed: %s", exc)
+    try:
+        fetched = fetch_population(
+            ObjectStore(client, settings.population_bucket),
+            key=settings.population_key,
+            url=settings.population_url,
+            contact=settings.contact,
+            user_agent=settings.user_agent,
+            retry=retry,
+        )
+        result.population.summary = fetched.to_dict()
+    except RqError as exc:
+        result.population.error, result.population.exit_code = str(exc), exc.exit_code
+        log.error("fetch-population failed: %s", exc)
+    return result

@@ -1,0 +1,133 @@
+"""The scheduled job (`rq run`, the scheduled Lambda): sync then fetch, failures isolated."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+from typer.testing import CliRunner
+
+from rearcquest.cli import app
+from rearcquest.config import Settings
+from rearcquest.errors import ConfigError, RqError
+from rearcquest.offline import Fault, OfflineServer, add_datausa_routes
+from rearcquest.pipeline import run_pipeline
+from rearcquest.sources._http import RetryPolicy
+
+FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
+runner = CliRunner()
+
+
+@pytest.fixture
+def buckets(moto_server: str) -> tuple[str, str, Any]:
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bls, pop = f"bls-{uuid.uuid4().hex[:10]}", f"pop-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=bls)
+    client.create_bucket(Bucket=pop)
+    return bls, pop, client
+
+
+def settings(server: OfflineServer, urls: dict[str, str], bls: str, pop: str) -> Settings:
+    return Settings(
+        bls_bucket=bls,
+        population_bucket=pop,
+        bls_url=server.bls_url,
+        population_url=urls["tesseract"],
+        contact="job@example.com",
+    )
+
+
+def test_both_steps_run_and_report(
+    buckets: tuple[str, str, Any], bls_server: OfflineServer
+) -> None:
+    bls, pop, client = buckets
+    urls = add_datausa_routes(bls_server)
+    result = run_pipeline(settings(bls_server, urls, bls, pop), s3_client=client, retry=FAST)
+    assert result.ok
+    assert result.sync.summary is not None and len(result.sync.summary["added"]) == 12
+    assert result.population.summary is not None and result.population.summary["written"] is True
+    body = client.get_object(Bucket=pop, Key="datausa/population.json")["Body"].read()
+    assert json.loads(body)["data"][0]["Nation"] == "United States"
+    result.raise_for_errors()
+
+
+def test_failed_sync_does_not_prevent_fetch(
+    buckets: tuple[str, str, Any], bls_server: OfflineServer
+) -> None:
+    bls, pop, client = buckets
+    urls = add_datausa_routes(bls_server)
+    bls_server.faults.append(Fault(bls_server.directory, status=403))
+    result = run_pipeline(settings(bls_server, urls, bls, pop), s3_client=client, retry=FAST)
+    assert not result.ok
+    assert result.sync.error is not None and "403" in result.sync.error
+    assert result.population.summary is not None and result.population.summary["written"]
+    with pytest.raises(RqError, match="sync-bls failed") as info:
+        result.raise_for_errors()
+    assert info.value.exit_code == 3
+
+
+def test_missing_buckets_are_refused() -> None:
+    with pytest.raises(ConfigError, match="RQ_BLS_BUCKET"):
+        run_pipeline(Settings())
+
+
+def test_rq_run_from_environment(
+    buckets: tuple[str, str, Any],
+    bls_server: OfflineServer,
+    moto_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bls, pop, client = buckets
+    urls = add_datausa_routes(bls_server)
+    for name, value in {
+        "RQ_BLS_BUCKET": bls,
+        "RQ_POPULATION_BUCKET": pop,
+        "RQ_BLS_URL": bls_server.bls_url,
+        "RQ_POPULATION_URL": urls["legacy"],
+        "RQ_CONTACT": "cron@example.com",
+        "AWS_ENDPOINT_URL": moto_server,
+    }.items():
+        monkeypatch.setenv(name, value)
+    result = runner.invoke(app, ["run", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is True
+    assert doc["population"]["summary"]["shape"] == "datausa-legacy"
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bls)["Contents"]}
+    assert "pr/pr.data.0.Current" in keys
+    again = runner.invoke(app, ["run"])
+    assert again.exit_code == 0
+    assert again.stdout == "sync-bls: ok\nfetch-population: ok\n"
+
+
+def test_rq_run_exit_code_is_the_worst_step(
+    buckets: tuple[str, str, Any], bls_server: OfflineServer, moto_server: str
+) -> None:
+    bls, pop, _ = buckets
+    bls_server.add_route(
+        "/tesseract/data.jsonrecords", b"<html>oops</html>", content_type="text/html"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--bls-bucket",
+            bls,
+            "--population-bucket",
+            pop,
+            "--contact",
+            "c@example.com",
+            "--endpoint-url",
+            moto_server,
+        ],
+        env={
+            "RQ_BLS_URL": bls_server.bls_url,
+            "RQ_POPULATION_URL": bls_server.url + "/tesseract/data.jsonrecords",
+        },
+    )
+    assert result.exit_code == 1
+    assert "fetch-population failed" in result.stderr
+    assert "sync-bls: ok" in result.stdout
