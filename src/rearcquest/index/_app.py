@@ -1,0 +1,448 @@
+"""The Starlette application behind ``rq serve-index``.
+
+One catch-all route maps the URL path onto the served prefix: a path ending with ``/`` lists that
+folder (``?format=json`` for scripts), any other path downloads that object, streamed from S3
+through a thread pool (boto3 bodies block) without holding it in memory. An ASGI guard in front
+checks the ``Host`` header, the optional token, and adds the security headers to every answer.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hmac
+import json
+import logging
+from collections.abc import Callable, Collection, Iterator
+from hashlib import sha256
+from html import escape
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, quote, urlencode
+
+from starlette.applications import Starlette
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from rearcquest.config import normalise_prefix
+from rearcquest.errors import StorageError
+from rearcquest.index import _http
+from rearcquest.index._render import (
+    PAGE_CSP,
+    View,
+    build_listing,
+    href_path,
+    listing_document,
+    render_page,
+)
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from rearcquest.storage import ListPage, ObjectInfo, ObjectStore, ObjectStream
+
+log = logging.getLogger(__name__)
+
+COOKIE_NAME = "rq_index_auth"
+CHUNK_SIZE = 64 * 1024
+# Pages smaller than this are sent as they are; larger ones gzipped when the client accepts it.
+_GZIP_MIN = 2048
+_MAX_LOGIN_BODY = 4096
+# A downloaded object is never a page of this site: even if S3 says text/html, it runs nowhere.
+DOWNLOAD_CSP = "default-src 'none'; sandbox; frame-ancestors 'none'"
+_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _error_page(status: int, title: str, detail: str, *, home: str = "/") -> HTMLResponse:
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{status} {escape(title)}</title></head>
+<body><h1>{status} {escape(title)}</h1><p>{escape(detail)}</p>
+<p><a href="{escape(home, quote=True)}">Back to the index</a></p></body></html>
+"""
+    return HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
+
+
+def _error(request: Request, status: int, title: str, detail: str) -> Response:
+    if request.query_params.get("format") == "json":
+        return JSONResponse(
+            {"error": title, "detail": detail, "status": status},
+            status_code=status,
+            headers={"cache-control": "no-store"},
+        )
+    return _error_page(status, title, detail, home=_base(request.scope) + "/")
+
+
+def _storage_status(exc: StorageError) -> int:
+    """404 when S3 said the object is gone (e.g. deleted since the HEAD), else 502."""
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    code = str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+    return 404 if code in ("NoSuchKey", "404", "NotFound") else 502
+
+
+def _base(scope: Scope) -> str:
+    return str(scope.get("root_path", "")).rstrip("/")
+
+
+class _ObjectResponse(Response):
+    """Stream an open S3 object body and always release its connection, even on disconnect."""
+
+    def __init__(self, stream: ObjectStream, status_code: int, headers: dict[str, str]) -> None:
+        self.stream = stream
+        self.status_code = status_code
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            async for chunk in iterate_in_threadpool(self._chunks()):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.stream.close()
+
+    def _chunks(self) -> Iterator[bytes]:
+        try:
+            yield from self.stream.chunks(CHUNK_SIZE)
+        except Exception:
+            # Headers are gone already: all that is left is to cut the transfer short, which a
+            # client sees as an incomplete body (Content-Length is not met).
+            log.warning("reading s3://%s failed mid-transfer", self.stream.info.key, exc_info=True)
+            raise
+
+
+class _Index:
+    """The request handler: listings and downloads under one prefix of one bucket."""
+
+    def __init__(self, store: ObjectStore, root: str) -> None:
+        self.store = store
+        self.root = root
+
+    def _href(self, base: str) -> Callable[[str], str | None]:
+        root = self.root
+
+        def href(path: str) -> str | None:
+            return base + href_path(path) if _http.is_servable(root + path) else None
+
+        return href
+
+    async def handle(self, request: Request) -> Response:
+        """Answer one request: a listing for a folder path, a download otherwise."""
+        path = str(request.path_params.get("path", ""))
+        try:
+            key = _http.check_path(path, self.root)
+        except _http.UnsafePath as exc:
+            return _error(request, 404, "Not Found", f"This path is not served: {exc}.")
+        if key == self.root or key.endswith("/"):
+            return await self._listing(request, path)
+        return await self._download(request, key)
+
+    def _collect(self, prefix: str) -> tuple[list[ObjectInfo], list[str]]:
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        token: str | None = None
+        while True:
+            page: ListPage = self.store.list_page(prefix, delimiter="/", token=token)
+            objects.extend(page.objects)
+            prefixes.extend(page.prefixes)
+            if page.next_token is None:
+                return objects, prefixes
+            token = page.next_token
+
+    async def _listing(self, request: Request, path: str) -> Response:
+        try:
+            objects, prefixes = await run_in_threadpool(self._collect, self.root + path)
+        except StorageError as exc:
+            log.warning("listing failed: %s", exc)
+            return _error(request, 502, "Bad Gateway", "The storage backend could not be listed.")
+        if path and not objects and not prefixes:
+            return _error(request, 404, "Not Found", "There is no such folder.")
+        listing = build_listing(self.store.bucket, self.root, path, objects, prefixes)
+        params = request.query_params
+        view = View.from_query(params.get("sort"), params.get("order"), params.get("q"))
+        base = _base(request.scope)
+        href = self._href(base)
+        if params.get("format") == "json":
+            doc = listing_document(listing, view, href=href)
+            body = json.dumps(doc, ensure_ascii=False).encode()
+            return _maybe_gzip(request, body, "application/json")
+        json_href = view.query(format="json")
+        page = await run_in_threadpool(
+            render_page, listing, view, href=href, mode="live", json_href=json_href
+        )
+        return _maybe_gzip(request, page.encode(), "text/html; charset=utf-8")
+
+    async def _download(self, request: Request, key: str) -> Response:
+        try:
+            info = await run_in_threadpool(self.store.head, key)
+        except StorageError as exc:
+            log.warning("head failed: %s", exc)
+            return _error(request, 502, "Bad Gateway", "The storage backend could not be read.")
+        if info is None:
+            return await self._missing(request, key)
+        headers = {
+            "etag": _http.entity_tag(info.etag),
+            "accept-ranges": "bytes",
+            "cache-control": "private, no-cache",
+            "content-security-policy": DOWNLOAD_CSP,
+        }
+        if info.last_modified is not None:
+            headers["last-modified"] = _http.http_date(info.last_modified)
+        h = request.headers
+        if _http.precondition_failed(
+            h.get("if-match"), h.get("if-unmodified-since"), info.etag, info.last_modified
+        ):
+            return Response(status_code=412, headers=headers)
+        if _http.not_modified(
+            h.get("if-none-match"), h.get("if-modified-since"), info.etag, info.last_modified
+        ):
+            return Response(status_code=304, headers=headers)
+        headers["content-type"] = _http.content_type(key, info.content_type)
+        headers["content-disposition"] = _http.content_disposition(key)
+        byte_range: _http.ByteRange | None = None
+        if _http.if_range_allows(h.get("if-range"), info.etag, info.last_modified):
+            try:
+                byte_range = _http.parse_range(h.get("range"), info.size)
+            except _http.RangeNotSatisfiable:
+                headers.pop("content-type")
+                headers.pop("content-disposition")
+                headers["content-range"] = f"bytes */{info.size}"
+                headers["content-length"] = "0"
+                return Response(status_code=416, headers=headers)
+        status = 200
+        headers["content-length"] = str(info.size)
+        if byte_range is not None:
+            status = 206
+            headers["content-range"] = byte_range.content_range
+            headers["content-length"] = str(byte_range.length)
+        if request.method == "HEAD":
+            return Response(status_code=status, headers=headers)
+        wanted = (byte_range.start, byte_range.end) if byte_range is not None else None
+        try:
+            stream = await run_in_threadpool(self.store.open, key, byte_range=wanted)
+        except StorageError as exc:
+            status = _storage_status(exc)
+            log.warning("get failed: %s", exc)
+            if status == 404:
+                return _error(request, 404, "Not Found", "There is no such object.")
+            return _error(request, 502, "Bad Gateway", "The storage backend could not be read.")
+        if stream.info.etag != info.etag:
+            # Replaced between HEAD and GET: its headers would describe other bytes.
+            stream.close()
+            response = _error(request, 503, "Changed", "The object changed; try again.")
+            response.headers["retry-after"] = "1"
+            return response
+        return _ObjectResponse(stream, status, headers)
+
+    async def _missing(self, request: Request, key: str) -> Response:
+        """404, unless the path is a folder named without its trailing slash: redirect there."""
+        try:
+            page = await run_in_threadpool(self.store.list_page, key + "/", max_keys=1)
+        except StorageError:
+            page = None
+        if page is not None and (page.objects or page.prefixes):
+            # Relative, and the name fully encoded, so the target can only be on this server.
+            location = "./" + quote(key.rsplit("/", 1)[-1], safe="") + "/"
+            if request.url.query:
+                location += "?" + request.url.query
+            return RedirectResponse(location, status_code=302)
+        return _error(request, 404, "Not Found", "There is no such object.")
+
+
+def _maybe_gzip(request: Request, body: bytes, media_type: str) -> Response:
+    headers = {"cache-control": "no-cache", "vary": "accept-encoding"}
+    accepted = request.headers.get("accept-encoding", "")
+    if len(body) >= _GZIP_MIN and "gzip" in accepted.lower():
+        body = gzip.compress(body, compresslevel=5, mtime=0)
+        headers["content-encoding"] = "gzip"
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def _cookie_value(token: str) -> str:
+    # The cookie is a MAC of the token, not the token itself.
+    return hmac.new(token.encode(), b"rearcquest serve-index cookie", sha256).hexdigest()
+
+
+def _host_name(host_header: str) -> str:
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _self_location(scope: Scope, query: list[tuple[str, str]]) -> str:
+    """A same-origin URL for the current path (never ``//host``), with ``query``."""
+    path = str(scope.get("path", "/"))
+    base = _base(scope)
+    rel = path[len(base) :] if base and path.startswith(base) else path
+    location = base + href_path(rel.removeprefix("/"))
+    if query:
+        location += "?" + urlencode(query)
+    return location
+
+
+class _Guard:
+    """Host check, token check and security headers around the whole application."""
+
+    def __init__(
+        self, app: ASGIApp, *, token: str | None, allowed_hosts: Collection[str] | None
+    ) -> None:
+        self.app = app
+        self.token = token or None
+        self.cookie = _cookie_value(token) if token else ""
+        self.allowed_hosts = (
+            frozenset(h.lower() for h in allowed_hosts) if allowed_hosts is not None else None
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = _with_security_headers(send, scope)
+        request = Request(scope, receive)
+        if self.allowed_hosts is not None:
+            host = _host_name(request.headers.get("host", ""))
+            if host not in self.allowed_hosts:
+                # A page on another site can point a DNS name at 127.0.0.1 (DNS rebinding);
+                # answering only to the names of this host keeps such pages out.
+                await _error_page(400, "Bad Request", "Unknown Host header.")(scope, receive, send)
+                return
+        if self.token is None or self._authorised(request):
+            if request.method == "POST":
+                response: Response = Response(status_code=405, headers={"allow": "GET, HEAD"})
+                await response(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        await self._login(request, scope, receive, send)
+
+    def _authorised(self, request: Request) -> bool:
+        assert self.token is not None
+        auth = request.headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode(), self.token.encode()
+        ):
+            return True
+        cookie = request.cookies.get(COOKIE_NAME, "")
+        return bool(cookie) and hmac.compare_digest(cookie.encode(), self.cookie.encode())
+
+    def _valid(self, candidate: str) -> bool:
+        assert self.token is not None
+        return hmac.compare_digest(candidate.encode(), self.token.encode())
+
+    async def _login(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
+        """Accept the token from a form POST or a ``?token=`` link, set the cookie, redirect."""
+        query = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)]
+        offered: str | None = None
+        if request.method == "POST":
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > _MAX_LOGIN_BODY:
+                    break
+            form = dict(parse_qsl(body[:_MAX_LOGIN_BODY].decode("utf-8", "replace")))
+            offered = form.get("token", "")
+        elif request.method in ("GET", "HEAD"):
+            offered = next((v for k, v in query if k == "token"), None)
+        if offered is not None and self._valid(offered):
+            location = _self_location(scope, [(k, v) for k, v in query if k != "token"])
+            response: Response = RedirectResponse(location, status_code=303)
+            response.set_cookie(
+                COOKIE_NAME,
+                self.cookie,
+                path=_base(scope) + "/",
+                httponly=True,
+                samesite="lax",
+                secure=scope.get("scheme") == "https",
+            )
+            response.headers["cache-control"] = "no-store"
+        else:
+            response = _login_page(wrong=offered is not None)
+        await response(scope, receive, send)
+
+
+def _login_page(*, wrong: bool) -> Response:
+    message = "That token is not right." if wrong else "This index needs a token."
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>401 Token required</title></head>
+<body><h1>401 Token required</h1><p>{message}</p>
+<form method="post"><label for="token">Token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<button type="submit">Open</button></form>
+<p>Scripts: send <code>Authorization: Bearer &lt;token&gt;</code>.</p></body></html>
+"""
+    return HTMLResponse(
+        body,
+        status_code=401,
+        headers={"www-authenticate": 'Bearer realm="rq serve-index"', "cache-control": "no-store"},
+    )
+
+
+def _with_security_headers(send: Send, scope: Scope) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            # The raw path is percent-encoded ASCII: a hostile key cannot forge log lines.
+            raw = bytes(scope.get("raw_path") or b"").decode("ascii", "replace")
+            log.info("%s %s %s", scope.get("method"), raw, message.get("status"))
+            headers = list(message.get("headers", []))
+            present = {name.lower() for name, _ in headers}
+            for name, value in _SECURITY_HEADERS:
+                if name not in present:
+                    headers.append((name, value))
+            if b"content-security-policy" not in present:
+                headers.append((b"content-security-policy", PAGE_CSP.encode()))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return wrapped
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return _error_page(500, "Internal Server Error", "Something went wrong; see the server log.")
+
+
+def create_app(
+    store: ObjectStore,
+    *,
+    prefix: str = "",
+    token: str | None = None,
+    allowed_hosts: Collection[str] | None = None,
+) -> Starlette:
+    """Build the ASGI application that serves ``prefix`` of ``store``'s bucket.
+
+    Args:
+        store: the bucket.
+        prefix: only keys under this prefix are listed or served.
+        token: when set, every request needs it (``Authorization: Bearer``, or the cookie that a
+            ``?token=`` link or the login form sets).
+        allowed_hosts: accept only these ``Host`` names (without port); ``None`` accepts any.
+
+    Returns:
+        The Starlette application.
+
+    Raises:
+        ConfigError: the prefix is invalid.
+    """
+    root = normalise_prefix(prefix)
+    index = _Index(store, root)
+    return Starlette(
+        routes=[Route("/{path:path}", index.handle, methods=["GET", "HEAD", "POST"])],
+        middleware=[Middleware(_Guard, token=token, allowed_hosts=allowed_hosts)],
+        exception_handlers={Exception: _server_error},
+    )

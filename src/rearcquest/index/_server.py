@@ -1,0 +1,230 @@
+"""Run the index application with uvicorn: blocking (:func:`serve`) or in a thread."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from rearcquest.errors import ConfigError, RqError
+from rearcquest.index._app import LOOPBACK_HOSTS, create_app
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from rearcquest.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+_ALL_INTERFACES = frozenset({"0.0.0.0", "::", ""})
+_START_TIMEOUT = 15.0
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether ``host`` is a loopback address or ``localhost``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, token: str | None) -> str | None:
+    """Return a warning when the index can be reached from other machines, else ``None``."""
+    if is_loopback(host):
+        return None
+    where = "all interfaces" if host in _ALL_INTERFACES else host
+    advice = (
+        "every request needs the token"
+        if token
+        else "anyone who can reach this machine can read the listed objects; "
+        "set --token (or RQ_INDEX_TOKEN) to require a token"
+    )
+    return f"serve-index is listening on {where}: {advice}"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port {port} is not between 0 and 65535")
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on host {host!r}: {exc.strerror}") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port or --host"
+        ) from exc
+    return sock
+
+
+def _url(sock: socket.socket, host: str) -> str:
+    port = sock.getsockname()[1]
+    if host in _ALL_INTERFACES:
+        shown = "127.0.0.1" if sock.family == socket.AF_INET else "[::1]"
+    elif ":" in host and not host.startswith("["):
+        shown = f"[{host}]"
+    else:
+        shown = host
+    return f"http://{shown}:{port}/"
+
+
+def _server(store: ObjectStore, *, prefix: str, host: str, token: str | None) -> uvicorn.Server:
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover - the serve extra is checked by the caller
+        raise _missing_extra() from exc
+
+    allowed = LOOPBACK_HOSTS | {host.lower()} if is_loopback(host) else None
+    app = create_app(store, prefix=prefix, token=token, allowed_hosts=allowed)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        # uvicorn leaves logging alone: the CLI (or the embedding program) configures it.
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        ws="none",
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    return uvicorn.Server(config)
+
+
+def _missing_extra() -> RqError:
+    return ConfigError(
+        "serving the index needs Starlette and uvicorn: pip install 'rearcquest[serve]'"
+    )
+
+
+def _prepare(store: ObjectStore, host: str, port: int, token: str | None) -> socket.socket:
+    store.check_bucket()
+    sock = _bind(host, port)
+    warning = exposure_warning(host, token)
+    if warning:
+        log.warning(warning)
+    return sock
+
+
+def serve(
+    store: ObjectStore,
+    *,
+    prefix: str = "",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the index of ``prefix`` in ``store`` until interrupted (Ctrl-C or SIGTERM).
+
+    Args:
+        store: the bucket.
+        prefix: only keys under this prefix are listed or served.
+        host: the address to listen on; loopback by default. Other addresses log a warning.
+        port: the port (0 picks a free one).
+        token: require this token on every request.
+        on_ready: called with the URL once the socket is bound, before serving starts.
+
+    Raises:
+        ConfigError: the serve extra is missing, the prefix is invalid or the port is taken.
+        StorageError: the bucket does not exist or cannot be reached.
+    """
+    server = _server(store, prefix=prefix, host=host, token=token)
+    sock = _prepare(store, host, port, token)
+    try:
+        if on_ready is not None:
+            on_ready(_url(sock, host))
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn re-raises the SIGINT it handled once it has shut down cleanly.
+        pass
+    finally:
+        sock.close()
+
+
+class RunningServer:
+    """An index server running in a background thread; stop it with :meth:`stop` or ``with``.
+
+    Attributes:
+        url: the base URL, e.g. ``http://127.0.0.1:49152/``.
+    """
+
+    def __init__(self, url: str, server: uvicorn.Server, thread: threading.Thread) -> None:
+        self.url = url
+        self._server = server
+        self._thread = thread
+
+    def __repr__(self) -> str:
+        return f"RunningServer(url={self.url!r})"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the server to shut down and wait for its thread."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_server(
+    store: ObjectStore,
+    *,
+    prefix: str = "",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+) -> RunningServer:
+    """Start the index server in a background thread and return once it accepts connections.
+
+    Args:
+        store: the bucket.
+        prefix: only keys under this prefix are listed or served.
+        host: the address to listen on.
+        port: the port; 0 (the default) picks a free one.
+        token: require this token on every request.
+
+    Returns:
+        The running server: its ``url`` and ``stop()``.
+
+    Raises:
+        ConfigError: the serve extra is missing, the prefix is invalid or the port is taken.
+        StorageError: the bucket does not exist or cannot be reached.
+        RuntimeError: the server did not start.
+    """
+    server = _server(store, prefix=prefix, host=host, token=token)
+    sock = _prepare(store, host, port, token)
+    url = _url(sock, host)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="rq-serve-index", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + _START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError(f"the index server at {url} did not start")
+        time.sleep(0.005)
+    return RunningServer(url, server, thread)
