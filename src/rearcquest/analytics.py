@@ -1,0 +1,651 @@
+"""The reports: BLS productivity series and US population, with Polars.
+
+Loaders turn the stored files into typed frames; each report is a function from frames to a frame.
+Everything stays lazy until :func:`collect`, so a BLS file of any size streams through in bounded
+memory::
+
+    bls = scan_bls("pr.data.0.Current")
+    population = read_population("population.json")
+    best, rows = collect(best_year(bls), series_population(bls, population))
+
+:func:`analyze` is what ``rq analyze`` calls: it finds the inputs (local paths or ``s3://`` URLs,
+read through :class:`~rearcquest.storage.ObjectStore`), runs the chosen reports and returns them as
+an :class:`Analysis`. The definitions (ddof, quarters and annual rows, ties, the join) are in
+``docs/analyze.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from rearcquest.config import Settings
+from rearcquest.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import polars as pl
+    from mypy_boto3_s3 import S3Client
+
+    from rearcquest.sources.datausa import PopulationData
+    from rearcquest.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+ReportName = Literal["population", "best-year", "series-population"]
+REPORTS: Final[tuple[ReportName, ...]] = ("population", "best-year", "series-population")
+
+BLS_FILE = "pr.data.0.Current"
+QUARTERS: Final = ("Q01", "Q02", "Q03", "Q04")
+ANNUAL: Final = "Q05"
+DEFAULT_SERIES = "PRS30006032"
+DEFAULT_PERIOD = "Q01"
+DEFAULT_FROM_YEAR = 2013
+DEFAULT_TO_YEAR = 2018
+# BLS publishes at most three decimals (pr: 0.1 and 0.001); values are exact decimals of this
+# scale, so sums never pick up binary-float noise such as 28.500000000000004.
+VALUE_SCALE = 3
+REQUIRED_COLUMNS: Final = ("series_id", "year", "period", "value")
+OPTIONAL_COLUMNS: Final = ("footnote_codes",)
+# The national population answer is a few kB; refuse anything far larger before reading it.
+MAX_POPULATION_BYTES = 1024 * 1024
+_MAX_HEADER_BYTES = 64 * 1024
+_VALUE_PATTERN = rf"^-?[0-9]+(\.[0-9]{{1,{VALUE_SCALE}}})?$"
+_YEAR_PATTERN = r"^[0-9]{4}$"
+_LINE = "__line"
+
+
+def value_dtype() -> pl.Decimal:
+    """The type of BLS values: an exact decimal with :data:`VALUE_SCALE` decimals."""
+    import polars as pl
+
+    return pl.Decimal(18, VALUE_SCALE)
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def _read_header(path: Path, source: str) -> list[str]:
+    """Return the stripped column names of a BLS file, checking the required ones are there."""
+    try:
+        with path.open("rb") as fh:
+            first = fh.readline(_MAX_HEADER_BYTES)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{source}: no such file") from exc
+    except OSError as exc:
+        raise DataError(f"{source}: cannot be read: {exc.strerror or exc}") from exc
+    if not first.strip():
+        expected = " ".join(REQUIRED_COLUMNS)
+        raise DataError(f"{source} line 1: no header; expected the columns {expected}")
+    try:
+        names = [name.strip() for name in first.decode("utf-8").rstrip("\r\n").split("\t")]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source} line 1: the header is not UTF-8 text") from exc
+    missing = [name for name in REQUIRED_COLUMNS if name not in names]
+    if missing:
+        found = ", ".join(repr(n) for n in names)
+        raise DataError(
+            f"{source} line 1: missing column {', '.join(missing)} (the header has {found}); "
+            "is this a tab-separated BLS time-series data file?"
+        )
+    duplicated = sorted({n for n in names if n and names.count(n) > 1})
+    if duplicated:
+        raise DataError(f"{source} line 1: column {', '.join(duplicated)} appears twice")
+    return names
+
+
+def _row_problem(row: dict[str, Any]) -> str:
+    """Say what is wrong with one row (its cells as read, stripped, empty ones None)."""
+    if row["series_id"] is None:
+        return "no series_id"
+    if row["year"] is None or not re.match(_YEAR_PATTERN, row["year"]):
+        return f"year {row['year']!r} is not a four-digit year"
+    if row["period"] is None:
+        return "no period"
+    return f"value {row['value']!r} is not a decimal number with at most {VALUE_SCALE} decimals"
+
+
+def _validator(source: str, names: list[str]) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """Build the per-batch step: type the cells, or raise DataError naming the first bad line."""
+    import polars as pl
+
+    blank = pl.all_horizontal(pl.col(n).is_null() for n in names)
+    bad = (
+        pl.col("series_id").is_null()
+        | ~pl.col("year").str.contains(_YEAR_PATTERN).fill_null(False)
+        | pl.col("period").is_null()
+        | ~pl.col("value").str.contains(_VALUE_PATTERN).fill_null(False)
+    )
+    typed = [
+        pl.col("series_id"),
+        pl.col("year").cast(pl.Int32),
+        pl.col("period"),
+        pl.col("value").cast(value_dtype()),
+        *(pl.col(n) for n in OPTIONAL_COLUMNS if n in names),
+    ]
+
+    def check(batch: pl.DataFrame) -> pl.DataFrame:
+        # A blank line carries nothing; skip it, as most CSV readers do.
+        batch = batch.filter(~blank)
+        flagged = batch.filter(bad)
+        if flagged.height:
+            row = flagged.sort(_LINE).row(0, named=True)
+            raise DataError(f"{source} line {row[_LINE]}: {_row_problem(row)}")
+        return batch.select(typed)
+
+    return check
+
+
+def scan_bls(path: str | Path, *, source: str | None = None) -> pl.LazyFrame:
+    """Lazily read a BLS time-series data file (``pr.data.0.Current`` and its siblings).
+
+    The file is tab-separated with a header; names and cells are padded with spaces, lines end in
+    CRLF or LF. Cells are trimmed and typed: ``series_id`` and ``period`` strings, ``year``
+    ``Int32``, ``value`` an exact ``Decimal(18, 3)``, and ``footnote_codes`` (string or null) when
+    the file has it; other columns are dropped. Blank lines are skipped. Rows are checked as they
+    stream by, so a malformed row stops :func:`collect` with a :class:`DataError` naming the file
+    and the line.
+
+    Args:
+        path: the local file.
+        source: how errors name the file (e.g. its ``s3://`` URL); default the path.
+
+    Returns:
+        A LazyFrame; collect it with :func:`collect`.
+
+    Raises:
+        ConfigError: the file does not exist.
+        DataError: the header lacks a required column (line 1).
+    """
+    import polars as pl
+
+    path = Path(path)
+    source = source or str(path)
+    names = _read_header(path, source)
+    schema: dict[str, Any] = {
+        "series_id": pl.String,
+        "year": pl.Int32,
+        "period": pl.String,
+        "value": value_dtype(),
+        **{n: pl.String for n in OPTIONAL_COLUMNS if n in names},
+    }
+    return (
+        pl.scan_csv(
+            path,
+            separator="\t",
+            has_header=True,
+            infer_schema=False,
+            # BLS never quotes: a quote is data, not the start of a quoted field.
+            quote_char=None,
+            with_column_names=lambda cols: [c.strip() for c in cols],
+        )
+        .with_row_index(_LINE, offset=2)
+        # BLS pads names and cells with spaces; a cell of spaces only is an empty one.
+        .select(_LINE, *(pl.col(n).str.strip_chars().replace("", None) for n in names))
+        .map_batches(
+            _validator(source, names),
+            schema=schema,
+            streamable=True,
+            # The check must see every row, so no filter may move below it.
+            predicate_pushdown=False,
+            projection_pushdown=False,
+        )
+    )
+
+
+def _find_bad_line(path: Path) -> tuple[int, str] | None:
+    """Find the first line that cannot be split into the header's fields: the slow path.
+
+    Polars reports a line with too many fields, or bytes that are not UTF-8, without saying
+    where; this reads the file line by line, and only after such a failure.
+    """
+    with path.open("rb") as fh:
+        width = fh.readline(_MAX_HEADER_BYTES).count(b"\t") + 1
+        for number, raw in enumerate(fh, start=2):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number, "not UTF-8 text"
+            fields = line.rstrip("\r\n").count("\t") + 1
+            if fields > width:
+                return number, f"{fields} fields, the header has {width}"
+    return None
+
+
+def collect(
+    *frames: pl.LazyFrame, bls: str | Path | None = None, source: str | None = None
+) -> list[pl.DataFrame]:
+    """Collect lazy reports with the streaming engine, one after the other.
+
+    Each frame built on :func:`scan_bls` streams the file, so memory stays bounded by the reports
+    rather than by the file.
+
+    Args:
+        frames: the reports to compute.
+        bls: the local BLS file the frames read: when Polars cannot even split a line into fields
+            (too many fields, not UTF-8) the file is searched for it, so the error names the line.
+        source: how errors name that file; default its path.
+
+    Returns:
+        The collected frames, in order.
+
+    Raises:
+        DataError: a BLS file holds a malformed row (the message names the file and the line) or
+            cannot be read as tab-separated text.
+    """
+    import polars as pl
+
+    name = source or (str(bls) if bls is not None else "the BLS file")
+    out: list[pl.DataFrame] = []
+    for frame in frames:
+        try:
+            out.append(frame.collect(engine="streaming"))
+        except pl.exceptions.PolarsError as exc:
+            found = _find_bad_line(Path(bls)) if bls is not None else None
+            if found is not None:
+                raise DataError(f"{name} line {found[0]}: {found[1]}") from exc
+            text = str(exc).strip()
+            reason = text.splitlines()[0] if text else type(exc).__name__
+            raise DataError(f"{name}: cannot be read as a BLS data file: {reason}") from exc
+    return out
+
+
+def population_frame(data: PopulationData) -> pl.DataFrame:
+    """Turn a parsed population answer into ``year`` (Int32) and ``population`` (Float64).
+
+    Args:
+        data: the output of :func:`rearcquest.sources.datausa.parse_population`.
+
+    Returns:
+        One row per year, ascending.
+    """
+    import polars as pl
+
+    return pl.DataFrame(
+        list(data.rows), schema={"year": pl.Int32, "population": pl.Float64}, orient="row"
+    )
+
+
+def population_from_bytes(body: bytes, *, source: str = "population") -> pl.DataFrame:
+    """Parse a stored DataUSA population answer (either API shape) into a frame.
+
+    Raises:
+        DataError: it is not a national population answer; the message names ``source``.
+    """
+    from rearcquest.sources.datausa import parse_population
+
+    return population_frame(parse_population(body, source=source))
+
+
+def read_population(path: str | Path, *, source: str | None = None) -> pl.DataFrame:
+    """Read a stored DataUSA population answer (either API shape) from a local file.
+
+    Raises:
+        ConfigError: the file does not exist.
+        DataError: it is not a national population answer.
+    """
+    path = Path(path)
+    source = source or str(path)
+    try:
+        body = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{source}: no such file") from exc
+    except OSError as exc:
+        raise DataError(f"{source}: cannot be read: {exc.strerror or exc}") from exc
+    return population_from_bytes(body, source=source)
+
+
+# -- reports -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PopulationStats:
+    """The population report: mean and sample standard deviation over a range of years.
+
+    Attributes:
+        from_year: first year asked for.
+        to_year: last year asked for, inclusive.
+        years: the years of the range that the data has, ascending.
+        missing_years: the years of the range that the data lacks.
+        mean: mean population over ``years``.
+        std: sample standard deviation (ddof=1) over ``years``; ``None`` for a single year.
+    """
+
+    from_year: int
+    to_year: int
+    years: tuple[int, ...]
+    missing_years: tuple[int, ...]
+    mean: float
+    std: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as ``rq analyze --format json`` prints it."""
+        return {
+            "from_year": self.from_year,
+            "to_year": self.to_year,
+            "years": list(self.years),
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+
+def population_stats(
+    population: pl.DataFrame, *, from_year: int = DEFAULT_FROM_YEAR, to_year: int = DEFAULT_TO_YEAR
+) -> PopulationStats:
+    """Mean and sample standard deviation (ddof=1) of the population, ``from_year..to_year``.
+
+    Args:
+        population: ``year``, ``population`` (see :func:`population_frame`).
+        from_year: first year, inclusive.
+        to_year: last year, inclusive.
+
+    Returns:
+        The statistics, with the years present and the years missing from the range.
+
+    Raises:
+        ConfigError: ``from_year`` is after ``to_year``.
+        DataError: no year of the range is in the data.
+    """
+    import polars as pl
+
+    if from_year > to_year:
+        raise ConfigError(f"--from-year {from_year} is after --to-year {to_year}")
+    window = population.filter(pl.col("year").is_between(from_year, to_year)).sort("year")
+    years = tuple(int(year) for year in window["year"])
+    if not years:
+        known = population["year"].to_list()
+        have = f"{min(known)}-{max(known)}" if known else "no year"
+        raise DataError(
+            f"the population data has no year from {from_year} to {to_year} (it has {have})"
+        )
+    missing = tuple(sorted(set(range(from_year, to_year + 1)) - set(years)))
+    mean, std = window.select(
+        pl.col("population").mean(), pl.col("population").std(ddof=1).alias("std")
+    ).row(0)
+    return PopulationStats(
+        from_year, to_year, years, missing, float(mean), float(std) if len(years) > 1 else None
+    )
+
+
+def best_year(bls: pl.LazyFrame, *, include_annual: bool = False) -> pl.LazyFrame:
+    """For every series, the year whose quarterly values have the largest sum, with that sum.
+
+    Sums are exact decimals; a tie goes to the earliest year. A series with no quarterly row (only
+    annual ``Q05`` rows) has no row here unless ``include_annual``.
+
+    Args:
+        bls: the BLS rows (see :func:`scan_bls`).
+        include_annual: add the annual average (``Q05``) to the sums, as the seed's published
+            report did.
+
+    Returns:
+        ``series_id``, ``year``, ``value`` (the sum), one row per series, sorted by ``series_id``.
+    """
+    import polars as pl
+
+    periods = [*QUARTERS, ANNUAL] if include_annual else list(QUARTERS)
+    return (
+        bls.filter(pl.col("period").is_in(periods))
+        .group_by("series_id", "year")
+        .agg(pl.col("value").sum())
+        .group_by("series_id")
+        .agg(pl.col("year", "value").sort_by(["value", "year"], descending=[True, False]).first())
+        .sort("series_id")
+    )
+
+
+def series_population(
+    bls: pl.LazyFrame,
+    population: pl.DataFrame | pl.LazyFrame,
+    *,
+    series_id: str = DEFAULT_SERIES,
+    period: str = DEFAULT_PERIOD,
+    all_years: bool = False,
+) -> pl.LazyFrame:
+    """Every row of one series and period, with the US population of the same year.
+
+    Args:
+        bls: the BLS rows (see :func:`scan_bls`).
+        population: ``year``, ``population``.
+        series_id: the series.
+        period: its period (``Q01``..``Q05``).
+        all_years: keep the years without population (population null) instead of leaving them
+            out (an inner join).
+
+    Returns:
+        ``series_id``, ``year``, ``period``, ``value``, ``population``, sorted by year.
+    """
+    import polars as pl
+
+    rows = bls.filter((pl.col("series_id") == series_id) & (pl.col("period") == period)).select(
+        "series_id", "year", "period", "value"
+    )
+    return rows.join(
+        population.lazy().select(pl.col("year").cast(pl.Int32), pl.col("population")),
+        on="year",
+        how="left" if all_years else "inner",
+    ).sort("year")
+
+
+# -- the analyze command ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The reports ``rq analyze`` computed, with what they were computed from.
+
+    Attributes:
+        reports: the reports asked for, in the order of :data:`REPORTS`.
+        bls_source: where the BLS rows came from (path or ``s3://`` URL), if read.
+        population_source: where the population came from, if read.
+        population: the population report.
+        population_by_year: the whole population table (``year``, ``population``), for charts.
+        best_year: the best-year report.
+        series_population: the series-population report.
+        series_id: the series of the series-population report.
+        period: its period.
+        include_annual: whether best-year sums included ``Q05``.
+        all_years: whether series-population kept years without population.
+    """
+
+    reports: tuple[ReportName, ...]
+    bls_source: str | None = None
+    population_source: str | None = None
+    population: PopulationStats | None = None
+    population_by_year: pl.DataFrame | None = None
+    best_year: pl.DataFrame | None = None
+    series_population: pl.DataFrame | None = None
+    series_id: str = DEFAULT_SERIES
+    period: str = DEFAULT_PERIOD
+    include_annual: bool = False
+    all_years: bool = False
+
+
+def default_locations(settings: Settings | None = None) -> tuple[str | None, str | None]:
+    """The default inputs: where ``rq sync-bls`` and ``rq fetch-population`` store them.
+
+    Returns:
+        ``s3://$RQ_BLS_BUCKET/<prefix>pr.data.0.Current`` and
+        ``s3://$RQ_POPULATION_BUCKET/<key>``, each ``None`` when its bucket is not set.
+    """
+    settings = settings or Settings.from_env()
+    bls = population = None
+    if settings.bls_bucket:
+        bls = f"s3://{settings.bls_bucket}/{settings.resolved_bls_prefix}{BLS_FILE}"
+    if settings.population_bucket:
+        population = f"s3://{settings.population_bucket}/{settings.population_key}"
+    return bls, population
+
+
+def _split_s3(url: str) -> tuple[str, str] | None:
+    """``s3://bucket/key`` -> ``(bucket, key)``; ``None`` for a local path."""
+    if not url.startswith("s3://"):
+        return None
+    bucket, _, key = url[len("s3://") :].partition("/")
+    if not bucket or not key or key.endswith("/"):
+        raise ConfigError(f"{url!r} is not an s3://bucket/key URL of one object")
+    return bucket, key
+
+
+class _Stores:
+    """One S3 client for every ``s3://`` input, made on first use."""
+
+    def __init__(self, client: S3Client | None, endpoint_url: str | None) -> None:
+        self._client = client
+        self._endpoint_url = endpoint_url
+
+    def get(self, bucket: str) -> ObjectStore:
+        from rearcquest.storage import ObjectStore, make_s3_client
+
+        if self._client is None:
+            self._client = make_s3_client(endpoint_url=self._endpoint_url)
+        return ObjectStore(self._client, bucket)
+
+
+def _load_population(location: str, stores: _Stores) -> pl.DataFrame:
+    s3 = _split_s3(location)
+    if s3 is None:
+        return read_population(location)
+    bucket, key = s3
+    body = stores.get(bucket).get_bytes(key, max_bytes=MAX_POPULATION_BYTES)
+    return population_from_bytes(body, source=location)
+
+
+def _local_bls(location: str, stores: _Stores, workdir: Path) -> Path:
+    """Return a local copy of the BLS file: the path itself, or the S3 object downloaded."""
+    s3 = _split_s3(location)
+    if s3 is None:
+        return Path(location)
+    bucket, key = s3
+    target = workdir / Path(key).name
+    with target.open("wb") as fh:
+        size = stores.get(bucket).download_to(key, fh)
+    log.info("downloaded %s (%d bytes)", location, size)
+    return target
+
+
+def _check_reports(reports: Collection[str]) -> tuple[ReportName, ...]:
+    unknown = sorted(set(reports) - set(REPORTS))
+    if unknown:
+        raise ConfigError(f"unknown report {', '.join(unknown)}; choose from {', '.join(REPORTS)}")
+    chosen = tuple(name for name in REPORTS if name in reports)
+    if not chosen:
+        raise ConfigError(f"no report chosen; choose from {', '.join(REPORTS)}")
+    return chosen
+
+
+def analyze(
+    *,
+    reports: Collection[str] = REPORTS,
+    bls: str | Path | None = None,
+    population: str | Path | None = None,
+    from_year: int = DEFAULT_FROM_YEAR,
+    to_year: int = DEFAULT_TO_YEAR,
+    series_id: str = DEFAULT_SERIES,
+    period: str = DEFAULT_PERIOD,
+    include_annual: bool = False,
+    all_years: bool = False,
+    endpoint_url: str | None = None,
+    s3_client: S3Client | None = None,
+    settings: Settings | None = None,
+) -> Analysis:
+    """Compute the chosen reports from a BLS data file and the population answer.
+
+    Inputs are local paths or ``s3://bucket/key`` URLs; by default the objects ``rq sync-bls``
+    and ``rq fetch-population`` store (see :func:`default_locations`). An S3 BLS file is
+    downloaded to a temporary file (removed afterwards) and streamed from there.
+
+    Args:
+        reports: any of :data:`REPORTS`.
+        bls: the BLS ``pr.data.0.Current`` (needed by best-year and series-population).
+        population: the stored DataUSA answer (needed by population and series-population).
+        from_year: first year of the population report.
+        to_year: last year of the population report, inclusive.
+        series_id: series of the series-population report.
+        period: period of the series-population report.
+        include_annual: add ``Q05`` (annual average) to the best-year sums.
+        all_years: keep series-population years without population, with null.
+        endpoint_url: S3-compatible endpoint for ``s3://`` inputs.
+        s3_client: a ready S3 client instead (tests, the demo).
+        settings: where the defaults come from; default the ``RQ_*`` environment.
+
+    Returns:
+        The reports.
+
+    Raises:
+        ConfigError: an unknown report, years in the wrong order, a missing local file, or no
+            input given and no bucket configured.
+        DataError: an input is malformed, the population lacks every year of the range, or the
+            series has no row for the period.
+        StorageError: an S3 input cannot be read.
+    """
+    chosen = _check_reports(reports)
+    if from_year > to_year:
+        raise ConfigError(f"--from-year {from_year} is after --to-year {to_year}")
+    need_bls = "best-year" in chosen or "series-population" in chosen
+    need_population = "population" in chosen or "series-population" in chosen
+    default_bls, default_population = default_locations(settings)
+    bls_location = str(bls) if bls is not None else default_bls
+    population_location = str(population) if population is not None else default_population
+    if need_bls and not bls_location:
+        raise ConfigError(
+            "no BLS file: pass --bls PATH_OR_S3_URL, or set RQ_BLS_BUCKET to read "
+            f"s3://$RQ_BLS_BUCKET/pr/{BLS_FILE} (where rq sync-bls stores it)"
+        )
+    if need_population and not population_location:
+        raise ConfigError(
+            "no population file: pass --population PATH_OR_S3_URL, or set RQ_POPULATION_BUCKET "
+            "to read what rq fetch-population stores"
+        )
+    stores = _Stores(s3_client, endpoint_url)
+    result: dict[str, Any] = {}
+    pop_frame = None
+    if need_population:
+        assert population_location is not None
+        pop_frame = _load_population(population_location, stores)
+        result["population_by_year"] = pop_frame
+        if "population" in chosen:
+            result["population"] = population_stats(pop_frame, from_year=from_year, to_year=to_year)
+    if need_bls:
+        assert bls_location is not None
+        with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
+            path = _local_bls(bls_location, stores, Path(tmp))
+            rows = scan_bls(path, source=bls_location)
+            frames = []
+            if "best-year" in chosen:
+                frames.append(best_year(rows, include_annual=include_annual))
+            if "series-population" in chosen:
+                assert pop_frame is not None
+                # Joined with every year first, to tell "no such series" from "no overlap".
+                frames.append(
+                    series_population(
+                        rows, pop_frame, series_id=series_id, period=period, all_years=True
+                    )
+                )
+            collected = collect(*frames, bls=path, source=bls_location)
+        if "best-year" in chosen:
+            result["best_year"] = collected.pop(0)
+        if "series-population" in chosen:
+            joined = collected.pop(0)
+            if joined.height == 0:
+                raise DataError(
+                    f"{bls_location}: series {series_id!r} has no {period} row; "
+                    "check --series and --period"
+                )
+            result["series_population"] = (
+                joined if all_years else joined.filter(joined["population"].is_not_null())
+            )
+    return Analysis(
+        reports=chosen,
+        bls_source=bls_location if need_bls else None,
+        population_source=population_location if need_population else None,
+        series_id=series_id,
+        period=period,
+        include_annual=include_annual,
+        all_years=all_years,
+        **result,
+    )
