@@ -1,0 +1,440 @@
+"""Render an :class:`~rearcquest.analytics.Analysis` for programs and people.
+
+JSON, CSV, Markdown and plain text on one side; report files (CSV, Parquet) and PNG charts on the
+other. Pure helpers: nothing here imports typer or rich or prints; ``cli.py`` turns
+:func:`tables` into rich tables.
+
+Decimal values are written as their decimal text (``28.5``, never ``28.500000000000004``): JSON
+gets them as numbers, CSV and Markdown as text, Parquet as exact decimals.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rearcquest.errors import ConfigError, RqError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from rearcquest.analytics import Analysis, ReportName
+
+# JSON keys and file names of the reports.
+JSON_KEYS: dict[str, str] = {
+    "population": "population",
+    "best-year": "best_year",
+    "series-population": "series_population",
+}
+TITLES: dict[str, str] = {
+    "population": "US population",
+    "best-year": "Best year of each series",
+    "series-population": "Series with population",
+}
+CHARTS_HINT = "the PNG charts need matplotlib: pip install 'rearcquest[charts]'"
+
+
+def decimal_text(value: Decimal) -> str:
+    """Return a decimal as plain text without trailing zeros: ``28.500`` -> ``28.5``."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _json_number(value: Any) -> Any:
+    # A Decimal of at most 15 significant digits converts to the float whose repr is that
+    # decimal's text, so JSON shows 28.5, not 28.500000000000004.
+    return float(value) if isinstance(value, Decimal) else value
+
+
+def to_json_doc(analysis: Analysis) -> dict[str, Any]:
+    """The reports as one JSON-ready dict: only the keys of the reports asked for.
+
+    ``{"population": {"from_year", "to_year", "years", "mean", "std"}, "best_year": [{"series_id",
+    "year", "value"}], "series_population": [{"series_id", "year", "period", "value",
+    "population"}]}``.
+    """
+    doc: dict[str, Any] = {}
+    for name in analysis.reports:
+        if name == "population":
+            assert analysis.population is not None
+            doc["population"] = analysis.population.to_dict()
+        else:
+            frame = _frame(analysis, name)
+            doc[JSON_KEYS[name]] = [
+                {k: _json_number(v) for k, v in row.items()} for row in frame.iter_rows(named=True)
+            ]
+    return doc
+
+
+def to_json(analysis: Analysis) -> str:
+    """The reports as indented JSON text (see :func:`to_json_doc`)."""
+    return json.dumps(to_json_doc(analysis), indent=2)
+
+
+def _frame(analysis: Analysis, name: ReportName) -> pl.DataFrame:
+    frame = analysis.best_year if name == "best-year" else analysis.series_population
+    assert frame is not None, name
+    return frame
+
+
+def report_frames(analysis: Analysis) -> dict[ReportName, pl.DataFrame]:
+    """One typed frame per report, as the files of ``--output`` hold them.
+
+    The population report is one row: ``from_year``, ``to_year``, ``years`` and
+    ``missing_years`` (lists), ``mean``, ``std``.
+    """
+    import polars as pl
+
+    frames: dict[ReportName, pl.DataFrame] = {}
+    for name in analysis.reports:
+        if name == "population":
+            stats = analysis.population
+            assert stats is not None
+            frames[name] = pl.DataFrame(
+                {
+                    "from_year": [stats.from_year],
+                    "to_year": [stats.to_year],
+                    "years": [list(stats.years)],
+                    "missing_years": [list(stats.missing_years)],
+                    "mean": [stats.mean],
+                    "std": [stats.std],
+                },
+                schema={
+                    "from_year": pl.Int32,
+                    "to_year": pl.Int32,
+                    "years": pl.List(pl.Int32),
+                    "missing_years": pl.List(pl.Int32),
+                    "mean": pl.Float64,
+                    "std": pl.Float64,
+                },
+            )
+        else:
+            frames[name] = _frame(analysis, name)
+    return frames
+
+
+def _flat(frame: pl.DataFrame) -> pl.DataFrame:
+    """CSV-ready: lists as space-separated years, decimals as their text."""
+    import polars as pl
+
+    columns = []
+    for name, dtype in frame.schema.items():
+        column = pl.col(name)
+        if isinstance(dtype, pl.List):
+            columns.append(column.cast(pl.List(pl.String)).list.join(" "))
+        elif isinstance(dtype, pl.Decimal):
+            # Decimal text always carries the scale's digits ("28.500"); drop the trailing zeros.
+            columns.append(column.cast(pl.String).str.replace(r"\.?0+$", ""))
+        else:
+            columns.append(column)
+    return frame.select(columns)
+
+
+def report_csv(analysis: Analysis, name: ReportName) -> str:
+    """One report as CSV text with a header line."""
+    return _flat(report_frames(analysis)[name]).write_csv()
+
+
+def to_csv(analysis: Analysis) -> str:
+    """The reports as CSV: one report is plain CSV; several are sections led by ``# name``."""
+    if len(analysis.reports) == 1:
+        return report_csv(analysis, analysis.reports[0])
+    return "\n".join(f"# {name}\n{report_csv(analysis, name)}" for name in analysis.reports)
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """A report laid out for people: title, column names, cells as text, and notes.
+
+    Attributes:
+        name: the report.
+        title: a heading.
+        columns: column names.
+        rows: the cells, already formatted.
+        numeric: for each column, whether it holds numbers (aligned right).
+        notes: sentences to show under the table (missing years, what was summed).
+    """
+
+    name: ReportName
+    title: str
+    columns: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+    numeric: tuple[bool, ...]
+    notes: tuple[str, ...] = ()
+
+
+def _people(number: float | None, decimals: int) -> str:
+    return "" if number is None else f"{number:,.{decimals}f}"
+
+
+def _years_text(years: Sequence[int]) -> str:
+    """2013, 2014, 2015, 2017 -> ``2013-2015, 2017``."""
+    runs: list[list[int]] = []
+    for year in years:
+        if runs and year == runs[-1][-1] + 1:
+            runs[-1].append(year)
+        else:
+            runs.append([year])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
+def tables(analysis: Analysis) -> list[TextTable]:
+    """The reports laid out for people, in the order asked."""
+    out: list[TextTable] = []
+    for name in analysis.reports:
+        if name == "population":
+            stats = analysis.population
+            assert stats is not None
+            notes = [f"source: {analysis.population_source}"]
+            if stats.missing_years:
+                notes.insert(
+                    0,
+                    f"missing from {stats.from_year}-{stats.to_year}: "
+                    f"{_years_text(stats.missing_years)} (not in the population data)",
+                )
+            out.append(
+                TextTable(
+                    name,
+                    f"{TITLES[name]}, {stats.from_year}-{stats.to_year}",
+                    ("statistic", "value"),
+                    [
+                        ("years", f"{_years_text(stats.years)} ({len(stats.years)})"),
+                        ("mean", _people(stats.mean, 1)),
+                        ("std (ddof=1)", _people(stats.std, 2) or "n/a (one year)"),
+                    ],
+                    (False, True),
+                    tuple(notes),
+                )
+            )
+        elif name == "best-year":
+            frame = _frame(analysis, name)
+            summed = "Q01-Q05 (annual average included)" if analysis.include_annual else "Q01-Q04"
+            out.append(
+                TextTable(
+                    name,
+                    TITLES[name],
+                    ("series_id", "year", "value"),
+                    [(s, str(y), decimal_text(v)) for s, y, v in frame.iter_rows()],
+                    (False, True, True),
+                    (
+                        f"value: the largest yearly sum of {summed}; ties go to the earliest year",
+                        f"{frame.height} series; source: {analysis.bls_source}",
+                    ),
+                )
+            )
+        else:
+            frame = _frame(analysis, name)
+            join = (
+                "every year, population empty where unknown"
+                if analysis.all_years
+                else ("years with population only")
+            )
+            out.append(
+                TextTable(
+                    name,
+                    f"{TITLES[name]}: {analysis.series_id} {analysis.period}",
+                    ("series_id", "year", "period", "value", "population"),
+                    [
+                        (s, str(y), p, decimal_text(v), _people(pop, 0))
+                        for s, y, p, v, pop in frame.iter_rows()
+                    ],
+                    (False, True, False, True, True),
+                    (f"{frame.height} rows, {join}",),
+                )
+            )
+    return out
+
+
+def _escape_md(cell: str) -> str:
+    return cell.replace("|", "\\|")
+
+
+def to_markdown(analysis: Analysis) -> str:
+    """The reports as Markdown: a heading, a table and notes per report."""
+    parts: list[str] = []
+    for table in tables(analysis):
+        lines = [f"## {table.title}", ""]
+        lines.append("| " + " | ".join(table.columns) + " |")
+        lines.append("|" + "|".join("---:" if n else "---" for n in table.numeric) + "|")
+        lines += ["| " + " | ".join(_escape_md(c) for c in row) + " |" for row in table.rows]
+        if table.notes:
+            lines.append("")
+            lines += [f"- {note}" for note in table.notes]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def to_text(analysis: Analysis, *, max_rows: int | None = None) -> str:
+    """The reports as plain aligned text (for logs and the demo).
+
+    Args:
+        analysis: the reports.
+        max_rows: show at most this many rows per report, then how many were left out.
+    """
+    parts: list[str] = []
+    for table in tables(analysis):
+        rows = table.rows if max_rows is None else table.rows[:max_rows]
+        widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(table.columns)]
+
+        def line(cells: Sequence[str], widths: list[int] = widths, table: TextTable = table) -> str:
+            return "  ".join(
+                c.rjust(w) if n else c.ljust(w)
+                for c, w, n in zip(cells, widths, table.numeric, strict=True)
+            ).rstrip()
+
+        lines = [table.title, line(table.columns), line(["-" * w for w in widths])]
+        lines += [line(row) for row in rows]
+        if len(rows) < len(table.rows):
+            lines.append(f"... {len(table.rows) - len(rows)} more rows")
+        lines += list(table.notes)
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(CHARTS_HINT) from exc
+
+
+def write_outputs(analysis: Analysis, directory: str | Path) -> list[Path]:
+    """Write each report as CSV and Parquet, and the PNG charts, into ``directory``.
+
+    Files: ``<report>.csv`` and ``<report>.parquet`` per report; ``population.png`` (the
+    population by year, the report's window shaded) with the population report and
+    ``series-population.png`` (the series against population) with that report.
+
+    Returns:
+        The files written.
+
+    Raises:
+        ConfigError: matplotlib is not installed (checked before anything is written).
+        RqError: the directory or a file cannot be written.
+    """
+    _require_matplotlib()
+    directory = Path(directory)
+    written: list[Path] = []
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, frame in report_frames(analysis).items():
+            csv_path, parquet_path = directory / f"{name}.csv", directory / f"{name}.parquet"
+            _flat(frame).write_csv(csv_path)
+            frame.write_parquet(parquet_path)
+            written += [csv_path, parquet_path]
+        written += write_charts(analysis, directory)
+    except OSError as exc:
+        where = exc.filename or directory
+        raise RqError(f"cannot write {where}: {exc.strerror or exc}") from exc
+    return written
+
+
+def write_charts(analysis: Analysis, directory: str | Path) -> list[Path]:
+    """Write ``population.png`` and ``series-population.png`` for the reports that have them.
+
+    Raises:
+        ConfigError: matplotlib is not installed.
+    """
+    _require_matplotlib()
+    directory = Path(directory)
+    written = []
+    if "population" in analysis.reports:
+        written.append(_write_png(directory / "population.png", population_chart(analysis)))
+    if "series-population" in analysis.reports:
+        written.append(
+            _write_png(directory / "series-population.png", series_population_chart(analysis))
+        )
+    return written
+
+
+def _write_png(path: Path, png: bytes) -> Path:
+    path.write_bytes(png)
+    return path
+
+
+def _png(figure: Any) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def population_chart(analysis: Analysis) -> bytes:
+    """A PNG: the population by year, the report's years shaded, its mean dashed.
+
+    Raises:
+        ConfigError: matplotlib is not installed.
+    """
+    _require_matplotlib()
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    frame, stats = analysis.population_by_year, analysis.population
+    assert frame is not None
+    assert stats is not None
+    # No pyplot: a bare Figure keeps no global state and needs no display.
+    figure = Figure(figsize=(8, 4.5))
+    axes = figure.add_subplot()
+    years, people = frame["year"].to_list(), frame["population"].to_list()
+    axes.plot(years, [p / 1e6 for p in people], marker="o", color="tab:blue", label="population")
+    axes.axvspan(stats.from_year - 0.5, stats.to_year + 0.5, color="tab:orange", alpha=0.15)
+    axes.axhline(
+        stats.mean / 1e6,
+        color="tab:orange",
+        linestyle="--",
+        label=f"mean {stats.from_year}-{stats.to_year}: {stats.mean / 1e6:,.1f} M",
+    )
+    axes.set_title("US population")
+    axes.set_xlabel("year")
+    axes.set_ylabel("population (millions)")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    return _png(figure)
+
+
+def series_population_chart(analysis: Analysis) -> bytes:
+    """A PNG: the series' values as bars, the population as a line on a second axis.
+
+    Raises:
+        ConfigError: matplotlib is not installed.
+    """
+    _require_matplotlib()
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    frame = analysis.series_population
+    assert frame is not None
+    figure = Figure(figsize=(8, 4.5))
+    axes = figure.add_subplot()
+    years = frame["year"].to_list()
+    values = [float(v) for v in frame["value"].to_list()]
+    axes.bar(years, values, color="tab:blue", alpha=0.7, label=analysis.series_id)
+    axes.axhline(0, color="grey", linewidth=0.8)
+    axes.set_xlabel("year")
+    axes.set_ylabel(f"{analysis.series_id} {analysis.period}")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    right = axes.twinx()
+    known = [(y, p / 1e6) for y, p in zip(years, frame["population"].to_list(), strict=True) if p]
+    if known:
+        right.plot(*zip(*known, strict=True), color="tab:orange", marker="o", label="population")
+    right.set_ylabel("US population (millions)")
+    axes.set_title(f"{analysis.series_id} {analysis.period} against US population")
+    handles = axes.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    axes.legend(handles=handles, loc="upper left")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return _png(figure)

@@ -1,0 +1,541 @@
+"""The reports on the real BLS and DataUSA files, and on constructed edge cases."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import polars as pl
+import pytest
+
+from conftest import BLS_RELEASES, DATAUSA, SHARED_DATA
+from rearcquest import render
+from rearcquest.analytics import (
+    Analysis,
+    analyze,
+    best_year,
+    collect,
+    default_locations,
+    population_stats,
+    read_population,
+    scan_bls,
+    series_population,
+)
+from rearcquest.config import Settings
+from rearcquest.errors import ConfigError, DataError, StorageError
+
+REPO = Path(__file__).resolve().parents[1]
+LATEST = BLS_RELEASES / "2026-08-06" / "pr.data.0.Current"
+VINTAGES = SHARED_DATA / "bls" / "pr.data.0.Current"
+ALL_BLS_FILES = sorted(BLS_RELEASES.glob("*/pr.data.0.Current")) + sorted(VINTAGES.iterdir())
+ACS5 = DATAUSA / "old-api-acs5-2013-2022-compact.json"
+ACS1 = DATAUSA / "tesseract-acs1-2013-2023-raw.json"
+HEADER = "series_id        \tyear\tperiod\t       value\tfootnote_codes"
+
+
+def bls_file(tmp_path: Path, rows: list[str], *, header: str = HEADER, eol: str = "\r\n") -> Path:
+    """Write a BLS-format file; each row is ``series year period value [footnote]``."""
+    lines = [header]
+    for row in rows:
+        cells = row.split()
+        if len(cells) == 4:
+            cells.append("")
+        series, year, period, value, note = cells
+        lines.append(f"{series:<17}\t{year}\t{period}\t{value:>12}\t{note}")
+    path = tmp_path / "pr.data.0.Current"
+    path.write_bytes((eol.join(lines) + eol).encode())
+    return path
+
+
+def oracle_best_year(path: Path, *, include_annual: bool) -> list[tuple[str, int, Decimal]]:
+    """An independent best-year: the csv module and Python decimals, no Polars."""
+    periods = {"Q01", "Q02", "Q03", "Q04"} | ({"Q05"} if include_annual else set())
+    sums: dict[tuple[str, int], Decimal] = {}
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t")
+        next(reader)
+        for series, year, period, value, *_ in reader:
+            if period.strip() in periods:
+                key = (series.strip(), int(year))
+                sums[key] = sums.get(key, Decimal(0)) + Decimal(value.strip())
+    best: dict[str, tuple[int, Decimal]] = {}
+    for (series, year), total in sorted(sums.items()):
+        if series not in best or total > best[series][1]:
+            best[series] = (year, total)
+    return [(s, y, v) for s, (y, v) in sorted(best.items())]
+
+
+# -- the figures from the real files -------------------------------------------------------------
+
+
+def test_population_acs5_matches_the_seed_published_figures(shared_data: Path) -> None:
+    stats = population_stats(read_population(ACS5), from_year=2013, to_year=2018)
+    assert stats.years == (2013, 2014, 2015, 2016, 2017, 2018)
+    assert stats.missing_years == ()
+    assert stats.mean == 317437383.0
+    assert stats.std == pytest.approx(4257089.54, abs=0.005)
+    assert round(stats.std or 0) == 4257090  # printed as 4257090.0 by the seed
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["tesseract-acs1-2013-2023-raw.json", *(f"tesseract-acs1-resaved-{c}.json" for c in "abcd")],
+)
+def test_population_acs1_tesseract_figures(shared_data: Path, name: str) -> None:
+    stats = population_stats(read_population(DATAUSA / name))
+    assert stats.mean == 322069808.0
+    assert stats.std == pytest.approx(4158441.04, abs=0.005)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "old-api-acs5-2013-2022-compact.json",
+        "old-api-acs5-2013-2022-indent4.json",
+        "old-api-acs5-2013-2023-indent2.json",
+    ],
+)
+def test_both_population_shapes_read_to_the_same_frame_shape(shared_data: Path, name: str) -> None:
+    legacy = read_population(DATAUSA / name)
+    tesseract = read_population(ACS1)
+    assert legacy.schema == tesseract.schema == {"year": pl.Int32, "population": pl.Float64}
+    assert legacy["year"].is_sorted()
+    assert legacy.filter(pl.col("year") == 2013)["population"].item() == 311536594.0
+
+
+def test_population_missing_year_is_reported(shared_data: Path) -> None:
+    stats = population_stats(read_population(ACS1), from_year=2018, to_year=2022)
+    assert stats.years == (2018, 2019, 2021, 2022)
+    assert stats.missing_years == (2020,)
+    assert stats.mean == pytest.approx((327167439 + 328239523 + 331893745 + 333287562) / 4)
+
+
+def test_population_single_year_has_no_std_and_empty_range_is_an_error(shared_data: Path) -> None:
+    frame = read_population(ACS1)
+    single = population_stats(frame, from_year=2020, to_year=2021)
+    assert single.years == (2021,)
+    assert single.std is None
+    with pytest.raises(DataError, match=r"no year from 1990 to 1999 \(it has 2013-2023\)"):
+        population_stats(frame, from_year=1990, to_year=1999)
+    with pytest.raises(ConfigError, match="after"):
+        population_stats(frame, from_year=2019, to_year=2018)
+
+
+def test_the_state_answer_is_refused(shared_data: Path) -> None:
+    with pytest.raises(DataError, match="not national population"):
+        read_population(DATAUSA / "tesseract-acs5-state-by-year-raw.json")
+
+
+@pytest.mark.parametrize("path", ALL_BLS_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_best_year_row_counts_on_every_real_release(shared_data: Path, path: Path) -> None:
+    rows = scan_bls(path)
+    quarters, with_annual, everything = collect(
+        best_year(rows), best_year(rows, include_annual=True), rows
+    )
+    # 282 series; 45 of them have annual (Q05) rows only.
+    assert with_annual.height == 282
+    assert quarters.height == 237
+    assert everything["series_id"].n_unique() == 282
+    assert everything.schema["value"] == pl.Decimal(18, 3)
+    assert everything.schema["year"] == pl.Int32
+
+
+@pytest.mark.parametrize("include_annual", [False, True], ids=["quarters", "with-annual"])
+def test_best_year_equals_an_independent_decimal_computation(
+    shared_data: Path, include_annual: bool
+) -> None:
+    (got,) = collect(best_year(scan_bls(LATEST), include_annual=include_annual))
+    assert got.rows() == oracle_best_year(LATEST, include_annual=include_annual)
+
+
+def test_crlf_and_lf_files_give_the_same_frame(shared_data: Path) -> None:
+    crlf, lf = collect(scan_bls(VINTAGES / "2025-03-crlf"), scan_bls(VINTAGES / "2025-03-lf"))
+    assert b"\r\n" in (VINTAGES / "2025-03-crlf").read_bytes()[:200]
+    assert crlf.equals(lf)
+    assert crlf["series_id"].str.contains(" ").sum() == 0
+    assert crlf["footnote_codes"].drop_nulls().unique().to_list() == ["R"]
+
+
+def test_series_population_on_real_files(shared_data: Path) -> None:
+    rows, population = scan_bls(LATEST), read_population(ACS1)
+    inner, every = collect(
+        series_population(rows, population),
+        series_population(rows, population, all_years=True),
+    )
+    assert inner["year"].to_list() == [*range(2013, 2020), *range(2021, 2024)]
+    assert inner.columns == ["series_id", "year", "period", "value", "population"]
+    assert set(inner["period"]) == {"Q01"}
+    assert inner.filter(pl.col("year") == 2013).row(0) == (
+        "PRS30006032",
+        2013,
+        "Q01",
+        Decimal("0.5"),
+        316128839.0,
+    )
+    assert every.height == 32  # 1995-2026
+    assert every.filter(pl.col("year") == 2020)["population"].item() is None
+    assert every["population"].null_count() == every.height - inner.height
+
+
+# -- constructed cases ---------------------------------------------------------------------------
+
+
+def test_sums_are_exact_decimals(tmp_path: Path) -> None:
+    quarters = ["7.1", "7.1", "7.1", "7.2"]
+    assert sum(float(v) for v in quarters) != 28.5  # the float sum is noisy
+    path = bls_file(
+        tmp_path,
+        [f"PRS1 2020 Q0{i} {v}" for i, v in enumerate(quarters, 1)]
+        + ["PRS2 2020 Q01 0.1", "PRS2 2020 Q02 0.2", "PRS2 2021 Q01 0.3"],
+    )
+    (got,) = collect(best_year(scan_bls(path)))
+    assert got.rows() == [("PRS1", 2020, Decimal("28.5")), ("PRS2", 2020, Decimal("0.3"))]
+    analysis = Analysis(reports=("best-year",), best_year=got)
+    text = render.to_json(analysis)
+    assert '"value": 28.5' in text
+    assert "28.500000000000004" not in text
+    assert json.loads(text)["best_year"][1]["value"] == 0.3
+    assert render.report_csv(analysis, "best-year").splitlines()[1] == "PRS1,2020,28.5"
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (["S 2001 Q01 1.0", "S 2002 Q01 1.0"], 2001),
+        (["S 2002 Q01 1.0", "S 2001 Q01 1.0"], 2001),
+        (["S 2003 Q01 -1.5", "S 2001 Q01 -1.5", "S 2002 Q01 -2.0"], 2001),
+        (["S 2001 Q01 0.5", "S 2001 Q02 0.5", "S 2002 Q01 1.000", "S 2003 Q01 0.999"], 2001),
+        (["S 2001 Q01 2", "S 2002 Q01 1.5", "S 2002 Q02 0.5", "S 2003 Q01 2.001"], 2003),
+    ],
+    ids=["equal", "equal-later-first", "negative", "split-quarters", "thousandth-wins"],
+)
+def test_ties_go_to_the_earliest_year(tmp_path: Path, rows: list[str], expected: int) -> None:
+    (got,) = collect(best_year(scan_bls(bls_file(tmp_path, rows))))
+    assert got["year"].to_list() == [expected]
+
+
+def test_annual_rows_only_count_with_include_annual(tmp_path: Path) -> None:
+    path = bls_file(
+        tmp_path,
+        [
+            "Q 2001 Q01 1.0",
+            "Q 2001 Q05 9.0",
+            "Q 2002 Q01 2.0",
+            "Q 2002 Q05 1.0",
+            "ANNUAL 2001 Q05 3.0",
+        ],
+    )
+    quarters, annual = collect(
+        best_year(scan_bls(path)), best_year(scan_bls(path), include_annual=True)
+    )
+    assert quarters.rows() == [("Q", 2002, Decimal("2"))]
+    assert annual.rows() == [("ANNUAL", 2001, Decimal("3")), ("Q", 2001, Decimal("10"))]
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\n"], ids=["crlf", "lf"])
+def test_padding_and_line_endings_are_trimmed(tmp_path: Path, eol: str) -> None:
+    header = "  series_id  \t year \tperiod   \t   value\t footnote_codes "
+    body = [
+        "   PRS1          \t  2001 \t  Q01 \t      -0.250  \t  R  ",
+        "PRS1\t2001\tQ02\t1\t",
+        "",  # a blank line is skipped
+        "PRS1\t2002\tQ01\t.5".replace(".5", "0.5"),
+    ]
+    path = tmp_path / "padded"
+    path.write_bytes((eol.join([header, *body]) + eol).encode())
+    (rows,) = collect(scan_bls(path))
+    assert rows.columns == ["series_id", "year", "period", "value", "footnote_codes"]
+    assert rows.rows() == [
+        ("PRS1", 2001, "Q01", Decimal("-0.25"), "R"),
+        ("PRS1", 2001, "Q02", Decimal("1"), None),
+        ("PRS1", 2002, "Q01", Decimal("0.5"), None),
+    ]
+
+
+def test_a_file_without_footnotes_and_with_extra_columns_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "narrow"
+    path.write_text("extra\tvalue\tperiod\tyear\tseries_id\nx\t1.5\tQ01\t2001\tS\n")
+    (rows,) = collect(scan_bls(path))
+    assert rows.columns == ["series_id", "year", "period", "value"]
+    assert rows.row(0) == ("S", 2001, "Q01", Decimal("1.5"))
+
+
+BAD_ROWS = [
+    ("S\t20x1\tQ01\t1.0\t", "line 3: year '20x1' is not a four-digit year"),
+    ("S\t\tQ01\t1.0\t", "line 3: year None is not a four-digit year"),
+    ("S\t2001\tQ01\tabc\t", "line 3: value 'abc' is not a decimal number with at most 3 decimals"),
+    ("S\t2001\tQ01\t1.2345\t", "line 3: value '1.2345' is not a decimal number"),
+    ("S\t2001\tQ01\t1,5\t", "line 3: value '1,5' is not a decimal"),
+    ("S\t2001\tQ01\t  \t", "line 3: value None is not a decimal"),
+    ("S\t2001\t   \t1.0\t", "line 3: no period"),
+    ("    \t2001\tQ01\t1.0\t", "line 3: no series_id"),
+    ("S\t2001\tQ01", "line 3: value None"),
+    ("S\t2001\tQ01\t1.0\t\tX", "line 3: 6 fields, the header has 5"),
+    ('S\t2001\tQ01\t"1.0"\t', "line 3: value '\"1.0\"'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    BAD_ROWS,
+    ids=[
+        "year-text",
+        "year-empty",
+        "value-text",
+        "value-4-decimals",
+        "value-comma",
+        "value-blank",
+        "period-blank",
+        "series-blank",
+        "too-few-fields",
+        "too-many-fields",
+        "quoted",
+    ],
+)
+def test_a_malformed_row_names_the_file_and_line(tmp_path: Path, row: str, message: str) -> None:
+    path = tmp_path / "pr.data.0.Current"
+    good = "S\t2000\tQ01\t1.0\t"
+    path.write_text(f"{HEADER}\n{good}\n{row}\n{good}\n")
+    with pytest.raises(DataError) as caught:
+        collect(best_year(scan_bls(path, source="s3://b/pr/x")), bls=path, source="s3://b/pr/x")
+    assert str(caught.value).startswith("s3://b/pr/x line 3: ")
+    assert message in str(caught.value)
+
+
+def test_bytes_that_are_not_utf8_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1"
+    path.write_bytes(f"{HEADER}\nS\t2000\tQ01\t1.0\t\n".encode() + b"S\xe9\t2000\tQ02\t1.0\t\n")
+    with pytest.raises(DataError, match=r"latin1 line 3: not UTF-8 text"):
+        collect(scan_bls(path), bls=path)
+
+
+def test_a_bad_row_deep_in_a_big_file_names_its_line(tmp_path: Path) -> None:
+    # Far more rows than one streaming batch, so the line number must survive batching.
+    lines = [HEADER] + [
+        f"S{i % 97}\t{1995 + i % 30}\tQ0{1 + i % 4}\t{i % 1000}.5\t" for i in range(300_000)
+    ]
+    lines[271_828] = "S\t2001\tQ01\tn/a\t"
+    path = tmp_path / "big"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"big line 271829: value 'n/a'"):
+        collect(best_year(scan_bls(path)))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "line 1: no header"),
+        (b"series_id\tyear\tperiod\n", "line 1: missing column value"),
+        (b"a,b,c\n1,2,3\n", "line 1: missing column series_id, year, period, value"),
+        (b"series_id\tyear\tyear\tperiod\tvalue\n", "line 1: column year appears twice"),
+    ],
+    ids=["empty", "no-value", "csv", "duplicate"],
+)
+def test_a_bad_header_is_an_error_on_line_1(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        scan_bls(path)
+
+
+def test_a_missing_local_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        scan_bls(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="no such file"):
+        read_population(tmp_path / "nope.json")
+
+
+# -- analyze(): inputs and defaults ----------------------------------------------------------------
+
+
+def test_analyze_local_files_all_reports(shared_data: Path) -> None:
+    result = analyze(bls=LATEST, population=ACS5, include_annual=True)
+    assert result.reports == ("population", "best-year", "series-population")
+    assert result.population is not None
+    assert result.population.mean == 317437383.0
+    assert result.best_year is not None
+    assert result.best_year.height == 282
+    assert result.series_population is not None
+    assert result.series_population["year"].to_list() == list(range(2013, 2023))
+    assert result.population_by_year is not None
+
+
+def test_analyze_reads_only_what_the_reports_need(tmp_path: Path, shared_data: Path) -> None:
+    only_population = analyze(reports=["population"], population=ACS1, bls=tmp_path / "absent")
+    assert only_population.best_year is None
+    assert only_population.bls_source is None
+    only_best = analyze(reports=["best-year"], bls=LATEST, population=tmp_path / "absent")
+    assert only_best.population is None
+    assert only_best.population_source is None
+
+
+def test_analyze_refuses_unknown_reports_reversed_years_and_unknown_series(
+    shared_data: Path,
+) -> None:
+    with pytest.raises(ConfigError, match="unknown report nope"):
+        analyze(reports=["nope"], bls=LATEST, population=ACS1)
+    with pytest.raises(ConfigError, match="no report chosen"):
+        analyze(reports=[], bls=LATEST, population=ACS1)
+    with pytest.raises(ConfigError, match="--from-year 2019 is after --to-year 2018"):
+        analyze(from_year=2019, bls=LATEST, population=ACS1)
+    with pytest.raises(DataError, match="series 'PRS99999999' has no Q01 row"):
+        analyze(reports=["series-population"], series_id="PRS99999999", bls=LATEST, population=ACS1)
+
+
+def test_series_with_no_population_overlap_is_empty_not_an_error(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    rows = [
+        {"Nation ID": "01000US", "Nation": "United States", "Year": year, "Population": 2.5e8}
+        for year in (1980, 1981)
+    ]
+    doc = {"columns": ["Nation ID", "Nation", "Year", "Population"], "data": rows}
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(doc))
+    inner = analyze(reports=["series-population"], bls=LATEST, population=old)
+    assert inner.series_population is not None
+    assert inner.series_population.height == 0
+    every = analyze(reports=["series-population"], bls=LATEST, population=old, all_years=True)
+    assert every.series_population is not None
+    assert every.series_population.height == 32
+    assert every.series_population["population"].null_count() == 32
+
+
+def test_default_locations_follow_the_other_commands() -> None:
+    settings = Settings(bls_bucket="bls-mirror", population_bucket="pop")
+    assert default_locations(settings) == (
+        "s3://bls-mirror/pr/pr.data.0.Current",
+        "s3://pop/datausa/population.json",
+    )
+    custom = Settings(
+        bls_bucket="b", bls_prefix="mirror/pr", population_bucket="p", population_key="k.json"
+    )
+    assert default_locations(custom) == ("s3://b/mirror/pr/pr.data.0.Current", "s3://p/k.json")
+    assert default_locations(Settings()) == (None, None)
+
+
+def test_analyze_without_inputs_or_buckets_says_what_to_set() -> None:
+    with pytest.raises(ConfigError, match="RQ_BLS_BUCKET"):
+        analyze(reports=["best-year"])
+    with pytest.raises(ConfigError, match="RQ_POPULATION_BUCKET"):
+        analyze(reports=["population"])
+
+
+@pytest.mark.parametrize(
+    "url", ["s3://", "s3://bucket", "s3://bucket/", "s3:///key", "s3://b/dir/"]
+)
+def test_a_bad_s3_url_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="not an s3://bucket/key URL"):
+        analyze(reports=["population"], population=url)
+
+
+def _upload(client: Any, bucket: str) -> None:
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key="pr/pr.data.0.Current", Body=LATEST.read_bytes())
+    client.put_object(Bucket=bucket, Key="datausa/population.json", Body=ACS5.read_bytes())
+
+
+def test_analyze_reads_s3_through_the_storage_layer_on_moto(
+    moto_server: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    _upload(client, "analyze-moto")
+    monkeypatch.setenv("RQ_BLS_BUCKET", "analyze-moto")
+    monkeypatch.setenv("RQ_POPULATION_BUCKET", "analyze-moto")
+    remote = analyze(endpoint_url=moto_server, include_annual=True)
+    local = analyze(bls=LATEST, population=ACS5, include_annual=True)
+    assert remote.bls_source == "s3://analyze-moto/pr/pr.data.0.Current"
+    assert remote.population == local.population
+    assert remote.best_year is not None
+    assert remote.best_year.equals(local.best_year)
+    assert remote.series_population is not None
+    assert remote.series_population.equals(local.series_population)
+
+
+def test_s3_errors_name_the_object(moto_server: str, shared_data: Path) -> None:
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    client.create_bucket(Bucket="analyze-empty")
+    client.put_object(
+        Bucket="analyze-empty", Key="bad", Body=b"series_id\tyear\tperiod\tvalue\nS\t2001\tQ01\tx\n"
+    )
+    with pytest.raises(
+        StorageError, match=r"s3://analyze-empty/pr/pr\.data\.0\.Current: no such object"
+    ):
+        analyze(
+            reports=["best-year"],
+            bls="s3://analyze-empty/pr/pr.data.0.Current",
+            endpoint_url=moto_server,
+        )
+    with pytest.raises(DataError, match=r"^s3://analyze-empty/bad line 2: value 'x'"):
+        analyze(reports=["best-year"], bls="s3://analyze-empty/bad", endpoint_url=moto_server)
+    with pytest.raises(StorageError, match="does not exist"):
+        analyze(
+            reports=["population"],
+            population="s3://no-such-bucket-here/p.json",
+            endpoint_url=moto_server,
+        )
+
+
+@pytest.mark.integration
+def test_analyze_reads_s3_on_seaweedfs(seaweed_bucket: tuple[str, str], shared_data: Path) -> None:
+    endpoint, bucket = seaweed_bucket
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.put_object(Bucket=bucket, Key="pr/pr.data.0.Current", Body=LATEST.read_bytes())
+    client.put_object(Bucket=bucket, Key="datausa/population.json", Body=ACS1.read_bytes())
+    result = analyze(
+        bls=f"s3://{bucket}/pr/pr.data.0.Current",
+        population=f"s3://{bucket}/datausa/population.json",
+        s3_client=client,
+    )
+    assert result.population is not None
+    assert result.population.mean == 322069808.0
+    assert result.best_year is not None
+    assert result.best_year.height == 237
+
+
+# -- the benchmark generator -----------------------------------------------------------------------
+
+
+def test_the_benchmark_generator_writes_a_valid_bigger_file(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "generate", REPO / "benchmarks/analyze/generate.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    out = tmp_path / "x3"
+    rows = generate.generate(out, 3, source=LATEST, variants=2)
+    assert rows == 3 * 38412
+    assert out.stat().st_size == pytest.approx(3 * LATEST.stat().st_size, rel=0.001)
+    frame, best, original = collect(
+        scan_bls(out), best_year(scan_bls(out)), best_year(scan_bls(LATEST))
+    )
+    assert frame.height == rows
+    assert best.height == 3 * 237
+    # Copy 0 keeps the real values; copy 1 is shifted by 0.1 per row, exactly.
+    first = best.filter(pl.col("series_id").str.ends_with("0000"))
+    assert first["value"].to_list() == original["value"].to_list()
+    second = best.filter(pl.col("series_id") == "PRS300060320001")["value"].item()
+    base = original.filter(pl.col("series_id") == "PRS30006032")["value"].item()
+    assert second == base + Decimal("0.4")
+
+
+def test_render_round_trip_of_csv(shared_data: Path) -> None:
+    result = analyze(bls=LATEST, population=ACS5, reports=["series-population"])
+    rows = list(csv.DictReader(io.StringIO(render.to_csv(result))))
+    assert rows[0] == {
+        "series_id": "PRS30006032",
+        "year": "2013",
+        "period": "Q01",
+        "value": "0.5",
+        "population": "311536594.0",
+    }
