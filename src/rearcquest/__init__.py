@@ -22,8 +22,10 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DeleteGuardError",
+    "FetchResult",
     "ListingError",
     "ObjectStore",
+    "PopulationData",
     "RemoteFile",
     "RqError",
     "Settings",
@@ -34,8 +36,10 @@ __all__ = [
     "SyncResult",
     "TransferError",
     "__version__",
+    "fetch_population",
     "make_s3_client",
     "parse_listing",
+    "parse_population",
     "plan_sync",
     "sync_bls",
 ]
@@ -54,13 +58,19 @@ from rearcquest.errors import (
 
 if TYPE_CHECKING:
     from rearcquest.config import Settings
+    from rearcquest.population import FetchResult, fetch_population
     from rearcquest.sources.bls import RemoteFile, parse_listing
+    from rearcquest.sources.datausa import PopulationData, parse_population
     from rearcquest.storage import ObjectStore, make_s3_client
     from rearcquest.sync import SyncPlan, SyncResult, plan_sync, sync_bls
 
 # Public name -> module that defines it; resolved on first access (PEP 562) to keep start-up lean.
 _LAZY = {
     "Settings": "rearcquest.config",
+    "FetchResult": "rearcquest.population",
+    "fetch_population": "rearcquest.population",
+    "PopulationData": "rearcquest.sources.datausa",
+    "parse_population": "rearcquest.sources.datausa",
     "RemoteFile": "rearcquest.sources.bls",
     "parse_listing": "rearcquest.sources.bls",
     "ObjectStore": "rearcquest.storage",

@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rearcquest.offline import OfflineServer, bundled_release, embedded_s3, load_release
+from rearcquest.offline import (
+    OfflineServer,
+    add_datausa_routes,
+    bundled_release,
+    embedded_s3,
+    load_release,
+)
+from rearcquest.population import fetch_population
 from rearcquest.storage import ObjectStore, make_s3_client
 from rearcquest.sync import sync_bls
 
@@ -63,4 +70,13 @@ def run_demo(
             f"Sync once more: nothing changed, {len(bls.requests) - before} request "
             "(the listing), no file downloaded",
             result,
+        )
+        urls = add_datausa_routes(bls)
+        on_step(
+            "Fetch the US population from the DataUSA-like API (tesseract shape)",
+            fetch_population(store, url=urls["tesseract"]),
+        )
+        on_step(
+            "Fetch it again: the same data (canonical sha256), nothing written",
+            fetch_population(store, url=urls["tesseract"]),
         )

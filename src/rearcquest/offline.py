@@ -211,7 +211,7 @@ class OfflineServer:
         self._next_slot = 0.0
         self._slot_lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"owner": self})
-        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd = _QuietServer((host, port), handler)
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -254,7 +254,10 @@ class OfflineServer:
     def start(self) -> OfflineServer:
         """Start serving in a daemon thread."""
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="rq-offline-server", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="rq-offline-server",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -311,6 +314,17 @@ class OfflineServer:
             + "</pre><hr></body></html>"
         )
         return page.encode()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up with a body unread (a refused answer) is normal here, not news.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
