@@ -1,0 +1,282 @@
+"""`rq analyze` end to end: every output format, the report files, S3 defaults and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from conftest import BLS_RELEASES, DATAUSA
+from rearcquest.cli import app
+
+runner = CliRunner()
+LATEST = BLS_RELEASES / "2026-08-06" / "pr.data.0.Current"
+ACS5 = DATAUSA / "old-api-acs5-2013-2022-compact.json"
+ACS1 = DATAUSA / "tesseract-acs1-2013-2023-raw.json"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def rq(*args: str) -> Any:
+    return runner.invoke(app, ["analyze", *args])
+
+
+def local(*args: str, population: Path = ACS5) -> Any:
+    return rq("--bls", str(LATEST), "--population", str(population), *args)
+
+
+def test_json_all_reports_has_the_documented_shape(shared_data: Path) -> None:
+    result = local("--format", "json", "--include-annual")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert list(doc) == ["population", "best_year", "series_population"]
+    assert doc["population"] == {
+        "from_year": 2013,
+        "to_year": 2018,
+        "years": [2013, 2014, 2015, 2016, 2017, 2018],
+        "mean": 317437383.0,
+        "std": pytest.approx(4257089.54, abs=0.005),
+    }
+    assert len(doc["best_year"]) == 282
+    assert set(doc["best_year"][0]) == {"series_id", "year", "value"}
+    assert doc["series_population"][0] == {
+        "series_id": "PRS30006032",
+        "year": 2013,
+        "period": "Q01",
+        "value": 0.5,
+        "population": 311536594.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("report", "key", "rows"),
+    [("best-year", "best_year", 237), ("series-population", "series_population", 10)],
+)
+def test_json_single_report_has_only_its_key(
+    shared_data: Path, report: str, key: str, rows: int
+) -> None:
+    result = local("--report", report, "--format", "json", population=ACS1)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert list(doc) == [key]
+    assert len(doc[key]) == rows
+
+
+def test_json_values_carry_no_float_noise(shared_data: Path) -> None:
+    result = local("--report", "best-year", "--format", "json", "--include-annual")
+    assert result.exit_code == 0, result.output
+    for number in json.loads(result.stdout, parse_float=Decimal)["best_year"]:
+        # Every sum of values with at most three decimals has at most three decimals.
+        assert -number["value"].as_tuple().exponent <= 3, number
+
+
+def test_json_population_from_tesseract(shared_data: Path) -> None:
+    result = local("--report", "population", "--format", "json", population=ACS1)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)["population"]
+    assert doc["mean"] == 322069808.0
+    assert doc["std"] == pytest.approx(4158441.04, abs=0.005)
+
+
+def test_csv_single_report_is_plain_csv(shared_data: Path) -> None:
+    result = local("--report", "best-year", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 237
+    assert rows[0] == {"series_id": "PRS30006011", "year": "2022", "value": "16.4"}
+
+
+def test_csv_all_reports_are_sections(shared_data: Path) -> None:
+    result = local("--format", "csv")
+    assert result.exit_code == 0, result.output
+    sections = result.stdout.split("\n\n")
+    assert [s.splitlines()[0] for s in sections] == [
+        "# population",
+        "# best-year",
+        "# series-population",
+    ]
+    population = list(csv.DictReader(io.StringIO(sections[0].split("\n", 1)[1])))
+    assert population == [
+        {
+            "from_year": "2013",
+            "to_year": "2018",
+            "years": "2013 2014 2015 2016 2017 2018",
+            "missing_years": "",
+            "mean": "317437383.0",
+            "std": population[0]["std"],
+        }
+    ]
+    assert float(population[0]["std"]) == pytest.approx(4257089.54, abs=0.005)
+
+
+def test_markdown(shared_data: Path) -> None:
+    result = local("--format", "markdown", "--to-year", "2021", population=ACS1)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "## US population, 2013-2021" in out
+    assert "| mean | 324,069,014.5 |" in out
+    assert "- missing from 2013-2021: 2020 (not in the population data)" in out
+    assert "## Best year of each series" in out
+    assert "| PRS30006011 | 2022 | 16.4 |" in out
+    assert "| PRS30006032 | 2013 | Q01 | 0.5 | 316,128,839 |" in out
+
+
+def test_table_for_people(shared_data: Path) -> None:
+    result = local("--from-year", "2018", "--to-year", "2022", population=ACS1)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "US population, 2018-2022" in out
+    assert "2018-2019, 2021-2022 (4)" in out
+    assert "missing from 2018-2022: 2020" in out
+    assert "PRS30006011" in out
+    assert "ties go to the earliest year" in out
+    assert "237 series" in out
+
+
+def test_all_years_keeps_years_without_population(shared_data: Path) -> None:
+    result = local("--report", "series-population", "--all-years", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["series_population"]
+    assert [r["year"] for r in rows] == list(range(1995, 2027))
+    assert rows[0]["population"] is None
+
+
+def test_other_series_and_period(shared_data: Path) -> None:
+    args = ["--report", "series-population", "--series", "PRS85006092", "--period", "Q05"]
+    result = local(*args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["series_population"]
+    assert {(r["series_id"], r["period"]) for r in rows} == {("PRS85006092", "Q05")}
+
+
+def test_output_dir_writes_csv_parquet_and_charts(tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "reports" / "2026"
+    result = local("--format", "json", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best-year.csv",
+        "best-year.parquet",
+        "population.csv",
+        "population.parquet",
+        "population.png",
+        "series-population.csv",
+        "series-population.parquet",
+        "series-population.png",
+    ]
+    assert f"wrote {out / 'population.png'}" in result.stderr
+    for chart in ("population.png", "series-population.png"):
+        data = (out / chart).read_bytes()
+        assert data.startswith(PNG_SIGNATURE)
+        assert len(data) > 10_000
+    best = pl.read_parquet(out / "best-year.parquet")
+    assert best.schema == {"series_id": pl.String, "year": pl.Int32, "value": pl.Decimal(38, 3)}
+    assert best.height == 237
+    population = pl.read_parquet(out / "population.parquet")
+    assert population["years"].to_list() == [[2013, 2014, 2015, 2016, 2017, 2018]]
+    assert (out / "best-year.csv").read_text().splitlines()[1] == "PRS30006011,2022,16.4"
+    assert json.loads(result.stdout)["population"]["mean"] == 317437383.0
+
+
+def test_output_dir_for_one_report_has_no_chart_it_does_not_need(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    result = local("--report", "best-year", "--format", "csv", "--output", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-year.csv", "best-year.parquet"]
+
+
+def test_output_without_matplotlib_says_how_to_install_and_writes_nothing(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    out = tmp_path / "out"
+    result = local("--report", "population", "--format", "json", "--output", str(out))
+    assert result.exit_code == 2
+    assert "pip install 'rearcquest[charts]'" in result.stderr
+    assert not out.exists()
+
+
+def test_defaults_read_what_sync_and_fetch_store(
+    moto_server: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bls_bucket, pop_bucket = f"bls-{uuid.uuid4().hex[:8]}", f"pop-{uuid.uuid4().hex[:8]}"
+    for bucket in (bls_bucket, pop_bucket):
+        client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bls_bucket, Key="pr/pr.data.0.Current", Body=LATEST.read_bytes())
+    client.put_object(Bucket=pop_bucket, Key="datausa/population.json", Body=ACS5.read_bytes())
+    before = {b: client.list_objects_v2(Bucket=b)["Contents"] for b in (bls_bucket, pop_bucket)}
+    monkeypatch.setenv("RQ_BLS_BUCKET", bls_bucket)
+    monkeypatch.setenv("RQ_POPULATION_BUCKET", pop_bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    result = rq("--report", "all", "--format", "json", "--include-annual")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["population"]["mean"] == 317437383.0
+    assert len(doc["best_year"]) == 282
+    assert len(doc["series_population"]) == 10
+    # Analysis only reads.
+    after = {b: client.list_objects_v2(Bucket=b)["Contents"] for b in (bls_bucket, pop_bucket)}
+    assert after == before
+
+
+def test_missing_object_on_s3_is_exit_1_naming_it(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bucket = f"empty-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    monkeypatch.setenv("RQ_BLS_BUCKET", bucket)
+    result = rq("--report", "best-year", "--endpoint-url", moto_server)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: cannot read s3://{bucket}/pr/pr.data.0.Current")
+    assert "no such object" in result.stderr
+
+
+def test_nothing_configured_is_exit_2_saying_what_to_set() -> None:
+    result = rq()
+    assert result.exit_code == 2
+    assert "Error: no BLS file: pass --bls PATH_OR_S3_URL, or set RQ_BLS_BUCKET" in result.stderr
+
+
+def test_malformed_bls_row_is_exit_1_naming_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "pr.data.0.Current"
+    bad.write_text("series_id\tyear\tperiod\tvalue\nS\t2001\tQ01\t1.0\nS\t2001\tQ02\tNaN\n")
+    result = rq("--report", "best-year", "--bls", str(bad))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {bad} line 3: value 'NaN' is not a decimal number with at most 3 decimals\n"
+    )
+    assert result.stdout == ""
+
+
+def test_bad_population_is_exit_1(tmp_path: Path, shared_data: Path) -> None:
+    result = local(
+        "--report", "population", population=DATAUSA / "tesseract-acs5-state-by-year-raw.json"
+    )
+    assert result.exit_code == 1
+    assert "not national population" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from-year", "2020", "--to-year", "2019"], "--from-year 2020 is after --to-year 2019"),
+        (["--report", "nope"], "Invalid value for '--report'"),
+        (["--format", "xml"], "Invalid value for '--format'"),
+    ],
+    ids=["years", "report", "format"],
+)
+def test_usage_errors_exit_2(shared_data: Path, args: list[str], message: str) -> None:
+    result = local(*args)
+    assert result.exit_code == 2
+    assert message in result.stderr
