@@ -1,0 +1,421 @@
+"""The data pipeline: two buckets, a daily sync Lambda, S3 -> SQS -> a report Lambda.
+
+::
+
+    EventBridge rule (daily) --> ScheduledFunction --(sync-bls)--------> BLS bucket   pr/*
+                                                    --(fetch-population)-> population bucket
+                                                                             | ObjectCreated
+                                                                             v (population key)
+                                     ReportFunction <-- ReportQueue --(3 failures)--> ReportDLQ
+
+Each function has its own role and log group, and may touch only its own objects: no ``*``
+action, no ``*`` resource, no managed policies. The S3 notification is the bucket's own
+CloudFormation property rather than CDK's ``add_event_notification``, which deploys a helper
+Lambda allowed ``s3:PutBucketNotification`` on every bucket; to avoid a dependency cycle between
+the bucket and the queue policy, bucket names are known before deployment (given, or derived
+from the account and region).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import (
+    Aws,
+    CfnOutput,
+    Duration,
+    RemovalPolicy,
+    Stack,
+)
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from rearcquest_infra.settings import InfraSettings
+
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+ARCHITECTURE = lambda_.Architecture.X86_64
+SCHEDULED_HANDLER = "rearcquest.lambdas.scheduled_handler"
+REPORT_HANDLER = "rearcquest.lambdas.report_handler"
+INDEX_HANDLER = "rearcquest.lambdas.index_handler"
+# The first sync of pr/ is ~5 MB at BLS's polite one request a second; later runs are a listing.
+SCHEDULED_TIMEOUT = Duration.minutes(10)
+REPORT_TIMEOUT = Duration.minutes(2)
+# AWS advises a queue visibility timeout of at least six times the consumer's timeout, so that
+# a message is not handed to a second invocation while Lambda still retries the first batch.
+VISIBILITY_FACTOR = 6
+MAX_RECEIVE_COUNT = 3
+REPORT_BATCH_SIZE = 10
+# Polars wants memory; Lambda gives CPU in proportion to memory, too.
+MEMORY_MB = 1024
+NONCURRENT_VERSION_DAYS = 90
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+class PipelineStack(Stack):
+    """The rearcquest pipeline; every parameter comes from :class:`InfraSettings`.
+
+    Attributes:
+        bls_bucket: the versioned BLS mirror bucket.
+        population_bucket: the bucket that holds the population JSON.
+        queue: receives the population key's ``ObjectCreated`` events.
+        dead_letter_queue: where messages go after ``MAX_RECEIVE_COUNT`` failed reports.
+        scheduled_function: runs the sync and the fetch every day.
+        report_function: logs the reports for each message of ``queue``.
+        index_function: the public index page, when ``settings.public_index`` is on.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: InfraSettings, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
+        self._log_groups: dict[str, logs.LogGroup] = {}
+        if not settings.bundle_path.is_dir():
+            raise FileNotFoundError(
+                f"Lambda bundle {settings.bundle_path} not found; build it with "
+                "scripts/build-lambda-bundle (or pass -c bundlePath=DIR)"
+            )
+        bls_name = settings.bls_bucket_name or f"rearcquest-bls-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+        population_name = (
+            settings.population_bucket_name
+            or f"rearcquest-population-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+        )
+        bls_arn = f"arn:{Aws.PARTITION}:s3:::{bls_name}"
+        population_arn = f"arn:{Aws.PARTITION}:s3:::{population_name}"
+        prefix, key = settings.bls_prefix, settings.population_key
+
+        self.bls_bucket = self._bucket("BlsBucket", bls_name, versioned=True, purpose="BLS mirror")
+        self.population_bucket = self._bucket(
+            "PopulationBucket", population_name, versioned=False, purpose="population JSON"
+        )
+        code = lambda_.Code.from_asset(str(settings.bundle_path))
+
+        # -- the daily sync + fetch ------------------------------------------------------------
+        self.scheduled_function = self._function(
+            "Scheduled",
+            handler=SCHEDULED_HANDLER,
+            code=code,
+            timeout=SCHEDULED_TIMEOUT,
+            description="rearcquest: mirror BLS pr/ and fetch the DataUSA population (daily)",
+            environment={
+                "RQ_BLS_BUCKET": bls_name,
+                "RQ_BLS_PREFIX": prefix,
+                "RQ_POPULATION_BUCKET": population_name,
+                "RQ_POPULATION_KEY": key,
+                "RQ_CONTACT": settings.contact,
+            },
+            statements=[
+                iam.PolicyStatement(
+                    sid="ListMirrorPrefixOnly",
+                    actions=["s3:ListBucket"],
+                    resources=[bls_arn],
+                    conditions={"StringLike": {"s3:prefix": f"{prefix}*"}},
+                ),
+                iam.PolicyStatement(
+                    sid="ReadWriteMirrorObjects",
+                    # AbortMultipartUpload: a failed multipart upload (files > 64 MB) is cleaned.
+                    actions=[
+                        "s3:GetObject",
+                        "s3:PutObject",
+                        "s3:DeleteObject",
+                        "s3:AbortMultipartUpload",
+                    ],
+                    resources=[f"{bls_arn}/{prefix}*"],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadWritePopulationObject",
+                    actions=["s3:GetObject", "s3:PutObject"],
+                    resources=[f"{population_arn}/{key}"],
+                ),
+            ],
+        )
+        rule = events.Rule(
+            self,
+            "DailySchedule",
+            description="rearcquest: run the BLS sync and the population fetch",
+            schedule=events.Schedule.expression(settings.schedule),
+        )
+        rule.add_target(
+            targets.LambdaFunction(
+                self.scheduled_function, retry_attempts=2, max_event_age=Duration.hours(2)
+            )
+        )
+
+        # -- population JSON lands -> SQS -> reports ----------------------------------------------
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "ReportDLQ",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        # SQS-managed encryption: S3 cannot send to a queue encrypted with the AWS-managed KMS key.
+        self.queue = sqs.Queue(
+            self,
+            "ReportQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=Duration.seconds(VISIBILITY_FACTOR * REPORT_TIMEOUT.to_seconds()),
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT
+            ),
+        )
+        self.queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="PopulationBucketNotifications",
+                principals=[iam.ServicePrincipal("s3.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[self.queue.queue_arn],
+                conditions={
+                    "ArnEquals": {"aws:SourceArn": population_arn},
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                },
+            )
+        )
+        self._notify_on_key(self.population_bucket, key, self.queue)
+
+        self.report_function = self._function(
+            "Report",
+            handler=REPORT_HANDLER,
+            code=code,
+            timeout=REPORT_TIMEOUT,
+            description="rearcquest: log the reports when the population JSON changes",
+            environment={
+                "RQ_BLS_BUCKET": bls_name,
+                "RQ_BLS_PREFIX": prefix,
+                "RQ_POPULATION_BUCKET": population_name,
+                "RQ_POPULATION_KEY": key,
+            },
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadReportInputs",
+                    actions=["s3:GetObject"],
+                    resources=[f"{bls_arn}/{settings.bls_data_key}", f"{population_arn}/{key}"],
+                ),
+            ],
+        )
+        self.report_function.add_event_source(
+            event_sources.SqsEventSource(
+                self.queue,
+                batch_size=REPORT_BATCH_SIZE,
+                report_batch_item_failures=True,
+                # Two reports at a time at most: they all read the same two objects.
+                max_concurrency=2,
+            )
+        )
+
+        # -- optional public index page --------------------------------------------------------
+        self.index_function: lambda_.Function | None = None
+        if settings.public_index:
+            self.index_function = self._public_index(code, bls_name, bls_arn, prefix)
+
+        self._alarms()
+        for name, value, description in (
+            ("BlsBucketName", self.bls_bucket.bucket_name, "bucket of the BLS mirror"),
+            ("PopulationBucketName", self.population_bucket.bucket_name, "population bucket"),
+            ("ReportQueueUrl", self.queue.queue_url, "queue fed by the population key"),
+            ("ReportDeadLetterQueueUrl", self.dead_letter_queue.queue_url, "failed reports"),
+            ("ScheduledFunctionName", self.scheduled_function.function_name, "daily sync"),
+            ("ReportFunctionName", self.report_function.function_name, "report logger"),
+            ("ScheduledLogGroupName", self._log_groups["Scheduled"].log_group_name, "sync logs"),
+            ("ReportLogGroupName", self._log_groups["Report"].log_group_name, "report logs"),
+        ):
+            CfnOutput(self, name, value=value, description=description)
+
+    def _bucket(self, construct_id: str, name: str, *, versioned: bool, purpose: str) -> s3.Bucket:
+        lifecycle = [s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))]
+        if versioned:
+            # Versions let a bad sync be undone; old ones expire so storage does not grow forever.
+            lifecycle.append(
+                s3.LifecycleRule(
+                    noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS)
+                )
+            )
+        bucket = s3.Bucket(
+            self,
+            construct_id,
+            bucket_name=name,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            versioned=versioned,
+            lifecycle_rules=lifecycle,
+            # The data outlives the stack: `cdk destroy` leaves both buckets (see docs/aws.md).
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        bucket.node.add_metadata("purpose", purpose)
+        return bucket
+
+    def _notify_on_key(self, bucket: s3.Bucket, key: str, queue: sqs.Queue) -> None:
+        """Send ``ObjectCreated`` events of exactly ``key`` to ``queue`` (no helper Lambda)."""
+        cfn_bucket = bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            queue_configurations=[
+                s3.CfnBucket.QueueConfigurationProperty(
+                    event="s3:ObjectCreated:*",
+                    queue=queue.queue_arn,
+                    filter=s3.CfnBucket.NotificationFilterProperty(
+                        s3_key=s3.CfnBucket.S3KeyFilterProperty(
+                            # S3 filters by prefix and suffix only: the whole key as both is
+                            # the closest to an exact match ("x.json.bak" would not pass).
+                            rules=[
+                                s3.CfnBucket.FilterRuleProperty(name="prefix", value=key),
+                                s3.CfnBucket.FilterRuleProperty(
+                                    name="suffix", value=key.rsplit("/", 1)[-1]
+                                ),
+                            ]
+                        )
+                    ),
+                )
+            ]
+        )
+        # S3 checks that it may send to the queue when the configuration is set.
+        policy = queue.node.try_find_child("Policy")
+        assert policy is not None
+        cfn_bucket.node.add_dependency(policy)
+
+    def _function(
+        self,
+        name: str,
+        *,
+        handler: str,
+        code: lambda_.Code,
+        timeout: Duration,
+        description: str,
+        environment: dict[str, str],
+        statements: list[iam.PolicyStatement],
+    ) -> lambda_.Function:
+        """A function with its own log group and a role allowed ``statements`` and its logs."""
+        log_group = logs.LogGroup(
+            self,
+            f"{name}Logs",
+            retention=_RETENTION[self.settings.log_retention_days],
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self._log_groups[name] = log_group
+        role = iam.Role(
+            self,
+            f"{name}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{description} (least privilege)",
+        )
+        # Instead of AWSLambdaBasicExecutionRole, whose logs actions apply to every log group.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        for statement in statements:
+            role.add_to_policy(statement)
+        return lambda_.Function(
+            self,
+            f"{name}Function",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=handler,
+            code=code,
+            role=role,
+            timeout=timeout,
+            memory_size=MEMORY_MB,
+            description=description,
+            environment=environment,
+            log_group=log_group,
+        )
+
+    def _public_index(
+        self, code: lambda_.Code, bls_name: str, bls_arn: str, prefix: str
+    ) -> lambda_.Function:
+        """A public, read-only index of the mirror behind a Lambda function URL."""
+        function = self._function(
+            "Index",
+            handler=INDEX_HANDLER,
+            code=code,
+            timeout=Duration.seconds(30),
+            description="rearcquest: public read-only index of the BLS mirror",
+            environment={"RQ_BLS_BUCKET": bls_name, "RQ_BLS_PREFIX": prefix},
+            statements=[
+                iam.PolicyStatement(
+                    sid="ListMirrorPrefixOnly",
+                    actions=["s3:ListBucket"],
+                    resources=[bls_arn],
+                    conditions={"StringLike": {"s3:prefix": f"{prefix}*"}},
+                ),
+                iam.PolicyStatement(
+                    sid="ReadMirrorObjects",
+                    actions=["s3:GetObject"],
+                    resources=[f"{bls_arn}/{prefix}*"],
+                ),
+            ],
+        )
+        url = function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.NONE)
+        CfnOutput(self, "IndexUrl", value=url.url, description="public index of the mirror")
+        return function
+
+    def _alarms(self) -> None:
+        """Alarm on failed runs and on dead letters; mail them when an address is configured."""
+        action: cloudwatch.IAlarmAction | None = None
+        if self.settings.alarm_email:
+            topic = sns.Topic(
+                self, "AlarmTopic", display_name="rearcquest alarms", enforce_ssl=True
+            )
+            topic.add_subscription(subscriptions.EmailSubscription(self.settings.alarm_email))
+            action = cloudwatch_actions.SnsAction(topic)
+        alarms = [
+            self.scheduled_function.metric_errors(period=Duration.days(1)).create_alarm(
+                self,
+                "ScheduledErrors",
+                alarm_description="the daily sync/fetch failed",
+                threshold=1,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5)
+            ).create_alarm(
+                self,
+                "DeadLetters",
+                alarm_description="reports failed three times; messages wait in the DLQ",
+                threshold=1,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
+        if action is not None:
+            for alarm in alarms:
+                alarm.add_alarm_action(action)

@@ -1,0 +1,204 @@
+"""Deployment parameters, read from CDK context (``cdk deploy -c key=value`` or ``cdk.json``).
+
+Every parameter has a default except ``contact``; values are checked here, before synthesis, so a
+typo fails with a message naming the context key instead of a CloudFormation rollback later. The
+runtime defaults (the ``pr/`` prefix, the population key) come from :mod:`rearcquest.config`, so
+the Lambdas and the CLI agree on them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rearcquest.config import (
+    DEFAULT_BLS_URL,
+    DEFAULT_POPULATION_KEY,
+    build_user_agent,
+    default_prefix,
+    normalise_prefix,
+)
+from rearcquest.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_BUNDLE = REPO / "build" / "lambda-bundle"
+DEFAULT_BLS_PREFIX = default_prefix(DEFAULT_BLS_URL)
+# 15:00 UTC: after BLS's 8:30 a.m. Eastern release time, whether or not daylight saving is on.
+DEFAULT_SCHEDULE = "cron(0 15 * * ? *)"
+DEFAULT_LOG_RETENTION_DAYS = 30
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_CHOICES = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
+# The file the reports read; the report function may read it and nothing else of the mirror.
+BLS_DATA_FILE = "pr.data.0.Current"
+
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_SCHEDULE = re.compile(r"^(cron|rate)\(.+\)$")
+_GITHUB_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class InfraSettings:
+    """Everything the stacks need to know, already validated.
+
+    Attributes:
+        contact: e-mail or URL sent to BLS in the User-Agent (``RQ_CONTACT``).
+        bundle_path: directory holding the Lambda code (built by ``scripts/build-lambda-bundle``).
+        bls_bucket_name: name of the mirror bucket; ``None`` gives ``rearcquest-bls-<account>-<region>``.
+        bls_prefix: key prefix of the mirror, with a trailing slash.
+        population_bucket_name: name of the population bucket; ``None`` gives
+            ``rearcquest-population-<account>-<region>``.
+        population_key: key of the population JSON.
+        schedule: EventBridge schedule expression of the daily run.
+        log_retention_days: how long CloudWatch keeps the functions' logs.
+        public_index: whether to deploy the public, read-only index page (a Lambda function URL).
+        alarm_email: where alarms are mailed; ``None`` creates the alarms without notifications.
+        github_repo: ``owner/name`` allowed to deploy through OIDC; ``None`` skips that stack.
+        github_environment: the GitHub environment whose jobs may assume the deploy role.
+        github_create_provider: create the account's GitHub OIDC provider (off when it exists).
+        stack_name: name of the pipeline stack.
+    """
+
+    contact: str
+    bundle_path: Path = DEFAULT_BUNDLE
+    bls_bucket_name: str | None = None
+    bls_prefix: str = DEFAULT_BLS_PREFIX
+    population_bucket_name: str | None = None
+    population_key: str = DEFAULT_POPULATION_KEY
+    schedule: str = DEFAULT_SCHEDULE
+    log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
+    public_index: bool = False
+    alarm_email: str | None = None
+    github_repo: str | None = None
+    github_environment: str = "production"
+    github_create_provider: bool = True
+    stack_name: str = "Rearcquest"
+
+    def __post_init__(self) -> None:
+        _check_contact("contact", self.contact)
+        if self.alarm_email is not None and "@" not in self.alarm_email:
+            raise ValueError(f"context 'alarmEmail': {self.alarm_email!r} is not an e-mail address")
+        for key, name in (
+            ("blsBucketName", self.bls_bucket_name),
+            ("populationBucketName", self.population_bucket_name),
+        ):
+            if name is not None and (not _BUCKET_NAME.match(name) or ".." in name):
+                raise ValueError(
+                    f"context {key!r}: {name!r} is not a valid S3 bucket name "
+                    "(3-63 lowercase letters, digits, '.' or '-')"
+                )
+        if not _is_prefix(self.bls_prefix):
+            raise ValueError(
+                f"context 'blsPrefix': {self.bls_prefix!r} must be a relative prefix ending in '/'"
+            )
+        key = self.population_key
+        if not key or key.startswith("/") or key.endswith("/") or ".." in key.split("/"):
+            raise ValueError(f"context 'populationKey': {key!r} is not an object key")
+        if not _SCHEDULE.match(self.schedule):
+            raise ValueError(
+                f"context 'schedule': {self.schedule!r} is not an EventBridge expression "
+                "such as 'cron(0 15 * * ? *)' or 'rate(1 day)'"
+            )
+        if self.log_retention_days not in LOG_RETENTION_CHOICES:
+            raise ValueError(
+                f"context 'logRetentionDays': {self.log_retention_days} is not one of "
+                f"{', '.join(map(str, LOG_RETENTION_CHOICES))}"
+            )
+        if self.github_repo is not None and not _GITHUB_REPO.match(self.github_repo):
+            raise ValueError(f"context 'githubRepo': {self.github_repo!r} is not 'owner/name'")
+        if not _STACK_NAME.match(self.stack_name):
+            raise ValueError(f"context 'stackName': {self.stack_name!r} is not a stack name")
+
+    @property
+    def bls_data_key(self) -> str:
+        """Key of the BLS data file the reports read."""
+        return f"{self.bls_prefix}{BLS_DATA_FILE}"
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any], *, base: Path | None = None) -> InfraSettings:
+        """Build the settings from CDK context values.
+
+        Args:
+            get: looks a context key up (``app.node.try_get_context``); ``None`` when unset.
+            base: directory a relative ``bundlePath`` is resolved against (default: the repo).
+
+        Returns:
+            The validated settings.
+
+        Raises:
+            ValueError: a value is missing or malformed; the message names the context key.
+        """
+
+        def text(key: str) -> str | None:
+            value = get(key)
+            if value is None:
+                return None
+            value = str(value).strip()
+            return value or None
+
+        contact = text("contact")
+        if contact is None:
+            raise ValueError(
+                "context 'contact' is required: BLS refuses requests without a contact; "
+                "deploy with -c contact=you@example.com"
+            )
+        bundle = text("bundlePath")
+        bundle_path = DEFAULT_BUNDLE if bundle is None else (base or REPO) / bundle
+        retention = text("logRetentionDays")
+        try:
+            retention_days = DEFAULT_LOG_RETENTION_DAYS if retention is None else int(retention)
+        except ValueError as exc:
+            raise ValueError(f"context 'logRetentionDays': {retention!r} is not a number") from exc
+        prefix = get("blsPrefix")
+        return cls(
+            contact=contact,
+            bundle_path=bundle_path.resolve(),
+            bls_bucket_name=text("blsBucketName"),
+            bls_prefix=DEFAULT_BLS_PREFIX if prefix is None else str(prefix).strip(),
+            population_bucket_name=text("populationBucketName"),
+            population_key=text("populationKey") or DEFAULT_POPULATION_KEY,
+            schedule=text("schedule") or DEFAULT_SCHEDULE,
+            log_retention_days=retention_days,
+            public_index=_flag("publicIndex", get("publicIndex"), default=False),
+            alarm_email=text("alarmEmail"),
+            github_repo=text("githubRepo"),
+            github_environment=text("githubEnvironment") or "production",
+            github_create_provider=_flag(
+                "githubCreateOidcProvider", get("githubCreateOidcProvider"), default=True
+            ),
+            stack_name=text("stackName") or "Rearcquest",
+        )
+
+
+def _check_contact(key: str, contact: str) -> None:
+    try:
+        build_user_agent(contact)
+    except ConfigError as exc:
+        raise ValueError(f"context {key!r}: {exc}") from exc
+
+
+def _is_prefix(prefix: str) -> bool:
+    """A non-empty relative prefix with exactly one trailing slash, as the mirror writes it."""
+    try:
+        return bool(prefix) and normalise_prefix(prefix) == prefix
+    except ConfigError:
+        return False
+
+
+def _flag(key: str, value: Any, *, default: bool) -> bool:
+    """Read a boolean: ``-c key=true`` arrives as a string, cdk.json may hold a real bool."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return default
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"context {key!r}: {value!r} is not true or false")

@@ -1,0 +1,115 @@
+"""Fixtures for the infrastructure tests: the CDK app synthesized once per session, offline.
+
+Synthesis runs the real ``infra/app.py`` with context given the way ``cdk -c key=value`` gives it
+(strings), against a tiny stand-in for the Lambda bundle, so no wheel is downloaded. The jsii
+runtime starts once per session (~10 s); every test reads the same templates.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import pytest
+
+INFRA = Path(__file__).resolve().parents[1]
+REPO = INFRA.parent
+# aws-cdk-lib warns, loudly, that Node 20 is past its end of life; synthesis works all the same.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+if str(INFRA) not in sys.path:
+    sys.path.insert(0, str(INFRA))
+
+CONTACT = "ops@example.com"
+FULL_CONTEXT = {
+    "blsBucketName": "rq-test-bls",
+    "populationBucketName": "rq-test-population",
+    "populationKey": "datausa/us-population.json",
+    "schedule": "rate(1 day)",
+    "logRetentionDays": "90",
+    "publicIndex": "true",
+    "alarmEmail": "alerts@example.com",
+    "githubRepo": "acme/rearcquest",
+    "stackName": "RqFull",
+}
+
+if TYPE_CHECKING:
+    from aws_cdk.assertions import Template
+
+Templates = dict[str, "Template"]
+
+
+def _load_app_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("rearcquest_infra_app", INFRA / "app.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stand-in for build/lambda-bundle: CDK only hashes and copies the directory."""
+    bundle = tmp_path_factory.mktemp("bundle")
+    (bundle / "rearcquest").mkdir()
+    (bundle / "rearcquest" / "lambdas.py").write_text("def scheduled_handler(e, c): return {}\n")
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def synth(
+    tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[dict[str, str]], Templates]:
+    """Synthesize ``infra/app.py`` with cdk.json's context plus ``extra``; templates by stack."""
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    app_module = _load_app_module()
+    cdk_json = json.loads((INFRA / "cdk.json").read_text())
+
+    def run(extra: dict[str, str]) -> Templates:
+        context = {
+            **cdk_json["context"],
+            "contact": CONTACT,
+            "bundlePath": str(tiny_bundle),
+            **extra,
+        }
+        with pytest.MonkeyPatch.context() as mp:
+            for name in list(os.environ):
+                if name.startswith("CDK_"):
+                    mp.delenv(name)
+            app = cdk.App(context=context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
+            assembly = app_module.build_app(app).synth()
+        return {stack.stack_name: Template.from_json(stack.template) for stack in assembly.stacks}
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def default_templates(synth: Callable[[dict[str, str]], Templates]) -> Templates:
+    """The app as deployed with nothing but the required contact."""
+    return synth({})
+
+
+@pytest.fixture(scope="session")
+def full_templates(synth: Callable[[dict[str, str]], Templates]) -> Templates:
+    """The app with every option set (index page, alarm e-mail, GitHub deploy role, names)."""
+    return synth(FULL_CONTEXT)
+
+
+@pytest.fixture(scope="session")
+def default_template(default_templates: Templates) -> Template:
+    """The pipeline stack's template with the defaults."""
+    return default_templates["Rearcquest"]
+
+
+@pytest.fixture(scope="session")
+def full_template(full_templates: Templates) -> Template:
+    """The pipeline stack's template with every option set."""
+    return full_templates["RqFull"]

@@ -1,0 +1,404 @@
+"""The pipeline stack's synthesized template: resources, wiring, least privilege, limits."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from cfn_helpers import as_list, one, render, resources, role_statements
+from conftest import CONTACT, REPO
+from rearcquest_infra.pipeline_stack import (
+    MAX_RECEIVE_COUNT,
+    REPORT_HANDLER,
+    RUNTIME,
+    SCHEDULED_HANDLER,
+)
+
+BLS_DEFAULT = "rearcquest-bls-${AWS::AccountId}-${AWS::Region}"
+POP_DEFAULT = "rearcquest-population-${AWS::AccountId}-${AWS::Region}"
+S3 = "arn:${AWS::Partition}:s3:::"
+
+
+def _json(template: Template) -> Mapping[str, Any]:
+    return template.to_json()
+
+
+def _function(template: Template, prefix: str) -> dict[str, Any]:
+    properties: dict[str, Any] = one(_json(template), "AWS::Lambda::Function", prefix)[1][
+        "Properties"
+    ]
+    return properties
+
+
+# -- buckets -------------------------------------------------------------------------------------
+
+
+def test_two_private_encrypted_buckets_retained(default_template: Template) -> None:
+    default_template.resource_count_is("AWS::S3::Bucket", 2)
+    default_template.all_resources_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                ]
+            },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+        },
+    )
+    default_template.all_resources(
+        "AWS::S3::Bucket", {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
+    )
+
+
+def test_only_the_bls_mirror_is_versioned(default_template: Template) -> None:
+    doc = _json(default_template)
+    _, bls = one(doc, "AWS::S3::Bucket", "BlsBucket")
+    _, population = one(doc, "AWS::S3::Bucket", "PopulationBucket")
+    assert bls["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert "VersioningConfiguration" not in population["Properties"]
+    rules = bls["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {"NoncurrentDays": 90} in [r.get("NoncurrentVersionExpiration") for r in rules]
+
+
+def test_default_bucket_names_are_per_account_and_region(default_template: Template) -> None:
+    doc = _json(default_template)
+    names = {
+        render(b["Properties"]["BucketName"]) for b in resources(doc, "AWS::S3::Bucket").values()
+    }
+    assert names == {BLS_DEFAULT, POP_DEFAULT}
+
+
+def test_bucket_names_are_parameters(full_template: Template) -> None:
+    doc = _json(full_template)
+    names = {b["Properties"]["BucketName"] for b in resources(doc, "AWS::S3::Bucket").values()}
+    assert names == {"rq-test-bls", "rq-test-population"}
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"Bool": {"aws:SecureTransport": "false"}},
+        {"NumericLessThan": {"s3:TlsVersion": 1.2}},
+    ],
+    ids=["tls-only", "tls-1.2"],
+)
+def test_bucket_policies_deny_insecure_transport(
+    default_template: Template, condition: dict[str, Any]
+) -> None:
+    policies = resources(_json(default_template), "AWS::S3::BucketPolicy")
+    assert len(policies) == 2
+    for policy in policies.values():
+        denies = [
+            s
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]
+            if s["Effect"] == "Deny" and s["Action"] == "s3:*" and s["Principal"] == {"AWS": "*"}
+        ]
+        assert condition in [s["Condition"] for s in denies]
+
+
+# -- the daily run --------------------------------------------------------------------------------
+
+
+def test_functions_runtime_architecture_handlers(default_template: Template) -> None:
+    default_template.resource_count_is("AWS::Lambda::Function", 2)
+    scheduled = _function(default_template, "ScheduledFunction")
+    report = _function(default_template, "ReportFunction")
+    assert scheduled["Handler"] == SCHEDULED_HANDLER == "rearcquest.lambdas.scheduled_handler"
+    assert report["Handler"] == REPORT_HANDLER == "rearcquest.lambdas.report_handler"
+    for function in (scheduled, report):
+        assert function["Runtime"] == "python3.12"
+        assert function["Architectures"] == ["x86_64"]
+        assert function["MemorySize"] == 1024
+    assert scheduled["Timeout"] == 600
+    assert report["Timeout"] == 120
+
+
+def test_scheduled_function_environment(default_template: Template) -> None:
+    env = render(_function(default_template, "ScheduledFunction")["Environment"]["Variables"])
+    assert env == {
+        "RQ_BLS_BUCKET": BLS_DEFAULT,
+        "RQ_BLS_PREFIX": "pr/",
+        "RQ_POPULATION_BUCKET": POP_DEFAULT,
+        "RQ_POPULATION_KEY": "datausa/population.json",
+        "RQ_CONTACT": CONTACT,
+    }
+
+
+def test_report_function_environment_follows_parameters(full_template: Template) -> None:
+    env = _function(full_template, "ReportFunction")["Environment"]["Variables"]
+    assert env == {
+        "RQ_BLS_BUCKET": "rq-test-bls",
+        "RQ_BLS_PREFIX": "pr/",
+        "RQ_POPULATION_BUCKET": "rq-test-population",
+        "RQ_POPULATION_KEY": "datausa/us-population.json",
+    }
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expression"),
+    [("default_template", "cron(0 15 * * ? *)"), ("full_template", "rate(1 day)")],
+    ids=["default", "parameter"],
+)
+def test_daily_schedule_invokes_the_scheduled_function(
+    request: pytest.FixtureRequest, fixture: str, expression: str
+) -> None:
+    template: Template = request.getfixturevalue(fixture)
+    doc = _json(template)
+    function_id, _ = one(doc, "AWS::Lambda::Function", "ScheduledFunction")
+    _, rule = one(doc, "AWS::Events::Rule", "DailySchedule")
+    assert rule["Properties"]["ScheduleExpression"] == expression
+    assert rule["Properties"]["State"] == "ENABLED"
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 7200}
+    template.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {
+            "Action": "lambda:InvokeFunction",
+            "Principal": "events.amazonaws.com",
+            "FunctionName": {"Fn::GetAtt": [function_id, "Arn"]},
+        },
+    )
+
+
+# -- population JSON -> SQS -> report ------------------------------------------------------------
+
+
+def test_queue_visibility_is_six_report_timeouts_with_dlq(default_template: Template) -> None:
+    doc = _json(default_template)
+    dlq_id, dlq = one(doc, "AWS::SQS::Queue", "ReportDLQ")
+    _, queue = one(doc, "AWS::SQS::Queue", "ReportQueue")
+    report_timeout = _function(default_template, "ReportFunction")["Timeout"]
+    assert queue["Properties"]["VisibilityTimeout"] >= 6 * report_timeout
+    assert queue["Properties"]["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+        "maxReceiveCount": MAX_RECEIVE_COUNT,
+    }
+    assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    for q in (queue, dlq):
+        assert q["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_population_key_notifies_the_queue(default_template: Template) -> None:
+    doc = _json(default_template)
+    queue_id, _ = one(doc, "AWS::SQS::Queue", "ReportQueue")
+    policy_id, policy = one(doc, "AWS::SQS::QueuePolicy", "ReportQueuePolicy")
+    _, bucket = one(doc, "AWS::S3::Bucket", "PopulationBucket")
+    (config,) = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert config["Event"] == "s3:ObjectCreated:*"
+    assert config["Queue"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    assert config["Filter"]["S3Key"]["Rules"] == [
+        {"Name": "prefix", "Value": "datausa/population.json"},
+        {"Name": "suffix", "Value": "population.json"},
+    ]
+    # S3 tests the destination when the configuration is set: the policy must exist first.
+    assert policy_id in bucket["DependsOn"]
+    statements = render(policy["Properties"]["PolicyDocument"]["Statement"])
+    (allow,) = [s for s in statements if s["Effect"] == "Allow"]
+    assert allow["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert allow["Action"] == "sqs:SendMessage"
+    assert allow["Resource"] == "${" + queue_id + ".Arn}"
+    assert allow["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": S3 + POP_DEFAULT},
+        "StringEquals": {"aws:SourceAccount": "${AWS::AccountId}"},
+    }
+    # The BLS mirror sends no notification, and no helper Lambda manages them.
+    _, bls = one(doc, "AWS::S3::Bucket", "BlsBucket")
+    assert "NotificationConfiguration" not in bls["Properties"]
+    default_template.resource_count_is("Custom::S3BucketNotifications", 0)
+
+
+def test_report_function_consumes_with_partial_batch_responses(default_template: Template) -> None:
+    doc = _json(default_template)
+    queue_id, _ = one(doc, "AWS::SQS::Queue", "ReportQueue")
+    report_id, _ = one(doc, "AWS::Lambda::Function", "ReportFunction")
+    default_template.resource_count_is("AWS::Lambda::EventSourceMapping", 1)
+    default_template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "EventSourceArn": {"Fn::GetAtt": [queue_id, "Arn"]},
+            "FunctionName": {"Ref": report_id},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "BatchSize": 10,
+            "ScalingConfig": {"MaximumConcurrency": 2},
+        },
+    )
+
+
+def test_each_function_logs_to_its_own_group_with_retention(
+    default_template: Template, full_template: Template
+) -> None:
+    for template, days in ((default_template, 30), (full_template, 90)):
+        doc = _json(template)
+        groups = resources(doc, "AWS::Logs::LogGroup")
+        functions = resources(doc, "AWS::Lambda::Function")
+        assert len(groups) == len(functions)
+        assert {g["Properties"]["RetentionInDays"] for g in groups.values()} == {days}
+        used = {f["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] for f in functions.values()}
+        assert used == set(groups)
+
+
+# -- least privilege -------------------------------------------------------------------------------
+
+
+def test_scheduled_role_is_exactly_its_prefix_and_key(default_template: Template) -> None:
+    statements = role_statements(_json(default_template), "ScheduledRole")
+    logs_id, _ = one(_json(default_template), "AWS::Logs::LogGroup", "ScheduledLogs")
+    assert statements == {
+        "WriteOwnLogs": {
+            "Sid": "WriteOwnLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": "${" + logs_id + ".Arn}",
+        },
+        "ListMirrorPrefixOnly": {
+            "Sid": "ListMirrorPrefixOnly",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": S3 + BLS_DEFAULT,
+            "Condition": {"StringLike": {"s3:prefix": "pr/*"}},
+        },
+        "ReadWriteMirrorObjects": {
+            "Sid": "ReadWriteMirrorObjects",
+            "Effect": "Allow",
+            "Action": [
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:AbortMultipartUpload",
+            ],
+            "Resource": S3 + BLS_DEFAULT + "/pr/*",
+        },
+        "ReadWritePopulationObject": {
+            "Sid": "ReadWritePopulationObject",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": S3 + POP_DEFAULT + "/datausa/population.json",
+        },
+    }
+
+
+def test_report_role_reads_two_objects_and_consumes_its_queue(default_template: Template) -> None:
+    doc = _json(default_template)
+    queue_id, _ = one(doc, "AWS::SQS::Queue", "ReportQueue")
+    statements = role_statements(doc, "ReportRole")
+    assert statements["ReadReportInputs"] == {
+        "Sid": "ReadReportInputs",
+        "Effect": "Allow",
+        "Action": "s3:GetObject",
+        "Resource": [
+            S3 + BLS_DEFAULT + "/pr/pr.data.0.Current",
+            S3 + POP_DEFAULT + "/datausa/population.json",
+        ],
+    }
+    (sqs_key,) = [k for k, s in statements.items() if "sqs:ReceiveMessage" in as_list(s["Action"])]
+    assert set(as_list(statements[sqs_key]["Action"])) == {
+        "sqs:ReceiveMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueUrl",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+    }
+    assert statements[sqs_key]["Resource"] == "${" + queue_id + ".Arn}"
+    assert set(statements) == {"WriteOwnLogs", "ReadReportInputs", sqs_key}
+
+
+@pytest.mark.parametrize("fixture", ["default_template", "full_template"])
+def test_no_wildcards_managed_policies_or_users(
+    request: pytest.FixtureRequest, fixture: str
+) -> None:
+    doc = _json(request.getfixturevalue(fixture))
+    for name, policy in resources(doc, "AWS::IAM::Policy").items():
+        for statement in render(policy["Properties"]["PolicyDocument"]["Statement"]):
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, f"{name}: wildcard action {action}"
+            for resource in as_list(statement["Resource"]):
+                assert resource != "*", f"{name}: wildcard resource"
+                # An object wildcard is allowed only under a prefix, never a whole bucket.
+                assert not re.search(r":s3:::[^/]+/\*$", resource), f"{name}: {resource}"
+    for name, role in resources(doc, "AWS::IAM::Role").items():
+        assert "ManagedPolicyArns" not in role["Properties"], name
+        assert "Policies" not in role["Properties"], name
+    for type_ in ("AWS::IAM::User", "AWS::IAM::AccessKey", "AWS::IAM::Group"):
+        assert resources(doc, type_) == {}
+
+
+# -- options -----------------------------------------------------------------------------------------
+
+
+def test_public_index_is_off_by_default(default_template: Template) -> None:
+    default_template.resource_count_is("AWS::Lambda::Url", 0)
+    assert "IndexUrl" not in _json(default_template).get("Outputs", {})
+
+
+def test_public_index_is_read_only_when_on(full_template: Template) -> None:
+    doc = _json(full_template)
+    index_id, index = one(doc, "AWS::Lambda::Function", "IndexFunction")
+    assert index["Properties"]["Handler"] == "rearcquest.lambdas.index_handler"
+    full_template.has_resource_properties(
+        "AWS::Lambda::Url",
+        {"AuthType": "NONE", "TargetFunctionArn": {"Fn::GetAtt": [index_id, "Arn"]}},
+    )
+    statements = role_statements(doc, "IndexRole")
+    actions = {a for s in statements.values() for a in as_list(s["Action"])}
+    assert actions == {"logs:CreateLogStream", "logs:PutLogEvents", "s3:ListBucket", "s3:GetObject"}
+    assert statements["ReadMirrorObjects"]["Resource"] == S3 + "rq-test-bls/pr/*"
+    assert statements["ListMirrorPrefixOnly"]["Condition"] == {"StringLike": {"s3:prefix": "pr/*"}}
+    assert "IndexUrl" in doc["Outputs"]
+
+
+def test_alarms_without_and_with_an_email(
+    default_template: Template, full_template: Template
+) -> None:
+    default_template.resource_count_is("AWS::CloudWatch::Alarm", 2)
+    default_template.resource_count_is("AWS::SNS::Topic", 0)
+    default_template.all_resources_properties(
+        "AWS::CloudWatch::Alarm", {"AlarmActions": Match.absent()}
+    )
+    full_template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "alerts@example.com"}
+    )
+    topic_id, _ = one(_json(full_template), "AWS::SNS::Topic", "AlarmTopic")
+    full_template.all_resources_properties(
+        "AWS::CloudWatch::Alarm", {"AlarmActions": [{"Ref": topic_id}]}
+    )
+    full_template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"MetricName": "ApproximateNumberOfMessagesVisible", "Threshold": 1},
+    )
+
+
+def test_outputs_name_what_the_docs_refer_to(default_template: Template) -> None:
+    outputs = set(_json(default_template)["Outputs"])
+    assert {
+        "BlsBucketName",
+        "PopulationBucketName",
+        "ReportQueueUrl",
+        "ReportDeadLetterQueueUrl",
+        "ScheduledFunctionName",
+        "ReportFunctionName",
+    } <= outputs
+    docs = (REPO / "docs" / "aws.md").read_text()
+    for output in ("ScheduledFunctionName", "ReportFunctionName", "ReportDeadLetterQueueUrl"):
+        assert output in docs
+
+
+def test_bundle_script_targets_the_stack_runtime() -> None:
+    script = (REPO / "scripts" / "build-lambda-bundle").read_text()
+    version = re.search(r"LAMBDA_PYTHON=\$\{LAMBDA_PYTHON:-([\d.]+)\}", script)
+    assert version is not None
+    assert RUNTIME.name == f"python{version.group(1)}"
+    assert "--platform" in script
+    assert "manylinux2014_x86_64" in script
+    assert "--only-binary=:all:" in script

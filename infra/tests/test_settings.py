@@ -1,0 +1,107 @@
+"""Deployment parameters from CDK context: defaults, parsing, and refusals that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO
+from rearcquest_infra.settings import DEFAULT_BUNDLE, DEFAULT_SCHEDULE, InfraSettings
+
+
+def _from(context: dict[str, Any], base: Path | None = None) -> InfraSettings:
+    return InfraSettings.from_context(context.get, base=base)
+
+
+def test_defaults_match_the_cli() -> None:
+    settings = _from({"contact": "me@example.com"})
+    assert settings.contact == "me@example.com"
+    assert settings.bls_prefix == "pr/"
+    assert settings.population_key == "datausa/population.json"
+    assert settings.bls_data_key == "pr/pr.data.0.Current"
+    assert settings.schedule == DEFAULT_SCHEDULE == "cron(0 15 * * ? *)"
+    assert settings.bundle_path == DEFAULT_BUNDLE == REPO / "build" / "lambda-bundle"
+    assert settings.bls_bucket_name is None
+    assert settings.population_bucket_name is None
+    assert settings.log_retention_days == 30
+    assert settings.public_index is False
+    assert settings.alarm_email is None
+    assert settings.github_repo is None
+    assert settings.github_create_provider is True
+    assert settings.stack_name == "Rearcquest"
+
+
+def test_every_parameter_is_read(tmp_path: Path) -> None:
+    settings = _from(
+        {
+            "contact": " https://example.com/contact ",
+            "bundlePath": "bundle",
+            "blsBucketName": "my.bls-mirror",
+            "blsPrefix": "bls/pr/",
+            "populationBucketName": "my-population",
+            "populationKey": "pop/us.json",
+            "schedule": "rate(12 hours)",
+            "logRetentionDays": "14",
+            "publicIndex": "yes",
+            "alarmEmail": "ops@example.com",
+            "githubRepo": "acme/rearcquest",
+            "githubEnvironment": "prod",
+            "githubCreateOidcProvider": "false",
+            "stackName": "RqStaging",
+        },
+        base=tmp_path,
+    )
+    assert settings == InfraSettings(
+        contact="https://example.com/contact",
+        bundle_path=tmp_path / "bundle",
+        bls_bucket_name="my.bls-mirror",
+        bls_prefix="bls/pr/",
+        population_bucket_name="my-population",
+        population_key="pop/us.json",
+        schedule="rate(12 hours)",
+        log_retention_days=14,
+        public_index=True,
+        alarm_email="ops@example.com",
+        github_repo="acme/rearcquest",
+        github_environment="prod",
+        github_create_provider=False,
+        stack_name="RqStaging",
+    )
+
+
+@pytest.mark.parametrize(("value", "expected"), [(True, True), ("on", True), ("0", False)])
+def test_flags_accept_json_booleans_and_strings(value: object, expected: bool) -> None:
+    assert _from({"contact": "a@b.c", "publicIndex": value}).public_index is expected
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({}, "'contact' is required"),
+        ({"contact": "  "}, "'contact' is required"),
+        ({"contact": "nobody"}, "'contact'.*not an e-mail address or URL"),
+        ({"blsBucketName": "Upper_Case"}, "'blsBucketName'.*valid S3 bucket name"),
+        ({"populationBucketName": "ab"}, "'populationBucketName'"),
+        ({"populationBucketName": "a..b"}, "'populationBucketName'"),
+        ({"blsPrefix": "pr"}, "'blsPrefix'"),
+        ({"blsPrefix": "/pr/"}, "'blsPrefix'"),
+        ({"blsPrefix": ""}, "'blsPrefix'"),
+        ({"populationKey": "/abs.json"}, "'populationKey'"),
+        ({"populationKey": "dir/"}, "'populationKey'"),
+        ({"schedule": "daily"}, "'schedule'.*EventBridge"),
+        ({"logRetentionDays": "31"}, "'logRetentionDays'.*not one of"),
+        ({"logRetentionDays": "a month"}, "'logRetentionDays'.*not a number"),
+        ({"publicIndex": "maybe"}, "'publicIndex'.*true or false"),
+        ({"alarmEmail": "ops"}, "'alarmEmail'"),
+        ({"githubRepo": "just-a-name"}, "'githubRepo'.*owner/name"),
+        ({"stackName": "1stack"}, "'stackName'"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "-".join(v) or "empty",
+)
+def test_bad_values_name_their_context_key(context: dict[str, Any], message: str) -> None:
+    if context and "contact" not in context:
+        context = {"contact": "me@example.com", **context}
+    with pytest.raises(ValueError, match=message):
+        _from(context)

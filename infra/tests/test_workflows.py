@@ -1,0 +1,89 @@
+"""The GitHub Actions workflows: valid (actionlint), tested before deploy, OIDC and no keys."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]
+
+from conftest import REPO
+
+WORKFLOWS = REPO / ".github" / "workflows"
+
+
+def _load(name: str) -> dict[Any, Any]:
+    doc = yaml.safe_load((WORKFLOWS / name).read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _actionlint() -> str:
+    found = shutil.which("actionlint") or str(Path(sys.executable).parent / "actionlint")
+    assert Path(found).exists(), "actionlint not installed: pip install -e '.[infra]'"
+    return found
+
+
+def test_actionlint_passes() -> None:
+    files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
+    assert {Path(f).name for f in files} >= {"ci.yml", "deploy.yml"}
+    result = subprocess.run(
+        [_actionlint(), "-no-color", *files], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_rejects_a_broken_workflow(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\n"
+        "jobs:\n"
+        "  x:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps:\n"
+        "      - run: echo ${{ github.nope }}\n"
+    )
+    result = subprocess.run(
+        [_actionlint(), "-no-color", str(bad)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert "nope" in result.stdout
+
+
+def test_no_stored_aws_keys_anywhere() -> None:
+    for path in WORKFLOWS.glob("*.yml"):
+        text = path.read_text()
+        for forbidden in ("aws-access-key-id", "aws-secret-access-key", "AWS_SECRET_ACCESS_KEY"):
+            assert forbidden not in text, f"{path.name} uses {forbidden}"
+
+
+def test_deploy_uses_oidc_after_the_tests() -> None:
+    deploy = _load("deploy.yml")
+    jobs = deploy["jobs"]
+    job = jobs["deploy"]
+    assert job["needs"] == "test"
+    assert job["permissions"] == {"id-token": "write", "contents": "read"}
+    assert job["environment"] == "production"
+    steps = job["steps"]
+    (creds,) = [
+        s
+        for s in steps
+        if str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")
+    ]
+    assert creds["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+    runs = "\n".join(str(s.get("run", "")) for s in steps)
+    assert "scripts/build-lambda-bundle" in runs
+    assert "cdk deploy" in runs
+    assert "bash .ci/run" in "\n".join(str(s.get("run", "")) for s in jobs["test"]["steps"])
+    # The workflow-wide token may read the repository and nothing else.
+    assert deploy["permissions"] == {"contents": "read"}
+
+
+def test_ci_runs_the_projects_own_ci_script() -> None:
+    ci = _load("ci.yml")
+    assert ci["permissions"] == {"contents": "read"}
+    runs = [s.get("run", "") for job in ci["jobs"].values() for s in job["steps"]]
+    assert "bash .ci/run" in runs
