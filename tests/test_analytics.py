@@ -268,14 +268,14 @@ def test_a_file_without_footnotes_and_with_extra_columns_still_loads(tmp_path: P
 
 BAD_ROWS = [
     ("S\t20x1\tQ01\t1.0\t", "line 3: year '20x1' is not a four-digit year"),
-    ("S\t\tQ01\t1.0\t", "line 3: year None is not a four-digit year"),
+    ("S\t\tQ01\t1.0\t", "line 3: no year"),
     ("S\t2001\tQ01\tabc\t", "line 3: value 'abc' is not a decimal number with at most 3 decimals"),
     ("S\t2001\tQ01\t1.2345\t", "line 3: value '1.2345' is not a decimal number"),
     ("S\t2001\tQ01\t1,5\t", "line 3: value '1,5' is not a decimal"),
-    ("S\t2001\tQ01\t  \t", "line 3: value None is not a decimal"),
+    ("S\t2001\tQ01\t  \t", "line 3: no value"),
     ("S\t2001\t   \t1.0\t", "line 3: no period"),
     ("    \t2001\tQ01\t1.0\t", "line 3: no series_id"),
-    ("S\t2001\tQ01", "line 3: value None"),
+    ("S\t2001\tQ01", "line 3: no value"),
     ("S\t2001\tQ01\t1.0\t\tX", "line 3: 6 fields, the header has 5"),
     ('S\t2001\tQ01\t"1.0"\t', "line 3: value '\"1.0\"'"),
 ]
