@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from rearcquest.storage import ObjectStore
 
 __all__ = [
+    "DEFAULT_CACHE_SECONDS",
     "DEFAULT_INDEX_KEY",
     "MAX_PRESIGN_SECONDS",
     "StaticIndex",
@@ -42,6 +43,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_INDEX_KEY = "index.html"
+# How long the live index reuses a folder's listing (see ``_app._ListingCache``).
+DEFAULT_CACHE_SECONDS = 5.0
 # SigV4 presigned URLs live at most seven days.
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
@@ -62,6 +65,7 @@ def create_app(
     prefix: str = "",
     token: str | None = None,
     allowed_hosts: set[str] | frozenset[str] | None = None,
+    cache_seconds: float = DEFAULT_CACHE_SECONDS,
 ) -> Starlette:
     """Build the ASGI application (for embedding, or another ASGI server).
 
@@ -70,6 +74,7 @@ def create_app(
         prefix: only keys under this prefix are listed or served.
         token: when set, every request needs it.
         allowed_hosts: accept only these ``Host`` names; ``None`` accepts any.
+        cache_seconds: reuse a folder's listing for this long (0 lists on every request).
 
     Returns:
         The Starlette application.
@@ -78,7 +83,11 @@ def create_app(
         ConfigError: the serve extra is missing or the prefix is invalid.
     """
     app: Starlette = _server_module().create_app(
-        store, prefix=prefix, token=token, allowed_hosts=allowed_hosts
+        store,
+        prefix=prefix,
+        token=token,
+        allowed_hosts=allowed_hosts,
+        cache_seconds=cache_seconds,
     )
     return app
 
@@ -91,6 +100,7 @@ def serve(
     port: int = 8000,
     token: str | None = None,
     on_ready: Callable[[str], None] | None = None,
+    cache_seconds: float = DEFAULT_CACHE_SECONDS,
 ) -> None:
     """Serve the live index until Ctrl-C (or SIGTERM); returns after a clean shutdown.
 
@@ -101,13 +111,20 @@ def serve(
         port: the port (0 picks a free one).
         token: require this token on every request (bearer header or cookie).
         on_ready: called with the URL (``http://127.0.0.1:8000/``) once the socket is bound.
+        cache_seconds: reuse a folder's listing for this long (0 lists on every request).
 
     Raises:
         ConfigError: the serve extra is missing, the prefix is invalid or the port is taken.
         StorageError: the bucket does not exist or cannot be reached.
     """
     _server_module().serve(
-        store, prefix=prefix, host=host, port=port, token=token, on_ready=on_ready
+        store,
+        prefix=prefix,
+        host=host,
+        port=port,
+        token=token,
+        on_ready=on_ready,
+        cache_seconds=cache_seconds,
     )
 
 
@@ -118,6 +135,7 @@ def start_server(
     host: str = "127.0.0.1",
     port: int = 0,
     token: str | None = None,
+    cache_seconds: float = DEFAULT_CACHE_SECONDS,
 ) -> RunningServer:
     """Start the live index in a background thread; return its ``url`` and ``stop()`` handle.
 
@@ -132,6 +150,7 @@ def start_server(
         host: the address to listen on.
         port: the port; 0 (the default) picks a free one.
         token: require this token on every request.
+        cache_seconds: reuse a folder's listing for this long (0 lists on every request).
 
     Returns:
         The running server.
@@ -141,7 +160,7 @@ def start_server(
         StorageError: the bucket does not exist or cannot be reached.
     """
     server: RunningServer = _server_module().start_server(
-        store, prefix=prefix, host=host, port=port, token=token
+        store, prefix=prefix, host=host, port=port, token=token, cache_seconds=cache_seconds
     )
     return server
 

@@ -12,7 +12,11 @@ import gzip
 import hmac
 import json
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator
+from datetime import UTC, datetime
 from hashlib import sha256
 from html import escape
 from typing import TYPE_CHECKING
@@ -27,7 +31,7 @@ from starlette.routing import Route
 
 from rearcquest.config import normalise_prefix
 from rearcquest.errors import StorageError
-from rearcquest.index import _http
+from rearcquest.index import DEFAULT_CACHE_SECONDS, _http
 from rearcquest.index._render import (
     PAGE_CSP,
     View,
@@ -126,12 +130,55 @@ class _ObjectResponse(Response):
             raise
 
 
+_Collected = tuple[list["ObjectInfo"], list[str], datetime]
+
+
+class _ListingCache:
+    """Recent listings by prefix, kept ``ttl`` seconds; concurrent misses for a prefix list once.
+
+    A listing of 10,000 objects is ten ``ListObjectsV2`` calls: under load, or with a page
+    reloaded while sorting, the cache keeps S3 from being asked the same thing many times a
+    second. Entries are few (LRU) and short-lived, so a sync shows up within ``ttl`` seconds.
+    """
+
+    _STRIPES = 64
+
+    def __init__(self, ttl: float, max_entries: int = 32) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, _Collected]] = OrderedDict()
+        self._guard = threading.Lock()
+        # Striped locks: one listing per prefix at a time, without a lock object per prefix ever
+        # asked for (which a client could grow without bound).
+        self._locks = [threading.Lock() for _ in range(self._STRIPES)]
+
+    def get(self, prefix: str, load: Callable[[], _Collected]) -> _Collected:
+        """Return the cached listing of ``prefix``, or ``load()`` it (once for many callers)."""
+        if self.ttl <= 0:
+            return load()
+        with self._locks[hash(prefix) % self._STRIPES]:
+            with self._guard:
+                hit = self._entries.get(prefix)
+                if hit is not None and time.monotonic() - hit[0] < self.ttl:
+                    self._entries.move_to_end(prefix)
+                    return hit[1]
+            started = time.monotonic()
+            value = load()
+            with self._guard:
+                self._entries[prefix] = (started, value)
+                self._entries.move_to_end(prefix)
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+            return value
+
+
 class _Index:
     """The request handler: listings and downloads under one prefix of one bucket."""
 
-    def __init__(self, store: ObjectStore, root: str) -> None:
+    def __init__(self, store: ObjectStore, root: str, cache_seconds: float) -> None:
         self.store = store
         self.root = root
+        self.cache = _ListingCache(cache_seconds)
 
     def _href(self, base: str) -> Callable[[str], str | None]:
         root = self.root
@@ -152,27 +199,33 @@ class _Index:
             return await self._listing(request, path)
         return await self._download(request, key)
 
-    def _collect(self, prefix: str) -> tuple[list[ObjectInfo], list[str]]:
+    def _collect(self, prefix: str) -> _Collected:
+        return self.cache.get(prefix, lambda: self._list(prefix))
+
+    def _list(self, prefix: str) -> _Collected:
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
         token: str | None = None
+        when = datetime.now(UTC)
         while True:
             page: ListPage = self.store.list_page(prefix, delimiter="/", token=token)
             objects.extend(page.objects)
             prefixes.extend(page.prefixes)
             if page.next_token is None:
-                return objects, prefixes
+                return objects, prefixes, when
             token = page.next_token
 
     async def _listing(self, request: Request, path: str) -> Response:
         try:
-            objects, prefixes = await run_in_threadpool(self._collect, self.root + path)
+            objects, prefixes, when = await run_in_threadpool(self._collect, self.root + path)
         except StorageError as exc:
             log.warning("listing failed: %s", exc)
             return _error(request, 502, "Bad Gateway", "The storage backend could not be listed.")
         if path and not objects and not prefixes:
             return _error(request, 404, "Not Found", "There is no such folder.")
-        listing = build_listing(self.store.bucket, self.root, path, objects, prefixes)
+        listing = build_listing(
+            self.store.bucket, self.root, path, objects, prefixes, generated=when
+        )
         params = request.query_params
         view = View.from_query(params.get("sort"), params.get("order"), params.get("q"))
         base = _base(request.scope)
@@ -423,6 +476,7 @@ def create_app(
     prefix: str = "",
     token: str | None = None,
     allowed_hosts: Collection[str] | None = None,
+    cache_seconds: float = DEFAULT_CACHE_SECONDS,
 ) -> Starlette:
     """Build the ASGI application that serves ``prefix`` of ``store``'s bucket.
 
@@ -432,6 +486,7 @@ def create_app(
         token: when set, every request needs it (``Authorization: Bearer``, or the cookie that a
             ``?token=`` link or the login form sets).
         allowed_hosts: accept only these ``Host`` names (without port); ``None`` accepts any.
+        cache_seconds: reuse a folder's listing for this long (0 lists on every request).
 
     Returns:
         The Starlette application.
@@ -440,7 +495,7 @@ def create_app(
         ConfigError: the prefix is invalid.
     """
     root = normalise_prefix(prefix)
-    index = _Index(store, root)
+    index = _Index(store, root, cache_seconds)
     return Starlette(
         routes=[Route("/{path:path}", index.handle, methods=["GET", "HEAD", "POST"])],
         middleware=[Middleware(_Guard, token=token, allowed_hosts=allowed_hosts)],

@@ -113,12 +113,12 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
             raise RangeNotSatisfiable
         return ByteRange(max(0, size - suffix), size - 1, size)
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None
     if start >= size:
         raise RangeNotSatisfiable
-    return ByteRange(start, min(end, size - 1), size)
+    end = min(int(last), size - 1) if last else size - 1
+    return ByteRange(start, end, size)
 
 
 def entity_tag(etag: str) -> str:

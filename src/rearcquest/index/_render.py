@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ MAX_FILTER_CHARS = 200
 # Characters that can disguise a name: C0/C1 controls and the bidirectional overrides that can
 # turn "gnp.exe" into what reads as "exe.png". They are shown as visible \uXXXX escapes.
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_SUSPECT = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 _CSS = """\
 :root{color-scheme:light dark;--fg:#1b1f24;--muted:#57606a;--line:#d0d7de;--bg:#fff;--hl:#f6f8fa;--a:#0a58ca}
@@ -344,7 +346,7 @@ def iso_time(value: datetime | None) -> str:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def href_path(path: str) -> str:
@@ -383,7 +385,7 @@ def relative_href(from_dir: str, key: str) -> str:
 
 def display_name(name: str) -> str:
     """Return the HTML for a name: escaped, with controls and bidi overrides made visible."""
-    if all(_plain(c) for c in name):
+    if _SUSPECT.search(name) is None:
         return html.escape(name)
     parts = []
     for char in name:

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from rearcquest.errors import ConfigError, RqError
+from rearcquest.index import DEFAULT_CACHE_SECONDS
 from rearcquest.index._app import LOOPBACK_HOSTS, create_app
 
 if TYPE_CHECKING:
@@ -82,14 +83,18 @@ def _url(sock: socket.socket, host: str) -> str:
     return f"http://{shown}:{port}/"
 
 
-def _server(store: ObjectStore, *, prefix: str, host: str, token: str | None) -> uvicorn.Server:
+def _server(
+    store: ObjectStore, *, prefix: str, host: str, token: str | None, cache_seconds: float
+) -> uvicorn.Server:
     try:
         import uvicorn
     except ImportError as exc:  # pragma: no cover - the serve extra is checked by the caller
         raise _missing_extra() from exc
 
     allowed = LOOPBACK_HOSTS | {host.lower()} if is_loopback(host) else None
-    app = create_app(store, prefix=prefix, token=token, allowed_hosts=allowed)
+    app = create_app(
+        store, prefix=prefix, token=token, allowed_hosts=allowed, cache_seconds=cache_seconds
+    )
     config = uvicorn.Config(
         app,
         host=host,
@@ -128,6 +133,7 @@ def serve(
     port: int = 8000,
     token: str | None = None,
     on_ready: Callable[[str], None] | None = None,
+    cache_seconds: float = DEFAULT_CACHE_SECONDS,
 ) -> None:
     """Serve the index of ``prefix`` in ``store`` until interrupted (Ctrl-C or SIGTERM).
 
@@ -138,12 +144,13 @@ def serve(
         port: the port (0 picks a free one).
         token: require this token on every request.
         on_ready: called with the URL once the socket is bound, before serving starts.
+        cache_seconds: reuse a folder's listing for this long (0 lists on every request).
 
     Raises:
         ConfigError: the serve extra is missing, the prefix is invalid or the port is taken.
         StorageError: the bucket does not exist or cannot be reached.
     """
-    server = _server(store, prefix=prefix, host=host, token=token)
+    server = _server(store, prefix=prefix, host=host, token=token, cache_seconds=cache_seconds)
     sock = _prepare(store, host, port, token)
     try:
         if on_ready is not None:
@@ -195,6 +202,7 @@ def start_server(
     host: str = "127.0.0.1",
     port: int = 0,
     token: str | None = None,
+    cache_seconds: float = DEFAULT_CACHE_SECONDS,
 ) -> RunningServer:
     """Start the index server in a background thread and return once it accepts connections.
 
@@ -204,6 +212,7 @@ def start_server(
         host: the address to listen on.
         port: the port; 0 (the default) picks a free one.
         token: require this token on every request.
+        cache_seconds: reuse a folder's listing for this long (0 lists on every request).
 
     Returns:
         The running server: its ``url`` and ``stop()``.
@@ -213,7 +222,7 @@ def start_server(
         StorageError: the bucket does not exist or cannot be reached.
         RuntimeError: the server did not start.
     """
-    server = _server(store, prefix=prefix, host=host, token=token)
+    server = _server(store, prefix=prefix, host=host, token=token, cache_seconds=cache_seconds)
     sock = _prepare(store, host, port, token)
     url = _url(sock, host)
     thread = threading.Thread(
