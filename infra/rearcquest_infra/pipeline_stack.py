@@ -152,6 +152,14 @@ class PipelineStack(Stack):
                     ],
                     resources=[f"{bls_arn}/{prefix}*"],
                 ),
+                # fetch-population HEADs the key before writing it; without ListBucket S3 answers
+                # 403 rather than 404 for the first, absent object. A prefix condition does not
+                # count for that check, and this bucket holds nothing else: list it whole.
+                iam.PolicyStatement(
+                    sid="ListPopulationBucket",
+                    actions=["s3:ListBucket"],
+                    resources=[population_arn],
+                ),
                 iam.PolicyStatement(
                     sid="ReadWritePopulationObject",
                     actions=["s3:GetObject", "s3:PutObject"],

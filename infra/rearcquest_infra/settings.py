@@ -92,6 +92,11 @@ class InfraSettings:
                     f"context {key!r}: {name!r} is not a valid S3 bucket name "
                     "(3-63 lowercase letters, digits, '.' or '-')"
                 )
+        if self.bls_bucket_name is not None and self.bls_bucket_name == self.population_bucket_name:
+            raise ValueError(
+                "context 'populationBucketName' must differ from 'blsBucketName': the stack "
+                "creates both buckets"
+            )
         if not _is_prefix(self.bls_prefix):
             raise ValueError(
                 f"context 'blsPrefix': {self.bls_prefix!r} must be a relative prefix ending in '/'"

@@ -1,9 +1,34 @@
-"""Helpers to read synthesized CloudFormation: intrinsics rendered as readable strings."""
+"""Constants and helpers of the infrastructure tests: intrinsics rendered as readable strings.
+
+Test modules import from here rather than from ``conftest``, which pytest imports by itself.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aws_cdk.assertions import Template
+
+INFRA = Path(__file__).resolve().parents[1]
+REPO = INFRA.parent
+CONTACT = "ops@example.com"
+# Every option set, as `cdk -c key=value` passes them: strings.
+FULL_CONTEXT = {
+    "blsBucketName": "rq-test-bls",
+    "populationBucketName": "rq-test-population",
+    "populationKey": "datausa/us-population.json",
+    "schedule": "rate(1 day)",
+    "logRetentionDays": "90",
+    "publicIndex": "true",
+    "alarmEmail": "alerts@example.com",
+    "githubRepo": "acme/rearcquest",
+    "stackName": "RqFull",
+}
+
+Templates = dict[str, "Template"]
 
 
 def render(value: Any) -> Any:
@@ -52,7 +77,7 @@ def one(template: Mapping[str, Any], type_: str, prefix: str) -> tuple[str, dict
 def role_statements(template: Mapping[str, Any], role_prefix: str) -> dict[str, dict[str, Any]]:
     """Every statement of the inline policies attached to one role, rendered, by Sid.
 
-    Statements without a Sid (those CDK adds, e.g. for the SQS event source) are keyed by their
+    Lists of actions and resources are sorted. Statements without a Sid (those CDK adds, e.g. for the SQS event source) are keyed by their
     sorted actions.
     """
     role_id, _ = one(template, "AWS::IAM::Role", role_prefix)
@@ -62,6 +87,10 @@ def role_statements(template: Mapping[str, Any], role_prefix: str) -> dict[str, 
         if {"Ref": role_id} not in props["Roles"]:
             continue
         for statement in render(props["PolicyDocument"]["Statement"]):
+            # Order carries no meaning in IAM (and CDK's minimizePolicies sorts): compare sorted.
+            for field in ("Action", "Resource"):
+                if isinstance(statement.get(field), list):
+                    statement[field] = sorted(statement[field])
             key = statement.get("Sid") or ",".join(sorted(as_list(statement["Action"])))
             assert key not in statements, f"duplicate statement {key}"
             statements[key] = statement

@@ -18,30 +18,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-INFRA = Path(__file__).resolve().parents[1]
-REPO = INFRA.parent
-# aws-cdk-lib warns, loudly, that Node 20 is past its end of life; synthesis works all the same.
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-if str(INFRA) not in sys.path:
-    sys.path.insert(0, str(INFRA))
-
-CONTACT = "ops@example.com"
-FULL_CONTEXT = {
-    "blsBucketName": "rq-test-bls",
-    "populationBucketName": "rq-test-population",
-    "populationKey": "datausa/us-population.json",
-    "schedule": "rate(1 day)",
-    "logRetentionDays": "90",
-    "publicIndex": "true",
-    "alarmEmail": "alerts@example.com",
-    "githubRepo": "acme/rearcquest",
-    "stackName": "RqFull",
-}
+from .cfn_helpers import CONTACT, FULL_CONTEXT, INFRA, Templates
 
 if TYPE_CHECKING:
     from aws_cdk.assertions import Template
 
-Templates = dict[str, "Template"]
+# aws-cdk-lib warns, loudly, that Node 20 is past its end of life; synthesis works all the same.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+if str(INFRA) not in sys.path:
+    sys.path.insert(0, str(INFRA))
 
 
 def _load_app_module() -> ModuleType:

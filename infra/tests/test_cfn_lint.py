@@ -8,7 +8,7 @@ import pytest
 from aws_cdk.assertions import Template
 from cfnlint.api import ManualArgs, lint  # type: ignore[import-untyped]
 
-from conftest import Templates
+from .cfn_helpers import Templates
 
 # W3005 "dependency already enforced": CDK makes each function depend on its whole role
 # construct (role and policy), which repeats the GetAtt dependency on the role; harmless.

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Template
 
-from cfn_helpers import one, render, resources, role_statements
-from conftest import Templates
 from rearcquest_infra import GithubDeployRoleStack, InfraSettings
+
+from .cfn_helpers import Templates, one, render, resources, role_statements
 
 HOST = "token.actions.githubusercontent.com"
 

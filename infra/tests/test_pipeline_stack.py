@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from cfn_helpers import as_list, one, render, resources, role_statements
-from conftest import CONTACT, REPO
 from rearcquest_infra.pipeline_stack import (
     MAX_RECEIVE_COUNT,
     REPORT_HANDLER,
     RUNTIME,
     SCHEDULED_HANDLER,
 )
+
+from .cfn_helpers import CONTACT, REPO, as_list, one, render, resources, role_statements
 
 BLS_DEFAULT = "rearcquest-bls-${AWS::AccountId}-${AWS::Region}"
 POP_DEFAULT = "rearcquest-population-${AWS::AccountId}-${AWS::Region}"
@@ -273,12 +273,18 @@ def test_scheduled_role_is_exactly_its_prefix_and_key(default_template: Template
             "Sid": "ReadWriteMirrorObjects",
             "Effect": "Allow",
             "Action": [
+                "s3:AbortMultipartUpload",
+                "s3:DeleteObject",
                 "s3:GetObject",
                 "s3:PutObject",
-                "s3:DeleteObject",
-                "s3:AbortMultipartUpload",
             ],
             "Resource": S3 + BLS_DEFAULT + "/pr/*",
+        },
+        "ListPopulationBucket": {
+            "Sid": "ListPopulationBucket",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": S3 + POP_DEFAULT,
         },
         "ReadWritePopulationObject": {
             "Sid": "ReadWritePopulationObject",

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO
 from rearcquest_infra.settings import DEFAULT_BUNDLE, DEFAULT_SCHEDULE, InfraSettings
+
+from .cfn_helpers import REPO
 
 
 def _from(context: dict[str, Any], base: Path | None = None) -> InfraSettings:
@@ -31,6 +32,12 @@ def test_defaults_match_the_cli() -> None:
     assert settings.github_repo is None
     assert settings.github_create_provider is True
     assert settings.stack_name == "Rearcquest"
+
+
+def test_the_data_file_is_the_one_the_reports_read() -> None:
+    from rearcquest.analytics import BLS_FILE
+
+    assert _from({"contact": "a@b.c"}).bls_data_key == f"pr/{BLS_FILE}"
 
 
 def test_every_parameter_is_read(tmp_path: Path) -> None:
@@ -85,6 +92,10 @@ def test_flags_accept_json_booleans_and_strings(value: object, expected: bool) -
         ({"blsBucketName": "Upper_Case"}, "'blsBucketName'.*valid S3 bucket name"),
         ({"populationBucketName": "ab"}, "'populationBucketName'"),
         ({"populationBucketName": "a..b"}, "'populationBucketName'"),
+        (
+            {"blsBucketName": "same-name", "populationBucketName": "same-name"},
+            "'populationBucketName' must differ",
+        ),
         ({"blsPrefix": "pr"}, "'blsPrefix'"),
         ({"blsPrefix": "/pr/"}, "'blsPrefix'"),
         ({"blsPrefix": ""}, "'blsPrefix'"),

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
-from conftest import REPO
+from .cfn_helpers import REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
 
