@@ -36,6 +36,7 @@ def make_s3_client(
     region: str | None = None,
     profile: str | None = None,
     access_key: tuple[str, str] | None = None,
+    max_pool_connections: int | None = None,
 ) -> S3Client:
     """Create a boto3 S3 client.
 
@@ -46,6 +47,8 @@ def make_s3_client(
             custom endpoint is used without one.
         profile: a profile from the AWS config files; defaults to ``AWS_PROFILE``.
         access_key: explicit ``(key id, secret)``, for embedded test endpoints only.
+        max_pool_connections: connections kept open to S3 (botocore's default is 10); a server
+            that streams many objects at once needs more.
 
     Returns:
         A configured ``S3Client``.
@@ -63,8 +66,18 @@ def make_s3_client(
         or os.environ.get("AWS_ENDPOINT_URL")
         or None
     )
+    import botocore.session
+
+    core = botocore.session.get_session()
+    # botocore parses every LastModified of a listing with dateutil, ~0.4 ms each: 4 s for a
+    # 10,000-object listing. S3's ISO 8601 stamps parse ~50x faster with fromisoformat.
+    core.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=_parse_timestamp
+    )
     try:
-        session = boto3.session.Session(profile_name=profile, region_name=region)
+        session = boto3.session.Session(
+            botocore_session=core, profile_name=profile, region_name=region
+        )
     except botocore.exceptions.ProfileNotFound as exc:
         raise ConfigError(f"AWS profile {profile!r} is not configured ({exc})") from exc
     if not session.region_name and endpoint_url:
@@ -75,7 +88,11 @@ def make_s3_client(
         read_timeout=60,
         # S3-compatible servers on an IP or localhost only understand path-style addressing.
         s3={"addressing_style": "path"} if endpoint_url else {},
+        # botocore would presign with the retired SigV2 in us-east-1; new buckets refuse it.
+        signature_version="s3v4",
     )
+    if max_pool_connections is not None:
+        config = config.merge(botocore.config.Config(max_pool_connections=max_pool_connections))
     kwargs: dict[str, Any] = {"endpoint_url": endpoint_url, "config": config}
     if region:
         kwargs["region_name"] = region
@@ -83,6 +100,21 @@ def make_s3_client(
         kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"] = access_key
     client: S3Client = session.client("s3", **kwargs)
     return client
+
+
+def _parse_timestamp(value: Any) -> datetime:
+    """Parse an S3 timestamp: ISO 8601 the fast way, anything else (HTTP dates) as botocore does."""
+    if isinstance(value, str) and value[:1].isdigit():
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    from botocore.utils import parse_timestamp
+
+    result: datetime = parse_timestamp(value)
+    return result
 
 
 @dataclass(frozen=True)
@@ -333,6 +365,24 @@ class ObjectStore:
         )
         return ObjectStream(info, response.get("ContentRange"), response["Body"])
 
+    def presigned_url(self, key: str, *, expires_in: int) -> str:
+        """Return a presigned GET URL for the object, valid for ``expires_in`` seconds.
+
+        Signing happens locally (no request is made); the URL works while the credentials that
+        signed it are valid, and SigV4 caps ``expires_in`` at seven days.
+
+        Raises:
+            StorageError: no credentials to sign with.
+        """
+        url = self._call(
+            "presign",
+            key,
+            lambda: self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+            ),
+        )
+        return str(url)
+
     def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
         """Read a whole (small) object.
 
@@ -484,3 +534,29 @@ class ObjectStore:
             for error in response.get("Errors", []):
                 failures[str(error.get("Key"))] = str(error.get("Message", error.get("Code")))
         return failures
+
+    def notify_queue(self, queue_arn: str, *, key_prefix: str) -> None:
+        """Send an S3 event to the SQS queue ``queue_arn`` whenever a key under ``key_prefix`` is
+        written (replaces the bucket's notification configuration; for local pipelines).
+
+        Raises:
+            StorageError: S3 refused the configuration.
+        """
+        self._call(
+            "configure notifications of",
+            None,
+            lambda: self.client.put_bucket_notification_configuration(
+                Bucket=self.bucket,
+                NotificationConfiguration={
+                    "QueueConfigurations": [
+                        {
+                            "QueueArn": queue_arn,
+                            "Events": ["s3:ObjectCreated:*"],
+                            "Filter": {
+                                "Key": {"FilterRules": [{"Name": "prefix", "Value": key_prefix}]}
+                            },
+                        }
+                    ]
+                },
+            ),
+        )
