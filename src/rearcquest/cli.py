@@ -453,7 +453,250 @@ def fetch_population(
 
 # -- analyze (issue 4) --
 
-# -- serve-index (issue 5) --
+if TYPE_CHECKING:
+    from rearcquest.analytics import Analysis
+
+
+class AnalyzeReport(StrEnum):
+    """Reports of ``rq analyze``."""
+
+    all = "all"
+    population = "population"
+    best_year = "best-year"
+    series_population = "series-population"
+
+
+class AnalyzeFormat(StrEnum):
+    """Output formats of ``rq analyze``."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+def _print_tables(analysis: Analysis) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rearcquest.render import tables
+
+    console = Console(highlight=False)
+    for spec in tables(analysis):
+        table = Table(title=spec.title, title_justify="left")
+        for name, numeric in zip(spec.columns, spec.numeric, strict=True):
+            table.add_column(name, justify="right" if numeric else "left")
+        for row in spec.rows:
+            table.add_row(*row)
+        console.print(table)
+        for note in spec.notes:
+            console.print(f"  {note}", style="dim", markup=False)
+        console.print()
+
+
+@app.command("analyze")
+def analyze(
+    report: Annotated[
+        AnalyzeReport, typer.Option("--report", case_sensitive=False, help="Which report to run.")
+    ] = AnalyzeReport.all,
+    bls: Annotated[
+        str | None,
+        typer.Option(
+            "--bls",
+            metavar="PATH_OR_S3_URL",
+            help="BLS data file.",
+            show_default="s3://$RQ_BLS_BUCKET/pr/pr.data.0.Current",
+        ),
+    ] = None,
+    population: Annotated[
+        str | None,
+        typer.Option(
+            "--population",
+            metavar="PATH_OR_S3_URL",
+            help="Stored DataUSA population JSON (either API shape).",
+            show_default="s3://$RQ_POPULATION_BUCKET/datausa/population.json",
+        ),
+    ] = None,
+    from_year: Annotated[
+        int, typer.Option("--from-year", help="First year of the population report.")
+    ] = 2013,
+    to_year: Annotated[
+        int, typer.Option("--to-year", help="Last year of the population report (inclusive).")
+    ] = 2018,
+    series: Annotated[
+        str, typer.Option("--series", help="Series of the series-population report.")
+    ] = "PRS30006032",
+    period: Annotated[
+        str, typer.Option("--period", help="Period of the series-population report.")
+    ] = "Q01",
+    include_annual: Annotated[
+        bool,
+        typer.Option(
+            "--include-annual", help="best-year: add Q05 (annual average) to the quarter sums."
+        ),
+    ] = False,
+    all_years: Annotated[
+        bool,
+        typer.Option(
+            "--all-years", help="series-population: keep years without population (empty)."
+        ),
+    ] = False,
+    fmt: Annotated[
+        AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
+    ] = AnalyzeFormat.table,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            metavar="DIR",
+            help="Also write each report as CSV and Parquet, and PNG charts, into DIR.",
+            show_default=False,
+        ),
+    ] = None,
+    endpoint_url: EndpointOption = None,
+) -> None:
+    """Report on the mirrored data: population statistics, best years, a series with population.
+
+    population: mean and sample standard deviation (ddof=1) of the US population from
+    --from-year to --to-year. best-year: for every series, the year whose quarterly values
+    (Q01-Q04) have the largest exact sum; ties go to the earliest year. series-population: every
+    --series/--period row with the population of the same year. Inputs default to what
+    sync-bls and fetch-population store; local paths work too.
+
+    Example: rq analyze --report best-year --include-annual --format json
+    """
+    from rearcquest import render
+    from rearcquest.analytics import REPORTS
+    from rearcquest.analytics import analyze as run_analysis
+
+    with _errors():
+        result = run_analysis(
+            reports=REPORTS if report is AnalyzeReport.all else (report.value,),
+            bls=bls,
+            population=population,
+            from_year=from_year,
+            to_year=to_year,
+            series_id=series,
+            period=period,
+            include_annual=include_annual,
+            all_years=all_years,
+            endpoint_url=endpoint_url,
+        )
+        if fmt is AnalyzeFormat.json:
+            typer.echo(render.to_json(result))
+        elif fmt is AnalyzeFormat.csv:
+            typer.echo(render.to_csv(result), nl=False)
+        elif fmt is AnalyzeFormat.markdown:
+            typer.echo(render.to_markdown(result), nl=False)
+        else:
+            _print_tables(result)
+        if output is not None:
+            for path in render.write_outputs(result, output):
+                typer.echo(f"wrote {path}", err=True)
+
+
+@app.command("serve-index")
+def serve_index(
+    bucket: Annotated[
+        str,
+        typer.Option(
+            "--bucket", envvar="RQ_BLS_BUCKET", help="Bucket to show.", show_default=False
+        ),
+    ],
+    prefix: Annotated[
+        str,
+        typer.Option("--prefix", help="Show and serve only keys under this prefix; '' = all."),
+    ] = "",
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", help="Address to listen on; 0.0.0.0 opens it to the network (use --token)."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port to listen on; 0 picks a free one.")
+    ] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="RQ_INDEX_TOKEN",
+            help="Require this token on every request (bearer header, or cookie set by ?token=).",
+            show_default=False,
+        ),
+    ] = None,
+    write_static: Annotated[
+        bool,
+        typer.Option(
+            "--write-static", help="Write a static index.html into the bucket instead of serving."
+        ),
+    ] = False,
+    index_key: Annotated[
+        str, typer.Option("--index-key", help="Key of the static page (--write-static).")
+    ] = "index.html",
+    presign: Annotated[
+        int | None,
+        typer.Option(
+            "--presign",
+            min=1,
+            max=604800,
+            metavar="SECONDS",
+            help="With --write-static: presign every link (and print a share URL) for SECONDS.",
+            show_default=False,
+        ),
+    ] = None,
+    cache_seconds: Annotated[
+        float,
+        typer.Option(
+            "--cache-seconds", min=0, help="Reuse a folder's listing this long; 0 = every request."
+        ),
+    ] = 5.0,
+    endpoint_url: EndpointOption = None,
+    fmt: FormatOption = TextOrJson.text,
+) -> None:
+    """Browse and download the bucket's objects in a web page, or write a static index.html.
+
+    The live page lists folders and files (size, last modified), sorts by each column, filters
+    by name, offers a JSON listing (?format=json) and streams downloads from S3 with Range and
+    conditional requests. It listens on 127.0.0.1 unless told otherwise.
+
+    Example: rq serve-index --bucket my-bls-mirror --prefix pr/
+    """
+    from rearcquest.storage import ObjectStore, make_s3_client
+
+    with _errors():
+        # Each download holds an S3 connection while it streams: keep more than botocore's 10.
+        client = make_s3_client(endpoint_url=endpoint_url, max_pool_connections=64)
+        store = ObjectStore(client, bucket)
+        if write_static:
+            from rearcquest.index import write_static_index
+
+            written = write_static_index(store, prefix, index_key, presign_seconds=presign)
+            if fmt is TextOrJson.json:
+                _print_json(written.to_dict())
+                return
+            typer.echo(
+                f"Wrote {written.url}: {written.objects} objects under "
+                f"s3://{written.bucket}/{written.prefix} ({_human(written.total_bytes)})"
+            )
+            if written.share_url:
+                typer.echo(f"Share (valid until {written.expires}): {written.share_url}")
+            return
+        from rearcquest.index import serve
+
+        def ready(url: str) -> None:
+            needs = " (token required)" if token else ""
+            typer.echo(f"Serving {store.url(prefix)} at {url}{needs}; press Ctrl-C to stop")
+
+        serve(
+            store,
+            prefix=prefix,
+            host=host,
+            port=port,
+            token=token,
+            on_ready=ready,
+            cache_seconds=cache_seconds,
+        )
 
 
 @app.command("run")
@@ -543,6 +786,12 @@ def demo(
             return
         if hasattr(payload, "plan"):
             _render_sync(payload, TextOrJson.text)
+        elif hasattr(payload, "written"):
+            _render_population(payload, TextOrJson.text)
+        elif hasattr(payload, "reports"):
+            from rearcquest.render import to_text
+
+            typer.echo(to_text(payload, max_rows=10).rstrip())
         elif isinstance(payload, str):
             typer.echo(payload)
         else:

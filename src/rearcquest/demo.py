@@ -1,9 +1,18 @@
 """``rq demo``: the whole job offline, on real data, against embedded servers.
 
-Starts the BLS-like server (real releases shipped with the package) and, unless an endpoint is
-given, an embedded S3 server; syncs one release, switches to a newer one and syncs again, then
-syncs once more to show that nothing is fetched when nothing changed. Steps are reported through
-``on_step(title, payload)``; the caller renders them. Everything is stopped on return.
+Starts the BLS-like server (real releases and DataUSA answers shipped with the package) and, unless
+an endpoint is given, an embedded S3 and SQS server (moto). Then, as the AWS pipeline would:
+
+1. syncs one BLS release, switches the server to a newer release and syncs again, then once more
+   to show that nothing is fetched when nothing changed;
+2. wires the population key to a queue (the S3 notification), fetches the population (an S3
+   event) and fetches it again (unchanged: nothing written, no event);
+3. drains the queue into the report function, as Lambda's SQS event source would;
+4. computes the three reports from the bucket.
+
+Steps are reported through ``on_step(title, payload)``; the caller renders them. Everything is
+stopped on return, unless ``keep_running`` is given: then it is called with the store and the
+BLS-like server while they still run (``rq demo --serve``).
 """
 
 from __future__ import annotations
@@ -11,8 +20,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rearcquest.config import Settings
 from rearcquest.offline import (
     OfflineServer,
     add_datausa_routes,
@@ -20,13 +30,15 @@ from rearcquest.offline import (
     embedded_s3,
     load_release,
 )
-from rearcquest.population import fetch_population
 from rearcquest.storage import ObjectStore, make_s3_client
-from rearcquest.sync import sync_bls
+
+if TYPE_CHECKING:
+    from rearcquest.sources._http import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 DEMO_CONTACT = "rq-demo@example.com"
+POPULATION_KEY = "datausa/population.json"
 StepCallback = Callable[[str, Any], None]
 
 
@@ -40,26 +52,42 @@ def _endpoint(endpoint_url: str | None) -> Iterator[tuple[str, tuple[str, str] |
 
 
 def run_demo(
-    *, bucket: str = "rq-demo", endpoint_url: str | None = None, on_step: StepCallback
+    *,
+    bucket: str = "rq-demo",
+    endpoint_url: str | None = None,
+    on_step: StepCallback,
+    keep_running: Callable[[ObjectStore, OfflineServer], None] | None = None,
+    retry: RetryPolicy | None = None,
 ) -> None:
     """Run the offline demo.
 
     Args:
         bucket: the bucket to use (created if missing).
-        endpoint_url: an S3-compatible endpoint; default an embedded moto server.
+        endpoint_url: an S3-compatible endpoint with SQS (moto); default an embedded one.
         on_step: called with a title and a payload (a result object, text, or ``None``).
+        keep_running: called last, with everything still running (e.g. to serve the index).
+        retry: the retry policy for the local sources.
 
     Raises:
         RqError: a step failed.
     """
+    import boto3
+
+    from rearcquest.analytics import BLS_FILE, analyze
+    from rearcquest.lambdas import process_report_batch
+    from rearcquest.localaws import drain_queue, notify_queue_on_key
+    from rearcquest.population import fetch_population
+    from rearcquest.sync import sync_bls
+
     old, new = (load_release(bundled_release(v)) for v in ("2024-06-06", "2026-08-06"))
     with _endpoint(endpoint_url) as (url, keys), OfflineServer(old) as bls:
-        store = ObjectStore(make_s3_client(endpoint_url=url, access_key=keys), bucket)
+        client = make_s3_client(endpoint_url=url, access_key=keys)
+        store = ObjectStore(client, bucket)
         store.create_bucket()
         on_step(f"S3 endpoint {url}, bucket {bucket}; BLS-like server {bls.bls_url}", None)
 
         def sync() -> Any:
-            return sync_bls(store, source_url=bls.bls_url, contact=DEMO_CONTACT)
+            return sync_bls(store, source_url=bls.bls_url, contact=DEMO_CONTACT, retry=retry)
 
         on_step("Sync the BLS release of 2024-06-06 (first sync: every file is new)", sync())
         bls.set_files(new)
@@ -71,12 +99,49 @@ def run_demo(
             "(the listing), no file downloaded",
             result,
         )
+
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id=keys[0] if keys else None,
+            aws_secret_access_key=keys[1] if keys else None,
+        )
+        queue = notify_queue_on_key(store, sqs, key=POPULATION_KEY, queue="rq-demo-reports")
         urls = add_datausa_routes(bls)
         on_step(
-            "Fetch the US population from the DataUSA-like API (tesseract shape)",
-            fetch_population(store, url=urls["tesseract"]),
+            "Fetch the US population from the DataUSA-like API (tesseract shape); "
+            f"{POPULATION_KEY} notifies the report queue",
+            fetch_population(store, key=POPULATION_KEY, url=urls["tesseract"], retry=retry),
         )
         on_step(
-            "Fetch it again: the same data (canonical sha256), nothing written",
-            fetch_population(store, url=urls["tesseract"]),
+            "Fetch it again: the same data (canonical sha256), nothing written, no event",
+            fetch_population(store, key=POPULATION_KEY, url=urls["tesseract"], retry=retry),
         )
+
+        settings = Settings(bls_bucket=bucket, population_bucket=bucket)
+        messages: list[dict[str, Any]] = []
+
+        def report_function(event: dict[str, Any]) -> dict[str, Any]:
+            messages.extend(event["Records"])
+            return process_report_batch(event, settings=settings, s3_client=client)
+
+        failures = [
+            f for r in drain_queue(sqs, queue, report_function) for f in r["batchItemFailures"]
+        ]
+        on_step(
+            "Drain the queue into the report function, as Lambda would",
+            f"{len(messages)} message(s) (the first is S3's s3:TestEvent, skipped); "
+            f"{len(failures)} failed; the reports went to the log as JSON lines",
+        )
+        on_step(
+            "The three reports, from the bucket",
+            analyze(
+                bls=f"s3://{bucket}/pr/{BLS_FILE}",
+                population=f"s3://{bucket}/{POPULATION_KEY}",
+                s3_client=client,
+                settings=settings,
+            ),
+        )
+        if keep_running is not None:
+            keep_running(store, bls)
