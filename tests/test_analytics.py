@@ -18,6 +18,7 @@ from conftest import BLS_RELEASES, DATAUSA, SHARED_DATA
 from rearcquest import render
 from rearcquest.analytics import (
     Analysis,
+    MalformedRowError,
     analyze,
     best_year,
     collect,
@@ -306,6 +307,39 @@ def test_a_malformed_row_names_the_file_and_line(tmp_path: Path, row: str, messa
         collect(best_year(scan_bls(path, source="s3://b/pr/x")), bls=path, source="s3://b/pr/x")
     assert str(caught.value).startswith("s3://b/pr/x line 3: ")
     assert message in str(caught.value)
+
+
+def test_collecting_without_collect_still_raises_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_text(f"{HEADER}\nS\t2000\tQ01\t1.0\t\nS\t2000\tQ02\t1.0.0\t\n")
+    with pytest.raises(MalformedRowError, match=r"f: malformed row: value '1\.0\.0' is not"):
+        scan_bls(path).collect()
+
+
+def test_year_outside_four_digits_is_malformed(tmp_path: Path) -> None:
+    path = bls_file(tmp_path, ["S 2001 Q01 1.0", "S 0999 Q01 1.0"])
+    with pytest.raises(DataError, match=r"line 3: year '0999' is not a four-digit year"):
+        collect(scan_bls(path))
+
+
+def test_unvalidated_scan_types_what_it_can_and_pushes_filters_down(tmp_path: Path) -> None:
+    path = bls_file(tmp_path, ["S 2001 Q01 1.0", "T 2001 Q01 oops", "S 2002 Q01 2.5"])
+    with pytest.raises(DataError, match="line 3"):
+        collect(scan_bls(path))
+    (rows,) = collect(scan_bls(path, validate=False).filter(pl.col("series_id") == "S"))
+    assert rows["value"].to_list() == [Decimal("1"), Decimal("2.5")]
+    (everything,) = collect(scan_bls(path, validate=False))
+    assert everything["value"].null_count() == 1
+
+
+def test_blank_lines_in_a_big_file_are_skipped(tmp_path: Path) -> None:
+    lines = [HEADER] + [f"S{i % 7}\t{2000 + i % 20}\tQ01\t1.5\t" for i in range(200_000)]
+    for at in (5, 100_001, 150_000):
+        lines[at] = "   " if at == 5 else ""
+    path = tmp_path / "blanks"
+    path.write_text("\n".join(lines) + "\n\n")
+    (count,) = collect(scan_bls(path).select(pl.len()))
+    assert count.item() == 200_000 - 3
 
 
 def test_bytes_that_are_not_utf8_name_the_line(tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ an :class:`Analysis`. The definitions (ddof, quarters and annual rows, ties, the
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -55,7 +54,6 @@ OPTIONAL_COLUMNS: Final = ("footnote_codes",)
 MAX_POPULATION_BYTES = 1024 * 1024
 _MAX_HEADER_BYTES = 64 * 1024
 _VALUE_PATTERN = rf"^-?[0-9]+(\.[0-9]{{1,{VALUE_SCALE}}})?$"
-_YEAR_PATTERN = r"^[0-9]{4}$"
 _LINE = "__line"
 _BAD = "__bad"
 
@@ -99,46 +97,112 @@ def _read_header(path: Path, source: str) -> list[str]:
     return names
 
 
-def _row_problem(row: dict[str, Any]) -> str:
-    """Say what is wrong with one row (its cells as read and stripped)."""
-    for name in ("series_id", "year", "period", "value"):
-        if not row[name]:
-            return f"no {name}"
-    if not re.match(_YEAR_PATTERN, row["year"]):
-        return f"year {row['year']!r} is not a four-digit year"
-    return f"value {row['value']!r} is not a decimal number with at most {VALUE_SCALE} decimals"
+def _empty(name: str) -> pl.Expr:
+    import polars as pl
+
+    return pl.col(name).fill_null("") == ""
 
 
-def _checker(source: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
-    """The per-batch check: raise DataError naming the line of a flagged row, else pass through.
+def _problems() -> list[tuple[str, pl.Expr]]:
+    """What can be wrong with a row (stripped cells): a message template and when it applies."""
+    import polars as pl
 
-    The flags and the typed columns are computed by Polars before this step, in parallel; this
-    only looks at the flag column, so the Python part of each batch costs next to nothing.
+    year = pl.col("year").cast(pl.Int32, strict=False)
+    return [
+        ("no series_id", _empty("series_id")),
+        ("no year", _empty("year")),
+        ("year {year!r} is not a four-digit year", ~year.is_between(1000, 9999).fill_null(False)),
+        ("no period", _empty("period")),
+        ("no value", _empty("value")),
+        (
+            f"value {{value!r}} is not a decimal number with at most {VALUE_SCALE} decimals",
+            ~pl.col("value").str.contains(_VALUE_PATTERN).fill_null(False),
+        ),
+    ]
+
+
+def _describe(row: dict[str, Any], flags: dict[str, bool]) -> str:
+    for template, _ in _problems():
+        if flags[template]:
+            return template.format(**row)
+    return "malformed row"  # pragma: no cover - a flagged row matches one of the problems
+
+
+def _flagged(frame: pl.DataFrame | pl.LazyFrame, names: list[str]) -> Any:
+    """Keep the malformed rows (blank lines are not), with one flag column per problem."""
+    import polars as pl
+
+    problems = _problems()
+    blank = pl.all_horizontal(_empty(n) for n in names)
+    return frame.with_columns(expr.alias(template) for template, expr in problems).filter(
+        pl.any_horizontal(pl.col(t) for t, _ in problems) & ~blank
+    )
+
+
+class MalformedRowError(DataError):
+    """A BLS row is malformed; :func:`collect` adds its line number to the message."""
+
+    def __init__(self, message: str, *, path: Path, source: str, names: list[str]) -> None:
+        super().__init__(message)
+        self.path, self.source, self.names = path, source, names
+
+
+def _checker(path: Path, source: str, names: list[str]) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """The per-batch check: pass the batch through, or raise on its first malformed row.
+
+    Polars computes the flag beforehand, in parallel; this only looks at the flag column, so the
+    Python part of a batch costs next to nothing. Blank lines are flagged too, and dropped here.
     """
     import polars as pl
 
     def check(batch: pl.DataFrame) -> pl.DataFrame:
-        if batch[_BAD].any():
-            row = batch.filter(pl.col(_BAD)).sort(_LINE).row(0, named=True)
-            raise DataError(f"{source} line {row[_LINE]}: {_row_problem(row)}")
-        return batch
+        if not batch[_BAD].any():
+            return batch
+        bad = _flagged(batch, names)
+        if bad.height:
+            row = bad.row(0, named=True)
+            raise MalformedRowError(
+                f"{source}: malformed row: {_describe(row, row)}",
+                path=path,
+                source=source,
+                names=names,
+            )
+        return batch.filter(~pl.col(_BAD))
 
     return check
 
 
-def scan_bls(path: str | Path, *, source: str | None = None) -> pl.LazyFrame:
+def _raw(path: Path, names: list[str]) -> pl.LazyFrame:
+    """The file's cells as stripped strings, named by the stripped header."""
+    import polars as pl
+
+    return pl.scan_csv(
+        path,
+        separator="\t",
+        has_header=True,
+        infer_schema=False,
+        # BLS never quotes: a quote is data, not the start of a quoted field.
+        quote_char=None,
+        with_column_names=lambda cols: [c.strip() for c in cols],
+    ).select(pl.col(n).str.strip_chars() for n in names)
+
+
+def scan_bls(path: str | Path, *, source: str | None = None, validate: bool = True) -> pl.LazyFrame:
     """Lazily read a BLS time-series data file (``pr.data.0.Current`` and its siblings).
 
     The file is tab-separated with a header; names and cells are padded with spaces, lines end in
     CRLF or LF. Cells are trimmed and typed: ``series_id`` and ``period`` strings, ``year``
     ``Int32``, ``value`` an exact ``Decimal(18, 3)``, and ``footnote_codes`` (string or null) when
-    the file has it; other columns are dropped. Blank lines are skipped. Rows are checked as they
-    stream by, so a malformed row stops :func:`collect` with a :class:`DataError` naming the file
-    and the line.
+    the file has it; other columns are dropped. Blank lines are skipped. Every row is checked as
+    it streams by: a malformed one stops the query with :class:`MalformedRowError`, which
+    :func:`collect` turns into a :class:`DataError` naming the file and the line.
 
     Args:
         path: the local file.
         source: how errors name the file (e.g. its ``s3://`` URL); default the path.
+        validate: check every row. ``False`` skips the check, so filters reach the reader and
+            only the rows they keep are typed (a bad cell becomes null); for a second query on a
+            file already checked.
 
     Returns:
         A LazyFrame; collect it with :func:`collect`.
@@ -152,54 +216,40 @@ def scan_bls(path: str | Path, *, source: str | None = None) -> pl.LazyFrame:
     path = Path(path)
     source = source or str(path)
     names = _read_header(path, source)
-
-    def empty(name: str) -> pl.Expr:
-        return pl.col(name).fill_null("") == ""
-
     optional = [n for n in OPTIONAL_COLUMNS if n in names]
-    bad = (
-        empty("series_id")
-        | ~pl.col("year").str.contains(_YEAR_PATTERN).fill_null(False)
-        | empty("period")
-        | ~pl.col("value").str.contains(_VALUE_PATTERN).fill_null(False)
-    )
-    checked = (
-        pl.scan_csv(
-            path,
-            separator="\t",
-            has_header=True,
-            infer_schema=False,
-            # BLS never quotes: a quote is data, not the start of a quoted field.
-            quote_char=None,
-            with_column_names=lambda cols: [c.strip() for c in cols],
-        )
-        .with_row_index(_LINE, offset=2)
-        # BLS pads names and cells with spaces.
-        .select(_LINE, *(pl.col(n).str.strip_chars() for n in names))
-        # A blank line carries nothing; skip it, as most CSV readers do.
-        .filter(~pl.all_horizontal(empty(n) for n in names))
-        .select(
-            _LINE,
-            *REQUIRED_COLUMNS,
-            *(pl.when(~empty(n)).then(pl.col(n)).alias(n) for n in optional),
-            bad.alias(_BAD),
-            pl.col("year").cast(pl.Int32, strict=False).alias("__year"),
-            pl.col("value").cast(value_dtype(), strict=False).alias("__value"),
-        )
-    )
-    return checked.map_batches(
-        _checker(source),
-        streamable=True,
-        # The check must see every row: no filter may move below it, no column be dropped.
-        predicate_pushdown=False,
-        projection_pushdown=False,
-    ).select(
+    typed = [
         "series_id",
-        pl.col("__year").alias("year"),
+        pl.col("year").cast(pl.Int32, strict=False),
         "period",
-        pl.col("__value").alias("value"),
-        *optional,
+        pl.col("value").cast(value_dtype(), strict=False),
+        *(pl.when(~_empty(n)).then(pl.col(n)).alias(n) for n in optional),
+    ]
+    raw = _raw(path, names)
+    if not validate:
+        return raw.filter(~_empty("series_id")).select(typed)
+    bad = pl.any_horizontal(expr for _, expr in _problems())
+    return (
+        raw.with_columns(bad.alias(_BAD))
+        .map_batches(
+            _checker(path, source, names),
+            streamable=True,
+            # The check must see every row: no filter may move below it, no column be dropped.
+            predicate_pushdown=False,
+            projection_pushdown=False,
+        )
+        .select(typed)
     )
+
+
+def _locate(error: MalformedRowError) -> DataError:
+    """Find the line of the first malformed row: a second pass, only after a failure."""
+
+    raw = _raw(error.path, error.names).with_row_index(_LINE, offset=2)
+    found = _flagged(raw, error.names).head(1).collect(engine="streaming")
+    if not found.height:  # pragma: no cover - the file changed under us
+        return DataError(str(error))
+    row = found.row(0, named=True)
+    return DataError(f"{error.source} line {row[_LINE]}: {_describe(row, row)}")
 
 
 def _find_bad_line(path: Path) -> tuple[int, str] | None:
@@ -249,6 +299,8 @@ def collect(
     for frame in frames:
         try:
             out.append(frame.collect(engine="streaming"))
+        except MalformedRowError as exc:
+            raise _locate(exc) from exc
         except pl.exceptions.PolarsError as exc:
             found = _find_bad_line(Path(bls)) if bls is not None else None
             if found is not None:
@@ -623,6 +675,9 @@ def analyze(
             frames = []
             if "best-year" in chosen:
                 frames.append(best_year(rows, include_annual=include_annual))
+                # best-year reads and checks every row first; the second pass over the same
+                # file need not check again, so its filter goes down to the reader.
+                rows = scan_bls(path, source=bls_location, validate=False)
             if "series-population" in chosen:
                 assert pop_frame is not None
                 # Joined with every year first, to tell "no such series" from "no overlap".
