@@ -13,7 +13,7 @@ action, no ``*`` resource, no managed policies. The S3 notification is the bucke
 CloudFormation property rather than CDK's ``add_event_notification``, which deploys a helper
 Lambda allowed ``s3:PutBucketNotification`` on every bucket; to avoid a dependency cycle between
 the bucket and the queue policy, bucket names are known before deployment (given, or derived
-from the account and region).
+from the stack name, account and region).
 """
 
 from __future__ import annotations
@@ -105,19 +105,18 @@ class PipelineStack(Stack):
                 f"Lambda bundle {settings.bundle_path} not found; build it with "
                 "scripts/build-lambda-bundle (or pass -c bundlePath=DIR)"
             )
-        bls_name = settings.bls_bucket_name or f"rearcquest-bls-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+        # Default names are unique per stack, account and region, and known before deployment.
+        stem = settings.stack_name.lower()
+        bls_name = settings.bls_bucket_name or f"{stem}-bls-{Aws.ACCOUNT_ID}-{Aws.REGION}"
         population_name = (
-            settings.population_bucket_name
-            or f"rearcquest-population-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+            settings.population_bucket_name or f"{stem}-population-{Aws.ACCOUNT_ID}-{Aws.REGION}"
         )
         bls_arn = f"arn:{Aws.PARTITION}:s3:::{bls_name}"
         population_arn = f"arn:{Aws.PARTITION}:s3:::{population_name}"
         prefix, key = settings.bls_prefix, settings.population_key
 
-        self.bls_bucket = self._bucket("BlsBucket", bls_name, versioned=True, purpose="BLS mirror")
-        self.population_bucket = self._bucket(
-            "PopulationBucket", population_name, versioned=False, purpose="population JSON"
-        )
+        self.bls_bucket = self._bucket("BlsBucket", bls_name, versioned=True)
+        self.population_bucket = self._bucket("PopulationBucket", population_name, versioned=False)
         code = lambda_.Code.from_asset(str(settings.bundle_path))
 
         # -- the daily sync + fetch ------------------------------------------------------------
@@ -261,7 +260,7 @@ class PipelineStack(Stack):
         ):
             CfnOutput(self, name, value=value, description=description)
 
-    def _bucket(self, construct_id: str, name: str, *, versioned: bool, purpose: str) -> s3.Bucket:
+    def _bucket(self, construct_id: str, name: str, *, versioned: bool) -> s3.Bucket:
         lifecycle = [s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))]
         if versioned:
             # Versions let a bad sync be undone; old ones expire so storage does not grow forever.
@@ -270,7 +269,7 @@ class PipelineStack(Stack):
                     noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS)
                 )
             )
-        bucket = s3.Bucket(
+        return s3.Bucket(
             self,
             construct_id,
             bucket_name=name,
@@ -284,8 +283,6 @@ class PipelineStack(Stack):
             # The data outlives the stack: `cdk destroy` leaves both buckets (see docs/aws.md).
             removal_policy=RemovalPolicy.RETAIN,
         )
-        bucket.node.add_metadata("purpose", purpose)
-        return bucket
 
     def _notify_on_key(self, bucket: s3.Bucket, key: str, queue: sqs.Queue) -> None:
         """Send ``ObjectCreated`` events of exactly ``key`` to ``queue`` (no helper Lambda)."""

@@ -37,7 +37,8 @@ BLS_DATA_FILE = "pr.data.0.Current"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SCHEDULE = re.compile(r"^(cron|rate)\(.+\)$")
 _GITHUB_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+# Short enough for "<stack>-population-<account>-<region>" to fit S3's 63 characters.
+_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,23}$")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -49,10 +50,11 @@ class InfraSettings:
     Attributes:
         contact: e-mail or URL sent to BLS in the User-Agent (``RQ_CONTACT``).
         bundle_path: directory holding the Lambda code (built by ``scripts/build-lambda-bundle``).
-        bls_bucket_name: name of the mirror bucket; ``None`` gives ``rearcquest-bls-<account>-<region>``.
+        bls_bucket_name: name of the mirror bucket; ``None`` gives
+            ``<stack name, lowercase>-bls-<account>-<region>``.
         bls_prefix: key prefix of the mirror, with a trailing slash.
         population_bucket_name: name of the population bucket; ``None`` gives
-            ``rearcquest-population-<account>-<region>``.
+            ``<stack name, lowercase>-population-<account>-<region>``.
         population_key: key of the population JSON.
         schedule: EventBridge schedule expression of the daily run.
         log_retention_days: how long CloudWatch keeps the functions' logs.
@@ -117,7 +119,10 @@ class InfraSettings:
         if self.github_repo is not None and not _GITHUB_REPO.match(self.github_repo):
             raise ValueError(f"context 'githubRepo': {self.github_repo!r} is not 'owner/name'")
         if not _STACK_NAME.match(self.stack_name):
-            raise ValueError(f"context 'stackName': {self.stack_name!r} is not a stack name")
+            raise ValueError(
+                f"context 'stackName': {self.stack_name!r} is not a stack name of at most 24 "
+                "letters, digits and '-', starting with a letter"
+            )
 
     @property
     def bls_data_key(self) -> str:

@@ -108,6 +108,7 @@ def test_flags_accept_json_booleans_and_strings(value: object, expected: bool) -
         ({"alarmEmail": "ops"}, "'alarmEmail'"),
         ({"githubRepo": "just-a-name"}, "'githubRepo'.*owner/name"),
         ({"stackName": "1stack"}, "'stackName'"),
+        ({"stackName": "R" * 25}, "'stackName'.*at most 24"),
     ],
     ids=lambda v: v if isinstance(v, str) else "-".join(v) or "empty",
 )
