@@ -41,7 +41,7 @@ _CSS = """\
 body{margin:0 auto;max-width:72rem;padding:1rem 1.25rem 2rem;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
 h1{font-size:1.25rem;font-weight:600;margin:.25rem 0 1rem;overflow-wrap:anywhere}
 a{color:var(--a);text-decoration:none}a:hover,a:focus{text-decoration:underline}
-.crumbs a,.crumbs span{white-space:nowrap}.sep{color:var(--muted);padding:0 .15rem}
+.crumbs a,.crumbs span{overflow-wrap:anywhere}
 form.filter{display:flex;gap:.5rem;align-items:center;flex-wrap:wrap;margin:0 0 .75rem}
 form.filter input[type=search]{flex:1 1 16rem;max-width:28rem;padding:.35rem .5rem;font:inherit;color:inherit;background:var(--bg);border:1px solid var(--line);border-radius:6px}
 form.filter button{padding:.35rem .75rem;font:inherit;color:inherit;background:var(--hl);border:1px solid var(--line);border-radius:6px;cursor:pointer}
@@ -52,7 +52,8 @@ th a,th button{color:inherit;font:inherit;background:none;border:0;padding:0;cur
 th[aria-sort=ascending] .dir::after{content:" \\25B2"}th[aria-sort=descending] .dir::after{content:" \\25BC"}
 td.name{overflow-wrap:anywhere;width:100%}td.size,th.size{text-align:right;white-space:nowrap}
 td.modified{white-space:nowrap;color:var(--muted)}tr:hover td{background:var(--hl)}
-tr.folder td.name a::before{content:"\\1F4C1  "}tr.up td.name a::before{content:"\\21B0  "}
+td.name a::before,td.name span.bad::before{content:"";display:inline-block;width:1em;height:1em;margin-right:.45em;vertical-align:-.15em;background:no-repeat center/contain url("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath fill='none' stroke='%238c959f' d='M3.5 1.5h6l3 3v10h-9z M9.5 1.5v3h3'/%3E%3C/svg%3E")}
+tr.folder td.name a::before,tr.folder td.name span.bad::before{background-image:url("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath fill='%23d4a72c' d='M1 3.5A1.5 1.5 0 0 1 2.5 2h3.6l1.5 1.5h5.9A1.5 1.5 0 0 1 15 5v7.5a1.5 1.5 0 0 1-1.5 1.5h-11A1.5 1.5 0 0 1 1 12.5z'/%3E%3C/svg%3E")}tr.up td.name a::before{background-image:url("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath fill='none' stroke='%238c959f' stroke-width='1.5' d='M8 13V3M3.5 7.5 8 3l4.5 4.5'/%3E%3C/svg%3E")}
 .esc{color:#cf222e;font-family:ui-monospace,monospace;font-size:.9em}.bad{color:var(--muted)}
 footer{margin-top:1rem;color:var(--muted);font-size:.9rem}.empty{padding:1rem 0;color:var(--muted)}
 """
@@ -461,7 +462,7 @@ def _crumbs(listing: Listing, href: Callable[[str], str], mode: Mode) -> str:
             parts.append(f'<span aria-current="page">{label}</span>')
         else:
             parts.append(f'<a href="{_attr(href(so_far))}">{label}</a>')
-    return '<span class="sep"> </span>'.join(parts)
+    return "".join(parts)
 
 
 def _header(label: str, key: SortKey, view: View, mode: Mode) -> str:

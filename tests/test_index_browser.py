@@ -1,0 +1,185 @@
+"""The index in a real browser: Debian's chromium driven by Playwright sorts, filters, navigates
+into a folder and downloads a file; the live page also works with JavaScript off, and the static
+page works from a presigned URL. Screenshots go to test-artifacts/ (git-ignored)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import BLS_RELEASES, REPO
+from rearcquest.index import start_server, write_static_index
+from rearcquest.storage import ObjectStore, make_s3_client
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = REPO / "test-artifacts"
+CURRENT, EARLIER = "2026-08-06", "2024-06-06"
+
+
+def release_files(vintage: str) -> dict[str, bytes]:
+    return {
+        p.name: p.read_bytes()
+        for p in sorted((BLS_RELEASES / vintage).iterdir())
+        if p.name != "listing.html"
+    }
+
+
+@pytest.fixture(scope="module")
+def store(moto_server: str) -> ObjectStore:
+    """A mirror of the current release under pr/, with an earlier release in a sub-folder."""
+    client = make_s3_client(endpoint_url=moto_server, access_key=("testing", "testing"))
+    store = ObjectStore(client, "browser-" + uuid.uuid4().hex[:12])
+    store.create_bucket()
+    for name, body in release_files(CURRENT).items():
+        store.put_bytes("pr/" + name, body)
+    for name, body in release_files(EARLIER).items():
+        store.put_bytes(f"pr/releases/{EARLIER}/{name}", body)
+    store.put_bytes('pr/notes <draft> & "final".txt', b"hostile but harmless")
+    return store
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def server_url(store: ObjectStore) -> Iterator[str]:
+    with start_server(store, prefix="pr/") as server:
+        yield server.url
+
+
+def _file_names(page: Any) -> list[str]:
+    rows = page.locator("tbody tr.file:not([hidden])")
+    return [str(n) for n in rows.evaluate_all("rows => rows.map(r => r.dataset.name)")]
+
+
+def _problems(page: Any) -> list[str]:
+    """Console errors (a CSP violation is one) and page errors, collected as they happen."""
+    found: list[str] = []
+    page.on("console", lambda m: found.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: found.append(str(e)))
+    return found
+
+
+def test_sort_filter_navigate_and_download(browser: Any, server_url: str, tmp_path: Path) -> None:
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1100, "height": 760})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    problems = _problems(page)
+    try:
+        page.goto(server_url)
+        assert page.title() == f"Index of s3://{_bucket(page)}/pr/"
+        names = _file_names(page)
+        assert len(names) == 13 and names[0] == 'notes <draft> & "final".txt'
+        assert page.locator("tbody tr.folder").count() == 1
+
+        # Sort by size: largest first, then smallest first; the URL remembers it.
+        page.click("th[data-key=size] a")
+        assert _file_names(page)[0] == "pr.data.1.AllData"
+        assert page.locator("th[data-key=size]").get_attribute("aria-sort") == "descending"
+        assert "sort=size" in page.url and "order=desc" in page.url
+        page.click("th[data-key=size] a")
+        assert _file_names(page)[:2] == ['notes <draft> & "final".txt', "pr.footnote"]
+        page.click("th[data-key=modified] a")
+        assert page.locator("th[data-key=modified]").get_attribute("aria-sort") == "descending"
+
+        # Filter as you type.
+        page.fill("#q", "DATA")
+        assert sorted(_file_names(page)) == ["pr.data.0.Current", "pr.data.1.AllData"]
+        assert page.locator("tbody tr.folder:not([hidden])").count() == 0
+        assert "showing 2 of 14" in page.inner_text("footer")
+        page.click("th[data-key=name] a")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.fill("#q", "")
+        page.click("th[data-key=name] a")  # name descending ...
+        page.click("th[data-key=name] a")  # ... and back to ascending
+        page.screenshot(path=str(ARTIFACTS / "serve-index.png"), full_page=True)
+
+        # Into a folder, and a download whose bytes are checked.
+        page.click("text=releases/")
+        page.click(f"text={EARLIER}/")
+        assert page.url.endswith(f"/releases/{EARLIER}/")
+        assert page.locator('[aria-current="page"]').inner_text() == f"{EARLIER}/"
+        assert len(_file_names(page)) == 12
+        page.screenshot(path=str(ARTIFACTS / "serve-index-folder.png"), full_page=True)
+        with page.expect_download() as info:
+            page.click("a[href$='/pr.series']")
+        download = info.value
+        assert download.suggested_filename == "pr.series"
+        saved = tmp_path / "pr.series"
+        download.save_as(saved)
+        assert saved.read_bytes() == release_files(EARLIER)["pr.series"]
+
+        # Back up through the parent link.
+        page.click("tr.up a")
+        assert page.url.endswith("/releases/")
+        assert problems == []
+    finally:
+        context.close()
+
+
+def _bucket(page: Any) -> str:
+    return str(page.locator("h1 .crumbs a").first.inner_text()).split("/")[2]
+
+
+def test_works_without_javascript(browser: Any, server_url: str) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        page.goto(server_url)
+        page.click("th[data-key=size] a")  # a plain link: the server sorts
+        assert "sort=size&order=desc" in page.url
+        assert _file_names(page)[0] == "pr.data.1.AllData"
+        page.fill("#q", "series")
+        page.click("form#filter button")  # a plain GET form: the server filters
+        assert "q=series" in page.url
+        assert _file_names(page) == ["pr.series"]
+        assert page.locator("a[href='/pr.series']").count() == 1
+    finally:
+        context.close()
+
+
+def test_static_page_from_a_presigned_url(browser: Any, store: ObjectStore) -> None:
+    written = write_static_index(store, "pr/", "pr/index.html", presign_seconds=600)
+    assert written.share_url is not None
+    context = browser.new_context()
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    problems = _problems(page)
+    try:
+        page.goto(written.share_url)
+        assert page.locator("#filter").is_visible()  # shown by the script, which the CSP allows
+        names = _file_names(page)
+        assert f"releases/{EARLIER}/pr.class" in names and "index.html" not in names
+        page.click("th[data-key=size] button")
+        assert _file_names(page)[0] == "pr.data.1.AllData"
+        page.fill("#q", f"{EARLIER}/pr.data")
+        assert len(_file_names(page)) == 2
+        href = page.locator(f"tr.file[data-name='releases/{EARLIER}/pr.class'] a")
+        assert "X-Amz-Signature=" in str(href.get_attribute("href"))
+        assert problems == []
+    finally:
+        context.close()
