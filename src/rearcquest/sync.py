@@ -16,13 +16,14 @@ Deletes run last, and only when the listing was complete and every transfer succ
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import logging
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
@@ -382,13 +383,16 @@ def apply_plan(
 ) -> SyncResult:
     """Carry out ``plan``: transfers in parallel, then deletes, then the new state.
 
-    Per-file failures are collected in the result, never raised; deletes are skipped when any
-    transfer failed, and refused (``delete_guard``) when more than ``max_delete`` are planned.
+    ``transfers`` downloads run at once; each body that must go up is handed to a second pool of
+    ``transfers`` uploaders, so the next download starts while S3 takes the last one (at most
+    ``transfers`` bodies wait for or are in upload). Per-file failures are collected in the
+    result, never raised; deletes are skipped when any transfer failed, and refused
+    (``delete_guard``) when more than ``max_delete`` are planned.
 
     Raises:
         StorageError: the state could not be written.
     """
-    from rearcquest.sources.bls import download
+    from rearcquest.sources.bls import Download, download
 
     result = SyncResult(source_url, store.bucket, prefix, dry_run=False, plan=plan)
     files: dict[str, FileState] = dict(state.files)
@@ -396,11 +400,53 @@ def apply_plan(
     counter = _Counter()
     notify = on_progress or (lambda _event: None)
     todo = plan.transfers
+    width = max(1, transfers)
+    upload_slots = threading.BoundedSemaphore(width)
+    uploads: list[Future[None]] = []
     notify(
         Progress(
             "start", files=len(todo), total_bytes=sum(a.file.size or 0 for a in todo if a.file)
         )
     )
+
+    def finish(name: str, outcome: str, entry: FileState | None, error: RqError | None) -> None:
+        with lock:
+            if error is not None or entry is None:
+                result.errors.append(FileError(name, str(error)))
+            else:
+                files[name] = entry
+                getattr(result, outcome).append(name)
+                if outcome == "unchanged":
+                    result.restamped.append(name)
+        if error is not None:
+            log.info("%s: %s", name, error)
+        notify(Progress("file", name=name, outcome=outcome))
+
+    def upload(action: Action, spool: IO[bytes], got: Download) -> None:
+        assert action.file is not None
+        file = action.file
+        try:
+            metadata = {
+                META_SHA256: got.sha256,
+                META_LISTING_DATE: file.modified or "",
+                META_LAST_MODIFIED: got.last_modified or "",
+                META_SOURCE: file.url,
+            }
+            etag = store.upload(
+                action.key,
+                spool,
+                got.size,
+                content_type=got.content_type or "application/octet-stream",
+                metadata=metadata,
+            )
+            counter.add(uploaded=got.size)
+            entry = FileState(got.size, file.modified, got.last_modified, got.sha256, etag)
+            finish(file.name, "added" if action.kind == "add" else "updated", entry, None)
+        except RqError as exc:
+            finish(file.name, "failed", None, exc)
+        finally:
+            spool.close()
+            upload_slots.release()
 
     def transfer(action: Action) -> None:
         assert action.file is not None
@@ -410,12 +456,14 @@ def apply_plan(
             counter.add(downloaded=n)
             notify(Progress("bytes", name=file.name, nbytes=n))
 
-        outcome = "failed"
         try:
-            with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
-                body = cast("IO[bytes]", spool)
+            with contextlib.ExitStack() as cleanup:
+                spool = cast(
+                    "IO[bytes]",
+                    cleanup.enter_context(tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)),
+                )
                 got = download(
-                    http, file, body, if_modified_since=action.if_modified_since, on_bytes=moved
+                    http, file, spool, if_modified_since=action.if_modified_since, on_bytes=moved
                 )
                 previous = files.get(file.name)
                 if got is None or (action.known_sha256 and got.sha256 == action.known_sha256):
@@ -425,42 +473,24 @@ def apply_plan(
                     entry = FileState(
                         previous.size, file.modified, last_modified, previous.sha256, previous.etag
                     )
-                    outcome = "unchanged"
-                else:
-                    metadata = {
-                        META_SHA256: got.sha256,
-                        META_LISTING_DATE: file.modified or "",
-                        META_LAST_MODIFIED: got.last_modified or "",
-                        META_SOURCE: file.url,
-                    }
-                    etag = store.upload(
-                        action.key,
-                        body,
-                        got.size,
-                        content_type=got.content_type or "application/octet-stream",
-                        metadata=metadata,
-                    )
-                    counter.add(uploaded=got.size)
-                    entry = FileState(got.size, file.modified, got.last_modified, got.sha256, etag)
-                    outcome = "added" if action.kind == "add" else "updated"
-            with lock:
-                files[file.name] = entry
-                getattr(result, outcome).append(file.name)
-                if outcome == "unchanged":
-                    result.restamped.append(file.name)
+                    finish(file.name, "unchanged", entry, None)
+                    return
+                upload_slots.acquire()
+                with lock:
+                    uploads.append(uploader.submit(upload, action, spool, got))
+                cleanup.pop_all()  # the uploader closes the spool now
         except RqError as exc:
-            with lock:
-                result.errors.append(FileError(file.name, str(exc)))
-            log.info("%s: %s", file.name, exc)
-        finally:
-            notify(Progress("file", name=file.name, outcome=outcome))
+            finish(file.name, "failed", None, exc)
 
     result.unchanged.extend(a.name for a in plan.of("unchanged"))
     if todo:
-        with ThreadPoolExecutor(
-            max_workers=max(1, transfers), thread_name_prefix="rq-sync"
-        ) as pool:
+        with (
+            ThreadPoolExecutor(max_workers=width, thread_name_prefix="rq-upload") as uploader,
+            ThreadPoolExecutor(max_workers=width, thread_name_prefix="rq-sync") as pool,
+        ):
             list(pool.map(transfer, todo))
+        for future in uploads:
+            future.result()  # an unexpected error in an upload is raised here, as in a download
 
     deletes = plan.of("delete")
     if deletes and result.errors:

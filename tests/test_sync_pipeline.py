@@ -1,0 +1,106 @@
+"""The sync's two pools: downloads go on while S3 takes earlier bodies; upload errors are per file.
+
+Also pins the start-up work the library does for a sync: httpx without its command line.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from typing import IO, Any
+
+import pytest
+
+from rearcquest.errors import StorageError, TransferError
+from rearcquest.offline import OfflineServer
+from rearcquest.sources._http import RetryPolicy
+from rearcquest.storage import ObjectStore
+from rearcquest.sync import STATE_NAME, SyncState, sync_bls
+
+CONTACT = "tests@example.com"
+FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
+
+
+def test_next_download_starts_while_an_upload_is_in_progress(
+    store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_upload = store.upload
+    overlapped: list[bool] = []
+
+    def slow_upload(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+        if not overlapped:
+            # The first upload holds on until the source sees another file request (bounded).
+            seen = len(bls_server.file_requests())
+            deadline = time.monotonic() + 5
+            while len(bls_server.file_requests()) == seen and time.monotonic() < deadline:
+                time.sleep(0.01)
+            overlapped.append(len(bls_server.file_requests()) > seen)
+        return real_upload(key, fileobj, size, **kw)
+
+    monkeypatch.setattr(store, "upload", slow_upload)
+    result = sync_bls(
+        store, source_url=bls_server.bls_url, contact=CONTACT, transfers=1, retry=FAST
+    )
+    result.raise_for_errors()
+    assert overlapped == [True]
+    assert len(result.added) == 12
+    stored = {o.key for o in store.list_objects("pr/")}
+    assert stored == {f"pr/{n}" for n in bls_server.files} | {f"pr/{STATE_NAME}"}
+
+
+def test_failed_upload_is_a_per_file_error(
+    store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_upload = store.upload
+    bodies_open: list[IO[bytes]] = []
+    lock = threading.Lock()
+
+    def failing_upload(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+        with lock:
+            bodies_open.append(fileobj)
+        if key == "pr/pr.series":
+            raise StorageError("cannot write s3://test-bucket/pr/pr.series: injected")
+        return real_upload(key, fileobj, size, **kw)
+
+    monkeypatch.setattr(store, "upload", failing_upload)
+    result = sync_bls(
+        store, source_url=bls_server.bls_url, contact=CONTACT, transfers=3, retry=FAST
+    )
+    assert [(e.name, e.message) for e in result.errors] == [
+        ("pr.series", "cannot write s3://test-bucket/pr/pr.series: injected")
+    ]
+    assert len(result.added) == 11 and "pr.series" not in result.added
+    assert all(body.closed for body in bodies_open) and len(bodies_open) == 12
+    with pytest.raises(TransferError, match=r"pr\.series"):
+        result.raise_for_errors()
+    state = SyncState.from_json(store.get_bytes(f"pr/{STATE_NAME}"))
+    assert "pr.series" not in state.files and len(state.files) == 11
+    assert store.head("pr/pr.series") is None
+
+
+def test_unexpected_upload_error_is_raised(
+    store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_upload(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+        raise ZeroDivisionError("a bug, not an S3 failure")
+
+    monkeypatch.setattr(store, "upload", broken_upload)
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        sync_bls(store, source_url=bls_server.bls_url, contact=CONTACT, retry=FAST)
+
+
+def test_http_client_leaves_out_the_httpx_command_line() -> None:
+    code = (
+        "import sys\n"
+        "from rearcquest.sources._http import HttpClient\n"
+        "HttpClient().close()\n"
+        "loaded = [m for m in ('httpx._main', 'rich', 'pygments', 'click') if m in sys.modules]\n"
+        "import httpx._main\n"
+        "print(loaded, 'httpx' in sys.modules, callable(httpx._main.main))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == "[] True True"
