@@ -322,14 +322,31 @@ def test_year_outside_four_digits_is_malformed(tmp_path: Path) -> None:
         collect(scan_bls(path))
 
 
-def test_unvalidated_scan_types_what_it_can_and_pushes_filters_down(tmp_path: Path) -> None:
+def test_unvalidated_scan_leaves_malformed_rows_out(tmp_path: Path) -> None:
     path = bls_file(tmp_path, ["S 2001 Q01 1.0", "T 2001 Q01 oops", "S 2002 Q01 2.5"])
     with pytest.raises(DataError, match="line 3"):
         collect(scan_bls(path))
-    (rows,) = collect(scan_bls(path, validate=False).filter(pl.col("series_id") == "S"))
+    (rows,) = collect(scan_bls(path, validate=False))
     assert rows["value"].to_list() == [Decimal("1"), Decimal("2.5")]
-    (everything,) = collect(scan_bls(path, validate=False))
-    assert everything["value"].null_count() == 1
+
+
+def test_reports_collected_together_share_one_pass(tmp_path: Path, shared_data: Path) -> None:
+    population = read_population(ACS1)
+    frames = [
+        best_year(scan_bls(LATEST)),
+        series_population(scan_bls(LATEST, validate=False), population),
+    ]
+    plan = pl.explain_all(frames)
+    assert plan.count("Csv SCAN") == 1
+    assert plan.count("CACHE") == 2
+    best, rows = collect(*frames)
+    assert (best.height, rows.height) == (237, 10)
+    # A malformed row stops the shared pass, whichever report would have seen it.
+    bad = bls_file(tmp_path, ["PRS30006032 2013 Q01 1.0", "X 2001 Q01 oops"])
+    with pytest.raises(DataError, match="line 3: value 'oops'"):
+        collect(
+            best_year(scan_bls(bad)), series_population(scan_bls(bad, validate=False), population)
+        )
 
 
 def test_blank_lines_in_a_big_file_are_skipped(tmp_path: Path) -> None:

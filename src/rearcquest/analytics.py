@@ -200,9 +200,8 @@ def scan_bls(path: str | Path, *, source: str | None = None, validate: bool = Tr
     Args:
         path: the local file.
         source: how errors name the file (e.g. its ``s3://`` URL); default the path.
-        validate: check every row. ``False`` skips the check, so filters reach the reader and
-            only the rows they keep are typed (a bad cell becomes null); for a second query on a
-            file already checked.
+        validate: stop on a malformed row. ``False`` leaves malformed rows out instead: for a
+            second report on a file that a validated query of the same :func:`collect` checks.
 
     Returns:
         A LazyFrame; collect it with :func:`collect`.
@@ -224,21 +223,20 @@ def scan_bls(path: str | Path, *, source: str | None = None, validate: bool = Tr
         pl.col("value").cast(value_dtype(), strict=False),
         *(pl.when(~_empty(n)).then(pl.col(n)).alias(n) for n in optional),
     ]
-    raw = _raw(path, names)
-    if not validate:
-        return raw.filter(~_empty("series_id")).select(typed)
-    bad = pl.any_horizontal(expr for _, expr in _problems())
-    return (
-        raw.with_columns(bad.alias(_BAD))
-        .map_batches(
-            _checker(path, source, names),
-            streamable=True,
-            # The check must see every row: no filter may move below it, no column be dropped.
-            predicate_pushdown=False,
-            projection_pushdown=False,
-        )
-        .select(typed)
+    # Both variants start with the same plan, so when they are collected together (see
+    # collect) Polars reads and flags the file once and feeds both.
+    flagged = _raw(path, names).with_columns(
+        pl.any_horizontal(expr for _, expr in _problems()).alias(_BAD)
     )
+    if not validate:
+        return flagged.filter(~pl.col(_BAD)).select(typed)
+    return flagged.map_batches(
+        _checker(path, source, names),
+        streamable=True,
+        # The check must see every row: no filter may move below it, no column be dropped.
+        predicate_pushdown=False,
+        projection_pushdown=False,
+    ).select(typed)
 
 
 def _locate(error: MalformedRowError) -> DataError:
@@ -274,10 +272,12 @@ def _find_bad_line(path: Path) -> tuple[int, str] | None:
 def collect(
     *frames: pl.LazyFrame, bls: str | Path | None = None, source: str | None = None
 ) -> list[pl.DataFrame]:
-    """Collect lazy reports with the streaming engine, one after the other.
+    """Collect lazy reports together, with the streaming engine.
 
-    Each frame built on :func:`scan_bls` streams the file, so memory stays bounded by the reports
-    rather than by the file.
+    Frames built on :func:`scan_bls` of the same file share one pass over it: the file is read,
+    trimmed and checked once and streamed into every report, so memory stays bounded by the
+    reports rather than by the file. (A frame that stops early, such as ``head``, makes Polars
+    buffer the stream for the others: collect it on its own.)
 
     Args:
         frames: the reports to compute.
@@ -295,20 +295,17 @@ def collect(
     import polars as pl
 
     name = source or (str(bls) if bls is not None else "the BLS file")
-    out: list[pl.DataFrame] = []
-    for frame in frames:
-        try:
-            out.append(frame.collect(engine="streaming"))
-        except MalformedRowError as exc:
-            raise _locate(exc) from exc
-        except pl.exceptions.PolarsError as exc:
-            found = _find_bad_line(Path(bls)) if bls is not None else None
-            if found is not None:
-                raise DataError(f"{name} line {found[0]}: {found[1]}") from exc
-            text = str(exc).strip()
-            reason = text.splitlines()[0] if text else type(exc).__name__
-            raise DataError(f"{name}: cannot be read as a BLS data file: {reason}") from exc
-    return out
+    try:
+        return pl.collect_all(frames, engine="streaming")
+    except MalformedRowError as exc:
+        raise _locate(exc) from exc
+    except pl.exceptions.PolarsError as exc:
+        found = _find_bad_line(Path(bls)) if bls is not None else None
+        if found is not None:
+            raise DataError(f"{name} line {found[0]}: {found[1]}") from exc
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        raise DataError(f"{name}: cannot be read as a BLS data file: {reason}") from exc
 
 
 def population_frame(data: PopulationData) -> pl.DataFrame:
@@ -675,8 +672,8 @@ def analyze(
             frames = []
             if "best-year" in chosen:
                 frames.append(best_year(rows, include_annual=include_annual))
-                # best-year reads and checks every row first; the second pass over the same
-                # file need not check again, so its filter goes down to the reader.
+                # best-year checks every row; series-population, collected with it in the same
+                # pass over the file, need not check them again.
                 rows = scan_bls(path, source=bls_location, validate=False)
             if "series-population" in chosen:
                 assert pop_frame is not None
