@@ -110,6 +110,8 @@ def test_sort_filter_navigate_and_download(browser: Any, server_url: str, tmp_pa
         assert sorted(_file_names(page)) == ["pr.data.0.Current", "pr.data.1.AllData"]
         assert page.locator("tbody tr.folder:not([hidden])").count() == 0
         assert "showing 2 of 14" in page.inner_text("footer")
+        json_href = str(page.get_attribute("#json", "href"))
+        assert "q=DATA" in json_href and "format=json" in json_href
         page.click("th[data-key=name] a")
         ARTIFACTS.mkdir(exist_ok=True)
         page.fill("#q", "")

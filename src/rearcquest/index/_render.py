@@ -92,6 +92,8 @@ _JS = """\
     params.set("sort", sortKey); params.set("order", order);
     if (input && input.value) { params.set("q", input.value); } else { params.delete("q"); }
     window.history.replaceState(null, "", "?" + params.toString());
+    var json = document.getElementById("json");
+    if (json) { params.set("format", "json"); json.setAttribute("href", "?" + params.toString()); }
     if (form) {
       form.elements.sort.value = sortKey; form.elements.order.value = order;
     }
@@ -569,7 +571,7 @@ def render_page(
         f" \u00b7 listed {iso_time(listing.generated).replace('T', ' ').replace('Z', ' UTC')}"
     )
     if json_href:
-        summary += f' \u00b7 <a href="{_attr(json_href)}">JSON</a>'
+        summary += f' \u00b7 <a id="json" href="{_attr(json_href)}">JSON</a>'
     q_attr = _attr(view.q)
     return f"""<!doctype html>
 <html lang="en">

@@ -64,6 +64,9 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        # Listening now, connections made as soon as the URL is announced wait in the backlog
+        # until uvicorn accepts them, instead of being refused.
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise ConfigError(
