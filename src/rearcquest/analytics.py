@@ -444,10 +444,13 @@ def best_year(bls: pl.LazyFrame, *, include_annual: bool = False) -> pl.LazyFram
     periods = [*QUARTERS, ANNUAL] if include_annual else list(QUARTERS)
     return (
         bls.filter(pl.col("period").is_in(periods))
-        .group_by("series_id", "year")
+        # One group per series and year: keyed by a categorical (a 4-byte code) rather than the
+        # string, the table holds a third less memory when there are millions of them.
+        .group_by(pl.col("series_id").cast(pl.Categorical), "year")
         .agg(pl.col("value").sum())
         .group_by("series_id")
         .agg(pl.col("year", "value").sort_by(["value", "year"], descending=[True, False]).first())
+        .with_columns(pl.col("series_id").cast(pl.String))
         .sort("series_id")
     )
 
