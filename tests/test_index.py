@@ -9,6 +9,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -44,7 +45,7 @@ from rearcquest.index._render import (
     render_page,
     sort_files,
 )
-from rearcquest.storage import ObjectInfo, ObjectStore, make_s3_client
+from rearcquest.storage import ObjectInfo, ObjectStore, ObjectStream, make_s3_client
 from rearcquest.sync import STATE_NAME
 
 VINTAGE = "2026-08-06"
@@ -811,6 +812,75 @@ def test_unreachable_endpoint_becomes_502() -> None:
     assert "127.0.0.1" not in r.text  # the endpoint is not shown to visitors
 
 
+# -- caches --------------------------------------------------------------------------------------
+
+
+def test_listing_cache_lists_once_for_concurrent_requests() -> None:
+    from rearcquest.index._app import _ListingCache
+
+    cache = _ListingCache(ttl=3600)
+    calls: list[str] = []
+    gate = threading.Event()
+
+    def load() -> Any:
+        calls.append("listed")
+        gate.wait(10)
+        return [], [], T0
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(cache.get, "pr/", load) for _ in range(8)]
+        gate.set()
+        results = [f.result() for f in futures]
+    assert calls == ["listed"]
+    assert all(r is results[0] for r in results)
+    cache.get("other/", load)
+    assert len(calls) == 2
+
+
+def test_listing_cache_off_and_bounded() -> None:
+    from rearcquest.index._app import _ListingCache
+
+    calls: list[int] = []
+
+    def load() -> Any:
+        calls.append(1)
+        return [], [], T0
+
+    off = _ListingCache(ttl=0)
+    off.get("a/", load)
+    off.get("a/", load)
+    assert len(calls) == 2
+    small = _ListingCache(ttl=3600, max_entries=2)
+    for prefix in ("a/", "b/", "c/", "a/"):
+        small.get(prefix, load)
+    assert len(calls) == 2 + 4  # a/ was dropped when c/ came in
+
+
+def test_page_cache_keeps_within_its_budget() -> None:
+    from rearcquest.index._app import _PageCache
+
+    cache = _PageCache(max_bytes=10)
+    cache.put("a", (b"12345", False))
+    cache.put("b", (b"12345", True))
+    assert cache.get("a") == (b"12345", False)  # a is now the most recently used
+    cache.put("c", (b"123", False))
+    assert cache.get("b") is None and cache.get("a") is not None
+    cache.put("huge", (b"x" * 11, False))
+    assert cache.get("huge") is None
+
+
+def test_cached_listing_and_fresh_listing(fresh: ObjectStore) -> None:
+    cached = create_app(fresh, prefix="pr/", cache_seconds=3600)
+    live = create_app(fresh, prefix="pr/", cache_seconds=0)
+    assert "new.txt" not in files(asgi(cached, "GET", "/").text)
+    assert "new.txt" not in files(asgi(live, "GET", "/").text)
+    fresh.put_bytes("pr/new.txt", b"new")
+    assert "new.txt" not in files(asgi(cached, "GET", "/").text)
+    assert "new.txt" in files(asgi(live, "GET", "/").text)
+    # Downloads never come from a cache.
+    assert asgi(cached, "GET", "/new.txt").content == b"new"
+
+
 # -- token ---------------------------------------------------------------------------------------
 
 
@@ -1009,6 +1079,48 @@ def test_server_ranges_and_validators(served: tuple[str, ObjectStore, dict[str, 
             client.get("/pr.data.0.Current", headers={"If-Modified-Since": modified}).status_code
             == 304
         )
+
+
+class _EndlessBody:
+    """An object body that never ends, and tells whether it was closed."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def read(self, size: int) -> bytes:
+        return b"x" * size
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class _EndlessStore(ObjectStore):
+    """A real bucket whose object `endless.bin` claims 1 TB and never runs out of bytes."""
+
+    body: _EndlessBody
+
+    def head(self, key: str) -> ObjectInfo | None:
+        return ObjectInfo(key, 10**12, "endless", T0) if key == "endless.bin" else None
+
+    def open(self, key: str, *, byte_range: tuple[int, int] | None = None) -> ObjectStream:
+        self.body = _EndlessBody()
+        return ObjectStream(ObjectInfo(key, 10**12, "endless", T0), None, self.body)
+
+
+@pytest.mark.integration
+def test_client_disconnect_releases_the_s3_stream(moto_server: str) -> None:
+    base = moto_store(moto_server)
+    store = _EndlessStore(base.client, base.bucket)
+    with start_server(store) as server, httpx.Client(base_url=server.url) as client:
+        with client.stream("GET", "/endless.bin") as r:
+            assert r.headers["content-length"] == str(10**12)
+            got = 0
+            for chunk in r.iter_raw():
+                got += len(chunk)
+                if got > 1_000_000:
+                    break
+        # Without the disconnect watch the server would read this body for ever.
+        assert store.body.closed.wait(20)
 
 
 class _ManyObjects(BaseHTTPRequestHandler):

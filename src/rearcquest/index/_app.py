@@ -15,13 +15,14 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterator
 from datetime import UTC, datetime
 from hashlib import sha256
 from html import escape
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, urlencode
 
+import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.middleware import Middleware
@@ -107,18 +108,31 @@ class _ObjectResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": self.status_code,
-                    "headers": self.raw_headers,
-                }
-            )
-            async for chunk in iterate_in_threadpool(self._chunks()):
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            async with anyio.create_task_group() as group:
+
+                async def body() -> None:
+                    await self._send_body(send)
+                    group.cancel_scope.cancel()
+
+                async def watch() -> None:
+                    # A server may quietly drop what is sent after the client left; without this
+                    # the rest of the object would still be read from S3 and thrown away.
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(body)
+                group.start_soon(watch)
         finally:
             self.stream.close()
+
+    async def _send_body(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        async for chunk in iterate_in_threadpool(self._chunks()):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _chunks(self) -> Iterator[bytes]:
         try:
@@ -172,6 +186,42 @@ class _ListingCache:
             return value
 
 
+class _PageCache:
+    """Rendered pages of cached listings, least recently used first out, within a byte budget.
+
+    Rendering 10,000 rows takes about as long as listing them; a page asked for again while its
+    listing is cached is sent as it was rendered.
+    """
+
+    def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._pages: OrderedDict[Hashable, tuple[bytes, bool]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> tuple[bytes, bool] | None:
+        """The page stored under ``key``, if any."""
+        with self._lock:
+            page = self._pages.get(key)
+            if page is not None:
+                self._pages.move_to_end(key)
+            return page
+
+    def put(self, key: Hashable, page: tuple[bytes, bool]) -> None:
+        """Store a page, dropping the least recently used ones beyond the budget."""
+        if len(page[0]) > self.max_bytes:
+            return
+        with self._lock:
+            old = self._pages.pop(key, None)
+            if old is not None:
+                self._size -= len(old[0])
+            self._pages[key] = page
+            self._size += len(page[0])
+            while self._size > self.max_bytes:
+                _, dropped = self._pages.popitem(last=False)
+                self._size -= len(dropped[0])
+
+
 class _Index:
     """The request handler: listings and downloads under one prefix of one bucket."""
 
@@ -179,6 +229,7 @@ class _Index:
         self.store = store
         self.root = root
         self.cache = _ListingCache(cache_seconds)
+        self.pages = _PageCache()
 
     def _href(self, base: str) -> Callable[[str], str | None]:
         root = self.root
@@ -223,22 +274,52 @@ class _Index:
             return _error(request, 502, "Bad Gateway", "The storage backend could not be listed.")
         if path and not objects and not prefixes:
             return _error(request, 404, "Not Found", "There is no such folder.")
-        listing = build_listing(
-            self.store.bucket, self.root, path, objects, prefixes, generated=when
-        )
         params = request.query_params
         view = View.from_query(params.get("sort"), params.get("order"), params.get("q"))
         base = _base(request.scope)
+        as_json = params.get("format") == "json"
+        zipped = "gzip" in request.headers.get("accept-encoding", "").lower()
+        # The same listing (same `when`) seen the same way renders to the same bytes.
+        key = (self.root + path, when, view, base, as_json, zipped)
+        page = self.pages.get(key)
+        if page is None:
+            collected = (objects, prefixes, when)
+            page = await run_in_threadpool(
+                self._render, path, collected, view, base, as_json, zipped
+            )
+            if self.cache.ttl > 0:
+                self.pages.put(key, page)
+        body, encoded = page
+        headers = {"cache-control": "no-cache", "vary": "accept-encoding"}
+        if encoded:
+            headers["content-encoding"] = "gzip"
+        media_type = "application/json" if as_json else "text/html; charset=utf-8"
+        return Response(body, media_type=media_type, headers=headers)
+
+    def _render(
+        self,
+        path: str,
+        collected: _Collected,
+        view: View,
+        base: str,
+        as_json: bool,
+        zipped: bool,
+    ) -> tuple[bytes, bool]:
+        """The page (or JSON) for a listing, gzipped when asked and worth it: (body, gzipped)."""
+        objects, prefixes, when = collected
+        listing = build_listing(
+            self.store.bucket, self.root, path, objects, prefixes, generated=when
+        )
         href = self._href(base)
-        if params.get("format") == "json":
+        if as_json:
             doc = listing_document(listing, view, href=href)
             body = json.dumps(doc, ensure_ascii=False).encode()
-            return _maybe_gzip(request, body, "application/json")
-        json_href = view.query(format="json")
-        page = await run_in_threadpool(
-            render_page, listing, view, href=href, mode="live", json_href=json_href
-        )
-        return _maybe_gzip(request, page.encode(), "text/html; charset=utf-8")
+        else:
+            json_href = view.query(format="json")
+            body = render_page(listing, view, href=href, mode="live", json_href=json_href).encode()
+        if zipped and len(body) >= _GZIP_MIN:
+            return gzip.compress(body, compresslevel=5, mtime=0), True
+        return body, False
 
     async def _download(self, request: Request, key: str) -> Response:
         try:
@@ -315,15 +396,6 @@ class _Index:
                 location += "?" + request.url.query
             return RedirectResponse(location, status_code=302)
         return _error(request, 404, "Not Found", "There is no such object.")
-
-
-def _maybe_gzip(request: Request, body: bytes, media_type: str) -> Response:
-    headers = {"cache-control": "no-cache", "vary": "accept-encoding"}
-    accepted = request.headers.get("accept-encoding", "")
-    if len(body) >= _GZIP_MIN and "gzip" in accepted.lower():
-        body = gzip.compress(body, compresslevel=5, mtime=0)
-        headers["content-encoding"] = "gzip"
-    return Response(body, media_type=media_type, headers=headers)
 
 
 def _cookie_value(token: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 from rearcquest.storage import ObjectInfo
+from rearcquest.sync import STATE_NAME
 
 SortKey = Literal["name", "size", "modified"]
 Order = Literal["asc", "desc"]
@@ -241,8 +242,6 @@ class View:
 
 def is_hidden(key: str) -> bool:
     """Tell whether a key is bookkeeping that listings leave out (the sync state object)."""
-    from rearcquest.sync import STATE_NAME
-
     return key.rsplit("/", 1)[-1] == STATE_NAME
 
 
