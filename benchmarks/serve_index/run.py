@@ -313,15 +313,25 @@ def page_part(endpoint: str, objects: int, repeat: int) -> list[PageRow]:
             f"{size / 1e6:.1f} MB of HTML",
         )
     )
-    for label, cache in (("cold: lists on every request", "0"), ("warm: listing cached", "60")):
+    cases = (
+        ("cold: lists on every request", "0", ""),
+        ("listing cached, a new view each time (renders)", "60", "?sort=size&q="),
+        ("warm: listing and page cached", "60", ""),
+    )
+    for label, cache, view in cases:
         with serve_index(endpoint, bucket, "--cache-seconds", cache) as server:
             fetch(server.url + "many/")  # first request: imports, connections, cache fill
             for what, path in (("HTML page", "many/"), ("JSON listing", "many/?format=json")):
-                runs = [fetch(server.url + path) for _ in range(repeat)]
+                if view:
+                    sep = "&" if "?" in path else "?"
+                    path += sep + view.lstrip("?")
+                runs = [fetch(server.url + path + (str(i) if view else "")) for i in range(repeat)]
                 assert all(status == 200 for _, status, _ in runs)
                 body = runs[-1][2]
-                if path.endswith("json"):
-                    assert json.loads(body)["count"]["objects"] == objects
+                if "format=json" in path:
+                    q = str(repeat - 1) if view else ""  # the last run's filter
+                    expected = sum(q in f"{i:05d}.csv" for i in range(objects))
+                    assert json.loads(body)["count"]["objects"] == expected
                 else:
                     assert body.count(b'<tr class="file"') == objects
                 t = [elapsed for elapsed, _, _ in runs]
@@ -356,11 +366,12 @@ class LoadRow:
 
 
 def _ms(value: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", value)
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
     if not match:
         return float("nan")
     number, unit = float(match.group(1)), match.group(2)
-    return number / 1000 if unit == "us" else number * 1000 if unit == "s" else number
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+    return number * scale
 
 
 def wrk(server: Server, path: str, what: str, duration: int, headers: dict[str, str]) -> LoadRow:
@@ -381,10 +392,12 @@ def wrk(server: Server, path: str, what: str, duration: int, headers: dict[str, 
     sampler.join()
     samples.append(server.rss_mib())
     text = out.stdout
+    with (WORK / "wrk.txt").open("a") as raw:
+        raw.write(f"== {what}\n{text}\n")
     requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
     transfer = re.search(r"Transfer/sec:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
     errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
@@ -506,9 +519,10 @@ def main(argv: list[str] | None = None) -> int:
                 page_rows = page_part(endpoint, args.objects, args.repeat)
                 results["page"] = [asdict(r) for r in page_rows]
                 report.append(page_table(page_rows, args.objects))
-                html = next(r for r in page_rows if r.what.startswith("GET HTML page, warm"))
+                html = next(r for r in page_rows if r.what.startswith("GET HTML page, listing"))
                 report.append(
-                    f"Target: the page in under {TARGET_SECONDS} s: warm {html.median:.3f} s "
+                    f"Target: the page in under {TARGET_SECONDS} s: rendered from a cached "
+                    f"listing {html.median:.3f} s "
                     f"({'met' if html.median < TARGET_SECONDS else 'NOT met'})."
                 )
             if args.part in ("load", "all"):
