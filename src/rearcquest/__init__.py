@@ -36,6 +36,7 @@ __all__ = [
     "SyncResult",
     "TransferError",
     "__version__",
+    "analyze",
     "fetch_population",
     "make_s3_client",
     "parse_listing",
@@ -57,6 +58,7 @@ from rearcquest.errors import (
 )
 
 if TYPE_CHECKING:
+    from rearcquest.analytics import analyze
     from rearcquest.config import Settings
     from rearcquest.population import FetchResult, fetch_population
     from rearcquest.sources.bls import RemoteFile, parse_listing
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
 # Public name -> module that defines it; resolved on first access (PEP 562) to keep start-up lean.
 _LAZY = {
     "Settings": "rearcquest.config",
+    "analyze": "rearcquest.analytics",
     "FetchResult": "rearcquest.population",
     "fetch_population": "rearcquest.population",
     "PopulationData": "rearcquest.sources.datausa",
