@@ -112,12 +112,17 @@ def info(key: str, size: int = 1, minutes: int = 0) -> ObjectInfo:
 
 
 def asgi(
-    app: Any, method: str, url: str, client_cookies: dict[str, str] | None = None, **kwargs: Any
+    app: Any,
+    method: str,
+    url: str,
+    client_cookies: dict[str, str] | None = None,
+    raise_app_exceptions: bool = True,
+    **kwargs: Any,
 ) -> httpx.Response:
     """One request through the ASGI app in process (no socket)."""
 
     async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://127.0.0.1", cookies=client_cookies
         ) as client:
@@ -879,6 +884,20 @@ def test_cached_listing_and_fresh_listing(fresh: ObjectStore) -> None:
     assert "new.txt" in files(asgi(live, "GET", "/").text)
     # Downloads never come from a cache.
     assert asgi(cached, "GET", "/new.txt").content == b"new"
+
+
+class _BrokenStore(ObjectStore):
+    def list_page(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug, not an S3 error")
+
+
+def test_unexpected_errors_are_a_plain_500_page(loaded: ObjectStore) -> None:
+    app = create_app(_BrokenStore(loaded.client, loaded.bucket), cache_seconds=0)
+    r = asgi(app, "GET", "/", raise_app_exceptions=False)
+    assert r.status_code == 500
+    assert "Traceback" not in r.text and "a bug" not in r.text
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["content-security-policy"].startswith("default-src 'none'")
 
 
 # -- token ---------------------------------------------------------------------------------------
