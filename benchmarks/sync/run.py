@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import shutil
 import socket
 import statistics
@@ -62,6 +63,8 @@ SCENARIOS = ("polite", "wide", "big")
 TOOLS = ("rq", "rclone")
 # Credentials for the local SeaweedFS, which runs without authentication.
 GNU_TIME = "/usr/bin/time"
+# How to run rq; --rq-command replaces it (e.g. to compare a build with a patch applied).
+RQ = [str(Path(sys.executable).parent / "rq")]
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "benchmark", "AWS_SECRET_ACCESS_KEY": "benchmark"}
 
 
@@ -70,9 +73,10 @@ S3_KEYS = {"AWS_ACCESS_KEY_ID": "benchmark", "AWS_SECRET_ACCESS_KEY": "benchmark
 
 @dataclass
 class Measured:
-    """One process run: wall seconds, peak RSS in MiB, exit code and output."""
+    """One process run: wall and CPU (user + system) seconds, peak RSS in MiB, exit code, output."""
 
     wall: float
+    cpu: float
     rss_mib: float
     code: int
     stdout: str
@@ -80,7 +84,7 @@ class Measured:
 
 
 def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> Measured:
-    """Run ``cmd`` to the end; time it from spawn to exit; read its peak RSS from GNU time.
+    """Run ``cmd`` to the end; time it from spawn to exit; read CPU time and peak RSS from GNU time.
 
     GNU ``time`` forks the command from its own small process: a child forked straight from this
     process would report this (large) process's RSS as its peak, since Linux carries the peak over
@@ -90,7 +94,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> Measured:
     with out.open("wb") as stdout, err.open("wb") as stderr:
         start = time.perf_counter()
         code = subprocess.call(
-            [GNU_TIME, "-f", "%M", "-o", str(rss), *cmd],
+            [GNU_TIME, "-f", "%M %U %S", "-o", str(rss), *cmd],
             env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
@@ -98,8 +102,9 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> Measured:
             stderr=stderr,
         )
         wall = time.perf_counter() - start
-    peak_kib = int(rss.read_text().split()[-1])
-    return Measured(wall, peak_kib / 1024, code, out.read_text(), err.read_text())
+    peak_kib, user, system = rss.read_text().split()[-3:]
+    cpu = float(user) + float(system)
+    return Measured(wall, cpu, int(peak_kib) / 1024, code, out.read_text(), err.read_text())
 
 
 def _port_pair() -> int:
@@ -260,6 +265,7 @@ class Row:
     phase: str
     tool: str
     wall: float
+    cpu: float
     rss_mib: float
     source_requests: int
     file_requests: int
@@ -323,9 +329,8 @@ def clean_env() -> dict[str, str]:
 
 def rq_command(server: OfflineServer, weed: Seaweed, bucket: str, rps: float) -> list[str]:
     """The ``rq sync-bls`` command line."""
-    rq = Path(sys.executable).parent / "rq"
     return [
-        str(rq),
+        *RQ,
         "--quiet",
         "sync-bls",
         "--bucket",
@@ -452,6 +457,7 @@ def run_once(fx: Fixture, tool: Tool, n: int, weed: Seaweed, work: Path, config:
                 phase,
                 tool.label,
                 got.wall,
+                got.cpu,
                 got.rss_mib,
                 len(server.requests),
                 len(server.file_requests()),
@@ -462,7 +468,7 @@ def run_once(fx: Fixture, tool: Tool, n: int, weed: Seaweed, work: Path, config:
             )
         )
         print(
-            f"  {fx.name:6} {phase:9} {tool.label:24} {got.wall:7.2f} s "
+            f"  {fx.name:6} {phase:9} {tool.label:24} {got.wall:7.2f} s {got.cpu:6.2f} s CPU "
             f"{got.rss_mib:6.0f} MiB {len(server.requests):4} source requests",
             file=sys.stderr,
             flush=True,
@@ -471,7 +477,7 @@ def run_once(fx: Fixture, tool: Tool, n: int, weed: Seaweed, work: Path, config:
 
 
 def median_rows(runs: list[Row]) -> list[Row]:
-    """One row per (fixture, phase, tool): the median wall time, the highest peak RSS."""
+    """One row per (fixture, phase, tool): median wall and CPU times, the highest peak RSS."""
     groups: dict[tuple[str, str, str], list[Row]] = {}
     for row in runs:
         groups.setdefault((row.fixture, row.phase, row.tool), []).append(row)
@@ -485,6 +491,7 @@ def median_rows(runs: list[Row]) -> list[Row]:
                 **{
                     **median.__dict__,
                     "wall": statistics.median(walls),
+                    "cpu": statistics.median(r.cpu for r in done),
                     "rss_mib": max(r.rss_mib for r in done),
                     "walls": walls,
                     "verified": bad[0] if bad else "yes",
@@ -511,16 +518,16 @@ def table(rows: list[Row]) -> str:
     """The results as a markdown table, with rq's time as a fraction of each rclone's."""
     base = {(r.fixture, r.phase): r.wall for r in rows if r.tool == "rq"}
     lines = [
-        "| fixture | run | tool | wall s | rq ÷ this | source requests (files) "
+        "| fixture | run | tool | wall s | rq ÷ this | CPU s | source requests (files) "
         "| source bytes | S3 requests | S3 bytes in | peak RSS MiB | checked |",
-        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in rows:
         rq_wall = base.get((r.fixture, r.phase))
         ratio = "" if r.tool == "rq" or rq_wall is None else f"{rq_wall / r.wall:.2f}x"
         spread = f" ({min(r.walls):.2f}–{max(r.walls):.2f})" if len(r.walls) > 1 else ""
         lines.append(
-            f"| {r.fixture} | {r.phase} | {r.tool} | {r.wall:.2f}{spread} | {ratio} "
+            f"| {r.fixture} | {r.phase} | {r.tool} | {r.wall:.2f}{spread} | {ratio} | {r.cpu:.2f} "
             f"| {r.source_requests} ({r.file_requests}) | {_mb(r.source_bytes)} "
             f"| {r.s3_requests} | {_mb(r.s3_bytes)} | {r.rss_mib:.0f} | {r.verified} |"
         )
@@ -611,7 +618,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool (polite, wide)")
     parser.add_argument("--big-mib", type=int, default=2048, help="size of the big file")
     parser.add_argument("--keep", action="store_true", help="keep benchmarks/work/sync")
+    parser.add_argument("--rq-command", help="how to run rq (default: the virtualenv's rq)")
     args = parser.parse_args(argv)
+    if args.rq_command:
+        RQ[:] = shlex.split(args.rq_command)
     if "rclone" in args.tool and not shutil.which("rclone"):
         raise SystemExit("rclone is missing: apt-get install -y rclone")
     if not Path(GNU_TIME).is_file():
