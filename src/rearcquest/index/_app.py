@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COOKIE_NAME = "rq_index_auth"
-CHUNK_SIZE = 64 * 1024
+CHUNK_SIZE = 256 * 1024
 # Pages smaller than this are sent as they are; larger ones gzipped when the client accepts it.
 _GZIP_MIN = 2048
 _MAX_LOGIN_BODY = 4096
