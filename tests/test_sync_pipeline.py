@@ -1,12 +1,7 @@
-"""The sync's two pools: downloads go on while S3 takes earlier bodies; upload errors are per file.
-
-Also pins the start-up work the library does for a sync: httpx without its command line.
-"""
+"""The sync's two pools: downloads go on while S3 takes earlier bodies; upload errors are per file."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from typing import IO, Any
@@ -89,18 +84,3 @@ def test_unexpected_upload_error_is_raised(
     monkeypatch.setattr(store, "upload", broken_upload)
     with pytest.raises(ZeroDivisionError, match="a bug"):
         sync_bls(store, source_url=bls_server.bls_url, contact=CONTACT, retry=FAST)
-
-
-def test_http_client_leaves_out_the_httpx_command_line() -> None:
-    code = (
-        "import sys\n"
-        "from rearcquest.sources._http import HttpClient\n"
-        "HttpClient().close()\n"
-        "loaded = [m for m in ('httpx._main', 'rich', 'pygments', 'click') if m in sys.modules]\n"
-        "import httpx._main\n"
-        "print(loaded, 'httpx' in sys.modules, callable(httpx._main.main))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
-    assert out.strip() == "[] True True"

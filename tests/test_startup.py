@@ -1,0 +1,55 @@
+"""What a sync loads at start-up: every rq run pays for it (see benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from rearcquest.errors import ConfigError
+from rearcquest.storage import make_s3_client
+
+
+def _run(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout.strip()
+
+
+def test_http_client_leaves_out_the_httpx_command_line() -> None:
+    out = _run(
+        "import sys\n"
+        "from rearcquest.sources._http import HttpClient\n"
+        "HttpClient().close()\n"
+        "loaded = [m for m in ('httpx._main', 'rich', 'pygments', 'click') if m in sys.modules]\n"
+        "import httpx._main\n"
+        "print(loaded, 'httpx' in sys.modules, callable(httpx._main.main))\n"
+    )
+    assert out == "[] True True"
+
+
+def test_s3_client_needs_botocore_only() -> None:
+    out = _run(
+        "import sys\n"
+        "from rearcquest.storage import make_s3_client\n"
+        "client = make_s3_client(endpoint_url='http://127.0.0.1:9', region='eu-west-1')\n"
+        "print(client.meta.region_name, [m for m in ('boto3', 's3transfer') if m in sys.modules])\n"
+    )
+    assert out == "eu-west-1 []"
+
+
+def test_custom_endpoint_without_region_uses_us_east_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    client = make_s3_client(endpoint_url="http://127.0.0.1:9")
+    assert client.meta.region_name == "us-east-1"
+    assert client.meta.endpoint_url == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("from_env", [False, True], ids=["option", "AWS_PROFILE"])
+def test_unknown_profile_is_a_config_error(monkeypatch: pytest.MonkeyPatch, from_env: bool) -> None:
+    if from_env:
+        monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(ConfigError, match="AWS profile 'no-such-profile' is not configured"):
+        make_s3_client(profile=None if from_env else "no-such-profile", region="eu-west-1")
