@@ -133,7 +133,11 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "-webdav=false",
     ]
     log = (root / "weed.out").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    # weed enforces the AWS_* keys it finds in its environment: it must start with none.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+    )
     url = f"http://127.0.0.1:{ports['s3']}"
     client = boto3.client(
         "s3",

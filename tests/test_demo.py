@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 
+import httpx
 from typer.testing import CliRunner
 
 from rearcquest.cli import app
@@ -26,3 +32,36 @@ def test_demo_runs_every_step_and_stops_everything() -> None:
     assert "PRS30006032  2018  Q01       0.5  327,167,439" in out
     leftover = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
     assert leftover == []
+
+
+def test_demo_serve_shows_the_bucket_until_ctrl_c() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "rearcquest", "demo", "--serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        _serve_and_stop(proc)
+
+
+def _serve_and_stop(proc: subprocess.Popen[str]) -> None:
+    try:
+        assert proc.stdout is not None
+        url = None
+        deadline = time.monotonic() + 120
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if match := re.search(r"Browse the demo bucket at (http://\S+)", line):
+                url = match.group(1)
+        assert url is not None, proc.stderr.read() if proc.stderr else ""
+        page = httpx.get(url + "pr/", timeout=10)
+        assert page.status_code == 200
+        assert "pr.data.0.Current" in page.text
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -170,3 +170,31 @@ def test_settings_from_env_reads_every_variable(monkeypatch: pytest.MonkeyPatch)
     settings = Settings.from_env()
     assert settings.resolved_bls_prefix == ""
     assert settings.max_rps == 2.5
+
+
+def test_index_handler_lists_the_mirror_with_presigned_links(
+    aws: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3, _ = aws
+    s3.create_bucket(Bucket="rq-bls")
+    s3.put_object(Bucket="rq-bls", Key="pr/pr.class", Body=b"x")
+    s3.put_object(Bucket="rq-bls", Key="pr/<script>.txt", Body=b"y")
+    s3.put_object(Bucket="rq-bls", Key="elsewhere.txt", Body=b"z")
+    monkeypatch.setenv("RQ_BLS_BUCKET", "rq-bls")
+    response = lambdas.index_handler({}, None)
+    assert response["statusCode"] == 200
+    assert response["headers"]["X-Content-Type-Options"] == "nosniff"
+    page = response["body"]
+    assert "pr.class" in page
+    assert "X-Amz-Signature=" in page
+    assert "<script>.txt" not in page and "&lt;script&gt;.txt" in page
+    assert "elsewhere.txt" not in page
+
+
+def test_index_handler_hides_s3_errors(
+    aws: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RQ_BLS_BUCKET", "no-such-bucket")
+    response = lambdas.index_handler({}, None)
+    assert response["statusCode"] == 502
+    assert "no-such-bucket" not in response["body"]

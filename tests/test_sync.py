@@ -265,3 +265,26 @@ def test_s3_unavailable_is_a_storage_error_and_source_untouched(bls_server: Offl
     with pytest.raises(StorageError, match="cannot reach the S3 endpoint"):
         run(store, bls_server)
     assert bls_server.requests == []
+
+
+@pytest.mark.parametrize(("prefix", "index_key"), [("pr/", "index.html"), ("", "index.html")])
+def test_static_index_is_kept_current_and_never_deleted(
+    store: ObjectStore, bls_server: OfflineServer, prefix: str, index_key: str
+) -> None:
+    first = run(store, bls_server, prefix=prefix, index_key=index_key)
+    assert first.index_written == index_key
+    page = store.get_bytes(index_key).decode()
+    assert "pr.data.0.Current" in page
+    assert STATE_NAME not in page
+    etag = store.head(index_key)
+    again = run(store, bls_server, prefix=prefix, index_key=index_key)
+    assert again.index_written is None  # nothing changed: the page is not rewritten
+    assert again.deleted == []
+    assert store.head(index_key) == etag
+    files = bls_server.files
+    del files["pr.footnote"]
+    bls_server.set_files(files)
+    third = run(store, bls_server, prefix=prefix, index_key=index_key)
+    assert third.deleted == ["pr.footnote"]
+    assert third.index_written == index_key
+    assert "pr.footnote" not in store.get_bytes(index_key).decode()

@@ -43,6 +43,7 @@ __all__ = [
     "parse_population",
     "plan_sync",
     "sync_bls",
+    "write_static_index",
 ]
 
 from rearcquest.errors import (
@@ -60,6 +61,7 @@ from rearcquest.errors import (
 if TYPE_CHECKING:
     from rearcquest.analytics import analyze
     from rearcquest.config import Settings
+    from rearcquest.index import write_static_index
     from rearcquest.population import FetchResult, fetch_population
     from rearcquest.sources.bls import RemoteFile, parse_listing
     from rearcquest.sources.datausa import PopulationData, parse_population
@@ -82,6 +84,7 @@ _LAZY = {
     "SyncResult": "rearcquest.sync",
     "plan_sync": "rearcquest.sync",
     "sync_bls": "rearcquest.sync",
+    "write_static_index": "rearcquest.index",
 }
 
 

@@ -243,6 +243,8 @@ def _render_sync(result: SyncResult, fmt: TextOrJson) -> None:
         typer.echo(f"  {'failed':<10}      {error.name}: {error.message}")
     if result.deletes_skipped:
         typer.echo(f"  deletes skipped: {result.deletes_skipped}")
+    if result.index_written:
+        typer.echo(f"  index page written: s3://{result.bucket}/{result.index_written}")
     typer.echo(
         f"  downloaded {_human(result.bytes_downloaded)}, uploaded {_human(result.bytes_uploaded)}, "
         f"{result.requests} request(s) to the source"
@@ -336,6 +338,16 @@ def sync_bls(
             help="Attempts per request (429, 5xx, network).",
         ),
     ] = 5,
+    write_index: Annotated[
+        bool,
+        typer.Option(
+            "--write-index",
+            help="Also keep a static index.html of the mirror in the bucket (see serve-index).",
+        ),
+    ] = False,
+    index_key: Annotated[
+        str, typer.Option("--index-key", metavar="KEY", help="Key of the static index page.")
+    ] = "index.html",
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -368,6 +380,7 @@ def sync_bls(
                 max_rps=max_rps,
                 retry=RetryPolicy(attempts=retries),
                 on_progress=on_progress,
+                index_key=index_key if write_index else None,
             )
         _render_sync(result, fmt)
         result.raise_for_errors()
@@ -765,16 +778,30 @@ def demo(
         str | None,
         typer.Option(
             "--endpoint-url",
-            help="Use this S3 endpoint instead of the embedded one (the bucket is created).",
+            metavar="URL",
+            help="Use this S3 and SQS endpoint (e.g. a moto server) instead of the embedded one.",
             show_default=False,
         ),
     ] = None,
-    bucket: Annotated[str, typer.Option("--bucket", help="Bucket for the demo.")] = "rq-demo",
+    bucket: Annotated[
+        str, typer.Option("--bucket", metavar="BUCKET", help="Bucket for the demo.")
+    ] = "rq-demo",
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Then keep the index page of the demo bucket up until Ctrl-C."
+        ),
+    ] = False,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port of the index page (--serve).")
+    ] = 8000,
 ) -> None:
     """Run every step offline: embedded S3, a local BLS-like server with real data.
 
-    Syncs one real BLS release, switches the server to a newer release and syncs again, showing
-    what changed; needs no AWS account and no internet, and leaves nothing running.
+    Syncs one real BLS release, switches the server to a newer release and syncs again, fetches
+    the population (an S3 event to a queue), drains the queue into the report function as Lambda
+    would, and prints the three reports. Needs no AWS account and no internet, and leaves nothing
+    running; with --serve, the index page of the bucket stays up until Ctrl-C.
 
     Example: rq demo
     """
@@ -797,8 +824,21 @@ def demo(
         else:
             _print_json(payload)
 
+    def keep_serving(store: ObjectStore, _bls: Any) -> None:
+        from rearcquest.index import serve as serve_index
+
+        def ready(url: str) -> None:
+            show(f"Browse the demo bucket at {url} (Ctrl-C to stop)", None)
+
+        serve_index(store, port=port, on_ready=ready)
+
     with _errors():
-        run_demo(bucket=bucket, endpoint_url=endpoint_url, on_step=show)
+        run_demo(
+            bucket=bucket,
+            endpoint_url=endpoint_url,
+            on_step=show,
+            keep_running=keep_serving if serve else None,
+        )
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 - :func:`scheduled_handler` (EventBridge, daily): :func:`rearcquest.pipeline.run_pipeline`, i.e.
   sync-bls then fetch-population, settings from ``RQ_*`` variables. It raises when a step failed, so
   Lambda's retries and error alarms see it.
+- :func:`index_handler` (a function URL, optional): a read-only page of the mirror with
+  presigned download links.
 - :func:`report_handler` (SQS, fed by the S3 notification on the population key): for each message,
   reads the population object it names and the BLS data, runs the three reports and logs them as
   JSON lines. Returns ``batchItemFailures`` so only failed messages are retried.
@@ -59,6 +61,39 @@ def scheduled_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     log.info("scheduled run finished", extra={"result": result.to_dict()})
     result.raise_for_errors()
     return result.to_dict()
+
+
+def index_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Answer a Lambda function URL with a read-only page of the BLS mirror (optional stack part).
+
+    The page lists the objects under the mirror prefix with presigned download links that live
+    15 minutes, so the bucket stays private. S3 errors become a plain 502 page.
+    """
+    from rearcquest.errors import RqError
+    from rearcquest.index import render_presigned_index
+    from rearcquest.storage import ObjectStore
+
+    _configure_logging()
+    settings = Settings.from_env()
+    headers = {
+        "Content-Type": "text/html; charset=utf-8",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+    }
+    try:
+        if not settings.bls_bucket:
+            raise RqError("RQ_BLS_BUCKET is not set")
+        store = ObjectStore(_s3_client(), settings.bls_bucket)
+        page = render_presigned_index(store, settings.resolved_bls_prefix, presign_seconds=900)
+    except RqError as exc:
+        log.error("index page failed: %s", exc)
+        return {
+            "statusCode": 502,
+            "headers": {**headers, "Content-Type": "text/plain; charset=utf-8"},
+            "body": "The file list is unavailable right now.",
+        }
+    return {"statusCode": 200, "headers": headers, "body": page.decode()}
 
 
 def s3_objects_in_message(body: str) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ import json
 import logging
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -170,6 +170,7 @@ class SyncResult:
     requests: int = 0
     deletes_skipped: str | None = None
     delete_guard: str | None = None
+    index_written: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary printed by ``rq sync-bls --format json``."""
@@ -188,6 +189,7 @@ class SyncResult:
             "bytes_uploaded": self.bytes_uploaded,
             "requests": self.requests,
             "deletes_skipped": self.deletes_skipped,
+            "index_written": self.index_written,
             "plan": [
                 {"name": a.name, "action": a.kind, "reason": a.reason} for a in self.plan.actions
             ],
@@ -244,6 +246,7 @@ def plan_sync(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     delete: bool = True,
+    keep: Collection[str] = (),
 ) -> SyncPlan:
     """Decide, without any I/O, what a sync must do.
 
@@ -255,6 +258,8 @@ def plan_sync(
         include: only file names matching one of these globs take part (all when empty).
         exclude: file names matching one of these globs take no part: never fetched or deleted.
         delete: plan deletes for objects whose file left the listing.
+        keep: names under the prefix that are not the source's and are never deleted (the
+            static index page, when it is written inside the mirror).
 
     Returns:
         The plan, one action per selected file or stale object, sorted by name.
@@ -304,7 +309,7 @@ def plan_sync(
     if delete:
         for key in sorted(stored):
             name = key[len(prefix) :]
-            if "/" in name or name == STATE_NAME or name in listed:
+            if "/" in name or name == STATE_NAME or name in listed or name in keep:
                 continue
             if not _selected(name, include, exclude):
                 continue
@@ -545,6 +550,7 @@ def sync_bls(
     retry: RetryPolicy | None = None,
     http: HttpClient | None = None,
     on_progress: ProgressCallback | None = None,
+    index_key: str | None = None,
 ) -> SyncResult:
     """Mirror the BLS directory at ``source_url`` into ``store`` under ``prefix``.
 
@@ -564,6 +570,9 @@ def sync_bls(
         retry: the retry policy for the source.
         http: an HTTP client to use instead of building one.
         on_progress: called with :class:`Progress` events, from worker threads.
+        index_key: also keep a static ``index.html`` of the mirror at this key, rewritten when
+            the sync changed something or the page is missing (see ``rq serve-index``); it is
+            never deleted as a stale file.
 
     Returns:
         The result; per-file failures are in ``errors`` (see :meth:`SyncResult.raise_for_errors`).
@@ -597,8 +606,18 @@ def sync_bls(
         stored = {o.key: o for o in store.list_objects(prefix)}
         state = load_state(store, prefix, source_url, stored)
         remote = fetch_listing(http, source_url)
+        keep: tuple[str, ...] = ()
+        if index_key is not None and index_key.startswith(prefix):
+            keep = (index_key[len(prefix) :],)
         plan = plan_sync(
-            remote, state, stored, prefix=prefix, include=include, exclude=exclude, delete=delete
+            remote,
+            state,
+            stored,
+            prefix=prefix,
+            include=include,
+            exclude=exclude,
+            delete=delete,
+            keep=keep,
         )
         if dry_run:
             result = SyncResult(source_url, store.bucket, prefix, dry_run=True, plan=plan)
@@ -608,7 +627,7 @@ def sync_bls(
             result.unchanged = [a.name for a in plan.of("unchanged")]
             result.requests = http.requests
             return result
-        return apply_plan(
+        result = apply_plan(
             plan,
             state,
             store=store,
@@ -622,3 +641,14 @@ def sync_bls(
     finally:
         if own_client:
             http.close()
+    if index_key is not None:
+        changed = result.added or result.updated or result.deleted
+        if index_key.startswith(prefix):
+            missing = index_key not in stored
+        else:
+            missing = store.head(index_key) is None
+        if changed or missing:
+            from rearcquest.index import write_static_index
+
+            result.index_written = write_static_index(store, prefix, index_key).key
+    return result

@@ -35,6 +35,7 @@ __all__ = [
     "StaticIndex",
     "create_app",
     "exposure_warning",
+    "render_presigned_index",
     "serve",
     "start_server",
     "write_static_index",
@@ -225,6 +226,57 @@ def check_index_key(index_key: str) -> str:
     return key
 
 
+def _render_static(
+    store: ObjectStore,
+    root: str,
+    key: str | None,
+    presign_seconds: int | None,
+    generated: datetime,
+) -> tuple[bytes, Any]:
+    """Render the static page of the objects under ``root`` (the page ``key`` left out)."""
+    objects = list(store.list_objects(root))
+    exclude = {key} if key else set()
+    listing = build_listing(
+        store.bucket, root, "", objects, (), generated=generated, exclude=exclude
+    )
+    page_dir = key.rpartition("/")[0] + "/" if key and "/" in key else ""
+
+    if presign_seconds is None:
+
+        def href(path: str) -> str | None:
+            return relative_href(page_dir, root + path) if is_servable(root + path) else None
+
+    else:
+        seconds = presign_seconds
+
+        def href(path: str) -> str | None:
+            if not is_servable(root + path):
+                return None
+            return store.presigned_url(root + path, expires_in=seconds)
+
+    return render_page(listing, View(), href=href, mode="static").encode(), listing
+
+
+def render_presigned_index(
+    store: ObjectStore, prefix: str = "", *, presign_seconds: int = 900
+) -> bytes:
+    """Render, without writing it anywhere, a static page of the objects under ``prefix`` whose
+    links are presigned for ``presign_seconds`` (the public index function of the AWS stack).
+
+    Raises:
+        ConfigError: the prefix or the expiry is invalid.
+        StorageError: the listing failed.
+    """
+    if not 1 <= presign_seconds <= MAX_PRESIGN_SECONDS:
+        raise ConfigError(
+            f"presigned links live between 1 second and 7 days; got {presign_seconds}"
+        )
+    page, _ = _render_static(
+        store, normalise_prefix(prefix), None, presign_seconds, datetime.now(UTC)
+    )
+    return page
+
+
 def write_static_index(
     store: ObjectStore,
     prefix: str = "",
@@ -263,24 +315,7 @@ def write_static_index(
             f"got {presign_seconds}"
         )
     generated = now or datetime.now(UTC)
-    objects = list(store.list_objects(root))
-    listing = build_listing(store.bucket, root, "", objects, (), generated=generated, exclude={key})
-    page_dir = key.rpartition("/")[0] + "/" if "/" in key else ""
-
-    if presign_seconds is None:
-
-        def href(path: str) -> str | None:
-            return relative_href(page_dir, root + path) if is_servable(root + path) else None
-
-    else:
-        seconds = presign_seconds
-
-        def href(path: str) -> str | None:
-            if not is_servable(root + path):
-                return None
-            return store.presigned_url(root + path, expires_in=seconds)
-
-    page = render_page(listing, View(), href=href, mode="static").encode()
+    page, listing = _render_static(store, root, key, presign_seconds, generated)
     etag = store.put_bytes(key, page, content_type="text/html; charset=utf-8")
     share_url = expires = None
     if presign_seconds is not None:
