@@ -69,16 +69,11 @@ def store(s3_client: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    """moto's S3/SQS server on 127.0.0.1, for tests that need a real endpoint URL."""
-    from moto.server import ThreadedMotoServer
+    """moto's S3/SQS server on 127.0.0.1 (the demo's embedded endpoint), for a real URL."""
+    from rearcquest.offline import embedded_s3
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with embedded_s3() as url:
+        yield url
 
 
 def _free_port(low: int = 20000, high: int = 30000) -> int:
