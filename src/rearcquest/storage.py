@@ -464,11 +464,22 @@ class ObjectStore:
         """
         encoded = _encode_metadata(metadata or {})
         if size <= MULTIPART_THRESHOLD:
-            data = fileobj.read()
-            etag = self.put_bytes(key, data, content_type=content_type, metadata=metadata)
+            # The file object itself is the body: botocore streams it, so memory stays small.
+            response = self._call(
+                "write",
+                key,
+                lambda: self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=fileobj,
+                    ContentLength=size,
+                    ContentType=content_type,
+                    Metadata=encoded,
+                ),
+            )
             if on_bytes:
-                on_bytes(len(data))
-            return etag
+                on_bytes(size)
+            return str(response.get("ETag", "")).strip('"')
         created = self._call(
             "write",
             key,
