@@ -15,7 +15,7 @@ Fixtures:
     big     one generated 2 GiB file served from disk, no delay: peak RSS of each tool.
 
 Usage:
-    .venv/bin/python benchmarks/sync/run.py                      # everything, ~5 minutes
+    .venv/bin/python benchmarks/sync/run.py                      # everything, ~6 minutes
     .venv/bin/python benchmarks/sync/run.py --scenario polite --repeat 1
     .venv/bin/python benchmarks/sync/run.py --scenario big --big-mib 256
 
@@ -553,7 +553,7 @@ def targets(rows: list[Row]) -> str:
             ratio = ours[0].wall / base.wall
             lines.append(
                 f"| {fixture} {phase}: {what} | {base.tool} | {ours[0].wall:.2f} s vs "
-                f"{base.wall:.2f} s = {ratio:.2f}x | {'yes' if ratio <= limit else 'NO'} |"
+                f"{base.wall:.2f} s = {ratio:.3f}x | {'yes' if ratio <= limit else 'NO'} |"
             )
     noops = [r for r in rows if r.tool == "rq" and r.phase == "no-op"]
     if noops:
