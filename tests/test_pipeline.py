@@ -131,3 +131,47 @@ def test_rq_run_exit_code_is_the_worst_step(
     assert result.exit_code == 1
     assert "fetch-population failed" in result.stderr
     assert "sync-bls: ok" in result.stdout
+
+
+def test_rq_run_with_reports(
+    buckets: tuple[str, str, Any],
+    bls_server: OfflineServer,
+    moto_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bls, pop, _ = buckets
+    urls = add_datausa_routes(bls_server)
+    env = {
+        "RQ_BLS_BUCKET": bls,
+        "RQ_POPULATION_BUCKET": pop,
+        "RQ_BLS_URL": bls_server.bls_url,
+        "RQ_POPULATION_URL": urls["legacy"],
+        "RQ_CONTACT": "cron@example.com",
+        "AWS_ENDPOINT_URL": moto_server,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = runner.invoke(app, ["run", "--reports", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.stdout)["reports"]["summary"]
+    # The old API's ACS 5-year figures, the seed's published ones.
+    assert reports["population"]["mean"] == pytest.approx(317437383.0)
+    assert reports["population"]["std"] == pytest.approx(4257089.54, abs=0.01)
+    assert len(reports["best_year"]) == 237
+    text = runner.invoke(app, ["run", "--reports"])
+    assert text.exit_code == 0
+    assert text.stdout.startswith("sync-bls: ok\nfetch-population: ok\nanalyze: ok\n")
+    assert "317,437,383.0" in text.stdout
+
+
+def test_reports_are_skipped_when_a_step_failed(
+    buckets: tuple[str, str, Any], bls_server: OfflineServer
+) -> None:
+    bls, pop, client = buckets
+    urls = add_datausa_routes(bls_server)
+    bls_server.faults.append(Fault(bls_server.directory, status=403))
+    result = run_pipeline(
+        settings(bls_server, urls, bls, pop), s3_client=client, retry=FAST, reports=True
+    )
+    assert result.reports is not None and result.reports.error == "skipped: a step before failed"
+    assert result.analysis is None

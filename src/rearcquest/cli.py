@@ -743,6 +743,9 @@ def run(
     ] = None,
     contact: ContactOption = None,
     user_agent: UserAgentOption = None,
+    reports: Annotated[
+        bool, typer.Option("--reports", help="Then print the three reports (rq analyze).")
+    ] = False,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -770,12 +773,18 @@ def run(
         settings = dataclasses.replace(
             Settings.from_env(), **{k: v for k, v in overrides.items() if v is not None}
         )
-        result = run_pipeline(settings, s3_client=make_s3_client(endpoint_url=endpoint_url))
+        result = run_pipeline(
+            settings, s3_client=make_s3_client(endpoint_url=endpoint_url), reports=reports
+        )
         if fmt is TextOrJson.json:
             _print_json(result.to_dict())
         else:
-            for name, step in (("sync-bls", result.sync), ("fetch-population", result.population)):
+            for name, step in result.steps():
                 typer.echo(f"{name}: {'failed: ' + step.error if step.error else 'ok'}")
+            if result.analysis is not None:
+                from rearcquest.render import to_text
+
+                typer.echo("\n" + to_text(result.analysis).rstrip())
         result.raise_for_errors()
 
 

@@ -37,19 +37,31 @@ class PipelineResult:
 
     sync: StepOutcome = field(default_factory=StepOutcome)
     population: StepOutcome = field(default_factory=StepOutcome)
+    reports: StepOutcome | None = None
+    analysis: Any = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
         """True when both steps succeeded."""
-        return self.sync.error is None and self.population.error is None
+        return all(step.error is None for _, step in self.steps())
+
+    def steps(self) -> list[tuple[str, StepOutcome]]:
+        """The steps that ran, by name."""
+        steps = [("sync-bls", self.sync), ("fetch-population", self.population)]
+        if self.reports is not None:
+            steps.append(("analyze", self.reports))
+        return steps
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary of both steps."""
-        return {
+        doc: dict[str, Any] = {
             "ok": self.ok,
             "sync": {"summary": self.sync.summary, "error": self.sync.error},
             "population": {"summary": self.population.summary, "error": self.population.error},
         }
+        if self.reports is not None:
+            doc["reports"] = {"summary": self.reports.summary, "error": self.reports.error}
+        return doc
 
     def raise_for_errors(self) -> None:
         """Raise one :class:`RqError` naming every failed step, with the highest exit code.
@@ -73,13 +85,16 @@ def run_pipeline(
     *,
     s3_client: S3Client | None = None,
     retry: RetryPolicy | None = None,
+    reports: bool = False,
 ) -> PipelineResult:
-    """Run sync-bls, then fetch-population, with ``settings``.
+    """Run sync-bls, then fetch-population, with ``settings``; then, optionally, the reports.
 
     Args:
         settings: buckets, URLs and contact (see :meth:`Settings.from_env`).
         s3_client: a boto3 S3 client to reuse (Lambda keeps one per container).
         retry: the retry policy for both sources.
+        reports: also compute the three reports from what was stored (skipped, and recorded
+            as failed, when a step before failed).
 
     Returns:
         Both steps' outcomes; failures are recorded, not raised.
@@ -125,4 +140,18 @@ def run_pipeline(
     except RqError as exc:
         result.population.error, result.population.exit_code = str(exc), exc.exit_code
         log.error("fetch-population failed: %s", exc)
+    if reports:
+        result.reports = StepOutcome()
+        if result.sync.error or result.population.error:
+            result.reports.error, result.reports.exit_code = "skipped: a step before failed", 1
+        else:
+            from rearcquest.analytics import analyze
+            from rearcquest.render import to_json_doc
+
+            try:
+                result.analysis = analyze(settings=settings, s3_client=client)
+                result.reports.summary = to_json_doc(result.analysis)
+            except RqError as exc:
+                result.reports.error, result.reports.exit_code = str(exc), exc.exit_code
+                log.error("analyze failed: %s", exc)
     return result
