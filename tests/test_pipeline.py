@@ -40,6 +40,23 @@ def settings(server: OfflineServer, urls: dict[str, str], bls: str, pop: str) ->
     )
 
 
+def cron_env(
+    monkeypatch: pytest.MonkeyPatch, buckets: tuple[str, str, Any], server: OfflineServer, s3: str
+) -> None:
+    """The environment of a cron job: buckets, sources (old DataUSA API), contact, endpoint."""
+    bls, pop, _ = buckets
+    urls = add_datausa_routes(server)
+    for name, value in {
+        "RQ_BLS_BUCKET": bls,
+        "RQ_POPULATION_BUCKET": pop,
+        "RQ_BLS_URL": server.bls_url,
+        "RQ_POPULATION_URL": urls["legacy"],
+        "RQ_CONTACT": "cron@example.com",
+        "AWS_ENDPOINT_URL": s3,
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
 def test_both_steps_run_and_report(
     buckets: tuple[str, str, Any], bls_server: OfflineServer
 ) -> None:
@@ -80,17 +97,8 @@ def test_rq_run_from_environment(
     moto_server: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    bls, pop, client = buckets
-    urls = add_datausa_routes(bls_server)
-    for name, value in {
-        "RQ_BLS_BUCKET": bls,
-        "RQ_POPULATION_BUCKET": pop,
-        "RQ_BLS_URL": bls_server.bls_url,
-        "RQ_POPULATION_URL": urls["legacy"],
-        "RQ_CONTACT": "cron@example.com",
-        "AWS_ENDPOINT_URL": moto_server,
-    }.items():
-        monkeypatch.setenv(name, value)
+    bls, _, client = buckets
+    cron_env(monkeypatch, buckets, bls_server, moto_server)
     result = runner.invoke(app, ["run", "--format", "json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -139,18 +147,7 @@ def test_rq_run_with_reports(
     moto_server: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    bls, pop, _ = buckets
-    urls = add_datausa_routes(bls_server)
-    env = {
-        "RQ_BLS_BUCKET": bls,
-        "RQ_POPULATION_BUCKET": pop,
-        "RQ_BLS_URL": bls_server.bls_url,
-        "RQ_POPULATION_URL": urls["legacy"],
-        "RQ_CONTACT": "cron@example.com",
-        "AWS_ENDPOINT_URL": moto_server,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    cron_env(monkeypatch, buckets, bls_server, moto_server)
     result = runner.invoke(app, ["run", "--reports", "--format", "json"])
     assert result.exit_code == 0, result.output
     reports = json.loads(result.stdout)["reports"]["summary"]

@@ -431,13 +431,25 @@ class ObjectStore:
         Raises:
             StorageError: the write failed.
         """
+        return self._put(key, data, len(data), content_type, metadata)
+
+    def _put(
+        self,
+        key: str,
+        body: bytes | IO[bytes],
+        size: int,
+        content_type: str,
+        metadata: Mapping[str, str] | None,
+    ) -> str:
+        # A file object is streamed by botocore, so memory stays small whatever it holds.
         response = self._call(
             "write",
             key,
             lambda: self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
-                Body=data,
+                Body=body,
+                ContentLength=size,
                 ContentType=content_type,
                 Metadata=_encode_metadata(metadata or {}),
             ),
@@ -464,22 +476,10 @@ class ObjectStore:
         """
         encoded = _encode_metadata(metadata or {})
         if size <= MULTIPART_THRESHOLD:
-            # The file object itself is the body: botocore streams it, so memory stays small.
-            response = self._call(
-                "write",
-                key,
-                lambda: self.client.put_object(
-                    Bucket=self.bucket,
-                    Key=key,
-                    Body=fileobj,
-                    ContentLength=size,
-                    ContentType=content_type,
-                    Metadata=encoded,
-                ),
-            )
+            etag = self._put(key, fileobj, size, content_type, metadata)
             if on_bytes:
                 on_bytes(size)
-            return str(response.get("ETag", "")).strip('"')
+            return etag
         created = self._call(
             "write",
             key,
