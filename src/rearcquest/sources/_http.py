@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from rearcquest import __version__
-from rearcquest.errors import SourceError, SourceForbiddenError
+from rearcquest.errors import RqError, SourceError, SourceForbiddenError
 
 if TYPE_CHECKING:
     import httpx
@@ -224,26 +224,44 @@ class HttpClient:
             raise SourceError(f"{what}: HTTP {status} {response.reason_phrase}")
 
     def get_bytes(
-        self, url: str, *, max_bytes: int, headers: dict[str, str] | None = None
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        headers: dict[str, str] | None = None,
+        too_large: Callable[[str], RqError] | None = None,
     ) -> bytes:
         """GET ``url`` and return the body, refusing bodies over ``max_bytes``.
 
+        Args:
+            url: the URL.
+            max_bytes: the largest body accepted.
+            headers: extra request headers.
+            too_large: builds the error for a body over the limit from its size (as text);
+                by default a :class:`SourceError`.
+
         Raises:
-            SourceError: the request failed, the status was an error or the body was too large.
+            SourceError: the request failed or the status was an error.
+            RqError: the body was too large (``too_large``'s error).
         """
+
+        def oversized(size: str) -> RqError:
+            if too_large is not None:
+                return too_large(size)
+            return SourceError(f"{url}: body of {size} bytes exceeds {max_bytes}")
 
         def attempt() -> bytes:
             self.before_request()
             with self.client.stream("GET", url, headers=headers) as response:
                 self.check_status(response, url)
-                length = response.headers.get("Content-Length")
-                if length and length.isdigit() and int(length) > max_bytes:
-                    raise SourceError(f"{url}: body of {length} bytes exceeds {max_bytes}")
+                length = response.headers.get("Content-Length", "")
+                if length.isdigit() and int(length) > max_bytes:
+                    raise oversized(length)
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body.extend(chunk)
                     if len(body) > max_bytes:
-                        raise SourceError(f"{url}: body exceeds {max_bytes} bytes")
+                        raise oversized(f"more than {max_bytes}")
                 return bytes(body)
 
         return self.call(url, attempt)

@@ -242,7 +242,7 @@ def parse_population(body: bytes, *, source: str = "response") -> PopulationData
 def fetch_body(http: HttpClient, url: str, *, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     """GET ``url`` through ``http`` (retries, timeouts, User-Agent) and return the body.
 
-    Unlike :meth:`HttpClient.get_bytes`, a body over ``max_bytes`` is bad content
+    A body over ``max_bytes`` is bad content
     (:class:`DataError`, exit 1), not an unreachable source.
 
     Args:
@@ -265,18 +265,6 @@ def fetch_body(http: HttpClient, url: str, *, max_bytes: int = MAX_BODY_BYTES) -
             "population table is a few kB, so this is not the answer asked for"
         )
 
-    def attempt() -> bytes:
-        http.before_request()
-        with http.client.stream("GET", url, headers={"Accept": "application/json"}) as response:
-            http.check_status(response, url)
-            length = response.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > max_bytes:
-                raise too_large(length)
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body.extend(chunk)
-                if len(body) > max_bytes:
-                    raise too_large(f"more than {max_bytes}")
-            return bytes(body)
-
-    return http.call(url, attempt)
+    return http.get_bytes(
+        url, max_bytes=max_bytes, headers={"Accept": "application/json"}, too_large=too_large
+    )
