@@ -8,6 +8,8 @@ turns that into one error at the end, for schedulers and Lambda retries to see.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +82,16 @@ class PipelineResult:
             raise error
 
 
+@contextmanager
+def _recording(step: StepOutcome, name: str) -> Iterator[None]:
+    """Record an RqError raised in the block as the step's failure, instead of raising it."""
+    try:
+        yield
+    except RqError as exc:
+        step.error, step.exit_code = str(exc), exc.exit_code
+        log.error("%s failed: %s", name, exc)
+
+
 def run_pipeline(
     settings: Settings,
     *,
@@ -112,7 +124,7 @@ def run_pipeline(
         )
     client = s3_client or make_s3_client()
     result = PipelineResult()
-    try:
+    with _recording(result.sync, "sync-bls"):
         synced = sync_bls(
             ObjectStore(client, settings.bls_bucket),
             source_url=settings.bls_url,
@@ -124,10 +136,7 @@ def run_pipeline(
         )
         result.sync.summary = synced.to_dict()
         synced.raise_for_errors()
-    except RqError as exc:
-        result.sync.error, result.sync.exit_code = str(exc), exc.exit_code
-        log.error("sync-bls failed: %s", exc)
-    try:
+    with _recording(result.population, "fetch-population"):
         fetched = fetch_population(
             ObjectStore(client, settings.population_bucket),
             key=settings.population_key,
@@ -137,21 +146,14 @@ def run_pipeline(
             retry=retry,
         )
         result.population.summary = fetched.to_dict()
-    except RqError as exc:
-        result.population.error, result.population.exit_code = str(exc), exc.exit_code
-        log.error("fetch-population failed: %s", exc)
     if reports:
         result.reports = StepOutcome()
-        if result.sync.error or result.population.error:
-            result.reports.error, result.reports.exit_code = "skipped: a step before failed", 1
-        else:
+        with _recording(result.reports, "analyze"):
+            if result.sync.error or result.population.error:
+                raise RqError("skipped: a step before failed")
             from rearcquest.analytics import analyze
             from rearcquest.render import to_json_doc
 
-            try:
-                result.analysis = analyze(settings=settings, s3_client=client)
-                result.reports.summary = to_json_doc(result.analysis)
-            except RqError as exc:
-                result.reports.error, result.reports.exit_code = str(exc), exc.exit_code
-                log.error("analyze failed: %s", exc)
+            result.analysis = analyze(settings=settings, s3_client=client)
+            result.reports.summary = to_json_doc(result.analysis)
     return result
