@@ -415,6 +415,7 @@ def fetch_population(
         str,
         typer.Option(
             "--bucket",
+            metavar="BUCKET",
             envvar="RQ_POPULATION_BUCKET",
             help="Bucket to store the population JSON in.",
             show_default=False,
@@ -424,6 +425,7 @@ def fetch_population(
         str | None,
         typer.Option(
             "--key",
+            metavar="KEY",
             envvar="RQ_POPULATION_KEY",
             help="Object key.",
             show_default="datausa/population.json",
@@ -433,6 +435,7 @@ def fetch_population(
         str | None,
         typer.Option(
             "--url",
+            metavar="URL",
             envvar="RQ_POPULATION_URL",
             help="DataUSA API URL: tesseract, or the old https://datausa.io/api/data?... endpoint.",
             show_default="the DataUSA tesseract API, ACS 1-year, Nation by Year",
@@ -538,16 +541,24 @@ def analyze(
         ),
     ] = None,
     from_year: Annotated[
-        int, typer.Option("--from-year", help="First year of the population report.")
+        int,
+        typer.Option("--from-year", metavar="YEAR", help="First year of the population report."),
     ] = 2013,
     to_year: Annotated[
-        int, typer.Option("--to-year", help="Last year of the population report (inclusive).")
+        int,
+        typer.Option(
+            "--to-year", metavar="YEAR", help="Last year of the population report (inclusive)."
+        ),
     ] = 2018,
     series: Annotated[
-        str, typer.Option("--series", help="Series of the series-population report.")
+        str,
+        typer.Option(
+            "--series", metavar="SERIES_ID", help="Series of the series-population report."
+        ),
     ] = "PRS30006032",
     period: Annotated[
-        str, typer.Option("--period", help="Period of the series-population report.")
+        str,
+        typer.Option("--period", metavar="PERIOD", help="Period of the series-population report."),
     ] = "Q01",
     include_annual: Annotated[
         bool,
@@ -620,26 +631,44 @@ def serve_index(
     bucket: Annotated[
         str,
         typer.Option(
-            "--bucket", envvar="RQ_BLS_BUCKET", help="Bucket to show.", show_default=False
+            "--bucket",
+            metavar="BUCKET",
+            envvar="RQ_BLS_BUCKET",
+            help="Bucket to show.",
+            show_default=False,
         ),
     ],
     prefix: Annotated[
         str,
-        typer.Option("--prefix", help="Show and serve only keys under this prefix; '' = all."),
+        typer.Option(
+            "--prefix",
+            metavar="PREFIX",
+            help="Show and serve only keys under this prefix; '' = all.",
+        ),
     ] = "",
     host: Annotated[
         str,
         typer.Option(
-            "--host", help="Address to listen on; 0.0.0.0 opens it to the network (use --token)."
+            "--host",
+            metavar="HOST",
+            help="Address to listen on; 0.0.0.0 opens it to the network (use --token).",
         ),
     ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port to listen on; 0 picks a free one.")
+        int,
+        typer.Option(
+            "--port",
+            metavar="PORT",
+            min=0,
+            max=65535,
+            help="Port to listen on; 0 picks a free one.",
+        ),
     ] = 8000,
     token: Annotated[
         str | None,
         typer.Option(
             "--token",
+            metavar="TOKEN",
             envvar="RQ_INDEX_TOKEN",
             help="Require this token on every request (bearer header, or cookie set by ?token=).",
             show_default=False,
@@ -652,7 +681,8 @@ def serve_index(
         ),
     ] = False,
     index_key: Annotated[
-        str, typer.Option("--index-key", help="Key of the static page (--write-static).")
+        str,
+        typer.Option("--index-key", metavar="KEY", help="Key of the static page (--write-static)."),
     ] = "index.html",
     presign: Annotated[
         int | None,
@@ -668,7 +698,10 @@ def serve_index(
     cache_seconds: Annotated[
         float,
         typer.Option(
-            "--cache-seconds", min=0, help="Reuse a folder's listing this long; 0 = every request."
+            "--cache-seconds",
+            metavar="SECONDS",
+            min=0,
+            help="Reuse a folder's listing this long; 0 = every request.",
         ),
     ] = 5.0,
     endpoint_url: EndpointOption = None,
@@ -809,7 +842,10 @@ def demo(
         ),
     ] = False,
     port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port of the index page (--serve).")
+        int,
+        typer.Option(
+            "--port", metavar="PORT", min=0, max=65535, help="Port of the index page (--serve)."
+        ),
     ] = 8000,
 ) -> None:
     """Run every step offline: embedded S3, a local BLS-like server with real data.
