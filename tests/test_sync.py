@@ -288,3 +288,16 @@ def test_static_index_is_kept_current_and_never_deleted(
     assert third.deleted == ["pr.footnote"]
     assert third.index_written == index_key
     assert "pr.footnote" not in store.get_bytes(index_key).decode()
+
+
+def test_partial_sync_keeps_the_state_of_other_files(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    run(store, bls_server)
+    run(store, bls_server, include=["pr.data.*"])
+    state = json.loads(store.get_bytes("pr/" + STATE_NAME))["files"]
+    assert sorted(state) == sorted(bls_server.files)
+    before = len(bls_server.requests)
+    result = run(store, bls_server)
+    assert len(bls_server.requests) - before == 1  # the listing only: nothing to re-check
+    assert len(result.unchanged) == 12

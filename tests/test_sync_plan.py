@@ -107,3 +107,11 @@ def test_plan_is_sorted_and_pure() -> None:
     second = plan_sync(files, SyncState("u"), {}, prefix=P)
     assert first == second
     assert [a.name for a in first.actions] == ["a", "b", "c"]
+
+
+def test_state_of_files_gone_everywhere_is_forgotten_others_kept() -> None:
+    state = {"gone": known(), "kept.bin": known(), "a": known()}
+    plan = plan_sync(
+        [remote("a")], SyncState("u", state), dict([obj("a")]), prefix=P, exclude=["*.bin"]
+    )
+    assert plan.forget == ("gone",)

@@ -127,10 +127,16 @@ class Action:
 
 @dataclass(frozen=True)
 class SyncPlan:
-    """The planned actions, in file-name order, with the listing that justified them."""
+    """The planned actions, in file-name order, with the listing that justified them.
+
+    ``forget`` names the state entries to drop: selected files that left the listing and whose
+    object is gone too. Entries of files outside ``--include``/``--exclude`` are kept, so a
+    partial sync does not make the next full one fetch them again.
+    """
 
     actions: tuple[Action, ...]
     remote: tuple[RemoteFile, ...]
+    forget: tuple[str, ...] = ()
 
     def of(self, kind: ActionKind) -> list[Action]:
         """The actions of one kind."""
@@ -315,7 +321,12 @@ def plan_sync(
                 continue
             actions.append(Action(name, key, "delete", "no longer listed by the source"))
     actions.sort(key=lambda a: (a.name, a.kind))
-    return SyncPlan(tuple(actions), tuple(remote))
+    forget = sorted(
+        name
+        for name in state.files
+        if name not in listed and prefix + name not in stored and _selected(name, include, exclude)
+    )
+    return SyncPlan(tuple(actions), tuple(remote), tuple(forget))
 
 
 def _state_from_metadata(obj: ObjectInfo) -> FileState | None:
@@ -517,10 +528,8 @@ def apply_plan(
             else:
                 result.deleted.append(action.name)
                 files.pop(action.name, None)
-    listed = {f.name for f in plan.remote}
-    for name in list(files):
-        if name not in listed and name not in {a.name for a in deletes}:
-            files.pop(name)  # unselected or gone: the state only describes the mirror
+    for name in plan.forget:
+        files.pop(name, None)
     for names in (result.added, result.updated, result.deleted, result.unchanged, result.restamped):
         names.sort()
     result.errors.sort(key=lambda e: e.name)
