@@ -26,19 +26,6 @@ DEFAULT_MAX_DELETE = 20
 # BLS asks bots not to fetch several files a second.
 POLITE_RPS = 1.0
 
-ENV_VARS: dict[str, str] = {
-    "RQ_BLS_BUCKET": "bucket that holds the BLS mirror (sync-bls, analyze, run)",
-    "RQ_BLS_PREFIX": "key prefix of the BLS mirror (default: the directory name plus '/', e.g. 'pr/')",
-    "RQ_BLS_URL": "BLS directory to mirror",
-    "RQ_POPULATION_BUCKET": "bucket that holds the population JSON (fetch-population, analyze)",
-    "RQ_POPULATION_KEY": "key of the population JSON",
-    "RQ_POPULATION_URL": "DataUSA API URL to fetch",
-    "RQ_CONTACT": "contact (e-mail) put in the User-Agent; required by BLS",
-    "RQ_USER_AGENT": "full User-Agent, instead of one built from RQ_CONTACT",
-    "RQ_MAX_RPS": "highest request rate to the source, requests a second (0 = unlimited)",
-    "RQ_INDEX_TOKEN": "bearer token required by serve-index",
-}
-
 
 def build_user_agent(contact: str | None = None, user_agent: str | None = None) -> str | None:
     """Return the User-Agent to send, or ``None`` when neither a contact nor a UA is set.

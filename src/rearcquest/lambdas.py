@@ -121,15 +121,12 @@ def s3_objects_in_message(body: str) -> list[tuple[str, str]]:
 
 
 def _reports_for(bucket: str, key: str, settings: Settings, s3_client: S3Client) -> dict[str, Any]:
-    """Run the three reports on the population object ``bucket/key`` and the BLS mirror."""
-    from rearcquest.analytics import BLS_FILE, analyze
-    from rearcquest.errors import ConfigError
+    """Run the three reports on the population object ``bucket/key`` and the BLS mirror (found
+    through ``settings`` as ``rq analyze`` finds it)."""
+    from rearcquest.analytics import analyze
     from rearcquest.render import to_json_doc
 
-    if not settings.bls_bucket:
-        raise ConfigError("RQ_BLS_BUCKET is not set: the report needs the BLS mirror")
     analysis = analyze(
-        bls=f"s3://{settings.bls_bucket}/{settings.resolved_bls_prefix}{BLS_FILE}",
         population=f"s3://{bucket}/{key}",
         s3_client=s3_client,
         settings=settings,
