@@ -165,3 +165,33 @@ def test_delete_guard_exit_4(
     assert json.loads(result.stdout)["deleted"] == []
     assert "--max-delete" in result.stderr
     assert len(keys(client, name)) == 13
+
+
+@pytest.mark.parametrize(
+    ("flags", "logged"), [([], False), (["-v"], True), (["-q"], False)], ids=["default", "-v", "-q"]
+)
+def test_verbosity_controls_logs_on_stderr(
+    moto_server: str,
+    bucket: tuple[str, Any],
+    bls_server: OfflineServer,
+    flags: list[str],
+    logged: bool,
+) -> None:
+    name, _ = bucket
+    bls_server.faults.append(Fault("/pub/time.series/pr/", status=503))
+    args = [
+        *flags,
+        "sync-bls",
+        "--bucket",
+        name,
+        "--endpoint-url",
+        moto_server,
+        "--source-url",
+        bls_server.bls_url,
+        "--contact",
+        "cli@example.com",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stderr.splitlines()]  # JSON off a terminal
+    assert any("retrying" in line["message"] for line in lines) is logged

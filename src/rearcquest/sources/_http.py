@@ -52,9 +52,16 @@ class RetryPolicy:
 class RateLimiter:
     """Space requests at least ``1/rps`` seconds apart, across threads; ``rps <= 0`` is no limit."""
 
-    def __init__(self, rps: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rps: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.interval = 1.0 / rps if rps > 0 else 0.0
         self._clock = clock
+        self._sleep = sleep
         self._next = 0.0
         self._lock = threading.Lock()
 
@@ -67,7 +74,7 @@ class RateLimiter:
             start = max(now, self._next)
             self._next = start + self.interval
         if start > now:
-            time.sleep(start - now)
+            self._sleep(start - now)
 
 
 class Retry(Exception):
@@ -144,7 +151,7 @@ class HttpClient:
 
         self.user_agent = user_agent or default_user_agent()
         self.retry = retry or RetryPolicy()
-        self.limiter = RateLimiter(max_rps)
+        self.limiter = RateLimiter(max_rps, sleep=sleep)
         self._sleep = sleep
         self.requests = 0
         self._count_lock = threading.Lock()
