@@ -39,6 +39,13 @@ from rearcquest.config import (
     require_user_agent,
 )
 from rearcquest.errors import ConfigError, DeleteGuardError, RqError, TransferError
+from rearcquest.layout import (
+    LEGACY_STATE_NAME,
+    META_LAST_MODIFIED,
+    META_LISTING_DATE,
+    META_SHA256,
+    META_SOURCE,
+)
 
 if TYPE_CHECKING:
     from rearcquest.sources._http import HttpClient, RetryPolicy
@@ -47,12 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATE_NAME = ".rearcquest-sync-state.json"
+STATE_NAME = LEGACY_STATE_NAME
 STATE_VERSION = 1
-META_SHA256 = "rq-sha256"
-META_LISTING_DATE = "rq-listing-date"
-META_LAST_MODIFIED = "rq-last-modified"
-META_SOURCE = "rq-source-url"
 _SPOOL_BYTES = 8 * 1024 * 1024
 
 ActionKind = Literal["add", "update", "delete", "unchanged"]
