@@ -105,9 +105,11 @@ def test_population_acs1_tesseract_figures(shared_data: Path, name: str) -> None
 def test_both_population_shapes_read_to_the_same_frame_shape(shared_data: Path, name: str) -> None:
     legacy = read_population(DATAUSA / name)
     tesseract = read_population(ACS1)
-    assert legacy.schema == tesseract.schema == {"year": pl.Int32, "population": pl.Float64}
+    # Tesseract writes populations as floats, the old API as integers: both read as integers.
+    assert legacy.schema == tesseract.schema == {"year": pl.Int32, "population": pl.Int64}
     assert legacy["year"].is_sorted()
-    assert legacy.filter(pl.col("year") == 2013)["population"].item() == 311536594.0
+    assert legacy.filter(pl.col("year") == 2013)["population"].item() == 311536594
+    assert tesseract.filter(pl.col("year") == 2013)["population"].item() == 316128839
 
 
 def test_population_missing_year_is_reported(shared_data: Path) -> None:
@@ -177,7 +179,7 @@ def test_series_population_on_real_files(shared_data: Path) -> None:
         2013,
         "Q01",
         Decimal("0.5"),
-        316128839.0,
+        316128839,
     )
     assert every.height == 32  # 1995-2026
     assert every.filter(pl.col("year") == 2020)["population"].item() is None
@@ -251,11 +253,11 @@ def test_padding_and_line_endings_are_trimmed(tmp_path: Path, eol: str) -> None:
     path = tmp_path / "padded"
     path.write_bytes((eol.join([header, *body]) + eol).encode())
     (rows,) = collect(scan_bls(path))
-    assert rows.columns == ["series_id", "year", "period", "value", "footnote_codes"]
+    assert rows.columns == ["series_id", "year", "period", "value", "decimals", "footnote_codes"]
     assert rows.rows() == [
-        ("PRS1", 2001, "Q01", Decimal("-0.25"), "R"),
-        ("PRS1", 2001, "Q02", Decimal("1"), None),
-        ("PRS1", 2002, "Q01", Decimal("0.5"), None),
+        ("PRS1", 2001, "Q01", Decimal("-0.25"), 3, "R"),
+        ("PRS1", 2001, "Q02", Decimal("1"), 0, None),
+        ("PRS1", 2002, "Q01", Decimal("0.5"), 1, None),
     ]
 
 
@@ -263,8 +265,8 @@ def test_a_file_without_footnotes_and_with_extra_columns_still_loads(tmp_path: P
     path = tmp_path / "narrow"
     path.write_text("extra\tvalue\tperiod\tyear\tseries_id\nx\t1.5\tQ01\t2001\tS\n")
     (rows,) = collect(scan_bls(path))
-    assert rows.columns == ["series_id", "year", "period", "value"]
-    assert rows.row(0) == ("S", 2001, "Q01", Decimal("1.5"))
+    assert rows.columns == ["series_id", "year", "period", "value", "decimals"]
+    assert rows.row(0) == ("S", 2001, "Q01", Decimal("1.5"), 1)
 
 
 BAD_ROWS = [
@@ -588,5 +590,5 @@ def test_render_round_trip_of_csv(shared_data: Path) -> None:
         "year": "2013",
         "period": "Q01",
         "value": "0.5",
-        "population": "311536594.0",
+        "population": "311536594",
     }

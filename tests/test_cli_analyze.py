@@ -178,7 +178,7 @@ def test_output_dir_writes_csv_parquet_and_charts(tmp_path: Path, shared_data: P
         assert data.startswith(PNG_SIGNATURE)
         assert len(data) > 10_000
     best = pl.read_parquet(out / "best-year.parquet")
-    assert best.schema == {"series_id": pl.String, "year": pl.Int32, "value": pl.Decimal(38, 3)}
+    assert best.schema == {"series_id": pl.String, "year": pl.Int32, "value": pl.Decimal(18, 3)}
     assert best.height == 237
     population = pl.read_parquet(out / "population.parquet")
     assert population["years"].to_list() == [[2013, 2014, 2015, 2016, 2017, 2018]]
