@@ -208,9 +208,10 @@ def scan_bls(path: str | Path, *, source: str | None = None, validate: bool = Tr
     ``Int32``, ``value`` an exact ``Decimal(18, 3)``, ``decimals`` (``Int8``) the number of
     decimals the file prints for that value (``-7.0`` has 1, ``138.710`` has 3: what
     :func:`value_decimals` gathers so that reports print values as the source does), and
-    ``footnote_codes`` (string or null) when the file has it; other columns are dropped. Blank lines are skipped. Every row is checked as
-    it streams by: a malformed one stops the query with :class:`MalformedRowError`, which
-    :func:`collect` turns into a :class:`DataError` naming the file and the line.
+    ``footnote_codes`` (string or null) when the file has it; other columns are dropped. Blank
+    lines are skipped. Every row is checked as it streams by: a malformed one stops the query
+    with :class:`MalformedRowError`, which :func:`collect` turns into a :class:`DataError` naming
+    the file and the line.
 
     Args:
         path: the local file.
@@ -475,8 +476,8 @@ def best_year(bls: pl.LazyFrame, *, include_annual: bool = False) -> pl.LazyFram
     """For every series, the year whose quarterly values have the largest sum, with that sum.
 
     Sums are exact decimals of the same type as the values (``Decimal(18, 3)``); a tie goes to
-    the earliest year. A series with no quarterly row (only
-    annual ``Q05`` rows) has no row here unless ``include_annual``.
+    the earliest year. A series with no quarterly row (only annual ``Q05`` rows) has no row here
+    unless ``include_annual``.
 
     Args:
         bls: the BLS rows (see :func:`scan_bls`).

@@ -296,7 +296,7 @@ def tables(analysis: Analysis) -> list[TextTable]:
                     TITLES[name],
                     ("series_id", "year", "value"),
                     [
-                        (r["series_id"], str(r["year"]), str(r["value"]))
+                        (r["series_id"], str(r["year"]), format(r["value"], "f"))
                         for r in _records(analysis, name)
                     ],
                     (False, True, True),
@@ -323,7 +323,7 @@ def tables(analysis: Analysis) -> list[TextTable]:
                             r["series_id"],
                             str(r["year"]),
                             r["period"],
-                            str(r["value"]),
+                            format(r["value"], "f"),
                             _people(r["population"]),
                         )
                         for r in _records(analysis, name)
