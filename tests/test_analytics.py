@@ -28,7 +28,6 @@ from rearcquest.analytics import (
     read_population,
     scan_bls,
     series_population,
-    value_decimals,
 )
 from rearcquest.analytics import _bls_reports as _bls_reports
 from rearcquest.config import Settings
@@ -600,7 +599,7 @@ def test_render_round_trip_of_csv(shared_data: Path) -> None:
 # -- one number style ------------------------------------------------------------------------------
 
 
-def test_value_decimals_are_what_the_file_prints(tmp_path: Path) -> None:
+def test_decimals_are_what_the_file_prints(tmp_path: Path) -> None:
     path = bls_file(
         tmp_path,
         [
@@ -613,13 +612,30 @@ def test_value_decimals_are_what_the_file_prints(tmp_path: Path) -> None:
             "MIXED 2001 Q02 1.25",
         ],
     )
-    rows, decimals = collect(scan_bls(path), value_decimals(scan_bls(path)))
+    rows, best, series = collect(
+        scan_bls(path),
+        best_year(scan_bls(path), decimals=True),
+        series_population(
+            scan_bls(path), read_population(ACS1), series_id="INDEX", all_years=True, decimals=True
+        ),
+    )
     assert rows["decimals"].to_list() == [1, 1, 3, 3, 0, 1, 2]
-    assert decimals.rows() == [("INDEX", 3), ("MIXED", 2), ("PCT", 1), ("WHOLE", 0)]
+    # A sum is printed with the most decimals of its values.
+    assert best.rows() == [
+        ("INDEX", 2001, Decimal("238.71"), 3),
+        ("MIXED", 2001, Decimal("2.75"), 2),
+        ("PCT", 2001, Decimal("-4.5"), 1),
+        ("WHOLE", 2001, Decimal("12"), 0),
+    ]
+    assert series.columns == ["series_id", "year", "period", "value", "decimals", "population"]
+    assert series.rows() == [("INDEX", 2001, "Q01", Decimal("138.71"), 3, None)]
+    # Without asking, the reports have their documented columns only.
+    (plain,) = collect(best_year(scan_bls(path)))
+    assert plain.columns == ["series_id", "year", "value"]
 
 
 def test_real_series_print_one_or_three_decimals(shared_data: Path) -> None:
-    (decimals,) = collect(value_decimals(scan_bls(LATEST)))
+    (decimals,) = collect(scan_bls(LATEST).group_by("series_id").agg(pl.col("decimals").max()))
     counts = dict(decimals.group_by("decimals").len().iter_rows())
     assert counts == {1: 188, 3: 94}  # percent changes and indexes
 
@@ -755,7 +771,8 @@ def test_bls_reports_of_analyze_share_one_pass(shared_data: Path) -> None:
     population = read_population(ACS1)
     for chosen in (("best-year",), ("series-population",), ("best-year", "series-population")):
         frames = _bls_reports(
-            scan_bls(LATEST),
+            LATEST,
+            str(LATEST),
             chosen,
             population=population,
             include_annual=False,

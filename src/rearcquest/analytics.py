@@ -207,7 +207,7 @@ def scan_bls(path: str | Path, *, source: str | None = None, validate: bool = Tr
     CRLF or LF. Cells are trimmed and typed: ``series_id`` and ``period`` strings, ``year``
     ``Int32``, ``value`` an exact ``Decimal(18, 3)``, ``decimals`` (``Int8``) the number of
     decimals the file prints for that value (``-7.0`` has 1, ``138.710`` has 3: what
-    :func:`value_decimals` gathers so that reports print values as the source does), and
+    :func:`analyze` keeps so that reports print values as the source does), and
     ``footnote_codes`` (string or null) when the file has it; other columns are dropped. Blank
     lines are skipped. Every row is checked as it streams by: a malformed one stops the query
     with :class:`MalformedRowError`, which :func:`collect` turns into a :class:`DataError` naming
@@ -472,7 +472,9 @@ def population_stats(
     )
 
 
-def best_year(bls: pl.LazyFrame, *, include_annual: bool = False) -> pl.LazyFrame:
+def best_year(
+    bls: pl.LazyFrame, *, include_annual: bool = False, decimals: bool = False
+) -> pl.LazyFrame:
     """For every series, the year whose quarterly values have the largest sum, with that sum.
 
     Sums are exact decimals of the same type as the values (``Decimal(18, 3)``); a tie goes to
@@ -483,22 +485,29 @@ def best_year(bls: pl.LazyFrame, *, include_annual: bool = False) -> pl.LazyFram
         bls: the BLS rows (see :func:`scan_bls`).
         include_annual: add the annual average (``Q05``) to the sums, as the seed's published
             report did.
+        decimals: add a ``decimals`` column: the most decimals the file prints for the summed
+            values, the digits the sum is printed with (``14.0 + 15.0`` is ``29.0``).
 
     Returns:
-        ``series_id``, ``year``, ``value`` (the sum), one row per series, sorted by ``series_id``.
+        ``series_id``, ``year``, ``value`` (the sum), [``decimals``], one row per series, sorted
+        by ``series_id``.
     """
     import polars as pl
 
     periods = [*QUARTERS, ANNUAL] if include_annual else list(QUARTERS)
+    kept = ["year", "value", *(["decimals"] if decimals else [])]
     return (
         bls.filter(pl.col("period").is_in(periods))
         # One group per series and year: keyed by a categorical (a 4-byte code) rather than the
         # string, the table holds a third less memory when there are millions of them.
         .group_by(pl.col("series_id").cast(pl.Categorical), "year")
         # Polars widens a decimal sum to 38 digits; the reports keep the values' type.
-        .agg(pl.col("value").sum().cast(value_dtype()))
+        .agg(
+            pl.col("value").sum().cast(value_dtype()),
+            *([pl.col("decimals").max()] if decimals else []),
+        )
         .group_by("series_id")
-        .agg(pl.col("year", "value").sort_by(["value", "year"], descending=[True, False]).first())
+        .agg(pl.col(kept).sort_by(["value", "year"], descending=[True, False]).first())
         .with_columns(pl.col("series_id").cast(pl.String))
         .sort("series_id")
     )
@@ -511,6 +520,7 @@ def series_population(
     series_id: str = DEFAULT_SERIES,
     period: str = DEFAULT_PERIOD,
     all_years: bool = False,
+    decimals: bool = False,
 ) -> pl.LazyFrame:
     """Every row of one series and period, with the US population of the same year.
 
@@ -521,39 +531,24 @@ def series_population(
         period: its period (``Q01``..``Q05``).
         all_years: keep the years without population (population null) instead of leaving them
             out (an inner join).
+        decimals: keep the ``decimals`` column of :func:`scan_bls` (how many decimals the file
+            prints for the value), after ``value``.
 
     Returns:
-        ``series_id``, ``year``, ``period``, ``value``, ``population``, sorted by year.
+        ``series_id``, ``year``, ``period``, ``value``, [``decimals``], ``population``, sorted by
+        year.
     """
     import polars as pl
 
+    kept = ["series_id", "year", "period", "value", *(["decimals"] if decimals else [])]
     rows = bls.filter((pl.col("series_id") == series_id) & (pl.col("period") == period)).select(
-        "series_id", "year", "period", "value"
+        kept
     )
     return rows.join(
         population.lazy().select(pl.col("year").cast(pl.Int32), pl.col("population")),
         on="year",
         how="left" if all_years else "inner",
     ).sort("year")
-
-
-def value_decimals(bls: pl.LazyFrame) -> pl.LazyFrame:
-    """For every series, how many decimals the file prints its values with.
-
-    BLS prints each series with a fixed number of decimals: one for percent changes (``-7.0``),
-    three for indexes (``138.710``). The values themselves are ``Decimal(18, 3)``, which keeps
-    no trace of it; the reports use this to print a value, or a sum of values, as the source
-    prints it.
-
-    Args:
-        bls: the BLS rows (see :func:`scan_bls`).
-
-    Returns:
-        ``series_id``, ``decimals`` (the most any of its values has), sorted by ``series_id``.
-    """
-    import polars as pl
-
-    return bls.group_by("series_id").agg(pl.col("decimals").max()).sort("series_id")
 
 
 # -- the analyze command ---------------------------------------------------------------------------
@@ -575,8 +570,8 @@ class Analysis:
         period: its period.
         include_annual: whether best-year sums included ``Q05``.
         all_years: whether series-population kept years without population.
-        value_decimals: for each series of the BLS file, how many decimals the file prints its
-            values with (see :func:`value_decimals`); values are printed with as many.
+        value_decimals: for each series of the reports, how many decimals the file prints its
+            values with; the reports print its values, and sums of them, with as many.
     """
 
     reports: tuple[ReportName, ...]
@@ -657,7 +652,8 @@ def _local_bls(location: str, stores: _Stores, workdir: Path) -> Path:
 
 
 def _bls_reports(
-    rows: pl.LazyFrame,
+    path: Path,
+    source: str,
     chosen: Collection[ReportName],
     *,
     population: pl.DataFrame | None,
@@ -665,22 +661,31 @@ def _bls_reports(
     series_id: str,
     period: str,
 ) -> list[pl.LazyFrame]:
-    """The lazy BLS reports of ``chosen``, then :func:`value_decimals`, all on the same rows.
+    """The lazy BLS reports of ``chosen``, each with the ``decimals`` of its values.
 
-    Built on one validated scan, they share one pass over the file when collected together:
-    Polars caches the checked rows and feeds every report from them (a second, unvalidated scan
-    beside them would make Polars read the file twice).
+    Collected together they share one pass over the file: the first checks every row; the
+    second, on an unvalidated scan of the same plan, need not check them again. Polars caches
+    the file's rows below the check and streams them into both, in bounded memory (two reports
+    on the checked rows themselves would make Polars buffer them).
     """
+    rows = scan_bls(path, source=source)
     frames = []
     if "best-year" in chosen:
-        frames.append(best_year(rows, include_annual=include_annual))
+        frames.append(best_year(rows, include_annual=include_annual, decimals=True))
+        rows = scan_bls(path, source=source, validate=False)
     if "series-population" in chosen:
         assert population is not None
         # Joined with every year first, to tell "no such series" from "no overlap".
         frames.append(
-            series_population(rows, population, series_id=series_id, period=period, all_years=True)
+            series_population(
+                rows,
+                population,
+                series_id=series_id,
+                period=period,
+                all_years=True,
+                decimals=True,
+            )
         )
-    frames.append(value_decimals(rows))
     return frames
 
 
@@ -739,6 +744,8 @@ def analyze(
             series has no row for the period.
         StorageError: an S3 input cannot be read.
     """
+    import polars as pl
+
     chosen = _check_reports(reports)
     if from_year > to_year:
         raise ConfigError(f"--from-year {from_year} is after --to-year {to_year}")
@@ -771,7 +778,8 @@ def analyze(
         with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
             path = _local_bls(bls_location, stores, Path(tmp))
             frames = _bls_reports(
-                scan_bls(path, source=bls_location),
+                path,
+                bls_location,
                 chosen,
                 population=pop_frame,
                 include_annual=include_annual,
@@ -779,7 +787,13 @@ def analyze(
                 period=period,
             )
             collected = collect(*frames, bls=path, source=bls_location)
-        result["value_decimals"] = dict(collected.pop().iter_rows())
+        # Each report's values keep their digits through Analysis.value_decimals, not a column.
+        known: dict[str, int] = {}
+        for frame in collected:
+            for series, digits in frame.group_by("series_id").agg(pl.col("decimals").max()).rows():
+                known[series] = max(digits, known.get(series, 0))
+        result["value_decimals"] = known
+        collected = [frame.drop("decimals") for frame in collected]
         if "best-year" in chosen:
             result["best_year"] = collected.pop(0)
         if "series-population" in chosen:
