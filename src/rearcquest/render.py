@@ -56,7 +56,8 @@ def bls_value(value: Decimal, decimals: int | None = None) -> Decimal:
         decimals: how many decimals the source prints for its series.
 
     Returns:
-        The same value with that many decimals: ``str()`` of it is the text every format shows.
+        The same value with that many decimals: ``format(result, "f")`` is the text every
+        format shows.
     """
     if decimals is None:
         exponent = value.normalize().as_tuple().exponent
