@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rearcquest.sources._http import HttpClient
 
 MAX_LISTING_BYTES = 8 * 1024 * 1024
+_CHUNK = 256 * 1024
 
 _ANCHOR = re.compile(
     r"""<a\s[^>]*?href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))[^>]*>(.*?)</a\s*>""",
@@ -213,7 +214,7 @@ def download(
             dest.truncate()
             digest = hashlib.sha256()
             size = 0
-            for chunk in http.iter_body(response, file.url, raw=True):
+            for chunk in http.iter_body(response, file.url, raw=True, chunk_size=_CHUNK):
                 size += len(chunk)
                 if file.size is not None and size > file.size:
                     # Stop at once: a body longer than listed (chunked, no Content-Length) could
