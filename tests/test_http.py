@@ -191,3 +191,13 @@ def test_rate_limits_default_to_the_module_values(monkeypatch: pytest.MonkeyPatc
     assert (HttpClient().min_rate, HttpClient().grace) == (_http.MIN_RATE, _http.RATE_GRACE)
     monkeypatch.setattr(_http, "RATE_GRACE", 0.5)
     assert HttpClient().grace == 0.5
+
+
+def test_iter_body_joins_reads_into_chunks_of_the_asked_size() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=iter([b"a" * 3, b"b" * 3, b"c" * 3, b"d"]))
+
+    http = HttpClient(transport=httpx.MockTransport(handler))
+    with http.stream("https://x.test/a") as response:
+        chunks = list(http.iter_body(response, "https://x.test/a", raw=True, chunk_size=5))
+    assert chunks == [b"aaabbb", b"cccd"]
