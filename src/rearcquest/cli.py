@@ -784,9 +784,9 @@ def run(
 ) -> None:
     """Run the scheduled job: sync-bls, then fetch-population, for cron and systemd.
 
-    Every other setting comes from the RQ_* variables (docs/configuration.md). A failed sync does
-    not prevent the fetch; the exit code is the highest of the two steps'. Logs are JSON lines
-    when stderr is not a terminal.
+    Every other setting comes from the RQ_* variables (docs/configuration.md). Every step runs
+    whatever the others did; the exit code is the highest of the failed steps' (0 exactly when
+    "ok" is true). Logs are JSON lines when stderr is not a terminal.
 
     Example: RQ_CONTACT=me@example.com rq run --bls-bucket my-bls --population-bucket my-pop
     """

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 PART_SIZE = 16 * 1024 * 1024
 _DELETE_BATCH = 1000
+# CopyObject copies at most 5 GiB in one request; larger objects are copied part by part.
+COPY_LIMIT = 5 * 1024**3
+COPY_PART_SIZE = 512 * 1024 * 1024
 
 
 def make_s3_client(
@@ -522,6 +525,104 @@ class ObjectStore:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             except Exception:  # the original error is the one worth reporting
                 log.warning("could not abort multipart upload of %s", self.url(key))
+            raise
+        return str(done.get("ETag", "")).strip('"')
+
+    def replace_metadata(
+        self,
+        key: str,
+        metadata: Mapping[str, str],
+        *,
+        content_type: str,
+        size: int | None = None,
+        if_match: str | None = None,
+    ) -> str:
+        """Give the object new metadata and Content-Type in place; return its (new) ETag.
+
+        A server-side copy of the object onto itself with ``MetadataDirective=REPLACE``: no byte
+        leaves S3. Objects over :data:`COPY_LIMIT` (CopyObject's 5 GiB) are copied part by part
+        (``UploadPartCopy``). A multipart copy gets a new ETag; a single copy usually keeps it.
+
+        Args:
+            key: the object key.
+            metadata: the complete new user metadata (the old is dropped).
+            content_type: the new Content-Type.
+            size: the object's size, if known (saves a HEAD before a possible multipart copy).
+            if_match: copy only if the object's ETag is still this one.
+
+        Raises:
+            StorageError: the object is missing, changed (``if_match``) or could not be copied;
+                the object is as it was.
+        """
+        if size is None:
+            head = self.head(key)
+            if head is None:
+                raise StorageError(f"cannot update metadata of {self.url(key)}: no such object")
+            size = head.size
+        copy: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "CopySource": {"Bucket": self.bucket, "Key": key},
+        }
+        if if_match:
+            copy["CopySourceIfMatch"] = f'"{if_match}"'
+        encoded = _encode_metadata(metadata)
+        if size <= COPY_LIMIT:
+            response = self._call(
+                "update metadata of",
+                key,
+                lambda: self.client.copy_object(
+                    **copy,
+                    MetadataDirective="REPLACE",
+                    Metadata=encoded,
+                    ContentType=content_type,
+                ),
+            )
+            return str(response.get("CopyObjectResult", {}).get("ETag", "")).strip('"')
+        return self._copy_parts(key, size, copy, encoded, content_type)
+
+    def _copy_parts(
+        self, key: str, size: int, copy: dict[str, Any], encoded: dict[str, str], content_type: str
+    ) -> str:
+        created = self._call(
+            "update metadata of",
+            key,
+            lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType=content_type, Metadata=encoded
+            ),
+        )
+        upload_id = created["UploadId"]
+        parts: list[dict[str, Any]] = []
+        try:
+            for number, start in enumerate(range(0, size, COPY_PART_SIZE), 1):
+                end = min(start + COPY_PART_SIZE, size) - 1
+                request = {
+                    **copy,
+                    "UploadId": upload_id,
+                    "PartNumber": number,
+                    "CopySourceRange": f"bytes={start}-{end}",
+                }
+                part = self._call(
+                    "update metadata of",
+                    key,
+                    lambda request=request: self.client.upload_part_copy(**request),  # type: ignore[misc]
+                )
+                parts.append({"ETag": part["CopyPartResult"]["ETag"], "PartNumber": number})
+            done = self._call(
+                "update metadata of",
+                key,
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                ),
+            )
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except Exception:  # the original error is the one worth reporting
+                log.warning("could not abort multipart copy of %s", self.url(key))
             raise
         return str(done.get("ETag", "")).strip('"')
 

@@ -43,6 +43,7 @@ from rearcquest.layout import (
     LEGACY_STATE_NAME,
     META_LAST_MODIFIED,
     META_LISTING_DATE,
+    META_MTIME,
     META_SHA256,
     META_SOURCE,
 )
@@ -57,6 +58,10 @@ log = logging.getLogger(__name__)
 STATE_NAME = LEGACY_STATE_NAME
 STATE_VERSION = 1
 _SPOOL_BYTES = 8 * 1024 * 1024
+
+# BLS time series are UTF-8 text whatever the server says or the name suggests (a plain web
+# server calls pr.class application/java-vm); browsers and rclone see what the mirror stores.
+CONTENT_TYPE = "text/plain; charset=utf-8"
 
 ActionKind = Literal["add", "update", "delete", "unchanged"]
 
@@ -376,6 +381,47 @@ def load_state(
     return SyncState(source_url=source_url, files=files, stale=stale)
 
 
+def _spool() -> IO[bytes]:
+    """A temporary file for one download: in memory up to 8 MB, then on disk (``TMPDIR``)."""
+    return cast("IO[bytes]", tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES))
+
+
+def _mtime(last_modified: str | None) -> str | None:
+    """``Last-Modified`` as rclone's ``mtime`` metadata: seconds since the epoch, 9 decimals."""
+    import email.utils
+
+    if not last_modified:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(last_modified)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # HTTP dates are GMT
+    return f"{when.timestamp():.9f}"
+
+
+def _object_metadata(file: RemoteFile, sha256: str, last_modified: str | None) -> dict[str, str]:
+    """The metadata of a mirrored object: its sha256, where it came from and its dates."""
+    metadata = {
+        META_SHA256: sha256,
+        META_LISTING_DATE: file.modified or "",
+        META_LAST_MODIFIED: last_modified or "",
+        META_SOURCE: file.url,
+    }
+    if (mtime := _mtime(last_modified)) is not None:
+        metadata[META_MTIME] = mtime
+    return metadata
+
+
+def _local_error(name: str, exc: OSError) -> RqError:
+    """A local I/O failure (a full ``/tmp``) as that file's error."""
+    return RqError(
+        f"{name}: local I/O error while transferring: {exc}; free space in the temporary "
+        "directory (TMPDIR) or point TMPDIR at a larger disk, then re-run"
+    )
+
+
 class _Counter:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -445,24 +491,20 @@ def apply_plan(
         assert action.file is not None
         file = action.file
         try:
-            metadata = {
-                META_SHA256: got.sha256,
-                META_LISTING_DATE: file.modified or "",
-                META_LAST_MODIFIED: got.last_modified or "",
-                META_SOURCE: file.url,
-            }
             etag = store.upload(
                 action.key,
                 spool,
                 got.size,
-                content_type=got.content_type or "application/octet-stream",
-                metadata=metadata,
+                content_type=CONTENT_TYPE,
+                metadata=_object_metadata(file, got.sha256, got.last_modified),
             )
             counter.add(uploaded=got.size)
             entry = FileState(got.size, file.modified, got.last_modified, got.sha256, etag)
             finish(file.name, "added" if action.kind == "add" else "updated", entry, None)
         except RqError as exc:
             finish(file.name, "failed", None, exc)
+        except OSError as exc:
+            finish(file.name, "failed", None, _local_error(file.name, exc))
         finally:
             spool.close()
             upload_slots.release()
@@ -477,10 +519,7 @@ def apply_plan(
 
         try:
             with contextlib.ExitStack() as cleanup:
-                spool = cast(
-                    "IO[bytes]",
-                    cleanup.enter_context(tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)),
-                )
+                spool = cleanup.enter_context(_spool())
                 got = download(
                     http, file, spool, if_modified_since=action.if_modified_since, on_bytes=moved
                 )
@@ -489,8 +528,22 @@ def apply_plan(
                     # 304, or the same bytes re-stamped: refresh the dates, upload nothing.
                     assert previous is not None
                     last_modified = got.last_modified if got else previous.last_modified
+                    etag = previous.etag
+                    if (file.modified, last_modified) != (
+                        previous.modified,
+                        previous.last_modified,
+                    ):
+                        # The object's metadata must tell the new dates too (rclone reads mtime):
+                        # a server-side copy onto itself, no byte downloaded again or uploaded.
+                        etag = store.replace_metadata(
+                            action.key,
+                            _object_metadata(file, previous.sha256, last_modified),
+                            content_type=CONTENT_TYPE,
+                            size=previous.size,
+                            if_match=previous.etag,
+                        )
                     entry = FileState(
-                        previous.size, file.modified, last_modified, previous.sha256, previous.etag
+                        previous.size, file.modified, last_modified, previous.sha256, etag
                     )
                     finish(file.name, "unchanged", entry, None)
                     return
@@ -500,6 +553,8 @@ def apply_plan(
                 cleanup.pop_all()  # the uploader closes the spool now
         except RqError as exc:
             finish(file.name, "failed", None, exc)
+        except OSError as exc:
+            finish(file.name, "failed", None, _local_error(file.name, exc))
 
     result.unchanged.extend(a.name for a in plan.of("unchanged"))
     if todo:
