@@ -45,8 +45,8 @@ from rearcquest.index._render import (
     render_page,
     sort_files,
 )
+from rearcquest.layout import LEGACY_STATE_NAME, RESERVED_PREFIX, lock_key, state_key
 from rearcquest.storage import ObjectInfo, ObjectStore, ObjectStream, make_s3_client
-from rearcquest.sync import STATE_NAME
 
 VINTAGE = "2026-08-06"
 T0 = datetime(2026, 8, 6, 8, 30, tzinfo=UTC)
@@ -366,9 +366,14 @@ def test_preconditions_and_if_range() -> None:
         ("pr/pr.class", "pr.class", "pr.class"),
         ('pr/say "hi"\\.txt', "say _hi__.txt", "say%20%22hi%22%5C.txt"),
         ("ünï.txt", "_n_.txt", "%C3%BCn%C3%AF.txt"),
-        ("x/a\r\nSet-Cookie: y", "a__Set-Cookie: y", "a%0D%0ASet-Cookie%3A%20y"),
+        ("x/a\r\nSet-Cookie: y", "aSet-Cookie: y", "aSet-Cookie%3A%20y"),
+        # Bidi controls would make the saved name read as "invoiceexe.txt".
+        ("x/invoice\u202etxt.exe", "invoicetxt.exe", "invoicetxt.exe"),
+        ("x/\u2067ab\u2069\u200f\u061c.pdf", "ab.pdf", "ab.pdf"),
+        ("x/t\u0085ab\tline\u2028.txt", "tabline.txt", "tabline.txt"),
+        ("x/\u202e\u200e", "download", "download"),
     ],
-    ids=["plain", "quotes", "unicode", "header-injection"],
+    ids=["plain", "quotes", "unicode", "header-injection", "bidi", "isolates", "c1-sep", "only"],
 )
 def test_content_disposition(key: str, fallback: str, star: str) -> None:
     value = _http.content_disposition(key)
@@ -402,9 +407,23 @@ def sample_listing() -> Any:
         info("pr/A.txt", 20, 3),
         info("pr/c.txt", 1000, 2),
         info("pr/", 0),  # a folder marker object: not a file of its own folder
-        info("pr/" + STATE_NAME, 5),
+        info("pr/" + LEGACY_STATE_NAME, 5),
     ] + [info("pr/" + name, 7) for name in HOSTILE.values()]
     return build_listing("bkt", "pr/", "", objects, ["pr/sub/", "pr/<x>/", "other/"], generated=T0)
+
+
+def test_build_listing_hides_every_reserved_key() -> None:
+    objects = [
+        info(state_key("pr/")),
+        info(lock_key("pr/")),
+        info(LEGACY_STATE_NAME),
+        info("a.txt"),
+        info(".rearcquest-notes.txt"),  # only the reserved folder and the legacy name are rq's
+    ]
+    prefixes = [RESERVED_PREFIX, "pr/", ".rearcquest2/"]
+    listing = build_listing("bkt", "", "", objects, prefixes, generated=T0)
+    assert [f.name for f in listing.files] == [".rearcquest-notes.txt", "a.txt"]
+    assert [f.name for f in listing.folders] == [".rearcquest2/", "pr/"]
 
 
 def test_build_listing_sorts_and_hides_bookkeeping() -> None:
@@ -412,7 +431,7 @@ def test_build_listing_sorts_and_hides_bookkeeping() -> None:
     assert [f.name for f in listing.folders] == ["<x>/", "sub/"]
     names = [f.name for f in listing.files]
     assert names[:3] == sorted(names[:3], key=str.casefold)
-    assert "" not in names and STATE_NAME not in names
+    assert "" not in names and LEGACY_STATE_NAME not in names
     assert len(names) == 3 + len(HOSTILE)
     assert listing.files[0].key == "pr/" + listing.files[0].name
 
@@ -547,7 +566,9 @@ def load(store: ObjectStore) -> ObjectStore:
     store.put_bytes("pr/sub/deep.txt", b"deep")
     store.put_bytes("pr/" + LONG_KEY, b"long")
     store.put_bytes("pr/empty.bin", b"")
-    store.put_bytes("pr/" + STATE_NAME, b"{}")
+    store.put_bytes("pr/" + LEGACY_STATE_NAME, b"{}")
+    store.put_bytes(state_key("pr/"), b"{}")
+    store.put_bytes(lock_key("pr/"), b"{}")
     store.put_bytes("secret.txt", b"not under the prefix")
     store.put_bytes("pr-other/x.txt", b"a neighbouring prefix")
     return store
@@ -586,7 +607,7 @@ def test_listing_page(app: Any, loaded: ObjectStore) -> None:
     }
     names = files(r.text)
     assert names["pr.data.0.Current"] == "/pr.data.0.Current"
-    assert STATE_NAME not in names and "secret.txt" not in names
+    assert LEGACY_STATE_NAME not in names and "secret.txt" not in names
     assert 'title="1,613,575 bytes">1.6 MB<' in r.text
 
 
@@ -669,6 +690,27 @@ def test_nothing_outside_the_prefix_is_reachable(app: Any, url: str) -> None:
     assert r.status_code == 404
     assert b"not under the prefix" not in r.content and b"neighbouring" not in r.content
     assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/.rearcquest/",
+        "/.rearcquest",
+        "/.rearcquest/state/pr.json",
+        "/.rearcquest/locks/pr.json",
+        "/pr/" + LEGACY_STATE_NAME,
+        "/pr/.rearcquest-sync-state.json?format=json",
+    ],
+    ids=["folder", "folder-no-slash", "state", "lock", "legacy-state", "legacy-json"],
+)
+def test_reserved_objects_are_neither_listed_nor_served(loaded: ObjectStore, url: str) -> None:
+    whole = create_app(loaded)
+    assert asgi(whole, "GET", url).status_code == 404
+    page = asgi(whole, "GET", "/")
+    folders = {r["name"] for r in parse(page.text).rows if r["class"] == "folder"}
+    assert "pr/" in folders and ".rearcquest/" not in folders
+    assert LEGACY_STATE_NAME not in asgi(whole, "GET", "/pr/").text
 
 
 def test_absolute_url_in_path_stays_a_key(app: Any) -> None:
@@ -968,7 +1010,9 @@ def test_write_static_index(fresh: ObjectStore) -> None:
     links = files(page)
     assert links["pr.class"] == "./pr/pr.class"
     assert links["sub/deep.txt"] == "./pr/sub/deep.txt"
-    assert STATE_NAME not in links and "index.html" not in links and "secret.txt" not in links
+    assert (
+        LEGACY_STATE_NAME not in links and "index.html" not in links and "secret.txt" not in links
+    )
     for name in HOSTILE.values():
         href = links["hostile/" + name]
         assert href is not None

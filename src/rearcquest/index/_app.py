@@ -42,6 +42,7 @@ from rearcquest.index._render import (
     listing_document,
     render_page,
 )
+from rearcquest.layout import is_reserved
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -255,6 +256,10 @@ class _Index:
             key = _http.check_path(path, self.root)
         except _http.UnsafePath as exc:
             return _error(request, 404, "Not Found", f"This path is not served: {exc}.")
+        if is_reserved(key):
+            # rq's own objects (sync state, locks) are not part of the mirror: not listed, not
+            # served, answered as if absent.
+            return _error(request, 404, "Not Found", "There is no such object.")
         if key == self.root or key.endswith("/"):
             return await self._listing(request, path)
         return await self._download(request, key)
@@ -386,6 +391,8 @@ class _Index:
 
     async def _missing(self, request: Request, key: str) -> Response:
         """404, unless the path is a folder named without its trailing slash: redirect there."""
+        if is_reserved(key + "/"):
+            return _error(request, 404, "Not Found", "There is no such object.")
         try:
             page = await run_in_threadpool(self.store.list_page, key + "/", max_keys=1)
         except StorageError:

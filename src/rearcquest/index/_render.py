@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
+from rearcquest.layout import is_reserved
 from rearcquest.storage import ObjectInfo
-from rearcquest.sync import STATE_NAME
 
 SortKey = Literal["name", "size", "modified"]
 Order = Literal["asc", "desc"]
@@ -240,11 +240,6 @@ class View:
         return "?" + urlencode({k: v for k, v in params.items() if v})
 
 
-def is_hidden(key: str) -> bool:
-    """Tell whether a key is bookkeeping that listings leave out (the sync state object)."""
-    return key.rsplit("/", 1)[-1] == STATE_NAME
-
-
 def build_listing(
     bucket: str,
     root: str,
@@ -268,12 +263,17 @@ def build_listing(
 
     Returns:
         The listing with folders and files in name order; the folder's own marker object
-        (a key equal to the folder) and the sync state object are left out.
+        (a key equal to the folder) and rq's own objects (:func:`rearcquest.layout.is_reserved`:
+        the ``.rearcquest/`` folder, the legacy sync state) are left out.
     """
     base = root + path
     skip = set(exclude)
     folders = sorted(
-        (Folder(p[len(base) :], p[len(root) :]) for p in set(prefixes) if p.startswith(base)),
+        (
+            Folder(p[len(base) :], p[len(root) :])
+            for p in set(prefixes)
+            if p.startswith(base) and not is_reserved(p)
+        ),
         key=lambda f: _name_key(f.name),
     )
     files = sorted(
@@ -290,7 +290,7 @@ def build_listing(
             if o.key.startswith(base)
             and o.key != base
             and o.key not in skip
-            and not is_hidden(o.key)
+            and not is_reserved(o.key)
         ),
         key=lambda f: _name_key(f.name),
     )
