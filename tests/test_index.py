@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import select
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,13 +29,19 @@ import pytest
 from conftest import BLS_RELEASES
 from rearcquest.errors import ConfigError
 from rearcquest.index import (
+    AUTO_TOKEN,
     DEFAULT_INDEX_KEY,
+    Limits,
+    _app,
     _http,
+    check_token,
     create_app,
     exposure_warning,
+    resolve_token,
     start_server,
     write_static_index,
 )
+from rearcquest.index._app import _Throttle
 from rearcquest.index._render import (
     PAGE_CSP,
     View,
@@ -117,12 +126,15 @@ def asgi(
     url: str,
     client_cookies: dict[str, str] | None = None,
     raise_app_exceptions: bool = True,
+    peer: tuple[str, int] = ("127.0.0.1", 123),
     **kwargs: Any,
 ) -> httpx.Response:
-    """One request through the ASGI app in process (no socket)."""
+    """One request through the ASGI app in process (no socket), from the address ``peer``."""
 
     async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+        transport = httpx.ASGITransport(
+            app=app, raise_app_exceptions=raise_app_exceptions, client=peer
+        )
         async with httpx.AsyncClient(
             transport=transport, base_url="http://127.0.0.1", cookies=client_cookies
         ) as client:
@@ -947,7 +959,7 @@ def test_unexpected_errors_are_a_plain_500_page(loaded: ObjectStore) -> None:
 
 @pytest.fixture
 def locked(loaded: ObjectStore) -> Any:
-    return create_app(loaded, prefix="pr/", token="s3cret-token")
+    return create_app(loaded, prefix="pr/", token="s3cret-token-in-tests")
 
 
 def test_token_required_everywhere(locked: Any) -> None:
@@ -959,35 +971,131 @@ def test_token_required_everywhere(locked: Any) -> None:
 
 
 def test_bearer_token(locked: Any) -> None:
-    r = asgi(locked, "GET", "/pr.class", headers={"Authorization": "Bearer s3cret-token"})
+    r = asgi(locked, "GET", "/pr.class", headers={"Authorization": "Bearer s3cret-token-in-tests"})
     assert r.status_code == 200 and len(r.content) == 102
-    wrong = asgi(locked, "GET", "/pr.class", headers={"Authorization": "Bearer s3cret-tokeN"})
+    wrong = asgi(
+        locked,
+        "GET",
+        "/pr.class",
+        headers={"Authorization": "Bearer s3cret-token-in-tests-in-tests-X"},
+    )
     assert wrong.status_code == 401
 
 
 def test_token_link_sets_cookie_and_drops_the_token(locked: Any) -> None:
-    r = asgi(locked, "GET", "/sub/?sort=size&token=s3cret-token")
+    r = asgi(locked, "GET", "/sub/?sort=size&token=s3cret-token-in-tests")
     assert r.status_code == 303
     assert r.headers["location"] == "/sub/?sort=size"
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie
-    assert "s3cret-token" not in cookie
+    assert "s3cret-token-in-tests" not in cookie
     value = cookie.split(";")[0].split("=", 1)[1]
     ok = asgi(locked, "GET", "/sub/", client_cookies={"rq_index_auth": value})
     assert ok.status_code == 200 and "deep.txt" in ok.text
-    bad = asgi(locked, "GET", "/sub/", client_cookies={"rq_index_auth": "s3cret-token"})
+    bad = asgi(locked, "GET", "/sub/", client_cookies={"rq_index_auth": "s3cret-token-in-tests"})
     assert bad.status_code == 401
 
 
 def test_login_form_post(locked: Any) -> None:
-    r = asgi(locked, "POST", "/", data={"token": "s3cret-token"})
+    r = asgi(locked, "POST", "/", data={"token": "s3cret-token-in-tests"})
     assert r.status_code == 303 and "rq_index_auth=" in r.headers["set-cookie"]
     wrong = asgi(locked, "POST", "/", data={"token": "guess"})
     assert wrong.status_code == 401 and "not right" in wrong.text
 
 
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("short-token", "11 characters long; use at least 16, or --token auto"),
+        ("x" * 15, "15 characters long"),
+        ("sixteen chars ok", "spaces or control characters"),
+        ("sixteen-chars-ok\n", "spaces or control characters"),
+        ("auto", "must be resolved first"),
+    ],
+    ids=["short", "fifteen", "space", "newline", "unresolved-auto"],
+)
+def test_weak_tokens_are_refused(loaded: ObjectStore, token: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        create_app(loaded, token=token)
+
+
+def test_resolve_token() -> None:
+    assert resolve_token(None) is None and resolve_token("") is None
+    assert resolve_token("x" * 16) == "x" * 16
+    generated = {resolve_token(AUTO_TOKEN) for _ in range(3)}
+    assert len(generated) == 3  # a new one each time
+    for token in generated:
+        assert token is not None and len(token) == 32 and check_token(token) == token
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", token)
+    with pytest.raises(ConfigError, match="at least 16"):
+        resolve_token("too-short")
+
+
+def test_throttle_delays_double_after_five_failures_and_forget() -> None:
+    now = [1000.0]
+    throttle = _Throttle(clock=lambda: now[0])
+    delays = [throttle.failed("192.0.2.1") for _ in range(10)]
+    assert delays == [0, 0, 0, 0, 0, 1, 2, 4, 8, 10]  # capped at 10 s
+    assert throttle.failed("192.0.2.2") == 0  # another client starts afresh
+    throttle.succeeded("192.0.2.1")
+    assert throttle.failures("192.0.2.1") == 0
+    for _ in range(6):
+        throttle.failed("192.0.2.1")
+    now[0] += _Throttle.FORGET + 1
+    assert throttle.failed("192.0.2.1") == 0 and throttle.failures("192.0.2.1") == 1
+
+
+def test_throttle_remembers_a_bounded_number_of_clients() -> None:
+    throttle = _Throttle()
+    for i in range(_Throttle.MAX_CLIENTS + 50):
+        throttle.failed(f"10.0.{i // 256}.{i % 256}")
+    assert throttle.failures("10.0.0.0") == 0  # the oldest were forgotten
+    assert (
+        throttle.failures(
+            f"10.0.{(_Throttle.MAX_CLIENTS + 49) // 256}.{(_Throttle.MAX_CLIENTS + 49) % 256}"
+        )
+        == 1
+    )
+
+
+def test_wrong_tokens_are_slowed_per_client(
+    loaded: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(_app, "_sleep", no_wait)
+    locked = create_app(loaded, prefix="pr/", token="s3cret-token-in-tests")
+    attacker, other = ("192.0.2.66", 4000), ("192.0.2.7", 4001)
+    guesses = [
+        ("GET", "/?token=guess-1", {}),
+        ("POST", "/", {"data": {"token": "guess-2"}}),
+        ("GET", "/pr.class", {"headers": {"Authorization": "Bearer guess-3"}}),
+        ("GET", "/?token=guess-4", {}),
+        ("GET", "/?token=guess-5", {}),
+    ]
+    for method, url, kwargs in guesses:
+        assert asgi(locked, method, url, peer=attacker, **kwargs).status_code == 401
+    assert slept == []  # five free failures
+    for i in range(3):
+        r = asgi(locked, "GET", f"/?token=more-{i}", peer=attacker)
+        assert r.status_code == 401 and "not right" in r.text
+    assert slept == [1, 2, 4]
+    # Another client is not slowed, and asking without a token is no failure.
+    assert asgi(locked, "GET", "/?token=typo", peer=other).status_code == 401
+    assert asgi(locked, "GET", "/", peer=attacker).status_code == 401
+    assert slept == [1, 2, 4]
+    # The right token still works, and clears the client's failures.
+    ok = asgi(locked, "GET", "/?token=s3cret-token-in-tests", peer=attacker)
+    assert ok.status_code == 303
+    asgi(locked, "GET", "/?token=again", peer=attacker)
+    assert slept == [1, 2, 4]
+
+
 def test_login_redirect_never_leaves_the_site(locked: Any) -> None:
-    r = asgi(locked, "GET", "//evil.example/x?token=s3cret-token")
+    r = asgi(locked, "GET", "//evil.example/x?token=s3cret-token-in-tests")
     assert r.status_code == 303
     location = r.headers["location"]
     assert location.startswith("/") and not location.startswith("//")
@@ -1317,3 +1425,138 @@ def test_gzip_only_when_accepted(app: Any) -> None:
     raw = asgi(app, "GET", "/", headers={"Accept-Encoding": "gzip"})
     assert raw.headers["content-encoding"] == "gzip"
     assert raw.headers["vary"] == "accept-encoding"
+
+
+# -- exposed to a network: timeouts, the connection bound ---------------------------------------
+
+# Short limits so the tests do not wait; the generous socket timeouts only bound a broken run.
+QUICK = Limits(request_timeout=0.5, keep_alive_timeout=0.5, max_connections=3)
+
+
+def _connect(url: str) -> socket.socket:
+    parts = urlsplit(url)
+    return socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=20)
+
+
+def _read_to_eof(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a socket timeout fails the test)."""
+    received = b""
+    for _ in range(10_000):
+        chunk = sock.recv(65536)
+        if not chunk:
+            return received
+        received += chunk
+    raise AssertionError("the server kept sending")
+
+
+def _read_head(sock: socket.socket) -> bytes:
+    """One response's status line and headers (for HEAD requests, which have no body)."""
+    received = b""
+    for _ in range(10_000):
+        if b"\r\n\r\n" in received:
+            return received
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {received!r}"
+        received += chunk
+    raise AssertionError("no end of headers")
+
+
+def _head_request(path: str = "/pr.class", *, close: bool = False) -> bytes:
+    connection = "Connection: close\r\n" if close else ""
+    return f"HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{connection}\r\n".encode()
+
+
+@pytest.fixture
+def quick_server(loaded: ObjectStore) -> Iterator[str]:
+    with start_server(loaded, prefix="pr/", limits=QUICK) as server:
+        yield server.url
+
+
+def test_half_sent_request_gets_408_and_is_closed(quick_server: str) -> None:
+    with _connect(quick_server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line: headers unfinished
+        answer = _read_to_eof(sock)
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+
+
+def test_dribbled_request_is_closed_although_bytes_keep_coming(quick_server: str) -> None:
+    # Each byte would cancel uvicorn's keep-alive timer; the request clock keeps running.
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 400
+    with _connect(quick_server) as sock:
+        sent = 0
+        closed = False
+        for byte in request:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:  # reset: closed while sending
+                closed = True
+                break
+            sent += 1
+            readable, _, _ = select.select([sock], [], [], 0.05)
+            if readable:
+                closed = True
+                break
+        assert closed, "the server waited for the whole dribbled request"
+        assert sent < len(request)
+        assert _read_to_eof(sock).startswith(b"HTTP/1.1 408")
+
+
+def test_silent_connection_is_closed(quick_server: str) -> None:
+    with _connect(quick_server) as sock:
+        assert _read_to_eof(sock) == b""
+
+
+def test_idle_keep_alive_is_closed(quick_server: str) -> None:
+    with _connect(quick_server) as sock:
+        sock.sendall(_head_request())
+        head = _read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close" not in head
+        # Kept alive: a second request on the same connection is answered ...
+        sock.sendall(_head_request())
+        assert _read_head(sock).startswith(b"HTTP/1.1 200 OK\r\n")
+        # ... and then, idle, the connection is closed.
+        assert _read_to_eof(sock) == b""
+
+
+def test_connections_beyond_the_bound_get_503(loaded: ObjectStore) -> None:
+    limits = Limits(request_timeout=30, keep_alive_timeout=30, max_connections=3)
+    with start_server(loaded, prefix="pr/", limits=limits) as server:
+        held = [_connect(server.url) for _ in range(3)]
+        try:
+            for sock in held:  # answered, so surely accepted, and kept open
+                sock.sendall(_head_request())
+                assert _read_head(sock).startswith(b"HTTP/1.1 200 OK\r\n")
+            with _connect(server.url) as extra:
+                answer = _read_to_eof(extra)
+            assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+            assert b"retry-after: 1" in answer
+            # The connections within the bound still work.
+            held[0].sendall(_head_request())
+            assert _read_head(held[0]).startswith(b"HTTP/1.1 200 OK\r\n")
+            # A freed place is taken again (once the server has seen the close).
+            held.pop().close()
+            for _ in range(200):
+                with _connect(server.url) as again:
+                    again.sendall(_head_request(close=True))
+                    answer = _read_to_eof(again)
+                if answer.startswith(b"HTTP/1.1 200"):
+                    break
+                time.sleep(0.05)
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        finally:
+            for sock in held:
+                sock.close()
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"request_timeout": 0}, "timeouts must be positive"),
+        ({"keep_alive_timeout": -1}, "timeouts must be positive"),
+        ({"max_connections": 0}, "max_connections must be at least 1"),
+    ],
+    ids=["request", "keep-alive", "connections"],
+)
+def test_limits_are_checked(limits: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Limits(**limits)

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Hashable, Iterator
 from datetime import UTC, datetime
 from hashlib import sha256
 from html import escape
@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from rearcquest.config import normalise_prefix
 from rearcquest.errors import StorageError
-from rearcquest.index import DEFAULT_CACHE_SECONDS, _http
+from rearcquest.index import DEFAULT_CACHE_SECONDS, _http, check_token
 from rearcquest.index._render import (
     PAGE_CSP,
     Listing,
@@ -429,6 +429,57 @@ def _self_location(scope: Scope, query: list[tuple[str, str]]) -> str:
     return location
 
 
+class _Throttle:
+    """Failed token attempts per client address, and how long to hold back the next answer.
+
+    The first :attr:`FREE` failures are answered at once (typos happen); each further one waits
+    twice as long as the one before, from 1 s up to :attr:`CAP` s. The wait is a sleep of that
+    request only, so other clients are not slowed. A success, or :attr:`FORGET` seconds without a
+    failure, clears a client; at most :attr:`MAX_CLIENTS` are remembered (the oldest go first).
+    """
+
+    FREE = 5
+    FIRST_DELAY = 1.0
+    CAP = 10.0
+    FORGET = 15 * 60.0
+    MAX_CLIENTS = 4096
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        # client -> (failures, time of the last failure)
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def failed(self, client: str) -> float:
+        """Count a failure of ``client``; return the seconds to wait before answering it."""
+        now = self.clock()
+        count, last = self._failures.pop(client, (0, now))
+        count = 1 if now - last > self.FORGET else count + 1
+        self._failures[client] = (count, now)
+        while len(self._failures) > self.MAX_CLIENTS:
+            self._failures.popitem(last=False)
+        if count <= self.FREE:
+            return 0.0
+        delay: float = self.FIRST_DELAY * 2.0 ** min(count - self.FREE - 1, 16)
+        return min(self.CAP, delay)
+
+    def succeeded(self, client: str) -> None:
+        """Forget the failures of ``client``."""
+        self._failures.pop(client, None)
+
+    def failures(self, client: str) -> int:
+        """How many failures of ``client`` are remembered."""
+        return self._failures.get(client, (0, 0.0))[0]
+
+
+# The sleep of a throttled answer; tests replace it to see the delays without waiting.
+_sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 class _Guard:
     """Host check, token check and security headers around the whole application."""
 
@@ -441,6 +492,7 @@ class _Guard:
         self.allowed_hosts = (
             frozenset(h.lower() for h in allowed_hosts) if allowed_hosts is not None else None
         )
+        self.throttle = _Throttle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -455,32 +507,46 @@ class _Guard:
                 # answering only to the names of this host keeps such pages out.
                 await _error_page(400, "Bad Request", "Unknown Host header.")(scope, receive, send)
                 return
-        if self.token is None or self._authorised(request):
+        verdict = None if self.token is None else self._authorised(request)
+        if self.token is None or verdict:
+            if verdict:
+                self.throttle.succeeded(_client(scope))
             if request.method == "POST":
                 response: Response = Response(status_code=405, headers={"allow": "GET, HEAD"})
                 await response(scope, receive, send)
                 return
             await self.app(scope, receive, send)
             return
-        await self._login(request, scope, receive, send)
+        await self._login(request, scope, receive, send, wrong_bearer=verdict is False)
 
-    def _authorised(self, request: Request) -> bool:
+    def _authorised(self, request: Request) -> bool | None:
+        """True: a valid bearer token or cookie; False: a wrong bearer token; None: neither."""
         assert self.token is not None
         auth = request.headers.get("authorization", "")
         scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            value.strip().encode(), self.token.encode()
-        ):
+        bearer = scheme.lower() == "bearer"
+        if bearer and hmac.compare_digest(value.strip().encode(), self.token.encode()):
             return True
+        # A wrong cookie is not counted as a guess: it is a 256-bit MAC, no shorter to guess than
+        # the token, and a browser keeps sending the stale one of a server started with another
+        # token.
         cookie = request.cookies.get(COOKIE_NAME, "")
-        return bool(cookie) and hmac.compare_digest(cookie.encode(), self.cookie.encode())
+        if cookie and hmac.compare_digest(cookie.encode(), self.cookie.encode()):
+            return True
+        return False if bearer else None
 
     def _valid(self, candidate: str) -> bool:
         assert self.token is not None
         return hmac.compare_digest(candidate.encode(), self.token.encode())
 
-    async def _login(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
-        """Accept the token from a form POST or a ``?token=`` link, set the cookie, redirect."""
+    async def _login(
+        self, request: Request, scope: Scope, receive: Receive, send: Send, *, wrong_bearer: bool
+    ) -> None:
+        """Accept the token from a form POST or a ``?token=`` link, set the cookie, redirect.
+
+        A wrong token (link, form or bearer header) counts against the client; past the free
+        failures the answer waits (:class:`_Throttle`).
+        """
         query = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)]
         offered: str | None = None
         if request.method == "POST":
@@ -493,7 +559,9 @@ class _Guard:
             offered = form.get("token", "")
         elif request.method in ("GET", "HEAD"):
             offered = next((v for k, v in query if k == "token"), None)
+        client = _client(scope)
         if offered is not None and self._valid(offered):
+            self.throttle.succeeded(client)
             location = _self_location(scope, [(k, v) for k, v in query if k != "token"])
             response: Response = RedirectResponse(location, status_code=303)
             response.set_cookie(
@@ -506,7 +574,18 @@ class _Guard:
             )
             response.headers["cache-control"] = "no-store"
         else:
-            response = _login_page(wrong=offered is not None)
+            wrong = offered is not None or wrong_bearer
+            if wrong:
+                delay = self.throttle.failed(client)
+                if delay:
+                    log.warning(
+                        "wrong token from %s (%d failures): answering in %g s",
+                        client,
+                        self.throttle.failures(client),
+                        delay,
+                    )
+                    await _sleep(delay)
+            response = _login_page(wrong=wrong)
         await response(scope, receive, send)
 
 
@@ -572,9 +651,10 @@ def create_app(
         The Starlette application.
 
     Raises:
-        ConfigError: the prefix is invalid.
+        ConfigError: the prefix or the token is invalid (a token has at least 16 characters).
     """
     root = normalise_prefix(prefix)
+    token = check_token(token)
     index = _Index(store, root, cache_seconds)
     return Starlette(
         routes=[Route("/{path:path}", index.handle, methods=["GET", "HEAD", "POST"])],
