@@ -4,6 +4,7 @@ the running server against moto's server and SeaweedFS (hostile keys, ranges, 10
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 import select
@@ -23,11 +24,12 @@ from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 import anyio
 import boto3
 import botocore.config
+import botocore.exceptions
 import httpx
 import pytest
 
 from conftest import BLS_RELEASES
-from rearcquest.errors import ConfigError
+from rearcquest.errors import ConfigError, StorageError
 from rearcquest.index import (
     AUTO_TOKEN,
     DEFAULT_INDEX_KEY,
@@ -1395,28 +1397,106 @@ def many_objects() -> Iterator[ObjectStore]:
         thread.join()
 
 
+def _next_link(page: str) -> str | None:
+    match = re.search(r'<a id="next" rel="next" href="([^"]+)"', page)
+    return html.unescape(match.group(1)) if match else None
+
+
 @pytest.mark.integration
-def test_server_pages_through_ten_thousand_objects(many_objects: ObjectStore) -> None:
+def test_server_shows_ten_thousand_objects_a_page_at_a_time(many_objects: ObjectStore) -> None:
     with (
         start_server(many_objects) as server,
         httpx.Client(base_url=server.url, timeout=60) as client,
     ):
-        doc = client.get("/many/?format=json").json()
-        assert doc["count"] == {"folders": 1, "objects": 10_000}
-        assert doc["objects"][0]["name"] == "00000.txt"
-        assert doc["objects"][-1]["name"] == "09999.txt"
-        pages = [q for q in _ManyObjects.lists if q.get("prefix") == "many/"]
-        assert len(pages) == 11  # 10,001 entries, 1,000 a page
-        assert pages[-1]["continuation-token"] == "10000"
-        page = client.get("/many/")
-        assert page.status_code == 200 and page.headers["content-encoding"] == "gzip"
-        links = files(page.text)
-        assert len(links) == 10_000 and links["04567.txt"] == "/many/04567.txt"
-        assert page.text.count("</tr>") == 1 + 1 + 1 + 10_000  # header, parent, folder, files
+        first = client.get("/many/")
+        assert first.status_code == 200 and first.headers["content-encoding"] == "gzip"
+        lists = [q for q in _ManyObjects.lists if q.get("prefix") == "many/"]
+        # The first page after one ListObjectsV2 call, however big the folder.
+        assert len(lists) == 1 and "continuation-token" not in lists[0]
+        links = files(first.text)
+        assert len(links) == 1000 and links["00999.txt"] == "/many/00999.txt"
+        assert "this page: " in first.text and 'id="first"' not in first.text
+        # Follow "next" to the end: every object once, one listing call a page.
+        names: list[str] = []
+        folders: list[str] = []
+        page, url = first.text, str(first.url)
+        for _ in range(20):
+            rows = parse(page).rows
+            names += [r["name"] for r in rows if r["class"] == "file"]
+            folders += [r["name"] for r in rows if r["class"] == "folder"]
+            link = _next_link(page)
+            if link is None:
+                break
+            url = urljoin(url, link)
+            response = client.get(url)
+            assert response.status_code == 200
+            assert 'id="first" href="?sort=name&amp;order=asc"' in response.text
+            page = response.text
+        assert names == [f"{i:05d}.txt" for i in range(10_000)]
+        assert folders == ["sub/"]  # S3 pages keys and folders in one order: the last page
+        assert len([q for q in _ManyObjects.lists if q.get("prefix") == "many/"]) == 11
+        # Sorting and the filter apply to the page shown, and keep it.
+        second = client.get("/many/?page=1000&sort=size&order=desc&format=json").json()
+        assert [o["name"] for o in second["objects"]][:1] == ["01999.txt"]
+        assert second["count"]["objects"] == 1000 and second["page"] == "1000"
         filtered = client.get("/many/?q=0999&format=json").json()
-        names = [o["name"] for o in filtered["objects"]]
-        assert names == ["00999.txt"] + [f"0999{i}.txt" for i in range(10)]
+        assert [o["name"] for o in filtered["objects"]] == ["00999.txt"]
+        # JSON: "next" is the URL of the next page's JSON, null on the last.
+        doc = client.get("/many/?format=json").json()
+        seen = len(doc["objects"])
+        for _ in range(20):
+            if doc["next"] is None:
+                break
+            assert doc["next"].startswith("/many/?") and "format=json" in doc["next"]
+            doc = client.get(doc["next"]).json()
+            seen += len(doc["objects"])
+        assert seen == 10_000 and doc["count"]["folders"] == 1 and doc["next_page"] is None
         assert client.get("/many/09999.txt").content == b"many/09999.txt"
+
+
+def test_render_page_links_to_the_first_and_next_page() -> None:
+    objects = [info(f"pr/{i}.txt") for i in range(3)]
+    one = build_listing("bkt", "pr/", "", objects, [], generated=T0)
+    assert not one.paged and 'class="pages"' not in render_page(one, View(), href=href_path)
+    first = build_listing("bkt", "pr/", "", objects, [], generated=T0, next_page="k/+=&x")
+    view = View.from_query("size", "asc", "txt", None)
+    page = render_page(first, view, href=href_path)
+    assert 'href="?sort=size&amp;order=asc&amp;q=txt&amp;page=k%2F%2B%3D%26x"' in page
+    assert 'id="first"' not in page and "this page: " in page
+    assert 'name="page"' not in page
+    later = build_listing("bkt", "pr/", "", objects, [], generated=T0, page="k/+=&x")
+    page = render_page(later, View.from_query(None, None, None, "k/+=&x"), href=href_path)
+    assert '<a id="first" href="?sort=name&amp;order=asc">' in page and 'id="next"' not in page
+    # The filter form stays on the page shown.
+    assert '<input type="hidden" name="page" value="k/+=&amp;x">' in page
+    static = render_page(first, View(), href=href_path, mode="static")
+    assert 'class="pages"' not in static
+    doc = listing_document(first, view, href=href_path)
+    assert doc["next"] == "/?sort=size&order=asc&q=txt&page=k%2F%2B%3D%26x&format=json"
+    assert doc["next_page"] == "k/+=&x" and doc["page"] is None
+
+
+@pytest.mark.parametrize("page", ["\x00bad", "x" * 3000], ids=["control", "too-long"])
+def test_view_ignores_unusable_page_tokens(page: str) -> None:
+    assert View.from_query(None, None, None, page).page == ""
+
+
+class _StaleTokenStore(ObjectStore):
+    def list_page(self, prefix: str = "", **kwargs: Any) -> Any:
+        if kwargs.get("token"):
+            error = botocore.exceptions.ClientError(
+                {"Error": {"Code": "InvalidArgument", "Message": "bad token"}}, "ListObjectsV2"
+            )
+            raise StorageError(f"listing s3://{self.bucket}/{prefix} failed") from error
+        return super().list_page(prefix, **kwargs)
+
+
+def test_a_page_token_s3_refuses_is_a_400(loaded: ObjectStore) -> None:
+    app = create_app(_StaleTokenStore(loaded.client, loaded.bucket), prefix="pr/")
+    r = asgi(app, "GET", "/?page=not-a-token")
+    assert r.status_code == 400 and "first page" in r.text
+    assert asgi(app, "GET", "/?page=not-a-token&format=json").json()["status"] == 400
+    assert asgi(app, "GET", "/").status_code == 200
 
 
 def test_gzip_only_when_accepted(app: Any) -> None:

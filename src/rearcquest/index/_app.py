@@ -47,11 +47,13 @@ from rearcquest.layout import is_reserved
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from rearcquest.storage import ListPage, ObjectInfo, ObjectStore, ObjectStream
+    from rearcquest.storage import ListPage, ObjectStore, ObjectStream
 
 log = logging.getLogger(__name__)
 
 COOKIE_NAME = "rq_index_auth"
+# Rows (folders and files) on one page of a folder: one ListObjectsV2 call, S3's largest page.
+PAGE_SIZE = 1000
 CHUNK_SIZE = 256 * 1024
 # Pages smaller than this are sent as they are; larger ones gzipped when the client accepts it.
 _GZIP_MIN = 2048
@@ -93,12 +95,15 @@ def _error(request: Request, status: int, title: str, detail: str) -> Response:
     return _error_page(status, title, detail, home=_base(request.scope) + "/")
 
 
+def _error_code(exc: StorageError) -> str:
+    """S3's error code behind ``exc`` (``NoSuchKey``, ``InvalidArgument`` ...), or ``''``."""
+    response = getattr(exc.__cause__, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
 def _storage_status(exc: StorageError) -> int:
     """404 when S3 said the object is gone (e.g. deleted since the HEAD), else 502."""
-    cause = exc.__cause__
-    response = getattr(cause, "response", None)
-    code = str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-    return 404 if code in ("NoSuchKey", "404", "NotFound") else 502
+    return 404 if _error_code(exc) in ("NoSuchKey", "404", "NotFound") else 502
 
 
 def _base(scope: Scope) -> str:
@@ -160,9 +165,8 @@ _Collected = tuple[Listing, bool]
 class _ListingCache:
     """Recent listings by prefix, kept ``ttl`` seconds; concurrent misses for a prefix list once.
 
-    A listing of 10,000 objects is ten ``ListObjectsV2`` calls: under load, or with a page
-    reloaded while sorting, the cache keeps S3 from being asked the same thing many times a
-    second. Entries are few (LRU) and short-lived, so a sync shows up within ``ttl`` seconds.
+    Each page of a folder is one ``ListObjectsV2`` call: under load, or with a page reloaded
+    while sorting, the cache keeps S3 from being asked the same thing many times a second. Entries are few (LRU) and short-lived, so a sync shows up within ``ttl`` seconds.
     """
 
     _STRIPES = 64
@@ -199,7 +203,7 @@ class _ListingCache:
 class _PageCache:
     """Rendered pages of cached listings, least recently used first out, within a byte budget.
 
-    Rendering 10,000 rows takes about as long as listing them; a page asked for again while its
+    Rendering 1,000 rows takes about as long as listing them; a page asked for again while its
     listing is cached is sent as it was rendered.
     """
 
@@ -264,36 +268,48 @@ class _Index:
             return await self._listing(request, path)
         return await self._download(request, key)
 
-    def _collect(self, path: str) -> _Collected:
-        return self.cache.get(self.root + path, lambda: self._list(path))
+    def _collect(self, path: str, page: str) -> _Collected:
+        # NUL cannot be in a key, so prefix and page token never run into each other.
+        return self.cache.get(f"{self.root}{path}\0{page}", lambda: self._list(path, page))
 
-    def _list(self, path: str) -> _Collected:
-        objects: list[ObjectInfo] = []
-        prefixes: list[str] = []
-        token: str | None = None
+    def _list(self, path: str, page: str) -> _Collected:
+        """One page of the folder: one ``ListObjectsV2`` call, whatever the folder's size."""
         when = datetime.now(UTC)
-        while True:
-            page: ListPage = self.store.list_page(self.root + path, delimiter="/", token=token)
-            objects.extend(page.objects)
-            prefixes.extend(page.prefixes)
-            if page.next_token is None:
-                break
-            token = page.next_token
-        listing = build_listing(
-            self.store.bucket, self.root, path, objects, prefixes, generated=when
+        listed: ListPage = self.store.list_page(
+            self.root + path, delimiter="/", token=page or None, max_keys=PAGE_SIZE
         )
-        return listing, bool(objects or prefixes)
+        listing = build_listing(
+            self.store.bucket,
+            self.root,
+            path,
+            listed.objects,
+            listed.prefixes,
+            generated=when,
+            page=page,
+            next_page=listed.next_token,
+        )
+        return listing, bool(listed.objects or listed.prefixes)
 
     async def _listing(self, request: Request, path: str) -> Response:
+        params = request.query_params
+        view = View.from_query(
+            params.get("sort"), params.get("order"), params.get("q"), params.get("page")
+        )
         try:
-            listing, exists = await run_in_threadpool(self._collect, path)
+            listing, exists = await run_in_threadpool(self._collect, path, view.page)
         except StorageError as exc:
             log.warning("listing failed: %s", exc)
+            if view.page and _error_code(exc) == "InvalidArgument":
+                # S3's answer to a continuation token it did not issue (or for another folder).
+                return _error(
+                    request,
+                    400,
+                    "Bad Request",
+                    "This page link is not valid for this folder; start again from its first page.",
+                )
             return _error(request, 502, "Bad Gateway", "The storage backend could not be listed.")
-        if path and not exists:
+        if path and not exists and not view.page:
             return _error(request, 404, "Not Found", "There is no such folder.")
-        params = request.query_params
-        view = View.from_query(params.get("sort"), params.get("order"), params.get("q"))
         base = _base(request.scope)
         as_json = params.get("format") == "json"
         zipped = "gzip" in request.headers.get("accept-encoding", "").lower()
