@@ -406,7 +406,7 @@ def test_exposure_warning() -> None:
     assert exposure_warning("localhost", None) is None
     assert exposure_warning("::1", None) is None
     warning = exposure_warning("0.0.0.0", None)
-    assert warning is not None and "all interfaces" in warning and "--token" in warning
+    assert warning is not None and "all interfaces" in warning and "--token auto" in warning
     with_token = exposure_warning("::", "s3cret")
     assert with_token is not None and "all interfaces" in with_token and "--token" not in with_token
     assert "192.0.2.7" in (exposure_warning("192.0.2.7", None) or "")

@@ -45,7 +45,7 @@ def exposure_warning(host: str, token: str | None) -> str | None:
         "every request needs the token"
         if token
         else "anyone who can reach this machine can read the listed objects; "
-        "set --token (or RQ_INDEX_TOKEN) to require a token"
+        "add --token auto (or set RQ_INDEX_TOKEN) to require a token"
     )
     return f"serve-index is listening on {where}: {advice}"
 
