@@ -386,7 +386,8 @@ def write_static_index(
     calling this after each sync keeps it current. Its links are relative to the page, for S3
     static website hosting; with ``presign_seconds`` they are presigned URLs instead, so the
     page (shared by its own presigned URL, :attr:`StaticIndex.share_url`) works on a private
-    bucket until they expire. The page itself and the sync state object are not listed.
+    bucket until they expire. The page itself and rq's own objects (``.rearcquest/``) are not
+    listed.
 
     Args:
         store: the bucket.

@@ -166,7 +166,8 @@ class _ListingCache:
     """Recent listings by prefix, kept ``ttl`` seconds; concurrent misses for a prefix list once.
 
     Each page of a folder is one ``ListObjectsV2`` call: under load, or with a page reloaded
-    while sorting, the cache keeps S3 from being asked the same thing many times a second. Entries are few (LRU) and short-lived, so a sync shows up within ``ttl`` seconds.
+    while sorting, the cache keeps S3 from being asked the same thing many times a second.
+    Entries are few (LRU) and short-lived, so a sync shows up within ``ttl`` seconds.
     """
 
     _STRIPES = 64

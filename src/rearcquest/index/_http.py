@@ -219,8 +219,8 @@ def content_disposition(key: str) -> str:
     """Return an ``attachment`` Content-Disposition naming the key's last segment.
 
     Control characters and bidirectional controls are removed from the name first, from both
-    parameters: a browser saves the file under the ``filename*`` name, where ``invoice\u202etxt.exe``
-    would read as ``invoiceexe.txt``. The plain ``filename`` is an ASCII stand-in; ``filename*``
+    parameters: a browser saves the file under the ``filename*`` name, where
+    ``invoice\u202etxt.exe`` would read as ``invoiceexe.txt``. The plain ``filename`` is an ASCII stand-in; ``filename*``
     carries the UTF-8 name (RFC 6266), percent-encoded, so no key can break out of the header.
     """
     name = _saved_name(key.rsplit("/", 1)[-1]) or "download"
