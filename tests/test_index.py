@@ -1640,3 +1640,17 @@ def test_connections_beyond_the_bound_get_503(loaded: ObjectStore) -> None:
 def test_limits_are_checked(limits: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Limits(**limits)
+
+
+def test_the_default_limits_are_those_documented(loaded: ObjectStore) -> None:
+    from rearcquest.index._protocol import LimitedH11Protocol
+    from rearcquest.index._server import _server
+
+    server = _server(
+        loaded, prefix="", host="0.0.0.0", token=None, cache_seconds=5, limits=Limits()
+    )
+    protocol = server.config.http
+    assert isinstance(protocol, type) and issubclass(protocol, LimitedH11Protocol)
+    assert (protocol.request_timeout, protocol.max_connections) == (10.0, 256)
+    assert server.config.timeout_keep_alive == 5
+    assert server.config.limit_concurrency == 257  # running requests, one above the connections
