@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -132,12 +133,24 @@ def test_token_from_the_environment(serve_process: Any, bucket: tuple[str, Any])
     assert _interrupt(served.proc) == 0
 
 
+def _next_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The next line of stdout, even if it already sits in the reader's buffer (where select()
+    does not see it): read in a thread, waited for at most ``timeout`` seconds."""
+    lines: list[str] = []
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return lines[0] if lines else ""
+
+
 @pytest.mark.integration
 def test_auto_token_prints_the_link_once(serve_process: Any, bucket: tuple[str, Any]) -> None:
     name, _ = bucket
     served = serve_process("--bucket", name, "--token", "auto")
     assert "(token required)" in served.first_line
-    link = _read_line(served.proc, 30).strip()
+    link = _next_line(served.proc, 30).strip()
     match = re.fullmatch(r"Open (http://127\.0\.0\.1:\d+/)\?token=([A-Za-z0-9_-]{32})", link)
     assert match and match.group(1) == served.url, link
     token = match.group(2)
