@@ -670,7 +670,8 @@ def serve_index(
             "--token",
             metavar="TOKEN",
             envvar="RQ_INDEX_TOKEN",
-            help="Require this token on every request (bearer header, or cookie set by ?token=).",
+            help="Require this token (16+ characters) on every request: bearer header, or cookie "
+            "set by ?token=. 'auto' generates one and prints the link.",
             show_default=False,
         ),
     ] = None,
@@ -711,7 +712,8 @@ def serve_index(
 
     The live page lists folders and files (size, last modified), sorts by each column, filters
     by name, offers a JSON listing (?format=json) and streams downloads from S3 with Range and
-    conditional requests. It listens on 127.0.0.1 unless told otherwise.
+    conditional requests. It listens on 127.0.0.1 unless told otherwise; on a network, add
+    --host 0.0.0.0 --token auto. Big folders are shown 1,000 entries a page.
 
     Example: rq serve-index --bucket my-bls-mirror --prefix pr/
     """
@@ -735,18 +737,23 @@ def serve_index(
             if written.share_url:
                 typer.echo(f"Share (valid until {written.expires}): {written.share_url}")
             return
-        from rearcquest.index import serve
+        from rearcquest.index import AUTO_TOKEN, resolve_token, serve
+
+        required = resolve_token(token)
 
         def ready(url: str) -> None:
-            needs = " (token required)" if token else ""
+            needs = " (token required)" if required else ""
             typer.echo(f"Serving {store.url(prefix)} at {url}{needs}; press Ctrl-C to stop")
+            if required and token == AUTO_TOKEN:
+                # Shown this once: it is nowhere else, and a new one is made at every start.
+                typer.echo(f"Open {url}?token={required}")
 
         serve(
             store,
             prefix=prefix,
             host=host,
             port=port,
-            token=token,
+            token=required,
             on_ready=ready,
             cache_seconds=cache_seconds,
         )
