@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rearcquest.cli import app
+from rearcquest.layout import state_key
 from rearcquest.offline import Fault, OfflineServer
-from rearcquest.sync import STATE_NAME
 
 runner = CliRunner()
 
@@ -66,7 +66,7 @@ def test_json_summary_and_bucket_state(
     ):
         assert key in doc
     assert len(doc["added"]) == 12 and doc["errors"] == [] and doc["dry_run"] is False
-    assert keys(client, name) == {f"pr/{n}" for n in bls_server.files} | {f"pr/{STATE_NAME}"}
+    assert keys(client, name) == {f"pr/{n}" for n in bls_server.files} | {state_key("pr/")}
 
 
 def test_text_summary_and_noop(
@@ -104,7 +104,7 @@ def test_env_vars_configure_the_command(
     monkeypatch.setenv("RQ_BLS_URL", bls_server.bls_url)
     result = runner.invoke(app, ["sync-bls", "--prefix", "", "--include", "pr.c*"])
     assert result.exit_code == 0, result.output
-    assert keys(client, name) == {"pr.class", "pr.contacts", STATE_NAME}
+    assert keys(client, name) == {"pr.class", "pr.contacts", state_key("")}
     assert all("env@example.com" in r.user_agent for r in bls_server.requests)
 
 

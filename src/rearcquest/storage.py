@@ -539,24 +539,17 @@ class ObjectStore:
     def fetch(self, key: str, *, max_bytes: int | None = None) -> tuple[bytes, ObjectInfo] | None:
         """Read a whole (small) object with its ETag, or ``None`` if it does not exist.
 
-        The ETag is the one of the bytes returned (one GET), for a later ``if_match`` write.
+        The ETag is the one of the bytes returned (one GET), for a later ``if_match`` write. With
+        ``max_bytes``, at most ``max_bytes + 1`` bytes are read, so a caller tells an object that
+        is too large by the length, without reading all of it.
 
         Raises:
-            StorageError: the object cannot be read or is larger than ``max_bytes``.
+            StorageError: the object cannot be read.
         """
         import botocore.exceptions
 
         try:
-            with self.open(key) as stream:
-                if max_bytes is not None and stream.info.size > max_bytes:
-                    raise StorageError(
-                        f"{self.url(key)} is {stream.info.size} bytes, "
-                        f"more than the {max_bytes} allowed"
-                    )
-                try:
-                    return b"".join(stream.chunks()), stream.info
-                except (botocore.exceptions.BotoCoreError, OSError) as exc:
-                    raise self._error(exc, "read", key) from exc
+            stream = self.open(key)
         except StorageError as exc:
             cause = exc.__cause__
             if isinstance(cause, botocore.exceptions.ClientError) and str(
@@ -564,6 +557,16 @@ class ObjectStore:
             ) in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise
+        with stream:
+            data = bytearray()
+            try:
+                for chunk in stream.chunks():
+                    data += chunk
+                    if max_bytes is not None and len(data) > max_bytes:
+                        break
+            except (botocore.exceptions.BotoCoreError, OSError) as exc:
+                raise self._error(exc, "read", key) from exc
+        return bytes(data), stream.info
 
     def put_bytes_if(
         self,
