@@ -126,6 +126,7 @@ class Lease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._renewing = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Lease({self.store.url(self.key)!r}, holder={self.holder!r})"
@@ -267,23 +268,25 @@ class Lease:
             True if renewed; False if it was lost (taken over after expiring) or S3 failed (the
             lease stays valid until its expiry and the next renewal tries again).
         """
-        with self._lock:
-            etag = self._etag
-            if etag is None or self._lost is not None:
+        # One renewal at a time: two on the same ETag would take each other for a takeover.
+        with self._renewing:
+            with self._lock:
+                etag = self._etag
+                if etag is None or self._lost is not None:
+                    return False
+            body, expires = self._document()
+            try:
+                new_etag = self.store.put_bytes_if(self.key, body, if_match=etag)
+            except PreconditionFailedError:
+                self._mark_lost("it was taken over by another sync after it expired")
                 return False
-        body, expires = self._document()
-        try:
-            new_etag = self.store.put_bytes_if(self.key, body, if_match=etag)
-        except PreconditionFailedError:
-            self._mark_lost("it was taken over by another sync after it expired")
-            return False
-        except StorageError as exc:
-            log.warning("could not renew the lease %s: %s", self.store.url(self.key), exc)
-            return False
-        with self._lock:
-            if self._etag == etag:
-                self._etag, self._expires = new_etag, expires
-        return True
+            except StorageError as exc:
+                log.warning("could not renew the lease %s: %s", self.store.url(self.key), exc)
+                return False
+            with self._lock:
+                if self._etag == etag:
+                    self._etag, self._expires = new_etag, expires
+            return True
 
     def _mark_lost(self, why: str) -> None:
         with self._lock:
@@ -294,9 +297,13 @@ class Lease:
     def check(self) -> None:
         """Make sure the lease is still held, before a step that changes the mirror.
 
+        It is renewed on the spot (one conditional PUT), which proves it is still this run's: a
+        run stalled past its expiry whose lease was taken over learns it here.
+
         Raises:
             LeaseLostError: it was taken over, or it expired without renewal.
         """
+        self.renew()
         with self._lock:
             lost, expires = self._lost, self._expires
         if lost is None and expires is not None and expires <= self._now():
