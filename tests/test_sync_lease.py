@@ -169,3 +169,34 @@ def test_overlapping_syncs_lose_nothing(any_store: ObjectStore, bls_server: Offl
     assert waited[0].updated  # it ran after the slow one, on the newest listing
     assert mirror(any_store) == {n: f.data for n, f in new.items()}
     assert any_store.fetch(LOCK) is None
+
+
+@pytest.mark.parametrize("first_run", [True, False], ids=["no-state-yet", "state-read"])
+def test_state_write_is_conditional(
+    any_store: ObjectStore, bls_server: OfflineServer, first_run: bool
+) -> None:
+    """A run without a lease (or past its expiry) never overwrites a state another run wrote."""
+    from rearcquest.errors import StateConflictError
+
+    if not first_run:
+        run(any_store, bls_server).raise_for_errors()
+        bls_server.set_files(release("2026-08-06"))
+    theirs = b'{"written by": "another run"}'
+    real_upload = any_store.upload
+    wrote: list[bool] = []
+
+    def upload(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+        if not wrote:
+            wrote.append(True)
+            any_store.put_bytes(state_key("pr/"), theirs)
+        return real_upload(key, fileobj, size, **kw)
+
+    any_store.upload = upload  # type: ignore[method-assign]
+    with pytest.raises(StateConflictError, match="it was not overwritten") as info:
+        run(any_store, bls_server, lock=False)
+    assert info.value.exit_code == 5
+    assert any_store.get_bytes(state_key("pr/")) == theirs
+    del any_store.upload
+    # The next run treats that foreign document as lost, rebuilds and converges.
+    run(any_store, bls_server).raise_for_errors()
+    assert mirror(any_store) == {n: f.data for n, f in bls_server.files.items()}
