@@ -86,7 +86,9 @@ class LeaseInfo:
         expires = datetime.fromisoformat(doc["expires"])
         if acquired.tzinfo is None or expires.tzinfo is None:
             raise ValueError("lock times carry no time zone")
-        return cls(doc["holder"], acquired, expires)
+        # A holder name is for people: a long one (another tool's lock) is cut for messages.
+        holder = doc["holder"] if len(doc["holder"]) <= 200 else doc["holder"][:200] + "..."
+        return cls(holder, acquired, expires)
 
 
 class Lease:
