@@ -299,3 +299,13 @@ def test_endpoint_ignoring_conditions_is_detected_and_said_once(
     said = [r for r in log_records if "ignores conditional writes" in r.getMessage()]
     assert len(said) == 1
     assert info.value.exit_code == 2
+
+
+def test_takeover_on_an_endpoint_ignoring_if_match_is_refused(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lease_module, "_unsupported_reported", set())
+    expired_lock(store)
+    _ignore_conditions(store, ("If-Match",))
+    with pytest.raises(LockUnsupportedError, match="If-Match"):
+        Lease(store, KEY).acquire()

@@ -215,6 +215,7 @@ class Lease:
             etag = self.store.put_bytes_if(self.key, body, if_match=info.etag)
         except PreconditionFailedError:
             return current  # another run took it over first
+        self._check_conditions_honoured(body, etag)
         self._won(etag, expires)
         return None
 
