@@ -164,7 +164,9 @@ def test_overlapping_syncs_lose_nothing(any_store: ObjectStore, bls_server: Offl
     go_on.set()
     slow.join(timeout=60)
     waiter.join(timeout=120)
-    outcome[0].raise_for_errors()
+    # The slow run may report files that changed on the server under it (sizes no longer as
+    # listed): it uploads none of those and deletes nothing. The run after it converges.
+    assert all("listing says" in e.message for e in outcome[0].errors)
     waited[0].raise_for_errors()
     assert waited[0].updated  # it ran after the slow one, on the newest listing
     assert mirror(any_store) == {n: f.data for n, f in new.items()}
