@@ -16,6 +16,7 @@ from rearcquest.errors import (
     SourceError,
     TransferError,
 )
+from rearcquest.layout import state_key
 from rearcquest.offline import Fault, OfflineServer
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
@@ -23,6 +24,7 @@ from rearcquest.sync import META_SHA256, STATE_NAME, sync_bls
 
 CONTACT = "tests@example.com"
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05, max_retry_after=0.05)
+STATE = state_key("pr/")  # .rearcquest/state/pr.json, outside the mirror
 
 
 def run(store: ObjectStore, server: OfflineServer, **kw: Any) -> Any:
@@ -31,11 +33,8 @@ def run(store: ObjectStore, server: OfflineServer, **kw: Any) -> Any:
 
 
 def bucket_files(store: ObjectStore, prefix: str = "pr/") -> dict[str, bytes]:
-    return {
-        o.key[len(prefix) :]: store.get_bytes(o.key)
-        for o in store.list_objects(prefix)
-        if not o.key.endswith(STATE_NAME)
-    }
+    """Every object under the prefix: the mirror holds the source's files and nothing else."""
+    return {o.key[len(prefix) :]: store.get_bytes(o.key) for o in store.list_objects(prefix)}
 
 
 def test_first_sync_uploads_every_file_byte_for_byte(
@@ -94,9 +93,9 @@ def test_304_is_unchanged(store: ObjectStore, bls_server: OfflineServer) -> None
     stale = files["pr.txt"]
     files["pr.txt"] = type(stale)(stale.name, stale.data, stale.listed.replace(minute=59))
     bls_server.set_files(files)
-    state = json.loads(store.get_bytes("pr/" + STATE_NAME))
+    state = json.loads(store.get_bytes(STATE))
     state["files"]["pr.txt"]["last_modified"] = "Thu, 01 Jan 2099 00:00:00 GMT"
-    store.put_bytes("pr/" + STATE_NAME, json.dumps(state).encode())
+    store.put_bytes(STATE, json.dumps(state).encode())
     before = len(bls_server.requests)
     result = run(store, bls_server)
     assert [r.status for r in bls_server.requests[before:] if r.path.endswith("pr.txt")] == [304]
@@ -112,7 +111,7 @@ def test_removed_file_is_deleted(store: ObjectStore, bls_server: OfflineServer) 
     result = run(store, bls_server)
     assert result.deleted == ["pr.footnote"]
     assert store.head("pr/pr.footnote") is None
-    assert "pr.footnote" not in json.loads(store.get_bytes("pr/" + STATE_NAME))["files"]
+    assert "pr.footnote" not in json.loads(store.get_bytes(STATE))["files"]
 
 
 def test_delete_guard_trips_before_deleting(store: ObjectStore, bls_server: OfflineServer) -> None:
@@ -148,12 +147,12 @@ def test_out_of_band_change_is_repaired(store: ObjectStore, bls_server: OfflineS
 
 def test_lost_state_is_rebuilt_from_metadata(store: ObjectStore, bls_server: OfflineServer) -> None:
     run(store, bls_server)
-    store.client.delete_object(Bucket=store.bucket, Key="pr/" + STATE_NAME)
+    store.client.delete_object(Bucket=store.bucket, Key=STATE)
     before = len(bls_server.requests)
     result = run(store, bls_server)
     assert len(bls_server.requests) - before == 1  # the listing only
     assert len(result.unchanged) == 12
-    assert store.head("pr/" + STATE_NAME) is not None
+    assert store.head(STATE) is not None
 
 
 def test_dry_run_changes_nothing(store: ObjectStore, bls_server: OfflineServer) -> None:
@@ -297,7 +296,7 @@ def test_partial_sync_keeps_the_state_of_other_files(
 ) -> None:
     run(store, bls_server)
     run(store, bls_server, include=["pr.data.*"])
-    state = json.loads(store.get_bytes("pr/" + STATE_NAME))["files"]
+    state = json.loads(store.get_bytes(STATE))["files"]
     assert sorted(state) == sorted(bls_server.files)
     before = len(bls_server.requests)
     result = run(store, bls_server)

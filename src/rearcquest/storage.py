@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote
 
-from rearcquest.errors import ConfigError, StorageError
+from rearcquest.errors import ConfigError, PreconditionFailedError, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -31,6 +31,8 @@ _DELETE_BATCH = 1000
 # CopyObject copies at most 5 GiB in one request; larger objects are copied part by part.
 COPY_LIMIT = 5 * 1024**3
 COPY_PART_SIZE = 512 * 1024 * 1024
+# What S3 answers when a conditional write or delete loses (If-Match, If-None-Match).
+_PRECONDITION_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 
 
 def make_s3_client(
@@ -173,6 +175,10 @@ def _encode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return {k: quote(v, safe=" !#$&'()*+,/:;=?@[]~") for k, v in metadata.items()}
 
 
+def _quoted(etag: str) -> str:
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
 def _decode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): unquote(v) for k, v in metadata.items()}
 
@@ -215,6 +221,11 @@ class ObjectStore:
                 hint = "access denied; check the credentials (AWS_PROFILE) and the bucket policy"
             elif code in ("NoSuchKey", "404", "NotFound"):
                 hint = "no such object"
+            elif code in _PRECONDITION_CODES:
+                return PreconditionFailedError(
+                    f"cannot {action} {where}: the object changed since it was read "
+                    f"(S3 answered {code}); nothing was overwritten"
+                )
             else:
                 hint = f"S3 answered {code or 'an error'}: {exc}"
         elif isinstance(exc, botocore.exceptions.NoCredentialsError):
@@ -625,6 +636,112 @@ class ObjectStore:
                 log.warning("could not abort multipart copy of %s", self.url(key))
             raise
         return str(done.get("ETag", "")).strip('"')
+
+    def fetch(self, key: str, *, max_bytes: int | None = None) -> tuple[bytes, ObjectInfo] | None:
+        """Read a whole (small) object with its ETag, or ``None`` if it does not exist.
+
+        The ETag is the one of the bytes returned (one GET), for a later ``if_match`` write. With
+        ``max_bytes``, at most ``max_bytes + 1`` bytes are read, so a caller tells an object that
+        is too large by the length, without reading all of it.
+
+        Raises:
+            StorageError: the object cannot be read.
+        """
+        import botocore.exceptions
+
+        try:
+            stream = self.open(key)
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, botocore.exceptions.ClientError) and str(
+                cause.response.get("Error", {}).get("Code", "")
+            ) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        with stream:
+            data = bytearray()
+            try:
+                for chunk in stream.chunks():
+                    data += chunk
+                    if max_bytes is not None and len(data) > max_bytes:
+                        break
+            except (botocore.exceptions.BotoCoreError, OSError) as exc:
+                raise self._error(exc, "read", key) from exc
+        return bytes(data), stream.info
+
+    def put_bytes_if(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        content_type: str = "application/json",
+    ) -> str:
+        """Write a small object only if it is still as expected; return its new ETag.
+
+        Args:
+            key: the object key.
+            data: the new body.
+            if_match: write only if the object's ETag is still this (``If-Match``).
+            if_none_match: write only if no object exists at ``key`` (``If-None-Match: *``).
+            content_type: the ``Content-Type``.
+
+        Raises:
+            PreconditionFailedError: the condition failed (the object changed, appeared or went
+                away); nothing was written.
+            StorageError: the write failed for another reason.
+        """
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "Body": data,
+            "ContentLength": len(data),
+            "ContentType": content_type,
+        }
+        if if_match is not None:
+            kwargs["IfMatch"] = _quoted(if_match)
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        try:
+            response = self._call("write", key, lambda: self.client.put_object(**kwargs))
+        except StorageError as exc:
+            raise self._gone_is_precondition(exc, key, "write", if_match) from exc.__cause__
+        return str(response.get("ETag", "")).strip('"')
+
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        """Delete one object; with ``if_match``, only if its ETag is still that.
+
+        Raises:
+            PreconditionFailedError: ``if_match`` was given and the object changed or is gone.
+            StorageError: the delete failed for another reason.
+        """
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if if_match is not None:
+            kwargs["IfMatch"] = _quoted(if_match)
+        try:
+            self._call("delete", key, lambda: self.client.delete_object(**kwargs))
+        except StorageError as exc:
+            raise self._gone_is_precondition(exc, key, "delete", if_match) from exc.__cause__
+
+    def _gone_is_precondition(
+        self, exc: StorageError, key: str, action: str, if_match: str | None
+    ) -> StorageError:
+        import botocore.exceptions
+
+        cause = exc.__cause__
+        # AWS and moto answer 404 to If-Match on a missing object: for the caller it is the same
+        # lost race as a 412 (the object it read is not there any more).
+        if (
+            if_match is not None
+            and isinstance(cause, botocore.exceptions.ClientError)
+            and str(cause.response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404")
+        ):
+            return PreconditionFailedError(
+                f"cannot {action} {self.url(key)}: the object is gone since it was read; "
+                "nothing was overwritten"
+            )
+        return exc
 
     def delete_many(self, keys: list[str]) -> dict[str, str]:
         """Delete ``keys`` in batches; return ``{key: error message}`` for those that failed.
