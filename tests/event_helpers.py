@@ -57,14 +57,17 @@ class _Collect(logging.Handler):
 
 @contextmanager
 def collected(logger: str) -> Iterator[list[logging.LogRecord]]:
-    """The records ``logger`` handles while the block runs (whatever its handlers propagate to)."""
+    """The records of ``logger`` and its children, INFO and up, while the block runs."""
     handler = _Collect()
     target = logging.getLogger(logger)
+    level = target.level
     target.addHandler(handler)
+    target.setLevel(logging.INFO)
     try:
         yield handler.records
     finally:
         target.removeHandler(handler)
+        target.setLevel(level)
 
 
 def reports(records: list[logging.LogRecord]) -> dict[str, Any]:
