@@ -879,17 +879,44 @@ def test_unreachable_endpoint_becomes_502() -> None:
 def test_listing_cache_lists_once_for_concurrent_requests() -> None:
     from rearcquest.index._app import _ListingCache
 
+    requests = 8
     cache = _ListingCache(ttl=3600)
+    changed = threading.Condition()
     calls: list[str] = []
+    waiting = [0]  # callers blocked before the listing, on the cache's per-prefix lock
+
+    class _CountedLock:
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+
+        def __enter__(self) -> None:
+            with changed:
+                waiting[0] += 1
+                changed.notify_all()
+            self._lock.acquire()
+            with changed:
+                waiting[0] -= 1
+                changed.notify_all()
+
+        def __exit__(self, *exc: object) -> None:
+            self._lock.release()
+
+    cache._locks = [_CountedLock() for _ in cache._locks]  # type: ignore[misc]
     gate = threading.Event()
 
     def load() -> Any:
-        calls.append("listed")
-        gate.wait(10)
+        with changed:
+            calls.append("listed")
+            changed.notify_all()
+        assert gate.wait(30), "the listing was never released"
         return [], [], T0
 
-    with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(cache.get, "pr/", load) for _ in range(8)]
+    with ThreadPoolExecutor(requests) as pool:
+        futures = [pool.submit(cache.get, "pr/", load) for _ in range(requests)]
+        # Hold the first listing until every request either lists too (no coalescing) or waits
+        # for it; only then may it finish, so a late caller cannot pass by finding it cached.
+        with changed:
+            assert changed.wait_for(lambda: len(calls) + waiting[0] >= requests, timeout=30)
         gate.set()
         results = [f.result() for f in futures]
     assert calls == ["listed"]
