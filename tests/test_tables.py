@@ -1,0 +1,326 @@
+"""rearcquest.tables: building the Parquet tables from a mirror in (moto) S3, and querying them."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from conftest import DATAUSA, release
+from rearcquest.errors import ConfigError, DataError
+from rearcquest.layout import META_SHA256
+from rearcquest.tables import (
+    build_tables,
+    decode_series,
+    find_surveys,
+    manifest_key,
+    observations_key,
+    population_key,
+    read_tsv,
+    series_key,
+)
+
+VINTAGES = ("2024-06-06", "2025-06-05", "2025-09-04", "2026-08-06")
+POPULATION = "datausa/population.json"
+
+# A second survey with its own code files: zz.area decodes area_code, zz.item decodes item (no
+# _code suffix in the series file), and nothing decodes unit_code.
+ZZ = {
+    "zz.series": (
+        "series_id   \tarea_code\titem\tunit_code\tfootnote_codes\tbegin_year\r\n"
+        "ZZA1        \tA1\tX\tu\t\t2001\r\n"
+        "ZZB2        \tB2\tY\tu\t\t2002\r\n"
+        "ZZC9        \tC9\tX\tv\t\t2003\r\n"
+    ),
+    "zz.area": "area_code\tarea_name\tdisplay_level\r\nA1\tNorth\t0\r\nB2\tSouth\t0\r\n",
+    "zz.item": "Item_code\tItem_text\r\nX\tWidgets\r\nY\tGadgets, large\r\n",
+    "zz.footnote": "footnote_code\tfootnote_text\r\nP\tpreliminary\r\n",
+    "zz.txt": "The ZZ survey\r\n",
+    "zz.data.0.Current": (
+        "series_id   \tyear\tperiod\t     value\tfootnote_codes\r\n"
+        "ZZA1        \t2001\tM01\t       1.5\t\r\n"
+        "ZZA1        \t2001\tM02\t         -\tP\r\n"
+        "ZZB2        \t2002\tM01\t   -12.250\t\r\n"
+    ),
+}
+
+
+def put_file(store: Any, key: str, data: bytes) -> None:
+    """Store a mirrored file the way rq sync-bls does: with its sha256 as metadata."""
+    store.put_bytes(key, data, metadata={META_SHA256: hashlib.sha256(data).hexdigest()})
+
+
+def mirror(store: Any, files: dict[str, bytes], prefix: str) -> None:
+    for name, data in files.items():
+        put_file(store, prefix + name, data)
+
+
+def mirror_release(store: Any, vintage: str, prefix: str = "pr/") -> None:
+    mirror(store, {name: f.data for name, f in release(vintage).items()}, prefix)
+
+
+def mirror_zz(store: Any, **changes: str) -> None:
+    mirror(store, {n: t.encode() for n, t in {**ZZ, **changes}.items()}, "zz/")
+
+
+def put_population(store: Any) -> None:
+    body = (DATAUSA / "tesseract-acs1-2013-2023-raw.json").read_bytes()
+    store.put_bytes(POPULATION, body)
+
+
+def parquet(store: Any, key: str) -> pl.DataFrame:
+    return pl.read_parquet(io.BytesIO(store.get_bytes(key)))
+
+
+def statuses(result: Any) -> dict[str, str]:
+    return {b.key: b.status for b in result.builds}
+
+
+# -- decoding ------------------------------------------------------------------------------------
+
+
+def test_decode_series_names_each_code_and_warns_once_per_undecoded_column() -> None:
+    series = read_tsv(ZZ["zz.series"].encode(), source="zz.series")
+    mappings = {
+        n: read_tsv(ZZ[n].encode(), source=n) for n in ("zz.area", "zz.item", "zz.footnote")
+    }
+    decoded, warnings = decode_series(series, mappings)
+    assert decoded.columns == [
+        "series_id",
+        "area_code",
+        "area_name",
+        "item",
+        "item_text",
+        "unit_code",
+        "footnote_codes",
+        "begin_year",
+        "title",
+    ]
+    assert decoded.rows() == [
+        ("ZZA1", "A1", "North", "X", "Widgets", "u", None, "2001", "North; Widgets"),
+        ("ZZB2", "B2", "South", "Y", "Gadgets, large", "u", None, "2002", "South; Gadgets, large"),
+        ("ZZC9", "C9", None, "X", "Widgets", "v", None, "2003", "Widgets"),
+    ]
+    assert warnings == ["no mapping file decodes unit_code: it stays a code"]
+
+
+def test_read_tsv_rejects_a_file_that_is_not_text() -> None:
+    with pytest.raises(DataError, match=r"^zz\.area: cannot be read"):
+        read_tsv(b"a_code\tb\n\xff\xfe\x00\tx\ty\tz\n", source="zz.area")
+
+
+# -- building from the real releases -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vintage", VINTAGES, ids=VINTAGES)
+def test_builds_every_table_of_a_real_release(store: Any, vintage: str) -> None:
+    mirror_release(store, vintage)
+    put_population(store)
+    result = build_tables(store, population_object=POPULATION)
+    assert result.failed == []
+    files = release(vintage)
+    for name in ("pr.data.0.Current", "pr.data.1.AllData"):
+        key = observations_key("tables/", "pr", name)
+        table = parquet(store, key)
+        lines = [line for line in files[name].data.decode().splitlines()[1:] if line.strip()]
+        assert table.height == len(lines)
+        assert table.schema == pl.Schema(
+            {
+                "series_id": pl.String,
+                "year": pl.Int16,
+                "period": pl.String,
+                "value": pl.Decimal(18, 3),
+                "value_text": pl.String,
+                "footnote_codes": pl.String,
+            }
+        )
+        first = lines[0].split("\t")
+        assert table.row(0) == (
+            first[0].strip(),
+            int(first[1]),
+            first[2].strip(),
+            Decimal(first[3].strip()),
+            first[3].strip(),
+            first[4].strip() or None,
+        )
+    manifest = json.loads(store.get_bytes(manifest_key("tables/", "pr")))
+    current = files["pr.data.0.Current"].data
+    assert manifest["files"]["pr.data.0.Current"]["sha256"] == hashlib.sha256(current).hexdigest()
+    series = parquet(store, series_key("tables/", "pr"))
+    assert series.height == len(files["pr.series"].data.decode().splitlines()) - 1
+    population = parquet(store, population_key("tables/"))
+    assert population.schema == pl.Schema(
+        {"year": pl.Int16, "population": pl.Int64, "source": pl.String}
+    )
+    assert population.row(0) == (2013, 316128839, "s3://test-bucket/" + POPULATION)
+
+
+def test_decoded_series_reads_as_its_sector_and_measure(store: Any) -> None:
+    mirror_release(store, "2026-08-06")
+    build_tables(store)
+    series = parquet(store, series_key("tables/", "pr")).filter(
+        pl.col("series_id") == "PRS30006032"
+    )
+    row = series.row(0, named=True)
+    assert row["sector_code"] == "3000"
+    assert row["sector_name"] == "Manufacturing"
+    assert row["measure_code"] == "03"
+    assert row["measure_text"] == "Hours worked"
+    assert row["seasonal"] == "S"
+    assert row["seasonal_text"] == "Seasonal Adjusted"
+    assert row["title"] == (
+        "Manufacturing; All workers; Hours worked; % Change from previous quarter; "
+        "Seasonal Adjusted"
+    )
+
+
+def test_second_survey_keeps_non_numbers_and_undecoded_codes(
+    store: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    mirror_zz(store)
+    with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
+        result = build_tables(store, surveys=["zz"])
+    assert result.warnings == [
+        "s3://test-bucket/zz/zz.series: no mapping file decodes unit_code: it stays a code"
+    ]
+    assert [r.message for r in caplog.records] == result.warnings
+    table = parquet(store, observations_key("tables/", "zz", "zz.data.0.Current"))
+    assert table.rows() == [
+        ("ZZA1", 2001, "M01", Decimal("1.500"), "1.5", None),
+        ("ZZA1", 2001, "M02", None, "-", "P"),
+        ("ZZB2", 2002, "M01", Decimal("-12.250"), "-12.250", None),
+    ]
+    series = parquet(store, series_key("tables/", "zz"))
+    assert series["area_name"].to_list() == ["North", "South", None]
+    assert series["unit_code"].to_list() == ["u", "u", "v"]
+
+
+def test_find_surveys_and_all(store: Any) -> None:
+    mirror_release(store, "2024-06-06")
+    mirror_zz(store)
+    store.put_bytes("notes/readme.txt", b"x")
+    assert find_surveys(store) == ["pr", "zz"]
+    result = build_tables(store, surveys=None)
+    assert {b.survey for b in result.builds} == {"pr", "zz"}
+
+
+def test_a_survey_that_is_not_mirrored_is_a_config_error(store: Any) -> None:
+    with pytest.raises(ConfigError, match=r"s3://test-bucket/xx/ holds no xx\.series"):
+        build_tables(store, surveys=["xx"])
+
+
+# -- rebuilding only what changed ----------------------------------------------------------------
+
+
+def test_a_changed_data_file_rebuilds_only_its_partition(store: Any) -> None:
+    mirror_release(store, "2025-06-05")
+    first = build_tables(store)
+    assert set(statuses(first).values()) == {"built"}
+    again = build_tables(store)
+    assert set(statuses(again).values()) == {"unchanged"}
+    current = release("2025-09-04")["pr.data.0.Current"].data
+    put_file(store, "pr/pr.data.0.Current", current)
+    third = build_tables(store)
+    assert statuses(third) == {
+        observations_key("tables/", "pr", "pr.data.0.Current"): "built",
+        observations_key("tables/", "pr", "pr.data.1.AllData"): "unchanged",
+        series_key("tables/", "pr"): "unchanged",
+    }
+    table = parquet(store, observations_key("tables/", "pr", "pr.data.0.Current"))
+    assert table.height == len(current.decode().splitlines()) - 1
+
+
+def test_a_changed_mapping_file_rebuilds_the_series(store: Any) -> None:
+    mirror_zz(store)
+    build_tables(store, surveys=["zz"])
+    mirror_zz(store, **{"zz.area": "area_code\tarea_name\r\nA1\tNorth\r\nC9\tWest\r\n"})
+    result = build_tables(store, surveys=["zz"])
+    assert statuses(result)[series_key("tables/", "zz")] == "built"
+    assert parquet(store, series_key("tables/", "zz"))["area_name"].to_list() == [
+        "North",
+        None,
+        "West",
+    ]
+
+
+def test_a_removed_data_file_removes_its_partition(store: Any) -> None:
+    mirror_zz(store, **{"zz.data.1.Extra": ZZ["zz.data.0.Current"]})
+    build_tables(store, surveys=["zz"])
+    extra = observations_key("tables/", "zz", "zz.data.1.Extra")
+    assert store.head(extra) is not None
+    store.delete_many(["zz/zz.data.1.Extra"])
+    result = build_tables(store, surveys=["zz"])
+    assert statuses(result)[extra] == "removed"
+    assert store.head(extra) is None
+    assert (
+        "zz.data.1.Extra" not in json.loads(store.get_bytes(manifest_key("tables/", "zz")))["files"]
+    )
+
+
+BAD_ROWS = [
+    ("ZZA1\t2001\tM01\t1234567890123456.5\t", "line 4: value '1234567890123456.5' does not fit"),
+    ("ZZA1\t2001\tM01\t1.2345\t", "line 4: value '1.2345' is not a decimal number"),
+    ("ZZA1\tyear\tM01\t1.5\t", "line 4: year 'year' is not a four-digit year"),
+    ("ZZA1\t2001\tM01\t1.5\t\tx\ty", "line 4: 7 fields, the header has 5"),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"), BAD_ROWS, ids=["too-large", "too-precise", "bad-year", "too-many-fields"]
+)
+def test_a_malformed_row_fails_its_file_and_writes_nothing(
+    store: Any, line: str, message: str
+) -> None:
+    good = ZZ["zz.data.0.Current"]
+    bad = good.replace("ZZB2        \t2002\tM01\t   -12.250\t", line)
+    mirror_zz(store, **{"zz.data.1.Bad": bad})
+    result = build_tables(store, surveys=["zz"])
+    (failed,) = result.failed
+    assert failed.key == observations_key("tables/", "zz", "zz.data.1.Bad")
+    assert failed.error is not None
+    assert failed.error.startswith("s3://test-bucket/zz/zz.data.1.Bad " + message)
+    assert store.head(failed.key) is None
+    # The other tables are still built; the result raises once for the failure.
+    assert store.head(observations_key("tables/", "zz", "zz.data.0.Current")) is not None
+    with pytest.raises(DataError, match=r"1 table\(s\) not built: s3://test-bucket/zz/zz\.data"):
+        result.raise_for_errors()
+
+
+def test_a_failed_rebuild_keeps_the_previous_partition(store: Any) -> None:
+    mirror_zz(store)
+    build_tables(store, surveys=["zz"])
+    key = observations_key("tables/", "zz", "zz.data.0.Current")
+    before = store.get_bytes(key)
+    mirror_zz(store, **{"zz.data.0.Current": ZZ["zz.data.0.Current"] + "ZZA1\t20x1\tM01\t1\t\r\n"})
+    result = build_tables(store, surveys=["zz"])
+    assert [b.key for b in result.failed] == [key]
+    assert store.get_bytes(key) == before
+    # Still recorded as the old file's partition, so the next build tries again.
+    again = build_tables(store, surveys=["zz"])
+    assert [b.key for b in again.failed] == [key]
+
+
+def test_population_is_rebuilt_only_when_the_answer_changes(store: Any, tmp_path: Path) -> None:
+    mirror_zz(store)
+    put_population(store)
+    build_tables(store, surveys=["zz"], population_object=POPULATION)
+    again = build_tables(store, surveys=["zz"], population_object=POPULATION)
+    assert statuses(again)[population_key("tables/")] == "unchanged"
+    store.put_bytes(POPULATION, (DATAUSA / "old-api-acs5-2013-2023-indent2.json").read_bytes())
+    third = build_tables(store, surveys=["zz"], population_object=POPULATION)
+    assert statuses(third)[population_key("tables/")] == "built"
+
+
+def test_a_missing_population_answer_is_a_warning(store: Any) -> None:
+    mirror_zz(store)
+    result = build_tables(store, surveys=["zz"], population_object=POPULATION)
+    assert result.warnings[-1] == (
+        f"s3://test-bucket/{POPULATION} does not exist: no population table (rq fetch-population)"
+    )
