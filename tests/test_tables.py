@@ -324,3 +324,196 @@ def test_a_missing_population_answer_is_a_warning(store: Any) -> None:
     assert result.warnings[-1] == (
         f"s3://test-bucket/{POPULATION} does not exist: no population table (rq fetch-population)"
     )
+
+
+# -- analyze from the tables ---------------------------------------------------------------------
+
+
+def analyze_from(store: Any, source: str, **options: Any) -> Any:
+    from rearcquest.tables import analyze
+
+    return analyze(
+        source=source,  # type: ignore[arg-type]
+        bls="s3://test-bucket/pr/pr.data.0.Current",
+        population=f"s3://test-bucket/{POPULATION}",
+        s3_client=store.client,
+        **options,
+    )
+
+
+@pytest.mark.parametrize("vintage", VINTAGES, ids=VINTAGES)
+@pytest.mark.parametrize("include_annual", [False, True], ids=["quarters", "annual"])
+def test_analyze_from_tables_equals_analyze_from_files(
+    store: Any, vintage: str, include_annual: bool
+) -> None:
+    mirror_release(store, vintage)
+    put_population(store)
+    build_tables(store)
+    files = analyze_from(store, "files", include_annual=include_annual, all_years=True)
+    tables = analyze_from(store, "tables", include_annual=include_annual, all_years=True)
+    assert files.bls_source == "s3://test-bucket/pr/pr.data.0.Current"
+    assert tables.bls_source == "s3://test-bucket/" + observations_key(
+        "tables/", "pr", "pr.data.0.Current"
+    )
+    assert tables.best_year.equals(files.best_year)
+    assert tables.series_population.equals(files.series_population)
+    assert tables.value_decimals == files.value_decimals
+    assert tables.population == files.population
+    assert files.best_year.height > 100
+
+
+def test_analyze_auto_reads_the_tables_only_while_they_are_current(store: Any) -> None:
+    mirror_release(store, "2025-06-05")
+    put_population(store)
+    assert analyze_from(store, "auto").bls_source.endswith("pr.data.0.Current")
+    build_tables(store)
+    part = "s3://test-bucket/" + observations_key("tables/", "pr", "pr.data.0.Current")
+    assert analyze_from(store, "auto").bls_source == part
+    # A newer file in the mirror: the table is stale until rq tables runs again.
+    put_file(store, "pr/pr.data.0.Current", release("2025-09-04")["pr.data.0.Current"].data)
+    stale = analyze_from(store, "auto")
+    assert stale.bls_source == "s3://test-bucket/pr/pr.data.0.Current"
+    with pytest.raises(ConfigError, match=r"no current table for s3://test-bucket/pr/pr\.data"):
+        analyze_from(store, "tables")
+    build_tables(store)
+    assert analyze_from(store, "auto").best_year.equals(stale.best_year)
+
+
+def test_analyze_from_tables_needs_an_s3_mirror(tmp_path: Path) -> None:
+    from rearcquest.tables import analyze
+
+    with pytest.raises(ConfigError, match="--from tables reads the tables beside an S3 mirror"):
+        analyze(source="tables", bls=tmp_path / "pr.data.0.Current", reports=["best-year"])
+
+
+# -- SQL -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def built(store: Any) -> Any:
+    """The 2026-08-06 release and the population, mirrored, with their tables built."""
+    mirror_release(store, "2026-08-06")
+    put_population(store)
+    build_tables(store, population_object=POPULATION)
+    return store
+
+
+def test_sql_answers_a_join_over_s3(built: Any) -> None:
+    from rearcquest.tables import run_sql
+
+    answer = run_sql(
+        "SELECT s.title, o.year, o.value, p.population FROM pr_observations o "
+        "JOIN pr_series s ON o.series_id = s.series_id "
+        "JOIN population p ON o.year = p.year "
+        "WHERE o.file = 'pr.data.0.Current' AND o.series_id = 'PRS30006032' "
+        "AND o.period = 'Q01' AND o.year = 2018",
+        location="s3://test-bucket/tables/",
+        store=built,
+    )
+    assert answer.rows() == [
+        (
+            "Manufacturing; All workers; Hours worked; % Change from previous quarter; "
+            "Seasonal Adjusted",
+            2018,
+            Decimal("0.500"),
+            327167439,
+        )
+    ]
+
+
+def download(store: Any, target: Path) -> Path:
+    for info in store.list_objects("tables/"):
+        path = target / info.key[len("tables/") :]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(store.get_bytes(info.key))
+    return target
+
+
+def test_sql_over_a_local_directory_sees_every_partition(built: Any, tmp_path: Path) -> None:
+    from rearcquest.tables import run_sql
+
+    answer = run_sql(
+        "SELECT file, COUNT(*) AS n FROM pr_observations GROUP BY file ORDER BY file",
+        location=str(download(built, tmp_path)),
+    )
+    files = release("2026-08-06")
+    assert answer.rows() == [
+        (name, len(files[name].data.splitlines()) - 1)
+        for name in ("pr.data.0.Current", "pr.data.1.AllData")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("SELECT * FROM nowhere", r"the query failed: .*nowhere.*\(tables: population, pr_obs"),
+        ("SELEC 1", r"the query failed"),
+    ],
+    ids=["unknown-table", "syntax"],
+)
+def test_a_bad_query_is_a_config_error(built: Any, query: str, message: str) -> None:
+    from rearcquest.tables import run_sql
+
+    with pytest.raises(ConfigError, match=message):
+        run_sql(query, location="s3://test-bucket/tables/", store=built)
+
+
+def test_sql_without_tables_says_how_to_build_them(tmp_path: Path) -> None:
+    from rearcquest.tables import run_sql
+
+    with pytest.raises(ConfigError, match=r"no tables at .* \(build them with rq tables\)"):
+        run_sql("SELECT 1", location=str(tmp_path))
+
+
+# -- the named queries -----------------------------------------------------------------------------
+
+
+def duckdb_answer(tables: Path, name: str) -> list[tuple[Any, ...]]:
+    """Run a named query with DuckDB over the same Parquet files."""
+    import duckdb
+
+    from rearcquest.tables import named_query
+
+    con = duckdb.connect()
+    con.execute(
+        f"CREATE VIEW pr_observations AS SELECT * FROM read_parquet("
+        f"'{tables}/pr/observations/*/*.parquet', hive_partitioning = true)"
+    )
+    con.execute(f"CREATE VIEW pr_series AS SELECT * FROM '{tables}/pr/series.parquet'")
+    con.execute(f"CREATE VIEW population AS SELECT * FROM '{tables}/population/population.parquet'")
+    return con.execute(named_query(name)).fetchall()
+
+
+@pytest.mark.parametrize("vintage", VINTAGES, ids=VINTAGES)
+def test_named_queries_give_the_reports_answers_in_duckdb_and_polars(
+    store: Any, vintage: str, tmp_path: Path
+) -> None:
+    from rearcquest.render import bls_value
+    from rearcquest.tables import named_query, run_sql
+
+    mirror_release(store, vintage)
+    put_population(store)
+    build_tables(store, population_object=POPULATION)
+    tables = download(store, tmp_path)
+    report = analyze_from(store, "files")
+
+    best = duckdb_answer(tables, "best_year")
+    assert best == [
+        (s, y, v) for s, y, v in report.best_year.select("series_id", "year", "value").rows()
+    ]
+    joined = duckdb_answer(tables, "series_population")
+    assert joined == report.series_population.rows()
+    ((mean, std, years),) = duckdb_answer(tables, "population")
+    assert years == len(report.population.years)
+    assert bls_value(Decimal(mean), 1) == report.population.rounded_mean
+    assert bls_value(Decimal(std), 2) == report.population.rounded_std
+    # Polars SQL (rq sql) runs the same text to the same answer.
+    polars_best = run_sql(named_query("best_year"), location=str(tables))
+    assert polars_best.rows() == best
+
+
+def test_named_query_rejects_an_unknown_name() -> None:
+    from rearcquest.tables import named_query
+
+    with pytest.raises(ConfigError, match="no query 'nope'; choose from population, best_year"):
+        named_query("nope")

@@ -75,7 +75,7 @@ def value_dtype() -> pl.Decimal:
     return pl.Decimal(18, VALUE_SCALE)
 
 
-def _decimals_of(text: pl.Expr) -> pl.Expr:
+def decimals_of(text: pl.Expr) -> pl.Expr:
     """How many digits follow the decimal point in a value's text: ``-7.0`` 1, ``2`` 0."""
     import polars as pl
 
@@ -271,7 +271,7 @@ def scan_bls(
         "period",
         pl.col("value").cast(value_dtype(), strict=False),
         *([pl.col("value").alias("value_text")] if non_numbers else []),
-        _decimals_of(pl.col("value")).alias("decimals"),
+        decimals_of(pl.col("value")).alias("decimals"),
         *(pl.when(~_empty(n)).then(pl.col(n)).alias(n) for n in optional),
     ]
     # Both variants start with the same plan, so when they are collected together (see
@@ -753,6 +753,31 @@ def _bls_reports(
     return frames
 
 
+def _collect_file_reports(
+    location: str,
+    stores: _Stores,
+    chosen: Collection[ReportName],
+    *,
+    population: pl.DataFrame | None,
+    include_annual: bool,
+    series_id: str,
+    period: str,
+) -> list[pl.DataFrame]:
+    """The BLS reports of ``chosen``, read from the text file (downloaded first from S3)."""
+    with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
+        path = _local_bls(location, stores, Path(tmp))
+        frames = _bls_reports(
+            path,
+            location,
+            chosen,
+            population=population,
+            include_annual=include_annual,
+            series_id=series_id,
+            period=period,
+        )
+        return collect(*frames, bls=path, source=location)
+
+
 def _check_reports(reports: Collection[str]) -> tuple[ReportName, ...]:
     unknown = sorted(set(reports) - set(REPORTS))
     if unknown:
@@ -777,6 +802,7 @@ def analyze(
     endpoint_url: str | None = None,
     s3_client: S3Client | None = None,
     settings: Settings | None = None,
+    bls_rows: pl.LazyFrame | None = None,
 ) -> Analysis:
     """Compute the chosen reports from a BLS data file and the population answer.
 
@@ -797,6 +823,9 @@ def analyze(
         endpoint_url: S3-compatible endpoint for ``s3://`` inputs.
         s3_client: a ready S3 client instead (tests, the demo).
         settings: where the defaults come from; default the ``RQ_*`` environment.
+        bls_rows: the BLS rows, already read (``series_id``, ``year``, ``period``, ``value``,
+            ``decimals`` as :func:`scan_bls` gives them), instead of reading ``bls``, which then
+            only names them (``rearcquest.tables`` passes its Parquet table).
 
     Returns:
         The reports.
@@ -839,18 +868,35 @@ def analyze(
             result["population"] = population_stats(pop_frame, from_year=from_year, to_year=to_year)
     if need_bls:
         assert bls_location is not None
-        with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
-            path = _local_bls(bls_location, stores, Path(tmp))
-            frames = _bls_reports(
-                path,
+        if bls_rows is not None:
+            lazy_reports: list[pl.LazyFrame] = []
+            if "best-year" in chosen:
+                lazy_reports.append(
+                    best_year(bls_rows, include_annual=include_annual, decimals=True)
+                )
+            if "series-population" in chosen:
+                assert pop_frame is not None
+                lazy_reports.append(
+                    series_population(
+                        bls_rows,
+                        pop_frame,
+                        series_id=series_id,
+                        period=period,
+                        all_years=True,
+                        decimals=True,
+                    )
+                )
+            collected = pl.collect_all(lazy_reports, engine="streaming")
+        else:
+            collected = _collect_file_reports(
                 bls_location,
+                stores,
                 chosen,
                 population=pop_frame,
                 include_annual=include_annual,
                 series_id=series_id,
                 period=period,
             )
-            collected = collect(*frames, bls=path, source=bls_location)
         # Each report's values keep their digits through Analysis.value_decimals, not a column.
         known: dict[str, int] = {}
         for frame in collected:

@@ -34,7 +34,10 @@ from rearcquest.layout import META_SHA256, is_reserved
 
 if TYPE_CHECKING:
     import polars as pl
+    from mypy_boto3_s3 import S3Client
 
+    from rearcquest.analytics import Analysis
+    from rearcquest.config import Settings
     from rearcquest.storage import ObjectInfo, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -720,3 +723,277 @@ def build_tables(
             result=result,
         )
     return result
+
+
+# -- querying --------------------------------------------------------------------------------------
+
+# The quest's three reports as SQL over the tables (rearcquest/queries/<name>.sql): Polars SQL,
+# DuckDB and Athena all run the same text.
+QUERY_NAMES: Final = ("population", "best_year", "series_population")
+
+
+def named_query(name: str) -> str:
+    """The SQL text of one of the reports (see :data:`QUERY_NAMES`).
+
+    Raises:
+        ConfigError: no such query.
+    """
+    from importlib.resources import files
+
+    if name not in QUERY_NAMES:
+        raise ConfigError(f"no query {name!r}; choose from {', '.join(QUERY_NAMES)}")
+    return files("rearcquest").joinpath("queries", f"{name}.sql").read_text(encoding="utf-8")
+
+
+def _split_location(location: str) -> tuple[str, str] | None:
+    """``s3://bucket/prefix`` -> ``(bucket, prefix/)``; ``None`` for a local directory."""
+    if not location.startswith("s3://"):
+        return None
+    bucket, _, prefix = location[len("s3://") :].partition("/")
+    if not bucket:
+        raise ConfigError(f"{location!r} is not an s3://bucket/prefix/ URL")
+    return bucket, _norm_prefix(prefix)
+
+
+def _table_name(relative: str) -> str:
+    """The SQL name of the table a relative key belongs to: ``pr/series.parquet`` -> pr_series."""
+    survey, _, rest = relative.partition("/")
+    if survey == POPULATION_TABLE:
+        return POPULATION_TABLE
+    return f"{survey}_{rest.partition('/')[0].removesuffix('.parquet')}"
+
+
+def _download_tables(
+    store: ObjectStore, prefix: str, target: Path, wanted: Callable[[str], bool]
+) -> set[str]:
+    """Copy the Parquet objects under ``prefix`` whose table ``wanted`` keeps.
+
+    Returns:
+        The names of every table there, copied or not.
+    """
+    names: set[str] = set()
+    for info in store.list_objects(prefix):
+        relative = info.key[len(prefix) :]
+        if not relative.endswith(".parquet"):
+            continue
+        names.add(_table_name(relative))
+        if not wanted(_table_name(relative)):
+            continue
+        path = target / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as fh:
+            store.download_to(info.key, fh)
+    return names
+
+
+def scan_tables(directory: str | Path) -> dict[str, pl.LazyFrame]:
+    """The tables in a local directory, by the names SQL sees them under.
+
+    Args:
+        directory: a local copy of a tables prefix.
+
+    Returns:
+        ``<survey>_observations`` (with the ``file`` partition column), ``<survey>_series`` and
+        ``population``, for the tables present.
+    """
+    import polars as pl
+
+    root = Path(directory)
+    found: dict[str, pl.LazyFrame] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        if folder.name == POPULATION_TABLE:
+            if (folder / "population.parquet").is_file():
+                found[POPULATION_TABLE] = pl.scan_parquet(folder / "population.parquet")
+            continue
+        if any((folder / "observations").glob(f"file=*/{PART_NAME}")):
+            found[f"{folder.name}_observations"] = pl.scan_parquet(
+                f"{folder / 'observations'}/**/*.parquet",
+                hive_partitioning=True,
+                hive_schema={"file": pl.String},
+            )
+        if (folder / "series.parquet").is_file():
+            found[f"{folder.name}_series"] = pl.scan_parquet(folder / "series.parquet")
+    return found
+
+
+def _run(
+    query: str, frames: Mapping[str, pl.LazyFrame], location: str, names: Iterable[str] = ()
+) -> pl.DataFrame:
+    import polars as pl
+
+    if not frames and not names:
+        raise ConfigError(f"no tables at {location} (build them with rq tables)")
+    try:
+        return pl.SQLContext(frames).execute(query, eager=True)
+    except pl.exceptions.PolarsError as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        known = ", ".join(sorted({*frames, *names}))
+        raise ConfigError(f"the query failed: {reason} (tables: {known})") from exc
+
+
+def run_sql(
+    query: str,
+    *,
+    location: str,
+    store: ObjectStore | None = None,
+) -> pl.DataFrame:
+    """Run a Polars SQL query over the tables of a local directory or an S3 prefix.
+
+    The tables are registered as ``<survey>_observations`` (column ``file`` is the data file of
+    the partition), ``<survey>_series`` and ``population``. From S3 the Parquet objects are
+    copied to a temporary directory first (removed afterwards); observations only when the
+    query names an observations table.
+
+    Args:
+        query: the SQL.
+        location: a local directory or ``s3://bucket/prefix/`` (what ``rq tables`` writes).
+        store: the bucket of an ``s3://`` location; made from the default client if not given.
+
+    Returns:
+        The answer.
+
+    Raises:
+        ConfigError: no tables at the location, or the query failed (unknown table, column,
+            syntax).
+        StorageError: the tables cannot be read from S3.
+    """
+    split = _split_location(location)
+    if split is None:
+        return _run(query, scan_tables(location), location)
+    bucket, prefix = split
+    if store is None:
+        from rearcquest.storage import ObjectStore, make_s3_client
+
+        store = ObjectStore(make_s3_client(), bucket)
+    lowered = query.lower()
+
+    def wanted(table: str) -> bool:
+        # Observations are most of the bytes: copied only for a query that names them.
+        return not table.endswith("_observations") or table in lowered
+
+    with tempfile.TemporaryDirectory(prefix="rq-sql-") as tmp:
+        names = _download_tables(store, prefix, Path(tmp), wanted)
+        return _run(query, scan_tables(tmp), location, names)
+
+
+# -- rq analyze --from -----------------------------------------------------------------------------
+
+AnalyzeSource = Literal["auto", "tables", "files"]
+ANALYZE_SOURCES: Final[tuple[AnalyzeSource, ...]] = ("auto", "tables", "files")
+
+
+def current_partition(store: ObjectStore, data_key: str, *, tables_prefix: str) -> str | None:
+    """The key of the observations partition of a mirrored data file, if it is current.
+
+    Current: the survey's manifest records the sha256 the data file has now, and the partition
+    exists.
+
+    Args:
+        store: the bucket of the mirror and the tables.
+        data_key: the mirrored data file (``pr/pr.data.0.Current``).
+        tables_prefix: where the tables are.
+
+    Returns:
+        The partition's key, or ``None`` (no table, or built from another version of the file).
+
+    Raises:
+        StorageError: the bucket cannot be read.
+    """
+    folder, _, name = data_key.rpartition("/")
+    survey = folder.rpartition("/")[2]
+    if not survey or not _is_data_file(survey, name):
+        return None
+    entry = _read_manifest(store, manifest_key(tables_prefix, survey)).get("files", {}).get(name)
+    info = store.head(data_key)
+    if not entry or info is None or entry.get("sha256") != _sha256_of(store, info):
+        return None
+    key = observations_key(tables_prefix, survey, name)
+    return key if store.head(key) is not None else None
+
+
+def analyze(
+    *,
+    source: AnalyzeSource = "auto",
+    tables_prefix: str = TABLES_PREFIX,
+    bls: str | Path | None = None,
+    endpoint_url: str | None = None,
+    s3_client: S3Client | None = None,
+    settings: Settings | None = None,
+    **options: Any,
+) -> Analysis:
+    """:func:`rearcquest.analytics.analyze`, reading the BLS rows from the tables or the text.
+
+    ``auto`` reads the observations table of the data file when it is current (see
+    :func:`current_partition`), else the text file; both give the same reports. Rows whose value
+    is a non-number (``-``, null in the table) are left out of the reports read from the table;
+    the text file rejects them.
+
+    Args:
+        source: ``auto``, ``tables`` or ``files``.
+        tables_prefix: where the tables are, in the bucket of the BLS file.
+        bls: the BLS data file (default the mirrored ``pr.data.0.Current``).
+        endpoint_url: S3-compatible endpoint.
+        s3_client: a ready S3 client instead.
+        settings: where the defaults come from.
+        options: the other options of :func:`rearcquest.analytics.analyze`.
+
+    Returns:
+        The :class:`~rearcquest.analytics.Analysis`.
+
+    Raises:
+        ConfigError: ``tables`` asked for but the BLS file is local or its table missing or stale;
+            and everything :func:`rearcquest.analytics.analyze` raises.
+    """
+    import polars as pl
+
+    from rearcquest import analytics
+
+    if source not in ANALYZE_SOURCES:
+        raise ConfigError(f"unknown source {source!r}; choose from {', '.join(ANALYZE_SOURCES)}")
+    common: dict[str, Any] = {
+        "endpoint_url": endpoint_url,
+        "s3_client": s3_client,
+        "settings": settings,
+        **options,
+    }
+    reports = options.get("reports", analytics.REPORTS)
+    need_bls = "best-year" in reports or "series-population" in reports
+    location = str(bls) if bls is not None else analytics.default_locations(settings)[0]
+    split = _split_location(location) if location and need_bls and source != "files" else None
+    if split is None:
+        if source == "tables" and need_bls:
+            raise ConfigError(
+                f"--from tables reads the tables beside an S3 mirror; {location} is not in S3"
+            )
+        return analytics.analyze(bls=bls, **common)
+    from rearcquest.storage import ObjectStore, make_s3_client
+
+    bucket, data_key = split[0], split[1].rstrip("/")
+    if s3_client is None:
+        s3_client = common["s3_client"] = make_s3_client(endpoint_url=endpoint_url)
+    store = ObjectStore(s3_client, bucket)
+    part = current_partition(store, data_key, tables_prefix=_norm_prefix(tables_prefix))
+    if part is None:
+        if source == "tables":
+            raise ConfigError(
+                f"no current table for {location} under {store.url(_norm_prefix(tables_prefix))}; "
+                "build it with rq tables"
+            )
+        log.info("no current table for %s: reading the text file", location)
+        return analytics.analyze(bls=bls, **common)
+    with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
+        path = Path(tmp) / PART_NAME
+        with path.open("wb") as fh:
+            store.download_to(part, fh)
+        rows = (
+            pl.scan_parquet(path)
+            .filter(pl.col("value").is_not_null())
+            .select(
+                "series_id",
+                pl.col("year").cast(pl.Int32),
+                "period",
+                "value",
+                analytics.decimals_of(pl.col("value_text")).alias("decimals"),
+            )
+        )
+        return analytics.analyze(bls=store.url(part), bls_rows=rows, **common)
