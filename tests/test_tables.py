@@ -48,6 +48,7 @@ ZZ = {
         "ZZA1        \t2001\tM01\t       1.5\t\r\n"
         "ZZA1        \t2001\tM02\t         -\tP\r\n"
         "ZZB2        \t2002\tM01\t   -12.250\t\r\n"
+        "ZZB2        \t2002\tM02\t      (NA)\t\r\n"
     ),
 }
 
@@ -196,6 +197,7 @@ def test_second_survey_keeps_non_numbers_and_undecoded_codes(
         ("ZZA1", 2001, "M01", Decimal("1.500"), "1.5", None),
         ("ZZA1", 2001, "M02", None, "-", "P"),
         ("ZZB2", 2002, "M01", Decimal("-12.250"), "-12.250", None),
+        ("ZZB2", 2002, "M02", None, "(NA)", None),
     ]
     series = parquet(store, series_key("tables/", "zz"))
     assert series["area_name"].to_list() == ["North", "South", None]
@@ -267,13 +269,16 @@ def test_a_removed_data_file_removes_its_partition(store: Any) -> None:
 BAD_ROWS = [
     ("ZZA1\t2001\tM01\t1234567890123456.5\t", "line 4: value '1234567890123456.5' does not fit"),
     ("ZZA1\t2001\tM01\t1.2345\t", "line 4: value '1.2345' is not a decimal number"),
+    ("ZZA1\t2001\tM01\tNaN\t", "line 4: value 'NaN' is not a decimal number"),
     ("ZZA1\tyear\tM01\t1.5\t", "line 4: year 'year' is not a four-digit year"),
     ("ZZA1\t2001\tM01\t1.5\t\tx\ty", "line 4: 7 fields, the header has 5"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("line", "message"), BAD_ROWS, ids=["too-large", "too-precise", "bad-year", "too-many-fields"]
+    ("line", "message"),
+    BAD_ROWS,
+    ids=["too-large", "too-precise", "nan", "bad-year", "too-many-fields"],
 )
 def test_a_malformed_row_fails_its_file_and_writes_nothing(
     store: Any, line: str, message: str

@@ -62,8 +62,8 @@ _MAX_HEADER_BYTES = 64 * 1024
 _VALUE_PATTERN = rf"^-?[0-9]+(\.[0-9]{{1,{VALUE_SCALE}}})?$"
 # Decimal(18, 3) holds 15 digits before the point: a longer value is an error, not a null.
 _TOO_LONG_PATTERN = r"^-?[0-9]{16,}"
-# A cell without a digit (BLS prints "-", "(NA)") is a non-number, not a malformed number.
-_NON_NUMBER_PATTERN = r"^[^0-9]+$"
+# What BLS prints where it has no number: "-", or a code in parentheses such as "(NA)" or "(D)".
+_NON_NUMBER_PATTERN = r"^(-|\([A-Za-z]{1,4}\))$"
 _LINE = "__line"
 _BAD = "__bad"
 
@@ -125,7 +125,7 @@ def _problems(non_numbers: bool = False) -> list[tuple[str, pl.Expr]]:
     """What can be wrong with a row (stripped cells): a message template and when it applies.
 
     Args:
-        non_numbers: a value without any digit (``-``) is allowed, not a problem.
+        non_numbers: what BLS prints where it has no number (``-``, ``(NA)``) is allowed.
     """
     import polars as pl
 
@@ -248,7 +248,7 @@ def scan_bls(
         source: how errors name the file (e.g. its ``s3://`` URL); default the path.
         validate: stop on a malformed row. ``False`` leaves malformed rows out instead: for a
             second report on a file that a validated query of the same :func:`collect` checks.
-        non_numbers: accept a value without any digit (BLS prints ``-`` for "not available"):
+        non_numbers: accept what BLS prints where it has no number (``-``, ``(NA)``, ``(D)``):
             its ``value`` is null, and a ``value_text`` column (after ``value``) keeps every
             value's text as the file prints it. By default such a row is malformed.
 

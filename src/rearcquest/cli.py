@@ -19,7 +19,7 @@ import typer
 
 from rearcquest import __version__
 from rearcquest.config import DEFAULT_BLS_URL, DEFAULT_MAX_DELETE
-from rearcquest.errors import RqError
+from rearcquest.errors import ConfigError, RqError
 
 if TYPE_CHECKING:
     from rearcquest.storage import ObjectStore
@@ -498,6 +498,24 @@ class AnalyzeFormat(StrEnum):
     markdown = "markdown"
 
 
+class AnalyzeFrom(StrEnum):
+    """Where ``rq analyze`` reads the BLS rows."""
+
+    auto = "auto"
+    tables = "tables"
+    files = "files"
+
+
+TablesPrefixOption = Annotated[
+    str,
+    typer.Option(
+        "--tables-prefix",
+        metavar="PREFIX",
+        help="Key prefix of the Parquet tables (rq tables), in the bucket of the mirror.",
+    ),
+]
+
+
 def _print_tables(analysis: Analysis) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -584,6 +602,16 @@ def analyze(
             show_default=False,
         ),
     ] = None,
+    source: Annotated[
+        AnalyzeFrom,
+        typer.Option(
+            "--from",
+            case_sensitive=False,
+            help="Read the BLS rows from the Parquet tables (rq tables), the text file, or the "
+            "tables when present and current, else the text (auto).",
+        ),
+    ] = AnalyzeFrom.auto,
+    tables_prefix: TablesPrefixOption = "tables/",
     endpoint_url: EndpointOption = None,
 ) -> None:
     """Report on the mirrored data: population statistics, best years, a series with population.
@@ -598,10 +626,12 @@ def analyze(
     """
     from rearcquest import render
     from rearcquest.analytics import REPORTS
-    from rearcquest.analytics import analyze as run_analysis
+    from rearcquest.tables import analyze as run_analysis
 
     with _errors():
         result = run_analysis(
+            source=source.value,
+            tables_prefix=tables_prefix,
             reports=REPORTS if report is AnalyzeReport.all else (report.value,),
             bls=bls,
             population=population,
@@ -624,6 +654,178 @@ def analyze(
         if output is not None:
             for path in render.write_outputs(result, output):
                 typer.echo(f"wrote {path}", err=True)
+
+
+# -- tables and sql (issue 12) --
+
+if TYPE_CHECKING:
+    from rearcquest.tables import TablesResult
+
+
+def _render_tables(result: TablesResult, fmt: TextOrJson) -> None:
+    if fmt is TextOrJson.json:
+        _print_json(result.to_dict())
+        return
+    for build in result.builds:
+        rows = "" if build.rows is None else f" ({build.rows} rows)"
+        why = f": {build.error}" if build.error else ""
+        typer.echo(f"{build.status:<9} s3://{result.bucket}/{build.key}{rows}{why}")
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}")
+
+
+@app.command("tables")
+def tables(
+    survey: Annotated[
+        str,
+        typer.Option(
+            "--survey",
+            metavar="S,...|all",
+            help="Surveys to build, comma-separated, or all: every mirrored <survey>/ prefix.",
+        ),
+    ] = "pr",
+    bucket: Annotated[
+        str,
+        typer.Option(
+            "--bucket",
+            metavar="BUCKET",
+            envvar="RQ_BLS_BUCKET",
+            help="Bucket of the BLS mirror; the tables are written there too.",
+            show_default=False,
+        ),
+    ] = "",
+    tables_prefix: TablesPrefixOption = "tables/",
+    population: Annotated[
+        str | None,
+        typer.Option(
+            "--population",
+            metavar="S3_URL",
+            help="Stored DataUSA answer for the population table.",
+            show_default="s3://$RQ_POPULATION_BUCKET/datausa/population.json, else the same key "
+            "in --bucket",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild every table, changed or not.")
+    ] = False,
+    endpoint_url: EndpointOption = None,
+    fmt: FormatOption = TextOrJson.text,
+) -> None:
+    """Build query-ready Parquet tables from the mirrored surveys and the population.
+
+    Writes <prefix><survey>/observations/file=<data file>/part-0.parquet for every data file,
+    <prefix><survey>/series.parquet with every code decoded by the survey's mapping files, and
+    <prefix>population/population.parquet. Only tables whose input changed since the last build
+    (the manifest beside them) are rebuilt; a malformed file fails alone, leaving its old table,
+    and exits 1. See docs/tables.md.
+
+    Example: rq tables --bucket my-bls-mirror --survey all --format json
+    """
+    from rearcquest.config import Settings
+    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.tables import build_tables
+
+    with _errors():
+        client = make_s3_client(endpoint_url=endpoint_url)
+        store = ObjectStore(client, bucket)
+        settings = Settings.from_env()
+        if population is None and settings.population_bucket:
+            population = f"s3://{settings.population_bucket}/{settings.population_key}"
+        if population is None:
+            population_store, population_key = store, settings.population_key
+        else:
+            target, _, population_key = population.removeprefix("s3://").partition("/")
+            if not population.startswith("s3://") or not population_key:
+                raise ConfigError(f"--population {population!r} is not an s3://bucket/key URL")
+            population_store = ObjectStore(client, target)
+        surveys = None if survey.strip() == "all" else [s.strip() for s in survey.split(",")]
+        result = build_tables(
+            store,
+            surveys=[s for s in surveys if s] if surveys is not None else None,
+            tables_prefix=tables_prefix,
+            population_store=population_store,
+            population_object=population_key,
+            force=force,
+            on_progress=log.info,
+        )
+        _render_tables(result, fmt)
+        result.raise_for_errors()
+
+
+@app.command("sql")
+def sql(
+    query: Annotated[
+        str | None,
+        typer.Argument(metavar="QUERY", help="The SQL (Polars SQL).", show_default=False),
+    ] = None,
+    named: Annotated[
+        str | None,
+        typer.Option(
+            "--named",
+            metavar="NAME",
+            help="Run a report's named query instead: population, best_year, series_population.",
+            show_default=False,
+        ),
+    ] = None,
+    location: Annotated[
+        str | None,
+        typer.Option(
+            "--tables",
+            metavar="DIR_OR_S3_URL",
+            help="The tables: a local directory or an s3://bucket/prefix/.",
+            show_default="s3://$RQ_BLS_BUCKET/tables/",
+        ),
+    ] = None,
+    fmt: Annotated[
+        AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
+    ] = AnalyzeFormat.table,
+    endpoint_url: EndpointOption = None,
+) -> None:
+    """Run SQL over the Parquet tables that rq tables builds, local or in S3.
+
+    The tables are <survey>_observations (column file: the data file of each partition; the
+    files overlap, so filter on it), <survey>_series and population. See docs/tables.md.
+
+    Example: rq sql "SELECT year, population FROM population ORDER BY year" --format csv
+    """
+    from rearcquest import render
+    from rearcquest.config import Settings
+    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.tables import TABLES_PREFIX, named_query, run_sql
+
+    with _errors():
+        if (query is None) == (named is None):
+            raise ConfigError("give either a QUERY or --named NAME")
+        text = query if query is not None else named_query(str(named))
+        if location is None:
+            bucket = Settings.from_env().bls_bucket
+            if not bucket:
+                raise ConfigError("no tables: pass --tables DIR_OR_S3_URL or set RQ_BLS_BUCKET")
+            location = f"s3://{bucket}/{TABLES_PREFIX}"
+        store = None
+        if location.startswith("s3://"):
+            store = ObjectStore(
+                make_s3_client(endpoint_url=endpoint_url),
+                location.removeprefix("s3://").partition("/")[0],
+            )
+        answer = run_sql(text, location=location, store=store)
+        if fmt is AnalyzeFormat.json:
+            typer.echo(render.frame_json(answer), nl=False)
+        elif fmt is AnalyzeFormat.csv:
+            typer.echo(render.frame_csv(answer), nl=False)
+        elif fmt is AnalyzeFormat.markdown:
+            typer.echo(render.frame_markdown(answer), nl=False)
+        else:
+            from rich.console import Console
+            from rich.table import Table
+
+            columns, numeric, rows = render.frame_cells(answer)
+            table = Table()
+            for name, right in zip(columns, numeric, strict=True):
+                table.add_column(name, justify="right" if right else "left")
+            for row in rows:
+                table.add_row(*row)
+            Console(highlight=False).print(table)
 
 
 @app.command("serve-index")

@@ -522,3 +522,58 @@ def series_population_chart(analysis: Analysis) -> bytes:
     axes.grid(alpha=0.3)
     figure.tight_layout()
     return _png(figure)
+
+
+# -- any query's answer (rq sql) -------------------------------------------------------------------
+
+
+def frame_cells(frame: pl.DataFrame) -> tuple[list[str], list[bool], list[list[str]]]:
+    """Any frame laid out for people: column names, which are numeric, cells as CSV writes them.
+
+    Args:
+        frame: e.g. the answer of :func:`rearcquest.tables.run_sql`.
+
+    Returns:
+        ``(columns, numeric, rows)``; a null is an empty cell.
+    """
+    import polars as pl
+
+    numeric = [dtype.is_numeric() or isinstance(dtype, pl.Decimal) for dtype in frame.dtypes]
+    rows = [[_cell(value) or "" for value in row] for row in frame.rows()]
+    return list(frame.columns), numeric, rows
+
+
+def frame_csv(frame: pl.DataFrame) -> str:
+    """Any frame as CSV text with a header line; decimals as their digits, null empty."""
+    import csv
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(frame.columns)
+    writer.writerows([_cell(value) for value in row] for row in frame.rows())
+    return out.getvalue()
+
+
+def frame_json(frame: pl.DataFrame) -> str:
+    """Any frame as a JSON list of objects; decimals as JSON numbers with their digits."""
+    return _json_text([_plain(row) for row in frame.rows(named=True)]) + "\n"
+
+
+def frame_markdown(frame: pl.DataFrame) -> str:
+    """Any frame as a Markdown table."""
+    columns, numeric, rows = frame_cells(frame)
+    lines = ["| " + " | ".join(columns) + " |"]
+    lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
+    lines += ["| " + " | ".join(_escape_md(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    """A value JSON can hold: dates and other objects as their text."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str | Decimal):
+        return value
+    return str(value)
