@@ -365,6 +365,10 @@ def test_analyze_from_tables_equals_analyze_from_files(
     assert tables.value_decimals == files.value_decimals
     assert tables.population == files.population
     assert files.best_year.height > 100
+    # Titles from the series table, and from decoding the mirrored text files: the same.
+    assert tables.titles == files.titles
+    assert set(files.titles) == set(files.best_year["series_id"]) | {"PRS30006032"}
+    assert files.titles["PRS30006032"].startswith("Manufacturing; All workers; Hours worked")
 
 
 def test_analyze_auto_reads_the_tables_only_while_they_are_current(store: Any) -> None:
@@ -382,6 +386,24 @@ def test_analyze_auto_reads_the_tables_only_while_they_are_current(store: Any) -
         analyze_from(store, "tables")
     build_tables(store)
     assert analyze_from(store, "auto").best_year.equals(stale.best_year)
+
+
+def test_analyze_without_a_series_file_has_no_titles(store: Any) -> None:
+    current = release("2024-06-06")["pr.data.0.Current"].data
+    put_file(store, "pr/pr.data.0.Current", current)
+    put_population(store)
+    assert analyze_from(store, "files").titles == {}
+
+
+def test_analyze_from_local_files_decodes_the_series_beside_them(shared_data: Path) -> None:
+    from rearcquest.tables import analyze
+
+    folder = shared_data / "bls" / "pr" / "2024-06-06"
+    analysis = analyze(bls=folder / "pr.data.0.Current", reports=["best-year"])
+    assert analysis.titles["PRS30006011"] == (
+        "Manufacturing; All workers; Employment; % Change same quarter 1 year ago; "
+        "Seasonal Adjusted"
+    )
 
 
 def test_analyze_from_tables_needs_an_s3_mirror(tmp_path: Path) -> None:

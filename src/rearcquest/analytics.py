@@ -636,6 +636,9 @@ class Analysis:
         all_years: whether series-population kept years without population.
         value_decimals: for each series of the reports, how many decimals the file prints its
             values with; the reports print its values, and sums of them, with as many.
+        titles: for each series of the reports, its decoded text (sector, measure, ...) when
+            the series file was found (``rearcquest.tables.analyze``); the reports then carry
+            a ``title`` column.
     """
 
     reports: tuple[ReportName, ...]
@@ -650,6 +653,7 @@ class Analysis:
     include_annual: bool = False
     all_years: bool = False
     value_decimals: Mapping[str, int] = field(default_factory=dict)
+    titles: Mapping[str, str] = field(default_factory=dict)
 
 
 def default_locations(settings: Settings | None = None) -> tuple[str | None, str | None]:

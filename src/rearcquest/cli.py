@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 
@@ -525,8 +525,21 @@ def _print_tables(analysis: Analysis) -> None:
     console = Console(highlight=False)
     for spec in tables(analysis):
         table = Table(title=spec.title, title_justify="left")
-        for name, numeric in zip(spec.columns, spec.numeric, strict=True):
-            table.add_column(name, justify="right" if numeric else "left")
+        widths = [
+            max([len(n), *(len(row[i]) for row in spec.rows)]) for i, n in enumerate(spec.columns)
+        ]
+        for index, (name, numeric) in enumerate(zip(spec.columns, spec.numeric, strict=True)):
+            justify: Literal["left", "right"] = "right" if numeric else "left"
+            if name == "title":
+                # A long series title is cut to the width the other columns leave, never
+                # wrapped: each row stays one line.
+                others = sum(w for i, w in enumerate(widths) if i != index)
+                room = max(10, console.width - others - 3 * len(widths) - 1)
+                table.add_column(
+                    name, justify=justify, no_wrap=True, overflow="ellipsis", max_width=room
+                )
+            else:
+                table.add_column(name, justify=justify)
         for row in spec.rows:
             table.add_row(*row)
         console.print(table)

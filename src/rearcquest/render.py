@@ -87,8 +87,14 @@ def _records(analysis: Analysis, name: ReportName) -> list[dict[str, Any]]:
             }
         ]
     known = analysis.value_decimals
+    # The decoded series text comes last, so every other key and column keeps its place.
+    titled = {"title": None} if analysis.titles else {}
     return [
-        {**row, "value": bls_value(row["value"], known.get(row["series_id"]))}
+        {
+            **row,
+            "value": bls_value(row["value"], known.get(row["series_id"])),
+            **{k: analysis.titles.get(row["series_id"]) for k in titled},
+        }
         for row in _frame(analysis, name).iter_rows(named=True)
     ]
 
@@ -263,6 +269,7 @@ def _years_text(years: Sequence[int]) -> str:
 def tables(analysis: Analysis) -> list[TextTable]:
     """The reports laid out for people, in the order asked."""
     out: list[TextTable] = []
+    titled = ("title",) if analysis.titles else ()
     for name in analysis.reports:
         if name == "population":
             stats = analysis.population
@@ -295,12 +302,17 @@ def tables(analysis: Analysis) -> list[TextTable]:
                 TextTable(
                     name,
                     TITLES[name],
-                    ("series_id", "year", "value"),
+                    ("series_id", "year", "value", *titled),
                     [
-                        (r["series_id"], str(r["year"]), format(r["value"], "f"))
+                        (
+                            r["series_id"],
+                            str(r["year"]),
+                            format(r["value"], "f"),
+                            *(r["title"] or "" for _ in titled),
+                        )
                         for r in _records(analysis, name)
                     ],
-                    (False, True, True),
+                    (False, True, True, *(False for _ in titled)),
                     (
                         f"value: the largest yearly sum of {summed}; ties go to the earliest year",
                         f"{frame.height} series; source: {analysis.bls_source}",
@@ -318,7 +330,7 @@ def tables(analysis: Analysis) -> list[TextTable]:
                 TextTable(
                     name,
                     f"{TITLES[name]}: {analysis.series_id} {analysis.period}",
-                    ("series_id", "year", "period", "value", "population"),
+                    ("series_id", "year", "period", "value", "population", *titled),
                     [
                         (
                             r["series_id"],
@@ -326,10 +338,11 @@ def tables(analysis: Analysis) -> list[TextTable]:
                             r["period"],
                             format(r["value"], "f"),
                             _people(r["population"]),
+                            *(r["title"] or "" for _ in titled),
                         )
                         for r in _records(analysis, name)
                     ],
-                    (False, True, False, True, True),
+                    (False, True, False, True, True, *(False for _ in titled)),
                     (f"{frame.height} rows, {join}",),
                 )
             )

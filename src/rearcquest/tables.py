@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from rearcquest.errors import ConfigError, DataError, RqError
 from rearcquest.layout import META_SHA256, is_reserved
@@ -498,6 +498,109 @@ def _build_survey(
     _write_manifest(store, mkey, doc)
 
 
+class _Folder(Protocol):
+    """The files of one mirrored survey folder, local or in S3: what series decoding reads."""
+
+    names: list[str]
+
+    def url(self, name: str) -> str: ...
+
+    def size(self, name: str) -> int: ...
+
+    def head(self, name: str) -> bytes:
+        """The first bytes of the file: enough for its header line."""
+        ...
+
+    def read(self, name: str, max_bytes: int) -> bytes: ...
+
+
+class _S3Folder:
+    def __init__(self, store: ObjectStore, prefix: str, files: Mapping[str, ObjectInfo]) -> None:
+        self.store, self.prefix, self.files = store, prefix, files
+        self.names = sorted(files)
+
+    @classmethod
+    def listing(cls, store: ObjectStore, prefix: str) -> _S3Folder:
+        """The folder as listed now."""
+        files = {
+            info.key[len(prefix) :]: info
+            for info in store.list_objects(prefix)
+            if "/" not in info.key[len(prefix) :]
+        }
+        return cls(store, prefix, files)
+
+    def url(self, name: str) -> str:
+        return self.store.url(self.prefix + name)
+
+    def size(self, name: str) -> int:
+        return self.files[name].size
+
+    def head(self, name: str) -> bytes:
+        with self.store.open(self.prefix + name, byte_range=(0, _HEADER_BYTES - 1)) as stream:
+            return b"".join(stream.chunks())
+
+    def read(self, name: str, max_bytes: int) -> bytes:
+        return self.store.get_bytes(self.prefix + name, max_bytes=max_bytes)
+
+
+class _LocalFolder:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.names = sorted(p.name for p in directory.iterdir() if p.is_file())
+
+    def url(self, name: str) -> str:
+        return str(self.directory / name)
+
+    def size(self, name: str) -> int:
+        return (self.directory / name).stat().st_size
+
+    def head(self, name: str) -> bytes:
+        with (self.directory / name).open("rb") as fh:
+            return fh.read(_HEADER_BYTES)
+
+    def read(self, name: str, max_bytes: int) -> bytes:
+        if self.size(name) > max_bytes:
+            raise DataError(f"{self.url(name)} is larger than {max_bytes} bytes")
+        return (self.directory / name).read_bytes()
+
+
+def _mapping_files(survey: str, folder: _Folder) -> list[str]:
+    """The survey's mapping files in the folder: those whose header starts with ``*_code``."""
+    found = []
+    for name in folder.names:
+        if not name.startswith(f"{survey}.") or name == f"{survey}.series":
+            continue
+        if _is_data_file(survey, name) or not folder.size(name):
+            continue
+        if _mapping_column(_header(folder.head(name))) is not None:
+            found.append(name)
+    return found
+
+
+def _decoded_series(
+    survey: str, folder: _Folder, mapping_names: Sequence[str]
+) -> tuple[pl.DataFrame, list[str]]:
+    """Read and decode the survey's series file; log and return a warning per undecoded code.
+
+    Raises:
+        DataError: the series or a mapping file is malformed.
+        StorageError: it cannot be read.
+    """
+    name = f"{survey}.series"
+    source = folder.url(name)
+    series = read_tsv(folder.read(name, _MAX_SERIES_BYTES), source=source)
+    if "series_id" not in series.columns:
+        raise DataError(f"{source} line 1: no series_id column")
+    mappings = {
+        n: read_tsv(folder.read(n, _MAX_MAPPING_BYTES), source=folder.url(n)) for n in mapping_names
+    }
+    decoded, warnings = decode_series(series, mappings)
+    warnings = [f"{source}: {w}" for w in warnings]
+    for warning in warnings:
+        log.warning("%s", warning)
+    return decoded, warnings
+
+
 def _build_series(
     store: ObjectStore,
     survey: str,
@@ -512,17 +615,9 @@ def _build_series(
     key = series_key(tables_prefix, survey)
     series_name = f"{survey}.series"
     source = store.url(prefix + series_name)
+    folder = _S3Folder(store, prefix, files)
     try:
-        mapping_names = []
-        for name, info in sorted(files.items()):
-            if name == series_name or _is_data_file(survey, name) or not info.size:
-                continue
-            if not name.startswith(f"{survey}."):
-                continue
-            with store.open(info.key, byte_range=(0, _HEADER_BYTES - 1)) as stream:
-                head = b"".join(stream.chunks())
-            if _mapping_column(_header(head)) is not None:
-                mapping_names.append(name)
+        mapping_names = _mapping_files(survey, folder)
         inputs = {n: _sha256_of(store, files[n]) for n in [series_name, *mapping_names]}
         previous = doc.get("series", {})
         if previous.get("inputs") == inputs and store.head(key) is not None:
@@ -541,22 +636,7 @@ def _build_series(
             return
         if on_progress:
             on_progress(f"building {key} from {source}")
-        series = read_tsv(
-            store.get_bytes(prefix + series_name, max_bytes=_MAX_SERIES_BYTES), source=source
-        )
-        if "series_id" not in series.columns:
-            raise DataError(f"{source} line 1: no series_id column")
-        mappings = {
-            n: read_tsv(
-                store.get_bytes(prefix + n, max_bytes=_MAX_MAPPING_BYTES),
-                source=store.url(prefix + n),
-            )
-            for n in mapping_names
-        }
-        decoded, warnings = decode_series(series, mappings)
-        warnings = [f"{source}: {w}" for w in warnings]
-        for warning in warnings:
-            log.warning("%s", warning)
+        decoded, warnings = _decoded_series(survey, folder, mapping_names)
         store.put_bytes(key, _parquet_bytes(decoded), content_type="application/vnd.apache.parquet")
     except RqError as exc:
         result.builds.append(
@@ -959,19 +1039,30 @@ def analyze(
     reports = options.get("reports", analytics.REPORTS)
     need_bls = "best-year" in reports or "series-population" in reports
     location = str(bls) if bls is not None else analytics.default_locations(settings)[0]
-    split = _split_location(location) if location and need_bls and source != "files" else None
+    split = _split_location(location) if location and need_bls else None
     if split is None:
         if source == "tables" and need_bls:
             raise ConfigError(
                 f"--from tables reads the tables beside an S3 mirror; {location} is not in S3"
             )
-        return analytics.analyze(bls=bls, **common)
+        analysis = analytics.analyze(bls=bls, **common)
+        if need_bls and location:
+            path = Path(location)
+            return _with_titles(analysis, lambda: _LocalFolder(path.parent), path.name)
+        return analysis
     from rearcquest.storage import ObjectStore, make_s3_client
 
     bucket, data_key = split[0], split[1].rstrip("/")
     if s3_client is None:
         s3_client = common["s3_client"] = make_s3_client(endpoint_url=endpoint_url)
     store = ObjectStore(s3_client, bucket)
+    folder, _, name = data_key.rpartition("/")
+
+    def texts() -> _Folder:
+        return _S3Folder.listing(store, folder + "/" if folder else "")
+
+    if source == "files":
+        return _with_titles(analytics.analyze(bls=bls, **common), texts, name)
     part = current_partition(store, data_key, tables_prefix=_norm_prefix(tables_prefix))
     if part is None:
         if source == "tables":
@@ -980,7 +1071,7 @@ def analyze(
                 "build it with rq tables"
             )
         log.info("no current table for %s: reading the text file", location)
-        return analytics.analyze(bls=bls, **common)
+        return _with_titles(analytics.analyze(bls=bls, **common), texts, name)
     with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
         path = Path(tmp) / PART_NAME
         with path.open("wb") as fh:
@@ -996,4 +1087,42 @@ def analyze(
                 analytics.decimals_of(pl.col("value_text")).alias("decimals"),
             )
         )
-        return analytics.analyze(bls=store.url(part), bls_rows=rows, **common)
+        analysis = analytics.analyze(bls=store.url(part), bls_rows=rows, **common)
+    survey = name.partition(".")[0]
+    key = series_key(tables_prefix, survey)
+    try:
+        table = pl.read_parquet(io.BytesIO(store.get_bytes(key)), columns=["series_id", "title"])
+    except RqError as exc:
+        log.warning("no series titles: %s", exc)
+        return analysis
+    return _titled(analysis, table)
+
+
+def _titled(analysis: Analysis, series: pl.DataFrame) -> Analysis:
+    """The analysis with the titles of the series its reports hold."""
+    import dataclasses
+
+    ids: set[str] = set()
+    for frame in (analysis.best_year, analysis.series_population):
+        if frame is not None:
+            ids.update(frame["series_id"].to_list())
+    titles = {
+        sid: title
+        for sid, title in series.select("series_id", "title").rows()
+        if sid in ids and title is not None
+    }
+    return dataclasses.replace(analysis, titles=titles)
+
+
+def _with_titles(analysis: Analysis, folder: Callable[[], _Folder], data_file: str) -> Analysis:
+    """Title the reports from the series and mapping files beside the data file, if there."""
+    survey = data_file.partition(".")[0]
+    try:
+        texts = folder()
+        if f"{survey}.series" not in texts.names:
+            return analysis
+        decoded, _ = _decoded_series(survey, texts, _mapping_files(survey, texts))
+    except (RqError, OSError) as exc:
+        log.warning("no series titles: %s", exc)
+        return analysis
+    return _titled(analysis, decoded)
