@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from conftest import DATAUSA, release
-from rearcquest.errors import ConfigError, DataError
+from rearcquest.errors import ConfigError, DataError, StorageError
 from rearcquest.layout import META_SHA256
 from rearcquest.tables import (
     build_tables,
@@ -544,3 +544,44 @@ def test_named_query_rejects_an_unknown_name() -> None:
 
     with pytest.raises(ConfigError, match="no query 'nope'; choose from population, best_year"):
         named_query("nope")
+
+
+def test_analyze_auto_reads_the_text_when_the_tables_cannot_be_checked(
+    store: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from rearcquest.tables import analyze
+
+    mirror_release(store, "2024-06-06")
+    put_population(store)
+    build_tables(store)
+    manifest = manifest_key("tables/", "pr")
+
+    def deny(params: dict[str, Any], **_: Any) -> Any:
+        # S3 answers 403 for the manifest, as a bucket policy that hides tables/ would.
+        if str(params.get("url_path", "")).endswith("/" + manifest):
+            denied = {"Code": "AccessDenied", "Message": "Access Denied"}
+            return SimpleNamespace(status_code=403, headers={}), {
+                "Error": denied,
+                "ResponseMetadata": {"HTTPStatusCode": 403},
+            }
+        return None
+
+    store.client.meta.events.register("before-call.s3.HeadObject", deny)
+    with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
+        analysis = analyze(
+            bls="s3://test-bucket/pr/pr.data.0.Current",
+            reports=["best-year"],
+            s3_client=store.client,
+        )
+    assert analysis.bls_source == "s3://test-bucket/pr/pr.data.0.Current"
+    assert "cannot check the tables" in caplog.records[0].message
+    assert "access denied" in caplog.records[0].message
+    with pytest.raises(StorageError, match="access denied"):
+        analyze(
+            source="tables",
+            bls="s3://test-bucket/pr/pr.data.0.Current",
+            reports=["best-year"],
+            s3_client=store.client,
+        )

@@ -1063,7 +1063,14 @@ def analyze(
 
     if source == "files":
         return _with_titles(analytics.analyze(bls=bls, **common), texts, name)
-    part = current_partition(store, data_key, tables_prefix=_norm_prefix(tables_prefix))
+    try:
+        part = current_partition(store, data_key, tables_prefix=_norm_prefix(tables_prefix))
+    except RqError as exc:
+        if source == "tables":
+            raise
+        # auto must never do worse than the text file it would have read before tables existed.
+        log.warning("cannot check the tables (%s): reading the text file", exc)
+        part = None
     if part is None:
         if source == "tables":
             raise ConfigError(
