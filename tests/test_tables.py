@@ -585,3 +585,26 @@ def test_analyze_auto_reads_the_text_when_the_tables_cannot_be_checked(
             reports=["best-year"],
             s3_client=store.client,
         )
+
+
+def test_each_table_goes_up_in_one_put_before_its_manifest(store: Any) -> None:
+    mirror_zz(store)
+    writes: list[str] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        from urllib.parse import unquote
+
+        # Virtual-hosted style: the path is the key, percent-encoded.
+        writes.append(unquote(str(params["url_path"])).lstrip("/"))
+
+    store.client.meta.events.register("before-call.s3.PutObject", record)
+    store.client.meta.events.register("before-call.s3.CreateMultipartUpload", record)
+    build_tables(store, surveys=["zz"])
+    part = observations_key("tables/", "zz", "zz.data.0.Current")
+    manifest = manifest_key("tables/", "zz")
+    assert writes.count(part) == 1
+    assert writes.count(series_key("tables/", "zz")) == 1
+    # Nothing else is written under the partition's folder (no temporary objects).
+    assert [w for w in writes if w.startswith(part.rsplit("/", 1)[0])] == [part]
+    assert writes.index(part) < writes.index(manifest)
+    assert writes[-1] == manifest
