@@ -86,17 +86,16 @@ def _records(analysis: Analysis, name: ReportName) -> list[dict[str, Any]]:
                 "std": stats.rounded_std,
             }
         ]
-    known = analysis.value_decimals
-    # The decoded series text comes last, so every other key and column keeps its place.
-    titled = {"title": None} if analysis.titles else {}
-    return [
-        {
-            **row,
-            "value": bls_value(row["value"], known.get(row["series_id"])),
-            **{k: analysis.titles.get(row["series_id"]) for k in titled},
-        }
+    known, titles = analysis.value_decimals, analysis.titles
+    records = [
+        {**row, "value": bls_value(row["value"], known.get(row["series_id"]))}
         for row in _frame(analysis, name).iter_rows(named=True)
     ]
+    if titles:
+        # The decoded series text comes last, so every other key and column keeps its place.
+        for record in records:
+            record["title"] = titles.get(record["series_id"])
+    return records
 
 
 # The population report in JSON, as it has always been: without ``missing_years``.
@@ -129,7 +128,8 @@ def to_json_doc(analysis: Analysis) -> dict[str, Any]:
 
     ``{"population": {"from_year", "to_year", "years", "mean", "std"}, "best_year": [{"series_id",
     "year", "value"}], "series_population": [{"series_id", "year", "period", "value",
-    "population"}]}``. Values, mean and std are floats of the numbers the other formats print
+    "population"}]}``, the BLS rows ending with ``"title"`` when the analysis has the series
+    titles. Values, mean and std are floats of the numbers the other formats print
     (a float cannot keep ``138.710``'s last zero: :func:`to_json` writes the digits themselves);
     years and populations are integers.
     """
