@@ -129,3 +129,9 @@ def test_all_finds_every_mirrored_survey(mirror: Any) -> None:
     result = rq("--survey", "all", "--format", "json")
     assert result.exit_code == 0, result.output
     assert {t["survey"] for t in json.loads(result.stdout)["tables"]} == {"pr", "zz"}
+
+
+def test_no_bucket_is_exit_2_saying_what_to_set() -> None:
+    result = rq()
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: no bucket given: pass --bucket or set the RQ_")

@@ -734,23 +734,11 @@ def tables(
 
     Example: rq tables --bucket my-bls-mirror --survey all --format json
     """
-    from rearcquest.config import Settings
-    from rearcquest.storage import ObjectStore, make_s3_client
-    from rearcquest.tables import build_tables
+    from rearcquest.tables import build_tables, population_source
 
     with _errors():
-        client = make_s3_client(endpoint_url=endpoint_url)
-        store = ObjectStore(client, bucket)
-        settings = Settings.from_env()
-        if population is None and settings.population_bucket:
-            population = f"s3://{settings.population_bucket}/{settings.population_key}"
-        if population is None:
-            population_store, population_key = store, settings.population_key
-        else:
-            target, _, population_key = population.removeprefix("s3://").partition("/")
-            if not population.startswith("s3://") or not population_key:
-                raise ConfigError(f"--population {population!r} is not an s3://bucket/key URL")
-            population_store = ObjectStore(client, target)
+        store = _store(bucket, endpoint_url)
+        population_store, population_key = population_source(store, population)
         surveys = None if survey.strip() == "all" else [s.strip() for s in survey.split(",")]
         result = build_tables(
             store,
@@ -802,26 +790,13 @@ def sql(
     Example: rq sql "SELECT year, population FROM population ORDER BY year" --format csv
     """
     from rearcquest import render
-    from rearcquest.config import Settings
-    from rearcquest.storage import ObjectStore, make_s3_client
-    from rearcquest.tables import TABLES_PREFIX, named_query, run_sql
+    from rearcquest.tables import named_query, run_sql
 
     with _errors():
         if (query is None) == (named is None):
             raise ConfigError("give either a QUERY or --named NAME")
         text = query if query is not None else named_query(str(named))
-        if location is None:
-            bucket = Settings.from_env().bls_bucket
-            if not bucket:
-                raise ConfigError("no tables: pass --tables DIR_OR_S3_URL or set RQ_BLS_BUCKET")
-            location = f"s3://{bucket}/{TABLES_PREFIX}"
-        store = None
-        if location.startswith("s3://"):
-            store = ObjectStore(
-                make_s3_client(endpoint_url=endpoint_url),
-                location.removeprefix("s3://").partition("/")[0],
-            )
-        answer = run_sql(text, location=location, store=store)
+        answer = run_sql(text, location=location, endpoint_url=endpoint_url)
         if fmt is AnalyzeFormat.json:
             typer.echo(render.frame_json(answer), nl=False)
         elif fmt is AnalyzeFormat.csv:

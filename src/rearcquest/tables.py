@@ -737,6 +737,37 @@ def _build_population(
     )
 
 
+def population_source(
+    store: ObjectStore, url: str | None = None, *, settings: Settings | None = None
+) -> tuple[ObjectStore, str]:
+    """Where :func:`build_tables` reads the population answer from.
+
+    Args:
+        store: the bucket of the mirror.
+        url: ``s3://bucket/key`` of the answer; default
+            ``s3://$RQ_POPULATION_BUCKET/$RQ_POPULATION_KEY``, else that key in ``store``.
+        settings: where the defaults come from; default the ``RQ_*`` environment.
+
+    Returns:
+        The bucket (sharing ``store``'s client) and the key.
+
+    Raises:
+        ConfigError: ``url`` is not an ``s3://bucket/key`` URL.
+    """
+    from rearcquest.config import Settings
+    from rearcquest.storage import ObjectStore
+
+    settings = settings or Settings.from_env()
+    if url is None and settings.population_bucket:
+        url = f"s3://{settings.population_bucket}/{settings.population_key}"
+    if url is None:
+        return store, settings.population_key
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    if not url.startswith("s3://") or not bucket or not key or key.endswith("/"):
+        raise ConfigError(f"--population {url!r} is not an s3://bucket/key URL")
+    return ObjectStore(store.client, bucket), key
+
+
 def build_tables(
     store: ObjectStore,
     *,
@@ -914,8 +945,10 @@ def _run(
 def run_sql(
     query: str,
     *,
-    location: str,
+    location: str | None = None,
     store: ObjectStore | None = None,
+    endpoint_url: str | None = None,
+    settings: Settings | None = None,
 ) -> pl.DataFrame:
     """Run a Polars SQL query over the tables of a local directory or an S3 prefix.
 
@@ -926,17 +959,27 @@ def run_sql(
 
     Args:
         query: the SQL.
-        location: a local directory or ``s3://bucket/prefix/`` (what ``rq tables`` writes).
-        store: the bucket of an ``s3://`` location; made from the default client if not given.
+        location: a local directory or ``s3://bucket/prefix/`` (what ``rq tables`` writes);
+            default ``s3://$RQ_BLS_BUCKET/tables/``.
+        store: the bucket of an ``s3://`` location; made with ``endpoint_url`` if not given.
+        endpoint_url: S3-compatible endpoint.
+        settings: where the default bucket comes from; default the ``RQ_*`` environment.
 
     Returns:
         The answer.
 
     Raises:
-        ConfigError: no tables at the location, or the query failed (unknown table, column,
-            syntax).
+        ConfigError: no location and no bucket, no tables at the location, or the query failed
+            (unknown table, column, syntax).
         StorageError: the tables cannot be read from S3.
     """
+    if location is None:
+        from rearcquest.config import Settings
+
+        bucket = (settings or Settings.from_env()).bls_bucket
+        if not bucket:
+            raise ConfigError("no tables: pass --tables DIR_OR_S3_URL or set RQ_BLS_BUCKET")
+        location = f"s3://{bucket}/{TABLES_PREFIX}"
     split = _split_location(location)
     if split is None:
         return _run(query, scan_tables(location), location)
@@ -944,7 +987,7 @@ def run_sql(
     if store is None:
         from rearcquest.storage import ObjectStore, make_s3_client
 
-        store = ObjectStore(make_s3_client(), bucket)
+        store = ObjectStore(make_s3_client(endpoint_url=endpoint_url), bucket)
     lowered = query.lower()
 
     def wanted(table: str) -> bool:
