@@ -12,7 +12,7 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import unquote, urljoin, urlsplit
 
 from rearcquest.errors import DataError, ListingError
@@ -173,25 +173,43 @@ def fetch_listing(http: HttpClient, url: str) -> list[RemoteFile]:
     return parse_listing(body.decode("utf-8", errors="replace"), url)
 
 
+class BodySink(Protocol):
+    """Where a download's body goes, chunk by chunk (an S3 object writer, a buffer)."""
+
+    def write(self, data: bytes, /) -> None:
+        """Take the next chunk."""
+
+    def abort(self) -> None:
+        """Drop everything written: the attempt failed. Never raises."""
+
+
+SinkT = TypeVar("SinkT", bound=BodySink)
+
+
 def download(
     http: HttpClient,
     file: RemoteFile,
-    dest: IO[bytes],
+    open_sink: Callable[[str | None], SinkT],
     *,
     if_modified_since: str | None = None,
     on_bytes: Callable[[int], None] | None = None,
-) -> Download | None:
-    """Download ``file`` into ``dest`` (truncated first), hashing it on the way.
+) -> tuple[Download, SinkT] | None:
+    """Stream ``file``'s body into a sink, hashing and checking it on the way; no temporary file.
+
+    Each attempt opens a new sink once the answer's status is known, with its ``Last-Modified``
+    (so an object writer can carry it as metadata from the start); an attempt that fails aborts
+    its sink before the next one starts, so a retried body is never written twice.
 
     Args:
         http: the client.
         file: the listed file; its ``size``, when known, must match the body.
-        dest: a writable, seekable binary file.
+        open_sink: called with the answer's ``Last-Modified`` (or ``None``); returns the sink.
         if_modified_since: an HTTP date; the server may answer 304.
         on_bytes: called with each chunk's length, for progress.
 
     Returns:
-        The download's size, sha256 and ``Last-Modified``, or ``None`` for 304 Not Modified.
+        The download's size, sha256 and ``Last-Modified``, and the sink holding the whole body
+        (the caller completes or aborts it), or ``None`` for 304 Not Modified (no sink opened).
 
     Raises:
         SourceError: the server failed after retries, answered an error, redirected outside
@@ -199,51 +217,54 @@ def download(
         DataError: the body's length differs from ``Content-Length`` or from the listed size
             (with or without a ``Content-Length``; a longer body is cut off as soon as it
             exceeds the listed size).
-        OSError: ``dest`` could not be written (e.g. a full disk).
+        Exception: whatever the sink raised; the sink has been aborted.
     """
     headers = {"Accept-Encoding": "identity"}
     if if_modified_since:
         headers["If-Modified-Since"] = if_modified_since
 
-    def attempt() -> Download | None:
+    def attempt() -> tuple[Download, SinkT] | None:
         with http.stream(file.url, headers=headers) as response:
             if response.status_code == 304:
                 return None
             http.check_status(response, file.url)
-            dest.seek(0)
-            dest.truncate()
-            digest = hashlib.sha256()
-            size = 0
-            for chunk in http.iter_body(response, file.url, raw=True, chunk_size=_CHUNK):
-                size += len(chunk)
-                if file.size is not None and size > file.size:
-                    # Stop at once: a body longer than listed (chunked, no Content-Length) could
-                    # otherwise fill the temporary disk before the final length check.
+            last_modified = response.headers.get("Last-Modified")
+            sink = open_sink(last_modified)
+            try:
+                digest = hashlib.sha256()
+                size = 0
+                for chunk in http.iter_body(response, file.url, raw=True, chunk_size=_CHUNK):
+                    size += len(chunk)
+                    if file.size is not None and size > file.size:
+                        # Stop at once: a body longer than listed (chunked, no Content-Length)
+                        # could otherwise go on for ever, and into S3.
+                        raise DataError(
+                            f"{file.name}: the server sent more than the {file.size} bytes the "
+                            "listing says; the file may be changing on the server, try again later"
+                        )
+                    digest.update(chunk)
+                    sink.write(chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
+                length = response.headers.get("Content-Length")
+                if length is not None and length.isdigit() and int(length) != size:
                     raise DataError(
-                        f"{file.name}: the server sent more than the {file.size} bytes the "
-                        "listing says; the file may be changing on the server, try again later"
+                        f"{file.name}: received {size} bytes but Content-Length said {length}"
                     )
-                digest.update(chunk)
-                dest.write(chunk)
-                if on_bytes is not None:
-                    on_bytes(len(chunk))
-            length = response.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) != size:
-                raise DataError(
-                    f"{file.name}: received {size} bytes but Content-Length said {length}"
-                )
-            if file.size is not None and file.size != size:
-                raise DataError(
-                    f"{file.name}: received {size} bytes but the listing says {file.size}; "
-                    "the file may be changing on the server, try again later"
-                )
-            dest.flush()
-            dest.seek(0)
-            return Download(
+                if file.size is not None and file.size != size:
+                    raise DataError(
+                        f"{file.name}: received {size} bytes but the listing says {file.size}; "
+                        "the file may be changing on the server, try again later"
+                    )
+            except BaseException:
+                sink.abort()
+                raise
+            got = Download(
                 size=size,
                 sha256=digest.hexdigest(),
-                last_modified=response.headers.get("Last-Modified"),
+                last_modified=last_modified,
                 content_type=response.headers.get("Content-Type"),
             )
+            return got, sink
 
     return http.call(file.url, attempt)
