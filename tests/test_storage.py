@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -280,10 +279,14 @@ def test_a_failed_part_aborts_the_upload_and_fails_the_writer(
 
     monkeypatch.setattr(store.client, "upload_part", refuse_second)
     writer = store.writer("broken")
-    with pytest.raises(StorageError, match=r"cannot write s3://test-bucket/broken: .*SlowDown"):
+
+    def write_all() -> None:
         for _ in range(20):
             writer.write(b"z" * small_parts)
         writer.complete()
+
+    with pytest.raises(StorageError, match=r"cannot write s3://test-bucket/broken: .*SlowDown"):
+        write_all()
     assert store.head("broken") is None
     assert pending_uploads(store) == []
     assert writer.size < 20 * small_parts  # the failure stopped the writing early
