@@ -373,3 +373,43 @@ def test_a_missing_profile_is_a_config_error(
 ) -> None:
     with pytest.raises(ConfigError, match="AWS profile 'nobody' is not configured"):
         make_s3_client(profile="nobody")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "signed"),
+    [
+        ("http://127.0.0.1:8333", False),
+        ("http://localhost:9000", False),
+        ("http://[::1]:9000", False),
+        ("http://10.0.0.5:9000", None),
+        ("http://minio.example.com", None),
+        ("https://127.0.0.1:8333", None),
+        (None, None),
+    ],
+    ids=["loopback-ip", "localhost", "loopback-v6", "lan", "remote-http", "https", "aws"],
+)
+def test_bodies_are_signed_except_over_plain_http_on_loopback(
+    endpoint: str | None, signed: bool | None
+) -> None:
+    client = make_s3_client(endpoint_url=endpoint, access_key=("a", "b"))
+    assert client.meta.config.s3.get("payload_signing_enabled") is signed  # None: botocore's rule
+
+
+def test_a_loopback_put_sends_an_unsigned_body_with_its_checksum(moto_server: str) -> None:
+    client = make_s3_client(endpoint_url=moto_server, access_key=("a", "b"))
+    client.create_bucket(Bucket="unsigned")
+    sent: list[dict[str, str]] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        sent.append(
+            {
+                k.lower(): v.decode() if isinstance(v, bytes) else str(v)
+                for k, v in request.headers.items()
+            }
+        )
+
+    client.meta.events.register("before-send.s3.PutObject", capture)
+    ObjectStore(client, "unsigned").put_bytes("k", b"body")
+    (headers,) = sent
+    assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    assert "x-amz-checksum-crc32" in headers
