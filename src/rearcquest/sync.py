@@ -5,7 +5,8 @@ Change detection, cheapest first, so that nothing is fetched when nothing change
 1. The state of the last sync (size, listing date, ``Last-Modified``, sha256 and the S3 ETag of
    every file) is one JSON object next to the mirror, cross-checked against one ``ListObjectsV2``:
    an object changed or removed out of band is noticed and repaired. Each mirrored object also
-   carries its sha256 and source dates as metadata, so a lost state is rebuilt from the objects.
+   carries its source dates and (unless it went up in parts) its sha256 as metadata, so a lost
+   state is rebuilt from the objects.
 2. A file whose listing size and date match the state is unchanged: no request for it at all.
 3. Otherwise a conditional GET (``If-Modified-Since``; 304 means unchanged); the body streams
    into S3 as it arrives (no temporary file), hashed on the way, and if its sha256 equals the
