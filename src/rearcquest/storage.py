@@ -714,6 +714,7 @@ class ObjectWriter:
         self._sent: list[Future[str]] = []
         self._slots = threading.BoundedSemaphore(PARTS_PER_UPLOAD)
         self._done = False
+        self._part_failed = False  # set by a part's thread: checked at every write, cheaply
 
     @property
     def multipart(self) -> bool:
@@ -812,6 +813,8 @@ class ObjectWriter:
             log.warning("could not abort the multipart upload of %s", self.store.url(self.key))
 
     def _raise_failed(self) -> None:
+        if not self._part_failed:
+            return
         for future in self._sent:
             if future.done() and not future.cancelled() and future.exception() is not None:
                 future.result()
@@ -863,6 +866,9 @@ class ObjectWriter:
                 ),
             )
             return str(part["ETag"])
+        except BaseException:
+            self._part_failed = True
+            raise
         finally:
             held.release()
             self._slots.release()
