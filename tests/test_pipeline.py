@@ -201,45 +201,30 @@ def test_rq_run_exit_code_agrees_with_ok_when_only_the_reports_fail(
     assert "analyze failed: pr.data.0.Current" in result.stderr
 
 
-def test_rq_run_full_temporary_disk_fails_one_file_and_the_fetch_still_runs(
+def test_rq_run_a_file_failing_mid_stream_fails_one_file_and_the_fetch_still_runs(
     buckets: tuple[str, str, Any],
     bls_server: OfflineServer,
     moto_server: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import errno
+    from rearcquest.errors import StorageError
+    from rearcquest.storage import ObjectWriter
 
-    import rearcquest.sync
+    real_complete = ObjectWriter.complete
 
-    real_spool = rearcquest.sync._spool
-
-    class FullDisk:
-        """A spool that refuses more than 2 MB, like a full /tmp."""
-
-        def __init__(self) -> None:
-            self.file = real_spool()
-
-        def write(self, data: bytes) -> int:
-            if self.file.tell() + len(data) > 2 * 1024 * 1024:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return self.file.write(data)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.file, name)
-
-        def __enter__(self) -> Any:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            self.file.close()
+    def refuse_alldata(self: ObjectWriter, **kw: Any) -> str:
+        if self.key.endswith("pr.data.1.AllData"):
+            self.abort()
+            raise StorageError(f"cannot write {self.store.url(self.key)}: S3 answered SlowDown")
+        return real_complete(self, **kw)
 
     cron_env(monkeypatch, buckets, bls_server, moto_server)
-    monkeypatch.setattr(rearcquest.sync, "_spool", FullDisk)
+    monkeypatch.setattr(ObjectWriter, "complete", refuse_alldata)
     result = runner.invoke(app, ["run", "--format", "json"])
     doc = json.loads(result.stdout)
     assert (doc["ok"], result.exit_code) == (False, 1)
     assert [e["name"] for e in doc["sync"]["summary"]["errors"]] == ["pr.data.1.AllData"]
     assert "1 file(s) failed: pr.data.1.AllData" in doc["sync"]["error"]
-    assert "No space left on device" in doc["sync"]["summary"]["errors"][0]["message"]
+    assert "SlowDown" in doc["sync"]["summary"]["errors"][0]["message"]
     assert len(doc["sync"]["summary"]["added"]) == 11
     assert doc["population"]["error"] is None and doc["population"]["summary"]["written"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,60 +131,236 @@ def test_delete_many_reports_per_key_failures(
     assert store.delete_many(["x/1"]) == {"x/1": "denied"}
 
 
-def test_upload_below_the_threshold_is_one_put(
-    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Parts of 512 KiB (moto's minimum lowered to match), so multipart tests stay fast."""
+    import moto.s3.models
+
+    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", 256 * 1024)
+    monkeypatch.setattr(storage, "PART_SIZE", 512 * 1024)
+    return 512 * 1024
+
+
+def s3_calls(store: ObjectStore) -> list[tuple[str, int | None]]:
+    """Record every S3 operation the store's client makes, with its part number if any."""
+    calls: list[tuple[str, int | None]] = []
+
+    def record(event_name: str, params: Any, **_: Any) -> None:
+        calls.append((event_name.rsplit(".", 1)[1], params.get("PartNumber")))
+
+    # before-parameter-build sees the API parameters (PartNumber), once per call made.
+    store.client.meta.events.register("before-parameter-build.s3.*", record)
+    return calls
+
+
+def pending_uploads(store: ObjectStore) -> list[Any]:
+    return list(store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []))
+
+
+@pytest.mark.parametrize("size", [0, 1000, 512 * 1024], ids=["empty", "small", "one-part"])
+def test_a_body_that_fits_in_one_part_is_one_put_with_the_final_metadata(
+    store: ObjectStore, small_parts: int, size: int
 ) -> None:
-    monkeypatch.setattr(storage, "MULTIPART_THRESHOLD", 1024)
-    body = b"a" * 1024
-    seen: list[int] = []
-    etag = store.upload("small", io.BytesIO(body), len(body), on_bytes=seen.append)
+    calls = s3_calls(store)
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    writer = store.writer("small", content_type="text/plain", metadata={"rq-a": "start"})
+    for start in range(0, size, 100_000):
+        writer.write(body[start : start + 100_000])
+    assert calls == []  # nothing is sent before the body is known to fit
+    etag = writer.complete(metadata={"rq-a": "final", "rq-sha256": "abc"})
+    assert calls == [("PutObject", None)]
+    assert not writer.multipart and writer.size == size
     assert etag == hashlib.md5(body).hexdigest()
-    assert seen == [1024]
+    head = store.head("small")
+    assert head is not None
+    assert head.metadata == {"rq-a": "final", "rq-sha256": "abc"}
+    assert head.content_type == "text/plain"
+    assert store.get_bytes("small") == body
 
 
-def test_upload_above_the_threshold_is_multipart_in_parts(
-    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+def test_a_larger_body_is_sent_in_parts_while_it_is_written(
+    store: ObjectStore, small_parts: int
 ) -> None:
-    # S3's minimum part size is 5 MiB (moto enforces it for all but the last part).
-    monkeypatch.setattr(storage, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)
-    monkeypatch.setattr(storage, "PART_SIZE", 5 * 1024 * 1024)
-    body = bytes(range(256)) * (11 * 1024 * 1024 // 256 + 3)
-    seen: list[int] = []
-    etag = store.upload(
-        "big",
-        io.BytesIO(body),
-        len(body),
-        content_type="text/plain",
-        metadata={"rq-sha256": "abc"},
-        on_bytes=seen.append,
-    )
+    calls = s3_calls(store)
+    body = bytes(range(256)) * (5 * small_parts // 2 // 256) + b"tail"
+    writer = store.writer("big", content_type="text/plain", metadata={"rq-a": "start"})
+    for start in range(0, len(body), 200_000):
+        writer.write(body[start : start + 200_000])
+    assert writer.multipart
+    assert calls[0] == ("CreateMultipartUpload", None)
+    writer.write(b"")
+    etag = writer.complete(metadata={"rq-a": "ignored"})
     assert etag.endswith("-3")  # a multipart ETag names its part count
-    assert seen == [5 * 1024 * 1024, 5 * 1024 * 1024, len(body) - 10 * 1024 * 1024]
+    assert sorted(c for c in calls if c[0] == "UploadPart") == [
+        ("UploadPart", 1),
+        ("UploadPart", 2),
+        ("UploadPart", 3),
+    ]
+    assert calls[-1] == ("CompleteMultipartUpload", None)
     assert store.get_bytes("big") == body
     head = store.head("big")
     assert head is not None
-    assert head.metadata == {"rq-sha256": "abc"}
+    assert head.metadata == {"rq-a": "start"}  # fixed when the upload started
     assert head.content_type == "text/plain"
+    assert pending_uploads(store) == []
 
 
-def test_a_failed_multipart_upload_is_aborted(
+def test_parts_go_while_the_body_is_still_being_written(
+    store: ObjectStore, small_parts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    real = store.client.upload_part
+    first_part = threading.Event()
+
+    def watched(**kwargs: Any) -> Any:
+        if kwargs["PartNumber"] == 1:
+            first_part.set()
+        return real(**kwargs)
+
+    monkeypatch.setattr(store.client, "upload_part", watched)
+    writer = store.writer("streamed")
+    writer.write(b"a" * small_parts)
+    writer.write(b"b")  # the first part is full and more came: it is sent now
+    # Part 1 reaches S3 while the writer still waits for the rest of the body (bounded wait).
+    assert first_part.wait(30)
+    writer.write(b"c" * small_parts)
+    writer.complete()
+    assert store.get_bytes("streamed") == b"a" * small_parts + b"b" + b"c" * small_parts
+
+
+def test_an_abort_leaves_no_object_no_part_and_no_write(
+    store: ObjectStore, small_parts: int
+) -> None:
+    store.put_bytes("kept", b"old bytes")
+    before = store.head("kept")
+    calls = s3_calls(store)
+    writer = store.writer("kept")
+    writer.write(b"n" * (3 * small_parts))
+    writer.abort()
+    writer.abort()  # twice is harmless
+    ops = [name for name, _ in calls]
+    assert "AbortMultipartUpload" in ops
+    assert "CompleteMultipartUpload" not in ops and "PutObject" not in ops
+    assert pending_uploads(store) == []
+    after = store.head("kept")
+    assert before is not None and after is not None
+    assert (after.etag, after.last_modified) == (before.etag, before.last_modified)
+    assert store.get_bytes("kept") == b"old bytes"
+    with pytest.raises(StorageError, match="closed"):
+        writer.write(b"more")
+    with pytest.raises(StorageError, match="closed"):
+        writer.complete()
+
+
+def test_a_small_body_aborted_sends_nothing(store: ObjectStore, small_parts: int) -> None:
+    calls = s3_calls(store)
+    writer = store.writer("never")
+    writer.write(b"x" * 1000)
+    writer.abort()
+    assert calls == []
+    assert store.head("never") is None
+
+
+def test_a_failed_part_aborts_the_upload_and_fails_the_writer(
+    store: ObjectStore, small_parts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = store.client.upload_part
+
+    def refuse_second(**kwargs: Any) -> Any:
+        if kwargs["PartNumber"] == 2:
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "injected"}}, "UploadPart"
+            )
+        return real(**kwargs)
+
+    monkeypatch.setattr(store.client, "upload_part", refuse_second)
+    writer = store.writer("broken")
+
+    def write_all() -> None:
+        for _ in range(20):
+            writer.write(b"z" * small_parts)
+        writer.complete()
+
+    with pytest.raises(StorageError, match=r"cannot write s3://test-bucket/broken: .*SlowDown"):
+        write_all()
+    assert store.head("broken") is None
+    assert pending_uploads(store) == []
+    assert writer.size < 20 * small_parts  # the failure stopped the writing early
+
+
+def test_a_refused_complete_aborts_the_upload(
+    store: ObjectStore, small_parts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(**kwargs: Any) -> Any:
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "InternalError", "Message": "injected"}}, "CompleteMultipartUpload"
+        )
+
+    monkeypatch.setattr(store.client, "complete_multipart_upload", refuse)
+    writer = store.writer("refused")
+    writer.write(b"q" * (2 * small_parts + 1))
+    with pytest.raises(StorageError, match="InternalError"):
+        writer.complete()
+    assert store.head("refused") is None
+    assert pending_uploads(store) == []
+
+
+def test_parts_in_flight_are_bounded_per_object_and_per_store(
+    store: ObjectStore, small_parts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    monkeypatch.setattr(storage, "PARTS_PER_UPLOAD", 2)
+    monkeypatch.setattr(storage, "PARTS_IN_FLIGHT", 3)
+    real = store.client.upload_part
+    lock = threading.Lock()
+    active: dict[str, int] = {"a": 0, "b": 0}
+    highest = {"a": 0, "b": 0, "all": 0}
+
+    def slow(**kwargs: Any) -> Any:
+        key = kwargs["Key"]
+        with lock:
+            active[key] += 1
+            highest[key] = max(highest[key], active[key])
+            highest["all"] = max(highest["all"], sum(active.values()))
+        time.sleep(0.02)  # lets parts pile up if nothing held them back
+        try:
+            return real(**kwargs)
+        finally:
+            with lock:
+                active[key] -= 1
+
+    monkeypatch.setattr(store.client, "upload_part", slow)
+
+    def write(key: str) -> None:
+        writer = store.writer(key)
+        for _ in range(8):
+            writer.write(key.encode() * small_parts)
+        writer.complete()
+
+    threads = [threading.Thread(target=write, args=(key,)) for key in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert highest["a"] <= 2 and highest["b"] <= 2
+    assert highest["all"] <= 3
+    assert store.get_bytes("a") == b"a" * 8 * small_parts
+
+
+def test_a_known_size_beyond_the_part_limit_gets_larger_parts(
     store: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)
-    monkeypatch.setattr(storage, "PART_SIZE", 5 * 1024 * 1024)
-
-    class Breaks(io.BytesIO):
-        def read(self, size: int | None = -1) -> bytes:
-            if self.tell() >= 5 * 1024 * 1024:
-                raise OSError("disk gone")
-            return super().read(size)
-
-    body = b"z" * (6 * 1024 * 1024)
-    with pytest.raises(OSError, match="disk gone"):
-        store.upload("broken", Breaks(body), len(body))
-    assert store.head("broken") is None
-    uploads = store.client.list_multipart_uploads(Bucket=store.bucket)
-    assert uploads.get("Uploads", []) == []
+    monkeypatch.setattr(storage, "PART_SIZE", 8 * MiB)
+    assert store.writer("k", size=8 * MiB * 10_000).part_size == 8 * MiB
+    assert store.writer("k", size=8 * MiB * 10_000 + 1).part_size == 9 * MiB
+    assert store.writer("k", size=200 * 1024**3).part_size == 21 * MiB
+    assert store.writer("k").part_size == 8 * MiB
 
 
 def test_an_empty_bucket_name_is_a_config_error(s3_client: Any) -> None:
@@ -198,3 +373,43 @@ def test_a_missing_profile_is_a_config_error(
 ) -> None:
     with pytest.raises(ConfigError, match="AWS profile 'nobody' is not configured"):
         make_s3_client(profile="nobody")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "signed"),
+    [
+        ("http://127.0.0.1:8333", False),
+        ("http://localhost:9000", False),
+        ("http://[::1]:9000", False),
+        ("http://10.0.0.5:9000", None),
+        ("http://minio.example.com", None),
+        ("https://127.0.0.1:8333", None),
+        (None, None),
+    ],
+    ids=["loopback-ip", "localhost", "loopback-v6", "lan", "remote-http", "https", "aws"],
+)
+def test_bodies_are_signed_except_over_plain_http_on_loopback(
+    endpoint: str | None, signed: bool | None
+) -> None:
+    client = make_s3_client(endpoint_url=endpoint, access_key=("a", "b"))
+    assert client.meta.config.s3.get("payload_signing_enabled") is signed  # None: botocore's rule
+
+
+def test_a_loopback_put_sends_an_unsigned_body_with_its_checksum(moto_server: str) -> None:
+    client = make_s3_client(endpoint_url=moto_server, access_key=("a", "b"))
+    client.create_bucket(Bucket="unsigned")
+    sent: list[dict[str, str]] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        sent.append(
+            {
+                k.lower(): v.decode() if isinstance(v, bytes) else str(v)
+                for k, v in request.headers.items()
+            }
+        )
+
+    client.meta.events.register("before-send.s3.PutObject", capture)
+    ObjectStore(client, "unsigned").put_bytes("k", b"body")
+    (headers,) = sent
+    assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    assert "x-amz-checksum-crc32" in headers

@@ -455,47 +455,31 @@ def test_a_dripping_file_fails_in_bounded_time_the_others_are_synced(
     assert len([r for r in bls_server.requests if r.path.endswith("pr.footnote")]) == 1
 
 
-class _FullDisk:
-    """A spool on a disk that fills up after ``room`` bytes: writes then fail with ENOSPC."""
-
-    def __init__(self, room: int) -> None:
-        import io
-
-        self._file = io.BytesIO()
-        self._room = room
-
-    def write(self, data: bytes) -> int:
-        import errno
-        import os
-
-        if self._file.tell() + len(data) > self._room:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return self._file.write(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._file, name)
-
-    def __enter__(self) -> _FullDisk:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._file.close()
-
-
-def test_full_temporary_disk_fails_that_file_only(
+def test_local_error_mid_stream_fails_that_file_only(
     store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rearcquest.sync
+    import errno
+    import os
+
+    from rearcquest.storage import ObjectWriter
 
     before = seeded(store, bls_server)
     files = bls_server.files
     del files["pr.footnote"]
     bls_server.set_files(files)
-    monkeypatch.setattr(rearcquest.sync, "_spool", lambda: _FullDisk(2 * 1024 * 1024))
+    real_write = ObjectWriter.write
+
+    def out_of_memory(self: ObjectWriter, data: bytes) -> None:
+        # No disk is involved any more, but the machine can still refuse: memory, sockets.
+        if self.size + len(data) > 2 * 1024 * 1024:
+            raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+        real_write(self, data)
+
+    monkeypatch.setattr(ObjectWriter, "write", out_of_memory)
     result = run(store, bls_server)
     assert [e.name for e in result.errors] == ["pr.data.1.AllData"]  # the only file over 2 MB
-    assert "No space left on device" in result.errors[0].message
-    assert "TMPDIR" in result.errors[0].message
+    assert "local I/O error" in result.errors[0].message
+    assert "Cannot allocate memory" in result.errors[0].message
     assert bucket_files(store)["pr.data.1.AllData"] == before["pr.data.1.AllData"]
     assert "pr.series" in result.updated
     assert result.deleted == [] and result.deletes_skipped

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import tracemalloc
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import release
-from rearcquest import storage, sync
+from rearcquest import storage
 from rearcquest.offline import OfflineServer, ServedFile
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore, make_s3_client
@@ -50,11 +53,18 @@ def test_release_to_release_on_seaweedfs(seaweed_bucket: tuple[str, str]) -> Non
             previous = files
 
 
-def test_large_file_goes_up_in_parts_with_bounded_memory(
-    seaweed_bucket: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+def test_large_file_streams_up_in_parts_with_no_temporary_file(
+    seaweed_bucket: tuple[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(storage, "MULTIPART_THRESHOLD", 6 * 1024 * 1024)
     monkeypatch.setattr(storage, "PART_SIZE", 5 * 1024 * 1024)
+
+    # SeaweedFS runs in its own process: here no temporary file may be made at all.
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a temporary file was made")
+
+    for name in ("TemporaryFile", "NamedTemporaryFile", "SpooledTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, refuse)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-dir"))
     endpoint, bucket = seaweed_bucket
     store = ObjectStore(make_s3_client(endpoint_url=endpoint), bucket)
     big = os.urandom(32 * 1024 * 1024 + 17)
@@ -70,11 +80,19 @@ def test_large_file_goes_up_in_parts_with_bounded_memory(
         finally:
             tracemalloc.stop()
     assert result.added == ["big.bin"]
-    # The download is spooled (in memory up to the spool size, then on disk) and goes up one part
-    # at a time: the peak is bounded by the spool and two parts, not by the file (32 MB).
-    bound = sync._SPOOL_BYTES + 2 * storage.PART_SIZE
+    # The body streams into S3: the peak is bounded by the parts in flight plus the one filling
+    # (and one being hashed), not by the file (32 MB).
+    bound = (storage.PARTS_PER_UPLOAD + 2) * storage.PART_SIZE
     assert peak < bound < len(big), f"peak {peak} bytes, bound {bound}"
     stored = store.get_bytes("pr/big.bin")
     assert hashlib.sha256(stored).digest() == hashlib.sha256(big).digest()
     head = store.head("pr/big.bin")
     assert head is not None and head.etag.endswith("-7")  # seven parts
+    # Re-dated with the same bytes: streamed again, compared, the multipart upload aborted.
+    files["big.bin"] = ServedFile("big.bin", big, datetime(2026, 2, 3, 4, 5))
+    with OfflineServer(files) as server:
+        again = sync_bls(store, source_url=server.bls_url, contact="it@example.com", retry=FAST)
+    assert again.restamped == ["big.bin"] and again.bytes_uploaded == 0
+    pending = store.client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert pending == []
+    assert hashlib.sha256(store.get_bytes("pr/big.bin")).digest() == hashlib.sha256(big).digest()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -12,7 +12,7 @@ from rearcquest.errors import StorageError, TransferError
 from rearcquest.layout import state_key
 from rearcquest.offline import OfflineServer
 from rearcquest.sources._http import RetryPolicy
-from rearcquest.storage import ObjectStore
+from rearcquest.storage import ObjectStore, ObjectWriter
 from rearcquest.sync import SyncState, sync_bls
 
 CONTACT = "tests@example.com"
@@ -22,10 +22,10 @@ FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 def test_next_download_starts_while_an_upload_is_in_progress(
     store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_upload = store.upload
+    real_complete = ObjectWriter.complete
     overlapped: list[bool] = []
 
-    def slow_upload(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+    def slow_complete(self: ObjectWriter, **kw: Any) -> str:
         if not overlapped:
             # The first upload holds on until the source sees another file request (bounded).
             seen = len(bls_server.file_requests())
@@ -33,9 +33,9 @@ def test_next_download_starts_while_an_upload_is_in_progress(
             while len(bls_server.file_requests()) == seen and time.monotonic() < deadline:
                 time.sleep(0.01)
             overlapped.append(len(bls_server.file_requests()) > seen)
-        return real_upload(key, fileobj, size, **kw)
+        return real_complete(self, **kw)
 
-    monkeypatch.setattr(store, "upload", slow_upload)
+    monkeypatch.setattr(ObjectWriter, "complete", slow_complete)
     result = sync_bls(
         store, source_url=bls_server.bls_url, contact=CONTACT, transfers=1, retry=FAST
     )
@@ -49,18 +49,18 @@ def test_next_download_starts_while_an_upload_is_in_progress(
 def test_failed_upload_is_a_per_file_error(
     store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_upload = store.upload
-    bodies_open: list[IO[bytes]] = []
+    real_complete = ObjectWriter.complete
+    writers: list[ObjectWriter] = []
     lock = threading.Lock()
 
-    def failing_upload(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+    def failing_complete(self: ObjectWriter, **kw: Any) -> str:
         with lock:
-            bodies_open.append(fileobj)
-        if key == "pr/pr.series":
+            writers.append(self)
+        if self.key == "pr/pr.series":
             raise StorageError("cannot write s3://test-bucket/pr/pr.series: injected")
-        return real_upload(key, fileobj, size, **kw)
+        return real_complete(self, **kw)
 
-    monkeypatch.setattr(store, "upload", failing_upload)
+    monkeypatch.setattr(ObjectWriter, "complete", failing_complete)
     result = sync_bls(
         store, source_url=bls_server.bls_url, contact=CONTACT, transfers=3, retry=FAST
     )
@@ -68,7 +68,10 @@ def test_failed_upload_is_a_per_file_error(
         ("pr.series", "cannot write s3://test-bucket/pr/pr.series: injected")
     ]
     assert len(result.added) == 11 and "pr.series" not in result.added
-    assert all(body.closed for body in bodies_open) and len(bodies_open) == 12
+    # Every body was released, the failed one too (its writer aborted, nothing held).
+    assert len(writers) == 12
+    with pytest.raises(StorageError, match="closed"):
+        next(w for w in writers if w.key == "pr/pr.series").write(b"x")
     with pytest.raises(TransferError, match=r"pr\.series"):
         result.raise_for_errors()
     state = SyncState.from_json(store.get_bytes(state_key("pr/")))
@@ -79,9 +82,9 @@ def test_failed_upload_is_a_per_file_error(
 def test_unexpected_upload_error_is_raised(
     store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_upload(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+    def broken_complete(self: ObjectWriter, **kw: Any) -> str:
         raise ZeroDivisionError("a bug, not an S3 failure")
 
-    monkeypatch.setattr(store, "upload", broken_upload)
+    monkeypatch.setattr(ObjectWriter, "complete", broken_complete)
     with pytest.raises(ZeroDivisionError, match="a bug"):
         sync_bls(store, source_url=bls_server.bls_url, contact=CONTACT, retry=FAST)

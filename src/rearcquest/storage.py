@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, cast
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from rearcquest.errors import ConfigError, PreconditionFailedError, StorageError
 
@@ -23,10 +26,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Objects up to this size go up in one PUT; larger ones as a multipart upload whose parts are read
-# one at a time, so memory stays bounded by the part size whatever the object size.
-MULTIPART_THRESHOLD = 64 * 1024 * 1024
-PART_SIZE = 16 * 1024 * 1024
+# An object written by an ObjectWriter goes up in one PUT when its body fits in one part; a larger
+# one as a multipart upload whose parts are sent as they fill (S3's smallest part is 5 MiB, save
+# the last). At most PARTS_PER_UPLOAD parts of one object and PARTS_IN_FLIGHT parts of one store
+# are held at once, so memory is bounded by the part size, whatever the object sizes.
+PART_SIZE = 8 * 1024 * 1024
+MAX_PARTS = 10_000
+PARTS_PER_UPLOAD = 4
+PARTS_IN_FLIGHT = 8
 _DELETE_BATCH = 1000
 # CopyObject copies at most 5 GiB in one request; larger objects are copied part by part.
 COPY_LIMIT = 5 * 1024**3
@@ -52,8 +59,9 @@ def make_s3_client(
             custom endpoint is used without one.
         profile: a profile from the AWS config files; defaults to ``AWS_PROFILE``.
         access_key: explicit ``(key id, secret)``, for embedded test endpoints only.
-        max_pool_connections: connections kept open to S3 (botocore's default is 10); a server
-            that streams many objects at once needs more.
+        max_pool_connections: connections kept open to S3; default 16, room for the
+            :data:`PARTS_IN_FLIGHT` part uploads beside a sync's other requests (botocore's own
+            default is 10). A server that streams many objects at once needs more.
 
     Returns:
         A configured ``S3Client``.
@@ -88,23 +96,49 @@ def make_s3_client(
     region = region or core.get_config_variable("region")
     if not region and endpoint_url:
         region = "us-east-1"
+    s3: dict[str, Any] = {}
+    if endpoint_url:
+        # S3-compatible servers on an IP or localhost only understand path-style addressing.
+        s3["addressing_style"] = "path"
+        if _is_loopback_http(endpoint_url):
+            # Over plain http botocore signs every body, a second sha256 of every byte sent (half
+            # the CPU of a large sync); on this machine's own loopback there is no one to guard
+            # against. Bodies still carry a CRC32 checksum, as they do over https, where botocore
+            # never signs them.
+            s3["payload_signing_enabled"] = False
     config = botocore.config.Config(
         retries={"mode": "standard", "max_attempts": 4},
         connect_timeout=10,
         read_timeout=60,
-        # S3-compatible servers on an IP or localhost only understand path-style addressing.
-        s3={"addressing_style": "path"} if endpoint_url else {},
+        s3=cast("Any", s3),  # a TypedDict in the stubs, built key by key here
         # botocore would presign with the retired SigV2 in us-east-1; new buckets refuse it.
         signature_version="s3v4",
     )
-    if max_pool_connections is not None:
-        config = config.merge(botocore.config.Config(max_pool_connections=max_pool_connections))
+    config = config.merge(
+        botocore.config.Config(max_pool_connections=max_pool_connections or PARTS_IN_FLIGHT + 8)
+    )
     kwargs: dict[str, Any] = {"endpoint_url": endpoint_url, "config": config}
     if region:
         kwargs["region_name"] = region
     if access_key is not None:
         kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"] = access_key
     return cast("S3Client", core.create_client("s3", **kwargs))
+
+
+def _is_loopback_http(url: str) -> bool:
+    """Whether ``url`` is plain http to this machine (``localhost``, ``127.x``, ``::1``)."""
+    import ipaddress
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme.lower() != "http":
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse_timestamp(value: Any) -> datetime:
@@ -196,6 +230,8 @@ class ObjectStore:
             raise ConfigError("no bucket given: pass --bucket or set the RQ_*_BUCKET variable")
         self.client = client
         self.bucket = bucket.strip()
+        self._parts_lock = threading.Lock()
+        self._parts: tuple[ThreadPoolExecutor, threading.BoundedSemaphore] | None = None
 
     def __repr__(self) -> str:
         return f"ObjectStore(bucket={self.bucket!r}, endpoint={self.endpoint_url!r})"
@@ -450,19 +486,20 @@ class ObjectStore:
     def _put(
         self,
         key: str,
-        body: bytes | IO[bytes],
+        body: bytes | bytearray | IO[bytes],
         size: int,
         content_type: str,
         metadata: Mapping[str, str] | None,
     ) -> str:
-        # A file object is streamed by botocore, so memory stays small whatever it holds.
+        # A file object is streamed by botocore, so memory stays small whatever it holds; a
+        # bytearray is sent as it is (the stubs name only bytes), saving a copy of the body.
         response = self._call(
             "write",
             key,
             lambda: self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
-                Body=body,
+                Body=cast("bytes", body),
                 ContentLength=size,
                 ContentType=content_type,
                 Metadata=_encode_metadata(metadata or {}),
@@ -470,74 +507,40 @@ class ObjectStore:
         )
         return str(response.get("ETag", "")).strip('"')
 
-    def upload(
+    def writer(
         self,
         key: str,
-        fileobj: IO[bytes],
-        size: int,
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
-        on_bytes: Callable[[int], None] | None = None,
-    ) -> str:
-        """Upload ``size`` bytes from ``fileobj`` (positioned at the start); return the ETag.
+        size: int | None = None,
+    ) -> ObjectWriter:
+        """Start writing an object whose bytes arrive in pieces, with no temporary file.
 
-        Objects above :data:`MULTIPART_THRESHOLD` go up as a multipart upload whose parts are read
-        one at a time; a failed multipart upload is aborted so no part is left behind.
+        Args:
+            key: the object key.
+            content_type: the object's Content-Type.
+            metadata: the user metadata the object gets if it grows into a multipart upload
+                (fixed when the upload starts); :meth:`ObjectWriter.complete` may give other
+                metadata for a body that still fits in one part.
+            size: the expected size, if known: a body over :data:`PART_SIZE` x
+                :data:`MAX_PARTS` then gets larger parts.
 
-        Raises:
-            StorageError: the upload failed; the object is unchanged.
+        Returns:
+            The writer: :meth:`~ObjectWriter.write` the chunks, then
+            :meth:`~ObjectWriter.complete` or :meth:`~ObjectWriter.abort`.
         """
-        encoded = _encode_metadata(metadata or {})
-        if size <= MULTIPART_THRESHOLD:
-            etag = self._put(key, fileobj, size, content_type, metadata)
-            if on_bytes:
-                on_bytes(size)
-            return etag
-        created = self._call(
-            "write",
-            key,
-            lambda: self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ContentType=content_type, Metadata=encoded
-            ),
-        )
-        upload_id = created["UploadId"]
-        parts: list[dict[str, Any]] = []
-        try:
-            number = 1
-            while chunk := fileobj.read(PART_SIZE):
-                part = self._call(
-                    "write",
-                    key,
-                    lambda chunk=chunk, number=number: self.client.upload_part(  # type: ignore[misc]
-                        Bucket=self.bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=chunk,
-                    ),
+        return ObjectWriter(self, key, content_type=content_type, metadata=metadata, size=size)
+
+    def _part_pool(self) -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
+        """The threads that send parts, and the slots bounding the parts held, for all writers."""
+        with self._parts_lock:
+            if self._parts is None:
+                self._parts = (
+                    ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="rq-part"),
+                    threading.BoundedSemaphore(PARTS_IN_FLIGHT),
                 )
-                parts.append({"ETag": part["ETag"], "PartNumber": number})
-                if on_bytes:
-                    on_bytes(len(chunk))
-                number += 1
-            done = self._call(
-                "write",
-                key,
-                lambda: self.client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-                ),
-            )
-        except BaseException:
-            try:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            except Exception:  # the original error is the one worth reporting
-                log.warning("could not abort multipart upload of %s", self.url(key))
-            raise
-        return str(done.get("ETag", "")).strip('"')
+            return self._parts
 
     def replace_metadata(
         self,
@@ -789,3 +792,200 @@ class ObjectStore:
                 },
             ),
         )
+
+
+class ObjectWriter:
+    """One object written as its bytes arrive: no temporary file, memory bounded by the parts.
+
+    The first :data:`PART_SIZE` bytes are held in memory. A body that fits goes up in one PUT at
+    :meth:`complete`; once a body outgrows one part a multipart upload starts, and each full part
+    is sent while the next one fills, :data:`PARTS_PER_UPLOAD` at once (:meth:`write` waits for a
+    slot, so a slow S3 slows the reader instead of filling memory). Nothing is visible in the
+    bucket before :meth:`complete`; :meth:`abort` (also called by :meth:`complete` and
+    :meth:`write` when they fail) leaves no object, no part and no S3 event behind.
+
+    Use :meth:`ObjectStore.writer` to make one. ``write`` and ``complete`` are called from one
+    thread at a time.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        key: str,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None,
+        size: int | None,
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.content_type = content_type
+        self.metadata = dict(metadata or {})
+        self.part_size = PART_SIZE
+        if size is not None and size > PART_SIZE * MAX_PARTS:
+            per_part = -(-size // MAX_PARTS)
+            self.part_size = -(-per_part // 2**20) * 2**20  # a whole number of MiB
+        self.size = 0
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._sent: list[Future[str]] = []
+        self._slots = threading.BoundedSemaphore(PARTS_PER_UPLOAD)
+        self._done = False
+        self._part_failed = False  # set by a part's thread: checked at every write, cheaply
+
+    @property
+    def multipart(self) -> bool:
+        """Whether the body outgrew one part and goes up as a multipart upload."""
+        return self._upload_id is not None
+
+    def write(self, data: bytes) -> None:
+        """Add ``data`` to the body; send each part as it fills.
+
+        Raises:
+            StorageError: S3 refused the upload or a part (the upload is aborted).
+        """
+        if self._done:
+            raise StorageError(f"cannot write {self.store.url(self.key)}: the writer is closed")
+        try:
+            self._raise_failed()
+            view = memoryview(data)
+            while view:
+                if len(self._buffer) == self.part_size:
+                    # Sent only once more bytes come: a body of exactly one part is one PUT.
+                    self._send_part()
+                room = self.part_size - len(self._buffer)
+                self._buffer += view[:room]
+                view = view[room:]
+            self.size += len(data)
+        except BaseException:
+            self.abort()
+            raise
+
+    def complete(self, *, metadata: Mapping[str, str] | None = None) -> str:
+        """Make the object visible; return its ETag.
+
+        Args:
+            metadata: the user metadata for a body that fits in one part (one PUT), instead of
+                the one given at the start; a multipart upload keeps the one it started with.
+
+        Raises:
+            StorageError: the write failed; the upload is aborted and the object is as it was.
+        """
+        if self._done:
+            raise StorageError(f"cannot write {self.store.url(self.key)}: the writer is closed")
+        try:
+            if self._upload_id is None:
+                body, self._buffer = self._buffer, bytearray()
+                chosen = self.metadata if metadata is None else metadata
+                etag = self.store._put(self.key, body, len(body), self.content_type, chosen)
+                self._done = True
+                return etag
+            if self._buffer:
+                self._send_part()
+            parts = [
+                {"ETag": future.result(), "PartNumber": number}
+                for number, future in enumerate(self._sent, 1)
+            ]
+            upload_id = self._upload_id
+            done = self.store._call(
+                "write",
+                self.key,
+                lambda: self.store.client.complete_multipart_upload(
+                    Bucket=self.store.bucket,
+                    Key=self.key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                ),
+            )
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        self._upload_id = None  # completed: nothing left to abort
+        return str(done.get("ETag", "")).strip('"')
+
+    def abort(self) -> None:
+        """Drop the body: abort the multipart upload, if one started, once its parts are sent.
+
+        Never raises: a failed abort is logged (the object is unchanged either way; S3 keeps
+        the parts of an upload it could not abort until a lifecycle rule removes them).
+        """
+        self._done = True
+        self._buffer = bytearray()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is None:
+            return
+        _, held = self.store._part_pool()
+        for future in self._sent:
+            if future.cancel():  # never ran: its slots are released here
+                held.release()
+                self._slots.release()
+        # S3 may keep a part whose upload was still running when the abort came: wait for them.
+        wait_all(self._sent)
+        try:
+            self.store.client.abort_multipart_upload(
+                Bucket=self.store.bucket, Key=self.key, UploadId=upload_id
+            )
+        except Exception:  # the error that led here is the one worth reporting
+            log.warning("could not abort the multipart upload of %s", self.store.url(self.key))
+
+    def _raise_failed(self) -> None:
+        if not self._part_failed:
+            return
+        for future in self._sent:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                future.result()
+
+    def _send_part(self) -> None:
+        if self._upload_id is None:
+            created = self.store._call(
+                "write",
+                self.key,
+                lambda: self.store.client.create_multipart_upload(
+                    Bucket=self.store.bucket,
+                    Key=self.key,
+                    ContentType=self.content_type,
+                    Metadata=_encode_metadata(self.metadata),
+                ),
+            )
+            self._upload_id = str(created["UploadId"])
+        number = len(self._sent) + 1
+        if number > MAX_PARTS:
+            raise StorageError(
+                f"cannot write {self.store.url(self.key)}: more than {MAX_PARTS} parts of "
+                f"{self.part_size} bytes; give the expected size so the parts are larger"
+            )
+        pool, held = self.store._part_pool()
+        body, self._buffer = self._buffer, bytearray()
+        self._slots.acquire()
+        held.acquire()
+        try:
+            self._sent.append(pool.submit(self._upload_part, self._upload_id, number, body))
+        except BaseException:
+            held.release()
+            self._slots.release()
+            raise
+        del body
+        self._raise_failed()
+
+    def _upload_part(self, upload_id: str, number: int, body: bytearray) -> str:
+        _, held = self.store._part_pool()
+        try:
+            part = self.store._call(
+                "write",
+                self.key,
+                lambda: self.store.client.upload_part(
+                    Bucket=self.store.bucket,
+                    Key=self.key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=cast("bytes", body),  # a bytearray is sent as it is, uncopied
+                ),
+            )
+            return str(part["ETag"])
+        except BaseException:
+            self._part_failed = True
+            raise
+        finally:
+            held.release()
+            self._slots.release()

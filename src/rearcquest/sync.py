@@ -5,12 +5,13 @@ Change detection, cheapest first, so that nothing is fetched when nothing change
 1. The state of the last sync (size, listing date, ``Last-Modified``, sha256 and the S3 ETag of
    every file) is one JSON object outside the mirror (``.rearcquest/state/<prefix>.json``),
    cross-checked against one ``ListObjectsV2``: an object changed or removed out of band is
-   noticed and repaired. Each mirrored object also carries its sha256 and source dates as
-   metadata, so a lost or invalid state is rebuilt from the objects.
+   noticed and repaired. Each mirrored object also carries its source dates and (unless it went
+   up in parts) its sha256 as metadata, so a lost or invalid state is rebuilt from the objects.
 2. A file whose listing size and date match the state is unchanged: no request for it at all.
-3. Otherwise a conditional GET (``If-Modified-Since``; 304 means unchanged); the body is streamed
-   to a temporary file and hashed, and if its sha256 equals the stored one nothing is uploaded
-   (BLS re-stamps unchanged files on release days): only the state is updated.
+3. Otherwise a conditional GET (``If-Modified-Since``; 304 means unchanged); the body streams
+   into S3 as it arrives (no temporary file), hashed on the way, and if its sha256 equals the
+   stored one nothing is written: a small body is never PUT, a multipart upload is aborted (BLS
+   re-stamps unchanged files on release days). Only the dates are updated.
 
 Deletes run last, and only when the listing was complete, every transfer succeeded and the delete
 guard (:class:`~rearcquest.config.DeleteLimit`, decided by the planner) allows them. A real run
@@ -24,13 +25,12 @@ import contextlib
 import fnmatch
 import json
 import logging
-import tempfile
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from rearcquest.config import (
     DEFAULT_BLS_URL,
@@ -68,7 +68,7 @@ from rearcquest.layout import state_key as default_state_key
 if TYPE_CHECKING:
     from rearcquest.sources._http import HttpClient, RetryPolicy
     from rearcquest.sources.bls import RemoteFile
-    from rearcquest.storage import ObjectInfo, ObjectStore
+    from rearcquest.storage import ObjectInfo, ObjectStore, ObjectWriter
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,6 @@ log = logging.getLogger(__name__)
 # that hide it); see rearcquest.layout.
 STATE_NAME = LEGACY_STATE_NAME
 STATE_VERSION = 1
-_SPOOL_BYTES = 8 * 1024 * 1024
 # A state object larger than this is not one rq wrote (10,000 files take ~3 MB): it is rebuilt.
 _MAX_STATE_BYTES = 64 * 1024 * 1024
 _STATE_KEYS = frozenset({"version", "source_url", "updated", "files"})
@@ -548,11 +547,6 @@ def _write_state(store: ObjectStore, key: str, read: SyncState, new: SyncState) 
             log.info("removed the old sync state %s", store.url(read.legacy_key))
 
 
-def _spool() -> IO[bytes]:
-    """A temporary file for one download: in memory up to 8 MB, then on disk (``TMPDIR``)."""
-    return cast("IO[bytes]", tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES))
-
-
 def _mtime(last_modified: str | None) -> str | None:
     """``Last-Modified`` as rclone's ``mtime`` metadata: seconds since the epoch, 9 decimals."""
     import email.utils
@@ -568,25 +562,29 @@ def _mtime(last_modified: str | None) -> str | None:
     return f"{when.timestamp():.9f}"
 
 
-def _object_metadata(file: RemoteFile, sha256: str, last_modified: str | None) -> dict[str, str]:
-    """The metadata of a mirrored object: its sha256, where it came from and its dates."""
+def _object_metadata(
+    file: RemoteFile, sha256: str | None, last_modified: str | None
+) -> dict[str, str]:
+    """The metadata of a mirrored object: its sha256, where it came from and its dates.
+
+    ``sha256`` is ``None`` for a multipart upload, whose metadata is fixed before the body is in.
+    """
     metadata = {
-        META_SHA256: sha256,
         META_LISTING_DATE: file.modified or "",
         META_LAST_MODIFIED: last_modified or "",
         META_SOURCE: file.url,
     }
+    if sha256 is not None:
+        metadata[META_SHA256] = sha256
     if (mtime := _mtime(last_modified)) is not None:
         metadata[META_MTIME] = mtime
     return metadata
 
 
 def _local_error(name: str, exc: OSError) -> RqError:
-    """A local I/O failure (a full ``/tmp``) as that file's error."""
-    return RqError(
-        f"{name}: local I/O error while transferring: {exc}; free space in the temporary "
-        "directory (TMPDIR) or point TMPDIR at a larger disk, then re-run"
-    )
+    """A local operating-system failure (no file is written, but sockets and memory can fail)
+    as that file's error."""
+    return RqError(f"{name}: local I/O error while transferring: {exc}; re-run to retry it")
 
 
 class _Counter:
@@ -616,12 +614,16 @@ def apply_plan(
 ) -> SyncResult:
     """Carry out ``plan``: transfers in parallel, then deletes, then the new state.
 
-    ``transfers`` downloads run at once; each body that must go up is handed to a second pool of
-    ``transfers`` uploaders, so the next download starts while S3 takes the last one (at most
-    ``transfers`` bodies wait for or are in upload). Per-file failures are collected in the
-    result, never raised; deletes are skipped when any transfer failed. A plan stopped by the
-    delete guard changes nothing. The state is written only if it is still the one ``state``
-    was read from.
+    ``transfers`` downloads run at once, each streaming its body into S3 as it arrives (no
+    temporary file): a body up to one part (:data:`rearcquest.storage.PART_SIZE`) is held in
+    memory, a larger one goes up as a multipart upload whose parts are sent while the next ones
+    arrive. Once a body is in and its sha256 differs from the stored one, it is handed to a second
+    pool of ``transfers`` uploaders that PUT it or complete its multipart upload, so the next
+    download starts while S3 takes the last one; equal bytes are never written (the multipart
+    upload is aborted). Memory is bounded by the part size times the parts in flight. Per-file
+    failures are collected in the result, never raised (a failed multipart upload is aborted);
+    deletes are skipped when any transfer failed. A plan stopped by the delete guard changes
+    nothing. The state is written only if it is still the one ``state`` was read from.
 
     Args:
         state_key: the state object's key; default ``.rearcquest/state/<prefix>.json``.
@@ -668,17 +670,13 @@ def apply_plan(
             log.info("%s: %s", name, error)
         notify(Progress("file", name=name, outcome=outcome))
 
-    def upload(action: Action, spool: IO[bytes], got: Download) -> None:
+    def upload(action: Action, writer: ObjectWriter, got: Download) -> None:
         assert action.file is not None
         file = action.file
         try:
-            etag = store.upload(
-                action.key,
-                spool,
-                got.size,
-                content_type=CONTENT_TYPE,
-                metadata=_object_metadata(file, got.sha256, got.last_modified),
-            )
+            # A body that fits in one part gets its sha256 in the metadata now; a multipart
+            # upload keeps the metadata it started with (the state holds its sha256).
+            etag = writer.complete(metadata=_object_metadata(file, got.sha256, got.last_modified))
             counter.add(uploaded=got.size)
             entry = FileState(got.size, file.modified, got.last_modified, got.sha256, etag)
             finish(file.name, "added" if action.kind == "add" else "updated", entry, None)
@@ -687,7 +685,7 @@ def apply_plan(
         except OSError as exc:
             finish(file.name, "failed", None, _local_error(file.name, exc))
         finally:
-            spool.close()
+            writer.abort()  # a no-op once completed; otherwise nothing is left behind
             upload_slots.release()
 
     def transfer(action: Action) -> None:
@@ -698,44 +696,58 @@ def apply_plan(
             counter.add(downloaded=n)
             notify(Progress("bytes", name=file.name, nbytes=n))
 
+        def open_writer(last_modified: str | None) -> ObjectWriter:
+            return store.writer(
+                action.key,
+                content_type=CONTENT_TYPE,
+                metadata=_object_metadata(file, None, last_modified),
+                size=file.size,
+            )
+
+        writer: ObjectWriter | None = None
         try:
-            with contextlib.ExitStack() as cleanup:
-                spool = cleanup.enter_context(_spool())
-                got = download(
-                    http, file, spool, if_modified_since=action.if_modified_since, on_bytes=moved
-                )
-                previous = files.get(file.name)
-                if got is None or (action.known_sha256 and got.sha256 == action.known_sha256):
-                    # 304, or the same bytes re-stamped: refresh the dates, upload nothing.
-                    assert previous is not None
-                    last_modified = got.last_modified if got else previous.last_modified
-                    etag = previous.etag
-                    if (file.modified, last_modified) != (
-                        previous.modified,
-                        previous.last_modified,
-                    ):
-                        # The object's metadata must tell the new dates too (rclone reads mtime):
-                        # a server-side copy onto itself, no byte downloaded again or uploaded.
-                        etag = store.replace_metadata(
-                            action.key,
-                            _object_metadata(file, previous.sha256, last_modified),
-                            content_type=CONTENT_TYPE,
-                            size=previous.size,
-                            if_match=previous.etag,
-                        )
-                    entry = FileState(
-                        previous.size, file.modified, last_modified, previous.sha256, etag
+            fetched = download(
+                http, file, open_writer, if_modified_since=action.if_modified_since, on_bytes=moved
+            )
+            got: Download | None = None
+            if fetched is not None:
+                got, writer = fetched
+            previous = files.get(file.name)
+            if got is None or (action.known_sha256 and got.sha256 == action.known_sha256):
+                # 304, or the same bytes re-stamped: write no byte (a multipart upload begun for
+                # the body is aborted: no object, no S3 event), refresh the dates.
+                if writer is not None:
+                    writer.abort()
+                assert previous is not None
+                last_modified = got.last_modified if got else previous.last_modified
+                etag = previous.etag
+                if (file.modified, last_modified) != (previous.modified, previous.last_modified):
+                    # The object's metadata must tell the new dates too (rclone reads mtime):
+                    # a server-side copy onto itself, no byte downloaded again or uploaded.
+                    etag = store.replace_metadata(
+                        action.key,
+                        _object_metadata(file, previous.sha256, last_modified),
+                        content_type=CONTENT_TYPE,
+                        size=previous.size,
+                        if_match=previous.etag,
                     )
-                    finish(file.name, "unchanged", entry, None)
-                    return
-                upload_slots.acquire()
-                with lock:
-                    uploads.append(uploader.submit(upload, action, spool, got))
-                cleanup.pop_all()  # the uploader closes the spool now
+                entry = FileState(
+                    previous.size, file.modified, last_modified, previous.sha256, etag
+                )
+                finish(file.name, "unchanged", entry, None)
+                return
+            assert writer is not None
+            upload_slots.acquire()
+            with lock:
+                uploads.append(uploader.submit(upload, action, writer, got))
+            writer = None  # the uploader completes it now
         except RqError as exc:
             finish(file.name, "failed", None, exc)
         except OSError as exc:
             finish(file.name, "failed", None, _local_error(file.name, exc))
+        finally:
+            if writer is not None:
+                writer.abort()
 
     result.unchanged.extend(a.name for a in plan.of("unchanged"))
     if todo:

@@ -375,14 +375,20 @@ def _sha256_of(store: ObjectStore, info: ObjectInfo) -> str:
 
 
 def _upload_file(store: ObjectStore, key: str, path: Path, metadata: Mapping[str, str]) -> None:
-    with path.open("rb") as fh:
-        store.upload(
-            key,
-            fh,
-            path.stat().st_size,
-            content_type="application/vnd.apache.parquet",
-            metadata=metadata,
-        )
+    writer = store.writer(
+        key,
+        content_type="application/vnd.apache.parquet",
+        metadata=metadata,
+        size=path.stat().st_size,
+    )
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1024 * 1024):
+                writer.write(chunk)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.complete()
 
 
 def _parquet_bytes(frame: pl.DataFrame) -> bytes:
