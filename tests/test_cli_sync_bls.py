@@ -273,14 +273,21 @@ def test_race_second_run_exits_5_then_wait_syncs_the_newest(
     name, client = bucket
     slow_store = ObjectStore(make_s3_client(endpoint_url=moto_server), name)
     in_upload, go_on = threading.Event(), threading.Event()
-    real_upload = slow_store.upload
+    real_writer = slow_store.writer
 
-    def slow_upload(key: str, *args: Any, **kw: Any) -> str:
-        in_upload.set()
-        assert go_on.wait(timeout=60)
-        return real_upload(key, *args, **kw)
+    def slow_writer(key: str, **kw: Any) -> Any:
+        writer = real_writer(key, **kw)
+        real_complete = writer.complete
 
-    slow_store.upload = slow_upload  # type: ignore[method-assign]
+        def complete(**complete_kw: Any) -> str:
+            in_upload.set()
+            assert go_on.wait(timeout=60)
+            return real_complete(**complete_kw)
+
+        writer.complete = complete  # type: ignore[method-assign]
+        return writer
+
+    slow_store.writer = slow_writer  # type: ignore[method-assign]
     slow = threading.Thread(
         target=library_sync,
         args=(slow_store,),
