@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from rearcquest.cli import app
 from rearcquest.layout import lock_key, state_key
 from rearcquest.offline import Fault, OfflineServer
+from sync_helpers import before_each_upload
 
 runner = CliRunner()
 
@@ -273,21 +274,12 @@ def test_race_second_run_exits_5_then_wait_syncs_the_newest(
     name, client = bucket
     slow_store = ObjectStore(make_s3_client(endpoint_url=moto_server), name)
     in_upload, go_on = threading.Event(), threading.Event()
-    real_writer = slow_store.writer
 
-    def slow_writer(key: str, **kw: Any) -> Any:
-        writer = real_writer(key, **kw)
-        real_complete = writer.complete
+    def slow_upload(key: str) -> None:
+        in_upload.set()
+        assert go_on.wait(timeout=60)
 
-        def complete(**complete_kw: Any) -> str:
-            in_upload.set()
-            assert go_on.wait(timeout=60)
-            return real_complete(**complete_kw)
-
-        writer.complete = complete  # type: ignore[method-assign]
-        return writer
-
-    slow_store.writer = slow_writer  # type: ignore[method-assign]
+    before_each_upload(None, slow_store, slow_upload)
     slow = threading.Thread(
         target=library_sync,
         args=(slow_store,),

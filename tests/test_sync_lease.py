@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -17,6 +17,7 @@ from rearcquest.offline import OfflineServer
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore, make_s3_client
 from rearcquest.sync import SyncResult, sync_bls
+from sync_helpers import before_each_upload
 
 CONTACT = "tests@example.com"
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
@@ -46,13 +47,9 @@ def test_a_sync_holds_the_lease_and_releases_it(
     any_store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[dict[str, Any]] = []
-    real_upload = any_store.upload
-
-    def upload(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
-        seen.append(json.loads(any_store.get_bytes(LOCK)))
-        return real_upload(key, fileobj, size, **kw)
-
-    monkeypatch.setattr(any_store, "upload", upload)
+    before_each_upload(
+        monkeypatch, any_store, lambda key: seen.append(json.loads(any_store.get_bytes(LOCK)))
+    )
     run(any_store, bls_server).raise_for_errors()
     assert len(seen) == 12 and {doc["holder"] for doc in seen} == {seen[0]["holder"]}
     assert any_store.fetch(LOCK) is None  # released
@@ -102,15 +99,13 @@ def test_lost_lease_stops_before_deletes_and_state(
     files = release("2026-08-06")
     del files["pr.footnote"]
     bls_server.set_files(files)
-    real_upload = store.upload
 
-    def stalled(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+    def stalled(key: str) -> None:
         # This run stalled past its expiry and another run took the lease over.
         other = LeaseInfo.from_json(store.get_bytes(LOCK))
         store.put_bytes(LOCK, LeaseInfo("other:2:y", other.acquired, other.expires).to_json())
-        return real_upload(key, fileobj, size, **kw)
 
-    monkeypatch.setattr(store, "upload", stalled)
+    before_each_upload(monkeypatch, store, stalled)
     with pytest.raises(LeaseLostError, match="lost its lease") as info:
         run(store, bls_server)
     assert info.value.exit_code == 5
@@ -142,14 +137,12 @@ def test_overlapping_syncs_lose_nothing(any_store: ObjectStore, bls_server: Offl
     """The race of issue #9: a slow run that listed an old release, a fast one on the new."""
     slow_store = ObjectStore(any_store.client, any_store.bucket)
     in_upload, go_on = threading.Event(), threading.Event()
-    real_upload = slow_store.upload
 
-    def slow_upload(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+    def slow_upload(key: str) -> None:
         in_upload.set()
         assert go_on.wait(timeout=60)
-        return real_upload(key, fileobj, size, **kw)
 
-    slow_store.upload = slow_upload  # type: ignore[method-assign]
+    before_each_upload(None, slow_store, slow_upload)
     outcome: list[Any] = []
     slow = threading.Thread(target=lambda: outcome.append(run(slow_store, bls_server)))
     slow.start()
@@ -184,21 +177,19 @@ def test_state_write_is_conditional(
         run(any_store, bls_server).raise_for_errors()
         bls_server.set_files(release("2026-08-06"))
     theirs = b'{"written by": "another run"}'
-    real_upload = any_store.upload
     wrote: list[bool] = []
 
-    def upload(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+    def upload(key: str) -> None:
         if not wrote:
             wrote.append(True)
             any_store.put_bytes(state_key("pr/"), theirs)
-        return real_upload(key, fileobj, size, **kw)
 
-    any_store.upload = upload  # type: ignore[method-assign]
-    with pytest.raises(StateConflictError, match="it was not overwritten") as info:
-        run(any_store, bls_server, lock=False)
+    with pytest.MonkeyPatch.context() as patch:
+        before_each_upload(patch, any_store, upload)
+        with pytest.raises(StateConflictError, match="it was not overwritten") as info:
+            run(any_store, bls_server, lock=False)
     assert info.value.exit_code == 5
     assert any_store.get_bytes(state_key("pr/")) == theirs
-    del any_store.upload
     # The next run treats that foreign document as lost, rebuilds and converges.
     run(any_store, bls_server).raise_for_errors()
     assert mirror(any_store) == {n: f.data for n, f in bls_server.files.items()}

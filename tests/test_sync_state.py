@@ -18,6 +18,7 @@ from rearcquest.offline import OfflineServer, ServedFile
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
 from rearcquest.sync import SyncState, load_state, sync_bls
+from sync_helpers import before_each_upload
 
 CONTACT = "tests@example.com"
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
@@ -300,16 +301,14 @@ def another_run_writes_the_state(
 ) -> Callable[[], bytes]:
     """While this run uploads, another writes the state object (no lease, or after expiry)."""
     theirs = js(document())
-    real_upload = store.upload
     done: list[bool] = []
 
-    def upload(key: str, *args: Any, **kw: Any) -> str:
+    def upload(key: str) -> None:
         if not done:
             done.append(True)
             store.put_bytes(STATE, theirs)
-        return real_upload(key, *args, **kw)
 
-    monkeypatch.setattr(store, "upload", upload)
+    before_each_upload(monkeypatch, store, upload)
     return lambda: theirs
 
 
