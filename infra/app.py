@@ -2,7 +2,8 @@
 """The CDK app: ``cdk synth`` / ``cdk deploy`` run this file (see ``cdk.json`` and docs/aws.md).
 
 Parameters are CDK context values, e.g.
-``cdk deploy Rearcquest -c contact=you@example.com -c schedule="cron(0 15 * * ? *)"``;
+``cdk deploy Rearcquest -c contact=you@example.com -c schedule="cron(0 15 * * ? *)"``, or for
+production ``-c stage=prod -c alarmEmail=ops@example.com`` (``prod`` requires the e-mail);
 :mod:`rearcquest_infra.settings` lists them all. The Lambda code is the directory built by
 ``scripts/build-lambda-bundle`` (``-c bundlePath=DIR`` to use another).
 """

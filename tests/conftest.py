@@ -9,6 +9,7 @@ import atexit
 import gzip
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,9 @@ import boto3
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The programs the test extra installs (weed, rclone, ruff...) are in the venv's bin folder, which
+# is on PATH only in an activated venv: put it first, as `.venv/bin/python -m pytest` has not.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 # The real BLS and DataUSA snapshots, all in the repository: two BLS releases and two DataUSA
 # answers ship with the package (src/rearcquest/_data/), the rest is in tests/data/ (its
 # README.md says where each came from). Both are gzipped; tests read the plain files.

@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import io
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from rearcquest.analytics import (
     scan_bls,
     series_population,
 )
+from rearcquest.analytics import _bls_reports as _bls_reports
 from rearcquest.config import Settings
 from rearcquest.errors import ConfigError, DataError, StorageError
 
@@ -105,9 +107,11 @@ def test_population_acs1_tesseract_figures(shared_data: Path, name: str) -> None
 def test_both_population_shapes_read_to_the_same_frame_shape(shared_data: Path, name: str) -> None:
     legacy = read_population(DATAUSA / name)
     tesseract = read_population(ACS1)
-    assert legacy.schema == tesseract.schema == {"year": pl.Int32, "population": pl.Float64}
+    # Tesseract writes populations as floats, the old API as integers: both read as integers.
+    assert legacy.schema == tesseract.schema == {"year": pl.Int32, "population": pl.Int64}
     assert legacy["year"].is_sorted()
-    assert legacy.filter(pl.col("year") == 2013)["population"].item() == 311536594.0
+    assert legacy.filter(pl.col("year") == 2013)["population"].item() == 311536594
+    assert tesseract.filter(pl.col("year") == 2013)["population"].item() == 316128839
 
 
 def test_population_missing_year_is_reported(shared_data: Path) -> None:
@@ -177,7 +181,7 @@ def test_series_population_on_real_files(shared_data: Path) -> None:
         2013,
         "Q01",
         Decimal("0.5"),
-        316128839.0,
+        316128839,
     )
     assert every.height == 32  # 1995-2026
     assert every.filter(pl.col("year") == 2020)["population"].item() is None
@@ -251,11 +255,11 @@ def test_padding_and_line_endings_are_trimmed(tmp_path: Path, eol: str) -> None:
     path = tmp_path / "padded"
     path.write_bytes((eol.join([header, *body]) + eol).encode())
     (rows,) = collect(scan_bls(path))
-    assert rows.columns == ["series_id", "year", "period", "value", "footnote_codes"]
+    assert rows.columns == ["series_id", "year", "period", "value", "decimals", "footnote_codes"]
     assert rows.rows() == [
-        ("PRS1", 2001, "Q01", Decimal("-0.25"), "R"),
-        ("PRS1", 2001, "Q02", Decimal("1"), None),
-        ("PRS1", 2002, "Q01", Decimal("0.5"), None),
+        ("PRS1", 2001, "Q01", Decimal("-0.25"), 3, "R"),
+        ("PRS1", 2001, "Q02", Decimal("1"), 0, None),
+        ("PRS1", 2002, "Q01", Decimal("0.5"), 1, None),
     ]
 
 
@@ -263,8 +267,8 @@ def test_a_file_without_footnotes_and_with_extra_columns_still_loads(tmp_path: P
     path = tmp_path / "narrow"
     path.write_text("extra\tvalue\tperiod\tyear\tseries_id\nx\t1.5\tQ01\t2001\tS\n")
     (rows,) = collect(scan_bls(path))
-    assert rows.columns == ["series_id", "year", "period", "value"]
-    assert rows.row(0) == ("S", 2001, "Q01", Decimal("1.5"))
+    assert rows.columns == ["series_id", "year", "period", "value", "decimals"]
+    assert rows.row(0) == ("S", 2001, "Q01", Decimal("1.5"), 1)
 
 
 BAD_ROWS = [
@@ -588,5 +592,193 @@ def test_render_round_trip_of_csv(shared_data: Path) -> None:
         "year": "2013",
         "period": "Q01",
         "value": "0.5",
-        "population": "311536594.0",
+        "population": "311536594",
     }
+
+
+# -- one number style ------------------------------------------------------------------------------
+
+
+def test_decimals_are_what_the_file_prints(tmp_path: Path) -> None:
+    path = bls_file(
+        tmp_path,
+        [
+            "PCT 2001 Q01 -7.0",
+            "PCT 2001 Q02 2.5",
+            "INDEX 2001 Q01 138.710",
+            "INDEX 2001 Q02 100.000",
+            "WHOLE 2001 Q01 12",
+            "MIXED 2001 Q01 1.5",
+            "MIXED 2001 Q02 1.25",
+        ],
+    )
+    rows, best, series = collect(
+        scan_bls(path),
+        best_year(scan_bls(path), decimals=True),
+        series_population(
+            scan_bls(path), read_population(ACS1), series_id="INDEX", all_years=True, decimals=True
+        ),
+    )
+    assert rows["decimals"].to_list() == [1, 1, 3, 3, 0, 1, 2]
+    # A sum is printed with the most decimals of its values.
+    assert best.rows() == [
+        ("INDEX", 2001, Decimal("238.71"), 3),
+        ("MIXED", 2001, Decimal("2.75"), 2),
+        ("PCT", 2001, Decimal("-4.5"), 1),
+        ("WHOLE", 2001, Decimal("12"), 0),
+    ]
+    assert series.columns == ["series_id", "year", "period", "value", "decimals", "population"]
+    assert series.rows() == [("INDEX", 2001, "Q01", Decimal("138.71"), 3, None)]
+    # Without asking, the reports have their documented columns only.
+    (plain,) = collect(best_year(scan_bls(path)))
+    assert plain.columns == ["series_id", "year", "value"]
+
+
+def test_real_series_print_one_or_three_decimals(shared_data: Path) -> None:
+    (decimals,) = collect(scan_bls(LATEST).group_by("series_id").agg(pl.col("decimals").max()))
+    counts = dict(decimals.group_by("decimals").len().iter_rows())
+    assert counts == {1: 188, 3: 94}  # percent changes and indexes
+
+
+def test_best_year_sums_keep_the_value_type(shared_data: Path) -> None:
+    (best,) = collect(best_year(scan_bls(LATEST), include_annual=True))
+    # Polars widens a decimal sum to Decimal(38, 3); the report keeps the values' type.
+    assert best.schema["value"] == pl.Decimal(18, 3)
+
+
+def test_analyze_prints_values_with_the_sources_digits(tmp_path: Path, shared_data: Path) -> None:
+    bls = bls_file(
+        tmp_path,
+        [
+            "PCT 2013 Q01 -7.0",
+            "PCT 2013 Q02 2.0",
+            "PCT 2014 Q01 -21.0",
+            "INDEX 2013 Q01 138.710",
+            "INDEX 2013 Q02 100.090",
+            "INDEX 2014 Q01 96.500",
+        ],
+    )
+    result = analyze(
+        reports=["best-year", "series-population"], bls=bls, population=ACS1, series_id="INDEX"
+    )
+    assert result.value_decimals == {"INDEX": 3, "PCT": 1}
+    table = {t.name: t.rows for t in render.tables(result)}
+    assert table["best-year"] == [("INDEX", "2013", "238.800"), ("PCT", "2013", "-5.0")]
+    assert table["series-population"] == [
+        ("INDEX", "2013", "Q01", "138.710", "316,128,839"),
+        ("INDEX", "2014", "Q01", "96.500", "318,857,056"),
+    ]
+    text = render.to_json(result)
+    assert '"value": 238.800' in text and '"value": -5.0' in text and '"value": 96.500' in text
+    assert '"population": 316128839\n' in text
+    assert "PCT,2013,-5.0" in render.to_csv(result)
+    assert "| INDEX | 2014 | Q01 | 96.500 | 318,857,056 |" in render.to_markdown(result)
+
+
+@pytest.mark.parametrize(
+    ("value", "decimals", "text"),
+    [
+        (Decimal("-7.000"), 1, "-7.0"),
+        (Decimal("138.710"), 3, "138.710"),
+        (Decimal("12.000"), 0, "12"),
+        (Decimal("28.500"), None, "28.5"),
+        (Decimal("2.000"), None, "2.0"),
+        (Decimal("100.000"), None, "100.0"),
+        (Decimal("0.000"), None, "0.0"),
+        (Decimal("0.125"), None, "0.125"),
+    ],
+    ids=[
+        "one",
+        "three",
+        "none",
+        "unknown",
+        "unknown-whole",
+        "unknown-hundred",
+        "zero",
+        "thousandth",
+    ],
+)
+def test_bls_value_has_the_sources_digits(value: Decimal, decimals: int | None, text: str) -> None:
+    assert str(render.bls_value(value, decimals)) == text
+
+
+def test_to_json_writes_the_digits_and_reads_back_as_to_json_doc(shared_data: Path) -> None:
+    result = analyze(bls=LATEST, population=ACS1, all_years=True)
+    text = render.to_json(result)
+    assert json.loads(text) == render.to_json_doc(result)
+    # The same layout as json.dumps: only the digits of decimals differ (423.420, not 423.42).
+    as_floats = re.sub(r"-?[0-9]+\.[0-9]+", lambda m: repr(float(m[0])), text)
+    assert as_floats == json.dumps(render.to_json_doc(result), indent=2)
+    assert '"value": 423.420' in text
+    assert '"population": null' in text
+
+
+def test_to_json_doc_is_json_ready_with_integer_populations(shared_data: Path) -> None:
+    doc = render.to_json_doc(analyze(bls=LATEST, population=ACS1))
+    assert json.loads(json.dumps(doc)) == doc
+    assert doc["population"] == {
+        "from_year": 2013,
+        "to_year": 2018,
+        "years": [2013, 2014, 2015, 2016, 2017, 2018],
+        "mean": 322069808.0,
+        "std": 4158441.04,
+    }
+    assert {type(r["population"]) for r in doc["series_population"]} == {int}
+    assert {type(r["value"]) for r in doc["best_year"]} == {float}
+
+
+@pytest.mark.parametrize(
+    ("populations", "mean", "std"),
+    [
+        ((100, 101), "100.5", "0.71"),
+        ((100, 101, 101, 101), "100.8", "0.50"),  # 100.75: a tie, to even
+        ((101, 101, 102, 102), "101.5", "0.58"),
+        ((7,), "7.0", None),
+    ],
+    ids=["half", "tie-to-even", "trailing-zero-kept", "single-year"],
+)
+def test_mean_and_std_are_rounded_once_for_every_format(
+    populations: tuple[int, ...], mean: str, std: str | None
+) -> None:
+    frame = pl.DataFrame(
+        {"year": range(2001, 2001 + len(populations)), "population": populations},
+        schema={"year": pl.Int32, "population": pl.Int64},
+    )
+    stats = population_stats(frame, from_year=2001, to_year=2000 + len(populations))
+    assert str(stats.rounded_mean) == mean
+    assert (None if stats.rounded_std is None else str(stats.rounded_std)) == std
+    assert stats.to_dict()["mean"] == float(mean)
+    analysis = Analysis(reports=("population",), population=stats)
+    (row,) = csv.DictReader(io.StringIO(render.to_csv(analysis)))
+    assert (row["mean"], row["std"] or None) == (mean, std)
+
+
+def test_a_fractional_population_is_a_data_error(tmp_path: Path) -> None:
+    doc = {
+        "columns": ["Nation ID", "Nation", "Year", "Population"],
+        "data": [
+            {"Nation ID": "01000US", "Nation": "United States", "Year": 2013, "Population": 3.5e8},
+            {"Nation ID": "01000US", "Nation": "United States", "Year": 2014, "Population": 1.5},
+        ],
+    }
+    path = tmp_path / "population.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"year 2014: population 1.5 is not a whole number"):
+        read_population(path)
+
+
+def test_bls_reports_of_analyze_share_one_pass(shared_data: Path) -> None:
+    population = read_population(ACS1)
+    for chosen in (("best-year",), ("series-population",), ("best-year", "series-population")):
+        frames = _bls_reports(
+            LATEST,
+            str(LATEST),
+            chosen,
+            population=population,
+            include_annual=False,
+            series_id="PRS30006032",
+            period="Q01",
+        )
+        plan = pl.explain_all(frames)
+        assert plan.count("Csv SCAN") == 1, chosen
+        assert plan.count("OPAQUE_PYTHON") == 1, chosen  # every row is checked once

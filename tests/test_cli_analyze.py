@@ -178,7 +178,7 @@ def test_output_dir_writes_csv_parquet_and_charts(tmp_path: Path, shared_data: P
         assert data.startswith(PNG_SIGNATURE)
         assert len(data) > 10_000
     best = pl.read_parquet(out / "best-year.parquet")
-    assert best.schema == {"series_id": pl.String, "year": pl.Int32, "value": pl.Decimal(38, 3)}
+    assert best.schema == {"series_id": pl.String, "year": pl.Int32, "value": pl.Decimal(18, 3)}
     assert best.height == 237
     population = pl.read_parquet(out / "population.parquet")
     assert population["years"].to_list() == [[2013, 2014, 2015, 2016, 2017, 2018]]
@@ -280,3 +280,163 @@ def test_usage_errors_exit_2(shared_data: Path, args: list[str], message: str) -
     result = local(*args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+# -- one number style: every format prints the same digits -----------------------------------------
+
+
+def _source_values(path: Path) -> dict[tuple[str, int, str], str]:
+    """Each value of a BLS file as the file prints it, keyed by series, year and period."""
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t")
+        next(reader)
+        return {(s.strip(), int(y), p.strip()): v.strip() for s, y, p, v, *_ in reader}
+
+
+def _json_texts(stdout: str) -> Any:
+    """JSON with every number kept as the text it was written as."""
+    return json.loads(stdout, parse_float=str, parse_int=str)
+
+
+def _markdown_rows(stdout: str) -> list[list[str]]:
+    lines = [line for line in stdout.splitlines() if line.startswith("| ")]
+    return [[c.strip() for c in line.strip("|").split(" | ")] for line in lines[1:]]
+
+
+def _table_rows(stdout: str) -> list[list[str]]:
+    """The body rows of rich's table: the lines between its box borders."""
+    return [
+        [c.strip() for c in line.split("│")[1:-1]] for line in stdout.splitlines() if "│" in line
+    ]
+
+
+def _digits(cell: str) -> str:
+    """Table and Markdown separate thousands for people; the digits are the same."""
+    return cell.replace(",", "")
+
+
+def _formats(*args: str, population: Path) -> dict[str, str]:
+    outputs = {}
+    for fmt in ("table", "json", "csv", "markdown"):
+        result = local(*args, "--format", fmt, population=population)
+        assert result.exit_code == 0, result.output
+        outputs[fmt] = result.stdout
+    return outputs
+
+
+@pytest.mark.parametrize(
+    ("years", "population", "mean", "std"),
+    [
+        (("2013", "2018"), ACS5, "317437383.0", "4257089.54"),
+        # 330,147,067.25 rounds half to even, the same way in every format.
+        (("2018", "2022"), ACS1, "330147067.2", "2911500.19"),
+    ],
+    ids=["acs5", "acs1-tie"],
+)
+def test_population_report_prints_the_same_mean_and_std_in_every_format(
+    shared_data: Path, years: tuple[str, str], population: Path, mean: str, std: str
+) -> None:
+    args = ("--report", "population", "--from-year", years[0], "--to-year", years[1])
+    out = _formats(*args, population=population)
+    doc = _json_texts(out["json"])["population"]
+    (row,) = csv.DictReader(io.StringIO(out["csv"]))
+    markdown = dict(_markdown_rows(out["markdown"]))
+    table = dict(_table_rows(out["table"]))
+    assert (doc["mean"], doc["std"]) == (mean, std)
+    assert (row["mean"], row["std"]) == (mean, std)
+    assert (_digits(markdown["mean"]), _digits(markdown["std (ddof=1)"])) == (mean, std)
+    assert (_digits(table["mean"]), _digits(table["std (ddof=1)"])) == (mean, std)
+
+
+def test_best_year_prints_each_sum_with_the_sources_digits_in_every_format(
+    shared_data: Path,
+) -> None:
+    # The sum of values printed with d decimals, in Python decimals, keeps d decimals: 29.0
+    # for a series printed as -7.0, 423.420 for one printed as 138.710.
+    sums: dict[tuple[str, int], Decimal] = {}
+    for (series, year, period), text in _source_values(LATEST).items():
+        if period in ("Q01", "Q02", "Q03", "Q04"):
+            sums[series, year] = sums.get((series, year), Decimal(0)) + Decimal(text)
+    best: dict[str, tuple[int, Decimal]] = {}
+    for (series, year), total in sorted(sums.items()):
+        if series not in best or total > best[series][1]:
+            best[series] = (year, total)
+    expected = [[s, str(y), str(v)] for s, (y, v) in sorted(best.items())]
+    assert ["PRS30006102", "2020", "29.0"] in expected
+    assert ["PRS30006153", "2020", "423.420"] in expected
+
+    out = _formats("--report", "best-year", population=ACS1)
+    in_json = [
+        [r["series_id"], r["year"], r["value"]] for r in _json_texts(out["json"])["best_year"]
+    ]
+    in_csv = [
+        [r["series_id"], r["year"], r["value"]] for r in csv.DictReader(io.StringIO(out["csv"]))
+    ]
+    assert in_json == expected
+    assert in_csv == expected
+    assert _markdown_rows(out["markdown"]) == expected
+    assert _table_rows(out["table"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("series", "population", "extra"),
+    [
+        # Printed with one decimal, 0.0, 2.0 and -21.0 among them; years without population.
+        ("PRS30006032", ACS5, ("--all-years",)),
+        # Printed with three: 101.900 (2019) and 102.210 (2023).
+        ("PRS30006033", ACS1, ()),
+    ],
+    ids=["one-decimal-all-years", "three-decimals"],
+)
+def test_series_population_prints_values_as_the_source_and_integer_populations(
+    shared_data: Path, series: str, population: Path, extra: tuple[str, ...]
+) -> None:
+    source = _source_values(LATEST)
+    out = _formats(
+        "--report", "series-population", "--series", series, *extra, population=population
+    )
+    in_json = [
+        [r["series_id"], r["year"], r["period"], r["value"], r["population"] or ""]
+        for r in _json_texts(out["json"])["series_population"]
+    ]
+    in_csv = [list(r.values()) for r in csv.DictReader(io.StringIO(out["csv"]))]
+    in_markdown = [[*r[:4], _digits(r[4])] for r in _markdown_rows(out["markdown"])]
+    in_table = [[*r[:4], _digits(r[4])] for r in _table_rows(out["table"])]
+    assert in_json == in_csv == in_markdown == in_table
+    for series_id, year, period, value, people in in_csv:
+        assert value == source[series_id, int(year), period]
+        assert people == "" or people.isdigit()
+    values = {r[3] for r in in_csv}
+    assert {"0.0", "2.0", "-21.0"} <= values or {"101.900", "102.210"} <= values
+    assert any(r[4] == "" for r in in_csv) == bool(extra)
+
+
+def test_parquet_types_are_the_same_in_every_report(tmp_path: Path, shared_data: Path) -> None:
+    result = local("--format", "csv", "--output", str(tmp_path), population=ACS1)
+    assert result.exit_code == 0, result.output
+    schemas = {
+        name: pl.read_parquet_schema(tmp_path / f"{name}.parquet")
+        for name in ("population", "best-year", "series-population")
+    }
+    assert schemas["best-year"]["value"] == pl.Decimal(18, 3)
+    assert schemas["series-population"]["value"] == pl.Decimal(18, 3)
+    assert schemas["series-population"]["population"] == pl.Int64
+    assert schemas["population"] == {
+        "from_year": pl.Int32,
+        "to_year": pl.Int32,
+        "years": pl.List(pl.Int32),
+        "missing_years": pl.List(pl.Int32),
+        "mean": pl.Decimal(18, 1),
+        "std": pl.Decimal(18, 2),
+    }
+    # The files hold the numbers the CSV prints.
+    for name in schemas:
+        frame = pl.read_parquet(tmp_path / f"{name}.parquet")
+        rows = list(csv.DictReader(io.StringIO((tmp_path / f"{name}.csv").read_text())))
+        for column, dtype in frame.schema.items():
+            if isinstance(dtype, pl.Decimal):
+                assert [Decimal(r[column]) for r in rows] == frame[column].to_list(), column
+            elif dtype == pl.Int64:
+                assert [int(r[column]) for r in rows] == frame[column].to_list(), column
+    (population,) = pl.read_parquet(tmp_path / "population.parquet").rows(named=True)
+    assert (str(population["mean"]), str(population["std"])) == ("322069808.0", "4158441.04")

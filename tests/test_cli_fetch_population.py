@@ -227,3 +227,32 @@ def test_against_seaweedfs(
     legacy = fetch_json(endpoint, bucket, api["legacy"])
     assert (legacy["written"], legacy["shape"], legacy["rows"]) == (True, "datausa-legacy", 11)
     assert stored(endpoint, bucket)["body"] == bundled_datausa(DATAUSA_FILES["/api/data"])
+
+
+def test_a_dripping_api_fails_in_bounded_time_with_exit_3(
+    moto_bucket: tuple[str, str],
+    api_server: OfflineServer,
+    api: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rearcquest.offline import Fault
+    from rearcquest.sources import _http
+
+    endpoint, bucket = moto_bucket
+    fetch_json(endpoint, bucket, api["tesseract"])
+    before = stored(endpoint, bucket)
+    # One byte every 20 ms; the limits shrink from 60 s and 50 kB/s so the test takes a second.
+    monkeypatch.setattr(_http, "RATE_GRACE", 0.3)
+    monkeypatch.setattr(_http, "MIN_RATE", 1000.0)
+    api_server.faults.append(Fault(DATAUSA_TESSERACT_PATH, drip=0.02, times=9))
+    api_server.requests.clear()
+    result = rq(
+        "fetch-population",
+        *("--bucket", bucket, "--url", api["tesseract"], "--endpoint-url", endpoint),
+    )
+    api_server.faults.clear()
+    assert result.exit_code == 3
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: {api['tesseract']}: too slow: ")
+    assert len(api_server.requests) == 1, "not retried: another attempt would drip as long"
+    assert stored(endpoint, bucket) == before

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,6 +131,65 @@ def test_token_from_the_environment(serve_process: Any, bucket: tuple[str, Any])
         assert login.status_code == 200 and str(login.url).endswith("/pr/")
         assert client.get("/pr/pr.class").status_code == 200
     assert _interrupt(served.proc) == 0
+
+
+def _next_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The next line of stdout, even if it already sits in the reader's buffer (where select()
+    does not see it): read in a thread, waited for at most ``timeout`` seconds."""
+    lines: list[str] = []
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return lines[0] if lines else ""
+
+
+@pytest.mark.integration
+def test_auto_token_prints_the_link_once(serve_process: Any, bucket: tuple[str, Any]) -> None:
+    name, _ = bucket
+    served = serve_process("--bucket", name, "--token", "auto")
+    assert "(token required)" in served.first_line
+    link = _next_line(served.proc, 30).strip()
+    match = re.fullmatch(r"Open (http://127\.0\.0\.1:\d+/)\?token=([A-Za-z0-9_-]{32})", link)
+    assert match and match.group(1) == served.url, link
+    token = match.group(2)
+    with httpx.Client(base_url=served.url) as client:
+        assert client.get("/").status_code == 401
+        assert client.get("/?token=auto").status_code == 401  # "auto" is not the token
+        opened = client.get(link.removeprefix("Open "), follow_redirects=True)
+        assert opened.status_code == 200 and "pr/" in opened.text
+        assert client.get("/pr/pr.class", headers={"Authorization": f"Bearer {token}"}).content
+    assert _interrupt(served.proc) == 0
+    assert served.proc.stdout is not None and served.proc.stderr is not None
+    rest = served.proc.stdout.read() + served.proc.stderr.read()
+    assert token not in rest  # printed once, never logged
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("tooshort", "the index token is 8 characters long; use at least 16"),
+        ("fifteen-chars-x", "the index token is 15 characters long"),
+        ("has spaces in the token", "the index token has spaces or control characters"),
+    ],
+    ids=["short", "fifteen", "spaces"],
+)
+def test_weak_token_is_refused(
+    moto_server: str, bucket: tuple[str, Any], token: str, message: str
+) -> None:
+    name, _ = bucket
+    args = ["serve-index", "--bucket", name, "--token", token, "--endpoint-url", moto_server]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert f"Error: {message}" in result.output
+    assert "--token auto" in result.output and "Traceback" not in result.output
+
+
+def test_weak_token_from_the_environment_is_refused(moto_server: str) -> None:
+    args = ["serve-index", "--bucket", "b", "--endpoint-url", moto_server]
+    result = runner.invoke(app, args, env={"RQ_INDEX_TOKEN": "1234"})
+    assert result.exit_code == 2 and "4 characters long" in result.output
 
 
 def test_write_static(moto_server: str, bucket: tuple[str, Any]) -> None:

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rearcquest.cli import app
+from rearcquest.layout import lock_key, state_key
 from rearcquest.offline import Fault, OfflineServer
-from rearcquest.sync import STATE_NAME
 
 runner = CliRunner()
 
@@ -66,7 +66,7 @@ def test_json_summary_and_bucket_state(
     ):
         assert key in doc
     assert len(doc["added"]) == 12 and doc["errors"] == [] and doc["dry_run"] is False
-    assert keys(client, name) == {f"pr/{n}" for n in bls_server.files} | {f"pr/{STATE_NAME}"}
+    assert keys(client, name) == {f"pr/{n}" for n in bls_server.files} | {state_key("pr/")}
 
 
 def test_text_summary_and_noop(
@@ -104,7 +104,7 @@ def test_env_vars_configure_the_command(
     monkeypatch.setenv("RQ_BLS_URL", bls_server.bls_url)
     result = runner.invoke(app, ["sync-bls", "--prefix", "", "--include", "pr.c*"])
     assert result.exit_code == 0, result.output
-    assert keys(client, name) == {"pr.class", "pr.contacts", STATE_NAME}
+    assert keys(client, name) == {"pr.class", "pr.contacts", state_key("")}
     assert all("env@example.com" in r.user_agent for r in bls_server.requests)
 
 
@@ -165,6 +165,144 @@ def test_delete_guard_exit_4(
     assert json.loads(result.stdout)["deleted"] == []
     assert "--max-delete" in result.stderr
     assert len(keys(client, name)) == 13
+
+
+def shrink_to_one(moto_server: str, name: str, server: OfflineServer) -> None:
+    assert sync(moto_server, name, server).exit_code == 0
+    server.set_files({"pr.txt": server.files["pr.txt"]})
+
+
+def test_default_guard_protects_the_default_mirror(
+    moto_server: str, bucket: tuple[str, Any], bls_server: OfflineServer
+) -> None:
+    name, client = bucket
+    shrink_to_one(moto_server, name, bls_server)
+    before = {k: client.head_object(Bucket=name, Key=k)["ETag"] for k in keys(client, name)}
+    result = sync(moto_server, name, bls_server)
+    assert result.exit_code == 4, result.output
+    assert "would delete 11 objects of the 12 mirrored" in result.stderr
+    assert "stopped by the delete guard, nothing changed" in result.stdout
+    assert "delete    pr.class" in result.stdout
+    after = {k: client.head_object(Bucket=name, Key=k)["ETag"] for k in keys(client, name)}
+    assert after == before  # nothing deleted, nothing written
+
+
+def test_dry_run_exits_like_the_real_run_and_says_so_in_json(
+    moto_server: str, bucket: tuple[str, Any], bls_server: OfflineServer
+) -> None:
+    name, _ = bucket
+    shrink_to_one(moto_server, name, bls_server)
+    result = sync(moto_server, name, bls_server, "--dry-run", "--format", "json")
+    assert result.exit_code == 4
+    doc = json.loads(result.stdout)
+    assert doc["delete_guard"] is True and doc["dry_run"] is True
+    assert len(doc["deleted"]) == 11 and "would delete 11" in doc["deletes_skipped"]
+    text = sync(moto_server, name, bls_server, "--dry-run")
+    assert text.exit_code == 4
+    assert "dry run, nothing changed" in text.stdout and "delete guard:" in text.stdout
+    ok = sync(
+        moto_server, name, bls_server, "--dry-run", "--max-delete", "100%", "--format", "json"
+    )
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["delete_guard"] is False
+
+
+@pytest.mark.parametrize("limit", ["11", "100%", "92%"])
+def test_max_delete_count_or_share_lets_the_deletes_run(
+    moto_server: str, bucket: tuple[str, Any], bls_server: OfflineServer, limit: str
+) -> None:
+    name, client = bucket
+    shrink_to_one(moto_server, name, bls_server)
+    result = sync(moto_server, name, bls_server, "--max-delete", limit)
+    assert result.exit_code == 0, result.output
+    assert keys(client, name) == {"pr/pr.txt", state_key("pr/")}
+
+
+@pytest.mark.parametrize("limit", ["-1", "abc", "150%", "1.5"])
+def test_bad_max_delete_exits_2_before_anything(
+    moto_server: str, bucket: tuple[str, Any], bls_server: OfflineServer, limit: str
+) -> None:
+    name, client = bucket
+    result = sync(moto_server, name, bls_server, "--max-delete", limit)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: --max-delete")
+    assert bls_server.requests == [] and keys(client, name) == set()
+
+
+def test_state_key_option(
+    moto_server: str, bucket: tuple[str, Any], bls_server: OfflineServer
+) -> None:
+    name, client = bucket
+    result = sync(moto_server, name, bls_server, "--state-key", "ops/state.json")
+    assert result.exit_code == 0, result.output
+    assert keys(client, name) == {f"pr/{n}" for n in bls_server.files} | {"ops/state.json"}
+    bad = sync(moto_server, name, bls_server, "--state-key", "pr/state.json")
+    assert bad.exit_code == 2 and "inside the mirror prefix" in bad.stderr
+
+
+def test_a_sync_while_another_holds_the_mirror_exits_5(
+    moto_server: str, bucket: tuple[str, Any], bls_server: OfflineServer
+) -> None:
+    from rearcquest.lease import Lease
+    from rearcquest.storage import ObjectStore, make_s3_client
+
+    name, client = bucket
+    store = ObjectStore(make_s3_client(endpoint_url=moto_server), name)
+    held = Lease(store, lock_key("pr/"), holder="cron-box:4242:feed").acquire()
+    result = sync(moto_server, name, bls_server)
+    assert result.exit_code == 5
+    assert result.stderr.startswith("Error: another sync holds the mirror")
+    assert "cron-box:4242:feed" in result.stderr and " until 20" in result.stderr
+    assert bls_server.requests == []
+    assert keys(client, name) == {lock_key("pr/")}
+    dry = sync(moto_server, name, bls_server, "--dry-run")
+    assert dry.exit_code == 0  # dry runs take no lease
+    unlocked = sync(moto_server, name, bls_server, "--no-lock")
+    assert unlocked.exit_code == 0, unlocked.output
+    held.release()
+
+
+def test_race_second_run_exits_5_then_wait_syncs_the_newest(
+    moto_server: str, bucket: tuple[str, Any], bls_server: OfflineServer
+) -> None:
+    import threading
+
+    from conftest import release
+    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.sync import sync_bls as library_sync
+
+    name, client = bucket
+    slow_store = ObjectStore(make_s3_client(endpoint_url=moto_server), name)
+    in_upload, go_on = threading.Event(), threading.Event()
+    real_upload = slow_store.upload
+
+    def slow_upload(key: str, *args: Any, **kw: Any) -> str:
+        in_upload.set()
+        assert go_on.wait(timeout=60)
+        return real_upload(key, *args, **kw)
+
+    slow_store.upload = slow_upload  # type: ignore[method-assign]
+    slow = threading.Thread(
+        target=library_sync,
+        args=(slow_store,),
+        kwargs={"source_url": bls_server.bls_url, "contact": "cron@example.com"},
+    )
+    slow.start()
+    assert in_upload.wait(timeout=60)  # the slow run listed the 2024 release
+    new = release("2026-08-06")
+    bls_server.set_files(new)
+    refused = sync(moto_server, name, bls_server)
+    assert refused.exit_code == 5 and "another sync holds the mirror" in refused.stderr
+    go_on.set()
+    waited = sync(moto_server, name, bls_server, "--wait", "60", "--format", "json")
+    slow.join(timeout=60)
+    assert waited.exit_code == 0, waited.output
+    assert json.loads(waited.stdout)["updated"]
+    stored = {
+        k.removeprefix("pr/"): client.get_object(Bucket=name, Key=k)["Body"].read()
+        for k in keys(client, name)
+        if k.startswith("pr/")
+    }
+    assert stored == {n: f.data for n, f in new.items()}
 
 
 @pytest.mark.parametrize(

@@ -71,3 +71,89 @@ def test_default_prefix_is_the_directory_name() -> None:
 def test_only_http_urls(bad: str) -> None:
     with pytest.raises(ConfigError, match="not an http"):
         check_http_url(bad, "source URL")
+
+
+@pytest.mark.parametrize(
+    ("value", "count", "percent", "default"),
+    [
+        (None, 20, 50.0, True),
+        ("0", 0, None, False),
+        ("15", 15, None, False),
+        (" 7 ", 7, None, False),
+        (3, 3, None, False),
+        ("10%", None, 10.0, False),
+        ("12.5%", None, 12.5, False),
+        ("0%", None, 0.0, False),
+        ("100%", None, 100.0, False),
+    ],
+    ids=["default", "zero", "count", "spaces", "int", "percent", "fraction", "0%", "100%"],
+)
+def test_max_delete_accepts_a_count_or_a_share(
+    value: str | int | None, count: int | None, percent: float | None, default: bool
+) -> None:
+    from rearcquest.config import DeleteLimit
+
+    assert DeleteLimit.parse(value) == DeleteLimit(count, percent, default)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-1", "not a non-negative number"),
+        (-1, "must not be negative"),
+        ("abc", "not a non-negative number"),
+        ("", "not a non-negative number"),
+        ("1.5", "not a non-negative number"),
+        ("150%", "between 0% and 100%"),
+        ("-5%", "between 0% and 100%"),
+        ("nan%", "between 0% and 100%"),
+        ("%", "not a percentage"),
+        ("ten%", "not a percentage"),
+    ],
+    ids=[
+        "negative",
+        "negative-int",
+        "word",
+        "empty",
+        "fraction",
+        "over-100",
+        "negative-share",
+        "nan",
+        "bare-percent",
+        "word-percent",
+    ],
+)
+def test_bad_max_delete_is_a_config_error(value: str | int, message: str) -> None:
+    from rearcquest.config import DeleteLimit
+
+    with pytest.raises(ConfigError, match=message) as info:
+        DeleteLimit.parse(value)
+    assert "--max-delete" in str(info.value)
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("limit", "deletes", "mirrored", "trips"),
+    [
+        (None, 0, 12, False),
+        (None, 11, 12, True),  # the listing shrank from 12 files to 1
+        (None, 6, 12, False),  # exactly half may go
+        (None, 7, 12, True),  # more than half may not
+        (None, 1, 2, True),  # only one file would remain
+        (None, 1, 1, True),
+        (None, 1, 3, False),
+        (None, 21, 100, True),  # the count default still holds
+        (None, 20, 100, False),
+        ("15", 11, 12, False),  # an explicit count replaces the default rules
+        ("3", 4, 100, True),
+        ("0", 1, 100, True),
+        ("100%", 12, 12, False),
+        ("10%", 2, 12, True),
+        ("10%", 1, 12, False),
+        ("0%", 1, 12, True),
+    ],
+)
+def test_delete_limit_decision(limit: str | None, deletes: int, mirrored: int, trips: bool) -> None:
+    from rearcquest.config import DeleteLimit
+
+    assert DeleteLimit.parse(limit).exceeded(deletes, mirrored) is trips

@@ -106,3 +106,98 @@ def test_oversized_body_is_refused() -> None:
     http = client_for([httpx.Response(200, content=b"x" * 11)], [])
     with pytest.raises(SourceError, match="exceeds 10"):
         http.get_bytes("https://x.test/a", max_bytes=10)
+
+
+# -- hostile sources: redirects stay on the source's origin, slow bodies end in bounded time --
+
+
+def redirecting(location: str, seen: list[str], body: bytes = b"ok") -> HttpClient:
+    """A client whose first answer is a 302 to ``location``; records every URL requested."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if len(seen) == 1:
+            return httpx.Response(302, headers={"Location": location})
+        return httpx.Response(200, content=body)
+
+    return HttpClient(retry=RetryPolicy(attempts=2), transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["/b", "https://x.test/b", "https://X.TEST:443/b"],
+    ids=["relative", "absolute", "explicit-port"],
+)
+def test_same_origin_redirect_is_followed(location: str) -> None:
+    seen: list[str] = []
+    http = redirecting(location, seen)
+    assert http.get_bytes("https://x.test/a", max_bytes=10) == b"ok"
+    assert seen == ["https://x.test/a", "https://x.test/b"]
+    assert http.requests == 2  # each hop is rate limited and counted
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["https://evil.test/a", "http://x.test/a", "https://x.test:8443/a", "ftp://x.test/a"],
+    ids=["other-host", "other-scheme", "other-port", "ftp"],
+)
+def test_cross_origin_redirect_is_refused_without_following(location: str) -> None:
+    seen: list[str] = []
+    http = redirecting(location, seen)
+    with pytest.raises(SourceError, match=r"redirected to .*outside https://x\.test:443") as caught:
+        http.get_bytes("https://x.test/a", max_bytes=10)
+    assert seen == ["https://x.test/a"], "the other origin is never asked"
+    assert caught.value.exit_code == 3
+
+
+def test_redirect_loop_is_bounded() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(302, headers={"Location": "/again"})
+
+    http = HttpClient(transport=httpx.MockTransport(handler), max_redirects=3)
+    with pytest.raises(SourceError, match="more than 3 redirects"):
+        http.get_bytes("https://x.test/a", max_bytes=10)
+    assert len(seen) == 4
+
+
+def test_a_dripping_body_fails_in_bounded_time_and_is_not_retried() -> None:
+    from rearcquest.offline import Fault, OfflineServer
+
+    with OfflineServer(require_contact=False) as server:
+        server.add_route("/slow", b"x" * 10_000, content_type="text/plain")
+        server.faults.append(Fault("/slow", drip=0.02, times=9))
+        http = HttpClient(retry=RetryPolicy(attempts=3, base=0.0), grace=0.2, min_rate=1000)
+        with pytest.raises(SourceError, match=r"/slow: too slow: \d+ bytes in") as caught:
+            http.get_bytes(server.url + "/slow", max_bytes=100_000)
+        assert caught.value.exit_code == 3
+        assert len(server.requests) == 1, "another attempt would be as slow"
+
+
+def test_a_body_above_the_minimum_rate_is_accepted_without_grace() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=iter([b"x" * 500, b"y" * 500]))
+
+    # 500 bytes buy 500 s at 1 byte/s: far more than a local answer takes.
+    http = HttpClient(transport=httpx.MockTransport(handler), grace=0.0, min_rate=1.0)
+    assert http.get_bytes("https://x.test/a", max_bytes=1000) == b"x" * 500 + b"y" * 500
+
+
+def test_rate_limits_default_to_the_module_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rearcquest.sources import _http
+
+    assert (HttpClient().min_rate, HttpClient().grace) == (_http.MIN_RATE, _http.RATE_GRACE)
+    monkeypatch.setattr(_http, "RATE_GRACE", 0.5)
+    assert HttpClient().grace == 0.5
+
+
+def test_iter_body_joins_reads_into_chunks_of_the_asked_size() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=iter([b"a" * 3, b"b" * 3, b"c" * 3, b"d"]))
+
+    http = HttpClient(transport=httpx.MockTransport(handler))
+    with http.stream("https://x.test/a") as response:
+        chunks = list(http.iter_body(response, "https://x.test/a", raw=True, chunk_size=5))
+    assert chunks == [b"aaabbb", b"cccd"]

@@ -4,9 +4,13 @@ the running server against moto's server and SeaweedFS (hostile keys, ranges, 10
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
+import select
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,19 +24,26 @@ from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 import anyio
 import boto3
 import botocore.config
+import botocore.exceptions
 import httpx
 import pytest
 
 from conftest import BLS_RELEASES
-from rearcquest.errors import ConfigError
+from rearcquest.errors import ConfigError, StorageError
 from rearcquest.index import (
+    AUTO_TOKEN,
     DEFAULT_INDEX_KEY,
+    Limits,
+    _app,
     _http,
+    check_token,
     create_app,
     exposure_warning,
+    resolve_token,
     start_server,
     write_static_index,
 )
+from rearcquest.index._app import _Throttle
 from rearcquest.index._render import (
     PAGE_CSP,
     View,
@@ -45,8 +56,8 @@ from rearcquest.index._render import (
     render_page,
     sort_files,
 )
+from rearcquest.layout import LEGACY_STATE_NAME, RESERVED_PREFIX, lock_key, state_key
 from rearcquest.storage import ObjectInfo, ObjectStore, ObjectStream, make_s3_client
-from rearcquest.sync import STATE_NAME
 
 VINTAGE = "2026-08-06"
 T0 = datetime(2026, 8, 6, 8, 30, tzinfo=UTC)
@@ -117,12 +128,15 @@ def asgi(
     url: str,
     client_cookies: dict[str, str] | None = None,
     raise_app_exceptions: bool = True,
+    peer: tuple[str, int] = ("127.0.0.1", 123),
     **kwargs: Any,
 ) -> httpx.Response:
-    """One request through the ASGI app in process (no socket)."""
+    """One request through the ASGI app in process (no socket), from the address ``peer``."""
 
     async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+        transport = httpx.ASGITransport(
+            app=app, raise_app_exceptions=raise_app_exceptions, client=peer
+        )
         async with httpx.AsyncClient(
             transport=transport, base_url="http://127.0.0.1", cookies=client_cookies
         ) as client:
@@ -366,9 +380,14 @@ def test_preconditions_and_if_range() -> None:
         ("pr/pr.class", "pr.class", "pr.class"),
         ('pr/say "hi"\\.txt', "say _hi__.txt", "say%20%22hi%22%5C.txt"),
         ("ünï.txt", "_n_.txt", "%C3%BCn%C3%AF.txt"),
-        ("x/a\r\nSet-Cookie: y", "a__Set-Cookie: y", "a%0D%0ASet-Cookie%3A%20y"),
+        ("x/a\r\nSet-Cookie: y", "aSet-Cookie: y", "aSet-Cookie%3A%20y"),
+        # Bidi controls would make the saved name read as "invoiceexe.txt".
+        ("x/invoice\u202etxt.exe", "invoicetxt.exe", "invoicetxt.exe"),
+        ("x/\u2067ab\u2069\u200f\u061c.pdf", "ab.pdf", "ab.pdf"),
+        ("x/t\u0085ab\tline\u2028.txt", "tabline.txt", "tabline.txt"),
+        ("x/\u202e\u200e", "download", "download"),
     ],
-    ids=["plain", "quotes", "unicode", "header-injection"],
+    ids=["plain", "quotes", "unicode", "header-injection", "bidi", "isolates", "c1-sep", "only"],
 )
 def test_content_disposition(key: str, fallback: str, star: str) -> None:
     value = _http.content_disposition(key)
@@ -387,7 +406,7 @@ def test_exposure_warning() -> None:
     assert exposure_warning("localhost", None) is None
     assert exposure_warning("::1", None) is None
     warning = exposure_warning("0.0.0.0", None)
-    assert warning is not None and "all interfaces" in warning and "--token" in warning
+    assert warning is not None and "all interfaces" in warning and "--token auto" in warning
     with_token = exposure_warning("::", "s3cret")
     assert with_token is not None and "all interfaces" in with_token and "--token" not in with_token
     assert "192.0.2.7" in (exposure_warning("192.0.2.7", None) or "")
@@ -402,9 +421,23 @@ def sample_listing() -> Any:
         info("pr/A.txt", 20, 3),
         info("pr/c.txt", 1000, 2),
         info("pr/", 0),  # a folder marker object: not a file of its own folder
-        info("pr/" + STATE_NAME, 5),
+        info("pr/" + LEGACY_STATE_NAME, 5),
     ] + [info("pr/" + name, 7) for name in HOSTILE.values()]
     return build_listing("bkt", "pr/", "", objects, ["pr/sub/", "pr/<x>/", "other/"], generated=T0)
+
+
+def test_build_listing_hides_every_reserved_key() -> None:
+    objects = [
+        info(state_key("pr/")),
+        info(lock_key("pr/")),
+        info(LEGACY_STATE_NAME),
+        info("a.txt"),
+        info(".rearcquest-notes.txt"),  # only the reserved folder and the legacy name are rq's
+    ]
+    prefixes = [RESERVED_PREFIX, "pr/", ".rearcquest2/"]
+    listing = build_listing("bkt", "", "", objects, prefixes, generated=T0)
+    assert [f.name for f in listing.files] == [".rearcquest-notes.txt", "a.txt"]
+    assert [f.name for f in listing.folders] == [".rearcquest2/", "pr/"]
 
 
 def test_build_listing_sorts_and_hides_bookkeeping() -> None:
@@ -412,7 +445,7 @@ def test_build_listing_sorts_and_hides_bookkeeping() -> None:
     assert [f.name for f in listing.folders] == ["<x>/", "sub/"]
     names = [f.name for f in listing.files]
     assert names[:3] == sorted(names[:3], key=str.casefold)
-    assert "" not in names and STATE_NAME not in names
+    assert "" not in names and LEGACY_STATE_NAME not in names
     assert len(names) == 3 + len(HOSTILE)
     assert listing.files[0].key == "pr/" + listing.files[0].name
 
@@ -547,7 +580,9 @@ def load(store: ObjectStore) -> ObjectStore:
     store.put_bytes("pr/sub/deep.txt", b"deep")
     store.put_bytes("pr/" + LONG_KEY, b"long")
     store.put_bytes("pr/empty.bin", b"")
-    store.put_bytes("pr/" + STATE_NAME, b"{}")
+    store.put_bytes("pr/" + LEGACY_STATE_NAME, b"{}")
+    store.put_bytes(state_key("pr/"), b"{}")
+    store.put_bytes(lock_key("pr/"), b"{}")
     store.put_bytes("secret.txt", b"not under the prefix")
     store.put_bytes("pr-other/x.txt", b"a neighbouring prefix")
     return store
@@ -586,7 +621,7 @@ def test_listing_page(app: Any, loaded: ObjectStore) -> None:
     }
     names = files(r.text)
     assert names["pr.data.0.Current"] == "/pr.data.0.Current"
-    assert STATE_NAME not in names and "secret.txt" not in names
+    assert LEGACY_STATE_NAME not in names and "secret.txt" not in names
     assert 'title="1,613,575 bytes">1.6 MB<' in r.text
 
 
@@ -669,6 +704,27 @@ def test_nothing_outside_the_prefix_is_reachable(app: Any, url: str) -> None:
     assert r.status_code == 404
     assert b"not under the prefix" not in r.content and b"neighbouring" not in r.content
     assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/.rearcquest/",
+        "/.rearcquest",
+        "/.rearcquest/state/pr.json",
+        "/.rearcquest/locks/pr.json",
+        "/pr/" + LEGACY_STATE_NAME,
+        "/pr/.rearcquest-sync-state.json?format=json",
+    ],
+    ids=["folder", "folder-no-slash", "state", "lock", "legacy-state", "legacy-json"],
+)
+def test_reserved_objects_are_neither_listed_nor_served(loaded: ObjectStore, url: str) -> None:
+    whole = create_app(loaded)
+    assert asgi(whole, "GET", url).status_code == 404
+    page = asgi(whole, "GET", "/")
+    folders = {r["name"] for r in parse(page.text).rows if r["class"] == "folder"}
+    assert "pr/" in folders and ".rearcquest/" not in folders
+    assert LEGACY_STATE_NAME not in asgi(whole, "GET", "/pr/").text
 
 
 def test_absolute_url_in_path_stays_a_key(app: Any) -> None:
@@ -905,7 +961,7 @@ def test_unexpected_errors_are_a_plain_500_page(loaded: ObjectStore) -> None:
 
 @pytest.fixture
 def locked(loaded: ObjectStore) -> Any:
-    return create_app(loaded, prefix="pr/", token="s3cret-token")
+    return create_app(loaded, prefix="pr/", token="s3cret-token-in-tests")
 
 
 def test_token_required_everywhere(locked: Any) -> None:
@@ -917,35 +973,131 @@ def test_token_required_everywhere(locked: Any) -> None:
 
 
 def test_bearer_token(locked: Any) -> None:
-    r = asgi(locked, "GET", "/pr.class", headers={"Authorization": "Bearer s3cret-token"})
+    r = asgi(locked, "GET", "/pr.class", headers={"Authorization": "Bearer s3cret-token-in-tests"})
     assert r.status_code == 200 and len(r.content) == 102
-    wrong = asgi(locked, "GET", "/pr.class", headers={"Authorization": "Bearer s3cret-tokeN"})
+    wrong = asgi(
+        locked,
+        "GET",
+        "/pr.class",
+        headers={"Authorization": "Bearer s3cret-token-in-tests-in-tests-X"},
+    )
     assert wrong.status_code == 401
 
 
 def test_token_link_sets_cookie_and_drops_the_token(locked: Any) -> None:
-    r = asgi(locked, "GET", "/sub/?sort=size&token=s3cret-token")
+    r = asgi(locked, "GET", "/sub/?sort=size&token=s3cret-token-in-tests")
     assert r.status_code == 303
     assert r.headers["location"] == "/sub/?sort=size"
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie
-    assert "s3cret-token" not in cookie
+    assert "s3cret-token-in-tests" not in cookie
     value = cookie.split(";")[0].split("=", 1)[1]
     ok = asgi(locked, "GET", "/sub/", client_cookies={"rq_index_auth": value})
     assert ok.status_code == 200 and "deep.txt" in ok.text
-    bad = asgi(locked, "GET", "/sub/", client_cookies={"rq_index_auth": "s3cret-token"})
+    bad = asgi(locked, "GET", "/sub/", client_cookies={"rq_index_auth": "s3cret-token-in-tests"})
     assert bad.status_code == 401
 
 
 def test_login_form_post(locked: Any) -> None:
-    r = asgi(locked, "POST", "/", data={"token": "s3cret-token"})
+    r = asgi(locked, "POST", "/", data={"token": "s3cret-token-in-tests"})
     assert r.status_code == 303 and "rq_index_auth=" in r.headers["set-cookie"]
     wrong = asgi(locked, "POST", "/", data={"token": "guess"})
     assert wrong.status_code == 401 and "not right" in wrong.text
 
 
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("short-token", "11 characters long; use at least 16, or --token auto"),
+        ("x" * 15, "15 characters long"),
+        ("sixteen chars ok", "spaces or control characters"),
+        ("sixteen-chars-ok\n", "spaces or control characters"),
+        ("auto", "must be resolved first"),
+    ],
+    ids=["short", "fifteen", "space", "newline", "unresolved-auto"],
+)
+def test_weak_tokens_are_refused(loaded: ObjectStore, token: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        create_app(loaded, token=token)
+
+
+def test_resolve_token() -> None:
+    assert resolve_token(None) is None and resolve_token("") is None
+    assert resolve_token("x" * 16) == "x" * 16
+    generated = {resolve_token(AUTO_TOKEN) for _ in range(3)}
+    assert len(generated) == 3  # a new one each time
+    for token in generated:
+        assert token is not None and len(token) == 32 and check_token(token) == token
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", token)
+    with pytest.raises(ConfigError, match="at least 16"):
+        resolve_token("too-short")
+
+
+def test_throttle_delays_double_after_five_failures_and_forget() -> None:
+    now = [1000.0]
+    throttle = _Throttle(clock=lambda: now[0])
+    delays = [throttle.failed("192.0.2.1") for _ in range(10)]
+    assert delays == [0, 0, 0, 0, 0, 1, 2, 4, 8, 10]  # capped at 10 s
+    assert throttle.failed("192.0.2.2") == 0  # another client starts afresh
+    throttle.succeeded("192.0.2.1")
+    assert throttle.failures("192.0.2.1") == 0
+    for _ in range(6):
+        throttle.failed("192.0.2.1")
+    now[0] += _Throttle.FORGET + 1
+    assert throttle.failed("192.0.2.1") == 0 and throttle.failures("192.0.2.1") == 1
+
+
+def test_throttle_remembers_a_bounded_number_of_clients() -> None:
+    throttle = _Throttle()
+    for i in range(_Throttle.MAX_CLIENTS + 50):
+        throttle.failed(f"10.0.{i // 256}.{i % 256}")
+    assert throttle.failures("10.0.0.0") == 0  # the oldest were forgotten
+    assert (
+        throttle.failures(
+            f"10.0.{(_Throttle.MAX_CLIENTS + 49) // 256}.{(_Throttle.MAX_CLIENTS + 49) % 256}"
+        )
+        == 1
+    )
+
+
+def test_wrong_tokens_are_slowed_per_client(
+    loaded: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(_app, "_sleep", no_wait)
+    locked = create_app(loaded, prefix="pr/", token="s3cret-token-in-tests")
+    attacker, other = ("192.0.2.66", 4000), ("192.0.2.7", 4001)
+    guesses = [
+        ("GET", "/?token=guess-1", {}),
+        ("POST", "/", {"data": {"token": "guess-2"}}),
+        ("GET", "/pr.class", {"headers": {"Authorization": "Bearer guess-3"}}),
+        ("GET", "/?token=guess-4", {}),
+        ("GET", "/?token=guess-5", {}),
+    ]
+    for method, url, kwargs in guesses:
+        assert asgi(locked, method, url, peer=attacker, **kwargs).status_code == 401
+    assert slept == []  # five free failures
+    for i in range(3):
+        r = asgi(locked, "GET", f"/?token=more-{i}", peer=attacker)
+        assert r.status_code == 401 and "not right" in r.text
+    assert slept == [1, 2, 4]
+    # Another client is not slowed, and asking without a token is no failure.
+    assert asgi(locked, "GET", "/?token=typo", peer=other).status_code == 401
+    assert asgi(locked, "GET", "/", peer=attacker).status_code == 401
+    assert slept == [1, 2, 4]
+    # The right token still works, and clears the client's failures.
+    ok = asgi(locked, "GET", "/?token=s3cret-token-in-tests", peer=attacker)
+    assert ok.status_code == 303
+    asgi(locked, "GET", "/?token=again", peer=attacker)
+    assert slept == [1, 2, 4]
+
+
 def test_login_redirect_never_leaves_the_site(locked: Any) -> None:
-    r = asgi(locked, "GET", "//evil.example/x?token=s3cret-token")
+    r = asgi(locked, "GET", "//evil.example/x?token=s3cret-token-in-tests")
     assert r.status_code == 303
     location = r.headers["location"]
     assert location.startswith("/") and not location.startswith("//")
@@ -968,7 +1120,9 @@ def test_write_static_index(fresh: ObjectStore) -> None:
     links = files(page)
     assert links["pr.class"] == "./pr/pr.class"
     assert links["sub/deep.txt"] == "./pr/sub/deep.txt"
-    assert STATE_NAME not in links and "index.html" not in links and "secret.txt" not in links
+    assert (
+        LEGACY_STATE_NAME not in links and "index.html" not in links and "secret.txt" not in links
+    )
     for name in HOSTILE.values():
         href = links["hostile/" + name]
         assert href is not None
@@ -1243,28 +1397,106 @@ def many_objects() -> Iterator[ObjectStore]:
         thread.join()
 
 
+def _next_link(page: str) -> str | None:
+    match = re.search(r'<a id="next" rel="next" href="([^"]+)"', page)
+    return html.unescape(match.group(1)) if match else None
+
+
 @pytest.mark.integration
-def test_server_pages_through_ten_thousand_objects(many_objects: ObjectStore) -> None:
+def test_server_shows_ten_thousand_objects_a_page_at_a_time(many_objects: ObjectStore) -> None:
     with (
         start_server(many_objects) as server,
         httpx.Client(base_url=server.url, timeout=60) as client,
     ):
-        doc = client.get("/many/?format=json").json()
-        assert doc["count"] == {"folders": 1, "objects": 10_000}
-        assert doc["objects"][0]["name"] == "00000.txt"
-        assert doc["objects"][-1]["name"] == "09999.txt"
-        pages = [q for q in _ManyObjects.lists if q.get("prefix") == "many/"]
-        assert len(pages) == 11  # 10,001 entries, 1,000 a page
-        assert pages[-1]["continuation-token"] == "10000"
-        page = client.get("/many/")
-        assert page.status_code == 200 and page.headers["content-encoding"] == "gzip"
-        links = files(page.text)
-        assert len(links) == 10_000 and links["04567.txt"] == "/many/04567.txt"
-        assert page.text.count("</tr>") == 1 + 1 + 1 + 10_000  # header, parent, folder, files
+        first = client.get("/many/")
+        assert first.status_code == 200 and first.headers["content-encoding"] == "gzip"
+        lists = [q for q in _ManyObjects.lists if q.get("prefix") == "many/"]
+        # The first page after one ListObjectsV2 call, however big the folder.
+        assert len(lists) == 1 and "continuation-token" not in lists[0]
+        links = files(first.text)
+        assert len(links) == 1000 and links["00999.txt"] == "/many/00999.txt"
+        assert "this page: " in first.text and 'id="first"' not in first.text
+        # Follow "next" to the end: every object once, one listing call a page.
+        names: list[str] = []
+        folders: list[str] = []
+        page, url = first.text, str(first.url)
+        for _ in range(20):
+            rows = parse(page).rows
+            names += [r["name"] for r in rows if r["class"] == "file"]
+            folders += [r["name"] for r in rows if r["class"] == "folder"]
+            link = _next_link(page)
+            if link is None:
+                break
+            url = urljoin(url, link)
+            response = client.get(url)
+            assert response.status_code == 200
+            assert 'id="first" href="?sort=name&amp;order=asc"' in response.text
+            page = response.text
+        assert names == [f"{i:05d}.txt" for i in range(10_000)]
+        assert folders == ["sub/"]  # S3 pages keys and folders in one order: the last page
+        assert len([q for q in _ManyObjects.lists if q.get("prefix") == "many/"]) == 11
+        # Sorting and the filter apply to the page shown, and keep it.
+        second = client.get("/many/?page=1000&sort=size&order=desc&format=json").json()
+        assert [o["name"] for o in second["objects"]][:1] == ["01999.txt"]
+        assert second["count"]["objects"] == 1000 and second["page"] == "1000"
         filtered = client.get("/many/?q=0999&format=json").json()
-        names = [o["name"] for o in filtered["objects"]]
-        assert names == ["00999.txt"] + [f"0999{i}.txt" for i in range(10)]
+        assert [o["name"] for o in filtered["objects"]] == ["00999.txt"]
+        # JSON: "next" is the URL of the next page's JSON, null on the last.
+        doc = client.get("/many/?format=json").json()
+        seen = len(doc["objects"])
+        for _ in range(20):
+            if doc["next"] is None:
+                break
+            assert doc["next"].startswith("/many/?") and "format=json" in doc["next"]
+            doc = client.get(doc["next"]).json()
+            seen += len(doc["objects"])
+        assert seen == 10_000 and doc["count"]["folders"] == 1 and doc["next_page"] is None
         assert client.get("/many/09999.txt").content == b"many/09999.txt"
+
+
+def test_render_page_links_to_the_first_and_next_page() -> None:
+    objects = [info(f"pr/{i}.txt") for i in range(3)]
+    one = build_listing("bkt", "pr/", "", objects, [], generated=T0)
+    assert not one.paged and 'class="pages"' not in render_page(one, View(), href=href_path)
+    first = build_listing("bkt", "pr/", "", objects, [], generated=T0, next_page="k/+=&x")
+    view = View.from_query("size", "asc", "txt", None)
+    page = render_page(first, view, href=href_path)
+    assert 'href="?sort=size&amp;order=asc&amp;q=txt&amp;page=k%2F%2B%3D%26x"' in page
+    assert 'id="first"' not in page and "this page: " in page
+    assert 'name="page"' not in page
+    later = build_listing("bkt", "pr/", "", objects, [], generated=T0, page="k/+=&x")
+    page = render_page(later, View.from_query(None, None, None, "k/+=&x"), href=href_path)
+    assert '<a id="first" href="?sort=name&amp;order=asc">' in page and 'id="next"' not in page
+    # The filter form stays on the page shown.
+    assert '<input type="hidden" name="page" value="k/+=&amp;x">' in page
+    static = render_page(first, View(), href=href_path, mode="static")
+    assert 'class="pages"' not in static
+    doc = listing_document(first, view, href=href_path)
+    assert doc["next"] == "/?sort=size&order=asc&q=txt&page=k%2F%2B%3D%26x&format=json"
+    assert doc["next_page"] == "k/+=&x" and doc["page"] is None
+
+
+@pytest.mark.parametrize("page", ["\x00bad", "x" * 3000], ids=["control", "too-long"])
+def test_view_ignores_unusable_page_tokens(page: str) -> None:
+    assert View.from_query(None, None, None, page).page == ""
+
+
+class _StaleTokenStore(ObjectStore):
+    def list_page(self, prefix: str = "", **kwargs: Any) -> Any:
+        if kwargs.get("token"):
+            error = botocore.exceptions.ClientError(
+                {"Error": {"Code": "InvalidArgument", "Message": "bad token"}}, "ListObjectsV2"
+            )
+            raise StorageError(f"listing s3://{self.bucket}/{prefix} failed") from error
+        return super().list_page(prefix, **kwargs)
+
+
+def test_a_page_token_s3_refuses_is_a_400(loaded: ObjectStore) -> None:
+    app = create_app(_StaleTokenStore(loaded.client, loaded.bucket), prefix="pr/")
+    r = asgi(app, "GET", "/?page=not-a-token")
+    assert r.status_code == 400 and "first page" in r.text
+    assert asgi(app, "GET", "/?page=not-a-token&format=json").json()["status"] == 400
+    assert asgi(app, "GET", "/").status_code == 200
 
 
 def test_gzip_only_when_accepted(app: Any) -> None:
@@ -1273,3 +1505,152 @@ def test_gzip_only_when_accepted(app: Any) -> None:
     raw = asgi(app, "GET", "/", headers={"Accept-Encoding": "gzip"})
     assert raw.headers["content-encoding"] == "gzip"
     assert raw.headers["vary"] == "accept-encoding"
+
+
+# -- exposed to a network: timeouts, the connection bound ---------------------------------------
+
+# Short limits so the tests do not wait; the generous socket timeouts only bound a broken run.
+QUICK = Limits(request_timeout=0.5, keep_alive_timeout=0.5, max_connections=3)
+
+
+def _connect(url: str) -> socket.socket:
+    parts = urlsplit(url)
+    return socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=20)
+
+
+def _read_to_eof(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a socket timeout fails the test)."""
+    received = b""
+    for _ in range(10_000):
+        chunk = sock.recv(65536)
+        if not chunk:
+            return received
+        received += chunk
+    raise AssertionError("the server kept sending")
+
+
+def _read_head(sock: socket.socket) -> bytes:
+    """One response's status line and headers (for HEAD requests, which have no body)."""
+    received = b""
+    for _ in range(10_000):
+        if b"\r\n\r\n" in received:
+            return received
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {received!r}"
+        received += chunk
+    raise AssertionError("no end of headers")
+
+
+def _head_request(path: str = "/pr.class", *, close: bool = False) -> bytes:
+    connection = "Connection: close\r\n" if close else ""
+    return f"HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{connection}\r\n".encode()
+
+
+@pytest.fixture
+def quick_server(loaded: ObjectStore) -> Iterator[str]:
+    with start_server(loaded, prefix="pr/", limits=QUICK) as server:
+        yield server.url
+
+
+def test_half_sent_request_gets_408_and_is_closed(quick_server: str) -> None:
+    with _connect(quick_server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line: headers unfinished
+        answer = _read_to_eof(sock)
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+
+
+def test_dribbled_request_is_closed_although_bytes_keep_coming(quick_server: str) -> None:
+    # Each byte would cancel uvicorn's keep-alive timer; the request clock keeps running.
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 400
+    with _connect(quick_server) as sock:
+        sent = 0
+        closed = False
+        for byte in request:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:  # reset: closed while sending
+                closed = True
+                break
+            sent += 1
+            readable, _, _ = select.select([sock], [], [], 0.05)
+            if readable:
+                closed = True
+                break
+        assert closed, "the server waited for the whole dribbled request"
+        assert sent < len(request)
+        assert _read_to_eof(sock).startswith(b"HTTP/1.1 408")
+
+
+def test_silent_connection_is_closed(quick_server: str) -> None:
+    with _connect(quick_server) as sock:
+        assert _read_to_eof(sock) == b""
+
+
+def test_idle_keep_alive_is_closed(quick_server: str) -> None:
+    with _connect(quick_server) as sock:
+        sock.sendall(_head_request())
+        head = _read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close" not in head
+        # Kept alive: a second request on the same connection is answered ...
+        sock.sendall(_head_request())
+        assert _read_head(sock).startswith(b"HTTP/1.1 200 OK\r\n")
+        # ... and then, idle, the connection is closed.
+        assert _read_to_eof(sock) == b""
+
+
+def test_connections_beyond_the_bound_get_503(loaded: ObjectStore) -> None:
+    limits = Limits(request_timeout=30, keep_alive_timeout=30, max_connections=3)
+    with start_server(loaded, prefix="pr/", limits=limits) as server:
+        held = [_connect(server.url) for _ in range(3)]
+        try:
+            for sock in held:  # answered, so surely accepted, and kept open
+                sock.sendall(_head_request())
+                assert _read_head(sock).startswith(b"HTTP/1.1 200 OK\r\n")
+            with _connect(server.url) as extra:
+                answer = _read_to_eof(extra)
+            assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+            assert b"retry-after: 1" in answer
+            # The connections within the bound still work.
+            held[0].sendall(_head_request())
+            assert _read_head(held[0]).startswith(b"HTTP/1.1 200 OK\r\n")
+            # A freed place is taken again (once the server has seen the close).
+            held.pop().close()
+            for _ in range(200):
+                with _connect(server.url) as again:
+                    again.sendall(_head_request(close=True))
+                    answer = _read_to_eof(again)
+                if answer.startswith(b"HTTP/1.1 200"):
+                    break
+                time.sleep(0.05)
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        finally:
+            for sock in held:
+                sock.close()
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"request_timeout": 0}, "timeouts must be positive"),
+        ({"keep_alive_timeout": -1}, "timeouts must be positive"),
+        ({"max_connections": 0}, "max_connections must be at least 1"),
+    ],
+    ids=["request", "keep-alive", "connections"],
+)
+def test_limits_are_checked(limits: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Limits(**limits)
+
+
+def test_the_default_limits_are_those_documented(loaded: ObjectStore) -> None:
+    from rearcquest.index._protocol import LimitedH11Protocol
+    from rearcquest.index._server import _server
+
+    server = _server(
+        loaded, prefix="", host="0.0.0.0", token=None, cache_seconds=5, limits=Limits()
+    )
+    protocol = server.config.http
+    assert isinstance(protocol, type) and issubclass(protocol, LimitedH11Protocol)
+    assert (protocol.request_timeout, protocol.max_connections) == (10.0, 256)
+    assert server.config.timeout_keep_alive == 5
+    assert server.config.limit_concurrency == 257  # running requests, one above the connections

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import BLS_RELEASES, REPO
-from rearcquest.index import start_server, write_static_index
+from rearcquest.index import _app, start_server, write_static_index
 from rearcquest.storage import ObjectStore, make_s3_client
 
 pytestmark = pytest.mark.integration
@@ -243,6 +243,55 @@ def test_static_page_from_a_presigned_url(browser: Any, store: ObjectStore) -> N
     finally:
         context.close()
 
+
+def test_pages_of_a_big_folder(
+    browser: Any, store: ObjectStore, server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pages of 5 rows stand for pages of 1,000: the same links, without 1,000 uploads.
+    monkeypatch.setattr(_app, "PAGE_SIZE", 5)
+    context = browser.new_context()
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    problems = _problems(page)
+    try:
+        page.goto(server_url)
+        first = _file_names(page)
+        assert len(first) == 5 and page.locator("#first").count() == 0
+        assert "this page:" in page.inner_text("footer")
+        # Sorting in the page carries over to the next page's link.
+        page.click("th[data-key=size] a")
+        assert "sort=size" in str(page.get_attribute("#next", "href"))
+        page.click("#next")
+        assert "page=" in page.url and "sort=size" in page.url
+        second = _file_names(page)
+        assert len(second) == 5 and not set(second) & set(first)
+        sizes = page.locator("tbody tr.file").evaluate_all(
+            "rows => rows.map(r => Number(r.dataset.size))"
+        )
+        assert sizes == sorted(sizes, reverse=True)  # sorted within this page
+        # The filter applies to this page, and keeps it.
+        page.fill("#q", "pr.")
+        assert set(_file_names(page)) <= set(second)
+        page.fill("#q", "")
+        seen, folders = first + second, []
+        for _ in range(10):
+            if page.locator("#next").count() == 0:
+                break
+            page.click("#next")
+            seen += _file_names(page)
+            folders += page.locator("tbody tr.folder").evaluate_all(
+                "rows => rows.map(r => r.dataset.name)"
+            )
+        # Every file once (the static test may have added pr/index.html to the shared bucket).
+        top = [o.key.removeprefix("pr/") for o in store.list_objects("pr/")]
+        assert sorted(seen) == sorted(name for name in top if "/" not in name)
+        assert folders == ["releases/"]
+        page.click("#first")
+        assert "page=" not in page.url and "sort=size" in page.url
+        assert set(_file_names(page)) == set(first)
+        assert problems == []
+    finally:
+        context.close()
 
 # -- finding a browser ------------------------------------------------------------------------------
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
 
+from conftest import DATAUSA, release
 from rearcquest import lambdas
 from rearcquest.config import Settings
 from rearcquest.errors import RqError
 from rearcquest.localaws import drain_queue, notify_queue_on_key
+from rearcquest.logjson import JsonFormatter
 from rearcquest.offline import Fault, OfflineServer, add_datausa_routes
 from rearcquest.storage import ObjectStore
 
@@ -64,6 +68,58 @@ def pipeline_env(monkeypatch: pytest.MonkeyPatch, server: OfflineServer, key: st
 
 def reports(records: list[logging.LogRecord]) -> dict[str, Any]:
     return {r.report: r.data for r in records if hasattr(r, "report")}  # type: ignore[attr-defined]
+
+
+def s3_body(bucket: str, key: str, event: str | None = "ObjectCreated:Put") -> str:
+    """An S3 event notification as S3 puts it in an SQS message body (``key`` URL-encoded)."""
+    record: dict[str, Any] = {"s3": {"bucket": {"name": bucket}, "object": {"key": key}}}
+    if event is not None:
+        record["eventName"] = event
+    return json.dumps({"Records": [record]})
+
+
+def message(message_id: str, body: str) -> dict[str, Any]:
+    return {"messageId": message_id, "body": body, "eventSource": "aws:sqs"}
+
+
+POPULATION_KEY = "datausa/population.json"
+
+
+@pytest.fixture
+def seeded(aws: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Both buckets holding real data (the BLS release of 2024-06-06, the ACS 1-year population)."""
+    s3, _ = aws
+    s3.create_bucket(Bucket="rq-bls")
+    s3.create_bucket(Bucket="rq-population")
+    s3.put_object(
+        Bucket="rq-bls",
+        Key="pr/pr.data.0.Current",
+        Body=release("2024-06-06")["pr.data.0.Current"].data,
+    )
+    s3.put_object(
+        Bucket="rq-population",
+        Key=POPULATION_KEY,
+        Body=(DATAUSA / "tesseract-acs1-2013-2023-raw.json").read_bytes(),
+    )
+    monkeypatch.setenv("RQ_BLS_BUCKET", "rq-bls")
+    monkeypatch.setenv("RQ_POPULATION_BUCKET", "rq-population")
+    monkeypatch.setenv("RQ_POPULATION_KEY", POPULATION_KEY)
+    return Settings.from_env()
+
+
+@pytest.fixture
+def json_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The JSON lines the handlers' own log handler writes (as CloudWatch receives them)."""
+    lambdas._configure_logging()
+    (handler,) = [
+        h
+        for h in logging.getLogger("rearcquest").handlers
+        if isinstance(h, logging.StreamHandler) and isinstance(h.formatter, JsonFormatter)
+    ]
+    buffer = io.StringIO()
+    old = handler.setStream(buffer)
+    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
+    handler.setStream(old)
 
 
 @pytest.mark.parametrize("key", ["datausa/population.json", "datausa/us population+2024.json"])
@@ -119,12 +175,8 @@ def test_duplicates_are_harmless_and_poison_messages_fail_alone(
     s3.create_bucket(Bucket="rq-bls")
     s3.create_bucket(Bucket="rq-population")
     lambdas.scheduled_handler({}, None)
-    good = json.dumps(
-        {"Records": [{"s3": {"bucket": {"name": "rq-population"}, "object": {"key": key}}}]}
-    )
-    missing = json.dumps(
-        {"Records": [{"s3": {"bucket": {"name": "rq-population"}, "object": {"key": "nope.json"}}}]}
-    )
+    good = s3_body("rq-population", key)
+    missing = s3_body("rq-population", "nope.json")
     event = {
         "Records": [
             {"messageId": "a", "body": good},
@@ -154,14 +206,15 @@ def test_scheduled_handler_raises_after_running_both_steps(
     )
 
 
-def test_s3_objects_in_message_decodes_keys() -> None:
-    body = json.dumps(
-        {"Records": [{"s3": {"bucket": {"name": "b"}, "object": {"key": "a+b%2Bc%C3%A9.json"}}}]}
-    )
-    assert lambdas.s3_objects_in_message(body) == [("b", "a b+cé.json")]
-    assert lambdas.s3_objects_in_message(json.dumps({"Event": "s3:TestEvent"})) == []
+def test_s3_events_in_message_decodes_keys() -> None:
+    body = s3_body("b", "a+b%2Bc%C3%A9.json")
+    assert lambdas.s3_events_in_message(body) == [("b", "a b+cé.json", "ObjectCreated:Put")]
+    test_event = json.dumps({"Event": "s3:TestEvent", "Bucket": "b"})
+    assert lambdas.s3_events_in_message(test_event) == [("b", "", "s3:TestEvent")]
     with pytest.raises(ValueError, match="not an S3 event"):
-        lambdas.s3_objects_in_message("[]")
+        lambdas.s3_events_in_message("[]")
+    with pytest.raises(ValueError, match="lacks its bucket or key"):
+        lambdas.s3_events_in_message(json.dumps({"Records": [{"s3": {"bucket": {}}}]}))
 
 
 def test_settings_from_env_reads_every_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,3 +251,174 @@ def test_index_handler_hides_s3_errors(
     response = lambdas.index_handler({}, None)
     assert response["statusCode"] == 502
     assert "no-such-bucket" not in response["body"]
+
+
+GOOD = s3_body("rq-population", POPULATION_KEY)
+MISSING = s3_body("rq-population", "datausa/nope.json")
+
+
+@pytest.mark.parametrize(
+    ("bad", "failed", "logged_line"),
+    [
+        ("junk", [], "record 1 dropped"),
+        (None, [], "record 1 dropped"),
+        (["a", "list"], [], "record 1 dropped"),
+        ({"body": GOOD}, [], "record 1 dropped"),
+        ({"messageId": None, "body": GOOD}, [], "record 1 dropped"),
+        ({"messageId": "", "body": GOOD}, [], "record 1 dropped"),
+        ({"messageId": 7, "body": GOOD}, [], "record 1 dropped"),
+        ({"messageId": "bad"}, ["bad"], "message failed: the message has no body"),
+        (message("bad", "not json"), ["bad"], "message failed"),
+        (message("bad", "[1]"), ["bad"], "message failed: the message is not an S3 event"),
+        (message("bad", "{}"), ["bad"], "message failed: the message is not an S3 event"),
+        (
+            message("bad", json.dumps({"Records": [{"s3": {}}]})),
+            ["bad"],
+            "message failed: an S3 record lacks",
+        ),
+        (message("bad", MISSING), ["bad"], "message failed"),
+        (
+            message("skip", s3_body("other-bucket", POPULATION_KEY)),
+            [],
+            "skipping an event of bucket other-bucket, not the population bucket",
+        ),
+        (
+            message("skip", s3_body("rq-population", POPULATION_KEY, "ObjectRemoved:Delete")),
+            [],
+            "skipping ObjectRemoved:Delete: only ObjectCreated:* events run the reports",
+        ),
+        (
+            message("skip", s3_body("rq-population", POPULATION_KEY, None)),
+            [],
+            "skipping an event without eventName: only ObjectCreated:* events run the reports",
+        ),
+        (
+            message("skip", json.dumps({"Event": "s3:TestEvent", "Bucket": "rq-population"})),
+            [],
+            "skipping s3:TestEvent",
+        ),
+    ],
+    ids=[
+        "record-is-a-string",
+        "record-is-null",
+        "record-is-a-list",
+        "no-messageId",
+        "messageId-null",
+        "messageId-empty",
+        "messageId-not-a-string",
+        "no-body",
+        "body-not-json",
+        "body-not-an-object",
+        "body-without-Records",
+        "s3-record-without-bucket",
+        "object-missing-in-the-population-bucket",
+        "other-bucket-skipped",
+        "other-event-skipped",
+        "no-eventName-skipped",
+        "s3-test-event-skipped",
+    ],
+)
+def test_a_bad_record_fails_alone_and_good_ones_succeed(
+    seeded: Settings,
+    logged: list[logging.LogRecord],
+    bad: Any,
+    failed: list[str],
+    logged_line: str,
+) -> None:
+    event = {"Records": [message("good-1", GOOD), bad, message("good-2", GOOD)]}
+    response = lambdas.report_handler(event, SimpleNamespace(aws_request_id="req-1"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
+    done = [r for r in logged if r.getMessage() == "reports done"]
+    assert [r.population_object for r in done] == [f"s3://rq-population/{POPULATION_KEY}"] * 2  # type: ignore[attr-defined]
+    matching = [r for r in logged if r.getMessage().startswith(logged_line)]
+    assert len(matching) == 1, [r.getMessage() for r in logged]
+    assert matching[0].levelno == (logging.INFO if "skipping" in logged_line else logging.ERROR)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [{}, {"Records": None}, {"Records": {"messageId": "a"}}, {"Records": "x"}, ["x"], None],
+    ids=[
+        "no-Records",
+        "Records-null",
+        "Records-an-object",
+        "Records-a-string",
+        "event-a-list",
+        "event-null",
+    ],
+)
+def test_a_batch_without_records_is_logged_and_dropped(
+    seeded: Settings, logged: list[logging.LogRecord], event: Any
+) -> None:
+    assert lambdas.report_handler(event, None) == {"batchItemFailures": []}
+    assert [(r.levelno, r.getMessage()) for r in logged] == [
+        (logging.ERROR, "batch dropped: the event has no Records list")
+    ]
+
+
+def test_reports_fail_every_message_without_a_population_bucket(
+    seeded: Settings, monkeypatch: pytest.MonkeyPatch, logged: list[logging.LogRecord]
+) -> None:
+    monkeypatch.delenv("RQ_POPULATION_BUCKET")
+    response = lambdas.report_handler({"Records": [message("a", GOOD)]}, None)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "a"}]}
+    assert "RQ_POPULATION_BUCKET is not set" in logged[-1].getMessage()
+
+
+def test_report_log_lines_carry_request_and_message_ids(
+    seeded: Settings, json_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    event = {
+        "Records": [
+            message("m-good", GOOD),
+            message("m-bad", "not json"),
+            {"body": GOOD},
+            message("m-skip", s3_body("other-bucket", POPULATION_KEY)),
+        ]
+    }
+    response = lambdas.report_handler(event, SimpleNamespace(aws_request_id="req-42"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
+    lines = json_lines()
+    assert lines
+    assert all(line["request_id"] == "req-42" for line in lines), lines
+    by_message: dict[str | None, list[str]] = {}
+    for line in lines:
+        by_message.setdefault(line.get("message_id"), []).append(line["message"])
+    # The analytics module's own line (the download) carries the message id too.
+    assert any(
+        line["logger"] == "rearcquest.analytics" and line.get("message_id") == "m-good"
+        for line in lines
+    )
+    assert by_message["m-good"][-4:] == [
+        "report population",
+        "report best_year",
+        "report series_population",
+        "reports done",
+    ]
+    assert by_message["m-bad"][0].startswith("message failed")
+    assert by_message["m-skip"] == [
+        "skipping an event of bucket other-bucket, not the population bucket"
+    ]
+    assert by_message[None] == ["record 2 dropped: it is not an SQS message with a messageId"]
+
+    # The ids belong to the invocation: a line logged after it carries neither.
+    logging.getLogger("rearcquest.lambdas").info("after")
+    assert json_lines()[-1]["request_id"] is None
+    assert "message_id" not in json_lines()[-1]
+
+
+def test_library_log_lines_carry_the_request_id(
+    aws: tuple[Any, Any],
+    bls_server: OfflineServer,
+    monkeypatch: pytest.MonkeyPatch,
+    json_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    s3, _ = aws
+    pipeline_env(monkeypatch, bls_server, POPULATION_KEY)
+    s3.create_bucket(Bucket="rq-bls")
+    s3.create_bucket(Bucket="rq-population")
+    lambdas.scheduled_handler({}, SimpleNamespace(aws_request_id="req-sched"))
+    lines = json_lines()
+    assert {line["logger"] for line in lines} - {"rearcquest.lambdas"}, "no library line logged"
+    assert {line["request_id"] for line in lines} == {"req-sched"}
+    assert all("message_id" not in line for line in lines)

@@ -161,14 +161,85 @@ def test_rq_run_with_reports(
     assert "317,437,383.0" in text.stdout
 
 
-def test_reports_are_skipped_when_a_step_failed(
+def test_reports_still_run_on_what_is_stored_when_the_sync_failed(
     buckets: tuple[str, str, Any], bls_server: OfflineServer
 ) -> None:
     bls, pop, client = buckets
     urls = add_datausa_routes(bls_server)
+    run_pipeline(settings(bls_server, urls, bls, pop), s3_client=client, retry=FAST)
     bls_server.faults.append(Fault(bls_server.directory, status=403))
     result = run_pipeline(
         settings(bls_server, urls, bls, pop), s3_client=client, retry=FAST, reports=True
     )
-    assert result.reports is not None and result.reports.error == "skipped: a step before failed"
-    assert result.analysis is None
+    assert result.sync.error is not None and "403" in result.sync.error
+    assert result.reports is not None and result.reports.error is None
+    assert result.reports.summary is not None and len(result.reports.summary["best_year"]) == 237
+    assert not result.ok
+    with pytest.raises(RqError, match="sync-bls failed") as info:
+        result.raise_for_errors()
+    assert info.value.exit_code == 3
+
+
+def test_rq_run_exit_code_agrees_with_ok_when_only_the_reports_fail(
+    buckets: tuple[str, str, Any],
+    bls_server: OfflineServer,
+    moto_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import rearcquest.analytics
+    from rearcquest.errors import DataError
+
+    def broken(**_: Any) -> Any:
+        raise DataError("pr.data.0.Current: line 7: not a number")
+
+    cron_env(monkeypatch, buckets, bls_server, moto_server)
+    monkeypatch.setattr(rearcquest.analytics, "analyze", broken)
+    result = runner.invoke(app, ["run", "--reports", "--format", "json"])
+    doc = json.loads(result.stdout)
+    assert (doc["ok"], result.exit_code) == (False, 1)
+    assert doc["reports"]["error"] == "pr.data.0.Current: line 7: not a number"
+    assert "analyze failed: pr.data.0.Current" in result.stderr
+
+
+def test_rq_run_full_temporary_disk_fails_one_file_and_the_fetch_still_runs(
+    buckets: tuple[str, str, Any],
+    bls_server: OfflineServer,
+    moto_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+
+    import rearcquest.sync
+
+    real_spool = rearcquest.sync._spool
+
+    class FullDisk:
+        """A spool that refuses more than 2 MB, like a full /tmp."""
+
+        def __init__(self) -> None:
+            self.file = real_spool()
+
+        def write(self, data: bytes) -> int:
+            if self.file.tell() + len(data) > 2 * 1024 * 1024:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.file.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.file, name)
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.file.close()
+
+    cron_env(monkeypatch, buckets, bls_server, moto_server)
+    monkeypatch.setattr(rearcquest.sync, "_spool", FullDisk)
+    result = runner.invoke(app, ["run", "--format", "json"])
+    doc = json.loads(result.stdout)
+    assert (doc["ok"], result.exit_code) == (False, 1)
+    assert [e["name"] for e in doc["sync"]["summary"]["errors"]] == ["pr.data.1.AllData"]
+    assert "1 file(s) failed: pr.data.1.AllData" in doc["sync"]["error"]
+    assert "No space left on device" in doc["sync"]["summary"]["errors"][0]["message"]
+    assert len(doc["sync"]["summary"]["added"]) == 11
+    assert doc["population"]["error"] is None and doc["population"]["summary"]["written"]

@@ -16,6 +16,7 @@ from rearcquest.errors import (
     SourceError,
     TransferError,
 )
+from rearcquest.layout import state_key
 from rearcquest.offline import Fault, OfflineServer
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
@@ -23,6 +24,7 @@ from rearcquest.sync import META_SHA256, STATE_NAME, sync_bls
 
 CONTACT = "tests@example.com"
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05, max_retry_after=0.05)
+STATE = state_key("pr/")  # .rearcquest/state/pr.json, outside the mirror
 
 
 def run(store: ObjectStore, server: OfflineServer, **kw: Any) -> Any:
@@ -31,11 +33,8 @@ def run(store: ObjectStore, server: OfflineServer, **kw: Any) -> Any:
 
 
 def bucket_files(store: ObjectStore, prefix: str = "pr/") -> dict[str, bytes]:
-    return {
-        o.key[len(prefix) :]: store.get_bytes(o.key)
-        for o in store.list_objects(prefix)
-        if not o.key.endswith(STATE_NAME)
-    }
+    """Every object under the prefix: the mirror holds the source's files and nothing else."""
+    return {o.key[len(prefix) :]: store.get_bytes(o.key) for o in store.list_objects(prefix)}
 
 
 def test_first_sync_uploads_every_file_byte_for_byte(
@@ -80,7 +79,9 @@ def test_newer_release_uploads_only_changed_bytes(
     # pr.class is re-stamped on release day with identical bytes: fetched, compared, not uploaded.
     assert new["pr.class"].listed != old["pr.class"].listed
     assert "pr.class" in result.restamped
-    assert store.head("pr/pr.class") == etag_before
+    head = store.head("pr/pr.class")
+    assert etag_before is not None and head is not None
+    assert (head.etag, head.size) == (etag_before.etag, etag_before.size)  # same bytes, no upload
     assert bucket_files(store) == {n: f.data for n, f in new.items()}
     assert result.bytes_uploaded == sum(len(new[n].data) for n in changed)
 
@@ -92,9 +93,9 @@ def test_304_is_unchanged(store: ObjectStore, bls_server: OfflineServer) -> None
     stale = files["pr.txt"]
     files["pr.txt"] = type(stale)(stale.name, stale.data, stale.listed.replace(minute=59))
     bls_server.set_files(files)
-    state = json.loads(store.get_bytes("pr/" + STATE_NAME))
+    state = json.loads(store.get_bytes(STATE))
     state["files"]["pr.txt"]["last_modified"] = "Thu, 01 Jan 2099 00:00:00 GMT"
-    store.put_bytes("pr/" + STATE_NAME, json.dumps(state).encode())
+    store.put_bytes(STATE, json.dumps(state).encode())
     before = len(bls_server.requests)
     result = run(store, bls_server)
     assert [r.status for r in bls_server.requests[before:] if r.path.endswith("pr.txt")] == [304]
@@ -110,7 +111,7 @@ def test_removed_file_is_deleted(store: ObjectStore, bls_server: OfflineServer) 
     result = run(store, bls_server)
     assert result.deleted == ["pr.footnote"]
     assert store.head("pr/pr.footnote") is None
-    assert "pr.footnote" not in json.loads(store.get_bytes("pr/" + STATE_NAME))["files"]
+    assert "pr.footnote" not in json.loads(store.get_bytes(STATE))["files"]
 
 
 def test_delete_guard_trips_before_deleting(store: ObjectStore, bls_server: OfflineServer) -> None:
@@ -146,12 +147,12 @@ def test_out_of_band_change_is_repaired(store: ObjectStore, bls_server: OfflineS
 
 def test_lost_state_is_rebuilt_from_metadata(store: ObjectStore, bls_server: OfflineServer) -> None:
     run(store, bls_server)
-    store.client.delete_object(Bucket=store.bucket, Key="pr/" + STATE_NAME)
+    store.client.delete_object(Bucket=store.bucket, Key=STATE)
     before = len(bls_server.requests)
     result = run(store, bls_server)
     assert len(bls_server.requests) - before == 1  # the listing only
     assert len(result.unchanged) == 12
-    assert store.head("pr/" + STATE_NAME) is not None
+    assert store.head(STATE) is not None
 
 
 def test_dry_run_changes_nothing(store: ObjectStore, bls_server: OfflineServer) -> None:
@@ -295,9 +296,210 @@ def test_partial_sync_keeps_the_state_of_other_files(
 ) -> None:
     run(store, bls_server)
     run(store, bls_server, include=["pr.data.*"])
-    state = json.loads(store.get_bytes("pr/" + STATE_NAME))["files"]
+    state = json.loads(store.get_bytes(STATE))["files"]
     assert sorted(state) == sorted(bls_server.files)
     before = len(bls_server.requests)
     result = run(store, bls_server)
     assert len(bls_server.requests) - before == 1  # the listing only: nothing to re-check
     assert len(result.unchanged) == 12
+
+
+# -- issue 9: other tools agree with the mirror (Content-Type, rclone's mtime, true metadata) --
+
+
+def http_mtime(server: OfflineServer, name: str) -> str:
+    """The served file's Last-Modified as rclone's mtime metadata."""
+    return f"{server.files[name].last_modified.timestamp():.9f}"
+
+
+def test_objects_are_utf8_text_with_rclone_mtime_whatever_the_server_says(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    # `python -m http.server` calls pr.class application/java-vm.
+    bls_server.faults.append(Fault("*/pr.class", content_type="application/java-vm"))
+    run(store, bls_server).raise_for_errors()
+    for name in ("pr.class", "pr.series"):
+        head = store.head("pr/" + name)
+        assert head is not None
+        assert head.content_type == "text/plain; charset=utf-8"
+        assert head.metadata["mtime"] == http_mtime(bls_server, name)
+    assert float(http_mtime(bls_server, "pr.class")).is_integer()
+
+
+def test_redated_identical_bytes_get_true_metadata_by_a_server_side_copy(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    run(store, bls_server)
+    bls_server.set_files(release("2026-08-06"))
+    old = store.head("pr/pr.class")
+    calls: list[str] = []
+    original = store.client.put_object
+
+    def counting_put(**kw: Any) -> Any:
+        calls.append(kw["Key"])
+        return original(**kw)
+
+    store.client.put_object = counting_put  # type: ignore[method-assign]
+    result = run(store, bls_server)
+    assert "pr.class" in result.restamped
+    assert "pr/pr.class" not in calls, "same bytes: never uploaded again"
+    new = store.head("pr/pr.class")
+    assert old is not None and new is not None
+    assert (new.etag, new.size) == (old.etag, old.size)
+    assert new.metadata["mtime"] == http_mtime(bls_server, "pr.class") != old.metadata["mtime"]
+    assert new.metadata["rq-listing-date"] == "2026-08-06 08:30"
+    assert new.metadata["rq-sha256"] == old.metadata["rq-sha256"]
+    assert new.content_type == "text/plain; charset=utf-8"
+    state = json.loads(store.get_bytes("pr/" + STATE_NAME))["files"]["pr.class"]
+    assert state["etag"] == new.etag and state["modified"] == "2026-08-06 08:30"
+    again = run(store, bls_server)
+    assert len(again.unchanged) == 12 and again.restamped == []
+
+
+def test_304_refreshes_the_listing_date_in_the_metadata(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    run(store, bls_server)
+    files = bls_server.files
+    stale = files["pr.txt"]
+    files["pr.txt"] = type(stale)(stale.name, stale.data, stale.listed.replace(minute=59))
+    bls_server.set_files(files)
+    state = json.loads(store.get_bytes("pr/" + STATE_NAME))
+    state["files"]["pr.txt"]["last_modified"] = "Thu, 01 Jan 2099 00:00:00 GMT"
+    store.put_bytes("pr/" + STATE_NAME, json.dumps(state).encode())
+    result = run(store, bls_server)
+    assert result.restamped == ["pr.txt"] and result.bytes_uploaded == 0
+    head = store.head("pr/pr.txt")
+    assert head is not None
+    assert head.metadata["rq-listing-date"].endswith(":59")
+    assert head.metadata["rq-last-modified"] == "Thu, 01 Jan 2099 00:00:00 GMT"
+    assert head.metadata["mtime"] == "4070908800.000000000"
+
+
+# -- issue 5: a hostile or broken source cannot smuggle data in or hang a run --
+
+
+@pytest.fixture
+def elsewhere() -> Any:
+    """Another server on another port: a redirect there leaves the source's origin."""
+    with OfflineServer(release("2024-06-06")) as other:
+        yield other
+
+
+def test_cross_origin_redirect_of_a_file_fails_that_file_only(
+    store: ObjectStore, bls_server: OfflineServer, elsewhere: OfflineServer
+) -> None:
+    bls_server.faults.append(
+        Fault("*/pr.class", status=302, location=elsewhere.bls_url + "pr.class", times=9)
+    )
+    result = run(store, bls_server)
+    assert [e.name for e in result.errors] == ["pr.class"]
+    assert "outside" in result.errors[0].message
+    assert elsewhere.requests == []
+    assert store.head("pr/pr.class") is None
+    assert len(result.added) == 11
+
+
+def test_cross_origin_redirect_of_the_listing_changes_nothing(
+    store: ObjectStore, bls_server: OfflineServer, elsewhere: OfflineServer
+) -> None:
+    before = seeded(store, bls_server)
+    bls_server.faults.append(Fault(bls_server.directory, status=301, location=elsewhere.bls_url))
+    with pytest.raises(SourceError, match="outside") as caught:
+        run(store, bls_server)
+    assert caught.value.exit_code == 3
+    assert elsewhere.requests == []
+    assert bucket_files(store) == before
+
+
+def test_same_origin_redirect_is_followed(store: ObjectStore, bls_server: OfflineServer) -> None:
+    bls_server.faults.append(
+        Fault("*/pr.class", status=302, location="/pub/time.series/pr/pr.class")
+    )
+    run(store, bls_server).raise_for_errors()
+    assert bucket_files(store)["pr.class"] == bls_server.files["pr.class"].data
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("*/pr.data.0.Current", chunked=True, truncate=True, times=9),
+        Fault("*/pr.data.0.Current", chunked=True, extra=50 * 1024 * 1024, times=9),
+    ],
+    ids=["shorter", "longer"],
+)
+def test_body_of_another_size_than_listed_fails_without_content_length(
+    store: ObjectStore, bls_server: OfflineServer, fault: Fault
+) -> None:
+    bls_server.faults.append(fault)
+    result = run(store, bls_server)
+    assert [e.name for e in result.errors] == ["pr.data.0.Current"]
+    assert "the listing says" in result.errors[0].message
+    assert store.head("pr/pr.data.0.Current") is None
+    size = bls_server.files["pr.data.0.Current"].size
+    other = sum(f.size for n, f in bls_server.files.items() if n != "pr.data.0.Current")
+    # A longer body is cut off right after the listed size, not read to its (huge) end.
+    assert result.bytes_downloaded - other <= size
+
+
+def test_a_dripping_file_fails_in_bounded_time_the_others_are_synced(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    from rearcquest.sources._http import HttpClient
+
+    bls_server.faults.append(Fault("*/pr.footnote", drip=0.05, times=9))
+    http = HttpClient(user_agent=f"rq-test ({CONTACT})", retry=FAST, grace=0.3, min_rate=100)
+    with http:
+        result = run(store, bls_server, http=http)
+    assert [e.name for e in result.errors] == ["pr.footnote"]
+    assert "too slow" in result.errors[0].message
+    assert len(result.added) == 11
+    assert len([r for r in bls_server.requests if r.path.endswith("pr.footnote")]) == 1
+
+
+class _FullDisk:
+    """A spool on a disk that fills up after ``room`` bytes: writes then fail with ENOSPC."""
+
+    def __init__(self, room: int) -> None:
+        import io
+
+        self._file = io.BytesIO()
+        self._room = room
+
+    def write(self, data: bytes) -> int:
+        import errno
+        import os
+
+        if self._file.tell() + len(data) > self._room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self._file.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+    def __enter__(self) -> _FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+
+def test_full_temporary_disk_fails_that_file_only(
+    store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rearcquest.sync
+
+    before = seeded(store, bls_server)
+    files = bls_server.files
+    del files["pr.footnote"]
+    bls_server.set_files(files)
+    monkeypatch.setattr(rearcquest.sync, "_spool", lambda: _FullDisk(2 * 1024 * 1024))
+    result = run(store, bls_server)
+    assert [e.name for e in result.errors] == ["pr.data.1.AllData"]  # the only file over 2 MB
+    assert "No space left on device" in result.errors[0].message
+    assert "TMPDIR" in result.errors[0].message
+    assert bucket_files(store)["pr.data.1.AllData"] == before["pr.data.1.AllData"]
+    assert "pr.series" in result.updated
+    assert result.deleted == [] and result.deletes_skipped
+    with pytest.raises(TransferError, match=r"pr\.data\.1\.AllData"):
+        result.raise_for_errors()

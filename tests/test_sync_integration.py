@@ -13,18 +13,14 @@ from rearcquest import storage
 from rearcquest.offline import OfflineServer, ServedFile
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore, make_s3_client
-from rearcquest.sync import STATE_NAME, sync_bls
+from rearcquest.sync import sync_bls
 
 pytestmark = pytest.mark.integration
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05)
 
 
 def contents(store: ObjectStore) -> dict[str, bytes]:
-    return {
-        o.key.removeprefix("pr/"): store.get_bytes(o.key)
-        for o in store.list_objects("pr/")
-        if not o.key.endswith(STATE_NAME)
-    }
+    return {o.key.removeprefix("pr/"): store.get_bytes(o.key) for o in store.list_objects("pr/")}
 
 
 def test_release_to_release_on_seaweedfs(seaweed_bucket: tuple[str, str]) -> None:

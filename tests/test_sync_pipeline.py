@@ -9,10 +9,11 @@ from typing import IO, Any
 import pytest
 
 from rearcquest.errors import StorageError, TransferError
+from rearcquest.layout import state_key
 from rearcquest.offline import OfflineServer
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
-from rearcquest.sync import STATE_NAME, SyncState, sync_bls
+from rearcquest.sync import SyncState, sync_bls
 
 CONTACT = "tests@example.com"
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
@@ -42,7 +43,7 @@ def test_next_download_starts_while_an_upload_is_in_progress(
     assert overlapped == [True]
     assert len(result.added) == 12
     stored = {o.key for o in store.list_objects("pr/")}
-    assert stored == {f"pr/{n}" for n in bls_server.files} | {f"pr/{STATE_NAME}"}
+    assert stored == {f"pr/{n}" for n in bls_server.files}
 
 
 def test_failed_upload_is_a_per_file_error(
@@ -70,7 +71,7 @@ def test_failed_upload_is_a_per_file_error(
     assert all(body.closed for body in bodies_open) and len(bodies_open) == 12
     with pytest.raises(TransferError, match=r"pr\.series"):
         result.raise_for_errors()
-    state = SyncState.from_json(store.get_bytes(f"pr/{STATE_NAME}"))
+    state = SyncState.from_json(store.get_bytes(state_key("pr/")))
     assert "pr.series" not in state.files and len(state.files) == 11
     assert store.head("pr/pr.series") is None
 

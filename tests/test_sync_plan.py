@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rearcquest.config import DeleteLimit
 from rearcquest.sources.bls import RemoteFile
 from rearcquest.storage import ObjectInfo
 from rearcquest.sync import STATE_NAME, FileState, SyncState, plan_sync
@@ -115,3 +116,76 @@ def test_state_of_files_gone_everywhere_is_forgotten_others_kept() -> None:
         [remote("a")], SyncState("u", state), dict([obj("a")]), prefix=P, exclude=["*.bin"]
     )
     assert plan.forget == ("gone",)
+
+
+def mirror_of(n: int) -> list[tuple[str, ObjectInfo]]:
+    return [obj(f"f{i:02d}") for i in range(n)]
+
+
+def guard_of(listed: int, stored: int, **kw):  # type: ignore[no-untyped-def]
+    remote_files = [remote(f"f{i:02d}") for i in range(listed)]
+    return plan_sync(remote_files, SyncState("u"), dict(mirror_of(stored)), prefix=P, **kw)
+
+
+def test_default_guard_protects_a_mirror_whose_listing_shrank() -> None:
+    plan = guard_of(1, 12)
+    assert plan.delete_guard is not None
+    assert "would delete 11 objects of the 12 mirrored" in plan.delete_guard
+    assert "--max-delete" in plan.delete_guard
+    assert len(plan.of("delete")) == 11  # still planned, so --dry-run shows them
+
+
+@pytest.mark.parametrize(
+    ("listed", "stored", "limit", "trips"),
+    [
+        (6, 12, None, False),
+        (5, 12, None, True),
+        (1, 2, None, True),
+        (12, 12, None, False),
+        (1, 12, DeleteLimit.parse("100%"), False),
+        (1, 12, DeleteLimit.parse("11"), False),
+        (9, 12, DeleteLimit.parse("2"), True),
+        (9, 12, DeleteLimit.parse("25%"), False),
+        (8, 12, DeleteLimit.parse("25%"), True),
+    ],
+    ids=["half", "over-half", "one-left", "none", "100%", "count-11", "count-2", "25%-ok", "25%"],
+)
+def test_guard_is_decided_by_the_planner(
+    listed: int, stored: int, limit: DeleteLimit | None, trips: bool
+) -> None:
+    assert (guard_of(listed, stored, max_delete=limit).delete_guard is not None) is trips
+
+
+def test_guard_ignores_what_is_not_mirrored_and_no_delete_never_trips() -> None:
+    # rq's own objects, the index page and sub-folders are not mirrored files: they neither count
+    # nor are deleted.
+    stored = dict([*mirror_of(4), obj(STATE_NAME), obj("index.html"), obj("sub/x")])
+    plan = plan_sync(
+        [remote(f"f{i:02d}") for i in range(2)],
+        SyncState("u"),
+        stored,
+        prefix=P,
+        keep=["index.html"],
+    )
+    assert [a.name for a in plan.of("delete")] == ["f02", "f03"]
+    assert plan.delete_guard is None  # 2 of 4 is half
+    assert guard_of(1, 12, delete=False).delete_guard is None
+
+
+@pytest.mark.parametrize(
+    ("prefix", "name", "keep"),
+    [
+        ("pr/", STATE_NAME, ()),
+        ("", STATE_NAME, ()),
+        ("pr/", "index.html", ("index.html",)),
+    ],
+    ids=["legacy-state", "legacy-state-at-root", "index-page"],
+)
+def test_listed_file_named_like_rqs_own_objects_is_skipped(
+    prefix: str, name: str, keep: tuple[str, ...]
+) -> None:
+    plan = plan_sync([remote(name), remote("a")], SyncState("u"), {}, prefix=prefix, keep=keep)
+    actions = {a.name: a for a in plan.actions}
+    assert actions[name].kind == "skip"
+    assert "one rq uses for its own objects" in actions[name].reason
+    assert [a.name for a in plan.transfers] == ["a"]

@@ -4,9 +4,10 @@ Everything runs on 127.0.0.1 against SeaweedFS (``weed mini``), a real S3-compat
 
 page    A folder of 10,000 objects. Measured in process: ``ListObjectsV2`` paged through
         (botocore's default timestamp parsing, then the client ``make_s3_client`` builds), the
-        pure rendering; then over HTTP against ``rq serve-index`` (a real process): the HTML page
-        and the JSON listing, cold (``--cache-seconds 0``: every request lists the folder again)
-        and warm (the listing cached). Target: the page in under 0.5 s.
+        pure rendering of one page (1,000 rows); then over HTTP against ``rq serve-index`` (a
+        real process): the first page, HTML and JSON, cold (``--cache-seconds 0``: every request
+        lists again) and warm (the listing cached), and every page in turn by following
+        ``next``. Target: the first page, cold, in under 0.5 s.
 load    ``wrk`` with 100 connections against ``rq serve-index`` serving a mirrored BLS release:
         the folder page, the same with no listing cache, a 1.6 MB download streamed from S3, and
         1 KiB ranges of it. Every response must be 2xx (no socket errors, no non-2xx), and the
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +54,7 @@ WORK = REPO / "benchmarks" / "work" / "serve_index"
 # SeaweedFS runs without authentication; any keys do.
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "benchmark", "AWS_SECRET_ACCESS_KEY": "benchmark"}
 TARGET_SECONDS = 0.5
+PAGE_ROWS = 1000  # rows a page of rq serve-index shows
 
 
 # -- SeaweedFS ------------------------------------------------------------------------------------
@@ -219,7 +222,8 @@ def page_part(endpoint: str, objects: int, repeat: int) -> list[PageRow]:
             f"{pages} pages",
         )
     )
-    found, prefixes = list_all(store)
+    first = store.list_page("many/")
+    found, prefixes = first.objects, first.prefixes
     t = timed(
         lambda: render_page(
             build_listing(bucket, "", "many/", found, prefixes), View(), href=href_path
@@ -233,13 +237,14 @@ def page_part(endpoint: str, objects: int, repeat: int) -> list[PageRow]:
     )
     rows.append(
         PageRow(
-            "render the page (pure)",
+            f"render one page of {len(found):,} rows (pure)",
             statistics.median(t),
             min(t),
             repeat,
             f"{size / 1e6:.1f} MB of HTML",
         )
     )
+    shown = min(objects, PAGE_ROWS)
     cases = (
         ("cold: lists on every request", "0", ""),
         ("listing cached, a new view each time (renders)", "60", "?sort=size&q="),
@@ -256,22 +261,50 @@ def page_part(endpoint: str, objects: int, repeat: int) -> list[PageRow]:
                 assert all(status == 200 for _, status, _ in runs)
                 body = runs[-1][2]
                 if "format=json" in path:
-                    q = str(repeat - 1) if view else ""  # the last run's filter
-                    expected = sum(q in f"{i:05d}.csv" for i in range(objects))
+                    q = str(repeat - 1) if view else ""  # the last run's filter, on page one
+                    expected = sum(q in f"{i:05d}.csv" for i in range(shown))
                     assert json.loads(body)["count"]["objects"] == expected
                 else:
-                    assert body.count(b'<tr class="file"') == objects
+                    assert body.count(b'<tr class="file"') == shown
                 t = [elapsed for elapsed, _, _ in runs]
                 rows.append(
                     PageRow(
-                        f"GET {what}, {label}",
+                        f"GET {what} (first page), {label}",
                         statistics.median(t),
                         min(t),
                         repeat,
                         "over HTTP, gzip",
                     )
                 )
+
+    with serve_index(endpoint, bucket, "--cache-seconds", "0") as server:
+        fetch(server.url + "many/")
+        t = timed(lambda: walk_pages(server.url, objects), max(1, repeat // 2))
+        rows.append(
+            PageRow(
+                "GET every page in turn (JSON, following `next`), cold",
+                statistics.median(t),
+                min(t),
+                len(t),
+                f"{pages} pages",
+            )
+        )
     return rows
+
+
+def walk_pages(base: str, objects: int) -> None:
+    """Read the whole folder as a script would: the JSON listing, then each ``next``."""
+    url: str | None = base + "many/?format=json"
+    seen = 0
+    for _ in range(objects // PAGE_ROWS + 2):
+        if url is None:
+            break
+        _, status, body = fetch(url)
+        assert status == 200
+        doc = json.loads(body)
+        seen += doc["count"]["objects"]
+        url = urllib.parse.urljoin(base, doc["next"]) if doc["next"] else None
+    assert seen == objects, (seen, objects)
 
 
 # -- load: wrk ------------------------------------------------------------------------------------
@@ -383,8 +416,10 @@ def load_part(endpoint: str, duration: int) -> list[LoadRow]:
 def versions() -> str:
     weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or "weed"
     seaweed = subprocess.run([weed, "version"], capture_output=True, text=True).stdout.strip()
-    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
-    wrk_line = (wrk_version.stdout or wrk_version.stderr).splitlines()[0]
+    wrk_line = "wrk missing"
+    if shutil.which("wrk"):  # only the load part needs it
+        wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+        wrk_line = (wrk_version.stdout or wrk_version.stderr).splitlines()[0]
     import starlette
     import uvicorn
 
@@ -447,10 +482,12 @@ def main(argv: list[str] | None = None) -> int:
                 page_rows = page_part(endpoint, args.objects, args.repeat)
                 results["page"] = [asdict(r) for r in page_rows]
                 report.append(page_table(page_rows, args.objects))
-                html = next(r for r in page_rows if r.what.startswith("GET HTML page, listing"))
+                html = next(
+                    r for r in page_rows if r.what.startswith("GET HTML page (first page), cold")
+                )
                 report.append(
-                    f"Target: the page in under {TARGET_SECONDS} s: rendered from a cached "
-                    f"listing {html.median:.3f} s "
+                    f"Target: the page in under {TARGET_SECONDS} s, cold: the first page "
+                    f"{html.median:.3f} s "
                     f"({'met' if html.median < TARGET_SECONDS else 'NOT met'})."
                 )
             if args.part in ("load", "all"):

@@ -1,10 +1,14 @@
 """The role GitHub Actions assumes through OIDC to deploy: no IAM user, no stored keys.
 
 Deployed once by an administrator (``cdk deploy RearcquestGithubDeploy -c githubRepo=owner/name``).
-The role trusts only GitHub's OIDC tokens for one repository and one GitHub environment, and may
-do one thing: assume the roles that ``cdk bootstrap`` created (deploy, asset publishing,
-lookups). CloudFormation then deploys with the bootstrap execution role, so the workflow itself
-never holds broad permissions.
+The role trusts only GitHub's OIDC tokens of workflows running on the repository's ``main``
+branch (subject ``repo:owner/name:ref:refs/heads/main``, matched exactly), and may do one thing:
+assume the two roles of ``cdk bootstrap`` a deployment uses (deploy, asset publishing; not the
+lookup role, since no stack looks anything up). CloudFormation then deploys with the bootstrap
+execution role, which docs/aws.md narrows, so the workflow itself never holds broad permissions.
+
+A job that names a GitHub environment gets the subject ``repo:owner/name:environment:<name>``
+instead, whatever its branch: the deploy job names none, so the branch is what AWS checks.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from rearcquest_infra.settings import InfraSettings
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 # The qualifier `cdk bootstrap` uses unless told otherwise.
 CDK_QUALIFIER = "hnb659fds"
-CDK_BOOTSTRAP_ROLES = ("deploy", "file-publishing", "lookup")
+CDK_BOOTSTRAP_ROLES = ("deploy", "file-publishing")
+# The only branch whose workflows may deploy.
+DEPLOY_BRANCH = "main"
 
 
 class GithubDeployRoleStack(Stack):
@@ -29,8 +35,8 @@ class GithubDeployRoleStack(Stack):
     Args:
         scope: the CDK app.
         construct_id: the stack id.
-        settings: ``github_repo``, ``github_environment`` and ``github_create_provider`` (an
-            account has at most one provider per URL: turn it off when one exists) are used.
+        settings: ``github_repo`` and ``github_create_provider`` (an account has at most one
+            provider per URL: turn it off when one exists) are used.
     """
 
     def __init__(
@@ -53,11 +59,16 @@ class GithubDeployRoleStack(Stack):
                 client_id_list=["sts.amazonaws.com"],
             )
             provider_arn = provider.attr_arn
-        subject = f"repo:{settings.github_repo}:environment:{settings.github_environment}"
+        # StringEquals, never StringLike: a wildcard would let other branches, tags or pull
+        # requests of the repository deploy.
+        subject = f"repo:{settings.github_repo}:ref:refs/heads/{DEPLOY_BRANCH}"
         role = iam.Role(
             self,
             "DeployRole",
-            description=f"GitHub Actions deploys of {settings.github_repo} (OIDC, no keys)",
+            description=(
+                f"GitHub Actions deploys of {settings.github_repo}, {DEPLOY_BRANCH} branch only "
+                "(OIDC, no keys)"
+            ),
             max_session_duration=Duration.hours(1),
             assumed_by=iam.FederatedPrincipal(
                 provider_arn,

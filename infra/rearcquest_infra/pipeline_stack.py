@@ -3,10 +3,14 @@
 ::
 
     EventBridge rule (daily) --> ScheduledFunction --(sync-bls)--------> BLS bucket   pr/*
-                                                    --(fetch-population)-> population bucket
-                                                                             | ObjectCreated
+      | (not delivered)            | (failed after retries)                  .rearcquest/
+      v                            v                    --(fetch-population)-> population bucket
+    ScheduledFailures <------------+                                         | ObjectCreated
                                                                              v (population key)
-                                     ReportFunction <-- ReportQueue --(3 failures)--> ReportDLQ
+                                     ReportFunction <-- ReportQueue --(5 failures)--> ReportDLQ
+
+Failures cannot pass unnoticed: every alarm (the run failed, did not run for 26 hours, a failure
+record or a dead letter waits) notifies the stack's SNS topic, mailed to ``alarmEmail``.
 
 Each function has its own role and log group, and may touch only its own objects: no ``*``
 action, no ``*`` resource, no managed policies. The S3 notification is the bucket's own
@@ -25,6 +29,7 @@ from aws_cdk import (
     CfnOutput,
     Duration,
     RemovalPolicy,
+    Size,
     Stack,
 )
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -33,6 +38,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -41,6 +47,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from rearcquest.layout import lock_key, state_key
 from rearcquest_infra.settings import InfraSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -54,11 +61,22 @@ REPORT_TIMEOUT = Duration.minutes(2)
 # AWS advises a queue visibility timeout of at least six times the consumer's timeout, so that
 # a message is not handed to a second invocation while Lambda still retries the first batch.
 VISIBILITY_FACTOR = 6
-MAX_RECEIVE_COUNT = 3
+# Five receives ride out a throttled or briefly failing report function before the DLQ.
+MAX_RECEIVE_COUNT = 5
 REPORT_BATCH_SIZE = 10
 # Polars wants memory; Lambda gives CPU in proportion to memory, too.
 MEMORY_MB = 1024
 NONCURRENT_VERSION_DAYS = 90
+# One sync at a time (the S3 lease guards the mirror too; this also bounds what a runaway costs).
+SCHEDULED_CONCURRENCY = 1
+# The public index has no authentication: at most this many run at once, whoever calls it.
+INDEX_CONCURRENCY = 5
+INDEX_TIMEOUT = Duration.seconds(30)
+# Lambda retries a failed asynchronous run this often before its on-failure destination.
+ASYNC_RETRY_ATTEMPTS = 2
+ASYNC_MAX_EVENT_AGE = Duration.hours(6)
+# The daily run is late when no invocation happened for this long (a day plus slack).
+NOT_RUN_HOURS = 26
 
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
@@ -92,6 +110,9 @@ class PipelineStack(Stack):
         scheduled_function: runs the sync and the fetch every day.
         report_function: logs the reports for each message of ``queue``.
         index_function: the public index page, when ``settings.public_index`` is on.
+        failure_queue: records of daily runs that failed (Lambda's on-failure destination) or
+            that EventBridge could not deliver (the rule target's dead-letter queue).
+        alarm_topic: the SNS topic every alarm notifies.
     """
 
     def __init__(
@@ -120,6 +141,13 @@ class PipelineStack(Stack):
         code = lambda_.Code.from_asset(str(settings.bundle_path))
 
         # -- the daily sync + fetch ------------------------------------------------------------
+        self.failure_queue = sqs.Queue(
+            self,
+            "ScheduledFailures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
         self.scheduled_function = self._function(
             "Scheduled",
             handler=SCHEDULED_HANDLER,
@@ -134,15 +162,20 @@ class PipelineStack(Stack):
                 "RQ_CONTACT": settings.contact,
             },
             statements=[
+                # The sync state and the lease live outside the mirror prefix, and their first
+                # read finds nothing: S3 answers that with a 404 only to a role that may list the
+                # bucket without a prefix condition (otherwise 403, and the first run fails).
+                # The bucket holds only the mirror and rq's own objects.
                 iam.PolicyStatement(
-                    sid="ListMirrorPrefixOnly",
+                    sid="ListMirrorBucket",
                     actions=["s3:ListBucket"],
                     resources=[bls_arn],
-                    conditions={"StringLike": {"s3:prefix": f"{prefix}*"}},
                 ),
                 iam.PolicyStatement(
                     sid="ReadWriteMirrorObjects",
                     # AbortMultipartUpload: a failed multipart upload (files > 64 MB) is cleaned.
+                    # The old state object inside the prefix (read, migrated, deleted) is one of
+                    # these keys too.
                     actions=[
                         "s3:GetObject",
                         "s3:PutObject",
@@ -150,6 +183,13 @@ class PipelineStack(Stack):
                         "s3:AbortMultipartUpload",
                     ],
                     resources=[f"{bls_arn}/{prefix}*"],
+                ),
+                # The sync state and the lease of this mirror, exactly; conditional writes
+                # (If-None-Match, If-Match) need nothing more than s3:PutObject.
+                iam.PolicyStatement(
+                    sid="ReadWriteSyncStateAndLease",
+                    actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    resources=[f"{bls_arn}/{state_key(prefix)}", f"{bls_arn}/{lock_key(prefix)}"],
                 ),
                 # fetch-population HEADs the key before writing it; without ListBucket S3 answers
                 # 403 rather than 404 for the first, absent object. A prefix condition does not
@@ -165,6 +205,11 @@ class PipelineStack(Stack):
                     resources=[f"{population_arn}/{key}"],
                 ),
             ],
+            reserved_concurrent_executions=SCHEDULED_CONCURRENCY,
+            ephemeral_storage_size=Size.mebibytes(settings.tmp_storage_mb),
+            on_failure=destinations.SqsDestination(self.failure_queue),
+            retry_attempts=ASYNC_RETRY_ATTEMPTS,
+            max_event_age=ASYNC_MAX_EVENT_AGE,
         )
         rule = events.Rule(
             self,
@@ -174,7 +219,10 @@ class PipelineStack(Stack):
         )
         rule.add_target(
             targets.LambdaFunction(
-                self.scheduled_function, retry_attempts=2, max_event_age=Duration.hours(2)
+                self.scheduled_function,
+                retry_attempts=2,
+                max_event_age=Duration.hours(2),
+                dead_letter_queue=self.failure_queue,
             )
         )
 
@@ -247,12 +295,14 @@ class PipelineStack(Stack):
         if settings.public_index:
             self.index_function = self._public_index(code, bls_name, bls_arn, prefix)
 
-        self._alarms()
+        self.alarm_topic = self._alarms()
         for name, value, description in (
             ("BlsBucketName", self.bls_bucket.bucket_name, "bucket of the BLS mirror"),
             ("PopulationBucketName", self.population_bucket.bucket_name, "population bucket"),
             ("ReportQueueUrl", self.queue.queue_url, "queue fed by the population key"),
             ("ReportDeadLetterQueueUrl", self.dead_letter_queue.queue_url, "failed reports"),
+            ("ScheduledFailureQueueUrl", self.failure_queue.queue_url, "failed daily runs"),
+            ("AlarmTopicArn", self.alarm_topic.topic_arn, "every alarm notifies this topic"),
             ("ScheduledFunctionName", self.scheduled_function.function_name, "daily sync"),
             ("ReportFunctionName", self.report_function.function_name, "report logger"),
             ("ScheduledLogGroupName", self._log_groups["Scheduled"].log_group_name, "sync logs"),
@@ -323,8 +373,12 @@ class PipelineStack(Stack):
         description: str,
         environment: dict[str, str],
         statements: list[iam.PolicyStatement],
+        **options: Any,
     ) -> lambda_.Function:
-        """A function with its own log group and a role allowed ``statements`` and its logs."""
+        """A function with its own log group and a role allowed ``statements`` and its logs.
+
+        ``options`` go to :class:`aws_cdk.aws_lambda.Function` as they are.
+        """
         log_group = logs.LogGroup(
             self,
             f"{name}Logs",
@@ -361,6 +415,7 @@ class PipelineStack(Stack):
             description=description,
             environment=environment,
             log_group=log_group,
+            **options,
         )
 
     def _public_index(
@@ -371,7 +426,7 @@ class PipelineStack(Stack):
             "Index",
             handler=INDEX_HANDLER,
             code=code,
-            timeout=Duration.seconds(30),
+            timeout=INDEX_TIMEOUT,
             description="rearcquest: public read-only index of the BLS mirror",
             environment={"RQ_BLS_BUCKET": bls_name, "RQ_BLS_PREFIX": prefix},
             statements=[
@@ -387,20 +442,23 @@ class PipelineStack(Stack):
                     resources=[f"{bls_arn}/{prefix}*"],
                 ),
             ],
+            # No authentication: the cap bounds the bill (and the load on S3) whoever calls it.
+            reserved_concurrent_executions=INDEX_CONCURRENCY,
         )
         url = function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.NONE)
         CfnOutput(self, "IndexUrl", value=url.url, description="public index of the mirror")
         return function
 
-    def _alarms(self) -> None:
-        """Alarm on failed runs and on dead letters; mail them when an address is configured."""
-        action: cloudwatch.IAlarmAction | None = None
+    def _alarms(self) -> sns.Topic:
+        """Alarms that each notify one SNS topic, mailed to ``alarm_email`` when it is set.
+
+        Returns:
+            The topic.
+        """
+        topic = sns.Topic(self, "AlarmTopic", display_name="rearcquest alarms", enforce_ssl=True)
         if self.settings.alarm_email:
-            topic = sns.Topic(
-                self, "AlarmTopic", display_name="rearcquest alarms", enforce_ssl=True
-            )
             topic.add_subscription(subscriptions.EmailSubscription(self.settings.alarm_email))
-            action = cloudwatch_actions.SnsAction(topic)
+        action = cloudwatch_actions.SnsAction(topic)
         alarms = [
             self.scheduled_function.metric_errors(period=Duration.days(1)).create_alarm(
                 self,
@@ -410,17 +468,46 @@ class PipelineStack(Stack):
                 evaluation_periods=1,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
+            # An hour per period: CloudWatch allows at most a day of periods shorter than one.
+            # No invocation at all leaves no data point, which is the very case to catch.
+            self.scheduled_function.metric_invocations(
+                period=Duration.hours(1), statistic="Sum"
+            ).create_alarm(
+                self,
+                "ScheduledNotRun",
+                alarm_description=f"the daily sync/fetch did not run for {NOT_RUN_HOURS} hours",
+                threshold=1,
+                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                evaluation_periods=NOT_RUN_HOURS,
+                datapoints_to_alarm=NOT_RUN_HOURS,
+                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+            ),
+            self.failure_queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5)
+            ).create_alarm(
+                self,
+                "ScheduledFailureRecords",
+                alarm_description=(
+                    "a daily run failed after its retries, or EventBridge could not start it; "
+                    "the record waits in the ScheduledFailures queue"
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
             self.dead_letter_queue.metric_approximate_number_of_messages_visible(
                 period=Duration.minutes(5)
             ).create_alarm(
                 self,
                 "DeadLetters",
-                alarm_description="reports failed three times; messages wait in the DLQ",
+                alarm_description=(
+                    f"reports failed {MAX_RECEIVE_COUNT} times; messages wait in the DLQ"
+                ),
                 threshold=1,
                 evaluation_periods=1,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
         ]
-        if action is not None:
-            for alarm in alarms:
-                alarm.add_alarm_action(action)
+        for alarm in alarms:
+            alarm.add_alarm_action(action)
+        return topic

@@ -33,6 +33,13 @@ DEFAULT_LOG_RETENTION_DAYS = 30
 LOG_RETENTION_CHOICES = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
 # The file the reports read; the report function may read it and nothing else of the mirror.
 BLS_DATA_FILE = "pr.data.0.Current"
+# The sync spools each download larger than 8 MB to /tmp, a few files at a time, before it
+# uploads it. Lambda's maximum: any BLS survey's largest file fits, several times over, and the
+# space above the free 512 MB costs about $0.0002 per 10-minute run.
+DEFAULT_TMP_STORAGE_MB = 10240
+TMP_STORAGE_RANGE_MB = (512, 10240)
+# A production deployment must tell someone when it fails: it requires ``alarmEmail``.
+STAGES = ("dev", "prod")
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SCHEDULE = re.compile(r"^(cron|rate)\(.+\)$")
@@ -59,9 +66,11 @@ class InfraSettings:
         schedule: EventBridge schedule expression of the daily run.
         log_retention_days: how long CloudWatch keeps the functions' logs.
         public_index: whether to deploy the public, read-only index page (a Lambda function URL).
-        alarm_email: where alarms are mailed; ``None`` creates the alarms without notifications.
+        alarm_email: where alarms are mailed; required when ``stage`` is ``prod``. Without it the
+            alarms still notify the stack's SNS topic, for other subscribers.
+        stage: ``dev`` or ``prod``; ``prod`` refuses to synthesize without ``alarm_email``.
+        tmp_storage_mb: the scheduled function's ``/tmp`` size (512 to 10240 MB).
         github_repo: ``owner/name`` allowed to deploy through OIDC; ``None`` skips that stack.
-        github_environment: the GitHub environment whose jobs may assume the deploy role.
         github_create_provider: create the account's GitHub OIDC provider (off when it exists).
         stack_name: name of the pipeline stack.
     """
@@ -76,8 +85,9 @@ class InfraSettings:
     log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
     public_index: bool = False
     alarm_email: str | None = None
+    stage: str = "dev"
+    tmp_storage_mb: int = DEFAULT_TMP_STORAGE_MB
     github_repo: str | None = None
-    github_environment: str = "production"
     github_create_provider: bool = True
     stack_name: str = "Rearcquest"
 
@@ -85,6 +95,18 @@ class InfraSettings:
         _check_contact("contact", self.contact)
         if self.alarm_email is not None and "@" not in self.alarm_email:
             raise ValueError(f"context 'alarmEmail': {self.alarm_email!r} is not an e-mail address")
+        if self.stage not in STAGES:
+            raise ValueError(f"context 'stage': {self.stage!r} is not one of {', '.join(STAGES)}")
+        if self.stage == "prod" and self.alarm_email is None:
+            raise ValueError(
+                "context 'alarmEmail' is required when 'stage' is prod: a failed daily run must "
+                "reach someone; deploy with -c alarmEmail=ops@example.com"
+            )
+        low, high = TMP_STORAGE_RANGE_MB
+        if not low <= self.tmp_storage_mb <= high:
+            raise ValueError(
+                f"context 'tmpStorageMb': {self.tmp_storage_mb} is not between {low} and {high}"
+            )
         for key, name in (
             ("blsBucketName", self.bls_bucket_name),
             ("populationBucketName", self.population_bucket_name),
@@ -164,6 +186,11 @@ class InfraSettings:
             retention_days = DEFAULT_LOG_RETENTION_DAYS if retention is None else int(retention)
         except ValueError as exc:
             raise ValueError(f"context 'logRetentionDays': {retention!r} is not a number") from exc
+        tmp = text("tmpStorageMb")
+        try:
+            tmp_storage_mb = DEFAULT_TMP_STORAGE_MB if tmp is None else int(tmp)
+        except ValueError as exc:
+            raise ValueError(f"context 'tmpStorageMb': {tmp!r} is not a number") from exc
         prefix = get("blsPrefix")
         return cls(
             contact=contact,
@@ -176,8 +203,9 @@ class InfraSettings:
             log_retention_days=retention_days,
             public_index=_flag("publicIndex", get("publicIndex"), default=False),
             alarm_email=text("alarmEmail"),
+            stage=(text("stage") or "dev").lower(),
+            tmp_storage_mb=tmp_storage_mb,
             github_repo=text("githubRepo"),
-            github_environment=text("githubEnvironment") or "production",
             github_create_provider=_flag(
                 "githubCreateOidcProvider", get("githubCreateOidcProvider"), default=True
             ),

@@ -24,6 +24,8 @@ FULL_CONTEXT = {
     "logRetentionDays": "90",
     "publicIndex": "true",
     "alarmEmail": "alerts@example.com",
+    "stage": "prod",
+    "tmpStorageMb": "2048",
     "githubRepo": "acme/rearcquest",
     "stackName": "RqFull",
 }

@@ -1,4 +1,4 @@
-"""The GitHub OIDC deploy role: trusted by one repository's environment, allowed only CDK's roles."""
+"""The GitHub OIDC deploy role: trusted by one repository's main branch, allowed only CDK's roles."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_absent_unless_a_repository_is_given(default_templates: Templates) -> No
     assert set(default_templates) == {"Rearcquest"}
 
 
-def test_trusts_one_repository_environment_through_oidc(full_templates: Templates) -> None:
+def test_trusts_only_the_main_branch_through_oidc(full_templates: Templates) -> None:
     template = full_templates["RqFullGithubDeploy"]
     doc = template.to_json()
     provider_id, provider = one(doc, "AWS::IAM::OIDCProvider", "GithubOidcProvider")
@@ -29,9 +29,10 @@ def test_trusts_one_repository_environment_through_oidc(full_templates: Template
     assert trust["Condition"] == {
         "StringEquals": {
             f"{HOST}:aud": "sts.amazonaws.com",
-            f"{HOST}:sub": "repo:acme/rearcquest:environment:production",
+            f"{HOST}:sub": "repo:acme/rearcquest:ref:refs/heads/main",
         }
     }
+    assert "StringLike" not in trust["Condition"]
     assert role["Properties"]["MaxSessionDuration"] == 3600
     assert "ManagedPolicyArns" not in role["Properties"]
 
@@ -44,8 +45,10 @@ def test_may_only_assume_the_cdk_bootstrap_roles(full_templates: Templates) -> N
     suffix = "-role-${AWS::AccountId}-${AWS::Region}"
     assert statements["AssumeCdkBootstrapRoles"]["Action"] == "sts:AssumeRole"
     assert statements["AssumeCdkBootstrapRoles"]["Resource"] == [
-        f"{prefix}{name}{suffix}" for name in ("deploy", "file-publishing", "lookup")
+        f"{prefix}{name}{suffix}" for name in ("deploy", "file-publishing")
     ]
+    # No stack looks anything up: the lookup role (read access to the whole account) is not needed.
+    assert not any("lookup" in r for r in statements["AssumeCdkBootstrapRoles"]["Resource"])
     assert resources(doc, "AWS::IAM::User") == {}
     assert "DeployRoleArn" in doc["Outputs"]
 
@@ -57,7 +60,6 @@ def test_uses_an_existing_provider_when_told() -> None:
     settings = InfraSettings(
         contact="me@example.com",
         github_repo="acme/rq",
-        github_environment="prod",
         github_create_provider=False,
     )
     stack = GithubDeployRoleStack(app, "Gh", settings=settings)
@@ -68,7 +70,7 @@ def test_uses_an_existing_provider_when_told() -> None:
     assert trust["Principal"] == {
         "Federated": f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:oidc-provider/{HOST}"
     }
-    assert trust["Condition"]["StringEquals"][f"{HOST}:sub"] == "repo:acme/rq:environment:prod"
+    assert trust["Condition"]["StringEquals"][f"{HOST}:sub"] == "repo:acme/rq:ref:refs/heads/main"
 
 
 def test_refuses_to_build_without_a_repository() -> None:

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Template
 
+from rearcquest.layout import lock_key, state_key
 from rearcquest_infra.pipeline_stack import (
+    INDEX_CONCURRENCY,
     MAX_RECEIVE_COUNT,
     REPORT_HANDLER,
     RUNTIME,
     SCHEDULED_HANDLER,
 )
 
-from .cfn_helpers import CONTACT, REPO, as_list, one, render, resources, role_statements
+from .cfn_helpers import (
+    CONTACT,
+    REPO,
+    Templates,
+    as_list,
+    one,
+    render,
+    resources,
+    role_statements,
+)
 
 BLS_DEFAULT = "rearcquest-bls-${AWS::AccountId}-${AWS::Region}"
 POP_DEFAULT = "rearcquest-population-${AWS::AccountId}-${AWS::Region}"
@@ -124,6 +135,55 @@ def test_functions_runtime_architecture_handlers(default_template: Template) -> 
     assert report["Timeout"] == 120
 
 
+@pytest.mark.parametrize(
+    ("fixture", "tmp_mb"),
+    [("default_template", 10240), ("full_template", 2048)],
+    ids=["default", "parameter"],
+)
+def test_one_sync_at_a_time_with_room_to_spool(
+    request: pytest.FixtureRequest, fixture: str, tmp_mb: int
+) -> None:
+    template: Template = request.getfixturevalue(fixture)
+    scheduled = _function(template, "ScheduledFunction")
+    assert scheduled["ReservedConcurrentExecutions"] == 1
+    # The sync spools downloads over 8 MB to /tmp; the reports read one small file.
+    assert scheduled["EphemeralStorage"] == {"Size": tmp_mb}
+    report = _function(template, "ReportFunction")
+    assert "EphemeralStorage" not in report
+
+
+def test_a_failed_daily_run_leaves_a_record(default_template: Template) -> None:
+    doc = _json(default_template)
+    function_id, _ = one(doc, "AWS::Lambda::Function", "ScheduledFunction")
+    failures_id, failures = one(doc, "AWS::SQS::Queue", "ScheduledFailures")
+    assert failures["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert failures["Properties"]["SqsManagedSseEnabled"] is True
+    default_template.resource_count_is("AWS::Lambda::EventInvokeConfig", 1)
+    default_template.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {
+            "FunctionName": {"Ref": function_id},
+            "Qualifier": "$LATEST",
+            "MaximumRetryAttempts": 2,
+            "MaximumEventAgeInSeconds": 6 * 3600,
+            "DestinationConfig": {
+                "OnFailure": {"Destination": {"Fn::GetAtt": [failures_id, "Arn"]}}
+            },
+        },
+    )
+    # Only the rule may send its undelivered events there; the function sends through its role.
+    _, policy = one(doc, "AWS::SQS::QueuePolicy", "ScheduledFailuresPolicy")
+    (allow,) = [
+        s
+        for s in render(policy["Properties"]["PolicyDocument"]["Statement"])
+        if s["Effect"] == "Allow"
+    ]
+    rule_id, _ = one(doc, "AWS::Events::Rule", "DailySchedule")
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+    assert allow["Action"] == "sqs:SendMessage"
+    assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": "${" + rule_id + ".Arn}"}}
+
+
 def test_scheduled_function_environment(default_template: Template) -> None:
     env = render(_function(default_template, "ScheduledFunction")["Environment"]["Variables"])
     assert env == {
@@ -162,6 +222,8 @@ def test_daily_schedule_invokes_the_scheduled_function(
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 7200}
+    failures_id, _ = one(doc, "AWS::SQS::Queue", "ScheduledFailures")
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [failures_id, "Arn"]}}
     template.has_resource_properties(
         "AWS::Lambda::Permission",
         {
@@ -185,6 +247,7 @@ def test_queue_visibility_is_six_report_timeouts_with_dlq(default_template: Temp
         "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
         "maxReceiveCount": MAX_RECEIVE_COUNT,
     }
+    assert MAX_RECEIVE_COUNT >= 5
     assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
     for q in (queue, dlq):
         assert q["Properties"]["SqsManagedSseEnabled"] is True
@@ -252,9 +315,12 @@ def test_each_function_logs_to_its_own_group_with_retention(
 # -- least privilege -------------------------------------------------------------------------------
 
 
-def test_scheduled_role_is_exactly_its_prefix_and_key(default_template: Template) -> None:
+def test_scheduled_role_is_exactly_its_prefix_state_lease_and_key(
+    default_template: Template,
+) -> None:
     statements = role_statements(_json(default_template), "ScheduledRole")
     logs_id, _ = one(_json(default_template), "AWS::Logs::LogGroup", "ScheduledLogs")
+    failures_id, _ = one(_json(default_template), "AWS::SQS::Queue", "ScheduledFailures")
     assert statements == {
         "WriteOwnLogs": {
             "Sid": "WriteOwnLogs",
@@ -262,12 +328,12 @@ def test_scheduled_role_is_exactly_its_prefix_and_key(default_template: Template
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": "${" + logs_id + ".Arn}",
         },
-        "ListMirrorPrefixOnly": {
-            "Sid": "ListMirrorPrefixOnly",
+        # Unconditional: the first read of the state or the lease must get a 404, not a 403.
+        "ListMirrorBucket": {
+            "Sid": "ListMirrorBucket",
             "Effect": "Allow",
             "Action": "s3:ListBucket",
             "Resource": S3 + BLS_DEFAULT,
-            "Condition": {"StringLike": {"s3:prefix": "pr/*"}},
         },
         "ReadWriteMirrorObjects": {
             "Sid": "ReadWriteMirrorObjects",
@@ -279,6 +345,15 @@ def test_scheduled_role_is_exactly_its_prefix_and_key(default_template: Template
                 "s3:PutObject",
             ],
             "Resource": S3 + BLS_DEFAULT + "/pr/*",
+        },
+        "ReadWriteSyncStateAndLease": {
+            "Sid": "ReadWriteSyncStateAndLease",
+            "Effect": "Allow",
+            "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+            "Resource": [
+                S3 + BLS_DEFAULT + "/" + lock_key("pr/"),
+                S3 + BLS_DEFAULT + "/" + state_key("pr/"),
+            ],
         },
         "ListPopulationBucket": {
             "Sid": "ListPopulationBucket",
@@ -292,7 +367,17 @@ def test_scheduled_role_is_exactly_its_prefix_and_key(default_template: Template
             "Action": ["s3:GetObject", "s3:PutObject"],
             "Resource": S3 + POP_DEFAULT + "/datausa/population.json",
         },
+        # Lambda's on-failure destination sends with the function's role.
+        "sqs:GetQueueAttributes,sqs:GetQueueUrl,sqs:SendMessage": {
+            "Effect": "Allow",
+            "Action": ["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"],
+            "Resource": "${" + failures_id + ".Arn}",
+        },
     }
+    # The legacy state object (pr/.rearcquest-sync-state.json, migrated then deleted) is a key
+    # under pr/, which ReadWriteMirrorObjects covers; the new keys are outside the mirror.
+    assert lock_key("pr/") == ".rearcquest/locks/pr.json"
+    assert state_key("pr/") == ".rearcquest/state/pr.json"
 
 
 def test_report_role_reads_two_objects_and_consumes_its_queue(default_template: Template) -> None:
@@ -362,27 +447,66 @@ def test_public_index_is_read_only_when_on(full_template: Template) -> None:
     assert statements["ReadMirrorObjects"]["Resource"] == S3 + "rq-test-bls/pr/*"
     assert statements["ListMirrorPrefixOnly"]["Condition"] == {"StringLike": {"s3:prefix": "pr/*"}}
     assert "IndexUrl" in doc["Outputs"]
+    # Unauthenticated: a cap on concurrent runs bounds what anyone can make it cost.
+    assert index["Properties"]["ReservedConcurrentExecutions"] == INDEX_CONCURRENCY <= 10
+    assert index["Properties"]["Timeout"] <= 30
 
 
-def test_alarms_without_and_with_an_email(
-    default_template: Template, full_template: Template
-) -> None:
-    default_template.resource_count_is("AWS::CloudWatch::Alarm", 2)
-    default_template.resource_count_is("AWS::SNS::Topic", 0)
-    default_template.all_resources_properties(
-        "AWS::CloudWatch::Alarm", {"AlarmActions": Match.absent()}
-    )
-    full_template.has_resource_properties(
-        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "alerts@example.com"}
-    )
-    topic_id, _ = one(_json(full_template), "AWS::SNS::Topic", "AlarmTopic")
-    full_template.all_resources_properties(
+@pytest.mark.parametrize("fixture", ["default_template", "full_template"])
+def test_every_alarm_notifies_the_topic(request: pytest.FixtureRequest, fixture: str) -> None:
+    template: Template = request.getfixturevalue(fixture)
+    template.resource_count_is("AWS::CloudWatch::Alarm", 4)
+    topic_id, _ = one(_json(template), "AWS::SNS::Topic", "AlarmTopic")
+    template.all_resources_properties(
         "AWS::CloudWatch::Alarm", {"AlarmActions": [{"Ref": topic_id}]}
     )
-    full_template.has_resource_properties(
-        "AWS::CloudWatch::Alarm",
-        {"MetricName": "ApproximateNumberOfMessagesVisible", "Threshold": 1},
+    queues = {
+        name: "${" + one(_json(template), "AWS::SQS::Queue", name)[0] + ".QueueName}"
+        for name in ("ReportDLQ", "ScheduledFailures")
+    }
+    watched = {
+        render(d["Value"])
+        for alarm in resources(_json(template), "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        for d in alarm["Properties"]["Dimensions"]
+    }
+    assert watched == set(queues.values())
+
+
+def test_alarm_when_the_daily_run_did_not_run_for_26_hours(default_template: Template) -> None:
+    function_id, _ = one(_json(default_template), "AWS::Lambda::Function", "ScheduledFunction")
+    _, alarm = one(_json(default_template), "AWS::CloudWatch::Alarm", "ScheduledNotRun")
+    props = alarm["Properties"]
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == (
+        "AWS/Lambda",
+        "Invocations",
+        "Sum",
     )
+    assert props["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_id}}]
+    assert props["ComparisonOperator"] == "LessThanThreshold"
+    assert props["Threshold"] == 1
+    assert props["Period"] * props["EvaluationPeriods"] == 26 * 3600
+    assert props["DatapointsToAlarm"] == props["EvaluationPeriods"]
+    # No invocation means no data point at all: that must count as breaching.
+    assert props["TreatMissingData"] == "breaching"
+    # CloudWatch's limit: at most a day of periods under an hour, at most 7 days in all.
+    assert props["Period"] >= 3600
+
+
+def test_alarm_email_only_when_given(default_template: Template, full_template: Template) -> None:
+    default_template.resource_count_is("AWS::SNS::Subscription", 0)
+    topic_id, _ = one(_json(full_template), "AWS::SNS::Topic", "AlarmTopic")
+    full_template.has_resource_properties(
+        "AWS::SNS::Subscription",
+        {"Protocol": "email", "Endpoint": "alerts@example.com", "TopicArn": {"Ref": topic_id}},
+    )
+
+
+def test_a_production_deploy_needs_an_alarm_email(
+    synth: Callable[[dict[str, str]], Templates],
+) -> None:
+    with pytest.raises(ValueError, match="'alarmEmail' is required when 'stage' is prod"):
+        synth({"stage": "prod"})
 
 
 def test_outputs_name_what_the_docs_refer_to(default_template: Template) -> None:
@@ -392,11 +516,19 @@ def test_outputs_name_what_the_docs_refer_to(default_template: Template) -> None
         "PopulationBucketName",
         "ReportQueueUrl",
         "ReportDeadLetterQueueUrl",
+        "ScheduledFailureQueueUrl",
+        "AlarmTopicArn",
         "ScheduledFunctionName",
         "ReportFunctionName",
     } <= outputs
     docs = (REPO / "docs" / "aws.md").read_text()
-    for output in ("ScheduledFunctionName", "ReportFunctionName", "ReportDeadLetterQueueUrl"):
+    for output in (
+        "ScheduledFunctionName",
+        "ReportFunctionName",
+        "ReportDeadLetterQueueUrl",
+        "ScheduledFailureQueueUrl",
+        "AlarmTopicArn",
+    ):
         assert output in docs
 
 

@@ -29,6 +29,8 @@ def test_defaults_match_the_cli() -> None:
     assert settings.log_retention_days == 30
     assert settings.public_index is False
     assert settings.alarm_email is None
+    assert settings.stage == "dev"
+    assert settings.tmp_storage_mb == 10240
     assert settings.github_repo is None
     assert settings.github_create_provider is True
     assert settings.stack_name == "Rearcquest"
@@ -53,8 +55,9 @@ def test_every_parameter_is_read(tmp_path: Path) -> None:
             "logRetentionDays": "14",
             "publicIndex": "yes",
             "alarmEmail": "ops@example.com",
+            "stage": "prod",
+            "tmpStorageMb": "2048",
             "githubRepo": "acme/rearcquest",
-            "githubEnvironment": "prod",
             "githubCreateOidcProvider": "false",
             "stackName": "RqStaging",
         },
@@ -71,8 +74,9 @@ def test_every_parameter_is_read(tmp_path: Path) -> None:
         log_retention_days=14,
         public_index=True,
         alarm_email="ops@example.com",
+        stage="prod",
+        tmp_storage_mb=2048,
         github_repo="acme/rearcquest",
-        github_environment="prod",
         github_create_provider=False,
         stack_name="RqStaging",
     )
@@ -106,6 +110,11 @@ def test_flags_accept_json_booleans_and_strings(value: object, expected: bool) -
         ({"logRetentionDays": "a month"}, "'logRetentionDays'.*not a number"),
         ({"publicIndex": "maybe"}, "'publicIndex'.*true or false"),
         ({"alarmEmail": "ops"}, "'alarmEmail'"),
+        ({"stage": "prod"}, "'alarmEmail' is required when 'stage' is prod"),
+        ({"stage": "production"}, "'stage'.*not one of dev, prod"),
+        ({"tmpStorageMb": "256"}, "'tmpStorageMb'.*between 512 and 10240"),
+        ({"tmpStorageMb": "20480"}, "'tmpStorageMb'.*between 512 and 10240"),
+        ({"tmpStorageMb": "10 GB"}, "'tmpStorageMb'.*not a number"),
         ({"githubRepo": "just-a-name"}, "'githubRepo'.*owner/name"),
         ({"stackName": "1stack"}, "'stackName'"),
         ({"stackName": "R" * 25}, "'stackName'.*at most 24"),

@@ -66,7 +66,12 @@ def test_deploy_uses_oidc_after_the_tests() -> None:
     job = jobs["deploy"]
     assert job["needs"] == "test"
     assert job["permissions"] == {"id-token": "write", "contents": "read"}
-    assert job["environment"] == "production"
+    # With an environment the OIDC subject names it instead of the branch, and the deploy role
+    # (trusting only ref:refs/heads/main) would refuse the token.
+    assert "environment" not in job
+    assert job["if"] == "github.ref == 'refs/heads/main'"
+    triggers = deploy.get("on", deploy.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert triggers["push"]["branches"] == ["main"]
     steps = job["steps"]
     (creds,) = [
         s
@@ -77,6 +82,11 @@ def test_deploy_uses_oidc_after_the_tests() -> None:
     runs = "\n".join(str(s.get("run", "")) for s in steps)
     assert "scripts/build-lambda-bundle" in runs
     assert "cdk deploy" in runs
+    # A production deploy, which synthesis refuses without an alarm e-mail.
+    assert '-c stage=prod -c "alarmEmail=$ALARM_EMAIL"' in runs
+    # The bundle's byte code is compiled by the Lambda runtime's Python.
+    (setup,) = [s for s in steps if str(s.get("uses", "")).startswith("actions/setup-python@")]
+    assert "3.12" in str(setup["with"]["python-version"]).split()
     assert "bash .ci/run" in "\n".join(str(s.get("run", "")) for s in jobs["test"]["steps"])
     # The workflow-wide token may read the repository and nothing else.
     assert deploy["permissions"] == {"contents": "read"}

@@ -19,10 +19,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConcurrentSyncError",
     "ConfigError",
     "DataError",
     "DeleteGuardError",
+    "DeleteLimit",
     "FetchResult",
+    "LeaseHeldError",
     "ListingError",
     "ObjectStore",
     "PopulationData",
@@ -47,9 +50,11 @@ __all__ = [
 ]
 
 from rearcquest.errors import (
+    ConcurrentSyncError,
     ConfigError,
     DataError,
     DeleteGuardError,
+    LeaseHeldError,
     ListingError,
     RqError,
     SourceError,
@@ -60,7 +65,7 @@ from rearcquest.errors import (
 
 if TYPE_CHECKING:
     from rearcquest.analytics import analyze
-    from rearcquest.config import Settings
+    from rearcquest.config import DeleteLimit, Settings
     from rearcquest.index import write_static_index
     from rearcquest.population import FetchResult, fetch_population
     from rearcquest.sources.bls import RemoteFile, parse_listing
@@ -71,6 +76,7 @@ if TYPE_CHECKING:
 # Public name -> module that defines it; resolved on first access (PEP 562) to keep start-up lean.
 _LAZY = {
     "Settings": "rearcquest.config",
+    "DeleteLimit": "rearcquest.config",
     "analyze": "rearcquest.analytics",
     "FetchResult": "rearcquest.population",
     "fetch_population": "rearcquest.population",

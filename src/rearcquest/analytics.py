@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -48,6 +49,10 @@ DEFAULT_TO_YEAR = 2018
 # BLS publishes at most three decimals (pr: 0.1 and 0.001); values are exact decimals of this
 # scale, so sums never pick up binary-float noise such as 28.500000000000004.
 VALUE_SCALE = 3
+# The reports print the mean population with 1 decimal and its standard deviation with 2, in
+# every format (table, CSV, Markdown, JSON, Parquet).
+MEAN_DECIMALS: Final = 1
+STD_DECIMALS: Final = 2
 REQUIRED_COLUMNS: Final = ("series_id", "year", "period", "value")
 OPTIONAL_COLUMNS: Final = ("footnote_codes",)
 # The national population answer is a few kB; refuse anything far larger before reading it.
@@ -63,6 +68,14 @@ def value_dtype() -> pl.Decimal:
     import polars as pl
 
     return pl.Decimal(18, VALUE_SCALE)
+
+
+def _decimals_of(text: pl.Expr) -> pl.Expr:
+    """How many digits follow the decimal point in a value's text: ``-7.0`` 1, ``2`` 0."""
+    import polars as pl
+
+    point = text.str.find(".", literal=True)
+    return (text.str.len_bytes() - point - 1).fill_null(0).cast(pl.Int8)
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -192,10 +205,13 @@ def scan_bls(path: str | Path, *, source: str | None = None, validate: bool = Tr
 
     The file is tab-separated with a header; names and cells are padded with spaces, lines end in
     CRLF or LF. Cells are trimmed and typed: ``series_id`` and ``period`` strings, ``year``
-    ``Int32``, ``value`` an exact ``Decimal(18, 3)``, and ``footnote_codes`` (string or null) when
-    the file has it; other columns are dropped. Blank lines are skipped. Every row is checked as
-    it streams by: a malformed one stops the query with :class:`MalformedRowError`, which
-    :func:`collect` turns into a :class:`DataError` naming the file and the line.
+    ``Int32``, ``value`` an exact ``Decimal(18, 3)``, ``decimals`` (``Int8``) the number of
+    decimals the file prints for that value (``-7.0`` has 1, ``138.710`` has 3: what
+    :func:`analyze` keeps so that reports print values as the source does), and
+    ``footnote_codes`` (string or null) when the file has it; other columns are dropped. Blank
+    lines are skipped. Every row is checked as it streams by: a malformed one stops the query
+    with :class:`MalformedRowError`, which :func:`collect` turns into a :class:`DataError` naming
+    the file and the line.
 
     Args:
         path: the local file.
@@ -221,6 +237,7 @@ def scan_bls(path: str | Path, *, source: str | None = None, validate: bool = Tr
         pl.col("year").cast(pl.Int32, strict=False),
         "period",
         pl.col("value").cast(value_dtype(), strict=False),
+        _decimals_of(pl.col("value")).alias("decimals"),
         *(pl.when(~_empty(n)).then(pl.col(n)).alias(n) for n in optional),
     ]
     # Both variants start with the same plan, so when they are collected together (see
@@ -308,20 +325,32 @@ def collect(
         raise DataError(f"{name}: cannot be read as a BLS data file: {reason}") from exc
 
 
-def population_frame(data: PopulationData) -> pl.DataFrame:
-    """Turn a parsed population answer into ``year`` (Int32) and ``population`` (Float64).
+def population_frame(data: PopulationData, *, source: str = "population") -> pl.DataFrame:
+    """Turn a parsed population answer into ``year`` (Int32) and ``population`` (Int64).
+
+    A population counts people: the tesseract API writes it as a float (``316128839.0``), the old
+    API as an integer; both become the same integer, so every report prints it as one.
 
     Args:
         data: the output of :func:`rearcquest.sources.datausa.parse_population`.
+        source: how an error names the answer.
 
     Returns:
         One row per year, ascending.
+
+    Raises:
+        DataError: a population is not a whole number.
     """
     import polars as pl
 
-    return pl.DataFrame(
-        list(data.rows), schema={"year": pl.Int32, "population": pl.Float64}, orient="row"
-    )
+    rows = []
+    for year, population in data.rows:
+        if population != int(population):
+            raise DataError(
+                f"{source}: year {year}: population {population!r} is not a whole number"
+            )
+        rows.append((year, int(population)))
+    return pl.DataFrame(rows, schema={"year": pl.Int32, "population": pl.Int64}, orient="row")
 
 
 def population_from_bytes(body: bytes, *, source: str = "population") -> pl.DataFrame:
@@ -332,7 +361,7 @@ def population_from_bytes(body: bytes, *, source: str = "population") -> pl.Data
     """
     from rearcquest.sources.datausa import parse_population
 
-    return population_frame(parse_population(body, source=source))
+    return population_frame(parse_population(body, source=source), source=source)
 
 
 def read_population(path: str | Path, *, source: str | None = None) -> pl.DataFrame:
@@ -365,7 +394,8 @@ class PopulationStats:
         to_year: last year asked for, inclusive.
         years: the years of the range that the data has, ascending.
         missing_years: the years of the range that the data lacks.
-        mean: mean population over ``years``.
+        mean: mean population over ``years``, unrounded (the reports print
+            :attr:`rounded_mean`).
         std: sample standard deviation (ddof=1) over ``years``; ``None`` for a single year.
     """
 
@@ -376,15 +406,32 @@ class PopulationStats:
     mean: float
     std: float | None
 
+    @property
+    def rounded_mean(self) -> Decimal:
+        """The mean as every report prints it: :data:`MEAN_DECIMALS` decimals."""
+        return _round(self.mean, MEAN_DECIMALS)
+
+    @property
+    def rounded_std(self) -> Decimal | None:
+        """The standard deviation as every report prints it: :data:`STD_DECIMALS` decimals."""
+        return None if self.std is None else _round(self.std, STD_DECIMALS)
+
     def to_dict(self) -> dict[str, Any]:
-        """The report as ``rq analyze --format json`` prints it."""
+        """The report as JSON-ready values: mean and std rounded as every report prints them."""
+        std = self.rounded_std
         return {
             "from_year": self.from_year,
             "to_year": self.to_year,
             "years": list(self.years),
-            "mean": self.mean,
-            "std": self.std,
+            "mean": float(self.rounded_mean),
+            "std": None if std is None else float(std),
         }
+
+
+def _round(number: float, decimals: int) -> Decimal:
+    # Decimal(float) is the float's exact value, so ties round half to even exactly as
+    # f"{number:.{decimals}f}" does.
+    return Decimal(number).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_EVEN)
 
 
 def population_stats(
@@ -425,31 +472,42 @@ def population_stats(
     )
 
 
-def best_year(bls: pl.LazyFrame, *, include_annual: bool = False) -> pl.LazyFrame:
+def best_year(
+    bls: pl.LazyFrame, *, include_annual: bool = False, decimals: bool = False
+) -> pl.LazyFrame:
     """For every series, the year whose quarterly values have the largest sum, with that sum.
 
-    Sums are exact decimals; a tie goes to the earliest year. A series with no quarterly row (only
-    annual ``Q05`` rows) has no row here unless ``include_annual``.
+    Sums are exact decimals of the same type as the values (``Decimal(18, 3)``); a tie goes to
+    the earliest year. A series with no quarterly row (only annual ``Q05`` rows) has no row here
+    unless ``include_annual``.
 
     Args:
         bls: the BLS rows (see :func:`scan_bls`).
         include_annual: add the annual average (``Q05``) to the sums, as the seed's published
             report did.
+        decimals: add a ``decimals`` column: the most decimals the file prints for the summed
+            values, the digits the sum is printed with (``14.0 + 15.0`` is ``29.0``).
 
     Returns:
-        ``series_id``, ``year``, ``value`` (the sum), one row per series, sorted by ``series_id``.
+        ``series_id``, ``year``, ``value`` (the sum), [``decimals``], one row per series, sorted
+        by ``series_id``.
     """
     import polars as pl
 
     periods = [*QUARTERS, ANNUAL] if include_annual else list(QUARTERS)
+    kept = ["year", "value", *(["decimals"] if decimals else [])]
     return (
         bls.filter(pl.col("period").is_in(periods))
         # One group per series and year: keyed by a categorical (a 4-byte code) rather than the
         # string, the table holds a third less memory when there are millions of them.
         .group_by(pl.col("series_id").cast(pl.Categorical), "year")
-        .agg(pl.col("value").sum())
+        # Polars widens a decimal sum to 38 digits; the reports keep the values' type.
+        .agg(
+            pl.col("value").sum().cast(value_dtype()),
+            *([pl.col("decimals").max()] if decimals else []),
+        )
         .group_by("series_id")
-        .agg(pl.col("year", "value").sort_by(["value", "year"], descending=[True, False]).first())
+        .agg(pl.col(kept).sort_by(["value", "year"], descending=[True, False]).first())
         .with_columns(pl.col("series_id").cast(pl.String))
         .sort("series_id")
     )
@@ -462,6 +520,7 @@ def series_population(
     series_id: str = DEFAULT_SERIES,
     period: str = DEFAULT_PERIOD,
     all_years: bool = False,
+    decimals: bool = False,
 ) -> pl.LazyFrame:
     """Every row of one series and period, with the US population of the same year.
 
@@ -472,14 +531,18 @@ def series_population(
         period: its period (``Q01``..``Q05``).
         all_years: keep the years without population (population null) instead of leaving them
             out (an inner join).
+        decimals: keep the ``decimals`` column of :func:`scan_bls` (how many decimals the file
+            prints for the value), after ``value``.
 
     Returns:
-        ``series_id``, ``year``, ``period``, ``value``, ``population``, sorted by year.
+        ``series_id``, ``year``, ``period``, ``value``, [``decimals``], ``population``, sorted by
+        year.
     """
     import polars as pl
 
+    kept = ["series_id", "year", "period", "value", *(["decimals"] if decimals else [])]
     rows = bls.filter((pl.col("series_id") == series_id) & (pl.col("period") == period)).select(
-        "series_id", "year", "period", "value"
+        kept
     )
     return rows.join(
         population.lazy().select(pl.col("year").cast(pl.Int32), pl.col("population")),
@@ -507,6 +570,8 @@ class Analysis:
         period: its period.
         include_annual: whether best-year sums included ``Q05``.
         all_years: whether series-population kept years without population.
+        value_decimals: for each series of the reports, how many decimals the file prints its
+            values with; the reports print its values, and sums of them, with as many.
     """
 
     reports: tuple[ReportName, ...]
@@ -520,6 +585,7 @@ class Analysis:
     period: str = DEFAULT_PERIOD
     include_annual: bool = False
     all_years: bool = False
+    value_decimals: Mapping[str, int] = field(default_factory=dict)
 
 
 def default_locations(settings: Settings | None = None) -> tuple[str | None, str | None]:
@@ -585,6 +651,44 @@ def _local_bls(location: str, stores: _Stores, workdir: Path) -> Path:
     return target
 
 
+def _bls_reports(
+    path: Path,
+    source: str,
+    chosen: Collection[ReportName],
+    *,
+    population: pl.DataFrame | None,
+    include_annual: bool,
+    series_id: str,
+    period: str,
+) -> list[pl.LazyFrame]:
+    """The lazy BLS reports of ``chosen``, each with the ``decimals`` of its values.
+
+    Collected together they share one pass over the file: the first checks every row; the
+    second, on an unvalidated scan of the same plan, need not check them again. Polars caches
+    the file's rows below the check and streams them into both, in bounded memory (two reports
+    on the checked rows themselves would make Polars buffer them).
+    """
+    rows = scan_bls(path, source=source)
+    frames = []
+    if "best-year" in chosen:
+        frames.append(best_year(rows, include_annual=include_annual, decimals=True))
+        rows = scan_bls(path, source=source, validate=False)
+    if "series-population" in chosen:
+        assert population is not None
+        # Joined with every year first, to tell "no such series" from "no overlap".
+        frames.append(
+            series_population(
+                rows,
+                population,
+                series_id=series_id,
+                period=period,
+                all_years=True,
+                decimals=True,
+            )
+        )
+    return frames
+
+
 def _check_reports(reports: Collection[str]) -> tuple[ReportName, ...]:
     unknown = sorted(set(reports) - set(REPORTS))
     if unknown:
@@ -640,6 +744,8 @@ def analyze(
             series has no row for the period.
         StorageError: an S3 input cannot be read.
     """
+    import polars as pl
+
     chosen = _check_reports(reports)
     if from_year > to_year:
         raise ConfigError(f"--from-year {from_year} is after --to-year {to_year}")
@@ -671,22 +777,23 @@ def analyze(
         assert bls_location is not None
         with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
             path = _local_bls(bls_location, stores, Path(tmp))
-            rows = scan_bls(path, source=bls_location)
-            frames = []
-            if "best-year" in chosen:
-                frames.append(best_year(rows, include_annual=include_annual))
-                # best-year checks every row; series-population, collected with it in the same
-                # pass over the file, need not check them again.
-                rows = scan_bls(path, source=bls_location, validate=False)
-            if "series-population" in chosen:
-                assert pop_frame is not None
-                # Joined with every year first, to tell "no such series" from "no overlap".
-                frames.append(
-                    series_population(
-                        rows, pop_frame, series_id=series_id, period=period, all_years=True
-                    )
-                )
+            frames = _bls_reports(
+                path,
+                bls_location,
+                chosen,
+                population=pop_frame,
+                include_annual=include_annual,
+                series_id=series_id,
+                period=period,
+            )
             collected = collect(*frames, bls=path, source=bls_location)
+        # Each report's values keep their digits through Analysis.value_decimals, not a column.
+        known: dict[str, int] = {}
+        for frame in collected:
+            for series, digits in frame.group_by("series_id").agg(pl.col("decimals").max()).rows():
+                known[series] = max(digits, known.get(series, 0))
+        result["value_decimals"] = known
+        collected = [frame.drop("decimals") for frame in collected]
         if "best-year" in chosen:
             result["best_year"] = collected.pop(0)
         if "series-population" in chosen:

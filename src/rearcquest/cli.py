@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from rearcquest import __version__
-from rearcquest.config import DEFAULT_BLS_URL, DEFAULT_MAX_DELETE
+from rearcquest.config import DEFAULT_BLS_URL
 from rearcquest.errors import RqError
 
 if TYPE_CHECKING:
@@ -218,12 +218,15 @@ def _render_sync(result: SyncResult, fmt: TextOrJson) -> None:
         _print_json(result.to_dict())
         return
     where = f"s3://{result.bucket}/{result.prefix}"
-    if result.dry_run:
-        typer.echo(f"Plan for {result.source_url} -> {where} (dry run, nothing changed):")
+    if result.dry_run or result.delete_guard:
+        why = "dry run" if result.dry_run else "stopped by the delete guard"
+        typer.echo(f"Plan for {result.source_url} -> {where} ({why}, nothing changed):")
         for action in result.plan.actions:
             typer.echo(f"  {action.kind:<9} {action.name:<28} {action.reason}")
         if not result.plan.actions:
             typer.echo("  (the source lists no selected file)")
+        if result.delete_guard:
+            typer.echo(f"  delete guard: {result.delete_guard}")
         return
     typer.echo(f"Synced {result.source_url} -> {where}")
     for label, names in (
@@ -241,6 +244,8 @@ def _render_sync(result: SyncResult, fmt: TextOrJson) -> None:
     typer.echo(f"  {'unchanged':<10}{len(result.unchanged):>4}{restamped}")
     for error in result.errors:
         typer.echo(f"  {'failed':<10}      {error.name}: {error.message}")
+    for skipped in result.skipped:
+        typer.echo(f"  {'skipped':<10}      {skipped.name}: {skipped.message}")
     if result.deletes_skipped:
         typer.echo(f"  deletes skipped: {result.deletes_skipped}")
     if result.index_written:
@@ -288,14 +293,16 @@ def sync_bls(
         bool, typer.Option("--no-delete", help="Keep objects whose file left the listing.")
     ] = False,
     max_delete: Annotated[
-        int,
+        str | None,
         typer.Option(
             "--max-delete",
-            metavar="N",
-            min=0,
-            help="Stop with exit code 4 rather than delete more.",
+            metavar="N|P%",
+            help="Stop with exit code 4, deleting nothing, rather than delete more than N objects "
+            "or P% of the mirrored files. Default: 20, half, or any file when at most one "
+            "would remain.",
+            show_default=False,
         ),
-    ] = DEFAULT_MAX_DELETE,
+    ] = None,
     include: Annotated[
         list[str] | None,
         typer.Option(
@@ -355,14 +362,40 @@ def sync_bls(
     index_key: Annotated[
         str, typer.Option("--index-key", metavar="KEY", help="Key of the static index page.")
     ] = "index.html",
+    state_key: Annotated[
+        str | None,
+        typer.Option(
+            "--state-key",
+            metavar="KEY",
+            help="Key of the sync state, outside the mirror; default .rearcquest/state/<prefix>.json.",
+            show_default=False,
+        ),
+    ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            min=0,
+            help="Wait this long for another sync of the mirror to finish (default: exit 5 at once).",
+        ),
+    ] = 0,
+    no_lock: Annotated[
+        bool,
+        typer.Option(
+            "--no-lock",
+            help="Take no lease on the mirror (for endpoints that ignore conditional writes).",
+        ),
+    ] = False,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
     """Mirror a BLS time-series directory into a bucket and keep it in sync.
 
     New and changed files are uploaded, files gone from the listing deleted, unchanged files
-    neither downloaded nor uploaded again. Exit codes: 0 ok, 1 some files failed, 2 usage,
-    3 source unreachable/forbidden/unparseable, 4 delete guard tripped.
+    neither downloaded nor uploaded again. A run holds a lease on the mirror; --dry-run takes
+    none. Exit codes: 0 ok, 1 some files failed, 2 usage, 3 source unreachable, forbidden or
+    unparseable, 4 delete guard tripped (also with --dry-run), 5 another sync holds the mirror.
 
     Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com
     """
@@ -388,6 +421,9 @@ def sync_bls(
                 retry=RetryPolicy(attempts=retries),
                 on_progress=on_progress,
                 index_key=index_key if write_index else None,
+                state_key=state_key,
+                lock=not no_lock,
+                wait=wait,
             )
         _render_sync(result, fmt)
         result.raise_for_errors()
@@ -670,7 +706,8 @@ def serve_index(
             "--token",
             metavar="TOKEN",
             envvar="RQ_INDEX_TOKEN",
-            help="Require this token on every request (bearer header, or cookie set by ?token=).",
+            help="Require this token (16+ characters) on every request: bearer header, or cookie "
+            "set by ?token=. 'auto' generates one and prints the link.",
             show_default=False,
         ),
     ] = None,
@@ -711,7 +748,8 @@ def serve_index(
 
     The live page lists folders and files (size, last modified), sorts by each column, filters
     by name, offers a JSON listing (?format=json) and streams downloads from S3 with Range and
-    conditional requests. It listens on 127.0.0.1 unless told otherwise.
+    conditional requests. It listens on 127.0.0.1 unless told otherwise; on a network, add
+    --host 0.0.0.0 --token auto. Big folders are shown 1,000 entries a page.
 
     Example: rq serve-index --bucket my-bls-mirror --prefix pr/
     """
@@ -735,18 +773,23 @@ def serve_index(
             if written.share_url:
                 typer.echo(f"Share (valid until {written.expires}): {written.share_url}")
             return
-        from rearcquest.index import serve
+        from rearcquest.index import AUTO_TOKEN, resolve_token, serve
+
+        required = resolve_token(token)
 
         def ready(url: str) -> None:
-            needs = " (token required)" if token else ""
+            needs = " (token required)" if required else ""
             typer.echo(f"Serving {store.url(prefix)} at {url}{needs}; press Ctrl-C to stop")
+            if required and token == AUTO_TOKEN:
+                # Shown this once: it is nowhere else, and a new one is made at every start.
+                typer.echo(f"Open {url}?token={required}")
 
         serve(
             store,
             prefix=prefix,
             host=host,
             port=port,
-            token=token,
+            token=required,
             on_ready=ready,
             cache_seconds=cache_seconds,
         )
@@ -784,9 +827,9 @@ def run(
 ) -> None:
     """Run the scheduled job: sync-bls, then fetch-population, for cron and systemd.
 
-    Every other setting comes from the RQ_* variables (docs/configuration.md). A failed sync does
-    not prevent the fetch; the exit code is the highest of the two steps'. Logs are JSON lines
-    when stderr is not a terminal.
+    Every other setting comes from the RQ_* variables (docs/configuration.md). Every step runs
+    whatever the others did; the exit code is the highest of the failed steps' (0 exactly when
+    "ok" is true). Logs are JSON lines when stderr is not a terminal.
 
     Example: RQ_CONTACT=me@example.com rq run --bls-bucket my-bls --population-bucket my-pop
     """

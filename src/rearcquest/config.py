@@ -23,6 +23,10 @@ DEFAULT_POPULATION_URL = (
 LEGACY_POPULATION_URL = "https://datausa.io/api/data?drilldowns=Nation&measures=Population"
 DEFAULT_POPULATION_KEY = "datausa/population.json"
 DEFAULT_MAX_DELETE = 20
+# By default a sync may not delete more than this share of the mirrored files.
+DEFAULT_MAX_DELETE_SHARE = 50.0
+# A sync's lease on its mirror lasts this long unless renewed (every third of it while it works).
+DEFAULT_LEASE_TTL = 600.0
 # BLS asks bots not to fetch several files a second.
 POLITE_RPS = 1.0
 
@@ -109,6 +113,77 @@ def check_http_url(url: str, what: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{what} {url!r} is not an http(s) URL")
     return url
+
+
+@dataclass(frozen=True)
+class DeleteLimit:
+    """How many deletes one sync may make before the delete guard stops it.
+
+    The default (``DeleteLimit()``) protects a mirror whose source suddenly lists fewer files: a run
+    trips when it would delete more than :data:`DEFAULT_MAX_DELETE` objects, more than half of
+    the mirrored files, or any file when at most one would remain. An explicit limit (``N`` or
+    ``P%``, see :meth:`parse`) replaces all three.
+
+    Attributes:
+        count: at most this many deletes (``None``: no count limit).
+        percent: at most this share of the mirrored files, in percent (``None``: no share limit).
+    """
+
+    count: int | None = DEFAULT_MAX_DELETE
+    percent: float | None = DEFAULT_MAX_DELETE_SHARE
+    default: bool = True
+
+    @classmethod
+    def parse(cls, value: DeleteLimit | int | str | None) -> DeleteLimit:
+        """Read ``--max-delete``: ``N`` (objects), ``P%`` (of the mirrored files) or ``None``.
+
+        Raises:
+            ConfigError: not a non-negative whole number nor a percentage from 0% to 100%.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, DeleteLimit):
+            return value
+        if isinstance(value, bool):
+            raise ConfigError(f"--max-delete {value!r} is not a number of objects nor a share")
+        if isinstance(value, int):
+            if value < 0:
+                raise ConfigError(f"--max-delete {value} must not be negative")
+            return cls(count=value, percent=None, default=False)
+        text = value.strip()
+        hint = "give a number of objects (e.g. 20) or a share of the mirrored files (e.g. 10%)"
+        if text.endswith("%"):
+            try:
+                share = float(text[:-1])
+            except ValueError:
+                raise ConfigError(f"--max-delete {value!r} is not a percentage; {hint}") from None
+            if not 0 <= share <= 100:  # also refuses nan
+                raise ConfigError(f"--max-delete {value!r} must be between 0% and 100%; {hint}")
+            return cls(count=None, percent=share, default=False)
+        if not text.isdecimal():
+            raise ConfigError(f"--max-delete {value!r} is not a non-negative number; {hint}")
+        return cls(count=int(text), percent=None, default=False)
+
+    def describe(self) -> str:
+        """The limit as people read it, e.g. ``20 objects or 50% of the mirrored files``."""
+        if self.default:
+            return (
+                f"the default --max-delete ({self.count} objects, {self.percent:g}% of the "
+                "mirrored files, or any file when at most one would remain)"
+            )
+        if self.count is not None:
+            return f"--max-delete {self.count}"
+        return f"--max-delete {self.percent:g}%"
+
+    def exceeded(self, deletes: int, mirrored: int) -> bool:
+        """Tell whether deleting ``deletes`` of ``mirrored`` files goes beyond the limit."""
+        if deletes <= 0:
+            return False
+        if self.count is not None and deletes > self.count:
+            return True
+        if self.percent is not None and deletes * 100 > self.percent * mirrored:
+            return True
+        return self.default and mirrored - deletes <= 1
 
 
 @dataclass(frozen=True)

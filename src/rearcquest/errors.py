@@ -5,13 +5,19 @@ Every error the library raises on purpose is an :class:`RqError`. The CLI catche
 
     RqError                      exit 1   something went wrong; the message says what and how to fix it
     ├── ConfigError              exit 2   bad or missing settings (bucket, contact, URL) — nothing was tried
+    │   └── LockUnsupportedError exit 2   the S3 endpoint ignores conditional writes: no lease (--no-lock)
     ├── SourceError              exit 3   the source (BLS, DataUSA) is unreachable or answered badly
     │   ├── SourceForbiddenError exit 3   HTTP 403, almost always a User-Agent without a contact
     │   └── ListingError         exit 3   the directory page could not be parsed, or listed no file
     ├── DataError                exit 1   the data itself is bad (malformed BLS row, wrong JSON shape)
     ├── StorageError             exit 1   S3 failed (no bucket, no credentials, endpoint down)
+    │   └── PreconditionFailedError exit 1  a conditional write lost (412/409): the object changed
     ├── TransferError            exit 1   some files of a sync failed; the others were done
-    └── DeleteGuardError         exit 4   a sync would delete more objects than allowed
+    ├── DeleteGuardError         exit 4   a sync would delete more objects than allowed
+    └── ConcurrentSyncError      exit 5   another sync holds or changed the mirror; nothing overwritten
+        ├── LeaseHeldError       exit 5   another sync holds the mirror's lease (holder, expiry named)
+        ├── LeaseLostError       exit 5   this sync's lease was taken over; it stopped changing things
+        └── StateConflictError   exit 5   the state object changed since it was read; not overwritten
 
 Third-party exceptions (botocore, httpx) are translated at the boundary with ``raise ... from exc``
 so the cause stays attached for ``--verbose``.
@@ -20,13 +26,19 @@ so the cause stays attached for ``--verbose``.
 from __future__ import annotations
 
 __all__ = [
+    "ConcurrentSyncError",
     "ConfigError",
     "DataError",
     "DeleteGuardError",
+    "LeaseHeldError",
+    "LeaseLostError",
     "ListingError",
+    "LockUnsupportedError",
+    "PreconditionFailedError",
     "RqError",
     "SourceError",
     "SourceForbiddenError",
+    "StateConflictError",
     "StorageError",
     "TransferError",
 ]
@@ -42,6 +54,10 @@ class ConfigError(RqError):
     """A setting is missing or invalid; nothing was attempted."""
 
     exit_code = 2
+
+
+class LockUnsupportedError(ConfigError):
+    """The S3 endpoint ignores conditional writes, so no lease can be held on a mirror."""
 
 
 class SourceError(RqError):
@@ -66,6 +82,11 @@ class StorageError(RqError):
     """An S3 operation failed."""
 
 
+class PreconditionFailedError(StorageError):
+    """A conditional write or delete was refused: the object changed (or appeared) since it was
+    read (S3 412 PreconditionFailed, 409 ConditionalRequestConflict)."""
+
+
 class TransferError(RqError):
     """Some files could not be transferred; the rest of the run completed."""
 
@@ -74,3 +95,21 @@ class DeleteGuardError(RqError):
     """A sync would delete more objects than ``--max-delete`` allows."""
 
     exit_code = 4
+
+
+class ConcurrentSyncError(RqError):
+    """Another sync of the same mirror holds it or changed it; nothing was overwritten."""
+
+    exit_code = 5
+
+
+class LeaseHeldError(ConcurrentSyncError):
+    """Another sync holds the lease of the mirror (the message names the holder and the expiry)."""
+
+
+class LeaseLostError(ConcurrentSyncError):
+    """This sync's lease expired and was taken over; it stopped before changing more."""
+
+
+class StateConflictError(ConcurrentSyncError):
+    """The sync state object changed since this run read it; it was not overwritten."""

@@ -29,8 +29,15 @@ META_MTIME = "mtime"
 
 
 def _slug(prefix: str) -> str:
-    """The prefix as one key segment: ``pr/`` -> ``pr``, ``a/b/`` -> ``a/b``, ``''`` -> ``_root``."""
-    return prefix.strip("/") or "_root"
+    """The prefix as a key part: ``pr/`` -> ``pr``, ``a/b/`` -> ``a/b``, ``''`` -> ``_root``.
+
+    A prefix that itself starts with ``_`` gets one more (``_root/`` -> ``__root``), so no two
+    mirrors, the bucket root included, share a state or a lease.
+    """
+    slug = prefix.strip("/")
+    if not slug:
+        return "_root"
+    return "_" + slug if slug.startswith("_") else slug
 
 
 def state_key(prefix: str) -> str:

@@ -122,6 +122,12 @@ class Fault:
         truncate: send only half the body, with a matching ``Content-Length``.
         reset: announce the full length, send half, then drop the connection.
         body: the body sent with ``status``.
+        location: a ``Location`` header sent with ``status`` (a redirect, e.g. 302).
+        drip: send the body one byte every ``drip`` seconds (files and routes).
+        chunked: send the body with chunked transfer encoding and no ``Content-Length``.
+        extra: append this many bytes of ``x`` to the body (with ``chunked``: a body longer
+            than the listing says).
+        content_type: answer with this ``Content-Type`` instead.
     """
 
     path: str
@@ -130,6 +136,11 @@ class Fault:
     truncate: bool = False
     reset: bool = False
     body: bytes | None = None
+    location: str | None = None
+    drip: float | None = None
+    chunked: bool = False
+    extra: int = 0
+    content_type: str | None = None
     times: int = 1
 
 
@@ -363,16 +374,40 @@ class _Handler(BaseHTTPRequestHandler):
         head: bool,
         content_type: str = "text/html",
         headers: dict[str, str] | None = None,
+        fault: Fault | None = None,
     ) -> None:
+        if fault is not None:
+            body += b"x" * fault.extra
+            content_type = fault.content_type or content_type
+        chunked = fault is not None and fault.chunked
         self._record(status)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        if not head:
-            self.wfile.write(body)
+        if head:
+            return
+        if fault is not None and fault.drip is not None:
+            # A hostile server: one byte at a time, until the body is out or the client leaves.
+            for index in range(len(body)):
+                self.wfile.write(self._frame(body[index : index + 1], chunked))
+                self.wfile.flush()
+                time.sleep(fault.drip)
+        else:
+            self.wfile.write(self._frame(body, chunked))
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    @staticmethod
+    def _frame(data: bytes, chunked: bool) -> bytes:
+        if not chunked or not data:
+            return data
+        return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
     def _send_path(self, path: Path, *, head: bool, headers: dict[str, str]) -> None:
         with path.open("rb") as body:
@@ -394,11 +429,19 @@ class _Handler(BaseHTTPRequestHandler):
         fault = owner._take_fault(path)
         if fault is not None and fault.status is not None:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            if fault.location:
+                extra["Location"] = fault.location
             self._send(fault.status, fault.body or b"fault", head=head, headers=extra)
             return
         if path in owner.routes:
             route = owner.routes[path]
-            self._send(route.status, route.body, head=head, content_type=route.content_type)
+            self._send(
+                route.status,
+                route.body,
+                head=head,
+                content_type=route.content_type,
+                fault=fault,
+            )
             return
         if owner.require_contact and not _has_contact(self.headers.get("User-Agent", "")):
             # BLS answers 403 to clients whose User-Agent carries no contact information.
@@ -457,7 +500,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        self._send(200, data, head=head, content_type="text/plain", headers=headers)
+        self._send(200, data, head=head, content_type="text/plain", headers=headers, fault=fault)
 
 
 @contextmanager

@@ -1,8 +1,10 @@
 """The scheduled job: sync the BLS mirror, then fetch the population, whatever the sync did.
 
 One function serves ``rq run`` (cron, systemd) and the scheduled Lambda, so the two cannot drift.
-A failed sync does not prevent the fetch; the result says what failed and :meth:`raise_for_errors`
-turns that into one error at the end, for schedulers and Lambda retries to see.
+Every step runs whatever the steps before it did: a failed sync does not prevent the fetch, and
+the reports are computed from what is stored. The result says what failed and
+:meth:`PipelineResult.raise_for_errors` turns that into one error at the end, for schedulers and
+Lambda retries to see: the exit code is 0 exactly when ``ok`` is true.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class PipelineResult:
 
     @property
     def ok(self) -> bool:
-        """True when both steps succeeded."""
+        """True when every step that ran succeeded."""
         return all(step.error is None for _, step in self.steps())
 
     def steps(self) -> list[tuple[str, StepOutcome]]:
@@ -68,14 +70,12 @@ class PipelineResult:
     def raise_for_errors(self) -> None:
         """Raise one :class:`RqError` naming every failed step, with the highest exit code.
 
+        Raises exactly when :attr:`ok` is false, so an exit code and ``"ok"`` always agree.
+
         Raises:
             RqError: a step failed.
         """
-        failed = [
-            (name, step)
-            for name, step in (("sync-bls", self.sync), ("fetch-population", self.population))
-            if step.error
-        ]
+        failed = [(name, step) for name, step in self.steps() if step.error]
         if failed:
             error = RqError("; ".join(f"{name} failed: {step.error}" for name, step in failed))
             error.exit_code = max(step.exit_code for _, step in failed)
@@ -84,12 +84,19 @@ class PipelineResult:
 
 @contextmanager
 def _recording(step: StepOutcome, name: str) -> Iterator[None]:
-    """Record an RqError raised in the block as the step's failure, instead of raising it."""
+    """Record an error raised in the block as the step's failure, instead of raising it.
+
+    An ``OSError`` (a full temporary disk, say) is a failure of that step like an
+    :class:`RqError` (exit code 1): the next step still runs.
+    """
     try:
         yield
     except RqError as exc:
         step.error, step.exit_code = str(exc), exc.exit_code
         log.error("%s failed: %s", name, exc)
+    except OSError as exc:
+        step.error, step.exit_code = f"local I/O error: {exc}", 1
+        log.error("%s failed: %s", name, step.error)
 
 
 def run_pipeline(
@@ -105,8 +112,8 @@ def run_pipeline(
         settings: buckets, URLs and contact (see :meth:`Settings.from_env`).
         s3_client: a boto3 S3 client to reuse (Lambda keeps one per container).
         retry: the retry policy for both sources.
-        reports: also compute the three reports from what was stored (skipped, and recorded
-            as failed, when a step before failed).
+        reports: also compute the three reports from what is stored, even when a step before
+            failed (the mirror and the population object of the last good run).
 
     Returns:
         Both steps' outcomes; failures are recorded, not raised.
@@ -149,8 +156,6 @@ def run_pipeline(
     if reports:
         result.reports = StepOutcome()
         with _recording(result.reports, "analyze"):
-            if result.sync.error or result.population.error:
-                raise RqError("skipped: a step before failed")
             from rearcquest.analytics import analyze
             from rearcquest.render import to_json_doc
 

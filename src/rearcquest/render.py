@@ -4,8 +4,12 @@ JSON, CSV, Markdown and plain text on one side; report files (CSV, Parquet) and 
 other. Pure helpers: nothing here imports typer or rich or prints; ``cli.py`` turns
 :func:`tables` into rich tables.
 
-Decimal values are written as their decimal text (``28.5``, never ``28.500000000000004``): JSON
-gets them as numbers, CSV and Markdown as text, Parquet as exact decimals.
+One number style in every format of a report (see ``docs/analyze.md``): a BLS value, or a sum of
+them, has the digits the BLS file prints for its series (``-7.0``, ``138.710``; never ``-7`` nor
+``28.500000000000004``); populations are integers; the mean has one decimal and the standard
+deviation two. JSON writes those digits as numbers, CSV and Markdown as text (Markdown and the
+table add thousands separators to population figures), Parquet as ``Decimal(18, 3)`` values,
+``Int64`` populations and ``Decimal(18, 1)``/``Decimal(18, 2)`` mean and std.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rearcquest.analytics import MEAN_DECIMALS, STD_DECIMALS, VALUE_SCALE
 from rearcquest.errors import ConfigError, RqError
 
 if TYPE_CHECKING:
@@ -39,17 +44,77 @@ TITLES: dict[str, str] = {
 CHARTS_HINT = "the PNG charts need matplotlib: pip install 'rearcquest[charts]'"
 
 
-def decimal_text(value: Decimal) -> str:
-    """Return a decimal as plain text without trailing zeros: ``28.500`` -> ``28.5``."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+def bls_value(value: Decimal, decimals: int | None = None) -> Decimal:
+    """A BLS value, or a sum of values, with the digits the source prints: the one number style.
+
+    The values are ``Decimal(18, 3)`` (``-7.000``); BLS prints a series with a fixed number of
+    decimals (``-7.0``, ``138.710``), given here by ``decimals``. Without it, the value's own
+    digits without trailing zeros, but at least one decimal (``28.5``, ``2.0``).
+
+    Args:
+        value: the exact value.
+        decimals: how many decimals the source prints for its series.
+
+    Returns:
+        The same value with that many decimals: ``format(result, "f")`` is the text every
+        format shows.
+    """
+    if decimals is None:
+        exponent = value.normalize().as_tuple().exponent
+        decimals = max(1, -exponent) if isinstance(exponent, int) else VALUE_SCALE
+    return value.quantize(Decimal(1).scaleb(-decimals))
 
 
-def _json_number(value: Any) -> Any:
-    # A Decimal of at most 15 significant digits converts to the float whose repr is that
-    # decimal's text, so JSON shows 28.5, not 28.500000000000004.
+def _records(analysis: Analysis, name: ReportName) -> list[dict[str, Any]]:
+    """The rows of one report with the numbers every format writes.
+
+    BLS values are decimals with the source's digits (:func:`bls_value`), mean and std decimals
+    rounded as :class:`~rearcquest.analytics.PopulationStats` says, populations and years
+    integers. Table and Markdown add thousands separators to the population figures; JSON,
+    CSV and Parquet write the same digits without them.
+    """
+    if name == "population":
+        stats = analysis.population
+        assert stats is not None
+        return [
+            {
+                "from_year": stats.from_year,
+                "to_year": stats.to_year,
+                "years": list(stats.years),
+                "missing_years": list(stats.missing_years),
+                "mean": stats.rounded_mean,
+                "std": stats.rounded_std,
+            }
+        ]
+    known = analysis.value_decimals
+    return [
+        {**row, "value": bls_value(row["value"], known.get(row["series_id"]))}
+        for row in _frame(analysis, name).iter_rows(named=True)
+    ]
+
+
+# The population report in JSON, as it has always been: without ``missing_years``.
+_JSON_POPULATION_KEYS = ("from_year", "to_year", "years", "mean", "std")
+
+
+def _doc(analysis: Analysis) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for name in analysis.reports:
+        records = _records(analysis, name)
+        if name == "population":
+            doc[JSON_KEYS[name]] = {k: records[0][k] for k in _JSON_POPULATION_KEYS}
+        else:
+            doc[JSON_KEYS[name]] = records
+    return doc
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    # A decimal of at most 15 significant digits converts to the float of the same value, so
+    # programs read 28.5, never 28.500000000000004.
     return float(value) if isinstance(value, Decimal) else value
 
 
@@ -58,24 +123,38 @@ def to_json_doc(analysis: Analysis) -> dict[str, Any]:
 
     ``{"population": {"from_year", "to_year", "years", "mean", "std"}, "best_year": [{"series_id",
     "year", "value"}], "series_population": [{"series_id", "year", "period", "value",
-    "population"}]}``.
+    "population"}]}``. Values, mean and std are floats of the numbers the other formats print
+    (a float cannot keep ``138.710``'s last zero: :func:`to_json` writes the digits themselves);
+    years and populations are integers.
     """
-    doc: dict[str, Any] = {}
-    for name in analysis.reports:
-        if name == "population":
-            assert analysis.population is not None
-            doc["population"] = analysis.population.to_dict()
-        else:
-            frame = _frame(analysis, name)
-            doc[JSON_KEYS[name]] = [
-                {k: _json_number(v) for k, v in row.items()} for row in frame.iter_rows(named=True)
-            ]
-    return doc
+    result: dict[str, Any] = _json_ready(_doc(analysis))
+    return result
+
+
+def _json_text(value: Any, indent: str = "") -> str:
+    """``json.dumps(value, indent=2)``, except that a Decimal is written as its digits."""
+    inner = indent + "  "
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f"{inner}{json.dumps(k)}: {_json_text(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        return "[\n" + ",\n".join(inner + _json_text(v, inner) for v in value) + f"\n{indent}]"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return json.dumps(value)
 
 
 def to_json(analysis: Analysis) -> str:
-    """The reports as indented JSON text (see :func:`to_json_doc`)."""
-    return json.dumps(to_json_doc(analysis), indent=2)
+    """The reports as indented JSON text (see :func:`to_json_doc`).
+
+    Numbers are JSON numbers written with the digits every other format prints: ``-7.0`` and
+    ``138.710`` as the BLS file has them, ``322069808.0`` and ``4158441.04`` for mean and std.
+    """
+    return _json_text(_doc(analysis))
 
 
 def _frame(analysis: Analysis, name: ReportName) -> pl.DataFrame:
@@ -85,34 +164,28 @@ def _frame(analysis: Analysis, name: ReportName) -> pl.DataFrame:
 
 
 def report_frames(analysis: Analysis) -> dict[ReportName, pl.DataFrame]:
-    """One typed frame per report, as the files of ``--output`` hold them.
+    """One typed frame per report, as the Parquet files of ``--output`` hold them.
 
-    The population report is one row: ``from_year``, ``to_year``, ``years`` and
-    ``missing_years`` (lists), ``mean``, ``std``.
+    BLS values are ``Decimal(18, 3)`` and populations ``Int64`` in every report. The population
+    report is one row: ``from_year``, ``to_year`` (Int32), ``years`` and ``missing_years``
+    (lists), ``mean`` (``Decimal(18, 1)``) and ``std`` (``Decimal(18, 2)``), rounded as every
+    format prints them.
     """
     import polars as pl
 
     frames: dict[ReportName, pl.DataFrame] = {}
     for name in analysis.reports:
         if name == "population":
-            stats = analysis.population
-            assert stats is not None
+            (record,) = _records(analysis, name)
             frames[name] = pl.DataFrame(
-                {
-                    "from_year": [stats.from_year],
-                    "to_year": [stats.to_year],
-                    "years": [list(stats.years)],
-                    "missing_years": [list(stats.missing_years)],
-                    "mean": [stats.mean],
-                    "std": [stats.std],
-                },
+                {k: [v] for k, v in record.items()},
                 schema={
                     "from_year": pl.Int32,
                     "to_year": pl.Int32,
                     "years": pl.List(pl.Int32),
                     "missing_years": pl.List(pl.Int32),
-                    "mean": pl.Float64,
-                    "std": pl.Float64,
+                    "mean": pl.Decimal(18, MEAN_DECIMALS),
+                    "std": pl.Decimal(18, STD_DECIMALS),
                 },
             )
         else:
@@ -120,26 +193,27 @@ def report_frames(analysis: Analysis) -> dict[ReportName, pl.DataFrame]:
     return frames
 
 
-def _flat(frame: pl.DataFrame) -> pl.DataFrame:
-    """CSV-ready: lists as space-separated years, decimals as their text."""
-    import polars as pl
-
-    columns = []
-    for name, dtype in frame.schema.items():
-        column = pl.col(name)
-        if isinstance(dtype, pl.List):
-            columns.append(column.cast(pl.List(pl.String)).list.join(" "))
-        elif isinstance(dtype, pl.Decimal):
-            # Decimal text always carries the scale's digits ("28.500"); drop the trailing zeros.
-            columns.append(column.cast(pl.String).str.replace(r"\.?0+$", ""))
-        else:
-            columns.append(column)
-    return frame.select(columns)
+def _cell(value: Any) -> str | None:
+    """A CSV cell: lists as space-separated years, decimals as their digits, null as empty."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
 
 
 def report_csv(analysis: Analysis, name: ReportName) -> str:
     """One report as CSV text with a header line."""
-    return _flat(report_frames(analysis)[name]).write_csv()
+    import polars as pl
+
+    records = _records(analysis, name)
+    columns = list(records[0]) if records else _frame(analysis, name).columns
+    return pl.DataFrame(
+        {c: [_cell(r[c]) for r in records] for c in columns},
+        schema=dict.fromkeys(columns, pl.String),
+    ).write_csv()
 
 
 def to_csv(analysis: Analysis) -> str:
@@ -170,8 +244,9 @@ class TextTable:
     notes: tuple[str, ...] = ()
 
 
-def _people(number: float | None, decimals: int) -> str:
-    return "" if number is None else f"{number:,.{decimals}f}"
+def _people(number: Decimal | int | None) -> str:
+    """A population figure for people: the digits of every format, thousands separated."""
+    return "" if number is None else f"{number:,}" if isinstance(number, int) else f"{number:,f}"
 
 
 def _years_text(years: Sequence[int]) -> str:
@@ -206,8 +281,8 @@ def tables(analysis: Analysis) -> list[TextTable]:
                     ("statistic", "value"),
                     [
                         ("years", f"{_years_text(stats.years)} ({len(stats.years)})"),
-                        ("mean", _people(stats.mean, 1)),
-                        ("std (ddof=1)", _people(stats.std, 2) or "n/a (one year)"),
+                        ("mean", _people(stats.rounded_mean)),
+                        ("std (ddof=1)", _people(stats.rounded_std) or "n/a (one year)"),
                     ],
                     (False, True),
                     tuple(notes),
@@ -221,7 +296,10 @@ def tables(analysis: Analysis) -> list[TextTable]:
                     name,
                     TITLES[name],
                     ("series_id", "year", "value"),
-                    [(s, str(y), decimal_text(v)) for s, y, v in frame.iter_rows()],
+                    [
+                        (r["series_id"], str(r["year"]), format(r["value"], "f"))
+                        for r in _records(analysis, name)
+                    ],
                     (False, True, True),
                     (
                         f"value: the largest yearly sum of {summed}; ties go to the earliest year",
@@ -242,8 +320,14 @@ def tables(analysis: Analysis) -> list[TextTable]:
                     f"{TITLES[name]}: {analysis.series_id} {analysis.period}",
                     ("series_id", "year", "period", "value", "population"),
                     [
-                        (s, str(y), p, decimal_text(v), _people(pop, 0))
-                        for s, y, p, v, pop in frame.iter_rows()
+                        (
+                            r["series_id"],
+                            str(r["year"]),
+                            r["period"],
+                            format(r["value"], "f"),
+                            _people(r["population"]),
+                        )
+                        for r in _records(analysis, name)
                     ],
                     (False, True, False, True, True),
                     (f"{frame.height} rows, {join}",),
@@ -329,7 +413,7 @@ def write_outputs(analysis: Analysis, directory: str | Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
         for name, frame in report_frames(analysis).items():
             csv_path, parquet_path = directory / f"{name}.csv", directory / f"{name}.parquet"
-            _flat(frame).write_csv(csv_path)
+            csv_path.write_text(report_csv(analysis, name), encoding="utf-8")
             frame.write_parquet(parquet_path)
             written += [csv_path, parquet_path]
         written += write_charts(analysis, directory)

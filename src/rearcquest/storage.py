@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote
 
-from rearcquest.errors import ConfigError, StorageError
+from rearcquest.errors import ConfigError, PreconditionFailedError, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 PART_SIZE = 16 * 1024 * 1024
 _DELETE_BATCH = 1000
+# CopyObject copies at most 5 GiB in one request; larger objects are copied part by part.
+COPY_LIMIT = 5 * 1024**3
+COPY_PART_SIZE = 512 * 1024 * 1024
+# What S3 answers when a conditional write or delete loses (If-Match, If-None-Match).
+_PRECONDITION_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 
 
 def make_s3_client(
@@ -170,6 +175,10 @@ def _encode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return {k: quote(v, safe=" !#$&'()*+,/:;=?@[]~") for k, v in metadata.items()}
 
 
+def _quoted(etag: str) -> str:
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
 def _decode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): unquote(v) for k, v in metadata.items()}
 
@@ -212,6 +221,11 @@ class ObjectStore:
                 hint = "access denied; check the credentials (AWS_PROFILE) and the bucket policy"
             elif code in ("NoSuchKey", "404", "NotFound"):
                 hint = "no such object"
+            elif code in _PRECONDITION_CODES:
+                return PreconditionFailedError(
+                    f"cannot {action} {where}: the object changed since it was read "
+                    f"(S3 answered {code}); nothing was overwritten"
+                )
             else:
                 hint = f"S3 answered {code or 'an error'}: {exc}"
         elif isinstance(exc, botocore.exceptions.NoCredentialsError):
@@ -524,6 +538,210 @@ class ObjectStore:
                 log.warning("could not abort multipart upload of %s", self.url(key))
             raise
         return str(done.get("ETag", "")).strip('"')
+
+    def replace_metadata(
+        self,
+        key: str,
+        metadata: Mapping[str, str],
+        *,
+        content_type: str,
+        size: int | None = None,
+        if_match: str | None = None,
+    ) -> str:
+        """Give the object new metadata and Content-Type in place; return its (new) ETag.
+
+        A server-side copy of the object onto itself with ``MetadataDirective=REPLACE``: no byte
+        leaves S3. Objects over :data:`COPY_LIMIT` (CopyObject's 5 GiB) are copied part by part
+        (``UploadPartCopy``). A multipart copy gets a new ETag; a single copy usually keeps it.
+
+        Args:
+            key: the object key.
+            metadata: the complete new user metadata (the old is dropped).
+            content_type: the new Content-Type.
+            size: the object's size, if known (saves a HEAD before a possible multipart copy).
+            if_match: copy only if the object's ETag is still this one.
+
+        Raises:
+            StorageError: the object is missing, changed (``if_match``) or could not be copied;
+                the object is as it was.
+        """
+        if size is None:
+            head = self.head(key)
+            if head is None:
+                raise StorageError(f"cannot update metadata of {self.url(key)}: no such object")
+            size = head.size
+        copy: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "CopySource": {"Bucket": self.bucket, "Key": key},
+        }
+        if if_match:
+            copy["CopySourceIfMatch"] = f'"{if_match}"'
+        encoded = _encode_metadata(metadata)
+        if size <= COPY_LIMIT:
+            response = self._call(
+                "update metadata of",
+                key,
+                lambda: self.client.copy_object(
+                    **copy,
+                    MetadataDirective="REPLACE",
+                    Metadata=encoded,
+                    ContentType=content_type,
+                ),
+            )
+            return str(response.get("CopyObjectResult", {}).get("ETag", "")).strip('"')
+        return self._copy_parts(key, size, copy, encoded, content_type)
+
+    def _copy_parts(
+        self, key: str, size: int, copy: dict[str, Any], encoded: dict[str, str], content_type: str
+    ) -> str:
+        created = self._call(
+            "update metadata of",
+            key,
+            lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType=content_type, Metadata=encoded
+            ),
+        )
+        upload_id = created["UploadId"]
+        parts: list[dict[str, Any]] = []
+        try:
+            for number, start in enumerate(range(0, size, COPY_PART_SIZE), 1):
+                end = min(start + COPY_PART_SIZE, size) - 1
+                request = {
+                    **copy,
+                    "UploadId": upload_id,
+                    "PartNumber": number,
+                    "CopySourceRange": f"bytes={start}-{end}",
+                }
+                part = self._call(
+                    "update metadata of",
+                    key,
+                    lambda request=request: self.client.upload_part_copy(**request),  # type: ignore[misc]
+                )
+                parts.append({"ETag": part["CopyPartResult"]["ETag"], "PartNumber": number})
+            done = self._call(
+                "update metadata of",
+                key,
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                ),
+            )
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except Exception:  # the original error is the one worth reporting
+                log.warning("could not abort multipart copy of %s", self.url(key))
+            raise
+        return str(done.get("ETag", "")).strip('"')
+
+    def fetch(self, key: str, *, max_bytes: int | None = None) -> tuple[bytes, ObjectInfo] | None:
+        """Read a whole (small) object with its ETag, or ``None`` if it does not exist.
+
+        The ETag is the one of the bytes returned (one GET), for a later ``if_match`` write. With
+        ``max_bytes``, at most ``max_bytes + 1`` bytes are read, so a caller tells an object that
+        is too large by the length, without reading all of it.
+
+        Raises:
+            StorageError: the object cannot be read.
+        """
+        import botocore.exceptions
+
+        try:
+            stream = self.open(key)
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, botocore.exceptions.ClientError) and str(
+                cause.response.get("Error", {}).get("Code", "")
+            ) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        with stream:
+            data = bytearray()
+            try:
+                for chunk in stream.chunks():
+                    data += chunk
+                    if max_bytes is not None and len(data) > max_bytes:
+                        break
+            except (botocore.exceptions.BotoCoreError, OSError) as exc:
+                raise self._error(exc, "read", key) from exc
+        return bytes(data), stream.info
+
+    def put_bytes_if(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        content_type: str = "application/json",
+    ) -> str:
+        """Write a small object only if it is still as expected; return its new ETag.
+
+        Args:
+            key: the object key.
+            data: the new body.
+            if_match: write only if the object's ETag is still this (``If-Match``).
+            if_none_match: write only if no object exists at ``key`` (``If-None-Match: *``).
+            content_type: the ``Content-Type``.
+
+        Raises:
+            PreconditionFailedError: the condition failed (the object changed, appeared or went
+                away); nothing was written.
+            StorageError: the write failed for another reason.
+        """
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "Body": data,
+            "ContentLength": len(data),
+            "ContentType": content_type,
+        }
+        if if_match is not None:
+            kwargs["IfMatch"] = _quoted(if_match)
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        try:
+            response = self._call("write", key, lambda: self.client.put_object(**kwargs))
+        except StorageError as exc:
+            raise self._gone_is_precondition(exc, key, "write", if_match) from exc.__cause__
+        return str(response.get("ETag", "")).strip('"')
+
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        """Delete one object; with ``if_match``, only if its ETag is still that.
+
+        Raises:
+            PreconditionFailedError: ``if_match`` was given and the object changed or is gone.
+            StorageError: the delete failed for another reason.
+        """
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if if_match is not None:
+            kwargs["IfMatch"] = _quoted(if_match)
+        try:
+            self._call("delete", key, lambda: self.client.delete_object(**kwargs))
+        except StorageError as exc:
+            raise self._gone_is_precondition(exc, key, "delete", if_match) from exc.__cause__
+
+    def _gone_is_precondition(
+        self, exc: StorageError, key: str, action: str, if_match: str | None
+    ) -> StorageError:
+        import botocore.exceptions
+
+        cause = exc.__cause__
+        # AWS and moto answer 404 to If-Match on a missing object: for the caller it is the same
+        # lost race as a 412 (the object it read is not there any more).
+        if (
+            if_match is not None
+            and isinstance(cause, botocore.exceptions.ClientError)
+            and str(cause.response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404")
+        ):
+            return PreconditionFailedError(
+                f"cannot {action} {self.url(key)}: the object is gone since it was read; "
+                "nothing was overwritten"
+            )
+        return exc
 
     def delete_many(self, keys: list[str]) -> dict[str, str]:
         """Delete ``keys`` in batches; return ``{key: error message}`` for those that failed.

@@ -3,15 +3,19 @@
 Change detection, cheapest first, so that nothing is fetched when nothing changed:
 
 1. The state of the last sync (size, listing date, ``Last-Modified``, sha256 and the S3 ETag of
-   every file) is one JSON object next to the mirror, cross-checked against one ``ListObjectsV2``:
-   an object changed or removed out of band is noticed and repaired. Each mirrored object also
-   carries its sha256 and source dates as metadata, so a lost state is rebuilt from the objects.
+   every file) is one JSON object outside the mirror (``.rearcquest/state/<prefix>.json``),
+   cross-checked against one ``ListObjectsV2``: an object changed or removed out of band is
+   noticed and repaired. Each mirrored object also carries its sha256 and source dates as
+   metadata, so a lost or invalid state is rebuilt from the objects.
 2. A file whose listing size and date match the state is unchanged: no request for it at all.
 3. Otherwise a conditional GET (``If-Modified-Since``; 304 means unchanged); the body is streamed
    to a temporary file and hashed, and if its sha256 equals the stored one nothing is uploaded
    (BLS re-stamps unchanged files on release days): only the state is updated.
 
-Deletes run last, and only when the listing was complete and every transfer succeeded.
+Deletes run last, and only when the listing was complete, every transfer succeeded and the delete
+guard (:class:`~rearcquest.config.DeleteLimit`, decided by the planner) allows them. A real run
+holds a lease on the mirror (:mod:`rearcquest.lease`), and writes the state only if it is still
+the one it read (``If-Match``), so two overlapping syncs cannot undo each other.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 from rearcquest.config import (
     DEFAULT_BLS_URL,
-    DEFAULT_MAX_DELETE,
+    DEFAULT_LEASE_TTL,
+    DeleteLimit,
     build_user_agent,
     check_http_url,
     default_prefix,
@@ -38,14 +43,27 @@ from rearcquest.config import (
     normalise_prefix,
     require_user_agent,
 )
-from rearcquest.errors import ConfigError, DeleteGuardError, RqError, TransferError
+from rearcquest.errors import (
+    ConfigError,
+    DeleteGuardError,
+    PreconditionFailedError,
+    RqError,
+    StateConflictError,
+    StorageError,
+    TransferError,
+)
 from rearcquest.layout import (
     LEGACY_STATE_NAME,
     META_LAST_MODIFIED,
     META_LISTING_DATE,
+    META_MTIME,
     META_SHA256,
     META_SOURCE,
+    RESERVED_PREFIX,
+    is_reserved,
+    lock_key,
 )
+from rearcquest.layout import state_key as default_state_key
 
 if TYPE_CHECKING:
     from rearcquest.sources._http import HttpClient, RetryPolicy
@@ -54,11 +72,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The state's file name inside the mirror before it moved to .rearcquest/state/ (kept for readers
+# that hide it); see rearcquest.layout.
 STATE_NAME = LEGACY_STATE_NAME
 STATE_VERSION = 1
 _SPOOL_BYTES = 8 * 1024 * 1024
+# A state object larger than this is not one rq wrote (10,000 files take ~3 MB): it is rebuilt.
+_MAX_STATE_BYTES = 64 * 1024 * 1024
+_STATE_KEYS = frozenset({"version", "source_url", "updated", "files"})
+_ENTRY_KEYS = frozenset({"size", "modified", "last_modified", "sha256", "etag"})
+_HEX = frozenset("0123456789abcdef")
 
-ActionKind = Literal["add", "update", "delete", "unchanged"]
+# BLS time series are UTF-8 text whatever the server says or the name suggests (a plain web
+# server calls pr.class application/java-vm); browsers and rclone see what the mirror stores.
+CONTENT_TYPE = "text/plain; charset=utf-8"
+
+ActionKind = Literal["add", "update", "delete", "unchanged", "skip"]
 
 
 @dataclass(frozen=True)
@@ -74,12 +103,22 @@ class FileState:
 
 @dataclass(frozen=True)
 class SyncState:
-    """The state object: the source URL and one :class:`FileState` per mirrored file name."""
+    """The state object: the source URL and one :class:`FileState` per mirrored file name.
+
+    Attributes:
+        stale: the stored state object is missing, invalid, old (inside the mirror) or lacked
+            entries it now has: it must be written even if no file changed.
+        etag: the ETag of the state object as read (``None``: there was none); the next write
+            is conditional on it.
+        legacy_key: an old state object inside the mirror prefix, deleted once the new one is
+            written.
+    """
 
     source_url: str
     files: Mapping[str, FileState] = field(default_factory=dict)
-    # True when the stored state object is missing, unreadable or lacked entries it now has.
     stale: bool = False
+    etag: str | None = None
+    legacy_key: str | None = None
 
     def to_json(self) -> bytes:
         """Serialise the state as JSON."""
@@ -93,16 +132,53 @@ class SyncState:
 
     @classmethod
     def from_json(cls, data: bytes) -> SyncState:
-        """Parse a state object.
+        """Parse a state object, strictly: exactly the document :meth:`to_json` writes.
 
         Raises:
-            ValueError: the document is not a state object of this version.
+            ValueError: anything else (not UTF-8 JSON, an unknown version, a missing or extra
+                key, a value of the wrong type); the message says what.
         """
-        doc = json.loads(data)
-        if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
-            raise ValueError("not a rearcquest sync state of a known version")
-        files = {name: FileState(**entry) for name, entry in doc["files"].items()}
-        return cls(source_url=str(doc.get("source_url", "")), files=files)
+        try:
+            doc = json.loads(data)
+        except RecursionError:
+            raise ValueError("nested too deeply to be a state document") from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+        version = doc.get("version")
+        if type(version) is not int or version != STATE_VERSION:
+            raise ValueError(f"version {version!r}, not {STATE_VERSION}")
+        if set(doc) != _STATE_KEYS:
+            raise ValueError(f"keys {sorted(doc)}, not {sorted(_STATE_KEYS)}")
+        for name in ("source_url", "updated"):
+            if not isinstance(doc[name], str):
+                raise ValueError(f"{name!r} is not a string")
+        if not isinstance(doc["files"], dict):
+            raise ValueError("'files' is not an object")
+        files = {name: _file_state(name, entry) for name, entry in doc["files"].items()}
+        return cls(source_url=doc["source_url"], files=files)
+
+
+def _file_state(name: str, entry: object) -> FileState:
+    """Validate one entry of the state's ``files``.
+
+    Raises:
+        ValueError: it is not exactly a :class:`FileState` document.
+    """
+    if not name or "/" in name:
+        raise ValueError(f"file name {name!r} is not a mirrored file name")
+    if not isinstance(entry, dict) or set(entry) != _ENTRY_KEYS:
+        raise ValueError(f"entry {name!r} is not an object with keys {sorted(_ENTRY_KEYS)}")
+    size, sha, etag = entry["size"], entry["sha256"], entry["etag"]
+    if type(size) is not int or size < 0:
+        raise ValueError(f"entry {name!r}: size {size!r} is not a non-negative integer")
+    for key in ("modified", "last_modified"):
+        if entry[key] is not None and not isinstance(entry[key], str):
+            raise ValueError(f"entry {name!r}: {key} is neither a string nor null")
+    if not isinstance(sha, str) or len(sha) != 64 or not set(sha) <= _HEX:
+        raise ValueError(f"entry {name!r}: sha256 is not 64 hex digits")
+    if not isinstance(etag, str) or not etag:
+        raise ValueError(f"entry {name!r}: etag is not a non-empty string")
+    return FileState(size, entry["modified"], entry["last_modified"], sha, etag)
 
 
 @dataclass(frozen=True)
@@ -140,6 +216,8 @@ class SyncPlan:
     actions: tuple[Action, ...]
     remote: tuple[RemoteFile, ...]
     forget: tuple[str, ...] = ()
+    # Why the delete guard stops this plan (nothing is changed), or None when it may run.
+    delete_guard: str | None = None
 
     def of(self, kind: ActionKind) -> list[Action]:
         """The actions of one kind."""
@@ -173,6 +251,7 @@ class SyncResult:
     deleted: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     restamped: list[str] = field(default_factory=list)
+    skipped: list[FileError] = field(default_factory=list)
     errors: list[FileError] = field(default_factory=list)
     bytes_downloaded: int = 0
     bytes_uploaded: int = 0
@@ -193,11 +272,13 @@ class SyncResult:
             "deleted": self.deleted,
             "unchanged": self.unchanged,
             "restamped": self.restamped,
+            "skipped": [asdict(e) for e in self.skipped],
             "errors": [asdict(e) for e in self.errors],
             "bytes_downloaded": self.bytes_downloaded,
             "bytes_uploaded": self.bytes_uploaded,
             "requests": self.requests,
             "deletes_skipped": self.deletes_skipped,
+            "delete_guard": self.delete_guard is not None,
             "index_written": self.index_written,
             "plan": [
                 {"name": a.name, "action": a.kind, "reason": a.reason} for a in self.plan.actions
@@ -256,8 +337,9 @@ def plan_sync(
     exclude: Sequence[str] = (),
     delete: bool = True,
     keep: Collection[str] = (),
+    max_delete: DeleteLimit | None = None,
 ) -> SyncPlan:
-    """Decide, without any I/O, what a sync must do.
+    """Decide, without any I/O, what a sync must do, delete guard included.
 
     Args:
         remote: the files of the source listing.
@@ -269,15 +351,31 @@ def plan_sync(
         delete: plan deletes for objects whose file left the listing.
         keep: names under the prefix that are not the source's and are never deleted (the
             static index page, when it is written inside the mirror).
+        max_delete: the delete guard; default :class:`DeleteLimit()` (20 objects, half the
+            mirrored files, or any file when at most one would remain).
 
     Returns:
-        The plan, one action per selected file or stale object, sorted by name.
+        The plan, one action per selected file or stale object, sorted by name. A listed file
+        whose key is one rq writes itself (its state, the index page) is planned as ``skip``:
+        it is never written. ``delete_guard`` says why the plan must not run, if it must not.
     """
     remote = [f for f in remote if _selected(f.name, include, exclude)]
     listed = {f.name for f in remote}
     actions: list[Action] = []
     for file in remote:
         key = prefix + file.name
+        if is_reserved(key) or file.name in keep:
+            actions.append(
+                Action(
+                    file.name,
+                    key,
+                    "skip",
+                    "its name is one rq uses for its own objects; not mirrored "
+                    "(--exclude it to silence this)",
+                    file,
+                )
+            )
+            continue
         obj = stored.get(key)
         known = state.files.get(file.name)
         if obj is None:
@@ -315,21 +413,33 @@ def plan_sync(
                 known_sha256=known.sha256,
             )
         )
+    mirrored = [
+        key[len(prefix) :]
+        for key in sorted(stored)
+        if "/" not in key[len(prefix) :] and not is_reserved(key) and key[len(prefix) :] not in keep
+    ]
+    deletes = 0
     if delete:
-        for key in sorted(stored):
-            name = key[len(prefix) :]
-            if "/" in name or name == STATE_NAME or name in listed or name in keep:
+        for name in mirrored:
+            if name in listed or not _selected(name, include, exclude):
                 continue
-            if not _selected(name, include, exclude):
-                continue
-            actions.append(Action(name, key, "delete", "no longer listed by the source"))
+            actions.append(Action(name, prefix + name, "delete", "no longer listed by the source"))
+            deletes += 1
+    limit = max_delete or DeleteLimit()
+    guard = None
+    if limit.exceeded(deletes, len(mirrored)):
+        guard = (
+            f"the sync would delete {deletes} objects of the {len(mirrored)} mirrored, more than "
+            f"{limit.describe()} allows; nothing was changed. Check the source, then re-run with "
+            "a higher --max-delete N or P% (or --no-delete to keep them)"
+        )
     actions.sort(key=lambda a: (a.name, a.kind))
     forget = sorted(
         name
         for name in state.files
         if name not in listed and prefix + name not in stored and _selected(name, include, exclude)
     )
-    return SyncPlan(tuple(actions), tuple(remote), tuple(forget))
+    return SyncPlan(tuple(actions), tuple(remote), tuple(forget), delete_guard=guard)
 
 
 def _state_from_metadata(obj: ObjectInfo) -> FileState | None:
@@ -346,34 +456,137 @@ def _state_from_metadata(obj: ObjectInfo) -> FileState | None:
 
 
 def load_state(
-    store: ObjectStore, prefix: str, source_url: str, stored: Mapping[str, ObjectInfo]
+    store: ObjectStore,
+    prefix: str,
+    source_url: str,
+    stored: Mapping[str, ObjectInfo],
+    *,
+    state_key: str | None = None,
+    keep: Collection[str] = (),
 ) -> SyncState:
     """Read the state object; rebuild entries for mirrored objects it does not know.
 
-    The state costs one GET. Only objects missing from it (a lost or old state) cost a HEAD each,
-    to read the sha256 and dates their metadata carries.
+    The state costs one GET. Only objects missing from it (a lost, invalid or old state) cost a
+    HEAD each, to read the sha256 and dates their metadata carries. A state object that is not
+    exactly the document rq writes is treated as lost, with one warning: no content of it can
+    stop a sync. An old state inside the mirror (``<prefix>.rearcquest-sync-state.json``) is
+    read when there is no new one, and marked for removal once the new one is written.
+
+    Args:
+        store: the bucket.
+        prefix: the mirror prefix.
+        source_url: the mirrored directory.
+        stored: the objects under ``prefix``, by key.
+        state_key: the state object's key; default ``.rearcquest/state/<prefix>.json``.
+        keep: names under the prefix that are not mirrored files (the index page).
 
     Raises:
         StorageError: S3 failed.
     """
-    state_key = prefix + STATE_NAME
+    key = state_key or default_state_key(prefix)
+    legacy = prefix + LEGACY_STATE_NAME
+    legacy_key = legacy if legacy in stored and legacy != key else None
+    found = store.fetch(key, max_bytes=_MAX_STATE_BYTES)
+    etag = found[1].etag if found is not None else None
+    read_from = key
+    if found is None and legacy_key is not None:
+        found, read_from = store.fetch(legacy_key, max_bytes=_MAX_STATE_BYTES), legacy_key
+        if found is not None:
+            log.info("migrating the sync state %s to %s", store.url(legacy_key), store.url(key))
     files: dict[str, FileState] = {}
-    stale = state_key not in stored
-    if state_key in stored:
+    stale = found is None or legacy_key is not None
+    if found is not None:
         try:
-            files = dict(SyncState.from_json(store.get_bytes(state_key)).files)
-        except (ValueError, TypeError, KeyError) as exc:
-            log.warning("ignoring unreadable sync state %s: %s", store.url(state_key), exc)
+            if len(found[0]) > _MAX_STATE_BYTES:
+                raise ValueError(f"larger than {_MAX_STATE_BYTES} bytes")
+            files = dict(SyncState.from_json(found[0]).files)
+        except ValueError as exc:
+            log.warning(
+                "the sync state %s is not a valid state document (%s); rebuilding it from the "
+                "objects' metadata",
+                store.url(read_from),
+                exc,
+            )
             stale = True
-    for key in stored:
-        name = key[len(prefix) :]
-        if "/" in name or name == STATE_NAME or name in files:
+    for obj_key in stored:
+        name = obj_key[len(prefix) :]
+        if "/" in name or is_reserved(obj_key) or name in keep or name in files:
             continue
-        head = store.head(key)
+        head = store.head(obj_key)
         if head is not None and (rebuilt := _state_from_metadata(head)) is not None:
             files[name] = rebuilt
             stale = True
-    return SyncState(source_url=source_url, files=files, stale=stale)
+    return SyncState(
+        source_url=source_url, files=files, stale=stale, etag=etag, legacy_key=legacy_key
+    )
+
+
+def _write_state(store: ObjectStore, key: str, read: SyncState, new: SyncState) -> None:
+    """Write ``new`` only if the state object is still the one ``read`` came from.
+
+    Raises:
+        StateConflictError: another sync wrote it meanwhile; it was not overwritten.
+        StorageError: S3 failed.
+    """
+    try:
+        if read.etag is None:
+            store.put_bytes_if(key, new.to_json(), if_none_match=True)
+        else:
+            store.put_bytes_if(key, new.to_json(), if_match=read.etag)
+    except PreconditionFailedError as exc:
+        raise StateConflictError(
+            f"the sync state {store.url(key)} changed while this sync ran (another sync of the "
+            "mirror, without a lease or after this one's expired); it was not overwritten. The "
+            "files this run moved are in the bucket; re-run to record them"
+        ) from exc
+    if read.legacy_key is not None:
+        try:
+            store.delete(read.legacy_key)
+        except StorageError as exc:
+            log.warning("could not remove the old sync state: %s", exc)
+        else:
+            log.info("removed the old sync state %s", store.url(read.legacy_key))
+
+
+def _spool() -> IO[bytes]:
+    """A temporary file for one download: in memory up to 8 MB, then on disk (``TMPDIR``)."""
+    return cast("IO[bytes]", tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES))
+
+
+def _mtime(last_modified: str | None) -> str | None:
+    """``Last-Modified`` as rclone's ``mtime`` metadata: seconds since the epoch, 9 decimals."""
+    import email.utils
+
+    if not last_modified:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(last_modified)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # HTTP dates are GMT
+    return f"{when.timestamp():.9f}"
+
+
+def _object_metadata(file: RemoteFile, sha256: str, last_modified: str | None) -> dict[str, str]:
+    """The metadata of a mirrored object: its sha256, where it came from and its dates."""
+    metadata = {
+        META_SHA256: sha256,
+        META_LISTING_DATE: file.modified or "",
+        META_LAST_MODIFIED: last_modified or "",
+        META_SOURCE: file.url,
+    }
+    if (mtime := _mtime(last_modified)) is not None:
+        metadata[META_MTIME] = mtime
+    return metadata
+
+
+def _local_error(name: str, exc: OSError) -> RqError:
+    """A local I/O failure (a full ``/tmp``) as that file's error."""
+    return RqError(
+        f"{name}: local I/O error while transferring: {exc}; free space in the temporary "
+        "directory (TMPDIR) or point TMPDIR at a larger disk, then re-run"
+    )
 
 
 class _Counter:
@@ -397,23 +610,37 @@ def apply_plan(
     prefix: str,
     source_url: str,
     transfers: int = 4,
-    max_delete: int = DEFAULT_MAX_DELETE,
     on_progress: ProgressCallback | None = None,
+    state_key: str | None = None,
+    check_lease: Callable[[], None] | None = None,
 ) -> SyncResult:
     """Carry out ``plan``: transfers in parallel, then deletes, then the new state.
 
     ``transfers`` downloads run at once; each body that must go up is handed to a second pool of
     ``transfers`` uploaders, so the next download starts while S3 takes the last one (at most
     ``transfers`` bodies wait for or are in upload). Per-file failures are collected in the
-    result, never raised; deletes are skipped when any transfer failed, and refused
-    (``delete_guard``) when more than ``max_delete`` are planned.
+    result, never raised; deletes are skipped when any transfer failed. A plan stopped by the
+    delete guard changes nothing. The state is written only if it is still the one ``state``
+    was read from.
+
+    Args:
+        state_key: the state object's key; default ``.rearcquest/state/<prefix>.json``.
+        check_lease: called before the deletes and the state write; raises when this run no
+            longer holds the mirror.
 
     Raises:
+        StateConflictError: the state object changed since it was read; it was not overwritten.
+        LeaseLostError: ``check_lease`` found the lease lost; nothing more was changed.
         StorageError: the state could not be written.
     """
     from rearcquest.sources.bls import Download, download
 
     result = SyncResult(source_url, store.bucket, prefix, dry_run=False, plan=plan)
+    result.skipped = [FileError(a.name, a.reason) for a in plan.of("skip")]
+    if plan.delete_guard:
+        result.delete_guard = result.deletes_skipped = plan.delete_guard
+        return result
+    check = check_lease or (lambda: None)
     files: dict[str, FileState] = dict(state.files)
     lock = threading.Lock()
     counter = _Counter()
@@ -445,24 +672,20 @@ def apply_plan(
         assert action.file is not None
         file = action.file
         try:
-            metadata = {
-                META_SHA256: got.sha256,
-                META_LISTING_DATE: file.modified or "",
-                META_LAST_MODIFIED: got.last_modified or "",
-                META_SOURCE: file.url,
-            }
             etag = store.upload(
                 action.key,
                 spool,
                 got.size,
-                content_type=got.content_type or "application/octet-stream",
-                metadata=metadata,
+                content_type=CONTENT_TYPE,
+                metadata=_object_metadata(file, got.sha256, got.last_modified),
             )
             counter.add(uploaded=got.size)
             entry = FileState(got.size, file.modified, got.last_modified, got.sha256, etag)
             finish(file.name, "added" if action.kind == "add" else "updated", entry, None)
         except RqError as exc:
             finish(file.name, "failed", None, exc)
+        except OSError as exc:
+            finish(file.name, "failed", None, _local_error(file.name, exc))
         finally:
             spool.close()
             upload_slots.release()
@@ -477,10 +700,7 @@ def apply_plan(
 
         try:
             with contextlib.ExitStack() as cleanup:
-                spool = cast(
-                    "IO[bytes]",
-                    cleanup.enter_context(tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)),
-                )
+                spool = cleanup.enter_context(_spool())
                 got = download(
                     http, file, spool, if_modified_since=action.if_modified_since, on_bytes=moved
                 )
@@ -489,8 +709,22 @@ def apply_plan(
                     # 304, or the same bytes re-stamped: refresh the dates, upload nothing.
                     assert previous is not None
                     last_modified = got.last_modified if got else previous.last_modified
+                    etag = previous.etag
+                    if (file.modified, last_modified) != (
+                        previous.modified,
+                        previous.last_modified,
+                    ):
+                        # The object's metadata must tell the new dates too (rclone reads mtime):
+                        # a server-side copy onto itself, no byte downloaded again or uploaded.
+                        etag = store.replace_metadata(
+                            action.key,
+                            _object_metadata(file, previous.sha256, last_modified),
+                            content_type=CONTENT_TYPE,
+                            size=previous.size,
+                            if_match=previous.etag,
+                        )
                     entry = FileState(
-                        previous.size, file.modified, last_modified, previous.sha256, previous.etag
+                        previous.size, file.modified, last_modified, previous.sha256, etag
                     )
                     finish(file.name, "unchanged", entry, None)
                     return
@@ -500,6 +734,8 @@ def apply_plan(
                 cleanup.pop_all()  # the uploader closes the spool now
         except RqError as exc:
             finish(file.name, "failed", None, exc)
+        except OSError as exc:
+            finish(file.name, "failed", None, _local_error(file.name, exc))
 
     result.unchanged.extend(a.name for a in plan.of("unchanged"))
     if todo:
@@ -514,14 +750,8 @@ def apply_plan(
     deletes = plan.of("delete")
     if deletes and result.errors:
         result.deletes_skipped = "some transfers failed; nothing is deleted until a clean run"
-    elif len(deletes) > max_delete:
-        result.delete_guard = (
-            f"the sync would delete {len(deletes)} objects, more than --max-delete {max_delete}; "
-            "nothing was deleted. Check the source, then re-run with a higher --max-delete "
-            "(or --no-delete to keep them)"
-        )
-        result.deletes_skipped = result.delete_guard
     elif deletes:
+        check()
         failures = store.delete_many([a.key for a in deletes])
         for action in deletes:
             if action.key in failures:
@@ -541,8 +771,29 @@ def apply_plan(
     result.requests = http.requests
     new_state = SyncState(source_url=source_url, files=files)
     if state.stale or new_state.files != state.files:
-        store.put_bytes(prefix + STATE_NAME, new_state.to_json(), content_type="application/json")
+        check()
+        _write_state(store, state_key or default_state_key(prefix), state, new_state)
     return result
+
+
+def _check_state_key(state_key: str, prefix: str, index_key: str | None) -> str:
+    """Refuse a state key that would sit among the mirrored files or on another rq object.
+
+    Raises:
+        ConfigError: it would.
+    """
+    key = state_key.strip()
+    if not key or key.endswith("/") or key.startswith("/"):
+        raise ConfigError(f"--state-key {state_key!r} is not an object key")
+    rest = key[len(prefix) :] if key.startswith(prefix) else None
+    if rest is not None and "/" not in rest:
+        raise ConfigError(
+            f"--state-key {key!r} is inside the mirror prefix {prefix!r}, which holds only the "
+            f"source's files; choose a key outside it (default {default_state_key(prefix)!r})"
+        )
+    if key in (lock_key(prefix), index_key):
+        raise ConfigError(f"--state-key {key!r} is the key of another object rq writes")
+    return key
 
 
 def sync_bls(
@@ -554,7 +805,7 @@ def sync_bls(
     user_agent: str | None = None,
     dry_run: bool = False,
     delete: bool = True,
-    max_delete: int = DEFAULT_MAX_DELETE,
+    max_delete: DeleteLimit | int | str | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     transfers: int = 4,
@@ -563,6 +814,10 @@ def sync_bls(
     http: HttpClient | None = None,
     on_progress: ProgressCallback | None = None,
     index_key: str | None = None,
+    state_key: str | None = None,
+    lock: bool = True,
+    wait: float = 0.0,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
 ) -> SyncResult:
     """Mirror the BLS directory at ``source_url`` into ``store`` under ``prefix``.
 
@@ -572,9 +827,11 @@ def sync_bls(
         prefix: the key prefix; default the directory's last segment plus ``/``.
         contact: an e-mail address for the User-Agent (BLS refuses requests without one).
         user_agent: a complete User-Agent instead.
-        dry_run: plan only; change nothing and download nothing.
+        dry_run: plan only; change nothing, download nothing and take no lease.
         delete: delete objects whose file left the listing.
-        max_delete: refuse to delete more objects than this.
+        max_delete: the delete guard: ``N`` objects, ``"P%"`` of the mirrored files, or a
+            :class:`DeleteLimit`; default 20 objects, half the mirrored files, or any file when
+            at most one would remain.
         include: only file names matching one of these globs.
         exclude: never touch file names matching one of these globs.
         transfers: files moved at once.
@@ -585,15 +842,26 @@ def sync_bls(
         index_key: also keep a static ``index.html`` of the mirror at this key, rewritten when
             the sync changed something or the page is missing (see ``rq serve-index``); it is
             never deleted as a stale file.
+        state_key: the key of the sync state; default ``.rearcquest/state/<prefix>.json``,
+            outside the mirror.
+        lock: hold a lease on the mirror while syncing (``False``: ``--no-lock``).
+        wait: seconds to wait for another sync's lease before giving up.
+        lease_ttl: seconds the lease lasts without renewal (it is renewed every third).
 
     Returns:
-        The result; per-file failures are in ``errors`` (see :meth:`SyncResult.raise_for_errors`).
+        The result; per-file failures are in ``errors``, a tripped delete guard in
+        ``delete_guard`` (see :meth:`SyncResult.raise_for_errors`).
 
     Raises:
-        ConfigError: bad settings, e.g. no contact for bls.gov.
+        ConfigError: bad settings, e.g. no contact for bls.gov or a bad ``max_delete``.
+        LockUnsupportedError: the S3 endpoint ignores conditional writes (use ``lock=False``).
+        LeaseHeldError: another sync holds the mirror (beyond ``wait``); nothing was changed.
+        LeaseLostError: this sync's lease was taken over; it stopped before changing more.
+        StateConflictError: the state object changed meanwhile; it was not overwritten.
         SourceError: the listing could not be fetched or parsed (nothing was changed).
         StorageError: S3 failed.
     """
+    from rearcquest.lease import Lease
     from rearcquest.sources._http import HttpClient
     from rearcquest.sources.bls import fetch_listing
 
@@ -601,10 +869,16 @@ def sync_bls(
     if not source_url.endswith("/"):
         source_url += "/"
     prefix = default_prefix(source_url) if prefix is None else normalise_prefix(prefix)
+    if prefix.startswith(RESERVED_PREFIX):
+        raise ConfigError(f"prefix {prefix!r} is where rq keeps its own objects; choose another")
     if transfers < 1:
         raise ConfigError("--transfers must be at least 1")
-    if max_delete < 0:
-        raise ConfigError("--max-delete must not be negative")
+    if wait < 0:
+        raise ConfigError("--wait must not be negative")
+    limit = DeleteLimit.parse(max_delete)
+    state_key = _check_state_key(
+        default_state_key(prefix) if state_key is None else state_key, prefix, index_key
+    )
     own_client = http is None
     if http is None:
         ua = build_user_agent(contact, user_agent)
@@ -613,54 +887,67 @@ def sync_bls(
         http = HttpClient(
             user_agent=ua, max_rps=rps, retry=retry, max_connections=max(4, transfers)
         )
+    keep: tuple[str, ...] = ()
+    if index_key is not None and index_key.startswith(prefix):
+        keep = (index_key[len(prefix) :],)
     try:
-        # S3 first: when the bucket is unusable, the source is not bothered at all.
-        stored = {o.key: o for o in store.list_objects(prefix)}
-        state = load_state(store, prefix, source_url, stored)
-        remote = fetch_listing(http, source_url)
-        keep: tuple[str, ...] = ()
-        if index_key is not None and index_key.startswith(prefix):
-            keep = (index_key[len(prefix) :],)
-        plan = plan_sync(
-            remote,
-            state,
-            stored,
-            prefix=prefix,
-            include=include,
-            exclude=exclude,
-            delete=delete,
-            keep=keep,
-        )
-        if dry_run:
-            result = SyncResult(source_url, store.bucket, prefix, dry_run=True, plan=plan)
-            result.added = [a.name for a in plan.of("add")]
-            result.updated = [a.name for a in plan.of("update")]
-            result.deleted = [a.name for a in plan.of("delete")]
-            result.unchanged = [a.name for a in plan.of("unchanged")]
-            result.requests = http.requests
-            return result
-        result = apply_plan(
-            plan,
-            state,
-            store=store,
-            http=http,
-            prefix=prefix,
-            source_url=source_url,
-            transfers=transfers,
-            max_delete=max_delete,
-            on_progress=on_progress,
-        )
+        with contextlib.ExitStack() as held:
+            lease: Lease | None = None
+            if not dry_run and lock:
+                # Before anything is read: S3 first, so an unusable bucket spares the source.
+                lease = Lease(store, lock_key(prefix), ttl=lease_ttl).acquire(wait=wait)
+                held.enter_context(lease)
+            elif not dry_run:
+                log.info("syncing %s without a lease (--no-lock)", store.url(prefix))
+            stored = {o.key: o for o in store.list_objects(prefix)}
+            state = load_state(store, prefix, source_url, stored, state_key=state_key, keep=keep)
+            remote = fetch_listing(http, source_url)
+            plan = plan_sync(
+                remote,
+                state,
+                stored,
+                prefix=prefix,
+                include=include,
+                exclude=exclude,
+                delete=delete,
+                keep=keep,
+                max_delete=limit,
+            )
+            for action in plan.of("skip"):
+                log.warning("not mirroring %s: %s", action.name, action.reason)
+            if dry_run:
+                result = SyncResult(source_url, store.bucket, prefix, dry_run=True, plan=plan)
+                result.added = [a.name for a in plan.of("add")]
+                result.updated = [a.name for a in plan.of("update")]
+                result.deleted = [a.name for a in plan.of("delete")]
+                result.unchanged = [a.name for a in plan.of("unchanged")]
+                result.skipped = [FileError(a.name, a.reason) for a in plan.of("skip")]
+                result.delete_guard = result.deletes_skipped = plan.delete_guard
+                result.requests = http.requests
+                return result
+            result = apply_plan(
+                plan,
+                state,
+                store=store,
+                http=http,
+                prefix=prefix,
+                source_url=source_url,
+                transfers=transfers,
+                on_progress=on_progress,
+                state_key=state_key,
+                check_lease=lease.check if lease is not None else None,
+            )
+            if index_key is not None and not plan.delete_guard:
+                changed = result.added or result.updated or result.deleted
+                if index_key.startswith(prefix):
+                    missing = index_key not in stored
+                else:
+                    missing = store.head(index_key) is None
+                if changed or missing:
+                    from rearcquest.index import write_static_index
+
+                    result.index_written = write_static_index(store, prefix, index_key).key
     finally:
         if own_client:
             http.close()
-    if index_key is not None:
-        changed = result.added or result.updated or result.deleted
-        if index_key.startswith(prefix):
-            missing = index_key not in stored
-        else:
-            missing = store.head(index_key) is None
-        if changed or missing:
-            from rearcquest.index import write_static_index
-
-            result.index_written = write_static_index(store, prefix, index_key).key
     return result

@@ -12,6 +12,7 @@ Rendering (:mod:`rearcquest.index._render`) is pure; only the server modules imp
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -29,13 +30,20 @@ if TYPE_CHECKING:
     from rearcquest.storage import ObjectStore
 
 __all__ = [
+    "AUTO_TOKEN",
     "DEFAULT_CACHE_SECONDS",
     "DEFAULT_INDEX_KEY",
+    "KEEP_ALIVE_TIMEOUT",
+    "MAX_CONNECTIONS",
     "MAX_PRESIGN_SECONDS",
+    "MIN_TOKEN_CHARS",
+    "REQUEST_TIMEOUT",
+    "Limits",
     "StaticIndex",
     "create_app",
     "exposure_warning",
     "render_presigned_index",
+    "resolve_token",
     "serve",
     "start_server",
     "write_static_index",
@@ -48,6 +56,78 @@ DEFAULT_INDEX_KEY = "index.html"
 DEFAULT_CACHE_SECONDS = 5.0
 # SigV4 presigned URLs live at most seven days.
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+# A token anyone on the network may try to guess: shorter ones are refused.
+MIN_TOKEN_CHARS = 16
+# ``--token auto``: generate one (32 URL-safe characters, 192 random bits).
+AUTO_TOKEN = "auto"
+# Seconds a client has to send a whole request (and a new connection its first one).
+REQUEST_TIMEOUT = 10.0
+# Seconds an idle kept-alive connection stays open after a response.
+KEEP_ALIVE_TIMEOUT = 5.0
+# Connections open at once; more are answered 503 and closed.
+MAX_CONNECTIONS = 256
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long clients may take and how many may connect (``rearcquest.index._protocol``).
+
+    Attributes:
+        request_timeout: seconds to send a whole request; a new connection, its first one.
+        keep_alive_timeout: seconds an idle kept-alive connection stays open.
+        max_connections: connections open at once; more are answered 503 and closed.
+    """
+
+    request_timeout: float = REQUEST_TIMEOUT
+    keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
+
+    def __post_init__(self) -> None:
+        if not self.request_timeout > 0 or not self.keep_alive_timeout > 0:
+            raise ConfigError("the request and keep-alive timeouts must be positive")
+        if self.max_connections < 1:
+            raise ConfigError(f"max_connections must be at least 1; got {self.max_connections}")
+
+
+def check_token(token: str | None) -> str | None:
+    """Return ``token`` if it may protect the index (``''`` and ``None`` mean no token).
+
+    Raises:
+        ConfigError: the token is shorter than :data:`MIN_TOKEN_CHARS` or has spaces or
+            control characters around or in it (they cannot travel in a bearer header).
+    """
+    if not token:
+        return None
+    if token == AUTO_TOKEN:
+        raise ConfigError("the token 'auto' must be resolved first: call resolve_token()")
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(
+            f"the index token is {len(token)} characters long; use at least {MIN_TOKEN_CHARS}, "
+            f"or --token {AUTO_TOKEN} to generate one"
+        )
+    if any(c.isspace() or not c.isprintable() for c in token):
+        raise ConfigError(
+            "the index token has spaces or control characters; use printable characters only, "
+            f"or --token {AUTO_TOKEN} to generate one"
+        )
+    return token
+
+
+def resolve_token(token: str | None) -> str | None:
+    """Turn a ``--token`` value into the token to require.
+
+    Args:
+        token: ``None`` or ``''`` (no token), :data:`AUTO_TOKEN` (generate one) or the token.
+
+    Returns:
+        The token, or ``None`` for none.
+
+    Raises:
+        ConfigError: the token is too short or not printable (see :func:`check_token`).
+    """
+    if token == AUTO_TOKEN:
+        return secrets.token_urlsafe(24)
+    return check_token(token)
 
 
 def _server_module() -> Any:
@@ -81,7 +161,7 @@ def create_app(
         The Starlette application.
 
     Raises:
-        ConfigError: the serve extra is missing or the prefix is invalid.
+        ConfigError: the serve extra is missing, or the prefix or the token is invalid.
     """
     app: Starlette = _server_module().create_app(
         store,
@@ -102,6 +182,7 @@ def serve(
     token: str | None = None,
     on_ready: Callable[[str], None] | None = None,
     cache_seconds: float = DEFAULT_CACHE_SECONDS,
+    limits: Limits | None = None,
 ) -> None:
     """Serve the live index until Ctrl-C (or SIGTERM); returns after a clean shutdown.
 
@@ -113,9 +194,13 @@ def serve(
         token: require this token on every request (bearer header or cookie).
         on_ready: called with the URL (``http://127.0.0.1:8000/``) once the socket is bound.
         cache_seconds: reuse a folder's listing for this long (0 lists on every request).
+        limits: request and keep-alive timeouts and the connection bound
+            (:class:`Limits`); by default :data:`REQUEST_TIMEOUT`,
+            :data:`KEEP_ALIVE_TIMEOUT` and :data:`MAX_CONNECTIONS`.
 
     Raises:
-        ConfigError: the serve extra is missing, the prefix is invalid or the port is taken.
+        ConfigError: the serve extra is missing, the prefix or the token is invalid, or the
+            port is taken.
         StorageError: the bucket does not exist or cannot be reached.
     """
     _server_module().serve(
@@ -126,6 +211,7 @@ def serve(
         token=token,
         on_ready=on_ready,
         cache_seconds=cache_seconds,
+        limits=limits,
     )
 
 
@@ -137,6 +223,7 @@ def start_server(
     port: int = 0,
     token: str | None = None,
     cache_seconds: float = DEFAULT_CACHE_SECONDS,
+    limits: Limits | None = None,
 ) -> RunningServer:
     """Start the live index in a background thread; return its ``url`` and ``stop()`` handle.
 
@@ -152,16 +239,24 @@ def start_server(
         port: the port; 0 (the default) picks a free one.
         token: require this token on every request.
         cache_seconds: reuse a folder's listing for this long (0 lists on every request).
+        limits: request and keep-alive timeouts and the connection bound (see :func:`serve`).
 
     Returns:
         The running server.
 
     Raises:
-        ConfigError: the serve extra is missing, the prefix is invalid or the port is taken.
+        ConfigError: the serve extra is missing, the prefix or the token is invalid, or the
+            port is taken.
         StorageError: the bucket does not exist or cannot be reached.
     """
     server: RunningServer = _server_module().start_server(
-        store, prefix=prefix, host=host, port=port, token=token, cache_seconds=cache_seconds
+        store,
+        prefix=prefix,
+        host=host,
+        port=port,
+        token=token,
+        cache_seconds=cache_seconds,
+        limits=limits,
     )
     return server
 
@@ -291,7 +386,8 @@ def write_static_index(
     calling this after each sync keeps it current. Its links are relative to the page, for S3
     static website hosting; with ``presign_seconds`` they are presigned URLs instead, so the
     page (shared by its own presigned URL, :attr:`StaticIndex.share_url`) works on a private
-    bucket until they expire. The page itself and the sync state object are not listed.
+    bucket until they expire. The page itself and rq's own objects (``.rearcquest/``) are not
+    listed.
 
     Args:
         store: the bucket.

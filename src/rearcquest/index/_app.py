@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Hashable, Iterator
 from datetime import UTC, datetime
 from hashlib import sha256
 from html import escape
@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from rearcquest.config import normalise_prefix
 from rearcquest.errors import StorageError
-from rearcquest.index import DEFAULT_CACHE_SECONDS, _http
+from rearcquest.index import DEFAULT_CACHE_SECONDS, _http, check_token
 from rearcquest.index._render import (
     PAGE_CSP,
     Listing,
@@ -42,15 +42,18 @@ from rearcquest.index._render import (
     listing_document,
     render_page,
 )
+from rearcquest.layout import is_reserved
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from rearcquest.storage import ListPage, ObjectInfo, ObjectStore, ObjectStream
+    from rearcquest.storage import ListPage, ObjectStore, ObjectStream
 
 log = logging.getLogger(__name__)
 
 COOKIE_NAME = "rq_index_auth"
+# Rows (folders and files) on one page of a folder: one ListObjectsV2 call, S3's largest page.
+PAGE_SIZE = 1000
 CHUNK_SIZE = 256 * 1024
 # Pages smaller than this are sent as they are; larger ones gzipped when the client accepts it.
 _GZIP_MIN = 2048
@@ -92,12 +95,15 @@ def _error(request: Request, status: int, title: str, detail: str) -> Response:
     return _error_page(status, title, detail, home=_base(request.scope) + "/")
 
 
+def _error_code(exc: StorageError) -> str:
+    """S3's error code behind ``exc`` (``NoSuchKey``, ``InvalidArgument`` ...), or ``''``."""
+    response = getattr(exc.__cause__, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
 def _storage_status(exc: StorageError) -> int:
     """404 when S3 said the object is gone (e.g. deleted since the HEAD), else 502."""
-    cause = exc.__cause__
-    response = getattr(cause, "response", None)
-    code = str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-    return 404 if code in ("NoSuchKey", "404", "NotFound") else 502
+    return 404 if _error_code(exc) in ("NoSuchKey", "404", "NotFound") else 502
 
 
 def _base(scope: Scope) -> str:
@@ -159,9 +165,9 @@ _Collected = tuple[Listing, bool]
 class _ListingCache:
     """Recent listings by prefix, kept ``ttl`` seconds; concurrent misses for a prefix list once.
 
-    A listing of 10,000 objects is ten ``ListObjectsV2`` calls: under load, or with a page
-    reloaded while sorting, the cache keeps S3 from being asked the same thing many times a
-    second. Entries are few (LRU) and short-lived, so a sync shows up within ``ttl`` seconds.
+    Each page of a folder is one ``ListObjectsV2`` call: under load, or with a page reloaded
+    while sorting, the cache keeps S3 from being asked the same thing many times a second.
+    Entries are few (LRU) and short-lived, so a sync shows up within ``ttl`` seconds.
     """
 
     _STRIPES = 64
@@ -198,7 +204,7 @@ class _ListingCache:
 class _PageCache:
     """Rendered pages of cached listings, least recently used first out, within a byte budget.
 
-    Rendering 10,000 rows takes about as long as listing them; a page asked for again while its
+    Rendering 1,000 rows takes about as long as listing them; a page asked for again while its
     listing is cached is sent as it was rendered.
     """
 
@@ -255,40 +261,56 @@ class _Index:
             key = _http.check_path(path, self.root)
         except _http.UnsafePath as exc:
             return _error(request, 404, "Not Found", f"This path is not served: {exc}.")
+        if is_reserved(key):
+            # rq's own objects (sync state, locks) are not part of the mirror: not listed, not
+            # served, answered as if absent.
+            return _error(request, 404, "Not Found", "There is no such object.")
         if key == self.root or key.endswith("/"):
             return await self._listing(request, path)
         return await self._download(request, key)
 
-    def _collect(self, path: str) -> _Collected:
-        return self.cache.get(self.root + path, lambda: self._list(path))
+    def _collect(self, path: str, page: str) -> _Collected:
+        # NUL cannot be in a key, so prefix and page token never run into each other.
+        return self.cache.get(f"{self.root}{path}\0{page}", lambda: self._list(path, page))
 
-    def _list(self, path: str) -> _Collected:
-        objects: list[ObjectInfo] = []
-        prefixes: list[str] = []
-        token: str | None = None
+    def _list(self, path: str, page: str) -> _Collected:
+        """One page of the folder: one ``ListObjectsV2`` call, whatever the folder's size."""
         when = datetime.now(UTC)
-        while True:
-            page: ListPage = self.store.list_page(self.root + path, delimiter="/", token=token)
-            objects.extend(page.objects)
-            prefixes.extend(page.prefixes)
-            if page.next_token is None:
-                break
-            token = page.next_token
-        listing = build_listing(
-            self.store.bucket, self.root, path, objects, prefixes, generated=when
+        listed: ListPage = self.store.list_page(
+            self.root + path, delimiter="/", token=page or None, max_keys=PAGE_SIZE
         )
-        return listing, bool(objects or prefixes)
+        listing = build_listing(
+            self.store.bucket,
+            self.root,
+            path,
+            listed.objects,
+            listed.prefixes,
+            generated=when,
+            page=page,
+            next_page=listed.next_token,
+        )
+        return listing, bool(listed.objects or listed.prefixes)
 
     async def _listing(self, request: Request, path: str) -> Response:
+        params = request.query_params
+        view = View.from_query(
+            params.get("sort"), params.get("order"), params.get("q"), params.get("page")
+        )
         try:
-            listing, exists = await run_in_threadpool(self._collect, path)
+            listing, exists = await run_in_threadpool(self._collect, path, view.page)
         except StorageError as exc:
             log.warning("listing failed: %s", exc)
+            if view.page and _error_code(exc) == "InvalidArgument":
+                # S3's answer to a continuation token it did not issue (or for another folder).
+                return _error(
+                    request,
+                    400,
+                    "Bad Request",
+                    "This page link is not valid for this folder; start again from its first page.",
+                )
             return _error(request, 502, "Bad Gateway", "The storage backend could not be listed.")
-        if path and not exists:
+        if path and not exists and not view.page:
             return _error(request, 404, "Not Found", "There is no such folder.")
-        params = request.query_params
-        view = View.from_query(params.get("sort"), params.get("order"), params.get("q"))
         base = _base(request.scope)
         as_json = params.get("format") == "json"
         zipped = "gzip" in request.headers.get("accept-encoding", "").lower()
@@ -386,6 +408,8 @@ class _Index:
 
     async def _missing(self, request: Request, key: str) -> Response:
         """404, unless the path is a folder named without its trailing slash: redirect there."""
+        if is_reserved(key + "/"):
+            return _error(request, 404, "Not Found", "There is no such object.")
         try:
             page = await run_in_threadpool(self.store.list_page, key + "/", max_keys=1)
         except StorageError:
@@ -422,6 +446,57 @@ def _self_location(scope: Scope, query: list[tuple[str, str]]) -> str:
     return location
 
 
+class _Throttle:
+    """Failed token attempts per client address, and how long to hold back the next answer.
+
+    The first :attr:`FREE` failures are answered at once (typos happen); each further one waits
+    twice as long as the one before, from 1 s up to :attr:`CAP` s. The wait is a sleep of that
+    request only, so other clients are not slowed. A success, or :attr:`FORGET` seconds without a
+    failure, clears a client; at most :attr:`MAX_CLIENTS` are remembered (the oldest go first).
+    """
+
+    FREE = 5
+    FIRST_DELAY = 1.0
+    CAP = 10.0
+    FORGET = 15 * 60.0
+    MAX_CLIENTS = 4096
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        # client -> (failures, time of the last failure)
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def failed(self, client: str) -> float:
+        """Count a failure of ``client``; return the seconds to wait before answering it."""
+        now = self.clock()
+        count, last = self._failures.pop(client, (0, now))
+        count = 1 if now - last > self.FORGET else count + 1
+        self._failures[client] = (count, now)
+        while len(self._failures) > self.MAX_CLIENTS:
+            self._failures.popitem(last=False)
+        if count <= self.FREE:
+            return 0.0
+        delay: float = self.FIRST_DELAY * 2.0 ** min(count - self.FREE - 1, 16)
+        return min(self.CAP, delay)
+
+    def succeeded(self, client: str) -> None:
+        """Forget the failures of ``client``."""
+        self._failures.pop(client, None)
+
+    def failures(self, client: str) -> int:
+        """How many failures of ``client`` are remembered."""
+        return self._failures.get(client, (0, 0.0))[0]
+
+
+# The sleep of a throttled answer; tests replace it to see the delays without waiting.
+_sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 class _Guard:
     """Host check, token check and security headers around the whole application."""
 
@@ -434,6 +509,7 @@ class _Guard:
         self.allowed_hosts = (
             frozenset(h.lower() for h in allowed_hosts) if allowed_hosts is not None else None
         )
+        self.throttle = _Throttle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -448,32 +524,46 @@ class _Guard:
                 # answering only to the names of this host keeps such pages out.
                 await _error_page(400, "Bad Request", "Unknown Host header.")(scope, receive, send)
                 return
-        if self.token is None or self._authorised(request):
+        verdict = None if self.token is None else self._authorised(request)
+        if self.token is None or verdict:
+            if verdict:
+                self.throttle.succeeded(_client(scope))
             if request.method == "POST":
                 response: Response = Response(status_code=405, headers={"allow": "GET, HEAD"})
                 await response(scope, receive, send)
                 return
             await self.app(scope, receive, send)
             return
-        await self._login(request, scope, receive, send)
+        await self._login(request, scope, receive, send, wrong_bearer=verdict is False)
 
-    def _authorised(self, request: Request) -> bool:
+    def _authorised(self, request: Request) -> bool | None:
+        """True: a valid bearer token or cookie; False: a wrong bearer token; None: neither."""
         assert self.token is not None
         auth = request.headers.get("authorization", "")
         scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            value.strip().encode(), self.token.encode()
-        ):
+        bearer = scheme.lower() == "bearer"
+        if bearer and hmac.compare_digest(value.strip().encode(), self.token.encode()):
             return True
+        # A wrong cookie is not counted as a guess: it is a 256-bit MAC, no shorter to guess than
+        # the token, and a browser keeps sending the stale one of a server started with another
+        # token.
         cookie = request.cookies.get(COOKIE_NAME, "")
-        return bool(cookie) and hmac.compare_digest(cookie.encode(), self.cookie.encode())
+        if cookie and hmac.compare_digest(cookie.encode(), self.cookie.encode()):
+            return True
+        return False if bearer else None
 
     def _valid(self, candidate: str) -> bool:
         assert self.token is not None
         return hmac.compare_digest(candidate.encode(), self.token.encode())
 
-    async def _login(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
-        """Accept the token from a form POST or a ``?token=`` link, set the cookie, redirect."""
+    async def _login(
+        self, request: Request, scope: Scope, receive: Receive, send: Send, *, wrong_bearer: bool
+    ) -> None:
+        """Accept the token from a form POST or a ``?token=`` link, set the cookie, redirect.
+
+        A wrong token (link, form or bearer header) counts against the client; past the free
+        failures the answer waits (:class:`_Throttle`).
+        """
         query = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)]
         offered: str | None = None
         if request.method == "POST":
@@ -486,7 +576,9 @@ class _Guard:
             offered = form.get("token", "")
         elif request.method in ("GET", "HEAD"):
             offered = next((v for k, v in query if k == "token"), None)
+        client = _client(scope)
         if offered is not None and self._valid(offered):
+            self.throttle.succeeded(client)
             location = _self_location(scope, [(k, v) for k, v in query if k != "token"])
             response: Response = RedirectResponse(location, status_code=303)
             response.set_cookie(
@@ -499,7 +591,18 @@ class _Guard:
             )
             response.headers["cache-control"] = "no-store"
         else:
-            response = _login_page(wrong=offered is not None)
+            wrong = offered is not None or wrong_bearer
+            if wrong:
+                delay = self.throttle.failed(client)
+                if delay:
+                    log.warning(
+                        "wrong token from %s (%d failures): answering in %g s",
+                        client,
+                        self.throttle.failures(client),
+                        delay,
+                    )
+                    await _sleep(delay)
+            response = _login_page(wrong=wrong)
         await response(scope, receive, send)
 
 
@@ -565,9 +668,10 @@ def create_app(
         The Starlette application.
 
     Raises:
-        ConfigError: the prefix is invalid.
+        ConfigError: the prefix or the token is invalid (a token has at least 16 characters).
     """
     root = normalise_prefix(prefix)
+    token = check_token(token)
     index = _Index(store, root, cache_seconds)
     return Starlette(
         routes=[Route("/{path:path}", index.handle, methods=["GET", "HEAD", "POST"])],

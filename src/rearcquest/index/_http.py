@@ -12,6 +12,10 @@ from urllib.parse import quote
 
 # S3 limits a key to 1024 bytes of UTF-8.
 MAX_KEY_BYTES = 1024
+# Bidirectional controls (embeddings, overrides, isolates, marks): they reorder how a name reads.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# C0/C1 controls and the line and paragraph separators.
+_CONTROL = frozenset({"Cc", "Zl", "Zp"})
 _GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 # One range only; at most 19 digits so a hostile header cannot make int() work hard.
 _RANGE = re.compile(r"bytes[ \t]*=[ \t]*(\d{0,19})[ \t]*-[ \t]*(\d{0,19})[ \t]*", re.IGNORECASE)
@@ -206,12 +210,19 @@ def content_type(key: str, stored: str | None) -> str:
     return guessed or "application/octet-stream"
 
 
+def _saved_name(name: str) -> str:
+    """``name`` without the characters that must not reach a saved file's name."""
+    return "".join(c for c in name if c not in _BIDI and unicodedata.category(c) not in _CONTROL)
+
+
 def content_disposition(key: str) -> str:
     """Return an ``attachment`` Content-Disposition naming the key's last segment.
 
-    The plain ``filename`` is an ASCII stand-in; ``filename*`` carries the exact UTF-8 name
-    (RFC 6266), percent-encoded, so no key can break out of the header.
+    Control characters and bidirectional controls are removed from the name first, from both
+    parameters: a browser saves the file under the ``filename*`` name, where
+    ``invoice\u202etxt.exe`` would read as ``invoiceexe.txt``. The plain ``filename`` is an ASCII stand-in; ``filename*``
+    carries the UTF-8 name (RFC 6266), percent-encoded, so no key can break out of the header.
     """
-    name = key.rsplit("/", 1)[-1] or "download"
+    name = _saved_name(key.rsplit("/", 1)[-1]) or "download"
     fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\%' else "_" for c in name)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"

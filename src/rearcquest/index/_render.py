@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
+from rearcquest.layout import is_reserved
 from rearcquest.storage import ObjectInfo
-from rearcquest.sync import STATE_NAME
 
 SortKey = Literal["name", "size", "modified"]
 Order = Literal["asc", "desc"]
@@ -29,6 +29,8 @@ Mode = Literal["live", "static"]
 
 SORT_KEYS: tuple[SortKey, ...] = ("name", "size", "modified")
 MAX_FILTER_CHARS = 200
+# Page tokens are S3 continuation tokens (opaque, a few hundred characters at most).
+MAX_PAGE_TOKEN_CHARS = 2048
 
 # Characters that can disguise a name: C0/C1 controls and the bidirectional overrides that can
 # turn "gnp.exe" into what reads as "exe.png". They are shown as visible \uXXXX escapes.
@@ -57,6 +59,7 @@ td.name a::before,td.name span.bad::before{content:"";display:inline-block;width
 tr.folder td.name a::before,tr.folder td.name span.bad::before{background-image:url("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath fill='%23d4a72c' d='M1 3.5A1.5 1.5 0 0 1 2.5 2h3.6l1.5 1.5h5.9A1.5 1.5 0 0 1 15 5v7.5a1.5 1.5 0 0 1-1.5 1.5h-11A1.5 1.5 0 0 1 1 12.5z'/%3E%3C/svg%3E")}tr.up td.name a::before{background-image:url("data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath fill='none' stroke='%238c959f' stroke-width='1.5' d='M8 13V3M3.5 7.5 8 3l4.5 4.5'/%3E%3C/svg%3E")}
 .esc{color:#cf222e;font-family:ui-monospace,monospace;font-size:.9em}.bad{color:var(--muted)}
 footer{margin-top:1rem;color:var(--muted);font-size:.9rem}.empty{padding:1rem 0;color:var(--muted)}
+nav.pages{display:flex;gap:1.5rem;margin:.75rem 0}
 """
 
 _JS = """\
@@ -95,6 +98,14 @@ _JS = """\
     window.history.replaceState(null, "", "?" + params.toString());
     var json = document.getElementById("json");
     if (json) { params.set("format", "json"); json.setAttribute("href", "?" + params.toString()); }
+    ["first", "next"].forEach(function (id) {
+      var link = document.getElementById(id);
+      if (!link) { return; }
+      var own = new URLSearchParams(link.getAttribute("href").slice(1));
+      own.set("sort", sortKey); own.set("order", order);
+      if (input && input.value) { own.set("q", input.value); } else { own.delete("q"); }
+      link.setAttribute("href", "?" + own.toString());
+    });
     if (form) {
       form.elements.sort.value = sortKey; form.elements.order.value = order;
     }
@@ -203,6 +214,8 @@ class Listing:
         folders: the sub-folders, in name order.
         files: the objects, in name order.
         generated: when the listing was read.
+        page: the token of this page of a folder listed a page at a time (``''``: the first).
+        next_page: the token of the next page, or ``None`` on the last (or only) page.
     """
 
     bucket: str
@@ -211,6 +224,13 @@ class Listing:
     folders: tuple[Folder, ...]
     files: tuple[File, ...]
     generated: datetime
+    page: str = ""
+    next_page: str | None = None
+
+    @property
+    def paged(self) -> bool:
+        """Whether this is one page of a folder too big for one."""
+        return bool(self.page) or self.next_page is not None
 
     @property
     def total_bytes(self) -> int:
@@ -220,29 +240,35 @@ class Listing:
 
 @dataclass(frozen=True)
 class View:
-    """How a listing is shown: sort column, direction and name filter."""
+    """How a listing is shown: sort column, direction, name filter, and which page.
+
+    Sorting and filtering apply to the page shown (``page``, an S3 continuation token; ``''``
+    for the first).
+    """
 
     sort: SortKey = "name"
     order: Order = "asc"
     q: str = ""
+    page: str = ""
 
     @classmethod
-    def from_query(cls, sort: str | None, order: str | None, q: str | None) -> View:
+    def from_query(
+        cls, sort: str | None, order: str | None, q: str | None, page: str | None = None
+    ) -> View:
         """Build a view from query parameters, falling back to the defaults for bad values."""
         key: SortKey = sort if sort in SORT_KEYS else "name"
         default: Order = "asc" if key == "name" else "desc"
         direction: Order = order if order in ("asc", "desc") else default  # type: ignore[assignment]
-        return cls(key, direction, (q or "").strip()[:MAX_FILTER_CHARS])
+        token = page or ""
+        if len(token) > MAX_PAGE_TOKEN_CHARS or not token.isprintable():
+            token = ""
+        return cls(key, direction, (q or "").strip()[:MAX_FILTER_CHARS], token)
 
     def query(self, **changes: str) -> str:
         """The query string (with ``?``) of this view, with ``changes`` applied."""
-        params = {"sort": self.sort, "order": self.order, "q": self.q, **changes}
+        params = {"sort": self.sort, "order": self.order, "q": self.q, "page": self.page}
+        params.update(changes)
         return "?" + urlencode({k: v for k, v in params.items() if v})
-
-
-def is_hidden(key: str) -> bool:
-    """Tell whether a key is bookkeeping that listings leave out (the sync state object)."""
-    return key.rsplit("/", 1)[-1] == STATE_NAME
 
 
 def build_listing(
@@ -254,6 +280,8 @@ def build_listing(
     *,
     generated: datetime | None = None,
     exclude: Iterable[str] = (),
+    page: str = "",
+    next_page: str | None = None,
 ) -> Listing:
     """Turn one delimited listing of ``root + path`` into a :class:`Listing`.
 
@@ -265,15 +293,22 @@ def build_listing(
         prefixes: the common prefixes it returned.
         generated: the time of the listing; default now.
         exclude: keys to leave out (e.g. the static index itself).
+        page: the continuation token this page was listed with (``''``: the first page).
+        next_page: the continuation token of the next page, if the folder has more.
 
     Returns:
         The listing with folders and files in name order; the folder's own marker object
-        (a key equal to the folder) and the sync state object are left out.
+        (a key equal to the folder) and rq's own objects (:func:`rearcquest.layout.is_reserved`:
+        the ``.rearcquest/`` folder, the legacy sync state) are left out.
     """
     base = root + path
     skip = set(exclude)
     folders = sorted(
-        (Folder(p[len(base) :], p[len(root) :]) for p in set(prefixes) if p.startswith(base)),
+        (
+            Folder(p[len(base) :], p[len(root) :])
+            for p in set(prefixes)
+            if p.startswith(base) and not is_reserved(p)
+        ),
         key=lambda f: _name_key(f.name),
     )
     files = sorted(
@@ -290,7 +325,7 @@ def build_listing(
             if o.key.startswith(base)
             and o.key != base
             and o.key not in skip
-            and not is_hidden(o.key)
+            and not is_reserved(o.key)
         ),
         key=lambda f: _name_key(f.name),
     )
@@ -301,6 +336,8 @@ def build_listing(
         folders=tuple(folders),
         files=tuple(files),
         generated=generated or datetime.now(UTC),
+        page=page,
+        next_page=next_page,
     )
 
 
@@ -418,10 +455,14 @@ def listing_document(
             that cannot be served safely.
 
     Returns:
-        A JSON-serialisable dict.
+        A JSON-serialisable dict. A folder listed a page at a time has ``next`` (the URL of
+        the next page's JSON, ``null`` on the last) and ``next_page`` (its token).
     """
     folders = [f for f in listing.folders if matches(f.name, view.q)]
     files = [f for f in sort_files(listing.files, view) if matches(f.name, view.q)]
+    next_url = None
+    if listing.next_page is not None:
+        next_url = (href(listing.path) or "") + view.query(page=listing.next_page, format="json")
     return {
         "bucket": listing.bucket,
         "prefix": listing.root,
@@ -446,6 +487,9 @@ def listing_document(
         ],
         "count": {"folders": len(folders), "objects": len(files)},
         "total_bytes": sum(f.size for f in files),
+        "page": listing.page or None,
+        "next_page": listing.next_page,
+        "next": next_url,
     }
 
 
@@ -518,7 +562,8 @@ def render_page(
 
     Args:
         listing: what to show.
-        view: sort column, order and filter; rows not matching the filter carry ``hidden``.
+        view: sort column, order, filter and page; rows not matching the filter carry
+            ``hidden``. A folder listed a page at a time gets links to its first and next page.
         href: turns a path relative to the served prefix into its (already encoded) URL, or
             ``None`` for a key that cannot be served safely (shown without a link).
         mode: ``live`` (served: sort links, filter form, folder navigation) or ``static``
@@ -560,10 +605,14 @@ def render_page(
         else ""
     )
     form_hidden = " hidden" if mode == "static" else ""
+    page_input = (
+        f'<input type="hidden" name="page" value="{_attr(view.page)}">' if view.page else ""
+    )
+    pager = _pager(listing, view) if mode == "live" else ""
     showing = f"showing {shown} of {total} \u00b7 " if view.q else ""
     folders_text = f"{len(listing.folders)} folder{'s' if len(listing.folders) != 1 else ''}, "
     summary = (
-        f'<span id="shown">{html.escape(showing)}</span>'
+        ("this page: " if listing.paged else "") + f'<span id="shown">{html.escape(showing)}</span>'
         f"{folders_text if mode == 'live' else ''}"
         f"{len(listing.files)} file{'s' if len(listing.files) != 1 else ''} "
         f'(<span title="{listing.total_bytes:,} bytes">{human_size(listing.total_bytes)}</span>)'
@@ -586,7 +635,7 @@ def render_page(
 <header>
 <h1>Index of <span class="crumbs">{_crumbs(listing, href_or_empty(href), mode)}</span></h1>
 <form id="filter" class="filter" method="get" role="search"{form_hidden}>
-<input type="hidden" name="sort" value="{view.sort}"><input type="hidden" name="order" value="{view.order}">
+<input type="hidden" name="sort" value="{view.sort}"><input type="hidden" name="order" value="{view.order}">{page_input}
 <label for="q">Filter</label>
 <input id="q" name="q" type="search" value="{q_attr}" placeholder="part of a name" autocomplete="off" maxlength="{MAX_FILTER_CHARS}">
 <button type="submit">Filter</button>
@@ -601,12 +650,26 @@ def render_page(
 </table>
 <p id="empty" class="empty"{"" if total and not shown else " hidden"}>No name matches the filter.</p>
 {'<p class="empty">This folder is empty.</p>' if not total else ""}
-</main>
+{pager}</main>
 <footer><p>{summary}</p></footer>
 <script>{_JS}</script>
 </body>
 </html>
 """
+
+
+def _pager(listing: Listing, view: View) -> str:
+    """Links to the first and the next page of a folder listed a page at a time."""
+    if not listing.paged:
+        return ""
+    links = []
+    if listing.page:
+        links.append(f'<a id="first" href="{_attr(view.query(page=""))}">\u2190 First page</a>')
+    if listing.next_page is not None:
+        href = _attr(view.query(page=listing.next_page))
+        links.append(f'<a id="next" rel="next" href="{href}">Next page \u2192</a>')
+    note = "sorting and the filter apply to this page"
+    return f'<nav class="pages" aria-label="Pages">{"".join(links)}<span>{note}</span></nav>\n'
 
 
 def href_or_empty(href: Callable[[str], str | None]) -> Callable[[str], str]:

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from rearcquest.errors import ConfigError, RqError
-from rearcquest.index import DEFAULT_CACHE_SECONDS
+from rearcquest.index import DEFAULT_CACHE_SECONDS, Limits
 from rearcquest.index._app import LOOPBACK_HOSTS, create_app
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def exposure_warning(host: str, token: str | None) -> str | None:
         "every request needs the token"
         if token
         else "anyone who can reach this machine can read the listed objects; "
-        "set --token (or RQ_INDEX_TOKEN) to require a token"
+        "add --token auto (or set RQ_INDEX_TOKEN) to require a token"
     )
     return f"serve-index is listening on {where}: {advice}"
 
@@ -87,10 +87,18 @@ def _url(sock: socket.socket, host: str) -> str:
 
 
 def _server(
-    store: ObjectStore, *, prefix: str, host: str, token: str | None, cache_seconds: float
+    store: ObjectStore,
+    *,
+    prefix: str,
+    host: str,
+    token: str | None,
+    cache_seconds: float,
+    limits: Limits,
 ) -> uvicorn.Server:
     try:
         import uvicorn
+
+        from rearcquest.index._protocol import protocol_class
     except ImportError as exc:  # pragma: no cover - the serve extra is checked by the caller
         raise _missing_extra() from exc
 
@@ -109,6 +117,13 @@ def _server(
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=5,
+        http=protocol_class(
+            request_timeout=limits.request_timeout, max_connections=limits.max_connections
+        ),
+        # Typed int, but used as a delay for loop.call_later: fractions work (and tests use them).
+        timeout_keep_alive=limits.keep_alive_timeout,  # type: ignore[arg-type]
+        # Requests still running count too (a download outlives its client for a moment).
+        limit_concurrency=limits.max_connections + 1,
     )
     return uvicorn.Server(config)
 
@@ -137,6 +152,7 @@ def serve(
     token: str | None = None,
     on_ready: Callable[[str], None] | None = None,
     cache_seconds: float = DEFAULT_CACHE_SECONDS,
+    limits: Limits | None = None,
 ) -> None:
     """Serve the index of ``prefix`` in ``store`` until interrupted (Ctrl-C or SIGTERM).
 
@@ -148,12 +164,20 @@ def serve(
         token: require this token on every request.
         on_ready: called with the URL once the socket is bound, before serving starts.
         cache_seconds: reuse a folder's listing for this long (0 lists on every request).
+        limits: timeouts and the connection bound; the defaults suit a network.
 
     Raises:
         ConfigError: the serve extra is missing, the prefix is invalid or the port is taken.
         StorageError: the bucket does not exist or cannot be reached.
     """
-    server = _server(store, prefix=prefix, host=host, token=token, cache_seconds=cache_seconds)
+    server = _server(
+        store,
+        prefix=prefix,
+        host=host,
+        token=token,
+        cache_seconds=cache_seconds,
+        limits=limits or Limits(),
+    )
     sock = _prepare(store, host, port, token)
     try:
         if on_ready is not None:
@@ -206,6 +230,7 @@ def start_server(
     port: int = 0,
     token: str | None = None,
     cache_seconds: float = DEFAULT_CACHE_SECONDS,
+    limits: Limits | None = None,
 ) -> RunningServer:
     """Start the index server in a background thread and return once it accepts connections.
 
@@ -216,6 +241,7 @@ def start_server(
         port: the port; 0 (the default) picks a free one.
         token: require this token on every request.
         cache_seconds: reuse a folder's listing for this long (0 lists on every request).
+        limits: timeouts and the connection bound; the defaults suit a network.
 
     Returns:
         The running server: its ``url`` and ``stop()``.
@@ -225,7 +251,14 @@ def start_server(
         StorageError: the bucket does not exist or cannot be reached.
         RuntimeError: the server did not start.
     """
-    server = _server(store, prefix=prefix, host=host, token=token, cache_seconds=cache_seconds)
+    server = _server(
+        store,
+        prefix=prefix,
+        host=host,
+        token=token,
+        cache_seconds=cache_seconds,
+        limits=limits or Limits(),
+    )
     sock = _prepare(store, host, port, token)
     url = _url(sock, host)
     thread = threading.Thread(

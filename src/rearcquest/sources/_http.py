@@ -3,6 +3,12 @@
 Retries cover connection errors, timeouts, bodies cut short, 429 and 5xx, with exponential backoff
 and full jitter, honouring ``Retry-After``; a bounded number of attempts. Every other answer is
 final. The wrapped ``httpx.Client`` can be injected (``transport=``) for tests.
+
+A hostile or broken source cannot hang a run or smuggle data in: redirects are followed only
+within the scheme, host and port of the URL asked for (at most :data:`MAX_REDIRECTS` hops), a read
+that waits ``timeout`` seconds for a byte fails, and a body must keep an average of ``min_rate``
+bytes a second once ``grace`` seconds have passed, so a server that drips one byte a second fails
+after about ``grace`` seconds instead of never.
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 from rearcquest import __version__
 from rearcquest.errors import RqError, SourceError, SourceForbiddenError
@@ -26,6 +34,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# The most redirects followed for one request; real sources redirect once, if at all.
+MAX_REDIRECTS = 5
+# The slowest average a body may arrive at once the grace period is over (bytes per second), and
+# that grace period (seconds): a 1 GB file may take 60 s + 20,000 s, a drip fails after ~60 s.
+MIN_RATE = 50_000.0
+RATE_GRACE = 60.0
 
 
 @dataclass(frozen=True)
@@ -130,9 +145,15 @@ class HttpClient:
         user_agent: the User-Agent header for every request.
         max_rps: the highest request rate; ``0`` for no limit.
         retry: the retry policy.
-        timeout: seconds to wait for a connection or for data.
+        timeout: seconds to wait for a connection or for the next byte (a stalled body fails
+            after this long without progress, and is retried).
+        max_connections: connections kept open at once.
         transport: an ``httpx`` transport, for tests.
         sleep: the sleep function, for tests.
+        min_rate: the slowest average rate a body may arrive at, in bytes per second, once
+            ``grace`` has passed; default :data:`MIN_RATE`. A slower body fails, not retried.
+        grace: seconds a body may take before ``min_rate`` applies; default :data:`RATE_GRACE`.
+        max_redirects: redirects followed (same origin only); default :data:`MAX_REDIRECTS`.
     """
 
     def __init__(
@@ -145,10 +166,17 @@ class HttpClient:
         max_connections: int = 8,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        min_rate: float | None = None,
+        grace: float | None = None,
+        max_redirects: int | None = None,
     ) -> None:
         _import_httpx_without_cli()
         import httpx
 
+        # The module defaults are read now, not at import, so a test can shrink them for a run.
+        self.min_rate = MIN_RATE if min_rate is None else min_rate
+        self.grace = RATE_GRACE if grace is None else grace
+        self.max_redirects = MAX_REDIRECTS if max_redirects is None else max_redirects
         self.user_agent = user_agent or default_user_agent()
         self.retry = retry or RetryPolicy()
         self.limiter = RateLimiter(max_rps, sleep=sleep)
@@ -158,7 +186,8 @@ class HttpClient:
         self.client = httpx.Client(
             headers={"User-Agent": self.user_agent},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            follow_redirects=True,
+            # Redirects are followed by stream(), which refuses to leave the source's origin.
+            follow_redirects=False,
             limits=httpx.Limits(max_connections=max_connections),
             transport=transport,
         )
@@ -178,6 +207,90 @@ class HttpClient:
         self.limiter.acquire()
         with self._count_lock:
             self.requests += 1
+
+    @contextmanager
+    def stream(
+        self, url: str, *, headers: dict[str, str] | None = None
+    ) -> Iterator[httpx.Response]:
+        """GET ``url``, following redirects only within its scheme, host and port.
+
+        Each request (redirects included) waits for the rate limiter and is counted. The body is
+        not read: iterate :meth:`iter_body` inside the ``with`` block.
+
+        Args:
+            url: the URL.
+            headers: extra request headers, sent on every hop.
+
+        Yields:
+            The first answer that is not a redirect.
+
+        Raises:
+            SourceError: a redirect leaves the origin of ``url``, or there are too many.
+        """
+        origin = _origin(url)
+        current = url
+        for _ in range(self.max_redirects + 1):
+            self.before_request()
+            with self.client.stream("GET", current, headers=headers) as response:
+                if not response.has_redirect_location:
+                    yield response
+                    return
+                target = urljoin(str(response.url), response.headers["Location"])
+                if _origin(target) != origin:
+                    scheme, host, port = origin
+                    raise SourceError(
+                        f"{url}: the server redirected to {target}, outside "
+                        f"{scheme}://{host}:{port}; refused, since a source may redirect only "
+                        "within its own scheme, host and port. Use the final URL if you trust it"
+                    )
+                log.debug("%s: redirected to %s", current, target)
+                current = target
+        raise SourceError(f"{url}: more than {self.max_redirects} redirects; refused")
+
+    def iter_body(
+        self, response: httpx.Response, what: str, *, raw: bool = False, chunk_size: int = 0
+    ) -> Iterator[bytes]:
+        """Yield the body's chunks as they arrive, failing a body that arrives too slowly.
+
+        Once ``grace`` seconds have passed since the answer began, the body must have arrived at
+        ``min_rate`` bytes a second on average (``elapsed <= grace + received / min_rate``): a
+        body of known size gets at most ``grace + size / min_rate`` seconds, one that drips never
+        ends is stopped after about ``grace`` seconds.
+
+        Args:
+            response: an open streamed answer.
+            what: names the body in messages, e.g. the URL.
+            raw: yield the bytes as sent (no content decoding).
+            chunk_size: join what arrives into chunks of at least this many bytes (the last one
+                may be shorter); the rate is still checked at every read.
+
+        Raises:
+            SourceError: the body arrived too slowly (not retried: another attempt would take
+                as long).
+        """
+        start = time.monotonic()
+        received = 0
+        pending: list[bytes] = []
+        pending_size = 0
+        # httpx's own chunk_size would buffer a drip until a whole chunk is in, unseen by the
+        # clock: the chunks are taken as read and joined here instead.
+        chunks = response.iter_raw() if raw else response.iter_bytes()
+        for chunk in chunks:
+            received += len(chunk)
+            elapsed = time.monotonic() - start
+            if elapsed > self.grace + received / self.min_rate:
+                raise SourceError(
+                    f"{what}: too slow: {received} bytes in {elapsed:.1f} s, below the minimum "
+                    f"of {self.min_rate:.0f} bytes/s after {self.grace:g} s; the server is "
+                    "overloaded or misbehaving, try again later"
+                )
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size >= chunk_size:
+                yield pending[0] if len(pending) == 1 else b"".join(pending)
+                pending, pending_size = [], 0
+        if pending:
+            yield b"".join(pending)
 
     def call(self, what: str, attempt: Callable[[], T]) -> T:
         """Run ``attempt`` until it returns, retrying on :class:`Retry` and transport errors.
@@ -258,20 +371,32 @@ class HttpClient:
             return SourceError(f"{url}: body of {size} bytes exceeds {max_bytes}")
 
         def attempt() -> bytes:
-            self.before_request()
-            with self.client.stream("GET", url, headers=headers) as response:
+            with self.stream(url, headers=headers) as response:
                 self.check_status(response, url)
                 length = response.headers.get("Content-Length", "")
                 if length.isdigit() and int(length) > max_bytes:
                     raise oversized(length)
                 body = bytearray()
-                for chunk in response.iter_bytes():
+                for chunk in self.iter_body(response, url):
                     body.extend(chunk)
                     if len(body) > max_bytes:
                         raise oversized(f"more than {max_bytes}")
                 return bytes(body)
 
         return self.call(url, attempt)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """The scheme, host and port of ``url`` (the port made explicit for http and https)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
 
 
 def _describe_transport_error(exc: Exception) -> str:

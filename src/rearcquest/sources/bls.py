@@ -194,16 +194,19 @@ def download(
         The download's size, sha256 and ``Last-Modified``, or ``None`` for 304 Not Modified.
 
     Raises:
-        SourceError: the server failed after retries, or answered an error.
-        DataError: the body's length differs from ``Content-Length`` or from the listed size.
+        SourceError: the server failed after retries, answered an error, redirected outside
+            its origin or sent the body too slowly.
+        DataError: the body's length differs from ``Content-Length`` or from the listed size
+            (with or without a ``Content-Length``; a longer body is cut off as soon as it
+            exceeds the listed size).
+        OSError: ``dest`` could not be written (e.g. a full disk).
     """
     headers = {"Accept-Encoding": "identity"}
     if if_modified_since:
         headers["If-Modified-Since"] = if_modified_since
 
     def attempt() -> Download | None:
-        http.before_request()
-        with http.client.stream("GET", file.url, headers=headers) as response:
+        with http.stream(file.url, headers=headers) as response:
             if response.status_code == 304:
                 return None
             http.check_status(response, file.url)
@@ -211,10 +214,17 @@ def download(
             dest.truncate()
             digest = hashlib.sha256()
             size = 0
-            for chunk in response.iter_raw(_CHUNK):
+            for chunk in http.iter_body(response, file.url, raw=True, chunk_size=_CHUNK):
+                size += len(chunk)
+                if file.size is not None and size > file.size:
+                    # Stop at once: a body longer than listed (chunked, no Content-Length) could
+                    # otherwise fill the temporary disk before the final length check.
+                    raise DataError(
+                        f"{file.name}: the server sent more than the {file.size} bytes the "
+                        "listing says; the file may be changing on the server, try again later"
+                    )
                 digest.update(chunk)
                 dest.write(chunk)
-                size += len(chunk)
                 if on_bytes is not None:
                     on_bytes(len(chunk))
             length = response.headers.get("Content-Length")

@@ -1,0 +1,204 @@
+"""Two syncs of one mirror at once: the lease keeps them apart, on moto and on SeaweedFS."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import IO, Any
+
+import pytest
+
+from conftest import release
+from rearcquest import lease as lease_module
+from rearcquest.errors import LeaseHeldError, LeaseLostError, LockUnsupportedError
+from rearcquest.layout import lock_key, state_key
+from rearcquest.lease import Lease, LeaseInfo
+from rearcquest.offline import OfflineServer
+from rearcquest.sources._http import RetryPolicy
+from rearcquest.storage import ObjectStore, make_s3_client
+from rearcquest.sync import SyncResult, sync_bls
+
+CONTACT = "tests@example.com"
+FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
+LOCK = lock_key("pr/")
+
+
+@pytest.fixture(params=["moto", pytest.param("seaweedfs", marks=pytest.mark.integration)])
+def any_store(request: pytest.FixtureRequest) -> ObjectStore:
+    """A fresh bucket on moto (in-process) or on a real SeaweedFS server."""
+    if request.param == "moto":
+        store: ObjectStore = request.getfixturevalue("store")
+        return store
+    endpoint, bucket = request.getfixturevalue("seaweed_bucket")
+    return ObjectStore(make_s3_client(endpoint_url=endpoint), bucket)
+
+
+def run(store: ObjectStore, server: OfflineServer, **kw: Any) -> SyncResult:
+    kw.setdefault("retry", FAST)
+    return sync_bls(store, source_url=server.bls_url, contact=CONTACT, **kw)
+
+
+def mirror(store: ObjectStore) -> dict[str, bytes]:
+    return {o.key.removeprefix("pr/"): store.get_bytes(o.key) for o in store.list_objects("pr/")}
+
+
+def test_a_sync_holds_the_lease_and_releases_it(
+    any_store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, Any]] = []
+    real_upload = any_store.upload
+
+    def upload(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+        seen.append(json.loads(any_store.get_bytes(LOCK)))
+        return real_upload(key, fileobj, size, **kw)
+
+    monkeypatch.setattr(any_store, "upload", upload)
+    run(any_store, bls_server).raise_for_errors()
+    assert len(seen) == 12 and {doc["holder"] for doc in seen} == {seen[0]["holder"]}
+    assert any_store.fetch(LOCK) is None  # released
+
+
+def test_a_second_sync_exits_5_and_changes_nothing(
+    any_store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    held = Lease(any_store, LOCK, holder="cron:99:abc").acquire()
+    with pytest.raises(LeaseHeldError, match="cron:99:abc") as info:
+        run(any_store, bls_server)
+    assert info.value.exit_code == 5
+    assert bls_server.requests == []  # not even the listing
+    assert mirror(any_store) == {} and any_store.fetch(state_key("pr/")) is None
+    dry = run(any_store, bls_server, dry_run=True)  # a dry run takes no lease
+    assert len(dry.added) == 12
+    unlocked = run(any_store, bls_server, lock=False)  # proceed knowingly
+    assert len(unlocked.added) == 12
+    held.release()
+
+
+def test_dry_run_leaves_no_lock(any_store: ObjectStore, bls_server: OfflineServer) -> None:
+    run(any_store, bls_server, dry_run=True)
+    assert list(any_store.list_objects("")) == []
+
+
+def test_expired_lease_of_a_crashed_run_is_taken_over(
+    any_store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    past = datetime.now(UTC) - timedelta(hours=2)
+    any_store.put_bytes(
+        LOCK, LeaseInfo("crashed:1:x", past, past + timedelta(minutes=10)).to_json()
+    )
+    result = run(any_store, bls_server)
+    result.raise_for_errors()
+    assert len(result.added) == 12
+    assert any_store.fetch(LOCK) is None
+
+
+def test_lost_lease_stops_before_deletes_and_state(
+    store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(store, bls_server).raise_for_errors()
+    state_before = store.get_bytes(state_key("pr/"))
+    files = release("2026-08-06")
+    del files["pr.footnote"]
+    bls_server.set_files(files)
+    real_upload = store.upload
+
+    def stalled(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+        # This run stalled past its expiry and another run took the lease over.
+        other = LeaseInfo.from_json(store.get_bytes(LOCK))
+        store.put_bytes(LOCK, LeaseInfo("other:2:y", other.acquired, other.expires).to_json())
+        return real_upload(key, fileobj, size, **kw)
+
+    monkeypatch.setattr(store, "upload", stalled)
+    with pytest.raises(LeaseLostError, match="lost its lease") as info:
+        run(store, bls_server)
+    assert info.value.exit_code == 5
+    assert store.head("pr/pr.footnote") is not None  # no delete after the loss
+    assert store.get_bytes(state_key("pr/")) == state_before
+    assert json.loads(store.get_bytes(LOCK))["holder"] == "other:2:y"  # theirs, left alone
+
+
+def test_endpoint_ignoring_conditions_needs_no_lock(
+    store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lease_module, "_unsupported_reported", set())
+
+    def strip(request: Any, **_: Any) -> None:
+        for name in ("If-None-Match", "If-Match"):
+            if name in request.headers:
+                del request.headers[name]
+
+    store.client.meta.events.register("before-sign.s3", strip)
+    with pytest.raises(LockUnsupportedError, match="--no-lock"):
+        run(store, bls_server)
+    assert bls_server.requests == [] and list(store.list_objects("")) == []
+    result = run(store, bls_server, lock=False)
+    result.raise_for_errors()
+    assert len(result.added) == 12
+
+
+def test_overlapping_syncs_lose_nothing(any_store: ObjectStore, bls_server: OfflineServer) -> None:
+    """The race of issue #9: a slow run that listed an old release, a fast one on the new."""
+    slow_store = ObjectStore(any_store.client, any_store.bucket)
+    in_upload, go_on = threading.Event(), threading.Event()
+    real_upload = slow_store.upload
+
+    def slow_upload(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+        in_upload.set()
+        assert go_on.wait(timeout=60)
+        return real_upload(key, fileobj, size, **kw)
+
+    slow_store.upload = slow_upload  # type: ignore[method-assign]
+    outcome: list[Any] = []
+    slow = threading.Thread(target=lambda: outcome.append(run(slow_store, bls_server)))
+    slow.start()
+    assert in_upload.wait(timeout=60)  # the slow run listed the old release and is uploading
+    new = release("2026-08-06")
+    bls_server.set_files(new)
+    with pytest.raises(LeaseHeldError, match="another sync holds the mirror"):
+        run(any_store, bls_server)  # the fast run is refused, exit 5
+    waited: list[SyncResult] = []
+    waiter = threading.Thread(target=lambda: waited.append(run(any_store, bls_server, wait=60)))
+    waiter.start()
+    go_on.set()
+    slow.join(timeout=60)
+    waiter.join(timeout=120)
+    # The slow run may report files that changed on the server under it (sizes no longer as
+    # listed): it uploads none of those and deletes nothing. The run after it converges.
+    assert all("listing says" in e.message for e in outcome[0].errors)
+    waited[0].raise_for_errors()
+    assert waited[0].updated  # it ran after the slow one, on the newest listing
+    assert mirror(any_store) == {n: f.data for n, f in new.items()}
+    assert any_store.fetch(LOCK) is None
+
+
+@pytest.mark.parametrize("first_run", [True, False], ids=["no-state-yet", "state-read"])
+def test_state_write_is_conditional(
+    any_store: ObjectStore, bls_server: OfflineServer, first_run: bool
+) -> None:
+    """A run without a lease (or past its expiry) never overwrites a state another run wrote."""
+    from rearcquest.errors import StateConflictError
+
+    if not first_run:
+        run(any_store, bls_server).raise_for_errors()
+        bls_server.set_files(release("2026-08-06"))
+    theirs = b'{"written by": "another run"}'
+    real_upload = any_store.upload
+    wrote: list[bool] = []
+
+    def upload(key: str, fileobj: IO[bytes], size: int, **kw: Any) -> str:
+        if not wrote:
+            wrote.append(True)
+            any_store.put_bytes(state_key("pr/"), theirs)
+        return real_upload(key, fileobj, size, **kw)
+
+    any_store.upload = upload  # type: ignore[method-assign]
+    with pytest.raises(StateConflictError, match="it was not overwritten") as info:
+        run(any_store, bls_server, lock=False)
+    assert info.value.exit_code == 5
+    assert any_store.get_bytes(state_key("pr/")) == theirs
+    del any_store.upload
+    # The next run treats that foreign document as lost, rebuilds and converges.
+    run(any_store, bls_server).raise_for_errors()
+    assert mirror(any_store) == {n: f.data for n, f in bls_server.files.items()}
