@@ -293,6 +293,7 @@ def test_pages_of_a_big_folder(
     finally:
         context.close()
 
+
 # -- finding a browser ------------------------------------------------------------------------------
 
 
