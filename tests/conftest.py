@@ -137,3 +137,40 @@ def bls_server(shared_data: Path) -> Iterator[Any]:
 
     with OfflineServer(release("2024-06-06")) as server:
         yield server
+
+
+class restored_logging:
+    """On exit, put back the ``rearcquest`` logger (level, handlers, filters, propagate) and the
+    root logger's level as they were on entry, and drop the root handlers added since (but
+    pytest's own, which pytest adds and removes around each phase of a test)."""
+
+    def __enter__(self) -> None:
+        import logging
+
+        self._package, self._root = logging.getLogger("rearcquest"), logging.getLogger()
+        package, root = self._package, self._root
+        self._saved = (package.level, list(package.handlers), list(package.filters))
+        self._propagate = package.propagate
+        self._saved_root = (root.level, list(root.handlers))
+
+    def __exit__(self, *exc: object) -> None:
+        package, root = self._package, self._root
+        package.setLevel(self._saved[0])
+        package.handlers[:] = self._saved[1]
+        package.filters[:] = self._saved[2]
+        package.propagate = self._propagate
+        root.setLevel(self._saved_root[0])
+        for handler in list(root.handlers):
+            if handler not in self._saved_root[1] and not _pytests(handler):
+                root.removeHandler(handler)
+
+
+def _pytests(handler: object) -> bool:
+    return type(handler).__module__.startswith("_pytest.")
+
+
+@pytest.fixture(autouse=True)
+def _restored_logging() -> Iterator[None]:
+    """What ``rq -v`` or a Lambda handler configures does not leak into the next test."""
+    with restored_logging():
+        yield

@@ -16,8 +16,10 @@ runner = CliRunner()
 def test_help_lists_every_command() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("sync-bls", "demo"):
-        assert command in result.output
+    commands = [c.name for c in app.registered_commands]
+    assert {"sync-bls", "fetch-population", "analyze", "demo"} <= set(commands)
+    for command in commands:
+        assert command is not None and f" {command} " in result.output, command
 
 
 def test_no_args_shows_help() -> None:

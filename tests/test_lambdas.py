@@ -1,4 +1,9 @@
-"""The Lambda handlers and the whole AWS pipeline, locally: moto S3 -> SQS -> report handler."""
+"""The Lambda handlers and the whole AWS pipeline, locally: moto S3 -> SQS -> report handler.
+
+The report path itself (malformed batches, skipped events) is tested in ``test_events.py``; here,
+that the handlers read their settings from the environment, log JSON lines with the invocation's
+ids and answer as Lambda expects.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,15 @@ from typing import Any
 import boto3
 import pytest
 
-from conftest import DATAUSA, release
+from event_helpers import (
+    GOOD,
+    POPULATION_KEY,
+    collected,
+    message,
+    reports,
+    s3_body,
+    seed_buckets,
+)
 from rearcquest import lambdas
 from rearcquest.config import Settings
 from rearcquest.errors import RqError
@@ -20,15 +33,6 @@ from rearcquest.localaws import drain_queue, notify_queue_on_key
 from rearcquest.logjson import JsonFormatter
 from rearcquest.offline import Fault, OfflineServer, add_datausa_routes
 from rearcquest.storage import ObjectStore
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 @pytest.fixture
@@ -44,13 +48,25 @@ def aws() -> Iterator[tuple[Any, Any]]:
     lambdas._s3_client.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _unconfigured() -> Iterator[None]:
+    """Each test's first invocation configures logging afresh, as in a new Lambda container (the
+    conftest fixture restores the ``rearcquest`` logger after each test)."""
+    lambdas._configure_logging.cache_clear()
+    yield
+    lambdas._configure_logging.cache_clear()
+
+
 @pytest.fixture
 def logged() -> Iterator[list[logging.LogRecord]]:
-    handler = _Collect()
-    logger = logging.getLogger("rearcquest.lambdas")
-    logger.addHandler(handler)
-    yield handler.records
-    logger.removeHandler(handler)
+    """Every record of the package, the handlers' and the report path's (rearcquest.events).
+
+    Logging is configured first, as the handlers would, so that their configuration keeps the
+    collector.
+    """
+    lambdas._configure_logging()
+    with collected("rearcquest") as records:
+        yield records
 
 
 def pipeline_env(monkeypatch: pytest.MonkeyPatch, server: OfflineServer, key: str) -> None:
@@ -66,41 +82,11 @@ def pipeline_env(monkeypatch: pytest.MonkeyPatch, server: OfflineServer, key: st
         monkeypatch.setenv(name, value)
 
 
-def reports(records: list[logging.LogRecord]) -> dict[str, Any]:
-    return {r.report: r.data for r in records if hasattr(r, "report")}  # type: ignore[attr-defined]
-
-
-def s3_body(bucket: str, key: str, event: str | None = "ObjectCreated:Put") -> str:
-    """An S3 event notification as S3 puts it in an SQS message body (``key`` URL-encoded)."""
-    record: dict[str, Any] = {"s3": {"bucket": {"name": bucket}, "object": {"key": key}}}
-    if event is not None:
-        record["eventName"] = event
-    return json.dumps({"Records": [record]})
-
-
-def message(message_id: str, body: str) -> dict[str, Any]:
-    return {"messageId": message_id, "body": body, "eventSource": "aws:sqs"}
-
-
-POPULATION_KEY = "datausa/population.json"
-
-
 @pytest.fixture
 def seeded(aws: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Both buckets holding real data (the BLS release of 2024-06-06, the ACS 1-year population)."""
     s3, _ = aws
-    s3.create_bucket(Bucket="rq-bls")
-    s3.create_bucket(Bucket="rq-population")
-    s3.put_object(
-        Bucket="rq-bls",
-        Key="pr/pr.data.0.Current",
-        Body=release("2024-06-06")["pr.data.0.Current"].data,
-    )
-    s3.put_object(
-        Bucket="rq-population",
-        Key=POPULATION_KEY,
-        Body=(DATAUSA / "tesseract-acs1-2013-2023-raw.json").read_bytes(),
-    )
+    seed_buckets(s3)
     monkeypatch.setenv("RQ_BLS_BUCKET", "rq-bls")
     monkeypatch.setenv("RQ_POPULATION_BUCKET", "rq-population")
     monkeypatch.setenv("RQ_POPULATION_KEY", POPULATION_KEY)
@@ -206,23 +192,32 @@ def test_scheduled_handler_raises_after_running_both_steps(
     )
 
 
-def test_s3_events_in_message_decodes_keys() -> None:
-    body = s3_body("b", "a+b%2Bc%C3%A9.json")
-    assert lambdas.s3_events_in_message(body) == [("b", "a b+cé.json", "ObjectCreated:Put")]
-    test_event = json.dumps({"Event": "s3:TestEvent", "Bucket": "b"})
-    assert lambdas.s3_events_in_message(test_event) == [("b", "", "s3:TestEvent")]
-    with pytest.raises(ValueError, match="not an S3 event"):
-        lambdas.s3_events_in_message("[]")
-    with pytest.raises(ValueError, match="lacks its bucket or key"):
-        lambdas.s3_events_in_message(json.dumps({"Records": [{"s3": {"bucket": {}}}]}))
-
-
 def test_settings_from_env_reads_every_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RQ_BLS_PREFIX", "")
-    monkeypatch.setenv("RQ_MAX_RPS", "2.5")
-    settings = Settings.from_env()
-    assert settings.resolved_bls_prefix == ""
-    assert settings.max_rps == 2.5
+    values = {
+        "RQ_BLS_BUCKET": "b",
+        "RQ_BLS_PREFIX": "",
+        "RQ_BLS_URL": "http://bls.test/pub/time.series/pr/",
+        "RQ_POPULATION_BUCKET": "p",
+        "RQ_POPULATION_KEY": "k.json",
+        "RQ_POPULATION_URL": "http://datausa.test/api",
+        "RQ_CONTACT": "me@example.com",
+        "RQ_USER_AGENT": "rq-test/1",
+        "RQ_MAX_RPS": "2.5",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    assert Settings.from_env() == Settings(
+        bls_bucket="b",
+        bls_prefix="",
+        bls_url="http://bls.test/pub/time.series/pr/",
+        population_bucket="p",
+        population_key="k.json",
+        population_url="http://datausa.test/api",
+        contact="me@example.com",
+        user_agent="rq-test/1",
+        max_rps=2.5,
+    )
+    assert Settings.from_env().resolved_bls_prefix == ""
 
 
 def test_index_handler_lists_the_mirror_with_presigned_links(
@@ -253,112 +248,12 @@ def test_index_handler_hides_s3_errors(
     assert "no-such-bucket" not in response["body"]
 
 
-GOOD = s3_body("rq-population", POPULATION_KEY)
-MISSING = s3_body("rq-population", "datausa/nope.json")
-
-
-@pytest.mark.parametrize(
-    ("bad", "failed", "logged_line"),
-    [
-        ("junk", [], "record 1 dropped"),
-        (None, [], "record 1 dropped"),
-        (["a", "list"], [], "record 1 dropped"),
-        ({"body": GOOD}, [], "record 1 dropped"),
-        ({"messageId": None, "body": GOOD}, [], "record 1 dropped"),
-        ({"messageId": "", "body": GOOD}, [], "record 1 dropped"),
-        ({"messageId": 7, "body": GOOD}, [], "record 1 dropped"),
-        ({"messageId": "bad"}, ["bad"], "message failed: the message has no body"),
-        (message("bad", "not json"), ["bad"], "message failed"),
-        (message("bad", "[1]"), ["bad"], "message failed: the message is not an S3 event"),
-        (message("bad", "{}"), ["bad"], "message failed: the message is not an S3 event"),
-        (
-            message("bad", json.dumps({"Records": [{"s3": {}}]})),
-            ["bad"],
-            "message failed: an S3 record lacks",
-        ),
-        (message("bad", MISSING), ["bad"], "message failed"),
-        (
-            message("skip", s3_body("other-bucket", POPULATION_KEY)),
-            [],
-            "skipping an event of bucket other-bucket, not the population bucket",
-        ),
-        (
-            message("skip", s3_body("rq-population", POPULATION_KEY, "ObjectRemoved:Delete")),
-            [],
-            "skipping ObjectRemoved:Delete: only ObjectCreated:* events run the reports",
-        ),
-        (
-            message("skip", s3_body("rq-population", POPULATION_KEY, None)),
-            [],
-            "skipping an event without eventName: only ObjectCreated:* events run the reports",
-        ),
-        (
-            message("skip", json.dumps({"Event": "s3:TestEvent", "Bucket": "rq-population"})),
-            [],
-            "skipping s3:TestEvent",
-        ),
-    ],
-    ids=[
-        "record-is-a-string",
-        "record-is-null",
-        "record-is-a-list",
-        "no-messageId",
-        "messageId-null",
-        "messageId-empty",
-        "messageId-not-a-string",
-        "no-body",
-        "body-not-json",
-        "body-not-an-object",
-        "body-without-Records",
-        "s3-record-without-bucket",
-        "object-missing-in-the-population-bucket",
-        "other-bucket-skipped",
-        "other-event-skipped",
-        "no-eventName-skipped",
-        "s3-test-event-skipped",
-    ],
-)
-def test_a_bad_record_fails_alone_and_good_ones_succeed(
-    seeded: Settings,
-    logged: list[logging.LogRecord],
-    bad: Any,
-    failed: list[str],
-    logged_line: str,
-) -> None:
-    event = {"Records": [message("good-1", GOOD), bad, message("good-2", GOOD)]}
-    response = lambdas.report_handler(event, SimpleNamespace(aws_request_id="req-1"))
-    assert response == {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
-    done = [r for r in logged if r.getMessage() == "reports done"]
-    assert [r.population_object for r in done] == [f"s3://rq-population/{POPULATION_KEY}"] * 2  # type: ignore[attr-defined]
-    matching = [r for r in logged if r.getMessage().startswith(logged_line)]
-    assert len(matching) == 1, [r.getMessage() for r in logged]
-    assert matching[0].levelno == (logging.INFO if "skipping" in logged_line else logging.ERROR)
-
-
-@pytest.mark.parametrize(
-    "event",
-    [{}, {"Records": None}, {"Records": {"messageId": "a"}}, {"Records": "x"}, ["x"], None],
-    ids=[
-        "no-Records",
-        "Records-null",
-        "Records-an-object",
-        "Records-a-string",
-        "event-a-list",
-        "event-null",
-    ],
-)
-def test_a_batch_without_records_is_logged_and_dropped(
-    seeded: Settings, logged: list[logging.LogRecord], event: Any
-) -> None:
-    assert lambdas.report_handler(event, None) == {"batchItemFailures": []}
-    assert [(r.levelno, r.getMessage()) for r in logged] == [
-        (logging.ERROR, "batch dropped: the event has no Records list")
-    ]
-
-
-def test_reports_fail_every_message_without_a_population_bucket(
+def test_report_handler_takes_its_settings_from_the_environment(
     seeded: Settings, monkeypatch: pytest.MonkeyPatch, logged: list[logging.LogRecord]
 ) -> None:
+    event = {"Records": [message("a", GOOD), message("b", "not json")]}
+    assert lambdas.report_handler(event, None) == {"batchItemFailures": [{"itemIdentifier": "b"}]}
+    assert set(reports(logged)) == {"population", "best_year", "series_population"}
     monkeypatch.delenv("RQ_POPULATION_BUCKET")
     response = lambdas.report_handler({"Records": [message("a", GOOD)]}, None)
     assert response == {"batchItemFailures": [{"itemIdentifier": "a"}]}

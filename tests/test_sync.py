@@ -123,7 +123,6 @@ def test_delete_guard_trips_before_deleting(store: ObjectStore, bls_server: Offl
     assert len(bucket_files(store)) == 12
     with pytest.raises(DeleteGuardError, match="would delete 11 objects"):
         result.raise_for_errors()
-    assert DeleteGuardError.exit_code == 4
 
 
 def test_no_delete_keeps_removed_files(store: ObjectStore, bls_server: OfflineServer) -> None:
@@ -175,7 +174,6 @@ def test_prefix_root_and_custom(store: ObjectStore, bls_server: OfflineServer) -
 def test_bls_gov_without_contact_is_refused_before_any_request(store: ObjectStore) -> None:
     with pytest.raises(ConfigError, match="--contact"):
         sync_bls(store)
-    assert ConfigError.exit_code == 2
 
 
 def test_server_403_says_how_to_fix(store: ObjectStore, bls_server: OfflineServer) -> None:
@@ -350,7 +348,7 @@ def test_redated_identical_bytes_get_true_metadata_by_a_server_side_copy(
     assert new.metadata["rq-listing-date"] == "2026-08-06 08:30"
     assert new.metadata["rq-sha256"] == old.metadata["rq-sha256"]
     assert new.content_type == "text/plain; charset=utf-8"
-    state = json.loads(store.get_bytes("pr/" + STATE_NAME))["files"]["pr.class"]
+    state = json.loads(store.get_bytes(state_key("pr/")))["files"]["pr.class"]
     assert state["etag"] == new.etag and state["modified"] == "2026-08-06 08:30"
     again = run(store, bls_server)
     assert len(again.unchanged) == 12 and again.restamped == []
@@ -364,9 +362,9 @@ def test_304_refreshes_the_listing_date_in_the_metadata(
     stale = files["pr.txt"]
     files["pr.txt"] = type(stale)(stale.name, stale.data, stale.listed.replace(minute=59))
     bls_server.set_files(files)
-    state = json.loads(store.get_bytes("pr/" + STATE_NAME))
+    state = json.loads(store.get_bytes(state_key("pr/")))
     state["files"]["pr.txt"]["last_modified"] = "Thu, 01 Jan 2099 00:00:00 GMT"
-    store.put_bytes("pr/" + STATE_NAME, json.dumps(state).encode())
+    store.put_bytes(state_key("pr/"), json.dumps(state).encode())
     result = run(store, bls_server)
     assert result.restamped == ["pr.txt"] and result.bytes_uploaded == 0
     head = store.head("pr/pr.txt")

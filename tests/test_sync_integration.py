@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tracemalloc
 from datetime import datetime
 
 import pytest
 
 from conftest import release
-from rearcquest import storage
+from rearcquest import storage, sync
 from rearcquest.offline import OfflineServer, ServedFile
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore, make_s3_client
@@ -56,12 +57,24 @@ def test_large_file_goes_up_in_parts_with_bounded_memory(
     monkeypatch.setattr(storage, "PART_SIZE", 5 * 1024 * 1024)
     endpoint, bucket = seaweed_bucket
     store = ObjectStore(make_s3_client(endpoint_url=endpoint), bucket)
-    big = os.urandom(13 * 1024 * 1024 + 17)
+    big = os.urandom(32 * 1024 * 1024 + 17)
     files = {"big.bin": ServedFile("big.bin", big, datetime(2026, 1, 2, 3, 4))}
     with OfflineServer(files) as server:
-        result = sync_bls(store, source_url=server.bls_url, contact="it@example.com", retry=FAST)
+        # S3 is another process (SeaweedFS); the BLS-like server sends the bytes made above.
+        tracemalloc.start()
+        try:
+            result = sync_bls(
+                store, source_url=server.bls_url, contact="it@example.com", retry=FAST
+            )
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
     assert result.added == ["big.bin"]
+    # The download is spooled (in memory up to the spool size, then on disk) and goes up one part
+    # at a time: the peak is bounded by the spool and two parts, not by the file (32 MB).
+    bound = sync._SPOOL_BYTES + 2 * storage.PART_SIZE
+    assert peak < bound < len(big), f"peak {peak} bytes, bound {bound}"
     stored = store.get_bytes("pr/big.bin")
     assert hashlib.sha256(stored).digest() == hashlib.sha256(big).digest()
     head = store.head("pr/big.bin")
-    assert head is not None and head.etag.endswith("-3")  # three parts
+    assert head is not None and head.etag.endswith("-7")  # seven parts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -36,21 +37,23 @@ def test_actionlint_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_actionlint_rejects_a_broken_workflow(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yml"
-    bad.write_text(
-        "on: push\n"
-        "jobs:\n"
-        "  x:\n"
-        "    runs-on: ubuntu-latest\n"
-        "    steps:\n"
-        "      - run: echo ${{ github.nope }}\n"
-    )
-    result = subprocess.run(
-        [_actionlint(), "-no-color", str(bad)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 1
-    assert "nope" in result.stdout
+def test_deploy_runs_the_same_tests_as_ci() -> None:
+    # A deploy must not ship on a weaker check than a pull request gets.
+    ci_test, deploy_test = _load("ci.yml")["jobs"]["test"], _load("deploy.yml")["jobs"]["test"]
+    assert deploy_test == ci_test
+    assert "bash .ci/run" in [s.get("run") for s in ci_test["steps"]]
+
+
+def test_every_variable_the_deploy_reads_is_documented() -> None:
+    deploy = (WORKFLOWS / "deploy.yml").read_text()
+    job = deploy[deploy.index("\n  deploy:\n") :]
+    read = set(re.findall(r"\bvars\.([A-Z0-9_]+)", job))
+    assert read >= {"AWS_DEPLOY_ROLE_ARN", "AWS_REGION", "RQ_CONTACT", "RQ_ALARM_EMAIL"}
+    aws_docs = (REPO / "docs" / "aws.md").read_text()
+    header = deploy[: deploy.index("\nname:")]
+    for name in sorted(read):
+        assert f"`{name}`" in aws_docs, f"docs/aws.md does not document the variable {name}"
+        assert name in header, f"deploy.yml's set-up comment does not name {name}"
 
 
 def test_no_stored_aws_keys_anywhere() -> None:

@@ -7,7 +7,8 @@ an endpoint is given, an embedded S3 and SQS server (moto). Then, as the AWS pip
    to show that nothing is fetched when nothing changed;
 2. wires the population key to a queue (the S3 notification), fetches the population (an S3
    event) and fetches it again (unchanged: nothing written, no event);
-3. drains the queue into the report function, as Lambda's SQS event source would;
+3. drains the queue into the report function, as Lambda's SQS event source would (the same
+   :func:`rearcquest.events.process_report_batch` as the report Lambda);
 4. computes the three reports from the bucket.
 
 Steps are reported through ``on_step(title, payload)``; the caller renders them. Everything is
@@ -81,7 +82,7 @@ def run_demo(
     import boto3
 
     from rearcquest.analytics import BLS_FILE, analyze
-    from rearcquest.lambdas import process_report_batch
+    from rearcquest.events import process_report_batch
     from rearcquest.localaws import drain_queue, notify_queue_on_key
     from rearcquest.population import fetch_population
     from rearcquest.sync import sync_bls

@@ -2,7 +2,9 @@
 
 Used by ``rq demo`` and the end-to-end test against moto (in-process or its server): the population
 bucket notifies a queue when the population key is written, and :func:`drain_queue` plays the part
-of Lambda's SQS event source, handing batches to a handler and deleting what it processed.
+of Lambda's SQS event source, handing batches to a handler and deleting what it processed. The
+batches and the partial batch responses are those of :mod:`rearcquest.events`, whose
+:func:`~rearcquest.events.process_report_batch` is the report Lambda's work.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from rearcquest.events import failed_message_ids, sqs_batch_event
 
 if TYPE_CHECKING:
     from rearcquest.storage import ObjectStore
@@ -41,8 +45,10 @@ def drain_queue(
 ) -> list[dict[str, Any]]:
     """Feed the queue's messages to ``handler`` in Lambda's SQS event format until it is empty.
 
-    Messages the handler reports in ``batchItemFailures`` stay on the queue (as with Lambda's
-    partial batch responses); the others are deleted.
+    The events are built by :func:`rearcquest.events.sqs_batch_event`; give
+    :func:`rearcquest.events.process_report_batch` (settings and client bound) as ``handler`` to
+    run what the report Lambda runs. Messages the handler reports in ``batchItemFailures`` stay on
+    the queue (as with Lambda's partial batch responses); the others are deleted.
 
     Returns:
         The handler's responses, one per batch.
@@ -54,21 +60,9 @@ def drain_queue(
         ).get("Messages", [])
         if not messages:
             break
-        event = {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": queue_url,
-                }
-                for m in messages
-            ]
-        }
-        response = handler(event)
+        response = handler(sqs_batch_event(messages, queue=queue_url))
         responses.append(response)
-        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        failed = failed_message_ids(response)
         for message in messages:
             if message["MessageId"] not in failed:
                 sqs_client.delete_message(
