@@ -43,6 +43,11 @@ CLI_ONLY = {
     "pygments": "pygments",
 }
 LEFT_OUT = {**PROVIDED, **CLI_ONLY}
+# The live index server (`rq serve-index`) needs the `serve` extra, which is not a runtime
+# requirement and so not in the bundle; its modules are reached only through `serve()`,
+# `start_server()` and `create_app()`, which no handler calls (the index handler renders a page).
+SERVER_ONLY = ("rearcquest.index._app", "rearcquest.index._protocol", "rearcquest.index._server")
+SERVE_EXTRA = ("starlette", "uvicorn")
 
 
 def _name(requirement: str) -> str:
@@ -129,7 +134,7 @@ def handler_modules(src: Path = SRC, root: str = HANDLER_MODULE) -> list[str]:
     todo = [root]
     while todo:
         module = todo.pop()
-        if module in seen or _module_file(module, src) is None:
+        if module in seen or module in SERVER_ONLY or _module_file(module, src) is None:
             continue
         seen.add(module)
         parts = module.split(".")
@@ -193,7 +198,7 @@ def main(argv: list[str]) -> int:
         if any(m == "rearcquest.cli" for m in modules):
             print("error: the handlers can reach rearcquest.cli", file=sys.stderr)
             return 1
-        refused = list(CLI_ONLY.values())
+        refused = [*CLI_ONLY.values(), *SERVE_EXTRA]
         import_refusing(modules, refused)
         print(f"{len(modules)} handler modules import without {', '.join(CLI_ONLY)}")
         return 0

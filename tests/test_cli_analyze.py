@@ -47,13 +47,16 @@ def test_json_all_reports_has_the_documented_shape(shared_data: Path) -> None:
         "std": pytest.approx(4257089.54, abs=0.005),
     }
     assert len(doc["best_year"]) == 282
-    assert set(doc["best_year"][0]) == {"series_id", "year", "value"}
+    # The series text decoded from pr.series beside the data file comes last.
+    assert list(doc["best_year"][0]) == ["series_id", "year", "value", "title"]
     assert doc["series_population"][0] == {
         "series_id": "PRS30006032",
         "year": 2013,
         "period": "Q01",
         "value": 0.5,
         "population": 311536594.0,
+        "title": "Manufacturing; All workers; Hours worked; % Change from previous quarter; "
+        "Seasonal Adjusted",
     }
 
 
@@ -92,7 +95,12 @@ def test_csv_single_report_is_plain_csv(shared_data: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 237
-    assert rows[0] == {"series_id": "PRS30006011", "year": "2022", "value": "16.4"}
+    assert rows[0] == {
+        "series_id": "PRS30006011",
+        "year": "2022",
+        "value": "16.4",
+        "title": "Manufacturing; All workers; Employment; % Change same quarter 1 year ago; Seasonal Adjusted",
+    }
 
 
 def test_csv_all_reports_are_sections(shared_data: Path) -> None:
@@ -182,7 +190,9 @@ def test_output_dir_writes_csv_parquet_and_charts(tmp_path: Path, shared_data: P
     assert best.height == 237
     population = pl.read_parquet(out / "population.parquet")
     assert population["years"].to_list() == [[2013, 2014, 2015, 2016, 2017, 2018]]
-    assert (out / "best-year.csv").read_text().splitlines()[1] == "PRS30006011,2022,16.4"
+    assert (out / "best-year.csv").read_text().splitlines()[1] == (
+        "PRS30006011,2022,16.4,Manufacturing; All workers; Employment; % Change same quarter 1 year ago; Seasonal Adjusted"
+    )
     assert json.loads(result.stdout)["population"]["mean"] == 317437383.0
 
 
@@ -374,8 +384,15 @@ def test_best_year_prints_each_sum_with_the_sources_digits_in_every_format(
     ]
     assert in_json == expected
     assert in_csv == expected
-    assert _markdown_rows(out["markdown"]) == expected
-    assert _table_rows(out["table"]) == expected
+    assert [r[:3] for r in _markdown_rows(out["markdown"])] == expected
+    assert [r[:3] for r in _table_rows(out["table"])] == expected
+    titles = [r["title"] for r in _json_texts(out["json"])["best_year"]]
+    assert (
+        titles[0]
+        == "Manufacturing; All workers; Employment; % Change same quarter 1 year ago; Seasonal Adjusted"
+    )
+    assert titles == [r["title"] for r in csv.DictReader(io.StringIO(out["csv"]))]
+    assert titles == [r[3] for r in _markdown_rows(out["markdown"])]
 
 
 @pytest.mark.parametrize(
@@ -399,7 +416,7 @@ def test_series_population_prints_values_as_the_source_and_integer_populations(
         [r["series_id"], r["year"], r["period"], r["value"], r["population"] or ""]
         for r in _json_texts(out["json"])["series_population"]
     ]
-    in_csv = [list(r.values()) for r in csv.DictReader(io.StringIO(out["csv"]))]
+    in_csv = [list(r.values())[:5] for r in csv.DictReader(io.StringIO(out["csv"]))]
     in_markdown = [[*r[:4], _digits(r[4])] for r in _markdown_rows(out["markdown"])]
     in_table = [[*r[:4], _digits(r[4])] for r in _table_rows(out["table"])]
     assert in_json == in_csv == in_markdown == in_table
@@ -440,3 +457,44 @@ def test_parquet_types_are_the_same_in_every_report(tmp_path: Path, shared_data:
                 assert [int(r[column]) for r in rows] == frame[column].to_list(), column
     (population,) = pl.read_parquet(tmp_path / "population.parquet").rows(named=True)
     assert (str(population["mean"]), str(population["std"])) == ("322069808.0", "4158441.04")
+
+
+def test_from_tables_and_from_files_print_the_same_reports(
+    moto_server: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from rearcquest.layout import META_SHA256
+
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bucket = f"from-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    data = LATEST.read_bytes()
+    for name in ("pr.data.0.Current", "pr.series"):
+        body = (LATEST.parent / name).read_bytes()
+        client.put_object(
+            Bucket=bucket,
+            Key=f"pr/{name}",
+            Body=body,
+            Metadata={META_SHA256: hashlib.sha256(body).hexdigest()},
+        )
+    client.put_object(Bucket=bucket, Key="datausa/population.json", Body=ACS5.read_bytes())
+    monkeypatch.setenv("RQ_BLS_BUCKET", bucket)
+    monkeypatch.setenv("RQ_POPULATION_BUCKET", bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    missing = rq("--from", "tables")
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith(f"Error: no current table for s3://{bucket}/pr/pr.data")
+    built = runner.invoke(app, ["tables", "--format", "json"])
+    assert built.exit_code == 0, built.output
+    assert data == client.get_object(Bucket=bucket, Key="pr/pr.data.0.Current")["Body"].read()
+    for fmt in ("csv", "markdown", "json"):
+        files = rq("--from", "files", "--format", fmt)
+        tables = rq("--from", "tables", "--format", fmt)
+        auto = rq("--format", fmt)
+        assert files.exit_code == tables.exit_code == auto.exit_code == 0
+        # The same reports; only the source they name differs.
+        part = f"s3://{bucket}/tables/pr/observations/file=pr.data.0.Current/part-0.parquet"
+        assert (part in tables.stdout) == (fmt == "markdown")
+        assert tables.stdout == auto.stdout
+        assert tables.stdout.replace(part, f"s3://{bucket}/pr/pr.data.0.Current") == files.stdout

@@ -37,14 +37,17 @@ __all__ = [
     "StorageError",
     "SyncPlan",
     "SyncResult",
+    "TablesResult",
     "TransferError",
     "__version__",
     "analyze",
+    "build_tables",
     "fetch_population",
     "make_s3_client",
     "parse_listing",
     "parse_population",
     "plan_sync",
+    "run_sql",
     "sync_bls",
     "write_static_index",
 ]
@@ -72,6 +75,7 @@ if TYPE_CHECKING:
     from rearcquest.sources.datausa import PopulationData, parse_population
     from rearcquest.storage import ObjectStore, make_s3_client
     from rearcquest.sync import SyncPlan, SyncResult, plan_sync, sync_bls
+    from rearcquest.tables import TablesResult, build_tables, run_sql
 
 # Public name -> module that defines it; resolved on first access (PEP 562) to keep start-up lean.
 _LAZY = {
@@ -91,6 +95,9 @@ _LAZY = {
     "plan_sync": "rearcquest.sync",
     "sync_bls": "rearcquest.sync",
     "write_static_index": "rearcquest.index",
+    "TablesResult": "rearcquest.tables",
+    "build_tables": "rearcquest.tables",
+    "run_sql": "rearcquest.tables",
 }
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -59,6 +60,10 @@ OPTIONAL_COLUMNS: Final = ("footnote_codes",)
 MAX_POPULATION_BYTES = 1024 * 1024
 _MAX_HEADER_BYTES = 64 * 1024
 _VALUE_PATTERN = rf"^-?[0-9]+(\.[0-9]{{1,{VALUE_SCALE}}})?$"
+# Decimal(18, 3) holds 15 digits before the point: a longer value is an error, not a null.
+_TOO_LONG_PATTERN = r"^-?[0-9]{16,}"
+# What BLS prints where it has no number: "-", or a code in parentheses such as "(NA)" or "(D)".
+_NON_NUMBER_PATTERN = r"^(-|\([A-Za-z]{1,4}\))$"
 _LINE = "__line"
 _BAD = "__bad"
 
@@ -70,7 +75,7 @@ def value_dtype() -> pl.Decimal:
     return pl.Decimal(18, VALUE_SCALE)
 
 
-def _decimals_of(text: pl.Expr) -> pl.Expr:
+def decimals_of(text: pl.Expr) -> pl.Expr:
     """How many digits follow the decimal point in a value's text: ``-7.0`` 1, ``2`` 0."""
     import polars as pl
 
@@ -116,10 +121,17 @@ def _empty(name: str) -> pl.Expr:
     return pl.col(name).fill_null("") == ""
 
 
-def _problems() -> list[tuple[str, pl.Expr]]:
-    """What can be wrong with a row (stripped cells): a message template and when it applies."""
+def _problems(non_numbers: bool = False) -> list[tuple[str, pl.Expr]]:
+    """What can be wrong with a row (stripped cells): a message template and when it applies.
+
+    Args:
+        non_numbers: what BLS prints where it has no number (``-``, ``(NA)``) is allowed.
+    """
     import polars as pl
 
+    number = pl.col("value").str.contains(_VALUE_PATTERN)
+    if non_numbers:
+        number = number | pl.col("value").str.contains(_NON_NUMBER_PATTERN)
     year = pl.col("year").cast(pl.Int32, strict=False)
     return [
         ("no series_id", _empty("series_id")),
@@ -129,23 +141,29 @@ def _problems() -> list[tuple[str, pl.Expr]]:
         ("no value", _empty("value")),
         (
             f"value {{value!r}} is not a decimal number with at most {VALUE_SCALE} decimals",
-            ~pl.col("value").str.contains(_VALUE_PATTERN).fill_null(False),
+            ~number.fill_null(False),
+        ),
+        (
+            "value {value!r} does not fit DECIMAL(18,3) (at most 15 digits before the point)",
+            pl.col("value").str.contains(_TOO_LONG_PATTERN).fill_null(False),
         ),
     ]
 
 
 def _describe(row: dict[str, Any], flags: dict[str, bool]) -> str:
-    for template, _ in _problems():
+    for template, _ in _problems():  # the templates do not depend on non_numbers
         if flags[template]:
             return template.format(**row)
     return "malformed row"  # pragma: no cover - a flagged row matches one of the problems
 
 
-def _flagged(frame: pl.DataFrame | pl.LazyFrame, names: list[str]) -> Any:
+def _flagged(
+    frame: pl.DataFrame | pl.LazyFrame, names: list[str], non_numbers: bool = False
+) -> Any:
     """Keep the malformed rows (blank lines are not), with one flag column per problem."""
     import polars as pl
 
-    problems = _problems()
+    problems = _problems(non_numbers)
     blank = pl.all_horizontal(_empty(n) for n in names)
     return frame.with_columns(expr.alias(template) for template, expr in problems).filter(
         pl.any_horizontal(pl.col(t) for t, _ in problems) & ~blank
@@ -155,12 +173,17 @@ def _flagged(frame: pl.DataFrame | pl.LazyFrame, names: list[str]) -> Any:
 class MalformedRowError(DataError):
     """A BLS row is malformed; :func:`collect` adds its line number to the message."""
 
-    def __init__(self, message: str, *, path: Path, source: str, names: list[str]) -> None:
+    def __init__(
+        self, message: str, *, path: Path, source: str, names: list[str], non_numbers: bool = False
+    ) -> None:
         super().__init__(message)
         self.path, self.source, self.names = path, source, names
+        self.non_numbers = non_numbers
 
 
-def _checker(path: Path, source: str, names: list[str]) -> Callable[[pl.DataFrame], pl.DataFrame]:
+def _checker(
+    path: Path, source: str, names: list[str], non_numbers: bool = False
+) -> Callable[[pl.DataFrame], pl.DataFrame]:
     """The per-batch check: pass the batch through, or raise on its first malformed row.
 
     Polars computes the flag beforehand, in parallel; this only looks at the flag column, so the
@@ -171,7 +194,7 @@ def _checker(path: Path, source: str, names: list[str]) -> Callable[[pl.DataFram
     def check(batch: pl.DataFrame) -> pl.DataFrame:
         if not batch[_BAD].any():
             return batch
-        bad = _flagged(batch, names)
+        bad = _flagged(batch, names, non_numbers)
         if bad.height:
             row = bad.row(0, named=True)
             raise MalformedRowError(
@@ -179,6 +202,7 @@ def _checker(path: Path, source: str, names: list[str]) -> Callable[[pl.DataFram
                 path=path,
                 source=source,
                 names=names,
+                non_numbers=non_numbers,
             )
         return batch.filter(~pl.col(_BAD))
 
@@ -200,7 +224,13 @@ def _raw(path: Path, names: list[str]) -> pl.LazyFrame:
     ).select(pl.col(n).str.strip_chars() for n in names)
 
 
-def scan_bls(path: str | Path, *, source: str | None = None, validate: bool = True) -> pl.LazyFrame:
+def scan_bls(
+    path: str | Path,
+    *,
+    source: str | None = None,
+    validate: bool = True,
+    non_numbers: bool = False,
+) -> pl.LazyFrame:
     """Lazily read a BLS time-series data file (``pr.data.0.Current`` and its siblings).
 
     The file is tab-separated with a header; names and cells are padded with spaces, lines end in
@@ -218,6 +248,9 @@ def scan_bls(path: str | Path, *, source: str | None = None, validate: bool = Tr
         source: how errors name the file (e.g. its ``s3://`` URL); default the path.
         validate: stop on a malformed row. ``False`` leaves malformed rows out instead: for a
             second report on a file that a validated query of the same :func:`collect` checks.
+        non_numbers: accept what BLS prints where it has no number (``-``, ``(NA)``, ``(D)``):
+            its ``value`` is null, and a ``value_text`` column (after ``value``) keeps every
+            value's text as the file prints it. By default such a row is malformed.
 
     Returns:
         A LazyFrame; collect it with :func:`collect`.
@@ -237,18 +270,19 @@ def scan_bls(path: str | Path, *, source: str | None = None, validate: bool = Tr
         pl.col("year").cast(pl.Int32, strict=False),
         "period",
         pl.col("value").cast(value_dtype(), strict=False),
-        _decimals_of(pl.col("value")).alias("decimals"),
+        *([pl.col("value").alias("value_text")] if non_numbers else []),
+        decimals_of(pl.col("value")).alias("decimals"),
         *(pl.when(~_empty(n)).then(pl.col(n)).alias(n) for n in optional),
     ]
     # Both variants start with the same plan, so when they are collected together (see
     # collect) Polars reads and flags the file once and feeds both.
     flagged = _raw(path, names).with_columns(
-        pl.any_horizontal(expr for _, expr in _problems()).alias(_BAD)
+        pl.any_horizontal(expr for _, expr in _problems(non_numbers)).alias(_BAD)
     )
     if not validate:
         return flagged.filter(~pl.col(_BAD)).select(typed)
     return flagged.map_batches(
-        _checker(path, source, names),
+        _checker(path, source, names, non_numbers),
         streamable=True,
         # The check must see every row: no filter may move below it, no column be dropped.
         predicate_pushdown=False,
@@ -260,7 +294,7 @@ def _locate(error: MalformedRowError) -> DataError:
     """Find the line of the first malformed row: a second pass, only after a failure."""
 
     raw = _raw(error.path, error.names).with_row_index(_LINE, offset=2)
-    found = _flagged(raw, error.names).head(1).collect(engine="streaming")
+    found = _flagged(raw, error.names, error.non_numbers).head(1).collect(engine="streaming")
     if not found.height:  # pragma: no cover - the file changed under us
         return DataError(str(error))
     row = found.row(0, named=True)
@@ -311,9 +345,39 @@ def collect(
     """
     import polars as pl
 
+    with _translated(bls, source):
+        return pl.collect_all(frames, engine="streaming")
+
+
+def sink_parquet(
+    frame: pl.LazyFrame, target: str | Path, *, bls: str | Path, source: str | None = None
+) -> None:
+    """Stream a query over :func:`scan_bls` into a Parquet file, in bounded memory.
+
+    Errors are those of :func:`collect`, with the same file and line; on an error the target may
+    hold a partial file, which the caller discards.
+
+    Args:
+        frame: the query.
+        target: the local Parquet file to write.
+        bls: the local BLS file the query reads.
+        source: how errors name that file; default its path.
+
+    Raises:
+        DataError: a malformed row (the message names the file and the line).
+    """
+    with _translated(bls, source):
+        frame.sink_parquet(target, engine="streaming")
+
+
+@contextmanager
+def _translated(bls: str | Path | None, source: str | None) -> Iterator[None]:
+    """Turn the failures of a query over a BLS file into a :class:`DataError` naming the line."""
+    import polars as pl
+
     name = source or (str(bls) if bls is not None else "the BLS file")
     try:
-        return pl.collect_all(frames, engine="streaming")
+        yield
     except MalformedRowError as exc:
         raise _locate(exc) from exc
     except pl.exceptions.PolarsError as exc:
@@ -572,6 +636,9 @@ class Analysis:
         all_years: whether series-population kept years without population.
         value_decimals: for each series of the reports, how many decimals the file prints its
             values with; the reports print its values, and sums of them, with as many.
+        titles: for each series of the reports, its decoded text (sector, measure, ...) when
+            the series file was found (``rearcquest.tables.analyze``); the reports then carry
+            a ``title`` column.
     """
 
     reports: tuple[ReportName, ...]
@@ -586,6 +653,7 @@ class Analysis:
     include_annual: bool = False
     all_years: bool = False
     value_decimals: Mapping[str, int] = field(default_factory=dict)
+    titles: Mapping[str, str] = field(default_factory=dict)
 
 
 def default_locations(settings: Settings | None = None) -> tuple[str | None, str | None]:
@@ -689,6 +757,31 @@ def _bls_reports(
     return frames
 
 
+def _collect_file_reports(
+    location: str,
+    stores: _Stores,
+    chosen: Collection[ReportName],
+    *,
+    population: pl.DataFrame | None,
+    include_annual: bool,
+    series_id: str,
+    period: str,
+) -> list[pl.DataFrame]:
+    """The BLS reports of ``chosen``, read from the text file (downloaded first from S3)."""
+    with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
+        path = _local_bls(location, stores, Path(tmp))
+        frames = _bls_reports(
+            path,
+            location,
+            chosen,
+            population=population,
+            include_annual=include_annual,
+            series_id=series_id,
+            period=period,
+        )
+        return collect(*frames, bls=path, source=location)
+
+
 def _check_reports(reports: Collection[str]) -> tuple[ReportName, ...]:
     unknown = sorted(set(reports) - set(REPORTS))
     if unknown:
@@ -713,6 +806,7 @@ def analyze(
     endpoint_url: str | None = None,
     s3_client: S3Client | None = None,
     settings: Settings | None = None,
+    bls_rows: pl.LazyFrame | None = None,
 ) -> Analysis:
     """Compute the chosen reports from a BLS data file and the population answer.
 
@@ -733,6 +827,9 @@ def analyze(
         endpoint_url: S3-compatible endpoint for ``s3://`` inputs.
         s3_client: a ready S3 client instead (tests, the demo).
         settings: where the defaults come from; default the ``RQ_*`` environment.
+        bls_rows: the BLS rows, already read (``series_id``, ``year``, ``period``, ``value``,
+            ``decimals`` as :func:`scan_bls` gives them), instead of reading ``bls``, which then
+            only names them (``rearcquest.tables`` passes its Parquet table).
 
     Returns:
         The reports.
@@ -775,18 +872,35 @@ def analyze(
             result["population"] = population_stats(pop_frame, from_year=from_year, to_year=to_year)
     if need_bls:
         assert bls_location is not None
-        with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
-            path = _local_bls(bls_location, stores, Path(tmp))
-            frames = _bls_reports(
-                path,
+        if bls_rows is not None:
+            lazy_reports: list[pl.LazyFrame] = []
+            if "best-year" in chosen:
+                lazy_reports.append(
+                    best_year(bls_rows, include_annual=include_annual, decimals=True)
+                )
+            if "series-population" in chosen:
+                assert pop_frame is not None
+                lazy_reports.append(
+                    series_population(
+                        bls_rows,
+                        pop_frame,
+                        series_id=series_id,
+                        period=period,
+                        all_years=True,
+                        decimals=True,
+                    )
+                )
+            collected = pl.collect_all(lazy_reports, engine="streaming")
+        else:
+            collected = _collect_file_reports(
                 bls_location,
+                stores,
                 chosen,
                 population=pop_frame,
                 include_annual=include_annual,
                 series_id=series_id,
                 period=period,
             )
-            collected = collect(*frames, bls=path, source=bls_location)
         # Each report's values keep their digits through Analysis.value_decimals, not a column.
         known: dict[str, int] = {}
         for frame in collected:

@@ -13,13 +13,13 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 
 from rearcquest import __version__
 from rearcquest.config import DEFAULT_BLS_URL
-from rearcquest.errors import RqError
+from rearcquest.errors import ConfigError, RqError
 
 if TYPE_CHECKING:
     from rearcquest.storage import ObjectStore
@@ -534,6 +534,24 @@ class AnalyzeFormat(StrEnum):
     markdown = "markdown"
 
 
+class AnalyzeFrom(StrEnum):
+    """Where ``rq analyze`` reads the BLS rows."""
+
+    auto = "auto"
+    tables = "tables"
+    files = "files"
+
+
+TablesPrefixOption = Annotated[
+    str,
+    typer.Option(
+        "--tables-prefix",
+        metavar="PREFIX",
+        help="Key prefix of the Parquet tables (rq tables), in the bucket of the mirror.",
+    ),
+]
+
+
 def _print_tables(analysis: Analysis) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -543,8 +561,21 @@ def _print_tables(analysis: Analysis) -> None:
     console = Console(highlight=False)
     for spec in tables(analysis):
         table = Table(title=spec.title, title_justify="left")
-        for name, numeric in zip(spec.columns, spec.numeric, strict=True):
-            table.add_column(name, justify="right" if numeric else "left")
+        widths = [
+            max([len(n), *(len(row[i]) for row in spec.rows)]) for i, n in enumerate(spec.columns)
+        ]
+        for index, (name, numeric) in enumerate(zip(spec.columns, spec.numeric, strict=True)):
+            justify: Literal["left", "right"] = "right" if numeric else "left"
+            if name == "title":
+                # A long series title is cut to the width the other columns leave, never
+                # wrapped: each row stays one line.
+                others = sum(w for i, w in enumerate(widths) if i != index)
+                room = max(10, console.width - others - 3 * len(widths) - 1)
+                table.add_column(
+                    name, justify=justify, no_wrap=True, overflow="ellipsis", max_width=room
+                )
+            else:
+                table.add_column(name, justify=justify)
         for row in spec.rows:
             table.add_row(*row)
         console.print(table)
@@ -620,6 +651,16 @@ def analyze(
             show_default=False,
         ),
     ] = None,
+    source: Annotated[
+        AnalyzeFrom,
+        typer.Option(
+            "--from",
+            case_sensitive=False,
+            help="Read the BLS rows from the Parquet tables (rq tables), the text file, or the "
+            "tables when present and current, else the text (auto).",
+        ),
+    ] = AnalyzeFrom.auto,
+    tables_prefix: TablesPrefixOption = "tables/",
     endpoint_url: EndpointOption = None,
 ) -> None:
     """Report on the mirrored data: population statistics, best years, a series with population.
@@ -634,10 +675,12 @@ def analyze(
     """
     from rearcquest import render
     from rearcquest.analytics import REPORTS
-    from rearcquest.analytics import analyze as run_analysis
+    from rearcquest.tables import analyze as run_analysis
 
     with _errors():
         result = run_analysis(
+            source=source.value,
+            tables_prefix=tables_prefix,
             reports=REPORTS if report is AnalyzeReport.all else (report.value,),
             bls=bls,
             population=population,
@@ -660,6 +703,153 @@ def analyze(
         if output is not None:
             for path in render.write_outputs(result, output):
                 typer.echo(f"wrote {path}", err=True)
+
+
+# -- tables and sql (issue 12) --
+
+if TYPE_CHECKING:
+    from rearcquest.tables import TablesResult
+
+
+def _render_tables(result: TablesResult, fmt: TextOrJson) -> None:
+    if fmt is TextOrJson.json:
+        _print_json(result.to_dict())
+        return
+    for build in result.builds:
+        rows = "" if build.rows is None else f" ({build.rows} rows)"
+        why = f": {build.error}" if build.error else ""
+        typer.echo(f"{build.status:<9} s3://{result.bucket}/{build.key}{rows}{why}")
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}")
+
+
+@app.command("tables")
+def tables(
+    survey: Annotated[
+        str,
+        typer.Option(
+            "--survey",
+            metavar="S,...|all",
+            help="Surveys to build, comma-separated, or all: every mirrored <survey>/ prefix.",
+        ),
+    ] = "pr",
+    bucket: Annotated[
+        str,
+        typer.Option(
+            "--bucket",
+            metavar="BUCKET",
+            envvar="RQ_BLS_BUCKET",
+            help="Bucket of the BLS mirror; the tables are written there too.",
+            show_default=False,
+        ),
+    ] = "",
+    tables_prefix: TablesPrefixOption = "tables/",
+    population: Annotated[
+        str | None,
+        typer.Option(
+            "--population",
+            metavar="S3_URL",
+            help="Stored DataUSA answer for the population table.",
+            show_default="s3://$RQ_POPULATION_BUCKET/datausa/population.json, else the same key "
+            "in --bucket",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild every table, changed or not.")
+    ] = False,
+    endpoint_url: EndpointOption = None,
+    fmt: FormatOption = TextOrJson.text,
+) -> None:
+    """Build query-ready Parquet tables from the mirrored surveys and the population.
+
+    Writes <prefix><survey>/observations/file=<data file>/part-0.parquet for every data file,
+    <prefix><survey>/series.parquet with every code decoded by the survey's mapping files, and
+    <prefix>population/population.parquet. Only tables whose input changed since the last build
+    (the manifest beside them) are rebuilt; a malformed file fails alone, leaving its old table,
+    and exits 1. See docs/tables.md.
+
+    Example: rq tables --bucket my-bls-mirror --survey all --format json
+    """
+    from rearcquest.tables import build_tables, population_source
+
+    with _errors():
+        store = _store(bucket, endpoint_url)
+        population_store, population_key = population_source(store, population)
+        surveys = None if survey.strip() == "all" else [s.strip() for s in survey.split(",")]
+        result = build_tables(
+            store,
+            surveys=[s for s in surveys if s] if surveys is not None else None,
+            tables_prefix=tables_prefix,
+            population_store=population_store,
+            population_object=population_key,
+            force=force,
+            on_progress=log.info,
+        )
+        _render_tables(result, fmt)
+        result.raise_for_errors()
+
+
+@app.command("sql")
+def sql(
+    query: Annotated[
+        str | None,
+        typer.Argument(metavar="QUERY", help="The SQL (Polars SQL).", show_default=False),
+    ] = None,
+    named: Annotated[
+        str | None,
+        typer.Option(
+            "--named",
+            metavar="NAME",
+            help="Run a report's named query instead: population, best_year, series_population.",
+            show_default=False,
+        ),
+    ] = None,
+    location: Annotated[
+        str | None,
+        typer.Option(
+            "--tables",
+            metavar="DIR_OR_S3_URL",
+            help="The tables: a local directory or an s3://bucket/prefix/.",
+            show_default="s3://$RQ_BLS_BUCKET/tables/",
+        ),
+    ] = None,
+    fmt: Annotated[
+        AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
+    ] = AnalyzeFormat.table,
+    endpoint_url: EndpointOption = None,
+) -> None:
+    """Run SQL over the Parquet tables that rq tables builds, local or in S3.
+
+    The tables are <survey>_observations (column file: the data file of each partition; the
+    files overlap, so filter on it), <survey>_series and population. See docs/tables.md.
+
+    Example: rq sql "SELECT year, population FROM population ORDER BY year" --format csv
+    """
+    from rearcquest import render
+    from rearcquest.tables import named_query, run_sql
+
+    with _errors():
+        if (query is None) == (named is None):
+            raise ConfigError("give either a QUERY or --named NAME")
+        text = query if query is not None else named_query(str(named))
+        answer = run_sql(text, location=location, endpoint_url=endpoint_url)
+        if fmt is AnalyzeFormat.json:
+            typer.echo(render.frame_json(answer), nl=False)
+        elif fmt is AnalyzeFormat.csv:
+            typer.echo(render.frame_csv(answer), nl=False)
+        elif fmt is AnalyzeFormat.markdown:
+            typer.echo(render.frame_markdown(answer), nl=False)
+        else:
+            from rich.console import Console
+            from rich.table import Table
+
+            columns, numeric, rows = render.frame_cells(answer)
+            table = Table()
+            for name, right in zip(columns, numeric, strict=True):
+                table.add_column(name, justify="right" if right else "left")
+            for row in rows:
+                table.add_row(*row)
+            Console(highlight=False).print(table)
 
 
 @app.command("serve-index")

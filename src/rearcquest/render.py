@@ -86,11 +86,16 @@ def _records(analysis: Analysis, name: ReportName) -> list[dict[str, Any]]:
                 "std": stats.rounded_std,
             }
         ]
-    known = analysis.value_decimals
-    return [
+    known, titles = analysis.value_decimals, analysis.titles
+    records = [
         {**row, "value": bls_value(row["value"], known.get(row["series_id"]))}
         for row in _frame(analysis, name).iter_rows(named=True)
     ]
+    if titles:
+        # The decoded series text comes last, so every other key and column keeps its place.
+        for record in records:
+            record["title"] = titles.get(record["series_id"])
+    return records
 
 
 # The population report in JSON, as it has always been: without ``missing_years``.
@@ -123,7 +128,8 @@ def to_json_doc(analysis: Analysis) -> dict[str, Any]:
 
     ``{"population": {"from_year", "to_year", "years", "mean", "std"}, "best_year": [{"series_id",
     "year", "value"}], "series_population": [{"series_id", "year", "period", "value",
-    "population"}]}``. Values, mean and std are floats of the numbers the other formats print
+    "population"}]}``, the BLS rows ending with ``"title"`` when the analysis has the series
+    titles. Values, mean and std are floats of the numbers the other formats print
     (a float cannot keep ``138.710``'s last zero: :func:`to_json` writes the digits themselves);
     years and populations are integers.
     """
@@ -263,6 +269,7 @@ def _years_text(years: Sequence[int]) -> str:
 def tables(analysis: Analysis) -> list[TextTable]:
     """The reports laid out for people, in the order asked."""
     out: list[TextTable] = []
+    titled = ("title",) if analysis.titles else ()
     for name in analysis.reports:
         if name == "population":
             stats = analysis.population
@@ -295,12 +302,17 @@ def tables(analysis: Analysis) -> list[TextTable]:
                 TextTable(
                     name,
                     TITLES[name],
-                    ("series_id", "year", "value"),
+                    ("series_id", "year", "value", *titled),
                     [
-                        (r["series_id"], str(r["year"]), format(r["value"], "f"))
+                        (
+                            r["series_id"],
+                            str(r["year"]),
+                            format(r["value"], "f"),
+                            *(r["title"] or "" for _ in titled),
+                        )
                         for r in _records(analysis, name)
                     ],
-                    (False, True, True),
+                    (False, True, True, *(False for _ in titled)),
                     (
                         f"value: the largest yearly sum of {summed}; ties go to the earliest year",
                         f"{frame.height} series; source: {analysis.bls_source}",
@@ -318,7 +330,7 @@ def tables(analysis: Analysis) -> list[TextTable]:
                 TextTable(
                     name,
                     f"{TITLES[name]}: {analysis.series_id} {analysis.period}",
-                    ("series_id", "year", "period", "value", "population"),
+                    ("series_id", "year", "period", "value", "population", *titled),
                     [
                         (
                             r["series_id"],
@@ -326,10 +338,11 @@ def tables(analysis: Analysis) -> list[TextTable]:
                             r["period"],
                             format(r["value"], "f"),
                             _people(r["population"]),
+                            *(r["title"] or "" for _ in titled),
                         )
                         for r in _records(analysis, name)
                     ],
-                    (False, True, False, True, True),
+                    (False, True, False, True, True, *(False for _ in titled)),
                     (f"{frame.height} rows, {join}",),
                 )
             )
@@ -522,3 +535,58 @@ def series_population_chart(analysis: Analysis) -> bytes:
     axes.grid(alpha=0.3)
     figure.tight_layout()
     return _png(figure)
+
+
+# -- any query's answer (rq sql) -------------------------------------------------------------------
+
+
+def frame_cells(frame: pl.DataFrame) -> tuple[list[str], list[bool], list[list[str]]]:
+    """Any frame laid out for people: column names, which are numeric, cells as CSV writes them.
+
+    Args:
+        frame: e.g. the answer of :func:`rearcquest.tables.run_sql`.
+
+    Returns:
+        ``(columns, numeric, rows)``; a null is an empty cell.
+    """
+    import polars as pl
+
+    numeric = [dtype.is_numeric() or isinstance(dtype, pl.Decimal) for dtype in frame.dtypes]
+    rows = [[_cell(value) or "" for value in row] for row in frame.rows()]
+    return list(frame.columns), numeric, rows
+
+
+def frame_csv(frame: pl.DataFrame) -> str:
+    """Any frame as CSV text with a header line; decimals as their digits, null empty."""
+    import csv
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(frame.columns)
+    writer.writerows([_cell(value) for value in row] for row in frame.rows())
+    return out.getvalue()
+
+
+def frame_json(frame: pl.DataFrame) -> str:
+    """Any frame as a JSON list of objects; decimals as JSON numbers with their digits."""
+    return _json_text([_plain(row) for row in frame.rows(named=True)]) + "\n"
+
+
+def frame_markdown(frame: pl.DataFrame) -> str:
+    """Any frame as a Markdown table."""
+    columns, numeric, rows = frame_cells(frame)
+    lines = ["| " + " | ".join(columns) + " |"]
+    lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
+    lines += ["| " + " | ".join(_escape_md(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    """A value JSON can hold: dates and other objects as their text."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str | Decimal):
+        return value
+    return str(value)

@@ -1,0 +1,1178 @@
+"""Query-ready Parquet tables of the mirrored BLS surveys and the population answer.
+
+:func:`build_tables` reads the mirror in a bucket and writes, under a tables prefix (default
+``tables/``)::
+
+    <P><survey>/observations/file=<data file>/part-0.parquet   every row of that data file
+    <P><survey>/series.parquet                                  the series, codes decoded
+    <P><survey>/_manifest.json                                  what each table was built from
+    <P>population/population.parquet                            the stored DataUSA answer
+    <P>population/_manifest.json
+
+A table is rebuilt only when the sha256 of its input changed (the ``rq-sha256`` metadata that
+``rq sync-bls`` writes on every mirrored object); each Parquet object goes up in one PUT (or one
+completed multipart upload), so a reader sees the old table or the new one, never half of one,
+and the manifest is switched only after it. :func:`run_sql` runs Polars SQL over the tables,
+local or in S3. The schemas and examples are in ``docs/tables.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+from rearcquest.errors import ConfigError, DataError, RqError
+from rearcquest.layout import META_SHA256, is_reserved
+
+if TYPE_CHECKING:
+    import polars as pl
+    from mypy_boto3_s3 import S3Client
+
+    from rearcquest.analytics import Analysis
+    from rearcquest.config import Settings
+    from rearcquest.storage import ObjectInfo, ObjectStore
+
+log = logging.getLogger(__name__)
+
+TABLES_PREFIX: Final = "tables/"
+MANIFEST_NAME: Final = "_manifest.json"
+PART_NAME: Final = "part-0.parquet"
+POPULATION_TABLE: Final = "population"
+# Every line of a BLS mapping file is a few hundred bytes; the header is the first of them.
+_HEADER_BYTES = 8192
+_MAX_MAPPING_BYTES = 64 * 1024 * 1024
+_MAX_SERIES_BYTES = 512 * 1024 * 1024
+_MANIFEST_FORMAT = 1
+TITLE_SEPARATOR: Final = "; "
+
+Status = Literal["built", "unchanged", "removed", "failed"]
+
+
+# -- naming ----------------------------------------------------------------------------------------
+
+
+def _norm_prefix(prefix: str) -> str:
+    prefix = prefix.strip().lstrip("/")
+    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def observations_key(tables_prefix: str, survey: str, data_file: str) -> str:
+    """The key of the observations partition of one data file."""
+    return f"{_norm_prefix(tables_prefix)}{survey}/observations/file={data_file}/{PART_NAME}"
+
+
+def series_key(tables_prefix: str, survey: str) -> str:
+    """The key of the decoded series table of a survey."""
+    return f"{_norm_prefix(tables_prefix)}{survey}/series.parquet"
+
+
+def manifest_key(tables_prefix: str, survey: str) -> str:
+    """The key of the manifest of a survey's tables (or of ``population``)."""
+    return f"{_norm_prefix(tables_prefix)}{survey}/{MANIFEST_NAME}"
+
+
+def population_key(tables_prefix: str) -> str:
+    """The key of the population table."""
+    return f"{_norm_prefix(tables_prefix)}{POPULATION_TABLE}/population.parquet"
+
+
+def _is_data_file(survey: str, name: str) -> bool:
+    return name.startswith(f"{survey}.data.")
+
+
+# -- what a build did ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableBuild:
+    """One table (or partition) that :func:`build_tables` looked at.
+
+    Attributes:
+        survey: the survey (``pr``), or ``population``.
+        table: ``observations``, ``series`` or ``population``.
+        key: the Parquet object's key.
+        status: ``built``, ``unchanged`` (its input's sha256 matched the manifest), ``removed``
+            (its data file is gone from the mirror) or ``failed`` (nothing written).
+        source: the input it is built from (``s3://`` URL of the data file).
+        rows: rows written (or recorded by the last build when unchanged).
+        sha256: the input's sha256.
+        error: why it failed.
+    """
+
+    survey: str
+    table: str
+    key: str
+    status: Status
+    source: str = ""
+    rows: int | None = None
+    sha256: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The build as JSON-ready values."""
+        return {
+            "survey": self.survey,
+            "table": self.table,
+            "key": self.key,
+            "status": self.status,
+            "source": self.source,
+            "rows": self.rows,
+            "sha256": self.sha256,
+            "error": self.error,
+        }
+
+
+@dataclass
+class TablesResult:
+    """What :func:`build_tables` built, kept and could not build.
+
+    Attributes:
+        bucket: the bucket the tables are in.
+        tables_prefix: their prefix.
+        builds: one entry per table or partition.
+        warnings: codes left undecoded, a missing population answer.
+    """
+
+    bucket: str
+    tables_prefix: str
+    builds: list[TableBuild] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TableBuild]:
+        """The tables that could not be built."""
+        return [b for b in self.builds if b.status == "failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values."""
+        counts: dict[str, int] = {s: sum(b.status == s for b in self.builds) for s in _STATUSES}
+        return {
+            "bucket": self.bucket,
+            "tables_prefix": self.tables_prefix,
+            **counts,
+            "tables": [b.to_dict() for b in self.builds],
+            "warnings": list(self.warnings),
+        }
+
+    def raise_for_errors(self) -> None:
+        """Raise once for every table that failed.
+
+        Raises:
+            DataError: one or more tables failed; the message lists each with its cause.
+        """
+        failed = self.failed
+        if failed:
+            lines = "; ".join(f"{b.source or b.key}: {b.error}" for b in failed)
+            raise DataError(f"{len(failed)} table(s) not built: {lines}")
+
+
+_STATUSES: Final[tuple[Status, ...]] = ("built", "unchanged", "removed", "failed")
+
+
+# -- reading BLS text ------------------------------------------------------------------------------
+
+
+def read_tsv(data: bytes, *, source: str) -> pl.DataFrame:
+    """Read a small BLS tab-separated file (a mapping file, the series file) as trimmed strings.
+
+    Args:
+        data: the file's bytes.
+        source: how errors name the file.
+
+    Returns:
+        Every column as a string, names and cells stripped of BLS's padding; blank lines dropped.
+
+    Raises:
+        DataError: the file is not tab-separated UTF-8 text with a header.
+    """
+    import polars as pl
+
+    try:
+        frame = pl.read_csv(
+            io.BytesIO(data),
+            separator="\t",
+            has_header=True,
+            infer_schema=False,
+            # BLS never quotes: a quote is data.
+            quote_char=None,
+        )
+    except pl.exceptions.PolarsError as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{source}: cannot be read as a BLS tab-separated file: {reason}") from exc
+    names = [name.strip() for name in frame.columns]
+    # A header ending in a tab makes an unnamed empty column: not data.
+    keep = [i for i, name in enumerate(names) if name]
+    frame = frame.select(pl.col(frame.columns[i]).str.strip_chars().alias(names[i]) for i in keep)
+    return frame.filter(~pl.all_horizontal(pl.col(c).fill_null("") == "" for c in frame.columns))
+
+
+def _header(data: bytes) -> list[str]:
+    first = data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    return [name.strip() for name in first.rstrip("\r").split("\t")]
+
+
+def _mapping_column(header: Sequence[str]) -> str | None:
+    """The code column a mapping file decodes (its first column), or ``None`` if it is not one."""
+    if len(header) >= 2 and header[0].lower().endswith("_code") and header[1]:
+        return header[0].lower()
+    return None
+
+
+def decode_series(
+    series: pl.DataFrame, mappings: Mapping[str, pl.DataFrame]
+) -> tuple[pl.DataFrame, list[str]]:
+    """Decode every code column of a series table with the survey's mapping files.
+
+    A mapping file's first column names the code it decodes (``sector_code``) and its second the
+    text (``sector_name``). A series column ``X_code``, or ``X`` when a mapping's first column is
+    ``X_code`` (``pr.seasonal`` has ``Seasonal_code`` for the series column ``seasonal``), gains
+    the text column right after it, named by the mapping's second column in lower case. A
+    ``title`` column joins the texts of each series.
+
+    Args:
+        series: the series file (see :func:`read_tsv`).
+        mappings: mapping file name -> its frame (see :func:`read_tsv`); files that are not
+            mappings (no ``*_code`` first column) are ignored.
+
+    Returns:
+        The decoded frame, and one warning per code column that no mapping file decodes (it
+        stays a code).
+    """
+    import polars as pl
+
+    by_code: dict[str, tuple[str, pl.DataFrame]] = {}
+    for name, frame in sorted(mappings.items()):
+        code = _mapping_column(frame.columns)
+        if code is not None and code not in by_code:
+            by_code[code] = (name, frame)
+    out = series
+    texts: list[str] = []
+    warnings: list[str] = []
+    order: list[str] = []
+    for column in series.columns:
+        order.append(column)
+        lowered = column.lower()
+        code = lowered if lowered.endswith("_code") else f"{lowered}_code"
+        found = by_code.get(code)
+        if found is None:
+            if lowered.endswith("_code"):
+                warnings.append(f"no mapping file decodes {column}: it stays a code")
+            continue
+        _, mapping = found
+        key, text = mapping.columns[0], mapping.columns[1]
+        text_name = text.lower()
+        if text_name in out.columns or text_name in order:
+            text_name = f"{lowered.removesuffix('_code')}_{text_name}"
+        lookup = mapping.select(pl.col(key).alias(column), pl.col(text).alias(text_name)).unique(
+            subset=column, keep="first"
+        )
+        out = out.join(lookup, on=column, how="left", maintain_order="left")
+        order.append(text_name)
+        texts.append(text_name)
+    title = (
+        pl.concat_str([pl.col(t) for t in texts], separator=TITLE_SEPARATOR, ignore_nulls=True)
+        if texts
+        else pl.lit(None, dtype=pl.String)
+    )
+    return out.select(*order, title.alias("title")), warnings
+
+
+def observations_query(path: str | Path, *, source: str | None = None) -> pl.LazyFrame:
+    """The observations table of one data file, as a lazy query over the text.
+
+    Args:
+        path: the local BLS data file.
+        source: how errors name it.
+
+    Returns:
+        ``series_id``, ``year`` (Int16), ``period``, ``value`` (Decimal(18, 3), null where BLS
+        prints a non-number such as ``-``), ``value_text`` (the value as printed) and
+        ``footnote_codes``; every row is checked as it streams.
+
+    Raises:
+        ConfigError: the file does not exist.
+        DataError: the header lacks a required column.
+    """
+    import polars as pl
+
+    from rearcquest.analytics import scan_bls
+
+    rows = scan_bls(path, source=source, non_numbers=True)
+    footnotes = (
+        pl.col("footnote_codes")
+        if "footnote_codes" in rows.collect_schema().names()
+        else pl.lit(None, dtype=pl.String).alias("footnote_codes")
+    )
+    return rows.select(
+        "series_id",
+        pl.col("year").cast(pl.Int16),
+        "period",
+        "value",
+        "value_text",
+        footnotes,
+    )
+
+
+# -- the build -------------------------------------------------------------------------------------
+
+
+def find_surveys(store: ObjectStore, *, root_prefix: str = "") -> list[str]:
+    """The mirrored surveys under ``root_prefix``: every ``<survey>/`` holding ``<survey>.series``.
+
+    Raises:
+        StorageError: the listing failed.
+    """
+    root = _norm_prefix(root_prefix)
+    found = set()
+    for info in store.list_objects(root):
+        rest = info.key[len(root) :]
+        survey, _, name = rest.partition("/")
+        if survey and name == f"{survey}.series":
+            found.add(survey)
+    return sorted(found)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _read_manifest(store: ObjectStore, key: str) -> dict[str, Any]:
+    if store.head(key) is None:
+        return {}
+    body = store.get_bytes(key, max_bytes=64 * 1024 * 1024)
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        log.warning("%s is not JSON; every table is rebuilt", store.url(key))
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _write_manifest(store: ObjectStore, key: str, doc: Mapping[str, Any]) -> None:
+    store.put_bytes(
+        key,
+        json.dumps(doc, indent=2, sort_keys=True).encode(),
+        content_type="application/json",
+    )
+
+
+def _sha256_of(store: ObjectStore, info: ObjectInfo) -> str:
+    """The mirrored file's sha256 from its ``rq-sha256`` metadata (one HEAD)."""
+    head = store.head(info.key)
+    sha = head.metadata.get(META_SHA256) if head is not None else None
+    if sha:
+        return sha
+    # Not written by rq sync-bls: the ETag still changes whenever the object does.
+    return f"etag:{head.etag if head is not None else info.etag}"
+
+
+def _upload_file(store: ObjectStore, key: str, path: Path, metadata: Mapping[str, str]) -> None:
+    with path.open("rb") as fh:
+        store.upload(
+            key,
+            fh,
+            path.stat().st_size,
+            content_type="application/vnd.apache.parquet",
+            metadata=metadata,
+        )
+
+
+def _parquet_bytes(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def _build_observations(
+    store: ObjectStore,
+    info: ObjectInfo,
+    key: str,
+    sha: str,
+    workdir: Path,
+) -> int:
+    """Write one data file's partition; return its row count. Nothing is written on an error."""
+    import polars as pl
+
+    from rearcquest.analytics import sink_parquet
+
+    source = store.url(info.key)
+    text = workdir / "data.txt"
+    target = workdir / PART_NAME
+    with text.open("wb") as fh:
+        store.download_to(info.key, fh)
+    try:
+        sink_parquet(observations_query(text, source=source), target, bls=text, source=source)
+        rows = pl.scan_parquet(target).select(pl.len()).collect().item()
+        # One PUT (or one completed multipart upload): readers see the old part or this one.
+        _upload_file(store, key, target, {META_SHA256: sha})
+    finally:
+        text.unlink(missing_ok=True)
+        target.unlink(missing_ok=True)
+    return int(rows)
+
+
+def _build_survey(
+    store: ObjectStore,
+    survey: str,
+    *,
+    root: str,
+    tables_prefix: str,
+    force: bool,
+    result: TablesResult,
+    on_progress: Callable[[str], None] | None,
+) -> None:
+    prefix = f"{root}{survey}/"
+    files = {
+        info.key[len(prefix) :]: info
+        for info in store.list_objects(prefix)
+        if "/" not in info.key[len(prefix) :] and not is_reserved(info.key)
+    }
+    if f"{survey}.series" not in files:
+        raise ConfigError(
+            f"{store.url(prefix)} holds no {survey}.series: is {survey!r} a mirrored survey? "
+            "(rq sync-bls mirrors one; --survey all takes every one found)"
+        )
+    mkey = manifest_key(tables_prefix, survey)
+    manifest = _read_manifest(store, mkey)
+    built_files: dict[str, Any] = dict(manifest.get("files", {})) if not force else {}
+    doc: dict[str, Any] = {
+        "format": _MANIFEST_FORMAT,
+        "survey": survey,
+        "source_prefix": store.url(prefix),
+        "files": built_files,
+        "series": manifest.get("series", {}) if not force else {},
+    }
+    with tempfile.TemporaryDirectory(prefix="rq-tables-") as tmp:
+        for name in sorted(n for n in files if _is_data_file(survey, n)):
+            info = files[name]
+            key = observations_key(tables_prefix, survey, name)
+            source = store.url(info.key)
+            sha = _sha256_of(store, info)
+            previous = built_files.get(name, {})
+            if previous.get("sha256") == sha and store.head(key) is not None:
+                result.builds.append(
+                    TableBuild(
+                        survey, "observations", key, "unchanged", source, previous.get("rows"), sha
+                    )
+                )
+                continue
+            if on_progress:
+                on_progress(f"building {key} from {source}")
+            try:
+                rows = _build_observations(store, info, key, sha, Path(tmp))
+            except RqError as exc:
+                result.builds.append(
+                    TableBuild(survey, "observations", key, "failed", source, None, sha, str(exc))
+                )
+                continue
+            built_files[name] = {"sha256": sha, "rows": rows, "key": key, "built_at": _now()}
+            _write_manifest(store, mkey, doc)
+            result.builds.append(
+                TableBuild(survey, "observations", key, "built", source, rows, sha)
+            )
+        for name in sorted(set(built_files) - {n for n in files if _is_data_file(survey, n)}):
+            key = built_files.pop(name).get("key") or observations_key(tables_prefix, survey, name)
+            store.delete_many([key])
+            _write_manifest(store, mkey, doc)
+            result.builds.append(
+                TableBuild(survey, "observations", key, "removed", store.url(prefix + name))
+            )
+    _build_series(
+        store,
+        survey,
+        files,
+        prefix=prefix,
+        tables_prefix=tables_prefix,
+        doc=doc,
+        result=result,
+        on_progress=on_progress,
+    )
+    _write_manifest(store, mkey, doc)
+
+
+class _Folder(Protocol):
+    """The files of one mirrored survey folder, local or in S3: what series decoding reads."""
+
+    names: list[str]
+
+    def url(self, name: str) -> str: ...
+
+    def size(self, name: str) -> int: ...
+
+    def head(self, name: str) -> bytes:
+        """The first bytes of the file: enough for its header line."""
+        ...
+
+    def read(self, name: str, max_bytes: int) -> bytes: ...
+
+
+class _S3Folder:
+    def __init__(self, store: ObjectStore, prefix: str, files: Mapping[str, ObjectInfo]) -> None:
+        self.store, self.prefix, self.files = store, prefix, files
+        self.names = sorted(files)
+
+    @classmethod
+    def listing(cls, store: ObjectStore, prefix: str) -> _S3Folder:
+        """The folder as listed now."""
+        files = {
+            info.key[len(prefix) :]: info
+            for info in store.list_objects(prefix)
+            if "/" not in info.key[len(prefix) :]
+        }
+        return cls(store, prefix, files)
+
+    def url(self, name: str) -> str:
+        return self.store.url(self.prefix + name)
+
+    def size(self, name: str) -> int:
+        return self.files[name].size
+
+    def head(self, name: str) -> bytes:
+        with self.store.open(self.prefix + name, byte_range=(0, _HEADER_BYTES - 1)) as stream:
+            return b"".join(stream.chunks())
+
+    def read(self, name: str, max_bytes: int) -> bytes:
+        return self.store.get_bytes(self.prefix + name, max_bytes=max_bytes)
+
+
+class _LocalFolder:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.names = sorted(p.name for p in directory.iterdir() if p.is_file())
+
+    def url(self, name: str) -> str:
+        return str(self.directory / name)
+
+    def size(self, name: str) -> int:
+        return (self.directory / name).stat().st_size
+
+    def head(self, name: str) -> bytes:
+        with (self.directory / name).open("rb") as fh:
+            return fh.read(_HEADER_BYTES)
+
+    def read(self, name: str, max_bytes: int) -> bytes:
+        if self.size(name) > max_bytes:
+            raise DataError(f"{self.url(name)} is larger than {max_bytes} bytes")
+        return (self.directory / name).read_bytes()
+
+
+def _mapping_files(survey: str, folder: _Folder) -> list[str]:
+    """The survey's mapping files in the folder: those whose header starts with ``*_code``."""
+    found = []
+    for name in folder.names:
+        if not name.startswith(f"{survey}.") or name == f"{survey}.series":
+            continue
+        if _is_data_file(survey, name) or not folder.size(name):
+            continue
+        if _mapping_column(_header(folder.head(name))) is not None:
+            found.append(name)
+    return found
+
+
+def _decoded_series(
+    survey: str, folder: _Folder, mapping_names: Sequence[str]
+) -> tuple[pl.DataFrame, list[str]]:
+    """Read and decode the survey's series file; log and return a warning per undecoded code.
+
+    Raises:
+        DataError: the series or a mapping file is malformed.
+        StorageError: it cannot be read.
+    """
+    name = f"{survey}.series"
+    source = folder.url(name)
+    series = read_tsv(folder.read(name, _MAX_SERIES_BYTES), source=source)
+    if "series_id" not in series.columns:
+        raise DataError(f"{source} line 1: no series_id column")
+    mappings = {
+        n: read_tsv(folder.read(n, _MAX_MAPPING_BYTES), source=folder.url(n)) for n in mapping_names
+    }
+    decoded, warnings = decode_series(series, mappings)
+    warnings = [f"{source}: {w}" for w in warnings]
+    for warning in warnings:
+        log.warning("%s", warning)
+    return decoded, warnings
+
+
+def _build_series(
+    store: ObjectStore,
+    survey: str,
+    files: Mapping[str, ObjectInfo],
+    *,
+    prefix: str,
+    tables_prefix: str,
+    doc: dict[str, Any],
+    result: TablesResult,
+    on_progress: Callable[[str], None] | None,
+) -> None:
+    key = series_key(tables_prefix, survey)
+    series_name = f"{survey}.series"
+    source = store.url(prefix + series_name)
+    folder = _S3Folder(store, prefix, files)
+    try:
+        mapping_names = _mapping_files(survey, folder)
+        inputs = {n: _sha256_of(store, files[n]) for n in [series_name, *mapping_names]}
+        previous = doc.get("series", {})
+        if previous.get("inputs") == inputs and store.head(key) is not None:
+            result.builds.append(
+                TableBuild(
+                    survey,
+                    "series",
+                    key,
+                    "unchanged",
+                    source,
+                    previous.get("rows"),
+                    inputs[series_name],
+                )
+            )
+            result.warnings.extend(previous.get("warnings", []))
+            return
+        if on_progress:
+            on_progress(f"building {key} from {source}")
+        decoded, warnings = _decoded_series(survey, folder, mapping_names)
+        store.put_bytes(key, _parquet_bytes(decoded), content_type="application/vnd.apache.parquet")
+    except RqError as exc:
+        result.builds.append(
+            TableBuild(survey, "series", key, "failed", source, None, None, str(exc))
+        )
+        return
+    doc["series"] = {
+        "inputs": inputs,
+        "rows": decoded.height,
+        "key": key,
+        "built_at": _now(),
+        "warnings": warnings,
+    }
+    result.warnings.extend(warnings)
+    result.builds.append(
+        TableBuild(survey, "series", key, "built", source, decoded.height, inputs[series_name])
+    )
+
+
+def population_table(body: bytes, *, source: str) -> pl.DataFrame:
+    """The population table of a stored DataUSA answer (either API shape).
+
+    Returns:
+        ``year`` (Int16), ``population`` (Int64), ``source`` (where the answer is stored).
+
+    Raises:
+        DataError: it is not a national population answer.
+    """
+    import polars as pl
+
+    from rearcquest.analytics import population_from_bytes
+
+    frame = population_from_bytes(body, source=source)
+    return frame.select(
+        pl.col("year").cast(pl.Int16), pl.col("population"), pl.lit(source).alias("source")
+    )
+
+
+def _build_population(
+    store: ObjectStore,
+    population_store: ObjectStore,
+    population_object: str,
+    *,
+    tables_prefix: str,
+    force: bool,
+    result: TablesResult,
+) -> None:
+    from rearcquest.analytics import MAX_POPULATION_BYTES
+
+    key = population_key(tables_prefix)
+    source = population_store.url(population_object)
+    if population_store.head(population_object) is None:
+        result.warnings.append(
+            f"{source} does not exist: no population table (rq fetch-population)"
+        )
+        return
+    mkey = manifest_key(tables_prefix, POPULATION_TABLE)
+    body = population_store.get_bytes(population_object, max_bytes=MAX_POPULATION_BYTES)
+    sha = hashlib.sha256(body).hexdigest()
+    previous = {} if force else _read_manifest(store, mkey)
+    if previous.get("sha256") == sha and previous.get("source") == source and store.head(key):
+        result.builds.append(
+            TableBuild(
+                POPULATION_TABLE,
+                POPULATION_TABLE,
+                key,
+                "unchanged",
+                source,
+                previous.get("rows"),
+                sha,
+            )
+        )
+        return
+    try:
+        frame = population_table(body, source=source)
+    except RqError as exc:
+        result.builds.append(
+            TableBuild(
+                POPULATION_TABLE, POPULATION_TABLE, key, "failed", source, None, sha, str(exc)
+            )
+        )
+        return
+    store.put_bytes(key, _parquet_bytes(frame), content_type="application/vnd.apache.parquet")
+    _write_manifest(
+        store,
+        mkey,
+        {
+            "format": _MANIFEST_FORMAT,
+            "source": source,
+            "sha256": sha,
+            "rows": frame.height,
+            "key": key,
+            "built_at": _now(),
+        },
+    )
+    result.builds.append(
+        TableBuild(POPULATION_TABLE, POPULATION_TABLE, key, "built", source, frame.height, sha)
+    )
+
+
+def population_source(
+    store: ObjectStore, url: str | None = None, *, settings: Settings | None = None
+) -> tuple[ObjectStore, str]:
+    """Where :func:`build_tables` reads the population answer from.
+
+    Args:
+        store: the bucket of the mirror.
+        url: ``s3://bucket/key`` of the answer; default
+            ``s3://$RQ_POPULATION_BUCKET/$RQ_POPULATION_KEY``, else that key in ``store``.
+        settings: where the defaults come from; default the ``RQ_*`` environment.
+
+    Returns:
+        The bucket (sharing ``store``'s client) and the key.
+
+    Raises:
+        ConfigError: ``url`` is not an ``s3://bucket/key`` URL.
+    """
+    from rearcquest.config import Settings
+    from rearcquest.storage import ObjectStore
+
+    settings = settings or Settings.from_env()
+    if url is None and settings.population_bucket:
+        url = f"s3://{settings.population_bucket}/{settings.population_key}"
+    if url is None:
+        return store, settings.population_key
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    if not url.startswith("s3://") or not bucket or not key or key.endswith("/"):
+        raise ConfigError(f"--population {url!r} is not an s3://bucket/key URL")
+    return ObjectStore(store.client, bucket), key
+
+
+def build_tables(
+    store: ObjectStore,
+    *,
+    surveys: Iterable[str] | None = ("pr",),
+    root_prefix: str = "",
+    tables_prefix: str = TABLES_PREFIX,
+    population_store: ObjectStore | None = None,
+    population_object: str | None = None,
+    force: bool = False,
+    on_progress: Callable[[str], None] | None = None,
+) -> TablesResult:
+    """Build (or bring up to date) the Parquet tables of the mirrored surveys and the population.
+
+    Each data file's partition is rebuilt only when the file's sha256 differs from the manifest;
+    the series table when the series file or a mapping file changed; the population table when
+    the stored answer changed. A failed table leaves its old version in place and is reported in
+    the result; the others are still built.
+
+    Args:
+        store: the bucket holding the mirror; the tables are written to it too.
+        surveys: the surveys (``pr``); ``None`` for every mirrored survey (see
+            :func:`find_surveys`).
+        root_prefix: the prefix the survey folders are under (empty: the bucket root).
+        tables_prefix: where the tables go.
+        population_store: the bucket of the population answer; default ``store``.
+        population_object: its key; ``None`` builds no population table.
+        force: rebuild every table whatever the manifest says.
+        on_progress: called with a message before each table is built.
+
+    Returns:
+        What was built, kept unchanged, removed and failed.
+
+    Raises:
+        ConfigError: a survey is not mirrored, or there is none.
+        StorageError: the bucket cannot be read or written.
+    """
+    root = _norm_prefix(root_prefix)
+    tables_prefix = _norm_prefix(tables_prefix)
+    if not tables_prefix:
+        raise ConfigError("--tables-prefix must not be empty: the tables would mix with mirrors")
+    chosen = sorted(set(surveys)) if surveys is not None else find_surveys(store, root_prefix=root)
+    if not chosen:
+        raise ConfigError(f"no mirrored survey under {store.url(root)} (run rq sync-bls first)")
+    result = TablesResult(store.bucket, tables_prefix)
+    for survey in chosen:
+        if not survey or "/" in survey or survey == POPULATION_TABLE:
+            raise ConfigError(f"{survey!r} is not a survey name such as pr")
+        _build_survey(
+            store,
+            survey,
+            root=root,
+            tables_prefix=tables_prefix,
+            force=force,
+            result=result,
+            on_progress=on_progress,
+        )
+    if population_object:
+        _build_population(
+            store,
+            population_store or store,
+            population_object,
+            tables_prefix=tables_prefix,
+            force=force,
+            result=result,
+        )
+    return result
+
+
+# -- querying --------------------------------------------------------------------------------------
+
+# The quest's three reports as SQL over the tables (rearcquest/queries/<name>.sql): Polars SQL,
+# DuckDB and Athena all run the same text.
+QUERY_NAMES: Final = ("population", "best_year", "series_population")
+
+
+def named_query(name: str) -> str:
+    """The SQL text of one of the reports (see :data:`QUERY_NAMES`).
+
+    Raises:
+        ConfigError: no such query.
+    """
+    from importlib.resources import files
+
+    if name not in QUERY_NAMES:
+        raise ConfigError(f"no query {name!r}; choose from {', '.join(QUERY_NAMES)}")
+    return files("rearcquest").joinpath("queries", f"{name}.sql").read_text(encoding="utf-8")
+
+
+def _split_location(location: str) -> tuple[str, str] | None:
+    """``s3://bucket/prefix`` -> ``(bucket, prefix/)``; ``None`` for a local directory."""
+    if not location.startswith("s3://"):
+        return None
+    bucket, _, prefix = location[len("s3://") :].partition("/")
+    if not bucket:
+        raise ConfigError(f"{location!r} is not an s3://bucket/prefix/ URL")
+    return bucket, _norm_prefix(prefix)
+
+
+def _table_name(relative: str) -> str:
+    """The SQL name of the table a relative key belongs to: ``pr/series.parquet`` -> pr_series."""
+    survey, _, rest = relative.partition("/")
+    if survey == POPULATION_TABLE:
+        return POPULATION_TABLE
+    return f"{survey}_{rest.partition('/')[0].removesuffix('.parquet')}"
+
+
+def _download_tables(
+    store: ObjectStore, prefix: str, target: Path, wanted: Callable[[str], bool]
+) -> set[str]:
+    """Copy the Parquet objects under ``prefix`` whose table ``wanted`` keeps.
+
+    Returns:
+        The names of every table there, copied or not.
+    """
+    names: set[str] = set()
+    for info in store.list_objects(prefix):
+        relative = info.key[len(prefix) :]
+        if not relative.endswith(".parquet"):
+            continue
+        names.add(_table_name(relative))
+        if not wanted(_table_name(relative)):
+            continue
+        path = target / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as fh:
+            store.download_to(info.key, fh)
+    return names
+
+
+def scan_tables(directory: str | Path) -> dict[str, pl.LazyFrame]:
+    """The tables in a local directory, by the names SQL sees them under.
+
+    Args:
+        directory: a local copy of a tables prefix.
+
+    Returns:
+        ``<survey>_observations`` (with the ``file`` partition column), ``<survey>_series`` and
+        ``population``, for the tables present.
+    """
+    import polars as pl
+
+    root = Path(directory)
+    found: dict[str, pl.LazyFrame] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        if folder.name == POPULATION_TABLE:
+            if (folder / "population.parquet").is_file():
+                found[POPULATION_TABLE] = pl.scan_parquet(folder / "population.parquet")
+            continue
+        if any((folder / "observations").glob(f"file=*/{PART_NAME}")):
+            found[f"{folder.name}_observations"] = pl.scan_parquet(
+                f"{folder / 'observations'}/**/*.parquet",
+                hive_partitioning=True,
+                hive_schema={"file": pl.String},
+            )
+        if (folder / "series.parquet").is_file():
+            found[f"{folder.name}_series"] = pl.scan_parquet(folder / "series.parquet")
+    return found
+
+
+def _run(
+    query: str, frames: Mapping[str, pl.LazyFrame], location: str, names: Iterable[str] = ()
+) -> pl.DataFrame:
+    import polars as pl
+
+    if not frames and not names:
+        raise ConfigError(f"no tables at {location} (build them with rq tables)")
+    try:
+        return pl.SQLContext(frames).execute(query, eager=True)
+    except pl.exceptions.PolarsError as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        known = ", ".join(sorted({*frames, *names}))
+        raise ConfigError(f"the query failed: {reason} (tables: {known})") from exc
+
+
+def run_sql(
+    query: str,
+    *,
+    location: str | None = None,
+    store: ObjectStore | None = None,
+    endpoint_url: str | None = None,
+    settings: Settings | None = None,
+) -> pl.DataFrame:
+    """Run a Polars SQL query over the tables of a local directory or an S3 prefix.
+
+    The tables are registered as ``<survey>_observations`` (column ``file`` is the data file of
+    the partition), ``<survey>_series`` and ``population``. From S3 the Parquet objects are
+    copied to a temporary directory first (removed afterwards); observations only when the
+    query names an observations table.
+
+    Args:
+        query: the SQL.
+        location: a local directory or ``s3://bucket/prefix/`` (what ``rq tables`` writes);
+            default ``s3://$RQ_BLS_BUCKET/tables/``.
+        store: the bucket of an ``s3://`` location; made with ``endpoint_url`` if not given.
+        endpoint_url: S3-compatible endpoint.
+        settings: where the default bucket comes from; default the ``RQ_*`` environment.
+
+    Returns:
+        The answer.
+
+    Raises:
+        ConfigError: no location and no bucket, no tables at the location, or the query failed
+            (unknown table, column, syntax).
+        StorageError: the tables cannot be read from S3.
+    """
+    if location is None:
+        from rearcquest.config import Settings
+
+        bucket = (settings or Settings.from_env()).bls_bucket
+        if not bucket:
+            raise ConfigError("no tables: pass --tables DIR_OR_S3_URL or set RQ_BLS_BUCKET")
+        location = f"s3://{bucket}/{TABLES_PREFIX}"
+    split = _split_location(location)
+    if split is None:
+        return _run(query, scan_tables(location), location)
+    bucket, prefix = split
+    if store is None:
+        from rearcquest.storage import ObjectStore, make_s3_client
+
+        store = ObjectStore(make_s3_client(endpoint_url=endpoint_url), bucket)
+    lowered = query.lower()
+
+    def wanted(table: str) -> bool:
+        # Observations are most of the bytes: copied only for a query that names them.
+        return not table.endswith("_observations") or table in lowered
+
+    with tempfile.TemporaryDirectory(prefix="rq-sql-") as tmp:
+        names = _download_tables(store, prefix, Path(tmp), wanted)
+        return _run(query, scan_tables(tmp), location, names)
+
+
+# -- rq analyze --from -----------------------------------------------------------------------------
+
+AnalyzeSource = Literal["auto", "tables", "files"]
+ANALYZE_SOURCES: Final[tuple[AnalyzeSource, ...]] = ("auto", "tables", "files")
+
+
+def current_partition(store: ObjectStore, data_key: str, *, tables_prefix: str) -> str | None:
+    """The key of the observations partition of a mirrored data file, if it is current.
+
+    Current: the survey's manifest records the sha256 the data file has now, and the partition
+    exists.
+
+    Args:
+        store: the bucket of the mirror and the tables.
+        data_key: the mirrored data file (``pr/pr.data.0.Current``).
+        tables_prefix: where the tables are.
+
+    Returns:
+        The partition's key, or ``None`` (no table, or built from another version of the file).
+
+    Raises:
+        StorageError: the bucket cannot be read.
+    """
+    folder, _, name = data_key.rpartition("/")
+    survey = folder.rpartition("/")[2]
+    if not survey or not _is_data_file(survey, name):
+        return None
+    entry = _read_manifest(store, manifest_key(tables_prefix, survey)).get("files", {}).get(name)
+    info = store.head(data_key)
+    if not entry or info is None or entry.get("sha256") != _sha256_of(store, info):
+        return None
+    key = observations_key(tables_prefix, survey, name)
+    return key if store.head(key) is not None else None
+
+
+def analyze(
+    *,
+    source: AnalyzeSource = "auto",
+    tables_prefix: str = TABLES_PREFIX,
+    bls: str | Path | None = None,
+    endpoint_url: str | None = None,
+    s3_client: S3Client | None = None,
+    settings: Settings | None = None,
+    **options: Any,
+) -> Analysis:
+    """:func:`rearcquest.analytics.analyze`, reading the BLS rows from the tables or the text.
+
+    ``auto`` reads the observations table of the data file when it is current (see
+    :func:`current_partition`), else the text file; both give the same reports. Rows whose value
+    is a non-number (``-``, null in the table) are left out of the reports read from the table;
+    the text file rejects them.
+
+    Args:
+        source: ``auto``, ``tables`` or ``files``.
+        tables_prefix: where the tables are, in the bucket of the BLS file.
+        bls: the BLS data file (default the mirrored ``pr.data.0.Current``).
+        endpoint_url: S3-compatible endpoint.
+        s3_client: a ready S3 client instead.
+        settings: where the defaults come from.
+        options: the other options of :func:`rearcquest.analytics.analyze`.
+
+    Returns:
+        The :class:`~rearcquest.analytics.Analysis`.
+
+    Raises:
+        ConfigError: ``tables`` asked for but the BLS file is local or its table missing or stale;
+            and everything :func:`rearcquest.analytics.analyze` raises.
+    """
+    import polars as pl
+
+    from rearcquest import analytics
+
+    if source not in ANALYZE_SOURCES:
+        raise ConfigError(f"unknown source {source!r}; choose from {', '.join(ANALYZE_SOURCES)}")
+    common: dict[str, Any] = {
+        "endpoint_url": endpoint_url,
+        "s3_client": s3_client,
+        "settings": settings,
+        **options,
+    }
+    reports = options.get("reports", analytics.REPORTS)
+    need_bls = "best-year" in reports or "series-population" in reports
+    location = str(bls) if bls is not None else analytics.default_locations(settings)[0]
+    split = _split_location(location) if location and need_bls else None
+    if split is None:
+        if source == "tables" and need_bls:
+            raise ConfigError(
+                f"--from tables reads the tables beside an S3 mirror; {location} is not in S3"
+            )
+        analysis = analytics.analyze(bls=bls, **common)
+        if need_bls and location:
+            path = Path(location)
+            return _with_titles(analysis, lambda: _LocalFolder(path.parent), path.name)
+        return analysis
+    from rearcquest.storage import ObjectStore, make_s3_client
+
+    bucket, data_key = split[0], split[1].rstrip("/")
+    if s3_client is None:
+        s3_client = common["s3_client"] = make_s3_client(endpoint_url=endpoint_url)
+    store = ObjectStore(s3_client, bucket)
+    folder, _, name = data_key.rpartition("/")
+
+    def texts() -> _Folder:
+        return _S3Folder.listing(store, folder + "/" if folder else "")
+
+    if source == "files":
+        return _with_titles(analytics.analyze(bls=bls, **common), texts, name)
+    try:
+        part = current_partition(store, data_key, tables_prefix=_norm_prefix(tables_prefix))
+    except RqError as exc:
+        if source == "tables":
+            raise
+        # auto must never do worse than the text file it would have read before tables existed.
+        log.warning("cannot check the tables (%s): reading the text file", exc)
+        part = None
+    if part is None:
+        if source == "tables":
+            raise ConfigError(
+                f"no current table for {location} under {store.url(_norm_prefix(tables_prefix))}; "
+                "build it with rq tables"
+            )
+        log.info("no current table for %s: reading the text file", location)
+        return _with_titles(analytics.analyze(bls=bls, **common), texts, name)
+    with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
+        path = Path(tmp) / PART_NAME
+        with path.open("wb") as fh:
+            store.download_to(part, fh)
+        rows = (
+            pl.scan_parquet(path)
+            .filter(pl.col("value").is_not_null())
+            .select(
+                "series_id",
+                pl.col("year").cast(pl.Int32),
+                "period",
+                "value",
+                analytics.decimals_of(pl.col("value_text")).alias("decimals"),
+            )
+        )
+        analysis = analytics.analyze(bls=store.url(part), bls_rows=rows, **common)
+    survey = name.partition(".")[0]
+    key = series_key(tables_prefix, survey)
+    try:
+        table = pl.read_parquet(io.BytesIO(store.get_bytes(key)), columns=["series_id", "title"])
+    except RqError as exc:
+        log.warning("no series titles: %s", exc)
+        return analysis
+    return _titled(analysis, table)
+
+
+def _titled(analysis: Analysis, series: pl.DataFrame) -> Analysis:
+    """The analysis with the titles of the series its reports hold."""
+    import dataclasses
+
+    ids: set[str] = set()
+    for frame in (analysis.best_year, analysis.series_population):
+        if frame is not None:
+            ids.update(frame["series_id"].to_list())
+    titles = {
+        sid: title
+        for sid, title in series.select("series_id", "title").rows()
+        if sid in ids and title is not None
+    }
+    return dataclasses.replace(analysis, titles=titles)
+
+
+def _with_titles(analysis: Analysis, folder: Callable[[], _Folder], data_file: str) -> Analysis:
+    """Title the reports from the series and mapping files beside the data file, if there."""
+    survey = data_file.partition(".")[0]
+    try:
+        texts = folder()
+        if f"{survey}.series" not in texts.names:
+            return analysis
+        decoded, _ = _decoded_series(survey, texts, _mapping_files(survey, texts))
+    except (RqError, OSError) as exc:
+        log.warning("no series titles: %s", exc)
+        return analysis
+    return _titled(analysis, decoded)

@@ -1,0 +1,124 @@
+"""``rq sql``: Polars SQL over the tables, local or in S3 (moto's server), in every format."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from typer.testing import CliRunner
+
+from conftest import DATAUSA, release
+from rearcquest.cli import app
+from rearcquest.storage import ObjectStore, make_s3_client
+from rearcquest.tables import build_tables
+
+runner = CliRunner()
+JOIN = (
+    "SELECT o.year, o.value, p.population FROM pr_observations o "
+    "JOIN population p ON o.year = p.year WHERE o.file = 'pr.data.0.Current' "
+    "AND o.series_id = 'PRS30006032' AND o.period = 'Q01' AND o.year BETWEEN 2017 AND 2018 "
+    "ORDER BY o.year"
+)
+
+
+def rq(*args: str) -> Any:
+    return runner.invoke(app, ["sql", *args])
+
+
+_BUILT: dict[str, str] = {}
+
+
+@pytest.fixture
+def tables_bucket(moto_server: str) -> str:
+    """A bucket with the 2026-08-06 release mirrored and its tables built, made once (queries
+    only read it); yields its name. Function-scoped so that it runs with the isolated env."""
+    if moto_server in _BUILT:
+        return _BUILT[moto_server]
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bucket = f"sql-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    store = ObjectStore(make_s3_client(endpoint_url=moto_server), bucket)
+    for name, served in release("2026-08-06").items():
+        store.put_bytes(f"pr/{name}", served.data)
+    store.put_bytes(
+        "datausa/population.json", (DATAUSA / "tesseract-acs1-2013-2023-raw.json").read_bytes()
+    )
+    build_tables(store, population_object="datausa/population.json")
+    _BUILT[moto_server] = bucket
+    return bucket
+
+
+@pytest.fixture
+def env(moto_server: str, tables_bucket: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("RQ_BLS_BUCKET", tables_bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    return tables_bucket
+
+
+def test_a_join_as_csv_from_the_default_location(env: str) -> None:
+    result = rq(JOIN, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "year,value,population\n2017,0.900,325719178\n2018,0.500,327167439\n"
+
+
+def test_json_keeps_the_decimal_digits(env: str) -> None:
+    result = rq(JOIN, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert '"value": 0.900' in result.stdout
+    assert json.loads(result.stdout) == [
+        {"year": 2017, "value": 0.9, "population": 325719178},
+        {"year": 2018, "value": 0.5, "population": 327167439},
+    ]
+
+
+def test_markdown_and_table(env: str) -> None:
+    markdown = rq(JOIN, "--format", "markdown")
+    assert markdown.stdout.splitlines()[:3] == [
+        "| year | value | population |",
+        "|---:|---:|---:|",
+        "| 2017 | 0.900 | 325719178 |",
+    ]
+    table = rq("SELECT series_id, title FROM pr_series WHERE series_id = 'PRS30006032'")
+    assert table.exit_code == 0, table.output
+    assert "Manufacturing; All workers; Hours worked" in table.stdout
+
+
+def test_a_named_query_over_a_local_directory(env: str, tmp_path: Path) -> None:
+    client = boto3.client("s3")
+    for item in client.list_objects_v2(Bucket=env, Prefix="tables/")["Contents"]:
+        path = tmp_path / item["Key"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(client.get_object(Bucket=env, Key=item["Key"])["Body"].read())
+    result = rq(
+        "--named", "series_population", "--tables", str(tmp_path / "tables"), "--format", "csv"
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "series_id,year,period,value,population"
+    assert "PRS30006032,2018,Q01,0.500,327167439" in lines
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "Error: give either a QUERY or --named NAME\n"),
+        (("SELECT 1", "--named", "best_year"), "Error: give either a QUERY or --named NAME\n"),
+        (("--named", "nope"), "Error: no query 'nope'; choose from population, best_year"),
+        (("SELECT * FROM nowhere",), "Error: the query failed: relation 'nowhere' was not found"),
+    ],
+    ids=["nothing", "both", "unknown-name", "unknown-table"],
+)
+def test_usage_errors_are_exit_2(env: str, args: tuple[str, ...], message: str) -> None:
+    result = rq(*args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message)
+
+
+def test_no_location_and_no_bucket_is_exit_2() -> None:
+    result = rq("SELECT 1")
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: no tables: pass --tables DIR_OR_S3_URL or set RQ_BLS_BUCKET\n")

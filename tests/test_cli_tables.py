@@ -1,0 +1,137 @@
+"""``rq tables`` against moto's S3 server: what it writes, prints and exits with."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from typer.testing import CliRunner
+
+from conftest import DATAUSA, release
+from rearcquest.cli import app
+from rearcquest.layout import META_SHA256
+
+runner = CliRunner()
+POPULATION = (DATAUSA / "tesseract-acs1-2013-2023-raw.json").read_bytes()
+
+
+def rq(*args: str) -> Any:
+    return runner.invoke(app, ["tables", *args])
+
+
+@pytest.fixture
+def mirror(moto_server: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A bucket holding the mirrored 2024-06-06 release; RQ_BLS_BUCKET and the endpoint set."""
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bucket = f"tables-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    for name, served in release("2024-06-06").items():
+        client.put_object(
+            Bucket=bucket,
+            Key=f"pr/{name}",
+            Body=served.data,
+            Metadata={META_SHA256: hashlib.sha256(served.data).hexdigest()},
+        )
+    monkeypatch.setenv("RQ_BLS_BUCKET", bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    client.bucket = bucket
+    return client
+
+
+def keys(client: Any, prefix: str) -> list[str]:
+    listing = client.list_objects_v2(Bucket=client.bucket, Prefix=prefix)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def test_builds_then_skips_and_says_so_in_json(mirror: Any) -> None:
+    mirror.put_object(Bucket=mirror.bucket, Key="datausa/population.json", Body=POPULATION)
+    first = rq("--format", "json")
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.stdout)
+    assert (doc["built"], doc["unchanged"], doc["failed"]) == (4, 0, 0)
+    assert doc["warnings"] == []
+    assert {t["table"] for t in doc["tables"]} == {"observations", "series", "population"}
+    assert keys(mirror, "tables/") == [
+        "tables/population/_manifest.json",
+        "tables/population/population.parquet",
+        "tables/pr/_manifest.json",
+        "tables/pr/observations/file=pr.data.0.Current/part-0.parquet",
+        "tables/pr/observations/file=pr.data.1.AllData/part-0.parquet",
+        "tables/pr/series.parquet",
+    ]
+    again = json.loads(rq("--format", "json").stdout)
+    assert (again["built"], again["unchanged"]) == (0, 4)
+
+
+def test_text_output_lists_each_table_and_the_population_warning(mirror: Any) -> None:
+    result = rq("--tables-prefix", "parquet")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        f"built     s3://{mirror.bucket}/parquet/pr/observations/file=pr.data.0.Current/"
+        "part-0.parquet (35817 rows)"
+    )
+    assert lines[-1] == (
+        f"warning: s3://{mirror.bucket}/datausa/population.json does not exist: "
+        "no population table (rq fetch-population)"
+    )
+
+
+def test_population_from_another_bucket(mirror: Any) -> None:
+    mirror.create_bucket(Bucket=mirror.bucket + "-pop")
+    mirror.put_object(Bucket=mirror.bucket + "-pop", Key="p.json", Body=POPULATION)
+    result = rq("--population", f"s3://{mirror.bucket}-pop/p.json", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert "tables/population/population.parquet" in keys(mirror, "tables/population/")
+
+
+def test_a_malformed_data_file_is_exit_1_and_the_rest_is_built(mirror: Any) -> None:
+    bad = b"series_id\tyear\tperiod\tvalue\nPRS1\t2001\tQ01\t1.0\nPRS1\t2001\tQ02\tNaN\n"
+    mirror.put_object(Bucket=mirror.bucket, Key="pr/pr.data.2.Bad", Body=bad)
+    result = rq()
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: 1 table(s) not built: s3://{mirror.bucket}/pr/pr.data.2.Bad: "
+        f"s3://{mirror.bucket}/pr/pr.data.2.Bad line 3: "
+        "value 'NaN' is not a decimal number with at most 3 decimals\n"
+    )
+    built = keys(mirror, "tables/pr/observations/")
+    assert built == [
+        "tables/pr/observations/file=pr.data.0.Current/part-0.parquet",
+        "tables/pr/observations/file=pr.data.1.AllData/part-0.parquet",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--survey", "xx"), "holds no xx.series: is 'xx' a mirrored survey?"),
+        (("--population", "/tmp/p.json"), "--population '/tmp/p.json' is not an s3://bucket/key"),
+        (("--tables-prefix", "/"), "--tables-prefix must not be empty"),
+    ],
+    ids=["unknown-survey", "local-population", "empty-prefix"],
+)
+def test_usage_errors_are_exit_2(mirror: Any, args: tuple[str, ...], message: str) -> None:
+    result = rq(*args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: ")
+    assert message in result.stderr
+    assert keys(mirror, "tables/") == []
+
+
+def test_all_finds_every_mirrored_survey(mirror: Any) -> None:
+    mirror.put_object(Bucket=mirror.bucket, Key="zz/zz.series", Body=b"series_id\nZZ1\n")
+    result = rq("--survey", "all", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert {t["survey"] for t in json.loads(result.stdout)["tables"]} == {"pr", "zz"}
+
+
+def test_no_bucket_is_exit_2_saying_what_to_set() -> None:
+    result = rq()
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: no bucket given: pass --bucket or set the RQ_")

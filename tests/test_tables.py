@@ -1,0 +1,610 @@
+"""rearcquest.tables: building the Parquet tables from a mirror in (moto) S3, and querying them."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from conftest import DATAUSA, release
+from rearcquest.errors import ConfigError, DataError, StorageError
+from rearcquest.layout import META_SHA256
+from rearcquest.tables import (
+    build_tables,
+    decode_series,
+    find_surveys,
+    manifest_key,
+    observations_key,
+    population_key,
+    read_tsv,
+    series_key,
+)
+
+VINTAGES = ("2024-06-06", "2025-06-05", "2025-09-04", "2026-08-06")
+POPULATION = "datausa/population.json"
+
+# A second survey with its own code files: zz.area decodes area_code, zz.item decodes item (no
+# _code suffix in the series file), and nothing decodes unit_code.
+ZZ = {
+    "zz.series": (
+        "series_id   \tarea_code\titem\tunit_code\tfootnote_codes\tbegin_year\r\n"
+        "ZZA1        \tA1\tX\tu\t\t2001\r\n"
+        "ZZB2        \tB2\tY\tu\t\t2002\r\n"
+        "ZZC9        \tC9\tX\tv\t\t2003\r\n"
+    ),
+    "zz.area": "area_code\tarea_name\tdisplay_level\r\nA1\tNorth\t0\r\nB2\tSouth\t0\r\n",
+    "zz.item": "Item_code\tItem_text\r\nX\tWidgets\r\nY\tGadgets, large\r\n",
+    "zz.footnote": "footnote_code\tfootnote_text\r\nP\tpreliminary\r\n",
+    "zz.txt": "The ZZ survey\r\n",
+    "zz.data.0.Current": (
+        "series_id   \tyear\tperiod\t     value\tfootnote_codes\r\n"
+        "ZZA1        \t2001\tM01\t       1.5\t\r\n"
+        "ZZA1        \t2001\tM02\t         -\tP\r\n"
+        "ZZB2        \t2002\tM01\t   -12.250\t\r\n"
+        "ZZB2        \t2002\tM02\t      (NA)\t\r\n"
+    ),
+}
+
+
+def put_file(store: Any, key: str, data: bytes) -> None:
+    """Store a mirrored file the way rq sync-bls does: with its sha256 as metadata."""
+    store.put_bytes(key, data, metadata={META_SHA256: hashlib.sha256(data).hexdigest()})
+
+
+def mirror(store: Any, files: dict[str, bytes], prefix: str) -> None:
+    for name, data in files.items():
+        put_file(store, prefix + name, data)
+
+
+def mirror_release(store: Any, vintage: str, prefix: str = "pr/") -> None:
+    mirror(store, {name: f.data for name, f in release(vintage).items()}, prefix)
+
+
+def mirror_zz(store: Any, **changes: str) -> None:
+    mirror(store, {n: t.encode() for n, t in {**ZZ, **changes}.items()}, "zz/")
+
+
+def put_population(store: Any) -> None:
+    body = (DATAUSA / "tesseract-acs1-2013-2023-raw.json").read_bytes()
+    store.put_bytes(POPULATION, body)
+
+
+def parquet(store: Any, key: str) -> pl.DataFrame:
+    return pl.read_parquet(io.BytesIO(store.get_bytes(key)))
+
+
+def statuses(result: Any) -> dict[str, str]:
+    return {b.key: b.status for b in result.builds}
+
+
+# -- decoding ------------------------------------------------------------------------------------
+
+
+def test_decode_series_names_each_code_and_warns_once_per_undecoded_column() -> None:
+    series = read_tsv(ZZ["zz.series"].encode(), source="zz.series")
+    mappings = {
+        n: read_tsv(ZZ[n].encode(), source=n) for n in ("zz.area", "zz.item", "zz.footnote")
+    }
+    decoded, warnings = decode_series(series, mappings)
+    assert decoded.columns == [
+        "series_id",
+        "area_code",
+        "area_name",
+        "item",
+        "item_text",
+        "unit_code",
+        "footnote_codes",
+        "begin_year",
+        "title",
+    ]
+    assert decoded.rows() == [
+        ("ZZA1", "A1", "North", "X", "Widgets", "u", None, "2001", "North; Widgets"),
+        ("ZZB2", "B2", "South", "Y", "Gadgets, large", "u", None, "2002", "South; Gadgets, large"),
+        ("ZZC9", "C9", None, "X", "Widgets", "v", None, "2003", "Widgets"),
+    ]
+    assert warnings == ["no mapping file decodes unit_code: it stays a code"]
+
+
+def test_read_tsv_rejects_a_file_that_is_not_text() -> None:
+    with pytest.raises(DataError, match=r"^zz\.area: cannot be read"):
+        read_tsv(b"a_code\tb\n\xff\xfe\x00\tx\ty\tz\n", source="zz.area")
+
+
+# -- building from the real releases -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vintage", VINTAGES, ids=VINTAGES)
+def test_builds_every_table_of_a_real_release(store: Any, vintage: str) -> None:
+    mirror_release(store, vintage)
+    put_population(store)
+    result = build_tables(store, population_object=POPULATION)
+    assert result.failed == []
+    files = release(vintage)
+    for name in ("pr.data.0.Current", "pr.data.1.AllData"):
+        key = observations_key("tables/", "pr", name)
+        table = parquet(store, key)
+        lines = [line for line in files[name].data.decode().splitlines()[1:] if line.strip()]
+        assert table.height == len(lines)
+        assert table.schema == pl.Schema(
+            {
+                "series_id": pl.String,
+                "year": pl.Int16,
+                "period": pl.String,
+                "value": pl.Decimal(18, 3),
+                "value_text": pl.String,
+                "footnote_codes": pl.String,
+            }
+        )
+        first = lines[0].split("\t")
+        assert table.row(0) == (
+            first[0].strip(),
+            int(first[1]),
+            first[2].strip(),
+            Decimal(first[3].strip()),
+            first[3].strip(),
+            first[4].strip() or None,
+        )
+    manifest = json.loads(store.get_bytes(manifest_key("tables/", "pr")))
+    current = files["pr.data.0.Current"].data
+    assert manifest["files"]["pr.data.0.Current"]["sha256"] == hashlib.sha256(current).hexdigest()
+    series = parquet(store, series_key("tables/", "pr"))
+    assert series.height == len(files["pr.series"].data.decode().splitlines()) - 1
+    population = parquet(store, population_key("tables/"))
+    assert population.schema == pl.Schema(
+        {"year": pl.Int16, "population": pl.Int64, "source": pl.String}
+    )
+    assert population.row(0) == (2013, 316128839, "s3://test-bucket/" + POPULATION)
+
+
+def test_decoded_series_reads_as_its_sector_and_measure(store: Any) -> None:
+    mirror_release(store, "2026-08-06")
+    build_tables(store)
+    series = parquet(store, series_key("tables/", "pr")).filter(
+        pl.col("series_id") == "PRS30006032"
+    )
+    row = series.row(0, named=True)
+    assert row["sector_code"] == "3000"
+    assert row["sector_name"] == "Manufacturing"
+    assert row["measure_code"] == "03"
+    assert row["measure_text"] == "Hours worked"
+    assert row["seasonal"] == "S"
+    assert row["seasonal_text"] == "Seasonal Adjusted"
+    assert row["title"] == (
+        "Manufacturing; All workers; Hours worked; % Change from previous quarter; "
+        "Seasonal Adjusted"
+    )
+
+
+def test_second_survey_keeps_non_numbers_and_undecoded_codes(
+    store: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    mirror_zz(store)
+    with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
+        result = build_tables(store, surveys=["zz"])
+    assert result.warnings == [
+        "s3://test-bucket/zz/zz.series: no mapping file decodes unit_code: it stays a code"
+    ]
+    assert [r.message for r in caplog.records] == result.warnings
+    table = parquet(store, observations_key("tables/", "zz", "zz.data.0.Current"))
+    assert table.rows() == [
+        ("ZZA1", 2001, "M01", Decimal("1.500"), "1.5", None),
+        ("ZZA1", 2001, "M02", None, "-", "P"),
+        ("ZZB2", 2002, "M01", Decimal("-12.250"), "-12.250", None),
+        ("ZZB2", 2002, "M02", None, "(NA)", None),
+    ]
+    series = parquet(store, series_key("tables/", "zz"))
+    assert series["area_name"].to_list() == ["North", "South", None]
+    assert series["unit_code"].to_list() == ["u", "u", "v"]
+
+
+def test_find_surveys_and_all(store: Any) -> None:
+    mirror_release(store, "2024-06-06")
+    mirror_zz(store)
+    store.put_bytes("notes/readme.txt", b"x")
+    assert find_surveys(store) == ["pr", "zz"]
+    result = build_tables(store, surveys=None)
+    assert {b.survey for b in result.builds} == {"pr", "zz"}
+
+
+def test_a_survey_that_is_not_mirrored_is_a_config_error(store: Any) -> None:
+    with pytest.raises(ConfigError, match=r"s3://test-bucket/xx/ holds no xx\.series"):
+        build_tables(store, surveys=["xx"])
+
+
+# -- rebuilding only what changed ----------------------------------------------------------------
+
+
+def test_a_changed_data_file_rebuilds_only_its_partition(store: Any) -> None:
+    mirror_release(store, "2025-06-05")
+    first = build_tables(store)
+    assert set(statuses(first).values()) == {"built"}
+    again = build_tables(store)
+    assert set(statuses(again).values()) == {"unchanged"}
+    current = release("2025-09-04")["pr.data.0.Current"].data
+    put_file(store, "pr/pr.data.0.Current", current)
+    third = build_tables(store)
+    assert statuses(third) == {
+        observations_key("tables/", "pr", "pr.data.0.Current"): "built",
+        observations_key("tables/", "pr", "pr.data.1.AllData"): "unchanged",
+        series_key("tables/", "pr"): "unchanged",
+    }
+    table = parquet(store, observations_key("tables/", "pr", "pr.data.0.Current"))
+    assert table.height == len(current.decode().splitlines()) - 1
+
+
+def test_a_changed_mapping_file_rebuilds_the_series(store: Any) -> None:
+    mirror_zz(store)
+    build_tables(store, surveys=["zz"])
+    mirror_zz(store, **{"zz.area": "area_code\tarea_name\r\nA1\tNorth\r\nC9\tWest\r\n"})
+    result = build_tables(store, surveys=["zz"])
+    assert statuses(result)[series_key("tables/", "zz")] == "built"
+    assert parquet(store, series_key("tables/", "zz"))["area_name"].to_list() == [
+        "North",
+        None,
+        "West",
+    ]
+
+
+def test_a_removed_data_file_removes_its_partition(store: Any) -> None:
+    mirror_zz(store, **{"zz.data.1.Extra": ZZ["zz.data.0.Current"]})
+    build_tables(store, surveys=["zz"])
+    extra = observations_key("tables/", "zz", "zz.data.1.Extra")
+    assert store.head(extra) is not None
+    store.delete_many(["zz/zz.data.1.Extra"])
+    result = build_tables(store, surveys=["zz"])
+    assert statuses(result)[extra] == "removed"
+    assert store.head(extra) is None
+    assert (
+        "zz.data.1.Extra" not in json.loads(store.get_bytes(manifest_key("tables/", "zz")))["files"]
+    )
+
+
+BAD_ROWS = [
+    ("ZZA1\t2001\tM01\t1234567890123456.5\t", "line 4: value '1234567890123456.5' does not fit"),
+    ("ZZA1\t2001\tM01\t1.2345\t", "line 4: value '1.2345' is not a decimal number"),
+    ("ZZA1\t2001\tM01\tNaN\t", "line 4: value 'NaN' is not a decimal number"),
+    ("ZZA1\tyear\tM01\t1.5\t", "line 4: year 'year' is not a four-digit year"),
+    ("ZZA1\t2001\tM01\t1.5\t\tx\ty", "line 4: 7 fields, the header has 5"),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    BAD_ROWS,
+    ids=["too-large", "too-precise", "nan", "bad-year", "too-many-fields"],
+)
+def test_a_malformed_row_fails_its_file_and_writes_nothing(
+    store: Any, line: str, message: str
+) -> None:
+    good = ZZ["zz.data.0.Current"]
+    bad = good.replace("ZZB2        \t2002\tM01\t   -12.250\t", line)
+    mirror_zz(store, **{"zz.data.1.Bad": bad})
+    result = build_tables(store, surveys=["zz"])
+    (failed,) = result.failed
+    assert failed.key == observations_key("tables/", "zz", "zz.data.1.Bad")
+    assert failed.error is not None
+    assert failed.error.startswith("s3://test-bucket/zz/zz.data.1.Bad " + message)
+    assert store.head(failed.key) is None
+    # The other tables are still built; the result raises once for the failure.
+    assert store.head(observations_key("tables/", "zz", "zz.data.0.Current")) is not None
+    with pytest.raises(DataError, match=r"1 table\(s\) not built: s3://test-bucket/zz/zz\.data"):
+        result.raise_for_errors()
+
+
+def test_a_failed_rebuild_keeps_the_previous_partition(store: Any) -> None:
+    mirror_zz(store)
+    build_tables(store, surveys=["zz"])
+    key = observations_key("tables/", "zz", "zz.data.0.Current")
+    before = store.get_bytes(key)
+    mirror_zz(store, **{"zz.data.0.Current": ZZ["zz.data.0.Current"] + "ZZA1\t20x1\tM01\t1\t\r\n"})
+    result = build_tables(store, surveys=["zz"])
+    assert [b.key for b in result.failed] == [key]
+    assert store.get_bytes(key) == before
+    # Still recorded as the old file's partition, so the next build tries again.
+    again = build_tables(store, surveys=["zz"])
+    assert [b.key for b in again.failed] == [key]
+
+
+def test_population_is_rebuilt_only_when_the_answer_changes(store: Any, tmp_path: Path) -> None:
+    mirror_zz(store)
+    put_population(store)
+    build_tables(store, surveys=["zz"], population_object=POPULATION)
+    again = build_tables(store, surveys=["zz"], population_object=POPULATION)
+    assert statuses(again)[population_key("tables/")] == "unchanged"
+    store.put_bytes(POPULATION, (DATAUSA / "old-api-acs5-2013-2023-indent2.json").read_bytes())
+    third = build_tables(store, surveys=["zz"], population_object=POPULATION)
+    assert statuses(third)[population_key("tables/")] == "built"
+
+
+def test_a_missing_population_answer_is_a_warning(store: Any) -> None:
+    mirror_zz(store)
+    result = build_tables(store, surveys=["zz"], population_object=POPULATION)
+    assert result.warnings[-1] == (
+        f"s3://test-bucket/{POPULATION} does not exist: no population table (rq fetch-population)"
+    )
+
+
+# -- analyze from the tables ---------------------------------------------------------------------
+
+
+def analyze_from(store: Any, source: str, **options: Any) -> Any:
+    from rearcquest.tables import analyze
+
+    return analyze(
+        source=source,  # type: ignore[arg-type]
+        bls="s3://test-bucket/pr/pr.data.0.Current",
+        population=f"s3://test-bucket/{POPULATION}",
+        s3_client=store.client,
+        **options,
+    )
+
+
+@pytest.mark.parametrize("vintage", VINTAGES, ids=VINTAGES)
+@pytest.mark.parametrize("include_annual", [False, True], ids=["quarters", "annual"])
+def test_analyze_from_tables_equals_analyze_from_files(
+    store: Any, vintage: str, include_annual: bool
+) -> None:
+    mirror_release(store, vintage)
+    put_population(store)
+    build_tables(store)
+    files = analyze_from(store, "files", include_annual=include_annual, all_years=True)
+    tables = analyze_from(store, "tables", include_annual=include_annual, all_years=True)
+    assert files.bls_source == "s3://test-bucket/pr/pr.data.0.Current"
+    assert tables.bls_source == "s3://test-bucket/" + observations_key(
+        "tables/", "pr", "pr.data.0.Current"
+    )
+    assert tables.best_year.equals(files.best_year)
+    assert tables.series_population.equals(files.series_population)
+    assert tables.value_decimals == files.value_decimals
+    assert tables.population == files.population
+    assert files.best_year.height > 100
+    # Titles from the series table, and from decoding the mirrored text files: the same.
+    assert tables.titles == files.titles
+    assert set(files.titles) == set(files.best_year["series_id"]) | {"PRS30006032"}
+    assert files.titles["PRS30006032"].startswith("Manufacturing; All workers; Hours worked")
+
+
+def test_analyze_auto_reads_the_tables_only_while_they_are_current(store: Any) -> None:
+    mirror_release(store, "2025-06-05")
+    put_population(store)
+    assert analyze_from(store, "auto").bls_source.endswith("pr.data.0.Current")
+    build_tables(store)
+    part = "s3://test-bucket/" + observations_key("tables/", "pr", "pr.data.0.Current")
+    assert analyze_from(store, "auto").bls_source == part
+    # A newer file in the mirror: the table is stale until rq tables runs again.
+    put_file(store, "pr/pr.data.0.Current", release("2025-09-04")["pr.data.0.Current"].data)
+    stale = analyze_from(store, "auto")
+    assert stale.bls_source == "s3://test-bucket/pr/pr.data.0.Current"
+    with pytest.raises(ConfigError, match=r"no current table for s3://test-bucket/pr/pr\.data"):
+        analyze_from(store, "tables")
+    build_tables(store)
+    assert analyze_from(store, "auto").best_year.equals(stale.best_year)
+
+
+def test_analyze_without_a_series_file_has_no_titles(store: Any) -> None:
+    current = release("2024-06-06")["pr.data.0.Current"].data
+    put_file(store, "pr/pr.data.0.Current", current)
+    put_population(store)
+    assert analyze_from(store, "files").titles == {}
+
+
+def test_analyze_from_local_files_decodes_the_series_beside_them(shared_data: Path) -> None:
+    from rearcquest.tables import analyze
+
+    folder = shared_data / "bls" / "pr" / "2024-06-06"
+    analysis = analyze(bls=folder / "pr.data.0.Current", reports=["best-year"])
+    assert analysis.titles["PRS30006011"] == (
+        "Manufacturing; All workers; Employment; % Change same quarter 1 year ago; "
+        "Seasonal Adjusted"
+    )
+
+
+def test_analyze_from_tables_needs_an_s3_mirror(tmp_path: Path) -> None:
+    from rearcquest.tables import analyze
+
+    with pytest.raises(ConfigError, match="--from tables reads the tables beside an S3 mirror"):
+        analyze(source="tables", bls=tmp_path / "pr.data.0.Current", reports=["best-year"])
+
+
+# -- SQL -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def built(store: Any) -> Any:
+    """The 2026-08-06 release and the population, mirrored, with their tables built."""
+    mirror_release(store, "2026-08-06")
+    put_population(store)
+    build_tables(store, population_object=POPULATION)
+    return store
+
+
+def test_sql_answers_a_join_over_s3(built: Any) -> None:
+    from rearcquest.tables import run_sql
+
+    answer = run_sql(
+        "SELECT s.title, o.year, o.value, p.population FROM pr_observations o "
+        "JOIN pr_series s ON o.series_id = s.series_id "
+        "JOIN population p ON o.year = p.year "
+        "WHERE o.file = 'pr.data.0.Current' AND o.series_id = 'PRS30006032' "
+        "AND o.period = 'Q01' AND o.year = 2018",
+        location="s3://test-bucket/tables/",
+        store=built,
+    )
+    assert answer.rows() == [
+        (
+            "Manufacturing; All workers; Hours worked; % Change from previous quarter; "
+            "Seasonal Adjusted",
+            2018,
+            Decimal("0.500"),
+            327167439,
+        )
+    ]
+
+
+def download(store: Any, target: Path) -> Path:
+    for info in store.list_objects("tables/"):
+        path = target / info.key[len("tables/") :]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(store.get_bytes(info.key))
+    return target
+
+
+def test_sql_over_a_local_directory_sees_every_partition(built: Any, tmp_path: Path) -> None:
+    from rearcquest.tables import run_sql
+
+    answer = run_sql(
+        "SELECT file, COUNT(*) AS n FROM pr_observations GROUP BY file ORDER BY file",
+        location=str(download(built, tmp_path)),
+    )
+    files = release("2026-08-06")
+    assert answer.rows() == [
+        (name, len(files[name].data.splitlines()) - 1)
+        for name in ("pr.data.0.Current", "pr.data.1.AllData")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("SELECT * FROM nowhere", r"the query failed: .*nowhere.*\(tables: population, pr_obs"),
+        ("SELEC 1", r"the query failed"),
+    ],
+    ids=["unknown-table", "syntax"],
+)
+def test_a_bad_query_is_a_config_error(built: Any, query: str, message: str) -> None:
+    from rearcquest.tables import run_sql
+
+    with pytest.raises(ConfigError, match=message):
+        run_sql(query, location="s3://test-bucket/tables/", store=built)
+
+
+def test_sql_without_tables_says_how_to_build_them(tmp_path: Path) -> None:
+    from rearcquest.tables import run_sql
+
+    with pytest.raises(ConfigError, match=r"no tables at .* \(build them with rq tables\)"):
+        run_sql("SELECT 1", location=str(tmp_path))
+
+
+# -- the named queries -----------------------------------------------------------------------------
+
+
+def duckdb_answer(tables: Path, name: str) -> list[tuple[Any, ...]]:
+    """Run a named query with DuckDB over the same Parquet files."""
+    import duckdb
+
+    from rearcquest.tables import named_query
+
+    con = duckdb.connect()
+    con.execute(
+        f"CREATE VIEW pr_observations AS SELECT * FROM read_parquet("
+        f"'{tables}/pr/observations/*/*.parquet', hive_partitioning = true)"
+    )
+    con.execute(f"CREATE VIEW pr_series AS SELECT * FROM '{tables}/pr/series.parquet'")
+    con.execute(f"CREATE VIEW population AS SELECT * FROM '{tables}/population/population.parquet'")
+    return con.execute(named_query(name)).fetchall()
+
+
+@pytest.mark.parametrize("vintage", VINTAGES, ids=VINTAGES)
+def test_named_queries_give_the_reports_answers_in_duckdb_and_polars(
+    store: Any, vintage: str, tmp_path: Path
+) -> None:
+    from rearcquest.render import bls_value
+    from rearcquest.tables import named_query, run_sql
+
+    mirror_release(store, vintage)
+    put_population(store)
+    build_tables(store, population_object=POPULATION)
+    tables = download(store, tmp_path)
+    report = analyze_from(store, "files")
+
+    best = duckdb_answer(tables, "best_year")
+    assert best == [
+        (s, y, v) for s, y, v in report.best_year.select("series_id", "year", "value").rows()
+    ]
+    joined = duckdb_answer(tables, "series_population")
+    assert joined == report.series_population.rows()
+    ((mean, std, years),) = duckdb_answer(tables, "population")
+    assert years == len(report.population.years)
+    assert bls_value(Decimal(mean), 1) == report.population.rounded_mean
+    assert bls_value(Decimal(std), 2) == report.population.rounded_std
+    # Polars SQL (rq sql) runs the same text to the same answer.
+    polars_best = run_sql(named_query("best_year"), location=str(tables))
+    assert polars_best.rows() == best
+
+
+def test_named_query_rejects_an_unknown_name() -> None:
+    from rearcquest.tables import named_query
+
+    with pytest.raises(ConfigError, match="no query 'nope'; choose from population, best_year"):
+        named_query("nope")
+
+
+def test_analyze_auto_reads_the_text_when_the_tables_cannot_be_checked(
+    store: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from rearcquest.tables import analyze
+
+    mirror_release(store, "2024-06-06")
+    put_population(store)
+    build_tables(store)
+    manifest = manifest_key("tables/", "pr")
+
+    def deny(params: dict[str, Any], **_: Any) -> Any:
+        # S3 answers 403 for the manifest, as a bucket policy that hides tables/ would.
+        if str(params.get("url_path", "")).endswith("/" + manifest):
+            denied = {"Code": "AccessDenied", "Message": "Access Denied"}
+            return SimpleNamespace(status_code=403, headers={}), {
+                "Error": denied,
+                "ResponseMetadata": {"HTTPStatusCode": 403},
+            }
+        return None
+
+    store.client.meta.events.register("before-call.s3.HeadObject", deny)
+    with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
+        analysis = analyze(
+            bls="s3://test-bucket/pr/pr.data.0.Current",
+            reports=["best-year"],
+            s3_client=store.client,
+        )
+    assert analysis.bls_source == "s3://test-bucket/pr/pr.data.0.Current"
+    assert "cannot check the tables" in caplog.records[0].message
+    assert "access denied" in caplog.records[0].message
+    with pytest.raises(StorageError, match="access denied"):
+        analyze(
+            source="tables",
+            bls="s3://test-bucket/pr/pr.data.0.Current",
+            reports=["best-year"],
+            s3_client=store.client,
+        )
+
+
+def test_each_table_goes_up_in_one_put_before_its_manifest(store: Any) -> None:
+    mirror_zz(store)
+    writes: list[str] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        from urllib.parse import unquote
+
+        # Virtual-hosted style: the path is the key, percent-encoded.
+        writes.append(unquote(str(params["url_path"])).lstrip("/"))
+
+    store.client.meta.events.register("before-call.s3.PutObject", record)
+    store.client.meta.events.register("before-call.s3.CreateMultipartUpload", record)
+    build_tables(store, surveys=["zz"])
+    part = observations_key("tables/", "zz", "zz.data.0.Current")
+    manifest = manifest_key("tables/", "zz")
+    assert writes.count(part) == 1
+    assert writes.count(series_key("tables/", "zz")) == 1
+    # Nothing else is written under the partition's folder (no temporary objects).
+    assert [w for w in writes if w.startswith(part.rsplit("/", 1)[0])] == [part]
+    assert writes.index(part) < writes.index(manifest)
+    assert writes[-1] == manifest
