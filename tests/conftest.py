@@ -5,7 +5,12 @@ Servers bind 127.0.0.1 on free ports, start per session or per test, and are alw
 
 from __future__ import annotations
 
+import atexit
+import gzip
 import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +19,36 @@ import boto3
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# The real BLS and DataUSA snapshots, laid beside the repository (see ../shared/data/README.md).
-SHARED_DATA = Path(os.environ.get("RQ_SHARED_DATA", REPO.parent / "shared" / "data"))
-BLS_RELEASES = SHARED_DATA / "bls" / "pr"
-DATAUSA = SHARED_DATA / "datausa"
+# The programs the test extra installs (weed, rclone, ruff...) are in the venv's bin folder, which
+# is on PATH only in an activated venv: put it first, as `.venv/bin/python -m pytest` has not.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+# The real BLS and DataUSA snapshots, all in the repository: two BLS releases and two DataUSA
+# answers ship with the package (src/rearcquest/_data/), the rest is in tests/data/ (its
+# README.md says where each came from). Both are gzipped; tests read the plain files.
+DATA_SOURCES = (REPO / "src" / "rearcquest" / "_data", REPO / "tests" / "data")
+
+
+def unpack_data(sources: tuple[Path, ...], dest: Path) -> Path:
+    """Lay the files of ``sources`` into one tree at ``dest``, each ``NAME.gz`` as ``NAME``."""
+    for root in sources:
+        for path in sorted(root.rglob("*")):
+            if not path.is_file() or path.name == "README.md":
+                continue
+            relative = path.relative_to(root)
+            packed = path.suffix == ".gz"
+            target = dest / (relative.with_suffix("") if packed else relative)
+            if target.exists():
+                raise RuntimeError(f"{relative} is in more than one of {sources}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            body = path.read_bytes()
+            target.write_bytes(gzip.decompress(body) if packed else body)
+    return dest
+
+
+DATA = unpack_data(DATA_SOURCES, Path(tempfile.mkdtemp(prefix="rq-test-data-")))
+atexit.register(shutil.rmtree, DATA, ignore_errors=True)
+BLS_RELEASES = DATA / "bls" / "pr"
+DATAUSA = DATA / "datausa"
 
 
 @pytest.fixture(autouse=True)
@@ -39,9 +70,8 @@ def _isolated_env(
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The shared snapshots; a missing folder fails loudly rather than skipping."""
-    assert BLS_RELEASES.is_dir(), f"real data not found at {SHARED_DATA} (set RQ_SHARED_DATA)"
-    return SHARED_DATA
+    """The real snapshots the tests share, unpacked: ``bls/pr/<vintage>/``, ``datausa/``..."""
+    return DATA
 
 
 @pytest.fixture
@@ -94,7 +124,7 @@ def seaweed_bucket(seaweedfs: str, request: pytest.FixtureRequest) -> tuple[str,
 
 
 def release(vintage: str) -> dict[str, Any]:
-    """The files of one real BLS release from the shared snapshots."""
+    """The files of one real BLS release (2024-06-06, 2025-06-05, 2025-09-04 or 2026-08-06)."""
     from rearcquest.offline import load_release
 
     return load_release(BLS_RELEASES / vintage)

@@ -15,7 +15,7 @@ import boto3
 import polars as pl
 import pytest
 
-from conftest import BLS_RELEASES, DATAUSA, SHARED_DATA
+from conftest import BLS_RELEASES, DATA, DATAUSA
 from rearcquest import render
 from rearcquest.analytics import (
     Analysis,
@@ -35,7 +35,7 @@ from rearcquest.errors import ConfigError, DataError, StorageError
 
 REPO = Path(__file__).resolve().parents[1]
 LATEST = BLS_RELEASES / "2026-08-06" / "pr.data.0.Current"
-VINTAGES = SHARED_DATA / "bls" / "pr.data.0.Current"
+VINTAGES = DATA / "bls" / "pr.data.0.Current"
 ALL_BLS_FILES = sorted(BLS_RELEASES.glob("*/pr.data.0.Current")) + sorted(VINTAGES.iterdir())
 ACS5 = DATAUSA / "old-api-acs5-2013-2022-compact.json"
 ACS1 = DATAUSA / "tesseract-acs1-2013-2023-raw.json"

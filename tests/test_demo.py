@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 from typer.testing import CliRunner
@@ -27,11 +29,33 @@ def test_demo_runs_every_step_and_stops_everything() -> None:
     assert "Wrote s3://rq-demo/datausa/population.json: 10 years, 2013-2023 (tesseract)" in out
     assert "Unchanged s3://rq-demo/datausa/population.json" in out
     assert "2 message(s) (the first is S3's s3:TestEvent, skipped); 0 failed" in out
+    assert "the reports went to the log: `rq -v demo 2>demo.log` saves it" in out
     assert "322,069,808.0" in out and "4,158,441.04" in out
     assert "237 series" in out
     assert "PRS30006032  2018  Q01       0.5  327,167,439" in out
     leftover = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
     assert leftover == []
+
+
+def test_the_report_log_lines_are_where_the_demo_says(tmp_path: Path) -> None:
+    # What the demo says to run: rq -v demo 2>demo.log
+    log = tmp_path / "demo.log"
+    with log.open("w") as stderr:
+        proc = subprocess.run(
+            [sys.executable, "-m", "rearcquest", "-v", "demo"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=300,
+        )
+    assert proc.returncode == 0, log.read_text()
+    assert "the reports went to the log, on stderr" in proc.stdout
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    reports = {r["report"]: r["data"] for r in records if r["message"].startswith("report ")}
+    assert sorted(reports) == ["best_year", "population", "series_population"]
+    assert reports["population"]["mean"] == 322069808.0
+    assert len(reports["best_year"]) == 237
 
 
 def test_demo_serve_shows_the_bucket_until_ctrl_c() -> None:

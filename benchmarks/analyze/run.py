@@ -32,41 +32,54 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from generate import DEFAULT_SOURCE, generate  # noqa: E402
+from generate import DEFAULT_SOURCE, generate, read_source  # noqa: E402
 
-POPULATION = REPO.parent / "shared" / "data" / "datausa" / "old-api-acs5-2013-2022-compact.json"
+# A real DataUSA answer (ACS 5-year, 2013-2022), from the test data.
+POPULATION_SOURCE = REPO / "tests" / "data" / "datausa" / "old-api-acs5-2013-2022-compact.json.gz"
 WORK = REPO / "benchmarks" / "work"
 PERIOD = "Q01"
 
 
+def _unpacked(source: Path, work: Path) -> Path:
+    """A plain copy in ``work`` of a real file kept gzipped in the repository."""
+    path = work / source.name.removesuffix(".gz")
+    data = read_source(source)
+    if not path.is_file() or path.read_bytes() != data:
+        path.write_bytes(data)
+    return path
+
+
 def _bls_file(times: int, work: Path) -> tuple[Path, str]:
     """The BLS file for a scale, generated once, and the series id to report on."""
+    real = _unpacked(DEFAULT_SOURCE, work)
     if times == 1:
-        return DEFAULT_SOURCE, "PRS30006032"
+        return real, "PRS30006032"
     path = work / f"pr.data.0.Current.x{times}"
-    expected = DEFAULT_SOURCE.stat().st_size * times
+    expected = real.stat().st_size * times
     if not path.exists() or abs(path.stat().st_size - expected) > expected * 0.01:
         print(f"generating {path.name} ...", file=sys.stderr, flush=True)
         generate(path, times)
     return path, "PRS300060320000"
 
 
-def _command(engine: str, bls: Path, series: str, out: Path) -> list[str]:
+def _command(engine: str, bls: Path, population: Path, series: str, out: Path) -> list[str]:
     if engine == "polars":
         return [
             sys.executable, "-m", "rearcquest", "-q", "analyze", "--bls", str(bls),
-            "--population", str(POPULATION), "--series", series, "--period", PERIOD,
+            "--population", str(population), "--series", series, "--period", PERIOD,
             "--format", "json",
         ]  # fmt: skip
     return [
-        sys.executable, str(HERE / "engines.py"), engine, str(bls), str(POPULATION), series,
+        sys.executable, str(HERE / "engines.py"), engine, str(bls), str(population), series,
         PERIOD, str(out),
     ]  # fmt: skip
 
 
-def _run(engine: str, bls: Path, series: str, out: Path) -> tuple[float, float, int]:
+def _run(
+    engine: str, bls: Path, population: Path, series: str, out: Path
+) -> tuple[float, float, int]:
     """Run one engine in a fresh process; return (wall seconds, CPU seconds, peak RSS bytes)."""
-    command = _command(engine, bls, series, out)
+    command = _command(engine, bls, population, series, out)
     log = out.with_suffix(".stderr")
     stdout_path = out if engine == "polars" else Path(os.devnull)
     with stdout_path.open("wb") as stdout, log.open("wb") as stderr:
@@ -120,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     engines = args.engines.split(",")
     args.work.mkdir(parents=True, exist_ok=True)
+    population = _unpacked(POPULATION_SOURCE, args.work)
     results: list[dict[str, Any]] = []
     load_before = os.getloadavg()
     for times in (int(t) for t in args.times.split(",")):
@@ -132,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(repeat):
             for engine in engines:
                 out = args.work / f"out.{engine}.x{times}.json"
-                runs[engine].append(_run(engine, bls, series, out))
+                runs[engine].append(_run(engine, bls, population, series, out))
                 answers[engine] = _normalised(engine, out)
                 wall, cpu, rss = runs[engine][-1]
                 print(

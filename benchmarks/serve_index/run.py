@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-RELEASE = REPO.parent / "shared" / "data" / "bls" / "pr" / "2026-08-06"
+# The real release shipped with the package (src/rearcquest/_data/bls/pr/2026-08-06/).
+RELEASE_VINTAGE = "2026-08-06"
 WORK = REPO / "benchmarks" / "work" / "serve_index"
 # SeaweedFS runs without authentication; any keys do.
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "benchmark", "AWS_SECRET_ACCESS_KEY": "benchmark"}
@@ -382,9 +383,10 @@ def load_part(endpoint: str, duration: int) -> list[LoadRow]:
     bucket = "load-bench"
     store = store_for(endpoint, bucket)
     store.create_bucket()
-    for path in sorted(RELEASE.iterdir()):
-        if path.name != "listing.html":
-            store.put_bytes("pr/" + path.name, path.read_bytes())
+    from rearcquest.offline import bundled_release, load_release
+
+    for name, served in sorted(load_release(bundled_release(RELEASE_VINTAGE)).items()):
+        store.put_bytes("pr/" + name, served.data)
     rows = []
     with serve_index(endpoint, bucket, "--prefix", "pr/") as server:
         for _ in range(20):  # warm up: imports, S3 connections

@@ -46,10 +46,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rearcquest.offline import OfflineServer, ServedFile, load_release
+from rearcquest.offline import OfflineServer, ServedFile, bundled_release, load_release
 
 REPO = Path(__file__).resolve().parents[2]
-RELEASE = REPO.parent / "shared" / "data" / "bls" / "pr" / "2026-08-06"
+# The real release shipped with the package (src/rearcquest/_data/bls/pr/2026-08-06/).
+RELEASE = bundled_release("2026-08-06")
 WORK = REPO / "benchmarks" / "work" / "sync"
 CONTACT = "rearcquest-benchmark@example.com"
 USER_AGENT = f"rclone-benchmark (contact: {CONTACT})"

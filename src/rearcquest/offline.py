@@ -532,7 +532,7 @@ def embedded_s3() -> Iterator[str]:
 
 DATAUSA_TESSERACT_PATH = "/tesseract/data.jsonrecords"
 DATAUSA_LEGACY_PATH = "/api/data"
-# Real answers shipped with the package (copies of ../shared/data/datausa/).
+# Real answers shipped with the package (tests/data/README.md says where they came from).
 DATAUSA_FILES = {
     DATAUSA_TESSERACT_PATH: "tesseract-acs1-2013-2023-raw.json",
     DATAUSA_LEGACY_PATH: "old-api-acs5-2013-2023-indent2.json",
