@@ -33,10 +33,9 @@ DEFAULT_LOG_RETENTION_DAYS = 30
 LOG_RETENTION_CHOICES = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
 # The file the reports read; the report function may read it and nothing else of the mirror.
 BLS_DATA_FILE = "pr.data.0.Current"
-# The sync spools each download larger than 8 MB to /tmp, a few files at a time, before it
-# uploads it. Lambda's maximum: any BLS survey's largest file fits, several times over, and the
-# space above the free 512 MB costs about $0.0002 per 10-minute run.
-DEFAULT_TMP_STORAGE_MB = 10240
+# The sync streams every body from the source into S3 with no temporary file, so the scheduled
+# function needs no more than Lambda's free 512 MB of /tmp; the setting stays for other uses.
+DEFAULT_TMP_STORAGE_MB = 512
 TMP_STORAGE_RANGE_MB = (512, 10240)
 # A production deployment must tell someone when it fails: it requires ``alarmEmail``.
 STAGES = ("dev", "prod")

@@ -137,16 +137,16 @@ def test_functions_runtime_architecture_handlers(default_template: Template) -> 
 
 @pytest.mark.parametrize(
     ("fixture", "tmp_mb"),
-    [("default_template", 10240), ("full_template", 2048)],
+    [("default_template", 512), ("full_template", 2048)],
     ids=["default", "parameter"],
 )
-def test_one_sync_at_a_time_with_room_to_spool(
+def test_one_sync_at_a_time_and_tmp_as_set(
     request: pytest.FixtureRequest, fixture: str, tmp_mb: int
 ) -> None:
     template: Template = request.getfixturevalue(fixture)
     scheduled = _function(template, "ScheduledFunction")
     assert scheduled["ReservedConcurrentExecutions"] == 1
-    # The sync spools downloads over 8 MB to /tmp; the reports read one small file.
+    # The sync streams with no temporary file: /tmp is Lambda's default unless set.
     assert scheduled["EphemeralStorage"] == {"Size": tmp_mb}
     report = _function(template, "ReportFunction")
     assert "EphemeralStorage" not in report

@@ -30,7 +30,7 @@ def test_defaults_match_the_cli() -> None:
     assert settings.public_index is False
     assert settings.alarm_email is None
     assert settings.stage == "dev"
-    assert settings.tmp_storage_mb == 10240
+    assert settings.tmp_storage_mb == 512
     assert settings.github_repo is None
     assert settings.github_create_provider is True
     assert settings.stack_name == "Rearcquest"
