@@ -488,3 +488,17 @@ def survey_inventory(
     finally:
         if own_client:
             client.close()
+
+
+class SurveyLogFilter(logging.Filter):
+    """Stamp each log record made while a survey is synced with ``survey`` (its name).
+
+    Installed by the entry points (``cli``, ``lambdas``) on their handlers, so JSON log lines
+    of library modules that know nothing of surveys (sync, storage, lease) carry it too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        survey = _survey.get()
+        if survey is not None and not hasattr(record, "survey"):
+            record.survey = survey
+        return True
