@@ -16,11 +16,12 @@ and latest date from the listings alone, and, given a bucket, which are mirrored
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,16 @@ SurveyProgress = Callable[[str, "Progress"], None]
 def current_survey() -> str | None:
     """Return the survey being synced by this thread, or ``None`` (for log filters)."""
     return _survey.get()
+
+
+@contextlib.contextmanager
+def in_survey(name: str) -> Iterator[None]:
+    """Within the block, :func:`current_survey` (and the log filter) give ``name``."""
+    token = _survey.set(name)
+    try:
+        yield
+    finally:
+        _survey.reset(token)
 
 
 def parse_surveys(values: Iterable[str]) -> list[str]:
