@@ -167,7 +167,13 @@ def work_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ``RQ_MAX_RPS`` is this worker's share of the politeness budget. Failed messages (a held
     lease, a failed listing or file) are returned in ``batchItemFailures`` and retried.
     """
+    from rearcquest.fanout import FanoutSettings
     from rearcquest.pipeline import run_work_batch
 
     with _invocation(context):
-        return run_work_batch(event, Settings.from_env(), s3_client=_s3_client())
+        return run_work_batch(
+            event,
+            Settings.from_env(),
+            root_url=FanoutSettings.from_env().root_url,
+            s3_client=_s3_client(),
+        )

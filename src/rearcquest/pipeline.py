@@ -241,6 +241,7 @@ def run_work_batch(
     event: Any,
     settings: Settings,
     *,
+    root_url: str | None = None,
     s3_client: S3Client | None = None,
     retry: RetryPolicy | None = None,
     wait: float = 0.0,
@@ -249,6 +250,14 @@ def run_work_batch(
 
     One HTTP client serves the batch; its rate (``settings.max_rps``) is this worker's share of
     the politeness budget, the queue's maximum concurrency times it being the whole.
+
+    Args:
+        event: the SQS batch event.
+        settings: the bucket, contact and the worker's rate (``max_rps``).
+        root_url: the root the messages name (it picks the default rate: 1/s for bls.gov).
+        s3_client: a boto3 S3 client to reuse.
+        retry: the retry policy for the source.
+        wait: seconds to wait for a survey's lease before failing its message.
 
     Returns:
         The partial batch response (``batchItemFailures``): failed messages are retried.
@@ -263,8 +272,10 @@ def run_work_batch(
     if not settings.bls_bucket:
         raise ConfigError("set RQ_BLS_BUCKET: the bucket the surveys are mirrored into")
     store = ObjectStore(s3_client or make_s3_client(), settings.bls_bucket)
+    from rearcquest.config import DEFAULT_ROOT_URL
+
     with make_http(
-        settings.bls_url,
+        root_url or DEFAULT_ROOT_URL,
         contact=settings.contact,
         user_agent=settings.user_agent,
         max_rps=settings.max_rps,
