@@ -271,3 +271,35 @@ def test_worker_needs_the_bls_bucket() -> None:
 
     with pytest.raises(ConfigError, match="RQ_BLS_BUCKET"):
         run_work_batch({"Records": []}, Settings())
+
+
+def test_worker_json_log_lines_carry_the_survey_and_message_id(
+    aws: tuple[Any, Any], tree_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import logging
+
+    from rearcquest.logjson import JsonFormatter
+
+    _, sqs = aws
+    url, _ = work_queue(sqs)
+    env(monkeypatch, tree_server, url, "ce")
+    monkeypatch.setenv("RQ_LOG_LEVEL", "DEBUG")
+    lambdas.scheduled_handler({}, None)
+    (handler,) = [
+        h
+        for h in logging.getLogger("rearcquest").handlers
+        if isinstance(h.formatter, JsonFormatter) and isinstance(h, logging.StreamHandler)
+    ]
+    buffer = io.StringIO()
+    old = handler.setStream(buffer)
+    try:
+        drain_queue(sqs, url, worker, batch_size=1)
+    finally:
+        handler.setStream(old)
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    # Lines of library modules that know nothing of surveys (the lease) carry it too.
+    modules = {line["logger"] for line in lines if line.get("survey") == "ce"}
+    assert {"rearcquest.fanout", "rearcquest.lease"} <= modules, lines
+    done = next(line for line in lines if line["message"] == "work done")
+    assert done["message_id"] and done["added"] == 3
