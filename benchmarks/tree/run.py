@@ -82,15 +82,23 @@ def plan_tree(inventory: Path, *, total_bytes: int, seed: int = 11) -> list[Plan
         for n in range(count - 1):
             size = 10 ** rng.uniform(3, math.log10(max(largest, 2e3)))
             raw.append((survey, f"{survey}.data.{n + 1}.Part{n:03d}", size))
-    data = sum(s for _, n, s in raw if ".data." in n)
-    fixed = sum(s for _, n, s in raw if ".data." not in n)
-    scale = max(total_bytes - fixed, 1) / data
-    planned = []
-    for survey, name, size in raw:
-        if ".data." in name:
-            size *= scale
-        planned.append(Planned(survey, name, int(min(MAX_SIZE, max(MIN_SIZE, size)))))
-    return planned
+
+    def sized(scale: float) -> list[Planned]:
+        return [
+            Planned(
+                s, n, int(min(MAX_SIZE, max(MIN_SIZE, size * scale if ".data." in n else size)))
+            )
+            for s, n, size in raw
+        ]
+
+    # Scale the data files until the total is right; files clamped at 200 MB push the rest up.
+    scale = 1.0
+    for _ in range(20):
+        total = sum(p.size for p in sized(scale))
+        if abs(total - total_bytes) < total_bytes * 0.005:
+            break
+        scale *= total_bytes / total
+    return sized(scale)
 
 
 def write_tree(planned: list[Planned], root: Path) -> dict[str, dict[str, ServedFile]]:
