@@ -247,3 +247,26 @@ def test_inventory_lists_counts_bytes_dates_and_freshness(
     assert infos["la"].files is None and "500" in (infos["la"].error or "")
     # Cheap: the root and the survey listings only (la retried once), never a file.
     assert all(r.path.endswith("/") for r in tree_server.requests[before:])
+
+
+def test_an_unchanged_survey_takes_no_lease_and_a_changed_one_lists_once(
+    store: ObjectStore, tree_server: OfflineServer
+) -> None:
+    run(store, tree_server, ["cu", "ce"]).raise_for_errors()
+    with Lease(store, lock_key("cu/"), holder="another run").acquire():
+        # Nothing to do: no lease needed, so another holder does not fail the run.
+        quiet = run(store, tree_server, ["cu", "ce"])
+        assert quiet.exit_code == 0
+        assert quiet.totals()["unchanged"] == 4 + 3
+        # With work to do the lease is needed again.
+        tree_server.set_survey("cu", survey_files("cu", 4, day=7, salt="new"))
+        busy = run(store, tree_server, ["cu", "ce"])
+        assert busy.surveys["cu"].exit_code == 5
+    before = len(tree_server.requests)
+    result = run(store, tree_server, ["cu"])
+    result.raise_for_errors()
+    assert sorted(result.surveys["cu"].result.updated) == sorted(served(tree_server, "cu"))  # type: ignore[union-attr]
+    assert mirror(store, "cu/") == served(tree_server, "cu")
+    # The listing fetched to plan without the lease is the one the sync uses: one request.
+    listings = [r for r in tree_server.requests[before:] if r.path == "/pub/time.series/cu/"]
+    assert len(listings) == 1
