@@ -157,10 +157,12 @@ def _errors() -> Iterator[None]:
         _fail(exc)
 
 
-def _store(bucket: str, endpoint_url: str | None) -> ObjectStore:
+def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = None) -> ObjectStore:
     from rearcquest.storage import ObjectStore, make_s3_client
 
-    return ObjectStore(make_s3_client(endpoint_url=endpoint_url), bucket)
+    return ObjectStore(
+        make_s3_client(endpoint_url=endpoint_url, max_pool_connections=connections), bucket
+    )
 
 
 def _print_json(doc: Any) -> None:
@@ -544,7 +546,10 @@ def sync_bls(
                     "own directory, prefix and state",
                     param_hint="--survey",
                 )
-        store = _store(bucket, endpoint_url)
+        # Surveys in parallel upload at once: botocore's default pool (10) would open and drop
+        # a connection for each request beyond it.
+        pool = 2 * transfers * parallel if names is not None else None
+        store = _store(bucket, endpoint_url, connections=pool)
         if names is not None and names != [ALL] and len(names) == 1:
             # One survey keeps today's single-directory document.
             source_url, prefix = (
