@@ -55,6 +55,11 @@ ARCHITECTURE = lambda_.Architecture.X86_64
 SCHEDULED_HANDLER = "rearcquest.lambdas.scheduled_handler"
 REPORT_HANDLER = "rearcquest.lambdas.report_handler"
 INDEX_HANDLER = "rearcquest.lambdas.index_handler"
+WORK_HANDLER = "rearcquest.lambdas.work_handler"
+# A worker syncs one survey (or one big file): Lambda's longest run.
+WORK_TIMEOUT = Duration.minutes(15)
+# One message per invocation: each is a whole survey, and its failure must not retry others.
+WORK_BATCH_SIZE = 1
 # The first sync of pr/ is ~5 MB at BLS's polite one request a second; later runs are a listing.
 SCHEDULED_TIMEOUT = Duration.minutes(10)
 REPORT_TIMEOUT = Duration.minutes(2)
@@ -140,6 +145,13 @@ class PipelineStack(Stack):
         self.population_bucket = self._bucket("PopulationBucket", population_name, versioned=False)
         code = lambda_.Code.from_asset(str(settings.bundle_path))
 
+        # -- the fan-out: a work queue of surveys and big files, drained by the worker ----------
+        self.work_queue: sqs.Queue | None = None
+        self.work_dead_letter_queue: sqs.Queue | None = None
+        self.work_function: lambda_.Function | None = None
+        if settings.fan_out:
+            self._fan_out(code, bls_name, bls_arn)
+
         # -- the daily sync + fetch ------------------------------------------------------------
         self.failure_queue = sqs.Queue(
             self,
@@ -153,58 +165,68 @@ class PipelineStack(Stack):
             handler=SCHEDULED_HANDLER,
             code=code,
             timeout=SCHEDULED_TIMEOUT,
-            description="rearcquest: mirror BLS pr/ and fetch the DataUSA population (daily)",
+            description=(
+                "rearcquest: mirror BLS pr/ and fetch the DataUSA population (daily)"
+                if self.work_queue is None
+                else "rearcquest: queue the BLS surveys' work and fetch the population (daily)"
+            ),
             environment={
                 "RQ_BLS_BUCKET": bls_name,
                 "RQ_BLS_PREFIX": prefix,
                 "RQ_POPULATION_BUCKET": population_name,
                 "RQ_POPULATION_KEY": key,
                 "RQ_CONTACT": settings.contact,
+                **self._planner_environment(),
             },
-            statements=[
-                # The sync state and the lease live outside the mirror prefix, and their first
-                # read finds nothing: S3 answers that with a 404 only to a role that may list the
-                # bucket without a prefix condition (otherwise 403, and the first run fails).
-                # The bucket holds only the mirror and rq's own objects.
-                iam.PolicyStatement(
-                    sid="ListMirrorBucket",
-                    actions=["s3:ListBucket"],
-                    resources=[bls_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="ReadWriteMirrorObjects",
-                    # AbortMultipartUpload: a failed multipart upload (files > 64 MB) is cleaned.
-                    # The old state object inside the prefix (read, migrated, deleted) is one of
-                    # these keys too.
-                    actions=[
-                        "s3:GetObject",
-                        "s3:PutObject",
-                        "s3:DeleteObject",
-                        "s3:AbortMultipartUpload",
-                    ],
-                    resources=[f"{bls_arn}/{prefix}*"],
-                ),
-                # The sync state and the lease of this mirror, exactly; conditional writes
-                # (If-None-Match, If-Match) need nothing more than s3:PutObject.
-                iam.PolicyStatement(
-                    sid="ReadWriteSyncStateAndLease",
-                    actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                    resources=[f"{bls_arn}/{state_key(prefix)}", f"{bls_arn}/{lock_key(prefix)}"],
-                ),
-                # fetch-population HEADs the key before writing it; without ListBucket S3 answers
-                # 403 rather than 404 for the first, absent object. A prefix condition does not
-                # count for that check, and this bucket holds nothing else: list it whole.
-                iam.PolicyStatement(
-                    sid="ListPopulationBucket",
-                    actions=["s3:ListBucket"],
-                    resources=[population_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="ReadWritePopulationObject",
-                    actions=["s3:GetObject", "s3:PutObject"],
-                    resources=[f"{population_arn}/{key}"],
-                ),
-            ],
+            statements=self._scheduled_statements(
+                [
+                    # The sync state and the lease live outside the mirror prefix, and their first
+                    # read finds nothing: S3 answers that with a 404 only to a role that may list the
+                    # bucket without a prefix condition (otherwise 403, and the first run fails).
+                    # The bucket holds only the mirror and rq's own objects.
+                    iam.PolicyStatement(
+                        sid="ListMirrorBucket",
+                        actions=["s3:ListBucket"],
+                        resources=[bls_arn],
+                    ),
+                    iam.PolicyStatement(
+                        sid="ReadWriteMirrorObjects",
+                        # AbortMultipartUpload: a failed multipart upload (files > 64 MB) is cleaned.
+                        # The old state object inside the prefix (read, migrated, deleted) is one of
+                        # these keys too.
+                        actions=[
+                            "s3:GetObject",
+                            "s3:PutObject",
+                            "s3:DeleteObject",
+                            "s3:AbortMultipartUpload",
+                        ],
+                        resources=[f"{bls_arn}/{prefix}*"],
+                    ),
+                    # The sync state and the lease of this mirror, exactly; conditional writes
+                    # (If-None-Match, If-Match) need nothing more than s3:PutObject.
+                    iam.PolicyStatement(
+                        sid="ReadWriteSyncStateAndLease",
+                        actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                        resources=[
+                            f"{bls_arn}/{state_key(prefix)}",
+                            f"{bls_arn}/{lock_key(prefix)}",
+                        ],
+                    ),
+                    # fetch-population HEADs the key before writing it; without ListBucket S3 answers
+                    # 403 rather than 404 for the first, absent object. A prefix condition does not
+                    # count for that check, and this bucket holds nothing else: list it whole.
+                    iam.PolicyStatement(
+                        sid="ListPopulationBucket",
+                        actions=["s3:ListBucket"],
+                        resources=[population_arn],
+                    ),
+                    iam.PolicyStatement(
+                        sid="ReadWritePopulationObject",
+                        actions=["s3:GetObject", "s3:PutObject"],
+                        resources=[f"{population_arn}/{key}"],
+                    ),
+                ]
+            ),
             reserved_concurrent_executions=SCHEDULED_CONCURRENCY,
             ephemeral_storage_size=Size.mebibytes(settings.tmp_storage_mb),
             on_failure=destinations.SqsDestination(self.failure_queue),
@@ -309,6 +331,114 @@ class PipelineStack(Stack):
             ("ReportLogGroupName", self._log_groups["Report"].log_group_name, "report logs"),
         ):
             CfnOutput(self, name, value=value, description=description)
+
+    def _planner_environment(self) -> dict[str, str]:
+        """The scheduled function's fan-out variables: where to queue what (none without it)."""
+        if self.work_queue is None:
+            return {}
+        return {
+            "RQ_WORK_QUEUE_URL": self.work_queue.queue_url,
+            "RQ_SURVEYS": ",".join(self.settings.surveys),
+        }
+
+    def _scheduled_statements(
+        self, statements: list[iam.PolicyStatement]
+    ) -> list[iam.PolicyStatement]:
+        """The scheduled function's statements; with the fan-out it plans instead of syncing,
+        so it may send to the work queue and no longer touches the mirror."""
+        if self.work_queue is None:
+            return statements
+        mirror = {"ListMirrorBucket", "ReadWriteMirrorObjects", "ReadWriteSyncStateAndLease"}
+        return [s for s in statements if s.sid not in mirror] + [
+            iam.PolicyStatement(
+                sid="SendWork",
+                actions=["sqs:SendMessage"],
+                resources=[self.work_queue.queue_arn],
+            )
+        ]
+
+    def _fan_out(self, code: lambda_.Code, bls_name: str, bls_arn: str) -> None:
+        """The work queue, its DLQ and the worker, allowed only its surveys' prefixes.
+
+        Politeness: the event source's maximum concurrency times each worker's ``RQ_MAX_RPS``
+        is ``settings.total_rps``, the budget for every request to BLS at once.
+        """
+        settings = self.settings
+        self.work_dead_letter_queue = sqs.Queue(
+            self,
+            "WorkDLQ",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        self.work_queue = sqs.Queue(
+            self,
+            "WorkQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=Duration.seconds(VISIBILITY_FACTOR * WORK_TIMEOUT.to_seconds()),
+            retention_period=Duration.days(4),
+            # AWS advises at least five receives before a Lambda consumer's DLQ; a message whose
+            # survey lease is held also comes back after the visibility timeout.
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.work_dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT
+            ),
+        )
+        prefixes = settings.survey_prefixes
+        if prefixes is None:
+            # Every survey of the root: its prefixes are unknown until the root is listed, so
+            # the worker may write the whole mirror bucket, which holds only the mirrors and
+            # rq's own state and locks.
+            objects = [f"{bls_arn}/*"]
+        else:
+            objects = [f"{bls_arn}/{p}*" for p in prefixes]
+            objects += [f"{bls_arn}/{state_key(p)}" for p in prefixes]
+            objects += [f"{bls_arn}/{lock_key(p)}" for p in prefixes]
+        self.work_function = self._function(
+            "Work",
+            handler=WORK_HANDLER,
+            code=code,
+            timeout=WORK_TIMEOUT,
+            description="rearcquest: sync the BLS survey (or big file) each work message names",
+            environment={
+                "RQ_BLS_BUCKET": bls_name,
+                "RQ_CONTACT": settings.contact,
+                "RQ_MAX_RPS": f"{settings.worker_rps:g}",
+            },
+            statements=[
+                # The first read of a survey's state and lease finds nothing: S3 answers 404 only
+                # to a role that may list the bucket (otherwise 403).
+                iam.PolicyStatement(
+                    sid="ListMirrorBucket", actions=["s3:ListBucket"], resources=[bls_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="ReadWriteSurveyMirrorsStateAndLeases",
+                    actions=[
+                        "s3:GetObject",
+                        "s3:PutObject",
+                        "s3:DeleteObject",
+                        "s3:AbortMultipartUpload",
+                    ],
+                    resources=objects,
+                ),
+            ],
+            ephemeral_storage_size=Size.mebibytes(settings.tmp_storage_mb),
+        )
+        self.work_function.add_event_source(
+            event_sources.SqsEventSource(
+                self.work_queue,
+                batch_size=WORK_BATCH_SIZE,
+                report_batch_item_failures=True,
+                max_concurrency=settings.work_concurrency,
+            )
+        )
+        CfnOutput(self, "WorkQueueUrl", value=self.work_queue.queue_url, description="work")
+        CfnOutput(
+            self,
+            "WorkDeadLetterQueueUrl",
+            value=self.work_dead_letter_queue.queue_url,
+            description="work messages that failed five times",
+        )
 
     def _bucket(self, construct_id: str, name: str, *, versioned: bool) -> s3.Bucket:
         lifecycle = [s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))]
@@ -508,6 +638,22 @@ class PipelineStack(Stack):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
         ]
+        if self.work_dead_letter_queue is not None:
+            alarms.append(
+                self.work_dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(5)
+                ).create_alarm(
+                    self,
+                    "WorkDeadLetters",
+                    alarm_description=(
+                        f"a survey's sync failed {MAX_RECEIVE_COUNT} times; its work message "
+                        "waits in the WorkDLQ"
+                    ),
+                    threshold=1,
+                    evaluation_periods=1,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )
         for alarm in alarms:
             alarm.add_alarm_action(action)
         return topic

@@ -22,6 +22,7 @@ from rearcquest.config import (
     normalise_prefix,
 )
 from rearcquest.errors import ConfigError
+from rearcquest.surveys import ALL, parse_surveys
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BUNDLE = REPO / "build" / "lambda-bundle"
@@ -37,6 +38,11 @@ BLS_DATA_FILE = "pr.data.0.Current"
 # function needs no more than Lambda's free 512 MB of /tmp; the setting stays for other uses.
 DEFAULT_TMP_STORAGE_MB = 512
 TMP_STORAGE_RANGE_MB = (512, 10240)
+# The fan-out's politeness budget: requests a second to BLS summed over every worker.
+DEFAULT_TOTAL_RPS = 2.0
+# Workers at once (Lambda's SQS event source allows 2 to 1000); each gets total/concurrency.
+DEFAULT_WORK_CONCURRENCY = 2
+WORK_CONCURRENCY_RANGE = (2, 1000)
 # A production deployment must tell someone when it fails: it requires ``alarmEmail``.
 STAGES = ("dev", "prod")
 
@@ -72,6 +78,13 @@ class InfraSettings:
         github_repo: ``owner/name`` allowed to deploy through OIDC; ``None`` skips that stack.
         github_create_provider: create the account's GitHub OIDC provider (off when it exists).
         stack_name: name of the pipeline stack.
+        surveys: the BLS surveys the fan-out mirrors (``-c surveys=pr,cu`` or ``all``), each
+            to ``<survey>/``; default ``pr``.
+        fan_out: deploy the work queue, its DLQ and the worker function; the scheduled function
+            then plans the surveys onto the queue instead of syncing ``pr/`` itself.
+        total_rps: the politeness budget, requests a second to BLS over every worker together.
+        work_concurrency: the work queue's maximum concurrency (workers at once); each worker's
+            rate is ``total_rps / work_concurrency``.
     """
 
     contact: str
@@ -89,9 +102,26 @@ class InfraSettings:
     github_repo: str | None = None
     github_create_provider: bool = True
     stack_name: str = "Rearcquest"
+    surveys: tuple[str, ...] = ("pr",)
+    fan_out: bool = False
+    total_rps: float = DEFAULT_TOTAL_RPS
+    work_concurrency: int = DEFAULT_WORK_CONCURRENCY
 
     def __post_init__(self) -> None:
         _check_contact("contact", self.contact)
+        try:
+            if list(self.surveys) != parse_surveys([",".join(self.surveys)]):
+                raise ValueError(f"context 'surveys': {','.join(self.surveys)!r} has duplicates")
+        except ConfigError as exc:
+            raise ValueError(f"context 'surveys': {exc}") from exc
+        if not self.total_rps > 0:
+            raise ValueError(f"context 'totalRps': {self.total_rps} must be above 0")
+        low, high = WORK_CONCURRENCY_RANGE
+        if not low <= self.work_concurrency <= high:
+            raise ValueError(
+                f"context 'workConcurrency': {self.work_concurrency} is not between {low} and "
+                f"{high} (Lambda's limits for an SQS event source)"
+            )
         if self.alarm_email is not None and "@" not in self.alarm_email:
             raise ValueError(f"context 'alarmEmail': {self.alarm_email!r} is not an e-mail address")
         if self.stage not in STAGES:
@@ -146,6 +176,19 @@ class InfraSettings:
             )
 
     @property
+    def worker_rps(self) -> float:
+        """Each worker's rate: the queue's maximum concurrency times it is ``total_rps``."""
+        return self.total_rps / self.work_concurrency
+
+    @property
+    def survey_prefixes(self) -> tuple[str, ...] | None:
+        """The worker's mirror prefixes (``pr/``, ``cu/``), or ``None`` for ``all`` (unknown
+        before the root is listed)."""
+        if self.surveys == (ALL,):
+            return None
+        return tuple(f"{s}/" for s in self.surveys)
+
+    @property
     def bls_data_key(self) -> str:
         """Key of the BLS data file the reports read."""
         return f"{self.bls_prefix}{BLS_DATA_FILE}"
@@ -191,6 +234,19 @@ class InfraSettings:
         except ValueError as exc:
             raise ValueError(f"context 'tmpStorageMb': {tmp!r} is not a number") from exc
         prefix = get("blsPrefix")
+        try:
+            surveys = tuple(parse_surveys([text("surveys") or "pr"]))
+        except ConfigError as exc:
+            raise ValueError(f"context 'surveys': {exc}") from exc
+        rps, concurrency = text("totalRps"), text("workConcurrency")
+        try:
+            total_rps = DEFAULT_TOTAL_RPS if rps is None else float(rps)
+        except ValueError as exc:
+            raise ValueError(f"context 'totalRps': {rps!r} is not a number") from exc
+        try:
+            work_concurrency = DEFAULT_WORK_CONCURRENCY if concurrency is None else int(concurrency)
+        except ValueError as exc:
+            raise ValueError(f"context 'workConcurrency': {concurrency!r} is not a number") from exc
         return cls(
             contact=contact,
             bundle_path=bundle_path.resolve(),
@@ -209,6 +265,10 @@ class InfraSettings:
                 "githubCreateOidcProvider", get("githubCreateOidcProvider"), default=True
             ),
             stack_name=text("stackName") or "Rearcquest",
+            surveys=surveys,
+            fan_out=_flag("fanOut", get("fanOut"), default=False),
+            total_rps=total_rps,
+            work_concurrency=work_concurrency,
         )
 
 

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 import typer
 
 from rearcquest import __version__
-from rearcquest.config import DEFAULT_BLS_URL
+from rearcquest.config import DEFAULT_BLS_URL, DEFAULT_ROOT_URL
 from rearcquest.errors import ConfigError, RqError
 
 if TYPE_CHECKING:
     from rearcquest.storage import ObjectStore
+    from rearcquest.surveys import MultiSyncResult, SurveyInfo, SurveyOutcome
     from rearcquest.sync import Progress as SyncProgress
     from rearcquest.sync import SyncResult
 
@@ -131,6 +132,9 @@ def _configure_logging(level: int) -> None:
         from rearcquest.logjson import JsonFormatter
 
         handler.setFormatter(JsonFormatter())
+    from rearcquest.surveys import SurveyLogFilter
+
+    handler.addFilter(SurveyLogFilter())  # lines logged while a survey syncs name it
     root = logging.getLogger("rearcquest")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -153,10 +157,12 @@ def _errors() -> Iterator[None]:
         _fail(exc)
 
 
-def _store(bucket: str, endpoint_url: str | None) -> ObjectStore:
+def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = None) -> ObjectStore:
     from rearcquest.storage import ObjectStore, make_s3_client
 
-    return ObjectStore(make_s3_client(endpoint_url=endpoint_url), bucket)
+    return ObjectStore(
+        make_s3_client(endpoint_url=endpoint_url, max_pool_connections=connections), bucket
+    )
 
 
 def _print_json(doc: Any) -> None:
@@ -211,6 +217,81 @@ def _progress(description: str) -> Iterator[Callable[[SyncProgress], None] | Non
 
     with bar:
         yield callback
+
+
+@contextmanager
+def _survey_progress(
+    surveys: int | None,
+) -> Iterator[tuple[Callable[[str, SyncProgress], None], Callable[[SurveyOutcome], None]] | None]:
+    """A rich display of surveys done and bytes moved; yields the two callbacks or None."""
+    if _State.quiet or not sys.stderr.isatty():
+        yield None
+        return
+    import threading
+
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("syncing surveys", total=None)
+    lock = threading.Lock()
+    counts = {"done": 0, "bytes": 0}
+
+    def describe() -> str:
+        of = f"/{surveys}" if surveys else ""
+        return f"syncing surveys: {counts['done']}{of} done"
+
+    def on_progress(survey: str, event: SyncProgress) -> None:
+        with lock:
+            if event.kind == "start":
+                counts["bytes"] += event.total_bytes
+                bar.update(task, total=counts["bytes"] or None)
+            elif event.kind == "bytes":
+                bar.advance(task, event.nbytes)
+
+    def on_survey(outcome: SurveyOutcome) -> None:
+        with lock:
+            counts["done"] += 1
+            bar.update(task, description=describe())
+
+    bar.update(task, description=describe())
+    with bar:
+        yield on_progress, on_survey
+
+
+def _render_surveys(result: MultiSyncResult, fmt: TextOrJson) -> None:
+    if fmt is TextOrJson.json:
+        _print_json(result.to_dict())
+        return
+    typer.echo(
+        f"Synced {len(result.surveys)} survey(s) of {result.root_url} -> s3://{result.bucket}/"
+    )
+    for name, outcome in result.surveys.items():
+        where = f"{outcome.prefix:<12}"
+        if outcome.result is None:
+            typer.echo(f"  {name:<6} {where} FAILED (exit {outcome.exit_code}): {outcome.error}")
+            continue
+        r = outcome.result
+        status = f"FAILED (exit {outcome.exit_code}): {outcome.error}" if outcome.error else "ok"
+        typer.echo(
+            f"  {name:<6} {where} +{len(r.added)} ~{len(r.updated)} -{len(r.deleted)} "
+            f"={len(r.unchanged)}  {_human(r.bytes_downloaded)} down, "
+            f"{_human(r.bytes_uploaded)} up  {status}"
+        )
+    t = result.totals()
+    typer.echo(
+        f"  total: {t['added']} added, {t['updated']} updated, {t['deleted']} deleted, "
+        f"{t['unchanged']} unchanged, {t['errors']} error(s); downloaded "
+        f"{_human(t['bytes_downloaded'])}, uploaded {_human(t['bytes_uploaded'])}, "
+        f"{result.requests} request(s) to the source"
+    )
 
 
 def _render_sync(result: SyncResult, fmt: TextOrJson) -> None:
@@ -279,11 +360,50 @@ def sync_bls(
         ),
     ] = None,
     source_url: Annotated[
+        str | None,
+        typer.Option(
+            "--source-url",
+            metavar="URL",
+            envvar="RQ_BLS_URL",
+            help=f"One BLS directory to mirror [default: {DEFAULT_BLS_URL}]; not with --survey.",
+            show_default=False,
+        ),
+    ] = None,
+    survey: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--survey",
+            metavar="NAMES",
+            help="Surveys of --root-url to mirror, each to <root prefix><survey>/: 'pr,cu,ce' "
+            "(repeatable) or 'all' for every directory the root lists.",
+            show_default=False,
+        ),
+    ] = None,
+    root_url: Annotated[
         str,
         typer.Option(
-            "--source-url", metavar="URL", envvar="RQ_BLS_URL", help="BLS directory to mirror."
+            "--root-url", metavar="URL", envvar="RQ_BLS_ROOT_URL", help="Root listing the surveys."
         ),
-    ] = DEFAULT_BLS_URL,
+    ] = DEFAULT_ROOT_URL,
+    root_prefix: Annotated[
+        str,
+        typer.Option(
+            "--root-prefix",
+            metavar="PREFIX",
+            envvar="RQ_BLS_ROOT_PREFIX",
+            help="With --survey: key prefix the survey prefixes go under (default: bucket root).",
+        ),
+    ] = "",
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel",
+            metavar="N",
+            min=1,
+            max=64,
+            help="With --survey: surveys synced at once (--max-rps caps them all together).",
+        ),
+    ] = 4,
     contact: ContactOption = None,
     user_agent: UserAgentOption = None,
     dry_run: Annotated[
@@ -338,7 +458,8 @@ def sync_bls(
             metavar="R",
             envvar="RQ_MAX_RPS",
             min=0,
-            help="Highest request rate to the source; default 1/s for bls.gov, 0 = unlimited.",
+            help="Highest request rate to the source, summed over every survey and transfer; "
+            "default 1/s for bls.gov, 0 = unlimited.",
             show_default=False,
         ),
     ] = None,
@@ -397,17 +518,74 @@ def sync_bls(
     none. Exit codes: 0 ok, 1 some files failed, 2 usage, 3 source unreachable, forbidden or
     unparseable, 4 delete guard tripped (also with --dry-run), 5 another sync holds the mirror.
 
-    Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com
+    With --survey, each survey of --root-url is mirrored, planned, guarded and leased on its own;
+    the exit code is the worst survey's.
+
+    Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com --survey pr,cu
     """
     from rearcquest.sources._http import RetryPolicy
+    from rearcquest.surveys import ALL, parse_surveys, survey_prefix, survey_url, sync_surveys
     from rearcquest.sync import sync_bls as run_sync
 
     with _errors():
-        store = _store(bucket, endpoint_url)
+        names = parse_surveys(survey) if survey else None
+        if names is not None:
+            clash = [
+                flag
+                for flag, given in (
+                    ("--source-url/RQ_BLS_URL", source_url is not None),
+                    ("--prefix/RQ_BLS_PREFIX", prefix is not None),
+                    ("--state-key", state_key is not None),
+                    ("--write-index", write_index),
+                )
+                if given
+            ]
+            if clash:
+                raise typer.BadParameter(
+                    f"--survey cannot be combined with {', '.join(clash)}: each survey has its "
+                    "own directory, prefix and state",
+                    param_hint="--survey",
+                )
+        # Surveys in parallel upload at once: botocore's default pool (10) would open and drop
+        # a connection for each request beyond it.
+        pool = 2 * transfers * parallel if names is not None else None
+        store = _store(bucket, endpoint_url, connections=pool)
+        if names is not None and names != [ALL] and len(names) == 1:
+            # One survey keeps today's single-directory document.
+            source_url, prefix = (
+                survey_url(root_url, names[0]),
+                survey_prefix(root_prefix, names[0]),
+            )
+        elif names is not None:
+            with _survey_progress(None if names == [ALL] else len(names)) as callbacks:
+                many = sync_surveys(
+                    store,
+                    surveys=names,
+                    root_url=root_url,
+                    root_prefix=root_prefix,
+                    contact=contact,
+                    user_agent=user_agent,
+                    dry_run=dry_run,
+                    delete=not no_delete,
+                    max_delete=max_delete,
+                    include=include or (),
+                    exclude=exclude or (),
+                    transfers=transfers,
+                    parallel=parallel,
+                    max_rps=max_rps,
+                    retry=RetryPolicy(attempts=retries),
+                    on_progress=callbacks[0] if callbacks else None,
+                    on_survey=callbacks[1] if callbacks else None,
+                    lock=not no_lock,
+                    wait=wait,
+                )
+            _render_surveys(many, fmt)
+            many.raise_for_errors()
+            return
         with _progress("syncing") as on_progress:
             result = run_sync(
                 store,
-                source_url=source_url,
+                source_url=source_url or DEFAULT_BLS_URL,
                 prefix=prefix,
                 contact=contact,
                 user_agent=user_agent,
@@ -427,6 +605,95 @@ def sync_bls(
             )
         _render_sync(result, fmt)
         result.raise_for_errors()
+
+
+def _render_inventory(infos: list[SurveyInfo], fmt: TextOrJson, *, with_bucket: bool) -> None:
+    if fmt is TextOrJson.json:
+        _print_json({"surveys": [i.to_dict() for i in infos]})
+        return
+    header = f"{'survey':<8}{'files':>7}{'size':>11}  {'latest':<17}"
+    if with_bucket:
+        header += f"  {'mirrored':>8}  synced"
+    typer.echo(header)
+    for i in infos:
+        if i.error is not None:
+            line = f"{i.name:<8}{'-':>7}{'-':>11}  {'listing failed':<17}"
+        else:
+            line = f"{i.name:<8}{i.files:>7}{_human(i.bytes or 0):>11}  {i.latest or '-':<17}"
+        if with_bucket:
+            line += f"  {i.mirrored if i.mirrored is not None else 'no':>8}  {i.synced or '-'}"
+        typer.echo(line)
+    for i in infos:
+        if i.error is not None:
+            typer.echo(f"{i.name}: {i.error}", err=True)
+
+
+@app.command("surveys")
+def surveys(
+    root_url: Annotated[
+        str,
+        typer.Option(
+            "--root-url", metavar="URL", envvar="RQ_BLS_ROOT_URL", help="Root listing the surveys."
+        ),
+    ] = DEFAULT_ROOT_URL,
+    bucket: Annotated[
+        str | None,
+        typer.Option(
+            "--bucket",
+            metavar="BUCKET",
+            help="Also say which surveys this bucket mirrors and when each was last synced.",
+            show_default=False,
+        ),
+    ] = None,
+    root_prefix: Annotated[
+        str,
+        typer.Option(
+            "--root-prefix",
+            metavar="PREFIX",
+            envvar="RQ_BLS_ROOT_PREFIX",
+            help="Key prefix the survey mirrors are under in --bucket.",
+        ),
+    ] = "",
+    contact: ContactOption = None,
+    user_agent: UserAgentOption = None,
+    max_rps: Annotated[
+        float | None,
+        typer.Option(
+            "--max-rps",
+            metavar="R",
+            envvar="RQ_MAX_RPS",
+            min=0,
+            help="Highest request rate to the source; default 1/s for bls.gov, 0 = unlimited.",
+            show_default=False,
+        ),
+    ] = None,
+    endpoint_url: EndpointOption = None,
+    fmt: FormatOption = TextOrJson.text,
+) -> None:
+    """List the surveys of the BLS root with file count, size and latest date.
+
+    Only the root listing and one listing per survey are fetched, never a file. With --bucket,
+    each survey's mirror state says how many files are mirrored and when it was last synced.
+    Exit codes: 0 ok, 1 some survey's listing failed, 3 the root is unreachable.
+
+    Example: rq surveys --contact me@example.com --bucket my-bls-mirror
+    """
+    from rearcquest.surveys import survey_inventory
+
+    with _errors():
+        store = _store(bucket, endpoint_url) if bucket else None
+        infos = survey_inventory(
+            root_url=root_url,
+            store=store,
+            root_prefix=root_prefix,
+            contact=contact,
+            user_agent=user_agent,
+            max_rps=max_rps,
+        )
+        _render_inventory(infos, fmt, with_bucket=store is not None)
+        failed = [i.name for i in infos if i.error is not None]
+        if failed:
+            raise RqError(f"the listing of {len(failed)} survey(s) failed: {', '.join(failed)}")
 
 
 if TYPE_CHECKING:

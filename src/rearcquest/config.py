@@ -16,6 +16,8 @@ from rearcquest import __version__
 from rearcquest.errors import ConfigError
 
 DEFAULT_BLS_URL = "https://download.bls.gov/pub/time.series/pr/"
+# The root of every BLS survey (pr, cu, ce, ...), listed as directories.
+DEFAULT_ROOT_URL = "https://download.bls.gov/pub/time.series/"
 DEFAULT_POPULATION_URL = (
     "https://honolulu-api.datausa.io/tesseract/data.jsonrecords"
     "?cube=acs_yg_total_population_1&drilldowns=Year%2CNation&locale=en&measures=Population"

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote_plus
@@ -40,6 +41,16 @@ _message_id: ContextVar[str | None] = ContextVar("rq_message_id", default=None)
 def current_message_id() -> str | None:
     """Return the SQS message id of the message being handled, or ``None`` outside one."""
     return _message_id.get()
+
+
+@contextmanager
+def handling_message(message_id: str) -> Iterator[None]:
+    """Within the block, :func:`current_message_id` gives ``message_id`` (for log filters)."""
+    token = _message_id.set(message_id)
+    try:
+        yield
+    finally:
+        _message_id.reset(token)
 
 
 class S3Event(NamedTuple):

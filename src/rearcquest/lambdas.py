@@ -5,6 +5,9 @@
   Lambda's retries, its on-failure destination and the error alarm see it.
 - :func:`index_handler` (a function URL, optional): a read-only page of the mirror with
   presigned download links.
+- :func:`work_handler` (SQS, the work queue of the fan-out): syncs the survey, or the one big
+  file of a survey, each message names; the scheduled function plans those messages instead of
+  syncing when ``RQ_WORK_QUEUE_URL`` is set (:mod:`rearcquest.fanout`).
 - :func:`report_handler` (SQS, fed by the S3 notification on the population key): for each message,
   reads the population object it names and the BLS data, runs the three reports and logs them as
   JSON lines. Returns ``batchItemFailures`` so only failed messages are retried. The work is
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from rearcquest.config import Settings
 from rearcquest.events import current_message_id, process_report_batch
 from rearcquest.logjson import JsonFormatter
+from rearcquest.surveys import SurveyLogFilter
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -60,11 +64,19 @@ def _s3_client() -> S3Client:
 
 
 @functools.cache
+def _sqs_client() -> Any:
+    from rearcquest.fanout import make_sqs_client
+
+    return make_sqs_client()
+
+
+@functools.cache
 def _configure_logging() -> None:
     # Lambda installs its own handler on the root logger; ours writes one JSON object per line.
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     handler.addFilter(_InvocationIds())
+    handler.addFilter(SurveyLogFilter())
     package = logging.getLogger("rearcquest")
     package.handlers[:] = [handler]
     package.setLevel(os.environ.get("RQ_LOG_LEVEL", "INFO").upper())
@@ -89,10 +101,18 @@ def scheduled_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     Raises:
         RqError: either step failed (after the other one ran).
     """
-    from rearcquest.pipeline import run_pipeline
+    from rearcquest.fanout import FanoutSettings
+    from rearcquest.pipeline import run_fanout_pipeline, run_pipeline
 
     with _invocation(context):
-        result = run_pipeline(Settings.from_env(), s3_client=_s3_client())
+        fanout = FanoutSettings.from_env()
+        if fanout.queue_url:
+            # The AWS fan-out: queue the surveys' work for work_handler, then the population.
+            result = run_fanout_pipeline(
+                Settings.from_env(), fanout, sqs_client=_sqs_client(), s3_client=_s3_client()
+            )
+        else:
+            result = run_pipeline(Settings.from_env(), s3_client=_s3_client())
         log.info("scheduled run finished", extra={"result": result.to_dict()})
         result.raise_for_errors()
         return result.to_dict()
@@ -138,3 +158,22 @@ def report_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """
     with _invocation(context):
         return process_report_batch(event, settings=Settings.from_env(), s3_client=_s3_client())
+
+
+def work_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Sync what each message of an SQS batch from the work queue names (the fan-out worker).
+
+    See :func:`rearcquest.pipeline.run_work_batch`; settings come from ``RQ_*`` variables and
+    ``RQ_MAX_RPS`` is this worker's share of the politeness budget. Failed messages (a held
+    lease, a failed listing or file) are returned in ``batchItemFailures`` and retried.
+    """
+    from rearcquest.fanout import FanoutSettings
+    from rearcquest.pipeline import run_work_batch
+
+    with _invocation(context):
+        return run_work_batch(
+            event,
+            Settings.from_env(),
+            root_url=FanoutSettings.from_env().root_url,
+            s3_client=_s3_client(),
+        )

@@ -162,6 +162,8 @@ class RequestRecord:
     status: int
     user_agent: str
     headers: dict[str, str] = field(default_factory=dict)
+    # When the server began answering it (time.monotonic()), after any max_rps queueing.
+    at: float = 0.0
 
 
 def _has_contact(user_agent: str) -> bool:
@@ -196,6 +198,10 @@ class OfflineServer:
         max_rps: serve at most this many requests a second (queueing the rest); 0 = no limit.
         host: the address to bind.
         port: the port; 0 picks a free one.
+        surveys: more directories to serve beside ``directory``, by name (e.g. ``{"cu": ...}``
+            serves ``/pub/time.series/cu/``); the parent of ``directory`` (the root,
+            ``/pub/time.series/``) then lists them all as IIS ``<dir>`` rows. Change them
+            later with :meth:`set_survey`.
     """
 
     def __init__(
@@ -208,8 +214,13 @@ class OfflineServer:
         max_rps: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        surveys: dict[str, dict[str, ServedFile]] | None = None,
     ) -> None:
         self.directory = directory if directory.endswith("/") else directory + "/"
+        self.root = self.directory.rstrip("/").rsplit("/", 1)[0] + "/"
+        self._surveys: dict[str, dict[str, ServedFile]] = {
+            name: dict(files) for name, files in (surveys or {}).items()
+        }
         self.require_contact = require_contact
         self.delay = delay
         self.faults: list[Fault] = []
@@ -236,6 +247,46 @@ class OfflineServer:
     def bls_url(self) -> str:
         """The URL of the served BLS directory."""
         return self.url + self.directory
+
+    @property
+    def root_url(self) -> str:
+        """The URL of the root listing the surveys (the parent of :attr:`directory`)."""
+        return self.url + self.root
+
+    @property
+    def primary_survey(self) -> str:
+        """The name of :attr:`directory` in the root (``pr``)."""
+        return self.directory.rstrip("/").rsplit("/", 1)[-1]
+
+    def survey_names(self) -> list[str]:
+        """Every directory the root lists: :attr:`directory` and the added surveys, sorted."""
+        with self._lock:
+            return sorted({self.primary_survey, *self._surveys})
+
+    def survey_files(self, name: str) -> dict[str, ServedFile]:
+        """A copy of the files served now in survey ``name`` (the primary one included)."""
+        if name == self.primary_survey:
+            return self.files
+        with self._lock:
+            return dict(self._surveys[name])
+
+    def set_survey(self, name: str, files: dict[str, ServedFile]) -> None:
+        """Serve these files in the survey directory ``name`` from now on (added if new)."""
+        if name == self.primary_survey:
+            self.set_files(files)
+            return
+        with self._lock:
+            self._surveys[name] = dict(files)
+
+    def remove_survey(self, name: str) -> None:
+        """Stop serving (and listing) the added survey ``name``."""
+        with self._lock:
+            del self._surveys[name]
+
+    def requests_under(self, path: str) -> list[RequestRecord]:
+        """The requests whose path starts with ``path`` (e.g. one survey's directory)."""
+        with self._lock:
+            return [r for r in self.requests if r.path.startswith(path)]
 
     def set_files(self, files: dict[str, ServedFile]) -> None:
         """Serve these files from now on (a new release)."""
@@ -306,20 +357,54 @@ class OfflineServer:
                     return fault
         return None
 
-    def _listing(self) -> bytes:
-        host = "download.bls.gov"
-        parent = self.directory.rstrip("/").rsplit("/", 1)[0] + "/"
-        rows = [
-            _iis_row(f, self.directory) for f in sorted(self.files.values(), key=lambda f: f.name)
-        ]
-        for sub in self.subdirs:
+    def _directory_of(self, path: str) -> tuple[str, dict[str, ServedFile]] | None:
+        """The served directory ``path`` falls in (its path and files), or ``None``."""
+        if path.startswith(self.directory):
+            return self.directory, self.files
+        if path.startswith(self.root):
+            name = path[len(self.root) :].split("/", 1)[0]
+            if "/" in path[len(self.root) :]:
+                with self._lock:
+                    files = self._surveys.get(name)
+                if files is not None:
+                    return f"{self.root}{name}/", dict(files)
+        return None
+
+    def _root_listing(self) -> bytes:
+        rows = []
+        for name in self.survey_names():
+            files = self.survey_files(name)
+            listed = max((f.listed for f in files.values()), default=datetime(2020, 1, 1))
+            hour = listed.hour % 12 or 12
+            date = f"{listed.month}/{listed.day}/{listed.year}"
+            clock = f"{hour}:{listed.minute:02d} {'PM' if listed.hour >= 12 else 'AM'}"
             rows.append(
-                f"{'1/1/2020':>10} {'12:00 AM':>8} {'&lt;dir&gt;':>12} "
-                f'<A HREF="{self.directory}{quote(sub)}/">{sub}</A><br>'
+                f"{date:>10} {clock:>8} {'&lt;dir&gt;':>12} "
+                f'<A HREF="{self.root}{quote(name)}/">{name}</A><br>'
             )
+        return self._page(self.root, rows)
+
+    def _listing(
+        self, directory: str | None = None, files: dict[str, ServedFile] | None = None
+    ) -> bytes:
+        directory = self.directory if directory is None else directory
+        files = self.files if files is None else files
+        rows = [_iis_row(f, directory) for f in sorted(files.values(), key=lambda f: f.name)]
+        if directory == self.directory:
+            for sub in self.subdirs:
+                rows.append(
+                    f"{'1/1/2020':>10} {'12:00 AM':>8} {'&lt;dir&gt;':>12} "
+                    f'<A HREF="{self.directory}{quote(sub)}/">{sub}</A><br>'
+                )
+        return self._page(directory, rows)
+
+    @staticmethod
+    def _page(directory: str, rows: list[str]) -> bytes:
+        host = "download.bls.gov"
+        parent = directory.rstrip("/").rsplit("/", 1)[0] + "/"
         page = (
-            f"<html><head><title>{host} - {self.directory}</title></head><body>"
-            f"<H1>{host} - {self.directory}</H1><hr>\n\n<pre>"
+            f"<html><head><title>{host} - {directory}</title></head><body>"
+            f"<H1>{host} - {directory}</H1><hr>\n\n<pre>"
             f'<A HREF="{parent}">[To Parent Directory]</A><br><br>'
             + "".join(rows)
             + "</pre><hr></body></html>"
@@ -338,6 +423,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     owner: OfflineServer
+    _started: float = 0.0
     protocol_version = "HTTP/1.1"
     server_version = "Microsoft-IIS/10.0"
     # Headers and body go out in two writes: with Nagle's algorithm a small body waits for the
@@ -363,6 +449,7 @@ class _Handler(BaseHTTPRequestHandler):
                     status,
                     self.headers.get("User-Agent", ""),
                     {k.lower(): v for k, v in self.headers.items()},
+                    self._started,
                 )
             )
 
@@ -425,6 +512,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, *, head: bool) -> None:
         owner = self.owner
         owner._wait_turn()
+        self._started = time.monotonic()
         path = unquote(urlsplit(self.path).path)
         fault = owner._take_fault(path)
         if fault is not None and fault.status is not None:
@@ -447,15 +535,20 @@ class _Handler(BaseHTTPRequestHandler):
             # BLS answers 403 to clients whose User-Agent carries no contact information.
             self._send(403, b"<html><body><h1>Access Denied</h1></body></html>", head=head)
             return
-        if path == owner.directory:
-            self._send(200, owner._listing(), head=head)
+        if path == owner.root:
+            self._send(200, owner._root_listing(), head=head)
             return
-        if not path.startswith(owner.directory):
+        served = owner._directory_of(path)
+        if served is None:
             self._send(
                 404, b"<html><body>404 - File or directory not found.</body></html>", head=head
             )
             return
-        file = owner.files.get(path[len(owner.directory) :])
+        directory, files = served
+        if path == directory:
+            self._send(200, owner._listing(directory, files), head=head)
+            return
+        file = files.get(path[len(directory) :])
         if file is None:
             self._send(
                 404, b"<html><body>404 - File or directory not found.</body></html>", head=head

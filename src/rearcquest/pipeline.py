@@ -21,6 +21,7 @@ from rearcquest.errors import ConfigError, RqError
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from rearcquest.fanout import FanoutSettings
     from rearcquest.sources._http import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -162,3 +163,125 @@ def run_pipeline(
             result.analysis = analyze(settings=settings, s3_client=client)
             result.reports.summary = to_json_doc(result.analysis)
     return result
+
+
+def run_fanout_pipeline(
+    settings: Settings,
+    fanout: FanoutSettings,
+    *,
+    sqs_client: Any,
+    s3_client: S3Client | None = None,
+    retry: RetryPolicy | None = None,
+) -> PipelineResult:
+    """The scheduled run of the AWS fan-out: queue the surveys' work, then fetch the population.
+
+    The sync step plans (the root listing and one listing per survey) and sends one message
+    per survey, and one per big file, to ``fanout.queue_url``; the worker function does the
+    syncing (:func:`run_work_batch`). The population fetch stays here. Each step runs whatever
+    the other did; failures are recorded, not raised.
+
+    Args:
+        settings: contact, rate, population bucket and URL.
+        fanout: the queue, surveys, root and big-file threshold.
+        sqs_client: the SQS client.
+        s3_client: a boto3 S3 client to reuse.
+        retry: the retry policy for both sources.
+
+    Returns:
+        The outcomes; the sync step's summary is the work plan.
+
+    Raises:
+        ConfigError: no queue or no population bucket is configured; nothing was attempted.
+    """
+    from rearcquest.fanout import enqueue_work, plan_work
+    from rearcquest.population import fetch_population
+    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.surveys import make_http
+
+    if not fanout.queue_url:
+        raise ConfigError("set RQ_WORK_QUEUE_URL: the work queue the surveys are planned onto")
+    if not settings.population_bucket:
+        raise ConfigError("set RQ_POPULATION_BUCKET (or --population-bucket)")
+    client = s3_client or make_s3_client()
+    result = PipelineResult()
+    with _recording(result.sync, "plan-surveys"):
+        with make_http(
+            fanout.root_url,
+            contact=settings.contact,
+            user_agent=settings.user_agent,
+            max_rps=settings.max_rps,
+            retry=retry,
+            connections=2,
+        ) as http:
+            plan = plan_work(
+                http,
+                surveys=fanout.surveys,
+                root_url=fanout.root_url,
+                root_prefix=fanout.root_prefix,
+                big_file_bytes=fanout.big_file_bytes,
+            )
+        summary = plan.to_dict()
+        summary["queued"] = enqueue_work(sqs_client, fanout.queue_url, plan.messages)
+        result.sync.summary = summary
+        log.info("work queued", extra={"plan": summary})
+    with _recording(result.population, "fetch-population"):
+        fetched = fetch_population(
+            ObjectStore(client, settings.population_bucket),
+            key=settings.population_key,
+            url=settings.population_url,
+            contact=settings.contact,
+            user_agent=settings.user_agent,
+            retry=retry,
+        )
+        result.population.summary = fetched.to_dict()
+    return result
+
+
+def run_work_batch(
+    event: Any,
+    settings: Settings,
+    *,
+    root_url: str | None = None,
+    s3_client: S3Client | None = None,
+    retry: RetryPolicy | None = None,
+    wait: float = 0.0,
+) -> dict[str, Any]:
+    """The worker of the AWS fan-out: sync what each work message of an SQS batch names.
+
+    One HTTP client serves the batch; its rate (``settings.max_rps``) is this worker's share of
+    the politeness budget, the queue's maximum concurrency times it being the whole.
+
+    Args:
+        event: the SQS batch event.
+        settings: the bucket, contact and the worker's rate (``max_rps``).
+        root_url: the root the messages name (it picks the default rate: 1/s for bls.gov).
+        s3_client: a boto3 S3 client to reuse.
+        retry: the retry policy for the source.
+        wait: seconds to wait for a survey's lease before failing its message.
+
+    Returns:
+        The partial batch response (``batchItemFailures``): failed messages are retried.
+
+    Raises:
+        ConfigError: ``RQ_BLS_BUCKET`` is not set.
+    """
+    from rearcquest.fanout import process_work_batch, run_work
+    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.surveys import make_http
+
+    if not settings.bls_bucket:
+        raise ConfigError("set RQ_BLS_BUCKET: the bucket the surveys are mirrored into")
+    store = ObjectStore(s3_client or make_s3_client(), settings.bls_bucket)
+    from rearcquest.config import DEFAULT_ROOT_URL
+
+    with make_http(
+        root_url or DEFAULT_ROOT_URL,
+        contact=settings.contact,
+        user_agent=settings.user_agent,
+        max_rps=settings.max_rps,
+        retry=retry,
+        connections=4,
+    ) as http:
+        return process_work_batch(
+            event, run=lambda message: run_work(message, store=store, http=http, wait=wait)
+        )

@@ -830,6 +830,7 @@ def sync_bls(
     lock: bool = True,
     wait: float = 0.0,
     lease_ttl: float = DEFAULT_LEASE_TTL,
+    listing: Sequence[RemoteFile] | None = None,
 ) -> SyncResult:
     """Mirror the BLS directory at ``source_url`` into ``store`` under ``prefix``.
 
@@ -859,6 +860,8 @@ def sync_bls(
         lock: hold a lease on the mirror while syncing (``False``: ``--no-lock``).
         wait: seconds to wait for another sync's lease before giving up.
         lease_ttl: seconds the lease lasts without renewal (it is renewed every third).
+        listing: the directory's files, already fetched (by a caller that planned without a
+            lease first, see :mod:`rearcquest.surveys`); ``None`` fetches it.
 
     Returns:
         The result; per-file failures are in ``errors``, a tripped delete guard in
@@ -913,7 +916,7 @@ def sync_bls(
                 log.info("syncing %s without a lease (--no-lock)", store.url(prefix))
             stored = {o.key: o for o in store.list_objects(prefix)}
             state = load_state(store, prefix, source_url, stored, state_key=state_key, keep=keep)
-            remote = fetch_listing(http, source_url)
+            remote = fetch_listing(http, source_url) if listing is None else list(listing)
             plan = plan_sync(
                 remote,
                 state,

@@ -152,16 +152,103 @@ def parse_listing(page: str, base_url: str) -> list[RemoteFile]:
         name = unquote(target.path[len(base.path) :])
         if not name or "/" in name or "\\" in name or name in (".", ".."):
             continue
-        rest = _TAG.sub(" ", row[: anchor.start()] + " " + row[anchor.end() :])
+        outside = row[: anchor.start()] + " " + row[anchor.end() :]
+        rest = _TAG.sub(" ", outside)
         modified, rest = _norm_date(html.unescape(rest))
         size, is_dir = _parse_size(rest)
-        if is_dir:
+        if is_dir or "<dir>" in outside.lower():
             continue
         url = urljoin(base_url, target.path)
         files[name] = RemoteFile(name=name, url=url, size=size, modified=modified)
     if not files:
         raise ListingError(f"{base_url}: the directory listing names no file")
     return sorted(files.values(), key=lambda f: f.name)
+
+
+@dataclass(frozen=True)
+class RemoteDir:
+    """One sub-directory of a remote directory listing (a BLS survey of ``time.series/``).
+
+    Attributes:
+        name: the directory name (decoded), without slashes.
+        url: its absolute URL, ending with ``/``.
+        modified: the listing's date (``YYYY-MM-DD HH:MM``), or ``None``.
+    """
+
+    name: str
+    url: str
+    modified: str | None
+
+
+def parse_subdirectories(page: str, base_url: str) -> list[RemoteDir]:
+    """Parse a directory page into the directories directly inside ``base_url``.
+
+    IIS (``download.bls.gov``) marks them with ``<dir>`` in the size column; Apache and nginx
+    with a link ending in ``/``. The parent link, links to other hosts or with a query string
+    (Apache's sort links) and links that leave the directory are ignored.
+
+    Args:
+        page: the HTML of the directory page.
+        base_url: the directory URL the page was served for.
+
+    Returns:
+        The directories, sorted by name.
+
+    Raises:
+        ListingError: the page is not a directory listing, looks cut short or lists no directory.
+    """
+    if not base_url.endswith("/"):
+        base_url += "/"
+    base = urlsplit(base_url)
+    lowered = page.lower()
+    if "<a" not in lowered:
+        raise ListingError(f"{base_url}: the page is not a directory listing (no links in it)")
+    if not any(marker in lowered for marker in _END_MARKERS):
+        raise ListingError(f"{base_url}: the directory listing looks cut short")
+    dirs: dict[str, RemoteDir] = {}
+    for row in _ROW_SPLIT.split(page):
+        anchors = list(_ANCHOR.finditer(row))
+        if len(anchors) != 1:
+            continue
+        anchor = anchors[0]
+        href = html.unescape(next(g for g in anchor.groups()[:3] if g is not None)).strip()
+        target = urlsplit(urljoin(base_url, href))
+        if target.query or target.fragment or "?" in href:
+            continue
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+            continue
+        if not target.path.startswith(base.path):
+            continue
+        outside = row[: anchor.start()] + " " + row[anchor.end() :]
+        # IIS escapes it (&lt;dir&gt;), but a copied page may carry a bare <dir> "tag".
+        bare_dir = "<dir>" in outside.lower()
+        rest = _TAG.sub(" ", outside)
+        modified, rest = _norm_date(html.unescape(rest))
+        _, is_dir = _parse_size(rest)
+        if not (is_dir or bare_dir or target.path.endswith("/")):
+            continue
+        name = unquote(target.path[len(base.path) :]).rstrip("/")
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            continue
+        dirs[name] = RemoteDir(
+            name=name, url=urljoin(base_url, target.path.rstrip("/") + "/"), modified=modified
+        )
+    if not dirs:
+        raise ListingError(f"{base_url}: the directory listing names no directory")
+    return sorted(dirs.values(), key=lambda d: d.name)
+
+
+def fetch_subdirectories(http: HttpClient, url: str) -> list[RemoteDir]:
+    """Fetch the directory page at ``url`` and return its sub-directories.
+
+    Raises:
+        SourceError: the server is unreachable or answered with an error.
+        ListingError: the page could not be parsed or names no directory.
+    """
+    if not url.endswith("/"):
+        url += "/"
+    body = http.get_bytes(url, max_bytes=MAX_LISTING_BYTES)
+    return parse_subdirectories(body.decode("utf-8", errors="replace"), url)
 
 
 def fetch_listing(http: HttpClient, url: str) -> list[RemoteFile]:

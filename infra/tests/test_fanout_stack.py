@@ -1,0 +1,153 @@
+"""The fan-out part of the pipeline stack: work queue, its DLQ, the worker's role and concurrency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Template
+
+from rearcquest.layout import lock_key, state_key
+from rearcquest_infra.pipeline_stack import MAX_RECEIVE_COUNT, WORK_HANDLER
+from rearcquest_infra.settings import InfraSettings
+
+from .cfn_helpers import CONTACT, Templates, as_list, one, render, resources, role_statements
+
+S3 = "arn:${AWS::Partition}:s3:::"
+BLS = "rearcquest-bls-${AWS::AccountId}-${AWS::Region}"
+
+
+@pytest.fixture(scope="session")
+def fanout_template(synth: Callable[[dict[str, str]], Templates]) -> Template:
+    return synth(
+        {"fanOut": "true", "surveys": "pr,cu,ce", "totalRps": "3", "workConcurrency": "3"}
+    )["Rearcquest"]
+
+
+@pytest.fixture(scope="session")
+def all_template(synth: Callable[[dict[str, str]], Templates]) -> Template:
+    return synth({"fanOut": "true", "surveys": "all"})["Rearcquest"]
+
+
+def _env(template: Template, prefix: str) -> dict[str, Any]:
+    _, function = one(template.to_json(), "AWS::Lambda::Function", prefix)
+    env: dict[str, Any] = render(function["Properties"]["Environment"]["Variables"])
+    return env
+
+
+def test_no_fan_out_by_default(default_template: Template) -> None:
+    queues = resources(default_template.to_json(), "AWS::SQS::Queue")
+    assert not [name for name in queues if name.startswith("Work")]
+    assert "RQ_WORK_QUEUE_URL" not in _env(default_template, "ScheduledFunction")
+
+
+def test_work_queue_has_a_dlq_after_five_receives(fanout_template: Template) -> None:
+    template = fanout_template.to_json()
+    dlq_id, _ = one(template, "AWS::SQS::Queue", "WorkDLQ")
+    _, queue = one(template, "AWS::SQS::Queue", "WorkQueue")
+    props = queue["Properties"]
+    assert props["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+        "maxReceiveCount": MAX_RECEIVE_COUNT,
+    }
+    assert MAX_RECEIVE_COUNT == 5
+    # Six times the worker's 15 minutes: a message is not handed out while a worker still runs.
+    assert props["VisibilityTimeout"] == 6 * 15 * 60
+    _, function = one(template, "AWS::Lambda::Function", "WorkFunction")
+    assert function["Properties"]["Timeout"] == 15 * 60
+    assert function["Properties"]["Handler"] == WORK_HANDLER
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    (dead,) = [a for name, a in alarms.items() if name.startswith("WorkDeadLetters")]
+    assert dead["Properties"]["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}
+    ]
+
+
+def test_worker_concurrency_times_its_rate_is_the_politeness_budget(
+    fanout_template: Template,
+) -> None:
+    template = fanout_template.to_json()
+    queue_id, _ = one(template, "AWS::SQS::Queue", "WorkQueue")
+    worker_id, _ = one(template, "AWS::Lambda::Function", "WorkFunction")
+    fanout_template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "EventSourceArn": {"Fn::GetAtt": [queue_id, "Arn"]},
+            "FunctionName": {"Ref": worker_id},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "BatchSize": 1,
+            "ScalingConfig": {"MaximumConcurrency": 3},
+        },
+    )
+    env = _env(fanout_template, "WorkFunction")
+    assert float(env["RQ_MAX_RPS"]) * 3 == 3.0
+    assert env["RQ_BLS_BUCKET"] == BLS
+    assert env["RQ_CONTACT"] == CONTACT
+
+
+def test_worker_role_only_its_survey_prefixes_state_and_locks(fanout_template: Template) -> None:
+    statements = role_statements(fanout_template.to_json(), "WorkRole")
+    objects = statements["ReadWriteSurveyMirrorsStateAndLeases"]
+    expected = []
+    for prefix in ("pr/", "cu/", "ce/"):
+        expected += [
+            f"{S3}{BLS}/{prefix}*",
+            f"{S3}{BLS}/{state_key(prefix)}",
+            f"{S3}{BLS}/{lock_key(prefix)}",
+        ]
+    assert objects["Resource"] == sorted(expected)
+    assert statements["ListMirrorBucket"]["Resource"] == f"{S3}{BLS}"
+    everything = [r for s in statements.values() for r in as_list(s["Resource"])]
+    assert "*" not in everything
+    assert not any("population" in r for r in everything)
+    actions = {a for s in statements.values() for a in as_list(s["Action"])}
+    assert not any(a.endswith("*") for a in actions)
+
+
+def test_with_all_surveys_the_worker_may_write_the_mirror_bucket(all_template: Template) -> None:
+    statements = role_statements(all_template.to_json(), "WorkRole")
+    assert statements["ReadWriteSurveyMirrorsStateAndLeases"]["Resource"] == f"{S3}{BLS}/*"
+    assert _env(all_template, "ScheduledFunction")["RQ_SURVEYS"] == "all"
+
+
+def test_scheduled_function_plans_and_no_longer_writes_the_mirror(
+    fanout_template: Template,
+) -> None:
+    template = fanout_template.to_json()
+    queue_id, _ = one(template, "AWS::SQS::Queue", "WorkQueue")
+    env = _env(fanout_template, "ScheduledFunction")
+    assert env["RQ_WORK_QUEUE_URL"] == "${" + queue_id + "}"
+    assert env["RQ_SURVEYS"] == "pr,cu,ce"
+    statements = role_statements(template, "ScheduledRole")
+    assert statements["SendWork"]["Action"] == "sqs:SendMessage"
+    assert statements["SendWork"]["Resource"] == "${" + queue_id + ".Arn}"
+    assert not {"ListMirrorBucket", "ReadWriteMirrorObjects", "ReadWriteSyncStateAndLease"} & set(
+        statements
+    )
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"surveys": "pr,../x"}, "'surveys'"),
+        ({"workConcurrency": "1"}, "'workConcurrency'"),
+        ({"workConcurrency": "many"}, "'workConcurrency'"),
+        ({"totalRps": "0"}, "'totalRps'"),
+        ({"totalRps": "fast"}, "'totalRps'"),
+        ({"fanOut": "maybe"}, "'fanOut'"),
+    ],
+    ids=["bad-survey", "concurrency-1", "concurrency-nan", "rps-0", "rps-nan", "fan-out-flag"],
+)
+def test_fan_out_settings_are_checked(context: dict[str, str], message: str) -> None:
+    values = {"contact": CONTACT, **context}
+    with pytest.raises(ValueError, match=message):
+        InfraSettings.from_context(values.get)
+
+
+def test_surveys_default_to_pr() -> None:
+    settings = InfraSettings.from_context({"contact": CONTACT}.get)
+    assert settings.surveys == ("pr",)
+    assert settings.survey_prefixes == ("pr/",)
+    assert settings.worker_rps == 1.0
+    assert not settings.fan_out

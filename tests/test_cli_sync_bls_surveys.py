@@ -1,0 +1,170 @@
+"""`rq sync-bls --survey` and `rq surveys`: exit codes, output and the resulting bucket state."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from typer.testing import CliRunner
+
+from rearcquest.cli import app
+from rearcquest.offline import Fault, OfflineServer
+from test_surveys import TREE, survey_files
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tree_server() -> Iterator[OfflineServer]:
+    with OfflineServer(survey_files("pr", 3), surveys=TREE) as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(moto_server: str) -> tuple[str, Any]:
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    name = f"cli-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name)
+    return name, client
+
+
+def sync(moto_server: str, bucket: str, server: OfflineServer, *extra: str) -> Any:
+    args = [
+        "sync-bls",
+        "--bucket",
+        bucket,
+        "--endpoint-url",
+        moto_server,
+        "--root-url",
+        server.root_url,
+        "--contact",
+        "cli@example.com",
+        "--retries",
+        "2",
+        *extra,
+    ]
+    return runner.invoke(app, args)
+
+
+def keys(client: Any, bucket: str) -> set[str]:
+    return {o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+def test_several_surveys_json_has_surveys_and_totals(
+    moto_server: str, bucket: tuple[str, Any], tree_server: OfflineServer
+) -> None:
+    name, client = bucket
+    result = sync(
+        moto_server, name, tree_server, "--survey", "pr,cu", "--survey", "ce", "--format", "json"
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert sorted(doc["surveys"]) == ["ce", "cu", "pr"]
+    assert doc["surveys"]["cu"]["prefix"] == "cu/"
+    assert doc["totals"]["added"] == 3 + 4 + 3
+    assert doc["totals"]["errors"] == 0
+    assert set(doc["totals"]) == {
+        "added",
+        "updated",
+        "deleted",
+        "unchanged",
+        "errors",
+        "bytes_downloaded",
+        "bytes_uploaded",
+    }
+    mirrored = {k for k in keys(client, name) if not k.startswith(".rearcquest/")}
+    assert mirrored == {f"{s}/{n}" for s in ("pr", "cu", "ce") for n in tree_server.survey_files(s)}
+
+
+def test_one_survey_keeps_the_single_directory_document(
+    moto_server: str, bucket: tuple[str, Any], tree_server: OfflineServer
+) -> None:
+    name, _ = bucket
+    result = sync(
+        moto_server, name, tree_server, "--survey", "cu", "--root-prefix", "bls", "--format", "json"
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert "surveys" not in doc
+    assert doc["prefix"] == "bls/cu/"
+    assert doc["source_url"] == tree_server.root_url + "cu/"
+    assert sorted(doc["added"]) == sorted(TREE["cu"])
+
+
+def test_exit_code_is_the_worst_survey_and_text_names_the_failure(
+    moto_server: str, bucket: tuple[str, Any], tree_server: OfflineServer
+) -> None:
+    name, client = bucket
+    tree_server.faults.append(Fault("/pub/time.series/la/", status=500, times=10))
+    result = sync(moto_server, name, tree_server, "--survey", "all")
+    assert result.exit_code == 3, result.output
+    assert "Synced 4 survey(s)" in result.stdout
+    assert "la" in result.stdout and "FAILED (exit 3)" in result.stdout
+    assert "Error: 1 of 4 survey(s) failed: la:" in result.stderr
+    assert not any(k.startswith("la/") for k in keys(client, name))
+    assert any(k.startswith("ce/") for k in keys(client, name))
+
+
+@pytest.mark.parametrize(
+    ("extra", "clash"),
+    [
+        (["--source-url", "http://127.0.0.1:9/pub/time.series/pr/"], "--source-url"),
+        (["--prefix", "x/"], "--prefix"),
+        (["--write-index"], "--write-index"),
+    ],
+    ids=["source-url", "prefix", "write-index"],
+)
+def test_survey_is_exclusive_with_single_directory_options(
+    moto_server: str,
+    bucket: tuple[str, Any],
+    tree_server: OfflineServer,
+    extra: list[str],
+    clash: str,
+) -> None:
+    result = sync(moto_server, bucket[0], tree_server, "--survey", "pr,cu", *extra)
+    assert result.exit_code == 2
+    assert clash in result.stderr
+    assert not tree_server.requests
+
+
+def test_bad_survey_name_is_a_usage_error(
+    moto_server: str, bucket: tuple[str, Any], tree_server: OfflineServer
+) -> None:
+    result = sync(moto_server, bucket[0], tree_server, "--survey", "pr,../x")
+    assert result.exit_code == 2
+    assert "Error: --survey '../x' is not a survey name" in result.stderr
+
+
+def test_surveys_lists_counts_and_freshness(
+    moto_server: str, bucket: tuple[str, Any], tree_server: OfflineServer
+) -> None:
+    name, _ = bucket
+    assert sync(moto_server, name, tree_server, "--survey", "cu,ce").exit_code == 0
+    args = ["surveys", "--root-url", tree_server.root_url, "--contact", "cli@example.com"]
+    text = runner.invoke(app, [*args, "--bucket", name, "--endpoint-url", moto_server])
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.splitlines()
+    assert lines[0].split() == ["survey", "files", "size", "latest", "mirrored", "synced"]
+    assert [line.split()[0] for line in lines[1:]] == ["ce", "cu", "la", "pr"]
+    assert lines[2].split()[:2] == ["cu", "4"] and lines[2].split()[6] == "4"
+    assert lines[3].split()[6] == "no"
+    result = runner.invoke(app, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    la = next(s for s in doc["surveys"] if s["name"] == "la")
+    assert la["files"] == 5 and la["mirrored"] is None
+    assert la["bytes"] == sum(len(f.data) for f in TREE["la"].values())
+
+
+def test_surveys_exits_1_when_a_survey_listing_fails(tree_server: OfflineServer) -> None:
+    tree_server.faults.append(Fault("/pub/time.series/ce/", status=404, times=10))
+    result = runner.invoke(
+        app, ["surveys", "--root-url", tree_server.root_url, "--contact", "cli@example.com"]
+    )
+    assert result.exit_code == 1
+    assert "Error: the listing of 1 survey(s) failed: ce" in result.stderr
+    assert "listing failed" in result.stdout

@@ -1,0 +1,305 @@
+"""The AWS fan-out on moto S3 and SQS: planner, work queue, workers draining it, DLQ."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from rearcquest import lambdas
+from rearcquest.config import Settings
+from rearcquest.errors import ConfigError
+from rearcquest.fanout import FanoutSettings, WorkMessage, plan_work, process_work_batch
+from rearcquest.layout import lock_key, state_key
+from rearcquest.lease import Lease
+from rearcquest.localaws import drain_queue
+from rearcquest.offline import Fault, OfflineServer, ServedFile, add_datausa_routes
+from rearcquest.sources._http import HttpClient
+from rearcquest.storage import ObjectStore
+from test_surveys import TREE, survey_files
+
+BIG = 2_000  # bytes: the tests' "too big for one invocation's share"
+CONTACT = "fanout@example.com"
+
+
+def with_big_file(survey: str, name: str, size: int = 5_000) -> dict[str, ServedFile]:
+    files = dict(TREE[survey])
+    files[name] = ServedFile(name, b"0123456789" * (size // 10), datetime(2026, 8, 6, 8, 30))
+    return files
+
+
+@pytest.fixture
+def tree_server() -> Iterator[OfflineServer]:
+    surveys = {**TREE, "cu": with_big_file("cu", "cu.data.1.AllItems")}
+    with OfflineServer(survey_files("pr", 3), surveys=surveys) as server:
+        yield server
+
+
+@pytest.fixture
+def aws() -> Iterator[tuple[Any, Any]]:
+    from moto import mock_aws
+
+    with mock_aws():
+        lambdas._s3_client.cache_clear()
+        lambdas._sqs_client.cache_clear()
+        lambdas._configure_logging.cache_clear()
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="rq-bls")
+        s3.create_bucket(Bucket="rq-population")
+        yield s3, boto3.client("sqs", region_name="us-east-1")
+    lambdas._s3_client.cache_clear()
+    lambdas._sqs_client.cache_clear()
+    lambdas._configure_logging.cache_clear()
+
+
+def work_queue(sqs: Any) -> tuple[str, str]:
+    """The work queue and its DLQ, as the stack makes them (maxReceiveCount 5); visibility 0 so
+    a failed message comes back at once in the test."""
+    dlq = sqs.create_queue(QueueName="rq-work-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url = sqs.create_queue(
+        QueueName="rq-work",
+        Attributes={
+            "VisibilityTimeout": "0",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+        },
+    )["QueueUrl"]
+    return url, dlq
+
+
+def env(monkeypatch: pytest.MonkeyPatch, server: OfflineServer, queue: str, surveys: str) -> None:
+    urls = add_datausa_routes(server)
+    for name, value in {
+        "RQ_BLS_BUCKET": "rq-bls",
+        "RQ_POPULATION_BUCKET": "rq-population",
+        "RQ_POPULATION_URL": urls["tesseract"],
+        "RQ_CONTACT": CONTACT,
+        "RQ_WORK_QUEUE_URL": queue,
+        "RQ_SURVEYS": surveys,
+        "RQ_BLS_ROOT_URL": server.root_url,
+        "RQ_BIG_FILE_BYTES": str(BIG),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def worker(event: dict[str, Any]) -> dict[str, Any]:
+    return lambdas.work_handler(event, None)
+
+
+def mirror(s3: Any, prefix: str) -> dict[str, bytes]:
+    store = ObjectStore(s3, "rq-bls")
+    return {o.key[len(prefix) :]: store.get_bytes(o.key) for o in store.list_objects(prefix)}
+
+
+def served(server: OfflineServer, survey: str) -> dict[str, bytes]:
+    return {n: f.data for n, f in server.survey_files(survey).items()}
+
+
+def queue_depth(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def test_scheduled_plans_the_queue_and_workers_mirror_every_survey(
+    aws: tuple[Any, Any], tree_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3, sqs = aws
+    url, dlq = work_queue(sqs)
+    env(monkeypatch, tree_server, url, "all")
+    before = len(tree_server.requests)
+    result = lambdas.scheduled_handler({}, None)
+    plan = result["sync"]["summary"]
+    assert plan["surveys"] == ["ce", "cu", "la", "pr"]
+    assert plan["file_messages"] == ["cu/cu.data.1.AllItems"]
+    assert plan["queued"] == 5
+    # The planner reads listings only: the root and one per survey, never a file.
+    planner = [r.path for r in tree_server.requests[before:] if r.path.startswith("/pub/")]
+    assert sorted(planner) == sorted(
+        ["/pub/time.series/"] + [f"/pub/time.series/{s}/" for s in plan["surveys"]]
+    )
+    assert s3.head_object(Bucket="rq-population", Key="datausa/population.json")
+    assert not mirror(s3, "cu/")  # the scheduled function synced nothing itself
+
+    responses = drain_queue(sqs, url, worker, batch_size=1)
+    assert all(r == {"batchItemFailures": []} for r in responses)
+    assert queue_depth(sqs, url) == 0 and queue_depth(sqs, dlq) == 0
+    # The mirror, compared file by file with the source.
+    for survey in ("ce", "cu", "la", "pr"):
+        assert mirror(s3, f"{survey}/") == served(tree_server, survey), survey
+    state = json.loads(s3.get_object(Bucket="rq-bls", Key=state_key("cu/"))["Body"].read())
+    assert sorted(state["files"]) == sorted(served(tree_server, "cu"))
+    # The big file was fetched by its own message only: once.
+    big = [r for r in tree_server.requests if r.path.endswith("/cu.data.1.AllItems")]
+    assert len(big) == 1
+
+    # The next day nothing changed: the workers make one listing request each, no file request.
+    lambdas.scheduled_handler({}, None)
+    before = len(tree_server.requests)
+    drain_queue(sqs, url, worker, batch_size=1)
+    assert all(r.path.endswith("/") for r in tree_server.requests[before:])
+
+
+def test_a_held_survey_lease_fails_its_messages_until_released(
+    aws: tuple[Any, Any], tree_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3, sqs = aws
+    url, dlq = work_queue(sqs)
+    env(monkeypatch, tree_server, url, "cu,ce")
+    lambdas.scheduled_handler({}, None)
+    store = ObjectStore(s3, "rq-bls")
+    with Lease(store, lock_key("cu/"), holder="a long survey message").acquire():
+        responses = drain_queue(sqs, url, worker, batch_size=10)
+    assert [len(r["batchItemFailures"]) for r in responses] == [2]  # cu and its big file
+    assert mirror(s3, "ce/") == served(tree_server, "ce")
+    assert not mirror(s3, "cu/")
+    # SQS hands the two back after the visibility timeout; the lease is free now.
+    responses = drain_queue(sqs, url, worker, batch_size=10)
+    assert all(r == {"batchItemFailures": []} for r in responses)
+    assert mirror(s3, "cu/") == served(tree_server, "cu")
+    assert queue_depth(sqs, url) == 0 and queue_depth(sqs, dlq) == 0
+
+
+def test_a_message_failing_five_times_goes_to_the_dlq(
+    aws: tuple[Any, Any], tree_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3, sqs = aws
+    url, dlq = work_queue(sqs)
+    env(monkeypatch, tree_server, url, "ce,la")
+    lambdas.scheduled_handler({}, None)
+    tree_server.faults.append(Fault("/pub/time.series/la/", status=404, times=1000))
+    for _ in range(6):
+        drain_queue(sqs, url, worker, batch_size=10)
+    assert queue_depth(sqs, url) == 0
+    (dead,) = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10)["Messages"]
+    assert WorkMessage.from_json(dead["Body"]).survey == "la"
+    assert mirror(s3, "ce/") == served(tree_server, "ce")
+
+
+def test_a_big_file_that_left_the_listing_is_deleted_by_the_survey_message(
+    aws: tuple[Any, Any], tree_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3, sqs = aws
+    url, _ = work_queue(sqs)
+    env(monkeypatch, tree_server, url, "cu")
+    lambdas.scheduled_handler({}, None)
+    drain_queue(sqs, url, worker, batch_size=1)
+    files = with_big_file("cu", "cu.data.2.Summaries")  # AllItems gone, another big one came
+    tree_server.set_survey("cu", files)
+    lambdas.scheduled_handler({}, None)
+    drain_queue(sqs, url, worker, batch_size=1)
+    assert mirror(s3, "cu/") == served(tree_server, "cu")
+    assert "cu.data.1.AllItems" not in mirror(s3, "cu/")
+
+
+def test_plan_work_gives_a_failed_listing_its_message(tree_server: OfflineServer) -> None:
+    tree_server.faults.append(Fault("/pub/time.series/la/", status=500, times=10))
+    with HttpClient(user_agent=f"rq {CONTACT}") as http:
+        plan = plan_work(
+            http, surveys=["la", "cu"], root_url=tree_server.root_url, big_file_bytes=BIG
+        )
+    assert [(m.survey, m.file, m.exclude) for m in plan.messages] == [
+        ("la", None, ()),
+        ("cu", None, ("cu.data.1.AllItems",)),
+        ("cu", "cu.data.1.AllItems", ()),
+    ]
+    assert "500" in plan.listing_errors["la"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[]",
+        '{"file": "x"}',
+        '{"survey": "../x"}',
+        '{"survey": "all"}',
+        '{"survey": "cu", "file": "a/b"}',
+        '{"survey": "cu", "exclude": "x"}',
+    ],
+    ids=["not-json", "not-object", "no-survey", "bad-survey", "all", "file-path", "exclude-str"],
+)
+def test_bad_work_messages_fail_alone(body: str) -> None:
+    ran: list[WorkMessage] = []
+    event = {
+        "Records": [
+            {"messageId": "bad", "body": body},
+            {"messageId": "good", "body": WorkMessage("pr").to_json()},
+        ]
+    }
+    assert process_work_batch(event, run=ran.append) == {
+        "batchItemFailures": [{"itemIdentifier": "bad"}]
+    }
+    assert ran == [WorkMessage("pr")]
+
+
+def test_work_message_round_trips() -> None:
+    message = WorkMessage("cu", "cu.data.1.AllItems", ("x",), "http://h/pub/time.series/", "bls/")
+    assert WorkMessage.from_json(message.to_json()) == message
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"RQ_BIG_FILE_BYTES": "lots"}, "RQ_BIG_FILE_BYTES"),
+        ({"RQ_BIG_FILE_BYTES": "0"}, "at least 1"),
+        ({"RQ_SURVEYS": "pr,../x"}, "not a survey name"),
+    ],
+    ids=["not-a-number", "zero", "bad-survey"],
+)
+def test_fanout_settings_refuse_bad_values(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        FanoutSettings.from_env(environ)
+
+
+def test_fanout_settings_default_to_pr_without_a_queue() -> None:
+    assert FanoutSettings.from_env({}) == FanoutSettings(None, ("pr",))
+
+
+def test_worker_needs_the_bls_bucket() -> None:
+    from rearcquest.pipeline import run_work_batch
+
+    with pytest.raises(ConfigError, match="RQ_BLS_BUCKET"):
+        run_work_batch({"Records": []}, Settings())
+
+
+def test_worker_json_log_lines_carry_the_survey_and_message_id(
+    aws: tuple[Any, Any], tree_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import logging
+
+    from rearcquest.logjson import JsonFormatter
+
+    _, sqs = aws
+    url, _ = work_queue(sqs)
+    env(monkeypatch, tree_server, url, "ce")
+    monkeypatch.setenv("RQ_LOG_LEVEL", "DEBUG")
+    lambdas.scheduled_handler({}, None)
+    (handler,) = [
+        h
+        for h in logging.getLogger("rearcquest").handlers
+        if isinstance(h.formatter, JsonFormatter) and isinstance(h, logging.StreamHandler)
+    ]
+    buffer = io.StringIO()
+    old = handler.setStream(buffer)
+    try:
+        drain_queue(sqs, url, worker, batch_size=1)
+    finally:
+        handler.setStream(old)
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    # Lines of library modules that know nothing of surveys (the lease) carry it too.
+    modules = {line["logger"] for line in lines if line.get("survey") == "ce"}
+    assert {"rearcquest.fanout", "rearcquest.lease"} <= modules, lines
+    done = next(line for line in lines if line["message"] == "work done")
+    assert done["message_id"] and done["added"] == 3
