@@ -387,6 +387,15 @@ def sync_bls(
             help="Take no lease on the mirror (for endpoints that ignore conditional writes).",
         ),
     ] = False,
+    keep_vintages: Annotated[
+        bool,
+        typer.Option(
+            "--vintages",
+            envvar="RQ_VINTAGES",
+            help="Require a versioned bucket, so every release stays readable (rq releases, "
+            "analyze --as-of, revisions); exit 2 when versioning is off.",
+        ),
+    ] = False,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -424,6 +433,7 @@ def sync_bls(
                 state_key=state_key,
                 lock=not no_lock,
                 wait=wait,
+                vintages=keep_vintages,
             )
         _render_sync(result, fmt)
         result.raise_for_errors()
@@ -661,6 +671,16 @@ def analyze(
         ),
     ] = AnalyzeFrom.auto,
     tables_prefix: TablesPrefixOption = "tables/",
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar="DATE|RELEASE",
+            help="Read the BLS file as it was in the latest release on or before this date "
+            "(YYYY-MM-DD), or in this release stamp (see rq releases); population stays current.",
+            show_default=False,
+        ),
+    ] = None,
     endpoint_url: EndpointOption = None,
 ) -> None:
     """Report on the mirrored data: population statistics, best years, a series with population.
@@ -678,20 +698,27 @@ def analyze(
     from rearcquest.tables import analyze as run_analysis
 
     with _errors():
-        result = run_analysis(
-            source=source.value,
-            tables_prefix=tables_prefix,
-            reports=REPORTS if report is AnalyzeReport.all else (report.value,),
-            bls=bls,
-            population=population,
-            from_year=from_year,
-            to_year=to_year,
-            series_id=series,
-            period=period,
-            include_annual=include_annual,
-            all_years=all_years,
-            endpoint_url=endpoint_url,
-        )
+        options: dict[str, Any] = {
+            "reports": REPORTS if report is AnalyzeReport.all else (report.value,),
+            "bls": bls,
+            "population": population,
+            "from_year": from_year,
+            "to_year": to_year,
+            "series_id": series,
+            "period": period,
+            "include_annual": include_annual,
+            "all_years": all_years,
+            "endpoint_url": endpoint_url,
+        }
+        if as_of is not None:
+            from rearcquest.vintages import analyze_as_of
+
+            if source is AnalyzeFrom.tables:
+                raise ConfigError("--as-of reads the text file of a release; drop --from tables")
+            result = analyze_as_of(as_of, **options)
+            typer.echo(f"as of release {result.release}: {result.bls_source}", err=True)
+        else:
+            result = run_analysis(source=source.value, tables_prefix=tables_prefix, **options)
         if fmt is AnalyzeFormat.json:
             typer.echo(render.to_json(result))
         elif fmt is AnalyzeFormat.csv:
@@ -1124,6 +1151,156 @@ def demo(
             on_step=show,
             keep_running=keep_serving if serve else None,
         )
+
+
+# -- releases and revisions (issue 13) --
+
+if TYPE_CHECKING:
+    from rearcquest.render_vintages import Grid
+
+
+class ReleasesFormat(StrEnum):
+    """Output formats of ``rq releases``."""
+
+    table = "table"
+    json = "json"
+
+
+MirrorBucketOption = Annotated[
+    str | None,
+    typer.Option(
+        "--bucket",
+        metavar="BUCKET",
+        envvar="RQ_BLS_BUCKET",
+        help="Bucket of the mirror.",
+        show_default=False,
+    ),
+]
+SurveyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--survey",
+        metavar="PREFIX",
+        help="The mirror's prefix, one per survey (e.g. 'pr'); default $RQ_BLS_PREFIX or 'pr/'.",
+        show_default=False,
+    ),
+]
+
+
+def _print_grids(grids: list[Grid]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    for grid in grids:
+        table = Table(title=grid.title, title_justify="left")
+        for name, numeric in zip(grid.columns, grid.numeric, strict=True):
+            table.add_column(name, justify="right" if numeric else "left")
+        for row in grid.rows:
+            table.add_row(*row)
+        console.print(table)
+        for note in grid.notes:
+            console.print(f"  {note}", style="dim", markup=False)
+        console.print()
+
+
+@app.command("releases")
+def releases(
+    bucket: MirrorBucketOption = None,
+    survey: SurveyOption = None,
+    fmt: Annotated[
+        ReleasesFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
+    ] = ReleasesFormat.table,
+    endpoint_url: EndpointOption = None,
+) -> None:
+    """List the releases a mirror has kept, newest first, with the files each changed.
+
+    A sync that changes the mirror records a release: the latest listing date of the files it
+    changed, when it ran, and each file's sha256 and S3 version id.
+
+    Example: rq releases --bucket my-bls-mirror --format json
+    """
+    from rearcquest.render_vintages import releases_grid, releases_json
+    from rearcquest.vintages import list_releases
+
+    with _errors():
+        found = list_releases(bucket=bucket, prefix=survey, endpoint_url=endpoint_url)
+        if fmt is ReleasesFormat.json:
+            typer.echo(releases_json(found))
+        else:
+            _print_grids([releases_grid(found)])
+
+
+@app.command("revisions")
+def revisions(
+    from_release: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            metavar="DATE|RELEASE",
+            help="The older release: a date, a release stamp, 'previous' or 'latest'.",
+        ),
+    ] = "previous",
+    to_release: Annotated[
+        str,
+        typer.Option("--to", metavar="DATE|RELEASE", help="The newer release."),
+    ] = "latest",
+    file: Annotated[
+        str, typer.Option("--file", metavar="NAME", help="The data file to compare.")
+    ] = "pr.data.0.Current",
+    series: Annotated[
+        str | None,
+        typer.Option(
+            "--series", metavar="GLOB", help="Only series matching this glob.", show_default=False
+        ),
+    ] = None,
+    bucket: MirrorBucketOption = None,
+    survey: SurveyOption = None,
+    fmt: Annotated[
+        AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
+    ] = AnalyzeFormat.table,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            metavar="DIR",
+            help="Also write revisions.csv, summary.csv and a chart of the largest revisions.",
+            show_default=False,
+        ),
+    ] = None,
+    endpoint_url: EndpointOption = None,
+) -> None:
+    """Compare two releases of a data file: revised values, observations added and removed.
+
+    Observations are keyed on series, year and period; values are exact decimals as BLS prints
+    them. The releases' bytes are read at the S3 versions the release log names.
+
+    Example: rq revisions --from 2025-06-05 --to latest --series 'PRS30*' --format csv
+    """
+    from rearcquest import render_vintages as out
+    from rearcquest.vintages import revisions as compare
+
+    with _errors():
+        result = compare(
+            from_release=from_release,
+            to_release=to_release,
+            file=file,
+            series=series,
+            bucket=bucket,
+            prefix=survey,
+            endpoint_url=endpoint_url,
+        )
+        if fmt is AnalyzeFormat.json:
+            typer.echo(out.revisions_json(result), nl=False)
+        elif fmt is AnalyzeFormat.csv:
+            typer.echo(out.revisions_csv(result), nl=False)
+        elif fmt is AnalyzeFormat.markdown:
+            typer.echo(out.grids_markdown(out.revisions_grids(result)), nl=False)
+        else:
+            _print_grids(out.revisions_grids(result))
+        if output is not None:
+            for path in out.write_revisions(result, output):
+                typer.echo(f"wrote {path}", err=True)
 
 
 def main() -> None:
