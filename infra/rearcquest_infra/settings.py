@@ -38,6 +38,9 @@ BLS_DATA_FILE = "pr.data.0.Current"
 # space above the free 512 MB costs about $0.0002 per 10-minute run.
 DEFAULT_TMP_STORAGE_MB = 10240
 TMP_STORAGE_RANGE_MB = (512, 10240)
+# Old versions of the mirror's objects are its past releases (rq releases, rq revisions): kept
+# forever unless ``noncurrentVersionDays`` sets an expiration, in days.
+NONCURRENT_DAYS_RANGE = (1, 36500)
 # A production deployment must tell someone when it fails: it requires ``alarmEmail``.
 STAGES = ("dev", "prod")
 
@@ -73,6 +76,8 @@ class InfraSettings:
         github_repo: ``owner/name`` allowed to deploy through OIDC; ``None`` skips that stack.
         github_create_provider: create the account's GitHub OIDC provider (off when it exists).
         stack_name: name of the pipeline stack.
+        noncurrent_version_days: delete old versions of the mirror's objects (past releases)
+            this many days after they are replaced; ``None`` (the default) keeps them.
     """
 
     contact: str
@@ -90,6 +95,7 @@ class InfraSettings:
     github_repo: str | None = None
     github_create_provider: bool = True
     stack_name: str = "Rearcquest"
+    noncurrent_version_days: int | None = None
 
     def __post_init__(self) -> None:
         _check_contact("contact", self.contact)
@@ -140,6 +146,13 @@ class InfraSettings:
             )
         if self.github_repo is not None and not _GITHUB_REPO.match(self.github_repo):
             raise ValueError(f"context 'githubRepo': {self.github_repo!r} is not 'owner/name'")
+        low_days, high_days = NONCURRENT_DAYS_RANGE
+        days = self.noncurrent_version_days
+        if days is not None and not low_days <= days <= high_days:
+            raise ValueError(
+                f"context 'noncurrentVersionDays': {days} is not between {low_days} and "
+                f"{high_days} (leave it unset to keep every release)"
+            )
         if not _STACK_NAME.match(self.stack_name):
             raise ValueError(
                 f"context 'stackName': {self.stack_name!r} is not a stack name of at most 24 "
@@ -191,6 +204,13 @@ class InfraSettings:
             tmp_storage_mb = DEFAULT_TMP_STORAGE_MB if tmp is None else int(tmp)
         except ValueError as exc:
             raise ValueError(f"context 'tmpStorageMb': {tmp!r} is not a number") from exc
+        noncurrent = text("noncurrentVersionDays")
+        try:
+            noncurrent_days = None if noncurrent is None else int(noncurrent)
+        except ValueError as exc:
+            raise ValueError(
+                f"context 'noncurrentVersionDays': {noncurrent!r} is not a number"
+            ) from exc
         prefix = get("blsPrefix")
         return cls(
             contact=contact,
@@ -210,6 +230,7 @@ class InfraSettings:
                 "githubCreateOidcProvider", get("githubCreateOidcProvider"), default=True
             ),
             stack_name=text("stackName") or "Rearcquest",
+            noncurrent_version_days=noncurrent_days,
         )
 
 
