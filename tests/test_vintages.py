@@ -143,6 +143,10 @@ def test_revisions_equal_an_independent_diff(mirror: dict[str, Any], index: int)
     by_series = {s["series_id"]: s for s in doc["summary"]}
     assert sum(s["revised"] for s in by_series.values()) == len(revised)
     assert sum(s["added"] for s in by_series.values()) == len(added)
+    for series, summary in by_series.items():
+        changes = [c for (s, _, _), (_, _, c) in revised.items() if s == series]
+        if changes:
+            assert summary["largest_change"] == max(changes, key=abs)
 
 
 def test_revisions_default_to_previous_and_latest(mirror: dict[str, Any]) -> None:

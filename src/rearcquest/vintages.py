@@ -206,7 +206,8 @@ class Revisions:
             decimals as text, with the digits the files print), by series, year and period.
         added: observations only in the newer release (``value``).
         removed: observations only in the older one.
-        summary: per series: ``revised``, ``added``, ``removed``, ``largest_change``.
+        summary: per series: ``revised``, ``added``, ``removed``, ``largest_change`` (the
+            signed change of the largest magnitude).
     """
 
     from_release: str
@@ -289,7 +290,12 @@ def diff_observations(
     )
     counts = [
         revised.group_by("series_id").agg(
-            pl.len().alias("revised"), pl.col("_size").max().alias("largest_change")
+            pl.len().alias("revised"),
+            # The signed change of the largest magnitude, as printed (first of equals by key).
+            pl.col("change")
+            .sort_by("_size", descending=True, maintain_order=True)
+            .first()
+            .alias("largest_change"),
         ),
         added.group_by("series_id").agg(pl.len().alias("added")),
         removed.group_by("series_id").agg(pl.len().alias("removed")),
