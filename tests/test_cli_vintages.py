@@ -146,3 +146,55 @@ def test_sync_vintages_needs_a_versioned_bucket(
     assert "aws s3api put-bucket-versioning --bucket test-bucket" in result.stderr
     assert list(store.list_objects()) == []
     assert bls_server.requests == []
+
+
+def _value(vintage: str, series: str, year: int, period: str) -> Decimal:
+    from conftest import release
+
+    for line in release(vintage)["pr.data.0.Current"].data.decode().splitlines()[1:]:
+        cells = [c.strip() for c in line.split("\t")]
+        if cells[:3] == [series, str(year), period]:
+            return Decimal(cells[3])
+    raise AssertionError("no such observation")
+
+
+@pytest.mark.parametrize("vintage", ["2025-09-04", "2026-08-06"])
+def test_sql_as_of_queries_the_release(
+    mirror: dict[str, Any], vintage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RQ_BLS_BUCKET", BUCKET)
+    query = (
+        "SELECT value FROM pr_observations WHERE file = 'pr.data.0.Current' "
+        "AND series_id = 'PRS30006032' AND year = 2025 AND period = 'Q01'"
+    )
+    result = rq("sql", query, "--as-of", vintage, "--format", "json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout, parse_float=Decimal)
+    assert row["value"] == _value(vintage, "PRS30006032", 2025, "Q01")
+    assert f"as of release {vintage} 08:30" in result.stderr
+
+
+def test_tables_as_of_writes_the_release_tables_beside_the_others(
+    mirror: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RQ_BLS_BUCKET", BUCKET)
+    result = rq("tables", "--as-of", "2025-06-30", "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    base = f"s3://{BUCKET}/tables/as-of/2025-06-05T0830/pr/"
+    assert doc["release"] == STAMPS[1]
+    assert f"{base}series.parquet" in doc["written"]
+    assert f"{base}observations/file=pr.data.0.Current/part-0.parquet" in doc["written"]
+    count = rq(
+        "sql",
+        "SELECT COUNT(*) AS n FROM pr_observations WHERE file = 'pr.data.0.Current'",
+        "--tables",
+        f"s3://{BUCKET}/tables/as-of/2025-06-05T0830/",
+        "--format",
+        "json",
+    )
+    assert count.exit_code == 0, count.output
+    from conftest import release
+
+    text = release("2025-06-05")["pr.data.0.Current"].data.decode().splitlines()
+    assert json.loads(count.stdout) == [{"n": sum(1 for line in text[1:] if line.strip())}]

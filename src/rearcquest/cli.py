@@ -784,6 +784,16 @@ def tables(
     force: Annotated[
         bool, typer.Option("--force", help="Rebuild every table, changed or not.")
     ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar="DATE|RELEASE",
+            help="Build the tables of the latest release on or before this date, under "
+            "<prefix>as-of/<release>/ (population: the current table).",
+            show_default=False,
+        ),
+    ] = None,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -799,6 +809,24 @@ def tables(
     """
     from rearcquest.tables import build_tables, population_source
 
+    if as_of is not None:
+        from rearcquest.vintages import tables_as_of
+
+        with _errors():
+            built, written = tables_as_of(
+                as_of,
+                tables_prefix=tables_prefix,
+                bucket=bucket or None,
+                prefix=survey,
+                endpoint_url=endpoint_url,
+            )
+            if fmt is TextOrJson.json:
+                _print_json({"release": built.release, "written": written})
+            else:
+                typer.echo(f"tables of release {built.release}:")
+                for url in written:
+                    typer.echo(f"  {url}")
+        return
     with _errors():
         store = _store(bucket, endpoint_url)
         population_store, population_key = population_source(store, population)
@@ -843,6 +871,16 @@ def sql(
     fmt: Annotated[
         AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
     ] = AnalyzeFormat.table,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar="DATE|RELEASE",
+            help="Query the tables of the latest release on or before this date, built from the "
+            "release's file versions (population: the current table).",
+            show_default=False,
+        ),
+    ] = None,
     endpoint_url: EndpointOption = None,
 ) -> None:
     """Run SQL over the Parquet tables that rq tables builds, local or in S3.
@@ -859,7 +897,15 @@ def sql(
         if (query is None) == (named is None):
             raise ConfigError("give either a QUERY or --named NAME")
         text = query if query is not None else named_query(str(named))
-        answer = run_sql(text, location=location, endpoint_url=endpoint_url)
+        if as_of is not None:
+            from rearcquest.vintages import sql_as_of
+
+            if location is not None:
+                raise ConfigError("--as-of builds the release's tables itself; drop --tables")
+            built, answer = sql_as_of(text, as_of, endpoint_url=endpoint_url)
+            typer.echo(f"as of release {built.release}", err=True)
+        else:
+            answer = run_sql(text, location=location, endpoint_url=endpoint_url)
         if fmt is AnalyzeFormat.json:
             typer.echo(render.frame_json(answer), nl=False)
         elif fmt is AnalyzeFormat.csv:

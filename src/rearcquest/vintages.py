@@ -403,3 +403,127 @@ def revisions_doc(result: Revisions) -> dict[str, Any]:
             for r in result.summary.iter_rows(named=True)
         ],
     }
+
+
+# -- tables and SQL as of a release ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseTables:
+    """The tables of one release, built into a local directory.
+
+    Attributes:
+        release: the release stamp.
+        directory: the tables (``<survey>/observations/...``, ``<survey>/series.parquet`` and,
+            when the bucket has one, the current ``population/population.parquet``).
+        files: the directory's files, relative to it.
+        population: whether the current population table was copied in.
+        warnings: the series decoding's warnings.
+    """
+
+    release: str
+    directory: Path
+    files: tuple[str, ...]
+    population: bool
+    warnings: tuple[str, ...] = ()
+
+
+def release_slug(stamp: str) -> str:
+    """A release stamp as a key part: ``2025-06-05 08:30`` -> ``2025-06-05T0830``."""
+    return stamp.replace(" ", "T").replace(":", "")
+
+
+def build_release_tables(
+    as_of: str,
+    directory: str | Path,
+    *,
+    bucket: str | None = None,
+    prefix: str | None = None,
+    tables_prefix: str = "tables/",
+    endpoint_url: str | None = None,
+    s3_client: S3Client | None = None,
+    settings: Settings | None = None,
+) -> ReleaseTables:
+    """Build the tables ``rq tables`` builds, from the files of a past release.
+
+    Every file of the release is read at its S3 version; the population table is not part of
+    the BLS releases: the current one (``<tables_prefix>population/population.parquet``) is
+    copied when the bucket has it.
+
+    Raises:
+        ConfigError: no bucket, no such release, or the mirror prefix names no survey.
+        DataError: a release's bytes were not kept, or a file is malformed.
+        StorageError: S3 failed.
+    """
+    from rearcquest.tables import build_local_tables, population_key
+
+    store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
+    prefix = _prefix(prefix, settings)
+    survey = prefix.strip("/").rsplit("/", 1)[-1]
+    if not survey or survey == "all" or "," in survey:
+        raise ConfigError(
+            f"--as-of builds the tables of one mirrored survey; pass --survey pr, not {prefix!r}"
+        )
+    release = _release(store, prefix, as_of)
+    target = Path(directory)
+    with tempfile.TemporaryDirectory(prefix="rq-release-") as tmp:
+        sources = {}
+        for name in sorted(release.files):
+            version_id = _version_of(store, prefix, release, name)
+            _download(store, prefix + name, version_id, Path(tmp) / name)
+            sources[name] = f"{store.url(prefix + name)} as of {release.release}"
+        warnings = build_local_tables(Path(tmp), survey, target, sources=sources)
+    population = store.head(population_key(tables_prefix)) is not None
+    if population:
+        path = target / "population" / "population.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _download(store, population_key(tables_prefix), None, path)
+    files = tuple(sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()))
+    return ReleaseTables(release.release, target, files, population, tuple(warnings))
+
+
+def sql_as_of(query: str, as_of: str, **options: Any) -> tuple[ReleaseTables, pl.DataFrame]:
+    """Run SQL (as :func:`rearcquest.tables.run_sql`) over the tables of a past release, built
+    in a temporary directory (see :func:`build_release_tables` for ``options``).
+
+    Raises:
+        ConfigError: as :func:`build_release_tables`, or the query failed.
+    """
+    from rearcquest.tables import run_sql
+
+    with tempfile.TemporaryDirectory(prefix="rq-sql-as-of-") as tmp:
+        built = build_release_tables(as_of, tmp, **options)
+        return built, run_sql(query, location=tmp)
+
+
+def tables_as_of(
+    as_of: str, *, tables_prefix: str = "tables/", **options: Any
+) -> tuple[ReleaseTables, list[str]]:
+    """Build the tables of a past release into ``<tables_prefix>as-of/<release>/`` in the bucket
+    (``rq sql --tables s3://BUCKET/tables/as-of/2025-06-05T0830/`` reads them).
+
+    Returns:
+        The release's tables (their temporary directory is gone) and the keys written.
+
+    Raises:
+        ConfigError, DataError, StorageError: as :func:`build_release_tables`.
+    """
+    with tempfile.TemporaryDirectory(prefix="rq-tables-as-of-") as tmp:
+        built = build_release_tables(as_of, tmp, tables_prefix=tables_prefix, **options)
+        store = _store(
+            options.get("bucket"),
+            endpoint_url=options.get("endpoint_url"),
+            s3_client=options.get("s3_client"),
+            settings=options.get("settings"),
+        )
+        base = f"{normalise_prefix(tables_prefix)}as-of/{release_slug(built.release)}/"
+        written = []
+        for relative in built.files:
+            # A release's tables are a few MB: one PUT each.
+            store.put_bytes(
+                base + relative,
+                (Path(tmp) / relative).read_bytes(),
+                content_type="application/vnd.apache.parquet",
+            )
+            written.append(store.url(base + relative))
+    return built, written
