@@ -224,3 +224,37 @@ def test_the_pipeline_records_releases(store: ObjectStore, bls_server: OfflineSe
     logged = load_releases(store, "pr/").releases
     assert [r.release for r in logged] == ["2024-06-06 08:30", "2025-06-05 08:30"]
     assert all(f.version_id for r in logged for f in r.files.values())
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, False), ("1", True), ("Yes", True), ("off", False), ("", False)],
+    ids=["unset", "1", "Yes", "off", "empty"],
+)
+def test_rq_vintages_is_read_from_the_environment(value: str | None, expected: bool) -> None:
+    environ = {} if value is None else {"RQ_VINTAGES": value}
+    assert Settings.from_env(environ).vintages is expected
+
+
+def test_a_bad_rq_vintages_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="RQ_VINTAGES='maybe' is not true or false"):
+        Settings.from_env({"RQ_VINTAGES": "maybe"})
+
+
+def test_the_pipeline_with_vintages_refuses_an_unversioned_mirror(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    store.client.create_bucket(Bucket="pop-bucket")
+    urls = add_datausa_routes(bls_server)
+    settings = Settings(
+        bls_bucket=store.bucket,
+        population_bucket="pop-bucket",
+        bls_url=bls_server.bls_url,
+        population_url=urls["tesseract"],
+        contact=CONTACT,
+        vintages=True,
+    )
+    result = run_pipeline(settings, s3_client=store.client, retry=FAST)
+    assert result.sync.error is not None and "does not keep old versions" in result.sync.error
+    assert list(store.list_objects()) == []
+    assert result.population.summary is not None  # the fetch still ran

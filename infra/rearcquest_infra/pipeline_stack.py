@@ -164,6 +164,8 @@ class PipelineStack(Stack):
                 "RQ_POPULATION_BUCKET": population_name,
                 "RQ_POPULATION_KEY": key,
                 "RQ_CONTACT": settings.contact,
+                # The mirror bucket is versioned: the sync checks it, so releases stay readable.
+                "RQ_VINTAGES": "1",
             },
             statements=[
                 # The sync state and the lease live outside the mirror prefix, and their first
@@ -173,6 +175,12 @@ class PipelineStack(Stack):
                 iam.PolicyStatement(
                     sid="ListMirrorBucket",
                     actions=["s3:ListBucket"],
+                    resources=[bls_arn],
+                ),
+                # RQ_VINTAGES: the sync checks that the bucket keeps old versions.
+                iam.PolicyStatement(
+                    sid="ReadMirrorVersioning",
+                    actions=["s3:GetBucketVersioning"],
                     resources=[bls_arn],
                 ),
                 iam.PolicyStatement(

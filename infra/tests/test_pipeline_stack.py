@@ -193,6 +193,7 @@ def test_scheduled_function_environment(default_template: Template) -> None:
         "RQ_POPULATION_BUCKET": POP_DEFAULT,
         "RQ_POPULATION_KEY": "datausa/population.json",
         "RQ_CONTACT": CONTACT,
+        "RQ_VINTAGES": "1",
     }
 
 
@@ -334,6 +335,12 @@ def test_scheduled_role_is_exactly_its_prefix_state_lease_and_key(
             "Sid": "ListMirrorBucket",
             "Effect": "Allow",
             "Action": "s3:ListBucket",
+            "Resource": S3 + BLS_DEFAULT,
+        },
+        "ReadMirrorVersioning": {
+            "Sid": "ReadMirrorVersioning",
+            "Effect": "Allow",
+            "Action": "s3:GetBucketVersioning",
             "Resource": S3 + BLS_DEFAULT,
         },
         "ReadWriteMirrorObjects": {

@@ -140,6 +140,7 @@ def run_pipeline(
             user_agent=settings.user_agent,
             max_rps=settings.max_rps,
             retry=retry,
+            vintages=settings.vintages,
         )
         result.sync.summary = synced.to_dict()
         synced.raise_for_errors()
