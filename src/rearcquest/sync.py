@@ -13,7 +13,9 @@ Change detection, cheapest first, so that nothing is fetched when nothing change
    (BLS re-stamps unchanged files on release days): only the state is updated.
 
 Deletes run last, and only when the listing was complete, every transfer succeeded and the delete
-guard (:class:`~rearcquest.config.DeleteLimit`, decided by the planner) allows them. A real run
+guard (:class:`~rearcquest.config.DeleteLimit`, decided by the planner) allows them. A clean run
+then records a release in the mirror's release log when its files changed (see
+:mod:`rearcquest.releases`; the state keeps each object's S3 version id for it). A real run
 holds a lease on the mirror (:mod:`rearcquest.lease`), and writes the state only if it is still
 the one it read (``If-Match``), so two overlapping syncs cannot undo each other.
 """
@@ -469,7 +471,8 @@ def _state_from_metadata(obj: ObjectInfo) -> FileState | None:
         last_modified=obj.metadata.get(META_LAST_MODIFIED) or None,
         sha256=sha,
         etag=obj.etag,
-        version_id=obj.version_id,
+        # "null" names an object written while versioning was off: no version to come back to.
+        version_id=obj.version_id if obj.version_id != "null" else None,
     )
 
 
@@ -639,7 +642,8 @@ def apply_plan(
     ``transfers`` bodies wait for or are in upload). Per-file failures are collected in the
     result, never raised; deletes are skipped when any transfer failed. A plan stopped by the
     delete guard changes nothing. The state is written only if it is still the one ``state``
-    was read from.
+    was read from; then, when no file failed, a release is appended to the release log if the
+    files differ from its latest release.
 
     Args:
         state_key: the state object's key; default ``.rearcquest/state/<prefix>.json``.
