@@ -258,3 +258,22 @@ def test_the_pipeline_with_vintages_refuses_an_unversioned_mirror(
     assert result.sync.error is not None and "does not keep old versions" in result.sync.error
     assert list(store.list_objects()) == []
     assert result.population.summary is not None  # the fetch still ran
+
+
+def test_a_lost_state_is_rebuilt_with_the_objects_version_ids(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    store.client.put_bucket_versioning(
+        Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    run(store, bls_server).raise_for_errors()
+    store.delete(state_key("pr/"))
+    run(store, bls_server).raise_for_errors()
+    state = SyncState.from_json(store.get_bytes(state_key("pr/")))
+    for name, entry in state.files.items():
+        head = store.head("pr/" + name)
+        assert head is not None and entry.version_id == head.version_id
+    (only,) = load_releases(store, "pr/").releases  # the same files: no second release
+    assert {n: f.version_id for n, f in only.files.items()} == {
+        n: f.version_id for n, f in state.files.items()
+    }
