@@ -67,4 +67,5 @@ def test_the_delete_guard_exits_4(moto_server: str, bucket: str, bls_server: Off
     proc = rq(*sync_args(moto_server, bucket, bls_server.bls_url, "--max-delete", "2"))
     check(proc, 4, "--max-delete")
     client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
-    assert len(client.list_objects_v2(Bucket=bucket)["Contents"]) == 13  # nothing deleted
+    # Nothing deleted: the 12 files, the state and the release log.
+    assert len(client.list_objects_v2(Bucket=bucket)["Contents"]) == 14

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rearcquest.cli import app
-from rearcquest.layout import lock_key, state_key
+from rearcquest.layout import lock_key, releases_key, state_key
 from rearcquest.offline import Fault, OfflineServer
 from sync_helpers import before_each_upload
 
@@ -67,7 +67,10 @@ def test_json_summary_and_bucket_state(
     ):
         assert key in doc
     assert len(doc["added"]) == 12 and doc["errors"] == [] and doc["dry_run"] is False
-    assert keys(client, name) == {f"pr/{n}" for n in bls_server.files} | {state_key("pr/")}
+    assert keys(client, name) == {f"pr/{n}" for n in bls_server.files} | {
+        state_key("pr/"),
+        releases_key("pr/"),
+    }
 
 
 def test_text_summary_and_noop(
@@ -105,7 +108,7 @@ def test_env_vars_configure_the_command(
     monkeypatch.setenv("RQ_BLS_URL", bls_server.bls_url)
     result = runner.invoke(app, ["sync-bls", "--prefix", "", "--include", "pr.c*"])
     assert result.exit_code == 0, result.output
-    assert keys(client, name) == {"pr.class", "pr.contacts", state_key("")}
+    assert keys(client, name) == {"pr.class", "pr.contacts", state_key(""), releases_key("")}
     assert all("env@example.com" in r.user_agent for r in bls_server.requests)
 
 
@@ -165,7 +168,7 @@ def test_delete_guard_exit_4(
     assert result.exit_code == 4
     assert json.loads(result.stdout)["deleted"] == []
     assert "--max-delete" in result.stderr
-    assert len(keys(client, name)) == 13
+    assert len(keys(client, name)) == 14  # 12 files, the state and the release log
 
 
 def shrink_to_one(moto_server: str, name: str, server: OfflineServer) -> None:
@@ -215,7 +218,7 @@ def test_max_delete_count_or_share_lets_the_deletes_run(
     shrink_to_one(moto_server, name, bls_server)
     result = sync(moto_server, name, bls_server, "--max-delete", limit)
     assert result.exit_code == 0, result.output
-    assert keys(client, name) == {"pr/pr.txt", state_key("pr/")}
+    assert keys(client, name) == {"pr/pr.txt", state_key("pr/"), releases_key("pr/")}
 
 
 @pytest.mark.parametrize("limit", ["-1", "abc", "150%", "1.5"])
@@ -235,7 +238,10 @@ def test_state_key_option(
     name, client = bucket
     result = sync(moto_server, name, bls_server, "--state-key", "ops/state.json")
     assert result.exit_code == 0, result.output
-    assert keys(client, name) == {f"pr/{n}" for n in bls_server.files} | {"ops/state.json"}
+    assert keys(client, name) == {f"pr/{n}" for n in bls_server.files} | {
+        "ops/state.json",
+        releases_key("pr/"),
+    }
     bad = sync(moto_server, name, bls_server, "--state-key", "pr/state.json")
     assert bad.exit_code == 2 and "inside the mirror prefix" in bad.stderr
 

@@ -47,7 +47,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from rearcquest.layout import lock_key, state_key
+from rearcquest.layout import lock_key, releases_key, state_key
 from rearcquest_infra.settings import InfraSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -71,7 +71,6 @@ MAX_RECEIVE_COUNT = 5
 REPORT_BATCH_SIZE = 10
 # Polars wants memory; Lambda gives CPU in proportion to memory, too.
 MEMORY_MB = 1024
-NONCURRENT_VERSION_DAYS = 90
 # One sync at a time (the S3 lease guards the mirror too; this also bounds what a runaway costs).
 SCHEDULED_CONCURRENCY = 1
 # The public index has no authentication: at most this many run at once, whoever calls it.
@@ -141,7 +140,12 @@ class PipelineStack(Stack):
         population_arn = f"arn:{Aws.PARTITION}:s3:::{population_name}"
         prefix, key = settings.bls_prefix, settings.population_key
 
-        self.bls_bucket = self._bucket("BlsBucket", bls_name, versioned=True)
+        self.bls_bucket = self._bucket(
+            "BlsBucket",
+            bls_name,
+            versioned=True,
+            noncurrent_days=settings.noncurrent_version_days,
+        )
         self.population_bucket = self._bucket("PopulationBucket", population_name, versioned=False)
         code = lambda_.Code.from_asset(str(settings.bundle_path))
 
@@ -176,6 +180,8 @@ class PipelineStack(Stack):
                 "RQ_POPULATION_BUCKET": population_name,
                 "RQ_POPULATION_KEY": key,
                 "RQ_CONTACT": settings.contact,
+                # The mirror bucket is versioned: the sync checks it, so releases stay readable.
+                "RQ_VINTAGES": "1",
                 **self._planner_environment(),
             },
             statements=self._scheduled_statements(
@@ -187,6 +193,12 @@ class PipelineStack(Stack):
                     iam.PolicyStatement(
                         sid="ListMirrorBucket",
                         actions=["s3:ListBucket"],
+                        resources=[bls_arn],
+                    ),
+                    # RQ_VINTAGES: the sync checks that the bucket keeps old versions.
+                    iam.PolicyStatement(
+                        sid="ReadMirrorVersioning",
+                        actions=["s3:GetBucketVersioning"],
                         resources=[bls_arn],
                     ),
                     iam.PolicyStatement(
@@ -202,14 +214,15 @@ class PipelineStack(Stack):
                         ],
                         resources=[f"{bls_arn}/{prefix}*"],
                     ),
-                    # The sync state and the lease of this mirror, exactly; conditional writes
-                    # (If-None-Match, If-Match) need nothing more than s3:PutObject.
+                    # The sync state, the lease and the release log of this mirror, exactly;
+                    # conditional writes (If-None-Match, If-Match) need nothing more than PutObject.
                     iam.PolicyStatement(
                         sid="ReadWriteSyncStateAndLease",
                         actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                         resources=[
                             f"{bls_arn}/{state_key(prefix)}",
                             f"{bls_arn}/{lock_key(prefix)}",
+                            f"{bls_arn}/{releases_key(prefix)}",
                         ],
                     ),
                     # fetch-population HEADs the key before writing it; without ListBucket S3 answers
@@ -348,7 +361,12 @@ class PipelineStack(Stack):
         so it may send to the work queue and no longer touches the mirror."""
         if self.work_queue is None:
             return statements
-        mirror = {"ListMirrorBucket", "ReadWriteMirrorObjects", "ReadWriteSyncStateAndLease"}
+        mirror = {
+            "ListMirrorBucket",
+            "ReadMirrorVersioning",
+            "ReadWriteMirrorObjects",
+            "ReadWriteSyncStateAndLease",
+        }
         return [s for s in statements if s.sid not in mirror] + [
             iam.PolicyStatement(
                 sid="SendWork",
@@ -394,6 +412,7 @@ class PipelineStack(Stack):
             objects = [f"{bls_arn}/{p}*" for p in prefixes]
             objects += [f"{bls_arn}/{state_key(p)}" for p in prefixes]
             objects += [f"{bls_arn}/{lock_key(p)}" for p in prefixes]
+            objects += [f"{bls_arn}/{releases_key(p)}" for p in prefixes]
         self.work_function = self._function(
             "Work",
             handler=WORK_HANDLER,
@@ -404,12 +423,18 @@ class PipelineStack(Stack):
                 "RQ_BLS_BUCKET": bls_name,
                 "RQ_CONTACT": settings.contact,
                 "RQ_MAX_RPS": f"{settings.worker_rps:g}",
+                "RQ_VINTAGES": "1",
             },
             statements=[
                 # The first read of a survey's state and lease finds nothing: S3 answers 404 only
                 # to a role that may list the bucket (otherwise 403).
                 iam.PolicyStatement(
                     sid="ListMirrorBucket", actions=["s3:ListBucket"], resources=[bls_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="ReadMirrorVersioning",
+                    actions=["s3:GetBucketVersioning"],
+                    resources=[bls_arn],
                 ),
                 iam.PolicyStatement(
                     sid="ReadWriteSurveyMirrorsStateAndLeases",
@@ -440,14 +465,15 @@ class PipelineStack(Stack):
             description="work messages that failed five times",
         )
 
-    def _bucket(self, construct_id: str, name: str, *, versioned: bool) -> s3.Bucket:
+    def _bucket(
+        self, construct_id: str, name: str, *, versioned: bool, noncurrent_days: int | None = None
+    ) -> s3.Bucket:
         lifecycle = [s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))]
-        if versioned:
-            # Versions let a bad sync be undone; old ones expire so storage does not grow forever.
+        if versioned and noncurrent_days is not None:
+            # Old versions are the mirror's past releases (rq releases, analyze --as-of): kept
+            # unless the deployment sets noncurrentVersionDays (see docs/vintages.md, costs).
             lifecycle.append(
-                s3.LifecycleRule(
-                    noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS)
-                )
+                s3.LifecycleRule(noncurrent_version_expiration=Duration.days(noncurrent_days))
             )
         return s3.Bucket(
             self,

@@ -43,6 +43,9 @@ DEFAULT_TOTAL_RPS = 2.0
 # Workers at once (Lambda's SQS event source allows 2 to 1000); each gets total/concurrency.
 DEFAULT_WORK_CONCURRENCY = 2
 WORK_CONCURRENCY_RANGE = (2, 1000)
+# Old versions of the mirror's objects are its past releases (rq releases, rq revisions): kept
+# forever unless ``noncurrentVersionDays`` sets an expiration, in days.
+NONCURRENT_DAYS_RANGE = (1, 36500)
 # A production deployment must tell someone when it fails: it requires ``alarmEmail``.
 STAGES = ("dev", "prod")
 
@@ -85,6 +88,8 @@ class InfraSettings:
         total_rps: the politeness budget, requests a second to BLS over every worker together.
         work_concurrency: the work queue's maximum concurrency (workers at once); each worker's
             rate is ``total_rps / work_concurrency``.
+        noncurrent_version_days: delete old versions of the mirror's objects (past releases)
+            this many days after they are replaced; ``None`` (the default) keeps them.
     """
 
     contact: str
@@ -106,6 +111,7 @@ class InfraSettings:
     fan_out: bool = False
     total_rps: float = DEFAULT_TOTAL_RPS
     work_concurrency: int = DEFAULT_WORK_CONCURRENCY
+    noncurrent_version_days: int | None = None
 
     def __post_init__(self) -> None:
         _check_contact("contact", self.contact)
@@ -169,6 +175,13 @@ class InfraSettings:
             )
         if self.github_repo is not None and not _GITHUB_REPO.match(self.github_repo):
             raise ValueError(f"context 'githubRepo': {self.github_repo!r} is not 'owner/name'")
+        low_days, high_days = NONCURRENT_DAYS_RANGE
+        days = self.noncurrent_version_days
+        if days is not None and not low_days <= days <= high_days:
+            raise ValueError(
+                f"context 'noncurrentVersionDays': {days} is not between {low_days} and "
+                f"{high_days} (leave it unset to keep every release)"
+            )
         if not _STACK_NAME.match(self.stack_name):
             raise ValueError(
                 f"context 'stackName': {self.stack_name!r} is not a stack name of at most 24 "
@@ -233,6 +246,13 @@ class InfraSettings:
             tmp_storage_mb = DEFAULT_TMP_STORAGE_MB if tmp is None else int(tmp)
         except ValueError as exc:
             raise ValueError(f"context 'tmpStorageMb': {tmp!r} is not a number") from exc
+        noncurrent = text("noncurrentVersionDays")
+        try:
+            noncurrent_days = None if noncurrent is None else int(noncurrent)
+        except ValueError as exc:
+            raise ValueError(
+                f"context 'noncurrentVersionDays': {noncurrent!r} is not a number"
+            ) from exc
         prefix = get("blsPrefix")
         try:
             surveys = tuple(parse_surveys([text("surveys") or "pr"]))
@@ -269,6 +289,7 @@ class InfraSettings:
             fan_out=_flag("fanOut", get("fanOut"), default=False),
             total_rps=total_rps,
             work_concurrency=work_concurrency,
+            noncurrent_version_days=noncurrent_days,
         )
 
 

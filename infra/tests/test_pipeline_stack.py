@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from rearcquest.layout import lock_key, state_key
+from rearcquest.layout import lock_key, releases_key, state_key
 from rearcquest_infra.pipeline_stack import (
     INDEX_CONCURRENCY,
     MAX_RECEIVE_COUNT,
@@ -78,8 +78,9 @@ def test_only_the_bls_mirror_is_versioned(default_template: Template) -> None:
     _, population = one(doc, "AWS::S3::Bucket", "PopulationBucket")
     assert bls["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
     assert "VersioningConfiguration" not in population["Properties"]
+    # Old versions are the mirror's past releases: kept unless noncurrentVersionDays is set.
     rules = bls["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert {"NoncurrentDays": 90} in [r.get("NoncurrentVersionExpiration") for r in rules]
+    assert [r for r in rules if "NoncurrentVersionExpiration" in r] == []
 
 
 def test_default_bucket_names_are_per_account_and_region(default_template: Template) -> None:
@@ -192,6 +193,7 @@ def test_scheduled_function_environment(default_template: Template) -> None:
         "RQ_POPULATION_BUCKET": POP_DEFAULT,
         "RQ_POPULATION_KEY": "datausa/population.json",
         "RQ_CONTACT": CONTACT,
+        "RQ_VINTAGES": "1",
     }
 
 
@@ -335,6 +337,12 @@ def test_scheduled_role_is_exactly_its_prefix_state_lease_and_key(
             "Action": "s3:ListBucket",
             "Resource": S3 + BLS_DEFAULT,
         },
+        "ReadMirrorVersioning": {
+            "Sid": "ReadMirrorVersioning",
+            "Effect": "Allow",
+            "Action": "s3:GetBucketVersioning",
+            "Resource": S3 + BLS_DEFAULT,
+        },
         "ReadWriteMirrorObjects": {
             "Sid": "ReadWriteMirrorObjects",
             "Effect": "Allow",
@@ -352,6 +360,7 @@ def test_scheduled_role_is_exactly_its_prefix_state_lease_and_key(
             "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
             "Resource": [
                 S3 + BLS_DEFAULT + "/" + lock_key("pr/"),
+                S3 + BLS_DEFAULT + "/" + releases_key("pr/"),
                 S3 + BLS_DEFAULT + "/" + state_key("pr/"),
             ],
         },
@@ -540,3 +549,14 @@ def test_bundle_script_targets_the_stack_runtime() -> None:
     assert "--platform" in script
     assert "manylinux2014_x86_64" in script
     assert "--only-binary=:all:" in script
+
+
+def test_noncurrent_version_days_expires_old_releases(
+    synth: Callable[[dict[str, str]], Templates],
+) -> None:
+    doc = _json(synth({"noncurrentVersionDays": "400"})["Rearcquest"])
+    _, bls = one(doc, "AWS::S3::Bucket", "BlsBucket")
+    rules = bls["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert [
+        r["NoncurrentVersionExpiration"] for r in rules if "NoncurrentVersionExpiration" in r
+    ] == [{"NoncurrentDays": 400}]

@@ -126,3 +126,19 @@ def test_bad_values_name_their_context_key(context: dict[str, Any], message: str
         context = {"contact": "me@example.com", **context}
     with pytest.raises(ValueError, match=message):
         _from(context)
+
+
+def test_old_versions_are_kept_unless_noncurrent_version_days_is_set() -> None:
+    assert _from({"contact": "a@b.c"}).noncurrent_version_days is None
+    days = _from({"contact": "a@b.c", "noncurrentVersionDays": " 365 "}).noncurrent_version_days
+    assert days == 365
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("0", "between 1 and 36500"), ("a year", "not a number")],
+    ids=["zero", "words"],
+)
+def test_bad_noncurrent_version_days_name_the_key(value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=f"'noncurrentVersionDays'.*{message}"):
+        _from({"contact": "a@b.c", "noncurrentVersionDays": value})

@@ -29,7 +29,9 @@ __all__ = [
     "ListingError",
     "ObjectStore",
     "PopulationData",
+    "Release",
     "RemoteFile",
+    "Revisions",
     "RqError",
     "Settings",
     "SourceError",
@@ -41,12 +43,15 @@ __all__ = [
     "TransferError",
     "__version__",
     "analyze",
+    "analyze_as_of",
     "build_tables",
     "fetch_population",
+    "list_releases",
     "make_s3_client",
     "parse_listing",
     "parse_population",
     "plan_sync",
+    "revisions",
     "run_sql",
     "sync_bls",
     "write_static_index",
@@ -71,11 +76,13 @@ if TYPE_CHECKING:
     from rearcquest.config import DeleteLimit, Settings
     from rearcquest.index import write_static_index
     from rearcquest.population import FetchResult, fetch_population
+    from rearcquest.releases import Release
     from rearcquest.sources.bls import RemoteFile, parse_listing
     from rearcquest.sources.datausa import PopulationData, parse_population
     from rearcquest.storage import ObjectStore, make_s3_client
     from rearcquest.sync import SyncPlan, SyncResult, plan_sync, sync_bls
     from rearcquest.tables import TablesResult, build_tables, run_sql
+    from rearcquest.vintages import Revisions, analyze_as_of, list_releases, revisions
 
 # Public name -> module that defines it; resolved on first access (PEP 562) to keep start-up lean.
 _LAZY = {
@@ -98,6 +105,11 @@ _LAZY = {
     "TablesResult": "rearcquest.tables",
     "build_tables": "rearcquest.tables",
     "run_sql": "rearcquest.tables",
+    "Release": "rearcquest.releases",
+    "Revisions": "rearcquest.vintages",
+    "analyze_as_of": "rearcquest.vintages",
+    "list_releases": "rearcquest.vintages",
+    "revisions": "rearcquest.vintages",
 }
 
 

@@ -639,6 +639,7 @@ class Analysis:
         titles: for each series of the reports, its decoded text (sector, measure, ...) when
             the series file was found (``rearcquest.tables.analyze``); the reports then carry
             a ``title`` column.
+        release: the release stamp the BLS file was read as of (``rq analyze --as-of``).
     """
 
     reports: tuple[ReportName, ...]
@@ -654,6 +655,8 @@ class Analysis:
     all_years: bool = False
     value_decimals: Mapping[str, int] = field(default_factory=dict)
     titles: Mapping[str, str] = field(default_factory=dict)
+    # The release the BLS file was read as of (rq analyze --as-of), None for the current file.
+    release: str | None = None
 
 
 def default_locations(settings: Settings | None = None) -> tuple[str | None, str | None]:
@@ -706,15 +709,20 @@ def _load_population(location: str, stores: _Stores) -> pl.DataFrame:
     return population_from_bytes(body, source=location)
 
 
-def _local_bls(location: str, stores: _Stores, workdir: Path) -> Path:
-    """Return a local copy of the BLS file: the path itself, or the S3 object downloaded."""
+def _local_bls(
+    location: str, stores: _Stores, workdir: Path, version_id: str | None = None
+) -> Path:
+    """Return a local copy of the BLS file: the path itself, or the S3 object (at
+    ``version_id``) downloaded."""
     s3 = _split_s3(location)
     if s3 is None:
+        if version_id is not None:
+            raise ConfigError(f"{location} is a local file; only an S3 object has versions")
         return Path(location)
     bucket, key = s3
     target = workdir / Path(key).name
     with target.open("wb") as fh:
-        size = stores.get(bucket).download_to(key, fh)
+        size = stores.get(bucket).download_to(key, fh, version_id=version_id)
     log.info("downloaded %s (%d bytes)", location, size)
     return target
 
@@ -766,10 +774,11 @@ def _collect_file_reports(
     include_annual: bool,
     series_id: str,
     period: str,
+    version_id: str | None = None,
 ) -> list[pl.DataFrame]:
     """The BLS reports of ``chosen``, read from the text file (downloaded first from S3)."""
     with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
-        path = _local_bls(location, stores, Path(tmp))
+        path = _local_bls(location, stores, Path(tmp), version_id)
         frames = _bls_reports(
             path,
             location,
@@ -807,6 +816,8 @@ def analyze(
     s3_client: S3Client | None = None,
     settings: Settings | None = None,
     bls_rows: pl.LazyFrame | None = None,
+    bls_version_id: str | None = None,
+    release: str | None = None,
 ) -> Analysis:
     """Compute the chosen reports from a BLS data file and the population answer.
 
@@ -830,6 +841,8 @@ def analyze(
         bls_rows: the BLS rows, already read (``series_id``, ``year``, ``period``, ``value``,
             ``decimals`` as :func:`scan_bls` gives them), instead of reading ``bls``, which then
             only names them (``rearcquest.tables`` passes its Parquet table).
+        bls_version_id: read this S3 version of the BLS object (``rearcquest.vintages``).
+        release: the release stamp that version belongs to, kept in the result.
 
     Returns:
         The reports.
@@ -900,6 +913,7 @@ def analyze(
                 include_annual=include_annual,
                 series_id=series_id,
                 period=period,
+                version_id=bls_version_id,
             )
         # Each report's values keep their digits through Analysis.value_decimals, not a column.
         known: dict[str, int] = {}
@@ -928,5 +942,6 @@ def analyze(
         period=period,
         include_annual=include_annual,
         all_years=all_years,
+        release=release,
         **result,
     )

@@ -508,6 +508,15 @@ def sync_bls(
             help="Take no lease on the mirror (for endpoints that ignore conditional writes).",
         ),
     ] = False,
+    keep_vintages: Annotated[
+        bool,
+        typer.Option(
+            "--vintages",
+            envvar="RQ_VINTAGES",
+            help="Require a versioned bucket, so every release stays readable (rq releases, "
+            "analyze --as-of, revisions); exit 2 when versioning is off.",
+        ),
+    ] = False,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -578,6 +587,7 @@ def sync_bls(
                     on_survey=callbacks[1] if callbacks else None,
                     lock=not no_lock,
                     wait=wait,
+                    vintages=keep_vintages,
                 )
             _render_surveys(many, fmt)
             many.raise_for_errors()
@@ -602,6 +612,7 @@ def sync_bls(
                 state_key=state_key,
                 lock=not no_lock,
                 wait=wait,
+                vintages=keep_vintages,
             )
         _render_sync(result, fmt)
         result.raise_for_errors()
@@ -928,6 +939,16 @@ def analyze(
         ),
     ] = AnalyzeFrom.auto,
     tables_prefix: TablesPrefixOption = "tables/",
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar="DATE|RELEASE",
+            help="Read the BLS file as it was in the latest release on or before this date "
+            "(YYYY-MM-DD), or in this release stamp (see rq releases); population stays current.",
+            show_default=False,
+        ),
+    ] = None,
     endpoint_url: EndpointOption = None,
 ) -> None:
     """Report on the mirrored data: population statistics, best years, a series with population.
@@ -945,20 +966,27 @@ def analyze(
     from rearcquest.tables import analyze as run_analysis
 
     with _errors():
-        result = run_analysis(
-            source=source.value,
-            tables_prefix=tables_prefix,
-            reports=REPORTS if report is AnalyzeReport.all else (report.value,),
-            bls=bls,
-            population=population,
-            from_year=from_year,
-            to_year=to_year,
-            series_id=series,
-            period=period,
-            include_annual=include_annual,
-            all_years=all_years,
-            endpoint_url=endpoint_url,
-        )
+        options: dict[str, Any] = {
+            "reports": REPORTS if report is AnalyzeReport.all else (report.value,),
+            "bls": bls,
+            "population": population,
+            "from_year": from_year,
+            "to_year": to_year,
+            "series_id": series,
+            "period": period,
+            "include_annual": include_annual,
+            "all_years": all_years,
+            "endpoint_url": endpoint_url,
+        }
+        if as_of is not None:
+            from rearcquest.vintages import analyze_as_of
+
+            if source is AnalyzeFrom.tables:
+                raise ConfigError("--as-of reads the text file of a release; drop --from tables")
+            result = analyze_as_of(as_of, **options)
+            typer.echo(f"as of release {result.release}: {result.bls_source}", err=True)
+        else:
+            result = run_analysis(source=source.value, tables_prefix=tables_prefix, **options)
         if fmt is AnalyzeFormat.json:
             typer.echo(render.to_json(result))
         elif fmt is AnalyzeFormat.csv:
@@ -1024,6 +1052,16 @@ def tables(
     force: Annotated[
         bool, typer.Option("--force", help="Rebuild every table, changed or not.")
     ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar="DATE|RELEASE",
+            help="Build the tables of the latest release on or before this date, under "
+            "<prefix>as-of/<release>/ (population: the current table).",
+            show_default=False,
+        ),
+    ] = None,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -1039,6 +1077,24 @@ def tables(
     """
     from rearcquest.tables import build_tables, population_source
 
+    if as_of is not None:
+        from rearcquest.vintages import tables_as_of
+
+        with _errors():
+            built, written = tables_as_of(
+                as_of,
+                tables_prefix=tables_prefix,
+                bucket=bucket or None,
+                prefix=survey,
+                endpoint_url=endpoint_url,
+            )
+            if fmt is TextOrJson.json:
+                _print_json({"release": built.release, "written": written})
+            else:
+                typer.echo(f"tables of release {built.release}:")
+                for url in written:
+                    typer.echo(f"  {url}")
+        return
     with _errors():
         store = _store(bucket, endpoint_url)
         population_store, population_key = population_source(store, population)
@@ -1083,6 +1139,16 @@ def sql(
     fmt: Annotated[
         AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
     ] = AnalyzeFormat.table,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar="DATE|RELEASE",
+            help="Query the tables of the latest release on or before this date, built from the "
+            "release's file versions (population: the current table).",
+            show_default=False,
+        ),
+    ] = None,
     endpoint_url: EndpointOption = None,
 ) -> None:
     """Run SQL over the Parquet tables that rq tables builds, local or in S3.
@@ -1099,7 +1165,15 @@ def sql(
         if (query is None) == (named is None):
             raise ConfigError("give either a QUERY or --named NAME")
         text = query if query is not None else named_query(str(named))
-        answer = run_sql(text, location=location, endpoint_url=endpoint_url)
+        if as_of is not None:
+            from rearcquest.vintages import sql_as_of
+
+            if location is not None:
+                raise ConfigError("--as-of builds the release's tables itself; drop --tables")
+            built, answer = sql_as_of(text, as_of, endpoint_url=endpoint_url)
+            typer.echo(f"as of release {built.release}", err=True)
+        else:
+            answer = run_sql(text, location=location, endpoint_url=endpoint_url)
         if fmt is AnalyzeFormat.json:
             typer.echo(render.frame_json(answer), nl=False)
         elif fmt is AnalyzeFormat.csv:
@@ -1391,6 +1465,156 @@ def demo(
             on_step=show,
             keep_running=keep_serving if serve else None,
         )
+
+
+# -- releases and revisions (issue 13) --
+
+if TYPE_CHECKING:
+    from rearcquest.render_vintages import Grid
+
+
+class ReleasesFormat(StrEnum):
+    """Output formats of ``rq releases``."""
+
+    table = "table"
+    json = "json"
+
+
+MirrorBucketOption = Annotated[
+    str | None,
+    typer.Option(
+        "--bucket",
+        metavar="BUCKET",
+        envvar="RQ_BLS_BUCKET",
+        help="Bucket of the mirror.",
+        show_default=False,
+    ),
+]
+SurveyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--survey",
+        metavar="PREFIX",
+        help="The mirror's prefix, one per survey (e.g. 'pr'); default $RQ_BLS_PREFIX or 'pr/'.",
+        show_default=False,
+    ),
+]
+
+
+def _print_grids(grids: list[Grid]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    for grid in grids:
+        table = Table(title=grid.title, title_justify="left")
+        for name, numeric in zip(grid.columns, grid.numeric, strict=True):
+            table.add_column(name, justify="right" if numeric else "left")
+        for row in grid.rows:
+            table.add_row(*row)
+        console.print(table)
+        for note in grid.notes:
+            console.print(f"  {note}", style="dim", markup=False)
+        console.print()
+
+
+@app.command("releases")
+def releases(
+    bucket: MirrorBucketOption = None,
+    survey: SurveyOption = None,
+    fmt: Annotated[
+        ReleasesFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
+    ] = ReleasesFormat.table,
+    endpoint_url: EndpointOption = None,
+) -> None:
+    """List the releases a mirror has kept, newest first, with the files each changed.
+
+    A sync that changes the mirror records a release: the latest listing date of the files it
+    changed, when it ran, and each file's sha256 and S3 version id.
+
+    Example: rq releases --bucket my-bls-mirror --format json
+    """
+    from rearcquest.render_vintages import releases_grid, releases_json
+    from rearcquest.vintages import list_releases
+
+    with _errors():
+        found = list_releases(bucket=bucket, prefix=survey, endpoint_url=endpoint_url)
+        if fmt is ReleasesFormat.json:
+            typer.echo(releases_json(found))
+        else:
+            _print_grids([releases_grid(found)])
+
+
+@app.command("revisions")
+def revisions(
+    from_release: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            metavar="DATE|RELEASE",
+            help="The older release: a date, a release stamp, 'previous' or 'latest'.",
+        ),
+    ] = "previous",
+    to_release: Annotated[
+        str,
+        typer.Option("--to", metavar="DATE|RELEASE", help="The newer release."),
+    ] = "latest",
+    file: Annotated[
+        str, typer.Option("--file", metavar="NAME", help="The data file to compare.")
+    ] = "pr.data.0.Current",
+    series: Annotated[
+        str | None,
+        typer.Option(
+            "--series", metavar="GLOB", help="Only series matching this glob.", show_default=False
+        ),
+    ] = None,
+    bucket: MirrorBucketOption = None,
+    survey: SurveyOption = None,
+    fmt: Annotated[
+        AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
+    ] = AnalyzeFormat.table,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            metavar="DIR",
+            help="Also write revisions.csv, summary.csv and a chart of the largest revisions.",
+            show_default=False,
+        ),
+    ] = None,
+    endpoint_url: EndpointOption = None,
+) -> None:
+    """Compare two releases of a data file: revised values, observations added and removed.
+
+    Observations are keyed on series, year and period; values are exact decimals as BLS prints
+    them. The releases' bytes are read at the S3 versions the release log names.
+
+    Example: rq revisions --from 2025-06-05 --to latest --series 'PRS30*' --format csv
+    """
+    from rearcquest import render_vintages as out
+    from rearcquest.vintages import revisions as compare
+
+    with _errors():
+        result = compare(
+            from_release=from_release,
+            to_release=to_release,
+            file=file,
+            series=series,
+            bucket=bucket,
+            prefix=survey,
+            endpoint_url=endpoint_url,
+        )
+        if fmt is AnalyzeFormat.json:
+            typer.echo(out.revisions_json(result), nl=False)
+        elif fmt is AnalyzeFormat.csv:
+            typer.echo(out.revisions_csv(result), nl=False)
+        elif fmt is AnalyzeFormat.markdown:
+            typer.echo(out.grids_markdown(out.revisions_grids(result)), nl=False)
+        else:
+            _print_grids(out.revisions_grids(result))
+        if output is not None:
+            for path in out.write_revisions(result, output):
+                typer.echo(f"wrote {path}", err=True)
 
 
 def main() -> None:

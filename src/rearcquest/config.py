@@ -201,13 +201,15 @@ class Settings:
     contact: str | None = None
     user_agent: str | None = None
     max_rps: float | None = None
+    # Require a versioned mirror bucket, so every release stays readable (RQ_VINTAGES).
+    vintages: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``environ`` (default ``os.environ``).
 
         Raises:
-            ConfigError: ``RQ_MAX_RPS`` is not a number.
+            ConfigError: ``RQ_MAX_RPS`` is not a number, or ``RQ_VINTAGES`` not a boolean.
         """
         env = os.environ if environ is None else environ
 
@@ -220,6 +222,9 @@ class Settings:
             max_rps = float(rps) if rps is not None else None
         except ValueError as exc:
             raise ConfigError(f"RQ_MAX_RPS={rps!r} is not a number") from exc
+        vintages = (get("RQ_VINTAGES") or "0").lower()
+        if vintages not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ConfigError(f"RQ_VINTAGES={vintages!r} is not true or false (1/0, yes/no)")
         return cls(
             bls_bucket=get("RQ_BLS_BUCKET"),
             bls_prefix=env.get("RQ_BLS_PREFIX"),
@@ -230,6 +235,7 @@ class Settings:
             contact=get("RQ_CONTACT"),
             user_agent=get("RQ_USER_AGENT"),
             max_rps=max_rps,
+            vintages=vintages in ("1", "true", "yes", "on"),
         )
 
     @property

@@ -225,6 +225,7 @@ def run_work(
     http: HttpClient,
     transfers: int = 4,
     wait: float = 0.0,
+    vintages: bool = False,
 ) -> SyncResult:
     """Sync what one work message names, with the survey's lease and state.
 
@@ -234,6 +235,7 @@ def run_work(
         http: the worker's client (its rate is the worker's share of the politeness budget).
         transfers: files moved at once.
         wait: seconds to wait for the survey's lease before failing.
+        vintages: require a versioned bucket (see :func:`rearcquest.sync.sync_bls`).
 
     Returns:
         The sync's result (already checked: a failed file or guard raises).
@@ -255,6 +257,7 @@ def run_work(
                 transfers=1,
                 http=http,
                 wait=wait,
+                vintages=vintages,
             )
         else:
             result = sync_bls(
@@ -265,6 +268,7 @@ def run_work(
                 transfers=transfers,
                 http=http,
                 wait=wait,
+                vintages=vintages,
             )
         result.raise_for_errors()
         log.info(

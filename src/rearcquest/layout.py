@@ -6,6 +6,7 @@ index page see a clean copy::
 
     .rearcquest/state/<prefix>.json     the sync state of the mirror at <prefix> (e.g. pr.json)
     .rearcquest/locks/<prefix>.json     the lease a running sync holds on that mirror
+    .rearcquest/releases/<prefix>.json  the release log of that mirror (see rearcquest.releases)
 
 Object metadata keys written on every mirrored object are here too, so a reader never needs the
 module that wrote them.
@@ -17,6 +18,7 @@ from __future__ import annotations
 RESERVED_PREFIX = ".rearcquest/"
 STATE_PREFIX = RESERVED_PREFIX + "state/"
 LOCK_PREFIX = RESERVED_PREFIX + "locks/"
+RELEASES_PREFIX = RESERVED_PREFIX + "releases/"
 # Where the state lived before it moved out of the mirror (read once, migrated, deleted).
 LEGACY_STATE_NAME = ".rearcquest-sync-state.json"
 
@@ -48,6 +50,11 @@ def state_key(prefix: str) -> str:
 def lock_key(prefix: str) -> str:
     """The key of the lease object of the mirror at ``prefix``."""
     return f"{LOCK_PREFIX}{_slug(prefix)}.json"
+
+
+def releases_key(prefix: str) -> str:
+    """The key of the release log of the mirror at ``prefix``."""
+    return f"{RELEASES_PREFIX}{_slug(prefix)}.json"
 
 
 def is_reserved(key: str) -> bool:

@@ -141,6 +141,7 @@ def run_pipeline(
             user_agent=settings.user_agent,
             max_rps=settings.max_rps,
             retry=retry,
+            vintages=settings.vintages,
         )
         result.sync.summary = synced.to_dict()
         synced.raise_for_errors()
@@ -283,5 +284,8 @@ def run_work_batch(
         connections=4,
     ) as http:
         return process_work_batch(
-            event, run=lambda message: run_work(message, store=store, http=http, wait=wait)
+            event,
+            run=lambda message: run_work(
+                message, store=store, http=http, wait=wait, vintages=settings.vintages
+            ),
         )

@@ -110,6 +110,9 @@ def _doc(analysis: Analysis) -> dict[str, Any]:
             doc[JSON_KEYS[name]] = {k: records[0][k] for k in _JSON_POPULATION_KEYS}
         else:
             doc[JSON_KEYS[name]] = records
+    if analysis.release is not None:
+        # rq analyze --as-of: the output names the release it read.
+        doc["release"] = analysis.release
     return doc
 
 

@@ -256,6 +256,7 @@ def sync_surveys(
     lock: bool = True,
     wait: float = 0.0,
     lease_ttl: float = DEFAULT_LEASE_TTL,
+    vintages: bool = False,
 ) -> MultiSyncResult:
     """Mirror each survey of ``root_url`` into ``store`` under ``<root_prefix><survey>/``.
 
@@ -282,6 +283,7 @@ def sync_surveys(
         lock: hold each survey's lease while syncing it.
         wait: seconds to wait for another sync's lease on a survey.
         lease_ttl: the lease's time to live.
+        vintages: require a versioned bucket, so every release stays readable.
 
     Returns:
         Every survey's outcome; a failed survey is recorded, not raised
@@ -363,6 +365,7 @@ def sync_surveys(
                             lock=lock,
                             wait=wait,
                             lease_ttl=lease_ttl,
+                            vintages=vintages,
                         )
                     outcome.result.raise_for_errors()
                 except RqError as exc:

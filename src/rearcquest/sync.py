@@ -14,7 +14,9 @@ Change detection, cheapest first, so that nothing is fetched when nothing change
    re-stamps unchanged files on release days). Only the dates are updated.
 
 Deletes run last, and only when the listing was complete, every transfer succeeded and the delete
-guard (:class:`~rearcquest.config.DeleteLimit`, decided by the planner) allows them. A real run
+guard (:class:`~rearcquest.config.DeleteLimit`, decided by the planner) allows them. A clean run
+then records a release in the mirror's release log when its files changed (see
+:mod:`rearcquest.releases`; the state keeps each object's S3 version id for it). A real run
 holds a lease on the mirror (:mod:`rearcquest.lease`), and writes the state only if it is still
 the one it read (``If-Match``), so two overlapping syncs cannot undo each other.
 """
@@ -28,7 +30,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -62,6 +64,7 @@ from rearcquest.layout import (
     RESERVED_PREFIX,
     is_reserved,
     lock_key,
+    releases_key,
 )
 from rearcquest.layout import state_key as default_state_key
 
@@ -80,6 +83,8 @@ STATE_VERSION = 1
 _MAX_STATE_BYTES = 64 * 1024 * 1024
 _STATE_KEYS = frozenset({"version", "source_url", "updated", "files"})
 _ENTRY_KEYS = frozenset({"size", "modified", "last_modified", "sha256", "etag"})
+# Written only when known (a versioned bucket): a state without it, older or not, is valid.
+_OPTIONAL_ENTRY_KEYS = frozenset({"version_id"})
 _HEX = frozenset("0123456789abcdef")
 
 # BLS time series are UTF-8 text whatever the server says or the name suggests (a plain web
@@ -98,6 +103,15 @@ class FileState:
     last_modified: str | None
     sha256: str
     etag: str
+    # The S3 version id of the object as last written, when the bucket is versioned.
+    version_id: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        """The state document's entry: ``version_id`` only when there is one."""
+        doc = asdict(self)
+        if self.version_id is None:
+            del doc["version_id"]
+        return doc
 
 
 @dataclass(frozen=True)
@@ -125,7 +139,7 @@ class SyncState:
             "version": STATE_VERSION,
             "source_url": self.source_url,
             "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-            "files": {name: asdict(st) for name, st in sorted(self.files.items())},
+            "files": {name: st.to_doc() for name, st in sorted(self.files.items())},
         }
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
@@ -165,7 +179,9 @@ def _file_state(name: str, entry: object) -> FileState:
     """
     if not name or "/" in name:
         raise ValueError(f"file name {name!r} is not a mirrored file name")
-    if not isinstance(entry, dict) or set(entry) != _ENTRY_KEYS:
+    if not isinstance(entry, dict) or not _ENTRY_KEYS <= set(entry) <= (
+        _ENTRY_KEYS | _OPTIONAL_ENTRY_KEYS
+    ):
         raise ValueError(f"entry {name!r} is not an object with keys {sorted(_ENTRY_KEYS)}")
     size, sha, etag = entry["size"], entry["sha256"], entry["etag"]
     if type(size) is not int or size < 0:
@@ -177,7 +193,10 @@ def _file_state(name: str, entry: object) -> FileState:
         raise ValueError(f"entry {name!r}: sha256 is not 64 hex digits")
     if not isinstance(etag, str) or not etag:
         raise ValueError(f"entry {name!r}: etag is not a non-empty string")
-    return FileState(size, entry["modified"], entry["last_modified"], sha, etag)
+    version_id = entry.get("version_id")
+    if version_id is not None and (not isinstance(version_id, str) or not version_id):
+        raise ValueError(f"entry {name!r}: version_id is neither a non-empty string nor null")
+    return FileState(size, entry["modified"], entry["last_modified"], sha, etag, version_id)
 
 
 @dataclass(frozen=True)
@@ -451,6 +470,8 @@ def _state_from_metadata(obj: ObjectInfo) -> FileState | None:
         last_modified=obj.metadata.get(META_LAST_MODIFIED) or None,
         sha256=sha,
         etag=obj.etag,
+        # "null" names an object written while versioning was off: no version to come back to.
+        version_id=obj.version_id if obj.version_id != "null" else None,
     )
 
 
@@ -623,7 +644,9 @@ def apply_plan(
     upload is aborted). Memory is bounded by the part size times the parts in flight. Per-file
     failures are collected in the result, never raised (a failed multipart upload is aborted);
     deletes are skipped when any transfer failed. A plan stopped by the delete guard changes
-    nothing. The state is written only if it is still the one ``state`` was read from.
+    nothing. The state is written only if it is still the one ``state`` was read from; then, when
+    no file failed, a release is appended to the release log if the files differ from its latest
+    release.
 
     Args:
         state_key: the state object's key; default ``.rearcquest/state/<prefix>.json``.
@@ -781,11 +804,67 @@ def apply_plan(
     result.bytes_downloaded = counter.downloaded
     result.bytes_uploaded = counter.uploaded
     result.requests = http.requests
+    _note_version_ids(store, prefix, files, [*result.added, *result.updated, *result.restamped])
     new_state = SyncState(source_url=source_url, files=files)
     if state.stale or new_state.files != state.files:
         check()
         _write_state(store, state_key or default_state_key(prefix), state, new_state)
+    if not result.errors:
+        _record_release(store, prefix, files, check)
     return result
+
+
+def _note_version_ids(
+    store: ObjectStore, prefix: str, files: dict[str, FileState], written: Sequence[str]
+) -> None:
+    """Put the S3 version id of each object this sync wrote into its state entry.
+
+    A HEAD per written object (a few per release), kept apart from the upload so the transfer
+    path stays as it is. A HEAD whose ETag is not the one this sync wrote (someone wrote the
+    object since) leaves the entry without a version id. When the bucket turns out to be
+    versioned, the entries of older objects that lack one are completed too (once).
+    """
+    versioned = False
+
+    def note(name: str) -> None:
+        nonlocal versioned
+        entry = files.get(name)
+        if entry is None:
+            return
+        head = store.head(prefix + name)
+        if head is None or head.etag != entry.etag:
+            log.warning("%s changed since this sync wrote it; its version is not recorded", name)
+            files[name] = replace(entry, version_id=None)
+            return
+        if head.version_id and head.version_id != "null":
+            versioned = True
+            files[name] = replace(entry, version_id=head.version_id)
+        else:
+            files[name] = replace(entry, version_id=None)
+
+    for name in written:
+        note(name)
+    if versioned:
+        for name in sorted(n for n, e in files.items() if e.version_id is None):
+            note(name)
+
+
+def _record_release(
+    store: ObjectStore,
+    prefix: str,
+    files: Mapping[str, FileState],
+    check: Callable[[], None],
+) -> None:
+    """Append a release to the mirror's release log if its files changed since the last one."""
+    from rearcquest.releases import ReleaseFile, record_release
+
+    record_release(
+        store,
+        prefix,
+        {name: ReleaseFile(f.sha256, f.version_id) for name, f in files.items()},
+        {name: f.modified for name, f in files.items()},
+        check=check,
+    )
 
 
 def _check_state_key(state_key: str, prefix: str, index_key: str | None) -> str:
@@ -803,7 +882,7 @@ def _check_state_key(state_key: str, prefix: str, index_key: str | None) -> str:
             f"--state-key {key!r} is inside the mirror prefix {prefix!r}, which holds only the "
             f"source's files; choose a key outside it (default {default_state_key(prefix)!r})"
         )
-    if key in (lock_key(prefix), index_key):
+    if key in (lock_key(prefix), releases_key(prefix), index_key):
         raise ConfigError(f"--state-key {key!r} is the key of another object rq writes")
     return key
 
@@ -831,6 +910,7 @@ def sync_bls(
     wait: float = 0.0,
     lease_ttl: float = DEFAULT_LEASE_TTL,
     listing: Sequence[RemoteFile] | None = None,
+    vintages: bool = False,
 ) -> SyncResult:
     """Mirror the BLS directory at ``source_url`` into ``store`` under ``prefix``.
 
@@ -862,13 +942,16 @@ def sync_bls(
         lease_ttl: seconds the lease lasts without renewal (it is renewed every third).
         listing: the directory's files, already fetched (by a caller that planned without a
             lease first, see :mod:`rearcquest.surveys`); ``None`` fetches it.
+        vintages: require a versioned bucket, so that every release stays readable (the
+            release log is kept either way; see :mod:`rearcquest.releases`).
 
     Returns:
         The result; per-file failures are in ``errors``, a tripped delete guard in
         ``delete_guard`` (see :meth:`SyncResult.raise_for_errors`).
 
     Raises:
-        ConfigError: bad settings, e.g. no contact for bls.gov or a bad ``max_delete``.
+        ConfigError: bad settings, e.g. no contact for bls.gov or a bad ``max_delete``, or
+            ``vintages`` on a bucket without versioning.
         LockUnsupportedError: the S3 endpoint ignores conditional writes (use ``lock=False``).
         LeaseHeldError: another sync holds the mirror (beyond ``wait``); nothing was changed.
         LeaseLostError: this sync's lease was taken over; it stopped before changing more.
@@ -894,6 +977,10 @@ def sync_bls(
     state_key = _check_state_key(
         default_state_key(prefix) if state_key is None else state_key, prefix, index_key
     )
+    if vintages:
+        from rearcquest.releases import require_versioning
+
+        require_versioning(store)
     own_client = http is None
     if http is None:
         ua = build_user_agent(contact, user_agent)

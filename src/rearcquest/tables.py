@@ -662,6 +662,42 @@ def _build_series(
     )
 
 
+def build_local_tables(
+    directory: Path, survey: str, target: Path, *, sources: Mapping[str, str] | None = None
+) -> list[str]:
+    """Write a survey's tables from a local folder of its files, laid out as :func:`scan_tables`
+    reads them (``rearcquest.vintages`` builds the tables of a past release this way).
+
+    Args:
+        directory: the folder holding ``<survey>.series``, the mapping and the data files.
+        survey: the survey (``pr``).
+        target: the tables directory; ``<survey>/...`` is written below it.
+        sources: how errors name each file (e.g. its ``s3://`` URL and release); default the path.
+
+    Returns:
+        The warnings of the series decoding (codes without a mapping).
+
+    Raises:
+        ConfigError: the folder holds no ``<survey>.series``.
+        DataError: a file is malformed (the message names it and the line).
+    """
+    from rearcquest.analytics import sink_parquet
+
+    folder = _LocalFolder(directory)
+    if f"{survey}.series" not in folder.names:
+        raise ConfigError(f"{directory} holds no {survey}.series")
+    named = dict(sources or {})
+    for name in (n for n in folder.names if _is_data_file(survey, n)):
+        path = directory / name
+        source = named.get(name, str(path))
+        part = target / survey / "observations" / f"file={name}" / PART_NAME
+        part.parent.mkdir(parents=True, exist_ok=True)
+        sink_parquet(observations_query(path, source=source), part, bls=path, source=source)
+    decoded, warnings = _decoded_series(survey, folder, _mapping_files(survey, folder))
+    decoded.write_parquet(target / survey / "series.parquet")
+    return warnings
+
+
 def population_table(body: bytes, *, source: str) -> pl.DataFrame:
     """The population table of a stored DataUSA answer (either API shape).
 

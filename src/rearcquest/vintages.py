@@ -1,0 +1,529 @@
+"""Reading the past: the reports as of a release, and what a release revised.
+
+The release log (:mod:`rearcquest.releases`) names, for every release of a mirror, the S3 version
+of each file; a versioned bucket still holds those versions. :func:`list_releases` reads the log,
+:func:`analyze_as_of` runs the reports on the files of one release, and :func:`revisions`
+compares two releases of a data file observation by observation, keyed on series, year and
+period, with exact decimals.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tempfile
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rearcquest.config import Settings, normalise_prefix
+from rearcquest.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import polars as pl
+    from mypy_boto3_s3 import S3Client
+
+    from rearcquest.analytics import Analysis
+    from rearcquest.releases import Release
+    from rearcquest.storage import ObjectStore
+
+DEFAULT_FILE = "pr.data.0.Current"
+
+
+def _store(
+    bucket: str | None,
+    *,
+    endpoint_url: str | None,
+    s3_client: S3Client | None,
+    settings: Settings | None,
+) -> ObjectStore:
+    from rearcquest.storage import ObjectStore, make_s3_client
+
+    settings = settings or Settings.from_env()
+    name = bucket or settings.bls_bucket
+    if not name:
+        raise ConfigError("no bucket: pass --bucket or set RQ_BLS_BUCKET (the mirror's bucket)")
+    return ObjectStore(s3_client or make_s3_client(endpoint_url=endpoint_url), name)
+
+
+def _prefix(prefix: str | None, settings: Settings | None) -> str:
+    if prefix is not None:
+        return normalise_prefix(prefix)
+    return (settings or Settings.from_env()).resolved_bls_prefix
+
+
+def list_releases(
+    *,
+    bucket: str | None = None,
+    prefix: str | None = None,
+    endpoint_url: str | None = None,
+    s3_client: S3Client | None = None,
+    settings: Settings | None = None,
+) -> list[Release]:
+    """The releases logged for a mirror, newest first.
+
+    Args:
+        bucket: the mirror's bucket; default ``RQ_BLS_BUCKET``.
+        prefix: the mirror prefix (``pr/``); default ``RQ_BLS_PREFIX`` or ``pr/``.
+        endpoint_url: S3-compatible endpoint.
+        s3_client: a ready S3 client instead.
+        settings: where the defaults come from.
+
+    Raises:
+        ConfigError: no bucket.
+        DataError: the log is not a release log.
+        StorageError: S3 failed.
+    """
+    from rearcquest.releases import load_releases
+
+    store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
+    return list(reversed(load_releases(store, _prefix(prefix, settings)).releases))
+
+
+def _release(store: ObjectStore, prefix: str, spec: str) -> Release:
+    from rearcquest.releases import load_releases, resolve_release
+
+    return resolve_release(load_releases(store, prefix).releases, spec)
+
+
+def _version_of(store: ObjectStore, prefix: str, release: Release, name: str) -> str | None:
+    """The S3 version id holding ``name`` as it was in ``release`` (``None``: the current object).
+
+    Raises:
+        ConfigError: the release has no such file.
+        DataError: the release's bytes were not kept (the bucket was not versioned then).
+    """
+    from rearcquest.layout import META_SHA256
+
+    entry = release.files.get(name)
+    if entry is None:
+        raise ConfigError(
+            f"release {release.release} has no file {name!r}; it has {', '.join(sorted(release.files))}"
+        )
+    if entry.version_id is not None:
+        return entry.version_id
+    head = store.head(prefix + name)
+    if head is not None and head.metadata.get(META_SHA256) == entry.sha256:
+        return None  # versioning was off, but the current bytes are still the release's
+    raise DataError(
+        f"{store.url(prefix + name)} as of release {release.release} was not kept: the bucket "
+        "was not versioned when it was synced. Enable versioning (rq sync-bls --vintages says "
+        "how) to keep the releases from now on"
+    )
+
+
+def analyze_as_of(
+    as_of: str,
+    *,
+    bls: str | None = None,
+    population: str | None = None,
+    endpoint_url: str | None = None,
+    s3_client: S3Client | None = None,
+    settings: Settings | None = None,
+    **options: Any,
+) -> Analysis:
+    """:func:`rearcquest.analytics.analyze` on the BLS file as it was in a past release.
+
+    The release is the latest on or before ``as_of`` (see
+    :func:`rearcquest.releases.resolve_release`); the file is read at the S3 version the release
+    log names. The population answer is not part of the BLS releases: the current one is used,
+    and the result says so in ``population_source``.
+
+    Args:
+        as_of: a date ``YYYY-MM-DD``, a release stamp, ``previous`` or ``latest``.
+        bls: the mirrored data file, ``s3://bucket/<prefix><file>``; default the mirrored
+            ``pr.data.0.Current`` (``RQ_BLS_BUCKET``).
+        population: the population answer (current).
+        endpoint_url: S3-compatible endpoint.
+        s3_client: a ready S3 client instead.
+        settings: where the defaults come from.
+        options: the other options of :func:`rearcquest.analytics.analyze`.
+
+    Returns:
+        The reports; ``release`` names the release, ``bls_source`` the version read.
+
+    Raises:
+        ConfigError: ``bls`` is not an S3 object of a mirror, or no release matches ``as_of``.
+        DataError: the release's bytes were not kept; and everything ``analyze`` raises.
+    """
+    from rearcquest import analytics
+    from rearcquest.storage import ObjectStore, make_s3_client
+
+    location = bls or analytics.default_locations(settings)[0]
+    reports = options.get("reports", analytics.REPORTS)
+    need_bls = "best-year" in reports or "series-population" in reports
+    if not need_bls:
+        raise ConfigError(
+            "--as-of reads the BLS file of a past release; the population report alone does "
+            "not read it (population is not versioned by releases)"
+        )
+    if not location or not location.startswith("s3://"):
+        raise ConfigError(
+            "--as-of reads a mirrored file in S3: pass --bls s3://BUCKET/pr/pr.data.0.Current "
+            "or set RQ_BLS_BUCKET"
+        )
+    bucket, _, key = location[len("s3://") :].partition("/")
+    prefix, _, name = key.rpartition("/")
+    prefix = prefix + "/" if prefix else ""
+    client = s3_client or make_s3_client(endpoint_url=endpoint_url)
+    store = ObjectStore(client, bucket)
+    release = _release(store, prefix, as_of)
+    version_id = _version_of(store, prefix, release, name)
+    analysis = analytics.analyze(
+        bls=location,
+        population=population,
+        s3_client=client,
+        settings=settings,
+        bls_version_id=version_id,
+        release=release.release,
+        **options,
+    )
+    from dataclasses import replace
+
+    shown = f"{location} as of release {release.release}"
+    if version_id is not None:
+        shown += f" (version {version_id})"
+    pop = analysis.population_source
+    return replace(
+        analysis,
+        bls_source=shown,
+        population_source=f"{pop} (current: population is not kept by release)" if pop else None,
+    )
+
+
+# -- revisions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Revisions:
+    """What one release changed in a data file, against another.
+
+    Attributes:
+        from_release: the older release stamp.
+        to_release: the newer one.
+        file: the file compared.
+        revised: ``series_id``, ``year``, ``period``, ``old``, ``new``, ``change`` (exact
+            decimals as text, with the digits the files print), by series, year and period.
+        added: observations only in the newer release (``value``).
+        removed: observations only in the older one.
+        summary: per series: ``revised``, ``added``, ``removed``, ``largest_change`` (the
+            signed change of the largest magnitude).
+    """
+
+    from_release: str
+    to_release: str
+    file: str
+    revised: pl.DataFrame
+    added: pl.DataFrame
+    removed: pl.DataFrame
+    summary: pl.DataFrame
+
+
+def _printed(value: pl.Expr, decimals: pl.Expr) -> pl.Expr:
+    """A Decimal(18, 3) value as the text the file prints (``-7.000`` with 1 decimal: ``-7.0``)."""
+    import polars as pl
+
+    text = value.cast(pl.String)
+    # The decimal's text always has three decimals; cut the ones the file does not print.
+    return (
+        pl.when(decimals == 0)
+        .then(text.str.slice(0, text.str.len_chars() - 4))
+        .otherwise(text.str.slice(0, text.str.len_chars() - 3 + decimals.cast(pl.Int64)))
+    )
+
+
+def diff_observations(
+    old: pl.DataFrame, new: pl.DataFrame, *, series: str | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Compare two releases' rows (as :func:`rearcquest.analytics.scan_bls` gives them).
+
+    Observations are keyed on ``series_id``, ``year``, ``period``. A value is revised when the
+    exact decimals differ (``1.0`` and ``1.00`` are the same value).
+
+    Args:
+        old: the older rows.
+        new: the newer rows.
+        series: only series matching this glob (``PRS30*``).
+
+    Returns:
+        ``revised``, ``added``, ``removed`` and the per-series ``summary``, sorted by key. Values
+        are strings with the digits the files print; ``change`` too (with the larger of the two
+        values' decimals).
+    """
+    import polars as pl
+
+    key = ["series_id", "year", "period"]
+    if series:
+        # Python's \Z is not in the Rust regex syntax Polars speaks; $ (no multi-line) is the same.
+        pattern = "^" + fnmatch.translate(series).removesuffix("\\Z") + "$"
+        old = old.filter(pl.col("series_id").str.contains(pattern))
+        new = new.filter(pl.col("series_id").str.contains(pattern))
+    cols = [*key, "value", "decimals"]
+    joined = old.select(cols).join(
+        new.select(cols), on=key, how="full", coalesce=True, suffix="_new"
+    )
+    both = joined.filter(pl.col("value").is_not_null() & pl.col("value_new").is_not_null())
+    revised = (
+        both.filter(pl.col("value") != pl.col("value_new"))
+        .with_columns(
+            (pl.col("value_new") - pl.col("value")).alias("delta"),
+            pl.max_horizontal("decimals", "decimals_new").alias("d"),
+        )
+        .select(
+            *key,
+            _printed(pl.col("value"), pl.col("decimals")).alias("old"),
+            _printed(pl.col("value_new"), pl.col("decimals_new")).alias("new"),
+            _printed(pl.col("delta").cast(pl.Decimal(18, 3)), pl.col("d")).alias("change"),
+            pl.col("delta").abs().alias("_size"),
+        )
+        .sort(key)
+    )
+    added = (
+        joined.filter(pl.col("value").is_null())
+        .select(*key, _printed(pl.col("value_new"), pl.col("decimals_new")).alias("value"))
+        .sort(key)
+    )
+    removed = (
+        joined.filter(pl.col("value_new").is_null())
+        .select(*key, _printed(pl.col("value"), pl.col("decimals")).alias("value"))
+        .sort(key)
+    )
+    counts = [
+        revised.group_by("series_id").agg(
+            pl.len().alias("revised"),
+            # The signed change of the largest magnitude, as printed (first of equals by key).
+            pl.col("change")
+            .sort_by("_size", descending=True, maintain_order=True)
+            .first()
+            .alias("largest_change"),
+        ),
+        added.group_by("series_id").agg(pl.len().alias("added")),
+        removed.group_by("series_id").agg(pl.len().alias("removed")),
+    ]
+    summary = counts[0]
+    for frame in counts[1:]:
+        summary = summary.join(frame, on="series_id", how="full", coalesce=True)
+    summary = summary.select(
+        "series_id",
+        *(pl.col(c).fill_null(0).cast(pl.Int64) for c in ("revised", "added", "removed")),
+        pl.col("largest_change").cast(pl.String),
+    ).sort("series_id")
+    return revised, added, removed, summary
+
+
+def _download(store: ObjectStore, key: str, version_id: str | None, target: Path) -> Path:
+    with target.open("wb") as fh:
+        store.download_to(key, fh, version_id=version_id)
+    return target
+
+
+def revisions(
+    *,
+    from_release: str = "previous",
+    to_release: str = "latest",
+    file: str = DEFAULT_FILE,
+    series: str | None = None,
+    bucket: str | None = None,
+    prefix: str | None = None,
+    endpoint_url: str | None = None,
+    s3_client: S3Client | None = None,
+    settings: Settings | None = None,
+) -> Revisions:
+    """Compare a data file in two releases of a mirror, observation by observation.
+
+    Args:
+        from_release: the older release: a date, a stamp, ``previous`` or ``latest``.
+        to_release: the newer release.
+        file: the data file (``pr.data.0.Current``).
+        series: only series matching this glob.
+        bucket: the mirror's bucket; default ``RQ_BLS_BUCKET``.
+        prefix: the mirror prefix; default ``RQ_BLS_PREFIX`` or ``pr/``.
+        endpoint_url: S3-compatible endpoint.
+        s3_client: a ready S3 client instead.
+        settings: where the defaults come from.
+
+    Raises:
+        ConfigError: no bucket, an unknown release, or a release without the file.
+        DataError: a release's bytes were not kept, or a file is malformed.
+        StorageError: S3 failed.
+    """
+    from rearcquest.analytics import collect, scan_bls
+    from rearcquest.releases import load_releases, resolve_release
+
+    store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
+    prefix = _prefix(prefix, settings)
+    logged = load_releases(store, prefix).releases
+    older, newer = resolve_release(logged, from_release), resolve_release(logged, to_release)
+    key = prefix + file
+    with tempfile.TemporaryDirectory(prefix="rq-revisions-") as tmp:
+        paths = []
+        for which, rel in (("old", older), ("new", newer)):
+            version_id = _version_of(store, prefix, rel, file)
+            target = Path(tmp) / which
+            target.mkdir()
+            paths.append(_download(store, key, version_id, target / file))
+        frames = []
+        for path, rel in zip(paths, (older, newer), strict=True):
+            source = f"{store.url(key)} as of {rel.release}"
+            frames.extend(collect(scan_bls(path, source=source), bls=path, source=source))
+        diff = diff_observations(frames[0], frames[1], series=series)
+    return Revisions(older.release, newer.release, file, *diff)
+
+
+def revisions_doc(result: Revisions) -> dict[str, Any]:
+    """The JSON document of ``rq revisions``: values as exact decimals (:class:`Decimal`)."""
+
+    def rows(frame: pl.DataFrame, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+        out = []
+        for row in frame.iter_rows(named=True):
+            out.append(
+                {
+                    k: Decimal(row[k]) if k in ("old", "new", "change", "value") else row[k]
+                    for k in fields
+                }
+            )
+        return out
+
+    key = ("series_id", "year", "period")
+    return {
+        "from": result.from_release,
+        "to": result.to_release,
+        "file": result.file,
+        "revised": rows(result.revised, (*key, "old", "new", "change")),
+        "added": rows(result.added, (*key, "value")),
+        "removed": rows(result.removed, (*key, "value")),
+        "summary": [
+            {
+                "series_id": r["series_id"],
+                "revised": r["revised"],
+                "added": r["added"],
+                "removed": r["removed"],
+                "largest_change": Decimal(r["largest_change"]) if r["largest_change"] else None,
+            }
+            for r in result.summary.iter_rows(named=True)
+        ],
+    }
+
+
+# -- tables and SQL as of a release ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseTables:
+    """The tables of one release, built into a local directory.
+
+    Attributes:
+        release: the release stamp.
+        directory: the tables (``<survey>/observations/...``, ``<survey>/series.parquet`` and,
+            when the bucket has one, the current ``population/population.parquet``).
+        files: the directory's files, relative to it.
+        population: whether the current population table was copied in.
+        warnings: the series decoding's warnings.
+    """
+
+    release: str
+    directory: Path
+    files: tuple[str, ...]
+    population: bool
+    warnings: tuple[str, ...] = ()
+
+
+def release_slug(stamp: str) -> str:
+    """A release stamp as a key part: ``2025-06-05 08:30`` -> ``2025-06-05T0830``."""
+    return stamp.replace(" ", "T").replace(":", "")
+
+
+def build_release_tables(
+    as_of: str,
+    directory: str | Path,
+    *,
+    bucket: str | None = None,
+    prefix: str | None = None,
+    tables_prefix: str = "tables/",
+    endpoint_url: str | None = None,
+    s3_client: S3Client | None = None,
+    settings: Settings | None = None,
+) -> ReleaseTables:
+    """Build the tables ``rq tables`` builds, from the files of a past release.
+
+    Every file of the release is read at its S3 version; the population table is not part of
+    the BLS releases: the current one (``<tables_prefix>population/population.parquet``) is
+    copied when the bucket has it.
+
+    Raises:
+        ConfigError: no bucket, no such release, or the mirror prefix names no survey.
+        DataError: a release's bytes were not kept, or a file is malformed.
+        StorageError: S3 failed.
+    """
+    from rearcquest.tables import build_local_tables, population_key
+
+    store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
+    prefix = _prefix(prefix, settings)
+    survey = prefix.strip("/").rsplit("/", 1)[-1]
+    if not survey or survey == "all" or "," in survey:
+        raise ConfigError(
+            f"--as-of builds the tables of one mirrored survey; pass --survey pr, not {prefix!r}"
+        )
+    release = _release(store, prefix, as_of)
+    target = Path(directory)
+    with tempfile.TemporaryDirectory(prefix="rq-release-") as tmp:
+        sources = {}
+        for name in sorted(release.files):
+            version_id = _version_of(store, prefix, release, name)
+            _download(store, prefix + name, version_id, Path(tmp) / name)
+            sources[name] = f"{store.url(prefix + name)} as of {release.release}"
+        warnings = build_local_tables(Path(tmp), survey, target, sources=sources)
+    population = store.head(population_key(tables_prefix)) is not None
+    if population:
+        path = target / "population" / "population.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _download(store, population_key(tables_prefix), None, path)
+    files = tuple(sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()))
+    return ReleaseTables(release.release, target, files, population, tuple(warnings))
+
+
+def sql_as_of(query: str, as_of: str, **options: Any) -> tuple[ReleaseTables, pl.DataFrame]:
+    """Run SQL (as :func:`rearcquest.tables.run_sql`) over the tables of a past release, built
+    in a temporary directory (see :func:`build_release_tables` for ``options``).
+
+    Raises:
+        ConfigError: as :func:`build_release_tables`, or the query failed.
+    """
+    from rearcquest.tables import run_sql
+
+    with tempfile.TemporaryDirectory(prefix="rq-sql-as-of-") as tmp:
+        built = build_release_tables(as_of, tmp, **options)
+        return built, run_sql(query, location=tmp)
+
+
+def tables_as_of(
+    as_of: str, *, tables_prefix: str = "tables/", **options: Any
+) -> tuple[ReleaseTables, list[str]]:
+    """Build the tables of a past release into ``<tables_prefix>as-of/<release>/`` in the bucket
+    (``rq sql --tables s3://BUCKET/tables/as-of/2025-06-05T0830/`` reads them).
+
+    Returns:
+        The release's tables (their temporary directory is gone) and the keys written.
+
+    Raises:
+        ConfigError, DataError, StorageError: as :func:`build_release_tables`.
+    """
+    with tempfile.TemporaryDirectory(prefix="rq-tables-as-of-") as tmp:
+        built = build_release_tables(as_of, tmp, tables_prefix=tables_prefix, **options)
+        store = _store(
+            options.get("bucket"),
+            endpoint_url=options.get("endpoint_url"),
+            s3_client=options.get("s3_client"),
+            settings=options.get("settings"),
+        )
+        base = f"{normalise_prefix(tables_prefix)}as-of/{release_slug(built.release)}/"
+        written = []
+        for relative in built.files:
+            # A release's tables are a few MB: one PUT each.
+            store.put_bytes(
+                base + relative,
+                (Path(tmp) / relative).read_bytes(),
+                content_type="application/vnd.apache.parquet",
+            )
+            written.append(store.url(base + relative))
+    return built, written

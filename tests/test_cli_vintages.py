@@ -1,0 +1,200 @@
+"""`rq releases`, `rq revisions`, `rq analyze --as-of` and `rq sync-bls --vintages` end to end."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import DATAUSA
+from rearcquest.cli import app
+from rearcquest.offline import OfflineServer
+from rearcquest.storage import ObjectStore
+from vintage_helpers import BUCKET, STAMPS, synced_mirror
+
+runner = CliRunner()
+POPULATION = DATAUSA / "old-api-acs5-2013-2022-compact.json"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def mirror() -> Iterator[dict[str, Any]]:
+    yield from synced_mirror()
+
+
+def rq(*args: str) -> Any:
+    return runner.invoke(app, list(args))
+
+
+def test_releases_json_lists_four_newest_first(mirror: dict[str, Any]) -> None:
+    result = rq("releases", "--bucket", BUCKET, "--survey", "pr", "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [r["release"] for r in doc] == STAMPS[::-1]
+    assert set(doc[0]) == {"release", "synced_at", "changed", "removed", "files"}
+    entry = doc[0]["files"]["pr.data.0.Current"]
+    assert set(entry) == {"sha256", "version_id"} and entry["version_id"]
+    assert "pr.data.0.Current" in doc[0]["changed"]
+
+
+def test_releases_table_names_each_release(
+    mirror: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RQ_BLS_BUCKET", BUCKET)
+    result = rq("releases")
+    assert result.exit_code == 0, result.output
+    for stamp in STAMPS:
+        assert stamp in result.stdout
+    assert "pr.data.0.Current" in result.stdout
+
+
+def test_revisions_json_numbers_are_exact(mirror: dict[str, Any]) -> None:
+    result = rq("revisions", "--bucket", BUCKET, "--from", "2025-06-05", "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout, parse_float=Decimal)
+    assert (doc["from"], doc["to"], doc["file"]) == (STAMPS[1], STAMPS[3], "pr.data.0.Current")
+    assert doc["revised"]
+    for row in doc["revised"]:
+        assert set(row) == {"series_id", "year", "period", "old", "new", "change"}
+        assert row["new"] - row["old"] == row["change"]
+    # Digits as BLS prints them, never binary-float noise.
+    assert all(len(str(r["old"]).partition(".")[2]) <= 3 for r in doc["revised"])
+
+
+def test_revisions_csv_and_markdown(mirror: dict[str, Any]) -> None:
+    as_csv = rq("revisions", "--bucket", BUCKET, "--series", "PRS30*", "--format", "csv")
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert rows and {r["kind"] for r in rows} <= {"revised", "added", "removed"}
+    assert all(r["series_id"].startswith("PRS30") for r in rows)
+    md = rq("revisions", "--bucket", BUCKET, "--format", "markdown")
+    assert md.exit_code == 0, md.output
+    assert f"release {STAMPS[2]} -> {STAMPS[3]}" in md.stdout
+    assert "| series_id | revised | added | removed | largest_change |" in md.stdout
+
+
+def test_revisions_output_writes_csv_and_chart(mirror: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "rev"
+    result = rq("revisions", "--bucket", BUCKET, "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "largest-revisions.png",
+        "revisions.csv",
+        "summary.csv",
+    ]
+    assert (out / "largest-revisions.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert "wrote" in result.stderr
+
+
+def test_revisions_unknown_release_exits_2(mirror: dict[str, Any]) -> None:
+    result = rq("revisions", "--bucket", BUCKET, "--from", "2001-01-01")
+    assert result.exit_code == 2
+    assert "no release on or before 2001-01-01" in result.stderr
+
+
+def test_analyze_as_of_names_the_release(mirror: dict[str, Any]) -> None:
+    result = rq(
+        "analyze",
+        "--as-of",
+        "2025-09-30",
+        "--bls",
+        f"s3://{BUCKET}/pr/pr.data.0.Current",
+        "--population",
+        str(POPULATION),
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["release"] == STAMPS[2]
+    assert f"as of release {STAMPS[2]}" in result.stderr
+    table = rq(
+        "analyze",
+        "--as-of",
+        STAMPS[0],
+        "--report",
+        "best-year",
+        "--bls",
+        f"s3://{BUCKET}/pr/pr.data.0.Current",
+    )
+    assert table.exit_code == 0, table.output
+    assert f"as of release {STAMPS[0]}" in " ".join(table.stdout.split())
+
+
+def test_sync_vintages_needs_a_versioned_bucket(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    result = rq(
+        "sync-bls",
+        "--bucket",
+        store.bucket,
+        "--source-url",
+        bls_server.bls_url,
+        "--contact",
+        "t@example.com",
+        "--vintages",
+    )
+    assert result.exit_code == 2
+    assert "does not keep old versions (versioning is not enabled)" in result.stderr
+    assert "aws s3api put-bucket-versioning --bucket test-bucket" in result.stderr
+    assert list(store.list_objects()) == []
+    assert bls_server.requests == []
+
+
+def _value(vintage: str, series: str, year: int, period: str) -> Decimal:
+    from conftest import release
+
+    for line in release(vintage)["pr.data.0.Current"].data.decode().splitlines()[1:]:
+        cells = [c.strip() for c in line.split("\t")]
+        if cells[:3] == [series, str(year), period]:
+            return Decimal(cells[3])
+    raise AssertionError("no such observation")
+
+
+@pytest.mark.parametrize("vintage", ["2025-09-04", "2026-08-06"])
+def test_sql_as_of_queries_the_release(
+    mirror: dict[str, Any], vintage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RQ_BLS_BUCKET", BUCKET)
+    query = (
+        "SELECT value FROM pr_observations WHERE file = 'pr.data.0.Current' "
+        "AND series_id = 'PRS30006032' AND year = 2025 AND period = 'Q01'"
+    )
+    result = rq("sql", query, "--as-of", vintage, "--format", "json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout, parse_float=Decimal)
+    assert row["value"] == _value(vintage, "PRS30006032", 2025, "Q01")
+    assert f"as of release {vintage} 08:30" in result.stderr
+
+
+def test_tables_as_of_writes_the_release_tables_beside_the_others(
+    mirror: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RQ_BLS_BUCKET", BUCKET)
+    result = rq("tables", "--as-of", "2025-06-30", "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    base = f"s3://{BUCKET}/tables/as-of/2025-06-05T0830/pr/"
+    assert doc["release"] == STAMPS[1]
+    assert f"{base}series.parquet" in doc["written"]
+    assert f"{base}observations/file=pr.data.0.Current/part-0.parquet" in doc["written"]
+    count = rq(
+        "sql",
+        "SELECT COUNT(*) AS n FROM pr_observations WHERE file = 'pr.data.0.Current'",
+        "--tables",
+        f"s3://{BUCKET}/tables/as-of/2025-06-05T0830/",
+        "--format",
+        "json",
+    )
+    assert count.exit_code == 0, count.output
+    from conftest import release
+
+    text = release("2025-06-05")["pr.data.0.Current"].data.decode().splitlines()
+    assert json.loads(count.stdout) == [{"n": sum(1 for line in text[1:] if line.strip())}]

@@ -1,0 +1,279 @@
+"""The release log: recorded by every clean sync (CLI, `rq run`, the Lambdas), read strictly."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from conftest import release
+from rearcquest import vintages
+from rearcquest.config import Settings
+from rearcquest.errors import ConfigError, DataError, StateConflictError
+from rearcquest.layout import releases_key, state_key
+from rearcquest.offline import Fault, OfflineServer, add_datausa_routes
+from rearcquest.pipeline import run_pipeline
+from rearcquest.releases import (
+    Release,
+    ReleaseFile,
+    load_releases,
+    next_release,
+    record_release,
+    resolve_release,
+)
+from rearcquest.sources._http import RetryPolicy
+from rearcquest.storage import ObjectStore
+from rearcquest.sync import SyncState, sync_bls
+
+FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
+CONTACT = "tests@example.com"
+SHA = {c: c * 64 for c in "abcdef"}
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def run(store: ObjectStore, server: OfflineServer) -> Any:
+    return sync_bls(store, source_url=server.bls_url, contact=CONTACT, retry=FAST)
+
+
+# -- the state keeps version ids, compatibly --
+
+
+def _state_doc(**entry_extra: Any) -> bytes:
+    entry = {"size": 1, "modified": None, "last_modified": None, "sha256": SHA["a"], "etag": "e"}
+    doc = {"version": 1, "source_url": "u", "updated": "t", "files": {"f": entry | entry_extra}}
+    return json.dumps(doc).encode()
+
+
+def test_state_without_version_ids_still_loads_and_round_trips() -> None:
+    state = SyncState.from_json(_state_doc())
+    assert state.files["f"].version_id is None
+    assert "version_id" not in json.loads(state.to_json())["files"]["f"]
+
+
+def test_state_with_a_version_id_round_trips() -> None:
+    state = SyncState.from_json(_state_doc(version_id="v1"))
+    assert state.files["f"].version_id == "v1"
+    assert SyncState.from_json(state.to_json()).files == state.files
+
+
+@pytest.mark.parametrize("bad", ["", 3, ["v"]], ids=["empty", "number", "list"])
+def test_state_with_a_bad_version_id_is_invalid(bad: Any) -> None:
+    with pytest.raises(ValueError, match="version_id"):
+        SyncState.from_json(_state_doc(version_id=bad))
+
+
+def test_an_old_state_is_read_without_a_warning(
+    store: ObjectStore, bls_server: OfflineServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    run(store, bls_server).raise_for_errors()
+    doc = json.loads(store.get_bytes(state_key("pr/")))
+    for entry in doc["files"].values():
+        entry.pop("version_id", None)
+    store.put_bytes(state_key("pr/"), json.dumps(doc).encode())
+    with caplog.at_level(logging.WARNING, logger="rearcquest"):
+        result = run(store, bls_server)
+    result.raise_for_errors()
+    assert len(result.unchanged) == 12
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+# -- deciding a release (pure) --
+
+
+def test_next_release_stamps_with_the_changed_files_dates_only() -> None:
+    before = Release("2025-06-05 08:30", "x", files={"a": ReleaseFile(SHA["a"], "1")})
+    files = {"a": ReleaseFile(SHA["a"], "2"), "b": ReleaseFile(SHA["b"], "3")}
+    got = next_release(before, files, {"a": "2025-09-04 09:00", "b": "2025-09-04 08:30"}, now=NOW)
+    assert got is not None
+    # a was only re-stamped (new version, same bytes): not changed, its date not the stamp.
+    assert (got.release, got.changed, got.removed) == ("2025-09-04 08:30", ("b",), ())
+    assert got.synced_at == "2026-11-29T12:00:00+00:00"
+
+
+def test_next_release_is_none_without_a_change_and_notes_removals() -> None:
+    before = Release("r", "x", files={"a": ReleaseFile(SHA["a"]), "b": ReleaseFile(SHA["b"])})
+    assert (
+        next_release(before, {"a": ReleaseFile(SHA["a"]), "b": ReleaseFile(SHA["b"])}, {}, now=NOW)
+        is None
+    )
+    gone = next_release(before, {"a": ReleaseFile(SHA["a"])}, {}, now=NOW)
+    assert gone is not None
+    assert (gone.changed, gone.removed, gone.release) == ((), ("b",), "2026-11-29 12:00")
+
+
+LOG = [Release(s, "x") for s in ("2024-06-06 08:30", "2025-06-05 08:30", "2025-09-04 08:30")]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("latest", "2025-09-04 08:30"),
+        ("previous", "2025-06-05 08:30"),
+        ("2025-06-05", "2025-06-05 08:30"),
+        ("2025-06-04", "2024-06-06 08:30"),
+        ("2025-06-05 08:29", "2024-06-06 08:30"),
+        ("2025-06-05T08:30", "2025-06-05 08:30"),
+        ("2030-01-01", "2025-09-04 08:30"),
+    ],
+    ids=["latest", "previous", "date", "day-before", "stamp-before", "iso-stamp", "future"],
+)
+def test_resolve_release(spec: str, expected: str) -> None:
+    assert resolve_release(LOG, spec).release == expected
+
+
+@pytest.mark.parametrize(
+    ("log", "spec", "message"),
+    [
+        ([], "latest", "no release is logged"),
+        (LOG[:1], "previous", "only one release is logged"),
+        (LOG, "2024-06-05", "no release on or before 2024-06-05"),
+        (LOG, "06/05/2025", "is not a release"),
+    ],
+    ids=["empty", "no-previous", "too-early", "us-date"],
+)
+def test_resolve_release_errors(log: list[Release], spec: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_release(log, spec)
+
+
+# -- recording --
+
+
+def test_unversioned_bucket_logs_releases_with_null_versions(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    run(store, bls_server).raise_for_errors()
+    (first,) = load_releases(store, "pr/").releases
+    assert first.release == "2024-06-06 08:30"
+    assert {f.version_id for f in first.files.values()} == {None}
+    client = store.client
+    latest = vintages.analyze_as_of(
+        "latest",
+        bls="s3://test-bucket/pr/pr.data.0.Current",
+        reports=["best-year"],
+        s3_client=client,
+    )
+    assert latest.release == first.release
+    bls_server.set_files(release("2025-06-05"))
+    run(store, bls_server).raise_for_errors()
+    assert len(load_releases(store, "pr/").releases) == 2
+    with pytest.raises(DataError, match="was not kept: the bucket was not versioned"):
+        vintages.analyze_as_of(
+            "2024-06-06",
+            bls="s3://test-bucket/pr/pr.data.0.Current",
+            reports=["best-year"],
+            s3_client=client,
+        )
+
+
+def test_a_sync_with_failures_records_no_release(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    bls_server.faults.append(Fault(bls_server.directory + "pr.series", status=404, times=99))
+    result = run(store, bls_server)
+    assert [e.name for e in result.errors] == ["pr.series"]
+    assert store.head(releases_key("pr/")) is None
+    bls_server.faults.clear()
+    run(store, bls_server).raise_for_errors()
+    (first,) = load_releases(store, "pr/").releases
+    assert len(first.changed) == 12  # the clean run records the whole release
+
+
+def test_a_corrupt_log_is_kept_and_the_sync_succeeds(
+    store: ObjectStore, bls_server: OfflineServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.put_bytes(releases_key("pr/"), b"[1, 2]")
+    with caplog.at_level(logging.WARNING, logger="rearcquest"):
+        run(store, bls_server).raise_for_errors()
+    assert store.get_bytes(releases_key("pr/")) == b"[1, 2]"
+    assert any("not a release log" in r.getMessage() for r in caplog.records)
+    with pytest.raises(DataError, match="is not a release log"):
+        load_releases(store, "pr/")
+
+
+def test_a_log_changed_meanwhile_is_not_overwritten(store: ObjectStore) -> None:
+    key = releases_key("pr/")
+
+    def meanwhile() -> None:
+        store.put_bytes(key, b"theirs")
+
+    with pytest.raises(StateConflictError, match=r"release log .* changed while this sync ran"):
+        record_release(store, "pr/", {"a": ReleaseFile(SHA["a"])}, {}, now=NOW, check=meanwhile)
+    assert store.get_bytes(key) == b"theirs"
+
+
+def test_the_pipeline_records_releases(store: ObjectStore, bls_server: OfflineServer) -> None:
+    store.client.put_bucket_versioning(
+        Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    store.client.create_bucket(Bucket="pop-bucket")
+    urls = add_datausa_routes(bls_server)
+    settings = Settings(
+        bls_bucket=store.bucket,
+        population_bucket="pop-bucket",
+        bls_url=bls_server.bls_url,
+        population_url=urls["tesseract"],
+        contact=CONTACT,
+    )
+    for vintage in ("2024-06-06", "2025-06-05"):
+        bls_server.set_files(release(vintage))
+        run_pipeline(settings, s3_client=store.client, retry=FAST).raise_for_errors()
+    logged = load_releases(store, "pr/").releases
+    assert [r.release for r in logged] == ["2024-06-06 08:30", "2025-06-05 08:30"]
+    assert all(f.version_id for r in logged for f in r.files.values())
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, False), ("1", True), ("Yes", True), ("off", False), ("", False)],
+    ids=["unset", "1", "Yes", "off", "empty"],
+)
+def test_rq_vintages_is_read_from_the_environment(value: str | None, expected: bool) -> None:
+    environ = {} if value is None else {"RQ_VINTAGES": value}
+    assert Settings.from_env(environ).vintages is expected
+
+
+def test_a_bad_rq_vintages_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="RQ_VINTAGES='maybe' is not true or false"):
+        Settings.from_env({"RQ_VINTAGES": "maybe"})
+
+
+def test_the_pipeline_with_vintages_refuses_an_unversioned_mirror(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    store.client.create_bucket(Bucket="pop-bucket")
+    urls = add_datausa_routes(bls_server)
+    settings = Settings(
+        bls_bucket=store.bucket,
+        population_bucket="pop-bucket",
+        bls_url=bls_server.bls_url,
+        population_url=urls["tesseract"],
+        contact=CONTACT,
+        vintages=True,
+    )
+    result = run_pipeline(settings, s3_client=store.client, retry=FAST)
+    assert result.sync.error is not None and "does not keep old versions" in result.sync.error
+    assert list(store.list_objects()) == []
+    assert result.population.summary is not None  # the fetch still ran
+
+
+def test_a_lost_state_is_rebuilt_with_the_objects_version_ids(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    store.client.put_bucket_versioning(
+        Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    run(store, bls_server).raise_for_errors()
+    store.delete(state_key("pr/"))
+    run(store, bls_server).raise_for_errors()
+    state = SyncState.from_json(store.get_bytes(state_key("pr/")))
+    for name, entry in state.files.items():
+        head = store.head("pr/" + name)
+        assert head is not None and entry.version_id == head.version_id
+    (only,) = load_releases(store, "pr/").releases  # the same files: no second release
+    assert {n: f.version_id for n, f in only.files.items()} == {
+        n: f.version_id for n, f in state.files.items()
+    }

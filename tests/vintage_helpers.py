@@ -1,0 +1,61 @@
+"""The four real pr releases synced in order into a versioned moto bucket, once per module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from conftest import release
+from rearcquest.offline import OfflineServer
+from rearcquest.sources._http import RetryPolicy
+from rearcquest.storage import ObjectStore
+from rearcquest.sync import sync_bls
+
+VINTAGES = ["2024-06-06", "2025-06-05", "2025-09-04", "2026-08-06"]
+STAMPS = [f"{v} 08:30" for v in VINTAGES]
+BUCKET = "vintage-bucket"
+CONTACT = "tests@example.com"
+FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
+DATA = "pr.data.0.Current"
+
+
+def synced_mirror() -> Iterator[dict[str, Any]]:
+    """For a module-scoped fixture: four releases synced in order (``--vintages``) into a versioned moto bucket."""
+    from moto import mock_aws
+
+    env = pytest.MonkeyPatch()
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        env.setenv(name, value)
+    try:
+        with mock_aws():
+            client = boto3.client("s3", region_name="us-east-1")
+            client.create_bucket(Bucket=BUCKET)
+            client.put_bucket_versioning(
+                Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"}
+            )
+            store = ObjectStore(client, BUCKET)
+            results = []
+            with OfflineServer(release(VINTAGES[0])) as server:
+                for vintage in VINTAGES:
+                    server.set_files(release(vintage))
+                    result = sync_bls(
+                        store,
+                        source_url=server.bls_url,
+                        contact=CONTACT,
+                        retry=FAST,
+                        vintages=True,
+                    )
+                    result.raise_for_errors()
+                    results.append(result)
+                # A sync that changes nothing records no release.
+                sync_bls(store, source_url=server.bls_url, contact=CONTACT, retry=FAST)
+            yield {"client": client, "store": store, "results": results}
+    finally:
+        env.undo()
