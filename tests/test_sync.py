@@ -270,20 +270,27 @@ def test_s3_unavailable_is_a_storage_error_and_source_untouched(bls_server: Offl
 def test_static_index_is_kept_current_and_never_deleted(
     store: ObjectStore, bls_server: OfflineServer, prefix: str, index_key: str
 ) -> None:
-    first = run(store, bls_server, prefix=prefix, index_key=index_key)
+    from rearcquest.pipeline import sync_with_index
+
+    def indexed(**kw: Any) -> Any:
+        return sync_with_index(
+            store, source_url=bls_server.bls_url, contact=CONTACT, retry=FAST, **kw
+        )
+
+    first = indexed(prefix=prefix, index_key=index_key)
     assert first.index_written == index_key
     page = store.get_bytes(index_key).decode()
     assert "pr.data.0.Current" in page
     assert STATE_NAME not in page
     etag = store.head(index_key)
-    again = run(store, bls_server, prefix=prefix, index_key=index_key)
+    again = indexed(prefix=prefix, index_key=index_key)
     assert again.index_written is None  # nothing changed: the page is not rewritten
     assert again.deleted == []
     assert store.head(index_key) == etag
     files = bls_server.files
     del files["pr.footnote"]
     bls_server.set_files(files)
-    third = run(store, bls_server, prefix=prefix, index_key=index_key)
+    third = indexed(prefix=prefix, index_key=index_key)
     assert third.deleted == ["pr.footnote"]
     assert third.index_written == index_key
     assert "pr.footnote" not in store.get_bytes(index_key).decode()

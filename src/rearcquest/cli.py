@@ -532,9 +532,10 @@ def sync_bls(
 
     Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com --survey pr,cu
     """
+    from rearcquest.pipeline import sync_with_index
     from rearcquest.sources._http import RetryPolicy
     from rearcquest.surveys import ALL, parse_surveys, survey_prefix, survey_url, sync_surveys
-    from rearcquest.sync import sync_bls as run_sync
+    from rearcquest.sync import sync_bls
 
     with _errors():
         names = parse_surveys(survey) if survey else None
@@ -593,8 +594,13 @@ def sync_bls(
             many.raise_for_errors()
             return
         with _progress("syncing") as on_progress:
+            options: dict[str, Any] = {}
+            run_sync: Any = sync_bls
+            if write_index:
+                run_sync, options = sync_with_index, {"index_key": index_key}
             result = run_sync(
                 store,
+                **options,
                 source_url=source_url or DEFAULT_BLS_URL,
                 prefix=prefix,
                 contact=contact,
@@ -608,7 +614,6 @@ def sync_bls(
                 max_rps=max_rps,
                 retry=RetryPolicy(attempts=retries),
                 on_progress=on_progress,
-                index_key=index_key if write_index else None,
                 state_key=state_key,
                 lock=not no_lock,
                 wait=wait,

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
     from rearcquest.fanout import FanoutSettings
     from rearcquest.sources._http import RetryPolicy
+    from rearcquest.storage import ObjectStore
+    from rearcquest.sync import SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,30 @@ def _recording(step: StepOutcome, name: str) -> Iterator[None]:
     except OSError as exc:
         step.error, step.exit_code = f"local I/O error: {exc}", 1
         log.error("%s failed: %s", name, step.error)
+
+
+def sync_with_index(store: ObjectStore, *, index_key: str, **options: Any) -> SyncResult:
+    """:func:`~rearcquest.sync.sync_bls`, keeping a static ``index.html`` of the mirror current.
+
+    The page at ``index_key`` is rewritten, under the sync's lease, when the sync changed something
+    or the page is missing; it is never deleted as a stale file (see ``rq serve-index``).
+
+    Args:
+        store: the bucket to mirror into.
+        index_key: where the page goes (inside the mirror prefix or not).
+        options: the other keyword arguments of :func:`~rearcquest.sync.sync_bls`.
+
+    Returns:
+        The sync's result, with ``index_written`` set when the page was written.
+    """
+    from rearcquest.index import write_static_index
+    from rearcquest.sync import sync_bls
+
+    def write_page(result: SyncResult) -> None:
+        if result.added or result.updated or result.deleted or store.head(index_key) is None:
+            result.index_written = write_static_index(store, result.prefix, index_key).key
+
+    return sync_bls(store, index_key=index_key, on_synced=write_page, **options)
 
 
 def run_pipeline(

@@ -905,6 +905,7 @@ def sync_bls(
     http: HttpClient | None = None,
     on_progress: ProgressCallback | None = None,
     index_key: str | None = None,
+    on_synced: Callable[[SyncResult], None] | None = None,
     state_key: str | None = None,
     lock: bool = True,
     wait: float = 0.0,
@@ -932,9 +933,11 @@ def sync_bls(
         retry: the retry policy for the source.
         http: an HTTP client to use instead of building one.
         on_progress: called with :class:`Progress` events, from worker threads.
-        index_key: also keep a static ``index.html`` of the mirror at this key, rewritten when
-            the sync changed something or the page is missing (see ``rq serve-index``); it is
-            never deleted as a stale file.
+        index_key: the key of a static ``index.html`` kept beside the mirror (written by
+            :func:`rearcquest.pipeline.sync_with_index`): never deleted as a stale file, never
+            overwritten by a listed file.
+        on_synced: called with the result of a real run that the delete guard did not stop,
+            while the lease is still held (the pipeline keeps the static index page current).
         state_key: the key of the sync state; default ``.rearcquest/state/<prefix>.json``,
             outside the mirror.
         lock: hold a lease on the mirror while syncing (``False``: ``--no-lock``).
@@ -1039,16 +1042,8 @@ def sync_bls(
                 state_key=state_key,
                 check_lease=lease.check if lease is not None else None,
             )
-            if index_key is not None and not plan.delete_guard:
-                changed = result.added or result.updated or result.deleted
-                if index_key.startswith(prefix):
-                    missing = index_key not in stored
-                else:
-                    missing = store.head(index_key) is None
-                if changed or missing:
-                    from rearcquest.index import write_static_index
-
-                    result.index_written = write_static_index(store, prefix, index_key).key
+            if on_synced is not None and not plan.delete_guard:
+                on_synced(result)
     finally:
         if own_client:
             http.close()
