@@ -15,6 +15,7 @@ import pytest
 from rearcquest.errors import ConfigError, StateConflictError, StorageError
 from rearcquest.layout import LEGACY_STATE_NAME, META_SHA256, state_key
 from rearcquest.offline import OfflineServer, ServedFile
+from rearcquest.pipeline import sync_with_index
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
 from rearcquest.sync import SyncState, load_state, sync_bls
@@ -338,7 +339,9 @@ def test_listed_file_named_like_rqs_own_objects_is_never_written(
     for name in (LEGACY_STATE_NAME, "index.html"):
         files[name] = ServedFile(name, b"from the source", when)
     bls_server.set_files(files)
-    result = run(store, bls_server, index_key="pr/index.html")
+    result = sync_with_index(
+        store, source_url=bls_server.bls_url, contact="t@example.com", index_key="pr/index.html"
+    )
     result.raise_for_errors()
     assert sorted(s.name for s in result.skipped) == sorted([LEGACY_STATE_NAME, "index.html"])
     assert store.head(LEGACY) is None

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from rearcquest.layout import lock_key, state_key
+from rearcquest.layout import lock_key, releases_key, state_key
 from rearcquest_infra.pipeline_stack import MAX_RECEIVE_COUNT, WORK_HANDLER
 from rearcquest_infra.settings import InfraSettings
 
@@ -86,7 +86,9 @@ def test_worker_concurrency_times_its_rate_is_the_politeness_budget(
     assert env["RQ_CONTACT"] == CONTACT
 
 
-def test_worker_role_only_its_survey_prefixes_state_and_locks(fanout_template: Template) -> None:
+def test_worker_role_only_its_survey_prefixes_state_locks_and_releases(
+    fanout_template: Template,
+) -> None:
     statements = role_statements(fanout_template.to_json(), "WorkRole")
     objects = statements["ReadWriteSurveyMirrorsStateAndLeases"]
     expected = []
@@ -95,6 +97,7 @@ def test_worker_role_only_its_survey_prefixes_state_and_locks(fanout_template: T
             f"{S3}{BLS}/{prefix}*",
             f"{S3}{BLS}/{state_key(prefix)}",
             f"{S3}{BLS}/{lock_key(prefix)}",
+            f"{S3}{BLS}/{releases_key(prefix)}",
         ]
     assert objects["Resource"] == sorted(expected)
     assert statements["ListMirrorBucket"]["Resource"] == f"{S3}{BLS}"

@@ -820,7 +820,7 @@ def _note_version_ids(
     """Put the S3 version id of each object this sync wrote into its state entry.
 
     A HEAD per written object (a few per release), kept apart from the upload so the transfer
-    path stays as it is. A HEAD whose ETag is not the one this sync wrote (someone wrote the
+    path stays as it is; none when the bucket was never versioned (one GetBucketVersioning). A HEAD whose ETag is not the one this sync wrote (someone wrote the
     object since) leaves the entry without a version id. When the bucket turns out to be
     versioned, the entries of older objects that lack one are completed too (once).
     """
@@ -842,6 +842,17 @@ def _note_version_ids(
         else:
             files[name] = replace(entry, version_id=None)
 
+    if not written:
+        return
+    try:
+        never_versioned = store.versioning() == ""
+    except StorageError:  # no s3:GetBucketVersioning: the HEADs tell
+        never_versioned = False
+    if never_versioned:  # no object of the bucket has a version id: nothing to ask
+        for name in written:
+            if name in files:
+                files[name] = replace(files[name], version_id=None)
+        return
     for name in written:
         note(name)
     if versioned:
