@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 import typer
 
 from rearcquest import __version__
+from rearcquest._sizes import human_size
 from rearcquest.config import DEFAULT_BLS_URL, DEFAULT_ROOT_URL
 from rearcquest.errors import ConfigError, RqError
 
@@ -169,14 +170,6 @@ def _print_json(doc: Any) -> None:
     typer.echo(json.dumps(doc, indent=2, default=str))
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
-
-
 @contextmanager
 def _progress(description: str) -> Iterator[Callable[[SyncProgress], None] | None]:
     """A rich progress display on stderr when it is a terminal; yields the callback or None."""
@@ -282,14 +275,14 @@ def _render_surveys(result: MultiSyncResult, fmt: TextOrJson) -> None:
         status = f"FAILED (exit {outcome.exit_code}): {outcome.error}" if outcome.error else "ok"
         typer.echo(
             f"  {name:<6} {where} +{len(r.added)} ~{len(r.updated)} -{len(r.deleted)} "
-            f"={len(r.unchanged)}  {_human(r.bytes_downloaded)} down, "
-            f"{_human(r.bytes_uploaded)} up  {status}"
+            f"={len(r.unchanged)}  {human_size(r.bytes_downloaded)} down, "
+            f"{human_size(r.bytes_uploaded)} up  {status}"
         )
     t = result.totals()
     typer.echo(
         f"  total: {t['added']} added, {t['updated']} updated, {t['deleted']} deleted, "
         f"{t['unchanged']} unchanged, {t['errors']} error(s); downloaded "
-        f"{_human(t['bytes_downloaded'])}, uploaded {_human(t['bytes_uploaded'])}, "
+        f"{human_size(t['bytes_downloaded'])}, uploaded {human_size(t['bytes_uploaded'])}, "
         f"{result.requests} request(s) to the source"
     )
 
@@ -332,7 +325,7 @@ def _render_sync(result: SyncResult, fmt: TextOrJson) -> None:
     if result.index_written:
         typer.echo(f"  index page written: s3://{result.bucket}/{result.index_written}")
     typer.echo(
-        f"  downloaded {_human(result.bytes_downloaded)}, uploaded {_human(result.bytes_uploaded)}, "
+        f"  downloaded {human_size(result.bytes_downloaded)}, uploaded {human_size(result.bytes_uploaded)}, "
         f"{result.requests} request(s) to the source"
     )
 
@@ -630,7 +623,7 @@ def _render_inventory(infos: list[SurveyInfo], fmt: TextOrJson, *, with_bucket: 
         if i.error is not None:
             line = f"{i.name:<8}{'-':>7}{'-':>11}  {'listing failed':<17}"
         else:
-            line = f"{i.name:<8}{i.files:>7}{_human(i.bytes or 0):>11}  {i.latest or '-':<17}"
+            line = f"{i.name:<8}{i.files:>7}{human_size(i.bytes or 0):>11}  {i.latest or '-':<17}"
         if with_bucket:
             line += f"  {i.mirrored if i.mirrored is not None else 'no':>8}  {i.synced or '-'}"
         typer.echo(line)
@@ -1299,7 +1292,7 @@ def serve_index(
                 return
             typer.echo(
                 f"Wrote {written.url}: {written.objects} objects under "
-                f"s3://{written.bucket}/{written.prefix} ({_human(written.total_bytes)})"
+                f"s3://{written.bucket}/{written.prefix} ({human_size(written.total_bytes)})"
             )
             if written.share_url:
                 typer.echo(f"Share (valid until {written.expires}): {written.share_url}")

@@ -22,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rearcquest._sizes import human_size as human_size
 from rearcquest.analytics import MEAN_DECIMALS, STD_DECIMALS, VALUE_SCALE
 from rearcquest.errors import ConfigError, RqError
 
