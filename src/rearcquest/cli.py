@@ -17,16 +17,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 
-from rearcquest import __version__
-from rearcquest._sizes import human_size
+from rearcquest import __version__, render
 from rearcquest.config import DEFAULT_BLS_URL, DEFAULT_ROOT_URL
 from rearcquest.errors import ConfigError, RqError
 
 if TYPE_CHECKING:
     from rearcquest.storage import ObjectStore
-    from rearcquest.surveys import MultiSyncResult, SurveyInfo, SurveyOutcome
+    from rearcquest.surveys import SurveyOutcome
     from rearcquest.sync import Progress as SyncProgress
-    from rearcquest.sync import SyncResult
 
 T = TypeVar("T")
 
@@ -170,6 +168,11 @@ def _print_json(doc: Any) -> None:
     typer.echo(json.dumps(doc, indent=2, default=str))
 
 
+def _summary(fmt: TextOrJson, doc: Callable[[], Any], text: Callable[[], str]) -> None:
+    """Print a command's summary on stdout: ``doc()`` as JSON, or the ``text()`` for people."""
+    typer.echo(json.dumps(doc(), indent=2, default=str) if fmt is TextOrJson.json else text())
+
+
 @contextmanager
 def _progress(description: str) -> Iterator[Callable[[SyncProgress], None] | None]:
     """A rich progress display on stderr when it is a terminal; yields the callback or None."""
@@ -257,77 +260,6 @@ def _survey_progress(
     bar.update(task, description=describe())
     with bar:
         yield on_progress, on_survey
-
-
-def _render_surveys(result: MultiSyncResult, fmt: TextOrJson) -> None:
-    if fmt is TextOrJson.json:
-        _print_json(result.to_dict())
-        return
-    typer.echo(
-        f"Synced {len(result.surveys)} survey(s) of {result.root_url} -> s3://{result.bucket}/"
-    )
-    for name, outcome in result.surveys.items():
-        where = f"{outcome.prefix:<12}"
-        if outcome.result is None:
-            typer.echo(f"  {name:<6} {where} FAILED (exit {outcome.exit_code}): {outcome.error}")
-            continue
-        r = outcome.result
-        status = f"FAILED (exit {outcome.exit_code}): {outcome.error}" if outcome.error else "ok"
-        typer.echo(
-            f"  {name:<6} {where} +{len(r.added)} ~{len(r.updated)} -{len(r.deleted)} "
-            f"={len(r.unchanged)}  {human_size(r.bytes_downloaded)} down, "
-            f"{human_size(r.bytes_uploaded)} up  {status}"
-        )
-    t = result.totals()
-    typer.echo(
-        f"  total: {t['added']} added, {t['updated']} updated, {t['deleted']} deleted, "
-        f"{t['unchanged']} unchanged, {t['errors']} error(s); downloaded "
-        f"{human_size(t['bytes_downloaded'])}, uploaded {human_size(t['bytes_uploaded'])}, "
-        f"{result.requests} request(s) to the source"
-    )
-
-
-def _render_sync(result: SyncResult, fmt: TextOrJson) -> None:
-    if fmt is TextOrJson.json:
-        _print_json(result.to_dict())
-        return
-    where = f"s3://{result.bucket}/{result.prefix}"
-    if result.dry_run or result.delete_guard:
-        why = "dry run" if result.dry_run else "stopped by the delete guard"
-        typer.echo(f"Plan for {result.source_url} -> {where} ({why}, nothing changed):")
-        for action in result.plan.actions:
-            typer.echo(f"  {action.kind:<9} {action.name:<28} {action.reason}")
-        if not result.plan.actions:
-            typer.echo("  (the source lists no selected file)")
-        if result.delete_guard:
-            typer.echo(f"  delete guard: {result.delete_guard}")
-        return
-    typer.echo(f"Synced {result.source_url} -> {where}")
-    for label, names in (
-        ("added", result.added),
-        ("updated", result.updated),
-        ("deleted", result.deleted),
-    ):
-        if names:
-            typer.echo(f"  {label:<10}{len(names):>4}  {', '.join(names)}")
-    restamped = (
-        f"  ({len(result.restamped)} re-dated by the source with identical bytes: not uploaded)"
-        if result.restamped
-        else ""
-    )
-    typer.echo(f"  {'unchanged':<10}{len(result.unchanged):>4}{restamped}")
-    for error in result.errors:
-        typer.echo(f"  {'failed':<10}      {error.name}: {error.message}")
-    for skipped in result.skipped:
-        typer.echo(f"  {'skipped':<10}      {skipped.name}: {skipped.message}")
-    if result.deletes_skipped:
-        typer.echo(f"  deletes skipped: {result.deletes_skipped}")
-    if result.index_written:
-        typer.echo(f"  index page written: s3://{result.bucket}/{result.index_written}")
-    typer.echo(
-        f"  downloaded {human_size(result.bytes_downloaded)}, uploaded {human_size(result.bytes_uploaded)}, "
-        f"{result.requests} request(s) to the source"
-    )
 
 
 @app.command("sync-bls")
@@ -582,7 +514,7 @@ def sync_bls(
                     wait=wait,
                     vintages=keep_vintages,
                 )
-            _render_surveys(many, fmt)
+            _summary(fmt, many.to_dict, lambda: render.surveys_summary(many))
             many.raise_for_errors()
             return
         with _progress("syncing") as on_progress:
@@ -607,29 +539,8 @@ def sync_bls(
                 wait=wait,
                 vintages=keep_vintages,
             )
-        _render_sync(result, fmt)
+        _summary(fmt, result.to_dict, lambda: render.sync_summary(result))
         result.raise_for_errors()
-
-
-def _render_inventory(infos: list[SurveyInfo], fmt: TextOrJson, *, with_bucket: bool) -> None:
-    if fmt is TextOrJson.json:
-        _print_json({"surveys": [i.to_dict() for i in infos]})
-        return
-    header = f"{'survey':<8}{'files':>7}{'size':>11}  {'latest':<17}"
-    if with_bucket:
-        header += f"  {'mirrored':>8}  synced"
-    typer.echo(header)
-    for i in infos:
-        if i.error is not None:
-            line = f"{i.name:<8}{'-':>7}{'-':>11}  {'listing failed':<17}"
-        else:
-            line = f"{i.name:<8}{i.files:>7}{human_size(i.bytes or 0):>11}  {i.latest or '-':<17}"
-        if with_bucket:
-            line += f"  {i.mirrored if i.mirrored is not None else 'no':>8}  {i.synced or '-'}"
-        typer.echo(line)
-    for i in infos:
-        if i.error is not None:
-            typer.echo(f"{i.name}: {i.error}", err=True)
 
 
 @app.command("surveys")
@@ -694,26 +605,18 @@ def surveys(
             user_agent=user_agent,
             max_rps=max_rps,
         )
-        _render_inventory(infos, fmt, with_bucket=store is not None)
+        with_bucket = store is not None
+        _summary(
+            fmt,
+            lambda: {"surveys": [i.to_dict() for i in infos]},
+            lambda: render.inventory_summary(infos, with_bucket=with_bucket),
+        )
+        for i in infos:
+            if i.error is not None:
+                typer.echo(f"{i.name}: {i.error}", err=True)
         failed = [i.name for i in infos if i.error is not None]
         if failed:
             raise RqError(f"the listing of {len(failed)} survey(s) failed: {', '.join(failed)}")
-
-
-if TYPE_CHECKING:
-    from rearcquest.population import FetchResult
-
-
-def _render_population(result: FetchResult, fmt: TextOrJson) -> None:
-    if fmt is TextOrJson.json:
-        _print_json(result.to_dict())
-        return
-    first, last = result.years
-    what = f"{len(result.data.rows)} years, {first}-{last} ({result.data.shape})"
-    verb = "Wrote" if result.written else "Unchanged"
-    typer.echo(f"{verb} s3://{result.bucket}/{result.key}: {what}; {result.reason}")
-    typer.echo(f"  from {result.url}")
-    typer.echo(f"  canonical sha256 {result.data.canonical_sha256}")
 
 
 @app.command("fetch-population")
@@ -778,7 +681,7 @@ def fetch_population(
             contact=contact,
             user_agent=user_agent,
         )
-        _render_population(result, fmt)
+        _summary(fmt, result.to_dict, lambda: render.population_summary(result))
 
 
 # -- analyze (issue 4) --
@@ -954,7 +857,6 @@ def analyze(
 
     Example: rq analyze --report best-year --include-annual --format json
     """
-    from rearcquest import render
     from rearcquest.analytics import REPORTS
     from rearcquest.tables import analyze as run_analysis
 
@@ -994,21 +896,6 @@ def analyze(
 
 
 # -- tables and sql (issue 12) --
-
-if TYPE_CHECKING:
-    from rearcquest.tables import TablesResult
-
-
-def _render_tables(result: TablesResult, fmt: TextOrJson) -> None:
-    if fmt is TextOrJson.json:
-        _print_json(result.to_dict())
-        return
-    for build in result.builds:
-        rows = "" if build.rows is None else f" ({build.rows} rows)"
-        why = f": {build.error}" if build.error else ""
-        typer.echo(f"{build.status:<9} s3://{result.bucket}/{build.key}{rows}{why}")
-    for warning in result.warnings:
-        typer.echo(f"warning: {warning}")
 
 
 @app.command("tables")
@@ -1101,7 +988,7 @@ def tables(
             force=force,
             on_progress=log.info,
         )
-        _render_tables(result, fmt)
+        _summary(fmt, result.to_dict, lambda: render.tables_summary(result))
         result.raise_for_errors()
 
 
@@ -1151,7 +1038,6 @@ def sql(
 
     Example: rq sql "SELECT year, population FROM population ORDER BY year" --format csv
     """
-    from rearcquest import render
     from rearcquest.tables import named_query, run_sql
 
     with _errors():
@@ -1287,15 +1173,7 @@ def serve_index(
             from rearcquest.index import write_static_index
 
             written = write_static_index(store, prefix, index_key, presign_seconds=presign)
-            if fmt is TextOrJson.json:
-                _print_json(written.to_dict())
-                return
-            typer.echo(
-                f"Wrote {written.url}: {written.objects} objects under "
-                f"s3://{written.bucket}/{written.prefix} ({human_size(written.total_bytes)})"
-            )
-            if written.share_url:
-                typer.echo(f"Share (valid until {written.expires}): {written.share_url}")
+            _summary(fmt, written.to_dict, lambda: render.static_index_summary(written))
             return
         from rearcquest.index import AUTO_TOKEN, resolve_token, serve
 
@@ -1376,15 +1254,7 @@ def run(
         result = run_pipeline(
             settings, s3_client=make_s3_client(endpoint_url=endpoint_url), reports=reports
         )
-        if fmt is TextOrJson.json:
-            _print_json(result.to_dict())
-        else:
-            for name, step in result.steps():
-                typer.echo(f"{name}: {'failed: ' + step.error if step.error else 'ok'}")
-            if result.analysis is not None:
-                from rearcquest.render import to_text
-
-                typer.echo("\n" + to_text(result.analysis).rstrip())
+        _summary(fmt, result.to_dict, lambda: render.pipeline_summary(result))
         result.raise_for_errors()
 
 
@@ -1431,13 +1301,11 @@ def demo(
         if payload is None:
             return
         if hasattr(payload, "plan"):
-            _render_sync(payload, TextOrJson.text)
+            typer.echo(render.sync_summary(payload))
         elif hasattr(payload, "written"):
-            _render_population(payload, TextOrJson.text)
+            typer.echo(render.population_summary(payload))
         elif hasattr(payload, "reports"):
-            from rearcquest.render import to_text
-
-            typer.echo(to_text(payload, max_rows=10).rstrip())
+            typer.echo(render.to_text(payload, max_rows=10).rstrip())
         elif isinstance(payload, str):
             typer.echo(payload)
         else:
