@@ -18,8 +18,32 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 import typer
 
 from rearcquest import __version__, render
-from rearcquest.config import DEFAULT_BLS_URL, DEFAULT_ROOT_URL
+from rearcquest.analytics import (
+    DEFAULT_FROM_YEAR,
+    DEFAULT_PERIOD,
+    DEFAULT_SERIES,
+    DEFAULT_TO_YEAR,
+)
+from rearcquest.config import (
+    DEFAULT_BLS_URL,
+    DEFAULT_CACHE_SECONDS,
+    DEFAULT_HOST,
+    DEFAULT_INDEX_KEY,
+    DEFAULT_MAX_DELETE,
+    DEFAULT_POPULATION_KEY,
+    DEFAULT_PORT,
+    DEFAULT_ROOT_URL,
+    DEFAULT_TRANSFERS,
+    DEMO_BUCKET,
+    MAX_PRESIGN_SECONDS,
+    POLITE_RPS,
+)
 from rearcquest.errors import ConfigError, RqError
+from rearcquest.layout import STATE_PREFIX
+from rearcquest.sources._http import DEFAULT_ATTEMPTS
+from rearcquest.surveys import DEFAULT_PARALLEL
+from rearcquest.tables import DEFAULT_SURVEYS, TABLES_PREFIX
+from rearcquest.vintages import DEFAULT_FILE, DEFAULT_FROM_RELEASE, DEFAULT_TO_RELEASE
 
 if TYPE_CHECKING:
     from rearcquest.storage import ObjectStore
@@ -328,7 +352,7 @@ def sync_bls(
             max=64,
             help="With --survey: surveys synced at once (--max-rps caps them all together).",
         ),
-    ] = 4,
+    ] = DEFAULT_PARALLEL,
     contact: ContactOption = None,
     user_agent: UserAgentOption = None,
     dry_run: Annotated[
@@ -343,7 +367,8 @@ def sync_bls(
             "--max-delete",
             metavar="N|P%",
             help="Stop with exit code 4, deleting nothing, rather than delete more than N objects "
-            "or P% of the mirrored files. Default: 20, half, or any file when at most one "
+            f"or P% of the mirrored files. Default: {DEFAULT_MAX_DELETE}, half, or any file "
+            "when at most one "
             "would remain.",
             show_default=False,
         ),
@@ -375,7 +400,7 @@ def sync_bls(
             max=64,
             help="Downloads at once; as many uploads run beside them.",
         ),
-    ] = 4,
+    ] = DEFAULT_TRANSFERS,
     max_rps: Annotated[
         float | None,
         typer.Option(
@@ -384,7 +409,7 @@ def sync_bls(
             envvar="RQ_MAX_RPS",
             min=0,
             help="Highest request rate to the source, summed over every survey and transfer; "
-            "default 1/s for bls.gov, 0 = unlimited.",
+            f"default {POLITE_RPS:g}/s for bls.gov, 0 = unlimited.",
             show_default=False,
         ),
     ] = None,
@@ -397,7 +422,7 @@ def sync_bls(
             max=20,
             help="Attempts per request (429, 5xx, network).",
         ),
-    ] = 5,
+    ] = DEFAULT_ATTEMPTS,
     write_index: Annotated[
         bool,
         typer.Option(
@@ -407,13 +432,13 @@ def sync_bls(
     ] = False,
     index_key: Annotated[
         str, typer.Option("--index-key", metavar="KEY", help="Key of the static index page.")
-    ] = "index.html",
+    ] = DEFAULT_INDEX_KEY,
     state_key: Annotated[
         str | None,
         typer.Option(
             "--state-key",
             metavar="KEY",
-            help="Key of the sync state, outside the mirror; default .rearcquest/state/<prefix>.json.",
+            help=f"Key of the sync state, outside the mirror; default {STATE_PREFIX}<prefix>.json.",
             show_default=False,
         ),
     ] = None,
@@ -578,7 +603,8 @@ def surveys(
             metavar="R",
             envvar="RQ_MAX_RPS",
             min=0,
-            help="Highest request rate to the source; default 1/s for bls.gov, 0 = unlimited.",
+            help=f"Highest request rate to the source; default {POLITE_RPS:g}/s for bls.gov, "
+            "0 = unlimited.",
             show_default=False,
         ),
     ] = None,
@@ -778,29 +804,29 @@ def analyze(
             "--population",
             metavar="PATH_OR_S3_URL",
             help="Stored DataUSA population JSON (either API shape).",
-            show_default="s3://$RQ_POPULATION_BUCKET/datausa/population.json",
+            show_default=f"s3://$RQ_POPULATION_BUCKET/{DEFAULT_POPULATION_KEY}",
         ),
     ] = None,
     from_year: Annotated[
         int,
         typer.Option("--from-year", metavar="YEAR", help="First year of the population report."),
-    ] = 2013,
+    ] = DEFAULT_FROM_YEAR,
     to_year: Annotated[
         int,
         typer.Option(
             "--to-year", metavar="YEAR", help="Last year of the population report (inclusive)."
         ),
-    ] = 2018,
+    ] = DEFAULT_TO_YEAR,
     series: Annotated[
         str,
         typer.Option(
             "--series", metavar="SERIES_ID", help="Series of the series-population report."
         ),
-    ] = "PRS30006032",
+    ] = DEFAULT_SERIES,
     period: Annotated[
         str,
         typer.Option("--period", metavar="PERIOD", help="Period of the series-population report."),
-    ] = "Q01",
+    ] = DEFAULT_PERIOD,
     include_annual: Annotated[
         bool,
         typer.Option(
@@ -834,7 +860,7 @@ def analyze(
             "tables when present and current, else the text (auto).",
         ),
     ] = AnalyzeFrom.auto,
-    tables_prefix: TablesPrefixOption = "tables/",
+    tables_prefix: TablesPrefixOption = TABLES_PREFIX,
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -907,7 +933,7 @@ def tables(
             metavar="S,...|all",
             help="Surveys to build, comma-separated, or all: every mirrored <survey>/ prefix.",
         ),
-    ] = "pr",
+    ] = ",".join(DEFAULT_SURVEYS),
     bucket: Annotated[
         str,
         typer.Option(
@@ -918,7 +944,7 @@ def tables(
             show_default=False,
         ),
     ] = "",
-    tables_prefix: TablesPrefixOption = "tables/",
+    tables_prefix: TablesPrefixOption = TABLES_PREFIX,
     population: Annotated[
         str | None,
         typer.Option(
@@ -1099,7 +1125,7 @@ def serve_index(
             metavar="HOST",
             help="Address to listen on; 0.0.0.0 opens it to the network (use --token).",
         ),
-    ] = "127.0.0.1",
+    ] = DEFAULT_HOST,
     port: Annotated[
         int,
         typer.Option(
@@ -1109,7 +1135,7 @@ def serve_index(
             max=65535,
             help="Port to listen on; 0 picks a free one.",
         ),
-    ] = 8000,
+    ] = DEFAULT_PORT,
     token: Annotated[
         str | None,
         typer.Option(
@@ -1130,13 +1156,13 @@ def serve_index(
     index_key: Annotated[
         str,
         typer.Option("--index-key", metavar="KEY", help="Key of the static page (--write-static)."),
-    ] = "index.html",
+    ] = DEFAULT_INDEX_KEY,
     presign: Annotated[
         int | None,
         typer.Option(
             "--presign",
             min=1,
-            max=604800,
+            max=MAX_PRESIGN_SECONDS,
             metavar="SECONDS",
             help="With --write-static: presign every link (and print a share URL) for SECONDS.",
             show_default=False,
@@ -1150,7 +1176,7 @@ def serve_index(
             min=0,
             help="Reuse a folder's listing this long; 0 = every request.",
         ),
-    ] = 5.0,
+    ] = DEFAULT_CACHE_SECONDS,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -1271,7 +1297,7 @@ def demo(
     ] = None,
     bucket: Annotated[
         str, typer.Option("--bucket", metavar="BUCKET", help="Bucket for the demo.")
-    ] = "rq-demo",
+    ] = DEMO_BUCKET,
     serve: Annotated[
         bool,
         typer.Option(
@@ -1415,14 +1441,14 @@ def revisions(
             metavar="DATE|RELEASE",
             help="The older release: a date, a release stamp, 'previous' or 'latest'.",
         ),
-    ] = "previous",
+    ] = DEFAULT_FROM_RELEASE,
     to_release: Annotated[
         str,
         typer.Option("--to", metavar="DATE|RELEASE", help="The newer release."),
-    ] = "latest",
+    ] = DEFAULT_TO_RELEASE,
     file: Annotated[
         str, typer.Option("--file", metavar="NAME", help="The data file to compare.")
-    ] = "pr.data.0.Current",
+    ] = DEFAULT_FILE,
     series: Annotated[
         str | None,
         typer.Option(
