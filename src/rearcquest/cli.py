@@ -86,6 +86,56 @@ EndpointOption = Annotated[
 FormatOption = Annotated[
     TextOrJson, typer.Option("--format", help="Summary format on stdout.", case_sensitive=False)
 ]
+BlsBucketOption = Annotated[
+    str,
+    typer.Option(
+        "--bucket",
+        metavar="BUCKET",
+        envvar="RQ_BLS_BUCKET",
+        help="Bucket of the BLS mirror.",
+        show_default=False,
+    ),
+]
+RootUrlOption = Annotated[
+    str,
+    typer.Option(
+        "--root-url", metavar="URL", envvar="RQ_BLS_ROOT_URL", help="Root listing the surveys."
+    ),
+]
+RootPrefixOption = Annotated[
+    str,
+    typer.Option(
+        "--root-prefix",
+        metavar="PREFIX",
+        envvar="RQ_BLS_ROOT_PREFIX",
+        help="Key prefix the survey mirrors are under (default: bucket root).",
+    ),
+]
+MaxRpsOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-rps",
+        metavar="R",
+        envvar="RQ_MAX_RPS",
+        min=0,
+        help="Highest request rate to the source, summed over every survey and transfer; "
+        f"default {POLITE_RPS:g}/s for bls.gov, 0 = unlimited.",
+        show_default=False,
+    ),
+]
+IndexKeyOption = Annotated[
+    str, typer.Option("--index-key", metavar="KEY", help="Key of the static index page.")
+]
+PortOption = Annotated[
+    int,
+    typer.Option(
+        "--port",
+        metavar="PORT",
+        min=0,
+        max=65535,
+        help="Port of the index page; 0 picks a free one.",
+    ),
+]
 ContactOption = Annotated[
     str | None,
     typer.Option(
@@ -288,16 +338,7 @@ def _survey_progress(
 
 @app.command("sync-bls")
 def sync_bls(
-    bucket: Annotated[
-        str,
-        typer.Option(
-            "--bucket",
-            metavar="BUCKET",
-            envvar="RQ_BLS_BUCKET",
-            help="Bucket to mirror into.",
-            show_default=False,
-        ),
-    ],
+    bucket: BlsBucketOption,
     prefix: Annotated[
         str | None,
         typer.Option(
@@ -328,21 +369,8 @@ def sync_bls(
             show_default=False,
         ),
     ] = None,
-    root_url: Annotated[
-        str,
-        typer.Option(
-            "--root-url", metavar="URL", envvar="RQ_BLS_ROOT_URL", help="Root listing the surveys."
-        ),
-    ] = DEFAULT_ROOT_URL,
-    root_prefix: Annotated[
-        str,
-        typer.Option(
-            "--root-prefix",
-            metavar="PREFIX",
-            envvar="RQ_BLS_ROOT_PREFIX",
-            help="With --survey: key prefix the survey prefixes go under (default: bucket root).",
-        ),
-    ] = "",
+    root_url: RootUrlOption = DEFAULT_ROOT_URL,
+    root_prefix: RootPrefixOption = "",
     parallel: Annotated[
         int,
         typer.Option(
@@ -401,18 +429,7 @@ def sync_bls(
             help="Downloads at once; as many uploads run beside them.",
         ),
     ] = DEFAULT_TRANSFERS,
-    max_rps: Annotated[
-        float | None,
-        typer.Option(
-            "--max-rps",
-            metavar="R",
-            envvar="RQ_MAX_RPS",
-            min=0,
-            help="Highest request rate to the source, summed over every survey and transfer; "
-            f"default {POLITE_RPS:g}/s for bls.gov, 0 = unlimited.",
-            show_default=False,
-        ),
-    ] = None,
+    max_rps: MaxRpsOption = None,
     retries: Annotated[
         int,
         typer.Option(
@@ -430,9 +447,7 @@ def sync_bls(
             help="Also keep a static index.html of the mirror in the bucket (see serve-index).",
         ),
     ] = False,
-    index_key: Annotated[
-        str, typer.Option("--index-key", metavar="KEY", help="Key of the static index page.")
-    ] = DEFAULT_INDEX_KEY,
+    index_key: IndexKeyOption = DEFAULT_INDEX_KEY,
     state_key: Annotated[
         str | None,
         typer.Option(
@@ -570,12 +585,7 @@ def sync_bls(
 
 @app.command("surveys")
 def surveys(
-    root_url: Annotated[
-        str,
-        typer.Option(
-            "--root-url", metavar="URL", envvar="RQ_BLS_ROOT_URL", help="Root listing the surveys."
-        ),
-    ] = DEFAULT_ROOT_URL,
+    root_url: RootUrlOption = DEFAULT_ROOT_URL,
     bucket: Annotated[
         str | None,
         typer.Option(
@@ -585,29 +595,10 @@ def surveys(
             show_default=False,
         ),
     ] = None,
-    root_prefix: Annotated[
-        str,
-        typer.Option(
-            "--root-prefix",
-            metavar="PREFIX",
-            envvar="RQ_BLS_ROOT_PREFIX",
-            help="Key prefix the survey mirrors are under in --bucket.",
-        ),
-    ] = "",
+    root_prefix: RootPrefixOption = "",
     contact: ContactOption = None,
     user_agent: UserAgentOption = None,
-    max_rps: Annotated[
-        float | None,
-        typer.Option(
-            "--max-rps",
-            metavar="R",
-            envvar="RQ_MAX_RPS",
-            min=0,
-            help=f"Highest request rate to the source; default {POLITE_RPS:g}/s for bls.gov, "
-            "0 = unlimited.",
-            show_default=False,
-        ),
-    ] = None,
+    max_rps: MaxRpsOption = None,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -734,6 +725,11 @@ class AnalyzeFormat(StrEnum):
     markdown = "markdown"
 
 
+TableFormatOption = Annotated[
+    AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
+]
+
+
 class AnalyzeFrom(StrEnum):
     """Where ``rq analyze`` reads the BLS rows."""
 
@@ -839,9 +835,7 @@ def analyze(
             "--all-years", help="series-population: keep years without population (empty)."
         ),
     ] = False,
-    fmt: Annotated[
-        AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
-    ] = AnalyzeFormat.table,
+    fmt: TableFormatOption = AnalyzeFormat.table,
     output: Annotated[
         str | None,
         typer.Option(
@@ -934,16 +928,7 @@ def tables(
             help="Surveys to build, comma-separated, or all: every mirrored <survey>/ prefix.",
         ),
     ] = ",".join(DEFAULT_SURVEYS),
-    bucket: Annotated[
-        str,
-        typer.Option(
-            "--bucket",
-            metavar="BUCKET",
-            envvar="RQ_BLS_BUCKET",
-            help="Bucket of the BLS mirror; the tables are written there too.",
-            show_default=False,
-        ),
-    ] = "",
+    bucket: BlsBucketOption = "",
     tables_prefix: TablesPrefixOption = TABLES_PREFIX,
     population: Annotated[
         str | None,
@@ -1042,9 +1027,7 @@ def sql(
             show_default="s3://$RQ_BLS_BUCKET/tables/",
         ),
     ] = None,
-    fmt: Annotated[
-        AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
-    ] = AnalyzeFormat.table,
+    fmt: TableFormatOption = AnalyzeFormat.table,
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -1100,16 +1083,7 @@ def sql(
 
 @app.command("serve-index")
 def serve_index(
-    bucket: Annotated[
-        str,
-        typer.Option(
-            "--bucket",
-            metavar="BUCKET",
-            envvar="RQ_BLS_BUCKET",
-            help="Bucket to show.",
-            show_default=False,
-        ),
-    ],
+    bucket: BlsBucketOption,
     prefix: Annotated[
         str,
         typer.Option(
@@ -1126,16 +1100,7 @@ def serve_index(
             help="Address to listen on; 0.0.0.0 opens it to the network (use --token).",
         ),
     ] = DEFAULT_HOST,
-    port: Annotated[
-        int,
-        typer.Option(
-            "--port",
-            metavar="PORT",
-            min=0,
-            max=65535,
-            help="Port to listen on; 0 picks a free one.",
-        ),
-    ] = DEFAULT_PORT,
+    port: PortOption = DEFAULT_PORT,
     token: Annotated[
         str | None,
         typer.Option(
@@ -1153,10 +1118,7 @@ def serve_index(
             "--write-static", help="Write a static index.html into the bucket instead of serving."
         ),
     ] = False,
-    index_key: Annotated[
-        str,
-        typer.Option("--index-key", metavar="KEY", help="Key of the static page (--write-static)."),
-    ] = DEFAULT_INDEX_KEY,
+    index_key: IndexKeyOption = DEFAULT_INDEX_KEY,
     presign: Annotated[
         int | None,
         typer.Option(
@@ -1304,12 +1266,7 @@ def demo(
             "--serve", help="Then keep the index page of the demo bucket up until Ctrl-C."
         ),
     ] = False,
-    port: Annotated[
-        int,
-        typer.Option(
-            "--port", metavar="PORT", min=0, max=65535, help="Port of the index page (--serve)."
-        ),
-    ] = 8000,
+    port: PortOption = DEFAULT_PORT,
 ) -> None:
     """Run every step offline: embedded S3, a local BLS-like server with real data.
 
@@ -1457,9 +1414,7 @@ def revisions(
     ] = None,
     bucket: MirrorBucketOption = None,
     survey: SurveyOption = None,
-    fmt: Annotated[
-        AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
-    ] = AnalyzeFormat.table,
+    fmt: TableFormatOption = AnalyzeFormat.table,
     output: Annotated[
         str | None,
         typer.Option(
