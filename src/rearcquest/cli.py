@@ -238,6 +238,12 @@ def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = N
     )
 
 
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    """Tell whether the option ``name`` was given on the command line (not a default or env var)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def _print_json(doc: Any) -> None:
     typer.echo(json.dumps(doc, indent=2, default=str))
 
@@ -1083,6 +1089,7 @@ def sql(
 
 @app.command("serve-index")
 def serve_index(
+    ctx: typer.Context,
     bucket: BlsBucketOption,
     prefix: Annotated[
         str,
@@ -1147,12 +1154,27 @@ def serve_index(
     The live page lists folders and files (size, last modified), sorts by each column, filters
     by name, offers a JSON listing (?format=json) and streams downloads from S3 with Range and
     conditional requests. It listens on 127.0.0.1 unless told otherwise; on a network, add
-    --host 0.0.0.0 --token auto. Big folders are shown 1,000 entries a page.
+    --host 0.0.0.0 --token auto. Big folders are shown 1,000 entries a page. --host, --port,
+    --token and --cache-seconds are for serving; --index-key, --presign and --format for
+    --write-static: each is refused in the other mode.
 
     Example: rq serve-index --bucket my-bls-mirror --prefix pr/
     """
     from rearcquest.storage import ObjectStore, make_s3_client
 
+    # Each mode ignores the other's options: refuse them rather than drop them silently.
+    static_only = {"index_key": "--index-key", "presign": "--presign", "fmt": "--format"}
+    live_only = {
+        "host": "--host",
+        "port": "--port",
+        "token": "--token",
+        "cache_seconds": "--cache-seconds",
+    }
+    ignored = live_only if write_static else static_only
+    clash = [flag for name, flag in ignored.items() if _on_command_line(ctx, name)]
+    if clash:
+        mode = "--write-static" if write_static else "serving (without --write-static)"
+        raise typer.BadParameter(f"cannot be used with {mode}", param_hint=", ".join(clash))
     with _errors():
         # Each download holds an S3 connection while it streams: keep more than botocore's 10.
         client = make_s3_client(endpoint_url=endpoint_url, max_pool_connections=64)
