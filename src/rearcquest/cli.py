@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 
@@ -164,13 +165,23 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-class _State:
-    verbose = 0
-    quiet = False
+@dataclass(frozen=True)
+class _Verbosity:
+    """``--verbose``/``--quiet`` of this invocation, carried by the context object (``ctx.obj``)."""
+
+    verbose: int = 0
+    quiet: bool = False
+
+
+def _verbosity(ctx: typer.Context) -> _Verbosity:
+    """The verbosity the callback put in the context object (the defaults without it)."""
+    found = ctx.find_object(_Verbosity)
+    return found if found is not None else _Verbosity()
 
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -188,7 +199,7 @@ def _main(
 
     Run `rq demo` to see every step offline, with embedded servers.
     """
-    _State.verbose, _State.quiet = verbose, quiet
+    ctx.obj = _Verbosity(verbose=verbose, quiet=quiet)
     level = (
         logging.ERROR
         if quiet
@@ -214,20 +225,20 @@ def _configure_logging(level: int) -> None:
     root.propagate = False
 
 
-def _fail(exc: RqError) -> NoReturn:
+def _fail(ctx: typer.Context, exc: RqError) -> NoReturn:
     typer.echo(f"Error: {exc}", err=True)
-    if _State.verbose and exc.__cause__ is not None:
+    if _verbosity(ctx).verbose and exc.__cause__ is not None:
         typer.echo(f"  caused by {type(exc.__cause__).__name__}: {exc.__cause__}", err=True)
     raise typer.Exit(exc.exit_code)
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
+def _errors(ctx: typer.Context) -> Iterator[None]:
     """Turn an RqError into ``Error: ...`` and its exit code."""
     try:
         yield
     except RqError as exc:
-        _fail(exc)
+        _fail(ctx, exc)
 
 
 def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = None) -> ObjectStore:
@@ -254,9 +265,11 @@ def _summary(fmt: TextOrJson, doc: Callable[[], Any], text: Callable[[], str]) -
 
 
 @contextmanager
-def _progress(description: str) -> Iterator[Callable[[SyncProgress], None] | None]:
+def _progress(
+    ctx: typer.Context, description: str
+) -> Iterator[Callable[[SyncProgress], None] | None]:
     """A rich progress display on stderr when it is a terminal; yields the callback or None."""
-    if _State.quiet or not sys.stderr.isatty():
+    if _verbosity(ctx).quiet or not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
@@ -297,10 +310,11 @@ def _progress(description: str) -> Iterator[Callable[[SyncProgress], None] | Non
 
 @contextmanager
 def _survey_progress(
+    ctx: typer.Context,
     surveys: int | None,
 ) -> Iterator[tuple[Callable[[str, SyncProgress], None], Callable[[SurveyOutcome], None]] | None]:
     """A rich display of surveys done and bytes moved; yields the two callbacks or None."""
-    if _State.quiet or not sys.stderr.isatty():
+    if _verbosity(ctx).quiet or not sys.stderr.isatty():
         yield None
         return
     import threading
@@ -344,6 +358,7 @@ def _survey_progress(
 
 @app.command("sync-bls")
 def sync_bls(
+    ctx: typer.Context,
     bucket: BlsBucketOption,
     prefix: Annotated[
         str | None,
@@ -507,7 +522,7 @@ def sync_bls(
     from rearcquest.surveys import ALL, parse_surveys, survey_prefix, survey_url, sync_surveys
     from rearcquest.sync import sync_bls as run_sync
 
-    with _errors():
+    with _errors(ctx):
         names = parse_surveys(survey) if survey else None
         if names is not None:
             clash = [
@@ -537,7 +552,7 @@ def sync_bls(
                 survey_prefix(root_prefix, names[0]),
             )
         elif names is not None:
-            with _survey_progress(None if names == [ALL] else len(names)) as callbacks:
+            with _survey_progress(ctx, None if names == [ALL] else len(names)) as callbacks:
                 many = sync_surveys(
                     store,
                     surveys=names,
@@ -563,7 +578,7 @@ def sync_bls(
             _summary(fmt, many.to_dict, lambda: render.surveys_summary(many))
             many.raise_for_errors()
             return
-        with _progress("syncing") as on_progress:
+        with _progress(ctx, "syncing") as on_progress:
             result = run_sync(
                 store,
                 source_url=source_url or DEFAULT_BLS_URL,
@@ -591,6 +606,7 @@ def sync_bls(
 
 @app.command("surveys")
 def surveys(
+    ctx: typer.Context,
     root_url: RootUrlOption = DEFAULT_ROOT_URL,
     bucket: Annotated[
         str | None,
@@ -618,7 +634,7 @@ def surveys(
     """
     from rearcquest.surveys import survey_inventory
 
-    with _errors():
+    with _errors(ctx):
         store = _store(bucket, endpoint_url) if bucket else None
         infos = survey_inventory(
             root_url=root_url,
@@ -644,6 +660,7 @@ def surveys(
 
 @app.command("fetch-population")
 def fetch_population(
+    ctx: typer.Context,
     bucket: Annotated[
         str,
         typer.Option(
@@ -694,7 +711,7 @@ def fetch_population(
     from rearcquest.config import DEFAULT_POPULATION_KEY, DEFAULT_POPULATION_URL
     from rearcquest.population import fetch_population as run_fetch
 
-    with _errors():
+    with _errors(ctx):
         store = _store(bucket, endpoint_url)
         result = run_fetch(
             store,
@@ -788,6 +805,7 @@ def _print_tables(analysis: Analysis) -> None:
 
 @app.command("analyze")
 def analyze(
+    ctx: typer.Context,
     report: Annotated[
         AnalyzeReport, typer.Option("--report", case_sensitive=False, help="Which report to run.")
     ] = AnalyzeReport.all,
@@ -886,7 +904,7 @@ def analyze(
     from rearcquest.analytics import REPORTS
     from rearcquest.tables import analyze as run_analysis
 
-    with _errors():
+    with _errors(ctx):
         options: dict[str, Any] = {
             "reports": REPORTS if report is AnalyzeReport.all else (report.value,),
             "bls": bls,
@@ -926,6 +944,7 @@ def analyze(
 
 @app.command("tables")
 def tables(
+    ctx: typer.Context,
     survey: Annotated[
         str,
         typer.Option(
@@ -977,7 +996,7 @@ def tables(
     if as_of is not None:
         from rearcquest.vintages import tables_as_of
 
-        with _errors():
+        with _errors(ctx):
             built, written = tables_as_of(
                 as_of,
                 tables_prefix=tables_prefix,
@@ -992,7 +1011,7 @@ def tables(
                 for url in written:
                     typer.echo(f"  {url}")
         return
-    with _errors():
+    with _errors(ctx):
         store = _store(bucket, endpoint_url)
         population_store, population_key = population_source(store, population)
         surveys = None if survey.strip() == "all" else [s.strip() for s in survey.split(",")]
@@ -1011,6 +1030,7 @@ def tables(
 
 @app.command("sql")
 def sql(
+    ctx: typer.Context,
     query: Annotated[
         str | None,
         typer.Argument(metavar="QUERY", help="The SQL (Polars SQL).", show_default=False),
@@ -1055,7 +1075,7 @@ def sql(
     """
     from rearcquest.tables import named_query, run_sql
 
-    with _errors():
+    with _errors(ctx):
         if (query is None) == (named is None):
             raise ConfigError("give either a QUERY or --named NAME")
         text = query if query is not None else named_query(str(named))
@@ -1175,7 +1195,7 @@ def serve_index(
     if clash:
         mode = "--write-static" if write_static else "serving (without --write-static)"
         raise typer.BadParameter(f"cannot be used with {mode}", param_hint=", ".join(clash))
-    with _errors():
+    with _errors(ctx):
         # Each download holds an S3 connection while it streams: keep more than botocore's 10.
         client = make_s3_client(endpoint_url=endpoint_url, max_pool_connections=64)
         store = ObjectStore(client, bucket)
@@ -1209,6 +1229,7 @@ def serve_index(
 
 @app.command("run")
 def run(
+    ctx: typer.Context,
     bls_bucket: Annotated[
         str | None,
         typer.Option(
@@ -1251,7 +1272,7 @@ def run(
     from rearcquest.pipeline import run_pipeline
     from rearcquest.storage import make_s3_client
 
-    with _errors():
+    with _errors(ctx):
         overrides: dict[str, Any] = {
             "bls_bucket": bls_bucket,
             "population_bucket": population_bucket,
@@ -1270,6 +1291,7 @@ def run(
 
 @app.command("demo")
 def demo(
+    ctx: typer.Context,
     endpoint_url: Annotated[
         str | None,
         typer.Option(
@@ -1324,7 +1346,7 @@ def demo(
 
         serve_index(store, port=port, on_ready=ready)
 
-    with _errors():
+    with _errors(ctx):
         run_demo(
             bucket=bucket,
             endpoint_url=endpoint_url,
@@ -1386,6 +1408,7 @@ def _print_grids(grids: list[Grid]) -> None:
 
 @app.command("releases")
 def releases(
+    ctx: typer.Context,
     bucket: MirrorBucketOption = None,
     survey: SurveyOption = None,
     fmt: Annotated[
@@ -1403,7 +1426,7 @@ def releases(
     from rearcquest.render_vintages import releases_grid, releases_json
     from rearcquest.vintages import list_releases
 
-    with _errors():
+    with _errors(ctx):
         found = list_releases(bucket=bucket, prefix=survey, endpoint_url=endpoint_url)
         if fmt is ReleasesFormat.json:
             typer.echo(releases_json(found))
@@ -1413,6 +1436,7 @@ def releases(
 
 @app.command("revisions")
 def revisions(
+    ctx: typer.Context,
     from_release: Annotated[
         str,
         typer.Option(
@@ -1458,7 +1482,7 @@ def revisions(
     from rearcquest import render_vintages as out
     from rearcquest.vintages import revisions as compare
 
-    with _errors():
+    with _errors(ctx):
         result = compare(
             from_release=from_release,
             to_release=to_release,
