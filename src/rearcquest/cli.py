@@ -47,6 +47,10 @@ from rearcquest.tables import DEFAULT_SURVEYS, TABLES_PREFIX
 from rearcquest.vintages import DEFAULT_FILE, DEFAULT_FROM_RELEASE, DEFAULT_TO_RELEASE
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rearcquest.render import TextTable
+    from rearcquest.render_vintages import Grid
     from rearcquest.storage import ObjectStore
     from rearcquest.surveys import SurveyOutcome
     from rearcquest.sync import Progress as SyncProgress
@@ -726,9 +730,6 @@ def fetch_population(
 
 # -- analyze (issue 4) --
 
-if TYPE_CHECKING:
-    from rearcquest.analytics import Analysis
-
 
 class AnalyzeReport(StrEnum):
     """Reports of ``rq analyze``."""
@@ -771,14 +772,13 @@ TablesPrefixOption = Annotated[
 ]
 
 
-def _print_tables(analysis: Analysis) -> None:
+def _print_grids(grids: Sequence[TextTable | Grid]) -> None:
+    """Print report tables with rich: one per grid, its notes dimmed beneath it."""
     from rich.console import Console
     from rich.table import Table
 
-    from rearcquest.render import tables
-
     console = Console(highlight=False)
-    for spec in tables(analysis):
+    for spec in grids:
         table = Table(title=spec.title, title_justify="left")
         widths = [
             max([len(n), *(len(row[i]) for row in spec.rows)]) for i, n in enumerate(spec.columns)
@@ -933,7 +933,7 @@ def analyze(
         elif fmt is AnalyzeFormat.markdown:
             typer.echo(render.to_markdown(result), nl=False)
         else:
-            _print_tables(result)
+            _print_grids(render.tables(result))
         if output is not None:
             for path in render.write_outputs(result, output):
                 typer.echo(f"wrote {path}", err=True)
@@ -1357,9 +1357,6 @@ def demo(
 
 # -- releases and revisions (issue 13) --
 
-if TYPE_CHECKING:
-    from rearcquest.render_vintages import Grid
-
 
 class ReleasesFormat(StrEnum):
     """Output formats of ``rq releases``."""
@@ -1387,23 +1384,6 @@ SurveyOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _print_grids(grids: list[Grid]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    for grid in grids:
-        table = Table(title=grid.title, title_justify="left")
-        for name, numeric in zip(grid.columns, grid.numeric, strict=True):
-            table.add_column(name, justify="right" if numeric else "left")
-        for row in grid.rows:
-            table.add_row(*row)
-        console.print(table)
-        for note in grid.notes:
-            console.print(f"  {note}", style="dim", markup=False)
-        console.print()
 
 
 @app.command("releases")
