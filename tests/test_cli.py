@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 import rearcquest
@@ -65,3 +66,18 @@ def test_public_api_is_sorted_and_resolvable() -> None:
     assert rearcquest.__all__ == sorted(rearcquest.__all__)
     for name in rearcquest.__all__:
         assert getattr(rearcquest, name) is not None, name
+
+
+def test_verbosity_is_per_invocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    # -v shows an error's cause; it lives in the context object, so it does not outlive its run.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    args = ["sync-bls", "--bucket", "b", "--source-url", "http://127.0.0.1:9/", "--no-lock"]
+    args += ["--endpoint-url", "http://127.0.0.1:9"]
+    verbose = runner.invoke(app, ["-v", *args])
+    assert verbose.exit_code != 0
+    assert "caused by EndpointConnectionError" in verbose.stderr
+    plain = runner.invoke(app, args)
+    assert plain.exit_code == verbose.exit_code
+    assert "Error: cannot list s3://b/" in plain.stderr
+    assert "caused by" not in plain.stderr

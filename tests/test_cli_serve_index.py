@@ -298,3 +298,45 @@ def test_help_names_the_options() -> None:
     ):
         assert option in result.output
     assert "RQ_INDEX_TOKEN" in result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "refused"),
+    [
+        (["--write-static", "--token", "x" * 16], "--token"),
+        (["--write-static", "--host", "0.0.0.0"], "--host"),
+        (["--write-static", "--port", "9000"], "--port"),
+        (["--write-static", "--cache-seconds", "0"], "--cache-seconds"),
+        (["--write-static", "--host", "0.0.0.0", "--port", "9000"], "--host, --port"),
+        (["--presign", "60"], "--presign"),
+        (["--index-key", "other.html"], "--index-key"),
+        (["--format", "json"], "--format"),
+    ],
+    ids=[
+        "static-token",
+        "static-host",
+        "static-port",
+        "static-cache",
+        "static-two",
+        "live-presign",
+        "live-index-key",
+        "live-format",
+    ],
+)
+def test_options_of_the_other_mode_are_refused(extra: list[str], refused: str) -> None:
+    # Refused before any S3 request: no server needed.
+    result = runner.invoke(app, ["serve-index", "--bucket", "b", *extra])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for {refused}: cannot be used with" in result.output
+
+
+def test_token_from_the_environment_is_not_refused_with_write_static(
+    monkeypatch: pytest.MonkeyPatch, moto_server: str, bucket: tuple[str, Any]
+) -> None:
+    # RQ_INDEX_TOKEN set for the live page must not break the static one.
+    monkeypatch.setenv("RQ_INDEX_TOKEN", "x" * 16)
+    name, client = bucket
+    args = ["serve-index", "--bucket", name, "--endpoint-url", moto_server, "--write-static"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert client.head_object(Bucket=name, Key="index.html")["ContentLength"] > 0

@@ -12,20 +12,48 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 
-from rearcquest import __version__
-from rearcquest.config import DEFAULT_BLS_URL, DEFAULT_ROOT_URL
+from rearcquest import __version__, render
+from rearcquest.analytics import (
+    DEFAULT_FROM_YEAR,
+    DEFAULT_PERIOD,
+    DEFAULT_SERIES,
+    DEFAULT_TO_YEAR,
+)
+from rearcquest.config import (
+    DEFAULT_BLS_URL,
+    DEFAULT_CACHE_SECONDS,
+    DEFAULT_HOST,
+    DEFAULT_INDEX_KEY,
+    DEFAULT_MAX_DELETE,
+    DEFAULT_POPULATION_KEY,
+    DEFAULT_PORT,
+    DEFAULT_ROOT_URL,
+    DEFAULT_TRANSFERS,
+    DEMO_BUCKET,
+    MAX_PRESIGN_SECONDS,
+    POLITE_RPS,
+)
 from rearcquest.errors import ConfigError, RqError
+from rearcquest.layout import STATE_PREFIX
+from rearcquest.sources._http import DEFAULT_ATTEMPTS
+from rearcquest.surveys import DEFAULT_PARALLEL
+from rearcquest.tables import DEFAULT_SURVEYS, TABLES_PREFIX
+from rearcquest.vintages import DEFAULT_FILE, DEFAULT_FROM_RELEASE, DEFAULT_TO_RELEASE
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rearcquest.render import TextTable
+    from rearcquest.render_vintages import Grid
     from rearcquest.storage import ObjectStore
-    from rearcquest.surveys import MultiSyncResult, SurveyInfo, SurveyOutcome
+    from rearcquest.surveys import SurveyOutcome
     from rearcquest.sync import Progress as SyncProgress
-    from rearcquest.sync import SyncResult
 
 T = TypeVar("T")
 
@@ -63,6 +91,56 @@ EndpointOption = Annotated[
 FormatOption = Annotated[
     TextOrJson, typer.Option("--format", help="Summary format on stdout.", case_sensitive=False)
 ]
+BlsBucketOption = Annotated[
+    str,
+    typer.Option(
+        "--bucket",
+        metavar="BUCKET",
+        envvar="RQ_BLS_BUCKET",
+        help="Bucket of the BLS mirror.",
+        show_default=False,
+    ),
+]
+RootUrlOption = Annotated[
+    str,
+    typer.Option(
+        "--root-url", metavar="URL", envvar="RQ_BLS_ROOT_URL", help="Root listing the surveys."
+    ),
+]
+RootPrefixOption = Annotated[
+    str,
+    typer.Option(
+        "--root-prefix",
+        metavar="PREFIX",
+        envvar="RQ_BLS_ROOT_PREFIX",
+        help="Key prefix the survey mirrors are under (default: bucket root).",
+    ),
+]
+MaxRpsOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-rps",
+        metavar="R",
+        envvar="RQ_MAX_RPS",
+        min=0,
+        help="Highest request rate to the source, summed over every survey and transfer; "
+        f"default {POLITE_RPS:g}/s for bls.gov, 0 = unlimited.",
+        show_default=False,
+    ),
+]
+IndexKeyOption = Annotated[
+    str, typer.Option("--index-key", metavar="KEY", help="Key of the static index page.")
+]
+PortOption = Annotated[
+    int,
+    typer.Option(
+        "--port",
+        metavar="PORT",
+        min=0,
+        max=65535,
+        help="Port of the index page; 0 picks a free one.",
+    ),
+]
 ContactOption = Annotated[
     str | None,
     typer.Option(
@@ -91,13 +169,23 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-class _State:
-    verbose = 0
-    quiet = False
+@dataclass(frozen=True)
+class _Verbosity:
+    """``--verbose``/``--quiet`` of this invocation, carried by the context object (``ctx.obj``)."""
+
+    verbose: int = 0
+    quiet: bool = False
+
+
+def _verbosity(ctx: typer.Context) -> _Verbosity:
+    """The verbosity the callback put in the context object (the defaults without it)."""
+    found = ctx.find_object(_Verbosity)
+    return found if found is not None else _Verbosity()
 
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -115,7 +203,7 @@ def _main(
 
     Run `rq demo` to see every step offline, with embedded servers.
     """
-    _State.verbose, _State.quiet = verbose, quiet
+    ctx.obj = _Verbosity(verbose=verbose, quiet=quiet)
     level = (
         logging.ERROR
         if quiet
@@ -141,20 +229,20 @@ def _configure_logging(level: int) -> None:
     root.propagate = False
 
 
-def _fail(exc: RqError) -> NoReturn:
+def _fail(ctx: typer.Context, exc: RqError) -> NoReturn:
     typer.echo(f"Error: {exc}", err=True)
-    if _State.verbose and exc.__cause__ is not None:
+    if _verbosity(ctx).verbose and exc.__cause__ is not None:
         typer.echo(f"  caused by {type(exc.__cause__).__name__}: {exc.__cause__}", err=True)
     raise typer.Exit(exc.exit_code)
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
+def _errors(ctx: typer.Context) -> Iterator[None]:
     """Turn an RqError into ``Error: ...`` and its exit code."""
     try:
         yield
     except RqError as exc:
-        _fail(exc)
+        _fail(ctx, exc)
 
 
 def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = None) -> ObjectStore:
@@ -165,22 +253,27 @@ def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = N
     )
 
 
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    """Tell whether the option ``name`` was given on the command line (not a default or env var)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def _print_json(doc: Any) -> None:
     typer.echo(json.dumps(doc, indent=2, default=str))
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
+def _summary(fmt: TextOrJson, doc: Callable[[], Any], text: Callable[[], str]) -> None:
+    """Print a command's summary on stdout: ``doc()`` as JSON, or the ``text()`` for people."""
+    typer.echo(json.dumps(doc(), indent=2, default=str) if fmt is TextOrJson.json else text())
 
 
 @contextmanager
-def _progress(description: str) -> Iterator[Callable[[SyncProgress], None] | None]:
+def _progress(
+    ctx: typer.Context, description: str
+) -> Iterator[Callable[[SyncProgress], None] | None]:
     """A rich progress display on stderr when it is a terminal; yields the callback or None."""
-    if _State.quiet or not sys.stderr.isatty():
+    if _verbosity(ctx).quiet or not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
@@ -221,10 +314,11 @@ def _progress(description: str) -> Iterator[Callable[[SyncProgress], None] | Non
 
 @contextmanager
 def _survey_progress(
+    ctx: typer.Context,
     surveys: int | None,
 ) -> Iterator[tuple[Callable[[str, SyncProgress], None], Callable[[SurveyOutcome], None]] | None]:
     """A rich display of surveys done and bytes moved; yields the two callbacks or None."""
-    if _State.quiet or not sys.stderr.isatty():
+    if _verbosity(ctx).quiet or not sys.stderr.isatty():
         yield None
         return
     import threading
@@ -266,89 +360,10 @@ def _survey_progress(
         yield on_progress, on_survey
 
 
-def _render_surveys(result: MultiSyncResult, fmt: TextOrJson) -> None:
-    if fmt is TextOrJson.json:
-        _print_json(result.to_dict())
-        return
-    typer.echo(
-        f"Synced {len(result.surveys)} survey(s) of {result.root_url} -> s3://{result.bucket}/"
-    )
-    for name, outcome in result.surveys.items():
-        where = f"{outcome.prefix:<12}"
-        if outcome.result is None:
-            typer.echo(f"  {name:<6} {where} FAILED (exit {outcome.exit_code}): {outcome.error}")
-            continue
-        r = outcome.result
-        status = f"FAILED (exit {outcome.exit_code}): {outcome.error}" if outcome.error else "ok"
-        typer.echo(
-            f"  {name:<6} {where} +{len(r.added)} ~{len(r.updated)} -{len(r.deleted)} "
-            f"={len(r.unchanged)}  {_human(r.bytes_downloaded)} down, "
-            f"{_human(r.bytes_uploaded)} up  {status}"
-        )
-    t = result.totals()
-    typer.echo(
-        f"  total: {t['added']} added, {t['updated']} updated, {t['deleted']} deleted, "
-        f"{t['unchanged']} unchanged, {t['errors']} error(s); downloaded "
-        f"{_human(t['bytes_downloaded'])}, uploaded {_human(t['bytes_uploaded'])}, "
-        f"{result.requests} request(s) to the source"
-    )
-
-
-def _render_sync(result: SyncResult, fmt: TextOrJson) -> None:
-    if fmt is TextOrJson.json:
-        _print_json(result.to_dict())
-        return
-    where = f"s3://{result.bucket}/{result.prefix}"
-    if result.dry_run or result.delete_guard:
-        why = "dry run" if result.dry_run else "stopped by the delete guard"
-        typer.echo(f"Plan for {result.source_url} -> {where} ({why}, nothing changed):")
-        for action in result.plan.actions:
-            typer.echo(f"  {action.kind:<9} {action.name:<28} {action.reason}")
-        if not result.plan.actions:
-            typer.echo("  (the source lists no selected file)")
-        if result.delete_guard:
-            typer.echo(f"  delete guard: {result.delete_guard}")
-        return
-    typer.echo(f"Synced {result.source_url} -> {where}")
-    for label, names in (
-        ("added", result.added),
-        ("updated", result.updated),
-        ("deleted", result.deleted),
-    ):
-        if names:
-            typer.echo(f"  {label:<10}{len(names):>4}  {', '.join(names)}")
-    restamped = (
-        f"  ({len(result.restamped)} re-dated by the source with identical bytes: not uploaded)"
-        if result.restamped
-        else ""
-    )
-    typer.echo(f"  {'unchanged':<10}{len(result.unchanged):>4}{restamped}")
-    for error in result.errors:
-        typer.echo(f"  {'failed':<10}      {error.name}: {error.message}")
-    for skipped in result.skipped:
-        typer.echo(f"  {'skipped':<10}      {skipped.name}: {skipped.message}")
-    if result.deletes_skipped:
-        typer.echo(f"  deletes skipped: {result.deletes_skipped}")
-    if result.index_written:
-        typer.echo(f"  index page written: s3://{result.bucket}/{result.index_written}")
-    typer.echo(
-        f"  downloaded {_human(result.bytes_downloaded)}, uploaded {_human(result.bytes_uploaded)}, "
-        f"{result.requests} request(s) to the source"
-    )
-
-
 @app.command("sync-bls")
 def sync_bls(
-    bucket: Annotated[
-        str,
-        typer.Option(
-            "--bucket",
-            metavar="BUCKET",
-            envvar="RQ_BLS_BUCKET",
-            help="Bucket to mirror into.",
-            show_default=False,
-        ),
-    ],
+    ctx: typer.Context,
+    bucket: BlsBucketOption,
     prefix: Annotated[
         str | None,
         typer.Option(
@@ -379,21 +394,8 @@ def sync_bls(
             show_default=False,
         ),
     ] = None,
-    root_url: Annotated[
-        str,
-        typer.Option(
-            "--root-url", metavar="URL", envvar="RQ_BLS_ROOT_URL", help="Root listing the surveys."
-        ),
-    ] = DEFAULT_ROOT_URL,
-    root_prefix: Annotated[
-        str,
-        typer.Option(
-            "--root-prefix",
-            metavar="PREFIX",
-            envvar="RQ_BLS_ROOT_PREFIX",
-            help="With --survey: key prefix the survey prefixes go under (default: bucket root).",
-        ),
-    ] = "",
+    root_url: RootUrlOption = DEFAULT_ROOT_URL,
+    root_prefix: RootPrefixOption = "",
     parallel: Annotated[
         int,
         typer.Option(
@@ -403,7 +405,7 @@ def sync_bls(
             max=64,
             help="With --survey: surveys synced at once (--max-rps caps them all together).",
         ),
-    ] = 4,
+    ] = DEFAULT_PARALLEL,
     contact: ContactOption = None,
     user_agent: UserAgentOption = None,
     dry_run: Annotated[
@@ -418,7 +420,8 @@ def sync_bls(
             "--max-delete",
             metavar="N|P%",
             help="Stop with exit code 4, deleting nothing, rather than delete more than N objects "
-            "or P% of the mirrored files. Default: 20, half, or any file when at most one "
+            f"or P% of the mirrored files. Default: {DEFAULT_MAX_DELETE}, half, or any file "
+            "when at most one "
             "would remain.",
             show_default=False,
         ),
@@ -450,19 +453,8 @@ def sync_bls(
             max=64,
             help="Downloads at once; as many uploads run beside them.",
         ),
-    ] = 4,
-    max_rps: Annotated[
-        float | None,
-        typer.Option(
-            "--max-rps",
-            metavar="R",
-            envvar="RQ_MAX_RPS",
-            min=0,
-            help="Highest request rate to the source, summed over every survey and transfer; "
-            "default 1/s for bls.gov, 0 = unlimited.",
-            show_default=False,
-        ),
-    ] = None,
+    ] = DEFAULT_TRANSFERS,
+    max_rps: MaxRpsOption = None,
     retries: Annotated[
         int,
         typer.Option(
@@ -472,7 +464,7 @@ def sync_bls(
             max=20,
             help="Attempts per request (429, 5xx, network).",
         ),
-    ] = 5,
+    ] = DEFAULT_ATTEMPTS,
     write_index: Annotated[
         bool,
         typer.Option(
@@ -480,15 +472,13 @@ def sync_bls(
             help="Also keep a static index.html of the mirror in the bucket (see serve-index).",
         ),
     ] = False,
-    index_key: Annotated[
-        str, typer.Option("--index-key", metavar="KEY", help="Key of the static index page.")
-    ] = "index.html",
+    index_key: IndexKeyOption = DEFAULT_INDEX_KEY,
     state_key: Annotated[
         str | None,
         typer.Option(
             "--state-key",
             metavar="KEY",
-            help="Key of the sync state, outside the mirror; default .rearcquest/state/<prefix>.json.",
+            help=f"Key of the sync state, outside the mirror; default {STATE_PREFIX}<prefix>.json.",
             show_default=False,
         ),
     ] = None,
@@ -537,7 +527,7 @@ def sync_bls(
     from rearcquest.surveys import ALL, parse_surveys, survey_prefix, survey_url, sync_surveys
     from rearcquest.sync import sync_bls
 
-    with _errors():
+    with _errors(ctx):
         names = parse_surveys(survey) if survey else None
         if names is not None:
             clash = [
@@ -567,7 +557,7 @@ def sync_bls(
                 survey_prefix(root_prefix, names[0]),
             )
         elif names is not None:
-            with _survey_progress(None if names == [ALL] else len(names)) as callbacks:
+            with _survey_progress(ctx, None if names == [ALL] else len(names)) as callbacks:
                 many = sync_surveys(
                     store,
                     surveys=names,
@@ -590,10 +580,10 @@ def sync_bls(
                     wait=wait,
                     vintages=keep_vintages,
                 )
-            _render_surveys(many, fmt)
+            _summary(fmt, many.to_dict, lambda: render.surveys_summary(many))
             many.raise_for_errors()
             return
-        with _progress("syncing") as on_progress:
+        with _progress(ctx, "syncing") as on_progress:
             options: dict[str, Any] = {}
             run_sync: Any = sync_bls
             if write_index:
@@ -619,39 +609,14 @@ def sync_bls(
                 wait=wait,
                 vintages=keep_vintages,
             )
-        _render_sync(result, fmt)
+        _summary(fmt, result.to_dict, lambda: render.sync_summary(result))
         result.raise_for_errors()
-
-
-def _render_inventory(infos: list[SurveyInfo], fmt: TextOrJson, *, with_bucket: bool) -> None:
-    if fmt is TextOrJson.json:
-        _print_json({"surveys": [i.to_dict() for i in infos]})
-        return
-    header = f"{'survey':<8}{'files':>7}{'size':>11}  {'latest':<17}"
-    if with_bucket:
-        header += f"  {'mirrored':>8}  synced"
-    typer.echo(header)
-    for i in infos:
-        if i.error is not None:
-            line = f"{i.name:<8}{'-':>7}{'-':>11}  {'listing failed':<17}"
-        else:
-            line = f"{i.name:<8}{i.files:>7}{_human(i.bytes or 0):>11}  {i.latest or '-':<17}"
-        if with_bucket:
-            line += f"  {i.mirrored if i.mirrored is not None else 'no':>8}  {i.synced or '-'}"
-        typer.echo(line)
-    for i in infos:
-        if i.error is not None:
-            typer.echo(f"{i.name}: {i.error}", err=True)
 
 
 @app.command("surveys")
 def surveys(
-    root_url: Annotated[
-        str,
-        typer.Option(
-            "--root-url", metavar="URL", envvar="RQ_BLS_ROOT_URL", help="Root listing the surveys."
-        ),
-    ] = DEFAULT_ROOT_URL,
+    ctx: typer.Context,
+    root_url: RootUrlOption = DEFAULT_ROOT_URL,
     bucket: Annotated[
         str | None,
         typer.Option(
@@ -661,28 +626,10 @@ def surveys(
             show_default=False,
         ),
     ] = None,
-    root_prefix: Annotated[
-        str,
-        typer.Option(
-            "--root-prefix",
-            metavar="PREFIX",
-            envvar="RQ_BLS_ROOT_PREFIX",
-            help="Key prefix the survey mirrors are under in --bucket.",
-        ),
-    ] = "",
+    root_prefix: RootPrefixOption = "",
     contact: ContactOption = None,
     user_agent: UserAgentOption = None,
-    max_rps: Annotated[
-        float | None,
-        typer.Option(
-            "--max-rps",
-            metavar="R",
-            envvar="RQ_MAX_RPS",
-            min=0,
-            help="Highest request rate to the source; default 1/s for bls.gov, 0 = unlimited.",
-            show_default=False,
-        ),
-    ] = None,
+    max_rps: MaxRpsOption = None,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -696,7 +643,7 @@ def surveys(
     """
     from rearcquest.surveys import survey_inventory
 
-    with _errors():
+    with _errors(ctx):
         store = _store(bucket, endpoint_url) if bucket else None
         infos = survey_inventory(
             root_url=root_url,
@@ -706,30 +653,23 @@ def surveys(
             user_agent=user_agent,
             max_rps=max_rps,
         )
-        _render_inventory(infos, fmt, with_bucket=store is not None)
+        with_bucket = store is not None
+        _summary(
+            fmt,
+            lambda: {"surveys": [i.to_dict() for i in infos]},
+            lambda: render.inventory_summary(infos, with_bucket=with_bucket),
+        )
+        for i in infos:
+            if i.error is not None:
+                typer.echo(f"{i.name}: {i.error}", err=True)
         failed = [i.name for i in infos if i.error is not None]
         if failed:
             raise RqError(f"the listing of {len(failed)} survey(s) failed: {', '.join(failed)}")
 
 
-if TYPE_CHECKING:
-    from rearcquest.population import FetchResult
-
-
-def _render_population(result: FetchResult, fmt: TextOrJson) -> None:
-    if fmt is TextOrJson.json:
-        _print_json(result.to_dict())
-        return
-    first, last = result.years
-    what = f"{len(result.data.rows)} years, {first}-{last} ({result.data.shape})"
-    verb = "Wrote" if result.written else "Unchanged"
-    typer.echo(f"{verb} s3://{result.bucket}/{result.key}: {what}; {result.reason}")
-    typer.echo(f"  from {result.url}")
-    typer.echo(f"  canonical sha256 {result.data.canonical_sha256}")
-
-
 @app.command("fetch-population")
 def fetch_population(
+    ctx: typer.Context,
     bucket: Annotated[
         str,
         typer.Option(
@@ -780,7 +720,7 @@ def fetch_population(
     from rearcquest.config import DEFAULT_POPULATION_KEY, DEFAULT_POPULATION_URL
     from rearcquest.population import fetch_population as run_fetch
 
-    with _errors():
+    with _errors(ctx):
         store = _store(bucket, endpoint_url)
         result = run_fetch(
             store,
@@ -790,13 +730,10 @@ def fetch_population(
             contact=contact,
             user_agent=user_agent,
         )
-        _render_population(result, fmt)
+        _summary(fmt, result.to_dict, lambda: render.population_summary(result))
 
 
 # -- analyze (issue 4) --
-
-if TYPE_CHECKING:
-    from rearcquest.analytics import Analysis
 
 
 class AnalyzeReport(StrEnum):
@@ -817,6 +754,11 @@ class AnalyzeFormat(StrEnum):
     markdown = "markdown"
 
 
+TableFormatOption = Annotated[
+    AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
+]
+
+
 class AnalyzeFrom(StrEnum):
     """Where ``rq analyze`` reads the BLS rows."""
 
@@ -835,14 +777,13 @@ TablesPrefixOption = Annotated[
 ]
 
 
-def _print_tables(analysis: Analysis) -> None:
+def _print_grids(grids: Sequence[TextTable | Grid]) -> None:
+    """Print report tables with rich: one per grid, its notes dimmed beneath it."""
     from rich.console import Console
     from rich.table import Table
 
-    from rearcquest.render import tables
-
     console = Console(highlight=False)
-    for spec in tables(analysis):
+    for spec in grids:
         table = Table(title=spec.title, title_justify="left")
         widths = [
             max([len(n), *(len(row[i]) for row in spec.rows)]) for i, n in enumerate(spec.columns)
@@ -869,6 +810,7 @@ def _print_tables(analysis: Analysis) -> None:
 
 @app.command("analyze")
 def analyze(
+    ctx: typer.Context,
     report: Annotated[
         AnalyzeReport, typer.Option("--report", case_sensitive=False, help="Which report to run.")
     ] = AnalyzeReport.all,
@@ -887,29 +829,29 @@ def analyze(
             "--population",
             metavar="PATH_OR_S3_URL",
             help="Stored DataUSA population JSON (either API shape).",
-            show_default="s3://$RQ_POPULATION_BUCKET/datausa/population.json",
+            show_default=f"s3://$RQ_POPULATION_BUCKET/{DEFAULT_POPULATION_KEY}",
         ),
     ] = None,
     from_year: Annotated[
         int,
         typer.Option("--from-year", metavar="YEAR", help="First year of the population report."),
-    ] = 2013,
+    ] = DEFAULT_FROM_YEAR,
     to_year: Annotated[
         int,
         typer.Option(
             "--to-year", metavar="YEAR", help="Last year of the population report (inclusive)."
         ),
-    ] = 2018,
+    ] = DEFAULT_TO_YEAR,
     series: Annotated[
         str,
         typer.Option(
             "--series", metavar="SERIES_ID", help="Series of the series-population report."
         ),
-    ] = "PRS30006032",
+    ] = DEFAULT_SERIES,
     period: Annotated[
         str,
         typer.Option("--period", metavar="PERIOD", help="Period of the series-population report."),
-    ] = "Q01",
+    ] = DEFAULT_PERIOD,
     include_annual: Annotated[
         bool,
         typer.Option(
@@ -922,9 +864,7 @@ def analyze(
             "--all-years", help="series-population: keep years without population (empty)."
         ),
     ] = False,
-    fmt: Annotated[
-        AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
-    ] = AnalyzeFormat.table,
+    fmt: TableFormatOption = AnalyzeFormat.table,
     output: Annotated[
         str | None,
         typer.Option(
@@ -943,7 +883,7 @@ def analyze(
             "tables when present and current, else the text (auto).",
         ),
     ] = AnalyzeFrom.auto,
-    tables_prefix: TablesPrefixOption = "tables/",
+    tables_prefix: TablesPrefixOption = TABLES_PREFIX,
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -966,11 +906,10 @@ def analyze(
 
     Example: rq analyze --report best-year --include-annual --format json
     """
-    from rearcquest import render
     from rearcquest.analytics import REPORTS
     from rearcquest.tables import analyze as run_analysis
 
-    with _errors():
+    with _errors(ctx):
         options: dict[str, Any] = {
             "reports": REPORTS if report is AnalyzeReport.all else (report.value,),
             "bls": bls,
@@ -999,7 +938,7 @@ def analyze(
         elif fmt is AnalyzeFormat.markdown:
             typer.echo(render.to_markdown(result), nl=False)
         else:
-            _print_tables(result)
+            _print_grids(render.tables(result))
         if output is not None:
             for path in render.write_outputs(result, output):
                 typer.echo(f"wrote {path}", err=True)
@@ -1007,24 +946,10 @@ def analyze(
 
 # -- tables and sql (issue 12) --
 
-if TYPE_CHECKING:
-    from rearcquest.tables import TablesResult
-
-
-def _render_tables(result: TablesResult, fmt: TextOrJson) -> None:
-    if fmt is TextOrJson.json:
-        _print_json(result.to_dict())
-        return
-    for build in result.builds:
-        rows = "" if build.rows is None else f" ({build.rows} rows)"
-        why = f": {build.error}" if build.error else ""
-        typer.echo(f"{build.status:<9} s3://{result.bucket}/{build.key}{rows}{why}")
-    for warning in result.warnings:
-        typer.echo(f"warning: {warning}")
-
 
 @app.command("tables")
 def tables(
+    ctx: typer.Context,
     survey: Annotated[
         str,
         typer.Option(
@@ -1032,18 +957,9 @@ def tables(
             metavar="S,...|all",
             help="Surveys to build, comma-separated, or all: every mirrored <survey>/ prefix.",
         ),
-    ] = "pr",
-    bucket: Annotated[
-        str,
-        typer.Option(
-            "--bucket",
-            metavar="BUCKET",
-            envvar="RQ_BLS_BUCKET",
-            help="Bucket of the BLS mirror; the tables are written there too.",
-            show_default=False,
-        ),
-    ] = "",
-    tables_prefix: TablesPrefixOption = "tables/",
+    ] = ",".join(DEFAULT_SURVEYS),
+    bucket: BlsBucketOption = "",
+    tables_prefix: TablesPrefixOption = TABLES_PREFIX,
     population: Annotated[
         str | None,
         typer.Option(
@@ -1085,7 +1001,7 @@ def tables(
     if as_of is not None:
         from rearcquest.vintages import tables_as_of
 
-        with _errors():
+        with _errors(ctx):
             built, written = tables_as_of(
                 as_of,
                 tables_prefix=tables_prefix,
@@ -1100,7 +1016,7 @@ def tables(
                 for url in written:
                     typer.echo(f"  {url}")
         return
-    with _errors():
+    with _errors(ctx):
         store = _store(bucket, endpoint_url)
         population_store, population_key = population_source(store, population)
         surveys = None if survey.strip() == "all" else [s.strip() for s in survey.split(",")]
@@ -1113,12 +1029,13 @@ def tables(
             force=force,
             on_progress=log.info,
         )
-        _render_tables(result, fmt)
+        _summary(fmt, result.to_dict, lambda: render.tables_summary(result))
         result.raise_for_errors()
 
 
 @app.command("sql")
 def sql(
+    ctx: typer.Context,
     query: Annotated[
         str | None,
         typer.Argument(metavar="QUERY", help="The SQL (Polars SQL).", show_default=False),
@@ -1141,9 +1058,7 @@ def sql(
             show_default="s3://$RQ_BLS_BUCKET/tables/",
         ),
     ] = None,
-    fmt: Annotated[
-        AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
-    ] = AnalyzeFormat.table,
+    fmt: TableFormatOption = AnalyzeFormat.table,
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -1163,10 +1078,9 @@ def sql(
 
     Example: rq sql "SELECT year, population FROM population ORDER BY year" --format csv
     """
-    from rearcquest import render
     from rearcquest.tables import named_query, run_sql
 
-    with _errors():
+    with _errors(ctx):
         if (query is None) == (named is None):
             raise ConfigError("give either a QUERY or --named NAME")
         text = query if query is not None else named_query(str(named))
@@ -1200,16 +1114,8 @@ def sql(
 
 @app.command("serve-index")
 def serve_index(
-    bucket: Annotated[
-        str,
-        typer.Option(
-            "--bucket",
-            metavar="BUCKET",
-            envvar="RQ_BLS_BUCKET",
-            help="Bucket to show.",
-            show_default=False,
-        ),
-    ],
+    ctx: typer.Context,
+    bucket: BlsBucketOption,
     prefix: Annotated[
         str,
         typer.Option(
@@ -1225,17 +1131,8 @@ def serve_index(
             metavar="HOST",
             help="Address to listen on; 0.0.0.0 opens it to the network (use --token).",
         ),
-    ] = "127.0.0.1",
-    port: Annotated[
-        int,
-        typer.Option(
-            "--port",
-            metavar="PORT",
-            min=0,
-            max=65535,
-            help="Port to listen on; 0 picks a free one.",
-        ),
-    ] = 8000,
+    ] = DEFAULT_HOST,
+    port: PortOption = DEFAULT_PORT,
     token: Annotated[
         str | None,
         typer.Option(
@@ -1253,16 +1150,13 @@ def serve_index(
             "--write-static", help="Write a static index.html into the bucket instead of serving."
         ),
     ] = False,
-    index_key: Annotated[
-        str,
-        typer.Option("--index-key", metavar="KEY", help="Key of the static page (--write-static)."),
-    ] = "index.html",
+    index_key: IndexKeyOption = DEFAULT_INDEX_KEY,
     presign: Annotated[
         int | None,
         typer.Option(
             "--presign",
             min=1,
-            max=604800,
+            max=MAX_PRESIGN_SECONDS,
             metavar="SECONDS",
             help="With --write-static: presign every link (and print a share URL) for SECONDS.",
             show_default=False,
@@ -1276,7 +1170,7 @@ def serve_index(
             min=0,
             help="Reuse a folder's listing this long; 0 = every request.",
         ),
-    ] = 5.0,
+    ] = DEFAULT_CACHE_SECONDS,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -1285,13 +1179,28 @@ def serve_index(
     The live page lists folders and files (size, last modified), sorts by each column, filters
     by name, offers a JSON listing (?format=json) and streams downloads from S3 with Range and
     conditional requests. It listens on 127.0.0.1 unless told otherwise; on a network, add
-    --host 0.0.0.0 --token auto. Big folders are shown 1,000 entries a page.
+    --host 0.0.0.0 --token auto. Big folders are shown 1,000 entries a page. --host, --port,
+    --token and --cache-seconds are for serving; --index-key, --presign and --format for
+    --write-static: each is refused in the other mode.
 
     Example: rq serve-index --bucket my-bls-mirror --prefix pr/
     """
     from rearcquest.storage import ObjectStore, make_s3_client
 
-    with _errors():
+    # Each mode ignores the other's options: refuse them rather than drop them silently.
+    static_only = {"index_key": "--index-key", "presign": "--presign", "fmt": "--format"}
+    live_only = {
+        "host": "--host",
+        "port": "--port",
+        "token": "--token",
+        "cache_seconds": "--cache-seconds",
+    }
+    ignored = live_only if write_static else static_only
+    clash = [flag for name, flag in ignored.items() if _on_command_line(ctx, name)]
+    if clash:
+        mode = "--write-static" if write_static else "serving (without --write-static)"
+        raise typer.BadParameter(f"cannot be used with {mode}", param_hint=", ".join(clash))
+    with _errors(ctx):
         # Each download holds an S3 connection while it streams: keep more than botocore's 10.
         client = make_s3_client(endpoint_url=endpoint_url, max_pool_connections=64)
         store = ObjectStore(client, bucket)
@@ -1299,15 +1208,7 @@ def serve_index(
             from rearcquest.index import write_static_index
 
             written = write_static_index(store, prefix, index_key, presign_seconds=presign)
-            if fmt is TextOrJson.json:
-                _print_json(written.to_dict())
-                return
-            typer.echo(
-                f"Wrote {written.url}: {written.objects} objects under "
-                f"s3://{written.bucket}/{written.prefix} ({_human(written.total_bytes)})"
-            )
-            if written.share_url:
-                typer.echo(f"Share (valid until {written.expires}): {written.share_url}")
+            _summary(fmt, written.to_dict, lambda: render.static_index_summary(written))
             return
         from rearcquest.index import AUTO_TOKEN, resolve_token, serve
 
@@ -1333,6 +1234,7 @@ def serve_index(
 
 @app.command("run")
 def run(
+    ctx: typer.Context,
     bls_bucket: Annotated[
         str | None,
         typer.Option(
@@ -1375,7 +1277,7 @@ def run(
     from rearcquest.pipeline import run_pipeline
     from rearcquest.storage import make_s3_client
 
-    with _errors():
+    with _errors(ctx):
         overrides: dict[str, Any] = {
             "bls_bucket": bls_bucket,
             "population_bucket": population_bucket,
@@ -1388,20 +1290,13 @@ def run(
         result = run_pipeline(
             settings, s3_client=make_s3_client(endpoint_url=endpoint_url), reports=reports
         )
-        if fmt is TextOrJson.json:
-            _print_json(result.to_dict())
-        else:
-            for name, step in result.steps():
-                typer.echo(f"{name}: {'failed: ' + step.error if step.error else 'ok'}")
-            if result.analysis is not None:
-                from rearcquest.render import to_text
-
-                typer.echo("\n" + to_text(result.analysis).rstrip())
+        _summary(fmt, result.to_dict, lambda: render.pipeline_summary(result))
         result.raise_for_errors()
 
 
 @app.command("demo")
 def demo(
+    ctx: typer.Context,
     endpoint_url: Annotated[
         str | None,
         typer.Option(
@@ -1413,19 +1308,14 @@ def demo(
     ] = None,
     bucket: Annotated[
         str, typer.Option("--bucket", metavar="BUCKET", help="Bucket for the demo.")
-    ] = "rq-demo",
+    ] = DEMO_BUCKET,
     serve: Annotated[
         bool,
         typer.Option(
             "--serve", help="Then keep the index page of the demo bucket up until Ctrl-C."
         ),
     ] = False,
-    port: Annotated[
-        int,
-        typer.Option(
-            "--port", metavar="PORT", min=0, max=65535, help="Port of the index page (--serve)."
-        ),
-    ] = 8000,
+    port: PortOption = DEFAULT_PORT,
 ) -> None:
     """Run every step offline: embedded S3, a local BLS-like server with real data.
 
@@ -1443,13 +1333,11 @@ def demo(
         if payload is None:
             return
         if hasattr(payload, "plan"):
-            _render_sync(payload, TextOrJson.text)
+            typer.echo(render.sync_summary(payload))
         elif hasattr(payload, "written"):
-            _render_population(payload, TextOrJson.text)
+            typer.echo(render.population_summary(payload))
         elif hasattr(payload, "reports"):
-            from rearcquest.render import to_text
-
-            typer.echo(to_text(payload, max_rows=10).rstrip())
+            typer.echo(render.to_text(payload, max_rows=10).rstrip())
         elif isinstance(payload, str):
             typer.echo(payload)
         else:
@@ -1463,7 +1351,7 @@ def demo(
 
         serve_index(store, port=port, on_ready=ready)
 
-    with _errors():
+    with _errors(ctx):
         run_demo(
             bucket=bucket,
             endpoint_url=endpoint_url,
@@ -1473,9 +1361,6 @@ def demo(
 
 
 # -- releases and revisions (issue 13) --
-
-if TYPE_CHECKING:
-    from rearcquest.render_vintages import Grid
 
 
 class ReleasesFormat(StrEnum):
@@ -1506,25 +1391,9 @@ SurveyOption = Annotated[
 ]
 
 
-def _print_grids(grids: list[Grid]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    for grid in grids:
-        table = Table(title=grid.title, title_justify="left")
-        for name, numeric in zip(grid.columns, grid.numeric, strict=True):
-            table.add_column(name, justify="right" if numeric else "left")
-        for row in grid.rows:
-            table.add_row(*row)
-        console.print(table)
-        for note in grid.notes:
-            console.print(f"  {note}", style="dim", markup=False)
-        console.print()
-
-
 @app.command("releases")
 def releases(
+    ctx: typer.Context,
     bucket: MirrorBucketOption = None,
     survey: SurveyOption = None,
     fmt: Annotated[
@@ -1542,7 +1411,7 @@ def releases(
     from rearcquest.render_vintages import releases_grid, releases_json
     from rearcquest.vintages import list_releases
 
-    with _errors():
+    with _errors(ctx):
         found = list_releases(bucket=bucket, prefix=survey, endpoint_url=endpoint_url)
         if fmt is ReleasesFormat.json:
             typer.echo(releases_json(found))
@@ -1552,6 +1421,7 @@ def releases(
 
 @app.command("revisions")
 def revisions(
+    ctx: typer.Context,
     from_release: Annotated[
         str,
         typer.Option(
@@ -1559,14 +1429,14 @@ def revisions(
             metavar="DATE|RELEASE",
             help="The older release: a date, a release stamp, 'previous' or 'latest'.",
         ),
-    ] = "previous",
+    ] = DEFAULT_FROM_RELEASE,
     to_release: Annotated[
         str,
         typer.Option("--to", metavar="DATE|RELEASE", help="The newer release."),
-    ] = "latest",
+    ] = DEFAULT_TO_RELEASE,
     file: Annotated[
         str, typer.Option("--file", metavar="NAME", help="The data file to compare.")
-    ] = "pr.data.0.Current",
+    ] = DEFAULT_FILE,
     series: Annotated[
         str | None,
         typer.Option(
@@ -1575,9 +1445,7 @@ def revisions(
     ] = None,
     bucket: MirrorBucketOption = None,
     survey: SurveyOption = None,
-    fmt: Annotated[
-        AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
-    ] = AnalyzeFormat.table,
+    fmt: TableFormatOption = AnalyzeFormat.table,
     output: Annotated[
         str | None,
         typer.Option(
@@ -1599,7 +1467,7 @@ def revisions(
     from rearcquest import render_vintages as out
     from rearcquest.vintages import revisions as compare
 
-    with _errors():
+    with _errors(ctx):
         result = compare(
             from_release=from_release,
             to_release=to_release,

@@ -31,6 +31,20 @@ DEFAULT_MAX_DELETE_SHARE = 50.0
 DEFAULT_LEASE_TTL = 600.0
 # BLS asks bots not to fetch several files a second.
 POLITE_RPS = 1.0
+# The index page (rq serve-index, sync --write-index); its defaults live here, beside the
+# others the command line shows, and rearcquest.index re-exports them.
+DEFAULT_INDEX_KEY = "index.html"
+# The live index listens here unless told otherwise: this machine only.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+# How long the live index reuses a folder's listing (see ``_app._ListingCache``).
+DEFAULT_CACHE_SECONDS = 5.0
+# SigV4 presigned URLs live at most seven days.
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+# The bucket `rq demo` fills on its embedded S3.
+DEMO_BUCKET = "rq-demo"
+# Downloads (and as many uploads) of one sync at once.
+DEFAULT_TRANSFERS = 4
 
 
 def build_user_agent(contact: str | None = None, user_agent: str | None = None) -> str | None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.config import Settings
+from rearcquest.config import DEFAULT_POPULATION_KEY, DEMO_BUCKET, Settings
 from rearcquest.offline import (
     OfflineServer,
     add_datausa_routes,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEMO_CONTACT = "rq-demo@example.com"
-POPULATION_KEY = "datausa/population.json"
+POPULATION_KEY = DEFAULT_POPULATION_KEY
 StepCallback = Callable[[str, Any], None]
 
 
@@ -61,7 +61,7 @@ def _endpoint(endpoint_url: str | None) -> Iterator[tuple[str, tuple[str, str] |
 
 def run_demo(
     *,
-    bucket: str = "rq-demo",
+    bucket: str = DEMO_BUCKET,
     endpoint_url: str | None = None,
     on_step: StepCallback,
     keep_running: Callable[[ObjectStore, OfflineServer], None] | None = None,

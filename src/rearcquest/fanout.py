@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.config import DEFAULT_ROOT_URL
+from rearcquest.config import DEFAULT_ROOT_URL, DEFAULT_TRANSFERS
 from rearcquest.errors import ConfigError, RqError
 from rearcquest.surveys import (
     ALL,
@@ -223,7 +223,7 @@ def run_work(
     *,
     store: ObjectStore,
     http: HttpClient,
-    transfers: int = 4,
+    transfers: int = DEFAULT_TRANSFERS,
     wait: float = 0.0,
     vintages: bool = False,
 ) -> SyncResult:

@@ -22,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rearcquest._sizes import human_size as human_size
 from rearcquest.analytics import MEAN_DECIMALS, STD_DECIMALS, VALUE_SCALE
 from rearcquest.errors import ConfigError, RqError
 
@@ -29,6 +30,12 @@ if TYPE_CHECKING:
     import polars as pl
 
     from rearcquest.analytics import Analysis, ReportName
+    from rearcquest.index import StaticIndex
+    from rearcquest.pipeline import PipelineResult
+    from rearcquest.population import FetchResult
+    from rearcquest.surveys import MultiSyncResult, SurveyInfo
+    from rearcquest.sync import SyncResult
+    from rearcquest.tables import TablesResult
 
 # JSON keys and file names of the reports.
 JSON_KEYS: dict[str, str] = {
@@ -593,3 +600,190 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str | Decimal):
         return value
     return str(value)
+
+
+# -- command summaries: the text the commands print on stdout (``--format text``) --
+
+
+def sync_summary(result: SyncResult) -> str:
+    """The text summary of one sync: the plan on a dry run or a guarded delete, else the outcome.
+
+    Args:
+        result: what :func:`rearcquest.sync.sync_bls` did (or planned).
+
+    Returns:
+        Lines of text, without a final newline.
+    """
+    where = f"s3://{result.bucket}/{result.prefix}"
+    if result.dry_run or result.delete_guard:
+        why = "dry run" if result.dry_run else "stopped by the delete guard"
+        lines = [f"Plan for {result.source_url} -> {where} ({why}, nothing changed):"]
+        lines += [
+            f"  {action.kind:<9} {action.name:<28} {action.reason}"
+            for action in result.plan.actions
+        ]
+        if not result.plan.actions:
+            lines.append("  (the source lists no selected file)")
+        if result.delete_guard:
+            lines.append(f"  delete guard: {result.delete_guard}")
+        return "\n".join(lines)
+    lines = [f"Synced {result.source_url} -> {where}"]
+    for label, names in (
+        ("added", result.added),
+        ("updated", result.updated),
+        ("deleted", result.deleted),
+    ):
+        if names:
+            lines.append(f"  {label:<10}{len(names):>4}  {', '.join(names)}")
+    restamped = (
+        f"  ({len(result.restamped)} re-dated by the source with identical bytes: not uploaded)"
+        if result.restamped
+        else ""
+    )
+    lines.append(f"  {'unchanged':<10}{len(result.unchanged):>4}{restamped}")
+    lines += [f"  {'failed':<10}      {error.name}: {error.message}" for error in result.errors]
+    lines += [f"  {'skipped':<10}      {s.name}: {s.message}" for s in result.skipped]
+    if result.deletes_skipped:
+        lines.append(f"  deletes skipped: {result.deletes_skipped}")
+    if result.index_written:
+        lines.append(f"  index page written: s3://{result.bucket}/{result.index_written}")
+    lines.append(
+        f"  downloaded {human_size(result.bytes_downloaded)}, "
+        f"uploaded {human_size(result.bytes_uploaded)}, "
+        f"{result.requests} request(s) to the source"
+    )
+    return "\n".join(lines)
+
+
+def surveys_summary(result: MultiSyncResult) -> str:
+    """The text summary of a sync of several surveys: one line each, then the totals.
+
+    Args:
+        result: what :func:`rearcquest.surveys.sync_surveys` did.
+
+    Returns:
+        Lines of text, without a final newline.
+    """
+    lines = [
+        f"Synced {len(result.surveys)} survey(s) of {result.root_url} -> s3://{result.bucket}/"
+    ]
+    for name, outcome in result.surveys.items():
+        where = f"{outcome.prefix:<12}"
+        if outcome.result is None:
+            lines.append(f"  {name:<6} {where} FAILED (exit {outcome.exit_code}): {outcome.error}")
+            continue
+        r = outcome.result
+        status = f"FAILED (exit {outcome.exit_code}): {outcome.error}" if outcome.error else "ok"
+        lines.append(
+            f"  {name:<6} {where} +{len(r.added)} ~{len(r.updated)} -{len(r.deleted)} "
+            f"={len(r.unchanged)}  {human_size(r.bytes_downloaded)} down, "
+            f"{human_size(r.bytes_uploaded)} up  {status}"
+        )
+    t = result.totals()
+    lines.append(
+        f"  total: {t['added']} added, {t['updated']} updated, {t['deleted']} deleted, "
+        f"{t['unchanged']} unchanged, {t['errors']} error(s); downloaded "
+        f"{human_size(t['bytes_downloaded'])}, uploaded {human_size(t['bytes_uploaded'])}, "
+        f"{result.requests} request(s) to the source"
+    )
+    return "\n".join(lines)
+
+
+def inventory_summary(infos: Sequence[SurveyInfo], *, with_bucket: bool) -> str:
+    """The table of ``rq surveys``: files, size and latest date of each survey.
+
+    Args:
+        infos: the surveys, as :func:`rearcquest.surveys.survey_inventory` lists them.
+        with_bucket: add the mirrored file count and the last sync of each survey.
+
+    Returns:
+        Lines of text, without a final newline; failed listings show as ``-``.
+    """
+    header = f"{'survey':<8}{'files':>7}{'size':>11}  {'latest':<17}"
+    if with_bucket:
+        header += f"  {'mirrored':>8}  synced"
+    lines = [header]
+    for i in infos:
+        if i.error is not None:
+            line = f"{i.name:<8}{'-':>7}{'-':>11}  {'listing failed':<17}"
+        else:
+            line = f"{i.name:<8}{i.files:>7}{human_size(i.bytes or 0):>11}  {i.latest or '-':<17}"
+        if with_bucket:
+            line += f"  {i.mirrored if i.mirrored is not None else 'no':>8}  {i.synced or '-'}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def population_summary(result: FetchResult) -> str:
+    """The text summary of ``rq fetch-population``: what was written, from where, its hash.
+
+    Args:
+        result: what :func:`rearcquest.population.fetch_population` did.
+
+    Returns:
+        Lines of text, without a final newline.
+    """
+    first, last = result.years
+    what = f"{len(result.data.rows)} years, {first}-{last} ({result.data.shape})"
+    verb = "Wrote" if result.written else "Unchanged"
+    return "\n".join(
+        [
+            f"{verb} s3://{result.bucket}/{result.key}: {what}; {result.reason}",
+            f"  from {result.url}",
+            f"  canonical sha256 {result.data.canonical_sha256}",
+        ]
+    )
+
+
+def tables_summary(result: TablesResult) -> str:
+    """The text summary of ``rq tables``: one line per table built, then the warnings.
+
+    Args:
+        result: what :func:`rearcquest.tables.build_tables` did.
+
+    Returns:
+        Lines of text, without a final newline.
+    """
+    lines = []
+    for build in result.builds:
+        rows = "" if build.rows is None else f" ({build.rows} rows)"
+        why = f": {build.error}" if build.error else ""
+        lines.append(f"{build.status:<9} s3://{result.bucket}/{build.key}{rows}{why}")
+    lines += [f"warning: {warning}" for warning in result.warnings]
+    return "\n".join(lines)
+
+
+def static_index_summary(written: StaticIndex) -> str:
+    """The text summary of a static index page: where it is, what it lists, how to share it.
+
+    Args:
+        written: what :func:`rearcquest.index.write_static_index` wrote.
+
+    Returns:
+        Lines of text, without a final newline.
+    """
+    lines = [
+        f"Wrote {written.url}: {written.objects} objects under "
+        f"s3://{written.bucket}/{written.prefix} ({human_size(written.total_bytes)})"
+    ]
+    if written.share_url:
+        lines.append(f"Share (valid until {written.expires}): {written.share_url}")
+    return "\n".join(lines)
+
+
+def pipeline_summary(result: PipelineResult) -> str:
+    """The text summary of ``rq run``: each step ok or failed, then the reports if any.
+
+    Args:
+        result: what :func:`rearcquest.pipeline.run_pipeline` did.
+
+    Returns:
+        Lines of text, without a final newline.
+    """
+    lines = [
+        f"{name}: {'failed: ' + step.error if step.error else 'ok'}"
+        for name, step in result.steps()
+    ]
+    if result.analysis is not None:
+        lines.append("\n" + to_text(result.analysis).rstrip())
+    return "\n".join(lines)

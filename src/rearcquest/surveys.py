@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from rearcquest.config import (
     DEFAULT_LEASE_TTL,
     DEFAULT_ROOT_URL,
+    DEFAULT_TRANSFERS,
     DeleteLimit,
     build_user_agent,
     check_http_url,
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ALL = "all"
+# Surveys synced at once.
+DEFAULT_PARALLEL = 4
 # A survey is one directory name of the root: letters, digits and a few safe signs.
 _SURVEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TOTAL_LISTS = ("added", "updated", "deleted", "unchanged", "errors")
@@ -246,8 +249,8 @@ def sync_surveys(
     max_delete: DeleteLimit | int | str | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
-    transfers: int = 4,
-    parallel: int = 4,
+    transfers: int = DEFAULT_TRANSFERS,
+    parallel: int = DEFAULT_PARALLEL,
     max_rps: float | None = None,
     retry: RetryPolicy | None = None,
     http: HttpClient | None = None,

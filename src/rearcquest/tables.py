@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TABLES_PREFIX: Final = "tables/"
+# The surveys built unless told otherwise: the one the reports read.
+DEFAULT_SURVEYS: Final = ("pr",)
 MANIFEST_NAME: Final = "_manifest.json"
 PART_NAME: Final = "part-0.parquet"
 POPULATION_TABLE: Final = "population"
@@ -813,7 +815,7 @@ def population_source(
 def build_tables(
     store: ObjectStore,
     *,
-    surveys: Iterable[str] | None = ("pr",),
+    surveys: Iterable[str] | None = DEFAULT_SURVEYS,
     root_prefix: str = "",
     tables_prefix: str = TABLES_PREFIX,
     population_store: ObjectStore | None = None,

@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rearcquest.analytics import BLS_FILE
 from rearcquest.config import Settings, normalise_prefix
 from rearcquest.errors import ConfigError, DataError
 
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
     from rearcquest.releases import Release
     from rearcquest.storage import ObjectStore
 
-DEFAULT_FILE = "pr.data.0.Current"
+DEFAULT_FILE = BLS_FILE
+# What ``revisions`` compares unless told otherwise: the last two releases.
+DEFAULT_FROM_RELEASE = "previous"
+DEFAULT_TO_RELEASE = "latest"
 
 
 def _store(
@@ -319,8 +323,8 @@ def _download(store: ObjectStore, key: str, version_id: str | None, target: Path
 
 def revisions(
     *,
-    from_release: str = "previous",
-    to_release: str = "latest",
+    from_release: str = DEFAULT_FROM_RELEASE,
+    to_release: str = DEFAULT_TO_RELEASE,
     file: str = DEFAULT_FILE,
     series: str | None = None,
     bucket: str | None = None,

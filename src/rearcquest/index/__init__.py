@@ -18,7 +18,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.config import normalise_prefix
+from rearcquest.config import (
+    DEFAULT_CACHE_SECONDS,
+    DEFAULT_HOST,
+    DEFAULT_INDEX_KEY,
+    DEFAULT_PORT,
+    MAX_PRESIGN_SECONDS,
+    normalise_prefix,
+)
 from rearcquest.errors import ConfigError
 from rearcquest.index._http import UnsafePath, check_path, is_servable
 from rearcquest.index._render import View, build_listing, relative_href, render_page
@@ -32,7 +39,9 @@ if TYPE_CHECKING:
 __all__ = [
     "AUTO_TOKEN",
     "DEFAULT_CACHE_SECONDS",
+    "DEFAULT_HOST",
     "DEFAULT_INDEX_KEY",
+    "DEFAULT_PORT",
     "KEEP_ALIVE_TIMEOUT",
     "MAX_CONNECTIONS",
     "MAX_PRESIGN_SECONDS",
@@ -51,11 +60,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INDEX_KEY = "index.html"
-# How long the live index reuses a folder's listing (see ``_app._ListingCache``).
-DEFAULT_CACHE_SECONDS = 5.0
-# SigV4 presigned URLs live at most seven days.
-MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 # A token anyone on the network may try to guess: shorter ones are refused.
 MIN_TOKEN_CHARS = 16
 # ``--token auto``: generate one (32 URL-safe characters, 192 random bits).
@@ -177,8 +181,8 @@ def serve(
     store: ObjectStore,
     *,
     prefix: str = "",
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
     token: str | None = None,
     on_ready: Callable[[str], None] | None = None,
     cache_seconds: float = DEFAULT_CACHE_SECONDS,
@@ -219,7 +223,7 @@ def start_server(
     store: ObjectStore,
     *,
     prefix: str = "",
-    host: str = "127.0.0.1",
+    host: str = DEFAULT_HOST,
     port: int = 0,
     token: str | None = None,
     cache_seconds: float = DEFAULT_CACHE_SECONDS,

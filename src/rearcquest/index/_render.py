@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
+from rearcquest._sizes import human_size
 from rearcquest.layout import is_reserved
 from rearcquest.storage import ObjectInfo
 
@@ -365,18 +366,6 @@ def sort_files(files: Sequence[File], view: View) -> list[File]:
 def matches(name: str, q: str) -> bool:
     """Tell whether ``name`` contains ``q``, ignoring case."""
     return not q or q.casefold() in name.casefold()
-
-
-def human_size(size: int) -> str:
-    """Return a size for people: ``102 B``, ``1.2 KB``, ``3.4 MB`` (powers of 1000)."""
-    if size < 1000:
-        return f"{size} B"
-    value = size / 1000
-    for unit in ("KB", "MB", "GB", "TB"):
-        if round(value, 1) < 1000:
-            return f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} PB"
 
 
 def iso_time(value: datetime | None) -> str:

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from rearcquest.errors import ConfigError, RqError
-from rearcquest.index import DEFAULT_CACHE_SECONDS, Limits
+from rearcquest.index import DEFAULT_CACHE_SECONDS, DEFAULT_HOST, DEFAULT_PORT, Limits
 from rearcquest.index._app import LOOPBACK_HOSTS, create_app
 
 if TYPE_CHECKING:
@@ -147,8 +147,8 @@ def serve(
     store: ObjectStore,
     *,
     prefix: str = "",
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
     token: str | None = None,
     on_ready: Callable[[str], None] | None = None,
     cache_seconds: float = DEFAULT_CACHE_SECONDS,
@@ -226,7 +226,7 @@ def start_server(
     store: ObjectStore,
     *,
     prefix: str = "",
-    host: str = "127.0.0.1",
+    host: str = DEFAULT_HOST,
     port: int = 0,
     token: str | None = None,
     cache_seconds: float = DEFAULT_CACHE_SECONDS,

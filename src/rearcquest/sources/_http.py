@@ -43,6 +43,10 @@ MIN_RATE = 50_000.0
 RATE_GRACE = 60.0
 
 
+# Attempts per request, the first included.
+DEFAULT_ATTEMPTS = 5
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how patiently to retry.
@@ -54,7 +58,7 @@ class RetryPolicy:
         max_retry_after: the longest ``Retry-After`` honoured; longer ones are capped.
     """
 
-    attempts: int = 5
+    attempts: int = DEFAULT_ATTEMPTS
     base: float = 0.5
     cap: float = 30.0
     max_retry_after: float = 120.0
