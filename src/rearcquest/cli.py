@@ -550,6 +550,22 @@ def sync_bls(
         # a connection for each request beyond it.
         pool = 2 * transfers * parallel if names is not None else None
         store = _store(bucket, endpoint_url, connections=pool)
+        # What every survey and a single directory share.
+        common: dict[str, Any] = {
+            "contact": contact,
+            "user_agent": user_agent,
+            "dry_run": dry_run,
+            "delete": not no_delete,
+            "max_delete": max_delete,
+            "include": include or (),
+            "exclude": exclude or (),
+            "transfers": transfers,
+            "max_rps": max_rps,
+            "retry": RetryPolicy(attempts=retries),
+            "lock": not no_lock,
+            "wait": wait,
+            "vintages": keep_vintages,
+        }
         if names is not None and names != [ALL] and len(names) == 1:
             # One survey keeps today's single-directory document.
             source_url, prefix = (
@@ -563,52 +579,22 @@ def sync_bls(
                     surveys=names,
                     root_url=root_url,
                     root_prefix=root_prefix,
-                    contact=contact,
-                    user_agent=user_agent,
-                    dry_run=dry_run,
-                    delete=not no_delete,
-                    max_delete=max_delete,
-                    include=include or (),
-                    exclude=exclude or (),
-                    transfers=transfers,
                     parallel=parallel,
-                    max_rps=max_rps,
-                    retry=RetryPolicy(attempts=retries),
                     on_progress=callbacks[0] if callbacks else None,
                     on_survey=callbacks[1] if callbacks else None,
-                    lock=not no_lock,
-                    wait=wait,
-                    vintages=keep_vintages,
+                    **common,
                 )
             _summary(fmt, many.to_dict, lambda: render.surveys_summary(many))
             many.raise_for_errors()
             return
+        common.update(source_url=source_url or DEFAULT_BLS_URL, prefix=prefix, state_key=state_key)
         with _progress(ctx, "syncing") as on_progress:
-            options: dict[str, Any] = {}
-            run_sync: Any = sync_bls
             if write_index:
-                run_sync, options = sync_with_index, {"index_key": index_key}
-            result = run_sync(
-                store,
-                **options,
-                source_url=source_url or DEFAULT_BLS_URL,
-                prefix=prefix,
-                contact=contact,
-                user_agent=user_agent,
-                dry_run=dry_run,
-                delete=not no_delete,
-                max_delete=max_delete,
-                include=include or (),
-                exclude=exclude or (),
-                transfers=transfers,
-                max_rps=max_rps,
-                retry=RetryPolicy(attempts=retries),
-                on_progress=on_progress,
-                state_key=state_key,
-                lock=not no_lock,
-                wait=wait,
-                vintages=keep_vintages,
-            )
+                result = sync_with_index(
+                    store, index_key=index_key, on_progress=on_progress, **common
+                )
+            else:
+                result = sync_bls(store, on_progress=on_progress, **common)
         _summary(fmt, result.to_dict, lambda: render.sync_summary(result))
         result.raise_for_errors()
 

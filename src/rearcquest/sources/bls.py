@@ -111,6 +111,70 @@ def _parse_size(text: str) -> tuple[int | None, bool]:
     return None, False
 
 
+@dataclass(frozen=True)
+class _Row:
+    """One link row of a directory page, inside the directory and on its host."""
+
+    path: str  # the link's URL path
+    name: str  # the path below the directory, decoded (a directory's may end with "/")
+    modified: str | None
+    size: int | None
+    is_dir: bool  # "<dir>" in the size column (IIS) or a link ending with "/"
+
+
+def _rows(page: str, base_url: str) -> tuple[str, list[_Row]]:
+    """The rows of a directory page that link inside ``base_url``; also ``base_url`` with ``/``.
+
+    The parent link, links to other hosts, links with a query string or fragment (Apache's sort
+    links) and links that leave the directory are left out.
+
+    Raises:
+        ListingError: the page is not a directory listing or looks cut short.
+    """
+    if not base_url.endswith("/"):
+        base_url += "/"
+    base = urlsplit(base_url)
+    lowered = page.lower()
+    if "<a" not in lowered:
+        raise ListingError(f"{base_url}: the page is not a directory listing (no links in it)")
+    if not any(marker in lowered for marker in _END_MARKERS):
+        raise ListingError(f"{base_url}: the directory listing looks cut short")
+    rows: list[_Row] = []
+    for row in _ROW_SPLIT.split(page):
+        anchors = list(_ANCHOR.finditer(row))
+        if len(anchors) != 1:
+            continue
+        anchor = anchors[0]
+        href = html.unescape(next(g for g in anchor.groups()[:3] if g is not None)).strip()
+        target = urlsplit(urljoin(base_url, href))
+        if target.query or target.fragment or "?" in href:
+            continue
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+            continue
+        if not target.path.startswith(base.path):
+            continue
+        outside = row[: anchor.start()] + " " + row[anchor.end() :]
+        # IIS escapes it (&lt;dir&gt;), but a copied page may carry a bare <dir> "tag".
+        bare_dir = "<dir>" in outside.lower()
+        modified, rest = _norm_date(html.unescape(_TAG.sub(" ", outside)))
+        size, is_dir = _parse_size(rest)
+        rows.append(
+            _Row(
+                path=target.path,
+                name=unquote(target.path[len(base.path) :]),
+                modified=modified,
+                size=size,
+                is_dir=is_dir or bare_dir or target.path.endswith("/"),
+            )
+        )
+    return base_url, rows
+
+
+def _plain_name(name: str) -> bool:
+    """A name of one entry directly inside the directory (no separators, not ``.`` or ``..``)."""
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+
+
 def parse_listing(page: str, base_url: str) -> list[RemoteFile]:
     """Parse a directory page into the files directly inside ``base_url``.
 
@@ -127,39 +191,13 @@ def parse_listing(page: str, base_url: str) -> list[RemoteFile]:
     Raises:
         ListingError: the page is not a directory listing, looks cut short or lists no file.
     """
-    if not base_url.endswith("/"):
-        base_url += "/"
-    base = urlsplit(base_url)
-    lowered = page.lower()
-    if "<a" not in lowered:
-        raise ListingError(f"{base_url}: the page is not a directory listing (no links in it)")
-    if not any(marker in lowered for marker in _END_MARKERS):
-        raise ListingError(f"{base_url}: the directory listing looks cut short")
+    base_url, rows = _rows(page, base_url)
     files: dict[str, RemoteFile] = {}
-    for row in _ROW_SPLIT.split(page):
-        anchors = list(_ANCHOR.finditer(row))
-        if len(anchors) != 1:
+    for row in rows:
+        if row.is_dir or not _plain_name(row.name):
             continue
-        anchor = anchors[0]
-        href = html.unescape(next(g for g in anchor.groups()[:3] if g is not None)).strip()
-        target = urlsplit(urljoin(base_url, href))
-        if target.query or target.fragment or "?" in href:
-            continue
-        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-            continue
-        if not target.path.startswith(base.path) or target.path.endswith("/"):
-            continue
-        name = unquote(target.path[len(base.path) :])
-        if not name or "/" in name or "\\" in name or name in (".", ".."):
-            continue
-        outside = row[: anchor.start()] + " " + row[anchor.end() :]
-        rest = _TAG.sub(" ", outside)
-        modified, rest = _norm_date(html.unescape(rest))
-        size, is_dir = _parse_size(rest)
-        if is_dir or "<dir>" in outside.lower():
-            continue
-        url = urljoin(base_url, target.path)
-        files[name] = RemoteFile(name=name, url=url, size=size, modified=modified)
+        url = urljoin(base_url, row.path)
+        files[row.name] = RemoteFile(name=row.name, url=url, size=row.size, modified=row.modified)
     if not files:
         raise ListingError(f"{base_url}: the directory listing names no file")
     return sorted(files.values(), key=lambda f: f.name)
@@ -197,42 +235,14 @@ def parse_subdirectories(page: str, base_url: str) -> list[RemoteDir]:
     Raises:
         ListingError: the page is not a directory listing, looks cut short or lists no directory.
     """
-    if not base_url.endswith("/"):
-        base_url += "/"
-    base = urlsplit(base_url)
-    lowered = page.lower()
-    if "<a" not in lowered:
-        raise ListingError(f"{base_url}: the page is not a directory listing (no links in it)")
-    if not any(marker in lowered for marker in _END_MARKERS):
-        raise ListingError(f"{base_url}: the directory listing looks cut short")
+    base_url, rows = _rows(page, base_url)
     dirs: dict[str, RemoteDir] = {}
-    for row in _ROW_SPLIT.split(page):
-        anchors = list(_ANCHOR.finditer(row))
-        if len(anchors) != 1:
+    for row in rows:
+        name = row.name.rstrip("/")
+        if not row.is_dir or not _plain_name(name):
             continue
-        anchor = anchors[0]
-        href = html.unescape(next(g for g in anchor.groups()[:3] if g is not None)).strip()
-        target = urlsplit(urljoin(base_url, href))
-        if target.query or target.fragment or "?" in href:
-            continue
-        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-            continue
-        if not target.path.startswith(base.path):
-            continue
-        outside = row[: anchor.start()] + " " + row[anchor.end() :]
-        # IIS escapes it (&lt;dir&gt;), but a copied page may carry a bare <dir> "tag".
-        bare_dir = "<dir>" in outside.lower()
-        rest = _TAG.sub(" ", outside)
-        modified, rest = _norm_date(html.unescape(rest))
-        _, is_dir = _parse_size(rest)
-        if not (is_dir or bare_dir or target.path.endswith("/")):
-            continue
-        name = unquote(target.path[len(base.path) :]).rstrip("/")
-        if not name or "/" in name or "\\" in name or name in (".", ".."):
-            continue
-        dirs[name] = RemoteDir(
-            name=name, url=urljoin(base_url, target.path.rstrip("/") + "/"), modified=modified
-        )
+        url = urljoin(base_url, row.path.rstrip("/") + "/")
+        dirs[name] = RemoteDir(name=name, url=url, modified=row.modified)
     if not dirs:
         raise ListingError(f"{base_url}: the directory listing names no directory")
     return sorted(dirs.values(), key=lambda d: d.name)
