@@ -126,6 +126,25 @@ def sync_with_index(store: ObjectStore, *, index_key: str, **options: Any) -> Sy
     return sync_bls(store, index_key=index_key, on_synced=write_page, **options)
 
 
+def _fetch_step(
+    step: StepOutcome, settings: Settings, client: S3Client, retry: RetryPolicy | None
+) -> None:
+    """The fetch-population step of the scheduled job, recorded in ``step``."""
+    from rearcquest.population import fetch_population
+    from rearcquest.storage import ObjectStore
+
+    with _recording(step, "fetch-population"):
+        fetched = fetch_population(
+            ObjectStore(client, settings.population_bucket or ""),
+            key=settings.population_key,
+            url=settings.population_url,
+            contact=settings.contact,
+            user_agent=settings.user_agent,
+            retry=retry,
+        )
+        step.summary = fetched.to_dict()
+
+
 def run_pipeline(
     settings: Settings,
     *,
@@ -148,7 +167,6 @@ def run_pipeline(
     Raises:
         ConfigError: a bucket is not configured; nothing was attempted.
     """
-    from rearcquest.population import fetch_population
     from rearcquest.storage import ObjectStore, make_s3_client
     from rearcquest.sync import sync_bls
 
@@ -171,16 +189,7 @@ def run_pipeline(
         )
         result.sync.summary = synced.to_dict()
         synced.raise_for_errors()
-    with _recording(result.population, "fetch-population"):
-        fetched = fetch_population(
-            ObjectStore(client, settings.population_bucket),
-            key=settings.population_key,
-            url=settings.population_url,
-            contact=settings.contact,
-            user_agent=settings.user_agent,
-            retry=retry,
-        )
-        result.population.summary = fetched.to_dict()
+    _fetch_step(result.population, settings, client, retry)
     if reports:
         result.reports = StepOutcome()
         with _recording(result.reports, "analyze"):
@@ -221,8 +230,7 @@ def run_fanout_pipeline(
         ConfigError: no queue or no population bucket is configured; nothing was attempted.
     """
     from rearcquest.fanout import enqueue_work, plan_work
-    from rearcquest.population import fetch_population
-    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.storage import make_s3_client
     from rearcquest.surveys import make_http
 
     if not fanout.queue_url:
@@ -251,16 +259,7 @@ def run_fanout_pipeline(
         summary["queued"] = enqueue_work(sqs_client, fanout.queue_url, plan.messages)
         result.sync.summary = summary
         log.info("work queued", extra={"plan": summary})
-    with _recording(result.population, "fetch-population"):
-        fetched = fetch_population(
-            ObjectStore(client, settings.population_bucket),
-            key=settings.population_key,
-            url=settings.population_url,
-            contact=settings.contact,
-            user_agent=settings.user_agent,
-            retry=retry,
-        )
-        result.population.summary = fetched.to_dict()
+    _fetch_step(result.population, settings, client, retry)
     return result
 
 
