@@ -248,6 +248,14 @@ def parse_subdirectories(page: str, base_url: str) -> list[RemoteDir]:
     return sorted(dirs.values(), key=lambda d: d.name)
 
 
+def _fetch_page(http: HttpClient, url: str) -> tuple[str, str]:
+    """GET a directory page (size-capped); return its text and its URL ending with ``/``."""
+    if not url.endswith("/"):
+        url += "/"
+    body = http.get_bytes(url, max_bytes=MAX_LISTING_BYTES)
+    return body.decode("utf-8", errors="replace"), url
+
+
 def fetch_subdirectories(http: HttpClient, url: str) -> list[RemoteDir]:
     """Fetch the directory page at ``url`` and return its sub-directories.
 
@@ -255,10 +263,7 @@ def fetch_subdirectories(http: HttpClient, url: str) -> list[RemoteDir]:
         SourceError: the server is unreachable or answered with an error.
         ListingError: the page could not be parsed or names no directory.
     """
-    if not url.endswith("/"):
-        url += "/"
-    body = http.get_bytes(url, max_bytes=MAX_LISTING_BYTES)
-    return parse_subdirectories(body.decode("utf-8", errors="replace"), url)
+    return parse_subdirectories(*_fetch_page(http, url))
 
 
 def fetch_listing(http: HttpClient, url: str) -> list[RemoteFile]:
@@ -268,10 +273,7 @@ def fetch_listing(http: HttpClient, url: str) -> list[RemoteFile]:
         SourceError: the server is unreachable or answered with an error.
         ListingError: the page could not be parsed or names no file.
     """
-    if not url.endswith("/"):
-        url += "/"
-    body = http.get_bytes(url, max_bytes=MAX_LISTING_BYTES)
-    return parse_listing(body.decode("utf-8", errors="replace"), url)
+    return parse_listing(*_fetch_page(http, url))
 
 
 class _Sha256:
