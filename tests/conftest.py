@@ -104,7 +104,7 @@ def moto_server() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real S3-compatible server: SeaweedFS ``weed mini`` on 127.0.0.1; yields its S3 URL."""
-    from rearcquest.offline import seaweedfs as run_seaweedfs
+    from weed import seaweedfs as run_seaweedfs
 
     with run_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server.url

@@ -18,6 +18,7 @@ from rearcquest.layout import lock_key, state_key
 from rearcquest.lease import Lease
 from rearcquest.localaws import drain_queue
 from rearcquest.offline import Fault, OfflineServer, ServedFile, add_datausa_routes
+from rearcquest.queues import Queue
 from rearcquest.sources._http import HttpClient
 from rearcquest.storage import ObjectStore
 from test_surveys import TREE, survey_files
@@ -131,7 +132,7 @@ def test_scheduled_plans_the_queue_and_workers_mirror_every_survey(
     assert s3.head_object(Bucket="rq-population", Key="datausa/population.json")
     assert not mirror(s3, "cu/")  # the scheduled function synced nothing itself
 
-    responses = drain_queue(sqs, url, worker, batch_size=1)
+    responses = drain_queue(Queue(sqs, url), worker, batch_size=1)
     assert all(r == {"batchItemFailures": []} for r in responses)
     assert queue_depth(sqs, url) == 0 and queue_depth(sqs, dlq) == 0
     # The mirror, compared file by file with the source.
@@ -146,7 +147,7 @@ def test_scheduled_plans_the_queue_and_workers_mirror_every_survey(
     # The next day nothing changed: the workers make one listing request each, no file request.
     lambdas.scheduled_handler({}, None)
     before = len(tree_server.requests)
-    drain_queue(sqs, url, worker, batch_size=1)
+    drain_queue(Queue(sqs, url), worker, batch_size=1)
     assert all(r.path.endswith("/") for r in tree_server.requests[before:])
 
 
@@ -159,12 +160,12 @@ def test_a_held_survey_lease_fails_its_messages_until_released(
     lambdas.scheduled_handler({}, None)
     store = ObjectStore(s3, "rq-bls")
     with Lease(store, lock_key("cu/"), holder="a long survey message").acquire():
-        responses = drain_queue(sqs, url, worker, batch_size=10)
+        responses = drain_queue(Queue(sqs, url), worker, batch_size=10)
     assert [len(r["batchItemFailures"]) for r in responses] == [2]  # cu and its big file
     assert mirror(s3, "ce/") == served(tree_server, "ce")
     assert not mirror(s3, "cu/")
     # SQS hands the two back after the visibility timeout; the lease is free now.
-    responses = drain_queue(sqs, url, worker, batch_size=10)
+    responses = drain_queue(Queue(sqs, url), worker, batch_size=10)
     assert all(r == {"batchItemFailures": []} for r in responses)
     assert mirror(s3, "cu/") == served(tree_server, "cu")
     assert queue_depth(sqs, url) == 0 and queue_depth(sqs, dlq) == 0
@@ -179,7 +180,7 @@ def test_a_message_failing_five_times_goes_to_the_dlq(
     lambdas.scheduled_handler({}, None)
     tree_server.faults.append(Fault("/pub/time.series/la/", status=404, times=1000))
     for _ in range(6):
-        drain_queue(sqs, url, worker, batch_size=10)
+        drain_queue(Queue(sqs, url), worker, batch_size=10)
     assert queue_depth(sqs, url) == 0
     (dead,) = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10)["Messages"]
     assert WorkMessage.from_json(dead["Body"]).survey == "la"
@@ -193,11 +194,11 @@ def test_a_big_file_that_left_the_listing_is_deleted_by_the_survey_message(
     url, _ = work_queue(sqs)
     env(monkeypatch, tree_server, url, "cu")
     lambdas.scheduled_handler({}, None)
-    drain_queue(sqs, url, worker, batch_size=1)
+    drain_queue(Queue(sqs, url), worker, batch_size=1)
     files = with_big_file("cu", "cu.data.2.Summaries")  # AllItems gone, another big one came
     tree_server.set_survey("cu", files)
     lambdas.scheduled_handler({}, None)
-    drain_queue(sqs, url, worker, batch_size=1)
+    drain_queue(Queue(sqs, url), worker, batch_size=1)
     assert mirror(s3, "cu/") == served(tree_server, "cu")
     assert "cu.data.1.AllItems" not in mirror(s3, "cu/")
 
@@ -294,7 +295,7 @@ def test_worker_json_log_lines_carry_the_survey_and_message_id(
     buffer = io.StringIO()
     old = handler.setStream(buffer)
     try:
-        drain_queue(sqs, url, worker, batch_size=1)
+        drain_queue(Queue(sqs, url), worker, batch_size=1)
     finally:
         handler.setStream(old)
     lines = [json.loads(line) for line in buffer.getvalue().splitlines()]

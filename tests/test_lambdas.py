@@ -32,6 +32,7 @@ from rearcquest.errors import RqError
 from rearcquest.localaws import drain_queue, notify_queue_on_key
 from rearcquest.logjson import JsonFormatter
 from rearcquest.offline import Fault, OfflineServer, add_datausa_routes
+from rearcquest.queues import Queue
 from rearcquest.storage import ObjectStore
 
 
@@ -120,14 +121,15 @@ def test_whole_pipeline_locally(
     pipeline_env(monkeypatch, bls_server, key)
     s3.create_bucket(Bucket="rq-bls")
     s3.create_bucket(Bucket="rq-population")
-    queue = notify_queue_on_key(ObjectStore(s3, "rq-population"), sqs, key=key, queue="rq-reports")
+    queue = Queue.create(sqs, "rq-reports")
+    notify_queue_on_key(ObjectStore(s3, "rq-population"), queue, key=key)
 
     summary = lambdas.scheduled_handler({}, None)
     assert summary["ok"] is True
     assert len(summary["sync"]["summary"]["added"]) == 12
     assert summary["population"]["summary"]["written"] is True
 
-    responses = drain_queue(sqs, queue, lambda event: lambdas.report_handler(event, None))
+    responses = drain_queue(queue, lambda event: lambdas.report_handler(event, None))
     assert all(r == {"batchItemFailures": []} for r in responses)
     got = reports(logged)
     assert set(got) == {"population", "best_year", "series_population"}
@@ -146,7 +148,7 @@ def test_whole_pipeline_locally(
 
     # A second daily run changes nothing: no new S3 event, no new report.
     lambdas.scheduled_handler({}, None)
-    assert drain_queue(sqs, queue, lambda event: lambdas.report_handler(event, None)) == []
+    assert drain_queue(queue, lambda event: lambdas.report_handler(event, None)) == []
 
 
 def test_duplicates_are_harmless_and_poison_messages_fail_alone(

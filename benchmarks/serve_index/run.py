@@ -70,7 +70,8 @@ def clean_env() -> dict[str, str]:
 @contextmanager
 def seaweedfs(root: Path) -> Iterator[str]:
     """Start ``weed mini`` on 127.0.0.1; yield its S3 URL; stop it on exit."""
-    from rearcquest.offline import seaweedfs as run_seaweedfs
+    sys.path.insert(0, str(REPO / "tests"))  # the SeaweedFS harness of the tests
+    from weed import seaweedfs as run_seaweedfs
 
     with run_seaweedfs(root) as server:
         yield server.url

@@ -146,7 +146,8 @@ def seaweedfs(root: Path) -> Iterator[Seaweed]:
     """Start SeaweedFS ``weed mini`` on 127.0.0.1 (free ports); stop it on exit."""
     import boto3
 
-    from rearcquest.offline import seaweedfs as run_seaweedfs
+    sys.path.insert(0, str(REPO / "tests"))  # the SeaweedFS harness of the tests
+    from weed import seaweedfs as run_seaweedfs
 
     with run_seaweedfs(root) as server:
         client = boto3.client(

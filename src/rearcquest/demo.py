@@ -79,12 +79,11 @@ def run_demo(
     Raises:
         RqError: a step failed.
     """
-    import boto3
-
     from rearcquest.analytics import BLS_FILE, analyze
     from rearcquest.events import process_report_batch
     from rearcquest.localaws import drain_queue, notify_queue_on_key
     from rearcquest.population import fetch_population
+    from rearcquest.queues import Queue, make_sqs_client
     from rearcquest.sync import sync_bls
 
     old, new = (load_release(bundled_release(v)) for v in ("2024-06-06", "2026-08-06"))
@@ -108,14 +107,9 @@ def run_demo(
             result,
         )
 
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id=keys[0] if keys else None,
-            aws_secret_access_key=keys[1] if keys else None,
-        )
-        queue = notify_queue_on_key(store, sqs, key=POPULATION_KEY, queue="rq-demo-reports")
+        sqs = make_sqs_client(endpoint_url=url, region="us-east-1", access_key=keys)
+        queue = Queue.create(sqs, "rq-demo-reports")
+        notify_queue_on_key(store, queue, key=POPULATION_KEY)
         urls = add_datausa_routes(bls)
         on_step(
             "Fetch the US population from the DataUSA-like API (tesseract shape); "
@@ -134,9 +128,7 @@ def run_demo(
             messages.extend(event["Records"])
             return process_report_batch(event, settings=settings, s3_client=client)
 
-        failures = [
-            f for r in drain_queue(sqs, queue, report_function) for f in r["batchItemFailures"]
-        ]
+        failures = [f for r in drain_queue(queue, report_function) for f in r["batchItemFailures"]]
         on_step(
             "Drain the queue into the report function, as Lambda would",
             f"{len(messages)} message(s) (the first is S3's s3:TestEvent, skipped); "

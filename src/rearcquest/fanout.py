@@ -4,7 +4,8 @@ On AWS one invocation cannot sync every survey (Lambda stops at 15 minutes and o
 share of the politeness budget is small). So the daily run is split:
 
 - the scheduled function calls :func:`plan_work` (the root listing and one listing per survey)
-  and :func:`enqueue_work` puts one :class:`WorkMessage` per survey on the SQS work queue, plus
+  and :func:`enqueue_work` puts one :class:`WorkMessage` per survey on the SQS work queue (through
+  :class:`rearcquest.queues.Queue`), plus
   one per file larger than ``big_file_bytes`` (one invocation's share), which the survey's own
   message then excludes;
 - the worker function, fed by that queue, calls :func:`process_work_batch`, which runs each
@@ -41,6 +42,7 @@ from rearcquest.surveys import (
 )
 
 if TYPE_CHECKING:
+    from rearcquest.queues import Queue
     from rearcquest.sources._http import HttpClient
     from rearcquest.storage import ObjectStore
     from rearcquest.sync import SyncResult
@@ -50,8 +52,6 @@ log = logging.getLogger(__name__)
 # One invocation's share: a file larger than this gets a message of its own. At the default
 # worker rate and Lambda's network a 1 GB file takes a few minutes; several would not fit 15.
 DEFAULT_BIG_FILE_BYTES = 512 * 1024 * 1024
-# SQS SendMessageBatch takes at most ten messages.
-_SQS_BATCH = 10
 
 
 @dataclass(frozen=True)
@@ -181,41 +181,16 @@ def plan_work(
     return plan
 
 
-def enqueue_work(sqs_client: Any, queue_url: str, messages: Iterable[WorkMessage]) -> int:
-    """Send the messages to the work queue, ten at a time.
+def enqueue_work(queue: Queue, messages: Iterable[WorkMessage]) -> int:
+    """Send the messages to the work queue.
 
     Returns:
         The number of messages sent.
 
     Raises:
-        RqError: SQS refused a batch or some of its messages (the message names the queue).
+        StorageError: SQS refused a batch or some of its messages (the message names the queue).
     """
-    import botocore.exceptions
-
-    batch: list[WorkMessage] = []
-    sent = 0
-
-    def flush() -> None:
-        nonlocal sent
-        entries = [{"Id": str(i), "MessageBody": m.to_json()} for i, m in enumerate(batch)]
-        try:
-            response = sqs_client.send_message_batch(QueueUrl=queue_url, Entries=entries)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise RqError(f"could not send work messages to {queue_url}: {exc}") from exc
-        failed = response.get("Failed", [])
-        if failed:
-            reasons = "; ".join(str(f.get("Message", f.get("Code"))) for f in failed)
-            raise RqError(f"{queue_url} refused {len(failed)} work message(s): {reasons}")
-        sent += len(batch)
-        batch.clear()
-
-    for message in messages:
-        batch.append(message)
-        if len(batch) == _SQS_BATCH:
-            flush()
-    if batch:
-        flush()
-    return sent
+    return queue.send(m.to_json() for m in messages)
 
 
 def run_work(
@@ -382,14 +357,3 @@ class FanoutSettings:
             root_prefix=env.get("RQ_BLS_ROOT_PREFIX", "").strip(),
             big_file_bytes=big,
         )
-
-
-def make_sqs_client(*, endpoint_url: str | None = None, region: str | None = None) -> Any:
-    """Create an SQS client (the work queue's), from the default credential chain.
-
-    ``AWS_ENDPOINT_URL_SQS`` / ``AWS_ENDPOINT_URL`` are honoured by botocore itself.
-    """
-    import botocore.session
-
-    session = botocore.session.get_session()
-    return session.create_client("sqs", endpoint_url=endpoint_url, region_name=region)

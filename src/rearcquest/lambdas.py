@@ -65,7 +65,7 @@ def _s3_client() -> S3Client:
 
 @functools.cache
 def _sqs_client() -> Any:
-    from rearcquest.fanout import make_sqs_client
+    from rearcquest.queues import make_sqs_client
 
     return make_sqs_client()
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rearcquest.events import failed_message_ids, sqs_batch_event
 
 if TYPE_CHECKING:
+    from rearcquest.queues import Queue
     from rearcquest.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -23,21 +24,13 @@ log = logging.getLogger(__name__)
 BatchHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def notify_queue_on_key(store: ObjectStore, sqs_client: Any, *, key: str, queue: str) -> str:
-    """Create ``queue`` and make the store's bucket notify it when ``key`` is written.
-
-    Returns:
-        The queue URL.
-    """
-    url: str = sqs_client.create_queue(QueueName=queue)["QueueUrl"]
-    attributes = sqs_client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-    store.notify_queue(attributes["Attributes"]["QueueArn"], key_prefix=key)
-    return url
+def notify_queue_on_key(store: ObjectStore, queue: Queue, *, key: str) -> None:
+    """Make the store's bucket notify ``queue`` when ``key`` is written."""
+    store.notify_queue(queue.arn(), key_prefix=key)
 
 
 def drain_queue(
-    sqs_client: Any,
-    queue_url: str,
+    queue: Queue,
     handler: BatchHandler,
     *,
     batch_size: int = 10,
@@ -55,19 +48,15 @@ def drain_queue(
     """
     responses = []
     for _ in range(max_batches):
-        messages = sqs_client.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=batch_size, WaitTimeSeconds=0
-        ).get("Messages", [])
+        messages = queue.receive(batch_size)
         if not messages:
             break
-        response = handler(sqs_batch_event(messages, queue=queue_url))
+        response = handler(sqs_batch_event(messages, queue=queue.url))
         responses.append(response)
         failed = failed_message_ids(response)
         for message in messages:
             if message["MessageId"] not in failed:
-                sqs_client.delete_message(
-                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
+                queue.delete(message["ReceiptHandle"])
         log.info("drained %d message(s), %d failed", len(messages), len(failed))
         if failed:
             break  # they come back after the visibility timeout, as with Lambda

@@ -219,7 +219,7 @@ def run_fanout_pipeline(
     Args:
         settings: contact, rate, population bucket and URL.
         fanout: the queue, surveys, root and big-file threshold.
-        sqs_client: the SQS client.
+        sqs_client: the SQS client (:func:`rearcquest.queues.make_sqs_client`).
         s3_client: a boto3 S3 client to reuse.
         retry: the retry policy for both sources.
 
@@ -230,6 +230,7 @@ def run_fanout_pipeline(
         ConfigError: no queue or no population bucket is configured; nothing was attempted.
     """
     from rearcquest.fanout import enqueue_work, plan_work
+    from rearcquest.queues import Queue
     from rearcquest.storage import make_s3_client
     from rearcquest.surveys import make_http
 
@@ -256,7 +257,7 @@ def run_fanout_pipeline(
                 big_file_bytes=fanout.big_file_bytes,
             )
         summary = plan.to_dict()
-        summary["queued"] = enqueue_work(sqs_client, fanout.queue_url, plan.messages)
+        summary["queued"] = enqueue_work(Queue(sqs_client, fanout.queue_url), plan.messages)
         result.sync.summary = summary
         log.info("work queued", extra={"plan": summary})
     _fetch_step(result.population, settings, client, retry)

@@ -9,7 +9,6 @@ bucket with the few operations the rest of the library needs, translating botoco
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,6 +18,7 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
+from rearcquest import _botocore
 from rearcquest.errors import ConfigError, PreconditionFailedError, StorageError
 
 if TYPE_CHECKING:
@@ -72,30 +72,15 @@ def make_s3_client(
     # botocore alone, not boto3: boto3's session adds nothing rearcquest uses but imports
     # s3transfer and registers its handlers, ~0.15 s of CPU at the start of every run.
     import botocore.config
-    import botocore.exceptions
-    import botocore.session
 
-    endpoint_url = (
-        endpoint_url
-        or os.environ.get("AWS_ENDPOINT_URL_S3")
-        or os.environ.get("AWS_ENDPOINT_URL")
-        or None
-    )
-    core = botocore.session.Session(profile=profile)
+    endpoint_url = _botocore.endpoint("S3", endpoint_url)
+    core = _botocore.session(profile)
     # botocore parses every LastModified of a listing with dateutil, ~0.4 ms each: 4 s for a
     # 10,000-object listing. S3's ISO 8601 stamps parse ~50x faster with fromisoformat.
     core.get_component("response_parser_factory").set_parser_defaults(
         timestamp_parser=_parse_timestamp
     )
-    try:
-        core.get_scoped_config()  # reads the profile now: a missing one fails here, not mid-sync
-    except botocore.exceptions.ProfileNotFound as exc:
-        raise ConfigError(
-            f"AWS profile {profile or core.profile!r} is not configured ({exc})"
-        ) from exc
-    region = region or core.get_config_variable("region")
-    if not region and endpoint_url:
-        region = "us-east-1"
+    region = _botocore.region(core, region, endpoint_url)
     s3: dict[str, Any] = {}
     if endpoint_url:
         # S3-compatible servers on an IP or localhost only understand path-style addressing.
