@@ -201,6 +201,19 @@ def _quoted(etag: str) -> str:
     return etag if etag.startswith('"') else f'"{etag}"'
 
 
+def _info(key: str, response: Mapping[str, Any]) -> ObjectInfo:
+    """The :class:`ObjectInfo` of a HeadObject or GetObject response."""
+    return ObjectInfo(
+        key=key,
+        size=int(response.get("ContentLength", 0)),
+        etag=str(response.get("ETag", "")).strip('"'),
+        last_modified=response.get("LastModified"),
+        content_type=response.get("ContentType"),
+        metadata=_decode_metadata(response.get("Metadata", {})),
+        version_id=response.get("VersionId"),
+    )
+
+
 def _decode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): unquote(v) for k, v in metadata.items()}
 
@@ -388,15 +401,7 @@ class ObjectStore:
             raise self._error(exc, "read", key) from exc
         except botocore.exceptions.BotoCoreError as exc:
             raise self._error(exc, "read", key) from exc
-        return ObjectInfo(
-            key=key,
-            size=int(response.get("ContentLength", 0)),
-            etag=str(response.get("ETag", "")).strip('"'),
-            last_modified=response.get("LastModified"),
-            content_type=response.get("ContentType"),
-            metadata=_decode_metadata(response.get("Metadata", {})),
-            version_id=response.get("VersionId"),
-        )
+        return _info(key, response)
 
     def open(
         self,
@@ -422,15 +427,7 @@ class ObjectStore:
             kwargs["VersionId"] = version_id
         where = key if version_id is None else f"{key}?versionId={version_id}"
         response = self._call("read", where, lambda: self.client.get_object(**kwargs))
-        info = ObjectInfo(
-            key=key,
-            size=int(response.get("ContentLength", 0)),
-            etag=str(response.get("ETag", "")).strip('"'),
-            last_modified=response.get("LastModified"),
-            content_type=response.get("ContentType"),
-            metadata=_decode_metadata(response.get("Metadata", {})),
-            version_id=response.get("VersionId"),
-        )
+        info = _info(key, response)
         return ObjectStream(info, response.get("ContentRange"), response["Body"])
 
     def _open_version(self, key: str, version_id: str | None) -> ObjectStream:

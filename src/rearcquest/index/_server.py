@@ -134,13 +134,31 @@ def _missing_extra() -> RqError:
     )
 
 
-def _prepare(store: ObjectStore, host: str, port: int, token: str | None) -> socket.socket:
+def _prepare(
+    store: ObjectStore,
+    *,
+    prefix: str,
+    host: str,
+    port: int,
+    token: str | None,
+    cache_seconds: float,
+    limits: Limits | None,
+) -> tuple[uvicorn.Server, socket.socket]:
+    """The server and its bound socket, once the bucket answers (warns of an exposed address)."""
+    server = _server(
+        store,
+        prefix=prefix,
+        host=host,
+        token=token,
+        cache_seconds=cache_seconds,
+        limits=limits or Limits(),
+    )
     store.check_bucket()
     sock = _bind(host, port)
     warning = exposure_warning(host, token)
     if warning:
         log.warning(warning)
-    return sock
+    return server, sock
 
 
 def serve(
@@ -170,15 +188,15 @@ def serve(
         ConfigError: the serve extra is missing, the prefix is invalid or the port is taken.
         StorageError: the bucket does not exist or cannot be reached.
     """
-    server = _server(
+    server, sock = _prepare(
         store,
         prefix=prefix,
         host=host,
+        port=port,
         token=token,
         cache_seconds=cache_seconds,
-        limits=limits or Limits(),
+        limits=limits,
     )
-    sock = _prepare(store, host, port, token)
     try:
         if on_ready is not None:
             on_ready(_url(sock, host))
@@ -251,15 +269,15 @@ def start_server(
         StorageError: the bucket does not exist or cannot be reached.
         RuntimeError: the server did not start.
     """
-    server = _server(
+    server, sock = _prepare(
         store,
         prefix=prefix,
         host=host,
+        port=port,
         token=token,
         cache_seconds=cache_seconds,
-        limits=limits or Limits(),
+        limits=limits,
     )
-    sock = _prepare(store, host, port, token)
     url = _url(sock, host)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="rq-serve-index", daemon=True
