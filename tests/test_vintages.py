@@ -1,8 +1,9 @@
 """Vintages: the four real pr releases synced in order into a versioned bucket, read back.
 
-The module-scoped fixture syncs once (moto in-process, the BLS-like server on 127.0.0.1); the
-tests read releases, reports as of each release and the revisions between them, and check them
-against what the release files themselves say, computed here without rearcquest.
+The module-scoped fixture syncs once per S3 server (moto in-process, and SeaweedFS, a real one; the
+BLS-like server on 127.0.0.1); the tests read releases, reports as of each release and the
+revisions between them, and check them against what the release files themselves say, computed
+here without rearcquest.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from rearcquest.sync import SyncState
 from vintage_helpers import BUCKET, DATA, STAMPS, VINTAGES, synced_mirror
 
 
-@pytest.fixture(scope="module")
-def mirror() -> Iterator[dict[str, Any]]:
-    yield from synced_mirror()
+@pytest.fixture(scope="module", params=["moto", "seaweedfs"])
+def mirror(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """moto, and SeaweedFS: a real S3 server's version ids, delete markers and listings."""
+    endpoint = request.getfixturevalue("seaweedfs") if request.param == "seaweedfs" else None
+    yield from synced_mirror(endpoint)
 
 
 def _files(vintage: str) -> dict[str, bytes]:

@@ -1,7 +1,8 @@
-"""The four real pr releases synced in order into a versioned moto bucket, once per module."""
+"""The four real pr releases synced in order into a versioned bucket, once per module."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,8 +23,9 @@ FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 DATA = "pr.data.0.Current"
 
 
-def synced_mirror() -> Iterator[dict[str, Any]]:
-    """For a module-scoped fixture: four releases synced in order (``--vintages``) into a versioned moto bucket."""
+def synced_mirror(endpoint_url: str | None = None) -> Iterator[dict[str, Any]]:
+    """For a module-scoped fixture: four releases synced in order (``--vintages``) into a
+    versioned bucket, on moto in-process or, given its ``endpoint_url``, on a real S3 server."""
     from moto import mock_aws
 
     env = pytest.MonkeyPatch()
@@ -34,28 +36,30 @@ def synced_mirror() -> Iterator[dict[str, Any]]:
     }.items():
         env.setenv(name, value)
     try:
-        with mock_aws():
-            client = boto3.client("s3", region_name="us-east-1")
+        with contextlib.ExitStack() as stack:
+            if endpoint_url is None:
+                stack.enter_context(mock_aws())
+            client = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint_url)
             client.create_bucket(Bucket=BUCKET)
             client.put_bucket_versioning(
                 Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"}
             )
-            store = ObjectStore(client, BUCKET)
-            results = []
-            with OfflineServer(release(VINTAGES[0])) as server:
-                for vintage in VINTAGES:
-                    server.set_files(release(vintage))
-                    result = sync_bls(
-                        store,
-                        source_url=server.bls_url,
-                        contact=CONTACT,
-                        retry=FAST,
-                        vintages=True,
-                    )
-                    result.raise_for_errors()
-                    results.append(result)
-                # A sync that changes nothing records no release.
-                sync_bls(store, source_url=server.bls_url, contact=CONTACT, retry=FAST)
-            yield {"client": client, "store": store, "results": results}
+            yield _sync_releases(client)
     finally:
         env.undo()
+
+
+def _sync_releases(client: Any) -> dict[str, Any]:
+    store = ObjectStore(client, BUCKET)
+    results = []
+    with OfflineServer(release(VINTAGES[0])) as server:
+        for vintage in VINTAGES:
+            server.set_files(release(vintage))
+            result = sync_bls(
+                store, source_url=server.bls_url, contact=CONTACT, retry=FAST, vintages=True
+            )
+            result.raise_for_errors()
+            results.append(result)
+        # A sync that changes nothing records no release.
+        sync_bls(store, source_url=server.bls_url, contact=CONTACT, retry=FAST)
+    return {"client": client, "store": store, "results": results}
