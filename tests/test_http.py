@@ -176,6 +176,33 @@ def test_a_dripping_body_fails_in_bounded_time_and_is_not_retried() -> None:
         assert len(server.requests) == 1, "another attempt would be as slow"
 
 
+def test_header_drip_fails_without_retry() -> None:
+    """Headers dripped a byte at a time, each within the read timeout: the deadline ends it."""
+    from rearcquest.offline import Fault, OfflineServer
+
+    with OfflineServer(require_contact=False) as server:
+        server.add_route("/slow", b"body", content_type="text/plain")
+        server.faults.append(Fault("/slow", header_drip=0.01, times=9))
+        retry = RetryPolicy(attempts=3, base=0.0)
+        with HttpClient(retry=retry, timeout=5, header_timeout=0.3) as http:
+            with pytest.raises(SourceError, match="/slow: the server did not finish its answer"):
+                http.get_bytes(server.url + "/slow", max_bytes=100)
+            assert len(server.requests) == 1, "another attempt would be as slow"
+            # The deadline is per answer: the next request on the client is not affected.
+            server.add_route("/fast", b"fine", content_type="text/plain")
+            assert http.get_bytes(server.url + "/fast", max_bytes=100) == b"fine"
+
+
+def test_the_client_pool_reads_through_the_header_deadline() -> None:
+    """The default pool opens its connections through the deadline backend."""
+    from rearcquest.sources import _http
+
+    with HttpClient() as http:
+        assert http.header_timeout == _http.HEADER_TIMEOUT
+        pool = http.client._transport._pool  # type: ignore[attr-defined]
+        assert getattr(pool._network_backend, "bounds_header_reads", False)
+
+
 def test_a_body_above_the_minimum_rate_is_accepted_without_grace() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=iter([b"x" * 500, b"y" * 500]))

@@ -124,6 +124,8 @@ class Fault:
         body: the body sent with ``status``.
         location: a ``Location`` header sent with ``status`` (a redirect, e.g. 302).
         drip: send the body one byte every ``drip`` seconds (files and routes).
+        header_drip: send the status line, then header bytes one every ``header_drip`` seconds
+            (at most 64 kB, h11's limit), until the client leaves; no body.
         chunked: send the body with chunked transfer encoding and no ``Content-Length``.
         extra: append this many bytes of ``x`` to the body (with ``chunked``: a body longer
             than the listing says).
@@ -138,6 +140,7 @@ class Fault:
     body: bytes | None = None
     location: str | None = None
     drip: float | None = None
+    header_drip: float | None = None
     chunked: bool = False
     extra: int = 0
     content_type: str | None = None
@@ -468,6 +471,9 @@ class _Handler(BaseHTTPRequestHandler):
             content_type = fault.content_type or content_type
         chunked = fault is not None and fault.chunked
         self._record(status)
+        if fault is not None and fault.header_drip is not None:
+            self._drip_headers(status, fault.header_drip)
+            return
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         if chunked:
@@ -489,6 +495,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(self._frame(body, chunked))
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
+
+    def _drip_headers(self, status: int, every: float) -> None:
+        """A hostile server: headers that never end, one byte at a time."""
+        self.close_connection = True
+        line = f"HTTP/1.1 {status} OK\r\n".encode()
+        header = b"X-Drip: " + b"x" * 64_000
+        try:
+            self.wfile.write(line)
+            for index in range(len(header)):
+                self.wfile.write(header[index : index + 1])
+                self.wfile.flush()
+                time.sleep(every)
+        except OSError:
+            return  # the client gave up: what the fault is for
 
     @staticmethod
     def _frame(data: bytes, chunked: bool) -> bytes:

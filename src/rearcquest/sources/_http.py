@@ -6,9 +6,10 @@ final. The wrapped ``httpx.Client`` can be injected (``transport=``) for tests.
 
 A hostile or broken source cannot hang a run or smuggle data in: redirects are followed only
 within the scheme, host and port of the URL asked for (at most :data:`MAX_REDIRECTS` hops), a read
-that waits ``timeout`` seconds for a byte fails, and a body must keep an average of ``min_rate``
-bytes a second once ``grace`` seconds have passed, so a server that drips one byte a second fails
-after about ``grace`` seconds instead of never.
+that waits ``timeout`` seconds for a byte fails, the status line and headers must arrive within
+``header_timeout`` seconds of the request, and a body must keep an average of ``min_rate`` bytes a
+second once ``grace`` seconds have passed: a server that drips one byte a second fails after about
+``header_timeout`` or ``grace`` seconds instead of never.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urljoin, urlsplit
 
 from rearcquest import __version__
@@ -41,6 +42,10 @@ MAX_REDIRECTS = 5
 # that grace period (seconds): a 1 GB file may take 60 s + 20,000 s, a drip fails after ~60 s.
 MIN_RATE = 50_000.0
 RATE_GRACE = 60.0
+# Seconds from sending a request to the end of its answer's headers (a few kB at most): past it,
+# the answer fails. Without it a server dripping header bytes just under ``timeout`` apart could
+# hold a request for days before h11's 64 kB header limit stopped it.
+HEADER_TIMEOUT = 60.0
 
 
 # Attempts per request, the first included.
@@ -158,6 +163,8 @@ class HttpClient:
             ``grace`` has passed; default :data:`MIN_RATE`. A slower body fails, not retried.
         grace: seconds a body may take before ``min_rate`` applies; default :data:`RATE_GRACE`.
         max_redirects: redirects followed (same origin only); default :data:`MAX_REDIRECTS`.
+        header_timeout: seconds an answer's status line and headers may take once the request is
+            sent; default :data:`HEADER_TIMEOUT`. A slower answer fails, not retried.
     """
 
     def __init__(
@@ -173,6 +180,7 @@ class HttpClient:
         min_rate: float | None = None,
         grace: float | None = None,
         max_redirects: int | None = None,
+        header_timeout: float | None = None,
     ) -> None:
         _import_httpx_without_cli()
         import httpx
@@ -181,6 +189,7 @@ class HttpClient:
         self.min_rate = MIN_RATE if min_rate is None else min_rate
         self.grace = RATE_GRACE if grace is None else grace
         self.max_redirects = MAX_REDIRECTS if max_redirects is None else max_redirects
+        self.header_timeout = HEADER_TIMEOUT if header_timeout is None else header_timeout
         self.user_agent = user_agent or default_user_agent()
         self.retry = retry or RetryPolicy()
         self.limiter = RateLimiter(max_rps, sleep=sleep)
@@ -195,6 +204,7 @@ class HttpClient:
             limits=httpx.Limits(max_connections=max_connections),
             transport=transport,
         )
+        _bound_header_reads(self.client)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -235,7 +245,11 @@ class HttpClient:
         current = url
         for _ in range(self.max_redirects + 1):
             self.before_request()
-            with self.client.stream("GET", current, headers=headers) as response:
+            with ExitStack() as answer:
+                with _headers_due(time.monotonic() + self.header_timeout, current):
+                    response = answer.enter_context(
+                        self.client.stream("GET", current, headers=headers)
+                    )
                 if not response.has_redirect_location:
                     yield response
                     return
@@ -413,3 +427,108 @@ def _describe_transport_error(exc: Exception) -> str:
     if isinstance(exc, httpx.RemoteProtocolError):
         return f"connection broken mid-response ({exc})"
     return f"{type(exc).__name__}: {exc}"
+
+
+# -- the header deadline --------------------------------------------------------------------------
+# httpx has a timeout per read but none for a whole answer's headers. Reads happen in the thread
+# that sends the request (the client is synchronous), so a thread-local deadline, set while the
+# headers are awaited, bounds every read of the connection's socket in that time.
+
+_header_deadline = threading.local()
+
+
+@contextmanager
+def _headers_due(deadline: float, url: str) -> Iterator[None]:
+    _header_deadline.value = (deadline, url)
+    try:
+        yield
+    finally:
+        _header_deadline.value = None
+
+
+def _bound_header_reads(client: httpx.Client) -> None:
+    """Make the client's connection pools read through :class:`_DeadlineBackend`.
+
+    httpx has no public hook for the network backend: the pools it builds take it from their
+    ``_network_backend`` attribute when they open a connection (httpcore 1.x). A test
+    (``test_header_drip_fails_without_retry``) fails if that ever stops working.
+    """
+    import httpcore
+
+    transports = [client._transport, *client._mounts.values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        if isinstance(pool, httpcore.ConnectionPool):
+            backend = pool._network_backend
+            if not getattr(backend, "bounds_header_reads", False):
+                # Duck-typed: httpcore is not imported until a client is made.
+                pool._network_backend = cast("httpcore.NetworkBackend", _DeadlineBackend(backend))
+
+
+def _remaining(timeout: float | None) -> float | None:
+    """The read timeout, shortened to the header deadline when one is set."""
+    due: tuple[float, str] | None = getattr(_header_deadline, "value", None)
+    if due is None:
+        return timeout
+    deadline, url = due
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _headers_too_slow(url)
+    return left if timeout is None else min(timeout, left)
+
+
+def _headers_too_slow(url: str) -> SourceError:
+    return SourceError(
+        f"{url}: the server did not finish its answer's headers in time; it is overloaded or "
+        "misbehaving, try again later"
+    )
+
+
+class _DeadlineStream:
+    """A network stream whose reads end at the header deadline (see :func:`_remaining`)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        import httpcore
+
+        limit = _remaining(timeout)
+        try:
+            data: bytes = self._inner.read(max_bytes, limit)
+        except httpcore.ReadTimeout:
+            due: tuple[float, str] | None = getattr(_header_deadline, "value", None)
+            if due is not None and limit != timeout:
+                raise _headers_too_slow(due[1]) from None  # the deadline ran out, not the read's
+            raise
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, *args: Any, **kwargs: Any) -> _DeadlineStream:
+        return _DeadlineStream(self._inner.start_tls(*args, **kwargs))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend:
+    """httpcore's network backend, with every stream wrapped in :class:`_DeadlineStream`."""
+
+    bounds_header_reads = True
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> _DeadlineStream:
+        return _DeadlineStream(self._inner.connect_tcp(*args, **kwargs))
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> _DeadlineStream:
+        return _DeadlineStream(self._inner.connect_unix_socket(*args, **kwargs))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
