@@ -506,7 +506,7 @@ def duckdb_answer(tables: Path, name: str) -> list[tuple[Any, ...]]:
         f"CREATE VIEW pr_observations AS SELECT * FROM read_parquet("
         f"'{tables}/pr/observations/*/*.parquet', hive_partitioning = true)"
     )
-    con.execute(f"CREATE VIEW pr_series AS SELECT * FROM '{tables}/pr/series.parquet'")
+    con.execute(f"CREATE VIEW pr_series AS SELECT * FROM '{tables}/pr/series/series.parquet'")
     con.execute(f"CREATE VIEW population AS SELECT * FROM '{tables}/population/population.parquet'")
     return con.execute(named_query(name)).fetchall()
 
