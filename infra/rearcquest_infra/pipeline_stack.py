@@ -9,6 +9,10 @@
                                                                              v (population key)
                                      ReportFunction <-- ReportQueue --(5 failures)--> ReportDLQ
 
+Beside the pipeline, for queries: a Glue database with the tables ``rq tables`` writes under
+``tables/`` of the BLS bucket, and an Athena workgroup (its own results bucket, a scan limit) with
+the reports as named queries; :mod:`rearcquest.athena` defines both.
+
 Failures cannot pass unnoticed: every alarm (the run failed, did not run for 26 hours, a failure
 record or a dead letter waits) notifies the stack's SNS topic, mailed to ``alarmEmail``.
 
