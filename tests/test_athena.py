@@ -183,6 +183,14 @@ def athena_like_table(tables: Path, table: GlueTable, file: str) -> int:
     return int(count)
 
 
+@pytest.mark.parametrize("survey", ["CU", "c-u", "c.u", ""], ids=["upper", "dash", "dot", "empty"])
+def test_a_survey_that_cannot_name_an_athena_table_is_refused(survey: str) -> None:
+    from rearcquest.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"survey '{re.escape(survey)}' cannot name an Athena"):
+        glue_tables("b", ["pr", survey])
+
+
 def test_the_reports_survey_always_has_tables() -> None:
     assert table_surveys(["all"]) == ("pr",)
     assert table_surveys(["cu", "pr", "ce"]) == ("ce", "cu", "pr")

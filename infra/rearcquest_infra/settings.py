@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rearcquest.athena import table_surveys
 from rearcquest.config import (
     DEFAULT_BLS_URL,
     DEFAULT_POPULATION_KEY,
@@ -125,6 +126,10 @@ class InfraSettings:
         try:
             if list(self.surveys) != parse_surveys([",".join(self.surveys)]):
                 raise ValueError(f"context 'surveys': {','.join(self.surveys)!r} has duplicates")
+        except ConfigError as exc:
+            raise ValueError(f"context 'surveys': {exc}") from exc
+        try:
+            table_surveys(self.surveys)
         except ConfigError as exc:
             raise ValueError(f"context 'surveys': {exc}") from exc
         if not self.total_rps > 0:

@@ -292,6 +292,12 @@ def test_scan_limit_is_checked(value: str) -> None:
         InfraSettings.from_context({"contact": CONTACT, "athenaScanLimitMb": value}.get)
 
 
+@pytest.mark.parametrize("surveys", ["pr,CU", "pr,c-u", "c.u"], ids=["upper", "dash", "dot"])
+def test_a_survey_that_cannot_name_a_table_is_refused(surveys: str) -> None:
+    with pytest.raises(ValueError, match=r"'surveys': survey .* cannot name an Athena table"):
+        InfraSettings.from_context({"contact": CONTACT, "surveys": surveys}.get)
+
+
 def test_database_name_follows_the_stack_name() -> None:
     settings = InfraSettings.from_context({"contact": CONTACT, "stackName": "Rq-Dev-2"}.get)
     assert settings.database_name == "rq_dev_2"

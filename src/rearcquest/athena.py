@@ -14,10 +14,12 @@ of ``AllData``). Athena refuses a query on such a table without a literal equali
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
+from rearcquest.errors import ConfigError
 from rearcquest.tables import (
     DEFAULT_SURVEYS,
     POPULATION_TABLE,
@@ -34,6 +36,7 @@ PARQUET_OUTPUT: Final = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutpu
 PARQUET_SERDE: Final = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 
 Column = tuple[str, str]
+_TABLE_NAME: Final = re.compile(r"^[a-z0-9_]+$")
 
 # Hive types of the columns rearcquest.tables writes: Int16 -> smallint, Decimal(18, 3) ->
 # decimal(18,3), Int64 -> bigint (tests/test_athena.py compares them with the Parquet files).
@@ -140,8 +143,19 @@ def table_surveys(surveys: Iterable[str]) -> tuple[str, ...]:
 
     ``all`` names no survey (the mirror's surveys are unknown before it is listed), so it adds
     none.
+
+    Raises:
+        ConfigError: a survey name cannot be part of an Athena table name (lowercase letters,
+            digits and ``_`` only; BLS's survey folders are such names).
     """
-    return tuple(sorted({*DEFAULT_SURVEYS, *(s for s in surveys if s != "all")}))
+    chosen = {*DEFAULT_SURVEYS, *(s for s in surveys if s != "all")}
+    for survey in sorted(chosen):
+        if not _TABLE_NAME.match(survey):
+            raise ConfigError(
+                f"survey {survey!r} cannot name an Athena table ({survey}_observations): "
+                "use lowercase letters, digits and _ only"
+            )
+    return tuple(sorted(chosen))
 
 
 def observations_location(bucket: str, survey: str, tables_prefix: str = TABLES_PREFIX) -> str:
