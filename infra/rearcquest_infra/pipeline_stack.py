@@ -113,6 +113,13 @@ ATHENA_QUERY_ACTIONS = [
     "athena:StartQueryExecution",
     "athena:StopQueryExecution",
 ]
+ATHENA_CATALOG_ACTIONS = [
+    "athena:GetDataCatalog",
+    "athena:GetDatabase",
+    "athena:GetTableMetadata",
+    "athena:ListDatabases",
+    "athena:ListTableMetadata",
+]
 GLUE_READ_ACTIONS = [
     "glue:GetDatabase",
     "glue:GetPartition",
@@ -474,6 +481,14 @@ class PipelineStack(Stack):
                     actions=ATHENA_QUERY_ACTIONS,
                     resources=[
                         f"arn:{partition}:athena:{region}:{account}:workgroup/{self.workgroup.name}"
+                    ],
+                ),
+                # The query editor browses the catalog through Athena's own API.
+                iam.PolicyStatement(
+                    sid="BrowseTheCatalog",
+                    actions=ATHENA_CATALOG_ACTIONS,
+                    resources=[
+                        f"arn:{partition}:athena:{region}:{account}:datacatalog/AwsDataCatalog"
                     ],
                 ),
                 iam.PolicyStatement(

@@ -228,6 +228,7 @@ def test_query_policy_runs_the_workgroup_and_reads_only_tables_and_results(
     statements = _query_policy(default_template)
     assert set(statements) == {
         "RunQueriesInTheWorkGroup",
+        "BrowseTheCatalog",
         "ReadTheTableDefinitions",
         "ListTheTables",
         "ReadTheTables",
@@ -239,6 +240,9 @@ def test_query_policy_runs_the_workgroup_and_reads_only_tables_and_results(
         "arn:${AWS::Partition}:athena:${AWS::Region}:${AWS::AccountId}:workgroup/Rearcquest"
     )
     assert "athena:StartQueryExecution" in run["Action"]
+    assert statements["BrowseTheCatalog"]["Resource"] == (
+        "arn:${AWS::Partition}:athena:${AWS::Region}:${AWS::AccountId}:datacatalog/AwsDataCatalog"
+    )
     glue = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:"
     assert sorted(as_list(statements["ReadTheTableDefinitions"]["Resource"])) == [
         f"{glue}catalog",
