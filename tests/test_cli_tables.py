@@ -62,7 +62,7 @@ def test_builds_then_skips_and_says_so_in_json(mirror: Any) -> None:
         "tables/pr/_manifest.json",
         "tables/pr/observations/file=pr.data.0.Current/part-0.parquet",
         "tables/pr/observations/file=pr.data.1.AllData/part-0.parquet",
-        "tables/pr/series.parquet",
+        "tables/pr/series/series.parquet",
     ]
     again = json.loads(rq("--format", "json").stdout)
     assert (again["built"], again["unchanged"]) == (0, 4)

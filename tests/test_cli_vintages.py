@@ -183,7 +183,7 @@ def test_tables_as_of_writes_the_release_tables_beside_the_others(
     doc = json.loads(result.stdout)
     base = f"s3://{BUCKET}/tables/as-of/2025-06-05T0830/pr/"
     assert doc["release"] == STAMPS[1]
-    assert f"{base}series.parquet" in doc["written"]
+    assert f"{base}series/series.parquet" in doc["written"]
     assert f"{base}observations/file=pr.data.0.Current/part-0.parquet" in doc["written"]
     count = rq(
         "sql",

@@ -495,50 +495,6 @@ def test_sql_without_tables_says_how_to_build_them(tmp_path: Path) -> None:
 # -- the named queries -----------------------------------------------------------------------------
 
 
-def duckdb_answer(tables: Path, name: str) -> list[tuple[Any, ...]]:
-    """Run a named query with DuckDB over the same Parquet files."""
-    import duckdb
-
-    from rearcquest.tables import named_query
-
-    con = duckdb.connect()
-    con.execute(
-        f"CREATE VIEW pr_observations AS SELECT * FROM read_parquet("
-        f"'{tables}/pr/observations/*/*.parquet', hive_partitioning = true)"
-    )
-    con.execute(f"CREATE VIEW pr_series AS SELECT * FROM '{tables}/pr/series.parquet'")
-    con.execute(f"CREATE VIEW population AS SELECT * FROM '{tables}/population/population.parquet'")
-    return con.execute(named_query(name)).fetchall()
-
-
-@pytest.mark.parametrize("vintage", VINTAGES, ids=VINTAGES)
-def test_named_queries_give_the_reports_answers_in_duckdb_and_polars(
-    store: Any, vintage: str, tmp_path: Path
-) -> None:
-    from rearcquest.render import bls_value
-    from rearcquest.tables import named_query, run_sql
-
-    mirror_release(store, vintage)
-    put_population(store)
-    build_tables(store, population_object=POPULATION)
-    tables = download(store, tmp_path)
-    report = analyze_from(store, "files")
-
-    best = duckdb_answer(tables, "best_year")
-    assert best == [
-        (s, y, v) for s, y, v in report.best_year.select("series_id", "year", "value").rows()
-    ]
-    joined = duckdb_answer(tables, "series_population")
-    assert joined == report.series_population.rows()
-    ((mean, std, years),) = duckdb_answer(tables, "population")
-    assert years == len(report.population.years)
-    assert bls_value(Decimal(mean), 1) == report.population.rounded_mean
-    assert bls_value(Decimal(std), 2) == report.population.rounded_std
-    # Polars SQL (rq sql) runs the same text to the same answer.
-    polars_best = run_sql(named_query("best_year"), location=str(tables))
-    assert polars_best.rows() == best
-
-
 def test_named_query_rejects_an_unknown_name() -> None:
     from rearcquest.tables import named_query
 

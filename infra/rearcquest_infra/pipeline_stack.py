@@ -9,6 +9,10 @@
                                                                              v (population key)
                                      ReportFunction <-- ReportQueue --(5 failures)--> ReportDLQ
 
+Beside the pipeline, for queries: a Glue database with the tables ``rq tables`` writes under
+``tables/`` of the BLS bucket, and an Athena workgroup (its own results bucket, a scan limit) with
+the reports as named queries; :mod:`rearcquest.athena` defines both.
+
 Failures cannot pass unnoticed: every alarm (the run failed, did not run for 26 hours, a failure
 record or a dead letter waits) notifies the stack's SNS topic, mailed to ``alarmEmail``.
 
@@ -32,10 +36,12 @@ from aws_cdk import (
     Size,
     Stack,
 )
+from aws_cdk import aws_athena as athena
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -47,7 +53,16 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from rearcquest.athena import (
+    PARQUET_INPUT,
+    PARQUET_OUTPUT,
+    PARQUET_SERDE,
+    GlueTable,
+    glue_tables,
+    named_queries,
+)
 from rearcquest.layout import lock_key, releases_key, state_key
+from rearcquest.tables import TABLES_PREFIX
 from rearcquest_infra.settings import InfraSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -81,6 +96,37 @@ ASYNC_RETRY_ATTEMPTS = 2
 ASYNC_MAX_EVENT_AGE = Duration.hours(6)
 # The daily run is late when no invocation happened for this long (a day plus slack).
 NOT_RUN_HOURS = 26
+# Athena's query results are copies of what the tables hold: gone after a week.
+ATHENA_RESULTS_DAYS = 7
+ATHENA_RESULTS_PREFIX = "results/"
+ATHENA_ENGINE = "Athena engine version 3"
+# What a person (or role) needs to run the workgroup's queries and read their results.
+ATHENA_QUERY_ACTIONS = [
+    "athena:BatchGetNamedQuery",
+    "athena:BatchGetQueryExecution",
+    "athena:GetNamedQuery",
+    "athena:GetQueryExecution",
+    "athena:GetQueryResults",
+    "athena:GetWorkGroup",
+    "athena:ListNamedQueries",
+    "athena:ListQueryExecutions",
+    "athena:StartQueryExecution",
+    "athena:StopQueryExecution",
+]
+ATHENA_CATALOG_ACTIONS = [
+    "athena:GetDataCatalog",
+    "athena:GetDatabase",
+    "athena:GetTableMetadata",
+    "athena:ListDatabases",
+    "athena:ListTableMetadata",
+]
+GLUE_READ_ACTIONS = [
+    "glue:GetDatabase",
+    "glue:GetPartition",
+    "glue:GetPartitions",
+    "glue:GetTable",
+    "glue:GetTables",
+]
 
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
@@ -148,6 +194,9 @@ class PipelineStack(Stack):
         )
         self.population_bucket = self._bucket("PopulationBucket", population_name, versioned=False)
         code = lambda_.Code.from_asset(str(settings.bundle_path))
+
+        # -- the tables in Glue, an Athena workgroup and the reports as its named queries -------
+        self._athena(stem, bls_name, bls_arn)
 
         # -- the fan-out: a work queue of surveys and big files, drained by the worker ----------
         self.work_queue: sqs.Queue | None = None
@@ -345,6 +394,181 @@ class PipelineStack(Stack):
         ):
             CfnOutput(self, name, value=value, description=description)
 
+    def _athena(self, stem: str, bls_name: str, bls_arn: str) -> None:
+        """The Glue database and tables over ``tables/`` of the mirror bucket, an Athena workgroup
+        with its own results bucket and scan limit, the reports as its named queries, and the
+        managed policy a person or role attaches to query them.
+
+        The table definitions and the SQL come from :mod:`rearcquest.athena`, which the tests
+        also run with DuckDB over the Parquet that ``rq tables`` writes.
+        """
+        settings = self.settings
+        results_name = f"{stem}-athena-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+        results_arn = f"arn:{Aws.PARTITION}:s3:::{results_name}"
+        self.athena_results_bucket = self._bucket(
+            "AthenaResultsBucket", results_name, versioned=False, expire_days=ATHENA_RESULTS_DAYS
+        )
+        database = settings.database_name
+        self.glue_database = glue.CfnDatabase(
+            self,
+            "GlueDatabase",
+            catalog_id=Aws.ACCOUNT_ID,
+            database_input=glue.CfnDatabase.DatabaseInputProperty(
+                name=database,
+                description="rearcquest: the query-ready tables of the BLS mirror (rq tables)",
+            ),
+        )
+        self.glue_tables: dict[str, glue.CfnTable] = {}
+        for table in glue_tables(bls_name, settings.surveys):
+            cfn = self._glue_table(database, table)
+            cfn.add_dependency(self.glue_database)
+            self.glue_tables[table.name] = cfn
+        self.workgroup = athena.CfnWorkGroup(
+            self,
+            "AthenaWorkGroup",
+            name=settings.stack_name,
+            description="rearcquest: queries over the tables of the BLS mirror",
+            state="ENABLED",
+            # The named queries are the stack's own: deleting the stack deletes them with it.
+            recursive_delete_option=True,
+            work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
+                # A client cannot send results elsewhere, unencrypted, or lift the scan limit.
+                enforce_work_group_configuration=True,
+                bytes_scanned_cutoff_per_query=settings.athena_scan_limit_mb * 1024 * 1024,
+                publish_cloud_watch_metrics_enabled=True,
+                requester_pays_enabled=False,
+                engine_version=athena.CfnWorkGroup.EngineVersionProperty(
+                    selected_engine_version=ATHENA_ENGINE
+                ),
+                result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
+                    output_location=f"s3://{results_name}/{ATHENA_RESULTS_PREFIX}",
+                    encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
+                        encryption_option="SSE_S3"
+                    ),
+                    expected_bucket_owner=Aws.ACCOUNT_ID,
+                ),
+            ),
+        )
+        self.workgroup.node.add_dependency(self.athena_results_bucket)
+        self.named_queries: dict[str, athena.CfnNamedQuery] = {}
+        for query in named_queries():
+            cfn_query = athena.CfnNamedQuery(
+                self,
+                f"Query{query.name.title().replace('_', '')}",
+                name=query.name,
+                description=query.description,
+                database=database,
+                query_string=query.sql,
+                work_group=self.workgroup.ref,
+            )
+            cfn_query.add_dependency(self.workgroup)
+            cfn_query.add_dependency(self.glue_database)
+            self.named_queries[query.name] = cfn_query
+
+        region, account, partition = Aws.REGION, Aws.ACCOUNT_ID, Aws.PARTITION
+        glue_arn = f"arn:{partition}:glue:{region}:{account}"
+        self.query_policy = iam.ManagedPolicy(
+            self,
+            "AthenaQueryPolicy",
+            managed_policy_name=f"{settings.stack_name}AthenaQuery",
+            description=(
+                "rearcquest: run the Athena workgroup's queries over the tables and read their "
+                "results; attach it to the people and roles that query"
+            ),
+            statements=[
+                iam.PolicyStatement(
+                    sid="RunQueriesInTheWorkGroup",
+                    actions=ATHENA_QUERY_ACTIONS,
+                    resources=[
+                        f"arn:{partition}:athena:{region}:{account}:workgroup/{self.workgroup.name}"
+                    ],
+                ),
+                # The query editor browses the catalog through Athena's own API.
+                iam.PolicyStatement(
+                    sid="BrowseTheCatalog",
+                    actions=ATHENA_CATALOG_ACTIONS,
+                    resources=[
+                        f"arn:{partition}:athena:{region}:{account}:datacatalog/AwsDataCatalog"
+                    ],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadTheTableDefinitions",
+                    actions=GLUE_READ_ACTIONS,
+                    resources=[
+                        f"{glue_arn}:catalog",
+                        f"{glue_arn}:database/{database}",
+                        f"{glue_arn}:table/{database}/*",
+                    ],
+                ),
+                # Athena reads the Parquet with the caller's credentials: the tables, nothing
+                # else of the mirror.
+                iam.PolicyStatement(
+                    sid="ListTheTables",
+                    actions=["s3:ListBucket"],
+                    resources=[bls_arn],
+                    conditions={"StringLike": {"s3:prefix": f"{TABLES_PREFIX}*"}},
+                ),
+                iam.PolicyStatement(
+                    sid="ReadTheTables",
+                    actions=["s3:GetObject"],
+                    resources=[f"{bls_arn}/{TABLES_PREFIX}*"],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteAndReadQueryResults",
+                    actions=[
+                        "s3:AbortMultipartUpload",
+                        "s3:GetObject",
+                        "s3:ListMultipartUploadParts",
+                        "s3:PutObject",
+                    ],
+                    resources=[f"{results_arn}/{ATHENA_RESULTS_PREFIX}*"],
+                ),
+                iam.PolicyStatement(
+                    sid="ListQueryResults",
+                    actions=[
+                        "s3:GetBucketLocation",
+                        "s3:ListBucket",
+                        "s3:ListBucketMultipartUploads",
+                    ],
+                    resources=[results_arn],
+                ),
+            ],
+        )
+        for name, value, description in (
+            ("GlueDatabaseName", database, "Glue database of the tables"),
+            ("AthenaWorkGroupName", self.workgroup.name, "Athena workgroup (named queries)"),
+            ("AthenaResultsBucketName", self.athena_results_bucket.bucket_name, "query results"),
+            ("AthenaQueryPolicyArn", self.query_policy.managed_policy_arn, "attach to query"),
+        ):
+            CfnOutput(self, name, value=value, description=description)
+
+    def _glue_table(self, database: str, table: GlueTable) -> glue.CfnTable:
+        """One external Parquet table of the Glue database."""
+
+        def columns(pairs: tuple[tuple[str, str], ...]) -> list[glue.CfnTable.ColumnProperty]:
+            return [glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in pairs]
+
+        return glue.CfnTable(
+            self,
+            "GlueTable" + "".join(part.title() for part in table.name.split("_")),
+            catalog_id=Aws.ACCOUNT_ID,
+            database_name=database,
+            table_input=glue.CfnTable.TableInputProperty(
+                name=table.name,
+                description=table.description,
+                table_type="EXTERNAL_TABLE",
+                parameters={"EXTERNAL": "TRUE", **table.parameters},
+                partition_keys=columns(table.partition_keys) or None,
+                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                    columns=columns(table.columns),
+                    location=table.location,
+                    input_format=PARQUET_INPUT,
+                    output_format=PARQUET_OUTPUT,
+                    serde_info=glue.CfnTable.SerdeInfoProperty(serialization_library=PARQUET_SERDE),
+                ),
+            ),
+        )
+
     def _planner_environment(self) -> dict[str, str]:
         """The scheduled function's fan-out variables: where to queue what (none without it)."""
         if self.work_queue is None:
@@ -466,9 +690,17 @@ class PipelineStack(Stack):
         )
 
     def _bucket(
-        self, construct_id: str, name: str, *, versioned: bool, noncurrent_days: int | None = None
+        self,
+        construct_id: str,
+        name: str,
+        *,
+        versioned: bool,
+        noncurrent_days: int | None = None,
+        expire_days: int | None = None,
     ) -> s3.Bucket:
         lifecycle = [s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))]
+        if expire_days is not None:
+            lifecycle.append(s3.LifecycleRule(expiration=Duration.days(expire_days)))
         if versioned and noncurrent_days is not None:
             # Old versions are the mirror's past releases (rq releases, analyze --as-of): kept
             # unless the deployment sets noncurrentVersionDays (see docs/vintages.md, costs).

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rearcquest.athena import table_surveys
 from rearcquest.config import (
     DEFAULT_BLS_URL,
     DEFAULT_POPULATION_KEY,
@@ -46,6 +47,10 @@ WORK_CONCURRENCY_RANGE = (2, 1000)
 # Old versions of the mirror's objects are its past releases (rq releases, rq revisions): kept
 # forever unless ``noncurrentVersionDays`` sets an expiration, in days.
 NONCURRENT_DAYS_RANGE = (1, 36500)
+# Athena stops (and bills no more than) a query of the stack's workgroup after this many MB
+# scanned; Athena's own minimum is 10 MB. 1 GB is $0.005 at $5 per TB.
+DEFAULT_ATHENA_SCAN_LIMIT_MB = 1024
+ATHENA_SCAN_LIMIT_RANGE_MB = (10, 1024 * 1024)
 # A production deployment must tell someone when it fails: it requires ``alarmEmail``.
 STAGES = ("dev", "prod")
 
@@ -90,6 +95,8 @@ class InfraSettings:
             rate is ``total_rps / work_concurrency``.
         noncurrent_version_days: delete old versions of the mirror's objects (past releases)
             this many days after they are replaced; ``None`` (the default) keeps them.
+        athena_scan_limit_mb: the Athena workgroup cancels a query that scans more than this
+            (10 MB to 1 TB; default 1024).
     """
 
     contact: str
@@ -112,12 +119,17 @@ class InfraSettings:
     total_rps: float = DEFAULT_TOTAL_RPS
     work_concurrency: int = DEFAULT_WORK_CONCURRENCY
     noncurrent_version_days: int | None = None
+    athena_scan_limit_mb: int = DEFAULT_ATHENA_SCAN_LIMIT_MB
 
     def __post_init__(self) -> None:
         _check_contact("contact", self.contact)
         try:
             if list(self.surveys) != parse_surveys([",".join(self.surveys)]):
                 raise ValueError(f"context 'surveys': {','.join(self.surveys)!r} has duplicates")
+        except ConfigError as exc:
+            raise ValueError(f"context 'surveys': {exc}") from exc
+        try:
+            table_surveys(self.surveys)
         except ConfigError as exc:
             raise ValueError(f"context 'surveys': {exc}") from exc
         if not self.total_rps > 0:
@@ -182,6 +194,12 @@ class InfraSettings:
                 f"context 'noncurrentVersionDays': {days} is not between {low_days} and "
                 f"{high_days} (leave it unset to keep every release)"
             )
+        low, high = ATHENA_SCAN_LIMIT_RANGE_MB
+        if not low <= self.athena_scan_limit_mb <= high:
+            raise ValueError(
+                f"context 'athenaScanLimitMb': {self.athena_scan_limit_mb} is not between {low} "
+                f"and {high} (Athena's minimum is 10 MB)"
+            )
         if not _STACK_NAME.match(self.stack_name):
             raise ValueError(
                 f"context 'stackName': {self.stack_name!r} is not a stack name of at most 24 "
@@ -200,6 +218,11 @@ class InfraSettings:
         if self.surveys == (ALL,):
             return None
         return tuple(f"{s}/" for s in self.surveys)
+
+    @property
+    def database_name(self) -> str:
+        """The Glue database: the stack name in lower case, ``-`` as ``_`` (Athena's rules)."""
+        return self.stack_name.lower().replace("-", "_")
 
     @property
     def bls_data_key(self) -> str:
@@ -253,6 +276,11 @@ class InfraSettings:
             raise ValueError(
                 f"context 'noncurrentVersionDays': {noncurrent!r} is not a number"
             ) from exc
+        scan = text("athenaScanLimitMb")
+        try:
+            scan_limit_mb = DEFAULT_ATHENA_SCAN_LIMIT_MB if scan is None else int(scan)
+        except ValueError as exc:
+            raise ValueError(f"context 'athenaScanLimitMb': {scan!r} is not a number") from exc
         prefix = get("blsPrefix")
         try:
             surveys = tuple(parse_surveys([text("surveys") or "pr"]))
@@ -290,6 +318,7 @@ class InfraSettings:
             total_rps=total_rps,
             work_concurrency=work_concurrency,
             noncurrent_version_days=noncurrent_days,
+            athena_scan_limit_mb=scan_limit_mb,
         )
 
 

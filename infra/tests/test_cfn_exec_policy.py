@@ -23,6 +23,8 @@ SERVICES = {
     "Logs": "logs",
     "Events": "events",
     "CloudWatch": "cloudwatch",
+    "Glue": "glue",
+    "Athena": "athena",
 }
 # CDK's own bookkeeping resource: no AWS API behind it.
 NO_PERMISSION = {"AWS::CDK::Metadata"}
@@ -80,3 +82,22 @@ def test_docs_bootstrap_with_the_policy() -> None:
     assert "infra/cfn-exec-policy.json" in docs
     assert "--cloudformation-execution-policies" in docs
     assert "policy/RearcquestCfnExec" in docs
+
+
+def test_policy_cannot_rewrite_itself() -> None:
+    """The stack creates one customer managed policy (Athena queries); the policy lets
+    CloudFormation write that one, never a new version of RearcquestCfnExec itself."""
+    from fnmatch import fnmatchcase
+
+    own = "arn:aws:iam::123456789012:policy/RearcquestCfnExec"
+    query = "arn:aws:iam::123456789012:policy/RearcquestAthenaQuery"
+    writes = [
+        s
+        for s in _statements()
+        if {"iam:CreatePolicyVersion", "iam:CreatePolicy"} & set(as_list(s["Action"]))
+    ]
+    assert writes
+    for statement in writes:
+        patterns = as_list(statement["Resource"])
+        assert not any(fnmatchcase(own, p) for p in patterns), statement["Sid"]
+        assert any(fnmatchcase(query, p) for p in patterns), statement["Sid"]

@@ -31,6 +31,7 @@ from .cfn_helpers import (
 
 BLS_DEFAULT = "rearcquest-bls-${AWS::AccountId}-${AWS::Region}"
 POP_DEFAULT = "rearcquest-population-${AWS::AccountId}-${AWS::Region}"
+ATHENA_DEFAULT = "rearcquest-athena-${AWS::AccountId}-${AWS::Region}"
 S3 = "arn:${AWS::Partition}:s3:::"
 
 
@@ -48,8 +49,9 @@ def _function(template: Template, prefix: str) -> dict[str, Any]:
 # -- buckets -------------------------------------------------------------------------------------
 
 
-def test_two_private_encrypted_buckets_retained(default_template: Template) -> None:
-    default_template.resource_count_is("AWS::S3::Bucket", 2)
+def test_three_private_encrypted_buckets_retained(default_template: Template) -> None:
+    # The mirror, the population answer and the Athena query results.
+    default_template.resource_count_is("AWS::S3::Bucket", 3)
     default_template.all_resources_properties(
         "AWS::S3::Bucket",
         {
@@ -88,13 +90,20 @@ def test_default_bucket_names_are_per_account_and_region(default_template: Templ
     names = {
         render(b["Properties"]["BucketName"]) for b in resources(doc, "AWS::S3::Bucket").values()
     }
-    assert names == {BLS_DEFAULT, POP_DEFAULT}
+    assert names == {BLS_DEFAULT, POP_DEFAULT, ATHENA_DEFAULT}
 
 
 def test_bucket_names_are_parameters(full_template: Template) -> None:
     doc = _json(full_template)
-    names = {b["Properties"]["BucketName"] for b in resources(doc, "AWS::S3::Bucket").values()}
-    assert names == {"rq-test-bls", "rq-test-population"}
+    names = sorted(
+        render(b["Properties"]["BucketName"]) for b in resources(doc, "AWS::S3::Bucket").values()
+    )
+    # The results bucket has no name parameter: it is named after the stack.
+    assert names == [
+        "rq-test-bls",
+        "rq-test-population",
+        "rqfull-athena-${AWS::AccountId}-${AWS::Region}",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -109,7 +118,7 @@ def test_bucket_policies_deny_insecure_transport(
     default_template: Template, condition: dict[str, Any]
 ) -> None:
     policies = resources(_json(default_template), "AWS::S3::BucketPolicy")
-    assert len(policies) == 2
+    assert len(policies) == 3
     for policy in policies.values():
         denies = [
             s

@@ -975,8 +975,8 @@ def tables(
     """Build query-ready Parquet tables from the mirrored surveys and the population.
 
     Writes <prefix><survey>/observations/file=<data file>/part-0.parquet for every data file,
-    <prefix><survey>/series.parquet with every code decoded by the survey's mapping files, and
-    <prefix>population/population.parquet. Only tables whose input changed since the last build
+    <prefix><survey>/series/series.parquet with every code decoded by the survey's mapping
+    files, and <prefix>population/population.parquet. Only tables whose input changed since the last build
     (the manifest beside them) are rebuilt; a malformed file fails alone, leaving its old table,
     and exits 1. See docs/tables.md.
 

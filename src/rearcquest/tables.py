@@ -4,7 +4,7 @@
 ``tables/``)::
 
     <P><survey>/observations/file=<data file>/part-0.parquet   every row of that data file
-    <P><survey>/series.parquet                                  the series, codes decoded
+    <P><survey>/series/series.parquet                           the series, codes decoded
     <P><survey>/_manifest.json                                  what each table was built from
     <P>population/population.parquet                            the stored DataUSA answer
     <P>population/_manifest.json
@@ -47,6 +47,8 @@ TABLES_PREFIX: Final = "tables/"
 DEFAULT_SURVEYS: Final = ("pr",)
 MANIFEST_NAME: Final = "_manifest.json"
 PART_NAME: Final = "part-0.parquet"
+SERIES_TABLE: Final = "series"
+SERIES_NAME: Final = "series.parquet"
 POPULATION_TABLE: Final = "population"
 # Every line of a BLS mapping file is a few hundred bytes; the header is the first of them.
 _HEADER_BYTES = 8192
@@ -72,8 +74,13 @@ def observations_key(tables_prefix: str, survey: str, data_file: str) -> str:
 
 
 def series_key(tables_prefix: str, survey: str) -> str:
-    """The key of the decoded series table of a survey."""
-    return f"{_norm_prefix(tables_prefix)}{survey}/series.parquet"
+    """The key of the decoded series table of a survey.
+
+    In a folder of its own, not beside ``observations/``: Athena reads every object under a
+    table's location, subfolders included, so a series table located at ``<survey>/`` would
+    read the observations too.
+    """
+    return f"{_norm_prefix(tables_prefix)}{survey}/{SERIES_TABLE}/{SERIES_NAME}"
 
 
 def manifest_key(tables_prefix: str, survey: str) -> str:
@@ -696,7 +703,9 @@ def build_local_tables(
         part.parent.mkdir(parents=True, exist_ok=True)
         sink_parquet(observations_query(path, source=source), part, bls=path, source=source)
     decoded, warnings = _decoded_series(survey, folder, _mapping_files(survey, folder))
-    decoded.write_parquet(target / survey / "series.parquet")
+    series = target / survey / SERIES_TABLE / SERIES_NAME
+    series.parent.mkdir(parents=True, exist_ok=True)
+    decoded.write_parquet(series)
     return warnings
 
 
@@ -911,7 +920,7 @@ def _split_location(location: str) -> tuple[str, str] | None:
 
 
 def _table_name(relative: str) -> str:
-    """The SQL name of the table a relative key belongs to: ``pr/series.parquet`` -> pr_series."""
+    """The SQL name of the table a relative key belongs to: ``pr/series/...`` -> pr_series."""
     survey, _, rest = relative.partition("/")
     if survey == POPULATION_TABLE:
         return POPULATION_TABLE
@@ -966,8 +975,8 @@ def scan_tables(directory: str | Path) -> dict[str, pl.LazyFrame]:
                 hive_partitioning=True,
                 hive_schema={"file": pl.String},
             )
-        if (folder / "series.parquet").is_file():
-            found[f"{folder.name}_series"] = pl.scan_parquet(folder / "series.parquet")
+        if (folder / SERIES_TABLE / SERIES_NAME).is_file():
+            found[f"{folder.name}_series"] = pl.scan_parquet(folder / SERIES_TABLE / SERIES_NAME)
     return found
 
 

@@ -418,7 +418,7 @@ class ReleaseTables:
 
     Attributes:
         release: the release stamp.
-        directory: the tables (``<survey>/observations/...``, ``<survey>/series.parquet`` and,
+        directory: the tables (``<survey>/observations/...``, ``<survey>/series/series.parquet`` and,
             when the bucket has one, the current ``population/population.parquet``).
         files: the directory's files, relative to it.
         population: whether the current population table was copied in.
