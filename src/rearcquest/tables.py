@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
-from rearcquest.errors import ConfigError, DataError, RqError
+from rearcquest.errors import ConfigError, DataError, RqError, StorageError
 from rearcquest.layout import META_SHA256, is_reserved
 
 if TYPE_CHECKING:
@@ -84,6 +84,15 @@ def manifest_key(tables_prefix: str, survey: str) -> str:
 def population_key(tables_prefix: str) -> str:
     """The key of the population table."""
     return f"{_norm_prefix(tables_prefix)}{POPULATION_TABLE}/population.parquet"
+
+
+def default_tables_prefix(root_prefix: str = "") -> str:
+    """Where the tables of the mirrors under ``root_prefix`` go unless told: beside them.
+
+    ``""`` gives ``tables/``; ``mirrors/`` gives ``mirrors/tables/``, so the mirrors of two roots
+    in one bucket never share (and overwrite) one set of tables.
+    """
+    return f"{_norm_prefix(root_prefix)}{TABLES_PREFIX}"
 
 
 def _is_data_file(survey: str, name: str) -> bool:
@@ -457,7 +466,20 @@ def _build_survey(
         "source_prefix": store.url(prefix),
         "files": built_files,
         "series": manifest.get("series", {}) if not force else {},
+        # False from before the first table is written until the build ends without a failure:
+        # a killed or failed build is found by tables_need_build even after a no-op sync.
+        "complete": manifest.get("complete", True) if manifest else False,
+        "failed": {},
     }
+
+    started = False
+
+    def start() -> None:
+        nonlocal started
+        if not started:
+            started, doc["complete"] = True, False
+            _write_manifest(store, mkey, doc)
+
     with tempfile.TemporaryDirectory(prefix="rq-tables-") as tmp:
         for name in sorted(n for n in files if _is_data_file(survey, n)):
             info = files[name]
@@ -474,9 +496,11 @@ def _build_survey(
                 continue
             if on_progress:
                 on_progress(f"building {key} from {source}")
+            start()
             try:
                 rows = _build_observations(store, info, key, sha, Path(tmp))
             except RqError as exc:
+                doc["failed"][name] = str(exc)
                 result.builds.append(
                     TableBuild(survey, "observations", key, "failed", source, None, sha, str(exc))
                 )
@@ -488,6 +512,7 @@ def _build_survey(
             )
         for name in sorted(set(built_files) - {n for n in files if _is_data_file(survey, n)}):
             key = built_files.pop(name).get("key") or observations_key(tables_prefix, survey, name)
+            start()
             store.delete_many([key])
             _write_manifest(store, mkey, doc)
             result.builds.append(
@@ -502,8 +527,37 @@ def _build_survey(
         doc=doc,
         result=result,
         on_progress=on_progress,
+        start=start,
     )
+    doc["complete"] = not doc["failed"]
     _write_manifest(store, mkey, doc)
+
+
+def tables_need_build(store: ObjectStore, survey: str, *, tables_prefix: str) -> str | None:
+    """Why a survey's tables must be built even though its mirror did not change, if they must.
+
+    One read of the survey's manifest: the tables were never built, their last build failed or
+    did not finish (killed), or the manifest is unreadable.
+
+    Args:
+        store: the bucket of the tables.
+        survey: the survey (``pr``).
+        tables_prefix: where its tables are.
+
+    Returns:
+        The reason, or ``None`` when the last build finished without a failure.
+
+    Raises:
+        StorageError: the manifest cannot be read.
+    """
+    manifest = _read_manifest(store, manifest_key(tables_prefix, survey))
+    if not manifest:
+        return "no tables yet"
+    if manifest.get("failed"):
+        return "the last build failed: " + ", ".join(sorted(manifest["failed"]))
+    if manifest.get("complete") is False:
+        return "the last build did not finish"
+    return None
 
 
 class _Folder(Protocol):
@@ -619,6 +673,7 @@ def _build_series(
     doc: dict[str, Any],
     result: TablesResult,
     on_progress: Callable[[str], None] | None,
+    start: Callable[[], None],
 ) -> None:
     key = series_key(tables_prefix, survey)
     series_name = f"{survey}.series"
@@ -644,9 +699,11 @@ def _build_series(
             return
         if on_progress:
             on_progress(f"building {key} from {source}")
+        start()
         decoded, warnings = _decoded_series(survey, folder, mapping_names)
         store.put_bytes(key, _parquet_bytes(decoded), content_type="application/vnd.apache.parquet")
     except RqError as exc:
+        doc["failed"][series_name] = str(exc)
         result.builds.append(
             TableBuild(survey, "series", key, "failed", source, None, None, str(exc))
         )
@@ -918,27 +975,57 @@ def _table_name(relative: str) -> str:
     return f"{survey}_{rest.partition('/')[0].removesuffix('.parquet')}"
 
 
-def _download_tables(
-    store: ObjectStore, prefix: str, target: Path, wanted: Callable[[str], bool]
-) -> set[str]:
-    """Copy the Parquet objects under ``prefix`` whose table ``wanted`` keeps.
+def _is_partition(relative: str) -> bool:
+    """Whether ``observations/file=<data file>/part-0.parquet`` is what ``relative`` is."""
+    parts = relative.split("/")
+    return (
+        len(parts) == 3
+        and parts[0] == "observations"
+        and parts[1].startswith("file=")
+        and (parts[2] == PART_NAME)
+    )
 
-    Returns:
-        The names of every table there, copied or not.
+
+def _s3_tables(store: ObjectStore, prefix: str) -> dict[str, pl.LazyFrame]:
+    """The tables under an S3 prefix, read in place by Polars' object-store reader.
+
+    One listing finds the tables (the layout :func:`build_tables` writes, nothing else: not the
+    ``as-of/`` tables of past releases); each is a lazy scan of its objects' URLs, with the
+    endpoint, region and credentials of ``store`` (:meth:`ObjectStore.reader_options`), so a
+    query reads only the row groups and columns it needs.
+
+    Raises:
+        StorageError: the listing failed.
     """
-    names: set[str] = set()
+    import polars as pl
+
+    reader = store.reader_options()
+    options: dict[str, Any] = {
+        "storage_options": reader.storage_options,
+        "credential_provider": reader.credential_provider,
+    }
+    series: dict[str, str] = {}
+    parts: dict[str, list[str]] = {}
+    population: str | None = None
     for info in store.list_objects(prefix):
         relative = info.key[len(prefix) :]
-        if not relative.endswith(".parquet"):
-            continue
-        names.add(_table_name(relative))
-        if not wanted(_table_name(relative)):
-            continue
-        path = target / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as fh:
-            store.download_to(info.key, fh)
-    return names
+        survey, _, rest = relative.partition("/")
+        if relative == f"{POPULATION_TABLE}/population.parquet":
+            population = store.url(info.key)
+        elif survey and rest == "series.parquet":
+            series[survey] = store.url(info.key)
+        elif survey and _is_partition(rest):
+            parts.setdefault(survey, []).append(store.url(info.key))
+    found: dict[str, pl.LazyFrame] = {}
+    if population is not None:
+        found[POPULATION_TABLE] = pl.scan_parquet(population, **options)
+    for survey, urls in sorted(parts.items()):
+        found[f"{survey}_observations"] = pl.scan_parquet(
+            urls, hive_partitioning=True, hive_schema={"file": pl.String}, **options
+        )
+    for survey, url in sorted(series.items()):
+        found[f"{survey}_series"] = pl.scan_parquet(url, **options)
+    return found
 
 
 def scan_tables(directory: str | Path) -> dict[str, pl.LazyFrame]:
@@ -997,9 +1084,10 @@ def run_sql(
     """Run a Polars SQL query over the tables of a local directory or an S3 prefix.
 
     The tables are registered as ``<survey>_observations`` (column ``file`` is the data file of
-    the partition), ``<survey>_series`` and ``population``. From S3 the Parquet objects are
-    copied to a temporary directory first (removed afterwards); observations only when the
-    query names an observations table.
+    the partition), ``<survey>_series`` and ``population``. From S3 the Parquet objects are read
+    in place by Polars' object-store reader, with the endpoint, region and credentials of the
+    store's client (nothing is copied to local disk; only the columns and row groups the query
+    needs are fetched).
 
     Args:
         query: the SQL.
@@ -1032,15 +1120,16 @@ def run_sql(
         from rearcquest.storage import ObjectStore, make_s3_client
 
         store = ObjectStore(make_s3_client(endpoint_url=endpoint_url), bucket)
-    lowered = query.lower()
-
-    def wanted(table: str) -> bool:
-        # Observations are most of the bytes: copied only for a query that names them.
-        return not table.endswith("_observations") or table in lowered
-
-    with tempfile.TemporaryDirectory(prefix="rq-sql-") as tmp:
-        names = _download_tables(store, prefix, Path(tmp), wanted)
-        return _run(query, scan_tables(tmp), location, names)
+    frames = _s3_tables(store, prefix)
+    try:
+        return _run(query, frames, location)
+    except OSError as exc:
+        # Polars' object-store reader fails with OSError (FileNotFoundError for a 404).
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StorageError(
+            f"cannot read the tables at {location}: {reason} (check the bucket, the endpoint "
+            "and the credentials)"
+        ) from exc
 
 
 # -- rq analyze --from -----------------------------------------------------------------------------
