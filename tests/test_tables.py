@@ -614,8 +614,44 @@ def test_each_table_goes_up_in_one_put_before_its_manifest(store: Any) -> None:
     assert writes.count(series_key("tables/", "zz")) == 1
     # Nothing else is written under the partition's folder (no temporary objects).
     assert [w for w in writes if w.startswith(part.rsplit("/", 1)[0])] == [part]
-    assert writes.index(part) < writes.index(manifest)
+    # The manifest first says a build is under way, then records the part right after it.
+    assert writes[0] == manifest
+    assert writes[writes.index(part) + 1] == manifest
     assert writes[-1] == manifest
+
+
+def test_a_build_killed_midway_or_failed_is_found_by_tables_need_build(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rearcquest import tables
+    from rearcquest.tables import tables_need_build
+
+    mirror_zz(store)
+    assert tables_need_build(store, "zz", tables_prefix="tables/") == "no tables yet"
+    build_tables(store, surveys=["zz"])
+    assert tables_need_build(store, "zz", tables_prefix="tables/") is None
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    # A changed data file whose build is killed: the manifest says so.
+    mirror_zz(store, **{"zz.data.0.Current": ZZ["zz.data.0.Current"] + "ZZA1 \t2001\tM03\t1\t\r\n"})
+    monkeypatch.setattr(tables, "_build_observations", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_tables(store, surveys=["zz"])
+    assert tables_need_build(store, "zz", tables_prefix="tables/") == (
+        "the last build did not finish"
+    )
+    monkeypatch.undo()
+    # A malformed file fails its partition: recorded until a build succeeds.
+    mirror_zz(store, **{"zz.data.0.Current": ZZ["zz.data.0.Current"] + "ZZA1\tyear?\r\n"})
+    assert build_tables(store, surveys=["zz"]).failed
+    assert tables_need_build(store, "zz", tables_prefix="tables/") == (
+        "the last build failed: zz.data.0.Current"
+    )
+    mirror_zz(store)
+    assert not build_tables(store, surveys=["zz"]).failed
+    assert tables_need_build(store, "zz", tables_prefix="tables/") is None
 
 
 def test_sql_reads_the_tables_in_place_without_a_local_copy(

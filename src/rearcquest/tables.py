@@ -838,6 +838,45 @@ def _build_population(
     )
 
 
+def build_population_table(
+    store: ObjectStore,
+    *,
+    population_store: ObjectStore,
+    population_object: str,
+    tables_prefix: str = TABLES_PREFIX,
+    force: bool = False,
+) -> TablesResult:
+    """Build (or keep) the population table alone, after a population fetch.
+
+    Args:
+        store: the bucket of the tables.
+        population_store: the bucket of the stored DataUSA answer.
+        population_object: its key.
+        tables_prefix: where the tables go.
+        force: rebuild it even if the answer did not change.
+
+    Returns:
+        What was built (or kept, or failed); a missing answer is a warning.
+
+    Raises:
+        ConfigError: the tables prefix is empty.
+        StorageError: a bucket cannot be read or written.
+    """
+    tables_prefix = _norm_prefix(tables_prefix)
+    if not tables_prefix:
+        raise ConfigError("--tables-prefix must not be empty: the tables would mix with mirrors")
+    result = TablesResult(store.bucket, tables_prefix)
+    _build_population(
+        store,
+        population_store,
+        population_object,
+        tables_prefix=tables_prefix,
+        force=force,
+        result=result,
+    )
+    return result
+
+
 def population_source(
     store: ObjectStore, url: str | None = None, *, settings: Settings | None = None
 ) -> tuple[ObjectStore, str]:
@@ -874,7 +913,7 @@ def build_tables(
     *,
     surveys: Iterable[str] | None = DEFAULT_SURVEYS,
     root_prefix: str = "",
-    tables_prefix: str = TABLES_PREFIX,
+    tables_prefix: str | None = None,
     population_store: ObjectStore | None = None,
     population_object: str | None = None,
     force: bool = False,
@@ -892,7 +931,7 @@ def build_tables(
         surveys: the surveys (``pr``); ``None`` for every mirrored survey (see
             :func:`find_surveys`).
         root_prefix: the prefix the survey folders are under (empty: the bucket root).
-        tables_prefix: where the tables go.
+        tables_prefix: where the tables go; default ``<root_prefix>tables/``.
         population_store: the bucket of the population answer; default ``store``.
         population_object: its key; ``None`` builds no population table.
         force: rebuild every table whatever the manifest says.
@@ -906,7 +945,9 @@ def build_tables(
         StorageError: the bucket cannot be read or written.
     """
     root = _norm_prefix(root_prefix)
-    tables_prefix = _norm_prefix(tables_prefix)
+    tables_prefix = _norm_prefix(
+        default_tables_prefix(root) if tables_prefix is None else tables_prefix
+    )
     if not tables_prefix:
         raise ConfigError("--tables-prefix must not be empty: the tables would mix with mirrors")
     chosen = sorted(set(surveys)) if surveys is not None else find_surveys(store, root_prefix=root)
@@ -1080,6 +1121,7 @@ def run_sql(
     store: ObjectStore | None = None,
     endpoint_url: str | None = None,
     settings: Settings | None = None,
+    root_prefix: str = "",
 ) -> pl.DataFrame:
     """Run a Polars SQL query over the tables of a local directory or an S3 prefix.
 
@@ -1092,10 +1134,12 @@ def run_sql(
     Args:
         query: the SQL.
         location: a local directory or ``s3://bucket/prefix/`` (what ``rq tables`` writes);
-            default ``s3://$RQ_BLS_BUCKET/tables/``.
+            default ``s3://$RQ_BLS_BUCKET/<root_prefix>tables/``.
         store: the bucket of an ``s3://`` location; made with ``endpoint_url`` if not given.
         endpoint_url: S3-compatible endpoint.
         settings: where the default bucket comes from; default the ``RQ_*`` environment.
+        root_prefix: the prefix the mirrors are under (``rq sync-bls --root-prefix``), whose
+            tables are the default location.
 
     Returns:
         The answer.
@@ -1111,7 +1155,7 @@ def run_sql(
         bucket = (settings or Settings.from_env()).bls_bucket
         if not bucket:
             raise ConfigError("no tables: pass --tables DIR_OR_S3_URL or set RQ_BLS_BUCKET")
-        location = f"s3://{bucket}/{TABLES_PREFIX}"
+        location = f"s3://{bucket}/{default_tables_prefix(root_prefix)}"
     split = _split_location(location)
     if split is None:
         return _run(query, scan_tables(location), location)
@@ -1170,7 +1214,8 @@ def current_partition(store: ObjectStore, data_key: str, *, tables_prefix: str) 
 def analyze(
     *,
     source: AnalyzeSource = "auto",
-    tables_prefix: str = TABLES_PREFIX,
+    tables_prefix: str | None = None,
+    root_prefix: str = "",
     bls: str | Path | None = None,
     endpoint_url: str | None = None,
     s3_client: S3Client | None = None,
@@ -1186,7 +1231,10 @@ def analyze(
 
     Args:
         source: ``auto``, ``tables`` or ``files``.
-        tables_prefix: where the tables are, in the bucket of the BLS file.
+        tables_prefix: where the tables are, in the bucket of the BLS file; default
+            ``<root_prefix>tables/``.
+        root_prefix: the prefix the survey mirrors are under (``rq sync-bls --root-prefix``):
+            the default BLS file is then ``<root_prefix>pr/pr.data.0.Current``.
         bls: the BLS data file (default the mirrored ``pr.data.0.Current``).
         endpoint_url: S3-compatible endpoint.
         s3_client: a ready S3 client instead.
@@ -1212,6 +1260,14 @@ def analyze(
         "settings": settings,
         **options,
     }
+    root = _norm_prefix(root_prefix)
+    tables_prefix = default_tables_prefix(root) if tables_prefix is None else tables_prefix
+    if bls is None and root:
+        from rearcquest.config import Settings
+
+        bucket = (settings or Settings.from_env()).bls_bucket
+        if bucket:
+            bls = f"s3://{bucket}/{root}{DEFAULT_SURVEYS[0]}/{analytics.BLS_FILE}"
     reports = options.get("reports", analytics.REPORTS)
     need_bls = "best-year" in reports or "series-population" in reports
     location = str(bls) if bls is not None else analytics.default_locations(settings)[0]
