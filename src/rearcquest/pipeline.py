@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.config import Settings, normalise_prefix
+from rearcquest.config import Settings, default_prefix, normalise_prefix
 from rearcquest.errors import ConfigError, DataError, RqError
 
 if TYPE_CHECKING:
@@ -248,7 +248,8 @@ def sync_mirror(
     from rearcquest.sync import sync_bls
 
     if tables:
-        survey_of(options.get("prefix") or "")
+        prefix = options.get("prefix")
+        survey_of(default_prefix(options["source_url"]) if prefix is None else prefix)
 
     def after(result: SyncResult) -> None:
         tables_after_sync(store, result, tables_prefix=tables_prefix, on_progress=log.info)
