@@ -138,6 +138,7 @@ def test_builds_every_table_of_a_real_release(store: Any, vintage: str) -> None:
                 "year": pl.Int16,
                 "period": pl.String,
                 "value": pl.Decimal(18, 3),
+                "decimals": pl.Int8,
                 "value_text": pl.String,
                 "footnote_codes": pl.String,
             }
@@ -148,7 +149,8 @@ def test_builds_every_table_of_a_real_release(store: Any, vintage: str) -> None:
             int(first[1]),
             first[2].strip(),
             Decimal(first[3].strip()),
-            first[3].strip(),
+            len(first[3].strip().partition(".")[2]),
+            None,  # a number: its text is not kept
             first[4].strip() or None,
         )
     manifest = json.loads(store.get_bytes(manifest_key("tables/", "pr")))
@@ -194,10 +196,10 @@ def test_second_survey_keeps_non_numbers_and_undecoded_codes(
     assert [r.message for r in caplog.records] == result.warnings
     table = parquet(store, observations_key("tables/", "zz", "zz.data.0.Current"))
     assert table.rows() == [
-        ("ZZA1", 2001, "M01", Decimal("1.500"), "1.5", None),
-        ("ZZA1", 2001, "M02", None, "-", "P"),
-        ("ZZB2", 2002, "M01", Decimal("-12.250"), "-12.250", None),
-        ("ZZB2", 2002, "M02", None, "(NA)", None),
+        ("ZZA1", 2001, "M01", Decimal("1.500"), 1, None, None),
+        ("ZZA1", 2001, "M02", None, 0, "-", "P"),
+        ("ZZB2", 2002, "M01", Decimal("-12.250"), 3, None, None),
+        ("ZZB2", 2002, "M02", None, 0, "(NA)", None),
     ]
     series = parquet(store, series_key("tables/", "zz"))
     assert series["area_name"].to_list() == ["North", "South", None]
@@ -704,3 +706,23 @@ def test_sql_on_an_object_gone_since_the_listing_is_a_storage_error(
     monkeypatch.setattr(built, "list_objects", lambda prefix="": iter(listed))
     with pytest.raises(StorageError, match=r"cannot read the tables at s3://sql-.*/tables/: .*"):
         run_sql("SELECT COUNT(*) FROM pr_observations", location=built.url("tables/"), store=built)
+
+
+def test_tables_of_an_older_format_are_rebuilt_and_not_current_meanwhile(store: Any) -> None:
+    from rearcquest.tables import current_partition, tables_need_build
+
+    mirror_zz(store)
+    build_tables(store, surveys=["zz"])
+    key = manifest_key("tables/", "zz")
+    old = json.loads(store.get_bytes(key))
+    old["format"] = 1  # value_text on every row, no decimals column
+    store.put_bytes(key, json.dumps(old).encode())
+    assert current_partition(store, "zz/zz.data.0.Current", tables_prefix="tables/") is None
+    assert tables_need_build(store, "zz", tables_prefix="tables/") == (
+        "the tables are of another format"
+    )
+    assert statuses(build_tables(store, surveys=["zz"])) == {
+        observations_key("tables/", "zz", "zz.data.0.Current"): "built",
+        series_key("tables/", "zz"): "built",
+    }
+    assert current_partition(store, "zz/zz.data.0.Current", tables_prefix="tables/")

@@ -52,7 +52,9 @@ POPULATION_TABLE: Final = "population"
 _HEADER_BYTES = 8192
 _MAX_MAPPING_BYTES = 64 * 1024 * 1024
 _MAX_SERIES_BYTES = 512 * 1024 * 1024
-_MANIFEST_FORMAT = 1
+# 2: ``decimals`` in the observations and ``value_text`` only where ``value`` is null; a
+# manifest of another format is rebuilt whole, and its partitions are not current meanwhile.
+_MANIFEST_FORMAT = 2
 TITLE_SEPARATOR: Final = "; "
 
 Status = Literal["built", "unchanged", "removed", "failed"]
@@ -305,8 +307,10 @@ def observations_query(path: str | Path, *, source: str | None = None) -> pl.Laz
 
     Returns:
         ``series_id``, ``year`` (Int16), ``period``, ``value`` (Decimal(18, 3), null where BLS
-        prints a non-number such as ``-``), ``value_text`` (the value as printed) and
-        ``footnote_codes``; every row is checked as it streams.
+        prints a non-number such as ``-``), ``decimals`` (Int8: the digits BLS prints after the
+        point, so ``1.50`` reads back as printed), ``value_text`` (the text BLS printed where
+        ``value`` is null, else null) and ``footnote_codes``; every row is checked as it
+        streams.
 
     Raises:
         ConfigError: the file does not exist.
@@ -322,12 +326,14 @@ def observations_query(path: str | Path, *, source: str | None = None) -> pl.Laz
         if "footnote_codes" in rows.collect_schema().names()
         else pl.lit(None, dtype=pl.String).alias("footnote_codes")
     )
+    # The text only where there is no number: on every row it doubled the files (docs/tables.md).
     return rows.select(
         "series_id",
         pl.col("year").cast(pl.Int16),
         "period",
         "value",
-        "value_text",
+        "decimals",
+        pl.when(pl.col("value").is_null()).then(pl.col("value_text")).alias("value_text"),
         footnotes,
     )
 
@@ -459,6 +465,9 @@ def _build_survey(
         )
     mkey = manifest_key(tables_prefix, survey)
     manifest = _read_manifest(store, mkey)
+    if manifest and manifest.get("format") != _MANIFEST_FORMAT:
+        log.info("%s is of another format: every table of %s is rebuilt", store.url(mkey), survey)
+        force = True
     built_files: dict[str, Any] = dict(manifest.get("files", {})) if not force else {}
     doc: dict[str, Any] = {
         "format": _MANIFEST_FORMAT,
@@ -536,8 +545,8 @@ def _build_survey(
 def tables_need_build(store: ObjectStore, survey: str, *, tables_prefix: str) -> str | None:
     """Why a survey's tables must be built even though its mirror did not change, if they must.
 
-    One read of the survey's manifest: the tables were never built, their last build failed or
-    did not finish (killed), or the manifest is unreadable.
+    One read of the survey's manifest: the tables were never built, are of another format,
+    their last build failed or did not finish (killed), or the manifest is unreadable.
 
     Args:
         store: the bucket of the tables.
@@ -553,6 +562,8 @@ def tables_need_build(store: ObjectStore, survey: str, *, tables_prefix: str) ->
     manifest = _read_manifest(store, manifest_key(tables_prefix, survey))
     if not manifest:
         return "no tables yet"
+    if manifest.get("format") != _MANIFEST_FORMAT:
+        return "the tables are of another format"
     if manifest.get("failed"):
         return "the last build failed: " + ", ".join(sorted(manifest["failed"]))
     if manifest.get("complete") is False:
@@ -1203,7 +1214,10 @@ def current_partition(store: ObjectStore, data_key: str, *, tables_prefix: str) 
     survey = folder.rpartition("/")[2]
     if not survey or not _is_data_file(survey, name):
         return None
-    entry = _read_manifest(store, manifest_key(tables_prefix, survey)).get("files", {}).get(name)
+    manifest = _read_manifest(store, manifest_key(tables_prefix, survey))
+    if manifest.get("format") != _MANIFEST_FORMAT:
+        return None
+    entry = manifest.get("files", {}).get(name)
     info = store.head(data_key)
     if not entry or info is None or entry.get("sha256") != _sha256_of(store, info):
         return None
@@ -1323,7 +1337,7 @@ def analyze(
                 pl.col("year").cast(pl.Int32),
                 "period",
                 "value",
-                analytics.decimals_of(pl.col("value_text")).alias("decimals"),
+                "decimals",
             )
         )
         analysis = analytics.analyze(bls=store.url(part), bls_rows=rows, **common)
