@@ -435,8 +435,10 @@ def _tables_step(
             step.summary = summary
         summary["population"] = population.to_dict()
         errors += [f"{b.source}: {b.error}" for b in population.failed]
-    if errors and step.error is None:
-        step.error, step.exit_code = "; ".join(errors), DataError.exit_code
+    if errors:
+        # The survey's failed build and a population build that raised are both reported.
+        step.error = "; ".join([*errors, *([step.error] if step.error else [])])
+        step.exit_code = max(step.exit_code, DataError.exit_code)
         log.error("tables failed: %s", step.error)
     return step
 
@@ -454,8 +456,8 @@ def run_fanout_pipeline(
     The sync step plans (the root listing and one listing per survey) and sends one message
     per survey, and one per big file, to ``fanout.queue_url``; the worker function does the
     syncing (:func:`run_work_batch`). The population fetch stays here, and with
-    ``settings.tables`` the population table (the workers build the surveys' tables). Each step runs whatever
-    the other did; failures are recorded, not raised.
+    ``settings.tables`` the population table (the workers build the surveys' tables). Each
+    step runs whatever the other did; failures are recorded, not raised.
 
     Args:
         settings: contact, rate, population bucket and URL.
