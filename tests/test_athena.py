@@ -36,6 +36,7 @@ BUCKET = "test-bucket"
 # The Hive type of each Polars type rq tables writes.
 HIVE = {
     pl.String: "string",
+    pl.Int8: "tinyint",
     pl.Int16: "smallint",
     pl.Int64: "bigint",
     pl.Decimal(18, 3): "decimal(18,3)",
@@ -43,6 +44,7 @@ HIVE = {
 # DuckDB's name for each Hive type the Glue tables declare.
 DUCKDB = {
     "string": "VARCHAR",
+    "tinyint": "TINYINT",
     "smallint": "SMALLINT",
     "bigint": "BIGINT",
     "decimal(18,3)": "DECIMAL(18,3)",

@@ -135,3 +135,54 @@ def test_no_bucket_is_exit_2_saying_what_to_set() -> None:
     result = rq()
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: no bucket given: pass --bucket or set the RQ_")
+
+
+def test_a_root_prefix_for_tables_sql_and_analyze(mirror: Any) -> None:
+    """Mirrors under <root prefix><survey>/ (rq sync-bls --root-prefix): --root-prefix finds
+    them, and their tables go to <root prefix>tables/, where rq sql and rq analyze look."""
+    for name, served in release("2024-06-06").items():
+        mirror.put_object(
+            Bucket=mirror.bucket,
+            Key=f"mirrors/pr/{name}",
+            Body=served.data,
+            Metadata={META_SHA256: hashlib.sha256(served.data).hexdigest()},
+        )
+    built = rq("--root-prefix", "mirrors/", "--format", "json")
+    assert built.exit_code == 0, built.output
+    assert json.loads(built.stdout)["tables_prefix"] == "mirrors/tables/"
+    series = "mirrors/tables/pr/series/series.parquet"
+    assert keys(mirror, series) == [series]
+    assert keys(mirror, "tables/") == []  # the mirror at the bucket root got no tables
+    answer = runner.invoke(
+        app,
+        [
+            "sql",
+            "SELECT COUNT(*) AS n FROM pr_series",
+            "--root-prefix",
+            "mirrors/",
+            "--format",
+            "json",
+        ],
+    )
+    assert answer.exit_code == 0, answer.output
+    assert json.loads(answer.stdout) == [{"n": 282}]
+    analyzed = runner.invoke(
+        app,
+        [
+            "analyze",
+            "--report",
+            "best-year",
+            "--from",
+            "tables",
+            "--root-prefix",
+            "mirrors/",
+            "--format",
+            "json",
+        ],
+    )
+    assert analyzed.exit_code == 0, analyzed.output
+    assert json.loads(analyzed.stdout)["best_year"]
+    # Without it, the tables of the root mirror are looked for, and there are none.
+    missing = runner.invoke(app, ["analyze", "--report", "best-year", "--from", "tables"])
+    assert missing.exit_code == 2
+    assert "no current table for s3://" in missing.output

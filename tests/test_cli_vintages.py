@@ -175,7 +175,7 @@ def test_sql_as_of_queries_the_release(
 
 
 def test_tables_as_of_writes_the_release_tables_beside_the_others(
-    mirror: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    mirror: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("RQ_BLS_BUCKET", BUCKET)
     result = rq("tables", "--as-of", "2025-06-30", "--format", "json")
@@ -185,11 +185,18 @@ def test_tables_as_of_writes_the_release_tables_beside_the_others(
     assert doc["release"] == STAMPS[1]
     assert f"{base}series/series.parquet" in doc["written"]
     assert f"{base}observations/file=pr.data.0.Current/part-0.parquet" in doc["written"]
+    # rq sql reads S3 with Polars' own reader, which in-process moto cannot answer: the
+    # release's tables are queried from a copy (tests/test_tables.py reads S3 in place).
+    store, prefix = mirror["store"], "tables/as-of/2025-06-05T0830/"
+    for info in store.list_objects(prefix):
+        path = tmp_path / info.key[len(prefix) :]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(store.get_bytes(info.key))
     count = rq(
         "sql",
         "SELECT COUNT(*) AS n FROM pr_observations WHERE file = 'pr.data.0.Current'",
         "--tables",
-        f"s3://{BUCKET}/tables/as-of/2025-06-05T0830/",
+        str(tmp_path),
         "--format",
         "json",
     )

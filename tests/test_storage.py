@@ -520,3 +520,55 @@ def test_a_missing_version_names_it(store: ObjectStore) -> None:
     store.put_bytes("k", b"one")
     with pytest.raises(StorageError, match=r"s3://test-bucket/k\?versionId=nope"):
         store.get_bytes("k", version_id="nope")
+
+
+# -- reader options (Polars' object-store reader) --------------------------------------------------
+
+
+def test_reader_options_follow_a_local_endpoint_and_the_clients_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "a-token")
+    store = ObjectStore(
+        make_s3_client(endpoint_url="http://127.0.0.1:9/", region="eu-west-3"), "bucket"
+    )
+    reader = store.reader_options()
+    assert reader.storage_options == {
+        "aws_region": "eu-west-3",
+        "aws_endpoint_url": "http://127.0.0.1:9",
+        "aws_virtual_hosted_style_request": "false",
+        "aws_allow_http": "true",
+    }
+    assert reader.credential_provider() == (
+        {
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "aws_session_token": "a-token",
+        },
+        None,
+    )
+
+
+def test_reader_options_leave_the_aws_endpoint_to_the_region() -> None:
+    store = ObjectStore(make_s3_client(region="us-west-2"), "bucket")
+    options = store.reader_options().storage_options
+    assert options == {"aws_region": "us-west-2"}
+
+
+def test_polars_reads_an_object_of_seaweedfs_through_the_reader_options(
+    seaweed_bucket: tuple[str, str],
+) -> None:
+    import polars as pl
+
+    endpoint, bucket = seaweed_bucket
+    store = ObjectStore(make_s3_client(endpoint_url=endpoint), bucket)
+    buffer = io.BytesIO()
+    pl.DataFrame({"year": [2019, 2020], "n": [1, 2]}).write_parquet(buffer)
+    store.put_bytes("t/x.parquet", buffer.getvalue())
+    reader = store.reader_options()
+    frame = pl.scan_parquet(
+        store.url("t/x.parquet"),
+        storage_options=reader.storage_options,
+        credential_provider=reader.credential_provider,
+    ).collect()
+    assert frame.rows() == [(2019, 1), (2020, 2)]

@@ -138,6 +138,7 @@ def test_builds_every_table_of_a_real_release(store: Any, vintage: str) -> None:
                 "year": pl.Int16,
                 "period": pl.String,
                 "value": pl.Decimal(18, 3),
+                "decimals": pl.Int8,
                 "value_text": pl.String,
                 "footnote_codes": pl.String,
             }
@@ -148,7 +149,8 @@ def test_builds_every_table_of_a_real_release(store: Any, vintage: str) -> None:
             int(first[1]),
             first[2].strip(),
             Decimal(first[3].strip()),
-            first[3].strip(),
+            len(first[3].strip().partition(".")[2]),
+            None,  # a number: its text is not kept
             first[4].strip() or None,
         )
     manifest = json.loads(store.get_bytes(manifest_key("tables/", "pr")))
@@ -194,10 +196,10 @@ def test_second_survey_keeps_non_numbers_and_undecoded_codes(
     assert [r.message for r in caplog.records] == result.warnings
     table = parquet(store, observations_key("tables/", "zz", "zz.data.0.Current"))
     assert table.rows() == [
-        ("ZZA1", 2001, "M01", Decimal("1.500"), "1.5", None),
-        ("ZZA1", 2001, "M02", None, "-", "P"),
-        ("ZZB2", 2002, "M01", Decimal("-12.250"), "-12.250", None),
-        ("ZZB2", 2002, "M02", None, "(NA)", None),
+        ("ZZA1", 2001, "M01", Decimal("1.500"), 1, None, None),
+        ("ZZA1", 2001, "M02", None, 0, "-", "P"),
+        ("ZZB2", 2002, "M01", Decimal("-12.250"), 3, None, None),
+        ("ZZB2", 2002, "M02", None, 0, "(NA)", None),
     ]
     series = parquet(store, series_key("tables/", "zz"))
     assert series["area_name"].to_list() == ["North", "South", None]
@@ -417,8 +419,16 @@ def test_analyze_from_tables_needs_an_s3_mirror(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def built(store: Any) -> Any:
-    """The 2026-08-06 release and the population, mirrored, with their tables built."""
+def built(moto_server: str) -> Any:
+    """The 2026-08-06 release and the population, mirrored in a fresh bucket of moto's server
+    (Polars' own S3 reader must reach it: in-process moto only answers botocore), with their
+    tables built."""
+    import uuid
+
+    from rearcquest.storage import ObjectStore, make_s3_client
+
+    store = ObjectStore(make_s3_client(endpoint_url=moto_server), f"sql-{uuid.uuid4().hex[:8]}")
+    store.create_bucket()
     mirror_release(store, "2026-08-06")
     put_population(store)
     build_tables(store, population_object=POPULATION)
@@ -434,7 +444,7 @@ def test_sql_answers_a_join_over_s3(built: Any) -> None:
         "JOIN population p ON o.year = p.year "
         "WHERE o.file = 'pr.data.0.Current' AND o.series_id = 'PRS30006032' "
         "AND o.period = 'Q01' AND o.year = 2018",
-        location="s3://test-bucket/tables/",
+        location=built.url("tables/"),
         store=built,
     )
     assert answer.rows() == [
@@ -482,7 +492,7 @@ def test_a_bad_query_is_a_config_error(built: Any, query: str, message: str) -> 
     from rearcquest.tables import run_sql
 
     with pytest.raises(ConfigError, match=message):
-        run_sql(query, location="s3://test-bucket/tables/", store=built)
+        run_sql(query, location=built.url("tables/"), store=built)
 
 
 def test_sql_without_tables_says_how_to_build_them(tmp_path: Path) -> None:
@@ -562,5 +572,113 @@ def test_each_table_goes_up_in_one_put_before_its_manifest(store: Any) -> None:
     assert writes.count(series_key("tables/", "zz")) == 1
     # Nothing else is written under the partition's folder (no temporary objects).
     assert [w for w in writes if w.startswith(part.rsplit("/", 1)[0])] == [part]
-    assert writes.index(part) < writes.index(manifest)
+    # The manifest first says a build is under way, then records the part right after it.
+    assert writes[0] == manifest
+    assert writes[writes.index(part) + 1] == manifest
     assert writes[-1] == manifest
+
+
+def test_a_build_killed_midway_or_failed_is_found_by_tables_need_build(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rearcquest import tables
+    from rearcquest.tables import tables_need_build
+
+    mirror_zz(store)
+    assert tables_need_build(store, "zz", tables_prefix="tables/") == "no tables yet"
+    build_tables(store, surveys=["zz"])
+    assert tables_need_build(store, "zz", tables_prefix="tables/") is None
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    # A changed data file whose build is killed: the manifest says so.
+    mirror_zz(store, **{"zz.data.0.Current": ZZ["zz.data.0.Current"] + "ZZA1 \t2001\tM03\t1\t\r\n"})
+    monkeypatch.setattr(tables, "_build_observations", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_tables(store, surveys=["zz"])
+    assert tables_need_build(store, "zz", tables_prefix="tables/") == (
+        "the last build did not finish"
+    )
+    monkeypatch.undo()
+    # A malformed file fails its partition: recorded until a build succeeds.
+    mirror_zz(store, **{"zz.data.0.Current": ZZ["zz.data.0.Current"] + "ZZA1\tyear?\r\n"})
+    assert build_tables(store, surveys=["zz"]).failed
+    assert tables_need_build(store, "zz", tables_prefix="tables/") == (
+        "the last build failed: zz.data.0.Current"
+    )
+    mirror_zz(store)
+    assert not build_tables(store, surveys=["zz"]).failed
+    assert tables_need_build(store, "zz", tables_prefix="tables/") is None
+
+
+def test_sql_reads_the_tables_in_place_without_a_local_copy(
+    built: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import tempfile
+
+    from rearcquest.tables import run_sql
+
+    # Any temporary file would land here: the query must leave it empty.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    answer = run_sql(
+        "SELECT COUNT(*) AS n FROM pr_observations WHERE file = 'pr.data.0.Current'",
+        location=built.url("tables/"),
+        store=built,
+    )
+    assert answer.item() == len(release("2026-08-06")["pr.data.0.Current"].data.splitlines()) - 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sql_over_seaweedfs_answers_a_join(seaweed_bucket: tuple[str, str]) -> None:
+    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.tables import run_sql
+
+    endpoint, bucket = seaweed_bucket
+    store = ObjectStore(make_s3_client(endpoint_url=endpoint), bucket)
+    mirror_release(store, "2026-08-06")
+    put_population(store)
+    build_tables(store, population_object=POPULATION)
+    answer = run_sql(
+        "SELECT o.year, o.value, p.population FROM pr_observations o "
+        "JOIN population p ON o.year = p.year WHERE o.file = 'pr.data.0.Current' "
+        "AND o.series_id = 'PRS30006032' AND o.period = 'Q01' AND o.year = 2018",
+        location=f"s3://{bucket}/tables/",
+        endpoint_url=endpoint,
+    )
+    assert answer.rows() == [(2018, Decimal("0.500"), 327167439)]
+
+
+def test_sql_on_an_object_gone_since_the_listing_is_a_storage_error(
+    built: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rearcquest.tables import run_sql
+
+    # A partition deleted between the listing and the read (a concurrent rebuild removing a
+    # data file): the reader's 404 becomes a StorageError naming the location, exit code 1.
+    listed = list(built.list_objects("tables/"))
+    gone = observations_key("tables/", "pr", "pr.data.0.Current")
+    built.delete(gone)
+    monkeypatch.setattr(built, "list_objects", lambda prefix="": iter(listed))
+    with pytest.raises(StorageError, match=r"cannot read the tables at s3://sql-.*/tables/: .*"):
+        run_sql("SELECT COUNT(*) FROM pr_observations", location=built.url("tables/"), store=built)
+
+
+def test_tables_of_an_older_format_are_rebuilt_and_not_current_meanwhile(store: Any) -> None:
+    from rearcquest.tables import current_partition, tables_need_build
+
+    mirror_zz(store)
+    build_tables(store, surveys=["zz"])
+    key = manifest_key("tables/", "zz")
+    old = json.loads(store.get_bytes(key))
+    old["format"] = 1  # value_text on every row, no decimals column
+    store.put_bytes(key, json.dumps(old).encode())
+    assert current_partition(store, "zz/zz.data.0.Current", tables_prefix="tables/") is None
+    assert tables_need_build(store, "zz", tables_prefix="tables/") == (
+        "the tables are of another format"
+    )
+    assert statuses(build_tables(store, surveys=["zz"])) == {
+        observations_key("tables/", "zz", "zz.data.0.Current"): "built",
+        series_key("tables/", "zz"): "built",
+    }
+    assert current_partition(store, "zz/zz.data.0.Current", tables_prefix="tables/")

@@ -65,7 +65,7 @@ def main() -> None:
     import duckdb
     import polars as pl
 
-    from rearcquest.analytics import best_year, collect, decimals_of, scan_bls, sink_parquet
+    from rearcquest.analytics import best_year, collect, scan_bls, sink_parquet
     from rearcquest.tables import named_query, observations_query
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -94,7 +94,7 @@ def main() -> None:
                     pl.col("year").cast(pl.Int32),
                     "period",
                     "value",
-                    decimals_of(pl.col("value_text")).alias("decimals"),
+                    "decimals",
                 )
             )
             return best_year(rows).collect(engine="streaming")

@@ -62,7 +62,7 @@ from rearcquest.athena import (
     named_queries,
 )
 from rearcquest.layout import lock_key, releases_key, state_key
-from rearcquest.tables import TABLES_PREFIX
+from rearcquest.tables import POPULATION_TABLE, TABLES_PREFIX
 from rearcquest_infra.settings import InfraSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -84,8 +84,13 @@ VISIBILITY_FACTOR = 6
 # Five receives ride out a throttled or briefly failing report function before the DLQ.
 MAX_RECEIVE_COUNT = 5
 REPORT_BATCH_SIZE = 10
-# Polars wants memory; Lambda gives CPU in proportion to memory, too.
+# Polars wants memory; Lambda gives CPU in proportion to memory, too. Building the tables of a
+# 1.08 GiB data file (26.9 million rows) peaked at 438 MiB RSS (docs/aws.md).
 MEMORY_MB = 1024
+# The worker builds a survey's tables from a copy of each changed data file in /tmp, beside its
+# Parquet (~11% of the text): room for a 3.5 GB data file. The daily function keeps its setting
+# (pr's files are a few MB).
+WORK_TMP_STORAGE_MB = 4096
 # One sync at a time (the S3 lease guards the mirror too; this also bounds what a runaway costs).
 SCHEDULED_CONCURRENCY = 1
 # The public index has no authentication: at most this many run at once, whoever calls it.
@@ -182,7 +187,7 @@ class PipelineStack(Stack):
         population_name = (
             settings.population_bucket_name or f"{stem}-population-{Aws.ACCOUNT_ID}-{Aws.REGION}"
         )
-        bls_arn = f"arn:{Aws.PARTITION}:s3:::{bls_name}"
+        bls_arn = self._bls_arn = f"arn:{Aws.PARTITION}:s3:::{bls_name}"
         population_arn = f"arn:{Aws.PARTITION}:s3:::{population_name}"
         prefix, key = settings.bls_prefix, settings.population_key
 
@@ -231,6 +236,10 @@ class PipelineStack(Stack):
                 "RQ_CONTACT": settings.contact,
                 # The mirror bucket is versioned: the sync checks it, so releases stay readable.
                 "RQ_VINTAGES": "1",
+                # A sync that changed something builds the survey's tables; the population
+                # table follows the fetch (docs/tables.md).
+                "RQ_TABLES": "1",
+                "RQ_TABLES_PREFIX": TABLES_PREFIX,
                 **self._planner_environment(),
             },
             statements=self._scheduled_statements(
@@ -286,6 +295,18 @@ class PipelineStack(Stack):
                         sid="ReadWritePopulationObject",
                         actions=["s3:GetObject", "s3:PutObject"],
                         resources=[f"{population_arn}/{key}"],
+                    ),
+                    # The tables of the mirror and the population table, with their manifests;
+                    # a partition whose data file left the mirror is deleted.
+                    iam.PolicyStatement(
+                        sid="ReadWriteTables",
+                        actions=[
+                            "s3:GetObject",
+                            "s3:PutObject",
+                            "s3:DeleteObject",
+                            "s3:AbortMultipartUpload",
+                        ],
+                        resources=[f"{bls_arn}/{TABLES_PREFIX}*"],
                     ),
                 ]
             ),
@@ -586,17 +607,24 @@ class PipelineStack(Stack):
         if self.work_queue is None:
             return statements
         mirror = {
-            "ListMirrorBucket",
             "ReadMirrorVersioning",
             "ReadWriteMirrorObjects",
             "ReadWriteSyncStateAndLease",
+            "ReadWriteTables",
         }
         return [s for s in statements if s.sid not in mirror] + [
             iam.PolicyStatement(
                 sid="SendWork",
                 actions=["sqs:SendMessage"],
                 resources=[self.work_queue.queue_arn],
-            )
+            ),
+            # The workers build the surveys' tables; this function the population table only
+            # (ListMirrorBucket stays: its absent manifest must read as 404, not 403).
+            iam.PolicyStatement(
+                sid="ReadWritePopulationTable",
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[f"{self._bls_arn}/{TABLES_PREFIX}{POPULATION_TABLE}/*"],
+            ),
         ]
 
     def _fan_out(self, code: lambda_.Code, bls_name: str, bls_arn: str) -> None:
@@ -637,6 +665,7 @@ class PipelineStack(Stack):
             objects += [f"{bls_arn}/{state_key(p)}" for p in prefixes]
             objects += [f"{bls_arn}/{lock_key(p)}" for p in prefixes]
             objects += [f"{bls_arn}/{releases_key(p)}" for p in prefixes]
+            objects += [f"{bls_arn}/{TABLES_PREFIX}{p}*" for p in prefixes]
         self.work_function = self._function(
             "Work",
             handler=WORK_HANDLER,
@@ -648,6 +677,8 @@ class PipelineStack(Stack):
                 "RQ_CONTACT": settings.contact,
                 "RQ_MAX_RPS": f"{settings.worker_rps:g}",
                 "RQ_VINTAGES": "1",
+                "RQ_TABLES": "1",
+                "RQ_TABLES_PREFIX": TABLES_PREFIX,
             },
             statements=[
                 # The first read of a survey's state and lease finds nothing: S3 answers 404 only
@@ -671,7 +702,9 @@ class PipelineStack(Stack):
                     resources=objects,
                 ),
             ],
-            ephemeral_storage_size=Size.mebibytes(settings.tmp_storage_mb),
+            ephemeral_storage_size=Size.mebibytes(
+                max(settings.tmp_storage_mb, WORK_TMP_STORAGE_MB)
+            ),
         )
         self.work_function.add_event_source(
             event_sources.SqsEventSource(

@@ -82,6 +82,7 @@ def test_observations_are_parquet_partitioned_by_an_injected_file(
         "year": "smallint",
         "period": "string",
         "value": "decimal(18,3)",
+        "decimals": "tinyint",
         "value_text": "string",
         "footnote_codes": "string",
     }

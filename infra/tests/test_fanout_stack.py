@@ -98,6 +98,7 @@ def test_worker_role_only_its_survey_prefixes_state_locks_and_releases(
             f"{S3}{BLS}/{state_key(prefix)}",
             f"{S3}{BLS}/{lock_key(prefix)}",
             f"{S3}{BLS}/{releases_key(prefix)}",
+            f"{S3}{BLS}/tables/{prefix}*",
         ]
     assert objects["Resource"] == sorted(expected)
     assert statements["ListMirrorBucket"]["Resource"] == f"{S3}{BLS}"
@@ -125,9 +126,25 @@ def test_scheduled_function_plans_and_no_longer_writes_the_mirror(
     statements = role_statements(template, "ScheduledRole")
     assert statements["SendWork"]["Action"] == "sqs:SendMessage"
     assert statements["SendWork"]["Resource"] == "${" + queue_id + ".Arn}"
-    assert not {"ListMirrorBucket", "ReadWriteMirrorObjects", "ReadWriteSyncStateAndLease"} & set(
+    assert not {"ReadWriteMirrorObjects", "ReadWriteSyncStateAndLease", "ReadWriteTables"} & set(
         statements
     )
+    # It builds the population table only (the workers build the surveys' tables); listing the
+    # bucket makes its first, absent manifest a 404 rather than a 403.
+    assert statements["ReadWritePopulationTable"]["Resource"] == f"{S3}{BLS}/tables/population/*"
+    assert statements["ListMirrorBucket"]["Resource"] == f"{S3}{BLS}"
+
+
+def test_the_worker_builds_tables_with_room_for_a_big_data_file(fanout_template: Template) -> None:
+    env = _env(fanout_template, "WorkFunction")
+    assert env["RQ_TABLES"] == "1"
+    assert env["RQ_TABLES_PREFIX"] == "tables/"
+    doc = fanout_template.to_json()
+    _, worker = one(doc, "AWS::Lambda::Function", "WorkFunction")
+    # A 1.08 GiB data file's tables peaked at 438 MiB RSS: 1024 MB holds it; /tmp holds the
+    # text and its Parquet.
+    assert worker["Properties"]["MemorySize"] == 1024
+    assert worker["Properties"]["EphemeralStorage"] == {"Size": 4096}
 
 
 @pytest.mark.parametrize(

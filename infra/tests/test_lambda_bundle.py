@@ -138,3 +138,40 @@ def test_the_build_compiles_for_the_runtime_python() -> None:
     assert "--invalidation-mode unchecked-hash" in compile_line
     # Byte code is compiled last, after every file that goes in is in place.
     assert script.index("compileall") > script.index("strip --strip-unneeded")
+
+
+def _installed_bytes(requirements: list[str]) -> tuple[int, set[str]]:
+    """The bytes the installed distributions of ``requirements`` and their own requirements take
+    (extras and the left-out packages excluded), and their names."""
+    from importlib import metadata
+
+    seen: set[str] = set()
+    todo = [lambda_bundle._name(r) for r in requirements]
+    total = 0
+    while todo:
+        name = todo.pop()
+        if name in seen or name in lambda_bundle.LEFT_OUT:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # a requirement for another Python version (exceptiongroup on 3.11+)
+        seen.add(name)
+        for path in dist.files or []:
+            located = Path(str(dist.locate_file(path)))
+            if located.is_file():
+                total += located.stat().st_size
+        todo += [lambda_bundle._name(r) for r in dist.requires or [] if "extra ==" not in r]
+    return total, seen
+
+
+def test_the_bundle_with_polars_stays_under_lambdas_250_mb() -> None:
+    # The bundle's dependencies as installed here: the same manylinux x86_64 wheels the script
+    # downloads, before it strips their symbol tables, so an upper bound of the bundle.
+    # scripts/build-lambda-bundle measured 150 MB unzipped (51.7 MB zipped) with polars 2.1.
+    size, names = _installed_bytes(lambda_bundle.requirements())
+    assert {"polars", "httpx"} <= names
+    assert any(name.startswith("polars-runtime") for name in names)
+    source = sum(p.stat().st_size for p in (REPO / "src" / "rearcquest").rglob("*") if p.is_file())
+    mb = (size + source) / 2**20
+    assert 100 < mb < 250, f"the Lambda bundle would be {mb:.0f} MB unzipped"

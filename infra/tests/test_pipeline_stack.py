@@ -203,6 +203,8 @@ def test_scheduled_function_environment(default_template: Template) -> None:
         "RQ_POPULATION_KEY": "datausa/population.json",
         "RQ_CONTACT": CONTACT,
         "RQ_VINTAGES": "1",
+        "RQ_TABLES": "1",
+        "RQ_TABLES_PREFIX": "tables/",
     }
 
 
@@ -384,6 +386,18 @@ def test_scheduled_role_is_exactly_its_prefix_state_lease_and_key(
             "Effect": "Allow",
             "Action": ["s3:GetObject", "s3:PutObject"],
             "Resource": S3 + POP_DEFAULT + "/datausa/population.json",
+        },
+        # The tables (rq sync-bls --tables, RQ_TABLES): built, replaced, removed with their file.
+        "ReadWriteTables": {
+            "Sid": "ReadWriteTables",
+            "Effect": "Allow",
+            "Action": [
+                "s3:AbortMultipartUpload",
+                "s3:DeleteObject",
+                "s3:GetObject",
+                "s3:PutObject",
+            ],
+            "Resource": S3 + BLS_DEFAULT + "/tables/*",
         },
         # Lambda's on-failure destination sends with the function's role.
         "sqs:GetQueueAttributes,sqs:GetQueueUrl,sqs:SendMessage": {

@@ -38,13 +38,15 @@ PARQUET_SERDE: Final = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSe
 Column = tuple[str, str]
 _TABLE_NAME: Final = re.compile(r"^[a-z0-9_]+$")
 
-# Hive types of the columns rearcquest.tables writes: Int16 -> smallint, Decimal(18, 3) ->
-# decimal(18,3), Int64 -> bigint (tests/test_athena.py compares them with the Parquet files).
+# Hive types of the columns rearcquest.tables writes: Int8 -> tinyint, Int16 -> smallint,
+# Decimal(18, 3) -> decimal(18,3), Int64 -> bigint (tests/test_athena.py compares them with the
+# Parquet files).
 OBSERVATIONS_COLUMNS: Final[tuple[Column, ...]] = (
     ("series_id", "string"),
     ("year", "smallint"),
     ("period", "string"),
     ("value", "decimal(18,3)"),
+    ("decimals", "tinyint"),
     ("value_text", "string"),
     ("footnote_codes", "string"),
 )

@@ -43,7 +43,7 @@ from rearcquest.errors import ConfigError, RqError
 from rearcquest.layout import STATE_PREFIX
 from rearcquest.sources._http import DEFAULT_ATTEMPTS
 from rearcquest.surveys import DEFAULT_PARALLEL
-from rearcquest.tables import DEFAULT_SURVEYS, TABLES_PREFIX
+from rearcquest.tables import DEFAULT_SURVEYS
 from rearcquest.vintages import DEFAULT_FILE, DEFAULT_FROM_RELEASE, DEFAULT_TO_RELEASE
 
 if TYPE_CHECKING:
@@ -114,6 +114,16 @@ RootPrefixOption = Annotated[
         metavar="PREFIX",
         envvar="RQ_BLS_ROOT_PREFIX",
         help="Key prefix the survey mirrors are under (default: bucket root).",
+    ),
+]
+TablesPrefixOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tables-prefix",
+        metavar="PREFIX",
+        envvar="RQ_TABLES_PREFIX",
+        help="Key prefix of the Parquet tables (rq tables), in the bucket of the mirror.",
+        show_default="<root prefix>tables/",
     ),
 ]
 MaxRpsOption = Annotated[
@@ -473,6 +483,16 @@ def sync_bls(
         ),
     ] = False,
     index_key: IndexKeyOption = DEFAULT_INDEX_KEY,
+    tables: Annotated[
+        bool,
+        typer.Option(
+            "--tables",
+            envvar="RQ_TABLES",
+            help="Also build the Parquet tables (rq tables) of each survey whose sync changed "
+            "something, or whose last build failed; a failed table fails its survey (exit 1).",
+        ),
+    ] = False,
+    tables_prefix: TablesPrefixOption = None,
     state_key: Annotated[
         str | None,
         typer.Option(
@@ -522,10 +542,9 @@ def sync_bls(
 
     Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com --survey pr,cu
     """
-    from rearcquest.pipeline import sync_with_index
+    from rearcquest.pipeline import sync_mirror, sync_surveys_with_tables
     from rearcquest.sources._http import RetryPolicy
-    from rearcquest.surveys import ALL, parse_surveys, survey_prefix, survey_url, sync_surveys
-    from rearcquest.sync import sync_bls
+    from rearcquest.surveys import ALL, parse_surveys, survey_prefix, survey_url
 
     with _errors(ctx):
         names = parse_surveys(survey) if survey else None
@@ -574,8 +593,10 @@ def sync_bls(
             )
         elif names is not None:
             with _survey_progress(ctx, None if names == [ALL] else len(names)) as callbacks:
-                many = sync_surveys(
+                many = sync_surveys_with_tables(
                     store,
+                    tables=tables,
+                    tables_prefix=tables_prefix,
                     surveys=names,
                     root_url=root_url,
                     root_prefix=root_prefix,
@@ -589,12 +610,14 @@ def sync_bls(
             return
         common.update(source_url=source_url or DEFAULT_BLS_URL, prefix=prefix, state_key=state_key)
         with _progress(ctx, "syncing") as on_progress:
-            if write_index:
-                result = sync_with_index(
-                    store, index_key=index_key, on_progress=on_progress, **common
-                )
-            else:
-                result = sync_bls(store, on_progress=on_progress, **common)
+            result = sync_mirror(
+                store,
+                index_key=index_key if write_index else None,
+                tables=tables,
+                tables_prefix=tables_prefix,
+                on_progress=on_progress,
+                **common,
+            )
         _summary(fmt, result.to_dict, lambda: render.sync_summary(result))
         result.raise_for_errors()
 
@@ -753,16 +776,6 @@ class AnalyzeFrom(StrEnum):
     files = "files"
 
 
-TablesPrefixOption = Annotated[
-    str,
-    typer.Option(
-        "--tables-prefix",
-        metavar="PREFIX",
-        help="Key prefix of the Parquet tables (rq tables), in the bucket of the mirror.",
-    ),
-]
-
-
 def _print_grids(grids: Sequence[TextTable | Grid]) -> None:
     """Print report tables with rich: one per grid, its notes dimmed beneath it."""
     from rich.console import Console
@@ -869,7 +882,17 @@ def analyze(
             "tables when present and current, else the text (auto).",
         ),
     ] = AnalyzeFrom.auto,
-    tables_prefix: TablesPrefixOption = TABLES_PREFIX,
+    tables_prefix: TablesPrefixOption = None,
+    root_prefix: Annotated[
+        str,
+        typer.Option(
+            "--root-prefix",
+            metavar="PREFIX",
+            envvar="RQ_BLS_ROOT_PREFIX",
+            help="Key prefix the survey mirrors are under (rq sync-bls --root-prefix): the "
+            "default --bls is <root prefix>pr/pr.data.0.Current, the tables <root prefix>tables/.",
+        ),
+    ] = "",
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -916,7 +939,12 @@ def analyze(
             result = analyze_as_of(as_of, **options)
             typer.echo(f"as of release {result.release}: {result.bls_source}", err=True)
         else:
-            result = run_analysis(source=source.value, tables_prefix=tables_prefix, **options)
+            result = run_analysis(
+                source=source.value,
+                tables_prefix=tables_prefix,
+                root_prefix=root_prefix,
+                **options,
+            )
         if fmt is AnalyzeFormat.json:
             typer.echo(render.to_json(result))
         elif fmt is AnalyzeFormat.csv:
@@ -945,7 +973,8 @@ def tables(
         ),
     ] = ",".join(DEFAULT_SURVEYS),
     bucket: BlsBucketOption = "",
-    tables_prefix: TablesPrefixOption = TABLES_PREFIX,
+    tables_prefix: TablesPrefixOption = None,
+    root_prefix: RootPrefixOption = "",
     population: Annotated[
         str | None,
         typer.Option(
@@ -985,14 +1014,16 @@ def tables(
     from rearcquest.tables import build_tables, population_source
 
     if as_of is not None:
+        from rearcquest.surveys import survey_prefix
+        from rearcquest.tables import default_tables_prefix
         from rearcquest.vintages import tables_as_of
 
         with _errors(ctx):
             built, written = tables_as_of(
                 as_of,
-                tables_prefix=tables_prefix,
+                tables_prefix=tables_prefix or default_tables_prefix(root_prefix),
                 bucket=bucket or None,
-                prefix=survey,
+                prefix=survey_prefix(root_prefix, survey.strip()),
                 endpoint_url=endpoint_url,
             )
             if fmt is TextOrJson.json:
@@ -1009,6 +1040,7 @@ def tables(
         result = build_tables(
             store,
             surveys=[s for s in surveys if s] if surveys is not None else None,
+            root_prefix=root_prefix,
             tables_prefix=tables_prefix,
             population_store=population_store,
             population_object=population_key,
@@ -1041,9 +1073,10 @@ def sql(
             "--tables",
             metavar="DIR_OR_S3_URL",
             help="The tables: a local directory or an s3://bucket/prefix/.",
-            show_default="s3://$RQ_BLS_BUCKET/tables/",
+            show_default="s3://$RQ_BLS_BUCKET/<root prefix>tables/",
         ),
     ] = None,
+    root_prefix: RootPrefixOption = "",
     fmt: TableFormatOption = AnalyzeFormat.table,
     as_of: Annotated[
         str | None,
@@ -1078,7 +1111,9 @@ def sql(
             built, answer = sql_as_of(text, as_of, endpoint_url=endpoint_url)
             typer.echo(f"as of release {built.release}", err=True)
         else:
-            answer = run_sql(text, location=location, endpoint_url=endpoint_url)
+            answer = run_sql(
+                text, location=location, endpoint_url=endpoint_url, root_prefix=root_prefix
+            )
         if fmt is AnalyzeFormat.json:
             typer.echo(render.frame_json(answer), nl=False)
         elif fmt is AnalyzeFormat.csv:

@@ -202,6 +202,18 @@ class DeleteLimit:
         return self.default and mirrored - deletes <= 1
 
 
+def _flag(value: str | None, name: str) -> bool:
+    """Read a boolean variable: 1/0, true/false, yes/no, on/off; unset is false.
+
+    Raises:
+        ConfigError: it is something else.
+    """
+    text = (value or "0").lower()
+    if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ConfigError(f"{name}={text!r} is not true or false (1/0, yes/no)")
+    return text in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Settings for an unattended run (cron, Lambda), read from ``RQ_*`` environment variables."""
@@ -217,13 +229,18 @@ class Settings:
     max_rps: float | None = None
     # Require a versioned mirror bucket, so every release stays readable (RQ_VINTAGES).
     vintages: bool = False
+    # Build the Parquet tables after a sync that changed something, and the population table
+    # after the fetch (RQ_TABLES), under RQ_TABLES_PREFIX (default <root prefix>tables/).
+    tables: bool = False
+    tables_prefix: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``environ`` (default ``os.environ``).
 
         Raises:
-            ConfigError: ``RQ_MAX_RPS`` is not a number, or ``RQ_VINTAGES`` not a boolean.
+            ConfigError: ``RQ_MAX_RPS`` is not a number, or ``RQ_VINTAGES`` or ``RQ_TABLES``
+                not a boolean.
         """
         env = os.environ if environ is None else environ
 
@@ -236,9 +253,8 @@ class Settings:
             max_rps = float(rps) if rps is not None else None
         except ValueError as exc:
             raise ConfigError(f"RQ_MAX_RPS={rps!r} is not a number") from exc
-        vintages = (get("RQ_VINTAGES") or "0").lower()
-        if vintages not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise ConfigError(f"RQ_VINTAGES={vintages!r} is not true or false (1/0, yes/no)")
+        vintages = _flag(get("RQ_VINTAGES"), "RQ_VINTAGES")
+        tables = _flag(get("RQ_TABLES"), "RQ_TABLES")
         return cls(
             bls_bucket=get("RQ_BLS_BUCKET"),
             bls_prefix=env.get("RQ_BLS_PREFIX"),
@@ -249,7 +265,9 @@ class Settings:
             contact=get("RQ_CONTACT"),
             user_agent=get("RQ_USER_AGENT"),
             max_rps=max_rps,
-            vintages=vintages in ("1", "true", "yes", "on"),
+            vintages=vintages,
+            tables=tables,
+            tables_prefix=get("RQ_TABLES_PREFIX"),
         )
 
     @property

@@ -201,6 +201,7 @@ def run_work(
     transfers: int = DEFAULT_TRANSFERS,
     wait: float = 0.0,
     vintages: bool = False,
+    on_synced: Callable[[SyncResult], None] | None = None,
 ) -> SyncResult:
     """Sync what one work message names, with the survey's lease and state.
 
@@ -211,6 +212,8 @@ def run_work(
         transfers: files moved at once.
         wait: seconds to wait for the survey's lease before failing.
         vintages: require a versioned bucket (see :func:`rearcquest.sync.sync_bls`).
+        on_synced: called with the result under the survey's lease (the pipeline builds the
+            survey's tables there).
 
     Returns:
         The sync's result (already checked: a failed file or guard raises).
@@ -233,6 +236,7 @@ def run_work(
                 http=http,
                 wait=wait,
                 vintages=vintages,
+                on_synced=on_synced,
             )
         else:
             result = sync_bls(
@@ -244,6 +248,7 @@ def run_work(
                 http=http,
                 wait=wait,
                 vintages=vintages,
+                on_synced=on_synced,
             )
         result.raise_for_errors()
         log.info(

@@ -1,5 +1,9 @@
 """The scheduled job: sync the BLS mirror, then fetch the population, whatever the sync did.
 
+With tables (``rq sync-bls --tables``, ``RQ_TABLES``) a sync that changed something is followed,
+under the same lease, by a build of the survey's Parquet tables (:func:`tables_after_sync`), and
+the population fetch by the population table.
+
 One function serves ``rq run`` (cron, systemd) and the scheduled Lambda, so the two cannot drift.
 Every step runs whatever the steps before it did: a failed sync does not prevent the fetch, and
 the reports are computed from what is stored. The result says what failed and
@@ -10,21 +14,23 @@ Lambda retries to see: the exit code is 0 exactly when ``ok`` is true.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.config import Settings
-from rearcquest.errors import ConfigError, RqError
+from rearcquest.config import Settings, default_prefix, normalise_prefix
+from rearcquest.errors import ConfigError, DataError, RqError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from rearcquest.fanout import FanoutSettings
+    from rearcquest.fanout import FanoutSettings, WorkMessage
     from rearcquest.sources._http import RetryPolicy
     from rearcquest.storage import ObjectStore
+    from rearcquest.surveys import MultiSyncResult
     from rearcquest.sync import SyncResult
+    from rearcquest.tables import TablesResult
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,7 @@ class PipelineResult:
     sync: StepOutcome = field(default_factory=StepOutcome)
     population: StepOutcome = field(default_factory=StepOutcome)
     reports: StepOutcome | None = None
+    tables: StepOutcome | None = None
     analysis: Any = field(default=None, repr=False)
 
     @property
@@ -55,6 +62,8 @@ class PipelineResult:
     def steps(self) -> list[tuple[str, StepOutcome]]:
         """The steps that ran, by name."""
         steps = [("sync-bls", self.sync), ("fetch-population", self.population)]
+        if self.tables is not None:
+            steps.append(("tables", self.tables))
         if self.reports is not None:
             steps.append(("analyze", self.reports))
         return steps
@@ -66,6 +75,8 @@ class PipelineResult:
             "sync": {"summary": self.sync.summary, "error": self.sync.error},
             "population": {"summary": self.population.summary, "error": self.population.error},
         }
+        if self.tables is not None:
+            doc["tables"] = {"summary": self.tables.summary, "error": self.tables.error}
         if self.reports is not None:
             doc["reports"] = {"summary": self.reports.summary, "error": self.reports.error}
         return doc
@@ -102,7 +113,13 @@ def _recording(step: StepOutcome, name: str) -> Iterator[None]:
         log.error("%s failed: %s", name, step.error)
 
 
-def sync_with_index(store: ObjectStore, *, index_key: str, **options: Any) -> SyncResult:
+def sync_with_index(
+    store: ObjectStore,
+    *,
+    index_key: str,
+    on_synced: Callable[[SyncResult], None] | None = None,
+    **options: Any,
+) -> SyncResult:
     """:func:`~rearcquest.sync.sync_bls`, keeping a static ``index.html`` of the mirror current.
 
     The page at ``index_key`` is rewritten, under the sync's lease, when the sync changed something
@@ -111,6 +128,7 @@ def sync_with_index(store: ObjectStore, *, index_key: str, **options: Any) -> Sy
     Args:
         store: the bucket to mirror into.
         index_key: where the page goes (inside the mirror prefix or not).
+        on_synced: also called under the lease, after the page (the tables are built there).
         options: the other keyword arguments of :func:`~rearcquest.sync.sync_bls`.
 
     Returns:
@@ -122,8 +140,169 @@ def sync_with_index(store: ObjectStore, *, index_key: str, **options: Any) -> Sy
     def write_page(result: SyncResult) -> None:
         if result.added or result.updated or result.deleted or store.head(index_key) is None:
             result.index_written = write_static_index(store, result.prefix, index_key).key
+        if on_synced is not None:
+            on_synced(result)
 
     return sync_bls(store, index_key=index_key, on_synced=write_page, **options)
+
+
+def survey_of(prefix: str) -> tuple[str, str]:
+    """The root prefix and the survey of a mirror prefix: ``mirrors/pr/`` -> ``("mirrors/", "pr")``.
+
+    Raises:
+        ConfigError: the mirror is at the bucket root, where no survey folder names it.
+    """
+    prefix = normalise_prefix(prefix)
+    if not prefix:
+        raise ConfigError(
+            "tables are built from a survey folder (<root prefix><survey>/, e.g. pr/); "
+            "this mirror is at the bucket root: give it a --prefix such as pr/"
+        )
+    root, _, survey = prefix.rstrip("/").rpartition("/")
+    return (root + "/" if root else ""), survey
+
+
+def tables_after_sync(
+    store: ObjectStore,
+    result: SyncResult,
+    *,
+    tables_prefix: str | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> TablesResult | None:
+    """Build the Parquet tables of the survey a sync mirrored, if the sync changed something.
+
+    Also when nothing changed but the tables need it (never built, the last build failed or
+    was killed; one read of the manifest tells). A dry run or a tripped delete guard changed
+    nothing and builds nothing. What happened is recorded in ``result.tables`` and, on a
+    failure, ``result.tables_error`` (so :meth:`SyncResult.raise_for_errors` raises it); it is
+    never raised here, so the sync's own outcome stands.
+
+    Args:
+        store: the bucket of the mirror (the tables go there too).
+        result: the sync's result; its prefix is ``<root prefix><survey>/``.
+        tables_prefix: where the tables go; default ``<root prefix>tables/``.
+        on_progress: called with a message before each table is built.
+
+    Returns:
+        What the build did, or ``None`` when it did not run or failed as a whole.
+    """
+    from rearcquest.tables import build_tables, default_tables_prefix, tables_need_build
+
+    if result.dry_run or result.delete_guard:
+        return None
+    root, survey = survey_of(result.prefix)
+    where = normalise_prefix(tables_prefix) if tables_prefix else default_tables_prefix(root)
+    summary: dict[str, Any] = {"bucket": store.bucket, "tables_prefix": where, "skipped": None}
+    changed = [*result.added, *result.updated, *result.deleted]
+    try:
+        reason = (
+            f"the sync changed {len(changed)} file(s)"
+            if changed
+            else tables_need_build(store, survey, tables_prefix=where)
+        )
+        if reason is None:
+            summary["skipped"] = "the sync changed nothing and the tables are current"
+            result.tables = summary
+            return None
+        log.info("building the tables of %s: %s", survey, reason, extra={"survey": survey})
+        built = build_tables(
+            store, surveys=[survey], root_prefix=root, tables_prefix=where, on_progress=on_progress
+        )
+    except (RqError, OSError) as exc:
+        result.tables, result.tables_error = summary, str(exc)
+        log.error("the tables of %s were not built: %s", survey, exc, extra={"survey": survey})
+        return None
+    result.tables = {**built.to_dict(), "skipped": None, "reason": reason}
+    try:
+        built.raise_for_errors()
+    except DataError as exc:
+        result.tables_error = str(exc)
+        log.error("the tables of %s were not all built: %s", survey, exc, extra={"survey": survey})
+    return built
+
+
+def sync_mirror(
+    store: ObjectStore,
+    *,
+    index_key: str | None = None,
+    tables: bool = False,
+    tables_prefix: str | None = None,
+    **options: Any,
+) -> SyncResult:
+    """:func:`~rearcquest.sync.sync_bls` of one directory, then its index page and tables.
+
+    Args:
+        store: the bucket to mirror into.
+        index_key: keep a static ``index.html`` there (see :func:`sync_with_index`).
+        tables: build the survey's tables after a sync that changed something (see
+            :func:`tables_after_sync`), under the sync's lease.
+        tables_prefix: where they go; default ``<root prefix>tables/``.
+        options: the other keyword arguments of :func:`~rearcquest.sync.sync_bls`.
+
+    Returns:
+        The sync's result, with the index page and the tables recorded.
+
+    Raises:
+        ConfigError: ``tables`` with a mirror at the bucket root (before anything is synced).
+    """
+    from rearcquest.sync import sync_bls
+
+    if tables:
+        prefix = options.get("prefix")
+        survey_of(default_prefix(options["source_url"]) if prefix is None else prefix)
+
+    def after(result: SyncResult) -> None:
+        tables_after_sync(store, result, tables_prefix=tables_prefix, on_progress=log.info)
+
+    hook = after if tables else None
+    if index_key is not None:
+        return sync_with_index(store, index_key=index_key, on_synced=hook, **options)
+    return sync_bls(store, on_synced=hook, **options)
+
+
+def sync_surveys_with_tables(
+    store: ObjectStore,
+    *,
+    tables: bool = False,
+    tables_prefix: str | None = None,
+    **options: Any,
+) -> MultiSyncResult:
+    """:func:`~rearcquest.surveys.sync_surveys`, then each survey's tables if its sync changed
+    something.
+
+    Each survey's tables are built under its lease right after its sync; a survey found
+    unchanged before its lease was taken is checked afterwards (one read of its manifest). A
+    survey whose tables fail is failed alone (exit code 1 at least), with the reason.
+
+    Args:
+        store: the bucket.
+        tables: build the tables.
+        tables_prefix: where they go; default ``<root prefix>tables/``.
+        options: the keyword arguments of :func:`~rearcquest.surveys.sync_surveys`.
+
+    Returns:
+        Every survey's outcome, tables included.
+    """
+    from rearcquest.surveys import sync_surveys
+
+    if not tables:
+        return sync_surveys(store, **options)
+
+    def after(result: SyncResult) -> None:
+        tables_after_sync(store, result, tables_prefix=tables_prefix)
+
+    many = sync_surveys(store, on_synced=after, **options)
+    for outcome in many.surveys.values():
+        result = outcome.result
+        # Synced under its lease: its tables were built there and a failure is already the
+        # survey's error (SyncResult.raise_for_errors). Found unchanged before any lease: now.
+        if result is None or result.tables is not None or outcome.error:
+            continue
+        after(result)
+        if result.tables_error:
+            outcome.error = f"the files were synced but not their tables: {result.tables_error}"
+            outcome.exit_code = max(outcome.exit_code, 1)
+    return many
 
 
 def _fetch_step(
@@ -154,6 +333,10 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run sync-bls, then fetch-population, with ``settings``; then, optionally, the reports.
 
+    With ``settings.tables`` the sync builds the survey's tables when it changed something
+    (under its lease) and a ``tables`` step builds the population table after the fetch; a
+    table that fails fails the ``tables`` step (the sync's files stay synced).
+
     Args:
         settings: buckets, URLs and contact (see :meth:`Settings.from_env`).
         s3_client: a boto3 S3 client to reuse (Lambda keeps one per container).
@@ -165,7 +348,8 @@ def run_pipeline(
         Both steps' outcomes; failures are recorded, not raised.
 
     Raises:
-        ConfigError: a bucket is not configured; nothing was attempted.
+        ConfigError: a bucket is not configured, or tables are asked of a mirror at the bucket
+            root; nothing was attempted.
     """
     from rearcquest.storage import ObjectStore, make_s3_client
     from rearcquest.sync import sync_bls
@@ -174,11 +358,18 @@ def run_pipeline(
         raise ConfigError(
             "set RQ_BLS_BUCKET and RQ_POPULATION_BUCKET (or --bls-bucket/--population-bucket)"
         )
+    root = survey_of(settings.resolved_bls_prefix)[0] if settings.tables else ""
     client = s3_client or make_s3_client()
+    store = ObjectStore(client, settings.bls_bucket)
     result = PipelineResult()
+    synced: SyncResult | None = None
+
+    def after(done: SyncResult) -> None:
+        tables_after_sync(store, done, tables_prefix=settings.tables_prefix)
+
     with _recording(result.sync, "sync-bls"):
         synced = sync_bls(
-            ObjectStore(client, settings.bls_bucket),
+            store,
             source_url=settings.bls_url,
             prefix=settings.resolved_bls_prefix,
             contact=settings.contact,
@@ -186,10 +377,19 @@ def run_pipeline(
             max_rps=settings.max_rps,
             retry=retry,
             vintages=settings.vintages,
+            on_synced=after if settings.tables else None,
         )
         result.sync.summary = synced.to_dict()
-        synced.raise_for_errors()
+        if settings.tables:
+            # The tables' failure is the tables step's, not the sync's: its files are synced.
+            error, synced.tables_error = synced.tables_error, None
+            synced.raise_for_errors()
+            synced.tables_error = error
+        else:
+            synced.raise_for_errors()
     _fetch_step(result.population, settings, client, retry)
+    if settings.tables:
+        result.tables = _tables_step(store, synced, settings, root=root)
     if reports:
         result.reports = StepOutcome()
         with _recording(result.reports, "analyze"):
@@ -199,6 +399,48 @@ def run_pipeline(
             result.analysis = analyze(settings=settings, s3_client=client)
             result.reports.summary = to_json_doc(result.analysis)
     return result
+
+
+def _tables_step(
+    store: ObjectStore, synced: SyncResult | None, settings: Settings, *, root: str
+) -> StepOutcome:
+    """The ``tables`` step of the scheduled job: what the sync's build did, then the population
+    table, in one outcome that fails when either failed.
+
+    Args:
+        store: the bucket of the mirror and the tables.
+        synced: the sync's result (``None``: the sync failed before it had one).
+        settings: the population's bucket and key, the tables prefix.
+        root: the root prefix of the mirror (the tables default to ``<root>tables/``).
+    """
+    from rearcquest.storage import ObjectStore
+    from rearcquest.tables import build_population_table, default_tables_prefix
+
+    step = StepOutcome()
+    where = settings.tables_prefix or default_tables_prefix(root)
+    errors = [synced.tables_error] if synced is not None and synced.tables_error else []
+    summary: dict[str, Any] = {
+        "survey": synced.tables if synced is not None else None,
+        "population": None,
+    }
+    with _recording(step, "tables"):
+        try:
+            population = build_population_table(
+                store,
+                population_store=ObjectStore(store.client, settings.population_bucket or ""),
+                population_object=settings.population_key,
+                tables_prefix=where,
+            )
+        finally:
+            step.summary = summary
+        summary["population"] = population.to_dict()
+        errors += [f"{b.source}: {b.error}" for b in population.failed]
+    if errors:
+        # The survey's failed build and a population build that raised are both reported.
+        step.error = "; ".join([*errors, *([step.error] if step.error else [])])
+        step.exit_code = max(step.exit_code, DataError.exit_code)
+        log.error("tables failed: %s", step.error)
+    return step
 
 
 def run_fanout_pipeline(
@@ -213,8 +455,9 @@ def run_fanout_pipeline(
 
     The sync step plans (the root listing and one listing per survey) and sends one message
     per survey, and one per big file, to ``fanout.queue_url``; the worker function does the
-    syncing (:func:`run_work_batch`). The population fetch stays here. Each step runs whatever
-    the other did; failures are recorded, not raised.
+    syncing (:func:`run_work_batch`). The population fetch stays here, and with
+    ``settings.tables`` the population table (the workers build the surveys' tables). Each
+    step runs whatever the other did; failures are recorded, not raised.
 
     Args:
         settings: contact, rate, population bucket and URL.
@@ -261,6 +504,16 @@ def run_fanout_pipeline(
         result.sync.summary = summary
         log.info("work queued", extra={"plan": summary})
     _fetch_step(result.population, settings, client, retry)
+    if settings.tables:
+        # The workers build each survey's tables; the population table is built here.
+        from rearcquest.storage import ObjectStore
+
+        result.tables = _tables_step(
+            ObjectStore(client, settings.bls_bucket or settings.population_bucket),
+            None,
+            settings,
+            root=fanout.root_prefix,
+        )
     return result
 
 
@@ -276,7 +529,11 @@ def run_work_batch(
     """The worker of the AWS fan-out: sync what each work message of an SQS batch names.
 
     One HTTP client serves the batch; its rate (``settings.max_rps``) is this worker's share of
-    the politeness budget, the queue's maximum concurrency times it being the whole.
+    the politeness budget, the queue's maximum concurrency times it being the whole. With
+    ``settings.tables`` each message's sync that changed something builds the survey's tables
+    under the survey's lease (:func:`tables_after_sync`, to ``RQ_TABLES_PREFIX`` or
+    ``<root prefix>tables/``); a table that fails fails the message, and its retry builds them
+    again even though its sync then changes nothing.
 
     Args:
         event: the SQS batch event.
@@ -309,9 +566,18 @@ def run_work_batch(
         retry=retry,
         connections=4,
     ) as http:
-        return process_work_batch(
-            event,
-            run=lambda message: run_work(
-                message, store=store, http=http, wait=wait, vintages=settings.vintages
-            ),
-        )
+
+        def run(message: WorkMessage) -> SyncResult:
+            def after(result: SyncResult) -> None:
+                tables_after_sync(store, result, tables_prefix=settings.tables_prefix)
+
+            return run_work(
+                message,
+                store=store,
+                http=http,
+                wait=wait,
+                vintages=settings.vintages,
+                on_synced=after if settings.tables else None,
+            )
+
+        return process_work_batch(event, run=run)

@@ -647,12 +647,27 @@ def sync_summary(result: SyncResult) -> str:
         lines.append(f"  deletes skipped: {result.deletes_skipped}")
     if result.index_written:
         lines.append(f"  index page written: s3://{result.bucket}/{result.index_written}")
+    lines += _sync_tables_lines(result)
     lines.append(
         f"  downloaded {human_size(result.bytes_downloaded)}, "
         f"uploaded {human_size(result.bytes_uploaded)}, "
         f"{result.requests} request(s) to the source"
     )
     return "\n".join(lines)
+
+
+def _sync_tables_lines(result: SyncResult) -> list[str]:
+    """What the tables build after a sync did, in one line (``rq sync-bls --tables``)."""
+    doc = result.tables
+    if doc is None:
+        return []
+    where = f"s3://{result.bucket}/{doc.get('tables_prefix', '')}"
+    if result.tables_error:
+        return [f"  tables    {where}: FAILED: {result.tables_error}"]
+    if doc.get("skipped"):
+        return [f"  tables    {where}: not rebuilt ({doc['skipped']})"]
+    counts = ", ".join(f"{doc.get(s, 0)} {s}" for s in ("built", "unchanged", "removed"))
+    return [f"  tables    {where}: {counts}"]
 
 
 def surveys_summary(result: MultiSyncResult) -> str:
@@ -679,6 +694,7 @@ def surveys_summary(result: MultiSyncResult) -> str:
             f"={len(r.unchanged)}  {human_size(r.bytes_downloaded)} down, "
             f"{human_size(r.bytes_uploaded)} up  {status}"
         )
+        lines += [f"  {name:<6}{line[1:]}" for line in _sync_tables_lines(r)]
     t = result.totals()
     lines.append(
         f"  total: {t['added']} added, {t['updated']} updated, {t['deleted']} deleted, "

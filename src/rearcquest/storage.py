@@ -141,6 +141,25 @@ def _parse_timestamp(value: Any) -> datetime:
     return result
 
 
+# What a credential provider of Polars' object-store reader returns: the keys and their expiry
+# (epoch seconds; None: reuse them for the whole query).
+ReaderCredentials = tuple[dict[str, str], int | None]
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    """How a reader outside botocore (Polars' ``scan_parquet``) reaches this store's objects.
+
+    Attributes:
+        storage_options: endpoint, region and addressing, without the keys.
+        credential_provider: returns the keys of the store's own credential chain, asked again
+            whenever the reader needs them (so refreshed role credentials are followed).
+    """
+
+    storage_options: dict[str, str]
+    credential_provider: Callable[[], ReaderCredentials]
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """What S3 says about one object."""
@@ -245,6 +264,47 @@ class ObjectStore:
     def url(self, key: str = "") -> str:
         """Return ``s3://bucket/key``."""
         return f"s3://{self.bucket}/{key}"
+
+    def reader_options(self) -> ReaderOptions:
+        """The options for Polars to read ``s3://`` URLs of this bucket as this client does.
+
+        The same endpoint (``AWS_ENDPOINT_URL``, a local S3-compatible server), region and
+        credentials (profile, environment, role) as the store's client, so a query reads what
+        the rest of rq writes, without a copy on local disk.
+
+        Returns:
+            ``storage_options`` and a ``credential_provider`` for ``polars.scan_parquet``.
+        """
+        meta = self.client.meta
+        options = {"aws_region": str(meta.region_name or "us-east-1")}
+        endpoint = str(meta.endpoint_url or "")
+        host = (urlsplit(endpoint).hostname or "").lower()
+        # On AWS itself the reader finds the regional endpoint from the region; a custom one
+        # (MinIO, SeaweedFS, moto) is taken as is, path-style, as botocore addresses it.
+        if endpoint and not host.endswith(".amazonaws.com"):
+            options["aws_endpoint_url"] = endpoint.rstrip("/")
+            options["aws_virtual_hosted_style_request"] = "false"
+            if urlsplit(endpoint).scheme.lower() == "http":
+                options["aws_allow_http"] = "true"
+        # botocore keeps the resolved credential chain on the client (refreshing role
+        # credentials as they expire); there is no public accessor for it.
+        credentials = self.client._get_credentials()  # type: ignore[attr-defined]
+        if credentials is None:
+            options["aws_skip_signature"] = "true"
+
+        def provide() -> ReaderCredentials:
+            if credentials is None:
+                return {}, None
+            frozen = credentials.get_frozen_credentials()
+            keys = {
+                "aws_access_key_id": frozen.access_key,
+                "aws_secret_access_key": frozen.secret_key,
+            }
+            if frozen.token:
+                keys["aws_session_token"] = frozen.token
+            return keys, None
+
+        return ReaderOptions(options, provide)
 
     def _error(self, exc: Exception, action: str, key: str | None = None) -> StorageError:
         import botocore.exceptions

@@ -256,6 +256,7 @@ def sync_surveys(
     http: HttpClient | None = None,
     on_progress: SurveyProgress | None = None,
     on_survey: Callable[[SurveyOutcome], None] | None = None,
+    on_synced: Callable[[SyncResult], None] | None = None,
     lock: bool = True,
     wait: float = 0.0,
     lease_ttl: float = DEFAULT_LEASE_TTL,
@@ -283,6 +284,9 @@ def sync_surveys(
         http: a client to use instead of building one (its rate limiter is the budget).
         on_progress: called with ``(survey, Progress)`` from worker threads.
         on_survey: called with each survey's outcome as it finishes.
+        on_synced: called with each survey's result after a real sync that changed or could
+            have changed something, under its lease (see :func:`rearcquest.sync.sync_bls`); not
+            for a survey found unchanged before its lease was taken.
         lock: hold each survey's lease while syncing it.
         wait: seconds to wait for another sync's lease on a survey.
         lease_ttl: the lease's time to live.
@@ -369,6 +373,7 @@ def sync_surveys(
                             wait=wait,
                             lease_ttl=lease_ttl,
                             vintages=vintages,
+                            on_synced=on_synced,
                         )
                     outcome.result.raise_for_errors()
                 except RqError as exc:

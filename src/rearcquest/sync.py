@@ -48,6 +48,7 @@ from rearcquest.config import (
 )
 from rearcquest.errors import (
     ConfigError,
+    DataError,
     DeleteGuardError,
     PreconditionFailedError,
     RqError,
@@ -278,10 +279,18 @@ class SyncResult:
     deletes_skipped: str | None = None
     delete_guard: str | None = None
     index_written: str | None = None
+    # With tables (rq sync-bls --tables, the pipeline): what the build after the sync did, and
+    # why it failed (see rearcquest.pipeline.tables_after_sync).
+    tables: dict[str, Any] | None = None
+    tables_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON summary printed by ``rq sync-bls --format json``."""
-        return {
+        """The JSON summary printed by ``rq sync-bls --format json``.
+
+        With tables, a ``tables`` key holds what their build did and ``tables_error`` why it
+        failed; without, neither key is there.
+        """
+        doc = {
             "source_url": self.source_url,
             "bucket": self.bucket,
             "prefix": self.prefix,
@@ -303,6 +312,10 @@ class SyncResult:
                 {"name": a.name, "action": a.kind, "reason": a.reason} for a in self.plan.actions
             ],
         }
+        if self.tables is not None:
+            doc["tables"] = self.tables
+            doc["tables_error"] = self.tables_error
+        return doc
 
     def raise_for_errors(self) -> None:
         """Raise if any file failed or the delete guard tripped.
@@ -310,6 +323,7 @@ class SyncResult:
         Raises:
             DeleteGuardError: more deletes were planned than allowed (exit code 4).
             TransferError: some files failed (exit code 1).
+            DataError: the files were synced but their tables were not built (exit code 1).
         """
         if self.errors:
             names = ", ".join(e.name for e in self.errors)
@@ -319,6 +333,8 @@ class SyncResult:
             )
         if self.delete_guard:
             raise DeleteGuardError(self.delete_guard)
+        if self.tables_error:
+            raise DataError(f"the files were synced but not their tables: {self.tables_error}")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
-from rearcquest.errors import ConfigError, DataError, RqError
+from rearcquest.errors import ConfigError, DataError, RqError, StorageError
 from rearcquest.layout import META_SHA256, is_reserved
 
 if TYPE_CHECKING:
@@ -54,7 +54,9 @@ POPULATION_TABLE: Final = "population"
 _HEADER_BYTES = 8192
 _MAX_MAPPING_BYTES = 64 * 1024 * 1024
 _MAX_SERIES_BYTES = 512 * 1024 * 1024
-_MANIFEST_FORMAT = 1
+# 2: ``decimals`` in the observations and ``value_text`` only where ``value`` is null; a
+# manifest of another format is rebuilt whole, and its partitions are not current meanwhile.
+_MANIFEST_FORMAT = 2
 TITLE_SEPARATOR: Final = "; "
 
 Status = Literal["built", "unchanged", "removed", "failed"]
@@ -91,6 +93,15 @@ def manifest_key(tables_prefix: str, survey: str) -> str:
 def population_key(tables_prefix: str) -> str:
     """The key of the population table."""
     return f"{_norm_prefix(tables_prefix)}{POPULATION_TABLE}/population.parquet"
+
+
+def default_tables_prefix(root_prefix: str = "") -> str:
+    """Where the tables of the mirrors under ``root_prefix`` go unless told: beside them.
+
+    ``""`` gives ``tables/``; ``mirrors/`` gives ``mirrors/tables/``, so the mirrors of two roots
+    in one bucket never share (and overwrite) one set of tables.
+    """
+    return f"{_norm_prefix(root_prefix)}{TABLES_PREFIX}"
 
 
 def _is_data_file(survey: str, name: str) -> bool:
@@ -303,8 +314,10 @@ def observations_query(path: str | Path, *, source: str | None = None) -> pl.Laz
 
     Returns:
         ``series_id``, ``year`` (Int16), ``period``, ``value`` (Decimal(18, 3), null where BLS
-        prints a non-number such as ``-``), ``value_text`` (the value as printed) and
-        ``footnote_codes``; every row is checked as it streams.
+        prints a non-number such as ``-``), ``decimals`` (Int8: the digits BLS prints after the
+        point, so ``1.50`` reads back as printed), ``value_text`` (the text BLS printed where
+        ``value`` is null, else null) and ``footnote_codes``; every row is checked as it
+        streams.
 
     Raises:
         ConfigError: the file does not exist.
@@ -320,12 +333,14 @@ def observations_query(path: str | Path, *, source: str | None = None) -> pl.Laz
         if "footnote_codes" in rows.collect_schema().names()
         else pl.lit(None, dtype=pl.String).alias("footnote_codes")
     )
+    # The text only where there is no number: on every row it doubled the files (docs/tables.md).
     return rows.select(
         "series_id",
         pl.col("year").cast(pl.Int16),
         "period",
         "value",
-        "value_text",
+        "decimals",
+        pl.when(pl.col("value").is_null()).then(pl.col("value_text")).alias("value_text"),
         footnotes,
     )
 
@@ -457,6 +472,9 @@ def _build_survey(
         )
     mkey = manifest_key(tables_prefix, survey)
     manifest = _read_manifest(store, mkey)
+    if manifest and manifest.get("format") != _MANIFEST_FORMAT:
+        log.info("%s is of another format: every table of %s is rebuilt", store.url(mkey), survey)
+        force = True
     built_files: dict[str, Any] = dict(manifest.get("files", {})) if not force else {}
     doc: dict[str, Any] = {
         "format": _MANIFEST_FORMAT,
@@ -464,7 +482,20 @@ def _build_survey(
         "source_prefix": store.url(prefix),
         "files": built_files,
         "series": manifest.get("series", {}) if not force else {},
+        # False from before the first table is written until the build ends without a failure:
+        # a killed or failed build is found by tables_need_build even after a no-op sync.
+        "complete": manifest.get("complete", True) if manifest else False,
+        "failed": {},
     }
+
+    started = False
+
+    def start() -> None:
+        nonlocal started
+        if not started:
+            started, doc["complete"] = True, False
+            _write_manifest(store, mkey, doc)
+
     with tempfile.TemporaryDirectory(prefix="rq-tables-") as tmp:
         for name in sorted(n for n in files if _is_data_file(survey, n)):
             info = files[name]
@@ -481,9 +512,11 @@ def _build_survey(
                 continue
             if on_progress:
                 on_progress(f"building {key} from {source}")
+            start()
             try:
                 rows = _build_observations(store, info, key, sha, Path(tmp))
             except RqError as exc:
+                doc["failed"][name] = str(exc)
                 result.builds.append(
                     TableBuild(survey, "observations", key, "failed", source, None, sha, str(exc))
                 )
@@ -495,6 +528,7 @@ def _build_survey(
             )
         for name in sorted(set(built_files) - {n for n in files if _is_data_file(survey, n)}):
             key = built_files.pop(name).get("key") or observations_key(tables_prefix, survey, name)
+            start()
             store.delete_many([key])
             _write_manifest(store, mkey, doc)
             result.builds.append(
@@ -509,8 +543,39 @@ def _build_survey(
         doc=doc,
         result=result,
         on_progress=on_progress,
+        start=start,
     )
+    doc["complete"] = not doc["failed"]
     _write_manifest(store, mkey, doc)
+
+
+def tables_need_build(store: ObjectStore, survey: str, *, tables_prefix: str) -> str | None:
+    """Why a survey's tables must be built even though its mirror did not change, if they must.
+
+    One read of the survey's manifest: the tables were never built, are of another format,
+    their last build failed or did not finish (killed), or the manifest is unreadable.
+
+    Args:
+        store: the bucket of the tables.
+        survey: the survey (``pr``).
+        tables_prefix: where its tables are.
+
+    Returns:
+        The reason, or ``None`` when the last build finished without a failure.
+
+    Raises:
+        StorageError: the manifest cannot be read.
+    """
+    manifest = _read_manifest(store, manifest_key(tables_prefix, survey))
+    if not manifest:
+        return "no tables yet"
+    if manifest.get("format") != _MANIFEST_FORMAT:
+        return "the tables are of another format"
+    if manifest.get("failed"):
+        return "the last build failed: " + ", ".join(sorted(manifest["failed"]))
+    if manifest.get("complete") is False:
+        return "the last build did not finish"
+    return None
 
 
 class _Folder(Protocol):
@@ -626,6 +691,7 @@ def _build_series(
     doc: dict[str, Any],
     result: TablesResult,
     on_progress: Callable[[str], None] | None,
+    start: Callable[[], None],
 ) -> None:
     key = series_key(tables_prefix, survey)
     series_name = f"{survey}.series"
@@ -651,9 +717,11 @@ def _build_series(
             return
         if on_progress:
             on_progress(f"building {key} from {source}")
+        start()
         decoded, warnings = _decoded_series(survey, folder, mapping_names)
         store.put_bytes(key, _parquet_bytes(decoded), content_type="application/vnd.apache.parquet")
     except RqError as exc:
+        doc["failed"][series_name] = str(exc)
         result.builds.append(
             TableBuild(survey, "series", key, "failed", source, None, None, str(exc))
         )
@@ -790,6 +858,45 @@ def _build_population(
     )
 
 
+def build_population_table(
+    store: ObjectStore,
+    *,
+    population_store: ObjectStore,
+    population_object: str,
+    tables_prefix: str = TABLES_PREFIX,
+    force: bool = False,
+) -> TablesResult:
+    """Build (or keep) the population table alone, after a population fetch.
+
+    Args:
+        store: the bucket of the tables.
+        population_store: the bucket of the stored DataUSA answer.
+        population_object: its key.
+        tables_prefix: where the tables go.
+        force: rebuild it even if the answer did not change.
+
+    Returns:
+        What was built (or kept, or failed); a missing answer is a warning.
+
+    Raises:
+        ConfigError: the tables prefix is empty.
+        StorageError: a bucket cannot be read or written.
+    """
+    tables_prefix = _norm_prefix(tables_prefix)
+    if not tables_prefix:
+        raise ConfigError("--tables-prefix must not be empty: the tables would mix with mirrors")
+    result = TablesResult(store.bucket, tables_prefix)
+    _build_population(
+        store,
+        population_store,
+        population_object,
+        tables_prefix=tables_prefix,
+        force=force,
+        result=result,
+    )
+    return result
+
+
 def population_source(
     store: ObjectStore, url: str | None = None, *, settings: Settings | None = None
 ) -> tuple[ObjectStore, str]:
@@ -826,7 +933,7 @@ def build_tables(
     *,
     surveys: Iterable[str] | None = DEFAULT_SURVEYS,
     root_prefix: str = "",
-    tables_prefix: str = TABLES_PREFIX,
+    tables_prefix: str | None = None,
     population_store: ObjectStore | None = None,
     population_object: str | None = None,
     force: bool = False,
@@ -844,7 +951,7 @@ def build_tables(
         surveys: the surveys (``pr``); ``None`` for every mirrored survey (see
             :func:`find_surveys`).
         root_prefix: the prefix the survey folders are under (empty: the bucket root).
-        tables_prefix: where the tables go.
+        tables_prefix: where the tables go; default ``<root_prefix>tables/``.
         population_store: the bucket of the population answer; default ``store``.
         population_object: its key; ``None`` builds no population table.
         force: rebuild every table whatever the manifest says.
@@ -858,7 +965,9 @@ def build_tables(
         StorageError: the bucket cannot be read or written.
     """
     root = _norm_prefix(root_prefix)
-    tables_prefix = _norm_prefix(tables_prefix)
+    tables_prefix = _norm_prefix(
+        default_tables_prefix(root) if tables_prefix is None else tables_prefix
+    )
     if not tables_prefix:
         raise ConfigError("--tables-prefix must not be empty: the tables would mix with mirrors")
     chosen = sorted(set(surveys)) if surveys is not None else find_surveys(store, root_prefix=root)
@@ -927,27 +1036,57 @@ def _table_name(relative: str) -> str:
     return f"{survey}_{rest.partition('/')[0].removesuffix('.parquet')}"
 
 
-def _download_tables(
-    store: ObjectStore, prefix: str, target: Path, wanted: Callable[[str], bool]
-) -> set[str]:
-    """Copy the Parquet objects under ``prefix`` whose table ``wanted`` keeps.
+def _is_partition(relative: str) -> bool:
+    """Whether ``observations/file=<data file>/part-0.parquet`` is what ``relative`` is."""
+    parts = relative.split("/")
+    return (
+        len(parts) == 3
+        and parts[0] == "observations"
+        and parts[1].startswith("file=")
+        and (parts[2] == PART_NAME)
+    )
 
-    Returns:
-        The names of every table there, copied or not.
+
+def _s3_tables(store: ObjectStore, prefix: str) -> dict[str, pl.LazyFrame]:
+    """The tables under an S3 prefix, read in place by Polars' object-store reader.
+
+    One listing finds the tables (the layout :func:`build_tables` writes, nothing else: not the
+    ``as-of/`` tables of past releases); each is a lazy scan of its objects' URLs, with the
+    endpoint, region and credentials of ``store`` (:meth:`ObjectStore.reader_options`), so a
+    query reads only the row groups and columns it needs.
+
+    Raises:
+        StorageError: the listing failed.
     """
-    names: set[str] = set()
+    import polars as pl
+
+    reader = store.reader_options()
+    options: dict[str, Any] = {
+        "storage_options": reader.storage_options,
+        "credential_provider": reader.credential_provider,
+    }
+    series: dict[str, str] = {}
+    parts: dict[str, list[str]] = {}
+    population: str | None = None
     for info in store.list_objects(prefix):
         relative = info.key[len(prefix) :]
-        if not relative.endswith(".parquet"):
-            continue
-        names.add(_table_name(relative))
-        if not wanted(_table_name(relative)):
-            continue
-        path = target / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as fh:
-            store.download_to(info.key, fh)
-    return names
+        survey, _, rest = relative.partition("/")
+        if relative == f"{POPULATION_TABLE}/population.parquet":
+            population = store.url(info.key)
+        elif survey and rest == f"series/{SERIES_NAME}":
+            series[survey] = store.url(info.key)
+        elif survey and _is_partition(rest):
+            parts.setdefault(survey, []).append(store.url(info.key))
+    found: dict[str, pl.LazyFrame] = {}
+    if population is not None:
+        found[POPULATION_TABLE] = pl.scan_parquet(population, **options)
+    for survey, urls in sorted(parts.items()):
+        found[f"{survey}_observations"] = pl.scan_parquet(
+            urls, hive_partitioning=True, hive_schema={"file": pl.String}, **options
+        )
+    for survey, url in sorted(series.items()):
+        found[f"{survey}_series"] = pl.scan_parquet(url, **options)
+    return found
 
 
 def scan_tables(directory: str | Path) -> dict[str, pl.LazyFrame]:
@@ -1002,21 +1141,25 @@ def run_sql(
     store: ObjectStore | None = None,
     endpoint_url: str | None = None,
     settings: Settings | None = None,
+    root_prefix: str = "",
 ) -> pl.DataFrame:
     """Run a Polars SQL query over the tables of a local directory or an S3 prefix.
 
     The tables are registered as ``<survey>_observations`` (column ``file`` is the data file of
-    the partition), ``<survey>_series`` and ``population``. From S3 the Parquet objects are
-    copied to a temporary directory first (removed afterwards); observations only when the
-    query names an observations table.
+    the partition), ``<survey>_series`` and ``population``. From S3 the Parquet objects are read
+    in place by Polars' object-store reader, with the endpoint, region and credentials of the
+    store's client (nothing is copied to local disk; only the columns and row groups the query
+    needs are fetched).
 
     Args:
         query: the SQL.
         location: a local directory or ``s3://bucket/prefix/`` (what ``rq tables`` writes);
-            default ``s3://$RQ_BLS_BUCKET/tables/``.
+            default ``s3://$RQ_BLS_BUCKET/<root_prefix>tables/``.
         store: the bucket of an ``s3://`` location; made with ``endpoint_url`` if not given.
         endpoint_url: S3-compatible endpoint.
         settings: where the default bucket comes from; default the ``RQ_*`` environment.
+        root_prefix: the prefix the mirrors are under (``rq sync-bls --root-prefix``), whose
+            tables are the default location.
 
     Returns:
         The answer.
@@ -1032,7 +1175,7 @@ def run_sql(
         bucket = (settings or Settings.from_env()).bls_bucket
         if not bucket:
             raise ConfigError("no tables: pass --tables DIR_OR_S3_URL or set RQ_BLS_BUCKET")
-        location = f"s3://{bucket}/{TABLES_PREFIX}"
+        location = f"s3://{bucket}/{default_tables_prefix(root_prefix)}"
     split = _split_location(location)
     if split is None:
         return _run(query, scan_tables(location), location)
@@ -1041,15 +1184,16 @@ def run_sql(
         from rearcquest.storage import ObjectStore, make_s3_client
 
         store = ObjectStore(make_s3_client(endpoint_url=endpoint_url), bucket)
-    lowered = query.lower()
-
-    def wanted(table: str) -> bool:
-        # Observations are most of the bytes: copied only for a query that names them.
-        return not table.endswith("_observations") or table in lowered
-
-    with tempfile.TemporaryDirectory(prefix="rq-sql-") as tmp:
-        names = _download_tables(store, prefix, Path(tmp), wanted)
-        return _run(query, scan_tables(tmp), location, names)
+    frames = _s3_tables(store, prefix)
+    try:
+        return _run(query, frames, location)
+    except OSError as exc:
+        # Polars' object-store reader fails with OSError (FileNotFoundError for a 404).
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StorageError(
+            f"cannot read the tables at {location}: {reason} (check the bucket, the endpoint "
+            "and the credentials)"
+        ) from exc
 
 
 # -- rq analyze --from -----------------------------------------------------------------------------
@@ -1079,7 +1223,10 @@ def current_partition(store: ObjectStore, data_key: str, *, tables_prefix: str) 
     survey = folder.rpartition("/")[2]
     if not survey or not _is_data_file(survey, name):
         return None
-    entry = _read_manifest(store, manifest_key(tables_prefix, survey)).get("files", {}).get(name)
+    manifest = _read_manifest(store, manifest_key(tables_prefix, survey))
+    if manifest.get("format") != _MANIFEST_FORMAT:
+        return None
+    entry = manifest.get("files", {}).get(name)
     info = store.head(data_key)
     if not entry or info is None or entry.get("sha256") != _sha256_of(store, info):
         return None
@@ -1090,7 +1237,8 @@ def current_partition(store: ObjectStore, data_key: str, *, tables_prefix: str) 
 def analyze(
     *,
     source: AnalyzeSource = "auto",
-    tables_prefix: str = TABLES_PREFIX,
+    tables_prefix: str | None = None,
+    root_prefix: str = "",
     bls: str | Path | None = None,
     endpoint_url: str | None = None,
     s3_client: S3Client | None = None,
@@ -1106,7 +1254,10 @@ def analyze(
 
     Args:
         source: ``auto``, ``tables`` or ``files``.
-        tables_prefix: where the tables are, in the bucket of the BLS file.
+        tables_prefix: where the tables are, in the bucket of the BLS file; default
+            ``<root_prefix>tables/``.
+        root_prefix: the prefix the survey mirrors are under (``rq sync-bls --root-prefix``):
+            the default BLS file is then ``<root_prefix>pr/pr.data.0.Current``.
         bls: the BLS data file (default the mirrored ``pr.data.0.Current``).
         endpoint_url: S3-compatible endpoint.
         s3_client: a ready S3 client instead.
@@ -1132,6 +1283,14 @@ def analyze(
         "settings": settings,
         **options,
     }
+    root = _norm_prefix(root_prefix)
+    tables_prefix = default_tables_prefix(root) if tables_prefix is None else tables_prefix
+    if bls is None and root:
+        from rearcquest.config import Settings
+
+        bucket = (settings or Settings.from_env()).bls_bucket
+        if bucket:
+            bls = f"s3://{bucket}/{root}{DEFAULT_SURVEYS[0]}/{analytics.BLS_FILE}"
     reports = options.get("reports", analytics.REPORTS)
     need_bls = "best-year" in reports or "series-population" in reports
     location = str(bls) if bls is not None else analytics.default_locations(settings)[0]
@@ -1187,7 +1346,7 @@ def analyze(
                 pl.col("year").cast(pl.Int32),
                 "period",
                 "value",
-                analytics.decimals_of(pl.col("value_text")).alias("decimals"),
+                "decimals",
             )
         )
         analysis = analytics.analyze(bls=store.url(part), bls_rows=rows, **common)
