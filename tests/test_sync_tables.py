@@ -405,5 +405,7 @@ def test_fanout_workers_build_each_surveys_tables(
     # Fixed at the source: the next day's worker builds it.
     server.set_survey("zz", zz_files(day=9))
     lambdas.scheduled_handler({}, None)
-    assert all(r == {"batchItemFailures": []} for r in drain_queue(Queue(sqs, url), worker, batch_size=1))
+    assert all(
+        r == {"batchItemFailures": []} for r in drain_queue(Queue(sqs, url), worker, batch_size=1)
+    )
     assert table(aws, observations_key("tables/", "zz", ZZ_DATA)).height == 4
