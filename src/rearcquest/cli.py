@@ -1,6 +1,7 @@
 """The ``rq`` command line: parse the arguments, call one library function, render the result.
 
-This is the only module that imports typer and rich. Results go to stdout, progress and logs to
+This is the only module that imports typer; what it shows people with rich (progress displays,
+report tables) is in :mod:`rearcquest._console`. Results go to stdout, progress and logs to
 stderr. An :class:`~rearcquest.errors.RqError` is caught here, once, and printed as ``Error: ...``
 with the error's exit code; usage errors exit 2 (Typer's default).
 """
@@ -14,11 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from rearcquest import __version__, render
+from rearcquest import _console as console
 from rearcquest.analytics import (
     DEFAULT_FROM_YEAR,
     DEFAULT_PERIOD,
@@ -47,13 +49,7 @@ from rearcquest.tables import DEFAULT_SURVEYS, TABLES_PREFIX
 from rearcquest.vintages import DEFAULT_FILE, DEFAULT_FROM_RELEASE, DEFAULT_TO_RELEASE
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from rearcquest.render import TextTable
-    from rearcquest.render_vintages import Grid
     from rearcquest.storage import ObjectStore
-    from rearcquest.surveys import SurveyOutcome
-    from rearcquest.sync import Progress as SyncProgress
 
 T = TypeVar("T")
 
@@ -266,98 +262,6 @@ def _print_json(doc: Any) -> None:
 def _summary(fmt: TextOrJson, doc: Callable[[], Any], text: Callable[[], str]) -> None:
     """Print a command's summary on stdout: ``doc()`` as JSON, or the ``text()`` for people."""
     typer.echo(json.dumps(doc(), indent=2, default=str) if fmt is TextOrJson.json else text())
-
-
-@contextmanager
-def _progress(
-    ctx: typer.Context, description: str
-) -> Iterator[Callable[[SyncProgress], None] | None]:
-    """A rich progress display on stderr when it is a terminal; yields the callback or None."""
-    if _verbosity(ctx).quiet or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task(description, total=None)
-    counts = {"done": 0, "files": 0}
-
-    def callback(event: SyncProgress) -> None:
-        if event.kind == "start":
-            counts["files"] = event.files
-            bar.update(task, total=event.total_bytes or None)
-        elif event.kind == "bytes":
-            bar.advance(task, event.nbytes)
-        else:
-            counts["done"] += 1
-        bar.update(task, description=f"{description} {counts['done']}/{counts['files']} files")
-
-    with bar:
-        yield callback
-
-
-@contextmanager
-def _survey_progress(
-    ctx: typer.Context,
-    surveys: int | None,
-) -> Iterator[tuple[Callable[[str, SyncProgress], None], Callable[[SurveyOutcome], None]] | None]:
-    """A rich display of surveys done and bytes moved; yields the two callbacks or None."""
-    if _verbosity(ctx).quiet or not sys.stderr.isatty():
-        yield None
-        return
-    import threading
-
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task("syncing surveys", total=None)
-    lock = threading.Lock()
-    counts = {"done": 0, "bytes": 0}
-
-    def describe() -> str:
-        of = f"/{surveys}" if surveys else ""
-        return f"syncing surveys: {counts['done']}{of} done"
-
-    def on_progress(survey: str, event: SyncProgress) -> None:
-        with lock:
-            if event.kind == "start":
-                counts["bytes"] += event.total_bytes
-                bar.update(task, total=counts["bytes"] or None)
-            elif event.kind == "bytes":
-                bar.advance(task, event.nbytes)
-
-    def on_survey(outcome: SurveyOutcome) -> None:
-        with lock:
-            counts["done"] += 1
-            bar.update(task, description=describe())
-
-    bar.update(task, description=describe())
-    with bar:
-        yield on_progress, on_survey
 
 
 @app.command("sync-bls")
@@ -573,22 +477,23 @@ def sync_bls(
                 survey_prefix(root_prefix, names[0]),
             )
         elif names is not None:
-            with _survey_progress(ctx, None if names == [ALL] else len(names)) as callbacks:
+            count = None if names == [ALL] else len(names)
+            with console.survey_progress(_verbosity(ctx).quiet, count) as (on_each, on_survey):
                 many = sync_surveys(
                     store,
                     surveys=names,
                     root_url=root_url,
                     root_prefix=root_prefix,
                     parallel=parallel,
-                    on_progress=callbacks[0] if callbacks else None,
-                    on_survey=callbacks[1] if callbacks else None,
+                    on_progress=on_each,
+                    on_survey=on_survey,
                     **common,
                 )
             _summary(fmt, many.to_dict, lambda: render.surveys_summary(many))
             many.raise_for_errors()
             return
         common.update(source_url=source_url or DEFAULT_BLS_URL, prefix=prefix, state_key=state_key)
-        with _progress(ctx, "syncing") as on_progress:
+        with console.sync_progress(_verbosity(ctx).quiet, "syncing") as on_progress:
             if write_index:
                 result = sync_with_index(
                     store, index_key=index_key, on_progress=on_progress, **common
@@ -763,37 +668,6 @@ TablesPrefixOption = Annotated[
 ]
 
 
-def _print_grids(grids: Sequence[TextTable | Grid]) -> None:
-    """Print report tables with rich: one per grid, its notes dimmed beneath it."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    for spec in grids:
-        table = Table(title=spec.title, title_justify="left")
-        widths = [
-            max([len(n), *(len(row[i]) for row in spec.rows)]) for i, n in enumerate(spec.columns)
-        ]
-        for index, (name, numeric) in enumerate(zip(spec.columns, spec.numeric, strict=True)):
-            justify: Literal["left", "right"] = "right" if numeric else "left"
-            if name == "title":
-                # A long series title is cut to the width the other columns leave, never
-                # wrapped: each row stays one line.
-                others = sum(w for i, w in enumerate(widths) if i != index)
-                room = max(10, console.width - others - 3 * len(widths) - 1)
-                table.add_column(
-                    name, justify=justify, no_wrap=True, overflow="ellipsis", max_width=room
-                )
-            else:
-                table.add_column(name, justify=justify)
-        for row in spec.rows:
-            table.add_row(*row)
-        console.print(table)
-        for note in spec.notes:
-            console.print(f"  {note}", style="dim", markup=False)
-        console.print()
-
-
 @app.command("analyze")
 def analyze(
     ctx: typer.Context,
@@ -924,7 +798,7 @@ def analyze(
         elif fmt is AnalyzeFormat.markdown:
             typer.echo(render.to_markdown(result), nl=False)
         else:
-            _print_grids(render.tables(result))
+            console.print_grids(render.tables(result))
         if output is not None:
             for path in render.write_outputs(result, output):
                 typer.echo(f"wrote {path}", err=True)
@@ -1086,16 +960,7 @@ def sql(
         elif fmt is AnalyzeFormat.markdown:
             typer.echo(render.frame_markdown(answer), nl=False)
         else:
-            from rich.console import Console
-            from rich.table import Table
-
-            columns, numeric, rows = render.frame_cells(answer)
-            table = Table()
-            for name, right in zip(columns, numeric, strict=True):
-                table.add_column(name, justify="right" if right else "left")
-            for row in rows:
-                table.add_row(*row)
-            Console(highlight=False).print(table)
+            console.print_cells(*render.frame_cells(answer))
 
 
 @app.command("serve-index")
@@ -1402,7 +1267,7 @@ def releases(
         if fmt is ReleasesFormat.json:
             typer.echo(releases_json(found))
         else:
-            _print_grids([releases_grid(found)])
+            console.print_grids([releases_grid(found)])
 
 
 @app.command("revisions")
@@ -1470,7 +1335,7 @@ def revisions(
         elif fmt is AnalyzeFormat.markdown:
             typer.echo(out.grids_markdown(out.revisions_grids(result)), nl=False)
         else:
-            _print_grids(out.revisions_grids(result))
+            console.print_grids(out.revisions_grids(result))
         if output is not None:
             for path in out.write_revisions(result, output):
                 typer.echo(f"wrote {path}", err=True)
