@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from rearcquest import __version__, render
 from rearcquest import _console as console
@@ -41,7 +41,7 @@ from rearcquest.config import (
     MAX_PRESIGN_SECONDS,
     POLITE_RPS,
 )
-from rearcquest.errors import ConfigError, RqError
+from rearcquest.errors import OptionError, RqError
 from rearcquest.layout import STATE_PREFIX
 from rearcquest.sources._http import DEFAULT_ATTEMPTS
 from rearcquest.surveys import DEFAULT_PARALLEL
@@ -50,8 +50,6 @@ from rearcquest.vintages import DEFAULT_FILE, DEFAULT_FROM_RELEASE, DEFAULT_TO_R
 
 if TYPE_CHECKING:
     from rearcquest.storage import ObjectStore
-
-T = TypeVar("T")
 
 app = typer.Typer(
     name="rq",
@@ -225,20 +223,35 @@ def _configure_logging(level: int) -> None:
     root.propagate = False
 
 
-def _fail(ctx: typer.Context, exc: RqError) -> NoReturn:
-    typer.echo(f"Error: {exc}", err=True)
-    if _verbosity(ctx).verbose and exc.__cause__ is not None:
-        typer.echo(f"  caused by {type(exc.__cause__).__name__}: {exc.__cause__}", err=True)
-    raise typer.Exit(exc.exit_code)
+class _Command(TyperCommand):
+    """A command whose :class:`RqError` is printed once, as ``Error: ...`` with its exit code.
+
+    An :class:`OptionError` (options that cannot go together) is Typer's usage error instead:
+    the usage line, then ``Invalid value for <options>: ...``, exit 2.
+    """
+
+    def invoke(self, ctx: Any) -> Any:  # Any: typer's own (vendored) click.Context
+        try:
+            return super().invoke(ctx)
+        except OptionError as exc:
+            raise typer.BadParameter(str(exc), ctx=ctx, param_hint=exc.options) from exc
+        except RqError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            if _verbosity(ctx).verbose and exc.__cause__ is not None:
+                cause = exc.__cause__
+                typer.echo(f"  caused by {type(cause).__name__}: {cause}", err=True)
+            raise typer.Exit(exc.exit_code) from None
 
 
-@contextmanager
-def _errors(ctx: typer.Context) -> Iterator[None]:
-    """Turn an RqError into ``Error: ...`` and its exit code."""
-    try:
-        yield
-    except RqError as exc:
-        _fail(ctx, exc)
+def _command(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``app.command(name)``, reporting errors as :class:`_Command` does."""
+    return app.command(name, cls=_Command)
+
+
+def _given(ctx: typer.Context) -> set[str]:
+    """The options given on the command line (not defaults or env vars), as written there."""
+    sources = {p.opts[0]: ctx.get_parameter_source(p.name or "") for p in ctx.command.params}
+    return {flag for flag, source in sources.items() if source and source.name == "COMMANDLINE"}
 
 
 def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = None) -> ObjectStore:
@@ -249,22 +262,12 @@ def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = N
     )
 
 
-def _on_command_line(ctx: typer.Context, name: str) -> bool:
-    """Tell whether the option ``name`` was given on the command line (not a default or env var)."""
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name == "COMMANDLINE"
-
-
-def _print_json(doc: Any) -> None:
-    typer.echo(json.dumps(doc, indent=2, default=str))
-
-
 def _summary(fmt: TextOrJson, doc: Callable[[], Any], text: Callable[[], str]) -> None:
     """Print a command's summary on stdout: ``doc()`` as JSON, or the ``text()`` for people."""
     typer.echo(json.dumps(doc(), indent=2, default=str) if fmt is TextOrJson.json else text())
 
 
-@app.command("sync-bls")
+@_command("sync-bls")
 def sync_bls(
     ctx: typer.Context,
     bucket: BlsBucketOption,
@@ -426,87 +429,50 @@ def sync_bls(
 
     Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com --survey pr,cu
     """
-    from rearcquest.pipeline import sync_with_index
-    from rearcquest.sources._http import RetryPolicy
-    from rearcquest.surveys import ALL, parse_surveys, survey_prefix, survey_url, sync_surveys
-    from rearcquest.sync import sync_bls
+    from rearcquest.pipeline import SyncRequest
 
-    with _errors(ctx):
-        names = parse_surveys(survey) if survey else None
-        if names is not None:
-            clash = [
-                flag
-                for flag, given in (
-                    ("--source-url/RQ_BLS_URL", source_url is not None),
-                    ("--prefix/RQ_BLS_PREFIX", prefix is not None),
-                    ("--state-key", state_key is not None),
-                    ("--write-index", write_index),
-                )
-                if given
-            ]
-            if clash:
-                raise typer.BadParameter(
-                    f"--survey cannot be combined with {', '.join(clash)}: each survey has its "
-                    "own directory, prefix and state",
-                    param_hint="--survey",
-                )
-        # Surveys in parallel upload at once: botocore's default pool (10) would open and drop
-        # a connection for each request beyond it.
-        pool = 2 * transfers * parallel if names is not None else None
-        store = _store(bucket, endpoint_url, connections=pool)
-        # What every survey and a single directory share.
-        common: dict[str, Any] = {
-            "contact": contact,
-            "user_agent": user_agent,
-            "dry_run": dry_run,
-            "delete": not no_delete,
-            "max_delete": max_delete,
-            "include": include or (),
-            "exclude": exclude or (),
-            "transfers": transfers,
-            "max_rps": max_rps,
-            "retry": RetryPolicy(attempts=retries),
-            "lock": not no_lock,
-            "wait": wait,
-            "vintages": keep_vintages,
-        }
-        if names is not None and names != [ALL] and len(names) == 1:
-            # One survey keeps today's single-directory document.
-            source_url, prefix = (
-                survey_url(root_url, names[0]),
-                survey_prefix(root_prefix, names[0]),
-            )
-        elif names is not None:
-            count = None if names == [ALL] else len(names)
-            with console.survey_progress(_verbosity(ctx).quiet, count) as (on_each, on_survey):
-                many = sync_surveys(
-                    store,
-                    surveys=names,
-                    root_url=root_url,
-                    root_prefix=root_prefix,
-                    parallel=parallel,
-                    on_progress=on_each,
-                    on_survey=on_survey,
-                    **common,
-                )
-            _summary(fmt, many.to_dict, lambda: render.surveys_summary(many))
-            many.raise_for_errors()
-            return
-        common.update(source_url=source_url or DEFAULT_BLS_URL, prefix=prefix, state_key=state_key)
-        with console.sync_progress(_verbosity(ctx).quiet, "syncing") as on_progress:
-            if write_index:
-                result = sync_with_index(
-                    store, index_key=index_key, on_progress=on_progress, **common
-                )
-            else:
-                result = sync_bls(store, on_progress=on_progress, **common)
-        _summary(fmt, result.to_dict, lambda: render.sync_summary(result))
-        result.raise_for_errors()
+    request = SyncRequest.from_options(
+        survey=survey,
+        root_url=root_url,
+        root_prefix=root_prefix,
+        parallel=parallel,
+        source_url=source_url,
+        prefix=prefix,
+        state_key=state_key,
+        write_index=write_index,
+        index_key=index_key,
+        transfers=transfers,
+        retries=retries,
+        contact=contact,
+        user_agent=user_agent,
+        dry_run=dry_run,
+        delete=not no_delete,
+        max_delete=max_delete,
+        include=include or (),
+        exclude=exclude or (),
+        max_rps=max_rps,
+        lock=not no_lock,
+        wait=wait,
+        vintages=keep_vintages,
+    )
+    store = _store(bucket, endpoint_url, connections=request.connections)
+    if request.many:
+        with console.survey_progress(_verbosity(ctx).quiet, request.survey_count) as (
+            on_each,
+            on_survey,
+        ):
+            many = request.sync_many(store, on_progress=on_each, on_survey=on_survey)
+        _summary(fmt, many.to_dict, lambda: render.surveys_summary(many))
+        many.raise_for_errors()
+        return
+    with console.sync_progress(_verbosity(ctx).quiet, "syncing") as on_progress:
+        result = request.sync_one(store, on_progress=on_progress)
+    _summary(fmt, result.to_dict, lambda: render.sync_summary(result))
+    result.raise_for_errors()
 
 
-@app.command("surveys")
+@_command("surveys")
 def surveys(
-    ctx: typer.Context,
     root_url: RootUrlOption = DEFAULT_ROOT_URL,
     bucket: Annotated[
         str | None,
@@ -532,35 +498,28 @@ def surveys(
 
     Example: rq surveys --contact me@example.com --bucket my-bls-mirror
     """
-    from rearcquest.surveys import survey_inventory
+    from rearcquest.surveys import raise_for_inventory, survey_inventory
 
-    with _errors(ctx):
-        store = _store(bucket, endpoint_url) if bucket else None
-        infos = survey_inventory(
-            root_url=root_url,
-            store=store,
-            root_prefix=root_prefix,
-            contact=contact,
-            user_agent=user_agent,
-            max_rps=max_rps,
-        )
-        with_bucket = store is not None
-        _summary(
-            fmt,
-            lambda: {"surveys": [i.to_dict() for i in infos]},
-            lambda: render.inventory_summary(infos, with_bucket=with_bucket),
-        )
-        for i in infos:
-            if i.error is not None:
-                typer.echo(f"{i.name}: {i.error}", err=True)
-        failed = [i.name for i in infos if i.error is not None]
-        if failed:
-            raise RqError(f"the listing of {len(failed)} survey(s) failed: {', '.join(failed)}")
+    store = _store(bucket, endpoint_url) if bucket else None
+    infos = survey_inventory(
+        root_url=root_url,
+        store=store,
+        root_prefix=root_prefix,
+        contact=contact,
+        user_agent=user_agent,
+        max_rps=max_rps,
+    )
+    _summary(
+        fmt,
+        lambda: {"surveys": [i.to_dict() for i in infos]},
+        lambda: render.inventory_summary(infos, with_bucket=store is not None),
+    )
+    typer.echo(render.inventory_errors(infos), err=True, nl=False)
+    raise_for_inventory(infos)
 
 
-@app.command("fetch-population")
+@_command("fetch-population")
 def fetch_population(
-    ctx: typer.Context,
     bucket: Annotated[
         str,
         typer.Option(
@@ -611,17 +570,15 @@ def fetch_population(
     from rearcquest.config import DEFAULT_POPULATION_KEY, DEFAULT_POPULATION_URL
     from rearcquest.population import fetch_population as run_fetch
 
-    with _errors(ctx):
-        store = _store(bucket, endpoint_url)
-        result = run_fetch(
-            store,
-            key=key or DEFAULT_POPULATION_KEY,
-            url=url or DEFAULT_POPULATION_URL,
-            force=force,
-            contact=contact,
-            user_agent=user_agent,
-        )
-        _summary(fmt, result.to_dict, lambda: render.population_summary(result))
+    result = run_fetch(
+        _store(bucket, endpoint_url),
+        key=key or DEFAULT_POPULATION_KEY,
+        url=url or DEFAULT_POPULATION_URL,
+        force=force,
+        contact=contact,
+        user_agent=user_agent,
+    )
+    _summary(fmt, result.to_dict, lambda: render.population_summary(result))
 
 
 # -- analyze (issue 4) --
@@ -668,9 +625,8 @@ TablesPrefixOption = Annotated[
 ]
 
 
-@app.command("analyze")
+@_command("analyze")
 def analyze(
-    ctx: typer.Context,
     report: Annotated[
         AnalyzeReport, typer.Option("--report", case_sensitive=False, help="Which report to run.")
     ] = AnalyzeReport.all,
@@ -766,50 +722,39 @@ def analyze(
 
     Example: rq analyze --report best-year --include-annual --format json
     """
-    from rearcquest.analytics import REPORTS
-    from rearcquest.tables import analyze as run_analysis
+    from rearcquest.vintages import analyze_at
 
-    with _errors(ctx):
-        options: dict[str, Any] = {
-            "reports": REPORTS if report is AnalyzeReport.all else (report.value,),
-            "bls": bls,
-            "population": population,
-            "from_year": from_year,
-            "to_year": to_year,
-            "series_id": series,
-            "period": period,
-            "include_annual": include_annual,
-            "all_years": all_years,
-            "endpoint_url": endpoint_url,
-        }
-        if as_of is not None:
-            from rearcquest.vintages import analyze_as_of
-
-            if source is AnalyzeFrom.tables:
-                raise ConfigError("--as-of reads the text file of a release; drop --from tables")
-            result = analyze_as_of(as_of, **options)
-            typer.echo(f"as of release {result.release}: {result.bls_source}", err=True)
-        else:
-            result = run_analysis(source=source.value, tables_prefix=tables_prefix, **options)
-        if fmt is AnalyzeFormat.json:
-            typer.echo(render.to_json(result))
-        elif fmt is AnalyzeFormat.csv:
-            typer.echo(render.to_csv(result), nl=False)
-        elif fmt is AnalyzeFormat.markdown:
-            typer.echo(render.to_markdown(result), nl=False)
-        else:
-            console.print_grids(render.tables(result))
-        if output is not None:
-            for path in render.write_outputs(result, output):
-                typer.echo(f"wrote {path}", err=True)
+    result = analyze_at(
+        as_of,
+        report=report.value,
+        source=source.value,
+        tables_prefix=tables_prefix,
+        bls=bls,
+        population=population,
+        from_year=from_year,
+        to_year=to_year,
+        series_id=series,
+        period=period,
+        include_annual=include_annual,
+        all_years=all_years,
+        endpoint_url=endpoint_url,
+    )
+    if as_of is not None:
+        typer.echo(f"as of release {result.release}: {result.bls_source}", err=True)
+    if fmt is AnalyzeFormat.table:
+        console.print_grids(render.tables(result))
+    else:
+        typer.echo(render.report_text(result, fmt.value), nl=False)
+    if output is not None:
+        for path in render.write_outputs(result, output):
+            typer.echo(f"wrote {path}", err=True)
 
 
 # -- tables and sql (issue 12) --
 
 
-@app.command("tables")
+@_command("tables")
 def tables(
-    ctx: typer.Context,
     survey: Annotated[
         str,
         typer.Option(
@@ -856,46 +801,39 @@ def tables(
 
     Example: rq tables --bucket my-bls-mirror --survey all --format json
     """
-    from rearcquest.tables import build_tables, population_source
-
     if as_of is not None:
+        from rearcquest.render_vintages import tables_as_of_doc, tables_as_of_summary
         from rearcquest.vintages import tables_as_of
 
-        with _errors(ctx):
-            built, written = tables_as_of(
-                as_of,
-                tables_prefix=tables_prefix,
-                bucket=bucket or None,
-                prefix=survey,
-                endpoint_url=endpoint_url,
-            )
-            if fmt is TextOrJson.json:
-                _print_json({"release": built.release, "written": written})
-            else:
-                typer.echo(f"tables of release {built.release}:")
-                for url in written:
-                    typer.echo(f"  {url}")
-        return
-    with _errors(ctx):
-        store = _store(bucket, endpoint_url)
-        population_store, population_key = population_source(store, population)
-        surveys = None if survey.strip() == "all" else [s.strip() for s in survey.split(",")]
-        result = build_tables(
-            store,
-            surveys=[s for s in surveys if s] if surveys is not None else None,
+        built, written = tables_as_of(
+            as_of,
             tables_prefix=tables_prefix,
-            population_store=population_store,
-            population_object=population_key,
-            force=force,
-            on_progress=log.info,
+            bucket=bucket or None,
+            prefix=survey,
+            endpoint_url=endpoint_url,
         )
-        _summary(fmt, result.to_dict, lambda: render.tables_summary(result))
-        result.raise_for_errors()
+        _summary(
+            fmt,
+            lambda: tables_as_of_doc(built.release, written),
+            lambda: tables_as_of_summary(built.release, written),
+        )
+        return
+    from rearcquest.tables import build_surveys_tables
+
+    result = build_surveys_tables(
+        _store(bucket, endpoint_url),
+        survey=survey,
+        population=population,
+        tables_prefix=tables_prefix,
+        force=force,
+        on_progress=log.info,
+    )
+    _summary(fmt, result.to_dict, lambda: render.tables_summary(result))
+    result.raise_for_errors()
 
 
-@app.command("sql")
+@_command("sql")
 def sql(
-    ctx: typer.Context,
     query: Annotated[
         str | None,
         typer.Argument(metavar="QUERY", help="The SQL (Polars SQL).", show_default=False),
@@ -938,32 +876,20 @@ def sql(
 
     Example: rq sql "SELECT year, population FROM population ORDER BY year" --format csv
     """
-    from rearcquest.tables import named_query, run_sql
+    from rearcquest.vintages import query as run_query
 
-    with _errors(ctx):
-        if (query is None) == (named is None):
-            raise ConfigError("give either a QUERY or --named NAME")
-        text = query if query is not None else named_query(str(named))
-        if as_of is not None:
-            from rearcquest.vintages import sql_as_of
-
-            if location is not None:
-                raise ConfigError("--as-of builds the release's tables itself; drop --tables")
-            built, answer = sql_as_of(text, as_of, endpoint_url=endpoint_url)
-            typer.echo(f"as of release {built.release}", err=True)
-        else:
-            answer = run_sql(text, location=location, endpoint_url=endpoint_url)
-        if fmt is AnalyzeFormat.json:
-            typer.echo(render.frame_json(answer), nl=False)
-        elif fmt is AnalyzeFormat.csv:
-            typer.echo(render.frame_csv(answer), nl=False)
-        elif fmt is AnalyzeFormat.markdown:
-            typer.echo(render.frame_markdown(answer), nl=False)
-        else:
-            console.print_cells(*render.frame_cells(answer))
+    release, answer = run_query(
+        query, named=named, as_of=as_of, location=location, endpoint_url=endpoint_url
+    )
+    if release is not None:
+        typer.echo(f"as of release {release}", err=True)
+    if fmt is AnalyzeFormat.table:
+        console.print_cells(*render.frame_cells(answer))
+    else:
+        typer.echo(render.frame_text(answer, fmt.value), nl=False)
 
 
-@app.command("serve-index")
+@_command("serve-index")
 def serve_index(
     ctx: typer.Context,
     bucket: BlsBucketOption,
@@ -1036,56 +962,36 @@ def serve_index(
 
     Example: rq serve-index --bucket my-bls-mirror --prefix pr/
     """
-    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.index import AUTO_TOKEN, check_mode, resolve_token, serve
 
-    # Each mode ignores the other's options: refuse them rather than drop them silently.
-    static_only = {"index_key": "--index-key", "presign": "--presign", "fmt": "--format"}
-    live_only = {
-        "host": "--host",
-        "port": "--port",
-        "token": "--token",
-        "cache_seconds": "--cache-seconds",
-    }
-    ignored = live_only if write_static else static_only
-    clash = [flag for name, flag in ignored.items() if _on_command_line(ctx, name)]
-    if clash:
-        mode = "--write-static" if write_static else "serving (without --write-static)"
-        raise typer.BadParameter(f"cannot be used with {mode}", param_hint=", ".join(clash))
-    with _errors(ctx):
-        # Each download holds an S3 connection while it streams: keep more than botocore's 10.
-        client = make_s3_client(endpoint_url=endpoint_url, max_pool_connections=64)
-        store = ObjectStore(client, bucket)
-        if write_static:
-            from rearcquest.index import write_static_index
+    check_mode(write_static, _given(ctx))
+    # Each download holds an S3 connection while it streams: keep more than botocore's 10.
+    store = _store(bucket, endpoint_url, connections=64)
+    if write_static:
+        from rearcquest.index import write_static_index
 
-            written = write_static_index(store, prefix, index_key, presign_seconds=presign)
-            _summary(fmt, written.to_dict, lambda: render.static_index_summary(written))
-            return
-        from rearcquest.index import AUTO_TOKEN, resolve_token, serve
+        written = write_static_index(store, prefix, index_key, presign_seconds=presign)
+        _summary(fmt, written.to_dict, lambda: render.static_index_summary(written))
+        return
+    required = resolve_token(token)
 
-        required = resolve_token(token)
+    def ready(url: str) -> None:
+        show = required is not None and token == AUTO_TOKEN
+        typer.echo(render.serving_banner(store.url(prefix), url, required, show_token=show))
 
-        def ready(url: str) -> None:
-            needs = " (token required)" if required else ""
-            typer.echo(f"Serving {store.url(prefix)} at {url}{needs}; press Ctrl-C to stop")
-            if required and token == AUTO_TOKEN:
-                # Shown this once: it is nowhere else, and a new one is made at every start.
-                typer.echo(f"Open {url}?token={required}")
-
-        serve(
-            store,
-            prefix=prefix,
-            host=host,
-            port=port,
-            token=required,
-            on_ready=ready,
-            cache_seconds=cache_seconds,
-        )
+    serve(
+        store,
+        prefix=prefix,
+        host=host,
+        port=port,
+        token=required,
+        on_ready=ready,
+        cache_seconds=cache_seconds,
+    )
 
 
-@app.command("run")
+@_command("run")
 def run(
-    ctx: typer.Context,
     bls_bucket: Annotated[
         str | None,
         typer.Option(
@@ -1122,32 +1028,25 @@ def run(
 
     Example: RQ_CONTACT=me@example.com rq run --bls-bucket my-bls --population-bucket my-pop
     """
-    import dataclasses
-
     from rearcquest.config import Settings
     from rearcquest.pipeline import run_pipeline
     from rearcquest.storage import make_s3_client
 
-    with _errors(ctx):
-        overrides: dict[str, Any] = {
-            "bls_bucket": bls_bucket,
-            "population_bucket": population_bucket,
-            "contact": contact,
-            "user_agent": user_agent,
-        }
-        settings = dataclasses.replace(
-            Settings.from_env(), **{k: v for k, v in overrides.items() if v is not None}
-        )
-        result = run_pipeline(
-            settings, s3_client=make_s3_client(endpoint_url=endpoint_url), reports=reports
-        )
-        _summary(fmt, result.to_dict, lambda: render.pipeline_summary(result))
-        result.raise_for_errors()
+    settings = Settings.from_env().with_options(
+        bls_bucket=bls_bucket,
+        population_bucket=population_bucket,
+        contact=contact,
+        user_agent=user_agent,
+    )
+    result = run_pipeline(
+        settings, s3_client=make_s3_client(endpoint_url=endpoint_url), reports=reports
+    )
+    _summary(fmt, result.to_dict, lambda: render.pipeline_summary(result))
+    result.raise_for_errors()
 
 
-@app.command("demo")
+@_command("demo")
 def demo(
-    ctx: typer.Context,
     endpoint_url: Annotated[
         str | None,
         typer.Option(
@@ -1180,35 +1079,11 @@ def demo(
     from rearcquest.demo import run_demo
 
     def show(title: str, payload: Any) -> None:
-        typer.echo(f"\n== {title}")
-        if payload is None:
-            return
-        if hasattr(payload, "plan"):
-            typer.echo(render.sync_summary(payload))
-        elif hasattr(payload, "written"):
-            typer.echo(render.population_summary(payload))
-        elif hasattr(payload, "reports"):
-            typer.echo(render.to_text(payload, max_rows=10).rstrip())
-        elif isinstance(payload, str):
-            typer.echo(payload)
-        else:
-            _print_json(payload)
+        typer.echo(render.demo_step(title, payload))
 
-    def keep_serving(store: ObjectStore, _bls: Any) -> None:
-        from rearcquest.index import serve as serve_index
-
-        def ready(url: str) -> None:
-            show(f"Browse the demo bucket at {url} (Ctrl-C to stop)", None)
-
-        serve_index(store, port=port, on_ready=ready)
-
-    with _errors(ctx):
-        run_demo(
-            bucket=bucket,
-            endpoint_url=endpoint_url,
-            on_step=show,
-            keep_running=keep_serving if serve else None,
-        )
+    run_demo(
+        bucket=bucket, endpoint_url=endpoint_url, on_step=show, serve_port=port if serve else None
+    )
 
 
 # -- releases and revisions (issue 13) --
@@ -1242,9 +1117,8 @@ SurveyOption = Annotated[
 ]
 
 
-@app.command("releases")
+@_command("releases")
 def releases(
-    ctx: typer.Context,
     bucket: MirrorBucketOption = None,
     survey: SurveyOption = None,
     fmt: Annotated[
@@ -1262,17 +1136,15 @@ def releases(
     from rearcquest.render_vintages import releases_grid, releases_json
     from rearcquest.vintages import list_releases
 
-    with _errors(ctx):
-        found = list_releases(bucket=bucket, prefix=survey, endpoint_url=endpoint_url)
-        if fmt is ReleasesFormat.json:
-            typer.echo(releases_json(found))
-        else:
-            console.print_grids([releases_grid(found)])
+    found = list_releases(bucket=bucket, prefix=survey, endpoint_url=endpoint_url)
+    if fmt is ReleasesFormat.json:
+        typer.echo(releases_json(found))
+    else:
+        console.print_grids([releases_grid(found)])
 
 
-@app.command("revisions")
+@_command("revisions")
 def revisions(
-    ctx: typer.Context,
     from_release: Annotated[
         str,
         typer.Option(
@@ -1318,27 +1190,22 @@ def revisions(
     from rearcquest import render_vintages as out
     from rearcquest.vintages import revisions as compare
 
-    with _errors(ctx):
-        result = compare(
-            from_release=from_release,
-            to_release=to_release,
-            file=file,
-            series=series,
-            bucket=bucket,
-            prefix=survey,
-            endpoint_url=endpoint_url,
-        )
-        if fmt is AnalyzeFormat.json:
-            typer.echo(out.revisions_json(result), nl=False)
-        elif fmt is AnalyzeFormat.csv:
-            typer.echo(out.revisions_csv(result), nl=False)
-        elif fmt is AnalyzeFormat.markdown:
-            typer.echo(out.grids_markdown(out.revisions_grids(result)), nl=False)
-        else:
-            console.print_grids(out.revisions_grids(result))
-        if output is not None:
-            for path in out.write_revisions(result, output):
-                typer.echo(f"wrote {path}", err=True)
+    result = compare(
+        from_release=from_release,
+        to_release=to_release,
+        file=file,
+        series=series,
+        bucket=bucket,
+        prefix=survey,
+        endpoint_url=endpoint_url,
+    )
+    if fmt is AnalyzeFormat.table:
+        console.print_grids(out.revisions_grids(result))
+    else:
+        typer.echo(out.revisions_text(result, fmt.value), nl=False)
+    if output is not None:
+        for path in out.write_revisions(result, output):
+            typer.echo(f"wrote {path}", err=True)
 
 
 def main() -> None:
