@@ -34,6 +34,7 @@ from rearcquest.config import (
     DEFAULT_INDEX_KEY,
     DEFAULT_MAX_DELETE,
     DEFAULT_POPULATION_KEY,
+    DEFAULT_POPULATION_URL,
     DEFAULT_PORT,
     DEFAULT_ROOT_URL,
     DEFAULT_TRANSFERS,
@@ -49,6 +50,11 @@ from rearcquest.tables import DEFAULT_SURVEYS, TABLES_PREFIX
 from rearcquest.vintages import DEFAULT_FILE, DEFAULT_FROM_RELEASE, DEFAULT_TO_RELEASE
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from rearcquest.render import TextTable
+    from rearcquest.render_vintages import Grid
     from rearcquest.storage import ObjectStore
 
 app = typer.Typer(
@@ -71,88 +77,72 @@ class TextOrJson(StrEnum):
     json = "json"
 
 
+def _opt(flag: str, help: str, metavar: str | None = None, **more: Any) -> Any:
+    """``typer.Option(flag, help=..., metavar=..., ...)``: every option here, in one line."""
+    return typer.Option(flag, help=help, metavar=metavar, **more)
+
+
 # Shared options, declared once (STYLE 8).
 EndpointOption = Annotated[
     str | None,
-    typer.Option(
+    _opt(
         "--endpoint-url",
-        metavar="URL",
+        "S3-compatible endpoint (MinIO, SeaweedFS, moto); default: AWS.",
+        "URL",
         envvar="AWS_ENDPOINT_URL",
-        help="S3-compatible endpoint (MinIO, SeaweedFS, moto); default: AWS.",
-        show_default=False,
     ),
 ]
 FormatOption = Annotated[
-    TextOrJson, typer.Option("--format", help="Summary format on stdout.", case_sensitive=False)
+    TextOrJson, _opt("--format", "Summary format on stdout.", case_sensitive=False)
 ]
-BlsBucketOption = Annotated[
-    str,
-    typer.Option(
-        "--bucket",
-        metavar="BUCKET",
-        envvar="RQ_BLS_BUCKET",
-        help="Bucket of the BLS mirror.",
-        show_default=False,
-    ),
-]
+_BLS_BUCKET = _opt("--bucket", "Bucket of the BLS mirror.", "BUCKET", envvar="RQ_BLS_BUCKET")
+BlsBucketOption = Annotated[str, _BLS_BUCKET]
+MirrorBucketOption = Annotated[str | None, _BLS_BUCKET]  # None: the library's default
 RootUrlOption = Annotated[
     str,
-    typer.Option(
-        "--root-url", metavar="URL", envvar="RQ_BLS_ROOT_URL", help="Root listing the surveys."
-    ),
+    _opt("--root-url", "Root listing the surveys.", "URL", envvar="RQ_BLS_ROOT_URL"),
 ]
 RootPrefixOption = Annotated[
     str,
-    typer.Option(
+    _opt(
         "--root-prefix",
-        metavar="PREFIX",
+        "Key prefix the survey mirrors are under (default: bucket root).",
+        "PREFIX",
         envvar="RQ_BLS_ROOT_PREFIX",
-        help="Key prefix the survey mirrors are under (default: bucket root).",
     ),
 ]
 MaxRpsOption = Annotated[
     float | None,
-    typer.Option(
+    _opt(
         "--max-rps",
-        metavar="R",
+        "Highest request rate to the source, summed over every survey and transfer; "
+        f"default {POLITE_RPS:g}/s for bls.gov, 0 = unlimited.",
+        "R",
         envvar="RQ_MAX_RPS",
         min=0,
-        help="Highest request rate to the source, summed over every survey and transfer; "
-        f"default {POLITE_RPS:g}/s for bls.gov, 0 = unlimited.",
-        show_default=False,
     ),
 ]
-IndexKeyOption = Annotated[
-    str, typer.Option("--index-key", metavar="KEY", help="Key of the static index page.")
-]
+IndexKeyOption = Annotated[str, _opt("--index-key", "Key of the static index page.", "KEY")]
 PortOption = Annotated[
     int,
-    typer.Option(
-        "--port",
-        metavar="PORT",
-        min=0,
-        max=65535,
-        help="Port of the index page; 0 picks a free one.",
-    ),
+    _opt("--port", "Port of the index page; 0 picks a free one.", "PORT", min=0, max=65535),
 ]
 ContactOption = Annotated[
     str | None,
-    typer.Option(
+    _opt(
         "--contact",
-        metavar="EMAIL",
+        "Your e-mail, sent in the User-Agent (BLS refuses requests without one).",
+        "EMAIL",
         envvar="RQ_CONTACT",
-        help="Your e-mail, sent in the User-Agent (BLS refuses requests without one).",
-        show_default=False,
     ),
 ]
 UserAgentOption = Annotated[
     str | None,
-    typer.Option(
+    _opt(
         "--user-agent",
-        metavar="UA",
+        "A complete User-Agent instead of one built from --contact.",
+        "UA",
         envvar="RQ_USER_AGENT",
-        help="A complete User-Agent instead of one built from --contact.",
-        show_default=False,
     ),
 ]
 
@@ -182,9 +172,7 @@ def _main(
     ctx: typer.Context,
     version: Annotated[
         bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Show the version and exit."
-        ),
+        _opt("--version", "Show the version and exit.", callback=_version, is_eager=True),
     ] = False,
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv for debug).")
@@ -254,6 +242,11 @@ def _given(ctx: typer.Context) -> set[str]:
     return {flag for flag, source in sources.items() if source and source.name == "COMMANDLINE"}
 
 
+def _options(ctx: typer.Context, *cli_only: str) -> dict[str, Any]:
+    """The command's parameters by name, but for ``cli_only`` (those the CLI uses itself)."""
+    return {name: value for name, value in ctx.params.items() if name not in cli_only}
+
+
 def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = None) -> ObjectStore:
     from rearcquest.storage import ObjectStore, make_s3_client
 
@@ -273,145 +266,120 @@ def sync_bls(
     bucket: BlsBucketOption,
     prefix: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--prefix",
-            metavar="PREFIX",
+            "Key prefix; default the directory name plus '/' (e.g. 'pr/'); '' for the root.",
+            "PREFIX",
             envvar="RQ_BLS_PREFIX",
-            help="Key prefix; default the directory name plus '/' (e.g. 'pr/'); '' for the root.",
-            show_default=False,
         ),
     ] = None,
     source_url: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--source-url",
-            metavar="URL",
+            f"One BLS directory to mirror [default: {DEFAULT_BLS_URL}]; not with --survey.",
+            "URL",
             envvar="RQ_BLS_URL",
-            help=f"One BLS directory to mirror [default: {DEFAULT_BLS_URL}]; not with --survey.",
-            show_default=False,
         ),
     ] = None,
     survey: Annotated[
         list[str] | None,
-        typer.Option(
+        _opt(
             "--survey",
-            metavar="NAMES",
-            help="Surveys of --root-url to mirror, each to <root prefix><survey>/: 'pr,cu,ce' "
+            "Surveys of --root-url to mirror, each to <root prefix><survey>/: 'pr,cu,ce' "
             "(repeatable) or 'all' for every directory the root lists.",
-            show_default=False,
+            "NAMES",
         ),
     ] = None,
     root_url: RootUrlOption = DEFAULT_ROOT_URL,
     root_prefix: RootPrefixOption = "",
     parallel: Annotated[
         int,
-        typer.Option(
+        _opt(
             "--parallel",
-            metavar="N",
+            "With --survey: surveys synced at once (--max-rps caps them all together).",
+            "N",
             min=1,
             max=64,
-            help="With --survey: surveys synced at once (--max-rps caps them all together).",
         ),
     ] = DEFAULT_PARALLEL,
     contact: ContactOption = None,
     user_agent: UserAgentOption = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan (with reasons); change nothing.")
+        bool, _opt("--dry-run", "Print the plan (with reasons); change nothing.")
     ] = False,
     no_delete: Annotated[
-        bool, typer.Option("--no-delete", help="Keep objects whose file left the listing.")
+        bool, _opt("--no-delete", "Keep objects whose file left the listing.")
     ] = False,
     max_delete: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--max-delete",
-            metavar="N|P%",
-            help="Stop with exit code 4, deleting nothing, rather than delete more than N objects "
+            "Stop with exit code 4, deleting nothing, rather than delete more than N objects "
             f"or P% of the mirrored files. Default: {DEFAULT_MAX_DELETE}, half, or any file "
             "when at most one "
             "would remain.",
-            show_default=False,
+            "N|P%",
         ),
     ] = None,
     include: Annotated[
         list[str] | None,
-        typer.Option(
-            "--include",
-            metavar="GLOB",
-            help="Only files matching this glob (repeatable).",
-            show_default=False,
-        ),
+        _opt("--include", "Only files matching this glob (repeatable).", "GLOB"),
     ] = None,
     exclude: Annotated[
         list[str] | None,
-        typer.Option(
-            "--exclude",
-            metavar="GLOB",
-            help="Never fetch or delete files matching this glob (repeatable).",
-            show_default=False,
-        ),
+        _opt("--exclude", "Never fetch or delete files matching this glob (repeatable).", "GLOB"),
     ] = None,
     transfers: Annotated[
         int,
-        typer.Option(
-            "--transfers",
-            metavar="N",
-            min=1,
-            max=64,
-            help="Downloads at once; as many uploads run beside them.",
+        _opt(
+            "--transfers", "Downloads at once; as many uploads run beside them.", "N", min=1, max=64
         ),
     ] = DEFAULT_TRANSFERS,
     max_rps: MaxRpsOption = None,
     retries: Annotated[
         int,
-        typer.Option(
-            "--retries",
-            metavar="N",
-            min=1,
-            max=20,
-            help="Attempts per request (429, 5xx, network).",
-        ),
+        _opt("--retries", "Attempts per request (429, 5xx, network).", "N", min=1, max=20),
     ] = DEFAULT_ATTEMPTS,
     write_index: Annotated[
         bool,
-        typer.Option(
+        _opt(
             "--write-index",
-            help="Also keep a static index.html of the mirror in the bucket (see serve-index).",
+            "Also keep a static index.html of the mirror in the bucket (see serve-index).",
         ),
     ] = False,
     index_key: IndexKeyOption = DEFAULT_INDEX_KEY,
     state_key: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--state-key",
-            metavar="KEY",
-            help=f"Key of the sync state, outside the mirror; default {STATE_PREFIX}<prefix>.json.",
-            show_default=False,
+            f"Key of the sync state, outside the mirror; default {STATE_PREFIX}<prefix>.json.",
+            "KEY",
         ),
     ] = None,
     wait: Annotated[
         float,
-        typer.Option(
+        _opt(
             "--wait",
-            metavar="SECONDS",
+            "Wait this long for another sync of the mirror to finish (default: exit 5 at once).",
+            "SECONDS",
             min=0,
-            help="Wait this long for another sync of the mirror to finish (default: exit 5 at once).",
         ),
     ] = 0,
     no_lock: Annotated[
         bool,
-        typer.Option(
+        _opt(
             "--no-lock",
-            help="Take no lease on the mirror (for endpoints that ignore conditional writes).",
+            "Take no lease on the mirror (for endpoints that ignore conditional writes).",
         ),
     ] = False,
-    keep_vintages: Annotated[
+    vintages: Annotated[
         bool,
-        typer.Option(
+        _opt(
             "--vintages",
-            envvar="RQ_VINTAGES",
-            help="Require a versioned bucket, so every release stays readable (rq releases, "
+            "Require a versioned bucket, so every release stays readable (rq releases, "
             "analyze --as-of, revisions); exit 2 when versioning is off.",
+            envvar="RQ_VINTAGES",
         ),
     ] = False,
     endpoint_url: EndpointOption = None,
@@ -431,41 +399,17 @@ def sync_bls(
     """
     from rearcquest.pipeline import SyncRequest
 
-    request = SyncRequest.from_options(
-        survey=survey,
-        root_url=root_url,
-        root_prefix=root_prefix,
-        parallel=parallel,
-        source_url=source_url,
-        prefix=prefix,
-        state_key=state_key,
-        write_index=write_index,
-        index_key=index_key,
-        transfers=transfers,
-        retries=retries,
-        contact=contact,
-        user_agent=user_agent,
-        dry_run=dry_run,
-        delete=not no_delete,
-        max_delete=max_delete,
-        include=include or (),
-        exclude=exclude or (),
-        max_rps=max_rps,
-        lock=not no_lock,
-        wait=wait,
-        vintages=keep_vintages,
-    )
+    # Every other option goes to the request as the command line names it.
+    request = SyncRequest.from_options(**_options(ctx, "bucket", "endpoint_url", "fmt"))
     store = _store(bucket, endpoint_url, connections=request.connections)
+    quiet = _verbosity(ctx).quiet
     if request.many:
-        with console.survey_progress(_verbosity(ctx).quiet, request.survey_count) as (
-            on_each,
-            on_survey,
-        ):
+        with console.survey_progress(quiet, request.survey_count) as (on_each, on_survey):
             many = request.sync_many(store, on_progress=on_each, on_survey=on_survey)
         _summary(fmt, many.to_dict, lambda: render.surveys_summary(many))
         many.raise_for_errors()
         return
-    with console.sync_progress(_verbosity(ctx).quiet, "syncing") as on_progress:
+    with console.sync_progress(quiet, "syncing") as on_progress:
         result = request.sync_one(store, on_progress=on_progress)
     _summary(fmt, result.to_dict, lambda: render.sync_summary(result))
     result.raise_for_errors()
@@ -476,11 +420,10 @@ def surveys(
     root_url: RootUrlOption = DEFAULT_ROOT_URL,
     bucket: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--bucket",
-            metavar="BUCKET",
-            help="Also say which surveys this bucket mirrors and when each was last synced.",
-            show_default=False,
+            "Also say which surveys this bucket mirrors and when each was last synced.",
+            "BUCKET",
         ),
     ] = None,
     root_prefix: RootPrefixOption = "",
@@ -522,37 +465,34 @@ def surveys(
 def fetch_population(
     bucket: Annotated[
         str,
-        typer.Option(
+        _opt(
             "--bucket",
-            metavar="BUCKET",
+            "Bucket to store the population JSON in.",
+            "BUCKET",
             envvar="RQ_POPULATION_BUCKET",
-            help="Bucket to store the population JSON in.",
-            show_default=False,
         ),
     ],
     key: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--key",
-            metavar="KEY",
+            "Object key.",
+            "KEY",
             envvar="RQ_POPULATION_KEY",
-            help="Object key.",
-            show_default="datausa/population.json",
+            show_default=DEFAULT_POPULATION_KEY,
         ),
     ] = None,
     url: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--url",
-            metavar="URL",
+            "DataUSA API URL: tesseract, or the old https://datausa.io/api/data?... endpoint.",
+            "URL",
             envvar="RQ_POPULATION_URL",
-            help="DataUSA API URL: tesseract, or the old https://datausa.io/api/data?... endpoint.",
             show_default="the DataUSA tesseract API, ACS 1-year, Nation by Year",
         ),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Write even when the data is unchanged.")
-    ] = False,
+    force: Annotated[bool, _opt("--force", "Write even when the data is unchanged.")] = False,
     contact: ContactOption = None,
     user_agent: UserAgentOption = None,
     endpoint_url: EndpointOption = None,
@@ -567,7 +507,6 @@ def fetch_population(
 
     Example: rq fetch-population --bucket my-bucket --format json
     """
-    from rearcquest.config import DEFAULT_POPULATION_KEY, DEFAULT_POPULATION_URL
     from rearcquest.population import fetch_population as run_fetch
 
     result = run_fetch(
@@ -603,7 +542,7 @@ class AnalyzeFormat(StrEnum):
 
 
 TableFormatOption = Annotated[
-    AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
+    AnalyzeFormat, _opt("--format", "Output on stdout.", case_sensitive=False)
 ]
 
 
@@ -617,97 +556,105 @@ class AnalyzeFrom(StrEnum):
 
 TablesPrefixOption = Annotated[
     str,
-    typer.Option(
+    _opt(
         "--tables-prefix",
-        metavar="PREFIX",
-        help="Key prefix of the Parquet tables (rq tables), in the bucket of the mirror.",
+        "Key prefix of the Parquet tables (rq tables), in the bucket of the mirror.",
+        "PREFIX",
     ),
 ]
 
 
+def _report(
+    fmt: AnalyzeFormat,
+    output: str | None,
+    *,
+    grids: Callable[[], Sequence[TextTable | Grid]],
+    text: Callable[[str], str],
+    write: Callable[[str], Sequence[Path]],
+) -> None:
+    """Print a report as rich tables (``grids()``) or in a text format (``text(fmt)``); then
+    write its files into ``output`` (``write(output)``), naming each on stderr."""
+    if fmt is AnalyzeFormat.table:
+        console.print_grids(grids())
+    else:
+        typer.echo(text(fmt.value), nl=False)
+    for path in write(output) if output is not None else ():
+        typer.echo(f"wrote {path}", err=True)
+
+
 @_command("analyze")
 def analyze(
+    ctx: typer.Context,
     report: Annotated[
-        AnalyzeReport, typer.Option("--report", case_sensitive=False, help="Which report to run.")
+        AnalyzeReport, _opt("--report", "Which report to run.", case_sensitive=False)
     ] = AnalyzeReport.all,
     bls: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--bls",
-            metavar="PATH_OR_S3_URL",
-            help="BLS data file.",
+            "BLS data file.",
+            "PATH_OR_S3_URL",
             show_default="s3://$RQ_BLS_BUCKET/pr/pr.data.0.Current",
         ),
     ] = None,
     population: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--population",
-            metavar="PATH_OR_S3_URL",
-            help="Stored DataUSA population JSON (either API shape).",
+            "Stored DataUSA population JSON (either API shape).",
+            "PATH_OR_S3_URL",
             show_default=f"s3://$RQ_POPULATION_BUCKET/{DEFAULT_POPULATION_KEY}",
         ),
     ] = None,
     from_year: Annotated[
         int,
-        typer.Option("--from-year", metavar="YEAR", help="First year of the population report."),
+        _opt("--from-year", "First year of the population report.", "YEAR"),
     ] = DEFAULT_FROM_YEAR,
     to_year: Annotated[
         int,
-        typer.Option(
-            "--to-year", metavar="YEAR", help="Last year of the population report (inclusive)."
-        ),
+        _opt("--to-year", "Last year of the population report (inclusive).", "YEAR"),
     ] = DEFAULT_TO_YEAR,
-    series: Annotated[
-        str,
-        typer.Option(
-            "--series", metavar="SERIES_ID", help="Series of the series-population report."
-        ),
+    series_id: Annotated[
+        str, _opt("--series", "Series of the series-population report.", "SERIES_ID")
     ] = DEFAULT_SERIES,
     period: Annotated[
         str,
-        typer.Option("--period", metavar="PERIOD", help="Period of the series-population report."),
+        _opt("--period", "Period of the series-population report.", "PERIOD"),
     ] = DEFAULT_PERIOD,
     include_annual: Annotated[
         bool,
-        typer.Option(
-            "--include-annual", help="best-year: add Q05 (annual average) to the quarter sums."
-        ),
+        _opt("--include-annual", "best-year: add Q05 (annual average) to the quarter sums."),
     ] = False,
     all_years: Annotated[
         bool,
-        typer.Option(
-            "--all-years", help="series-population: keep years without population (empty)."
-        ),
+        _opt("--all-years", "series-population: keep years without population (empty)."),
     ] = False,
     fmt: TableFormatOption = AnalyzeFormat.table,
     output: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--output",
-            metavar="DIR",
-            help="Also write each report as CSV and Parquet, and PNG charts, into DIR.",
-            show_default=False,
+            "Also write each report as CSV and Parquet, and PNG charts, into DIR.",
+            "DIR",
         ),
     ] = None,
     source: Annotated[
         AnalyzeFrom,
-        typer.Option(
+        _opt(
             "--from",
-            case_sensitive=False,
-            help="Read the BLS rows from the Parquet tables (rq tables), the text file, or the "
+            "Read the BLS rows from the Parquet tables (rq tables), the text file, or the "
             "tables when present and current, else the text (auto).",
+            case_sensitive=False,
         ),
     ] = AnalyzeFrom.auto,
     tables_prefix: TablesPrefixOption = TABLES_PREFIX,
     as_of: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--as-of",
-            metavar="DATE|RELEASE",
-            help="Read the BLS file as it was in the latest release on or before this date "
+            "Read the BLS file as it was in the latest release on or before this date "
             "(YYYY-MM-DD), or in this release stamp (see rq releases); population stays current.",
-            show_default=False,
+            "DATE|RELEASE",
         ),
     ] = None,
     endpoint_url: EndpointOption = None,
@@ -724,30 +671,16 @@ def analyze(
     """
     from rearcquest.vintages import analyze_at
 
-    result = analyze_at(
-        as_of,
-        report=report.value,
-        source=source.value,
-        tables_prefix=tables_prefix,
-        bls=bls,
-        population=population,
-        from_year=from_year,
-        to_year=to_year,
-        series_id=series,
-        period=period,
-        include_annual=include_annual,
-        all_years=all_years,
-        endpoint_url=endpoint_url,
-    )
+    result = analyze_at(**_options(ctx, "fmt", "output"))  # the others as named here
     if as_of is not None:
         typer.echo(f"as of release {result.release}: {result.bls_source}", err=True)
-    if fmt is AnalyzeFormat.table:
-        console.print_grids(render.tables(result))
-    else:
-        typer.echo(render.report_text(result, fmt.value), nl=False)
-    if output is not None:
-        for path in render.write_outputs(result, output):
-            typer.echo(f"wrote {path}", err=True)
+    _report(
+        fmt,
+        output,
+        grids=lambda: render.tables(result),
+        text=lambda fmt: render.report_text(result, fmt),
+        write=lambda directory: render.write_outputs(result, directory),
+    )
 
 
 # -- tables and sql (issue 12) --
@@ -757,35 +690,32 @@ def analyze(
 def tables(
     survey: Annotated[
         str,
-        typer.Option(
+        _opt(
             "--survey",
-            metavar="S,...|all",
-            help="Surveys to build, comma-separated, or all: every mirrored <survey>/ prefix.",
+            "Surveys to build, comma-separated, or all: every mirrored <survey>/ prefix.",
+            "S,...|all",
         ),
     ] = ",".join(DEFAULT_SURVEYS),
     bucket: BlsBucketOption = "",
     tables_prefix: TablesPrefixOption = TABLES_PREFIX,
     population: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--population",
-            metavar="S3_URL",
-            help="Stored DataUSA answer for the population table.",
-            show_default="s3://$RQ_POPULATION_BUCKET/datausa/population.json, else the same key "
+            "Stored DataUSA answer for the population table.",
+            "S3_URL",
+            show_default=f"s3://$RQ_POPULATION_BUCKET/{DEFAULT_POPULATION_KEY}, else the same key "
             "in --bucket",
         ),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Rebuild every table, changed or not.")
-    ] = False,
+    force: Annotated[bool, _opt("--force", "Rebuild every table, changed or not.")] = False,
     as_of: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--as-of",
-            metavar="DATE|RELEASE",
-            help="Build the tables of the latest release on or before this date, under "
+            "Build the tables of the latest release on or before this date, under "
             "<prefix>as-of/<release>/ (population: the current table).",
-            show_default=False,
+            "DATE|RELEASE",
         ),
     ] = None,
     endpoint_url: EndpointOption = None,
@@ -840,31 +770,29 @@ def sql(
     ] = None,
     named: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--named",
-            metavar="NAME",
-            help="Run a report's named query instead: population, best_year, series_population.",
-            show_default=False,
+            "Run a report's named query instead: population, best_year, series_population.",
+            "NAME",
         ),
     ] = None,
     location: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--tables",
-            metavar="DIR_OR_S3_URL",
-            help="The tables: a local directory or an s3://bucket/prefix/.",
-            show_default="s3://$RQ_BLS_BUCKET/tables/",
+            "The tables: a local directory or an s3://bucket/prefix/.",
+            "DIR_OR_S3_URL",
+            show_default=f"s3://$RQ_BLS_BUCKET/{TABLES_PREFIX}",
         ),
     ] = None,
     fmt: TableFormatOption = AnalyzeFormat.table,
     as_of: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--as-of",
-            metavar="DATE|RELEASE",
-            help="Query the tables of the latest release on or before this date, built from the "
+            "Query the tables of the latest release on or before this date, built from the "
             "release's file versions (population: the current table).",
-            show_default=False,
+            "DATE|RELEASE",
         ),
     ] = None,
     endpoint_url: EndpointOption = None,
@@ -895,57 +823,47 @@ def serve_index(
     bucket: BlsBucketOption,
     prefix: Annotated[
         str,
-        typer.Option(
-            "--prefix",
-            metavar="PREFIX",
-            help="Show and serve only keys under this prefix; '' = all.",
-        ),
+        _opt("--prefix", "Show and serve only keys under this prefix; '' = all.", "PREFIX"),
     ] = "",
     host: Annotated[
         str,
-        typer.Option(
-            "--host",
-            metavar="HOST",
-            help="Address to listen on; 0.0.0.0 opens it to the network (use --token).",
+        _opt(
+            "--host", "Address to listen on; 0.0.0.0 opens it to the network (use --token).", "HOST"
         ),
     ] = DEFAULT_HOST,
     port: PortOption = DEFAULT_PORT,
     token: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--token",
-            metavar="TOKEN",
-            envvar="RQ_INDEX_TOKEN",
-            help="Require this token (16+ characters) on every request: bearer header, or cookie "
+            "Require this token (16+ characters) on every request: bearer header, or cookie "
             "set by ?token=. 'auto' generates one and prints the link.",
-            show_default=False,
+            "TOKEN",
+            envvar="RQ_INDEX_TOKEN",
         ),
     ] = None,
     write_static: Annotated[
         bool,
-        typer.Option(
-            "--write-static", help="Write a static index.html into the bucket instead of serving."
-        ),
+        _opt("--write-static", "Write a static index.html into the bucket instead of serving."),
     ] = False,
     index_key: IndexKeyOption = DEFAULT_INDEX_KEY,
     presign: Annotated[
         int | None,
-        typer.Option(
+        _opt(
             "--presign",
+            "With --write-static: presign every link (and print a share URL) for SECONDS.",
+            "SECONDS",
             min=1,
             max=MAX_PRESIGN_SECONDS,
-            metavar="SECONDS",
-            help="With --write-static: presign every link (and print a share URL) for SECONDS.",
-            show_default=False,
         ),
     ] = None,
     cache_seconds: Annotated[
         float,
-        typer.Option(
+        _opt(
             "--cache-seconds",
-            metavar="SECONDS",
+            "Reuse a folder's listing this long; 0 = every request.",
+            "SECONDS",
             min=0,
-            help="Reuse a folder's listing this long; 0 = every request.",
         ),
     ] = DEFAULT_CACHE_SECONDS,
     endpoint_url: EndpointOption = None,
@@ -994,28 +912,21 @@ def serve_index(
 def run(
     bls_bucket: Annotated[
         str | None,
-        typer.Option(
-            "--bls-bucket",
-            metavar="BUCKET",
-            envvar="RQ_BLS_BUCKET",
-            help="Bucket of the BLS mirror.",
-            show_default=False,
-        ),
+        _opt("--bls-bucket", "Bucket of the BLS mirror.", "BUCKET", envvar="RQ_BLS_BUCKET"),
     ] = None,
     population_bucket: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--population-bucket",
-            metavar="BUCKET",
+            "Bucket of the population JSON.",
+            "BUCKET",
             envvar="RQ_POPULATION_BUCKET",
-            help="Bucket of the population JSON.",
-            show_default=False,
         ),
     ] = None,
     contact: ContactOption = None,
     user_agent: UserAgentOption = None,
     reports: Annotated[
-        bool, typer.Option("--reports", help="Then print the three reports (rq analyze).")
+        bool, _opt("--reports", "Then print the three reports (rq analyze).")
     ] = False,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
@@ -1049,21 +960,16 @@ def run(
 def demo(
     endpoint_url: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--endpoint-url",
-            metavar="URL",
-            help="Use this S3 and SQS endpoint (e.g. a moto server) instead of the embedded one.",
-            show_default=False,
+            "Use this S3 and SQS endpoint (e.g. a moto server) instead of the embedded one.",
+            "URL",
         ),
     ] = None,
-    bucket: Annotated[
-        str, typer.Option("--bucket", metavar="BUCKET", help="Bucket for the demo.")
-    ] = DEMO_BUCKET,
+    bucket: Annotated[str, _opt("--bucket", "Bucket for the demo.", "BUCKET")] = DEMO_BUCKET,
     serve: Annotated[
         bool,
-        typer.Option(
-            "--serve", help="Then keep the index page of the demo bucket up until Ctrl-C."
-        ),
+        _opt("--serve", "Then keep the index page of the demo bucket up until Ctrl-C."),
     ] = False,
     port: PortOption = DEFAULT_PORT,
 ) -> None:
@@ -1096,23 +1002,12 @@ class ReleasesFormat(StrEnum):
     json = "json"
 
 
-MirrorBucketOption = Annotated[
-    str | None,
-    typer.Option(
-        "--bucket",
-        metavar="BUCKET",
-        envvar="RQ_BLS_BUCKET",
-        help="Bucket of the mirror.",
-        show_default=False,
-    ),
-]
 SurveyOption = Annotated[
     str | None,
-    typer.Option(
+    _opt(
         "--survey",
-        metavar="PREFIX",
-        help="The mirror's prefix, one per survey (e.g. 'pr'); default $RQ_BLS_PREFIX or 'pr/'.",
-        show_default=False,
+        "The mirror's prefix, one per survey (e.g. 'pr'); default $RQ_BLS_PREFIX or 'pr/'.",
+        "PREFIX",
     ),
 ]
 
@@ -1122,7 +1017,7 @@ def releases(
     bucket: MirrorBucketOption = None,
     survey: SurveyOption = None,
     fmt: Annotated[
-        ReleasesFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
+        ReleasesFormat, _opt("--format", "Output on stdout.", case_sensitive=False)
     ] = ReleasesFormat.table,
     endpoint_url: EndpointOption = None,
 ) -> None:
@@ -1145,37 +1040,33 @@ def releases(
 
 @_command("revisions")
 def revisions(
+    ctx: typer.Context,
     from_release: Annotated[
         str,
-        typer.Option(
+        _opt(
             "--from",
-            metavar="DATE|RELEASE",
-            help="The older release: a date, a release stamp, 'previous' or 'latest'.",
+            "The older release: a date, a release stamp, 'previous' or 'latest'.",
+            "DATE|RELEASE",
         ),
     ] = DEFAULT_FROM_RELEASE,
     to_release: Annotated[
         str,
-        typer.Option("--to", metavar="DATE|RELEASE", help="The newer release."),
+        _opt("--to", "The newer release.", "DATE|RELEASE"),
     ] = DEFAULT_TO_RELEASE,
-    file: Annotated[
-        str, typer.Option("--file", metavar="NAME", help="The data file to compare.")
-    ] = DEFAULT_FILE,
+    file: Annotated[str, _opt("--file", "The data file to compare.", "NAME")] = DEFAULT_FILE,
     series: Annotated[
         str | None,
-        typer.Option(
-            "--series", metavar="GLOB", help="Only series matching this glob.", show_default=False
-        ),
+        _opt("--series", "Only series matching this glob.", "GLOB"),
     ] = None,
     bucket: MirrorBucketOption = None,
-    survey: SurveyOption = None,
+    prefix: SurveyOption = None,
     fmt: TableFormatOption = AnalyzeFormat.table,
     output: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--output",
-            metavar="DIR",
-            help="Also write revisions.csv, summary.csv and a chart of the largest revisions.",
-            show_default=False,
+            "Also write revisions.csv, summary.csv and a chart of the largest revisions.",
+            "DIR",
         ),
     ] = None,
     endpoint_url: EndpointOption = None,
@@ -1190,22 +1081,14 @@ def revisions(
     from rearcquest import render_vintages as out
     from rearcquest.vintages import revisions as compare
 
-    result = compare(
-        from_release=from_release,
-        to_release=to_release,
-        file=file,
-        series=series,
-        bucket=bucket,
-        prefix=survey,
-        endpoint_url=endpoint_url,
+    result = compare(**_options(ctx, "fmt", "output"))  # the others as named here
+    _report(
+        fmt,
+        output,
+        grids=lambda: out.revisions_grids(result),
+        text=lambda fmt: out.revisions_text(result, fmt),
+        write=lambda directory: out.write_revisions(result, directory),
     )
-    if fmt is AnalyzeFormat.table:
-        console.print_grids(out.revisions_grids(result))
-    else:
-        typer.echo(out.revisions_text(result, fmt.value), nl=False)
-    if output is not None:
-        for path in out.write_revisions(result, output):
-            typer.echo(f"wrote {path}", err=True)
 
 
 def main() -> None:

@@ -180,6 +180,10 @@ class SyncRequest:
         index_key: str = DEFAULT_INDEX_KEY,
         transfers: int = DEFAULT_TRANSFERS,
         retries: int | None = None,
+        no_delete: bool = False,
+        no_lock: bool = False,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
         **options: Any,
     ) -> SyncRequest:
         """The request for these options, as ``rq sync-bls`` names them.
@@ -197,8 +201,13 @@ class SyncRequest:
             index_key: where the page goes.
             transfers: files moved at once.
             retries: attempts per request.
+            no_delete: keep objects whose file left the listing.
+            no_lock: take no lease.
+            include: only file names matching one of these globs.
+            exclude: never file names matching one of these globs.
             options: the other keyword arguments :func:`~rearcquest.sync.sync_bls` and
-                :func:`~rearcquest.surveys.sync_surveys` share (contact, dry_run, delete, ...).
+                :func:`~rearcquest.surveys.sync_surveys` share (contact, dry_run, max_delete,
+                wait, vintages, ...).
 
         Raises:
             OptionError: ``survey`` with an option of the single directory.
@@ -214,7 +223,14 @@ class SyncRequest:
         )
 
         parallel = DEFAULT_PARALLEL if parallel is None else parallel
-        shared = {**options, "transfers": transfers}
+        shared = {
+            **options,
+            "transfers": transfers,
+            "delete": not no_delete,
+            "lock": not no_lock,
+            "include": include or (),
+            "exclude": exclude or (),
+        }
         if retries is not None:
             shared["retry"] = RetryPolicy(attempts=retries)
         names = parse_surveys(survey) if survey else None

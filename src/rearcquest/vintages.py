@@ -525,9 +525,10 @@ def analyze_at(
     from rearcquest.analytics import REPORTS
     from rearcquest.tables import analyze
 
-    options["reports"] = REPORTS if report == "all" else (report,)
+    options["reports"] = REPORTS if report == "all" else (str(report),)
     if as_of is None:
-        return analyze(source=cast("AnalyzeSource", source), tables_prefix=tables_prefix, **options)
+        where = cast("AnalyzeSource", str(source))
+        return analyze(source=where, tables_prefix=tables_prefix, **options)
     if source == "tables":
         raise ConfigError("--as-of reads the text file of a release; drop --from tables")
     return analyze_as_of(as_of, **options)
