@@ -228,3 +228,58 @@ def test_rq_run_a_file_failing_mid_stream_fails_one_file_and_the_fetch_still_run
     assert "SlowDown" in doc["sync"]["summary"]["errors"][0]["message"]
     assert len(doc["sync"]["summary"]["added"]) == 11
     assert doc["population"]["error"] is None and doc["population"]["summary"]["written"]
+
+
+# -- rq sync-bls's options, decided without the CLI --
+
+
+@pytest.mark.parametrize(
+    ("options", "refused"),
+    [
+        ({"source_url": "http://127.0.0.1:9/pr/"}, "--source-url/RQ_BLS_URL"),
+        ({"prefix": ""}, "--prefix/RQ_BLS_PREFIX"),
+        ({"state_key": "s.json", "write_index": True}, "--state-key, --write-index"),
+    ],
+    ids=["source-url", "empty-prefix", "state-key-and-index"],
+)
+def test_sync_request_refuses_single_directory_options_with_surveys(
+    options: dict[str, Any], refused: str
+) -> None:
+    from rearcquest.errors import OptionError
+    from rearcquest.pipeline import SyncRequest
+
+    with pytest.raises(OptionError, match="cannot be combined with " + refused) as caught:
+        SyncRequest.from_options(survey=["pr,cu"], **options)
+    assert caught.value.options == "--survey"
+    assert caught.value.exit_code == ConfigError.exit_code
+
+
+def test_sync_request_one_survey_is_its_directory() -> None:
+    from rearcquest.pipeline import SyncRequest
+
+    request = SyncRequest.from_options(
+        survey=["cu"], root_url="http://h/ts", root_prefix="m", parallel=3, transfers=2, retries=7
+    )
+    assert not request.many
+    assert (request.source_url, request.prefix) == ("http://h/ts/cu/", "m/cu/")
+    assert request.connections == 2 * 2 * 3
+    assert request.options["retry"].attempts == 7
+
+
+def test_sync_request_surveys_and_single_directory() -> None:
+    from rearcquest.pipeline import SyncRequest
+
+    many = SyncRequest.from_options(survey=["pr,cu", "pr"], dry_run=True)
+    assert many.many and list(many.surveys or ()) == ["pr", "cu"]
+    assert many.survey_count == 2 and many.options["dry_run"] is True
+    everything = SyncRequest.from_options(survey=["pr", "ALL"])
+    assert everything.many and everything.survey_count is None
+    single = SyncRequest.from_options(write_index=True, index_key="i.html")
+    assert not single.many and single.index_key == "i.html" and single.connections is None
+    assert SyncRequest.from_options(index_key="i.html").index_key is None
+
+
+def test_settings_with_options_keeps_what_was_not_given() -> None:
+    base = Settings(bls_bucket="env-bls", contact="env@example.com")
+    changed = base.with_options(bls_bucket="cli-bls", contact=None)
+    assert (changed.bls_bucket, changed.contact) == ("cli-bls", "env@example.com")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from rearcquest import render
 from rearcquest.render import inventory_summary
 from rearcquest.surveys import SurveyInfo
 
@@ -22,3 +25,47 @@ def test_inventory_summary_with_a_bucket_adds_the_mirror_columns() -> None:
     header, row = inventory_summary(infos, with_bucket=True).splitlines()
     assert header.split()[-2:] == ["mirrored", "synced"]
     assert row.split()[-2:] == ["1", "2026-08-06"]
+
+
+@pytest.mark.parametrize(
+    ("token", "show", "expected"),
+    [
+        (None, False, ["Serving s3://b/p/ at http://h/; press Ctrl-C to stop"]),
+        (
+            "t" * 16,
+            False,
+            ["Serving s3://b/p/ at http://h/ (token required); press Ctrl-C to stop"],
+        ),
+        (
+            "t" * 16,
+            True,
+            [
+                "Serving s3://b/p/ at http://h/ (token required); press Ctrl-C to stop",
+                f"Open http://h/?token={'t' * 16}",
+            ],
+        ),
+    ],
+    ids=["open", "token-kept-secret", "generated-token-shown-once"],
+)
+def test_serving_banner(token: str | None, show: bool, expected: list[str]) -> None:
+    assert (
+        render.serving_banner("s3://b/p/", "http://h/", token, show_token=show).split("\n")
+        == expected
+    )
+
+
+def test_demo_step_shows_text_and_json_payloads() -> None:
+    assert render.demo_step("Title", None) == "\n== Title"
+    assert render.demo_step("Text", "body") == "\n== Text\nbody"
+    assert render.demo_step("Doc", {"a": 1}) == '\n== Doc\n{\n  "a": 1\n}'
+
+
+def test_tables_as_of_summary_lists_each_table() -> None:
+    from rearcquest.render_vintages import tables_as_of_doc, tables_as_of_summary
+
+    written = ["s3://b/tables/as-of/r/pr/series.parquet", "s3://b/tables/as-of/r/x.parquet"]
+    assert tables_as_of_summary("r", written).split("\n") == [
+        "tables of release r:",
+        *(f"  {url}" for url in written),
+    ]
+    assert tables_as_of_doc("r", tuple(written)) == {"release": "r", "written": written}

@@ -1,6 +1,7 @@
 """The ``rq`` command line: parse the arguments, call one library function, render the result.
 
-This is the only module that imports typer and rich. Results go to stdout, progress and logs to
+This is the only module that imports typer; what it shows people with rich (progress displays,
+report tables) is in :mod:`rearcquest._console`. Results go to stdout, progress and logs to
 stderr. An :class:`~rearcquest.errors.RqError` is caught here, once, and printed as ``Error: ...``
 with the error's exit code; usage errors exit 2 (Typer's default).
 """
@@ -10,15 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from rearcquest import __version__, render
+from rearcquest import _console as console
 from rearcquest.analytics import (
     DEFAULT_FROM_YEAR,
     DEFAULT_PERIOD,
@@ -32,6 +34,7 @@ from rearcquest.config import (
     DEFAULT_INDEX_KEY,
     DEFAULT_MAX_DELETE,
     DEFAULT_POPULATION_KEY,
+    DEFAULT_POPULATION_URL,
     DEFAULT_PORT,
     DEFAULT_ROOT_URL,
     DEFAULT_TRANSFERS,
@@ -39,7 +42,7 @@ from rearcquest.config import (
     MAX_PRESIGN_SECONDS,
     POLITE_RPS,
 )
-from rearcquest.errors import ConfigError, RqError
+from rearcquest.errors import OptionError, RqError
 from rearcquest.layout import STATE_PREFIX
 from rearcquest.sources._http import DEFAULT_ATTEMPTS
 from rearcquest.surveys import DEFAULT_PARALLEL
@@ -48,14 +51,11 @@ from rearcquest.vintages import DEFAULT_FILE, DEFAULT_FROM_RELEASE, DEFAULT_TO_R
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
     from rearcquest.render import TextTable
     from rearcquest.render_vintages import Grid
     from rearcquest.storage import ObjectStore
-    from rearcquest.surveys import SurveyOutcome
-    from rearcquest.sync import Progress as SyncProgress
-
-T = TypeVar("T")
 
 app = typer.Typer(
     name="rq",
@@ -77,98 +77,82 @@ class TextOrJson(StrEnum):
     json = "json"
 
 
+def _opt(flag: str, help: str, metavar: str | None = None, **more: Any) -> Any:
+    """``typer.Option(flag, help=..., metavar=..., ...)``: every option here, in one line."""
+    return typer.Option(flag, help=help, metavar=metavar, **more)
+
+
 # Shared options, declared once (STYLE 8).
 EndpointOption = Annotated[
     str | None,
-    typer.Option(
+    _opt(
         "--endpoint-url",
-        metavar="URL",
+        "S3-compatible endpoint (MinIO, SeaweedFS, moto); default: AWS.",
+        "URL",
         envvar="AWS_ENDPOINT_URL",
-        help="S3-compatible endpoint (MinIO, SeaweedFS, moto); default: AWS.",
-        show_default=False,
     ),
 ]
 FormatOption = Annotated[
-    TextOrJson, typer.Option("--format", help="Summary format on stdout.", case_sensitive=False)
+    TextOrJson, _opt("--format", "Summary format on stdout.", case_sensitive=False)
 ]
-BlsBucketOption = Annotated[
-    str,
-    typer.Option(
-        "--bucket",
-        metavar="BUCKET",
-        envvar="RQ_BLS_BUCKET",
-        help="Bucket of the BLS mirror.",
-        show_default=False,
-    ),
-]
+_BLS_BUCKET = _opt("--bucket", "Bucket of the BLS mirror.", "BUCKET", envvar="RQ_BLS_BUCKET")
+BlsBucketOption = Annotated[str, _BLS_BUCKET]
+MirrorBucketOption = Annotated[str | None, _BLS_BUCKET]  # None: the library's default
 RootUrlOption = Annotated[
     str,
-    typer.Option(
-        "--root-url", metavar="URL", envvar="RQ_BLS_ROOT_URL", help="Root listing the surveys."
-    ),
+    _opt("--root-url", "Root listing the surveys.", "URL", envvar="RQ_BLS_ROOT_URL"),
 ]
 RootPrefixOption = Annotated[
     str,
-    typer.Option(
+    _opt(
         "--root-prefix",
-        metavar="PREFIX",
+        "Key prefix the survey mirrors are under (default: bucket root).",
+        "PREFIX",
         envvar="RQ_BLS_ROOT_PREFIX",
-        help="Key prefix the survey mirrors are under (default: bucket root).",
     ),
 ]
 TablesPrefixOption = Annotated[
     str | None,
-    typer.Option(
+    _opt(
         "--tables-prefix",
-        metavar="PREFIX",
+        "Key prefix of the Parquet tables (rq tables), in the bucket of the mirror.",
+        "PREFIX",
         envvar="RQ_TABLES_PREFIX",
-        help="Key prefix of the Parquet tables (rq tables), in the bucket of the mirror.",
         show_default="<root prefix>tables/",
     ),
 ]
 MaxRpsOption = Annotated[
     float | None,
-    typer.Option(
+    _opt(
         "--max-rps",
-        metavar="R",
+        "Highest request rate to the source, summed over every survey and transfer; "
+        f"default {POLITE_RPS:g}/s for bls.gov, 0 = unlimited.",
+        "R",
         envvar="RQ_MAX_RPS",
         min=0,
-        help="Highest request rate to the source, summed over every survey and transfer; "
-        f"default {POLITE_RPS:g}/s for bls.gov, 0 = unlimited.",
-        show_default=False,
     ),
 ]
-IndexKeyOption = Annotated[
-    str, typer.Option("--index-key", metavar="KEY", help="Key of the static index page.")
-]
+IndexKeyOption = Annotated[str, _opt("--index-key", "Key of the static index page.", "KEY")]
 PortOption = Annotated[
     int,
-    typer.Option(
-        "--port",
-        metavar="PORT",
-        min=0,
-        max=65535,
-        help="Port of the index page; 0 picks a free one.",
-    ),
+    _opt("--port", "Port of the index page; 0 picks a free one.", "PORT", min=0, max=65535),
 ]
 ContactOption = Annotated[
     str | None,
-    typer.Option(
+    _opt(
         "--contact",
-        metavar="EMAIL",
+        "Your e-mail, sent in the User-Agent (BLS refuses requests without one).",
+        "EMAIL",
         envvar="RQ_CONTACT",
-        help="Your e-mail, sent in the User-Agent (BLS refuses requests without one).",
-        show_default=False,
     ),
 ]
 UserAgentOption = Annotated[
     str | None,
-    typer.Option(
+    _opt(
         "--user-agent",
-        metavar="UA",
+        "A complete User-Agent instead of one built from --contact.",
+        "UA",
         envvar="RQ_USER_AGENT",
-        help="A complete User-Agent instead of one built from --contact.",
-        show_default=False,
     ),
 ]
 
@@ -198,9 +182,7 @@ def _main(
     ctx: typer.Context,
     version: Annotated[
         bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Show the version and exit."
-        ),
+        _opt("--version", "Show the version and exit.", callback=_version, is_eager=True),
     ] = False,
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv for debug).")
@@ -239,20 +221,40 @@ def _configure_logging(level: int) -> None:
     root.propagate = False
 
 
-def _fail(ctx: typer.Context, exc: RqError) -> NoReturn:
-    typer.echo(f"Error: {exc}", err=True)
-    if _verbosity(ctx).verbose and exc.__cause__ is not None:
-        typer.echo(f"  caused by {type(exc.__cause__).__name__}: {exc.__cause__}", err=True)
-    raise typer.Exit(exc.exit_code)
+class _Command(TyperCommand):
+    """A command whose :class:`RqError` is printed once, as ``Error: ...`` with its exit code.
+
+    An :class:`OptionError` (options that cannot go together) is Typer's usage error instead:
+    the usage line, then ``Invalid value for <options>: ...``, exit 2.
+    """
+
+    def invoke(self, ctx: Any) -> Any:  # Any: typer's own (vendored) click.Context
+        try:
+            return super().invoke(ctx)
+        except OptionError as exc:
+            raise typer.BadParameter(str(exc), ctx=ctx, param_hint=exc.options) from exc
+        except RqError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            if _verbosity(ctx).verbose and exc.__cause__ is not None:
+                cause = exc.__cause__
+                typer.echo(f"  caused by {type(cause).__name__}: {cause}", err=True)
+            raise typer.Exit(exc.exit_code) from None
 
 
-@contextmanager
-def _errors(ctx: typer.Context) -> Iterator[None]:
-    """Turn an RqError into ``Error: ...`` and its exit code."""
-    try:
-        yield
-    except RqError as exc:
-        _fail(ctx, exc)
+def _command(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``app.command(name)``, reporting errors as :class:`_Command` does."""
+    return app.command(name, cls=_Command)
+
+
+def _given(ctx: typer.Context) -> set[str]:
+    """The options given on the command line (not defaults or env vars), as written there."""
+    sources = {p.opts[0]: ctx.get_parameter_source(p.name or "") for p in ctx.command.params}
+    return {flag for flag, source in sources.items() if source and source.name == "COMMANDLINE"}
+
+
+def _options(ctx: typer.Context, *cli_only: str) -> dict[str, Any]:
+    """The command's parameters by name, but for ``cli_only`` (those the CLI uses itself)."""
+    return {name: value for name, value in ctx.params.items() if name not in cli_only}
 
 
 def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = None) -> ObjectStore:
@@ -263,223 +265,97 @@ def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = N
     )
 
 
-def _on_command_line(ctx: typer.Context, name: str) -> bool:
-    """Tell whether the option ``name`` was given on the command line (not a default or env var)."""
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name == "COMMANDLINE"
-
-
-def _print_json(doc: Any) -> None:
-    typer.echo(json.dumps(doc, indent=2, default=str))
-
-
 def _summary(fmt: TextOrJson, doc: Callable[[], Any], text: Callable[[], str]) -> None:
     """Print a command's summary on stdout: ``doc()`` as JSON, or the ``text()`` for people."""
     typer.echo(json.dumps(doc(), indent=2, default=str) if fmt is TextOrJson.json else text())
 
 
-@contextmanager
-def _progress(
-    ctx: typer.Context, description: str
-) -> Iterator[Callable[[SyncProgress], None] | None]:
-    """A rich progress display on stderr when it is a terminal; yields the callback or None."""
-    if _verbosity(ctx).quiet or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task(description, total=None)
-    counts = {"done": 0, "files": 0}
-
-    def callback(event: SyncProgress) -> None:
-        if event.kind == "start":
-            counts["files"] = event.files
-            bar.update(task, total=event.total_bytes or None)
-        elif event.kind == "bytes":
-            bar.advance(task, event.nbytes)
-        else:
-            counts["done"] += 1
-        bar.update(task, description=f"{description} {counts['done']}/{counts['files']} files")
-
-    with bar:
-        yield callback
-
-
-@contextmanager
-def _survey_progress(
-    ctx: typer.Context,
-    surveys: int | None,
-) -> Iterator[tuple[Callable[[str, SyncProgress], None], Callable[[SurveyOutcome], None]] | None]:
-    """A rich display of surveys done and bytes moved; yields the two callbacks or None."""
-    if _verbosity(ctx).quiet or not sys.stderr.isatty():
-        yield None
-        return
-    import threading
-
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task("syncing surveys", total=None)
-    lock = threading.Lock()
-    counts = {"done": 0, "bytes": 0}
-
-    def describe() -> str:
-        of = f"/{surveys}" if surveys else ""
-        return f"syncing surveys: {counts['done']}{of} done"
-
-    def on_progress(survey: str, event: SyncProgress) -> None:
-        with lock:
-            if event.kind == "start":
-                counts["bytes"] += event.total_bytes
-                bar.update(task, total=counts["bytes"] or None)
-            elif event.kind == "bytes":
-                bar.advance(task, event.nbytes)
-
-    def on_survey(outcome: SurveyOutcome) -> None:
-        with lock:
-            counts["done"] += 1
-            bar.update(task, description=describe())
-
-    bar.update(task, description=describe())
-    with bar:
-        yield on_progress, on_survey
-
-
-@app.command("sync-bls")
+@_command("sync-bls")
 def sync_bls(
     ctx: typer.Context,
     bucket: BlsBucketOption,
     prefix: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--prefix",
-            metavar="PREFIX",
+            "Key prefix; default the directory name plus '/' (e.g. 'pr/'); '' for the root.",
+            "PREFIX",
             envvar="RQ_BLS_PREFIX",
-            help="Key prefix; default the directory name plus '/' (e.g. 'pr/'); '' for the root.",
-            show_default=False,
         ),
     ] = None,
     source_url: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--source-url",
-            metavar="URL",
+            f"One BLS directory to mirror [default: {DEFAULT_BLS_URL}]; not with --survey.",
+            "URL",
             envvar="RQ_BLS_URL",
-            help=f"One BLS directory to mirror [default: {DEFAULT_BLS_URL}]; not with --survey.",
-            show_default=False,
         ),
     ] = None,
     survey: Annotated[
         list[str] | None,
-        typer.Option(
+        _opt(
             "--survey",
-            metavar="NAMES",
-            help="Surveys of --root-url to mirror, each to <root prefix><survey>/: 'pr,cu,ce' "
+            "Surveys of --root-url to mirror, each to <root prefix><survey>/: 'pr,cu,ce' "
             "(repeatable) or 'all' for every directory the root lists.",
-            show_default=False,
+            "NAMES",
         ),
     ] = None,
     root_url: RootUrlOption = DEFAULT_ROOT_URL,
     root_prefix: RootPrefixOption = "",
     parallel: Annotated[
         int,
-        typer.Option(
+        _opt(
             "--parallel",
-            metavar="N",
+            "With --survey: surveys synced at once (--max-rps caps them all together).",
+            "N",
             min=1,
             max=64,
-            help="With --survey: surveys synced at once (--max-rps caps them all together).",
         ),
     ] = DEFAULT_PARALLEL,
     contact: ContactOption = None,
     user_agent: UserAgentOption = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan (with reasons); change nothing.")
+        bool, _opt("--dry-run", "Print the plan (with reasons); change nothing.")
     ] = False,
     no_delete: Annotated[
-        bool, typer.Option("--no-delete", help="Keep objects whose file left the listing.")
+        bool, _opt("--no-delete", "Keep objects whose file left the listing.")
     ] = False,
     max_delete: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--max-delete",
-            metavar="N|P%",
-            help="Stop with exit code 4, deleting nothing, rather than delete more than N objects "
+            "Stop with exit code 4, deleting nothing, rather than delete more than N objects "
             f"or P% of the mirrored files. Default: {DEFAULT_MAX_DELETE}, half, or any file "
             "when at most one "
             "would remain.",
-            show_default=False,
+            "N|P%",
         ),
     ] = None,
     include: Annotated[
         list[str] | None,
-        typer.Option(
-            "--include",
-            metavar="GLOB",
-            help="Only files matching this glob (repeatable).",
-            show_default=False,
-        ),
+        _opt("--include", "Only files matching this glob (repeatable).", "GLOB"),
     ] = None,
     exclude: Annotated[
         list[str] | None,
-        typer.Option(
-            "--exclude",
-            metavar="GLOB",
-            help="Never fetch or delete files matching this glob (repeatable).",
-            show_default=False,
-        ),
+        _opt("--exclude", "Never fetch or delete files matching this glob (repeatable).", "GLOB"),
     ] = None,
     transfers: Annotated[
         int,
-        typer.Option(
-            "--transfers",
-            metavar="N",
-            min=1,
-            max=64,
-            help="Downloads at once; as many uploads run beside them.",
+        _opt(
+            "--transfers", "Downloads at once; as many uploads run beside them.", "N", min=1, max=64
         ),
     ] = DEFAULT_TRANSFERS,
     max_rps: MaxRpsOption = None,
     retries: Annotated[
         int,
-        typer.Option(
-            "--retries",
-            metavar="N",
-            min=1,
-            max=20,
-            help="Attempts per request (429, 5xx, network).",
-        ),
+        _opt("--retries", "Attempts per request (429, 5xx, network).", "N", min=1, max=20),
     ] = DEFAULT_ATTEMPTS,
     write_index: Annotated[
         bool,
-        typer.Option(
+        _opt(
             "--write-index",
-            help="Also keep a static index.html of the mirror in the bucket (see serve-index).",
+            "Also keep a static index.html of the mirror in the bucket (see serve-index).",
         ),
     ] = False,
     index_key: IndexKeyOption = DEFAULT_INDEX_KEY,
@@ -495,36 +371,35 @@ def sync_bls(
     tables_prefix: TablesPrefixOption = None,
     state_key: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--state-key",
-            metavar="KEY",
-            help=f"Key of the sync state, outside the mirror; default {STATE_PREFIX}<prefix>.json.",
-            show_default=False,
+            f"Key of the sync state, outside the mirror; default {STATE_PREFIX}<prefix>.json.",
+            "KEY",
         ),
     ] = None,
     wait: Annotated[
         float,
-        typer.Option(
+        _opt(
             "--wait",
-            metavar="SECONDS",
+            "Wait this long for another sync of the mirror to finish (default: exit 5 at once).",
+            "SECONDS",
             min=0,
-            help="Wait this long for another sync of the mirror to finish (default: exit 5 at once).",
         ),
     ] = 0,
     no_lock: Annotated[
         bool,
-        typer.Option(
+        _opt(
             "--no-lock",
-            help="Take no lease on the mirror (for endpoints that ignore conditional writes).",
+            "Take no lease on the mirror (for endpoints that ignore conditional writes).",
         ),
     ] = False,
-    keep_vintages: Annotated[
+    vintages: Annotated[
         bool,
-        typer.Option(
+        _opt(
             "--vintages",
-            envvar="RQ_VINTAGES",
-            help="Require a versioned bucket, so every release stays readable (rq releases, "
+            "Require a versioned bucket, so every release stays readable (rq releases, "
             "analyze --as-of, revisions); exit 2 when versioning is off.",
+            envvar="RQ_VINTAGES",
         ),
     ] = False,
     endpoint_url: EndpointOption = None,
@@ -542,97 +417,33 @@ def sync_bls(
 
     Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com --survey pr,cu
     """
-    from rearcquest.pipeline import sync_mirror, sync_surveys_with_tables
-    from rearcquest.sources._http import RetryPolicy
-    from rearcquest.surveys import ALL, parse_surveys, survey_prefix, survey_url
+    from rearcquest.pipeline import SyncRequest
 
-    with _errors(ctx):
-        names = parse_surveys(survey) if survey else None
-        if names is not None:
-            clash = [
-                flag
-                for flag, given in (
-                    ("--source-url/RQ_BLS_URL", source_url is not None),
-                    ("--prefix/RQ_BLS_PREFIX", prefix is not None),
-                    ("--state-key", state_key is not None),
-                    ("--write-index", write_index),
-                )
-                if given
-            ]
-            if clash:
-                raise typer.BadParameter(
-                    f"--survey cannot be combined with {', '.join(clash)}: each survey has its "
-                    "own directory, prefix and state",
-                    param_hint="--survey",
-                )
-        # Surveys in parallel upload at once: botocore's default pool (10) would open and drop
-        # a connection for each request beyond it.
-        pool = 2 * transfers * parallel if names is not None else None
-        store = _store(bucket, endpoint_url, connections=pool)
-        # What every survey and a single directory share.
-        common: dict[str, Any] = {
-            "contact": contact,
-            "user_agent": user_agent,
-            "dry_run": dry_run,
-            "delete": not no_delete,
-            "max_delete": max_delete,
-            "include": include or (),
-            "exclude": exclude or (),
-            "transfers": transfers,
-            "max_rps": max_rps,
-            "retry": RetryPolicy(attempts=retries),
-            "lock": not no_lock,
-            "wait": wait,
-            "vintages": keep_vintages,
-        }
-        if names is not None and names != [ALL] and len(names) == 1:
-            # One survey keeps today's single-directory document.
-            source_url, prefix = (
-                survey_url(root_url, names[0]),
-                survey_prefix(root_prefix, names[0]),
-            )
-        elif names is not None:
-            with _survey_progress(ctx, None if names == [ALL] else len(names)) as callbacks:
-                many = sync_surveys_with_tables(
-                    store,
-                    tables=tables,
-                    tables_prefix=tables_prefix,
-                    surveys=names,
-                    root_url=root_url,
-                    root_prefix=root_prefix,
-                    parallel=parallel,
-                    on_progress=callbacks[0] if callbacks else None,
-                    on_survey=callbacks[1] if callbacks else None,
-                    **common,
-                )
-            _summary(fmt, many.to_dict, lambda: render.surveys_summary(many))
-            many.raise_for_errors()
-            return
-        common.update(source_url=source_url or DEFAULT_BLS_URL, prefix=prefix, state_key=state_key)
-        with _progress(ctx, "syncing") as on_progress:
-            result = sync_mirror(
-                store,
-                index_key=index_key if write_index else None,
-                tables=tables,
-                tables_prefix=tables_prefix,
-                on_progress=on_progress,
-                **common,
-            )
-        _summary(fmt, result.to_dict, lambda: render.sync_summary(result))
-        result.raise_for_errors()
+    # Every other option goes to the request as the command line names it.
+    request = SyncRequest.from_options(**_options(ctx, "bucket", "endpoint_url", "fmt"))
+    store = _store(bucket, endpoint_url, connections=request.connections)
+    quiet = _verbosity(ctx).quiet
+    if request.many:
+        with console.survey_progress(quiet, request.survey_count) as (on_each, on_survey):
+            many = request.sync_many(store, on_progress=on_each, on_survey=on_survey)
+        _summary(fmt, many.to_dict, lambda: render.surveys_summary(many))
+        many.raise_for_errors()
+        return
+    with console.sync_progress(quiet, "syncing") as on_progress:
+        result = request.sync_one(store, on_progress=on_progress)
+    _summary(fmt, result.to_dict, lambda: render.sync_summary(result))
+    result.raise_for_errors()
 
 
-@app.command("surveys")
+@_command("surveys")
 def surveys(
-    ctx: typer.Context,
     root_url: RootUrlOption = DEFAULT_ROOT_URL,
     bucket: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--bucket",
-            metavar="BUCKET",
-            help="Also say which surveys this bucket mirrors and when each was last synced.",
-            show_default=False,
+            "Also say which surveys this bucket mirrors and when each was last synced.",
+            "BUCKET",
         ),
     ] = None,
     root_prefix: RootPrefixOption = "",
@@ -650,68 +461,58 @@ def surveys(
 
     Example: rq surveys --contact me@example.com --bucket my-bls-mirror
     """
-    from rearcquest.surveys import survey_inventory
+    from rearcquest.surveys import raise_for_inventory, survey_inventory
 
-    with _errors(ctx):
-        store = _store(bucket, endpoint_url) if bucket else None
-        infos = survey_inventory(
-            root_url=root_url,
-            store=store,
-            root_prefix=root_prefix,
-            contact=contact,
-            user_agent=user_agent,
-            max_rps=max_rps,
-        )
-        with_bucket = store is not None
-        _summary(
-            fmt,
-            lambda: {"surveys": [i.to_dict() for i in infos]},
-            lambda: render.inventory_summary(infos, with_bucket=with_bucket),
-        )
-        for i in infos:
-            if i.error is not None:
-                typer.echo(f"{i.name}: {i.error}", err=True)
-        failed = [i.name for i in infos if i.error is not None]
-        if failed:
-            raise RqError(f"the listing of {len(failed)} survey(s) failed: {', '.join(failed)}")
+    store = _store(bucket, endpoint_url) if bucket else None
+    infos = survey_inventory(
+        root_url=root_url,
+        store=store,
+        root_prefix=root_prefix,
+        contact=contact,
+        user_agent=user_agent,
+        max_rps=max_rps,
+    )
+    _summary(
+        fmt,
+        lambda: {"surveys": [i.to_dict() for i in infos]},
+        lambda: render.inventory_summary(infos, with_bucket=store is not None),
+    )
+    typer.echo(render.inventory_errors(infos), err=True, nl=False)
+    raise_for_inventory(infos)
 
 
-@app.command("fetch-population")
+@_command("fetch-population")
 def fetch_population(
-    ctx: typer.Context,
     bucket: Annotated[
         str,
-        typer.Option(
+        _opt(
             "--bucket",
-            metavar="BUCKET",
+            "Bucket to store the population JSON in.",
+            "BUCKET",
             envvar="RQ_POPULATION_BUCKET",
-            help="Bucket to store the population JSON in.",
-            show_default=False,
         ),
     ],
     key: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--key",
-            metavar="KEY",
+            "Object key.",
+            "KEY",
             envvar="RQ_POPULATION_KEY",
-            help="Object key.",
-            show_default="datausa/population.json",
+            show_default=DEFAULT_POPULATION_KEY,
         ),
     ] = None,
     url: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--url",
-            metavar="URL",
+            "DataUSA API URL: tesseract, or the old https://datausa.io/api/data?... endpoint.",
+            "URL",
             envvar="RQ_POPULATION_URL",
-            help="DataUSA API URL: tesseract, or the old https://datausa.io/api/data?... endpoint.",
             show_default="the DataUSA tesseract API, ACS 1-year, Nation by Year",
         ),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Write even when the data is unchanged.")
-    ] = False,
+    force: Annotated[bool, _opt("--force", "Write even when the data is unchanged.")] = False,
     contact: ContactOption = None,
     user_agent: UserAgentOption = None,
     endpoint_url: EndpointOption = None,
@@ -726,20 +527,17 @@ def fetch_population(
 
     Example: rq fetch-population --bucket my-bucket --format json
     """
-    from rearcquest.config import DEFAULT_POPULATION_KEY, DEFAULT_POPULATION_URL
     from rearcquest.population import fetch_population as run_fetch
 
-    with _errors(ctx):
-        store = _store(bucket, endpoint_url)
-        result = run_fetch(
-            store,
-            key=key or DEFAULT_POPULATION_KEY,
-            url=url or DEFAULT_POPULATION_URL,
-            force=force,
-            contact=contact,
-            user_agent=user_agent,
-        )
-        _summary(fmt, result.to_dict, lambda: render.population_summary(result))
+    result = run_fetch(
+        _store(bucket, endpoint_url),
+        key=key or DEFAULT_POPULATION_KEY,
+        url=url or DEFAULT_POPULATION_URL,
+        force=force,
+        contact=contact,
+        user_agent=user_agent,
+    )
+    _summary(fmt, result.to_dict, lambda: render.population_summary(result))
 
 
 # -- analyze (issue 4) --
@@ -764,7 +562,7 @@ class AnalyzeFormat(StrEnum):
 
 
 TableFormatOption = Annotated[
-    AnalyzeFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
+    AnalyzeFormat, _opt("--format", "Output on stdout.", case_sensitive=False)
 ]
 
 
@@ -776,110 +574,87 @@ class AnalyzeFrom(StrEnum):
     files = "files"
 
 
-def _print_grids(grids: Sequence[TextTable | Grid]) -> None:
-    """Print report tables with rich: one per grid, its notes dimmed beneath it."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    for spec in grids:
-        table = Table(title=spec.title, title_justify="left")
-        widths = [
-            max([len(n), *(len(row[i]) for row in spec.rows)]) for i, n in enumerate(spec.columns)
-        ]
-        for index, (name, numeric) in enumerate(zip(spec.columns, spec.numeric, strict=True)):
-            justify: Literal["left", "right"] = "right" if numeric else "left"
-            if name == "title":
-                # A long series title is cut to the width the other columns leave, never
-                # wrapped: each row stays one line.
-                others = sum(w for i, w in enumerate(widths) if i != index)
-                room = max(10, console.width - others - 3 * len(widths) - 1)
-                table.add_column(
-                    name, justify=justify, no_wrap=True, overflow="ellipsis", max_width=room
-                )
-            else:
-                table.add_column(name, justify=justify)
-        for row in spec.rows:
-            table.add_row(*row)
-        console.print(table)
-        for note in spec.notes:
-            console.print(f"  {note}", style="dim", markup=False)
-        console.print()
+def _report(
+    fmt: AnalyzeFormat,
+    output: str | None,
+    *,
+    grids: Callable[[], Sequence[TextTable | Grid]],
+    text: Callable[[str], str],
+    write: Callable[[str], Sequence[Path]],
+) -> None:
+    """Print a report as rich tables (``grids()``) or in a text format (``text(fmt)``); then
+    write its files into ``output`` (``write(output)``), naming each on stderr."""
+    if fmt is AnalyzeFormat.table:
+        console.print_grids(grids())
+    else:
+        typer.echo(text(fmt.value), nl=False)
+    for path in write(output) if output is not None else ():
+        typer.echo(f"wrote {path}", err=True)
 
 
-@app.command("analyze")
+@_command("analyze")
 def analyze(
     ctx: typer.Context,
     report: Annotated[
-        AnalyzeReport, typer.Option("--report", case_sensitive=False, help="Which report to run.")
+        AnalyzeReport, _opt("--report", "Which report to run.", case_sensitive=False)
     ] = AnalyzeReport.all,
     bls: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--bls",
-            metavar="PATH_OR_S3_URL",
-            help="BLS data file.",
+            "BLS data file.",
+            "PATH_OR_S3_URL",
             show_default="s3://$RQ_BLS_BUCKET/pr/pr.data.0.Current",
         ),
     ] = None,
     population: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--population",
-            metavar="PATH_OR_S3_URL",
-            help="Stored DataUSA population JSON (either API shape).",
+            "Stored DataUSA population JSON (either API shape).",
+            "PATH_OR_S3_URL",
             show_default=f"s3://$RQ_POPULATION_BUCKET/{DEFAULT_POPULATION_KEY}",
         ),
     ] = None,
     from_year: Annotated[
         int,
-        typer.Option("--from-year", metavar="YEAR", help="First year of the population report."),
+        _opt("--from-year", "First year of the population report.", "YEAR"),
     ] = DEFAULT_FROM_YEAR,
     to_year: Annotated[
         int,
-        typer.Option(
-            "--to-year", metavar="YEAR", help="Last year of the population report (inclusive)."
-        ),
+        _opt("--to-year", "Last year of the population report (inclusive).", "YEAR"),
     ] = DEFAULT_TO_YEAR,
-    series: Annotated[
-        str,
-        typer.Option(
-            "--series", metavar="SERIES_ID", help="Series of the series-population report."
-        ),
+    series_id: Annotated[
+        str, _opt("--series", "Series of the series-population report.", "SERIES_ID")
     ] = DEFAULT_SERIES,
     period: Annotated[
         str,
-        typer.Option("--period", metavar="PERIOD", help="Period of the series-population report."),
+        _opt("--period", "Period of the series-population report.", "PERIOD"),
     ] = DEFAULT_PERIOD,
     include_annual: Annotated[
         bool,
-        typer.Option(
-            "--include-annual", help="best-year: add Q05 (annual average) to the quarter sums."
-        ),
+        _opt("--include-annual", "best-year: add Q05 (annual average) to the quarter sums."),
     ] = False,
     all_years: Annotated[
         bool,
-        typer.Option(
-            "--all-years", help="series-population: keep years without population (empty)."
-        ),
+        _opt("--all-years", "series-population: keep years without population (empty)."),
     ] = False,
     fmt: TableFormatOption = AnalyzeFormat.table,
     output: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--output",
-            metavar="DIR",
-            help="Also write each report as CSV and Parquet, and PNG charts, into DIR.",
-            show_default=False,
+            "Also write each report as CSV and Parquet, and PNG charts, into DIR.",
+            "DIR",
         ),
     ] = None,
     source: Annotated[
         AnalyzeFrom,
-        typer.Option(
+        _opt(
             "--from",
-            case_sensitive=False,
-            help="Read the BLS rows from the Parquet tables (rq tables), the text file, or the "
+            "Read the BLS rows from the Parquet tables (rq tables), the text file, or the "
             "tables when present and current, else the text (auto).",
+            case_sensitive=False,
         ),
     ] = AnalyzeFrom.auto,
     tables_prefix: TablesPrefixOption = None,
@@ -895,12 +670,11 @@ def analyze(
     ] = "",
     as_of: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--as-of",
-            metavar="DATE|RELEASE",
-            help="Read the BLS file as it was in the latest release on or before this date "
+            "Read the BLS file as it was in the latest release on or before this date "
             "(YYYY-MM-DD), or in this release stamp (see rq releases); population stays current.",
-            show_default=False,
+            "DATE|RELEASE",
         ),
     ] = None,
     endpoint_url: EndpointOption = None,
@@ -915,61 +689,31 @@ def analyze(
 
     Example: rq analyze --report best-year --include-annual --format json
     """
-    from rearcquest.analytics import REPORTS
-    from rearcquest.tables import analyze as run_analysis
+    from rearcquest.vintages import analyze_at
 
-    with _errors(ctx):
-        options: dict[str, Any] = {
-            "reports": REPORTS if report is AnalyzeReport.all else (report.value,),
-            "bls": bls,
-            "population": population,
-            "from_year": from_year,
-            "to_year": to_year,
-            "series_id": series,
-            "period": period,
-            "include_annual": include_annual,
-            "all_years": all_years,
-            "endpoint_url": endpoint_url,
-        }
-        if as_of is not None:
-            from rearcquest.vintages import analyze_as_of
-
-            if source is AnalyzeFrom.tables:
-                raise ConfigError("--as-of reads the text file of a release; drop --from tables")
-            result = analyze_as_of(as_of, **options)
-            typer.echo(f"as of release {result.release}: {result.bls_source}", err=True)
-        else:
-            result = run_analysis(
-                source=source.value,
-                tables_prefix=tables_prefix,
-                root_prefix=root_prefix,
-                **options,
-            )
-        if fmt is AnalyzeFormat.json:
-            typer.echo(render.to_json(result))
-        elif fmt is AnalyzeFormat.csv:
-            typer.echo(render.to_csv(result), nl=False)
-        elif fmt is AnalyzeFormat.markdown:
-            typer.echo(render.to_markdown(result), nl=False)
-        else:
-            _print_grids(render.tables(result))
-        if output is not None:
-            for path in render.write_outputs(result, output):
-                typer.echo(f"wrote {path}", err=True)
+    result = analyze_at(**_options(ctx, "fmt", "output"))  # the others as named here
+    if as_of is not None:
+        typer.echo(f"as of release {result.release}: {result.bls_source}", err=True)
+    _report(
+        fmt,
+        output,
+        grids=lambda: render.tables(result),
+        text=lambda fmt: render.report_text(result, fmt),
+        write=lambda directory: render.write_outputs(result, directory),
+    )
 
 
 # -- tables and sql (issue 12) --
 
 
-@app.command("tables")
+@_command("tables")
 def tables(
-    ctx: typer.Context,
     survey: Annotated[
         str,
-        typer.Option(
+        _opt(
             "--survey",
-            metavar="S,...|all",
-            help="Surveys to build, comma-separated, or all: every mirrored <survey>/ prefix.",
+            "Surveys to build, comma-separated, or all: every mirrored <survey>/ prefix.",
+            "S,...|all",
         ),
     ] = ",".join(DEFAULT_SURVEYS),
     bucket: BlsBucketOption = "",
@@ -977,25 +721,22 @@ def tables(
     root_prefix: RootPrefixOption = "",
     population: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--population",
-            metavar="S3_URL",
-            help="Stored DataUSA answer for the population table.",
-            show_default="s3://$RQ_POPULATION_BUCKET/datausa/population.json, else the same key "
+            "Stored DataUSA answer for the population table.",
+            "S3_URL",
+            show_default=f"s3://$RQ_POPULATION_BUCKET/{DEFAULT_POPULATION_KEY}, else the same key "
             "in --bucket",
         ),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Rebuild every table, changed or not.")
-    ] = False,
+    force: Annotated[bool, _opt("--force", "Rebuild every table, changed or not.")] = False,
     as_of: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--as-of",
-            metavar="DATE|RELEASE",
-            help="Build the tables of the latest release on or before this date, under "
+            "Build the tables of the latest release on or before this date, under "
             "<prefix>as-of/<release>/ (population: the current table).",
-            show_default=False,
+            "DATE|RELEASE",
         ),
     ] = None,
     endpoint_url: EndpointOption = None,
@@ -1011,68 +752,59 @@ def tables(
 
     Example: rq tables --bucket my-bls-mirror --survey all --format json
     """
-    from rearcquest.tables import build_tables, population_source
-
     if as_of is not None:
-        from rearcquest.surveys import survey_prefix
-        from rearcquest.tables import default_tables_prefix
+        from rearcquest.render_vintages import tables_as_of_doc, tables_as_of_summary
         from rearcquest.vintages import tables_as_of
 
-        with _errors(ctx):
-            built, written = tables_as_of(
-                as_of,
-                tables_prefix=tables_prefix or default_tables_prefix(root_prefix),
-                bucket=bucket or None,
-                prefix=survey_prefix(root_prefix, survey.strip()),
-                endpoint_url=endpoint_url,
-            )
-            if fmt is TextOrJson.json:
-                _print_json({"release": built.release, "written": written})
-            else:
-                typer.echo(f"tables of release {built.release}:")
-                for url in written:
-                    typer.echo(f"  {url}")
-        return
-    with _errors(ctx):
-        store = _store(bucket, endpoint_url)
-        population_store, population_key = population_source(store, population)
-        surveys = None if survey.strip() == "all" else [s.strip() for s in survey.split(",")]
-        result = build_tables(
-            store,
-            surveys=[s for s in surveys if s] if surveys is not None else None,
+        built, written = tables_as_of(
+            as_of,
+            survey=survey,
             root_prefix=root_prefix,
             tables_prefix=tables_prefix,
-            population_store=population_store,
-            population_object=population_key,
-            force=force,
-            on_progress=log.info,
+            bucket=bucket or None,
+            endpoint_url=endpoint_url,
         )
-        _summary(fmt, result.to_dict, lambda: render.tables_summary(result))
-        result.raise_for_errors()
+        _summary(
+            fmt,
+            lambda: tables_as_of_doc(built.release, written),
+            lambda: tables_as_of_summary(built.release, written),
+        )
+        return
+    from rearcquest.tables import build_surveys_tables
+
+    result = build_surveys_tables(
+        _store(bucket, endpoint_url),
+        survey=survey,
+        population=population,
+        root_prefix=root_prefix,
+        tables_prefix=tables_prefix,
+        force=force,
+        on_progress=log.info,
+    )
+    _summary(fmt, result.to_dict, lambda: render.tables_summary(result))
+    result.raise_for_errors()
 
 
-@app.command("sql")
+@_command("sql")
 def sql(
-    ctx: typer.Context,
     query: Annotated[
         str | None,
         typer.Argument(metavar="QUERY", help="The SQL (Polars SQL).", show_default=False),
     ] = None,
     named: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--named",
-            metavar="NAME",
-            help="Run a report's named query instead: population, best_year, series_population.",
-            show_default=False,
+            "Run a report's named query instead: population, best_year, series_population.",
+            "NAME",
         ),
     ] = None,
     location: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--tables",
-            metavar="DIR_OR_S3_URL",
-            help="The tables: a local directory or an s3://bucket/prefix/.",
+            "The tables: a local directory or an s3://bucket/prefix/.",
+            "DIR_OR_S3_URL",
             show_default="s3://$RQ_BLS_BUCKET/<root prefix>tables/",
         ),
     ] = None,
@@ -1080,12 +812,11 @@ def sql(
     fmt: TableFormatOption = AnalyzeFormat.table,
     as_of: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--as-of",
-            metavar="DATE|RELEASE",
-            help="Query the tables of the latest release on or before this date, built from the "
+            "Query the tables of the latest release on or before this date, built from the "
             "release's file versions (population: the current table).",
-            show_default=False,
+            "DATE|RELEASE",
         ),
     ] = None,
     endpoint_url: EndpointOption = None,
@@ -1097,99 +828,71 @@ def sql(
 
     Example: rq sql "SELECT year, population FROM population ORDER BY year" --format csv
     """
-    from rearcquest.tables import named_query, run_sql
+    from rearcquest.vintages import query as run_query
 
-    with _errors(ctx):
-        if (query is None) == (named is None):
-            raise ConfigError("give either a QUERY or --named NAME")
-        text = query if query is not None else named_query(str(named))
-        if as_of is not None:
-            from rearcquest.vintages import sql_as_of
-
-            if location is not None:
-                raise ConfigError("--as-of builds the release's tables itself; drop --tables")
-            built, answer = sql_as_of(text, as_of, endpoint_url=endpoint_url)
-            typer.echo(f"as of release {built.release}", err=True)
-        else:
-            answer = run_sql(
-                text, location=location, endpoint_url=endpoint_url, root_prefix=root_prefix
-            )
-        if fmt is AnalyzeFormat.json:
-            typer.echo(render.frame_json(answer), nl=False)
-        elif fmt is AnalyzeFormat.csv:
-            typer.echo(render.frame_csv(answer), nl=False)
-        elif fmt is AnalyzeFormat.markdown:
-            typer.echo(render.frame_markdown(answer), nl=False)
-        else:
-            from rich.console import Console
-            from rich.table import Table
-
-            columns, numeric, rows = render.frame_cells(answer)
-            table = Table()
-            for name, right in zip(columns, numeric, strict=True):
-                table.add_column(name, justify="right" if right else "left")
-            for row in rows:
-                table.add_row(*row)
-            Console(highlight=False).print(table)
+    release, answer = run_query(
+        query,
+        named=named,
+        as_of=as_of,
+        location=location,
+        endpoint_url=endpoint_url,
+        root_prefix=root_prefix,
+    )
+    if release is not None:
+        typer.echo(f"as of release {release}", err=True)
+    if fmt is AnalyzeFormat.table:
+        console.print_cells(*render.frame_cells(answer))
+    else:
+        typer.echo(render.frame_text(answer, fmt.value), nl=False)
 
 
-@app.command("serve-index")
+@_command("serve-index")
 def serve_index(
     ctx: typer.Context,
     bucket: BlsBucketOption,
     prefix: Annotated[
         str,
-        typer.Option(
-            "--prefix",
-            metavar="PREFIX",
-            help="Show and serve only keys under this prefix; '' = all.",
-        ),
+        _opt("--prefix", "Show and serve only keys under this prefix; '' = all.", "PREFIX"),
     ] = "",
     host: Annotated[
         str,
-        typer.Option(
-            "--host",
-            metavar="HOST",
-            help="Address to listen on; 0.0.0.0 opens it to the network (use --token).",
+        _opt(
+            "--host", "Address to listen on; 0.0.0.0 opens it to the network (use --token).", "HOST"
         ),
     ] = DEFAULT_HOST,
     port: PortOption = DEFAULT_PORT,
     token: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--token",
-            metavar="TOKEN",
-            envvar="RQ_INDEX_TOKEN",
-            help="Require this token (16+ characters) on every request: bearer header, or cookie "
+            "Require this token (16+ characters) on every request: bearer header, or cookie "
             "set by ?token=. 'auto' generates one and prints the link.",
-            show_default=False,
+            "TOKEN",
+            envvar="RQ_INDEX_TOKEN",
         ),
     ] = None,
     write_static: Annotated[
         bool,
-        typer.Option(
-            "--write-static", help="Write a static index.html into the bucket instead of serving."
-        ),
+        _opt("--write-static", "Write a static index.html into the bucket instead of serving."),
     ] = False,
     index_key: IndexKeyOption = DEFAULT_INDEX_KEY,
     presign: Annotated[
         int | None,
-        typer.Option(
+        _opt(
             "--presign",
+            "With --write-static: presign every link (and print a share URL) for SECONDS.",
+            "SECONDS",
             min=1,
             max=MAX_PRESIGN_SECONDS,
-            metavar="SECONDS",
-            help="With --write-static: presign every link (and print a share URL) for SECONDS.",
-            show_default=False,
         ),
     ] = None,
     cache_seconds: Annotated[
         float,
-        typer.Option(
+        _opt(
             "--cache-seconds",
-            metavar="SECONDS",
+            "Reuse a folder's listing this long; 0 = every request.",
+            "SECONDS",
             min=0,
-            help="Reuse a folder's listing this long; 0 = every request.",
         ),
     ] = DEFAULT_CACHE_SECONDS,
     endpoint_url: EndpointOption = None,
@@ -1206,80 +909,53 @@ def serve_index(
 
     Example: rq serve-index --bucket my-bls-mirror --prefix pr/
     """
-    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.index import AUTO_TOKEN, check_mode, resolve_token, serve
 
-    # Each mode ignores the other's options: refuse them rather than drop them silently.
-    static_only = {"index_key": "--index-key", "presign": "--presign", "fmt": "--format"}
-    live_only = {
-        "host": "--host",
-        "port": "--port",
-        "token": "--token",
-        "cache_seconds": "--cache-seconds",
-    }
-    ignored = live_only if write_static else static_only
-    clash = [flag for name, flag in ignored.items() if _on_command_line(ctx, name)]
-    if clash:
-        mode = "--write-static" if write_static else "serving (without --write-static)"
-        raise typer.BadParameter(f"cannot be used with {mode}", param_hint=", ".join(clash))
-    with _errors(ctx):
-        # Each download holds an S3 connection while it streams: keep more than botocore's 10.
-        client = make_s3_client(endpoint_url=endpoint_url, max_pool_connections=64)
-        store = ObjectStore(client, bucket)
-        if write_static:
-            from rearcquest.index import write_static_index
+    check_mode(write_static, _given(ctx))
+    # Each download holds an S3 connection while it streams: keep more than botocore's 10.
+    store = _store(bucket, endpoint_url, connections=64)
+    if write_static:
+        from rearcquest.index import write_static_index
 
-            written = write_static_index(store, prefix, index_key, presign_seconds=presign)
-            _summary(fmt, written.to_dict, lambda: render.static_index_summary(written))
-            return
-        from rearcquest.index import AUTO_TOKEN, resolve_token, serve
+        written = write_static_index(store, prefix, index_key, presign_seconds=presign)
+        _summary(fmt, written.to_dict, lambda: render.static_index_summary(written))
+        return
+    required = resolve_token(token)
 
-        required = resolve_token(token)
+    def ready(url: str) -> None:
+        show = required is not None and token == AUTO_TOKEN
+        typer.echo(render.serving_banner(store.url(prefix), url, required, show_token=show))
 
-        def ready(url: str) -> None:
-            needs = " (token required)" if required else ""
-            typer.echo(f"Serving {store.url(prefix)} at {url}{needs}; press Ctrl-C to stop")
-            if required and token == AUTO_TOKEN:
-                # Shown this once: it is nowhere else, and a new one is made at every start.
-                typer.echo(f"Open {url}?token={required}")
-
-        serve(
-            store,
-            prefix=prefix,
-            host=host,
-            port=port,
-            token=required,
-            on_ready=ready,
-            cache_seconds=cache_seconds,
-        )
+    serve(
+        store,
+        prefix=prefix,
+        host=host,
+        port=port,
+        token=required,
+        on_ready=ready,
+        cache_seconds=cache_seconds,
+    )
 
 
-@app.command("run")
+@_command("run")
 def run(
-    ctx: typer.Context,
     bls_bucket: Annotated[
         str | None,
-        typer.Option(
-            "--bls-bucket",
-            metavar="BUCKET",
-            envvar="RQ_BLS_BUCKET",
-            help="Bucket of the BLS mirror.",
-            show_default=False,
-        ),
+        _opt("--bls-bucket", "Bucket of the BLS mirror.", "BUCKET", envvar="RQ_BLS_BUCKET"),
     ] = None,
     population_bucket: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--population-bucket",
-            metavar="BUCKET",
+            "Bucket of the population JSON.",
+            "BUCKET",
             envvar="RQ_POPULATION_BUCKET",
-            help="Bucket of the population JSON.",
-            show_default=False,
         ),
     ] = None,
     contact: ContactOption = None,
     user_agent: UserAgentOption = None,
     reports: Annotated[
-        bool, typer.Option("--reports", help="Then print the three reports (rq analyze).")
+        bool, _opt("--reports", "Then print the three reports (rq analyze).")
     ] = False,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
@@ -1292,49 +968,37 @@ def run(
 
     Example: RQ_CONTACT=me@example.com rq run --bls-bucket my-bls --population-bucket my-pop
     """
-    import dataclasses
-
     from rearcquest.config import Settings
     from rearcquest.pipeline import run_pipeline
     from rearcquest.storage import make_s3_client
 
-    with _errors(ctx):
-        overrides: dict[str, Any] = {
-            "bls_bucket": bls_bucket,
-            "population_bucket": population_bucket,
-            "contact": contact,
-            "user_agent": user_agent,
-        }
-        settings = dataclasses.replace(
-            Settings.from_env(), **{k: v for k, v in overrides.items() if v is not None}
-        )
-        result = run_pipeline(
-            settings, s3_client=make_s3_client(endpoint_url=endpoint_url), reports=reports
-        )
-        _summary(fmt, result.to_dict, lambda: render.pipeline_summary(result))
-        result.raise_for_errors()
+    settings = Settings.from_env().with_options(
+        bls_bucket=bls_bucket,
+        population_bucket=population_bucket,
+        contact=contact,
+        user_agent=user_agent,
+    )
+    result = run_pipeline(
+        settings, s3_client=make_s3_client(endpoint_url=endpoint_url), reports=reports
+    )
+    _summary(fmt, result.to_dict, lambda: render.pipeline_summary(result))
+    result.raise_for_errors()
 
 
-@app.command("demo")
+@_command("demo")
 def demo(
-    ctx: typer.Context,
     endpoint_url: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--endpoint-url",
-            metavar="URL",
-            help="Use this S3 and SQS endpoint (e.g. a moto server) instead of the embedded one.",
-            show_default=False,
+            "Use this S3 and SQS endpoint (e.g. a moto server) instead of the embedded one.",
+            "URL",
         ),
     ] = None,
-    bucket: Annotated[
-        str, typer.Option("--bucket", metavar="BUCKET", help="Bucket for the demo.")
-    ] = DEMO_BUCKET,
+    bucket: Annotated[str, _opt("--bucket", "Bucket for the demo.", "BUCKET")] = DEMO_BUCKET,
     serve: Annotated[
         bool,
-        typer.Option(
-            "--serve", help="Then keep the index page of the demo bucket up until Ctrl-C."
-        ),
+        _opt("--serve", "Then keep the index page of the demo bucket up until Ctrl-C."),
     ] = False,
     port: PortOption = DEFAULT_PORT,
 ) -> None:
@@ -1350,35 +1014,11 @@ def demo(
     from rearcquest.demo import run_demo
 
     def show(title: str, payload: Any) -> None:
-        typer.echo(f"\n== {title}")
-        if payload is None:
-            return
-        if hasattr(payload, "plan"):
-            typer.echo(render.sync_summary(payload))
-        elif hasattr(payload, "written"):
-            typer.echo(render.population_summary(payload))
-        elif hasattr(payload, "reports"):
-            typer.echo(render.to_text(payload, max_rows=10).rstrip())
-        elif isinstance(payload, str):
-            typer.echo(payload)
-        else:
-            _print_json(payload)
+        typer.echo(render.demo_step(title, payload))
 
-    def keep_serving(store: ObjectStore, _bls: Any) -> None:
-        from rearcquest.index import serve as serve_index
-
-        def ready(url: str) -> None:
-            show(f"Browse the demo bucket at {url} (Ctrl-C to stop)", None)
-
-        serve_index(store, port=port, on_ready=ready)
-
-    with _errors(ctx):
-        run_demo(
-            bucket=bucket,
-            endpoint_url=endpoint_url,
-            on_step=show,
-            keep_running=keep_serving if serve else None,
-        )
+    run_demo(
+        bucket=bucket, endpoint_url=endpoint_url, on_step=show, serve_port=port if serve else None
+    )
 
 
 # -- releases and revisions (issue 13) --
@@ -1391,34 +1031,22 @@ class ReleasesFormat(StrEnum):
     json = "json"
 
 
-MirrorBucketOption = Annotated[
-    str | None,
-    typer.Option(
-        "--bucket",
-        metavar="BUCKET",
-        envvar="RQ_BLS_BUCKET",
-        help="Bucket of the mirror.",
-        show_default=False,
-    ),
-]
 SurveyOption = Annotated[
     str | None,
-    typer.Option(
+    _opt(
         "--survey",
-        metavar="PREFIX",
-        help="The mirror's prefix, one per survey (e.g. 'pr'); default $RQ_BLS_PREFIX or 'pr/'.",
-        show_default=False,
+        "The mirror's prefix, one per survey (e.g. 'pr'); default $RQ_BLS_PREFIX or 'pr/'.",
+        "PREFIX",
     ),
 ]
 
 
-@app.command("releases")
+@_command("releases")
 def releases(
-    ctx: typer.Context,
     bucket: MirrorBucketOption = None,
     survey: SurveyOption = None,
     fmt: Annotated[
-        ReleasesFormat, typer.Option("--format", case_sensitive=False, help="Output on stdout.")
+        ReleasesFormat, _opt("--format", "Output on stdout.", case_sensitive=False)
     ] = ReleasesFormat.table,
     endpoint_url: EndpointOption = None,
 ) -> None:
@@ -1432,48 +1060,42 @@ def releases(
     from rearcquest.render_vintages import releases_grid, releases_json
     from rearcquest.vintages import list_releases
 
-    with _errors(ctx):
-        found = list_releases(bucket=bucket, prefix=survey, endpoint_url=endpoint_url)
-        if fmt is ReleasesFormat.json:
-            typer.echo(releases_json(found))
-        else:
-            _print_grids([releases_grid(found)])
+    found = list_releases(bucket=bucket, prefix=survey, endpoint_url=endpoint_url)
+    if fmt is ReleasesFormat.json:
+        typer.echo(releases_json(found))
+    else:
+        console.print_grids([releases_grid(found)])
 
 
-@app.command("revisions")
+@_command("revisions")
 def revisions(
     ctx: typer.Context,
     from_release: Annotated[
         str,
-        typer.Option(
+        _opt(
             "--from",
-            metavar="DATE|RELEASE",
-            help="The older release: a date, a release stamp, 'previous' or 'latest'.",
+            "The older release: a date, a release stamp, 'previous' or 'latest'.",
+            "DATE|RELEASE",
         ),
     ] = DEFAULT_FROM_RELEASE,
     to_release: Annotated[
         str,
-        typer.Option("--to", metavar="DATE|RELEASE", help="The newer release."),
+        _opt("--to", "The newer release.", "DATE|RELEASE"),
     ] = DEFAULT_TO_RELEASE,
-    file: Annotated[
-        str, typer.Option("--file", metavar="NAME", help="The data file to compare.")
-    ] = DEFAULT_FILE,
+    file: Annotated[str, _opt("--file", "The data file to compare.", "NAME")] = DEFAULT_FILE,
     series: Annotated[
         str | None,
-        typer.Option(
-            "--series", metavar="GLOB", help="Only series matching this glob.", show_default=False
-        ),
+        _opt("--series", "Only series matching this glob.", "GLOB"),
     ] = None,
     bucket: MirrorBucketOption = None,
-    survey: SurveyOption = None,
+    prefix: SurveyOption = None,
     fmt: TableFormatOption = AnalyzeFormat.table,
     output: Annotated[
         str | None,
-        typer.Option(
+        _opt(
             "--output",
-            metavar="DIR",
-            help="Also write revisions.csv, summary.csv and a chart of the largest revisions.",
-            show_default=False,
+            "Also write revisions.csv, summary.csv and a chart of the largest revisions.",
+            "DIR",
         ),
     ] = None,
     endpoint_url: EndpointOption = None,
@@ -1488,27 +1110,14 @@ def revisions(
     from rearcquest import render_vintages as out
     from rearcquest.vintages import revisions as compare
 
-    with _errors(ctx):
-        result = compare(
-            from_release=from_release,
-            to_release=to_release,
-            file=file,
-            series=series,
-            bucket=bucket,
-            prefix=survey,
-            endpoint_url=endpoint_url,
-        )
-        if fmt is AnalyzeFormat.json:
-            typer.echo(out.revisions_json(result), nl=False)
-        elif fmt is AnalyzeFormat.csv:
-            typer.echo(out.revisions_csv(result), nl=False)
-        elif fmt is AnalyzeFormat.markdown:
-            typer.echo(out.grids_markdown(out.revisions_grids(result)), nl=False)
-        else:
-            _print_grids(out.revisions_grids(result))
-        if output is not None:
-            for path in out.write_revisions(result, output):
-                typer.echo(f"wrote {path}", err=True)
+    result = compare(**_options(ctx, "fmt", "output"))  # the others as named here
+    _report(
+        fmt,
+        output,
+        grids=lambda: out.revisions_grids(result),
+        text=lambda fmt: out.revisions_text(result, fmt),
+        write=lambda directory: out.write_revisions(result, directory),
+    )
 
 
 def main() -> None:

@@ -7,9 +7,11 @@ and the credential chain) are left to boto3, which reads them itself.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from rearcquest import __version__
@@ -269,6 +271,15 @@ class Settings:
             tables=tables,
             tables_prefix=get("RQ_TABLES_PREFIX"),
         )
+
+    def with_options(self, **options: Any) -> Settings:
+        """These settings with each option that was given (not None) in its place.
+
+        Args:
+            options: fields of :class:`Settings`, e.g. the command line's ``--bls-bucket``.
+        """
+        given = {name: value for name, value in options.items() if value is not None}
+        return dataclasses.replace(self, **given)
 
     @property
     def resolved_user_agent(self) -> str | None:

@@ -65,6 +65,7 @@ def run_demo(
     endpoint_url: str | None = None,
     on_step: StepCallback,
     keep_running: Callable[[ObjectStore, OfflineServer], None] | None = None,
+    serve_port: int | None = None,
     retry: RetryPolicy | None = None,
 ) -> None:
     """Run the offline demo.
@@ -74,6 +75,8 @@ def run_demo(
         endpoint_url: an S3-compatible endpoint with SQS (moto); default an embedded one.
         on_step: called with a title and a payload (a result object, text, or ``None``).
         keep_running: called last, with everything still running (e.g. to serve the index).
+        serve_port: then serve the index page of the bucket on this port (0: a free one) until
+            Ctrl-C, announced as a last step.
         retry: the retry policy for the local sources.
 
     Raises:
@@ -145,3 +148,10 @@ def run_demo(
         )
         if keep_running is not None:
             keep_running(store, bls)
+        if serve_port is not None:
+            from rearcquest.index import serve
+
+            def ready(url: str) -> None:
+                on_step(f"Browse the demo bucket at {url} (Ctrl-C to stop)", None)
+
+            serve(store, port=serve_port, on_ready=ready)

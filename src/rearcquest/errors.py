@@ -5,6 +5,7 @@ Every error the library raises on purpose is an :class:`RqError`. The CLI catche
 
     RqError                      exit 1   something went wrong; the message says what and how to fix it
     ├── ConfigError              exit 2   bad or missing settings (bucket, contact, URL) — nothing was tried
+    │   ├── OptionError          exit 2   options that cannot go together (the CLI shows it as a usage error)
     │   └── LockUnsupportedError exit 2   the S3 endpoint ignores conditional writes: no lease (--no-lock)
     ├── SourceError              exit 3   the source (BLS, DataUSA) is unreachable or answered badly
     │   ├── SourceForbiddenError exit 3   HTTP 403, almost always a User-Agent without a contact
@@ -34,6 +35,7 @@ __all__ = [
     "LeaseLostError",
     "ListingError",
     "LockUnsupportedError",
+    "OptionError",
     "PreconditionFailedError",
     "RqError",
     "SourceError",
@@ -54,6 +56,19 @@ class ConfigError(RqError):
     """A setting is missing or invalid; nothing was attempted."""
 
     exit_code = 2
+
+
+class OptionError(ConfigError):
+    """Options were given together that cannot be; nothing was attempted.
+
+    Attributes:
+        options: the options at fault as the user wrote them (``"--survey"``, ``"--host, --port"``),
+            for the CLI to name in its usage error.
+    """
+
+    def __init__(self, message: str, *, options: str) -> None:
+        super().__init__(message)
+        self.options = options
 
 
 class LockUnsupportedError(ConfigError):

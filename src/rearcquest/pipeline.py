@@ -14,13 +14,21 @@ Lambda retries to see: the exit code is 0 exactly when ``ok`` is true.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.config import Settings, default_prefix, normalise_prefix
-from rearcquest.errors import ConfigError, DataError, RqError
+from rearcquest.config import (
+    DEFAULT_BLS_URL,
+    DEFAULT_INDEX_KEY,
+    DEFAULT_ROOT_URL,
+    DEFAULT_TRANSFERS,
+    Settings,
+    default_prefix,
+    normalise_prefix,
+)
+from rearcquest.errors import ConfigError, DataError, OptionError, RqError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -28,8 +36,8 @@ if TYPE_CHECKING:
     from rearcquest.fanout import FanoutSettings, WorkMessage
     from rearcquest.sources._http import RetryPolicy
     from rearcquest.storage import ObjectStore
-    from rearcquest.surveys import MultiSyncResult
-    from rearcquest.sync import SyncResult
+    from rearcquest.surveys import MultiSyncResult, SurveyOutcome
+    from rearcquest.sync import Progress, SyncResult
     from rearcquest.tables import TablesResult
 
 log = logging.getLogger(__name__)
@@ -303,6 +311,221 @@ def sync_surveys_with_tables(
             outcome.error = f"the files were synced but not their tables: {result.tables_error}"
             outcome.exit_code = max(outcome.exit_code, 1)
     return many
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    """What ``rq sync-bls`` was asked: one BLS directory, or several surveys of a root.
+
+    Build it with :meth:`from_options`, which refuses options that cannot go together; then run
+    :meth:`sync_one` or, when :attr:`many`, :meth:`sync_many`.
+
+    Attributes:
+        options: what a single directory and every survey share (the keyword arguments of
+            :func:`~rearcquest.sync.sync_bls` and :func:`~rearcquest.surveys.sync_surveys`).
+        surveys: the surveys to mirror (``["all"]`` for every one); None for one directory.
+        root_url: the root listing the surveys.
+        root_prefix: where the survey mirrors go.
+        parallel: surveys synced at once.
+        source_url: the one directory (a single survey resolves to its own).
+        prefix: its key prefix; None for the directory name.
+        state_key: its state object; None for the default.
+        index_key: keep a static index page here; None for no page.
+        connections: the S3 connection pool the run needs; None for botocore's default.
+        tables: build each synced survey's tables after a sync that changed something.
+        tables_prefix: where they go; None for ``<root prefix>tables/``.
+    """
+
+    options: Mapping[str, Any]
+    surveys: Sequence[str] | None = None
+    root_url: str = DEFAULT_ROOT_URL
+    root_prefix: str = ""
+    parallel: int = 1
+    source_url: str = DEFAULT_BLS_URL
+    prefix: str | None = None
+    state_key: str | None = None
+    index_key: str | None = None
+    connections: int | None = None
+    tables: bool = False
+    tables_prefix: str | None = None
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        survey: Sequence[str] | None = None,
+        root_url: str = DEFAULT_ROOT_URL,
+        root_prefix: str = "",
+        parallel: int | None = None,
+        source_url: str | None = None,
+        prefix: str | None = None,
+        state_key: str | None = None,
+        write_index: bool = False,
+        index_key: str = DEFAULT_INDEX_KEY,
+        transfers: int = DEFAULT_TRANSFERS,
+        retries: int | None = None,
+        no_delete: bool = False,
+        no_lock: bool = False,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        tables: bool = False,
+        tables_prefix: str | None = None,
+        **options: Any,
+    ) -> SyncRequest:
+        """The request for these options, as ``rq sync-bls`` names them.
+
+        Args:
+            survey: ``--survey`` values (see :func:`~rearcquest.surveys.parse_surveys`); one
+                survey is synced as its single directory.
+            root_url: the root listing the surveys.
+            root_prefix: where the survey mirrors go.
+            parallel: surveys synced at once.
+            source_url: one directory to mirror, not with ``survey``.
+            prefix: its key prefix, not with ``survey``.
+            state_key: its state object, not with ``survey``.
+            write_index: keep a static page of the mirror at ``index_key``, not with ``survey``.
+            index_key: where the page goes.
+            transfers: files moved at once.
+            retries: attempts per request.
+            no_delete: keep objects whose file left the listing.
+            no_lock: take no lease.
+            include: only file names matching one of these globs.
+            exclude: never file names matching one of these globs.
+            tables: build the tables of each survey whose sync changed something.
+            tables_prefix: where they go; default ``<root prefix>tables/``.
+            options: the other keyword arguments :func:`~rearcquest.sync.sync_bls` and
+                :func:`~rearcquest.surveys.sync_surveys` share (contact, dry_run, max_delete,
+                wait, vintages, ...).
+
+        Raises:
+            OptionError: ``survey`` with an option of the single directory.
+            ConfigError: a bad survey name or root prefix.
+        """
+        from rearcquest.sources._http import RetryPolicy
+        from rearcquest.surveys import (
+            ALL,
+            DEFAULT_PARALLEL,
+            parse_surveys,
+            survey_prefix,
+            survey_url,
+        )
+
+        parallel = DEFAULT_PARALLEL if parallel is None else parallel
+        shared = {
+            **options,
+            "transfers": transfers,
+            "delete": not no_delete,
+            "lock": not no_lock,
+            "include": include or (),
+            "exclude": exclude or (),
+        }
+        if retries is not None:
+            shared["retry"] = RetryPolicy(attempts=retries)
+        names = parse_surveys(survey) if survey else None
+        if names is None:
+            return cls(
+                shared,
+                source_url=source_url or DEFAULT_BLS_URL,
+                prefix=prefix,
+                state_key=state_key,
+                index_key=index_key if write_index else None,
+                tables=tables,
+                tables_prefix=tables_prefix,
+            )
+        given = (
+            ("--source-url/RQ_BLS_URL", source_url is not None),
+            ("--prefix/RQ_BLS_PREFIX", prefix is not None),
+            ("--state-key", state_key is not None),
+            ("--write-index", write_index),
+        )
+        clash = [flag for flag, on in given if on]
+        if clash:
+            raise OptionError(
+                f"--survey cannot be combined with {', '.join(clash)}: each survey has its "
+                "own directory, prefix and state",
+                options="--survey",
+            )
+        # Surveys in parallel upload at once: botocore's default pool (10) would open and drop
+        # a connection for each request beyond it.
+        pool = 2 * transfers * parallel
+        if names != [ALL] and len(names) == 1:
+            # One survey keeps the single directory's document.
+            url, one = survey_url(root_url, names[0]), survey_prefix(root_prefix, names[0])
+            return cls(
+                shared,
+                source_url=url,
+                prefix=one,
+                connections=pool,
+                tables=tables,
+                tables_prefix=tables_prefix,
+            )
+        return cls(
+            shared,
+            surveys=names,
+            root_url=root_url,
+            root_prefix=root_prefix,
+            parallel=parallel,
+            connections=pool,
+            tables=tables,
+            tables_prefix=tables_prefix,
+        )
+
+    @property
+    def many(self) -> bool:
+        """Whether this syncs several surveys (:meth:`sync_many`), not one directory."""
+        return self.surveys is not None
+
+    @property
+    def survey_count(self) -> int | None:
+        """How many surveys :meth:`sync_many` syncs; None for all (not known before listing)."""
+        from rearcquest.surveys import ALL
+
+        return None if self.surveys is None or list(self.surveys) == [ALL] else len(self.surveys)
+
+    def sync_one(
+        self, store: ObjectStore, *, on_progress: Callable[[Progress], None] | None = None
+    ) -> SyncResult:
+        """Sync the one directory (and its index page and tables when asked).
+
+        Raises:
+            RqError: as :func:`~rearcquest.sync.sync_bls` and :func:`sync_mirror`.
+        """
+        return sync_mirror(
+            store,
+            index_key=self.index_key,
+            tables=self.tables,
+            tables_prefix=self.tables_prefix,
+            **self.options,
+            source_url=self.source_url,
+            prefix=self.prefix,
+            state_key=self.state_key,
+            on_progress=on_progress,
+        )
+
+    def sync_many(
+        self,
+        store: ObjectStore,
+        *,
+        on_progress: Callable[[str, Progress], None] | None = None,
+        on_survey: Callable[[SurveyOutcome], None] | None = None,
+    ) -> MultiSyncResult:
+        """Sync every survey asked, each on its own (see :func:`sync_surveys_with_tables`).
+
+        Raises:
+            RqError: as :func:`~rearcquest.surveys.sync_surveys`.
+        """
+        return sync_surveys_with_tables(
+            store,
+            tables=self.tables,
+            tables_prefix=self.tables_prefix,
+            surveys=list(self.surveys or ()),
+            root_url=self.root_url,
+            root_prefix=self.root_prefix,
+            parallel=self.parallel,
+            on_progress=on_progress,
+            on_survey=on_survey,
+            **self.options,
+        )
 
 
 def _fetch_step(

@@ -803,3 +803,57 @@ def pipeline_summary(result: PipelineResult) -> str:
     if result.analysis is not None:
         lines.append("\n" + to_text(result.analysis).rstrip())
     return "\n".join(lines)
+
+
+def report_text(analysis: Analysis, fmt: str) -> str:
+    """The reports in a text format of ``rq analyze``: ``json``, ``csv`` or ``markdown``."""
+    if fmt == "json":
+        return to_json(analysis) + "\n"
+    return to_csv(analysis) if fmt == "csv" else to_markdown(analysis)
+
+
+def frame_text(frame: pl.DataFrame, fmt: str) -> str:
+    """Any frame in a text format of ``rq sql``: ``json``, ``csv`` or ``markdown``."""
+    if fmt == "json":
+        return frame_json(frame)
+    return frame_csv(frame) if fmt == "csv" else frame_markdown(frame)
+
+
+def inventory_errors(infos: Sequence[SurveyInfo]) -> str:
+    """One line per survey whose listing failed (``name: error``), for stderr."""
+    return "".join(f"{i.name}: {i.error}\n" for i in infos if i.error is not None)
+
+
+def serving_banner(location: str, url: str, token: str | None, *, show_token: bool) -> str:
+    """What ``rq serve-index`` says once it listens: where, and how to get in with a token.
+
+    Args:
+        location: what is served (``s3://bucket/prefix``).
+        url: where it listens.
+        token: the token every request needs, if any.
+        show_token: print a link holding the token (one generated at this start is nowhere else).
+    """
+    needs = " (token required)" if token else ""
+    lines = [f"Serving {location} at {url}{needs}; press Ctrl-C to stop"]
+    if token and show_token:
+        lines.append(f"Open {url}?token={token}")
+    return "\n".join(lines)
+
+
+def demo_step(title: str, payload: Any) -> str:
+    """One step of ``rq demo``: its title, then its result for people (a summary, the reports,
+    text, or JSON)."""
+    head = f"\n== {title}"
+    if payload is None:
+        return head
+    if hasattr(payload, "plan"):
+        body = sync_summary(payload)
+    elif hasattr(payload, "written"):
+        body = population_summary(payload)
+    elif hasattr(payload, "reports"):
+        body = to_text(payload, max_rows=10).rstrip()
+    elif isinstance(payload, str):
+        body = payload
+    else:
+        body = json.dumps(payload, indent=2, default=str)
+    return f"{head}\n{body}"

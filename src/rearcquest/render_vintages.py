@@ -182,3 +182,20 @@ def write_revisions(result: Revisions, directory: str | Path) -> list[Path]:
     except OSError as exc:
         raise RqError(f"cannot write into {directory}: {exc.strerror or exc}") from exc
     return paths
+
+
+def revisions_text(result: Revisions, fmt: str) -> str:
+    """The comparison in a text format of ``rq revisions``: ``json``, ``csv`` or ``markdown``."""
+    if fmt == "json":
+        return revisions_json(result)
+    return revisions_csv(result) if fmt == "csv" else grids_markdown(revisions_grids(result))
+
+
+def tables_as_of_doc(release: str, written: Sequence[str]) -> dict[str, object]:
+    """The ``rq tables --as-of`` JSON document: the release and the tables written."""
+    return {"release": release, "written": list(written)}
+
+
+def tables_as_of_summary(release: str, written: Sequence[str]) -> str:
+    """``rq tables --as-of`` for people: the release, then each table written."""
+    return "\n".join([f"tables of release {release}:", *(f"  {url}" for url in written)])

@@ -575,6 +575,17 @@ def survey_inventory(
             client.close()
 
 
+def raise_for_inventory(infos: Sequence[SurveyInfo]) -> None:
+    """Raise one error naming every survey whose listing failed in :func:`survey_inventory`.
+
+    Raises:
+        RqError: some survey's listing failed (exit code 1).
+    """
+    failed = [i.name for i in infos if i.error is not None]
+    if failed:
+        raise RqError(f"the listing of {len(failed)} survey(s) failed: {', '.join(failed)}")
+
+
 class SurveyLogFilter(logging.Filter):
     """Stamp each log record made while a survey is synced with ``survey`` (its name).
 

@@ -1005,6 +1005,31 @@ def build_tables(
 QUERY_NAMES: Final = ("population", "best_year", "series_population")
 
 
+def build_surveys_tables(
+    store: ObjectStore, *, survey: str, population: str | None = None, **options: Any
+) -> TablesResult:
+    """:func:`build_tables` as ``rq tables`` asks for it.
+
+    Args:
+        store: the bucket holding the mirror.
+        survey: surveys, comma-separated (``pr,cu``), or ``all`` for every mirrored one.
+        population: ``s3://bucket/key`` of the population answer (see :func:`population_source`).
+        options: the other keyword arguments of :func:`build_tables`.
+
+    Raises:
+        RqError: as :func:`build_tables`.
+    """
+    population_store, population_key = population_source(store, population)
+    names = None if survey.strip() == "all" else [s.strip() for s in survey.split(",")]
+    return build_tables(
+        store,
+        surveys=[name for name in names if name] if names is not None else None,
+        population_store=population_store,
+        population_object=population_key,
+        **options,
+    )
+
+
 def named_query(name: str) -> str:
     """The SQL text of one of the reports (see :data:`QUERY_NAMES`).
 

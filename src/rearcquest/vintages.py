@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rearcquest.analytics import BLS_FILE
 from rearcquest.config import Settings, normalise_prefix
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from rearcquest.analytics import Analysis
     from rearcquest.releases import Release
     from rearcquest.storage import ObjectStore
+    from rearcquest.tables import AnalyzeSource
 
 DEFAULT_FILE = BLS_FILE
 # What ``revisions`` compares unless told otherwise: the last two releases.
@@ -500,11 +501,103 @@ def sql_as_of(query: str, as_of: str, **options: Any) -> tuple[ReleaseTables, pl
         return built, run_sql(query, location=tmp)
 
 
+def analyze_at(
+    as_of: str | None,
+    *,
+    report: str = "all",
+    source: str = "auto",
+    tables_prefix: str | None = None,
+    root_prefix: str = "",
+    **options: Any,
+) -> Analysis:
+    """The reports of ``rq analyze``: of the current data, or of a release (``as_of``).
+
+    Args:
+        as_of: a date or release stamp (see :func:`analyze_as_of`); None for the current data.
+        report: one report, or ``all``.
+        source: where the current BLS rows are read (see :func:`rearcquest.tables.analyze`).
+        tables_prefix: where the tables are; default ``<root_prefix>tables/``.
+        root_prefix: where the survey mirrors are (``rq sync-bls --root-prefix``).
+        options: the other keyword arguments of :func:`rearcquest.tables.analyze`.
+
+    Raises:
+        ConfigError: ``as_of`` with ``source`` ``tables`` (a release is a text file), or as
+            :func:`analyze_as_of`.
+    """
+    from rearcquest.analytics import REPORTS
+    from rearcquest.tables import analyze
+
+    options["reports"] = REPORTS if report == "all" else (str(report),)
+    if as_of is None:
+        where = cast("AnalyzeSource", str(source))
+        return analyze(
+            source=where, tables_prefix=tables_prefix, root_prefix=root_prefix, **options
+        )
+    if source == "tables":
+        raise ConfigError("--as-of reads the text file of a release; drop --from tables")
+    return analyze_as_of(as_of, **options)
+
+
+def query(
+    sql: str | None,
+    *,
+    named: str | None = None,
+    as_of: str | None = None,
+    location: str | None = None,
+    endpoint_url: str | None = None,
+    root_prefix: str = "",
+) -> tuple[str | None, pl.DataFrame]:
+    """The answer of ``rq sql``: a query, or a named report query, over the current tables or a
+    release's.
+
+    Args:
+        sql: the query; or None with ``named``.
+        named: one of :data:`rearcquest.tables.QUERY_NAMES` instead.
+        as_of: query the tables of this release (built in a temporary directory).
+        location: the current tables (a directory or an ``s3://`` prefix), not with ``as_of``.
+        endpoint_url: S3-compatible endpoint.
+        root_prefix: where the survey mirrors are; the current tables default to
+            ``s3://$RQ_BLS_BUCKET/<root_prefix>tables/``.
+
+    Returns:
+        The release queried (None for the current tables) and the answer.
+
+    Raises:
+        ConfigError: neither or both of ``sql`` and ``named``; ``as_of`` with ``location``; or
+            as :func:`rearcquest.tables.run_sql`.
+    """
+    from rearcquest.tables import named_query, run_sql
+
+    if (sql is None) == (named is None):
+        raise ConfigError("give either a QUERY or --named NAME")
+    text = sql if sql is not None else named_query(str(named))
+    if as_of is None:
+        return None, run_sql(
+            text, location=location, endpoint_url=endpoint_url, root_prefix=root_prefix
+        )
+    if location is not None:
+        raise ConfigError("--as-of builds the release's tables itself; drop --tables")
+    built, answer = sql_as_of(text, as_of, endpoint_url=endpoint_url)
+    return built.release, answer
+
+
 def tables_as_of(
-    as_of: str, *, tables_prefix: str = "tables/", **options: Any
+    as_of: str,
+    *,
+    survey: str = "pr",
+    root_prefix: str = "",
+    tables_prefix: str | None = None,
+    **options: Any,
 ) -> tuple[ReleaseTables, list[str]]:
     """Build the tables of a past release into ``<tables_prefix>as-of/<release>/`` in the bucket
     (``rq sql --tables s3://BUCKET/tables/as-of/2025-06-05T0830/`` reads them).
+
+    Args:
+        as_of: a date or release stamp (see :func:`build_release_tables`).
+        survey: the mirrored survey, under ``root_prefix``.
+        root_prefix: where the survey mirrors are (``rq sync-bls --root-prefix``).
+        tables_prefix: where the tables go; default ``<root_prefix>tables/``.
+        options: the other keyword arguments of :func:`build_release_tables`.
 
     Returns:
         The release's tables (their temporary directory is gone) and the keys written.
@@ -512,6 +605,10 @@ def tables_as_of(
     Raises:
         ConfigError, DataError, StorageError: as :func:`build_release_tables`.
     """
+    from rearcquest.tables import default_tables_prefix
+
+    tables_prefix = tables_prefix or default_tables_prefix(root_prefix)
+    options["prefix"] = normalise_prefix(normalise_prefix(root_prefix) + survey.strip())
     with tempfile.TemporaryDirectory(prefix="rq-tables-as-of-") as tmp:
         built = build_release_tables(as_of, tmp, tables_prefix=tables_prefix, **options)
         store = _store(

@@ -122,3 +122,23 @@ def test_write_static_index_refuses_bad_expiry(loaded: ObjectStore, seconds: int
 def test_limits_are_checked(limits: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Limits(**limits)
+
+
+@pytest.mark.parametrize(
+    ("write_static", "given", "refused"),
+    [
+        (True, {"--host", "--prefix", "--cache-seconds"}, "--host, --cache-seconds"),
+        (False, {"--presign", "--port", "--format"}, "--presign, --format"),
+    ],
+    ids=["static-refuses-live", "live-refuses-static"],
+)
+def test_check_mode_names_the_other_modes_options(
+    write_static: bool, given: set[str], refused: str
+) -> None:
+    from rearcquest.errors import OptionError
+    from rearcquest.index import check_mode
+
+    with pytest.raises(OptionError, match="cannot be used with") as caught:
+        check_mode(write_static, given)
+    assert caught.value.options == refused
+    check_mode(write_static, {"--prefix", "--bucket"})  # options of both modes pass

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ from rearcquest.config import (
     MAX_PRESIGN_SECONDS,
     normalise_prefix,
 )
-from rearcquest.errors import ConfigError
+from rearcquest.errors import ConfigError, OptionError
 from rearcquest.index._http import UnsafePath, check_path, is_servable
 from rearcquest.index._render import View, build_listing, relative_href, render_page
 
@@ -49,6 +49,7 @@ __all__ = [
     "REQUEST_TIMEOUT",
     "Limits",
     "StaticIndex",
+    "check_mode",
     "create_app",
     "exposure_warning",
     "render_presigned_index",
@@ -115,6 +116,27 @@ def check_token(token: str | None) -> str | None:
             f"or --token {AUTO_TOKEN} to generate one"
         )
     return token
+
+
+# The options of ``rq serve-index`` that only one of its modes uses.
+_LIVE_ONLY = ("--host", "--port", "--token", "--cache-seconds")
+_STATIC_ONLY = ("--index-key", "--presign", "--format")
+
+
+def check_mode(write_static: bool, given: Collection[str]) -> None:
+    """Refuse the options of the other mode of ``rq serve-index`` rather than ignore them.
+
+    Args:
+        write_static: writing a static page (``--write-static``), not serving.
+        given: the options given on the command line, as written (``--host``).
+
+    Raises:
+        OptionError: an option of the other mode was given; it names them all.
+    """
+    clash = [flag for flag in (_LIVE_ONLY if write_static else _STATIC_ONLY) if flag in given]
+    if clash:
+        mode = "--write-static" if write_static else "serving (without --write-static)"
+        raise OptionError(f"cannot be used with {mode}", options=", ".join(clash))
 
 
 def resolve_token(token: str | None) -> str | None:
