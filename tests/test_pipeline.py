@@ -155,10 +155,26 @@ def test_rq_run_with_reports(
     assert reports["population"]["mean"] == pytest.approx(317437383.0)
     assert reports["population"]["std"] == pytest.approx(4257089.54, abs=0.01)
     assert len(reports["best_year"]) == 237
+    # The same digits as rq analyze --format json writes (423.420, not the float 423.42).
+    analyzed = runner.invoke(app, ["analyze", "--format", "json"])
+    assert analyzed.exit_code == 0, analyzed.output
+    written = _numbers_as_written(result.stdout, "best_year")
+    assert written == _numbers_as_written(analyzed.stdout, "best_year")
+    assert any(v.endswith("0") and v != str(float(v)) for v in written)
     text = runner.invoke(app, ["run", "--reports"])
     assert text.exit_code == 0
     assert text.stdout.startswith("sync-bls: ok\nfetch-population: ok\nanalyze: ok\n")
     assert "317,437,383.0" in text.stdout
+
+
+def _numbers_as_written(doc: str, report: str) -> list[str]:
+    """The report's values as the JSON text writes them (json.loads would make them floats)."""
+    rows = json.loads(doc, parse_float=str)
+    if "reports" in rows:
+        rows = rows["reports"]["summary"]
+    values = [row["value"] for row in rows[report]]
+    assert values and all(isinstance(v, str) for v in values)
+    return values
 
 
 def test_reports_still_run_on_what_is_stored_when_the_sync_failed(

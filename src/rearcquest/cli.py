@@ -8,7 +8,6 @@ with the error's exit code; usage errors exit 2 (Typer's default).
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -267,7 +266,7 @@ def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = N
 
 def _summary(fmt: TextOrJson, doc: Callable[[], Any], text: Callable[[], str]) -> None:
     """Print a command's summary on stdout: ``doc()`` as JSON, or the ``text()`` for people."""
-    typer.echo(json.dumps(doc(), indent=2, default=str) if fmt is TextOrJson.json else text())
+    typer.echo(render.json_text(doc()) if fmt is TextOrJson.json else text())
 
 
 @_command("sync-bls")
@@ -981,7 +980,7 @@ def run(
     result = run_pipeline(
         settings, s3_client=make_s3_client(endpoint_url=endpoint_url), reports=reports
     )
-    _summary(fmt, result.to_dict, lambda: render.pipeline_summary(result))
+    _summary(fmt, lambda: render.pipeline_doc(result), lambda: render.pipeline_summary(result))
     result.raise_for_errors()
 
 

@@ -147,21 +147,22 @@ def to_json_doc(analysis: Analysis) -> dict[str, Any]:
     return result
 
 
-def _json_text(value: Any, indent: str = "") -> str:
-    """``json.dumps(value, indent=2)``, except that a Decimal is written as its digits."""
+def json_text(value: Any, indent: str = "") -> str:
+    """``json.dumps(value, indent=2, default=str)``, except that a Decimal is written as its
+    digits (a number, ``138.710``, not the float ``138.71`` or the string ``"138.710"``)."""
     inner = indent + "  "
     if isinstance(value, dict):
         if not value:
             return "{}"
-        items = [f"{inner}{json.dumps(k)}: {_json_text(v, inner)}" for k, v in value.items()]
+        items = [f"{inner}{json.dumps(k)}: {json_text(v, inner)}" for k, v in value.items()]
         return "{\n" + ",\n".join(items) + f"\n{indent}}}"
     if isinstance(value, list):
         if not value:
             return "[]"
-        return "[\n" + ",\n".join(inner + _json_text(v, inner) for v in value) + f"\n{indent}]"
+        return "[\n" + ",\n".join(inner + json_text(v, inner) for v in value) + f"\n{indent}]"
     if isinstance(value, Decimal):
         return format(value, "f")
-    return json.dumps(value)
+    return json.dumps(value, default=str)
 
 
 def to_json(analysis: Analysis) -> str:
@@ -170,7 +171,7 @@ def to_json(analysis: Analysis) -> str:
     Numbers are JSON numbers written with the digits every other format prints: ``-7.0`` and
     ``138.710`` as the BLS file has them, ``322069808.0`` and ``4158441.04`` for mean and std.
     """
-    return _json_text(_doc(analysis))
+    return json_text(_doc(analysis))
 
 
 def _frame(analysis: Analysis, name: ReportName) -> pl.DataFrame:
@@ -579,7 +580,7 @@ def frame_csv(frame: pl.DataFrame) -> str:
 
 def frame_json(frame: pl.DataFrame) -> str:
     """Any frame as a JSON list of objects; decimals as JSON numbers with their digits."""
-    return _json_text([_plain(row) for row in frame.rows(named=True)]) + "\n"
+    return json_text([_plain(row) for row in frame.rows(named=True)]) + "\n"
 
 
 def frame_markdown(frame: pl.DataFrame) -> str:
@@ -785,6 +786,15 @@ def static_index_summary(written: StaticIndex) -> str:
     if written.share_url:
         lines.append(f"Share (valid until {written.expires}): {written.share_url}")
     return "\n".join(lines)
+
+
+def pipeline_doc(result: PipelineResult) -> dict[str, Any]:
+    """The JSON document of ``rq run``: :meth:`PipelineResult.to_dict`, its reports with the
+    digits of ``rq analyze --format json`` (write it with :func:`json_text`)."""
+    doc = result.to_dict()
+    if result.reports is not None and result.analysis is not None:
+        doc["reports"]["summary"] = _doc(result.analysis)
+    return doc
 
 
 def pipeline_summary(result: PipelineResult) -> str:

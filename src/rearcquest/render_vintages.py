@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rearcquest.errors import RqError
-from rearcquest.render import _escape_md, _json_text, _png, _require_matplotlib
+from rearcquest.render import _escape_md, _png, _require_matplotlib, json_text
 
 if TYPE_CHECKING:
     from rearcquest.releases import Release
@@ -68,7 +68,7 @@ def revisions_json(result: Revisions) -> str:
     """The ``rq revisions`` JSON document (:func:`rearcquest.vintages.revisions_doc`)."""
     from rearcquest.vintages import revisions_doc
 
-    return _json_text(revisions_doc(result)) + "\n"
+    return json_text(revisions_doc(result)) + "\n"
 
 
 def revisions_csv(result: Revisions) -> str:
