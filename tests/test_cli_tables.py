@@ -186,3 +186,26 @@ def test_a_root_prefix_for_tables_sql_and_analyze(mirror: Any) -> None:
     missing = runner.invoke(app, ["analyze", "--report", "best-year", "--from", "tables"])
     assert missing.exit_code == 2
     assert "no current table for s3://" in missing.output
+
+
+def test_a_survey_another_run_holds_fails_alone_with_exit_5(mirror: Any) -> None:
+    """rq tables builds each survey under its mirror's lease, the one rq sync-bls takes."""
+    from rearcquest.layout import lock_key
+    from rearcquest.lease import Lease
+    from rearcquest.storage import ObjectStore
+
+    mirror.put_object(Bucket=mirror.bucket, Key="zz/zz.series", Body=b"series_id\nZZ1\n")
+    store = ObjectStore(mirror, mirror.bucket)
+    with Lease(store, lock_key("pr/"), holder="other-host:42:sync").acquire():
+        held = rq("--survey", "all", "--format", "json")
+        assert held.exit_code == 5, held.output
+        doc = json.loads(held.stdout)
+        (refused,) = [t for t in doc["tables"] if t["survey"] == "pr"]
+        assert refused["status"] == "failed" and "other-host:42:sync" in refused["error"]
+        assert keys(mirror, "tables/pr/") == []  # nothing of pr touched while it was held
+        assert keys(mirror, "tables/zz/series/") == ["tables/zz/series/series.parquet"]
+        unlocked = rq("--survey", "pr", "--no-lock", "--format", "json")
+        assert unlocked.exit_code == 0, unlocked.output
+    after = rq("--survey", "pr", "--format", "json")
+    assert after.exit_code == 0, after.output
+    assert keys(mirror, lock_key("pr/")) == []  # released after the build

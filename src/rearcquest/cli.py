@@ -729,6 +729,14 @@ def tables(
         ),
     ] = None,
     force: Annotated[bool, _opt("--force", "Rebuild every table, changed or not.")] = False,
+    no_lock: Annotated[
+        bool,
+        _opt(
+            "--no-lock",
+            "Build without taking each survey's lease (for S3 endpoints that ignore "
+            "conditional writes); by default a survey another run holds fails with exit 5.",
+        ),
+    ] = False,
     as_of: Annotated[
         str | None,
         _opt(
@@ -778,6 +786,7 @@ def tables(
         root_prefix=root_prefix,
         tables_prefix=tables_prefix,
         force=force,
+        lock=not no_lock,
         on_progress=log.info,
     )
     _summary(fmt, result.to_dict, lambda: render.tables_summary(result))

@@ -117,7 +117,8 @@ class TableBuild:
 
     Attributes:
         survey: the survey (``pr``), or ``population``.
-        table: ``observations``, ``series`` or ``population``.
+        table: ``observations``, ``series`` or ``population``; :data:`LEASE_HELD` for a survey
+            another run held (``key`` is its lock).
         key: the Parquet object's key.
         status: ``built``, ``unchanged`` (its input's sha256 matched the manifest), ``removed``
             (its data file is gone from the mirror) or ``failed`` (nothing written).
@@ -187,14 +188,23 @@ class TablesResult:
 
         Raises:
             DataError: one or more tables failed; the message lists each with its cause.
+            ConcurrentSyncError: the only failures are surveys another run held (exit 5: try
+                again later).
         """
+        from rearcquest.errors import ConcurrentSyncError
+
         failed = self.failed
         if failed:
             lines = "; ".join(f"{b.source or b.key}: {b.error}" for b in failed)
-            raise DataError(f"{len(failed)} table(s) not built: {lines}")
+            message = f"{len(failed)} table(s) not built: {lines}"
+            if all(b.table == LEASE_HELD for b in failed):
+                raise ConcurrentSyncError(message)
+            raise DataError(message)
 
 
 _STATUSES: Final[tuple[Status, ...]] = ("built", "unchanged", "removed", "failed")
+# The ``table`` of a survey whose tables were not looked at: another run held its lease.
+LEASE_HELD: Final = "*"
 
 
 # -- reading BLS text ------------------------------------------------------------------------------
@@ -938,6 +948,7 @@ def build_tables(
     population_object: str | None = None,
     force: bool = False,
     on_progress: Callable[[str], None] | None = None,
+    lock: bool = False,
 ) -> TablesResult:
     """Build (or bring up to date) the Parquet tables of the mirrored surveys and the population.
 
@@ -956,14 +967,24 @@ def build_tables(
         population_object: its key; ``None`` builds no population table.
         force: rebuild every table whatever the manifest says.
         on_progress: called with a message before each table is built.
+        lock: build each survey's tables under the lease of its mirror (what ``rq sync-bls``
+            takes), so a sync and a build never interleave; a survey whose lease another run
+            holds fails alone. Off when the caller holds the lease already (a sync's build).
 
     Returns:
         What was built, kept unchanged, removed and failed.
 
     Raises:
         ConfigError: a survey is not mirrored, or there is none.
+        LockUnsupportedError: ``lock`` on an endpoint that ignores conditional writes.
         StorageError: the bucket cannot be read or written.
     """
+    import contextlib
+
+    from rearcquest.errors import ConcurrentSyncError
+    from rearcquest.layout import lock_key
+    from rearcquest.lease import Lease
+
     root = _norm_prefix(root_prefix)
     tables_prefix = _norm_prefix(
         default_tables_prefix(root) if tables_prefix is None else tables_prefix
@@ -977,15 +998,25 @@ def build_tables(
     for survey in chosen:
         if not survey or "/" in survey or survey == POPULATION_TABLE:
             raise ConfigError(f"{survey!r} is not a survey name such as pr")
-        _build_survey(
-            store,
-            survey,
-            root=root,
-            tables_prefix=tables_prefix,
-            force=force,
-            result=result,
-            on_progress=on_progress,
-        )
+        with contextlib.ExitStack() as held:
+            if lock:
+                key = lock_key(f"{root}{survey}/")
+                try:
+                    held.enter_context(Lease(store, key).acquire())
+                except ConcurrentSyncError as exc:
+                    failed = TableBuild(survey, LEASE_HELD, key, "failed", error=str(exc))
+                    result.builds.append(failed)
+                    log.error("the tables of %s were not built: %s", survey, exc)
+                    continue
+            _build_survey(
+                store,
+                survey,
+                root=root,
+                tables_prefix=tables_prefix,
+                force=force,
+                result=result,
+                on_progress=on_progress,
+            )
     if population_object:
         _build_population(
             store,
