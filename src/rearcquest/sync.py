@@ -1004,10 +1004,35 @@ def sync_bls(
         http = HttpClient(
             user_agent=ua, max_rps=rps, retry=retry, max_connections=max(4, transfers)
         )
+    else:
+        # The result counts this sync's requests, not those of the client's other users (the
+        # other surveys of a run share one client and its rate limiter).
+        http = http.counted()
     keep: tuple[str, ...] = ()
     if index_key is not None and index_key.startswith(prefix):
         keep = (index_key[len(prefix) :],)
     try:
+        if not dry_run and lock and on_synced is None and not vintages:
+            # Plan without the lease first: most runs find nothing to do, and then cost no
+            # lease (four S3 requests, two of them writes). With work, the plan is made again
+            # under the lease from a fresh read of the bucket, with the listing fetched here.
+            # Not with on_synced (the index page may need writing under the lease) nor with
+            # vintages (a release the last run could not record is recorded under the lease).
+            peeked, listing = _plan_without_lease(
+                store,
+                http,
+                source_url,
+                prefix,
+                listing=listing,
+                state_key=state_key,
+                keep=keep,
+                include=include,
+                exclude=exclude,
+                delete=delete,
+                max_delete=limit,
+            )
+            if peeked is not None:
+                return peeked
         with contextlib.ExitStack() as held:
             lease: Lease | None = None
             if not dry_run and lock:
@@ -1060,3 +1085,55 @@ def sync_bls(
         if own_client:
             http.close()
     return result
+
+
+def _plan_without_lease(
+    store: ObjectStore,
+    http: HttpClient,
+    source_url: str,
+    prefix: str,
+    *,
+    listing: Sequence[RemoteFile] | None,
+    state_key: str,
+    keep: tuple[str, ...],
+    include: Sequence[str],
+    exclude: Sequence[str],
+    delete: bool,
+    max_delete: DeleteLimit,
+) -> tuple[SyncResult | None, list[RemoteFile]]:
+    """Plan a mirror without its lease; return a no-op result when there is nothing to do.
+
+    Costs one ``ListObjectsV2``, the state GET and the listing (unless given): what a no-op
+    needs anyway. Anything to write (a transfer, a delete, a stale or lost state, a forgotten
+    entry, a skipped file to warn about, a tripped delete guard) returns ``None`` and the
+    listing, for the sync to plan again under the lease.
+
+    Raises:
+        SourceError: the listing failed.
+        StorageError: S3 failed.
+    """
+    from rearcquest.sources.bls import fetch_listing
+
+    # S3 first, so an unusable bucket spares the source.
+    stored = {o.key: o for o in store.list_objects(prefix)}
+    state = load_state(store, prefix, source_url, stored, state_key=state_key, keep=keep)
+    remote = fetch_listing(http, source_url) if listing is None else list(listing)
+    plan = plan_sync(
+        remote,
+        state,
+        stored,
+        prefix=prefix,
+        include=include,
+        exclude=exclude,
+        delete=delete,
+        keep=keep,
+        max_delete=max_delete,
+    )
+    busy = state.stale or plan.forget or plan.delete_guard or plan.of("skip")
+    if busy or any(a.kind != "unchanged" for a in plan.actions):
+        return None, remote
+    log.info("%s is up to date; no lease taken", store.url(prefix))
+    result = SyncResult(source_url, store.bucket, prefix, dry_run=False, plan=plan)
+    result.unchanged = [a.name for a in plan.actions]
+    result.requests = http.requests
+    return result, remote
