@@ -1246,6 +1246,18 @@ def run(
     reports: Annotated[
         bool, typer.Option("--reports", help="Then print the three reports (rq analyze).")
     ] = False,
+    survey: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--survey",
+            metavar="NAMES",
+            help="Sync these surveys of --root-url (as sync-bls --survey) instead of the one "
+            "directory RQ_BLS_URL: 'pr,cu,ce' (repeatable) or 'all'.",
+            show_default=False,
+        ),
+    ] = None,
+    root_url: RootUrlOption = DEFAULT_ROOT_URL,
+    root_prefix: RootPrefixOption = "",
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -1262,6 +1274,7 @@ def run(
     from rearcquest.config import Settings
     from rearcquest.pipeline import run_pipeline
     from rearcquest.storage import make_s3_client
+    from rearcquest.surveys import parse_surveys
 
     with _errors(ctx):
         overrides: dict[str, Any] = {
@@ -1274,7 +1287,12 @@ def run(
             Settings.from_env(), **{k: v for k, v in overrides.items() if v is not None}
         )
         result = run_pipeline(
-            settings, s3_client=make_s3_client(endpoint_url=endpoint_url), reports=reports
+            settings,
+            s3_client=make_s3_client(endpoint_url=endpoint_url),
+            reports=reports,
+            surveys=parse_surveys(survey) if survey else None,
+            root_url=root_url,
+            root_prefix=root_prefix,
         )
         _summary(fmt, result.to_dict, lambda: render.pipeline_summary(result))
         result.raise_for_errors()

@@ -10,12 +10,12 @@ Lambda retries to see: the exit code is 0 exactly when ``ok`` is true.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.config import Settings
+from rearcquest.config import DEFAULT_ROOT_URL, Settings
 from rearcquest.errors import ConfigError, RqError
 
 if TYPE_CHECKING:
@@ -151,6 +151,9 @@ def run_pipeline(
     s3_client: S3Client | None = None,
     retry: RetryPolicy | None = None,
     reports: bool = False,
+    surveys: Sequence[str] | None = None,
+    root_url: str = DEFAULT_ROOT_URL,
+    root_prefix: str = "",
 ) -> PipelineResult:
     """Run sync-bls, then fetch-population, with ``settings``; then, optionally, the reports.
 
@@ -160,35 +163,58 @@ def run_pipeline(
         retry: the retry policy for both sources.
         reports: also compute the three reports from what is stored, even when a step before
             failed (the mirror and the population object of the last good run).
+        surveys: sync these surveys of ``root_url`` (``["all"]`` for every one) into
+            ``<root_prefix><survey>/``, as ``rq sync-bls --survey``, instead of the one
+            directory ``settings.bls_url``; one survey keeps the single-directory summary, more
+            give the multi-survey one.
+        root_url: the ``time.series/`` root of ``surveys``.
+        root_prefix: the prefix the surveys' mirrors are under.
 
     Returns:
         Both steps' outcomes; failures are recorded, not raised.
 
     Raises:
-        ConfigError: a bucket is not configured; nothing was attempted.
+        ConfigError: a bucket is not configured, or ``surveys`` is given with
+            ``settings.bls_prefix`` (each survey has its own prefix); nothing was attempted.
     """
     from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.surveys import ALL, survey_prefix, survey_url, sync_surveys
     from rearcquest.sync import sync_bls
 
     if not settings.bls_bucket or not settings.population_bucket:
         raise ConfigError(
             "set RQ_BLS_BUCKET and RQ_POPULATION_BUCKET (or --bls-bucket/--population-bucket)"
         )
+    if surveys is not None and settings.bls_prefix is not None:
+        raise ConfigError(
+            "RQ_BLS_PREFIX cannot be combined with --survey: each survey is mirrored to "
+            "<root prefix><survey>/ (use --root-prefix)"
+        )
     client = s3_client or make_s3_client()
+    store = ObjectStore(client, settings.bls_bucket)
+    common: dict[str, Any] = {
+        "contact": settings.contact,
+        "user_agent": settings.user_agent,
+        "max_rps": settings.max_rps,
+        "retry": retry,
+        "vintages": settings.vintages,
+    }
     result = PipelineResult()
     with _recording(result.sync, "sync-bls"):
-        synced = sync_bls(
-            ObjectStore(client, settings.bls_bucket),
-            source_url=settings.bls_url,
-            prefix=settings.resolved_bls_prefix,
-            contact=settings.contact,
-            user_agent=settings.user_agent,
-            max_rps=settings.max_rps,
-            retry=retry,
-            vintages=settings.vintages,
-        )
-        result.sync.summary = synced.to_dict()
-        synced.raise_for_errors()
+        if surveys is not None and (list(surveys) == [ALL] or len(surveys) > 1):
+            many = sync_surveys(
+                store, surveys=surveys, root_url=root_url, root_prefix=root_prefix, **common
+            )
+            result.sync.summary = many.to_dict()
+            many.raise_for_errors()
+        else:
+            source_url, prefix = settings.bls_url, settings.resolved_bls_prefix
+            if surveys is not None:  # one survey keeps the single-directory summary
+                source_url = survey_url(root_url, surveys[0])
+                prefix = survey_prefix(root_prefix, surveys[0])
+            synced = sync_bls(store, source_url=source_url, prefix=prefix, **common)
+            result.sync.summary = synced.to_dict()
+            synced.raise_for_errors()
     _fetch_step(result.population, settings, client, retry)
     if reports:
         result.reports = StepOutcome()
