@@ -29,6 +29,7 @@ import gzip
 import importlib.util
 import math
 import random
+import shlex
 import shutil
 import statistics
 import sys
@@ -150,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transfers", type=int, default=4, help="rq --transfers")
     parser.add_argument("--keep", action="store_true", help="keep benchmarks/work/tree")
     parser.add_argument("--repeat", type=int, default=1, help="runs per tool, tools taking turns")
+    parser.add_argument("--rq-command", help="how to run rq (default: the virtualenv's rq)")
     args = parser.parse_args(argv)
     bench = _sync_module()
+    if args.rq_command:
+        bench.RQ[:] = shlex.split(args.rq_command)
 
     planned = plan_tree(INVENTORY, total_bytes=args.total_mb * 1_000_000)
     tree = write_tree(planned, WORK / "files")
