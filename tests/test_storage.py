@@ -413,7 +413,9 @@ def test_a_loopback_put_sends_an_unsigned_body_with_its_checksum(moto_server: st
     ObjectStore(client, "unsigned").put_bytes("k", b"body")
     (headers,) = sent
     assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
-    assert "x-amz-checksum-crc32" in headers
+    # The CRC32 rq computed (one zlib call), in a header: no aws-chunked trailer.
+    assert headers["x-amz-checksum-crc32"] == "26gLsg=="  # base64 of crc32(b"body"), big-endian
+    assert "aws-chunked" not in headers.get("content-encoding", "")
 
 
 def test_a_part_carries_its_crc32_in_a_header_and_a_reused_buffer_is_copied(
