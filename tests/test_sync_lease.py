@@ -62,8 +62,7 @@ def test_a_second_sync_exits_5_and_changes_nothing(
     with pytest.raises(LeaseHeldError, match="cron:99:abc") as info:
         run(any_store, bls_server)
     assert info.value.exit_code == 5
-    # The plan made before the lease needs the listing; with work to do, no file is fetched.
-    assert [r.path for r in bls_server.requests] == ["/pub/time.series/pr/"]
+    assert bls_server.requests == []  # not even the listing: there is no state to plan from
     assert mirror(any_store) == {} and any_store.fetch(state_key("pr/")) is None
     dry = run(any_store, bls_server, dry_run=True)  # a dry run takes no lease
     assert len(dry.added) == 12
@@ -128,9 +127,7 @@ def test_endpoint_ignoring_conditions_needs_no_lock(
     store.client.meta.events.register("before-sign.s3", strip)
     with pytest.raises(LockUnsupportedError, match="--no-lock"):
         run(store, bls_server)
-    # Only the listing of the plan made before the lease; no file, no object.
-    assert [r.path for r in bls_server.requests] == ["/pub/time.series/pr/"]
-    assert list(store.list_objects("")) == []
+    assert bls_server.requests == [] and list(store.list_objects("")) == []
     result = run(store, bls_server, lock=False)
     result.raise_for_errors()
     assert len(result.added) == 12
@@ -232,3 +229,21 @@ def test_a_sync_with_work_plans_again_under_the_lease(
     assert calls[:lease_at] == ["ListObjectsV2", "GetObject"]
     assert calls[lease_at:].count("ListObjectsV2") == 1
     assert store.fetch(LOCK) is None
+
+
+def test_a_lost_state_is_rebuilt_once_under_the_lease(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    run(store, bls_server).raise_for_errors()
+    store.delete(state_key("pr/"))
+    calls: list[str] = []
+    store.client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    bls_server.requests.clear()
+    result = run(store, bls_server)
+    result.raise_for_errors()
+    assert len(result.unchanged) == 12 and store.fetch(state_key("pr/")) is not None
+    # The plan before the lease stops at the missing state: no HEAD there, and the listing is
+    # fetched once, under the lease, where the twelve objects are read back from their metadata.
+    assert calls.count("HeadObject") == 12
+    assert calls.index("PutObject") < calls.index("HeadObject")
+    assert len(bls_server.requests) == 1

@@ -484,6 +484,7 @@ def load_state(
     *,
     state_key: str | None = None,
     keep: Collection[str] = (),
+    peek: bool = False,
 ) -> SyncState:
     """Read the state object; rebuild entries for mirrored objects it does not know.
 
@@ -500,6 +501,9 @@ def load_state(
         stored: the objects under ``prefix``, by key.
         state_key: the state object's key; default ``.rearcquest/state/<prefix>.json``.
         keep: names under the prefix that are not mirrored files (the index page).
+        peek: only tell whether the state is current (the plan made before the lease): one
+            that needs rebuilding or migrating comes back ``stale`` and empty, with no warning,
+            no HEAD and no read of an old state; the sync reads it again under the lease.
 
     Raises:
         StorageError: S3 failed.
@@ -509,6 +513,8 @@ def load_state(
     legacy_key = legacy if legacy in stored and legacy != key else None
     found = store.fetch(key, max_bytes=_MAX_STATE_BYTES)
     etag = found[1].etag if found is not None else None
+    if peek:
+        return _peeked_state(prefix, source_url, stored, found, etag, legacy_key, keep)
     read_from = key
     if found is None and legacy_key is not None:
         found, read_from = store.fetch(legacy_key, max_bytes=_MAX_STATE_BYTES), legacy_key
@@ -540,6 +546,30 @@ def load_state(
     return SyncState(
         source_url=source_url, files=files, stale=stale, etag=etag, legacy_key=legacy_key
     )
+
+
+def _peeked_state(
+    prefix: str,
+    source_url: str,
+    stored: Mapping[str, ObjectInfo],
+    found: tuple[bytes, ObjectInfo] | None,
+    etag: str | None,
+    legacy_key: str | None,
+    keep: Collection[str],
+) -> SyncState:
+    """:func:`load_state` with ``peek``: the state as read, or stale at the first doubt."""
+    stale = SyncState(source_url=source_url, files={}, stale=True, etag=etag)
+    if found is None or legacy_key is not None or len(found[0]) > _MAX_STATE_BYTES:
+        return stale
+    try:
+        files = dict(SyncState.from_json(found[0]).files)
+    except ValueError:
+        return stale  # warned about once, by the read under the lease
+    for obj_key in stored:
+        name = obj_key[len(prefix) :]
+        if not ("/" in name or is_reserved(obj_key) or name in keep or name in files):
+            return stale  # an object the state does not know: rebuilt under the lease
+    return SyncState(source_url=source_url, files=files, etag=etag)
 
 
 def _write_state(store: ObjectStore, key: str, read: SyncState, new: SyncState) -> None:
@@ -1100,13 +1130,14 @@ def _plan_without_lease(
     exclude: Sequence[str],
     delete: bool,
     max_delete: DeleteLimit,
-) -> tuple[SyncResult | None, list[RemoteFile]]:
+) -> tuple[SyncResult | None, list[RemoteFile] | None]:
     """Plan a mirror without its lease; return a no-op result when there is nothing to do.
 
     Costs one ``ListObjectsV2``, the state GET and the listing (unless given): what a no-op
-    needs anyway. Anything to write (a transfer, a delete, a stale or lost state, a forgotten
-    entry, a skipped file to warn about, a tripped delete guard) returns ``None`` and the
-    listing, for the sync to plan again under the lease.
+    needs anyway. Anything to write (a transfer, a delete, a forgotten entry, a skipped file to
+    warn about, a tripped delete guard) returns ``None`` and the listing, for the sync to plan
+    again under the lease; a state to rebuild (lost, invalid, old, or missing an object) returns
+    ``None`` before the listing is fetched.
 
     Raises:
         SourceError: the listing failed.
@@ -1116,7 +1147,11 @@ def _plan_without_lease(
 
     # S3 first, so an unusable bucket spares the source.
     stored = {o.key: o for o in store.list_objects(prefix)}
-    state = load_state(store, prefix, source_url, stored, state_key=state_key, keep=keep)
+    state = load_state(store, prefix, source_url, stored, state_key=state_key, keep=keep, peek=True)
+    if state.stale:
+        # A lost, invalid or old state: the sync rebuilds it under the lease (and the source
+        # is not asked for the listing before the lease is taken).
+        return None, None if listing is None else list(listing)
     remote = fetch_listing(http, source_url) if listing is None else list(listing)
     plan = plan_sync(
         remote,
