@@ -228,3 +228,18 @@ def test_iter_body_joins_reads_into_chunks_of_the_asked_size() -> None:
     with http.stream("https://x.test/a") as response:
         chunks = list(http.iter_body(response, "https://x.test/a", raw=True, chunk_size=5))
     assert chunks == [b"aaabbb", b"cccd"]
+
+
+def test_a_counted_view_counts_its_own_requests_and_shares_the_rest() -> None:
+    slept: list[float] = []
+    http = client_for([httpx.Response(200, content=b"ok") for _ in range(3)], slept)
+    one, two = http.counted(), http.counted()
+    assert one.get_bytes("https://x.test/a", max_bytes=10) == b"ok"
+    assert two.get_bytes("https://x.test/b", max_bytes=10) == b"ok"
+    assert two.get_bytes("https://x.test/c", max_bytes=10) == b"ok"
+    assert (one.requests, two.requests, http.requests) == (1, 2, 3)
+    assert one.limiter is http.limiter  # one politeness budget
+    one.close()  # the owner closes the connections, not a view
+    assert not http.client.is_closed
+    http.close()
+    assert http.client.is_closed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from rearcquest.cli import app
 from rearcquest.config import Settings
 from rearcquest.errors import ConfigError, RqError
-from rearcquest.offline import Fault, OfflineServer, add_datausa_routes
+from rearcquest.offline import Fault, OfflineServer, ServedFile, add_datausa_routes
 from rearcquest.pipeline import run_pipeline
 from rearcquest.sources._http import RetryPolicy
 
@@ -299,3 +300,53 @@ def test_settings_with_options_keeps_what_was_not_given() -> None:
     base = Settings(bls_bucket="env-bls", contact="env@example.com")
     changed = base.with_options(bls_bucket="cli-bls", contact=None)
     assert (changed.bls_bucket, changed.contact) == ("cli-bls", "env@example.com")
+
+
+def _tree(survey: str, count: int) -> dict[str, ServedFile]:
+    listed = datetime(2026, 8, 6, 8, 30)
+    names = [f"{survey}.series"] + [f"{survey}.data.{i}.Current" for i in range(count - 1)]
+    return {n: ServedFile(n, f"{n}\tvalue\n".encode() * 20, listed) for n in names}
+
+
+@pytest.mark.parametrize(
+    ("surveys", "mirrored"),
+    [(["cu,ce"], ["ce/", "cu/"]), (["all"], ["ce/", "cu/", "pr/"]), (["cu"], ["cu/"])],
+    ids=["two", "all", "one"],
+)
+def test_rq_run_syncs_the_surveys_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+    buckets: tuple[str, str, Any],
+    moto_server: str,
+    surveys: list[str],
+    mirrored: list[str],
+) -> None:
+    tree = {"cu": _tree("cu", 3), "ce": _tree("ce", 2)}
+    with OfflineServer(_tree("pr", 2), surveys=tree) as server:
+        cron_env(monkeypatch, buckets, server, moto_server)
+        args = ["run", "--root-url", server.root_url, "--root-prefix", "bls", "--format", "json"]
+        for value in surveys:
+            args += ["--survey", value]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+    _, _, client = buckets
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=buckets[0])["Contents"]]
+    assert sorted({k.split("/")[1] + "/" for k in keys if k.startswith("bls/")}) == mirrored
+    sync = doc["sync"]["summary"]
+    if len(mirrored) == 1:  # one survey: the single-directory summary
+        assert sync["prefix"] == "bls/cu/" and len(sync["added"]) == 3
+    else:
+        assert sorted(sync["surveys"]) == [p.rstrip("/") for p in mirrored]
+        files = {"cu/": 3, "ce/": 2, "pr/": 2}
+        assert sync["totals"]["added"] == sum(files[p] for p in mirrored)
+    assert doc["population"]["error"] is None
+
+
+def test_rq_run_refuses_surveys_with_a_bls_prefix(
+    monkeypatch: pytest.MonkeyPatch, buckets: tuple[str, str, Any], bls_server: OfflineServer
+) -> None:
+    cron_env(monkeypatch, buckets, bls_server, "http://127.0.0.1:9")
+    monkeypatch.setenv("RQ_BLS_PREFIX", "mirror/")
+    result = runner.invoke(app, ["run", "--survey", "pr"])
+    assert result.exit_code == 2  # a configuration error, before any request
+    assert "RQ_BLS_PREFIX cannot be combined with --survey" in result.output

@@ -277,3 +277,31 @@ def test_a_lost_state_is_rebuilt_with_the_objects_version_ids(
     assert {n: f.version_id for n, f in only.files.items()} == {
         n: f.version_id for n, f in state.files.items()
     }
+
+
+def test_a_multipart_object_of_the_latest_release_is_read_through_the_state(
+    store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import moto.s3.models
+
+    from rearcquest import storage
+
+    # Parts of 512 KiB: pr.data.0.Current (1.6 MB) goes up in parts, without rq-sha256.
+    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", 256 * 1024)
+    monkeypatch.setattr(storage, "PART_SIZE", 512 * 1024)
+    run(store, bls_server).raise_for_errors()
+    head = store.head("pr/pr.data.0.Current")
+    assert head is not None and "rq-sha256" not in head.metadata
+    options: dict[str, Any] = {
+        "bls": "s3://test-bucket/pr/pr.data.0.Current",
+        "reports": ["best-year"],
+        "s3_client": store.client,
+    }
+    first = vintages.analyze_as_of("latest", **options)
+    assert first.release == "2024-06-06 08:30"
+    bls_server.set_files(release("2025-06-05"))
+    run(store, bls_server).raise_for_errors()
+    # The state now records the new bytes: the old release's are gone, and that is said.
+    with pytest.raises(DataError, match="was not kept"):
+        vintages.analyze_as_of("2024-06-06", **options)
+    assert vintages.analyze_as_of("latest", **options).release != first.release

@@ -413,7 +413,46 @@ def test_a_loopback_put_sends_an_unsigned_body_with_its_checksum(moto_server: st
     ObjectStore(client, "unsigned").put_bytes("k", b"body")
     (headers,) = sent
     assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
-    assert "x-amz-checksum-crc32" in headers
+    # The CRC32 rq computed (one zlib call), in a header: no aws-chunked trailer.
+    assert headers["x-amz-checksum-crc32"] == "26gLsg=="  # base64 of crc32(b"body"), big-endian
+    assert "aws-chunked" not in headers.get("content-encoding", "")
+
+
+def test_a_part_carries_its_crc32_in_a_header_and_a_reused_buffer_is_copied(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+    import zlib
+
+    import moto.s3.models
+
+    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", 256 * 1024)
+    monkeypatch.setattr(storage, "PART_SIZE", 512 * 1024)
+    client = make_s3_client(endpoint_url=moto_server, access_key=("a", "b"))
+    client.create_bucket(Bucket="parts")
+    sent: list[dict[str, str]] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        sent.append({k: v.decode() if isinstance(v, bytes) else str(v) for k, v in headers.items()})
+
+    client.meta.events.register("before-send.s3.UploadPart", capture)
+    body = bytes(range(256)) * 5000  # 1.28 MB: three parts
+    writer = ObjectStore(client, "parts").writer("k")
+    buffer = bytearray(100_000)
+    for start in range(0, len(body), len(buffer)):
+        piece = body[start : start + len(buffer)]
+        buffer[: len(piece)] = piece
+        writer.write(buffer[: len(piece)] if len(piece) < len(buffer) else buffer)
+        buffer[:] = b"\0" * len(buffer)  # the caller reuses its buffer at once
+    writer.complete()
+    assert ObjectStore(client, "parts").get_bytes("k") == body
+    parts = [body[i : i + 512 * 1024] for i in range(0, len(body), 512 * 1024)]
+    # S3 checks each part against the header; no aws-chunked trailer is streamed.
+    assert sorted(h["x-amz-checksum-crc32"] for h in sent) == sorted(
+        base64.b64encode(zlib.crc32(part).to_bytes(4, "big")).decode() for part in parts
+    )
+    assert all("aws-chunked" not in h.get("content-encoding", "") for h in sent)
 
 
 # -- replace_metadata: new metadata in place by a server-side copy --

@@ -270,3 +270,17 @@ def test_an_unchanged_survey_takes_no_lease_and_a_changed_one_lists_once(
     # The listing fetched to plan without the lease is the one the sync uses: one request.
     listings = [r for r in tree_server.requests[before:] if r.path == "/pub/time.series/cu/"]
     assert len(listings) == 1
+
+
+def test_each_survey_counts_its_own_source_requests(
+    store: ObjectStore, tree_server: OfflineServer
+) -> None:
+    result = run(store, tree_server, ["cu", "ce"], parallel=2)
+    result.raise_for_errors()
+    # Its listing and one GET per file: not the requests of the survey beside it.
+    assert result.surveys["cu"].result.requests == 1 + 4  # type: ignore[union-attr]
+    assert result.surveys["ce"].result.requests == 1 + 3  # type: ignore[union-attr]
+    assert result.requests == len(tree_server.requests) == 5 + 4
+    again = run(store, tree_server, ["cu", "ce"], parallel=2)
+    assert {n: o.result.requests for n, o in again.surveys.items()} == {"cu": 1, "ce": 1}  # type: ignore[union-attr]
+    assert again.requests == 2

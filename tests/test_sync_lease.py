@@ -62,7 +62,7 @@ def test_a_second_sync_exits_5_and_changes_nothing(
     with pytest.raises(LeaseHeldError, match="cron:99:abc") as info:
         run(any_store, bls_server)
     assert info.value.exit_code == 5
-    assert bls_server.requests == []  # not even the listing
+    assert bls_server.requests == []  # not even the listing: there is no state to plan from
     assert mirror(any_store) == {} and any_store.fetch(state_key("pr/")) is None
     dry = run(any_store, bls_server, dry_run=True)  # a dry run takes no lease
     assert len(dry.added) == 12
@@ -196,3 +196,57 @@ def test_state_write_is_conditional(
     # The next run treats that foreign document as lost, rebuilds and converges.
     run(any_store, bls_server).raise_for_errors()
     assert mirror(any_store) == {n: f.data for n, f in bls_server.files.items()}
+
+
+def test_a_no_op_takes_no_lease(
+    store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(store, bls_server).raise_for_errors()
+    calls: list[str] = []
+    store.client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    bls_server.requests.clear()
+    # Another run holds the lease: a no-op does not need it, so it neither fails nor waits.
+    with Lease(store, LOCK, holder="another run").acquire():
+        calls.clear()
+        result = run(store, bls_server)
+        seen = list(calls)
+    result.raise_for_errors()
+    assert len(result.unchanged) == 12 and result.requests == 1
+    assert seen == ["ListObjectsV2", "GetObject"]  # the mirror's objects and the state
+    assert [r.path for r in bls_server.requests] == ["/pub/time.series/pr/"]
+
+
+def test_a_sync_with_work_plans_again_under_the_lease(
+    store: ObjectStore, bls_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(store, bls_server).raise_for_errors()
+    store.delete("pr/pr.class")  # work: a file to put back
+    calls: list[str] = []
+    store.client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    bls_server.requests.clear()
+    result = run(store, bls_server)
+    result.raise_for_errors()
+    assert result.added == ["pr.class"] and result.requests == 2  # one listing, one file
+    # Planned once without the lease, then again under it from a fresh read of the bucket.
+    lease_at = calls.index("PutObject")
+    assert calls[:lease_at] == ["ListObjectsV2", "GetObject"]
+    assert calls[lease_at:].count("ListObjectsV2") == 1
+    assert store.fetch(LOCK) is None
+
+
+def test_a_lost_state_is_rebuilt_once_under_the_lease(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    run(store, bls_server).raise_for_errors()
+    store.delete(state_key("pr/"))
+    calls: list[str] = []
+    store.client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    bls_server.requests.clear()
+    result = run(store, bls_server)
+    result.raise_for_errors()
+    assert len(result.unchanged) == 12 and store.fetch(state_key("pr/")) is not None
+    # The plan before the lease stops at the missing state: no HEAD there, and the listing is
+    # fetched once, under the lease, where the twelve objects are read back from their metadata.
+    assert calls.count("HeadObject") == 12
+    assert calls.index("PutObject") < calls.index("HeadObject")
+    assert len(bls_server.requests) == 1

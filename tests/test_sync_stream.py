@@ -222,3 +222,24 @@ def test_source_cut_short_mid_stream_aborts_every_attempt(
     assert pending_uploads(store) == []
     assert store.head("pr/" + BIG) is None
     assert len(result.added) == 11
+
+
+@pytest.mark.parametrize("size", [0, 1000, 3 * 1024 * 1024], ids=["empty", "small", "large"])
+def test_the_digest_is_inline_up_to_one_part_then_on_a_thread_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    import threading
+
+    from rearcquest.sources import bls
+
+    monkeypatch.setattr(bls, "_INLINE_HASH", 1024 * 1024)
+    body = bytes(range(256)) * (size // 256)
+    digest = bls._Sha256()
+    before = {t.name for t in threading.enumerate()}
+    threads_seen = set()
+    for start in range(0, len(body), 256 * 1024):
+        digest.update(body[start : start + 256 * 1024])
+        threads_seen |= {t.name for t in threading.enumerate()} - before
+    assert digest.hexdigest() == hashlib.sha256(body).hexdigest()
+    # A thread costs more to start than a small body takes to hash: only a large one gets it.
+    assert threads_seen == ({"rq-sha256"} if size > 1024 * 1024 else set())

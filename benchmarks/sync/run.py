@@ -576,11 +576,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--tool", nargs="+", choices=TOOLS, default=list(TOOLS))
-    parser.add_argument("--repeat", type=int, default=3, help="runs per tool (polite, wide)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per tool")
+    parser.add_argument("--big-repeat", type=int, help="runs per tool on big (default --repeat)")
     parser.add_argument("--big-mib", type=int, default=2048, help="size of the big file")
     parser.add_argument("--keep", action="store_true", help="keep benchmarks/work/sync")
     parser.add_argument("--rq-command", help="how to run rq (default: the virtualenv's rq)")
     args = parser.parse_args(argv)
+    if args.big_repeat is None:
+        args.big_repeat = args.repeat
     if args.rq_command:
         RQ[:] = shlex.split(args.rq_command)
     if "rclone" in args.tool and not shutil.which("rclone"):
@@ -597,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with seaweedfs(WORK / "seaweedfs") as weed:
             for name in args.scenario:
-                repeat = 1 if name == "big" else args.repeat
+                repeat = args.big_repeat if name == "big" else args.repeat
                 with serve(name, args.big_mib) as fx:
                     # Tools take turns, run by run, so a slow spell on the machine hits all alike.
                     for n in range(repeat):
@@ -614,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     print(targets(rows))
     print(
         f"\nWhole run: {elapsed:.0f} s; wall times are medians of {args.repeat} runs "
-        "(big: 1), range in brackets."
+        f"(big: {args.big_repeat}), range in brackets."
     )
     print(json.dumps([r.__dict__ for r in runs]), file=sys.stderr)
     return 0

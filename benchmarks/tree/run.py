@@ -29,7 +29,9 @@ import gzip
 import importlib.util
 import math
 import random
+import shlex
 import shutil
+import statistics
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -148,8 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=8, help="rq --parallel")
     parser.add_argument("--transfers", type=int, default=4, help="rq --transfers")
     parser.add_argument("--keep", action="store_true", help="keep benchmarks/work/tree")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per tool, tools taking turns")
+    parser.add_argument("--rq-command", help="how to run rq (default: the virtualenv's rq)")
     args = parser.parse_args(argv)
     bench = _sync_module()
+    if args.rq_command:
+        bench.RQ[:] = shlex.split(args.rq_command)
 
     planned = plan_tree(INVENTORY, total_bytes=args.total_mb * 1_000_000)
     tree = write_tree(planned, WORK / "files")
@@ -169,10 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     root_url = server.root_url
     config = WORK / "rclone.conf"
     config.write_text("")
+    walls: dict[tuple[str, str], list[float]] = {}
     try:
         with bench.seaweedfs(WORK / "seaweedfs") as weed:
-            for tool in args.tool:
-                bucket = f"tree-{tool}"
+            # Tools take turns, run by run, so a slow spell on the machine hits all alike.
+            for tool, n in ((t, n) for n in range(args.repeat) for t in args.tool):
+                bucket = f"tree-{tool}-{n}"
                 weed.client.create_bucket(Bucket=bucket)
                 if tool == "rq":
                     cmd = [
@@ -198,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                     listings = sum(1 for r in server.requests if r.path.endswith("/"))
                     files = len(server.requests) - listings
                     verified = verify(weed.client, bucket, tree) if phase == "full sync" else "-"
+                    walls.setdefault((tool, phase), []).append(got.wall)
                     print(
                         f"| {tool:<6} | {phase:<9} | {got.wall:8.1f} s | {got.cpu:7.1f} s | "
                         f"{got.rss_mib:6.0f} MiB | {listings:5d} | {files:5d} | {verified} |",
@@ -207,6 +216,15 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         if not args.keep:
             shutil.rmtree(WORK, ignore_errors=True)
+    for (tool, phase), times in sorted(walls.items()):
+        spread = f" ({min(times):.1f}-{max(times):.1f})" if len(times) > 1 else ""
+        print(f"median {tool:<6} {phase:<9} {statistics.median(times):8.1f} s{spread}")
+    for phase in ("full sync", "no-op"):
+        if ("rq", phase) in walls and ("rclone", phase) in walls:
+            ratio = statistics.median(walls["rq", phase]) / statistics.median(
+                walls["rclone", phase]
+            )
+            print(f"rq / rclone, {phase}: {ratio:.2f}x")
     return 0
 
 

@@ -965,6 +965,18 @@ def run(
     reports: Annotated[
         bool, _opt("--reports", "Then print the three reports (rq analyze).")
     ] = False,
+    survey: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--survey",
+            metavar="NAMES",
+            help="Sync these surveys of --root-url (as sync-bls --survey) instead of the one "
+            "directory RQ_BLS_URL: 'pr,cu,ce' (repeatable) or 'all'.",
+            show_default=False,
+        ),
+    ] = None,
+    root_url: RootUrlOption = DEFAULT_ROOT_URL,
+    root_prefix: RootPrefixOption = "",
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -979,6 +991,7 @@ def run(
     from rearcquest.config import Settings
     from rearcquest.pipeline import run_pipeline
     from rearcquest.storage import make_s3_client
+    from rearcquest.surveys import parse_surveys
 
     settings = Settings.from_env().with_options(
         bls_bucket=bls_bucket,
@@ -987,7 +1000,12 @@ def run(
         user_agent=user_agent,
     )
     result = run_pipeline(
-        settings, s3_client=make_s3_client(endpoint_url=endpoint_url), reports=reports
+        settings,
+        s3_client=make_s3_client(endpoint_url=endpoint_url),
+        reports=reports,
+        surveys=parse_surveys(survey) if survey else None,
+        root_url=root_url,
+        root_prefix=root_prefix,
     )
     _summary(fmt, lambda: render.pipeline_doc(result), lambda: render.pipeline_summary(result))
     result.raise_for_errors()

@@ -553,6 +553,9 @@ def run_pipeline(
     s3_client: S3Client | None = None,
     retry: RetryPolicy | None = None,
     reports: bool = False,
+    surveys: Sequence[str] | None = None,
+    root_url: str = DEFAULT_ROOT_URL,
+    root_prefix: str = "",
 ) -> PipelineResult:
     """Run sync-bls, then fetch-population, with ``settings``; then, optionally, the reports.
 
@@ -566,24 +569,51 @@ def run_pipeline(
         retry: the retry policy for both sources.
         reports: also compute the three reports from what is stored, even when a step before
             failed (the mirror and the population object of the last good run).
+        surveys: sync these surveys of ``root_url`` (``["all"]`` for every one) into
+            ``<root_prefix><survey>/``, as ``rq sync-bls --survey``, instead of the one
+            directory ``settings.bls_url``; one survey keeps the single-directory summary, more
+            give the multi-survey one.
+        root_url: the ``time.series/`` root of ``surveys``.
+        root_prefix: the prefix the surveys' mirrors are under.
 
     Returns:
         Both steps' outcomes; failures are recorded, not raised.
 
     Raises:
-        ConfigError: a bucket is not configured, or tables are asked of a mirror at the bucket
-            root; nothing was attempted.
+        ConfigError: a bucket is not configured, ``surveys`` is given with
+            ``settings.bls_prefix`` (each survey has its own prefix), or tables are asked of a
+            mirror at the bucket root; nothing was attempted.
     """
     from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.surveys import ALL, survey_prefix, survey_url
     from rearcquest.sync import sync_bls
 
     if not settings.bls_bucket or not settings.population_bucket:
         raise ConfigError(
             "set RQ_BLS_BUCKET and RQ_POPULATION_BUCKET (or --bls-bucket/--population-bucket)"
         )
-    root = survey_of(settings.resolved_bls_prefix)[0] if settings.tables else ""
+    if surveys is not None and settings.bls_prefix is not None:
+        raise ConfigError(
+            "RQ_BLS_PREFIX cannot be combined with --survey: each survey is mirrored to "
+            "<root prefix><survey>/ (use --root-prefix)"
+        )
     client = s3_client or make_s3_client()
     store = ObjectStore(client, settings.bls_bucket)
+    common: dict[str, Any] = {
+        "contact": settings.contact,
+        "user_agent": settings.user_agent,
+        "max_rps": settings.max_rps,
+        "retry": retry,
+        "vintages": settings.vintages,
+    }
+    one = surveys is None or (list(surveys) != [ALL] and len(surveys) == 1)
+    source_url, prefix = settings.bls_url, settings.resolved_bls_prefix
+    if surveys is not None and one:  # one survey keeps the single-directory summary
+        source_url = survey_url(root_url, surveys[0])
+        prefix = survey_prefix(root_prefix, surveys[0])
+    # Where the tables go by default: beside the mirrors (<root>tables/). A mirror at the
+    # bucket root has no survey folder to build tables of: refused before anything is done.
+    root = survey_of(prefix)[0] if settings.tables and one else root_prefix
     result = PipelineResult()
     synced: SyncResult | None = None
 
@@ -591,25 +621,36 @@ def run_pipeline(
         tables_after_sync(store, done, tables_prefix=settings.tables_prefix)
 
     with _recording(result.sync, "sync-bls"):
-        synced = sync_bls(
-            store,
-            source_url=settings.bls_url,
-            prefix=settings.resolved_bls_prefix,
-            contact=settings.contact,
-            user_agent=settings.user_agent,
-            max_rps=settings.max_rps,
-            retry=retry,
-            vintages=settings.vintages,
-            on_synced=after if settings.tables else None,
-        )
-        result.sync.summary = synced.to_dict()
-        if settings.tables:
-            # The tables' failure is the tables step's, not the sync's: its files are synced.
-            error, synced.tables_error = synced.tables_error, None
-            synced.raise_for_errors()
-            synced.tables_error = error
+        if not one:
+            # Each survey's tables are built under its lease, right after its sync; a survey
+            # whose tables fail fails alone, in this step.
+            many = sync_surveys_with_tables(
+                store,
+                tables=settings.tables,
+                tables_prefix=settings.tables_prefix,
+                surveys=list(surveys or ()),
+                root_url=root_url,
+                root_prefix=root_prefix,
+                **common,
+            )
+            result.sync.summary = many.to_dict()
+            many.raise_for_errors()
         else:
-            synced.raise_for_errors()
+            synced = sync_bls(
+                store,
+                source_url=source_url,
+                prefix=prefix,
+                on_synced=after if settings.tables else None,
+                **common,
+            )
+            result.sync.summary = synced.to_dict()
+            if settings.tables:
+                # The tables' failure is the tables step's, not the sync's: its files are synced.
+                error, synced.tables_error = synced.tables_error, None
+                synced.raise_for_errors()
+                synced.tables_error = error
+            else:
+                synced.raise_for_errors()
     _fetch_step(result.population, settings, client, retry)
     if settings.tables:
         result.tables = _tables_step(store, synced, settings, root=root)

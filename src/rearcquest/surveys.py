@@ -42,7 +42,6 @@ from rearcquest.layout import RESERVED_PREFIX, state_key
 
 if TYPE_CHECKING:
     from rearcquest.sources._http import HttpClient, RetryPolicy
-    from rearcquest.sources.bls import RemoteFile
     from rearcquest.storage import ObjectStore
     from rearcquest.sync import Progress, SyncResult
 
@@ -342,39 +341,27 @@ def sync_surveys(
                     (lambda event: on_progress(name, event)) if on_progress is not None else None
                 )
                 try:
-                    url = survey_url(root_url, name)
-                    listing = None
-                    if not dry_run:
-                        outcome.result, listing = _peek(
-                            store,
-                            client,
-                            url,
-                            outcome.prefix,
-                            include=include,
-                            exclude=exclude,
-                            delete=delete,
-                            max_delete=DeleteLimit.parse(max_delete),
-                        )
-                    if outcome.result is None:
-                        outcome.result = sync_bls(
-                            store,
-                            source_url=url,
-                            listing=listing,
-                            prefix=outcome.prefix,
-                            dry_run=dry_run,
-                            delete=delete,
-                            max_delete=max_delete,
-                            include=include,
-                            exclude=exclude,
-                            transfers=transfers,
-                            http=client,
-                            on_progress=callback,
-                            lock=lock,
-                            wait=wait,
-                            lease_ttl=lease_ttl,
-                            vintages=vintages,
-                            on_synced=on_synced,
-                        )
+                    # sync_bls plans first without the survey's lease and takes it only when
+                    # there is something to write: an unchanged survey costs its listing, one
+                    # ListObjectsV2 and the state GET.
+                    outcome.result = sync_bls(
+                        store,
+                        source_url=survey_url(root_url, name),
+                        prefix=outcome.prefix,
+                        dry_run=dry_run,
+                        delete=delete,
+                        max_delete=max_delete,
+                        include=include,
+                        exclude=exclude,
+                        transfers=transfers,
+                        http=client,
+                        on_progress=callback,
+                        lock=lock,
+                        wait=wait,
+                        lease_ttl=lease_ttl,
+                        vintages=vintages,
+                        on_synced=on_synced,
+                    )
                     outcome.result.raise_for_errors()
                 except RqError as exc:
                     outcome.error, outcome.exit_code = str(exc), exc.exit_code
@@ -399,53 +386,6 @@ def sync_surveys(
     finally:
         if own_client:
             client.close()
-
-
-def _peek(
-    store: ObjectStore,
-    http: HttpClient,
-    source_url: str,
-    prefix: str,
-    *,
-    include: Sequence[str],
-    exclude: Sequence[str],
-    delete: bool,
-    max_delete: DeleteLimit,
-) -> tuple[SyncResult | None, list[RemoteFile]]:
-    """Plan a survey without its lease; return a no-op result when there is nothing to do.
-
-    Most surveys are unchanged on most days: their sync then costs the listing, one
-    ``ListObjectsV2`` and the state GET, and no lease (four S3 writes) at all, since nothing is
-    written. A survey with work returns ``None`` and its listing, which :func:`sync_bls` plans
-    again, under the lease, from a fresh read of the bucket.
-
-    Raises:
-        SourceError: the listing failed.
-        StorageError: S3 failed.
-    """
-    from rearcquest.sources.bls import fetch_listing
-    from rearcquest.sync import SyncResult, load_state, plan_sync
-
-    listing = fetch_listing(http, source_url)
-    stored = {o.key: o for o in store.list_objects(prefix)}
-    state = load_state(store, prefix, source_url, stored)
-    plan = plan_sync(
-        listing,
-        state,
-        stored,
-        prefix=prefix,
-        include=include,
-        exclude=exclude,
-        delete=delete,
-        max_delete=max_delete,
-    )
-    busy = state.stale or plan.forget or plan.delete_guard or plan.of("skip")
-    if busy or any(a.kind != "unchanged" for a in plan.actions):
-        return None, listing
-    result = SyncResult(source_url, store.bucket, prefix, dry_run=False, plan=plan)
-    result.unchanged = [a.name for a in plan.actions]
-    result.requests = http.requests
-    return result, listing
 
 
 @dataclass(frozen=True)

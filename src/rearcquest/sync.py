@@ -500,6 +500,7 @@ def load_state(
     *,
     state_key: str | None = None,
     keep: Collection[str] = (),
+    peek: bool = False,
 ) -> SyncState:
     """Read the state object; rebuild entries for mirrored objects it does not know.
 
@@ -516,6 +517,9 @@ def load_state(
         stored: the objects under ``prefix``, by key.
         state_key: the state object's key; default ``.rearcquest/state/<prefix>.json``.
         keep: names under the prefix that are not mirrored files (the index page).
+        peek: only tell whether the state is current (the plan made before the lease): one
+            that needs rebuilding or migrating comes back ``stale`` and empty, with no warning,
+            no HEAD and no read of an old state; the sync reads it again under the lease.
 
     Raises:
         StorageError: S3 failed.
@@ -525,6 +529,8 @@ def load_state(
     legacy_key = legacy if legacy in stored and legacy != key else None
     found = store.fetch(key, max_bytes=_MAX_STATE_BYTES)
     etag = found[1].etag if found is not None else None
+    if peek:
+        return _peeked_state(prefix, source_url, stored, found, etag, legacy_key, keep)
     read_from = key
     if found is None and legacy_key is not None:
         found, read_from = store.fetch(legacy_key, max_bytes=_MAX_STATE_BYTES), legacy_key
@@ -556,6 +562,30 @@ def load_state(
     return SyncState(
         source_url=source_url, files=files, stale=stale, etag=etag, legacy_key=legacy_key
     )
+
+
+def _peeked_state(
+    prefix: str,
+    source_url: str,
+    stored: Mapping[str, ObjectInfo],
+    found: tuple[bytes, ObjectInfo] | None,
+    etag: str | None,
+    legacy_key: str | None,
+    keep: Collection[str],
+) -> SyncState:
+    """:func:`load_state` with ``peek``: the state as read, or stale at the first doubt."""
+    stale = SyncState(source_url=source_url, files={}, stale=True, etag=etag)
+    if found is None or legacy_key is not None or len(found[0]) > _MAX_STATE_BYTES:
+        return stale
+    try:
+        files = dict(SyncState.from_json(found[0]).files)
+    except ValueError:
+        return stale  # warned about once, by the read under the lease
+    for obj_key in stored:
+        name = obj_key[len(prefix) :]
+        if not ("/" in name or is_reserved(obj_key) or name in keep or name in files):
+            return stale  # an object the state does not know: rebuilt under the lease
+    return SyncState(source_url=source_url, files=files, etag=etag)
 
 
 def _write_state(store: ObjectStore, key: str, read: SyncState, new: SyncState) -> None:
@@ -1020,10 +1050,35 @@ def sync_bls(
         http = HttpClient(
             user_agent=ua, max_rps=rps, retry=retry, max_connections=max(4, transfers)
         )
+    else:
+        # The result counts this sync's requests, not those of the client's other users (the
+        # other surveys of a run share one client and its rate limiter).
+        http = http.counted()
     keep: tuple[str, ...] = ()
     if index_key is not None and index_key.startswith(prefix):
         keep = (index_key[len(prefix) :],)
     try:
+        if not dry_run and lock and on_synced is None and not vintages:
+            # Plan without the lease first: most runs find nothing to do, and then cost no
+            # lease (four S3 requests, two of them writes). With work, the plan is made again
+            # under the lease from a fresh read of the bucket, with the listing fetched here.
+            # Not with on_synced (the index page may need writing under the lease) nor with
+            # vintages (a release the last run could not record is recorded under the lease).
+            peeked, listing = _plan_without_lease(
+                store,
+                http,
+                source_url,
+                prefix,
+                listing=listing,
+                state_key=state_key,
+                keep=keep,
+                include=include,
+                exclude=exclude,
+                delete=delete,
+                max_delete=limit,
+            )
+            if peeked is not None:
+                return peeked
         with contextlib.ExitStack() as held:
             lease: Lease | None = None
             if not dry_run and lock:
@@ -1076,3 +1131,60 @@ def sync_bls(
         if own_client:
             http.close()
     return result
+
+
+def _plan_without_lease(
+    store: ObjectStore,
+    http: HttpClient,
+    source_url: str,
+    prefix: str,
+    *,
+    listing: Sequence[RemoteFile] | None,
+    state_key: str,
+    keep: tuple[str, ...],
+    include: Sequence[str],
+    exclude: Sequence[str],
+    delete: bool,
+    max_delete: DeleteLimit,
+) -> tuple[SyncResult | None, list[RemoteFile] | None]:
+    """Plan a mirror without its lease; return a no-op result when there is nothing to do.
+
+    Costs one ``ListObjectsV2``, the state GET and the listing (unless given): what a no-op
+    needs anyway. Anything to write (a transfer, a delete, a forgotten entry, a skipped file to
+    warn about, a tripped delete guard) returns ``None`` and the listing, for the sync to plan
+    again under the lease; a state to rebuild (lost, invalid, old, or missing an object) returns
+    ``None`` before the listing is fetched.
+
+    Raises:
+        SourceError: the listing failed.
+        StorageError: S3 failed.
+    """
+    from rearcquest.sources.bls import fetch_listing
+
+    # S3 first, so an unusable bucket spares the source.
+    stored = {o.key: o for o in store.list_objects(prefix)}
+    state = load_state(store, prefix, source_url, stored, state_key=state_key, keep=keep, peek=True)
+    if state.stale:
+        # A lost, invalid or old state: the sync rebuilds it under the lease (and the source
+        # is not asked for the listing before the lease is taken).
+        return None, None if listing is None else list(listing)
+    remote = fetch_listing(http, source_url) if listing is None else list(listing)
+    plan = plan_sync(
+        remote,
+        state,
+        stored,
+        prefix=prefix,
+        include=include,
+        exclude=exclude,
+        delete=delete,
+        keep=keep,
+        max_delete=max_delete,
+    )
+    busy = state.stale or plan.forget or plan.delete_guard or plan.of("skip")
+    if busy or any(a.kind != "unchanged" for a in plan.actions):
+        return None, remote
+    log.info("%s is up to date; no lease taken", store.url(prefix))
+    result = SyncResult(source_url, store.bucket, prefix, dry_run=False, plan=plan)
+    result.unchanged = [a.name for a in plan.actions]
+    result.requests = http.requests
+    return result, remote

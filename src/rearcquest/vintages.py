@@ -26,13 +26,15 @@ if TYPE_CHECKING:
 
     from rearcquest.analytics import Analysis
     from rearcquest.releases import Release
-    from rearcquest.storage import ObjectStore
+    from rearcquest.storage import ObjectInfo, ObjectStore
     from rearcquest.tables import AnalyzeSource
 
 DEFAULT_FILE = BLS_FILE
 # What ``revisions`` compares unless told otherwise: the last two releases.
 DEFAULT_FROM_RELEASE = "previous"
 DEFAULT_TO_RELEASE = "latest"
+# The largest sync state read to find a multipart object's sha256.
+_MAX_STATE_BYTES = 64 * 1024 * 1024
 
 
 def _store(
@@ -98,8 +100,6 @@ def _version_of(store: ObjectStore, prefix: str, release: Release, name: str) ->
         ConfigError: the release has no such file.
         DataError: the release's bytes were not kept (the bucket was not versioned then).
     """
-    from rearcquest.layout import META_SHA256
-
     entry = release.files.get(name)
     if entry is None:
         raise ConfigError(
@@ -108,13 +108,35 @@ def _version_of(store: ObjectStore, prefix: str, release: Release, name: str) ->
     if entry.version_id is not None:
         return entry.version_id
     head = store.head(prefix + name)
-    if head is not None and head.metadata.get(META_SHA256) == entry.sha256:
+    if head is not None and _current_sha256(store, prefix, name, head) == entry.sha256:
         return None  # versioning was off, but the current bytes are still the release's
     raise DataError(
         f"{store.url(prefix + name)} as of release {release.release} was not kept: the bucket "
         "was not versioned when it was synced. Enable versioning (rq sync-bls --vintages says "
         "how) to keep the releases from now on"
     )
+
+
+def _current_sha256(store: ObjectStore, prefix: str, name: str, head: ObjectInfo) -> str | None:
+    """The sha256 of the object ``head`` describes: its ``rq-sha256`` metadata, or the state's.
+
+    An object uploaded in parts has no ``rq-sha256`` (its metadata is fixed before the body is
+    in); the mirror's state records the sha256 with the ETag it was written with, which tells
+    whether the object is still that one.
+    """
+    from rearcquest.layout import META_SHA256, state_key
+    from rearcquest.sync import SyncState
+
+    if sha := head.metadata.get(META_SHA256):
+        return sha
+    found = store.fetch(state_key(prefix), max_bytes=_MAX_STATE_BYTES)
+    if found is None:
+        return None
+    try:
+        entry = SyncState.from_json(found[0]).files.get(name)
+    except ValueError:
+        return None
+    return entry.sha256 if entry is not None and entry.etag == head.etag else None
 
 
 def analyze_as_of(

@@ -14,6 +14,7 @@ second once ``grace`` seconds have passed: a server that drips one byte a second
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import logging
 import random
@@ -196,6 +197,7 @@ class HttpClient:
         self._sleep = sleep
         self.requests = 0
         self._count_lock = threading.Lock()
+        self._parent: HttpClient | None = None
         self.client = httpx.Client(
             headers={"User-Agent": self.user_agent},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -207,8 +209,9 @@ class HttpClient:
         _bound_header_reads(self.client)
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self.client.close()
+        """Close the connection pool (a :meth:`counted` view leaves it to its owner)."""
+        if self._parent is None:
+            self.client.close()
 
     def __enter__(self) -> HttpClient:
         return self
@@ -216,9 +219,25 @@ class HttpClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def counted(self) -> HttpClient:
+        """A view of this client with a request count of its own, e.g. for one survey of a run.
+
+        The view shares the connections, the retry policy and the rate limiter (the politeness
+        budget stays one for the whole run); its requests count in its own ``requests`` and in
+        this client's. Closing the view does nothing: the owner of this client closes it.
+        """
+        view = copy.copy(self)
+        view.requests = 0
+        view._count_lock = threading.Lock()
+        view._parent = self
+        return view
+
     def before_request(self) -> None:
-        """Wait for the rate limiter and count the request."""
-        self.limiter.acquire()
+        """Wait for the rate limiter and count the request (here and in the client viewed)."""
+        if self._parent is not None:
+            self._parent.before_request()
+        else:
+            self.limiter.acquire()
         with self._count_lock:
             self.requests += 1
 
