@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    # Byte code compiled, as an installed rq has it (PYTHONDONTWRITEBYTECODE would have every
+    # run compile the package from source).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src")], check=True)
     engines = args.engines.split(",")
     args.work.mkdir(parents=True, exist_ok=True)
     population = _unpacked(POPULATION_SOURCE, args.work)

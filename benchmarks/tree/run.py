@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rq-command", help="how to run rq (default: the virtualenv's rq)")
     args = parser.parse_args(argv)
     bench = _sync_module()
+    bench.compile_rq()
     if args.rq_command:
         bench.RQ[:] = shlex.split(args.rq_command)
 
