@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rearcquest import render
@@ -69,3 +71,25 @@ def test_tables_as_of_summary_lists_each_table() -> None:
         *(f"  {url}" for url in written),
     ]
     assert tables_as_of_doc("r", tuple(written)) == {"release": "r", "written": written}
+
+
+def test_json_text_writes_decimal_digits_and_quotes_every_string() -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from rearcquest.render import json_text
+
+    doc = {
+        "values": [Decimal("138.710"), Decimal("-7.0")],
+        "when": date(2026, 8, 6),
+        # A source's text shaped like a number stays a string.
+        "hostile": ["0.5", '"1.0"'],
+    }
+    text = json_text(doc)
+    assert "138.710,\n" in text and "-7.0\n" in text
+    assert json.loads(text) == {
+        "values": [138.71, -7.0],
+        "when": "2026-08-06",
+        "hostile": ["0.5", '"1.0"'],
+    }
+    assert json_text({"a": [], "b": {}}) == json.dumps({"a": [], "b": {}}, indent=2)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -147,22 +149,20 @@ def to_json_doc(analysis: Analysis) -> dict[str, Any]:
     return result
 
 
-def json_text(value: Any, indent: str = "") -> str:
+def json_text(value: Any) -> str:
     """``json.dumps(value, indent=2, default=str)``, except that a Decimal is written as its
-    digits (a number, ``138.710``, not the float ``138.71`` or the string ``"138.710"``)."""
-    inner = indent + "  "
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        items = [f"{inner}{json.dumps(k)}: {json_text(v, inner)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
-    if isinstance(value, list):
-        if not value:
-            return "[]"
-        return "[\n" + ",\n".join(inner + json_text(v, inner) for v in value) + f"\n{indent}]"
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return json.dumps(value, default=str)
+    digits (a number, ``138.710``, not the float ``138.71`` or the string ``"138.710"``).
+
+    The C encoder writes the document; each Decimal goes through it as a string carrying a token
+    drawn for this call (no text from a source can forge it), then loses its quotes.
+    """
+    token = secrets.token_hex(8)
+
+    def encode(obj: Any) -> str:
+        return f"{token}{obj:f}" if isinstance(obj, Decimal) else str(obj)
+
+    text = json.dumps(value, indent=2, default=encode)
+    return re.sub(f'"{token}(-?[0-9.]+)"', r"\1", text)
 
 
 def to_json(analysis: Analysis) -> str:
