@@ -1057,6 +1057,7 @@ def sync_bls(
     keep: tuple[str, ...] = ()
     if index_key is not None and index_key.startswith(prefix):
         keep = (index_key[len(prefix) :],)
+    rules = _Rules(include, exclude, delete, keep, limit)
     try:
         if not dry_run and lock and on_synced is None and not vintages:
             # Plan without the lease first: most runs find nothing to do, and then cost no
@@ -1065,17 +1066,7 @@ def sync_bls(
             # Not with on_synced (the index page may need writing under the lease) nor with
             # vintages (a release the last run could not record is recorded under the lease).
             peeked, listing = _plan_without_lease(
-                store,
-                http,
-                source_url,
-                prefix,
-                listing=listing,
-                state_key=state_key,
-                keep=keep,
-                include=include,
-                exclude=exclude,
-                delete=delete,
-                max_delete=limit,
+                store, http, source_url, prefix, rules, listing=listing, state_key=state_key
             )
             if peeked is not None:
                 return peeked
@@ -1090,17 +1081,7 @@ def sync_bls(
             stored = {o.key: o for o in store.list_objects(prefix)}
             state = load_state(store, prefix, source_url, stored, state_key=state_key, keep=keep)
             remote = fetch_listing(http, source_url) if listing is None else list(listing)
-            plan = plan_sync(
-                remote,
-                state,
-                stored,
-                prefix=prefix,
-                include=include,
-                exclude=exclude,
-                delete=delete,
-                keep=keep,
-                max_delete=limit,
-            )
+            plan = rules.plan(remote, state, stored, prefix)
             for action in plan.of("skip"):
                 log.warning("not mirroring %s: %s", action.name, action.reason)
             if dry_run:
@@ -1133,19 +1114,45 @@ def sync_bls(
     return result
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """What a plan follows besides the listing and the state: the options of one sync."""
+
+    include: Sequence[str]
+    exclude: Sequence[str]
+    delete: bool
+    keep: tuple[str, ...]
+    max_delete: DeleteLimit
+
+    def plan(
+        self,
+        remote: Sequence[RemoteFile],
+        state: SyncState,
+        stored: Mapping[str, ObjectInfo],
+        prefix: str,
+    ) -> SyncPlan:
+        return plan_sync(
+            remote,
+            state,
+            stored,
+            prefix=prefix,
+            include=self.include,
+            exclude=self.exclude,
+            delete=self.delete,
+            keep=self.keep,
+            max_delete=self.max_delete,
+        )
+
+
 def _plan_without_lease(
     store: ObjectStore,
     http: HttpClient,
     source_url: str,
     prefix: str,
+    rules: _Rules,
     *,
     listing: Sequence[RemoteFile] | None,
     state_key: str,
-    keep: tuple[str, ...],
-    include: Sequence[str],
-    exclude: Sequence[str],
-    delete: bool,
-    max_delete: DeleteLimit,
 ) -> tuple[SyncResult | None, list[RemoteFile] | None]:
     """Plan a mirror without its lease; return a no-op result when there is nothing to do.
 
@@ -1163,23 +1170,15 @@ def _plan_without_lease(
 
     # S3 first, so an unusable bucket spares the source.
     stored = {o.key: o for o in store.list_objects(prefix)}
-    state = load_state(store, prefix, source_url, stored, state_key=state_key, keep=keep, peek=True)
+    state = load_state(
+        store, prefix, source_url, stored, state_key=state_key, keep=rules.keep, peek=True
+    )
     if state.stale:
         # A lost, invalid or old state: the sync rebuilds it under the lease (and the source
         # is not asked for the listing before the lease is taken).
         return None, None if listing is None else list(listing)
     remote = fetch_listing(http, source_url) if listing is None else list(listing)
-    plan = plan_sync(
-        remote,
-        state,
-        stored,
-        prefix=prefix,
-        include=include,
-        exclude=exclude,
-        delete=delete,
-        keep=keep,
-        max_delete=max_delete,
-    )
+    plan = rules.plan(remote, state, stored, prefix)
     busy = state.stale or plan.forget or plan.delete_guard or plan.of("skip")
     if busy or any(a.kind != "unchanged" for a in plan.actions):
         return None, remote
