@@ -209,11 +209,15 @@ def test_works_without_javascript(browser: Any, server_url: str) -> None:
     page = context.new_page()
     try:
         page.goto(server_url)
-        page.click("th[data-key=size] a")  # a plain link: the server sorts
+        # Each click loads a new page: wait for it to load before reading it (the URL changes
+        # when the navigation commits, before the new rows are there).
+        with page.expect_navigation():
+            page.click("th[data-key=size] a")  # a plain link: the server sorts
         assert "sort=size&order=desc" in page.url
         assert _file_names(page)[0] == "pr.data.1.AllData"
         page.fill("#q", "series")
-        page.click("form#filter button")  # a plain GET form: the server filters
+        with page.expect_navigation():
+            page.click("form#filter button")  # a plain GET form: the server filters
         assert "q=series" in page.url
         assert _file_names(page) == ["pr.series"]
         assert page.locator("a[href='/pr.series']").count() == 1
