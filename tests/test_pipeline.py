@@ -11,6 +11,7 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
+from conftest import release
 from rearcquest.cli import app
 from rearcquest.config import Settings
 from rearcquest.errors import ConfigError, RqError
@@ -340,6 +341,24 @@ def test_rq_run_syncs_the_surveys_asked_for(
         files = {"cu/": 3, "ce/": 2, "pr/": 2}
         assert sync["totals"]["added"] == sum(files[p] for p in mirrored)
     assert doc["population"]["error"] is None
+
+
+def test_rq_run_reports_read_pr_under_the_root_prefix(
+    monkeypatch: pytest.MonkeyPatch, buckets: tuple[str, str, Any], moto_server: str
+) -> None:
+    pr = release("2026-08-06")
+    with OfflineServer(pr, surveys={"cu": _tree("cu", 2)}) as server:
+        cron_env(monkeypatch, buckets, server, moto_server)
+        args = ["run", "--survey", "pr,cu", "--root-url", server.root_url]
+        result = runner.invoke(
+            app, [*args, "--root-prefix", "bls", "--reports", "--format", "json"]
+        )
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.stdout)["reports"]
+    assert reports["error"] is None
+    assert len(reports["summary"]["best_year"]) == 237  # the real release, read from bls/pr/
+    _, _, client = buckets
+    assert "Contents" not in client.list_objects_v2(Bucket=buckets[0], Prefix="pr/")
 
 
 def test_rq_run_refuses_surveys_with_a_bls_prefix(

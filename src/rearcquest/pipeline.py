@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from rearcquest.config import (
@@ -660,7 +660,11 @@ def run_pipeline(
             from rearcquest.analytics import analyze
             from rearcquest.render import to_json_doc
 
-            result.analysis = analyze(settings=settings, s3_client=client)
+            # With surveys the pr mirror the reports read is <root prefix>pr/.
+            read = settings
+            if surveys is not None:
+                read = replace(settings, bls_prefix=survey_prefix(root_prefix, "pr"))
+            result.analysis = analyze(settings=read, s3_client=client)
             result.reports.summary = to_json_doc(result.analysis)
     return result
 
