@@ -105,11 +105,12 @@ def athena_like(tables: Path, query: str) -> list[tuple[Any, ...]]:
     """Run ``query`` with DuckDB over the Glue tables of ``pr``, the way Athena reads them."""
     import duckdb
 
-    con = duckdb.connect()
-    for table in glue_tables(BUCKET, ["pr"]):
-        if re.search(rf"\b{table.name}\b", query):
-            con.execute(f"CREATE VIEW {table.name} AS {view_sql(table, tables, query)}")
-    return con.execute(query).fetchall()
+    # Closed here, not by the garbage collector at some later point of another test.
+    with duckdb.connect() as con:
+        for table in glue_tables(BUCKET, ["pr"]):
+            if re.search(rf"\b{table.name}\b", query):
+                con.execute(f"CREATE VIEW {table.name} AS {view_sql(table, tables, query)}")
+        return con.execute(query).fetchall()
 
 
 @pytest.fixture
@@ -147,15 +148,15 @@ def test_each_location_holds_only_its_own_table(pr_tables: Path) -> None:
 def test_duckdb_views_have_the_declared_types(pr_tables: Path) -> None:
     import duckdb
 
-    con = duckdb.connect()
     query = "SELECT * FROM pr_observations WHERE file = 'pr.data.0.Current'"
-    for table in glue_tables(BUCKET, ["pr"]):
-        con.execute(f"CREATE VIEW {table.name} AS {view_sql(table, pr_tables, query)}")
-        described = con.execute(f"DESCRIBE {table.name}").fetchall()
-        declared = [*table.columns, *table.partition_keys]
-        assert [(row[0], row[1]) for row in described] == [
-            (name, DUCKDB[type_]) for name, type_ in declared
-        ]
+    with duckdb.connect() as con:
+        for table in glue_tables(BUCKET, ["pr"]):
+            con.execute(f"CREATE VIEW {table.name} AS {view_sql(table, pr_tables, query)}")
+            described = con.execute(f"DESCRIBE {table.name}").fetchall()
+            declared = [*table.columns, *table.partition_keys]
+            assert [(row[0], row[1]) for row in described] == [
+                (name, DUCKDB[type_]) for name, type_ in declared
+            ]
 
 
 def test_a_second_survey_gets_the_common_series_columns(store: Any, tmp_path: Path) -> None:
@@ -179,9 +180,9 @@ def athena_like_table(tables: Path, table: GlueTable, file: str) -> int:
     import duckdb
 
     query = f"SELECT COUNT(*) FROM {table.name} WHERE file = '{file}'"
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW {table.name} AS {view_sql(table, tables, query)}")
-    ((count,),) = con.execute(query).fetchall()
+    with duckdb.connect() as con:
+        con.execute(f"CREATE VIEW {table.name} AS {view_sql(table, tables, query)}")
+        ((count,),) = con.execute(query).fetchall()
     return int(count)
 
 
