@@ -301,6 +301,26 @@ def test_endpoint_ignoring_conditions_is_detected_and_said_once(
     assert info.value.exit_code == 2
 
 
+def test_conditions_are_probed_on_a_stores_first_lease_only(any_store: ObjectStore) -> None:
+    # A run over sixty surveys takes sixty leases on one store: two probe writes each would be
+    # 120 needless requests.
+    puts: list[str] = []
+    any_store.client.meta.events.register(
+        "before-sign.s3.PutObject", lambda request, **_: puts.append(request.url)
+    )
+    with Lease(any_store, lock_key("a/")).acquire():
+        pass
+    assert len(puts) == 3  # the lock, then the If-None-Match and If-Match probes
+    puts.clear()
+    with Lease(any_store, lock_key("b/")).acquire():
+        pass
+    assert len(puts) == 1
+    puts.clear()
+    with Lease(ObjectStore(any_store.client, any_store.bucket), lock_key("c/")).acquire():
+        pass
+    assert len(puts) == 3  # another store probes again
+
+
 def test_takeover_on_an_endpoint_ignoring_if_match_is_refused(
     store: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -455,6 +455,45 @@ def test_a_part_carries_its_crc32_in_a_header_and_a_reused_buffer_is_copied(
     assert all("aws-chunked" not in h.get("content-encoding", "") for h in sent)
 
 
+def test_only_large_bodies_wait_for_100_continue(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore asks every PUT to wait for "100 Continue": a round trip per small object.
+    import moto.s3.models
+
+    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", 256 * 1024)
+    monkeypatch.setattr(storage, "PART_SIZE", 512 * 1024)
+    monkeypatch.setattr(storage, "EXPECT_CONTINUE_MIN", 300 * 1024)
+    client = make_s3_client(endpoint_url=moto_server, access_key=("a", "b"))
+    client.create_bucket(Bucket="expect")
+    sent: list[tuple[str, int, str | None]] = []
+
+    def capture(request: Any, event_name: str, **_: Any) -> None:
+        expect = request.headers.get("Expect")
+        size = int(request.headers.get("Content-Length", 0))
+        text = expect.decode() if isinstance(expect, bytes) else expect
+        sent.append((event_name.rsplit(".", 1)[-1], size, text))
+
+    client.meta.events.register("before-send.s3", capture)
+    store = ObjectStore(client, "expect")
+    store.put_bytes("small", b"x" * 1000)
+    store.put_bytes("large", b"y" * (400 * 1024))
+    store.put_bytes_if("cond", b"z" * 10, if_none_match=True)
+    writer = store.writer("parts")
+    writer.write(b"p" * (512 * 1024 + 200 * 1024))
+    writer.complete()
+    assert store.get_bytes("large") == b"y" * (400 * 1024)
+    assert store.head("parts") is not None
+    expects = {(op, size): expect for op, size, expect in sent if op in ("PutObject", "UploadPart")}
+    assert expects == {
+        ("PutObject", 1000): None,
+        ("PutObject", 400 * 1024): "100-continue",
+        ("PutObject", 10): None,
+        ("UploadPart", 512 * 1024): "100-continue",
+        ("UploadPart", 200 * 1024): None,
+    }
+
+
 # -- replace_metadata: new metadata in place by a server-side copy --
 
 

@@ -9,7 +9,8 @@ that see it expired cannot both win.
 
 An S3 endpoint that ignores conditional headers cannot give this guarantee; :meth:`Lease.acquire`
 detects it (a second ``If-None-Match: *`` write of the lock must fail) and raises
-:class:`~rearcquest.errors.LockUnsupportedError` rather than pretend to hold a lock.
+:class:`~rearcquest.errors.LockUnsupportedError` rather than pretend to hold a lock. The probe
+runs on a store's first lease of the process; later leases on the same store trust its result.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,6 +48,9 @@ POLL_MAX = 5.0
 _MAX_LOCK_BYTES = 64 * 1024
 # Endpoints found to ignore conditional writes, reported once per process.
 _unsupported_reported: set[str] = set()
+# Stores whose endpoint was seen to honour conditional writes: the probe runs once per store, not
+# once per lease (a run over sixty surveys takes sixty leases on one store).
+_honoured: weakref.WeakSet[ObjectStore] = weakref.WeakSet()
 
 
 def default_holder() -> str:
@@ -223,6 +228,9 @@ class Lease:
         # A second create of the object just created, and a write on an ETag it does not have,
         # must both fail. If either succeeds, the endpoint ignores conditional headers and a lock
         # on it would be a pretence. (The body is the same, so a wrong success changes nothing.)
+        # Once seen to hold on a store, the endpoint is trusted for the rest of the process.
+        if self.store in _honoured:
+            return
         wrong_etag = "1" * 32 if etag == "0" * 32 else "0" * 32
         try:
             self.store.put_bytes_if(self.key, body, if_none_match=True)
@@ -236,6 +244,7 @@ class Lease:
             pass
         else:
             self._unsupported("If-Match")
+        _honoured.add(self.store)
 
     def _unsupported(self, header: str) -> NoReturn:
         try:
