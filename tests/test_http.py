@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -193,14 +196,126 @@ def test_header_drip_fails_without_retry() -> None:
             assert http.get_bytes(server.url + "/fast", max_bytes=100) == b"fine"
 
 
-def test_the_client_pool_reads_through_the_header_deadline() -> None:
-    """The default pool opens its connections through the deadline backend."""
+def test_the_client_pools_read_through_the_header_deadline() -> None:
+    """The default pools (http, and https once made) open connections through the deadline."""
     from rearcquest.sources import _http
 
     with HttpClient() as http:
         assert http.header_timeout == _http.HEADER_TIMEOUT
-        pool = http.client._transport._pool  # type: ignore[attr-defined]
-        assert getattr(pool._network_backend, "bounds_header_reads", False)
+        (plain,) = http.client._mounts.values()
+        tls = http.client._transport._transport()  # type: ignore[attr-defined]
+        for transport in (plain, tls):
+            pool = transport._pool  # type: ignore[attr-defined]
+            assert getattr(pool._network_backend, "bounds_header_reads", False)
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """An https server on 127.0.0.1 with a self-signed certificate: its URL and the certificate."""
+    import datetime
+    import http.server
+    import ipaddress
+    import ssl
+    import threading
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rq test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"over tls"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/", cert_file
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_the_tls_context_is_made_at_the_first_https_request(
+    tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run against a plain-http source never reads the root certificates; https still works."""
+    import httpx._transports.default as transports
+
+    from rearcquest.offline import OfflineServer
+
+    made: list[object] = []  # contexts made with the roots (the plain transport's has none)
+    create = transports.create_ssl_context
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("verify", True) is True:
+            made.append(kwargs)
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(transports, "create_ssl_context", counted)
+    url, cert = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # httpx's rule: trust this file's roots
+    with OfflineServer(require_contact=False) as server, HttpClient() as http:
+        server.add_route("/plain", b"plain", content_type="text/plain")
+        assert http.get_bytes(server.url + "/plain", max_bytes=100) == b"plain"
+        assert made == []
+        assert http.get_bytes(url + "a", max_bytes=100) == b"over tls"
+        assert http.get_bytes(url + "b", max_bytes=100) == b"over tls"
+        assert len(made) == 1
+
+
+def test_https_still_verifies_the_certificate(
+    tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    url, _ = tls_server
+    with (
+        HttpClient(retry=RetryPolicy(attempts=1)) as http,
+        pytest.raises(SourceError, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        http.get_bytes(url + "a", max_bytes=100)
 
 
 def test_a_body_above_the_minimum_rate_is_accepted_without_grace() -> None:

@@ -31,6 +31,8 @@ from rearcquest import __version__
 from rearcquest.errors import RqError, SourceError, SourceForbiddenError
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 log = logging.getLogger(__name__)
@@ -198,13 +200,24 @@ class HttpClient:
         self.requests = 0
         self._count_lock = threading.Lock()
         self._parent: HttpClient | None = None
+        limits = httpx.Limits(max_connections=max_connections)
+        mounts: dict[str, httpx.BaseTransport] | None = None
+        if transport is None:
+            # httpx's own transports, except that the TLS one (its context reads ~150 root
+            # certificates, ~40 ms at every start) is made at the first https request; a plain
+            # http source (rq demo, the tests, the benchmarks) never makes it.
+            transport = cast(
+                "httpx.BaseTransport", _OnFirstRequest(lambda: httpx.HTTPTransport(limits=limits))
+            )
+            mounts = {"http://": httpx.HTTPTransport(limits=limits, verify=_no_tls_context())}
         self.client = httpx.Client(
             headers={"User-Agent": self.user_agent},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             # Redirects are followed by stream(), which refuses to leave the source's origin.
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=max_connections),
+            limits=limits,
             transport=transport,
+            mounts=mounts,
         )
         _bound_header_reads(self.client)
 
@@ -472,16 +485,59 @@ def _bound_header_reads(client: httpx.Client) -> None:
     ``_network_backend`` attribute when they open a connection (httpcore 1.x). A test
     (``test_header_drip_fails_without_retry``) fails if that ever stops working.
     """
+    for transport in [client._transport, *client._mounts.values()]:
+        _bound_pool(transport)
+
+
+def _bound_pool(transport: object) -> None:
+    """Make one transport's connection pool read through :class:`_DeadlineBackend`."""
     import httpcore
 
-    transports = [client._transport, *client._mounts.values()]
-    for transport in transports:
-        pool = getattr(transport, "_pool", None)
-        if isinstance(pool, httpcore.ConnectionPool):
-            backend = pool._network_backend
-            if not getattr(backend, "bounds_header_reads", False):
-                # Duck-typed: httpcore is not imported until a client is made.
-                pool._network_backend = cast("httpcore.NetworkBackend", _DeadlineBackend(backend))
+    pool = getattr(transport, "_pool", None)
+    if isinstance(pool, httpcore.ConnectionPool):
+        backend = pool._network_backend
+        if not getattr(backend, "bounds_header_reads", False):
+            # Duck-typed: httpcore is not imported until a client is made.
+            pool._network_backend = cast("httpcore.NetworkBackend", _DeadlineBackend(backend))
+
+
+def _no_tls_context() -> ssl.SSLContext:
+    """The TLS context of the plain-http transport, which never uses it: one that verifies
+    against no roots, so that any use of it would fail closed."""
+    import ssl
+
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+class _OnFirstRequest:
+    """A transport made by ``make`` when the first request comes: an ``httpx.BaseTransport`` by
+    its methods (a subclass would import httpx with this module)."""
+
+    def __init__(self, make: Callable[[], httpx.BaseTransport]) -> None:
+        self._make = make
+        self._inner: httpx.BaseTransport | None = None
+        self._lock = threading.Lock()
+
+    def _transport(self) -> httpx.BaseTransport:
+        with self._lock:
+            if self._inner is None:
+                self._inner = self._make()
+                _bound_pool(self._inner)
+            return self._inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._transport().handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._inner is not None:
+                self._inner.close()
+
+    def __enter__(self) -> _OnFirstRequest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _remaining(timeout: float | None) -> float | None:
