@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rearcquest.errors import ConfigError, SourceError
+from rearcquest.errors import ConfigError, SourceError, StorageError
 from rearcquest.layout import lock_key, state_key
 from rearcquest.lease import Lease
 from rearcquest.offline import Fault, OfflineServer, ServedFile
@@ -213,6 +213,16 @@ def test_a_failed_root_listing_changes_nothing(
     with pytest.raises(SourceError, match="404"):
         run(store, tree_server, ["all"])
     assert not list(store.list_objects(""))
+
+
+@pytest.mark.parametrize("surveys", [["all"], ["pr", "cu", "ce"]], ids=["all", "named"])
+def test_a_missing_bucket_is_one_error_before_the_source_is_asked(
+    store: ObjectStore, tree_server: OfflineServer, surveys: list[str]
+) -> None:
+    missing = ObjectStore(store.client, "no-such-bucket")
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
+        run(missing, tree_server, surveys)
+    assert tree_server.requests == []
 
 
 def test_dry_run_plans_each_survey(store: ObjectStore, tree_server: OfflineServer) -> None:

@@ -297,6 +297,7 @@ def sync_surveys(
 
     Raises:
         ConfigError: bad settings (nothing was fetched).
+        StorageError: the bucket cannot be used (nothing was fetched).
         SourceError: ``all`` was asked and the root listing failed (nothing was changed).
     """
     from rearcquest.sync import sync_bls
@@ -314,6 +315,9 @@ def sync_surveys(
     for name in names:
         survey_prefix(root_prefix, name)
     DeleteLimit.parse(max_delete)  # a bad guard is a usage error before any request
+    # One check for the whole run, before the source is asked anything: a missing or forbidden
+    # bucket is one error, not the same error once per survey.
+    store.check_bucket()
     own_client = http is None
     if http is None:
         http = make_http(
