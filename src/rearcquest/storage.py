@@ -126,7 +126,10 @@ def _expect_continue_if_large(model: Any, params: dict[str, Any], **_: Any) -> N
     if model.http.get("method", "") not in ("PUT", "POST"):
         return
     body = params.get("body")
-    if body is None or isinstance(body, bytes | bytearray):
+    length = params["headers"].get("Content-Length")
+    if length is not None:
+        size = int(length)
+    elif body is None or isinstance(body, bytes | bytearray):
         size = len(body or b"")
     else:
         from botocore.utils import determine_content_length
