@@ -305,6 +305,43 @@ def test_the_tls_context_is_made_at_the_first_https_request(
         assert len(made) == 1
 
 
+def test_a_proxy_in_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``HTTP_PROXY`` and friends keep working (a client given its own transport ignores them)."""
+    import http.server
+    import threading
+
+    asked: list[str] = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)  # a proxy is asked for the absolute URL
+            body = b"via the proxy"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.server_address[1]}")
+        with HttpClient(retry=RetryPolicy(attempts=1)) as http:
+            body = http.get_bytes("http://bls.example.test/pub/a", max_bytes=100)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join(timeout=5)
+    assert body == b"via the proxy"
+    assert asked == ["http://bls.example.test/pub/a"]
+
+
 def test_https_still_verifies_the_certificate(
     tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -202,10 +202,12 @@ class HttpClient:
         self._parent: HttpClient | None = None
         limits = httpx.Limits(max_connections=max_connections)
         mounts: dict[str, httpx.BaseTransport] | None = None
-        if transport is None:
+        if transport is None and not _proxies_in_environment():
             # httpx's own transports, except that the TLS one (its context reads ~150 root
             # certificates, ~40 ms at every start) is made at the first https request; a plain
-            # http source (rq demo, the tests, the benchmarks) never makes it.
+            # http source (rq demo, the tests, the benchmarks) never makes it. With a proxy in
+            # the environment httpx builds everything itself: a given transport would turn its
+            # proxies off.
             transport = cast(
                 "httpx.BaseTransport", _OnFirstRequest(lambda: httpx.HTTPTransport(limits=limits))
             )
@@ -499,6 +501,14 @@ def _bound_pool(transport: object) -> None:
         if not getattr(backend, "bounds_header_reads", False):
             # Duck-typed: httpcore is not imported until a client is made.
             pool._network_backend = cast("httpcore.NetworkBackend", _DeadlineBackend(backend))
+
+
+def _proxies_in_environment() -> bool:
+    """Whether ``HTTP_PROXY``, ``HTTPS_PROXY`` or ``ALL_PROXY`` (any case) names a proxy, which
+    httpx uses for a client built without a transport of its own."""
+    from urllib.request import getproxies
+
+    return any(getproxies().get(scheme) for scheme in ("http", "https", "all"))
 
 
 def _no_tls_context() -> ssl.SSLContext:
