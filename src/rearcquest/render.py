@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -156,7 +156,7 @@ def json_text(value: Any) -> str:
     The C encoder writes the document; each Decimal goes through it as a string carrying a token
     drawn for this call (no text from a source can forge it), then loses its quotes.
     """
-    token = secrets.token_hex(8)
+    token = os.urandom(8).hex()  # what secrets.token_hex does, without importing it (~7 ms)
 
     def encode(obj: Any) -> str:
         return f"{token}{obj:f}" if isinstance(obj, Decimal) else str(obj)
