@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -209,14 +211,44 @@ def test_the_client_pools_read_through_the_header_deadline() -> None:
             assert getattr(pool._network_backend, "bounds_header_reads", False)
 
 
+@contextmanager
+def _serving(body: bytes, *, tls: ssl.SSLContext | None = None) -> Iterator[tuple[int, list[str]]]:
+    """A server on 127.0.0.1 answering every GET with ``body``: its port, and the paths asked."""
+    import http.server
+    import threading
+
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], asked
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """An https server on 127.0.0.1 with a self-signed certificate: its URL and the certificate."""
     import datetime
-    import http.server
     import ipaddress
     import ssl
-    import threading
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -252,29 +284,10 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         )
     )
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"over tls"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}/", cert_file
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with _serving(b"over tls", tls=context) as (port, _):
+        yield f"https://127.0.0.1:{port}/", cert_file
 
 
 def test_the_tls_context_is_made_at_the_first_https_request(
@@ -307,39 +320,15 @@ def test_the_tls_context_is_made_at_the_first_https_request(
 
 def test_a_proxy_in_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     """``HTTP_PROXY`` and friends keep working (a client given its own transport ignores them)."""
-    import http.server
-    import threading
-
-    asked: list[str] = []
-
-    class Proxy(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(self.path)  # a proxy is asked for the absolute URL
-            body = b"via the proxy"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.server_address[1]}")
+    with _serving(b"via the proxy") as (port, asked):
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{port}")
         with HttpClient(retry=RetryPolicy(attempts=1)) as http:
             body = http.get_bytes("http://bls.example.test/pub/a", max_bytes=100)
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
-        thread.join(timeout=5)
     assert body == b"via the proxy"
-    assert asked == ["http://bls.example.test/pub/a"]
+    assert asked == ["http://bls.example.test/pub/a"]  # a proxy is asked for the absolute URL
 
 
 def test_https_still_verifies_the_certificate(
