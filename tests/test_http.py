@@ -248,7 +248,6 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     """An https server on 127.0.0.1 with a self-signed certificate: its URL and the certificate."""
     import datetime
     import ipaddress
-    import ssl
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
