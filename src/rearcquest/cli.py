@@ -1166,13 +1166,15 @@ def _for_command(args: list[str]) -> typer.Typer:
     """
     import copy
 
+    from typer.main import get_command_name
+
     name = next((arg for arg in args if not arg.startswith("-")), None)
     asked = [
         info
         for info in app.registered_commands
-        if name is not None
-        and (info.name or (info.callback.__name__ if info.callback else "")).replace("_", "-")
-        == name
+        if info.callback is not None
+        # typer's own rule for a command's name
+        and (info.name or get_command_name(info.callback.__name__)) == name
     ]
     if not asked:
         return app
