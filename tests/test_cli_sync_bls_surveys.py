@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from rearcquest.cli import app
 from rearcquest.offline import Fault, OfflineServer
-from test_surveys import TREE, survey_files
+from test_surveys import HOSTILE, TREE, survey_files
 
 runner = CliRunner()
 
@@ -137,6 +137,30 @@ def test_bad_survey_name_is_a_usage_error(
     result = sync(moto_server, bucket[0], tree_server, "--survey", "pr,../x")
     assert result.exit_code == 2
     assert "Error: --survey '../x' is not a survey name" in result.stderr
+
+
+@pytest.mark.parametrize("survey", ["tables", "tables,cu"], ids=["alone", "with-another"])
+def test_a_survey_on_rqs_own_objects_is_a_usage_error(
+    moto_server: str, bucket: tuple[str, Any], tree_server: OfflineServer, survey: str
+) -> None:
+    result = sync(moto_server, bucket[0], tree_server, "--survey", survey)
+    assert result.exit_code == 2, result.output
+    assert "survey 'tables' cannot be mirrored at 'tables/'" in result.stderr
+    assert "--root-prefix" in result.stderr
+    assert not tree_server.requests
+
+
+def test_all_reports_the_surveys_it_skipped(moto_server: str, bucket: tuple[str, Any]) -> None:
+    name, client = bucket
+    with OfflineServer(survey_files("pr", 3), surveys=HOSTILE) as server:
+        text = sync(moto_server, name, server, "--survey", "all", "--dry-run")
+        doc = sync(moto_server, name, server, "--survey", "all", "--format", "json")
+    assert text.exit_code == 0, text.output
+    assert "  tables skipped: survey 'tables' cannot be mirrored" in text.stdout
+    assert doc.exit_code == 0, doc.output
+    skipped = json.loads(doc.stdout)["skipped"]
+    assert sorted(skipped) == ["as-of", "datausa", "population", "tables"]
+    assert not any(k.startswith(("tables/", "datausa/")) for k in keys(client, name))
 
 
 def test_surveys_lists_counts_and_freshness(

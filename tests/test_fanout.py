@@ -21,7 +21,7 @@ from rearcquest.offline import Fault, OfflineServer, ServedFile, add_datausa_rou
 from rearcquest.queues import Queue
 from rearcquest.sources._http import HttpClient
 from rearcquest.storage import ObjectStore
-from test_surveys import TREE, survey_files
+from test_surveys import HOSTILE, TREE, survey_files
 
 BIG = 2_000  # bytes: the tests' "too big for one invocation's share"
 CONTACT = "fanout@example.com"
@@ -215,6 +215,43 @@ def test_plan_work_gives_a_failed_listing_its_message(tree_server: OfflineServer
         ("cu", "cu.data.1.AllItems", ()),
     ]
     assert "500" in plan.listing_errors["la"]
+
+
+def test_plan_work_skips_listed_surveys_on_rqs_own_objects() -> None:
+    with OfflineServer(survey_files("pr", 3), surveys=HOSTILE) as server:
+        with HttpClient(user_agent=f"rq {CONTACT}") as http:
+            plan = plan_work(
+                http,
+                surveys=["all"],
+                root_url=server.root_url,
+                big_file_bytes=BIG,
+                tables_prefix="tables/",
+                population_key="datausa/population.json",
+            )
+        listed = {r.path for r in server.requests}
+    assert {m.survey for m in plan.messages} == {"ce", "cu", "la", "pr"}
+    assert sorted(plan.skipped) == ["as-of", "datausa", "population", "tables"]
+    assert plan.to_dict()["skipped"] == plan.skipped
+    assert "/pub/time.series/tables/" not in listed
+
+
+def test_a_worker_refuses_a_message_for_rqs_own_objects(
+    store: ObjectStore, tree_server: OfflineServer
+) -> None:
+    from rearcquest.fanout import run_work
+
+    with (
+        HttpClient(user_agent=f"rq {CONTACT}") as http,
+        pytest.raises(ConfigError, match="survey 'cu' cannot be mirrored"),
+    ):
+        run_work(
+            WorkMessage("cu", root_url=tree_server.root_url),
+            store=store,
+            http=http,
+            tables_prefix="cu/tables/",
+        )
+    assert tree_server.requests == []
+    assert not list(store.list_objects(""))
 
 
 @pytest.mark.parametrize(

@@ -294,3 +294,84 @@ def test_each_survey_counts_its_own_source_requests(
     again = run(store, tree_server, ["cu", "ce"], parallel=2)
     assert {n: o.result.requests for n, o in again.surveys.items()} == {"cu": 1, "ce": 1}  # type: ignore[union-attr]
     assert again.requests == 2
+
+
+# A root whose listing names "surveys" where rq keeps its own objects: the tables, the population
+# JSON, and the tables' own folders.
+HOSTILE = {
+    **TREE,
+    "tables": survey_files("tables", 3),
+    "datausa": survey_files("datausa", 3),
+    "population": survey_files("population", 3),
+    "as-of": survey_files("as-of", 3),
+}
+OWN = {
+    "tables/pr/_manifest.json": b'{"survey": "pr"}',
+    "tables/population/_manifest.json": b'{"table": "population"}',
+    "datausa/population.json": b'{"data": []}',
+}
+
+
+@pytest.fixture
+def hostile_server() -> Iterator[OfflineServer]:
+    with OfflineServer(survey_files("pr", 3), surveys=HOSTILE) as server:
+        yield server
+
+
+def test_all_skips_listed_surveys_that_would_land_on_rqs_own_objects(
+    store: ObjectStore, hostile_server: OfflineServer
+) -> None:
+    for key, body in OWN.items():
+        store.put_bytes(key, body)
+    result = run(store, hostile_server, ["all"])
+    assert result.exit_code == 0
+    result.raise_for_errors()
+    assert sorted(result.surveys) == ["ce", "cu", "la", "pr"]
+    assert sorted(result.skipped) == ["as-of", "datausa", "population", "tables"]
+    assert "the tables are kept at 'tables/'" in result.skipped["tables"]
+    assert "'datausa/population.json'" in result.skipped["datausa"]
+    assert "tables/population/" in result.skipped["population"]
+    assert result.to_dict()["skipped"] == result.skipped
+    # rq's own objects are as they were, and nothing else landed beside them.
+    for key, body in OWN.items():
+        assert store.get_bytes(key) == body
+    for folder in ("tables/", "datausa/", "population/", "as-of/"):
+        assert {o.key for o in store.list_objects(folder)} <= set(OWN)
+    # A skipped survey is not even listed.
+    asked = {r.path for r in hostile_server.requests}
+    assert not any(
+        p.startswith(("/pub/time.series/tables/", "/pub/time.series/as-of/")) for p in asked
+    )
+
+
+def test_the_clash_follows_where_rq_keeps_its_objects(
+    store: ObjectStore, hostile_server: OfflineServer
+) -> None:
+    # Under a root prefix, "datausa" no longer meets the population JSON, and with the tables
+    # elsewhere "tables" is a survey like another; the tables' own folders stay refused.
+    result = run(store, hostile_server, ["all"], root_prefix="bls", tables_prefix="parquet/")
+    result.raise_for_errors()
+    assert sorted(result.skipped) == ["as-of", "population"]
+    assert mirror(store, "bls/tables/") == served(hostile_server, "tables")
+    assert mirror(store, "bls/datausa/") == served(hostile_server, "datausa")
+    clash = run(store, hostile_server, ["all"], tables_prefix="cu/parquet/")
+    assert "cu" in clash.skipped and "cu" not in clash.surveys
+
+
+@pytest.mark.parametrize(
+    ("survey", "options"),
+    [
+        ("tables", {}),
+        ("datausa", {}),
+        ("as-of", {"root_prefix": "bls"}),
+        ("mine", {"tables_prefix": "mine/tables/"}),
+    ],
+    ids=["tables", "population-json", "as-of-tables", "custom-tables-prefix"],
+)
+def test_naming_a_survey_on_rqs_own_objects_is_refused_before_any_request(
+    store: ObjectStore, hostile_server: OfflineServer, survey: str, options: dict[str, str]
+) -> None:
+    with pytest.raises(ConfigError, match=f"survey '{survey}' cannot be mirrored"):
+        run(store, hostile_server, ["cu", survey], **options)
+    assert hostile_server.requests == []
+    assert not list(store.list_objects(""))

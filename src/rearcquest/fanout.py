@@ -23,6 +23,7 @@ listing gets no file message and is deleted by the survey message, under its del
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import logging
@@ -30,12 +31,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.config import DEFAULT_ROOT_URL, DEFAULT_TRANSFERS
+from rearcquest.config import DEFAULT_POPULATION_KEY, DEFAULT_ROOT_URL, DEFAULT_TRANSFERS
 from rearcquest.errors import ConfigError, RqError
 from rearcquest.surveys import (
     ALL,
     in_survey,
     list_surveys,
+    mirrorable_surveys,
     parse_surveys,
     survey_prefix,
     survey_url,
@@ -122,6 +124,8 @@ class WorkPlan:
 
     messages: list[WorkMessage] = field(default_factory=list)
     listing_errors: dict[str, str] = field(default_factory=dict)
+    # Surveys the root lists that would land on rq's own objects, and why (not queued).
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON summary for the scheduled function's log and result."""
@@ -130,6 +134,7 @@ class WorkPlan:
             "messages": len(self.messages),
             "file_messages": [f"{m.survey}/{m.file}" for m in self.messages if m.file],
             "listing_errors": self.listing_errors,
+            "skipped": self.skipped,
         }
 
 
@@ -140,6 +145,8 @@ def plan_work(
     root_url: str = DEFAULT_ROOT_URL,
     root_prefix: str = "",
     big_file_bytes: int = DEFAULT_BIG_FILE_BYTES,
+    tables_prefix: str | None = None,
+    population_key: str = DEFAULT_POPULATION_KEY,
 ) -> WorkPlan:
     """Plan the work messages of a fan-out run.
 
@@ -149,6 +156,8 @@ def plan_work(
         root_url: the ``time.series/`` root.
         root_prefix: the prefix the survey mirrors are under.
         big_file_bytes: files larger than this get a message of their own.
+        tables_prefix: where the tables go (default ``<root_prefix>tables/``).
+        population_key: where the population JSON is stored.
 
     Returns:
         One message per survey (excluding its big files) and one per big file. A survey whose
@@ -165,10 +174,15 @@ def plan_work(
         raise ConfigError("the big-file threshold must be at least 1 byte")
     if not root_url.endswith("/"):
         root_url += "/"
-    names = list_surveys(http, root_url) if list(surveys) == [ALL] else list(surveys)
+    prefix_of = functools.partial(
+        survey_prefix, root_prefix, tables_prefix=tables_prefix, population_key=population_key
+    )
     plan = WorkPlan()
+    names = list(surveys)
+    if names == [ALL]:
+        names, plan.skipped = mirrorable_surveys(list_surveys(http, root_url), prefix_of)
     for name in names:
-        survey_prefix(root_prefix, name)  # refuse a bad name before anything is queued
+        prefix_of(name)  # refuse a bad name before anything is queued
         try:
             files = fetch_listing(http, survey_url(root_url, name))
         except RqError as exc:
@@ -202,6 +216,8 @@ def run_work(
     wait: float = 0.0,
     vintages: bool = False,
     on_synced: Callable[[SyncResult], None] | None = None,
+    tables_prefix: str | None = None,
+    population_key: str = DEFAULT_POPULATION_KEY,
 ) -> SyncResult:
     """Sync what one work message names, with the survey's lease and state.
 
@@ -214,6 +230,8 @@ def run_work(
         vintages: require a versioned bucket (see :func:`rearcquest.sync.sync_bls`).
         on_synced: called with the result under the survey's lease (the pipeline builds the
             survey's tables there).
+        tables_prefix: where the tables go, as the planner was told.
+        population_key: where the population JSON is stored, as the planner was told.
 
     Returns:
         The sync's result (already checked: a failed file or guard raises).
@@ -224,12 +242,18 @@ def run_work(
     """
     from rearcquest.sync import sync_bls
 
+    prefix = survey_prefix(
+        message.root_prefix,
+        message.survey,
+        tables_prefix=tables_prefix,
+        population_key=population_key,
+    )
     with in_survey(message.survey):
         if message.file is not None:
             result = sync_bls(
                 store,
                 source_url=survey_url(message.root_url, message.survey),
-                prefix=survey_prefix(message.root_prefix, message.survey),
+                prefix=prefix,
                 include=(glob.escape(message.file),),
                 delete=False,
                 transfers=1,
@@ -242,7 +266,7 @@ def run_work(
             result = sync_bls(
                 store,
                 source_url=survey_url(message.root_url, message.survey),
-                prefix=survey_prefix(message.root_prefix, message.survey),
+                prefix=prefix,
                 exclude=tuple(glob.escape(n) for n in message.exclude),
                 transfers=transfers,
                 http=http,

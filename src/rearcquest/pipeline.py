@@ -294,12 +294,12 @@ def sync_surveys_with_tables(
     from rearcquest.surveys import sync_surveys
 
     if not tables:
-        return sync_surveys(store, **options)
+        return sync_surveys(store, tables_prefix=tables_prefix, **options)
 
     def after(result: SyncResult) -> None:
         tables_after_sync(store, result, tables_prefix=tables_prefix)
 
-    many = sync_surveys(store, on_synced=after, **options)
+    many = sync_surveys(store, on_synced=after, tables_prefix=tables_prefix, **options)
     for outcome in many.surveys.values():
         result = outcome.result
         # Synced under its lease: its tables were built there and a failure is already the
@@ -450,7 +450,8 @@ class SyncRequest:
         pool = 2 * transfers * parallel
         if names != [ALL] and len(names) == 1:
             # One survey keeps the single directory's document.
-            url, one = survey_url(root_url, names[0]), survey_prefix(root_prefix, names[0])
+            url = survey_url(root_url, names[0])
+            one = survey_prefix(root_prefix, names[0], tables_prefix=tables_prefix)
             return cls(
                 shared,
                 source_url=url,
@@ -610,7 +611,12 @@ def run_pipeline(
     source_url, prefix = settings.bls_url, settings.resolved_bls_prefix
     if surveys is not None and one:  # one survey keeps the single-directory summary
         source_url = survey_url(root_url, surveys[0])
-        prefix = survey_prefix(root_prefix, surveys[0])
+        prefix = survey_prefix(
+            root_prefix,
+            surveys[0],
+            tables_prefix=settings.tables_prefix,
+            population_key=settings.population_key,
+        )
     # Where the tables go by default: beside the mirrors (<root>tables/). A mirror at the
     # bucket root has no survey folder to build tables of: refused before anything is done.
     root = survey_of(prefix)[0] if settings.tables and one else root_prefix
@@ -628,6 +634,7 @@ def run_pipeline(
                 store,
                 tables=settings.tables,
                 tables_prefix=settings.tables_prefix,
+                population_key=settings.population_key,
                 surveys=list(surveys or ()),
                 root_url=root_url,
                 root_prefix=root_prefix,
@@ -766,6 +773,8 @@ def run_fanout_pipeline(
                 root_url=fanout.root_url,
                 root_prefix=fanout.root_prefix,
                 big_file_bytes=fanout.big_file_bytes,
+                tables_prefix=settings.tables_prefix,
+                population_key=settings.population_key,
             )
         summary = plan.to_dict()
         summary["queued"] = enqueue_work(Queue(sqs_client, fanout.queue_url), plan.messages)
@@ -846,6 +855,8 @@ def run_work_batch(
                 wait=wait,
                 vintages=settings.vintages,
                 on_synced=after if settings.tables else None,
+                tables_prefix=settings.tables_prefix,
+                population_key=settings.population_key,
             )
 
         return process_work_batch(event, run=run)

@@ -696,6 +696,7 @@ def surveys_summary(result: MultiSyncResult) -> str:
             f"{human_size(r.bytes_uploaded)} up  {status}"
         )
         lines += [f"  {name:<6}{line[1:]}" for line in _sync_tables_lines(r)]
+    lines += [f"  {name:<6} skipped: {why}" for name, why in result.skipped.items()]
     t = result.totals()
     lines.append(
         f"  total: {t['added']} added, {t['updated']} updated, {t['deleted']} deleted, "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import json
 import logging
 import re
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from rearcquest.config import (
     DEFAULT_LEASE_TTL,
+    DEFAULT_POPULATION_KEY,
     DEFAULT_ROOT_URL,
     DEFAULT_TRANSFERS,
     DeleteLimit,
@@ -110,16 +112,94 @@ def survey_url(root_url: str, survey: str) -> str:
     return (root_url if root_url.endswith("/") else root_url + "/") + survey + "/"
 
 
-def survey_prefix(root_prefix: str, survey: str) -> str:
+def survey_prefix(
+    root_prefix: str,
+    survey: str,
+    *,
+    tables_prefix: str | None = None,
+    population_key: str = DEFAULT_POPULATION_KEY,
+) -> str:
     """The mirror prefix of a survey: ``<root prefix><survey>/``.
 
+    Args:
+        root_prefix: the prefix the survey mirrors are under.
+        survey: the survey (directory) name.
+        tables_prefix: where the tables go; default ``<root prefix>tables/``.
+        population_key: where the population JSON is stored.
+
     Raises:
-        ConfigError: the root prefix is invalid or inside rq's own objects.
+        ConfigError: the root prefix is invalid or inside rq's own objects, or the survey's
+            mirror or tables would land on what rq writes itself (see :func:`_own_objects_clash`).
     """
     prefix = normalise_prefix(root_prefix) + survey + "/"
     if prefix.startswith(RESERVED_PREFIX):
         raise ConfigError(f"prefix {prefix!r} is where rq keeps its own objects; choose another")
+    clash = _own_objects_clash(
+        root_prefix, survey, tables_prefix=tables_prefix, population_key=population_key
+    )
+    if clash:
+        raise ConfigError(
+            f"survey {survey!r} cannot be mirrored at {prefix!r}: {clash}; give --root-prefix "
+            "to put the mirrors in a folder of their own"
+        )
     return prefix
+
+
+def _own_objects_clash(
+    root_prefix: str,
+    survey: str,
+    *,
+    tables_prefix: str | None = None,
+    population_key: str = DEFAULT_POPULATION_KEY,
+) -> str | None:
+    """Say why a survey's mirror or tables would land on objects rq writes itself, or None.
+
+    A root listing names its surveys, and a hostile or odd one could name a directory
+    ``tables`` or ``datausa``: mirrored as it is, its files would go among the Parquet tables or
+    beside the population JSON, and its sync would see (and guard against deleting) objects that
+    are not its own on every run. The tables' own folders (``population``, ``as-of``) are refused
+    as survey names too, since a survey's tables go to ``<tables prefix><survey>/``.
+    """
+    from rearcquest.tables import AS_OF_TABLES, POPULATION_TABLE, default_tables_prefix
+
+    mirror = normalise_prefix(root_prefix) + survey + "/"
+    tables = (
+        normalise_prefix(tables_prefix) if tables_prefix else default_tables_prefix(root_prefix)
+    )
+    if tables.startswith(mirror) or mirror.startswith(tables):
+        return f"the tables are kept at {tables!r}"
+    if population_key.startswith(mirror):
+        return f"the population JSON is kept at {population_key!r}"
+    if survey in (POPULATION_TABLE, AS_OF_TABLES):
+        return f"its tables would go to {tables}{survey}/, where rq keeps its {survey} tables"
+    return None
+
+
+def mirrorable_surveys(
+    names: Iterable[str], prefix_of: Callable[[str], str]
+) -> tuple[list[str], dict[str, str]]:
+    """Split the surveys a root lists into those rq can mirror and those it must skip.
+
+    Args:
+        names: the surveys the root lists.
+        prefix_of: the survey's mirror prefix, or a :class:`ConfigError` saying why it has none
+            (:func:`survey_prefix` with the run's settings).
+
+    Returns:
+        The names to mirror, in order, and ``{name: why}`` for each skipped one (logged as a
+        warning).
+    """
+    kept: list[str] = []
+    skipped: dict[str, str] = {}
+    for name in names:
+        try:
+            prefix_of(name)
+        except ConfigError as exc:
+            skipped[name] = str(exc)
+            log.warning("the root lists %r, not mirrored: %s", name, exc, extra={"survey": name})
+        else:
+            kept.append(name)
+    return kept, skipped
 
 
 def list_surveys(http: HttpClient, root_url: str) -> list[str]:
@@ -185,6 +265,8 @@ class MultiSyncResult:
     bucket: str
     surveys: dict[str, SurveyOutcome] = field(default_factory=dict)
     requests: int = 0
+    # Surveys the root lists that rq will not mirror, and why (see _own_objects_clash).
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -215,6 +297,7 @@ class MultiSyncResult:
             "bucket": self.bucket,
             "surveys": {name: o.to_dict() for name, o in self.surveys.items()},
             "totals": self.totals(),
+            "skipped": self.skipped,
             "requests": self.requests,
             "exit_code": self.exit_code,
         }
@@ -260,6 +343,8 @@ def sync_surveys(
     wait: float = 0.0,
     lease_ttl: float = DEFAULT_LEASE_TTL,
     vintages: bool = False,
+    tables_prefix: str | None = None,
+    population_key: str = DEFAULT_POPULATION_KEY,
 ) -> MultiSyncResult:
     """Mirror each survey of ``root_url`` into ``store`` under ``<root_prefix><survey>/``.
 
@@ -290,6 +375,9 @@ def sync_surveys(
         wait: seconds to wait for another sync's lease on a survey.
         lease_ttl: the lease's time to live.
         vintages: require a versioned bucket, so every release stays readable.
+        tables_prefix: where the tables go (default ``<root_prefix>tables/``): no survey is
+            mirrored onto them.
+        population_key: where the population JSON is stored: no survey is mirrored onto it.
 
     Returns:
         Every survey's outcome; a failed survey is recorded, not raised
@@ -312,8 +400,11 @@ def sync_surveys(
     names = list(surveys)
     if not names:
         raise ConfigError("no survey named: give --survey pr,cu (or --survey all)")
-    for name in names:
-        survey_prefix(root_prefix, name)
+    prefix_of = functools.partial(
+        survey_prefix, root_prefix, tables_prefix=tables_prefix, population_key=population_key
+    )
+    for name in names:  # "all" as a name checks the root prefix
+        prefix_of(name)
     DeleteLimit.parse(max_delete)  # a bad guard is a usage error before any request
     # One check for the whole run, before the source is asked anything: a missing or forbidden
     # bucket is one error, not the same error once per survey.
@@ -330,11 +421,12 @@ def sync_surveys(
         )
     client = http
     try:
+        result = MultiSyncResult(root_url, store.bucket)
         if names == [ALL]:
             names = list_surveys(client, root_url)
             log.info("the root lists %d survey(s)", len(names), extra={"surveys": names})
-        result = MultiSyncResult(root_url, store.bucket)
-        outcomes = {name: SurveyOutcome(name, survey_prefix(root_prefix, name)) for name in names}
+            names, result.skipped = mirrorable_surveys(names, prefix_of)
+        outcomes = {name: SurveyOutcome(name, prefix_of(name)) for name in names}
         result.surveys = outcomes
 
         def one(name: str) -> None:
@@ -491,7 +583,7 @@ def survey_inventory(
         for name in list_surveys(client, root_url):
             url = survey_url(root_url, name)
             mirrored, synced = (
-                _mirror_state(store, survey_prefix(root_prefix, name))
+                _mirror_state(store, normalise_prefix(root_prefix) + name + "/")
                 if store is not None
                 else (None, None)
             )

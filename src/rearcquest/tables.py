@@ -50,6 +50,8 @@ PART_NAME: Final = "part-0.parquet"
 SERIES_TABLE: Final = "series"
 SERIES_NAME: Final = "series.parquet"
 POPULATION_TABLE: Final = "population"
+# The tables of past releases (rq tables --as-of): <P>as-of/<release>/...
+AS_OF_TABLES: Final = "as-of"
 # Every line of a BLS mapping file is a few hundred bytes; the header is the first of them.
 _HEADER_BYTES = 8192
 _MAX_MAPPING_BYTES = 64 * 1024 * 1024

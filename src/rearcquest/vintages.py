@@ -627,7 +627,7 @@ def tables_as_of(
     Raises:
         ConfigError, DataError, StorageError: as :func:`build_release_tables`.
     """
-    from rearcquest.tables import default_tables_prefix
+    from rearcquest.tables import AS_OF_TABLES, default_tables_prefix
 
     tables_prefix = tables_prefix or default_tables_prefix(root_prefix)
     options["prefix"] = normalise_prefix(normalise_prefix(root_prefix) + survey.strip())
@@ -639,7 +639,7 @@ def tables_as_of(
             s3_client=options.get("s3_client"),
             settings=options.get("settings"),
         )
-        base = f"{normalise_prefix(tables_prefix)}as-of/{release_slug(built.release)}/"
+        base = f"{normalise_prefix(tables_prefix)}{AS_OF_TABLES}/{release_slug(built.release)}/"
         written = []
         for relative in built.files:
             # A release's tables are a few MB: one PUT each.
