@@ -47,6 +47,7 @@ def aws() -> Iterator[tuple[Any, Any]]:
     with mock_aws():
         lambdas._s3_client.cache_clear()
         lambdas._sqs_client.cache_clear()
+        lambdas._glue_client.cache_clear()
         lambdas._configure_logging.cache_clear()
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="rq-bls")
@@ -54,6 +55,7 @@ def aws() -> Iterator[tuple[Any, Any]]:
         yield s3, boto3.client("sqs", region_name="us-east-1")
     lambdas._s3_client.cache_clear()
     lambdas._sqs_client.cache_clear()
+    lambdas._glue_client.cache_clear()
     lambdas._configure_logging.cache_clear()
 
 

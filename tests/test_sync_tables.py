@@ -294,6 +294,7 @@ def aws() -> Iterator[Any]:
     with mock_aws():
         lambdas._s3_client.cache_clear()
         lambdas._sqs_client.cache_clear()
+        lambdas._glue_client.cache_clear()
         lambdas._configure_logging.cache_clear()
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="rq-bls")
@@ -301,6 +302,7 @@ def aws() -> Iterator[Any]:
         yield s3
     lambdas._s3_client.cache_clear()
     lambdas._sqs_client.cache_clear()
+    lambdas._glue_client.cache_clear()
     lambdas._configure_logging.cache_clear()
 
 
@@ -409,3 +411,54 @@ def test_fanout_workers_build_each_surveys_tables(
         r == {"batchItemFailures": []} for r in drain_queue(Queue(sqs, url), worker, batch_size=1)
     )
     assert table(aws, observations_key("tables/", "zz", ZZ_DATA)).height == 4
+
+
+def test_fanout_workers_register_the_glue_tables_of_surveys_the_stack_cannot_know(
+    aws: Any, server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rearcquest.localaws import drain_queue
+    from rearcquest.queues import Queue
+    from test_fanout import work_queue
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    glue = boto3.client("glue", region_name="us-east-1")
+    url, dlq = work_queue(sqs)
+    lambda_env(monkeypatch, server)
+    monkeypatch.setenv("RQ_WORK_QUEUE_URL", url)
+    monkeypatch.setenv("RQ_SURVEYS", "all")
+    monkeypatch.setenv("RQ_GLUE_DATABASE", "rq_tables")
+
+    def worker(event: dict[str, Any]) -> dict[str, Any]:
+        return lambdas.work_handler(event, None)
+
+    # The database is missing: the tables are built, but every message fails (and is retried)
+    # until it can register them.
+    lambdas.scheduled_handler({}, None)
+    responses = []
+    for _ in range(12):  # each round stops at a failed message
+        responses += drain_queue(Queue(sqs, url), worker, batch_size=1)
+    assert sum(1 for r in responses if r["batchItemFailures"]) == 2 * 5
+    assert len(sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10)["Messages"]) == 2
+    assert aws.head_object(Bucket="rq-bls", Key=series_key("tables/", "zz"))
+
+    # The stack made the database and declared pr's tables; the next day's workers add zz's,
+    # though nothing changed, and leave the stack's as they are.
+    glue.create_database(DatabaseInput={"Name": "rq_tables"})
+    glue.create_table(
+        DatabaseName="rq_tables",
+        TableInput={"Name": "pr_observations", "Description": "declared by the stack"},
+    )
+    lambdas.scheduled_handler({}, None)
+    responses = drain_queue(Queue(sqs, url), worker, batch_size=1)
+    assert all(r == {"batchItemFailures": []} for r in responses)
+    tables = {t["Name"]: t for t in glue.get_tables(DatabaseName="rq_tables")["TableList"]}
+    assert sorted(tables) == ["pr_observations", "pr_series", "zz_observations", "zz_series"]
+    assert tables["pr_observations"]["Description"] == "declared by the stack"
+    zz = tables["zz_observations"]
+    assert zz["StorageDescriptor"]["Location"] == "s3://rq-bls/tables/zz/observations/"
+    assert [k["Name"] for k in zz["PartitionKeys"]] == ["file"]
+    assert zz["Parameters"]["projection.file.type"] == "injected"
+    assert zz["Parameters"]["storage.location.template"] == (
+        "s3://rq-bls/tables/zz/observations/file=${file}/"
+    )
+    assert tables["zz_series"]["StorageDescriptor"]["Location"] == "s3://rq-bls/tables/zz/series/"

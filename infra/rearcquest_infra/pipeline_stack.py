@@ -655,11 +655,36 @@ class PipelineStack(Stack):
             ),
         )
         prefixes = settings.survey_prefixes
+        environment = {
+            "RQ_BLS_BUCKET": bls_name,
+            "RQ_CONTACT": settings.contact,
+            "RQ_MAX_RPS": f"{settings.worker_rps:g}",
+            "RQ_VINTAGES": "1",
+            "RQ_TABLES": "1",
+            "RQ_TABLES_PREFIX": TABLES_PREFIX,
+        }
+        catalog: list[iam.PolicyStatement] = []
         if prefixes is None:
             # Every survey of the root: its prefixes are unknown until the root is listed, so
             # the worker may write the whole mirror bucket, which holds only the mirrors and
             # rq's own state and locks.
             objects = [f"{bls_arn}/*"]
+            # Nor can the stack declare those surveys' Glue tables: the worker creates each
+            # survey's two tables when they are missing, and never changes an existing one.
+            database = settings.database_name
+            environment["RQ_GLUE_DATABASE"] = database
+            glue_arn = f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+            catalog.append(
+                iam.PolicyStatement(
+                    sid="RegisterSurveyTables",
+                    actions=["glue:GetDatabase", "glue:GetTable", "glue:CreateTable"],
+                    resources=[
+                        f"{glue_arn}:catalog",
+                        f"{glue_arn}:database/{database}",
+                        f"{glue_arn}:table/{database}/*",
+                    ],
+                )
+            )
         else:
             objects = [f"{bls_arn}/{p}*" for p in prefixes]
             objects += [f"{bls_arn}/{state_key(p)}" for p in prefixes]
@@ -672,14 +697,7 @@ class PipelineStack(Stack):
             code=code,
             timeout=WORK_TIMEOUT,
             description="rearcquest: sync the BLS survey (or big file) each work message names",
-            environment={
-                "RQ_BLS_BUCKET": bls_name,
-                "RQ_CONTACT": settings.contact,
-                "RQ_MAX_RPS": f"{settings.worker_rps:g}",
-                "RQ_VINTAGES": "1",
-                "RQ_TABLES": "1",
-                "RQ_TABLES_PREFIX": TABLES_PREFIX,
-            },
+            environment=environment,
             statements=[
                 # The first read of a survey's state and lease finds nothing: S3 answers 404 only
                 # to a role that may list the bucket (otherwise 403).
@@ -701,6 +719,7 @@ class PipelineStack(Stack):
                     ],
                     resources=objects,
                 ),
+                *catalog,
             ],
             ephemeral_storage_size=Size.mebibytes(
                 max(settings.tmp_storage_mb, WORK_TMP_STORAGE_MB)

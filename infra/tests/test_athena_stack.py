@@ -16,6 +16,8 @@ from rearcquest.athena import (
     POPULATION_COLUMNS,
     SERIES_COLUMNS,
     named_queries,
+    survey_glue_tables,
+    table_input,
 )
 from rearcquest.tables import QUERY_NAMES, named_query
 from rearcquest_infra.pipeline_stack import (
@@ -136,6 +138,17 @@ def test_every_survey_of_the_stack_gets_tables(surveys_template: Template) -> No
     names = [c["Name"] for c in tables["cu_series"]["StorageDescriptor"]["Columns"]]
     assert names[0] == "series_id"
     assert "title" in names
+
+
+def test_the_worker_creates_exactly_the_tables_the_stack_declares(
+    surveys_template: Template,
+) -> None:
+    # With surveys=all the worker creates each survey's tables at run time (rearcquest.catalog);
+    # they must be what the stack would have declared for a survey it knew.
+    declared = _tables(surveys_template)
+    for survey in ("ce", "cu", "pr"):
+        for table in survey_glue_tables(BLS, survey):
+            assert table_input(table) == declared[table.name], table.name
 
 
 def test_all_surveys_still_get_pr_tables(synth: Callable[[dict[str, str]], Templates]) -> None:

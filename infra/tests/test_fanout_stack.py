@@ -115,6 +115,30 @@ def test_with_all_surveys_the_worker_may_write_the_mirror_bucket(all_template: T
     assert _env(all_template, "ScheduledFunction")["RQ_SURVEYS"] == "all"
 
 
+def test_with_all_surveys_the_worker_registers_their_glue_tables(all_template: Template) -> None:
+    # The stack cannot declare the tables of surveys it learns only from the root listing.
+    assert _env(all_template, "WorkFunction")["RQ_GLUE_DATABASE"] == "rearcquest"
+    statement = role_statements(all_template.to_json(), "WorkRole")["RegisterSurveyTables"]
+    assert sorted(as_list(statement["Action"])) == [
+        "glue:CreateTable",
+        "glue:GetDatabase",
+        "glue:GetTable",
+    ]
+    glue = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:"
+    assert sorted(as_list(statement["Resource"])) == [
+        f"{glue}catalog",
+        f"{glue}database/rearcquest",
+        f"{glue}table/rearcquest/*",
+    ]
+
+
+def test_with_named_surveys_the_stack_declares_every_glue_table(
+    fanout_template: Template,
+) -> None:
+    assert "RQ_GLUE_DATABASE" not in _env(fanout_template, "WorkFunction")
+    assert "RegisterSurveyTables" not in role_statements(fanout_template.to_json(), "WorkRole")
+
+
 def test_scheduled_function_plans_and_no_longer_writes_the_mirror(
     fanout_template: Template,
 ) -> None:

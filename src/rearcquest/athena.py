@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from rearcquest.errors import ConfigError
 from rearcquest.tables import (
@@ -152,11 +152,7 @@ def table_surveys(surveys: Iterable[str]) -> tuple[str, ...]:
     """
     chosen = {*DEFAULT_SURVEYS, *(s for s in surveys if s != "all")}
     for survey in sorted(chosen):
-        if not _TABLE_NAME.match(survey):
-            raise ConfigError(
-                f"survey {survey!r} cannot name an Athena table ({survey}_observations): "
-                "use lowercase letters, digits and _ only"
-            )
+        _check_table_name(survey)
     return tuple(sorted(chosen))
 
 
@@ -178,43 +174,13 @@ def glue_tables(
     Returns:
         ``<survey>_observations`` and ``<survey>_series`` per survey, then ``population``.
     """
-    root = f"s3://{bucket}/{_folder(tables_prefix)}"
     found: list[GlueTable] = []
     for survey in table_surveys(surveys):
-        observations = observations_location(bucket, survey, tables_prefix)
-        found.append(
-            GlueTable(
-                name=f"{survey}_observations",
-                location=observations,
-                columns=OBSERVATIONS_COLUMNS,
-                description=(
-                    f"every row of every {survey}.data.* file, one partition per file: query "
-                    f"one, e.g. WHERE file = '{survey}.data.0.Current' (the files overlap)"
-                ),
-                partition_keys=((PARTITION_COLUMN, "string"),),
-                parameters={
-                    "classification": "parquet",
-                    "projection.enabled": "true",
-                    f"projection.{PARTITION_COLUMN}.type": "injected",
-                    "storage.location.template": (
-                        f"{observations}{PARTITION_COLUMN}=${{{PARTITION_COLUMN}}}/"
-                    ),
-                },
-            )
-        )
-        found.append(
-            GlueTable(
-                name=f"{survey}_series",
-                location=f"{root}{survey}/{SERIES_TABLE}/",
-                columns=SERIES_COLUMNS.get(survey, COMMON_SERIES_COLUMNS),
-                description=f"{survey}.series with every code decoded by its mapping files",
-                parameters={"classification": "parquet"},
-            )
-        )
+        found += survey_glue_tables(bucket, survey, tables_prefix=tables_prefix)
     found.append(
         GlueTable(
             name=POPULATION_TABLE,
-            location=f"{root}{POPULATION_TABLE}/",
+            location=f"s3://{bucket}/{_folder(tables_prefix)}{POPULATION_TABLE}/",
             columns=POPULATION_COLUMNS,
             description="the US population by year, from the stored DataUSA answer",
             parameters={"classification": "parquet"},
@@ -223,9 +189,83 @@ def glue_tables(
     return found
 
 
+def survey_glue_tables(
+    bucket: str, survey: str, *, tables_prefix: str = TABLES_PREFIX
+) -> list[GlueTable]:
+    """The two Glue tables of one survey: ``<survey>_observations`` and ``<survey>_series``.
+
+    Raises:
+        ConfigError: the survey cannot name an Athena table (see :func:`table_surveys`).
+    """
+    _check_table_name(survey)
+    observations = observations_location(bucket, survey, tables_prefix)
+    return [
+        GlueTable(
+            name=f"{survey}_observations",
+            location=observations,
+            columns=OBSERVATIONS_COLUMNS,
+            description=(
+                f"every row of every {survey}.data.* file, one partition per file: query "
+                f"one, e.g. WHERE file = '{survey}.data.0.Current' (the files overlap)"
+            ),
+            partition_keys=((PARTITION_COLUMN, "string"),),
+            parameters={
+                "classification": "parquet",
+                "projection.enabled": "true",
+                f"projection.{PARTITION_COLUMN}.type": "injected",
+                "storage.location.template": (
+                    f"{observations}{PARTITION_COLUMN}=${{{PARTITION_COLUMN}}}/"
+                ),
+            },
+        ),
+        GlueTable(
+            name=f"{survey}_series",
+            location=f"s3://{bucket}/{_folder(tables_prefix)}{survey}/{SERIES_TABLE}/",
+            columns=SERIES_COLUMNS.get(survey, COMMON_SERIES_COLUMNS),
+            description=f"{survey}.series with every code decoded by its mapping files",
+            parameters={"classification": "parquet"},
+        ),
+    ]
+
+
+def table_input(table: GlueTable) -> dict[str, Any]:
+    """The table as Glue's ``CreateTable`` takes it (``TableInput``): an external Parquet table.
+
+    The CDK stack declares the same fields as a ``CfnTable``.
+    """
+
+    def columns(pairs: tuple[Column, ...]) -> list[dict[str, str]]:
+        return [{"Name": name, "Type": kind} for name, kind in pairs]
+
+    found: dict[str, Any] = {
+        "Name": table.name,
+        "Description": table.description,
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": {"EXTERNAL": "TRUE", **table.parameters},
+        "StorageDescriptor": {
+            "Columns": columns(table.columns),
+            "Location": table.location,
+            "InputFormat": PARQUET_INPUT,
+            "OutputFormat": PARQUET_OUTPUT,
+            "SerdeInfo": {"SerializationLibrary": PARQUET_SERDE},
+        },
+    }
+    if table.partition_keys:
+        found["PartitionKeys"] = columns(table.partition_keys)
+    return found
+
+
 def named_queries() -> list[NamedQuery]:
     """The three quest reports as named queries, in :data:`~rearcquest.tables.QUERY_NAMES` order."""
     return [NamedQuery(name, _DESCRIPTIONS[name], named_query(name)) for name in QUERY_NAMES]
+
+
+def _check_table_name(survey: str) -> None:
+    if not _TABLE_NAME.match(survey):
+        raise ConfigError(
+            f"survey {survey!r} cannot name an Athena table ({survey}_observations): "
+            "use lowercase letters, digits and _ only"
+        )
 
 
 def _folder(tables_prefix: str) -> str:

@@ -235,6 +235,9 @@ class Settings:
     # after the fetch (RQ_TABLES), under RQ_TABLES_PREFIX (default <root prefix>tables/).
     tables: bool = False
     tables_prefix: str | None = None
+    # Register each survey's tables in this Glue database when they are built, if missing
+    # (RQ_GLUE_DATABASE): the fan-out of every survey, whose surveys the stack cannot declare.
+    glue_database: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -270,6 +273,7 @@ class Settings:
             vintages=vintages,
             tables=tables,
             tables_prefix=get("RQ_TABLES_PREFIX"),
+            glue_database=get("RQ_GLUE_DATABASE"),
         )
 
     def with_options(self, **options: Any) -> Settings:

@@ -64,6 +64,13 @@ def _s3_client() -> S3Client:
 
 
 @functools.cache
+def _glue_client() -> Any:
+    from rearcquest.catalog import make_glue_client
+
+    return make_glue_client()
+
+
+@functools.cache
 def _sqs_client() -> Any:
     from rearcquest.queues import make_sqs_client
 
@@ -171,9 +178,11 @@ def work_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from rearcquest.pipeline import run_work_batch
 
     with _invocation(context):
+        settings = Settings.from_env()
         return run_work_batch(
             event,
-            Settings.from_env(),
+            settings,
             root_url=FanoutSettings.from_env().root_url,
             s3_client=_s3_client(),
+            glue_client=_glue_client() if settings.glue_database else None,
         )

@@ -33,6 +33,7 @@ from rearcquest.errors import ConfigError, DataError, OptionError, RqError
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from rearcquest.catalog import Catalog
     from rearcquest.fanout import FanoutSettings, WorkMessage
     from rearcquest.sources._http import RetryPolicy
     from rearcquest.storage import ObjectStore
@@ -176,6 +177,7 @@ def tables_after_sync(
     *,
     tables_prefix: str | None = None,
     on_progress: Callable[[str], None] | None = None,
+    catalog: Catalog | None = None,
 ) -> TablesResult | None:
     """Build the Parquet tables of the survey a sync mirrored, if the sync changed something.
 
@@ -190,6 +192,8 @@ def tables_after_sync(
         result: the sync's result; its prefix is ``<root prefix><survey>/``.
         tables_prefix: where the tables go; default ``<root prefix>tables/``.
         on_progress: called with a message before each table is built.
+        catalog: also create the survey's Glue tables there when they are missing, once its
+            tables are built or found current; Glue's refusal is ``result.tables_error``.
 
     Returns:
         What the build did, or ``None`` when it did not run or failed as a whole.
@@ -211,6 +215,8 @@ def tables_after_sync(
         if reason is None:
             summary["skipped"] = "the sync changed nothing and the tables are current"
             result.tables = summary
+            if catalog is not None:
+                _register_glue_tables(catalog, store, result, summary, (survey, where))
             return None
         log.info("building the tables of %s: %s", survey, reason, extra={"survey": survey})
         built = build_tables(
@@ -226,7 +232,48 @@ def tables_after_sync(
     except DataError as exc:
         result.tables_error = str(exc)
         log.error("the tables of %s were not all built: %s", survey, exc, extra={"survey": survey})
+        return built
+    if catalog is not None:
+        _register_glue_tables(catalog, store, result, result.tables, (survey, where))
     return built
+
+
+def _register_glue_tables(
+    catalog: Catalog,
+    store: ObjectStore,
+    result: SyncResult,
+    summary: dict[str, Any],
+    where: tuple[str, str],
+) -> None:
+    """Create the two Glue tables of the survey in ``where`` (survey, tables prefix) if missing.
+
+    The outcome goes to ``summary["glue"]``: ``{"database", "created"}``, or ``{"database",
+    "skipped"}`` for a survey whose name cannot name an Athena table. A refusal by Glue is
+    ``result.tables_error``, so the run (or the work message) fails and is tried again.
+    """
+    from rearcquest.athena import survey_glue_tables, table_input
+
+    survey, tables_prefix = where
+    doc: dict[str, Any] = {"database": catalog.database}
+    summary["glue"] = doc
+    try:
+        tables = survey_glue_tables(store.bucket, survey, tables_prefix=tables_prefix)
+    except ConfigError as exc:
+        doc["skipped"] = str(exc)
+        log.warning("no Glue tables for %s: %s", survey, exc, extra={"survey": survey})
+        return
+    try:
+        doc["created"] = catalog.ensure_tables([table_input(t) for t in tables])
+    except RqError as exc:
+        result.tables_error = f"the tables were built but not registered in Glue: {exc}"
+        log.error("%s: %s", survey, result.tables_error, extra={"survey": survey})
+        return
+    if doc["created"]:
+        log.info(
+            "registered the Glue tables %s",
+            ", ".join(f"{catalog.database}.{name}" for name in doc["created"]),
+            extra={"survey": survey},
+        )
 
 
 def sync_mirror(
@@ -794,12 +841,22 @@ def run_fanout_pipeline(
     return result
 
 
+def _catalog(settings: Settings, glue_client: Any) -> Catalog | None:
+    """The Glue database the tables are registered in (``RQ_GLUE_DATABASE``), or None."""
+    if not settings.glue_database:
+        return None
+    from rearcquest.catalog import Catalog, make_glue_client
+
+    return Catalog(glue_client or make_glue_client(), settings.glue_database)
+
+
 def run_work_batch(
     event: Any,
     settings: Settings,
     *,
     root_url: str | None = None,
     s3_client: S3Client | None = None,
+    glue_client: Any = None,
     retry: RetryPolicy | None = None,
     wait: float = 0.0,
 ) -> dict[str, Any]:
@@ -810,13 +867,16 @@ def run_work_batch(
     ``settings.tables`` each message's sync that changed something builds the survey's tables
     under the survey's lease (:func:`tables_after_sync`, to ``RQ_TABLES_PREFIX`` or
     ``<root prefix>tables/``); a table that fails fails the message, and its retry builds them
-    again even though its sync then changes nothing.
+    again even though its sync then changes nothing. With ``settings.glue_database`` the
+    survey's Glue tables are then created there if missing (the stack cannot declare the
+    tables of surveys it learns only from the root listing).
 
     Args:
         event: the SQS batch event.
         settings: the bucket, contact and the worker's rate (``max_rps``).
         root_url: the root the messages name (it picks the default rate: 1/s for bls.gov).
         s3_client: a boto3 S3 client to reuse.
+        glue_client: a Glue client to reuse (with ``settings.glue_database``).
         retry: the retry policy for the source.
         wait: seconds to wait for a survey's lease before failing its message.
 
@@ -833,6 +893,7 @@ def run_work_batch(
     if not settings.bls_bucket:
         raise ConfigError("set RQ_BLS_BUCKET: the bucket the surveys are mirrored into")
     store = ObjectStore(s3_client or make_s3_client(), settings.bls_bucket)
+    catalog = _catalog(settings, glue_client)
     from rearcquest.config import DEFAULT_ROOT_URL
 
     with make_http(
@@ -846,7 +907,9 @@ def run_work_batch(
 
         def run(message: WorkMessage) -> SyncResult:
             def after(result: SyncResult) -> None:
-                tables_after_sync(store, result, tables_prefix=settings.tables_prefix)
+                tables_after_sync(
+                    store, result, tables_prefix=settings.tables_prefix, catalog=catalog
+                )
 
             return run_work(
                 message,

@@ -1,0 +1,131 @@
+"""The Glue seam: the only code that talks to the Glue Data Catalog, as :mod:`rearcquest.storage`
+is for S3 and :mod:`rearcquest.queues` for SQS.
+
+The CDK stack declares the Glue tables of the surveys it knows (``pr`` and those it is given).
+A deployment that mirrors every survey (``surveys=all``) learns its surveys only when it lists
+the root, so the worker registers each survey's tables after building them
+(:meth:`Catalog.ensure_tables`): a table is created when it is missing and never changed when it
+exists, so what the stack declared stays the stack's. Errors come back as
+:class:`~rearcquest.errors.StorageError` naming the database; no caller reads botocore's.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from rearcquest import _botocore
+from rearcquest.errors import StorageError
+
+_T = TypeVar("_T")
+
+
+def make_glue_client(
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+) -> Any:
+    """Create a Glue client (botocore's), from the default credential chain.
+
+    Args:
+        endpoint_url: a Glue-compatible endpoint (moto); defaults to ``AWS_ENDPOINT_URL_GLUE`` /
+            ``AWS_ENDPOINT_URL``, then AWS itself.
+        region: the AWS region; ``us-east-1`` when a custom endpoint is used without one.
+        profile: a profile from the AWS config files; defaults to ``AWS_PROFILE``.
+
+    Raises:
+        ConfigError: the profile does not exist.
+    """
+    endpoint_url = _botocore.endpoint("GLUE", endpoint_url)
+    core = _botocore.session(profile)
+    return core.create_client(
+        "glue",
+        endpoint_url=endpoint_url,
+        region_name=_botocore.region(core, region, endpoint_url),
+    )
+
+
+class Catalog:
+    """One Glue database.
+
+    Args:
+        client: a Glue client (:func:`make_glue_client`).
+        database: the database's name.
+    """
+
+    def __init__(self, client: Any, database: str) -> None:
+        self.client = client
+        self.database = database
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.database!r})"
+
+    def ensure_tables(self, tables: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Create each table that the database does not hold yet; leave the others as they are.
+
+        Args:
+            tables: Glue ``TableInput`` documents (:func:`rearcquest.athena.table_input`).
+
+        Returns:
+            The names of the tables created (another run creating one at the same moment is no
+            error: it exists either way).
+
+        Raises:
+            StorageError: the database is missing, or Glue refused (permissions, a bad table).
+        """
+        try:
+            _call(
+                f"read the Glue database {self.database}",
+                functools.partial(self.client.get_database, Name=self.database),
+            )
+        except _NotFound as exc:
+            raise StorageError(f"the Glue database {self.database!r} does not exist") from exc
+        created = []
+        for table in tables:
+            name = str(table["Name"])
+            try:
+                _call(
+                    f"read the Glue table {self.database}.{name}",
+                    functools.partial(self.client.get_table, DatabaseName=self.database, Name=name),
+                )
+                continue
+            except _NotFound:
+                pass
+            try:
+                _call(
+                    f"create the Glue table {self.database}.{name}",
+                    functools.partial(
+                        self.client.create_table, DatabaseName=self.database, TableInput=dict(table)
+                    ),
+                )
+            except _AlreadyExists:
+                continue
+            created.append(name)
+        return created
+
+
+class _NotFound(StorageError):
+    pass
+
+
+class _AlreadyExists(StorageError):
+    pass
+
+
+def _call(what: str, call: Callable[[], _T]) -> _T:
+    import botocore.exceptions
+
+    try:
+        return call()
+    except botocore.exceptions.ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "")
+        if code == "EntityNotFoundException":
+            raise _NotFound(f"could not {what}: {exc}") from exc
+        if code == "AlreadyExistsException":
+            raise _AlreadyExists(f"could not {what}: {exc}") from exc
+        raise StorageError(f"could not {what}: {exc}") from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise StorageError(f"could not {what}: {exc}") from exc
