@@ -1,4 +1,4 @@
-"""botocore sessions for the S3 and SQS seams: one profile check, one region rule."""
+"""botocore sessions for the S3, SQS and Glue seams: one profile check, one region rule."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def session(profile: str | None) -> Any:
     return core
 
 
-def region(core: Any, region: str | None, endpoint_url: str | None) -> str | None:
+def resolve_region(core: Any, region: str | None, endpoint_url: str | None) -> str | None:
     """The region asked for, else the profile's, else ``us-east-1`` for a custom endpoint."""
     found: str | None = region or core.get_config_variable("region")
     if not found and endpoint_url:
@@ -42,4 +42,33 @@ def endpoint(service: str, given: str | None) -> str | None:
         or os.environ.get(f"AWS_ENDPOINT_URL_{service}")
         or os.environ.get("AWS_ENDPOINT_URL")
         or None
+    )
+
+
+def client(
+    service: str,
+    *,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    access_key: tuple[str, str] | None = None,
+) -> Any:
+    """A botocore client of ``service`` (``"sqs"``, ``"glue"``) with botocore's own defaults.
+
+    The endpoint follows :func:`endpoint` (``AWS_ENDPOINT_URL_<SERVICE>`` first), the region
+    :func:`region`; ``access_key`` is an explicit ``(key id, secret)`` for embedded test
+    endpoints only.
+
+    Raises:
+        ConfigError: the profile does not exist.
+    """
+    endpoint_url = endpoint(service.upper(), endpoint_url)
+    core = session(profile)
+    key_id, secret = access_key if access_key else (None, None)
+    return core.create_client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=resolve_region(core, region, endpoint_url),
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
     )

@@ -38,13 +38,7 @@ def make_glue_client(
     Raises:
         ConfigError: the profile does not exist.
     """
-    endpoint_url = _botocore.endpoint("GLUE", endpoint_url)
-    core = _botocore.session(profile)
-    return core.create_client(
-        "glue",
-        endpoint_url=endpoint_url,
-        region_name=_botocore.region(core, region, endpoint_url),
-    )
+    return _botocore.client("glue", endpoint_url=endpoint_url, region=region, profile=profile)
 
 
 class Catalog:

@@ -38,16 +38,12 @@ def make_sqs_client(
     Raises:
         ConfigError: the profile does not exist.
     """
-    endpoint_url = _botocore.endpoint("SQS", endpoint_url)
-    core = _botocore.session(profile)
-    region = _botocore.region(core, region, endpoint_url)
-    key_id, secret = access_key if access_key else (None, None)
-    return core.create_client(
+    return _botocore.client(
         "sqs",
         endpoint_url=endpoint_url,
-        region_name=region,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
+        region=region,
+        profile=profile,
+        access_key=access_key,
     )
 
 

@@ -86,7 +86,7 @@ def make_s3_client(
     core.get_component("response_parser_factory").set_parser_defaults(
         timestamp_parser=_parse_timestamp
     )
-    region = _botocore.region(core, region, endpoint_url)
+    region = _botocore.resolve_region(core, region, endpoint_url)
     s3: dict[str, Any] = {}
     if endpoint_url:
         # S3-compatible servers on an IP or localhost only understand path-style addressing.
