@@ -138,10 +138,7 @@ def survey_prefix(
         root_prefix, survey, tables_prefix=tables_prefix, population_key=population_key
     )
     if clash:
-        raise ConfigError(
-            f"survey {survey!r} cannot be mirrored at {prefix!r}: {clash}; give --root-prefix "
-            "to put the mirrors in a folder of their own"
-        )
+        raise ConfigError(f"survey {survey!r} cannot be mirrored at {prefix!r}: {clash}")
     return prefix
 
 
@@ -167,9 +164,15 @@ def _own_objects_clash(
         normalise_prefix(tables_prefix) if tables_prefix else default_tables_prefix(root_prefix)
     )
     if tables.startswith(mirror) or mirror.startswith(tables):
-        return f"the tables are kept at {tables!r}"
+        return (
+            f"the tables are kept at {tables!r} (give --root-prefix to put the mirrors in a "
+            "folder of their own, or --tables-prefix to move the tables)"
+        )
     if population_key.startswith(mirror):
-        return f"the population JSON is kept at {population_key!r}"
+        return (
+            f"the population JSON is kept at {population_key!r} (give --root-prefix to put the "
+            "mirrors in a folder of their own)"
+        )
     if survey in (POPULATION_TABLE, AS_OF_TABLES):
         return f"its tables would go to {tables}{survey}/, where rq keeps its {survey} tables"
     return None
