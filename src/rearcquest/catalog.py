@@ -75,7 +75,9 @@ class Catalog:
                 functools.partial(self.client.get_database, Name=self.database),
             )
         except _NotFound as exc:
-            raise StorageError(f"the Glue database {self.database!r} does not exist") from exc
+            raise StorageError(
+                f"the Glue database {self.database!r} does not exist (RQ_GLUE_DATABASE names it)"
+            ) from exc
         created = []
         for table in tables:
             name = str(table["Name"])
