@@ -184,6 +184,24 @@ def test_surveys_lists_counts_and_freshness(
     assert la["bytes"] == sum(len(f.data) for f in TREE["la"].values())
 
 
+def test_surveys_says_which_listed_surveys_are_never_mirrored() -> None:
+    with OfflineServer(survey_files("pr", 3), surveys=HOSTILE) as server:
+        args = ["surveys", "--root-url", server.root_url, "--contact", "cli@example.com"]
+        text = runner.invoke(app, args)
+        doc = runner.invoke(app, [*args, "--root-prefix", "bls", "--format", "json"])
+    assert text.exit_code == 0, text.output
+    notes = [line for line in text.stdout.splitlines() if "never mirrored" in line]
+    assert [n.split(":")[0] for n in notes] == ["as-of", "datausa", "population", "tables"]
+    assert "the population JSON is kept at 'datausa/population.json'" in notes[1]
+    # Listed with their counts all the same: the inventory is what the root holds.
+    assert any(line.split()[:2] == ["tables", "3"] for line in text.stdout.splitlines())
+    assert doc.exit_code == 0, doc.output
+    skipped = {s["name"]: s["skipped"] for s in json.loads(doc.stdout)["surveys"]}
+    # Under a root prefix the population JSON is out of the way; the tables (<root>tables/) and
+    # their own folders are not.
+    assert sorted(k for k, v in skipped.items() if v) == ["as-of", "population", "tables"]
+
+
 def test_surveys_exits_1_when_a_survey_listing_fails(tree_server: OfflineServer) -> None:
     tree_server.faults.append(Fault("/pub/time.series/ce/", status=404, times=10))
     result = runner.invoke(

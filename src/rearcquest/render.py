@@ -729,6 +729,7 @@ def inventory_summary(infos: Sequence[SurveyInfo], *, with_bucket: bool) -> str:
         if with_bucket:
             line += f"  {i.mirrored if i.mirrored is not None else 'no':>8}  {i.synced or '-'}"
         lines.append(line)
+    lines += [f"{i.name}: never mirrored: {i.skipped}" for i in infos if i.skipped]
     return "\n".join(lines)
 
 

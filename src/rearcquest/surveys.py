@@ -24,7 +24,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from rearcquest.config import (
@@ -500,6 +500,8 @@ class SurveyInfo:
         mirrored: files in the mirror's state (``None``: not mirrored, or no bucket asked).
         synced: when the mirror's state was last written (ISO 8601 UTC), or ``None``.
         error: why the survey's listing failed.
+        skipped: why ``rq sync-bls --survey all`` does not mirror it (it would land on rq's own
+            objects), or ``None``.
     """
 
     name: str
@@ -510,6 +512,7 @@ class SurveyInfo:
     mirrored: int | None = None
     synced: str | None = None
     error: str | None = None
+    skipped: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form for ``rq surveys --format json``."""
@@ -522,6 +525,7 @@ class SurveyInfo:
             "mirrored": self.mirrored,
             "synced": self.synced,
             "error": self.error,
+            "skipped": self.skipped,
         }
 
 
@@ -583,29 +587,29 @@ def survey_inventory(
     )
     try:
         infos = []
-        for name in list_surveys(client, root_url):
+        names = list_surveys(client, root_url)
+        _, skipped = mirrorable_surveys(names, functools.partial(survey_prefix, root_prefix))
+        for name in names:
             url = survey_url(root_url, name)
             mirrored, synced = (
                 _mirror_state(store, normalise_prefix(root_prefix) + name + "/")
-                if store is not None
+                if store is not None and name not in skipped
                 else (None, None)
+            )
+            known = SurveyInfo(
+                name, url, mirrored=mirrored, synced=synced, skipped=skipped.get(name)
             )
             try:
                 files = fetch_listing(client, url)
             except RqError as exc:
-                infos.append(
-                    SurveyInfo(name, url, mirrored=mirrored, synced=synced, error=str(exc))
-                )
+                infos.append(replace(known, error=str(exc)))
                 continue
             infos.append(
-                SurveyInfo(
-                    name,
-                    url,
+                replace(
+                    known,
                     files=len(files),
                     bytes=sum(f.size or 0 for f in files),
                     latest=max((f.modified for f in files if f.modified), default=None),
-                    mirrored=mirrored,
-                    synced=synced,
                 )
             )
         return infos
