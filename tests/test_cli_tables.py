@@ -209,3 +209,55 @@ def test_a_survey_another_run_holds_fails_alone_with_exit_5(mirror: Any) -> None
     after = rq("--survey", "pr", "--format", "json")
     assert after.exit_code == 0, after.output
     assert keys(mirror, lock_key("pr/")) == []  # released after the build
+
+
+def glue_client() -> Any:
+    import os
+
+    return boto3.client(
+        "glue", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1"
+    )
+
+
+def test_glue_database_gets_what_was_built_and_keeps_what_it_had(
+    mirror: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    glue = glue_client()
+    database = f"rq_{uuid.uuid4().hex[:8]}"
+    glue.create_database(DatabaseInput={"Name": database})
+    glue.create_table(
+        DatabaseName=database, TableInput={"Name": "pr_series", "Description": "mine"}
+    )
+    mirror.put_object(Bucket=mirror.bucket, Key="datausa/population.json", Body=POPULATION)
+    first = rq("--glue-database", database, "--format", "json")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["glue"] == {
+        "database": database,
+        "created": ["population", "pr_observations"],
+        "skipped": {},
+    }
+    tables = {t["Name"]: t for t in glue.get_tables(DatabaseName=database)["TableList"]}
+    assert sorted(tables) == ["population", "pr_observations", "pr_series"]
+    assert tables["pr_series"]["Description"] == "mine"
+    observations = tables["pr_observations"]
+    assert observations["StorageDescriptor"]["Location"] == (
+        f"s3://{mirror.bucket}/tables/pr/observations/"
+    )
+    assert observations["Parameters"]["projection.file.type"] == "injected"
+    assert tables["population"]["StorageDescriptor"]["Location"] == (
+        f"s3://{mirror.bucket}/tables/population/"
+    )
+    # Nothing to build, nothing to create; the database may come from the environment.
+    monkeypatch.setenv("RQ_GLUE_DATABASE", database)
+    again = rq()
+    assert again.exit_code == 0, again.output
+    assert (
+        again.stdout.splitlines()[-1] == f"Glue database {database}: every table was already there"
+    )
+
+
+def test_a_missing_glue_database_is_exit_1_before_anything_is_built(mirror: Any) -> None:
+    result = rq("--glue-database", "no_such_database")
+    assert result.exit_code == 1
+    assert "Error: the Glue database 'no_such_database' does not exist" in result.stderr
+    assert keys(mirror, "tables/") == []

@@ -177,16 +177,19 @@ def glue_tables(
     found: list[GlueTable] = []
     for survey in table_surveys(surveys):
         found += survey_glue_tables(bucket, survey, tables_prefix=tables_prefix)
-    found.append(
-        GlueTable(
-            name=POPULATION_TABLE,
-            location=f"s3://{bucket}/{_folder(tables_prefix)}{POPULATION_TABLE}/",
-            columns=POPULATION_COLUMNS,
-            description="the US population by year, from the stored DataUSA answer",
-            parameters={"classification": "parquet"},
-        )
-    )
+    found.append(population_glue_table(bucket, tables_prefix=tables_prefix))
     return found
+
+
+def population_glue_table(bucket: str, *, tables_prefix: str = TABLES_PREFIX) -> GlueTable:
+    """The Glue table of the population table (``population``)."""
+    return GlueTable(
+        name=POPULATION_TABLE,
+        location=f"s3://{bucket}/{_folder(tables_prefix)}{POPULATION_TABLE}/",
+        columns=POPULATION_COLUMNS,
+        description="the US population by year, from the stored DataUSA answer",
+        parameters={"classification": "parquet"},
+    )
 
 
 def survey_glue_tables(

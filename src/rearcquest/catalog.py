@@ -56,6 +56,23 @@ class Catalog:
     def __repr__(self) -> str:
         return f"Catalog({self.database!r})"
 
+    def check_database(self) -> None:
+        """Make sure the database exists (before work whose tables it is to hold).
+
+        Raises:
+            StorageError: it does not exist, or Glue refused to say.
+        """
+        try:
+            _call(
+                f"read the Glue database {self.database}",
+                functools.partial(self.client.get_database, Name=self.database),
+            )
+        except _NotFound as exc:
+            raise StorageError(
+                f"the Glue database {self.database!r} does not exist (--glue-database, "
+                "RQ_GLUE_DATABASE)"
+            ) from exc
+
     def ensure_tables(self, tables: Sequence[Mapping[str, Any]]) -> list[str]:
         """Create each table that the database does not hold yet; leave the others as they are.
 
@@ -69,15 +86,7 @@ class Catalog:
         Raises:
             StorageError: the database is missing, or Glue refused (permissions, a bad table).
         """
-        try:
-            _call(
-                f"read the Glue database {self.database}",
-                functools.partial(self.client.get_database, Name=self.database),
-            )
-        except _NotFound as exc:
-            raise StorageError(
-                f"the Glue database {self.database!r} does not exist (RQ_GLUE_DATABASE names it)"
-            ) from exc
+        self.check_database()
         created = []
         for table in tables:
             name = str(table["Name"])

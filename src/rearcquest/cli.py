@@ -746,6 +746,16 @@ def tables(
             "DATE|RELEASE",
         ),
     ] = None,
+    glue_database: Annotated[
+        str | None,
+        _opt(
+            "--glue-database",
+            "Also create the Glue tables (for Athena) of every table built or current, where "
+            "missing, in this existing database; existing Glue tables are left as they are.",
+            "NAME",
+            envvar="RQ_GLUE_DATABASE",
+        ),
+    ] = None,
     endpoint_url: EndpointOption = None,
     fmt: FormatOption = TextOrJson.text,
 ) -> None:
@@ -777,10 +787,11 @@ def tables(
             lambda: tables_as_of_summary(built.release, written),
         )
         return
-    from rearcquest.tables import build_surveys_tables
+    from rearcquest.pipeline import build_tables_registered
 
-    result = build_surveys_tables(
+    run = build_tables_registered(
         _store(bucket, endpoint_url),
+        glue_database=glue_database,
         survey=survey,
         population=population,
         root_prefix=root_prefix,
@@ -789,8 +800,8 @@ def tables(
         lock=not no_lock,
         on_progress=log.info,
     )
-    _summary(fmt, result.to_dict, lambda: render.tables_summary(result))
-    result.raise_for_errors()
+    _summary(fmt, run.to_dict, lambda: render.tables_run_summary(run))
+    run.raise_for_errors()
 
 
 @_command("sql")

@@ -14,7 +14,7 @@ Lambda retries to see: the exit code is 0 exactly when ``ok`` is true.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ from rearcquest.config import (
     default_prefix,
     normalise_prefix,
 )
-from rearcquest.errors import ConfigError, DataError, OptionError, RqError
+from rearcquest.errors import ConfigError, DataError, OptionError, RqError, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -238,6 +238,90 @@ def tables_after_sync(
     return built
 
 
+@dataclass
+class TablesRun:
+    """What ``rq tables`` did: the tables, and with a Glue database what it registered.
+
+    Attributes:
+        result: the build.
+        glue: :func:`register_glue_tables`'s answer, or None without a database.
+        glue_error: why the tables could not be registered.
+    """
+
+    result: TablesResult
+    glue: dict[str, Any] | None = None
+    glue_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The build's document, with ``"glue"`` when a database was given."""
+        doc = self.result.to_dict()
+        if self.glue is not None or self.glue_error is not None:
+            doc["glue"] = self.glue or {"error": self.glue_error}
+        return doc
+
+    def raise_for_errors(self) -> None:
+        """Raise for a failed table first, then for a failed registration.
+
+        Raises:
+            RqError: as :meth:`TablesResult.raise_for_errors`.
+            StorageError: the tables were built but Glue refused them.
+        """
+        self.result.raise_for_errors()
+        if self.glue_error is not None:
+            raise StorageError(
+                f"the tables were built but not registered in Glue: {self.glue_error}"
+            )
+
+
+def build_tables_registered(
+    store: ObjectStore,
+    *,
+    glue_database: str | None = None,
+    glue_client: Any = None,
+    **options: Any,
+) -> TablesRun:
+    """``rq tables``: build the tables, then create their Glue tables where missing.
+
+    Args:
+        store: the bucket of the mirror.
+        glue_database: also register every survey table built or found current, and the
+            population table, in this Glue database (what the stack declares, for Athena).
+        glue_client: a Glue client to use instead of the default one.
+        options: the keyword arguments of :func:`rearcquest.tables.build_surveys_tables`.
+
+    Raises:
+        StorageError: the Glue database does not exist (checked before anything is built).
+        RqError: as :func:`~rearcquest.tables.build_surveys_tables`.
+    """
+    from rearcquest.tables import LEASE_HELD, POPULATION_TABLE, build_surveys_tables
+
+    catalog = None
+    if glue_database:
+        from rearcquest.catalog import Catalog, make_glue_client
+
+        catalog = Catalog(glue_client or make_glue_client(), glue_database)
+        catalog.check_database()
+    run = TablesRun(build_surveys_tables(store, **options))
+    if catalog is None:
+        return run
+    present = {
+        b.survey
+        for b in run.result.builds
+        if b.status in ("built", "unchanged") and b.table != LEASE_HELD
+    }
+    try:
+        run.glue = register_glue_tables(
+            catalog,
+            store.bucket,
+            surveys=sorted(present - {POPULATION_TABLE}),
+            population=POPULATION_TABLE in present,
+            tables_prefix=run.result.tables_prefix,
+        )
+    except RqError as exc:
+        run.glue_error = str(exc)
+    return run
+
+
 def _register_glue_tables(
     catalog: Catalog,
     store: ObjectStore,
@@ -247,33 +331,68 @@ def _register_glue_tables(
 ) -> None:
     """Create the two Glue tables of the survey in ``where`` (survey, tables prefix) if missing.
 
-    The outcome goes to ``summary["glue"]``: ``{"database", "created"}``, or ``{"database",
-    "skipped"}`` for a survey whose name cannot name an Athena table. A refusal by Glue is
-    ``result.tables_error``, so the run (or the work message) fails and is tried again.
+    The outcome goes to ``summary["glue"]`` (see :func:`register_glue_tables`). A refusal by Glue
+    is ``result.tables_error``, so the run (or the work message) fails and is tried again.
     """
-    from rearcquest.athena import survey_glue_tables, table_input
-
     survey, tables_prefix = where
-    doc: dict[str, Any] = {"database": catalog.database}
-    summary["glue"] = doc
     try:
-        tables = survey_glue_tables(store.bucket, survey, tables_prefix=tables_prefix)
-    except ConfigError as exc:
-        doc["skipped"] = str(exc)
-        log.warning("no Glue tables for %s: %s", survey, exc, extra={"survey": survey})
-        return
-    try:
-        doc["created"] = catalog.ensure_tables([table_input(t) for t in tables])
+        summary["glue"] = register_glue_tables(
+            catalog, store.bucket, surveys=[survey], tables_prefix=tables_prefix
+        )
     except RqError as exc:
+        summary["glue"] = {"database": catalog.database, "error": str(exc)}
         result.tables_error = f"the tables were built but not registered in Glue: {exc}"
         log.error("%s: %s", survey, result.tables_error, extra={"survey": survey})
-        return
-    if doc["created"]:
+
+
+def register_glue_tables(
+    catalog: Catalog,
+    bucket: str,
+    *,
+    surveys: Iterable[str],
+    population: bool = False,
+    tables_prefix: str,
+) -> dict[str, Any]:
+    """Create the Glue tables of these surveys (and the population table) when they are missing.
+
+    The definitions are the stack's (:mod:`rearcquest.athena`); a table that exists is left as
+    it is.
+
+    Args:
+        catalog: the Glue database.
+        bucket: the bucket the tables are in.
+        surveys: surveys whose two tables exist under ``tables_prefix``.
+        population: the population table exists too.
+        tables_prefix: where the tables are.
+
+    Returns:
+        ``{"database", "created": [table, ...], "skipped": {survey: why}}``; a survey is skipped
+        when its name cannot name an Athena table (logged as a warning).
+
+    Raises:
+        StorageError: Glue refused (a missing database, permissions).
+    """
+    from rearcquest.athena import (
+        population_glue_table,
+        survey_glue_tables,
+        table_input,
+    )
+
+    wanted = [population_glue_table(bucket, tables_prefix=tables_prefix)] if population else []
+    skipped: dict[str, str] = {}
+    for survey in surveys:
+        try:
+            wanted += survey_glue_tables(bucket, survey, tables_prefix=tables_prefix)
+        except ConfigError as exc:
+            skipped[survey] = str(exc)
+            log.warning("no Glue tables for %s: %s", survey, exc, extra={"survey": survey})
+    created = catalog.ensure_tables([table_input(t) for t in wanted])
+    if created:
         log.info(
             "registered the Glue tables %s",
-            ", ".join(f"{catalog.database}.{name}" for name in doc["created"]),
-            extra={"survey": survey},
+            ", ".join(f"{catalog.database}.{name}" for name in created),
         )
+    return {"database": catalog.database, "created": created, "skipped": skipped}
 
 
 def sync_mirror(

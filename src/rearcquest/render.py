@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from rearcquest.analytics import Analysis, ReportName
     from rearcquest.index import StaticIndex
-    from rearcquest.pipeline import PipelineResult
+    from rearcquest.pipeline import PipelineResult, TablesRun
     from rearcquest.population import FetchResult
     from rearcquest.surveys import MultiSyncResult, SurveyInfo
     from rearcquest.sync import SyncResult
@@ -769,6 +769,26 @@ def tables_summary(result: TablesResult) -> str:
         why = f": {build.error}" if build.error else ""
         lines.append(f"{build.status:<9} s3://{result.bucket}/{build.key}{rows}{why}")
     lines += [f"warning: {warning}" for warning in result.warnings]
+    return "\n".join(lines)
+
+
+def tables_run_summary(run: TablesRun) -> str:
+    """The text summary of ``rq tables``: :func:`tables_summary`, then what Glue got.
+
+    Args:
+        run: what :func:`rearcquest.pipeline.build_tables_registered` did.
+
+    Returns:
+        Lines of text, without a final newline.
+    """
+    lines = [tables_summary(run.result)] if run.result.builds or run.result.warnings else []
+    if run.glue_error is not None:
+        lines.append(f"Glue: not registered: {run.glue_error}")
+    elif run.glue is not None:
+        created = run.glue["created"]
+        what = f"created {', '.join(created)}" if created else "every table was already there"
+        lines.append(f"Glue database {run.glue['database']}: {what}")
+        lines += [f"Glue: no tables for {s}: {why}" for s, why in run.glue["skipped"].items()]
     return "\n".join(lines)
 
 
