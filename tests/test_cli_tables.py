@@ -261,3 +261,41 @@ def test_a_missing_glue_database_is_exit_1_before_anything_is_built(mirror: Any)
     assert result.exit_code == 1
     assert "Error: the Glue database 'no_such_database' does not exist" in result.stderr
     assert keys(mirror, "tables/") == []
+
+
+class _Refusing:
+    """A Glue client that may read but not create (a role without glue:CreateTable)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def create_table(self, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        error = {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}
+        raise ClientError(error, "CreateTable")
+
+
+def test_a_glue_refusal_after_the_build_keeps_the_tables_and_fails(mirror: Any) -> None:
+    from rearcquest.errors import StorageError
+    from rearcquest.pipeline import build_tables_registered
+    from rearcquest.storage import ObjectStore, make_s3_client
+
+    glue = glue_client()
+    database = f"rq_{uuid.uuid4().hex[:8]}"
+    glue.create_database(DatabaseInput={"Name": database})
+    run = build_tables_registered(
+        ObjectStore(make_s3_client(), mirror.bucket),
+        glue_database=database,
+        glue_client=_Refusing(glue),
+        survey="pr",
+    )
+    assert run.glue is None and "AccessDeniedException" in (run.glue_error or "")
+    assert run.to_dict()["glue"] == {"error": run.glue_error}
+    with pytest.raises(StorageError, match="the tables were built but not registered in Glue"):
+        run.raise_for_errors()
+    assert "tables/pr/series/series.parquet" in keys(mirror, "tables/")
+    assert glue.get_tables(DatabaseName=database)["TableList"] == []

@@ -93,3 +93,36 @@ def test_json_text_writes_decimal_digits_and_quotes_every_string() -> None:
         "hostile": ["0.5", '"1.0"'],
     }
     assert json_text({"a": [], "b": {}}) == json.dumps({"a": [], "b": {}}, indent=2)
+
+
+@pytest.mark.parametrize(
+    ("glue", "error", "last"),
+    [
+        (None, None, "built     s3://b/tables/pr/series/series.parquet (3 rows)"),
+        (
+            {"database": "bls", "created": ["pr_series"], "skipped": {"Xy": "bad name"}},
+            None,
+            "Glue: no tables for Xy: bad name",
+        ),
+        (
+            {"database": "bls", "created": [], "skipped": {}},
+            None,
+            "Glue database bls: every table was already there",
+        ),
+        (None, "AccessDenied", "Glue: not registered: AccessDenied"),
+    ],
+    ids=["no-database", "created-and-skipped", "nothing-to-create", "refused"],
+)
+def test_tables_run_summary_ends_with_what_glue_got(
+    glue: dict[str, object] | None, error: str | None, last: str
+) -> None:
+    from rearcquest.pipeline import TablesRun
+    from rearcquest.tables import TableBuild, TablesResult
+
+    built = TableBuild("pr", "series", "tables/pr/series/series.parquet", "built", rows=3)
+    run = TablesRun(TablesResult("b", "tables/", [built]), glue=glue, glue_error=error)
+    lines = render.tables_run_summary(run).splitlines()
+    assert lines[0] == "built     s3://b/tables/pr/series/series.parquet (3 rows)"
+    assert lines[-1] == last
+    if glue and glue["created"]:
+        assert lines[1] == "Glue database bls: created pr_series"
