@@ -346,6 +346,30 @@ def test_scheduled_handler_builds_the_tables_and_the_population_table(
     assert again["tables"]["summary"]["population"]["unchanged"] == 1
 
 
+def test_run_registers_the_glue_tables_it_builds(
+    aws: Any, server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rq run (the scheduled function without the fan-out) with RQ_GLUE_DATABASE: a cron user's
+    # Athena tables, without the stack.
+    lambda_env(monkeypatch, server)
+    monkeypatch.setenv("RQ_GLUE_DATABASE", "bls")
+    glue = boto3.client("glue", region_name="us-east-1")
+    glue.create_database(DatabaseInput={"Name": "bls"})
+    summary = lambdas.scheduled_handler({}, None)
+    assert summary["ok"] is True, summary
+    tables = summary["tables"]["summary"]
+    assert tables["survey"]["glue"]["created"] == ["pr_observations", "pr_series"]
+    assert tables["glue"]["created"] == ["population"]
+    names = sorted(t["Name"] for t in glue.get_tables(DatabaseName="bls")["TableList"])
+    assert names == ["population", "pr_observations", "pr_series"]
+
+    # Deleted behind rq's back: the next run, though nothing changed, puts it back.
+    glue.delete_table(DatabaseName="bls", Name="pr_series")
+    again = lambdas.scheduled_handler({}, None)
+    assert again["tables"]["summary"]["survey"]["glue"]["created"] == ["pr_series"]
+    assert again["tables"]["summary"]["glue"]["created"] == []
+
+
 def test_scheduled_handler_fails_on_a_failed_table_after_every_step(
     aws: Any, server: OfflineServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

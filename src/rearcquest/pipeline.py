@@ -439,6 +439,7 @@ def sync_surveys_with_tables(
     *,
     tables: bool = False,
     tables_prefix: str | None = None,
+    catalog: Catalog | None = None,
     **options: Any,
 ) -> MultiSyncResult:
     """:func:`~rearcquest.surveys.sync_surveys`, then each survey's tables if its sync changed
@@ -452,6 +453,8 @@ def sync_surveys_with_tables(
         store: the bucket.
         tables: build the tables.
         tables_prefix: where they go; default ``<root prefix>tables/``.
+        catalog: also create each survey's Glue tables there when missing (see
+            :func:`tables_after_sync`).
         options: the keyword arguments of :func:`~rearcquest.surveys.sync_surveys`.
 
     Returns:
@@ -463,7 +466,7 @@ def sync_surveys_with_tables(
         return sync_surveys(store, tables_prefix=tables_prefix, **options)
 
     def after(result: SyncResult) -> None:
-        tables_after_sync(store, result, tables_prefix=tables_prefix)
+        tables_after_sync(store, result, tables_prefix=tables_prefix, catalog=catalog)
 
     many = sync_surveys(store, on_synced=after, tables_prefix=tables_prefix, **options)
     for outcome in many.surveys.values():
@@ -786,11 +789,12 @@ def run_pipeline(
     # Where the tables go by default: beside the mirrors (<root>tables/). A mirror at the
     # bucket root has no survey folder to build tables of: refused before anything is done.
     root = survey_of(prefix)[0] if settings.tables and one else root_prefix
+    catalog = _catalog(settings, None) if settings.tables else None
     result = PipelineResult()
     synced: SyncResult | None = None
 
     def after(done: SyncResult) -> None:
-        tables_after_sync(store, done, tables_prefix=settings.tables_prefix)
+        tables_after_sync(store, done, tables_prefix=settings.tables_prefix, catalog=catalog)
 
     with _recording(result.sync, "sync-bls"):
         if not one:
@@ -800,6 +804,7 @@ def run_pipeline(
                 store,
                 tables=settings.tables,
                 tables_prefix=settings.tables_prefix,
+                catalog=catalog,
                 population_key=settings.population_key,
                 surveys=list(surveys or ()),
                 root_url=root_url,
@@ -826,7 +831,7 @@ def run_pipeline(
                 synced.raise_for_errors()
     _fetch_step(result.population, settings, client, retry)
     if settings.tables:
-        result.tables = _tables_step(store, synced, settings, root=root)
+        result.tables = _tables_step(store, synced, settings, root=root, catalog=catalog)
     if reports:
         result.reports = StepOutcome()
         with _recording(result.reports, "analyze"):
@@ -843,7 +848,12 @@ def run_pipeline(
 
 
 def _tables_step(
-    store: ObjectStore, synced: SyncResult | None, settings: Settings, *, root: str
+    store: ObjectStore,
+    synced: SyncResult | None,
+    settings: Settings,
+    *,
+    root: str,
+    catalog: Catalog | None = None,
 ) -> StepOutcome:
     """The ``tables`` step of the scheduled job: what the sync's build did, then the population
     table, in one outcome that fails when either failed.
@@ -853,6 +863,7 @@ def _tables_step(
         synced: the sync's result (``None``: the sync failed before it had one).
         settings: the population's bucket and key, the tables prefix.
         root: the root prefix of the mirror (the tables default to ``<root>tables/``).
+        catalog: also create the population's Glue table there when missing.
     """
     from rearcquest.storage import ObjectStore
     from rearcquest.tables import build_population_table, default_tables_prefix
@@ -876,6 +887,13 @@ def _tables_step(
             step.summary = summary
         summary["population"] = population.to_dict()
         errors += [f"{b.source}: {b.error}" for b in population.failed]
+        if catalog is not None and population.builds and not population.failed:
+            try:
+                summary["glue"] = register_glue_tables(
+                    catalog, store.bucket, surveys=(), population=True, tables_prefix=where
+                )
+            except RqError as exc:
+                errors.append(f"the population table was built but not registered in Glue: {exc}")
     if errors:
         # The survey's failed build and a population build that raised are both reported.
         step.error = "; ".join([*errors, *([step.error] if step.error else [])])
