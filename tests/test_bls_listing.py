@@ -124,3 +124,61 @@ def test_dir_rows_are_skipped() -> None:
 def test_unusable_pages_are_refused(page: str) -> None:
     with pytest.raises(ListingError):
         parse_listing(page, BASE)
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "/pub/time.series/pr/pr.class",
+        "/pub/time.series/pr/pr.data.0.Current?x=1#top",
+        "/pub/time.series/pr/a#b?c",
+        "/pub/time.series/pr/../cu/cu.series",
+        "/pub/time.series/pr/./pr.class",
+        "/pub/time.series//pr/pr.class",
+        "//evil.example/pub/time.series/pr/pr.class",
+        "/pub/time.series/pr/pr.\nclass",
+        "/pub/time.series/pr/pr\tclass",
+        "/pub/time.series/pr\\pr.class",
+        "/pub/time.series/pr/pr%2Fclass",
+        "/pub/time.series/pr/pr .class",
+        "/pub/time.series/pr/",
+        "/",
+        "pr.class",
+        "http://127.0.0.1:1/pub/time.series/pr/pr.class",
+        "/pub/time.series/pr/pr.class;",
+        "/pub/time.series/pr/a;b=c",
+        "//[evil/pr.class",
+        "http://127.0.0.1:99999/pub/time.series/pr/pr.class",
+    ],
+)
+def test_links_resolve_as_urljoin_resolves_them(href: str) -> None:
+    from urllib.parse import SplitResult, urljoin, urlsplit
+
+    from rearcquest.sources.bls import _resolve
+
+    base_url = "http://127.0.0.1:8080/pub/time.series/pr/"
+    expected: SplitResult | None
+    try:
+        expected = urlsplit(urljoin(base_url, href))
+    except ValueError:  # "Invalid IPv6 URL": the link is ignored
+        expected = None
+    assert _resolve(urlsplit(base_url), base_url, href) == expected
+
+
+@pytest.mark.parametrize("href", ["//[evil/x", "//[::1/x", "http://[x/pr.class"])
+def test_a_link_that_is_no_url_is_ignored_not_a_crash(href: str) -> None:
+    from rearcquest.sources.bls import parse_subdirectories
+
+    page = (
+        "<html><body><pre>"
+        '<A HREF="/pub/time.series/">[To Parent Directory]</A><br><br>'
+        f' 8/6/2026  8:30 AM        10 <A HREF="{href}">x</A><br>'
+        ' 8/6/2026  8:30 AM        12 <A HREF="/pub/time.series/pr/pr.class">pr.class</A><br>'
+        ' 8/6/2026  8:30 AM   &lt;dir&gt; <A HREF="/pub/time.series/pr/sub/">sub</A><br>'
+        "</pre><hr></body></html>"
+    )
+    files = parse_listing(page, "http://127.0.0.1:1/pub/time.series/pr/")
+    assert [(f.name, f.size) for f in files] == [("pr.class", 12)]
+    assert [
+        d.name for d in parse_subdirectories(page, "http://127.0.0.1:1/pub/time.series/pr/")
+    ] == ["sub"]
