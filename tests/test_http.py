@@ -155,6 +155,20 @@ def test_cross_origin_redirect_is_refused_without_following(location: str) -> No
     assert caught.value.exit_code == 3
 
 
+@pytest.mark.parametrize(
+    "location",
+    ["//[evil.test/a", "https://[x.test/a", "https://x.test:99999/a"],
+    ids=["bracket-authority", "bracket-host", "port-out-of-range"],
+)
+def test_a_redirect_to_no_url_is_refused_not_a_crash(location: str) -> None:
+    seen: list[str] = []
+    http = redirecting(location, seen)
+    with pytest.raises(SourceError, match="which is no URL; refused") as caught:
+        http.get_bytes("https://x.test/a", max_bytes=10)
+    assert seen == ["https://x.test/a"]
+    assert caught.value.exit_code == 3
+
+
 def test_redirect_loop_is_bounded() -> None:
     seen: list[str] = []
 

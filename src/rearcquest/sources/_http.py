@@ -287,7 +287,14 @@ class HttpClient:
                 if not response.has_redirect_location:
                     yield response
                     return
-                target = urljoin(str(response.url), response.headers["Location"])
+                location = response.headers["Location"]
+                try:
+                    target = urljoin(str(response.url), location)
+                    urlsplit(target).port  # noqa: B018  (a port out of range raises)
+                except ValueError:
+                    raise SourceError(
+                        f"{url}: the server redirected to {location!r}, which is no URL; refused"
+                    ) from None
                 if _origin(target) != origin:
                     scheme, host, port = origin
                     raise SourceError(
