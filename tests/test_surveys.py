@@ -375,3 +375,28 @@ def test_naming_a_survey_on_rqs_own_objects_is_refused_before_any_request(
         run(store, hostile_server, ["cu", survey], **options)
     assert hostile_server.requests == []
     assert not list(store.list_objects(""))
+
+
+def test_an_unexpected_error_in_one_survey_fails_it_alone(
+    store: ObjectStore,
+    tree_server: OfflineServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import rearcquest.sources.bls as bls
+
+    real = bls.parse_listing
+
+    def buggy(page: str, base_url: str) -> Any:
+        if base_url.endswith("/cu/"):
+            raise KeyError("a bug")
+        return real(page, base_url)
+
+    monkeypatch.setattr(bls, "parse_listing", buggy)
+    result = run(store, tree_server, ["cu", "ce"])
+    assert result.exit_code == 1
+    assert result.surveys["cu"].error == "unexpected error (KeyError: 'a bug'); please report it"
+    assert mirror(store, "ce/") == served(tree_server, "ce")
+    assert not list(store.list_objects("cu/"))
+    (record,) = [r for r in caplog.records if "survey cu failed" in r.getMessage()]
+    assert record.exc_info is not None  # the traceback is logged

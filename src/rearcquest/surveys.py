@@ -468,6 +468,18 @@ def sync_surveys(
                 except OSError as exc:  # a full temporary disk fails this survey, not the run
                     outcome.error, outcome.exit_code = f"local I/O error: {exc}", 1
                     log.error("survey %s failed: %s", name, outcome.error, extra={"survey": name})
+                except Exception as exc:  # a bug met in one survey must not stop the others
+                    outcome.error = (
+                        f"unexpected error ({type(exc).__name__}: {exc}); please report it"
+                    )
+                    outcome.exit_code = 1
+                    log.error(
+                        "survey %s failed: %s",
+                        name,
+                        outcome.error,
+                        exc_info=True,
+                        extra={"survey": name},
+                    )
                 else:
                     log.info("survey %s synced", name, extra={"survey": name})
                 if on_survey is not None:
