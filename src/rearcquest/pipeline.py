@@ -244,7 +244,8 @@ class TablesRun:
 
     Attributes:
         result: the build.
-        glue: :func:`register_glue_tables`'s answer, or None without a database.
+        glue: :func:`register_glue_tables`'s answer (``{"database", "error"}`` when Glue
+            refused), or None without a database.
         glue_error: why the tables could not be registered.
     """
 
@@ -255,8 +256,8 @@ class TablesRun:
     def to_dict(self) -> dict[str, Any]:
         """The build's document, with ``"glue"`` when a database was given."""
         doc = self.result.to_dict()
-        if self.glue is not None or self.glue_error is not None:
-            doc["glue"] = self.glue or {"error": self.glue_error}
+        if self.glue is not None:
+            doc["glue"] = self.glue
         return doc
 
     def raise_for_errors(self) -> None:
@@ -295,11 +296,8 @@ def build_tables_registered(
     """
     from rearcquest.tables import LEASE_HELD, POPULATION_TABLE, build_surveys_tables
 
-    catalog = None
-    if glue_database:
-        from rearcquest.catalog import Catalog, make_glue_client
-
-        catalog = Catalog(glue_client or make_glue_client(), glue_database)
+    catalog = _catalog(glue_database, glue_client)
+    if catalog is not None:
         catalog.check_database()
     run = TablesRun(build_surveys_tables(store, **options))
     if catalog is None:
@@ -319,6 +317,7 @@ def build_tables_registered(
         )
     except RqError as exc:
         run.glue_error = str(exc)
+        run.glue = {"database": catalog.database, "error": run.glue_error}
     return run
 
 
@@ -789,7 +788,7 @@ def run_pipeline(
     # Where the tables go by default: beside the mirrors (<root>tables/). A mirror at the
     # bucket root has no survey folder to build tables of: refused before anything is done.
     root = survey_of(prefix)[0] if settings.tables and one else root_prefix
-    catalog = _catalog(settings, None) if settings.tables else None
+    catalog = _catalog(settings.glue_database, None) if settings.tables else None
     result = PipelineResult()
     synced: SyncResult | None = None
 
@@ -978,13 +977,13 @@ def run_fanout_pipeline(
     return result
 
 
-def _catalog(settings: Settings, glue_client: Any) -> Catalog | None:
+def _catalog(database: str | None, glue_client: Any) -> Catalog | None:
     """The Glue database the tables are registered in (``RQ_GLUE_DATABASE``), or None."""
-    if not settings.glue_database:
+    if not database:
         return None
     from rearcquest.catalog import Catalog, make_glue_client
 
-    return Catalog(glue_client or make_glue_client(), settings.glue_database)
+    return Catalog(glue_client or make_glue_client(), database)
 
 
 def run_work_batch(
@@ -1030,7 +1029,7 @@ def run_work_batch(
     if not settings.bls_bucket:
         raise ConfigError("set RQ_BLS_BUCKET: the bucket the surveys are mirrored into")
     store = ObjectStore(s3_client or make_s3_client(), settings.bls_bucket)
-    catalog = _catalog(settings, glue_client)
+    catalog = _catalog(settings.glue_database, glue_client)
     from rearcquest.config import DEFAULT_ROOT_URL
 
     with make_http(
