@@ -109,7 +109,11 @@ def test_json_text_writes_decimal_digits_and_quotes_every_string() -> None:
             None,
             "Glue database bls: every table was already there",
         ),
-        (None, "AccessDenied", "Glue: not registered: AccessDenied"),
+        (
+            {"database": "bls", "error": "AccessDenied"},
+            "AccessDenied",
+            "Glue: not registered: AccessDenied",
+        ),
     ],
     ids=["no-database", "created-and-skipped", "nothing-to-create", "refused"],
 )
@@ -120,9 +124,10 @@ def test_tables_run_summary_ends_with_what_glue_got(
     from rearcquest.tables import TableBuild, TablesResult
 
     built = TableBuild("pr", "series", "tables/pr/series/series.parquet", "built", rows=3)
-    run = TablesRun(TablesResult("b", "tables/", [built]), glue=glue, glue_error=error)
+    run = TablesRun(TablesResult("b", "tables/", [built]), glue=glue)
+    assert run.glue_error == error
     lines = render.tables_run_summary(run).splitlines()
     assert lines[0] == "built     s3://b/tables/pr/series/series.parquet (3 rows)"
     assert lines[-1] == last
-    if glue and glue["created"]:
+    if glue and glue.get("created"):
         assert lines[1] == "Glue database bls: created pr_series"

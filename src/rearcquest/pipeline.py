@@ -246,12 +246,15 @@ class TablesRun:
         result: the build.
         glue: :func:`register_glue_tables`'s answer (``{"database", "error"}`` when Glue
             refused), or None without a database.
-        glue_error: why the tables could not be registered.
     """
 
     result: TablesResult
     glue: dict[str, Any] | None = None
-    glue_error: str | None = None
+
+    @property
+    def glue_error(self) -> str | None:
+        """Why the tables could not be registered in Glue, or None."""
+        return self.glue.get("error") if self.glue else None
 
     def to_dict(self) -> dict[str, Any]:
         """The build's document, with ``"glue"`` when a database was given."""
@@ -316,8 +319,7 @@ def build_tables_registered(
             tables_prefix=run.result.tables_prefix,
         )
     except RqError as exc:
-        run.glue_error = str(exc)
-        run.glue = {"database": catalog.database, "error": run.glue_error}
+        run.glue = {"database": catalog.database, "error": str(exc)}
     return run
 
 
