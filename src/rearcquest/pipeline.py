@@ -216,7 +216,9 @@ def tables_after_sync(
             summary["skipped"] = "the sync changed nothing and the tables are current"
             result.tables = summary
             if catalog is not None:
-                _register_glue_tables(catalog, store, result, summary, (survey, where))
+                _register_glue_tables(
+                    catalog, result, summary, bucket=store.bucket, tables_prefix=where
+                )
             return None
         log.info("building the tables of %s: %s", survey, reason, extra={"survey": survey})
         built = build_tables(
@@ -234,7 +236,9 @@ def tables_after_sync(
         log.error("the tables of %s were not all built: %s", survey, exc, extra={"survey": survey})
         return built
     if catalog is not None:
-        _register_glue_tables(catalog, store, result, result.tables, (survey, where))
+        _register_glue_tables(
+            catalog, result, result.tables, bucket=store.bucket, tables_prefix=where
+        )
     return built
 
 
@@ -325,20 +329,21 @@ def build_tables_registered(
 
 def _register_glue_tables(
     catalog: Catalog,
-    store: ObjectStore,
     result: SyncResult,
     summary: dict[str, Any],
-    where: tuple[str, str],
+    *,
+    bucket: str,
+    tables_prefix: str,
 ) -> None:
-    """Create the two Glue tables of the survey in ``where`` (survey, tables prefix) if missing.
+    """Create the two Glue tables of the survey ``result`` synced, if missing.
 
     The outcome goes to ``summary["glue"]`` (see :func:`register_glue_tables`). A refusal by Glue
     is ``result.tables_error``, so the run (or the work message) fails and is tried again.
     """
-    survey, tables_prefix = where
+    survey = survey_of(result.prefix)[1]
     try:
         summary["glue"] = register_glue_tables(
-            catalog, store.bucket, surveys=[survey], tables_prefix=tables_prefix
+            catalog, bucket, surveys=[survey], tables_prefix=tables_prefix
         )
     except RqError as exc:
         summary["glue"] = {"database": catalog.database, "error": str(exc)}
