@@ -6,7 +6,8 @@ Every error the library raises on purpose is an :class:`RqError`. The CLI catche
     RqError                      exit 1   something went wrong; the message says what and how to fix it
     ├── ConfigError              exit 2   bad or missing settings (bucket, contact, URL) — nothing was tried
     │   ├── OptionError          exit 2   options that cannot go together (the CLI shows it as a usage error)
-    │   └── LockUnsupportedError exit 2   the S3 endpoint ignores conditional writes: no lease (--no-lock)
+    │   ├── LockUnsupportedError exit 2   the S3 endpoint ignores conditional writes: no lease (--no-lock)
+    │   └── QueryRefusedError    exit 2   rq sql was given more than a read-only query of the tables
     ├── SourceError              exit 3   the source (BLS, DataUSA) is unreachable or answered badly
     │   ├── SourceForbiddenError exit 3   HTTP 403, almost always a User-Agent without a contact
     │   └── ListingError         exit 3   the directory page could not be parsed, or listed no file
@@ -37,6 +38,7 @@ __all__ = [
     "LockUnsupportedError",
     "OptionError",
     "PreconditionFailedError",
+    "QueryRefusedError",
     "RqError",
     "SourceError",
     "SourceForbiddenError",
@@ -73,6 +75,20 @@ class OptionError(ConfigError):
 
 class LockUnsupportedError(ConfigError):
     """The S3 endpoint ignores conditional writes, so no lease can be held on a mirror."""
+
+
+class QueryRefusedError(ConfigError):
+    """``rq sql`` (:func:`~rearcquest.tables.run_sql`) was given something else than one read-only
+    query of the registered tables: a table function, ``COPY``, another statement; nothing ran.
+
+    Attributes:
+        refused: what was refused, as the message names it (``"COPY"``,
+            ``"table function read_csv"``).
+    """
+
+    def __init__(self, message: str, *, refused: str) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class SourceError(RqError):

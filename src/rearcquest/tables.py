@@ -1182,8 +1182,11 @@ def _run(
 ) -> pl.DataFrame:
     import polars as pl
 
+    from rearcquest.sqlguard import check_query
+
     if not frames and not names:
         raise ConfigError(f"no tables at {location} (build them with rq tables)")
+    check_query(query, {*frames, *names})
     try:
         return pl.SQLContext(frames).execute(query, eager=True)
     except pl.exceptions.PolarsError as exc:
@@ -1202,6 +1205,10 @@ def run_sql(
     root_prefix: str = "",
 ) -> pl.DataFrame:
     """Run a Polars SQL query over the tables of a local directory or an S3 prefix.
+
+    Only one read-only query runs (``SELECT``, ``WITH``, set operations) over the registered
+    tables: no table function (``read_csv(...)``), no file as a table, no ``COPY`` or other
+    statement; see :func:`rearcquest.sqlguard.check_query`.
 
     The tables are registered as ``<survey>_observations`` (column ``file`` is the data file of
     the partition), ``<survey>_series`` and ``population``. From S3 the Parquet objects are read
@@ -1223,6 +1230,8 @@ def run_sql(
         The answer.
 
     Raises:
+        QueryRefusedError: the query is not one read-only query of the tables (a table function
+            such as ``read_csv``, ``COPY``, another statement; see :mod:`rearcquest.sqlguard`).
         ConfigError: no location and no bucket, no tables at the location, or the query failed
             (unknown table, column, syntax).
         StorageError: the tables cannot be read from S3.

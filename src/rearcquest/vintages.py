@@ -514,10 +514,13 @@ def sql_as_of(query: str, as_of: str, **options: Any) -> tuple[ReleaseTables, pl
     in a temporary directory (see :func:`build_release_tables` for ``options``).
 
     Raises:
+        QueryRefusedError: the query is not one read-only query (checked before the build).
         ConfigError: as :func:`build_release_tables`, or the query failed.
     """
+    from rearcquest.sqlguard import check_query
     from rearcquest.tables import run_sql
 
+    check_query(query)  # before the release is downloaded; run_sql checks its tables too
     with tempfile.TemporaryDirectory(prefix="rq-sql-as-of-") as tmp:
         built = build_release_tables(as_of, tmp, **options)
         return built, run_sql(query, location=tmp)
