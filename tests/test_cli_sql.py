@@ -122,3 +122,58 @@ def test_no_location_and_no_bucket_is_exit_2() -> None:
     result = rq("SELECT 1")
     assert result.exit_code == 2
     assert result.stderr == ("Error: no tables: pass --tables DIR_OR_S3_URL or set RQ_BLS_BUCKET\n")
+
+
+# -- only queries run (issue 19) -------------------------------------------------------------------
+
+PART = "tables/pr/observations/file=pr.data.0.Current/part-0.parquet"
+
+
+@pytest.mark.parametrize(
+    ("query", "refused"),
+    [
+        ("COPY population TO '{target}'", "COPY"),
+        ("copy (SELECT * FROM population) to '{target}' (FORMAT parquet)", "COPY"),
+        ("/* a query */ COPY population TO '{target}'", "COPY"),
+        ("SELECT 1 /*...*/;COPY population TO '{target}'", "COPY"),
+        ("SELECT 1; SELECT 2", "more than one statement"),
+        ("SELECT * FROM read_csv('{secret}')", "table function read_csv"),
+        ("SELECT * FROM \"read_csv\"('{secret}')", "table function read_csv"),
+        ("SELECT * FROM '{secret}'", "the file name '{secret}' as a table"),
+    ],
+    ids=["copy", "copy-query", "copy-after-comment", "copy-after-select", "two-queries",
+         "read-csv", "quoted",
+         "file-as-table"],
+)  # fmt: skip
+def test_a_query_that_writes_or_reads_files_is_refused_with_exit_2(
+    env: str, tmp_path: Path, query: str, refused: str
+) -> None:
+    secret = tmp_path / "secret.csv"
+    secret.write_text("password\nhunter2\n")
+    target = tmp_path / "out.parquet"
+    text = query.format(target=target, secret=secret)
+    result = rq(text)
+    assert result.exit_code == 2, result.output
+    reason = refused.format(secret=secret)
+    assert result.stderr == f"Error: rq sql runs queries only: {reason} is not allowed\n"
+    assert "hunter2" not in result.stdout
+    assert not target.exists()
+
+
+def test_copy_to_a_table_in_s3_is_refused_and_the_table_stays(env: str) -> None:
+    """Before: the partition was overwritten, and rq analyze trusted it as current."""
+    client = boto3.client("s3")
+    before = client.head_object(Bucket=env, Key=PART)
+    poisoned = "SELECT series_id, year, period, 999.0 AS value FROM pr_observations"
+    result = rq(f"COPY ({poisoned}) TO 's3://{env}/{PART}' (FORMAT parquet)")
+    assert result.exit_code == 2
+    assert result.stderr == "Error: rq sql runs queries only: COPY is not allowed\n"
+    after = client.head_object(Bucket=env, Key=PART)
+    assert (after["ETag"], after["LastModified"]) == (before["ETag"], before["LastModified"])
+
+
+def test_a_url_in_a_table_function_is_refused(env: str, bls_server: Any) -> None:
+    url = f"{bls_server.bls_url}pr.series"
+    result = rq(f"SELECT * FROM read_csv('{url}')")
+    assert result.exit_code == 2
+    assert result.stderr == "Error: rq sql runs queries only: table function read_csv is not allowed\n"

@@ -215,6 +215,8 @@ def _raw(path: Path, names: list[str]) -> pl.LazyFrame:
 
     return pl.scan_csv(
         path,
+        # A data file's name is a name, never a pattern (``pr.data.1.A[1]``).
+        glob=False,
         separator="\t",
         has_header=True,
         infer_schema=False,

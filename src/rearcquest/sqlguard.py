@@ -120,7 +120,7 @@ def _check_tree(
     for node in root.walk():
         if isinstance(node, exp.Func):
             name = _function_name(node)
-            if isinstance(node.parent, exp.Table | exp.From | exp.Join):
+            if node.arg_key == "this" and isinstance(node.parent, exp.Table | exp.From | exp.Join):
                 raise _refuse(f"table function {name.lower()}")
             if _FILE_FUNCTION.match(name):
                 raise _refuse(f"function {name.lower()}")

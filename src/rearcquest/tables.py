@@ -1124,7 +1124,7 @@ def _s3_tables(store: ObjectStore, prefix: str) -> dict[str, pl.LazyFrame]:
         "credential_provider": reader.credential_provider,
     }
     series: dict[str, str] = {}
-    parts: dict[str, list[str]] = {}
+    parts: dict[str, list[tuple[str, str]]] = {}
     population: str | None = None
     for info in store.list_objects(prefix):
         relative = info.key[len(prefix) :]
@@ -1134,17 +1134,41 @@ def _s3_tables(store: ObjectStore, prefix: str) -> dict[str, pl.LazyFrame]:
         elif survey and rest == f"series/{SERIES_NAME}":
             series[survey] = store.url(info.key)
         elif survey and _is_partition(rest):
-            parts.setdefault(survey, []).append(store.url(info.key))
+            parts.setdefault(survey, []).append((_partition_file(rest), store.url(info.key)))
     found: dict[str, pl.LazyFrame] = {}
     if population is not None:
-        found[POPULATION_TABLE] = pl.scan_parquet(population, **options)
-    for survey, urls in sorted(parts.items()):
-        found[f"{survey}_observations"] = pl.scan_parquet(
-            urls, hive_partitioning=True, hive_schema={"file": pl.String}, **options
-        )
+        found[POPULATION_TABLE] = pl.scan_parquet(population, glob=False, **options)
+    for survey, files in sorted(parts.items()):
+        found[f"{survey}_observations"] = _observations(files, options)
     for survey, url in sorted(series.items()):
-        found[f"{survey}_series"] = pl.scan_parquet(url, **options)
+        found[f"{survey}_series"] = pl.scan_parquet(url, glob=False, **options)
     return found
+
+
+def _partition_file(relative: str) -> str:
+    """The data file of ``observations/file=<data file>/part-0.parquet``, as rq wrote it."""
+    return relative.split("/")[1].removeprefix("file=")
+
+
+def _observations(files: Iterable[tuple[str, str]], options: Mapping[str, Any]) -> pl.LazyFrame:
+    """One survey's observations: each partition scanned by its own path, with ``file`` the
+    data file's name as a literal.
+
+    Not one hive-partitioned scan of a glob: a data file named ``A[1]``, ``*``, ``a=b`` or
+    ``%41`` would be read as a pattern, a partition value or an escape, and mislabel or miss
+    rows.
+    """
+    import polars as pl
+
+    return pl.concat(
+        [
+            pl.scan_parquet(source, glob=False, hive_partitioning=False, **options).with_columns(
+                pl.lit(name, dtype=pl.String).alias("file")
+            )
+            for name, source in sorted(files)
+        ],
+        how="vertical",
+    )
 
 
 def scan_tables(directory: str | Path) -> dict[str, pl.LazyFrame]:
@@ -1164,16 +1188,22 @@ def scan_tables(directory: str | Path) -> dict[str, pl.LazyFrame]:
     for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         if folder.name == POPULATION_TABLE:
             if (folder / "population.parquet").is_file():
-                found[POPULATION_TABLE] = pl.scan_parquet(folder / "population.parquet")
+                found[POPULATION_TABLE] = pl.scan_parquet(
+                    folder / "population.parquet", glob=False
+                )
             continue
-        if any((folder / "observations").glob(f"file=*/{PART_NAME}")):
-            found[f"{folder.name}_observations"] = pl.scan_parquet(
-                f"{folder / 'observations'}/**/*.parquet",
-                hive_partitioning=True,
-                hive_schema={"file": pl.String},
-            )
+        observations = folder / "observations"
+        files = [
+            (part.name.removeprefix("file="), str(part / PART_NAME))
+            for part in (observations.iterdir() if observations.is_dir() else [])
+            if part.name.startswith("file=") and (part / PART_NAME).is_file()
+        ]
+        if files:
+            found[f"{folder.name}_observations"] = _observations(files, {})
         if (folder / SERIES_TABLE / SERIES_NAME).is_file():
-            found[f"{folder.name}_series"] = pl.scan_parquet(folder / SERIES_TABLE / SERIES_NAME)
+            found[f"{folder.name}_series"] = pl.scan_parquet(
+                folder / SERIES_TABLE / SERIES_NAME, glob=False
+            )
     return found
 
 
