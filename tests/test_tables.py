@@ -682,3 +682,51 @@ def test_tables_of_an_older_format_are_rebuilt_and_not_current_meanwhile(store: 
         series_key("tables/", "zz"): "built",
     }
     assert current_partition(store, "zz/zz.data.0.Current", tables_prefix="tables/")
+
+
+# -- data file names that look like patterns (issue 19) --------------------------------------------
+
+ODD_NAMES = ("zz.data.1.A[1]", "zz.data.2.*", "zz.data.3.a=b", "zz.data.4.%41", "zz.data.5.tab\there")
+COUNT_BY_FILE = "SELECT file, count(*) AS n FROM zz_observations GROUP BY file ORDER BY file"
+
+
+def odd_files() -> dict[str, str]:
+    """The zz survey with data files named like globs, hive pairs and escapes: each holds the
+    header and 1 to 3 rows of zz.data.0.Current."""
+    lines = ZZ["zz.data.0.Current"].splitlines(keepends=True)
+    files = {name: "".join(lines[: 2 + i % 3]) for i, name in enumerate(ODD_NAMES)}
+    return {**ZZ, **files}
+
+
+ODD_COUNTS = [("zz.data.0.Current", 4)] + sorted(
+    (name, 1 + i % 3) for i, name in enumerate(ODD_NAMES)
+)
+
+
+def test_odd_data_file_names_keep_their_rows_and_names_in_s3(moto_server: str) -> None:
+    import uuid
+
+    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.tables import run_sql
+
+    store = ObjectStore(make_s3_client(endpoint_url=moto_server), f"odd-{uuid.uuid4().hex[:8]}")
+    store.create_bucket()
+    mirror(store, {n: t.encode() for n, t in odd_files().items()}, "zz/")
+    result = build_tables(store, surveys=["zz"])
+    assert not result.failed
+    answer = run_sql(COUNT_BY_FILE, location=store.url("tables/"), store=store)
+    assert answer.rows() == ODD_COUNTS
+
+
+def test_odd_data_file_names_keep_their_rows_and_names_locally(tmp_path: Path) -> None:
+    from rearcquest.tables import build_local_tables, run_sql
+
+    source = tmp_path / "zz"
+    source.mkdir()
+    for name, text in odd_files().items():
+        (source / name).write_text(text)
+    build_local_tables(source, "zz", tmp_path / "tables")
+    answer = run_sql(COUNT_BY_FILE, location=str(tmp_path / "tables"))
+    assert answer.rows() == ODD_COUNTS
+    columns = run_sql("SELECT * FROM zz_observations LIMIT 1", location=str(tmp_path / "tables"))
+    assert columns.columns[-1] == "file"

@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ _MAX_SERIES_BYTES = 512 * 1024 * 1024
 # 2: ``decimals`` in the observations and ``value_text`` only where ``value`` is null; a
 # manifest of another format is rebuilt whole, and its partitions are not current meanwhile.
 _MANIFEST_FORMAT = 2
+# What Polars' object-store reader cannot address in a key: ASCII control characters.
+_UNADDRESSABLE = re.compile(r"[\x00-\x1f\x7f]")
 TITLE_SEPARATOR: Final = "; "
 
 Status = Literal["built", "unchanged", "removed", "failed"]
@@ -1123,6 +1126,13 @@ def _s3_tables(store: ObjectStore, prefix: str) -> dict[str, pl.LazyFrame]:
         "storage_options": reader.storage_options,
         "credential_provider": reader.credential_provider,
     }
+    def scan(key: str) -> pl.LazyFrame:
+        if not _UNADDRESSABLE.search(key):
+            return pl.scan_parquet(store.url(key), glob=False, hive_partitioning=False, **options)
+        # Polars' object-store reader refuses a key with a control character (a tab in a data
+        # file's name): that table is read through the store's own client instead.
+        return pl.scan_parquet(io.BytesIO(store.get_bytes(key)), hive_partitioning=False)
+
     series: dict[str, str] = {}
     parts: dict[str, list[tuple[str, str]]] = {}
     population: str | None = None
@@ -1130,18 +1140,18 @@ def _s3_tables(store: ObjectStore, prefix: str) -> dict[str, pl.LazyFrame]:
         relative = info.key[len(prefix) :]
         survey, _, rest = relative.partition("/")
         if relative == f"{POPULATION_TABLE}/population.parquet":
-            population = store.url(info.key)
+            population = info.key
         elif survey and rest == f"series/{SERIES_NAME}":
-            series[survey] = store.url(info.key)
+            series[survey] = info.key
         elif survey and _is_partition(rest):
-            parts.setdefault(survey, []).append((_partition_file(rest), store.url(info.key)))
+            parts.setdefault(survey, []).append((_partition_file(rest), info.key))
     found: dict[str, pl.LazyFrame] = {}
     if population is not None:
-        found[POPULATION_TABLE] = pl.scan_parquet(population, glob=False, **options)
-    for survey, files in sorted(parts.items()):
-        found[f"{survey}_observations"] = _observations(files, options)
-    for survey, url in sorted(series.items()):
-        found[f"{survey}_series"] = pl.scan_parquet(url, glob=False, **options)
+        found[POPULATION_TABLE] = scan(population)
+    for survey, keys in sorted(parts.items()):
+        found[f"{survey}_observations"] = _observations((n, scan(k)) for n, k in keys)
+    for survey, key in sorted(series.items()):
+        found[f"{survey}_series"] = scan(key)
     return found
 
 
@@ -1150,9 +1160,9 @@ def _partition_file(relative: str) -> str:
     return relative.split("/")[1].removeprefix("file=")
 
 
-def _observations(files: Iterable[tuple[str, str]], options: Mapping[str, Any]) -> pl.LazyFrame:
-    """One survey's observations: each partition scanned by its own path, with ``file`` the
-    data file's name as a literal.
+def _observations(parts: Iterable[tuple[str, pl.LazyFrame]]) -> pl.LazyFrame:
+    """One survey's observations: each partition scanned by itself, with ``file`` the name of
+    its data file as a literal.
 
     Not one hive-partitioned scan of a glob: a data file named ``A[1]``, ``*``, ``a=b`` or
     ``%41`` would be read as a pattern, a partition value or an escape, and mislabel or miss
@@ -1162,10 +1172,8 @@ def _observations(files: Iterable[tuple[str, str]], options: Mapping[str, Any]) 
 
     return pl.concat(
         [
-            pl.scan_parquet(source, glob=False, hive_partitioning=False, **options).with_columns(
-                pl.lit(name, dtype=pl.String).alias("file")
-            )
-            for name, source in sorted(files)
+            frame.with_columns(pl.lit(name, dtype=pl.String).alias("file"))
+            for name, frame in sorted(parts, key=lambda part: part[0])
         ],
         how="vertical",
     )
@@ -1193,13 +1201,16 @@ def scan_tables(directory: str | Path) -> dict[str, pl.LazyFrame]:
                 )
             continue
         observations = folder / "observations"
-        files = [
-            (part.name.removeprefix("file="), str(part / PART_NAME))
+        parts = [
+            (
+                part.name.removeprefix("file="),
+                pl.scan_parquet(part / PART_NAME, glob=False, hive_partitioning=False),
+            )
             for part in (observations.iterdir() if observations.is_dir() else [])
             if part.name.startswith("file=") and (part / PART_NAME).is_file()
         ]
-        if files:
-            found[f"{folder.name}_observations"] = _observations(files, {})
+        if parts:
+            found[f"{folder.name}_observations"] = _observations(parts)
         if (folder / SERIES_TABLE / SERIES_NAME).is_file():
             found[f"{folder.name}_series"] = pl.scan_parquet(
                 folder / SERIES_TABLE / SERIES_NAME, glob=False
