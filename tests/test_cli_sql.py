@@ -176,4 +176,6 @@ def test_a_url_in_a_table_function_is_refused(env: str, bls_server: Any) -> None
     url = f"{bls_server.bls_url}pr.series"
     result = rq(f"SELECT * FROM read_csv('{url}')")
     assert result.exit_code == 2
-    assert result.stderr == "Error: rq sql runs queries only: table function read_csv is not allowed\n"
+    assert (
+        result.stderr == "Error: rq sql runs queries only: table function read_csv is not allowed\n"
+    )

@@ -178,7 +178,7 @@ def test_shuffled_hostile_queries_are_all_refused() -> None:
 def test_random_text_gives_only_rq_errors() -> None:
     rng = random.Random(1919)
     alphabet = "SELECT FROM read_csv COPY WITH ( ) ' \" ; -- /* */ \\ $ , . * = 1 a \n\r\t\u00a0ｒ"
-    pieces = alphabet.split(" ") + [" "]
+    pieces = [*alphabet.split(" "), " "]
     for _ in range(1500):
         query = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 25)))
         try:

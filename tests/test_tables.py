@@ -686,7 +686,13 @@ def test_tables_of_an_older_format_are_rebuilt_and_not_current_meanwhile(store: 
 
 # -- data file names that look like patterns (issue 19) --------------------------------------------
 
-ODD_NAMES = ("zz.data.1.A[1]", "zz.data.2.*", "zz.data.3.a=b", "zz.data.4.%41", "zz.data.5.tab\there")
+ODD_NAMES = (
+    "zz.data.1.A[1]",
+    "zz.data.2.*",
+    "zz.data.3.a=b",
+    "zz.data.4.%41",
+    "zz.data.5.tab\there",
+)
 COUNT_BY_FILE = "SELECT file, count(*) AS n FROM zz_observations GROUP BY file ORDER BY file"
 
 
@@ -698,9 +704,10 @@ def odd_files() -> dict[str, str]:
     return {**ZZ, **files}
 
 
-ODD_COUNTS = [("zz.data.0.Current", 4)] + sorted(
-    (name, 1 + i % 3) for i, name in enumerate(ODD_NAMES)
-)
+ODD_COUNTS = [
+    ("zz.data.0.Current", 4),
+    *sorted((name, 1 + i % 3) for i, name in enumerate(ODD_NAMES)),
+]
 
 
 def test_odd_data_file_names_keep_their_rows_and_names_in_s3(moto_server: str) -> None:

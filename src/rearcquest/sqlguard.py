@@ -25,7 +25,7 @@ from rearcquest.errors import ConfigError, QueryRefusedError
 
 if TYPE_CHECKING:
     from sqlglot import exp
-    from sqlglot.tokens import Token
+    from sqlglot import Token
 
 __all__ = ["check_query"]
 
@@ -42,7 +42,9 @@ _GAP: Final = re.compile(
 )
 # Names a function that reads or writes files, in any position (defence in depth: Polars knows
 # them only as table functions, refused in FROM below).
-_FILE_FUNCTION: Final = re.compile(r"^(?:read|scan|write|sink|copy|load|export|import)(?:_|$)", re.I)
+_FILE_FUNCTION: Final = re.compile(
+    r"^(?:read|scan|write|sink|copy|load|export|import)(?:_|$)", re.I
+)
 _STATEMENTS_START: Final = frozenset({"SELECT", "WITH", "L_PAREN", "VALUES"})
 # Token kinds that begin a statement other than a query (or turn a query into one: INTO).
 _STATEMENT_KEYWORDS: Final = frozenset(
@@ -50,7 +52,7 @@ _STATEMENT_KEYWORDS: Final = frozenset(
 )
 
 
-def _allowed_kinds() -> tuple[type[exp.Expression], ...]:
+def _allowed_kinds() -> tuple[type[exp.Expr], ...]:
     """The node kinds (besides functions and operators) that a read-only query is made of."""
     from sqlglot import exp
 
@@ -72,7 +74,7 @@ def _refuse(what: str) -> QueryRefusedError:
 
 def _check_lexical(query: str, tokens: list[Token]) -> None:
     """Refuse what two SQL parsers could split differently (see the module's docstring)."""
-    from sqlglot.tokens import TokenType
+    from sqlglot import TokenType
 
     position = 0
     for token in [*tokens, None]:
@@ -89,7 +91,7 @@ def _check_lexical(query: str, tokens: list[Token]) -> None:
                 raise _refuse(f"the string {_excerpt(raw)} (use plain '...' quotes)")
         elif token.token_type is TokenType.IDENTIFIER:
             if len(raw) < 2 or raw[0] != '"' or raw[-1] != '"':
-                raise _refuse(f"the quoted name {_excerpt(raw)} (use \"...\" quotes)")
+                raise _refuse(f'the quoted name {_excerpt(raw)} (use "..." quotes)')
         elif not raw.isascii() or not raw.isprintable():
             raise _refuse(f"the character(s) {_excerpt(raw)} outside quotes")
         elif "STRING" in token.token_type.name:
@@ -107,7 +109,7 @@ def _function_name(node: exp.Func) -> str:
 
 
 def _check_tree(
-    query: str, root: exp.Expression, tables: Iterable[str] | None, known_text: str
+    query: str, root: exp.Expr, tables: Iterable[str] | None, known_text: str
 ) -> None:
     """Refuse every node a read-only query over ``tables`` does not need."""
     from sqlglot import exp
@@ -171,7 +173,7 @@ def check_query(query: str, tables: Iterable[str] | None = None) -> None:
     """
     from sqlglot.dialects.dialect import Dialect
     from sqlglot.errors import SqlglotError
-    from sqlglot.tokens import TokenType
+    from sqlglot import TokenType
 
     names = sorted(tables) if tables is not None else []
     known_text = ", ".join(names)

@@ -1126,6 +1126,7 @@ def _s3_tables(store: ObjectStore, prefix: str) -> dict[str, pl.LazyFrame]:
         "storage_options": reader.storage_options,
         "credential_provider": reader.credential_provider,
     }
+
     def scan(key: str) -> pl.LazyFrame:
         if not _UNADDRESSABLE.search(key):
             return pl.scan_parquet(store.url(key), glob=False, hive_partitioning=False, **options)
@@ -1196,9 +1197,7 @@ def scan_tables(directory: str | Path) -> dict[str, pl.LazyFrame]:
     for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         if folder.name == POPULATION_TABLE:
             if (folder / "population.parquet").is_file():
-                found[POPULATION_TABLE] = pl.scan_parquet(
-                    folder / "population.parquet", glob=False
-                )
+                found[POPULATION_TABLE] = pl.scan_parquet(folder / "population.parquet", glob=False)
             continue
         observations = folder / "observations"
         parts = [
