@@ -207,3 +207,14 @@ def test_the_library_refuses_before_polars_runs(tmp_path: Path) -> None:
     with pytest.raises(QueryRefusedError, match="table function read_csv is not allowed"):
         run_sql(f"SELECT * FROM read_csv('{secret}')", location=str(tmp_path))
     assert run_sql("SELECT population FROM population", location=str(tmp_path)).rows() == [(1,)]
+
+
+def test_sql_as_of_refuses_before_it_reads_a_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rearcquest import vintages
+
+    def build(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the release was built for a refused query")
+
+    monkeypatch.setattr(vintages, "build_release_tables", build)
+    with pytest.raises(QueryRefusedError, match="COPY is not allowed"):
+        vintages.sql_as_of("COPY pr_observations TO '/tmp/x'", "2025-06-30")

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Final
 from rearcquest.errors import ConfigError, QueryRefusedError
 
 if TYPE_CHECKING:
-    from sqlglot import exp
-    from sqlglot import Token
+    from sqlglot import Token, exp
 
 __all__ = ["check_query"]
 
@@ -108,9 +107,7 @@ def _function_name(node: exp.Func) -> str:
     return node.name if isinstance(node, exp.Anonymous) else node.sql_name()
 
 
-def _check_tree(
-    query: str, root: exp.Expr, tables: Iterable[str] | None, known_text: str
-) -> None:
+def _check_tree(query: str, root: exp.Expr, tables: Iterable[str] | None, known_text: str) -> None:
     """Refuse every node a read-only query over ``tables`` does not need."""
     from sqlglot import exp
 
@@ -171,9 +168,9 @@ def check_query(query: str, tables: Iterable[str] | None = None) -> None:
         ConfigError: the query cannot be parsed, or reads an unknown table (the message names
             the known ones).
     """
+    from sqlglot import TokenType
     from sqlglot.dialects.dialect import Dialect
     from sqlglot.errors import SqlglotError
-    from sqlglot import TokenType
 
     names = sorted(tables) if tables is not None else []
     known_text = ", ".join(names)

@@ -1112,9 +1112,10 @@ def _s3_tables(store: ObjectStore, prefix: str) -> dict[str, pl.LazyFrame]:
     """The tables under an S3 prefix, read in place by Polars' object-store reader.
 
     One listing finds the tables (the layout :func:`build_tables` writes, nothing else: not the
-    ``as-of/`` tables of past releases); each is a lazy scan of its objects' URLs, with the
-    endpoint, region and credentials of ``store`` (:meth:`ObjectStore.reader_options`), so a
-    query reads only the row groups and columns it needs.
+    ``as-of/`` tables of past releases); each is a lazy scan of its objects' URLs (one per
+    observations partition, see :func:`_observations`), with the endpoint, region and credentials
+    of ``store`` (:meth:`ObjectStore.reader_options`), so a query reads only the row groups and
+    columns it needs.
 
     Raises:
         StorageError: the listing failed.
