@@ -179,3 +179,4 @@ def test_a_url_in_a_table_function_is_refused(env: str, bls_server: Any) -> None
     assert (
         result.stderr == "Error: rq sql runs queries only: table function read_csv is not allowed\n"
     )
+    assert bls_server.requests == []
