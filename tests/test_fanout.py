@@ -247,9 +247,10 @@ def test_a_worker_refuses_a_message_for_rqs_own_objects(
         pytest.raises(ConfigError, match="survey 'cu' cannot be mirrored"),
     ):
         run_work(
-            WorkMessage("cu", root_url=tree_server.root_url),
+            WorkMessage("cu"),
             store=store,
             http=http,
+            root_url=tree_server.root_url,
             tables_prefix="cu/tables/",
         )
     assert tree_server.requests == []
@@ -266,8 +267,26 @@ def test_a_worker_refuses_a_message_for_rqs_own_objects(
         '{"survey": "all"}',
         '{"survey": "cu", "file": "a/b"}',
         '{"survey": "cu", "exclude": "x"}',
+        '{"survey": "cu", "source": "http://elsewhere/"}',
+        '{"survey": "cu", "file": "pr.data.0.Current"}',
+        '{"survey": "cu", "file": "cu.data\\\\..\\\\x"}',
+        '{"survey": "cu", "exclude": ["../cu.x"]}',
+        '{"survey": " cu"}',
     ],
-    ids=["not-json", "not-object", "no-survey", "bad-survey", "all", "file-path", "exclude-str"],
+    ids=[
+        "not-json",
+        "not-object",
+        "no-survey",
+        "bad-survey",
+        "all",
+        "file-path",
+        "exclude-str",
+        "unknown-key",
+        "file-of-another-survey",
+        "file-backslash",
+        "exclude-path",
+        "survey-padded",
+    ],
 )
 def test_bad_work_messages_fail_alone(body: str) -> None:
     ran: list[WorkMessage] = []
@@ -284,8 +303,127 @@ def test_bad_work_messages_fail_alone(body: str) -> None:
 
 
 def test_work_message_round_trips() -> None:
-    message = WorkMessage("cu", "cu.data.1.AllItems", ("x",), "http://h/pub/time.series/", "bls/")
+    message = WorkMessage("cu", "cu.data.1.AllItems", ("cu.x",), "http://h/pub/time.series/", "")
     assert WorkMessage.from_json(message.to_json()) == message
+    assert WorkMessage.from_json(WorkMessage("cu").to_json()) == WorkMessage("cu")
+
+
+def test_plan_work_names_surveys_and_files_not_roots(tree_server: OfflineServer) -> None:
+    # A big file not named <survey>.* would be refused in a message of its own: it stays in
+    # the survey's message.
+    files = with_big_file("cu", "cu.data.1.AllItems")
+    files["README"] = ServedFile("README", b"x" * 5_000, datetime(2026, 8, 6, 8, 30))
+    tree_server.set_survey("cu", files)
+    with HttpClient(user_agent=f"rq {CONTACT}") as http:
+        plan = plan_work(
+            http,
+            surveys=["cu"],
+            root_url=tree_server.root_url,
+            root_prefix="bls/",
+            big_file_bytes=BIG,
+        )
+    assert [(m.survey, m.file, m.exclude) for m in plan.messages] == [
+        ("cu", None, ("cu.data.1.AllItems",)),
+        ("cu", "cu.data.1.AllItems", ()),
+    ]
+    for message in plan.messages:
+        assert set(json.loads(message.to_json())) == {"survey", "file", "exclude"}
+
+
+def seed_real_pr(s3: Any) -> dict[str, bytes]:
+    """The real mirror the worker must never touch: ``pr/`` at the bucket root."""
+    s3.put_object(Bucket="rq-bls", Key="pr/pr.class", Body=b"the real pr.class")
+    return mirror(s3, "pr/")
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        {"root_url": "elsewhere"},
+        {"root_prefix": ""},
+        {"root_url": "elsewhere", "root_prefix": ""},
+        {"root_prefix": "other/"},
+    ],
+    ids=["other-host", "bucket-root-prefix", "both", "other-prefix"],
+)
+def test_a_message_naming_another_root_fails_alone(
+    aws: tuple[Any, Any],
+    tree_server: OfflineServer,
+    monkeypatch: pytest.MonkeyPatch,
+    named: dict[str, str],
+) -> None:
+    s3, _ = aws
+    env(monkeypatch, tree_server, "", "pr")
+    monkeypatch.delenv("RQ_WORK_QUEUE_URL")
+    monkeypatch.setenv("RQ_BLS_ROOT_PREFIX", "bls/")
+    real_pr = seed_real_pr(s3)
+    with OfflineServer(survey_files("pr", 3), surveys=TREE) as other:
+        if named.get("root_url") == "elsewhere":
+            named = {**named, "root_url": other.root_url}
+        bad = json.dumps({"survey": "pr", "file": None, "exclude": [], **named})
+        event = {
+            "Records": [
+                {"messageId": "bad", "body": bad},
+                {"messageId": "good", "body": WorkMessage("ce").to_json()},
+            ]
+        }
+        assert worker(event) == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+        assert other.requests == []
+    assert tree_server.requests_under("/pub/time.series/pr/") == []
+    assert mirror(s3, "bls/ce/") == served(tree_server, "ce")
+    assert mirror(s3, "pr/") == real_pr
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="rq-bls").get("Contents", [])}
+    assert {k for k in keys if not k.startswith(("bls/ce/", ".rearcquest/"))} == {"pr/pr.class"}
+    # No state, lease or release log of a pr mirror either: only ce's.
+    assert all("/bls/ce" in k for k in keys if k.startswith(".rearcquest/")), keys
+
+
+def test_a_message_of_an_earlier_planner_repeating_the_roots_is_run(
+    aws: tuple[Any, Any], tree_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3, _ = aws
+    env(monkeypatch, tree_server, "", "ce")
+    monkeypatch.delenv("RQ_WORK_QUEUE_URL")
+    monkeypatch.setenv("RQ_BLS_ROOT_PREFIX", "bls")
+    # What the planner of the previous version wrote (still queued during a deploy).
+    body = json.dumps(
+        {
+            "survey": "ce",
+            "file": None,
+            "exclude": [],
+            "root_url": tree_server.root_url.rstrip("/"),
+            "root_prefix": "bls/",
+        }
+    )
+    assert worker({"Records": [{"messageId": "old", "body": body}]}) == {"batchItemFailures": []}
+    assert mirror(s3, "bls/ce/") == served(tree_server, "ce")
+
+
+def test_a_refused_message_logs_why(
+    store: ObjectStore, tree_server: OfflineServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rearcquest.pipeline import run_work_batch
+
+    bodies = {
+        "elsewhere": json.dumps({"survey": "ce", "root_url": "http://127.0.0.1:9/pub/"}),
+        "unknown": json.dumps({"survey": "ce", "bucket": "other"}),
+    }
+    event = {"Records": [{"messageId": k, "body": b} for k, b in bodies.items()]}
+    with caplog.at_level("ERROR", logger="rearcquest"):
+        response = run_work_batch(
+            event,
+            Settings(bls_bucket=store.bucket, contact=CONTACT),
+            root_url=tree_server.root_url,
+            root_prefix="bls/",
+            s3_client=store.client,
+        )
+    assert response == {"batchItemFailures": [{"itemIdentifier": k} for k in bodies]}
+    text = caplog.text
+    assert "names root_url 'http://127.0.0.1:9/pub/' but this worker mirrors" in text
+    assert "RQ_BLS_ROOT_URL" in text
+    assert "unknown keys ['bucket']" in text
+    assert "Traceback" not in text
+    assert tree_server.requests == [] and not list(store.list_objects(""))
 
 
 @pytest.mark.parametrize(
