@@ -21,6 +21,7 @@ from rearcquest.offline import Fault, OfflineServer, ServedFile, add_datausa_rou
 from rearcquest.queues import Queue
 from rearcquest.sources._http import HttpClient
 from rearcquest.storage import ObjectStore
+from rearcquest.surveys import parse_surveys
 from test_surveys import HOSTILE, TREE, survey_files
 
 BIG = 2_000  # bytes: the tests' "too big for one invocation's share"
@@ -481,3 +482,78 @@ def test_worker_json_log_lines_carry_the_survey_and_message_id(
     assert {"rearcquest.fanout", "rearcquest.lease"} <= modules, lines
     done = next(line for line in lines if line["message"] == "work done")
     assert done["message_id"] and done["added"] == 3
+
+
+def fuzz_valid_message() -> dict[str, Any]:
+    return {
+        "survey": "cu",
+        "file": "cu.data.1.AllItems",
+        "exclude": ["cu.data.2.Summaries"],
+        "root_url": "https://download.bls.gov/pub/time.series/",
+        "root_prefix": "",
+    }
+
+
+def test_fuzz_work_message_bodies_parse_or_raise_value_error() -> None:
+    import random
+
+    from fuzz_helpers import random_body
+
+    rng = random.Random(19)
+    refusals: list[str] = []
+    for case in range(2000):
+        body = random_body(rng, fuzz_valid_message())
+        text = body.decode("latin-1") if isinstance(body, bytes) else body
+        try:
+            message = WorkMessage.from_json(text)
+        except ValueError as exc:
+            refusals.append(str(exc))
+            continue
+        # What parses is a work message the worker may run: one plain survey, its own files.
+        assert parse_surveys([message.survey]) == [message.survey] != ["all"], case
+        for name in (message.file, *message.exclude):
+            assert name is None or (name.startswith(message.survey + ".") and "/" not in name)
+        assert message.root_url is None or isinstance(message.root_url, str), case
+        assert message.root_prefix is None or isinstance(message.root_prefix, str), case
+    assert refusals and max(map(len, refusals)) < 1000  # a huge value is not echoed whole
+
+
+def test_fuzz_work_batches_fail_bad_records_alone(caplog: pytest.LogCaptureFixture) -> None:
+    """Random SQS records: each bad one is a batch item failure (or dropped, without a message
+    id) with one short logged reason and no traceback; every good one runs."""
+    import random
+
+    from fuzz_helpers import random_body, random_json
+
+    rng = random.Random(1919)
+    for case in range(200):
+        records: list[Any] = []
+        for index in range(10):
+            kind = rng.randrange(6)
+            if kind == 0:
+                records.append(random_json(rng))
+            elif kind == 1:
+                records.append({"messageId": random_json(rng), "body": "{}"})
+            elif kind == 2:
+                records.append({"messageId": f"m{index}", "body": random_json(rng)})
+            elif kind == 3:
+                records.append({"messageId": f"m{index}", "body": WorkMessage("pr").to_json()})
+            else:
+                body = random_body(rng, fuzz_valid_message())
+                text = body.decode("latin-1") if isinstance(body, bytes) else body
+                records.append({"messageId": f"m{index}", "body": text})
+        ran: list[WorkMessage] = []
+        caplog.clear()
+        with caplog.at_level("ERROR", logger="rearcquest.fanout"):
+            response = process_work_batch({"Records": records}, run=ran.append)
+        failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+        ids = [r.get("messageId") for r in records if isinstance(r, dict)]
+        assert set(failed) <= {i for i in ids if isinstance(i, str)}, case
+        assert len(ran) + len(failed) <= len(records), case
+        assert all(isinstance(m, WorkMessage) for m in ran), case
+        assert WorkMessage("pr") in ran or not any(
+            isinstance(r, dict) and r.get("body") == WorkMessage("pr").to_json() for r in records
+        )
+        for record in caplog.records:
+            assert record.exc_info is None, (case, record.getMessage()[:200])
+            assert len(record.getMessage()) < 1000, case

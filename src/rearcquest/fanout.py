@@ -129,13 +129,13 @@ class WorkMessage:
         file, exclude = doc.get("file"), doc.get("exclude", [])
         if file is not None and not (isinstance(file, str) and _survey_file(survey, file)):
             raise ValueError(
-                f"the message's 'file' {_shown(file)} is not a file of survey {survey!r}"
+                f"the message's 'file' {_shown(file)} is not a file of survey {_shown(survey)}"
             )
         if not isinstance(exclude, list) or not all(
             isinstance(e, str) and _survey_file(survey, e) for e in exclude
         ):
             raise ValueError(
-                f"the message's 'exclude' is not a list of file names of survey {survey!r}"
+                f"the message's 'exclude' is not a list of file names of survey {_shown(survey)}"
             )
         root_url, root_prefix = doc.get("root_url"), doc.get("root_prefix")
         for key, value in (("root_url", root_url), ("root_prefix", root_prefix)):
