@@ -178,7 +178,7 @@ def _survey_file(survey: str, name: str) -> bool:
     )
 
 
-def check_message_roots(message: WorkMessage, *, root_url: str, root_prefix: str) -> None:
+def _check_message_roots(message: WorkMessage, *, root_url: str, root_prefix: str) -> None:
     """Refuse a message that names another source root or mirror prefix than the worker's own.
 
     A message of an earlier planner repeats the worker's configuration and passes (compared
@@ -350,7 +350,7 @@ def run_work(
     """
     from rearcquest.sync import sync_bls
 
-    check_message_roots(message, root_url=root_url, root_prefix=root_prefix)
+    _check_message_roots(message, root_url=root_url, root_prefix=root_prefix)
     prefix = survey_prefix(
         root_prefix,
         message.survey,
@@ -452,7 +452,7 @@ def _run_record(record: dict[str, Any], run: Callable[[WorkMessage], object]) ->
     Raises:
         ValueError: the body is not a work message.
         RqError: the work failed, or the message names another root or prefix than the
-            worker's (:func:`check_message_roots`).
+            worker's (:func:`_check_message_roots`).
     """
     body = record.get("body")
     if not isinstance(body, str):

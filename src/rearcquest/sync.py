@@ -853,7 +853,8 @@ def apply_plan(
                 files.pop(action.name, None)
     for name in plan.forget:
         files.pop(name, None)
-    for names in (result.added, result.updated, result.deleted, result.unchanged, result.restamped):
+    lists = (result.added, result.updated, result.deleted, result.unchanged, result.restamped)
+    for names in (*lists, result.changed):
         names.sort()
     result.errors.sort(key=lambda e: e.name)
     result.bytes_downloaded = counter.downloaded
@@ -981,6 +982,13 @@ def sync_bls(
 ) -> SyncResult:
     """Mirror the BLS directory at ``source_url`` into ``store`` under ``prefix``.
 
+    A file whose body is not the size its listing gives changed at the source during the run
+    (a release published meanwhile): the directory is then listed once more and, if that
+    listing differs, the whole directory is planned again against it and what the new plan
+    says is transferred, so the mirror ends on the new release entirely. A listing that does
+    not differ, or a file that changes again, fails that file as any other (one more look
+    only).
+
     Args:
         store: the bucket to mirror into.
         source_url: a BLS ``time.series/<survey>/`` directory (or any directory page).
@@ -1027,13 +1035,6 @@ def sync_bls(
         StateConflictError: the state object changed meanwhile; it was not overwritten.
         SourceError: the listing could not be fetched or parsed (nothing was changed).
         StorageError: S3 failed.
-
-    A file whose body is not the size its listing gives changed at the source during the run
-    (a release published meanwhile): the directory is then listed once more and, if that
-    listing differs, the whole directory is planned again against it and what the new plan
-    says is transferred, so the mirror ends on the new release entirely. A listing that does
-    not differ, or a file that changes again, fails that file as any other (one more look
-    only).
     """
     from rearcquest.lease import Lease
     from rearcquest.sources._http import HttpClient
