@@ -21,6 +21,7 @@ from rearcquest.offline import Fault, OfflineServer, ServedFile, add_datausa_rou
 from rearcquest.queues import Queue
 from rearcquest.sources._http import HttpClient
 from rearcquest.storage import ObjectStore
+from rearcquest.surveys import parse_surveys
 from test_surveys import HOSTILE, TREE, survey_files
 
 BIG = 2_000  # bytes: the tests' "too big for one invocation's share"
@@ -247,9 +248,10 @@ def test_a_worker_refuses_a_message_for_rqs_own_objects(
         pytest.raises(ConfigError, match="survey 'cu' cannot be mirrored"),
     ):
         run_work(
-            WorkMessage("cu", root_url=tree_server.root_url),
+            WorkMessage("cu"),
             store=store,
             http=http,
+            root_url=tree_server.root_url,
             tables_prefix="cu/tables/",
         )
     assert tree_server.requests == []
@@ -266,8 +268,26 @@ def test_a_worker_refuses_a_message_for_rqs_own_objects(
         '{"survey": "all"}',
         '{"survey": "cu", "file": "a/b"}',
         '{"survey": "cu", "exclude": "x"}',
+        '{"survey": "cu", "source": "http://elsewhere/"}',
+        '{"survey": "cu", "file": "pr.data.0.Current"}',
+        '{"survey": "cu", "file": "cu.data\\\\..\\\\x"}',
+        '{"survey": "cu", "exclude": ["../cu.x"]}',
+        '{"survey": " cu"}',
     ],
-    ids=["not-json", "not-object", "no-survey", "bad-survey", "all", "file-path", "exclude-str"],
+    ids=[
+        "not-json",
+        "not-object",
+        "no-survey",
+        "bad-survey",
+        "all",
+        "file-path",
+        "exclude-str",
+        "unknown-key",
+        "file-of-another-survey",
+        "file-backslash",
+        "exclude-path",
+        "survey-padded",
+    ],
 )
 def test_bad_work_messages_fail_alone(body: str) -> None:
     ran: list[WorkMessage] = []
@@ -284,8 +304,127 @@ def test_bad_work_messages_fail_alone(body: str) -> None:
 
 
 def test_work_message_round_trips() -> None:
-    message = WorkMessage("cu", "cu.data.1.AllItems", ("x",), "http://h/pub/time.series/", "bls/")
+    message = WorkMessage("cu", "cu.data.1.AllItems", ("cu.x",), "http://h/pub/time.series/", "")
     assert WorkMessage.from_json(message.to_json()) == message
+    assert WorkMessage.from_json(WorkMessage("cu").to_json()) == WorkMessage("cu")
+
+
+def test_plan_work_names_surveys_and_files_not_roots(tree_server: OfflineServer) -> None:
+    # A big file not named <survey>.* would be refused in a message of its own: it stays in
+    # the survey's message.
+    files = with_big_file("cu", "cu.data.1.AllItems")
+    files["README"] = ServedFile("README", b"x" * 5_000, datetime(2026, 8, 6, 8, 30))
+    tree_server.set_survey("cu", files)
+    with HttpClient(user_agent=f"rq {CONTACT}") as http:
+        plan = plan_work(
+            http,
+            surveys=["cu"],
+            root_url=tree_server.root_url,
+            root_prefix="bls/",
+            big_file_bytes=BIG,
+        )
+    assert [(m.survey, m.file, m.exclude) for m in plan.messages] == [
+        ("cu", None, ("cu.data.1.AllItems",)),
+        ("cu", "cu.data.1.AllItems", ()),
+    ]
+    for message in plan.messages:
+        assert set(json.loads(message.to_json())) == {"survey", "file", "exclude"}
+
+
+def seed_real_pr(s3: Any) -> dict[str, bytes]:
+    """The real mirror the worker must never touch: ``pr/`` at the bucket root."""
+    s3.put_object(Bucket="rq-bls", Key="pr/pr.class", Body=b"the real pr.class")
+    return mirror(s3, "pr/")
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        {"root_url": "elsewhere"},
+        {"root_prefix": ""},
+        {"root_url": "elsewhere", "root_prefix": ""},
+        {"root_prefix": "other/"},
+    ],
+    ids=["other-host", "bucket-root-prefix", "both", "other-prefix"],
+)
+def test_a_message_naming_another_root_fails_alone(
+    aws: tuple[Any, Any],
+    tree_server: OfflineServer,
+    monkeypatch: pytest.MonkeyPatch,
+    named: dict[str, str],
+) -> None:
+    s3, _ = aws
+    env(monkeypatch, tree_server, "", "pr")
+    monkeypatch.delenv("RQ_WORK_QUEUE_URL")
+    monkeypatch.setenv("RQ_BLS_ROOT_PREFIX", "bls/")
+    real_pr = seed_real_pr(s3)
+    with OfflineServer(survey_files("pr", 3), surveys=TREE) as other:
+        if named.get("root_url") == "elsewhere":
+            named = {**named, "root_url": other.root_url}
+        bad = json.dumps({"survey": "pr", "file": None, "exclude": [], **named})
+        event = {
+            "Records": [
+                {"messageId": "bad", "body": bad},
+                {"messageId": "good", "body": WorkMessage("ce").to_json()},
+            ]
+        }
+        assert worker(event) == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+        assert other.requests == []
+    assert tree_server.requests_under("/pub/time.series/pr/") == []
+    assert mirror(s3, "bls/ce/") == served(tree_server, "ce")
+    assert mirror(s3, "pr/") == real_pr
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="rq-bls").get("Contents", [])}
+    assert {k for k in keys if not k.startswith(("bls/ce/", ".rearcquest/"))} == {"pr/pr.class"}
+    # No state, lease or release log of a pr mirror either: only ce's.
+    assert all("/bls/ce" in k for k in keys if k.startswith(".rearcquest/")), keys
+
+
+def test_a_message_of_an_earlier_planner_repeating_the_roots_is_run(
+    aws: tuple[Any, Any], tree_server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3, _ = aws
+    env(monkeypatch, tree_server, "", "ce")
+    monkeypatch.delenv("RQ_WORK_QUEUE_URL")
+    monkeypatch.setenv("RQ_BLS_ROOT_PREFIX", "bls")
+    # What the planner of the previous version wrote (still queued during a deploy).
+    body = json.dumps(
+        {
+            "survey": "ce",
+            "file": None,
+            "exclude": [],
+            "root_url": tree_server.root_url.rstrip("/"),
+            "root_prefix": "bls/",
+        }
+    )
+    assert worker({"Records": [{"messageId": "old", "body": body}]}) == {"batchItemFailures": []}
+    assert mirror(s3, "bls/ce/") == served(tree_server, "ce")
+
+
+def test_a_refused_message_logs_why(
+    store: ObjectStore, tree_server: OfflineServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rearcquest.pipeline import run_work_batch
+
+    bodies = {
+        "elsewhere": json.dumps({"survey": "ce", "root_url": "http://127.0.0.1:9/pub/"}),
+        "unknown": json.dumps({"survey": "ce", "bucket": "other"}),
+    }
+    event = {"Records": [{"messageId": k, "body": b} for k, b in bodies.items()]}
+    with caplog.at_level("ERROR", logger="rearcquest"):
+        response = run_work_batch(
+            event,
+            Settings(bls_bucket=store.bucket, contact=CONTACT),
+            root_url=tree_server.root_url,
+            root_prefix="bls/",
+            s3_client=store.client,
+        )
+    assert response == {"batchItemFailures": [{"itemIdentifier": k} for k in bodies]}
+    text = caplog.text
+    assert "names root_url 'http://127.0.0.1:9/pub/' but this worker mirrors" in text
+    assert "RQ_BLS_ROOT_URL" in text
+    assert "unknown keys ['bucket']" in text
+    assert "Traceback" not in text
+    assert tree_server.requests == [] and not list(store.list_objects(""))
 
 
 @pytest.mark.parametrize(
@@ -343,3 +482,78 @@ def test_worker_json_log_lines_carry_the_survey_and_message_id(
     assert {"rearcquest.fanout", "rearcquest.lease"} <= modules, lines
     done = next(line for line in lines if line["message"] == "work done")
     assert done["message_id"] and done["added"] == 3
+
+
+def fuzz_valid_message() -> dict[str, Any]:
+    return {
+        "survey": "cu",
+        "file": "cu.data.1.AllItems",
+        "exclude": ["cu.data.2.Summaries"],
+        "root_url": "https://download.bls.gov/pub/time.series/",
+        "root_prefix": "",
+    }
+
+
+def test_fuzz_work_message_bodies_parse_or_raise_value_error() -> None:
+    import random
+
+    from fuzz_helpers import random_body
+
+    rng = random.Random(19)
+    refusals: list[str] = []
+    for case in range(2000):
+        body = random_body(rng, fuzz_valid_message())
+        text = body.decode("latin-1") if isinstance(body, bytes) else body
+        try:
+            message = WorkMessage.from_json(text)
+        except ValueError as exc:
+            refusals.append(str(exc))
+            continue
+        # What parses is a work message the worker may run: one plain survey, its own files.
+        assert parse_surveys([message.survey]) == [message.survey] != ["all"], case
+        for name in (message.file, *message.exclude):
+            assert name is None or (name.startswith(message.survey + ".") and "/" not in name)
+        assert message.root_url is None or isinstance(message.root_url, str), case
+        assert message.root_prefix is None or isinstance(message.root_prefix, str), case
+    assert refusals and max(map(len, refusals)) < 1000  # a huge value is not echoed whole
+
+
+def test_fuzz_work_batches_fail_bad_records_alone(caplog: pytest.LogCaptureFixture) -> None:
+    """Random SQS records: each bad one is a batch item failure (or dropped, without a message
+    id) with one short logged reason and no traceback; every good one runs."""
+    import random
+
+    from fuzz_helpers import random_body, random_json
+
+    rng = random.Random(1919)
+    for case in range(200):
+        records: list[Any] = []
+        for index in range(10):
+            kind = rng.randrange(6)
+            if kind == 0:
+                records.append(random_json(rng))
+            elif kind == 1:
+                records.append({"messageId": random_json(rng), "body": "{}"})
+            elif kind == 2:
+                records.append({"messageId": f"m{index}", "body": random_json(rng)})
+            elif kind == 3:
+                records.append({"messageId": f"m{index}", "body": WorkMessage("pr").to_json()})
+            else:
+                body = random_body(rng, fuzz_valid_message())
+                text = body.decode("latin-1") if isinstance(body, bytes) else body
+                records.append({"messageId": f"m{index}", "body": text})
+        ran: list[WorkMessage] = []
+        caplog.clear()
+        with caplog.at_level("ERROR", logger="rearcquest.fanout"):
+            response = process_work_batch({"Records": records}, run=ran.append)
+        failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+        ids = [r.get("messageId") for r in records if isinstance(r, dict)]
+        assert set(failed) <= {i for i in ids if isinstance(i, str)}, case
+        assert len(ran) + len(failed) <= len(records), case
+        assert all(isinstance(m, WorkMessage) for m in ran), case
+        assert WorkMessage("pr") in ran or not any(
+            isinstance(r, dict) and r.get("body") == WorkMessage("pr").to_json() for r in records
+        )
+        for record in caplog.records:
+            assert record.exc_info is None, (case, record.getMessage()[:200])
+            assert len(record.getMessage()) < 1000, case

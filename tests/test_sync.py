@@ -21,6 +21,7 @@ from rearcquest.offline import Fault, OfflineServer
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
 from rearcquest.sync import META_SHA256, STATE_NAME, sync_bls
+from sync_helpers import before_each_upload
 
 CONTACT = "tests@example.com"
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05, max_retry_after=0.05)
@@ -445,6 +446,85 @@ def test_body_of_another_size_than_listed_fails_without_content_length(
     other = sum(f.size for n, f in bls_server.files.items() if n != "pr.data.0.Current")
     # A longer body is cut off right after the listed size, not read to its (huge) end.
     assert result.bytes_downloaded - other <= size
+
+
+def sha256s(files: dict[str, bytes]) -> dict[str, str]:
+    return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+
+
+def listings(server: OfflineServer) -> int:
+    """How many times the run asked for the directory listing."""
+    return sum(r.path == server.directory for r in server.requests)
+
+
+def publish_on_first_upload(store: ObjectStore, server: OfflineServer, vintage: str) -> None:
+    """Serve the release ``vintage`` once the sync's first object is written: a release
+    published mid-run, after the listing was read and some files were fetched."""
+    published: list[str] = []
+
+    def hook(key: str) -> None:
+        if not published:
+            published.append(key)
+            server.set_files(release(vintage))
+
+    before_each_upload(None, store, hook)
+
+
+def test_a_release_published_mid_run_ends_on_the_new_release_entirely(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    new = {name: f.data for name, f in release("2026-08-06").items()}
+    publish_on_first_upload(store, bls_server, "2026-08-06")
+    # One transfer at a time: pr.class is written (and the release published) before the data
+    # files, whose sizes changed, are fetched.
+    result = run(store, bls_server, transfers=1)
+    result.raise_for_errors()
+    assert result.changed == [] and result.errors == []
+    assert sorted(result.added) == sorted(new)
+    assert listings(bls_server) == 2  # the run's listing, and the one more look
+    assert sha256s(bucket_files(store)) == sha256s(new)
+    state = json.loads(store.get_bytes(STATE))
+    assert {n: e["sha256"] for n, e in state["files"].items()} == sha256s(new)
+    assert {n: e["size"] for n, e in state["files"].items()} == {n: len(d) for n, d in new.items()}
+    listed = {n: f.listed.strftime("%Y-%m-%d %H:%M") for n, f in release("2026-08-06").items()}
+    assert {n: e["modified"] for n, e in state["files"].items()} == listed
+    # The next run finds the mirror current: nothing to fetch.
+    again = run(store, bls_server)
+    assert (again.added, again.updated, again.deleted) == ([], [], [])
+
+
+def test_a_file_whose_size_never_matches_fails_after_one_more_listing(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    bls_server.faults.append(Fault("*/pr.data.0.Current", chunked=True, truncate=True, times=9))
+    result = run(store, bls_server)
+    assert [e.name for e in result.errors] == ["pr.data.0.Current"]
+    assert result.changed == ["pr.data.0.Current"]
+    message = result.errors[0].message
+    assert "the listing says" in message
+    assert "listed again, still gives the old size" in message
+    assert listings(bls_server) == 2
+    assert len([r for r in bls_server.requests if r.path.endswith("/pr.data.0.Current")]) == 1
+    assert store.head("pr/pr.data.0.Current") is None
+    with pytest.raises(TransferError, match=r"pr\.data\.0\.Current"):
+        result.raise_for_errors()
+
+
+def test_a_file_changing_again_after_the_second_listing_fails(
+    store: ObjectStore, bls_server: OfflineServer
+) -> None:
+    publish_on_first_upload(store, bls_server, "2026-08-06")
+    bls_server.faults.append(Fault("*/pr.data.1.AllData", chunked=True, truncate=True, times=9))
+    result = run(store, bls_server, transfers=1)
+    assert [e.name for e in result.errors] == ["pr.data.1.AllData"]
+    assert "changed again after the directory was listed a second time" in result.errors[0].message
+    assert listings(bls_server) == 2  # one more look only
+    assert len([r for r in bls_server.requests if r.path.endswith("/pr.data.1.AllData")]) == 2
+    assert store.head("pr/pr.data.1.AllData") is None
+    # What could be synced is the new release.
+    new = sha256s({n: f.data for n, f in release("2026-08-06").items()})
+    got = sha256s(bucket_files(store))
+    assert got == {n: h for n, h in new.items() if n != "pr.data.1.AllData"}
 
 
 def test_a_dripping_file_fails_in_bounded_time_the_others_are_synced(

@@ -157,14 +157,12 @@ def test_overlapping_syncs_lose_nothing(any_store: ObjectStore, bls_server: Offl
     go_on.set()
     slow.join(timeout=60)
     waiter.join(timeout=120)
-    # The slow run may report files that changed on the server under it (sizes no longer as
-    # listed): it uploads none of those and deletes nothing. The run after it converges.
-    assert all("listing says" in e.message for e in outcome[0].errors)
+    # The slow run may find files that changed on the server under it (sizes no longer as
+    # listed): it uploads none of those, lists the directory once more and ends on the new
+    # release itself. If none of its downloads saw the change, the run after it (on the newest
+    # listing) updates what the slow run wrote from the old release. Either way nothing is lost.
+    outcome[0].raise_for_errors()
     waited[0].raise_for_errors()
-    # It ran after the slow one, on the newest listing: what the slow run left out (changed under
-    # it) it adds, what the slow run wrote from the old release it updates; which files fall on
-    # which side depends on how far the slow run's parallel downloads got.
-    assert waited[0].added or waited[0].updated
     assert mirror(any_store) == {n: f.data for n, f in new.items()}
     assert any_store.fetch(LOCK) is None
 

@@ -350,3 +350,33 @@ def test_listed_file_named_like_rqs_own_objects_is_never_written(
     assert sum("not mirroring" in w for w in warnings) == 2
     assert result.to_dict()["skipped"][0]["message"].startswith("its name is one rq uses")
     assert not any(r.path.endswith(("index.html", LEGACY_STATE_NAME)) for r in bls_server.requests)
+
+
+def test_fuzz_state_documents_raise_only_value_error() -> None:
+    """Random shapes of a state object: parsed exactly, or refused with the documented
+    ValueError (which load_state turns into a lost state), never another exception."""
+    import random
+
+    from fuzz_helpers import random_body
+    from rearcquest.sync import FileState
+
+    entry = FileState(10, "2026-08-06 08:30", "Thu, 06 Aug 2026 12:30:00 GMT", "a" * 64, '"e"')
+    valid = json.loads(SyncState("http://h/pr/", {"pr.class": entry}).to_json())
+    rng = random.Random(19)
+    parsed = 0
+    for case in range(2000):
+        body = random_body(rng, valid)
+        data = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
+        try:
+            state = SyncState.from_json(data)
+        except ValueError:
+            continue
+        parsed += 1
+        for name, got in state.files.items():
+            assert name and "/" not in name, case
+            assert type(got.size) is int and got.size >= 0, case
+            assert isinstance(got.sha256, str) and len(got.sha256) == 64, case
+            assert isinstance(got.etag, str) and got.etag, case
+        # What parses is written back as the same state.
+        assert SyncState.from_json(state.to_json()).files == state.files, case
+    assert parsed  # some mutations keep a valid document (an unknown-free entry, say)

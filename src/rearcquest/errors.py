@@ -12,6 +12,7 @@ Every error the library raises on purpose is an :class:`RqError`. The CLI catche
     │   ├── SourceForbiddenError exit 3   HTTP 403, almost always a User-Agent without a contact
     │   └── ListingError         exit 3   the directory page could not be parsed, or listed no file
     ├── DataError                exit 1   the data itself is bad (malformed BLS row, wrong JSON shape)
+    │   └── SourceChangedError   exit 1   a file's body is not the size its listing says: it changed
     ├── StorageError             exit 1   S3 failed (no bucket, no credentials, endpoint down)
     │   └── PreconditionFailedError exit 1  a conditional write lost (412/409): the object changed
     ├── TransferError            exit 1   some files of a sync failed; the others were done
@@ -40,6 +41,7 @@ __all__ = [
     "PreconditionFailedError",
     "QueryRefusedError",
     "RqError",
+    "SourceChangedError",
     "SourceError",
     "SourceForbiddenError",
     "StateConflictError",
@@ -107,6 +109,11 @@ class ListingError(SourceError):
 
 class DataError(RqError):
     """Input data is malformed or is not what it claims to be."""
+
+
+class SourceChangedError(DataError):
+    """A file's body is not the size the listing gave: it changed at the source since it was
+    listed (a release published during the run), or the server is inconsistent."""
 
 
 class StorageError(RqError):

@@ -31,7 +31,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.config import DEFAULT_POPULATION_KEY, DEFAULT_ROOT_URL, DEFAULT_TRANSFERS
+from rearcquest.config import (
+    DEFAULT_POPULATION_KEY,
+    DEFAULT_ROOT_URL,
+    DEFAULT_TRANSFERS,
+    normalise_prefix,
+)
 from rearcquest.errors import ConfigError, RqError
 from rearcquest.surveys import (
     ALL,
@@ -56,66 +61,154 @@ log = logging.getLogger(__name__)
 DEFAULT_BIG_FILE_BYTES = 512 * 1024 * 1024
 
 
+# The keys a work message may carry. ``root_url``/``root_prefix`` come only from planners of
+# earlier versions (still in the queue during a deploy): the worker's own configuration says
+# where the source and the mirror are, and a message may only repeat it.
+_MESSAGE_KEYS = frozenset({"survey", "file", "exclude", "root_url", "root_prefix"})
+
+
 @dataclass(frozen=True)
 class WorkMessage:
     """What one worker invocation syncs: a whole survey (but ``exclude``) or one of its files.
+
+    Where the survey comes from and where its mirror goes are the worker's configuration
+    (``RQ_BLS_ROOT_URL``, ``RQ_BLS_ROOT_PREFIX``), never the message's: a message names a survey
+    only.
 
     Attributes:
         survey: the survey (directory) name.
         file: the one file to sync (a file message), or ``None`` for the whole survey.
         exclude: files the survey message leaves alone (they have messages of their own).
-        root_url: the root the survey is under.
-        root_prefix: the prefix the survey's mirror is under.
+        root_url: the root a message of an earlier planner named (``None``: not named, the
+            planner of this version never names it). The worker refuses a message whose value
+            differs from its own configuration.
+        root_prefix: the mirrors' prefix an earlier planner named; as ``root_url``.
     """
 
     survey: str
     file: str | None = None
     exclude: tuple[str, ...] = ()
-    root_url: str = DEFAULT_ROOT_URL
-    root_prefix: str = ""
+    root_url: str | None = None
+    root_prefix: str | None = None
 
     def to_json(self) -> str:
-        """The SQS message body."""
-        return json.dumps(
-            {
-                "survey": self.survey,
-                "file": self.file,
-                "exclude": list(self.exclude),
-                "root_url": self.root_url,
-                "root_prefix": self.root_prefix,
-            },
-            sort_keys=True,
-        )
+        """The SQS message body (``root_url``/``root_prefix`` only when named)."""
+        doc: dict[str, Any] = {
+            "survey": self.survey,
+            "file": self.file,
+            "exclude": list(self.exclude),
+        }
+        if self.root_url is not None:
+            doc["root_url"] = self.root_url
+        if self.root_prefix is not None:
+            doc["root_prefix"] = self.root_prefix
+        return json.dumps(doc, sort_keys=True)
 
     @classmethod
     def from_json(cls, body: str) -> WorkMessage:
-        """Parse a message body.
+        """Parse a message body, strictly.
 
         Raises:
-            ValueError: it is not a work message (the message goes to the DLQ after retries).
+            ValueError: it is not a work message: not a JSON object, an unknown key, a survey
+                that is not one plain survey name, a file or an excluded name that is not a
+                file of that survey, a ``root_url``/``root_prefix`` that is not a string (the
+                message fails alone, and goes to the DLQ after its retries).
         """
         try:
             doc = json.loads(body)
+        except RecursionError:
+            raise ValueError("the message is nested too deeply to be a work message") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"the message is not JSON: {exc}") from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("survey"), str):
             raise ValueError("the message is not a work message (no 'survey')")
+        unknown = sorted(set(doc) - _MESSAGE_KEYS)
+        if unknown:
+            raise ValueError(f"the message has unknown keys {_shown(unknown)}")
+        survey = _survey_name(doc["survey"])
         file, exclude = doc.get("file"), doc.get("exclude", [])
-        if file is not None and (not isinstance(file, str) or not file or "/" in file):
-            raise ValueError(f"the message's 'file' {file!r} is not a file name")
-        if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
-            raise ValueError("the message's 'exclude' is not a list of file names")
-        root_url = doc.get("root_url", DEFAULT_ROOT_URL)
-        root_prefix = doc.get("root_prefix", "")
-        if not isinstance(root_url, str) or not isinstance(root_prefix, str):
-            raise ValueError("the message's 'root_url' or 'root_prefix' is not a string")
-        try:
-            (survey,) = parse_surveys([doc["survey"]])
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from exc
-        if survey == ALL:
-            raise ValueError("a work message names one survey, not 'all'")
+        if file is not None and not (isinstance(file, str) and _survey_file(survey, file)):
+            raise ValueError(
+                f"the message's 'file' {_shown(file)} is not a file of survey {_shown(survey)}"
+            )
+        if not isinstance(exclude, list) or not all(
+            isinstance(e, str) and _survey_file(survey, e) for e in exclude
+        ):
+            raise ValueError(
+                f"the message's 'exclude' is not a list of file names of survey {_shown(survey)}"
+            )
+        root_url, root_prefix = doc.get("root_url"), doc.get("root_prefix")
+        for key, value in (("root_url", root_url), ("root_prefix", root_prefix)):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"the message's {key!r} is not a string")
         return cls(survey, file, tuple(exclude), root_url, root_prefix)
+
+
+def _shown(value: object) -> str:
+    """A value of a message for an error message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _survey_name(value: str) -> str:
+    """The one survey a message names, by the rule of ``--survey`` (no list, no ``all``).
+
+    Raises:
+        ValueError: it is not exactly one plain survey name.
+    """
+    try:
+        names = parse_surveys([value])
+    except ConfigError:
+        raise ValueError(f"the message's 'survey' {_shown(value)} is not a survey name") from None
+    if names == [ALL]:
+        raise ValueError("a work message names one survey, not 'all'")
+    if names != [value]:
+        raise ValueError(f"the message's 'survey' {_shown(value)} is not one survey name")
+    return value
+
+
+def _survey_file(survey: str, name: str) -> bool:
+    """Whether ``name`` may be a file of ``survey`` in a work message: a plain name (no path,
+    nothing unprintable) of the survey's own, ``<survey>.<...>`` as every BLS file is named."""
+    return (
+        name.startswith(survey + ".")
+        and name.isprintable()
+        and "/" not in name
+        and "\\" not in name
+    )
+
+
+def _check_message_roots(message: WorkMessage, *, root_url: str, root_prefix: str) -> None:
+    """Refuse a message that names another source root or mirror prefix than the worker's own.
+
+    A message of an earlier planner repeats the worker's configuration and passes (compared
+    after the trailing slash is normalised); any other value fails the message before anything
+    is fetched or written.
+
+    Raises:
+        ConfigError: the message names another ``root_url`` or ``root_prefix``.
+    """
+    if message.root_url is not None and _root(message.root_url) != _root(root_url):
+        raise ConfigError(
+            f"the work message names root_url {_shown(message.root_url)} but this worker "
+            f"mirrors {root_url!r} (RQ_BLS_ROOT_URL); refused, nothing fetched"
+        )
+    if message.root_prefix is not None and _prefix(message.root_prefix) != _prefix(root_prefix):
+        raise ConfigError(
+            f"the work message names root_prefix {_shown(message.root_prefix)} but this worker "
+            f"writes under {root_prefix!r} (RQ_BLS_ROOT_PREFIX); refused, nothing written"
+        )
+
+
+def _root(url: str) -> str:
+    return url.strip().rstrip("/") + "/"
+
+
+def _prefix(prefix: str) -> str | None:
+    try:
+        return normalise_prefix(prefix)
+    except ConfigError:
+        return None  # never equal to a configured prefix, which normalises
 
 
 @dataclass
@@ -160,9 +253,11 @@ def plan_work(
         population_key: where the population JSON is stored.
 
     Returns:
-        One message per survey (excluding its big files) and one per big file. A survey whose
-        listing fails here still gets its message: its worker will retry the listing and fail
-        alone.
+        One message per survey (excluding its big files) and one per big file (named
+        ``<survey>.*``, as a worker accepts). A survey whose listing fails here still gets its
+        message: its worker will retry the listing and fail alone. The messages name surveys
+        and files only: the workers' own configuration, which must match the planner's, says
+        where the root and the mirrors are.
 
     Raises:
         ConfigError: a bad survey name or size.
@@ -189,9 +284,14 @@ def plan_work(
             plan.listing_errors[name] = str(exc)
             log.warning("planning %s: listing failed: %s", name, exc, extra={"survey": name})
             files = []
-        big = [f.name for f in files if f.size is not None and f.size > big_file_bytes]
-        plan.messages.append(WorkMessage(name, None, tuple(big), root_url, root_prefix))
-        plan.messages.extend(WorkMessage(name, b, (), root_url, root_prefix) for b in big)
+        # Only a file a worker accepts in a message gets one; any other stays in the survey's.
+        big = [
+            f.name
+            for f in files
+            if f.size is not None and f.size > big_file_bytes and _survey_file(name, f.name)
+        ]
+        plan.messages.append(WorkMessage(name, None, tuple(big)))
+        plan.messages.extend(WorkMessage(name, b) for b in big)
     return plan
 
 
@@ -212,6 +312,8 @@ def run_work(
     *,
     store: ObjectStore,
     http: HttpClient,
+    root_url: str = DEFAULT_ROOT_URL,
+    root_prefix: str = "",
     transfers: int = DEFAULT_TRANSFERS,
     wait: float = 0.0,
     vintages: bool = False,
@@ -225,6 +327,9 @@ def run_work(
         message: the work.
         store: the mirror bucket.
         http: the worker's client (its rate is the worker's share of the politeness budget).
+        root_url: the root the surveys are under: the worker's configuration
+            (``RQ_BLS_ROOT_URL``), whatever the message says.
+        root_prefix: the prefix the survey mirrors are under (``RQ_BLS_ROOT_PREFIX``).
         transfers: files moved at once.
         wait: seconds to wait for the survey's lease before failing.
         vintages: require a versioned bucket (see :func:`rearcquest.sync.sync_bls`).
@@ -237,13 +342,17 @@ def run_work(
         The sync's result (already checked: a failed file or guard raises).
 
     Raises:
+        ConfigError: the message names another root or prefix than ``root_url`` and
+            ``root_prefix`` (nothing was fetched or written), or the survey's mirror would land
+            on rq's own objects.
         LeaseHeldError: another message of the survey holds its lease; retry later.
         RqError: the sync failed (listing, files, delete guard, S3).
     """
     from rearcquest.sync import sync_bls
 
+    _check_message_roots(message, root_url=root_url, root_prefix=root_prefix)
     prefix = survey_prefix(
-        message.root_prefix,
+        root_prefix,
         message.survey,
         tables_prefix=tables_prefix,
         population_key=population_key,
@@ -252,7 +361,7 @@ def run_work(
         if message.file is not None:
             result = sync_bls(
                 store,
-                source_url=survey_url(message.root_url, message.survey),
+                source_url=survey_url(root_url, message.survey),
                 prefix=prefix,
                 include=(glob.escape(message.file),),
                 delete=False,
@@ -265,7 +374,7 @@ def run_work(
         else:
             result = sync_bls(
                 store,
-                source_url=survey_url(message.root_url, message.survey),
+                source_url=survey_url(root_url, message.survey),
                 prefix=prefix,
                 exclude=tuple(glob.escape(n) for n in message.exclude),
                 transfers=transfers,
@@ -322,6 +431,10 @@ def process_work_batch(
         try:
             with handling_message(message_id):
                 _run_record(record, run)
+        except _RefusedMessage as exc:
+            with handling_message(message_id):
+                log.error("work message refused: %s", exc)
+            failures.append({"itemIdentifier": message_id})
         except Exception as exc:  # one failed message must not fail the batch
             with handling_message(message_id):
                 log.error("work message failed: %s", exc, exc_info=not isinstance(exc, RqError))
@@ -329,17 +442,26 @@ def process_work_batch(
     return {"batchItemFailures": failures}
 
 
+class _RefusedMessage(ValueError):
+    """A record whose body is not a work message (logged without a traceback)."""
+
+
 def _run_record(record: dict[str, Any], run: Callable[[WorkMessage], object]) -> None:
     """Parse and run one record's work message.
 
     Raises:
         ValueError: the body is not a work message.
-        RqError: the work failed.
+        RqError: the work failed, or the message names another root or prefix than the
+            worker's (:func:`_check_message_roots`).
     """
     body = record.get("body")
     if not isinstance(body, str):
-        raise ValueError("the message has no body")
-    run(WorkMessage.from_json(body))
+        raise _RefusedMessage("the message has no body")
+    try:
+        message = WorkMessage.from_json(body)
+    except ValueError as exc:
+        raise _RefusedMessage(str(exc)) from exc
+    run(message)
 
 
 @dataclass(frozen=True)

@@ -171,18 +171,22 @@ def work_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Sync what each message of an SQS batch from the work queue names (the fan-out worker).
 
     See :func:`rearcquest.pipeline.run_work_batch`; settings come from ``RQ_*`` variables and
-    ``RQ_MAX_RPS`` is this worker's share of the politeness budget. Failed messages (a held
-    lease, a failed listing or file) are returned in ``batchItemFailures`` and retried.
+    ``RQ_MAX_RPS`` is this worker's share of the politeness budget. The source root and the
+    mirrors' prefix are ``RQ_BLS_ROOT_URL`` and ``RQ_BLS_ROOT_PREFIX``, never a message's: a
+    message naming others fails alone. Failed messages (a held lease, a failed listing or file,
+    a refused message) are returned in ``batchItemFailures`` and retried.
     """
     from rearcquest.fanout import FanoutSettings
     from rearcquest.pipeline import run_work_batch
 
     with _invocation(context):
         settings = Settings.from_env()
+        fanout = FanoutSettings.from_env()
         return run_work_batch(
             event,
             settings,
-            root_url=FanoutSettings.from_env().root_url,
+            root_url=fanout.root_url,
+            root_prefix=fanout.root_prefix,
             s3_client=_s3_client(),
             glue_client=_glue_client() if settings.glue_database else None,
         )

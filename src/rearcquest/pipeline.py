@@ -998,6 +998,7 @@ def run_work_batch(
     settings: Settings,
     *,
     root_url: str | None = None,
+    root_prefix: str = "",
     s3_client: S3Client | None = None,
     glue_client: Any = None,
     retry: RetryPolicy | None = None,
@@ -1017,7 +1018,10 @@ def run_work_batch(
     Args:
         event: the SQS batch event.
         settings: the bucket, contact and the worker's rate (``max_rps``).
-        root_url: the root the messages name (it picks the default rate: 1/s for bls.gov).
+        root_url: the root the surveys are under (``RQ_BLS_ROOT_URL``; it picks the default
+            rate: 1/s for bls.gov). A message naming another root fails alone, unfetched.
+        root_prefix: the prefix the survey mirrors are under (``RQ_BLS_ROOT_PREFIX``). A
+            message naming another prefix fails alone, unwritten.
         s3_client: a boto3 S3 client to reuse.
         glue_client: a Glue client to reuse (with ``settings.glue_database``).
         retry: the retry policy for the source.
@@ -1039,8 +1043,9 @@ def run_work_batch(
     catalog = _catalog(settings.glue_database, glue_client)
     from rearcquest.config import DEFAULT_ROOT_URL
 
+    root_url = root_url or DEFAULT_ROOT_URL
     with make_http(
-        root_url or DEFAULT_ROOT_URL,
+        root_url,
         contact=settings.contact,
         user_agent=settings.user_agent,
         max_rps=settings.max_rps,
@@ -1058,6 +1063,8 @@ def run_work_batch(
                 message,
                 store=store,
                 http=http,
+                root_url=root_url,
+                root_prefix=root_prefix,
                 wait=wait,
                 vintages=settings.vintages,
                 on_synced=after if settings.tables else None,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import json
 import logging
 import threading
@@ -52,6 +53,8 @@ from rearcquest.errors import (
     DeleteGuardError,
     PreconditionFailedError,
     RqError,
+    SourceChangedError,
+    SourceError,
     StateConflictError,
     StorageError,
     TransferError,
@@ -283,6 +286,9 @@ class SyncResult:
     # why it failed (see rearcquest.pipeline.tables_after_sync).
     tables: dict[str, Any] | None = None
     tables_error: str | None = None
+    # Files whose body was not the listed size (they changed at the source during the run); also
+    # in ``errors``. The sync lists the directory once more when there are any.
+    changed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary printed by ``rq sync-bls --format json``.
@@ -731,6 +737,8 @@ def apply_plan(
         with lock:
             if error is not None or entry is None:
                 result.errors.append(FileError(name, str(error)))
+                if isinstance(error, SourceChangedError):
+                    result.changed.append(name)
             else:
                 files[name] = entry
                 getattr(result, outcome).append(name)
@@ -845,7 +853,8 @@ def apply_plan(
                 files.pop(action.name, None)
     for name in plan.forget:
         files.pop(name, None)
-    for names in (result.added, result.updated, result.deleted, result.unchanged, result.restamped):
+    lists = (result.added, result.updated, result.deleted, result.unchanged, result.restamped)
+    for names in (*lists, result.changed):
         names.sort()
     result.errors.sort(key=lambda e: e.name)
     result.bytes_downloaded = counter.downloaded
@@ -973,6 +982,13 @@ def sync_bls(
 ) -> SyncResult:
     """Mirror the BLS directory at ``source_url`` into ``store`` under ``prefix``.
 
+    A file whose body is not the size its listing gives changed at the source during the run
+    (a release published meanwhile): the directory is then listed once more and, if that
+    listing differs, the whole directory is planned again against it and what the new plan
+    says is transferred, so the mirror ends on the new release entirely. A listing that does
+    not differ, or a file that changes again, fails that file as any other (one more look
+    only).
+
     Args:
         store: the bucket to mirror into.
         source_url: a BLS ``time.series/<survey>/`` directory (or any directory page).
@@ -1094,9 +1110,8 @@ def sync_bls(
                 result.delete_guard = result.deletes_skipped = plan.delete_guard
                 result.requests = http.requests
                 return result
-            result = apply_plan(
-                plan,
-                state,
+            apply = functools.partial(
+                apply_plan,
                 store=store,
                 http=http,
                 prefix=prefix,
@@ -1106,7 +1121,19 @@ def sync_bls(
                 state_key=state_key,
                 check_lease=lease.check if lease is not None else None,
             )
-            if on_synced is not None and not plan.delete_guard:
+            result = apply(plan, state)
+            if result.changed:
+                result = _look_again(
+                    result,
+                    remote,
+                    apply,
+                    store=store,
+                    http=http,
+                    rules=rules,
+                    keep=keep,
+                    state_key=state_key,
+                )
+            if on_synced is not None and not result.plan.delete_guard:
                 on_synced(result)
     finally:
         if own_client:
@@ -1187,3 +1214,75 @@ def _plan_without_lease(
     result.unchanged = [a.name for a in plan.actions]
     result.requests = http.requests
     return result, remote
+
+
+def _look_again(
+    first: SyncResult,
+    listing: Sequence[RemoteFile],
+    apply: Callable[[SyncPlan, SyncState], SyncResult],
+    *,
+    store: ObjectStore,
+    http: HttpClient,
+    rules: _Rules,
+    keep: tuple[str, ...],
+    state_key: str,
+) -> SyncResult:
+    """The one more look of a run during which files changed at the source.
+
+    The directory is listed again. If the listing differs from the one the run followed, the
+    whole directory is planned again against it (from a fresh read of the bucket and the state
+    the first pass wrote) and that plan is applied: files the first pass wrote from the old
+    release are updated, those it could not are added, and the deletes and the release log
+    follow the new listing. Otherwise the files fail as they did, with the reason.
+
+    Returns:
+        The run's result: the second pass's, with what the first one wrote.
+
+    Raises:
+        LeaseLostError, StateConflictError, StorageError: as :func:`apply_plan`.
+    """
+    from rearcquest.sources.bls import fetch_listing
+
+    source_url, prefix = first.source_url, first.prefix
+    log.warning(
+        "%s changed at the source during the run (the body is not the listed size); listing %s "
+        "again",
+        ", ".join(first.changed),
+        source_url,
+    )
+    try:
+        second = fetch_listing(http, source_url)
+    except SourceError as exc:
+        return _noted(first, f"listing the directory again failed: {exc}")
+    if list(second) == list(listing):
+        return _noted(
+            first,
+            "the directory, listed again, still gives the old size: the server's listing and "
+            "file disagree",
+        )
+    stored = {o.key: o for o in store.list_objects(prefix)}
+    state = load_state(store, prefix, source_url, stored, keep=keep, state_key=state_key)
+    again = apply(rules.plan(second, state, stored, prefix), state)
+    again = _noted(
+        again,
+        "it changed again after the directory was listed a second time (rq looks once more only)",
+    )
+    added = set(first.added) | set(again.added)
+    updated = (set(first.updated) | set(again.updated)) - added
+    done = added | updated | set(again.deleted)
+    again.added = sorted(added - set(again.deleted))
+    again.updated = sorted(updated - set(again.deleted))
+    again.unchanged = sorted(set(again.unchanged) - done)
+    again.restamped = sorted((set(first.restamped) | set(again.restamped)) - done)
+    again.bytes_downloaded += first.bytes_downloaded
+    again.bytes_uploaded += first.bytes_uploaded
+    return again
+
+
+def _noted(result: SyncResult, why: str) -> SyncResult:
+    """``result`` with ``why`` added to the error of each file that changed at the source."""
+    changed = set(result.changed)
+    result.errors = [
+        FileError(e.name, f"{e.message}; {why}") if e.name in changed else e for e in result.errors
+    ]
+    return result

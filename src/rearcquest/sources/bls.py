@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
-from rearcquest.errors import DataError, ListingError
+from rearcquest.errors import DataError, ListingError, SourceChangedError
 
 if TYPE_CHECKING:
     from rearcquest.sources._http import HttpClient
@@ -392,9 +392,10 @@ def download(
     Raises:
         SourceError: the server failed after retries, answered an error, redirected outside
             its origin or sent the body too slowly.
-        DataError: the body's length differs from ``Content-Length`` or from the listed size
-            (with or without a ``Content-Length``; a longer body is cut off as soon as it
-            exceeds the listed size).
+        DataError: the body's length differs from ``Content-Length``.
+        SourceChangedError: the body's length differs from the listed size (with or without a
+            ``Content-Length``; a longer body is cut off as soon as it exceeds the listed size):
+            the file changed since it was listed.
         Exception: whatever the sink raised; the sink has been aborted.
     """
     headers = {"Accept-Encoding": "identity"}
@@ -416,7 +417,7 @@ def download(
                     if file.size is not None and size > file.size:
                         # Stop at once: a body longer than listed (chunked, no Content-Length)
                         # could otherwise go on for ever, and into S3.
-                        raise DataError(
+                        raise SourceChangedError(
                             f"{file.name}: the server sent more than the {file.size} bytes the "
                             "listing says; the file may be changing on the server, try again later"
                         )
@@ -430,7 +431,7 @@ def download(
                         f"{file.name}: received {size} bytes but Content-Length said {length}"
                     )
                 if file.size is not None and file.size != size:
-                    raise DataError(
+                    raise SourceChangedError(
                         f"{file.name}: received {size} bytes but the listing says {file.size}; "
                         "the file may be changing on the server, try again later"
                     )
