@@ -535,6 +535,7 @@ def test_analyze_auto_reads_the_text_when_the_tables_cannot_be_checked(
         return None
 
     store.client.meta.events.register("before-call.s3.HeadObject", deny)
+    store.client.meta.events.register("before-call.s3.GetObject", deny)
     with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
         analysis = analyze(
             bls="s3://test-bucket/pr/pr.data.0.Current",

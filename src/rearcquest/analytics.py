@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from rearcquest.config import Settings
-from rearcquest.errors import ConfigError, DataError
+from rearcquest.errors import QUOTE_LIMIT, ConfigError, DataError, clipped, quoted
 
 if TYPE_CHECKING:
     import polars as pl
@@ -104,14 +104,18 @@ def _read_header(path: Path, source: str) -> list[str]:
         raise DataError(f"{source} line 1: the header is not UTF-8 text") from exc
     missing = [name for name in REQUIRED_COLUMNS if name not in names]
     if missing:
-        found = ", ".join(repr(n) for n in names)
+        found = ", ".join(quoted(n) for n in names[:20]) + (
+            f" and {len(names) - 20} more" if len(names) > 20 else ""
+        )
         raise DataError(
             f"{source} line 1: missing column {', '.join(missing)} (the header has {found}); "
             "is this a tab-separated BLS time-series data file?"
         )
     duplicated = sorted({n for n in names if n and names.count(n) > 1})
     if duplicated:
-        raise DataError(f"{source} line 1: column {', '.join(duplicated)} appears twice")
+        raise DataError(
+            f"{source} line 1: column {', '.join(clipped(n, QUOTE_LIMIT) for n in duplicated[:5])} appears twice"
+        )
     return names
 
 
@@ -136,15 +140,15 @@ def _problems(non_numbers: bool = False) -> list[tuple[str, pl.Expr]]:
     return [
         ("no series_id", _empty("series_id")),
         ("no year", _empty("year")),
-        ("year {year!r} is not a four-digit year", ~year.is_between(1000, 9999).fill_null(False)),
+        ("year {year} is not a four-digit year", ~year.is_between(1000, 9999).fill_null(False)),
         ("no period", _empty("period")),
         ("no value", _empty("value")),
         (
-            f"value {{value!r}} is not a decimal number with at most {VALUE_SCALE} decimals",
+            f"value {{value}} is not a decimal number with at most {VALUE_SCALE} decimals",
             ~number.fill_null(False),
         ),
         (
-            "value {value!r} does not fit DECIMAL(18,3) (at most 15 digits before the point)",
+            "value {value} does not fit DECIMAL(18,3) (at most 15 digits before the point)",
             pl.col("value").str.contains(_TOO_LONG_PATTERN).fill_null(False),
         ),
     ]
@@ -153,7 +157,8 @@ def _problems(non_numbers: bool = False) -> list[tuple[str, pl.Expr]]:
 def _describe(row: dict[str, Any], flags: dict[str, bool]) -> str:
     for template, _ in _problems():  # the templates do not depend on non_numbers
         if flags[template]:
-            return template.format(**row)
+            # A cell is quoted by its start: one huge cell must not make a huge message.
+            return template.format(**{name: quoted(value) for name, value in row.items()})
     return "malformed row"  # pragma: no cover - a flagged row matches one of the problems
 
 
