@@ -1137,10 +1137,13 @@ def _check_mirrored(store: ObjectStore, root: str, surveys: Iterable[str]) -> No
     """
     missing = [s for s in surveys if store.head(f"{root}{s}/{s}.series") is None]
     if missing:
-        where = ", ".join(store.url(f"{root}{s}/") + f" holds no {s}.series" for s in missing)
+        where = "; ".join(
+            f"{store.url(f'{root}{s}/')} holds no {s}.series: is {s!r} a mirrored survey?"
+            for s in missing
+        )
         raise ConfigError(
-            f"{where}: not a mirrored survey (rq sync-bls mirrors one; --survey all takes every "
-            "one found); nothing was built"
+            f"{where} (rq sync-bls mirrors one; --survey all takes every one found); nothing "
+            "was built"
         )
 
 
