@@ -486,3 +486,29 @@ def test_fanout_workers_register_the_glue_tables_of_surveys_the_stack_cannot_kno
         "s3://rq-bls/tables/zz/observations/file=${file}/"
     )
     assert tables["zz_series"]["StorageDescriptor"]["Location"] == "s3://rq-bls/tables/zz/series/"
+
+
+def test_one_surveys_unexpected_tables_failure_never_stops_the_others(
+    store: ObjectStore, server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rearcquest import tables
+
+    assert sync_both(store, server).exit_code == 0
+    # Nothing changes at the source; zz's tables need a build (its manifest is gone), and
+    # checking pr's meets a bug.
+    store.delete_many([manifest_key("tables/", "zz")])
+    need = tables.tables_need_build
+
+    def buggy(store_: ObjectStore, survey: str, **options: Any) -> str | None:
+        if survey == "pr":
+            raise RuntimeError("boom")
+        return need(store_, survey, **options)
+
+    monkeypatch.setattr(tables, "tables_need_build", buggy)
+    second = sync_both(store, server)
+    pr, zz = second.surveys["pr"], second.surveys["zz"]
+    assert pr.exit_code == 1
+    assert "unexpected error (RuntimeError: boom)" in str(pr.error)
+    assert zz.error is None, zz.error
+    assert zz.result.tables["reason"] == "no tables yet"  # type: ignore[union-attr]
+    assert store.head(manifest_key("tables/", "zz")) is not None

@@ -1147,7 +1147,9 @@ def _check_mirrored(store: ObjectStore, root: str, surveys: Iterable[str]) -> No
         )
 
 
-def _survey_failed(result: TablesResult, survey: str, key: str, exc: Exception) -> None:
+def _survey_failed(
+    result: TablesResult, survey: str, key: str, exc: Exception, *, source: str
+) -> None:
     """Record that a survey's tables could not be built (or looked at) at all."""
     from rearcquest.errors import ConcurrentSyncError
 
@@ -1161,7 +1163,9 @@ def _survey_failed(result: TablesResult, survey: str, key: str, exc: Exception) 
         error = f"unexpected error ({type(exc).__name__}: {exc}); please report it"
         log.error("the tables of %s were not built: %s", survey, error, exc_info=exc)
     held = isinstance(exc, ConcurrentSyncError)
-    result.builds.append(TableBuild(survey, LEASE_HELD, key, "failed", error=error, held=held))
+    result.builds.append(
+        TableBuild(survey, LEASE_HELD, key, "failed", source, error=error, held=held)
+    )
 
 
 def build_tables(
@@ -1249,7 +1253,7 @@ def build_tables(
             except LockUnsupportedError:
                 raise  # the endpoint's, not the survey's: met at the first survey, before writing
             except Exception as exc:  # one survey's failure, of any kind, never stops the others
-                _survey_failed(result, survey, key, exc)
+                _survey_failed(result, survey, key, exc, source=store.url(f"{root}{survey}/"))
     if population_object:
         try:
             _build_population(
@@ -1261,8 +1265,9 @@ def build_tables(
                 result=result,
             )
         except Exception as exc:  # nor does the population table's: the surveys' stand
+            source = (population_store or store).url(population_object)
             key = population_key(tables_prefix)
-            _survey_failed(result, POPULATION_TABLE, key, exc)
+            _survey_failed(result, POPULATION_TABLE, key, exc, source=source)
     return result
 
 
