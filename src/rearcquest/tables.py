@@ -10,7 +10,8 @@
     <P>population/_manifest.json
 
 A table is rebuilt only when the sha256 of its input changed (the ``rq-sha256`` metadata that
-``rq sync-bls`` writes on every mirrored object); each Parquet object goes up in one PUT (or one
+``rq sync-bls`` writes on every mirrored object) or the table's own ``rq-sha256`` metadata no
+longer records it (the manifest alone is not trusted); each Parquet object goes up in one PUT (or one
 completed multipart upload), so a reader sees the old table or the new one, never half of one,
 and the manifest is switched only after it. :func:`run_sql` runs Polars SQL over the tables,
 local or in S3. The schemas and examples are in ``docs/tables.md``.
