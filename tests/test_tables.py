@@ -935,6 +935,16 @@ def test_a_bad_header_fails_the_series_table_naming_the_file(
     assert store.head(observations_key("tables/", "zz", "zz.data.0.Current")) is not None
 
 
+def test_a_data_file_with_bare_carriage_returns_fails_naming_the_file(store: Any) -> None:
+    cr_only = ZZ["zz.data.0.Current"].replace("\r\n", "\r")
+    mirror_zz(store, **{"zz.data.0.Current": cr_only})
+    (failed,) = build_tables(store, surveys=["zz"]).failed
+    assert failed.error == (
+        "s3://test-bucket/zz/zz.data.0.Current line 1: its lines end in a bare carriage return "
+        "(old Mac text); BLS files end them in LF or CRLF"
+    )
+
+
 def test_a_mapping_text_column_named_title_is_renamed() -> None:
     series = read_tsv(ZZ["zz.series"].encode(), source="zz.series")
     area = read_tsv(b"area_code\ttitle\r\nA1\tNorth\r\n", source="zz.area")
@@ -1005,3 +1015,33 @@ def test_one_surveys_failure_of_any_kind_never_stops_the_others(
         ("zz", "cannot list s3://test-bucket/zz/: access denied")
     ]
     assert statuses(result)[series_key("tables/", "pr")] == "built"
+
+
+def test_random_headers_decode_or_fail_with_a_data_error() -> None:
+    import random
+
+    rng = random.Random(1919)
+    names = ["series_id", " series_id", "title", "area_code", "area_name", "item", "Item_code",
+             "Item_text", "x", "", "title ", "area_title"]  # fmt: skip
+    endings = ["\n", "\r\n", "\r"]
+
+    def text(columns: list[str], rows: int) -> bytes:
+        end = rng.choice(endings)
+        lines = ["\t".join(columns)] + [
+            "\t".join(rng.choice(["A1", "X", "", "B2"]) for _ in columns) for _ in range(rows)
+        ]
+        return (end.join(lines) + end).encode()
+
+    for case in range(500):
+        series_columns = ["series_id", *rng.sample(names, rng.randint(0, 4))]
+        mapping_columns = rng.sample(names, rng.randint(1, 4))
+        try:
+            series = read_tsv(text(series_columns, 3), source="zz.series")
+            mapping = read_tsv(text(mapping_columns, 2), source="zz.area")
+            decoded, _ = decode_series(series, {"zz.area": mapping})
+        except DataError:
+            continue
+        except Exception as exc:
+            raise AssertionError(f"case {case}: {series_columns} {mapping_columns}") from exc
+        assert decoded.columns[-1] == "title"
+        assert len(set(decoded.columns)) == len(decoded.columns)

@@ -95,6 +95,11 @@ def _read_header(path: Path, source: str) -> list[str]:
         raise ConfigError(f"{source}: no such file") from exc
     except OSError as exc:
         raise DataError(f"{source}: cannot be read: {exc.strerror or exc}") from exc
+    if b"\r" in first.rstrip(b"\r\n"):
+        raise DataError(
+            f"{source} line 1: its lines end in a bare carriage return (old Mac text); BLS files "
+            "end them in LF or CRLF"
+        )
     if not first.strip():
         expected = " ".join(REQUIRED_COLUMNS)
         raise DataError(f"{source} line 1: no header; expected the columns {expected}")
@@ -390,7 +395,7 @@ def _translated(bls: str | Path | None, source: str | None) -> Iterator[None]:
         if found is not None:
             raise DataError(f"{name} line {found[0]}: {found[1]}") from exc
         text = str(exc).strip()
-        reason = text.splitlines()[0] if text else type(exc).__name__
+        reason = clipped(text.splitlines()[0] if text else type(exc).__name__, 200)
         raise DataError(f"{name}: cannot be read as a BLS data file: {reason}") from exc
 
 
