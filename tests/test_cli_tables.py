@@ -299,3 +299,55 @@ def test_a_glue_refusal_after_the_build_keeps_the_tables_and_fails(mirror: Any) 
         run.raise_for_errors()
     assert "tables/pr/series/series.parquet" in keys(mirror, "tables/")
     assert glue.get_tables(DatabaseName=database)["TableList"] == []
+
+
+def test_a_survey_not_in_the_bucket_is_exit_2_with_nothing_written(mirror: Any) -> None:
+    """Every survey named is checked before any is built (docs/tables.md)."""
+    result = rq("--survey", "pr,zz,yy", "--format", "json")
+    assert result.exit_code == 2, result.output
+    assert "holds no zz.series: is 'zz' a mirrored survey?" in result.stderr
+    assert "holds no yy.series" in result.stderr
+    assert "nothing was built" in result.stderr
+    assert result.stdout == ""
+    assert keys(mirror, "tables/") == []
+    assert keys(mirror, "pr/") == sorted(f"pr/{name}" for name in release("2024-06-06"))
+
+
+def test_one_surveys_unexpected_failure_is_exit_1_with_the_others_summary(
+    mirror: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rearcquest import tables
+
+    mirror.put_object(Bucket=mirror.bucket, Key="zz/zz.series", Body=b"series_id\nZZ1\n")
+    build = tables._build_survey
+
+    def flaky(store: Any, survey: str, **options: Any) -> None:
+        if survey == "pr":
+            raise RuntimeError("boom")
+        build(store, survey, **options)
+
+    monkeypatch.setattr(tables, "_build_survey", flaky)
+    result = rq("--survey", "pr,zz", "--format", "json")
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["failed"] == 1
+    assert {(t["survey"], t["status"]) for t in doc["tables"]} == {
+        ("pr", "failed"),
+        ("zz", "built"),
+    }
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: 1 table(s) not built: s3://{mirror.bucket}/pr/: unexpected error "
+        "(RuntimeError: boom); please report it"
+    )
+
+
+def test_rq_tables_rebuilds_a_partition_overwritten_under_a_current_manifest(mirror: Any) -> None:
+    assert rq().exit_code == 0
+    part = "tables/pr/observations/file=pr.data.0.Current/part-0.parquet"
+    mirror.put_object(Bucket=mirror.bucket, Key=part, Body=b"PAR1 other bytes")
+    result = rq("--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert {t["key"]: t["status"] for t in doc["tables"]}[part] == "built"
+    analyzed = runner.invoke(app, ["analyze", "--report", "best-year", "--from", "tables"])
+    assert analyzed.exit_code == 0, analyzed.output

@@ -369,3 +369,53 @@ def test_rq_run_refuses_surveys_with_a_bls_prefix(
     result = runner.invoke(app, ["run", "--survey", "pr"])
     assert result.exit_code == 2  # a configuration error, before any request
     assert "RQ_BLS_PREFIX cannot be combined with --survey" in result.output
+
+
+BROKEN_STEPS = [
+    ("rearcquest.sync.sync_bls", "sync-bls"),
+    ("rearcquest.population.fetch_population", "fetch-population"),
+    ("rearcquest.tables.build_population_table", "tables"),
+]
+
+
+@pytest.mark.parametrize(("target", "step"), BROKEN_STEPS, ids=[step for _, step in BROKEN_STEPS])
+def test_rq_run_runs_every_step_whatever_an_earlier_one_raised(
+    buckets: tuple[str, str, Any],
+    bls_server: OfflineServer,
+    moto_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+    step: str,
+) -> None:
+    bls, pop, client = buckets
+    cron_env(monkeypatch, buckets, bls_server, moto_server)
+    monkeypatch.setenv("RQ_TABLES", "1")
+
+    def bug(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(target, bug)
+    result = runner.invoke(app, ["run", "--reports", "--format", "json"])
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)  # the summary still prints
+    assert doc["ok"] is False
+    errors = {
+        "sync-bls": doc["sync"]["error"],
+        "fetch-population": doc["population"]["error"],
+        "tables": doc["tables"]["error"],
+    }
+    assert errors[step] == "unexpected error (RuntimeError: boom); please report it"
+    # Every later step ran: the population was fetched, its table built, the reports computed.
+    if step != "fetch-population":
+        assert client.head_object(Bucket=pop, Key="datausa/population.json")
+        assert errors["fetch-population"] is None
+    if step == "sync-bls":
+        assert client.head_object(Bucket=bls, Key="tables/population/population.parquet")
+    if step == "fetch-population":  # the tables step ran, and found no answer to build from
+        warnings = doc["tables"]["summary"]["population"]["warnings"]
+        assert "does not exist: no population table" in warnings[0]
+    # The reports ran too: on what is stored (nothing to read when the sync or fetch failed).
+    assert doc["reports"]["summary"] is not None or doc["reports"]["error"] is not None
+    if step == "tables":
+        assert doc["reports"]["error"] is None
+    assert f"{step} failed: unexpected error (RuntimeError: boom)" in result.stderr

@@ -486,3 +486,35 @@ def test_fanout_workers_register_the_glue_tables_of_surveys_the_stack_cannot_kno
         "s3://rq-bls/tables/zz/observations/file=${file}/"
     )
     assert tables["zz_series"]["StorageDescriptor"]["Location"] == "s3://rq-bls/tables/zz/series/"
+
+
+def test_one_surveys_unexpected_tables_failure_never_stops_the_others(
+    store: ObjectStore, server: OfflineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rearcquest import tables
+
+    build = tables.build_tables
+
+    def buggy(store_: ObjectStore, *, surveys: list[str], **options: Any) -> Any:
+        if surveys == ["pr"]:
+            raise RuntimeError("boom")
+        return build(store_, surveys=surveys, **options)
+
+    monkeypatch.setattr(tables, "build_tables", buggy)
+    result = sync_both(store, server)
+    pr, zz = result.surveys["pr"], result.surveys["zz"]
+    # pr's files are synced and its summary kept; its tables failed, alone.
+    assert pr.exit_code == 1
+    assert pr.error == (
+        "the files were synced but not their tables: unexpected error (RuntimeError: boom); "
+        "please report it"
+    )
+    assert pr.result is not None and len(pr.result.added) > 0
+    assert store.head("pr/pr.series") is not None
+    assert zz.error is None, zz.error
+    assert store.head(series_key("tables/", "zz")) is not None
+    # The next run retries pr's tables (the build never finished) and they are built.
+    monkeypatch.undo()
+    again = sync_both(store, server)
+    assert again.exit_code == 0, again.to_dict()
+    assert store.head(series_key("tables/", "pr")) is not None

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -535,6 +536,7 @@ def test_analyze_auto_reads_the_text_when_the_tables_cannot_be_checked(
         return None
 
     store.client.meta.events.register("before-call.s3.HeadObject", deny)
+    store.client.meta.events.register("before-call.s3.GetObject", deny)
     with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
         analysis = analyze(
             bls="s3://test-bucket/pr/pr.data.0.Current",
@@ -737,3 +739,364 @@ def test_odd_data_file_names_keep_their_rows_and_names_locally(tmp_path: Path) -
     assert answer.rows() == ODD_COUNTS
     columns = run_sql("SELECT * FROM zz_observations LIMIT 1", location=str(tmp_path / "tables"))
     assert columns.columns[-1] == "file"
+
+
+# -- trusting what is verified, never wedging (issue 19) -----------------------------------------
+
+
+@pytest.fixture
+def server_store(moto_server: str) -> Any:
+    """A fresh bucket on moto's server, so ``rq sql`` (Polars' own S3 reader) reaches it."""
+    import uuid
+
+    from rearcquest.storage import ObjectStore, make_s3_client
+
+    store = ObjectStore(make_s3_client(endpoint_url=moto_server), f"t19-{uuid.uuid4().hex[:8]}")
+    store.create_bucket()
+    return store
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [{}, {META_SHA256: "f" * 64}],
+    ids=["no-metadata", "other-sha256"],
+)
+def test_a_partition_overwritten_under_a_current_manifest_is_not_used_and_is_rebuilt(
+    store: Any, metadata: dict[str, str]
+) -> None:
+    from rearcquest.tables import current_partition
+
+    mirror_release(store, "2025-06-05")
+    put_population(store)
+    build_tables(store)
+    manifest = store.get_bytes(manifest_key("tables/", "pr"))
+    current = observations_key("tables/", "pr", "pr.data.0.Current")
+    # Other bytes under the current partition's key (a hostile writer, a half-finished build):
+    # the AllData partition, whose rows differ; the manifest still says current.
+    other = store.get_bytes(observations_key("tables/", "pr", "pr.data.1.AllData"))
+    store.put_bytes(current, other, metadata=metadata)
+    store.put_bytes(series_key("tables/", "pr"), b"not parquet", metadata=metadata)
+    assert store.get_bytes(manifest_key("tables/", "pr")) == manifest
+    assert current_partition(store, "pr/pr.data.0.Current", tables_prefix="tables/") is None
+    assert analyze_from(store, "auto").bls_source == "s3://test-bucket/pr/pr.data.0.Current"
+    with pytest.raises(ConfigError, match="no current table"):
+        analyze_from(store, "tables")
+    again = build_tables(store)
+    assert statuses(again)[current] == "built"
+    assert statuses(again)[series_key("tables/", "pr")] == "built"
+    assert statuses(again)[observations_key("tables/", "pr", "pr.data.1.AllData")] == "unchanged"
+    assert analyze_from(store, "auto").bls_source == "s3://test-bucket/" + current
+
+
+def _kill_between_upload_and_manifest(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Make the manifest write that would record ``name``'s new partition be killed."""
+    from rearcquest import tables
+
+    write = tables._write_manifest
+
+    def killed(store: Any, key: str, doc: Any) -> None:
+        if name in doc.get("files", {}):
+            raise KeyboardInterrupt
+        write(store, key, doc)
+
+    monkeypatch.setattr(tables, "_write_manifest", killed)
+
+
+ORPHAN_CASES = ["force", "new-format", "unreadable-manifest", "killed-before-manifest"]
+
+
+@pytest.mark.parametrize("case", ORPHAN_CASES, ids=ORPHAN_CASES)
+def test_an_orphan_partition_is_removed_whatever_the_manifest_says(
+    server_store: Any, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    from rearcquest.tables import run_sql
+
+    store = server_store
+    extra = observations_key("tables/", "zz", "zz.data.1.Extra")
+    mkey = manifest_key("tables/", "zz")
+    if case == "killed-before-manifest":
+        mirror_zz(store)
+        build_tables(store, surveys=["zz"])
+        mirror_zz(store, **{"zz.data.1.Extra": ZZ["zz.data.0.Current"]})
+        _kill_between_upload_and_manifest(monkeypatch, "zz.data.1.Extra")
+        with pytest.raises(KeyboardInterrupt):
+            build_tables(store, surveys=["zz"])
+        monkeypatch.undo()
+        assert "zz.data.1.Extra" not in json.loads(store.get_bytes(mkey))["files"]
+    else:
+        mirror_zz(store, **{"zz.data.1.Extra": ZZ["zz.data.0.Current"]})
+        build_tables(store, surveys=["zz"])
+    assert store.head(extra) is not None
+    # The data file leaves the mirror; its partition is an orphan.
+    store.delete_many(["zz/zz.data.1.Extra"])
+    force = case == "force"
+    if case == "new-format":
+        doc = json.loads(store.get_bytes(mkey))
+        store.put_bytes(mkey, json.dumps({**doc, "format": 99, "files": {}}).encode())
+    elif case == "unreadable-manifest":
+        store.put_bytes(mkey, b"\x00not a manifest")
+    result = build_tables(store, surveys=["zz"], force=force)
+    assert statuses(result)[extra] == "removed"
+    assert store.head(extra) is None
+    assert result.failed == []
+    files = run_sql(
+        "SELECT DISTINCT file FROM zz_observations", location=store.url("tables/"), store=store
+    )
+    assert files["file"].to_list() == ["zz.data.0.Current"]
+
+
+def _random_json(rng: Any, depth: int = 0) -> Any:
+    kinds = ["null", "bool", "int", "float", "str"] + (["list", "dict"] if depth < 4 else [])
+    kind = rng.choice(kinds)
+    if kind == "null":
+        return None
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "int":
+        return rng.randint(-(10**6), 10**6)
+    if kind == "float":
+        return rng.uniform(-1e9, 1e9)
+    if kind == "str":
+        return rng.choice(["", "zz.data.0.Current", "a" * rng.randint(0, 300), "\u00e9\x00"])
+    if kind == "list":
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    keys = ["format", "files", "series", "complete", "failed", "sha256", "rows", "inputs",
+            "warnings", "zz.data.0.Current", "zz.series", "key", "source"]  # fmt: skip
+    return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+def _mutated_manifest(rng: Any, good: dict[str, Any]) -> bytes:
+    """A manifest an attacker, a disk or a future rq could have left: bytes or shapes."""
+    choice = rng.randrange(6)
+    if choice == 0:
+        return bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))
+    if choice == 1:
+        return json.dumps(_random_json(rng)).encode()
+    if choice == 2:
+        return b"[" * rng.randint(1, 100_000)  # nested past Python's recursion limit
+    doc = json.loads(json.dumps(good))
+    # Replace one value somewhere in the real document's shape.
+    target = doc
+    path = rng.choice(
+        [("format",), ("files",), ("series",), ("failed",), ("complete",),
+         ("files", "zz.data.0.Current"), ("files", "zz.data.0.Current", "sha256"),
+         ("files", "zz.data.0.Current", "rows"), ("series", "inputs"),
+         ("series", "inputs", "zz.series"), ("series", "warnings"), ("series", "rows")]
+    )  # fmt: skip
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = _random_json(rng)
+    return json.dumps(doc).encode()
+
+
+def test_a_manifest_of_any_bytes_or_shape_is_rebuilt_with_one_warning(
+    store: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import random
+
+    from rearcquest.errors import RqError
+    from rearcquest.tables import _read_manifest, current_partition, tables_need_build
+
+    mirror_zz(store)
+    build_tables(store, surveys=["zz"])
+    mkey = manifest_key("tables/", "zz")
+    good = json.loads(store.get_bytes(mkey))
+    rng = random.Random(19)
+    for case in range(400):
+        body = _mutated_manifest(rng, good)
+        store.put_bytes(mkey, body)
+        caplog.clear()
+        try:
+            with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
+                doc = _read_manifest(store, mkey)
+                current_partition(store, "zz/zz.data.0.Current", tables_prefix="tables/")
+                tables_need_build(store, "zz", tables_prefix="tables/")
+                if case % 10 == 0:  # a whole build on every tenth: it runs and mends the manifest
+                    caplog.clear()
+                    result = build_tables(store, surveys=["zz"])
+                    assert result.failed == [], (case, body[:200])
+                    assert tables_need_build(store, "zz", tables_prefix="tables/") is None
+        except RqError:
+            raise AssertionError(f"case {case}: {body[:200]!r}") from None
+        if doc == {} and case % 10 == 0:
+            warned = [r for r in caplog.records if "is not a manifest rq wrote" in r.message]
+            assert len(warned) == 1, (case, body[:200])
+    # Too large to be a manifest: one warning, rebuilt.
+    store.put_bytes(mkey, b" " * (8 * 1024 * 1024 + 1))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
+        result = build_tables(store, surveys=["zz"])
+    assert result.failed == []
+    assert [r.message for r in caplog.records if "larger than" in r.message] == [
+        f"s3://test-bucket/{mkey} is not a manifest rq wrote (larger than 8388608 bytes): "
+        "its tables are rebuilt"
+    ]
+
+
+def test_a_huge_cell_makes_a_short_error_and_a_small_manifest(store: Any) -> None:
+    huge = "9" * 3_000_000
+    bad = ZZ["zz.data.0.Current"] + f"ZZA1\t2001\tM03\t{huge}\t\r\n"
+    mirror_zz(store, **{"zz.data.0.Current": bad})
+    result = build_tables(store, surveys=["zz"])
+    (failed,) = result.failed
+    assert failed.error is not None
+    assert "line 6: value '99999999" in failed.error
+    assert "... (3000000 characters)" in failed.error
+    assert len(failed.error) < 400
+    assert len(store.get_bytes(manifest_key("tables/", "zz"))) < 10_000
+    # Mended, the next build (forced or not) goes through.
+    mirror_zz(store)
+    assert build_tables(store, surveys=["zz"], force=True).failed == []
+
+
+HEADER_CASES = [
+    (
+        "zz.series",
+        "series_id\tarea_code\t series_id \r\nZZA1\tA1\tZZA1\r\n",
+        r"zz/zz\.series line 1: column 'series_id' appears twice",
+    ),
+    (
+        "zz.area",
+        "area_code\tarea_name\tarea_name \r\nA1\tNorth\tN\r\n",
+        r"zz/zz\.area line 1: column 'area_name' appears twice",
+    ),
+    (
+        "zz.series",
+        ZZ["zz.series"].replace("begin_year", "title"),
+        r"zz/zz\.series line 1: a column is named title",
+    ),
+    (
+        "zz.series",
+        ZZ["zz.series"].replace("\r\n", "\r"),
+        r"zz/zz\.series: its lines end in a bare carriage return",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    HEADER_CASES,
+    ids=["series-duplicate", "mapping-duplicate", "series-title", "series-cr-only"],
+)
+def test_a_bad_header_fails_the_series_table_naming_the_file(
+    store: Any, caplog: pytest.LogCaptureFixture, name: str, text: str, message: str
+) -> None:
+    mirror_zz(store, **{name: text})
+    result = build_tables(store, surveys=["zz"])
+    (failed,) = result.failed
+    assert failed.key == series_key("tables/", "zz")
+    assert failed.error is not None
+    assert re.match(r"s3://test-bucket/" + message, failed.error), failed.error
+    assert store.head(observations_key("tables/", "zz", "zz.data.0.Current")) is not None
+
+
+def test_a_data_file_with_bare_carriage_returns_fails_naming_the_file(store: Any) -> None:
+    cr_only = ZZ["zz.data.0.Current"].replace("\r\n", "\r")
+    mirror_zz(store, **{"zz.data.0.Current": cr_only})
+    (failed,) = build_tables(store, surveys=["zz"]).failed
+    assert failed.error == (
+        "s3://test-bucket/zz/zz.data.0.Current line 1: its lines end in a bare carriage return "
+        "(old Mac text); BLS files end them in LF or CRLF"
+    )
+
+
+def test_a_mapping_text_column_named_title_is_renamed() -> None:
+    series = read_tsv(ZZ["zz.series"].encode(), source="zz.series")
+    area = read_tsv(b"area_code\ttitle\r\nA1\tNorth\r\n", source="zz.area")
+    decoded, _ = decode_series(series, {"zz.area": area})
+    assert decoded.columns[:3] == ["series_id", "area_code", "area_title"]
+    assert decoded["title"].to_list()[0] == "North"
+
+
+def test_a_duplicated_header_is_a_data_error() -> None:
+    with pytest.raises(DataError, match=r"^x\.series line 1: column 'a' appears twice"):
+        read_tsv(b"a\t a\nb\tc\n", source="x.series")
+
+
+def test_reports_come_out_without_titles_when_they_cannot_be_decoded(
+    store: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    mirror_release(store, "2025-06-05")
+    put_population(store)
+    build_tables(store)
+    # The series file and its table are both broken: the reports stand, without titles.
+    series = release("2025-06-05")["pr.series"].data.decode()
+    put_file(store, "pr/pr.series", series.replace("series_id", "title", 1).encode())
+    store.put_bytes(series_key("tables/", "pr"), b"PAR1 broken")
+    with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
+        files = analyze_from(store, "files")
+        tables = analyze_from(store, "tables")
+    assert files.titles == {} and tables.titles == {}
+    assert files.best_year.height > 100
+    assert tables.best_year.equals(files.best_year)
+    assert sum("no series titles" in r.message for r in caplog.records) == 2
+
+
+def test_one_surveys_failure_of_any_kind_never_stops_the_others(
+    store: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rearcquest import tables
+
+    mirror_release(store, "2024-06-06")
+    mirror_zz(store)
+    put_population(store)
+    build = tables._build_survey
+
+    def flaky(store_: Any, survey: str, **options: Any) -> None:
+        if survey == "pr":
+            raise RuntimeError("boom")
+        build(store_, survey, **options)
+
+    monkeypatch.setattr(tables, "_build_survey", flaky)
+    with caplog.at_level(logging.ERROR, logger="rearcquest.tables"):
+        result = build_tables(store, surveys=["pr", "zz"], population_object=POPULATION)
+    (failed,) = result.failed
+    assert (failed.survey, failed.table) == ("pr", "*")
+    assert failed.error == "unexpected error (RuntimeError: boom); please report it"
+    assert caplog.records[0].exc_info is not None  # logged with its traceback
+    assert statuses(result)[series_key("tables/", "zz")] == "built"
+    assert statuses(result)[population_key("tables/")] == "built"
+    with pytest.raises(DataError, match=r"1 table\(s\) not built: .*RuntimeError: boom"):
+        result.raise_for_errors()
+
+    def unreadable(store_: Any, survey: str, **options: Any) -> None:
+        if survey == "zz":
+            raise StorageError("cannot list s3://test-bucket/zz/: access denied")
+        build(store_, survey, **options)
+
+    monkeypatch.setattr(tables, "_build_survey", unreadable)
+    result = build_tables(store, surveys=["pr", "zz"])
+    assert [(b.survey, b.error) for b in result.failed] == [
+        ("zz", "cannot list s3://test-bucket/zz/: access denied")
+    ]
+    assert statuses(result)[series_key("tables/", "pr")] == "built"
+
+
+def test_random_headers_decode_or_fail_with_a_data_error() -> None:
+    import random
+
+    rng = random.Random(1919)
+    names = ["series_id", " series_id", "title", "area_code", "area_name", "item", "Item_code",
+             "Item_text", "x", "", "title ", "area_title"]  # fmt: skip
+    endings = ["\n", "\r\n", "\r"]
+
+    def text(columns: list[str], rows: int) -> bytes:
+        end = rng.choice(endings)
+        lines = ["\t".join(columns)] + [
+            "\t".join(rng.choice(["A1", "X", "", "B2"]) for _ in columns) for _ in range(rows)
+        ]
+        return (end.join(lines) + end).encode()
+
+    for case in range(500):
+        series_columns = ["series_id", *rng.sample(names, rng.randint(0, 4))]
+        mapping_columns = rng.sample(names, rng.randint(1, 4))
+        try:
+            series = read_tsv(text(series_columns, 3), source="zz.series")
+            mapping = read_tsv(text(mapping_columns, 2), source="zz.area")
+            decoded, _ = decode_series(series, {"zz.area": mapping})
+        except DataError:
+            continue
+        except Exception as exc:
+            raise AssertionError(f"case {case}: {series_columns} {mapping_columns}") from exc
+        assert decoded.columns[-1] == "title"
+        assert len(set(decoded.columns)) == len(decoded.columns)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from rearcquest.config import Settings
-from rearcquest.errors import ConfigError, DataError
+from rearcquest.errors import QUOTE_LIMIT, ConfigError, DataError, clipped, quoted
 
 if TYPE_CHECKING:
     import polars as pl
@@ -95,6 +95,11 @@ def _read_header(path: Path, source: str) -> list[str]:
         raise ConfigError(f"{source}: no such file") from exc
     except OSError as exc:
         raise DataError(f"{source}: cannot be read: {exc.strerror or exc}") from exc
+    if b"\r" in first.rstrip(b"\r\n"):
+        raise DataError(
+            f"{source} line 1: its lines end in a bare carriage return (old Mac text); BLS files "
+            "end them in LF or CRLF"
+        )
     if not first.strip():
         expected = " ".join(REQUIRED_COLUMNS)
         raise DataError(f"{source} line 1: no header; expected the columns {expected}")
@@ -104,14 +109,18 @@ def _read_header(path: Path, source: str) -> list[str]:
         raise DataError(f"{source} line 1: the header is not UTF-8 text") from exc
     missing = [name for name in REQUIRED_COLUMNS if name not in names]
     if missing:
-        found = ", ".join(repr(n) for n in names)
+        found = ", ".join(quoted(n) for n in names[:20]) + (
+            f" and {len(names) - 20} more" if len(names) > 20 else ""
+        )
         raise DataError(
             f"{source} line 1: missing column {', '.join(missing)} (the header has {found}); "
             "is this a tab-separated BLS time-series data file?"
         )
     duplicated = sorted({n for n in names if n and names.count(n) > 1})
     if duplicated:
-        raise DataError(f"{source} line 1: column {', '.join(duplicated)} appears twice")
+        raise DataError(
+            f"{source} line 1: column {', '.join(clipped(n, QUOTE_LIMIT) for n in duplicated[:5])} appears twice"
+        )
     return names
 
 
@@ -136,15 +145,15 @@ def _problems(non_numbers: bool = False) -> list[tuple[str, pl.Expr]]:
     return [
         ("no series_id", _empty("series_id")),
         ("no year", _empty("year")),
-        ("year {year!r} is not a four-digit year", ~year.is_between(1000, 9999).fill_null(False)),
+        ("year {year} is not a four-digit year", ~year.is_between(1000, 9999).fill_null(False)),
         ("no period", _empty("period")),
         ("no value", _empty("value")),
         (
-            f"value {{value!r}} is not a decimal number with at most {VALUE_SCALE} decimals",
+            f"value {{value}} is not a decimal number with at most {VALUE_SCALE} decimals",
             ~number.fill_null(False),
         ),
         (
-            "value {value!r} does not fit DECIMAL(18,3) (at most 15 digits before the point)",
+            "value {value} does not fit DECIMAL(18,3) (at most 15 digits before the point)",
             pl.col("value").str.contains(_TOO_LONG_PATTERN).fill_null(False),
         ),
     ]
@@ -153,7 +162,8 @@ def _problems(non_numbers: bool = False) -> list[tuple[str, pl.Expr]]:
 def _describe(row: dict[str, Any], flags: dict[str, bool]) -> str:
     for template, _ in _problems():  # the templates do not depend on non_numbers
         if flags[template]:
-            return template.format(**row)
+            # A cell is quoted by its start: one huge cell must not make a huge message.
+            return template.format(**{name: quoted(value) for name, value in row.items()})
     return "malformed row"  # pragma: no cover - a flagged row matches one of the problems
 
 
@@ -387,7 +397,7 @@ def _translated(bls: str | Path | None, source: str | None) -> Iterator[None]:
         if found is not None:
             raise DataError(f"{name} line {found[0]}: {found[1]}") from exc
         text = str(exc).strip()
-        reason = text.splitlines()[0] if text else type(exc).__name__
+        reason = clipped(text.splitlines()[0] if text else type(exc).__name__, 200)
         raise DataError(f"{name}: cannot be read as a BLS data file: {reason}") from exc
 
 

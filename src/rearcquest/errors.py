@@ -151,3 +151,32 @@ class LeaseLostError(ConcurrentSyncError):
 
 class StateConflictError(ConcurrentSyncError):
     """The sync state object changed since this run read it; it was not overwritten."""
+
+
+# A message quotes at most this much of a cell, header or file: one 66 MB cell quoted whole made
+# a 69 MB error, stored in the tables' manifest, that blocked every later build.
+QUOTE_LIMIT = 80
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` for an error message, cut to its first ``limit`` characters.
+
+    Args:
+        value: what the data held (a cell, a header name).
+        limit: the most characters of it to show.
+
+    Returns:
+        ``'1.5'``; or, for a longer value, its start and how long it was:
+        ``'123456...' (66000000 characters)``.
+    """
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return repr(value)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def clipped(message: str, limit: int = 500) -> str:
+    """``message`` cut to ``limit`` characters, saying how long it was (for stored messages)."""
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit]}... ({len(message)} characters)"

@@ -110,7 +110,8 @@ def _recording(step: StepOutcome, name: str) -> Iterator[None]:
     """Record an error raised in the block as the step's failure, instead of raising it.
 
     An ``OSError`` (a full temporary disk, say) is a failure of that step like an
-    :class:`RqError` (exit code 1): the next step still runs.
+    :class:`RqError` (exit code 1), and so is any other exception (a bug: logged with its
+    traceback): the next step still runs.
     """
     try:
         yield
@@ -120,6 +121,14 @@ def _recording(step: StepOutcome, name: str) -> Iterator[None]:
     except OSError as exc:
         step.error, step.exit_code = f"local I/O error: {exc}", 1
         log.error("%s failed: %s", name, step.error)
+    except Exception as exc:  # a bug in one step must not stop the scheduled job's others
+        step.error, step.exit_code = _unexpected(exc), 1
+        log.error("%s failed: %s", name, step.error, exc_info=exc)
+
+
+def _unexpected(exc: BaseException) -> str:
+    """How an error rq did not expect is reported."""
+    return f"unexpected error ({type(exc).__name__}: {exc}); please report it"
 
 
 def sync_with_index(
@@ -224,14 +233,21 @@ def tables_after_sync(
         built = build_tables(
             store, surveys=[survey], root_prefix=root, tables_prefix=where, on_progress=on_progress
         )
-    except (RqError, OSError) as exc:
-        result.tables, result.tables_error = summary, str(exc)
-        log.error("the tables of %s were not built: %s", survey, exc, extra={"survey": survey})
+    except Exception as exc:  # recorded, never raised: the sync's own outcome stands
+        error = str(exc) if isinstance(exc, (RqError, OSError)) else _unexpected(exc)
+        result.tables, result.tables_error = summary, error
+        log.error(
+            "the tables of %s were not built: %s",
+            survey,
+            error,
+            exc_info=None if isinstance(exc, RqError) else exc,
+            extra={"survey": survey},
+        )
         return None
     result.tables = {**built.to_dict(), "skipped": None, "reason": reason}
     try:
         built.raise_for_errors()
-    except DataError as exc:
+    except RqError as exc:
         result.tables_error = str(exc)
         log.error("the tables of %s were not all built: %s", survey, exc, extra={"survey": survey})
         return built
@@ -481,7 +497,17 @@ def sync_surveys_with_tables(
         # survey's error (SyncResult.raise_for_errors). Found unchanged before any lease: now.
         if result is None or result.tables is not None or outcome.error:
             continue
-        after(result)
+        try:
+            after(result)
+        except Exception as exc:  # one survey's failure never stops the others' tables
+            result.tables_error = result.tables_error or _unexpected(exc)
+            log.error(
+                "survey %s failed: %s",
+                outcome.survey,
+                result.tables_error,
+                exc_info=exc,
+                extra={"survey": outcome.survey},
+            )
         if result.tables_error:
             outcome.error = f"the files were synced but not their tables: {result.tables_error}"
             outcome.exit_code = max(outcome.exit_code, 1)

@@ -10,7 +10,8 @@
     <P>population/_manifest.json
 
 A table is rebuilt only when the sha256 of its input changed (the ``rq-sha256`` metadata that
-``rq sync-bls`` writes on every mirrored object); each Parquet object goes up in one PUT (or one
+``rq sync-bls`` writes on every mirrored object) or the table's own ``rq-sha256`` metadata no
+longer records it (the manifest alone is not trusted); each Parquet object goes up in one PUT (or one
 completed multipart upload), so a reader sees the old table or the new one, never half of one,
 and the manifest is switched only after it. :func:`run_sql` runs Polars SQL over the tables,
 local or in S3. The schemas and examples are in ``docs/tables.md``.
@@ -30,7 +31,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
-from rearcquest.errors import ConfigError, DataError, RqError, StorageError
+from rearcquest.errors import (
+    QUOTE_LIMIT,
+    ConfigError,
+    DataError,
+    RqError,
+    StorageError,
+    clipped,
+    quoted,
+)
 from rearcquest.layout import META_SHA256, is_reserved
 
 if TYPE_CHECKING:
@@ -63,6 +72,10 @@ _MANIFEST_FORMAT = 2
 # What Polars' object-store reader cannot address in a key: ASCII control characters.
 _UNADDRESSABLE = re.compile(r"[\x00-\x1f\x7f]")
 TITLE_SEPARATOR: Final = "; "
+_TITLE_CLASH = (
+    "a column is named title, the name of the column rq adds (the decoded texts joined); "
+    "BLS series files have none"
+)
 
 Status = Literal["built", "unchanged", "removed", "failed"]
 
@@ -123,7 +136,8 @@ class TableBuild:
     Attributes:
         survey: the survey (``pr``), or ``population``.
         table: ``observations``, ``series`` or ``population``; :data:`LEASE_HELD` for a survey
-            another run held (``key`` is its lock).
+            whose tables were not built at all: another run held it (``held``), or its build
+            stopped on an error (``key`` is its lock).
         key: the Parquet object's key.
         status: ``built``, ``unchanged`` (its input's sha256 matched the manifest), ``removed``
             (its data file is gone from the mirror) or ``failed`` (nothing written).
@@ -131,6 +145,7 @@ class TableBuild:
         rows: rows written (or recorded by the last build when unchanged).
         sha256: the input's sha256.
         error: why it failed.
+        held: the survey failed because another run held its lease (not in :meth:`to_dict`).
     """
 
     survey: str
@@ -141,6 +156,7 @@ class TableBuild:
     rows: int | None = None
     sha256: str | None = None
     error: str | None = None
+    held: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The build as JSON-ready values."""
@@ -202,13 +218,14 @@ class TablesResult:
         if failed:
             lines = "; ".join(f"{b.source or b.key}: {b.error}" for b in failed)
             message = f"{len(failed)} table(s) not built: {lines}"
-            if all(b.table == LEASE_HELD for b in failed):
+            if all(b.held for b in failed):
                 raise ConcurrentSyncError(message)
             raise DataError(message)
 
 
 _STATUSES: Final[tuple[Status, ...]] = ("built", "unchanged", "removed", "failed")
-# The ``table`` of a survey whose tables were not looked at: another run held its lease.
+# The ``table`` of a survey whose tables were not built at all: another run held its lease, or
+# its build stopped on an error (the survey could not be listed, say).
 LEASE_HELD: Final = "*"
 
 
@@ -230,6 +247,12 @@ def read_tsv(data: bytes, *, source: str) -> pl.DataFrame:
     """
     import polars as pl
 
+    first = data.split(b"\n", 1)[0].rstrip(b"\r")
+    if b"\r" in first:
+        raise DataError(
+            f"{source}: its lines end in a bare carriage return (old Mac text); BLS files end "
+            "them in LF or CRLF"
+        )
     try:
         frame = pl.read_csv(
             io.BytesIO(data),
@@ -240,11 +263,15 @@ def read_tsv(data: bytes, *, source: str) -> pl.DataFrame:
             quote_char=None,
         )
     except pl.exceptions.PolarsError as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = clipped((str(exc).strip().splitlines() or [type(exc).__name__])[0], 200)
         raise DataError(f"{source}: cannot be read as a BLS tab-separated file: {reason}") from exc
     names = [name.strip() for name in frame.columns]
     # A header ending in a tab makes an unnamed empty column: not data.
     keep = [i for i, name in enumerate(names) if name]
+    twice = sorted({names[i] for i in keep if names.count(names[i]) > 1})
+    if twice:
+        shown = ", ".join(quoted(name) for name in twice[:5])
+        raise DataError(f"{source} line 1: column {shown} appears twice (names are trimmed)")
     frame = frame.select(pl.col(frame.columns[i]).str.strip_chars().alias(names[i]) for i in keep)
     return frame.filter(~pl.all_horizontal(pl.col(c).fill_null("") == "" for c in frame.columns))
 
@@ -279,10 +306,16 @@ def decode_series(
 
     Returns:
         The decoded frame, and one warning per code column that no mapping file decodes (it
-        stays a code).
+        stays a code). A text column whose name is taken (or is ``title``) is prefixed by its
+        code column's name.
+
+    Raises:
+        DataError: the series has a ``title`` column of its own.
     """
     import polars as pl
 
+    if "title" in series.columns:
+        raise DataError(f"the series file: {_TITLE_CLASH}")
     by_code: dict[str, tuple[str, pl.DataFrame]] = {}
     for name, frame in sorted(mappings.items()):
         code = _mapping_column(frame.columns)
@@ -299,13 +332,13 @@ def decode_series(
         found = by_code.get(code)
         if found is None:
             if lowered.endswith("_code"):
-                warnings.append(f"no mapping file decodes {column}: it stays a code")
+                warnings.append(
+                    f"no mapping file decodes {clipped(column, QUOTE_LIMIT)}: it stays a code"
+                )
             continue
         _, mapping = found
         key, text = mapping.columns[0], mapping.columns[1]
-        text_name = text.lower()
-        if text_name in out.columns or text_name in order:
-            text_name = f"{lowered.removesuffix('_code')}_{text_name}"
+        text_name = _free_name(text.lower(), lowered.removesuffix("_code"), {*out.columns, *order})
         lookup = mapping.select(pl.col(key).alias(column), pl.col(text).alias(text_name)).unique(
             subset=column, keep="first"
         )
@@ -318,6 +351,21 @@ def decode_series(
         else pl.lit(None, dtype=pl.String)
     )
     return out.select(*order, title.alias("title")), warnings
+
+
+def _free_name(wanted: str, code: str, taken: set[str]) -> str:
+    """A name for a decoded text column that no other column (nor ``title``) has.
+
+    ``wanted`` if free, else prefixed by its code column (``area_name`` -> ``seasonal_area_name``),
+    else numbered.
+    """
+    if wanted not in taken and wanted != "title":
+        return wanted
+    name = f"{code}_{wanted}"
+    number = 2
+    while name in taken or name == "title":
+        name, number = f"{code}_{wanted}_{number}", number + 1
+    return name
 
 
 def observations_query(path: str | Path, *, source: str | None = None) -> pl.LazyFrame:
@@ -383,16 +431,96 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _read_manifest(store: ObjectStore, key: str) -> dict[str, Any]:
-    if store.head(key) is None:
+# A manifest is a few hundred bytes per data file; anything much larger is not one rq wrote.
+_MAX_MANIFEST_BYTES = 8 * 1024 * 1024
+# The most undecoded-code warnings a manifest keeps for its series table.
+_MAX_WARNINGS = 100
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int
+
+
+def _str_map(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _survey_manifest_problem(doc: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a survey's manifest, or ``None``."""
+    files = doc.get("files", {})
+    if not isinstance(files, dict):
+        return '"files" is not an object'
+    for name, entry in files.items():
+        if not isinstance(entry, dict):
+            return f'"files" entry {quoted(name)} is not an object'
+        if not isinstance(entry.get("sha256"), str):
+            return f'"files" entry {quoted(name)} has no sha256 string'
+        if entry.get("rows") is not None and not _is_int(entry["rows"]):
+            return f'"files" entry {quoted(name)} has rows that are not a whole number'
+    series = doc.get("series", {})
+    if not isinstance(series, dict):
+        return '"series" is not an object'
+    if not _str_map(series.get("inputs", {})):
+        return '"series" inputs are not an object of sha256 strings'
+    if series.get("rows") is not None and not _is_int(series["rows"]):
+        return '"series" rows are not a whole number'
+    warnings = series.get("warnings", [])
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        return '"series" warnings are not a list of strings'
+    if not _str_map(doc.get("failed", {})):
+        return '"failed" is not an object of messages'
+    if not isinstance(doc.get("complete", True), bool):
+        return '"complete" is not true or false'
+    return None
+
+
+def _population_manifest_problem(doc: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of the population table's manifest, or ``None``."""
+    for name in ("sha256", "source"):
+        if doc.get(name) is not None and not isinstance(doc[name], str):
+            return f"{name} is not a string"
+    if doc.get("rows") is not None and not _is_int(doc["rows"]):
+        return "rows are not a whole number"
+    return None
+
+
+def _read_manifest(store: ObjectStore, key: str, *, population: bool = False) -> dict[str, Any]:
+    """The manifest at ``key``; ``{}`` when there is none, or when it is not one rq wrote.
+
+    A manifest that is too large, not JSON or JSON of another shape is logged once as a warning
+    and read as no manifest: every table it describes is rebuilt, and the next build writes a
+    good one. It never fails a build (nor needs deleting by hand).
+
+    Raises:
+        StorageError: the manifest cannot be read.
+    """
+    fetched = store.fetch(key, max_bytes=_MAX_MANIFEST_BYTES)
+    if fetched is None:
         return {}
-    body = store.get_bytes(key, max_bytes=64 * 1024 * 1024)
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        log.warning("%s is not JSON; every table is rebuilt", store.url(key))
+    body = fetched[0]
+    problem: str | None
+    doc: Any = None
+    if len(body) > _MAX_MANIFEST_BYTES:
+        problem = f"larger than {_MAX_MANIFEST_BYTES} bytes"
+    else:
+        try:
+            doc = json.loads(body)
+            problem = None
+        except (ValueError, RecursionError) as exc:
+            problem = f"not JSON ({clipped(str(exc), 120)})"
+    if problem is None:
+        if not isinstance(doc, dict):
+            problem = f"a JSON {type(doc).__name__}, not an object"
+        elif population:
+            problem = _population_manifest_problem(doc)
+        else:
+            problem = _survey_manifest_problem(doc)
+    if problem is not None:
+        log.warning(
+            "%s is not a manifest rq wrote (%s): its tables are rebuilt", store.url(key), problem
+        )
         return {}
-    return doc if isinstance(doc, dict) else {}
+    return dict(doc)
 
 
 def _write_manifest(store: ObjectStore, key: str, doc: Mapping[str, Any]) -> None:
@@ -411,6 +539,21 @@ def _sha256_of(store: ObjectStore, info: ObjectInfo) -> str:
         return sha
     # Not written by rq sync-bls: the ETag still changes whenever the object does.
     return f"etag:{head.etag if head is not None else info.etag}"
+
+
+def _built_from(store: ObjectStore, key: str, sha: str) -> bool:
+    """Whether the table at ``key`` exists and its own metadata says it was built from ``sha``.
+
+    The manifest alone is not trusted: a build killed between a table's upload and the manifest
+    write, or anyone else who can write the bucket, may have put other bytes there.
+    """
+    head = store.head(key)
+    return head is not None and head.metadata.get(META_SHA256) == sha
+
+
+def _inputs_sha(inputs: Mapping[str, str]) -> str:
+    """One sha256 for the series table's inputs (the series file and every mapping file)."""
+    return hashlib.sha256(json.dumps(dict(inputs), sort_keys=True).encode()).hexdigest()
 
 
 def _upload_file(store: ObjectStore, key: str, path: Path, metadata: Mapping[str, str]) -> None:
@@ -464,6 +607,32 @@ def _build_observations(
     return int(rows)
 
 
+def _orphan_partitions(
+    store: ObjectStore, tables_prefix: str, survey: str, data_files: set[str]
+) -> list[tuple[str, str]]:
+    """The observations partitions in the bucket whose data file is not in the mirror.
+
+    From a listing of the survey's observations, not from the manifest: a partition written
+    before a build was killed, forced or found a manifest it could not read is found too.
+
+    Returns:
+        ``(data file, key)`` of each, sorted.
+
+    Raises:
+        StorageError: the listing failed.
+    """
+    folder = f"{_norm_prefix(tables_prefix)}{survey}/"
+    found = []
+    for info in store.list_objects(f"{folder}observations/"):
+        relative = info.key[len(folder) :]
+        if not _is_partition(relative):
+            continue
+        name = relative.split("/")[1].removeprefix("file=")
+        if name not in data_files:
+            found.append((name, info.key))
+    return sorted(found)
+
+
 def _build_survey(
     store: ObjectStore,
     survey: str,
@@ -511,14 +680,15 @@ def _build_survey(
             started, doc["complete"] = True, False
             _write_manifest(store, mkey, doc)
 
+    data_files = {n for n in files if _is_data_file(survey, n)}
     with tempfile.TemporaryDirectory(prefix="rq-tables-") as tmp:
-        for name in sorted(n for n in files if _is_data_file(survey, n)):
+        for name in sorted(data_files):
             info = files[name]
             key = observations_key(tables_prefix, survey, name)
             source = store.url(info.key)
             sha = _sha256_of(store, info)
             previous = built_files.get(name, {})
-            if previous.get("sha256") == sha and store.head(key) is not None:
+            if previous.get("sha256") == sha and _built_from(store, key, sha):
                 result.builds.append(
                     TableBuild(
                         survey, "observations", key, "unchanged", source, previous.get("rows"), sha
@@ -531,7 +701,7 @@ def _build_survey(
             try:
                 rows = _build_observations(store, info, key, sha, Path(tmp))
             except RqError as exc:
-                doc["failed"][name] = str(exc)
+                doc["failed"][name] = clipped(str(exc))
                 result.builds.append(
                     TableBuild(survey, "observations", key, "failed", source, None, sha, str(exc))
                 )
@@ -541,10 +711,13 @@ def _build_survey(
             result.builds.append(
                 TableBuild(survey, "observations", key, "built", source, rows, sha)
             )
-        for name in sorted(set(built_files) - {n for n in files if _is_data_file(survey, n)}):
-            key = built_files.pop(name).get("key") or observations_key(tables_prefix, survey, name)
+        for name in sorted(set(built_files) - data_files):
+            # Forgotten whatever its entry says: the partitions to delete come from the listing.
+            del built_files[name]
+        for name, key in _orphan_partitions(store, tables_prefix, survey, data_files):
             start()
             store.delete_many([key])
+            built_files.pop(name, None)
             _write_manifest(store, mkey, doc)
             result.builds.append(
                 TableBuild(survey, "observations", key, "removed", store.url(prefix + name))
@@ -686,6 +859,8 @@ def _decoded_series(
     series = read_tsv(folder.read(name, _MAX_SERIES_BYTES), source=source)
     if "series_id" not in series.columns:
         raise DataError(f"{source} line 1: no series_id column")
+    if "title" in series.columns:
+        raise DataError(f"{source} line 1: {_TITLE_CLASH}")
     mappings = {
         n: read_tsv(folder.read(n, _MAX_MAPPING_BYTES), source=folder.url(n)) for n in mapping_names
     }
@@ -716,7 +891,7 @@ def _build_series(
         mapping_names = _mapping_files(survey, folder)
         inputs = {n: _sha256_of(store, files[n]) for n in [series_name, *mapping_names]}
         previous = doc.get("series", {})
-        if previous.get("inputs") == inputs and store.head(key) is not None:
+        if previous.get("inputs") == inputs and _built_from(store, key, _inputs_sha(inputs)):
             result.builds.append(
                 TableBuild(
                     survey,
@@ -734,9 +909,14 @@ def _build_series(
             on_progress(f"building {key} from {source}")
         start()
         decoded, warnings = _decoded_series(survey, folder, mapping_names)
-        store.put_bytes(key, _parquet_bytes(decoded), content_type="application/vnd.apache.parquet")
+        store.put_bytes(
+            key,
+            _parquet_bytes(decoded),
+            content_type="application/vnd.apache.parquet",
+            metadata={META_SHA256: _inputs_sha(inputs)},
+        )
     except RqError as exc:
-        doc["failed"][series_name] = str(exc)
+        doc["failed"][series_name] = clipped(str(exc))
         result.builds.append(
             TableBuild(survey, "series", key, "failed", source, None, None, str(exc))
         )
@@ -746,7 +926,7 @@ def _build_series(
         "rows": decoded.height,
         "key": key,
         "built_at": _now(),
-        "warnings": warnings,
+        "warnings": [clipped(w) for w in warnings[:_MAX_WARNINGS]],
     }
     result.warnings.extend(warnings)
     result.builds.append(
@@ -832,8 +1012,12 @@ def _build_population(
     mkey = manifest_key(tables_prefix, POPULATION_TABLE)
     body = population_store.get_bytes(population_object, max_bytes=MAX_POPULATION_BYTES)
     sha = hashlib.sha256(body).hexdigest()
-    previous = {} if force else _read_manifest(store, mkey)
-    if previous.get("sha256") == sha and previous.get("source") == source and store.head(key):
+    previous = {} if force else _read_manifest(store, mkey, population=True)
+    if (
+        previous.get("sha256") == sha
+        and previous.get("source") == source
+        and _built_from(store, key, sha)
+    ):
         result.builds.append(
             TableBuild(
                 POPULATION_TABLE,
@@ -855,7 +1039,12 @@ def _build_population(
             )
         )
         return
-    store.put_bytes(key, _parquet_bytes(frame), content_type="application/vnd.apache.parquet")
+    store.put_bytes(
+        key,
+        _parquet_bytes(frame),
+        content_type="application/vnd.apache.parquet",
+        metadata={META_SHA256: sha},
+    )
     _write_manifest(
         store,
         mkey,
@@ -943,6 +1132,46 @@ def population_source(
     return ObjectStore(store.client, bucket), key
 
 
+def _check_mirrored(store: ObjectStore, root: str, surveys: Iterable[str]) -> None:
+    """Refuse, before anything is built, surveys whose mirror holds no ``<survey>.series``.
+
+    Raises:
+        ConfigError: one or more are not mirrored (all of them named).
+        StorageError: the bucket cannot be read.
+    """
+    missing = [s for s in surveys if store.head(f"{root}{s}/{s}.series") is None]
+    if missing:
+        where = "; ".join(
+            f"{store.url(f'{root}{s}/')} holds no {s}.series: is {s!r} a mirrored survey?"
+            for s in missing
+        )
+        raise ConfigError(
+            f"{where} (rq sync-bls mirrors one; --survey all takes every one found); nothing "
+            "was built"
+        )
+
+
+def _survey_failed(
+    result: TablesResult, survey: str, key: str, exc: Exception, *, source: str
+) -> None:
+    """Record that a survey's tables could not be built (or looked at) at all."""
+    from rearcquest.errors import ConcurrentSyncError
+
+    if isinstance(exc, RqError):
+        error = str(exc)
+        log.error("the tables of %s were not built: %s", survey, exc)
+    elif isinstance(exc, OSError):
+        error = f"local I/O error: {exc}"
+        log.error("the tables of %s were not built: %s", survey, error)
+    else:
+        error = f"unexpected error ({type(exc).__name__}: {exc}); please report it"
+        log.error("the tables of %s were not built: %s", survey, error, exc_info=exc)
+    held = isinstance(exc, ConcurrentSyncError)
+    result.builds.append(
+        TableBuild(survey, LEASE_HELD, key, "failed", source, error=error, held=held)
+    )
+
+
 def build_tables(
     store: ObjectStore,
     *,
@@ -977,16 +1206,19 @@ def build_tables(
             holds fails alone. Off when the caller holds the lease already (a sync's build).
 
     Returns:
-        What was built, kept unchanged, removed and failed.
+        What was built, kept unchanged, removed and failed. A survey whose build stops on an
+        error of any kind (the bucket, a bug) is one failed entry (``table`` :data:`LEASE_HELD`)
+        and the other surveys are still built.
 
     Raises:
-        ConfigError: a survey is not mirrored, or there is none.
+        ConfigError: a survey named is not mirrored or not a survey name (checked before
+            anything is built), or there is none.
         LockUnsupportedError: ``lock`` on an endpoint that ignores conditional writes.
-        StorageError: the bucket cannot be read or written.
+        StorageError: the bucket cannot be read before anything is built.
     """
     import contextlib
 
-    from rearcquest.errors import ConcurrentSyncError
+    from rearcquest.errors import LockUnsupportedError
     from rearcquest.layout import lock_key
     from rearcquest.lease import Lease
 
@@ -999,38 +1231,47 @@ def build_tables(
     chosen = sorted(set(surveys)) if surveys is not None else find_surveys(store, root_prefix=root)
     if not chosen:
         raise ConfigError(f"no mirrored survey under {store.url(root)} (run rq sync-bls first)")
-    result = TablesResult(store.bucket, tables_prefix)
     for survey in chosen:
         if not survey or "/" in survey or survey == POPULATION_TABLE:
-            raise ConfigError(f"{survey!r} is not a survey name such as pr")
+            raise ConfigError(f"{quoted(survey)} is not a survey name such as pr")
+    if surveys is not None:
+        # Every survey named is checked before anything is built: a typo is a usage error
+        # (exit 2) with nothing written, never one found after the other surveys were built.
+        _check_mirrored(store, root, chosen)
+    result = TablesResult(store.bucket, tables_prefix)
+    for survey in chosen:
         with contextlib.ExitStack() as held:
-            if lock:
-                key = lock_key(f"{root}{survey}/")
-                try:
+            key = lock_key(f"{root}{survey}/")
+            try:
+                if lock:
                     held.enter_context(Lease(store, key).acquire())
-                except ConcurrentSyncError as exc:
-                    failed = TableBuild(survey, LEASE_HELD, key, "failed", error=str(exc))
-                    result.builds.append(failed)
-                    log.error("the tables of %s were not built: %s", survey, exc)
-                    continue
-            _build_survey(
+                _build_survey(
+                    store,
+                    survey,
+                    root=root,
+                    tables_prefix=tables_prefix,
+                    force=force,
+                    result=result,
+                    on_progress=on_progress,
+                )
+            except LockUnsupportedError:
+                raise  # the endpoint's, not the survey's: met at the first survey, before writing
+            except Exception as exc:  # one survey's failure, of any kind, never stops the others
+                _survey_failed(result, survey, key, exc, source=store.url(f"{root}{survey}/"))
+    if population_object:
+        try:
+            _build_population(
                 store,
-                survey,
-                root=root,
+                population_store or store,
+                population_object,
                 tables_prefix=tables_prefix,
                 force=force,
                 result=result,
-                on_progress=on_progress,
             )
-    if population_object:
-        _build_population(
-            store,
-            population_store or store,
-            population_object,
-            tables_prefix=tables_prefix,
-            force=force,
-            result=result,
-        )
+        except Exception as exc:  # nor does the population table's: the surveys' stand
+            source = (population_store or store).url(population_object)
+            key = population_key(tables_prefix)
+            _survey_failed(result, POPULATION_TABLE, key, exc, source=source)
     return result
 
 
@@ -1313,8 +1554,8 @@ ANALYZE_SOURCES: Final[tuple[AnalyzeSource, ...]] = ("auto", "tables", "files")
 def current_partition(store: ObjectStore, data_key: str, *, tables_prefix: str) -> str | None:
     """The key of the observations partition of a mirrored data file, if it is current.
 
-    Current: the survey's manifest records the sha256 the data file has now, and the partition
-    exists.
+    Current: the survey's manifest records the sha256 the data file has now, and so does the
+    partition's own ``rq-sha256`` metadata (the sha256 of the data file it was built from).
 
     Args:
         store: the bucket of the mirror and the tables.
@@ -1336,10 +1577,13 @@ def current_partition(store: ObjectStore, data_key: str, *, tables_prefix: str) 
         return None
     entry = manifest.get("files", {}).get(name)
     info = store.head(data_key)
-    if not entry or info is None or entry.get("sha256") != _sha256_of(store, info):
+    if not entry or info is None:
+        return None
+    sha = _sha256_of(store, info)
+    if entry.get("sha256") != sha:
         return None
     key = observations_key(tables_prefix, survey, name)
-    return key if store.head(key) is not None else None
+    return key if _built_from(store, key, sha) else None
 
 
 def analyze(
@@ -1461,11 +1705,11 @@ def analyze(
     survey = name.partition(".")[0]
     key = series_key(tables_prefix, survey)
     try:
-        table = pl.read_parquet(io.BytesIO(store.get_bytes(key)), columns=["series_id", "title"])
-    except RqError as exc:
-        log.warning("no series titles: %s", exc)
+        body = store.get_bytes(key, max_bytes=_MAX_SERIES_BYTES)
+        return _titled(analysis, pl.read_parquet(io.BytesIO(body), columns=["series_id", "title"]))
+    except Exception as exc:  # the titles are decoration: never worth failing the reports for
+        log.warning("no series titles: %s", clipped(str(exc) or type(exc).__name__, 200))
         return analysis
-    return _titled(analysis, table)
 
 
 def _titled(analysis: Analysis, series: pl.DataFrame) -> Analysis:
@@ -1479,7 +1723,8 @@ def _titled(analysis: Analysis, series: pl.DataFrame) -> Analysis:
     titles = {
         sid: title
         for sid, title in series.select("series_id", "title").rows()
-        if sid in ids and title is not None
+        # A table rq did not write may hold other types: a title is text or it is left out.
+        if sid in ids and isinstance(title, str)
     }
     return dataclasses.replace(analysis, titles=titles)
 
@@ -1492,7 +1737,7 @@ def _with_titles(analysis: Analysis, folder: Callable[[], _Folder], data_file: s
         if f"{survey}.series" not in texts.names:
             return analysis
         decoded, _ = _decoded_series(survey, texts, _mapping_files(survey, texts))
-    except (RqError, OSError) as exc:
-        log.warning("no series titles: %s", exc)
+        return _titled(analysis, decoded)
+    except Exception as exc:  # the titles are decoration: never worth failing the reports for
+        log.warning("no series titles: %s", clipped(str(exc) or type(exc).__name__, 200))
         return analysis
-    return _titled(analysis, decoded)
