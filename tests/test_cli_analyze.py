@@ -283,8 +283,12 @@ def test_bad_population_is_exit_1(tmp_path: Path, shared_data: Path) -> None:
         (["--from-year", "2020", "--to-year", "2019"], "--from-year 2020 is after --to-year 2019"),
         (["--report", "nope"], "Invalid value for '--report'"),
         (["--format", "xml"], "Invalid value for '--format'"),
+        (["--from-year", "13"], "Invalid value for '--from-year': 13 is not in the range"),
+        (["--to-year", "123456"], "Invalid value for '--to-year': 123456 is not in the range"),
+        (["--from-year", "0999"], "Invalid value for '--from-year': 999 is not in the range"),
+        (["--to-year", "10000"], "Invalid value for '--to-year': 10000 is not in the range"),
     ],
-    ids=["years", "report", "format"],
+    ids=["years", "report", "format", "two-digit-year", "six-digit-year", "year-999", "year-10000"],
 )
 def test_usage_errors_exit_2(shared_data: Path, args: list[str], message: str) -> None:
     result = local(*args)

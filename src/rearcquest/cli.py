@@ -560,6 +560,9 @@ class AnalyzeFormat(StrEnum):
     markdown = "markdown"
 
 
+# A year has four digits: --from-year 13 is a typo, not the year 13.
+_YEAR_RANGE: dict[str, Any] = {"min": 1000, "max": 9999}
+
 TableFormatOption = Annotated[
     AnalyzeFormat, _opt("--format", "Output on stdout.", case_sensitive=False)
 ]
@@ -617,11 +620,11 @@ def analyze(
     ] = None,
     from_year: Annotated[
         int,
-        _opt("--from-year", "First year of the population report.", "YEAR"),
+        _opt("--from-year", "First year of the population report.", "YEAR", **_YEAR_RANGE),
     ] = DEFAULT_FROM_YEAR,
     to_year: Annotated[
         int,
-        _opt("--to-year", "Last year of the population report (inclusive).", "YEAR"),
+        _opt("--to-year", "Last year of the population report (inclusive).", "YEAR", **_YEAR_RANGE),
     ] = DEFAULT_TO_YEAR,
     series_id: Annotated[
         str, _opt("--series", "Series of the series-population report.", "SERIES_ID")
