@@ -252,6 +252,31 @@ def test_missing_object_on_s3_is_exit_1_naming_it(
     assert "no such object" in result.stderr
 
 
+@pytest.mark.parametrize("hostile", [b"1e300", str(2**63).encode()], ids=["1e300", "2**63"])
+@pytest.mark.parametrize("report", ["population", "series-population"])
+def test_a_hostile_stored_population_is_exit_1_naming_it(
+    moto_server: str, hostile: bytes, report: str
+) -> None:
+    # Written into the bucket by someone else: rq fetch-population refuses to store it.
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bucket = f"pop-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    body = ACS1.read_bytes().replace(b"316128839.0", hostile, 1)
+    client.put_object(Bucket=bucket, Key="datausa/population.json", Body=body)
+    url = f"s3://{bucket}/datausa/population.json"
+    result = rq(
+        *("--report", report, "--bls", str(LATEST), "--population", url),
+        *("--endpoint-url", moto_server),
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    shown = repr(json.loads(hostile))
+    assert result.stderr == (
+        f"Error: {url}: row 1 (year 2013): Population {shown} is not a national population "
+        "(at least 10,000,000,000); the answer is not what was asked for\n"
+    )
+
+
 def test_nothing_configured_is_exit_2_saying_what_to_set() -> None:
     result = rq()
     assert result.exit_code == 2
