@@ -763,7 +763,9 @@ def test_a_fractional_population_is_a_data_error(tmp_path: Path) -> None:
     }
     path = tmp_path / "population.json"
     path.write_text(json.dumps(doc))
-    with pytest.raises(DataError, match=r"row 2 \(year 2014\): Population 1.5 is not a whole number"):
+    with pytest.raises(
+        DataError, match=r"row 2 \(year 2014\): Population 1.5 is not a whole number"
+    ):
         read_population(path)
 
 
