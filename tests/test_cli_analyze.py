@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 import sys
 import uuid
 from decimal import Decimal
@@ -17,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import BLS_RELEASES, DATAUSA
+from rearcquest.analytics import read_population
 from rearcquest.cli import app
 
 runner = CliRunner()
@@ -367,24 +369,33 @@ def _formats(*args: str, population: Path) -> dict[str, str]:
     ("years", "population", "mean", "std"),
     [
         (("2013", "2018"), ACS5, "317437383.0", "4257089.54"),
-        # 330,147,067.25 rounds half to even, the same way in every format.
+        # 330,147,067.25 rounds half to even, the same way in the table and in Markdown.
         (("2018", "2022"), ACS1, "330147067.2", "2911500.19"),
+        (("2013", "2023"), DATAUSA / "old-api-acs5-2013-2023-indent2.json", "322645637.7", "6996002.34"),
     ],
-    ids=["acs5", "acs1-tie"],
-)
-def test_population_report_prints_the_same_mean_and_std_in_every_format(
+    ids=["acs5", "acs1-tie", "acs5-eleven-years"],
+)  # fmt: skip
+def test_population_mean_and_std_are_rounded_for_people_and_exact_as_data(
     shared_data: Path, years: tuple[str, str], population: Path, mean: str, std: str
 ) -> None:
     args = ("--report", "population", "--from-year", years[0], "--to-year", years[1])
     out = _formats(*args, population=population)
-    doc = _json_texts(out["json"])["population"]
-    (row,) = csv.DictReader(io.StringIO(out["csv"]))
     markdown = dict(_markdown_rows(out["markdown"]))
     table = dict(_table_rows(out["table"]))
-    assert (doc["mean"], doc["std"]) == (mean, std)
-    assert (row["mean"], row["std"]) == (mean, std)
     assert (_digits(markdown["mean"]), _digits(markdown["std (ddof=1)"])) == (mean, std)
     assert (_digits(table["mean"]), _digits(table["std (ddof=1)"])) == (mean, std)
+    # JSON and CSV carry the computed values, to the last bit of the float: the mean and the
+    # sample standard deviation of the populations of those years, computed here on their own.
+    people = [
+        int(p) for y, p in read_population(population).rows() if int(years[0]) <= y <= int(years[1])
+    ]
+    exact = (statistics.fmean(people), statistics.stdev(people))
+    doc = json.loads(out["json"])["population"]
+    (row,) = csv.DictReader(io.StringIO(out["csv"]))
+    assert (doc["mean"], doc["std"]) == exact
+    assert (float(row["mean"]), float(row["std"])) == exact
+    assert (row["mean"], row["std"]) == (repr(exact[0]), repr(exact[1]))
+    assert str(round(exact[1], 2)) == std != row["std"], "the data formats are not rounded"
 
 
 def test_best_year_prints_each_sum_with_the_sources_digits_in_every_format(
@@ -472,8 +483,8 @@ def test_parquet_types_are_the_same_in_every_report(tmp_path: Path, shared_data:
         "to_year": pl.Int32,
         "years": pl.List(pl.Int32),
         "missing_years": pl.List(pl.Int32),
-        "mean": pl.Decimal(18, 1),
-        "std": pl.Decimal(18, 2),
+        "mean": pl.Float64,
+        "std": pl.Float64,
     }
     # The files hold the numbers the CSV prints.
     for name in schemas:
@@ -484,8 +495,10 @@ def test_parquet_types_are_the_same_in_every_report(tmp_path: Path, shared_data:
                 assert [Decimal(r[column]) for r in rows] == frame[column].to_list(), column
             elif dtype == pl.Int64:
                 assert [int(r[column]) for r in rows] == frame[column].to_list(), column
+            elif dtype == pl.Float64:
+                assert [float(r[column]) for r in rows] == frame[column].to_list(), column
     (population,) = pl.read_parquet(tmp_path / "population.parquet").rows(named=True)
-    assert (str(population["mean"]), str(population["std"])) == ("322069808.0", "4158441.04")
+    assert (population["mean"], population["std"]) == (322069808.0, 4158441.040908095)
 
 
 def test_from_tables_and_from_files_print_the_same_reports(
