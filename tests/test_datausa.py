@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -198,6 +199,31 @@ def test_bad_answers_are_refused_with_a_clear_message(
     assert str(caught.value).startswith(f"{SOURCE}: ")
     assert message in str(caught.value)
     assert caught.value.exit_code == 1
+
+
+def test_population_fuzz_accepts_only_whole_numbers_below_ten_billion(shared_data: Path) -> None:
+    """Numbers of every size and kind in one row: a DataError, or a whole number of people
+    that every reader can store as a 64-bit integer."""
+    rng = random.Random(19)
+    real_answer = real(shared_data, "tesseract-acs1-2013-2023-raw.json")
+    for _ in range(600):
+        kind = rng.randrange(4)
+        if kind == 0:
+            number = str(rng.randint(-(10**30), 10**30) // 10 ** rng.randint(0, 30))
+        elif kind == 1:
+            number = repr(rng.uniform(-1e12, 1e12) / 10 ** rng.randint(0, 6))
+        elif kind == 2:
+            number = f"{rng.randint(1, 9)}e{rng.randint(-5, 400)}"
+        else:
+            number = f"{rng.randint(1, 10**10)}.{rng.choice(['0', '5', '000001'])}"
+        body = real_answer.replace(b"316128839.0", number.encode(), 1)
+        try:
+            data = parse_population(body, source=SOURCE)
+        except DataError as exc:
+            assert str(exc).startswith(f"{SOURCE}: row 1 (year 2013): Population "), number
+            continue
+        population = dict(data.rows)[2013]
+        assert population == int(population) and 0 < population < 10**10, number
 
 
 # -- the HTTP side: one polite GET, bounded --

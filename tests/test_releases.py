@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -170,6 +171,29 @@ def test_resolve_release_refuses_dates_not_on_the_calendar(
     assert str(caught.value).startswith(f"{spec!r} is not a ")
     assert message in str(caught.value)
     assert caught.value.exit_code == 2
+
+
+def test_resolve_release_fuzz_names_only_real_dates() -> None:
+    """Date-shaped specs with every field out of range or not: a release comes back only for a
+    date on the calendar; anything else is a ConfigError, never another exception."""
+    rng = random.Random(19)
+    for _ in range(2000):
+        year, month, day = rng.randint(0, 9999), rng.randint(0, 19), rng.randint(0, 39)
+        spec = f"{year:04d}-{month:02d}-{day:02d}"
+        if rng.random() < 0.5:
+            spec += f"{rng.choice(' T')}{rng.randint(0, 29):02d}:{rng.randint(0, 69):02d}"
+        try:
+            datetime.fromisoformat(spec)
+            real = True
+        except ValueError:
+            real = False
+        try:
+            found = resolve_release(LOG, spec)
+        except ConfigError as exc:
+            assert real == ("is not a real date" not in str(exc)), spec
+        else:
+            assert real, spec
+            assert found.release[:10] <= spec[:10], spec
 
 
 # -- recording --
