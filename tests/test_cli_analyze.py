@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 import sys
 import uuid
 from decimal import Decimal
@@ -17,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import BLS_RELEASES, DATAUSA
+from rearcquest.analytics import read_population
 from rearcquest.cli import app
 
 runner = CliRunner()
@@ -252,6 +254,31 @@ def test_missing_object_on_s3_is_exit_1_naming_it(
     assert "no such object" in result.stderr
 
 
+@pytest.mark.parametrize("hostile", [b"1e300", str(2**63).encode()], ids=["1e300", "2**63"])
+@pytest.mark.parametrize("report", ["population", "series-population"])
+def test_a_hostile_stored_population_is_exit_1_naming_it(
+    moto_server: str, hostile: bytes, report: str
+) -> None:
+    # Written into the bucket by someone else: rq fetch-population refuses to store it.
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bucket = f"pop-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    body = ACS1.read_bytes().replace(b"316128839.0", hostile, 1)
+    client.put_object(Bucket=bucket, Key="datausa/population.json", Body=body)
+    url = f"s3://{bucket}/datausa/population.json"
+    result = rq(
+        *("--report", report, "--bls", str(LATEST), "--population", url),
+        *("--endpoint-url", moto_server),
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    shown = repr(json.loads(hostile))
+    assert result.stderr == (
+        f"Error: {url}: row 1 (year 2013): Population {shown} is not a national population "
+        "(at least 10,000,000,000); the answer is not what was asked for\n"
+    )
+
+
 def test_nothing_configured_is_exit_2_saying_what_to_set() -> None:
     result = rq()
     assert result.exit_code == 2
@@ -283,8 +310,12 @@ def test_bad_population_is_exit_1(tmp_path: Path, shared_data: Path) -> None:
         (["--from-year", "2020", "--to-year", "2019"], "--from-year 2020 is after --to-year 2019"),
         (["--report", "nope"], "Invalid value for '--report'"),
         (["--format", "xml"], "Invalid value for '--format'"),
+        (["--from-year", "13"], "Invalid value for '--from-year': 13 is not in the range"),
+        (["--to-year", "123456"], "Invalid value for '--to-year': 123456 is not in the range"),
+        (["--from-year", "0999"], "Invalid value for '--from-year': 999 is not in the range"),
+        (["--to-year", "10000"], "Invalid value for '--to-year': 10000 is not in the range"),
     ],
-    ids=["years", "report", "format"],
+    ids=["years", "report", "format", "two-digit-year", "six-digit-year", "year-999", "year-10000"],
 )
 def test_usage_errors_exit_2(shared_data: Path, args: list[str], message: str) -> None:
     result = local(*args)
@@ -338,24 +369,33 @@ def _formats(*args: str, population: Path) -> dict[str, str]:
     ("years", "population", "mean", "std"),
     [
         (("2013", "2018"), ACS5, "317437383.0", "4257089.54"),
-        # 330,147,067.25 rounds half to even, the same way in every format.
+        # 330,147,067.25 rounds half to even, the same way in the table and in Markdown.
         (("2018", "2022"), ACS1, "330147067.2", "2911500.19"),
+        (("2013", "2023"), DATAUSA / "old-api-acs5-2013-2023-indent2.json", "322645637.7", "6996002.34"),
     ],
-    ids=["acs5", "acs1-tie"],
-)
-def test_population_report_prints_the_same_mean_and_std_in_every_format(
+    ids=["acs5", "acs1-tie", "acs5-eleven-years"],
+)  # fmt: skip
+def test_population_mean_and_std_are_rounded_for_people_and_exact_as_data(
     shared_data: Path, years: tuple[str, str], population: Path, mean: str, std: str
 ) -> None:
     args = ("--report", "population", "--from-year", years[0], "--to-year", years[1])
     out = _formats(*args, population=population)
-    doc = _json_texts(out["json"])["population"]
-    (row,) = csv.DictReader(io.StringIO(out["csv"]))
     markdown = dict(_markdown_rows(out["markdown"]))
     table = dict(_table_rows(out["table"]))
-    assert (doc["mean"], doc["std"]) == (mean, std)
-    assert (row["mean"], row["std"]) == (mean, std)
     assert (_digits(markdown["mean"]), _digits(markdown["std (ddof=1)"])) == (mean, std)
     assert (_digits(table["mean"]), _digits(table["std (ddof=1)"])) == (mean, std)
+    # JSON and CSV carry the computed values, to the last bit of the float: the mean and the
+    # sample standard deviation of the populations of those years, computed here on their own.
+    people = [
+        int(p) for y, p in read_population(population).rows() if int(years[0]) <= y <= int(years[1])
+    ]
+    exact = (statistics.fmean(people), statistics.stdev(people))
+    doc = json.loads(out["json"])["population"]
+    (row,) = csv.DictReader(io.StringIO(out["csv"]))
+    assert (doc["mean"], doc["std"]) == exact
+    assert (float(row["mean"]), float(row["std"])) == exact
+    assert (row["mean"], row["std"]) == (repr(exact[0]), repr(exact[1]))
+    assert str(round(exact[1], 2)) == std != row["std"], "the data formats are not rounded"
 
 
 def test_best_year_prints_each_sum_with_the_sources_digits_in_every_format(
@@ -443,8 +483,8 @@ def test_parquet_types_are_the_same_in_every_report(tmp_path: Path, shared_data:
         "to_year": pl.Int32,
         "years": pl.List(pl.Int32),
         "missing_years": pl.List(pl.Int32),
-        "mean": pl.Decimal(18, 1),
-        "std": pl.Decimal(18, 2),
+        "mean": pl.Float64,
+        "std": pl.Float64,
     }
     # The files hold the numbers the CSV prints.
     for name in schemas:
@@ -455,8 +495,10 @@ def test_parquet_types_are_the_same_in_every_report(tmp_path: Path, shared_data:
                 assert [Decimal(r[column]) for r in rows] == frame[column].to_list(), column
             elif dtype == pl.Int64:
                 assert [int(r[column]) for r in rows] == frame[column].to_list(), column
+            elif dtype == pl.Float64:
+                assert [float(r[column]) for r in rows] == frame[column].to_list(), column
     (population,) = pl.read_parquet(tmp_path / "population.parquet").rows(named=True)
-    assert (str(population["mean"]), str(population["std"])) == ("322069808.0", "4158441.04")
+    assert (population["mean"], population["std"]) == (322069808.0, 4158441.040908095)
 
 
 def test_from_tables_and_from_files_print_the_same_reports(

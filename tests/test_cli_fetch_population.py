@@ -25,6 +25,17 @@ from rearcquest.offline import (
 from rearcquest.population import META_CANONICAL_SHA256, META_SHAPE, META_SOURCE_URL
 from rearcquest.storage import ObjectStore, make_s3_client
 
+# Population numbers as a broken API could write them, and how the refusal shows each.
+POPULATIONS_REFUSED = [
+    ("1e300", "1e+300"),
+    (str(2**63), str(2**63)),
+    ("-5", "-5"),
+    ("0", "0"),
+    ("3.5", "3.5"),
+    ("1e400", "inf"),
+    ("true", "True"),
+    ('"316128839"', "'316128839'"),
+]
 KEYS = {"url", "bucket", "key", "written", "reason", "shape", "rows", "years", "sha256"}
 
 
@@ -151,8 +162,12 @@ def test_text_summary_with_settings_from_the_environment(
         ({"body": b"<html><title>Error</title></html>"}, 1, "an HTML page ('Error'), not JSON"),
         ({"body": b'{"data": []'}, 1, "invalid JSON"),
         ({"status": 404}, 3, "HTTP 404"),
+        *(
+            ({"population": value}, 1, f"row 1 (year 2013): Population {shown} is not")
+            for value, shown in POPULATIONS_REFUSED
+        ),
     ],
-    ids=["state-level", "html", "invalid-json", "404"],
+    ids=["state-level", "html", "invalid-json", "404", *(v for v, _ in POPULATIONS_REFUSED)],
 )
 def test_bad_answers_exit_non_zero_and_leave_the_object_untouched(
     moto_bucket: tuple[str, str],
@@ -168,6 +183,11 @@ def test_bad_answers_exit_non_zero_and_leave_the_object_untouched(
     before = stored(endpoint, bucket)
     if "file" in route:
         body = (shared_data / "datausa" / route["file"]).read_bytes()
+    elif "population" in route:
+        # The real answer, its first population written as the hostile number.
+        real = bundled_datausa(DATAUSA_FILES[DATAUSA_TESSERACT_PATH])
+        body = real.replace(b"316128839.0", route["population"].encode(), 1)
+        assert body != real
     else:
         body = route.get("body", b"Not Found")
     api_server.add_route(DATAUSA_TESSERACT_PATH, body, status=route.get("status", 200))

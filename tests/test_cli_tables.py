@@ -107,6 +107,23 @@ def test_a_malformed_data_file_is_exit_1_and_the_rest_is_built(mirror: Any) -> N
     ]
 
 
+@pytest.mark.parametrize("hostile", [b"1e300", str(2**63).encode()], ids=["1e300", "2**63"])
+def test_a_hostile_stored_population_fails_its_table_alone(mirror: Any, hostile: bytes) -> None:
+    # Written into the bucket by someone else: rq fetch-population refuses to store it.
+    body = POPULATION.replace(b"316128839.0", hostile, 1)
+    mirror.put_object(Bucket=mirror.bucket, Key="datausa/population.json", Body=body)
+    result = rq()
+    assert result.exit_code == 1, result.output
+    url = f"s3://{mirror.bucket}/datausa/population.json"
+    assert result.stderr == (
+        f"Error: 1 table(s) not built: {url}: {url}: row 1 (year 2013): Population "
+        f"{json.loads(hostile)!r} is not a national population (at least 10,000,000,000); "
+        "the answer is not what was asked for\n"
+    )
+    assert keys(mirror, "tables/population/") == []
+    assert "tables/pr/series/series.parquet" in keys(mirror, "tables/pr/")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

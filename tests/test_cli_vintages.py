@@ -99,6 +99,45 @@ def test_revisions_unknown_release_exits_2(mirror: dict[str, Any]) -> None:
     assert "no release on or before 2001-01-01" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["analyze", "--report", "best-year", "--bls", f"s3://{BUCKET}/pr/pr.data.0.Current"],
+        ["revisions", "--bucket", BUCKET, "--from"],
+        ["revisions", "--bucket", BUCKET, "--to"],
+        ["sql", "SELECT 1 AS one"],
+        ["tables"],
+    ],
+    ids=["analyze", "revisions-from", "revisions-to", "sql", "tables"],
+)
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("2025-02-30", "day is out of range for month"),
+        ("2025-13-45", "month must be in 1..12"),
+        ("2025-01-01 25:61", "hour must be in 0..23"),
+    ],
+    ids=["feb-30", "month-13", "hour-25"],
+)
+def test_a_date_not_on_the_calendar_exits_2_naming_it(
+    mirror: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    spec: str,
+    why: str,
+) -> None:
+    monkeypatch.setenv("RQ_BLS_BUCKET", BUCKET)
+    # --from and --to take the date themselves; the other commands take it as --as-of.
+    dated = [*args, spec] if args[-1] in ("--from", "--to") else [*args, "--as-of", spec]
+    result = rq(*dated)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        f"Error: {spec!r} is not a real date ({why}): give YYYY-MM-DD, a release stamp "
+        "'YYYY-MM-DD HH:MM', 'previous' or 'latest' (see rq releases)"
+    )
+
+
 def test_analyze_as_of_names_the_release(mirror: dict[str, Any]) -> None:
     result = rq(
         "analyze",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -154,6 +155,7 @@ BAD: list[tuple[str, Callable[[Path], bytes], str]] = [
     ("html-no-title", _raw(b"  <html><body>Maintenance</body></html>"), "an HTML page, not JSON"),
     ("truncated-json", lambda s: real(s, "tesseract-acs1-2013-2023-raw.json")[:-40], "invalid JSON at line 1"),
     ("nan-population", lambda s: real(s, "tesseract-acs1-2013-2023-raw.json").replace(b"316128839.0", b"NaN"), "NaN is not valid JSON"),
+    ("infinity-population", lambda s: real(s, "tesseract-acs1-2013-2023-raw.json").replace(b"316128839.0", b"-Infinity"), "-Infinity is not valid JSON"),
     ("not-utf8", _raw(b'{"data": "\xff\xfe"}'), "not UTF-8"),
     ("top-level-list", _raw(b"[1, 2]"), "unknown response shape: a JSON list"),
     ("no-data-key", _raw(b'{"rows": []}'), "no 'data' list (top-level keys: rows)"),
@@ -171,6 +173,14 @@ BAD: list[tuple[str, Callable[[Path], bytes], str]] = [
     ("string-population", _tess(_set_row(1, Population="318857056")), "Population '318857056' is not a number"),
     ("null-population", _tess(_set_row(1, Population=None)), "Population None is not a number"),
     ("bool-population", _tess(_set_row(1, Population=True)), "Population True is not a number"),
+    ("huge-float-population", _tess(_set_row(1, Population=1e300)), "Population 1e+300 is not a national population (at least 10,000,000,000)"),
+    ("int64-overflow-population", _old(_set_row(1, Population=2**63)), f"Population {2**63} is not a national population"),
+    ("huge-int-population", _old(_set_row(1, Population=10**400)), "is not a national population"),
+    ("ten-billion-population", _tess(_set_row(1, Population=10_000_000_000.0)), "Population 10000000000.0 is not a national population"),
+    ("infinite-population", lambda s: real(s, "tesseract-acs1-2013-2023-raw.json").replace(b"316128839.0", b"1e400"), "row 1 (year 2013): Population inf is not a finite number"),
+    ("fractional-population", _tess(_set_row(1, Population=318857056.5)), "Population 318857056.5 is not a whole number"),
+    ("small-fraction-population", _old(_set_row(0, Population=3.5)), "Population 3.5 is not a whole number"),
+    ("negative-zero-population", _tess(_set_row(0, Population=-0.0)), "Population -0.0 is not positive"),
     ("missing-population", _tess(_drop_key(5, "Population")), "row 6 (year 2018): no Population"),
     ("string-year-tesseract", _tess(_set_row(0, Year="2013")), "row 1: Year '2013' is not a year"),
     ("old-api-years-disagree", _old(_set_row(0, Year="2021")), "'ID Year' 2022 and 'Year' disagree"),
@@ -189,6 +199,34 @@ def test_bad_answers_are_refused_with_a_clear_message(
     assert str(caught.value).startswith(f"{SOURCE}: ")
     assert message in str(caught.value)
     assert caught.value.exit_code == 1
+
+
+def test_population_fuzz_accepts_only_whole_numbers_below_ten_billion(shared_data: Path) -> None:
+    """Numbers of every size and kind in one row: a DataError, or a whole number of people
+    that every reader can store as a 64-bit integer."""
+    rng = random.Random(19)
+    real_answer = real(shared_data, "tesseract-acs1-2013-2023-raw.json")
+    for _ in range(600):
+        kind = rng.randrange(4)
+        if kind == 0:
+            number = str(rng.randint(-(10**30), 10**30) // 10 ** rng.randint(0, 30))
+        elif kind == 1:
+            number = repr(rng.uniform(-1e12, 1e12) / 10 ** rng.randint(0, 6))
+        elif kind == 2:
+            number = f"{rng.randint(1, 9)}e{rng.randint(-5, 400)}"
+        else:
+            number = f"{rng.randint(1, 10**10)}.{rng.choice(['0', '5', '000001'])}"
+        body = real_answer.replace(b"316128839.0", number.encode(), 1)
+        refused = ""
+        try:
+            data = parse_population(body, source=SOURCE)
+        except DataError as exc:
+            refused = str(exc)
+        if refused:
+            assert refused.startswith(f"{SOURCE}: row 1 (year 2013): Population "), number
+        else:
+            population = dict(data.rows)[2013]
+            assert population == int(population) and 0 < population < 10**10, number
 
 
 # -- the HTTP side: one polite GET, bounded --

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,12 +132,70 @@ def test_resolve_release(spec: str, expected: str) -> None:
         (LOG[:1], "previous", "only one release is logged"),
         (LOG, "2024-06-05", "no release on or before 2024-06-05"),
         (LOG, "06/05/2025", "is not a release"),
+        (LOG, "2024-02-29 23:59", "no release on or before 2024-02-29 23:59"),
     ],
-    ids=["empty", "no-previous", "too-early", "us-date"],
+    ids=["empty", "no-previous", "too-early", "us-date", "leap-day"],
 )
 def test_resolve_release_errors(log: list[Release], spec: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         resolve_release(log, spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("2025-02-30", "day is out of range for month"),
+        ("2025-13-45", "month must be in 1..12"),
+        ("2023-02-29", "day is out of range for month"),
+        ("0000-01-01", "year 0 is out of range"),
+        ("2025-01-01 25:61", "hour must be in 0..23"),
+        ("2025-01-01T23:60", "minute must be in 0..59"),
+        ("\u0662\u0660\u0662\u0665-01-01", "is not a release"),
+    ],
+    ids=[
+        "feb-30",
+        "month-13",
+        "not-a-leap-year",
+        "year-0",
+        "hour-25",
+        "minute-60",
+        "arabic-digits",
+    ],
+)
+@pytest.mark.parametrize("log", [LOG, []], ids=["logged", "nothing-logged"])
+def test_resolve_release_refuses_dates_not_on_the_calendar(
+    log: list[Release], spec: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        resolve_release(log, spec)
+    assert str(caught.value).startswith(f"{spec!r} is not a ")
+    assert message in str(caught.value)
+    assert caught.value.exit_code == 2
+
+
+def test_resolve_release_fuzz_names_only_real_dates() -> None:
+    """Date-shaped specs with every field out of range or not: a release comes back only for a
+    date on the calendar; anything else is a ConfigError, never another exception."""
+    rng = random.Random(19)
+    for _ in range(2000):
+        year, month, day = rng.randint(0, 9999), rng.randint(0, 19), rng.randint(0, 39)
+        spec = f"{year:04d}-{month:02d}-{day:02d}"
+        if rng.random() < 0.5:
+            spec += f"{rng.choice(' T')}{rng.randint(0, 29):02d}:{rng.randint(0, 69):02d}"
+        try:
+            datetime.fromisoformat(spec)
+            real = True
+        except ValueError:
+            real = False
+        found, refused = None, ""
+        try:
+            found = resolve_release(LOG, spec)
+        except ConfigError as exc:
+            refused = str(exc)
+        if found is not None:
+            assert real and found.release[:10] <= spec[:10], spec
+        else:
+            assert real == ("is not a real date" not in refused), spec
 
 
 # -- recording --

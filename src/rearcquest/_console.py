@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from rearcquest.render import TextTable
     from rearcquest.render_vintages import Grid
     from rearcquest.surveys import SurveyOutcome
@@ -128,12 +130,27 @@ def survey_progress(quiet: bool, surveys: int | None) -> Iterator[SurveyCallback
         yield on_progress, on_survey
 
 
+def _stdout_console() -> Console:
+    """rich's console on stdout, but a reader gone early (``| head``) raises BrokenPipeError, for
+    the CLI to end quietly with exit 0, where rich itself would exit 1."""
+    import errno
+    import os
+
+    from rich.console import Console
+
+    class _StdoutConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return _StdoutConsole(highlight=False)
+
+
 def print_grids(grids: Sequence[TextTable | Grid]) -> None:
     """Print report tables with rich on stdout: one per grid, its notes dimmed beneath it."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = _stdout_console()
     for spec in grids:
         table = Table(title=spec.title, title_justify="left")
         widths = [
@@ -161,7 +178,6 @@ def print_grids(grids: Sequence[TextTable | Grid]) -> None:
 
 def print_cells(columns: Sequence[str], numeric: Sequence[bool], rows: Sequence[list[str]]) -> None:
     """Print one untitled table with rich on stdout (numbers aligned right)."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table()
@@ -169,4 +185,4 @@ def print_cells(columns: Sequence[str], numeric: Sequence[bool], rows: Sequence[
         table.add_column(name, justify="right" if right else "left")
     for row in rows:
         table.add_row(*row)
-    Console(highlight=False).print(table)
+    _stdout_console().print(table)

@@ -17,6 +17,7 @@ an :class:`Analysis`. The definitions (ddof, quarters and annual rows, ties, the
 from __future__ import annotations
 
 import logging
+import statistics
 import tempfile
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -50,8 +51,8 @@ DEFAULT_TO_YEAR = 2018
 # BLS publishes at most three decimals (pr: 0.1 and 0.001); values are exact decimals of this
 # scale, so sums never pick up binary-float noise such as 28.500000000000004.
 VALUE_SCALE = 3
-# The reports print the mean population with 1 decimal and its standard deviation with 2, in
-# every format (table, CSV, Markdown, JSON, Parquet).
+# The reports show people the mean population with 1 decimal and its standard deviation with 2
+# (table, Markdown); the data formats (JSON, CSV, Parquet) carry them unrounded.
 MEAN_DECIMALS: Final = 1
 STD_DECIMALS: Final = 2
 REQUIRED_COLUMNS: Final = ("series_id", "year", "period", "value")
@@ -470,9 +471,10 @@ class PopulationStats:
         to_year: last year asked for, inclusive.
         years: the years of the range that the data has, ascending.
         missing_years: the years of the range that the data lacks.
-        mean: mean population over ``years``, unrounded (the reports print
-            :attr:`rounded_mean`).
-        std: sample standard deviation (ddof=1) over ``years``; ``None`` for a single year.
+        mean: mean population over ``years``, unrounded (JSON, CSV and Parquet carry it; the
+            table and Markdown show :attr:`rounded_mean`).
+        std: sample standard deviation (ddof=1) over ``years``, unrounded; ``None`` for a
+            single year.
     """
 
     from_year: int
@@ -484,23 +486,23 @@ class PopulationStats:
 
     @property
     def rounded_mean(self) -> Decimal:
-        """The mean as every report prints it: :data:`MEAN_DECIMALS` decimals."""
+        """The mean as the table and Markdown show it: :data:`MEAN_DECIMALS` decimals."""
         return _round(self.mean, MEAN_DECIMALS)
 
     @property
     def rounded_std(self) -> Decimal | None:
-        """The standard deviation as every report prints it: :data:`STD_DECIMALS` decimals."""
+        """The standard deviation as the table and Markdown show it: :data:`STD_DECIMALS`
+        decimals."""
         return None if self.std is None else _round(self.std, STD_DECIMALS)
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready values: mean and std rounded as every report prints them."""
-        std = self.rounded_std
+        """The report as JSON-ready values: mean and std unrounded, as computed."""
         return {
             "from_year": self.from_year,
             "to_year": self.to_year,
             "years": list(self.years),
-            "mean": float(self.rounded_mean),
-            "std": None if std is None else float(std),
+            "mean": self.mean,
+            "std": self.std,
         }
 
 
@@ -540,12 +542,13 @@ def population_stats(
             f"the population data has no year from {from_year} to {to_year} (it has {have})"
         )
     missing = tuple(sorted(set(range(from_year, to_year + 1)) - set(years)))
-    mean, std = window.select(
-        pl.col("population").mean(), pl.col("population").std(ddof=1).alias("std")
-    ).row(0)
-    return PopulationStats(
-        from_year, to_year, years, missing, float(mean), float(std) if len(years) > 1 else None
-    )
+    # A handful of integers: statistics sums them exactly and rounds once, so the unrounded
+    # figures JSON carries are the closest floats to the true mean and deviation.
+    people = [int(n) for n in window["population"].drop_nulls()]
+    if not people:
+        raise DataError(f"the population data has no figure from {from_year} to {to_year}")
+    std = statistics.stdev(people) if len(people) > 1 else None
+    return PopulationStats(from_year, to_year, years, missing, statistics.fmean(people), std)
 
 
 def best_year(

@@ -220,16 +220,61 @@ def _configure_logging(level: int) -> None:
     root.propagate = False
 
 
+# 128 + SIGINT, what a shell reports for a command stopped with Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+
+def _stdout_closed() -> bool:
+    """Whether nothing reads stdout any more (``rq ... | head`` after head exited).
+
+    A BrokenPipeError may come from any pipe or socket; only one on stdout means the reader has
+    all it wanted. The write end of a pipe whose readers are gone polls as an error.
+    """
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)
+        return False
+    if not hasattr(select, "poll"):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush of what is still
+    buffered does not fail again (the recipe of the ``signal`` module's documentation)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
 class _Command(TyperCommand):
     """A command whose :class:`RqError` is printed once, as ``Error: ...`` with its exit code.
 
     An :class:`OptionError` (options that cannot go together) is Typer's usage error instead:
-    the usage line, then ``Invalid value for <options>: ...``, exit 2.
+    the usage line, then ``Invalid value for <options>: ...``, exit 2. Ctrl-C prints
+    ``Interrupted.`` and exits 130; a reader of stdout that stops early (``| head``) ends the
+    command quietly with exit 0.
     """
 
     def invoke(self, ctx: Any) -> Any:  # Any: typer's own (vendored) click.Context
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            typer.echo("Interrupted.", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            if not _stdout_closed():
+                raise
+            _discard_stdout()
+            raise typer.Exit(0) from None
         except OptionError as exc:
             raise typer.BadParameter(str(exc), ctx=ctx, param_hint=exc.options) from exc
         except RqError as exc:
@@ -560,6 +605,9 @@ class AnalyzeFormat(StrEnum):
     markdown = "markdown"
 
 
+# A year has four digits: --from-year 13 is a typo, not the year 13.
+_YEAR_RANGE: dict[str, Any] = {"min": 1000, "max": 9999}
+
 TableFormatOption = Annotated[
     AnalyzeFormat, _opt("--format", "Output on stdout.", case_sensitive=False)
 ]
@@ -617,11 +665,11 @@ def analyze(
     ] = None,
     from_year: Annotated[
         int,
-        _opt("--from-year", "First year of the population report.", "YEAR"),
+        _opt("--from-year", "First year of the population report.", "YEAR", **_YEAR_RANGE),
     ] = DEFAULT_FROM_YEAR,
     to_year: Annotated[
         int,
-        _opt("--to-year", "Last year of the population report (inclusive).", "YEAR"),
+        _opt("--to-year", "Last year of the population report (inclusive).", "YEAR", **_YEAR_RANGE),
     ] = DEFAULT_TO_YEAR,
     series_id: Annotated[
         str, _opt("--series", "Series of the series-population report.", "SERIES_ID")
@@ -1165,7 +1213,15 @@ def main() -> None:
     # Exit would otherwise walk every object botocore and typer built (~0.2 s per run); nothing
     # rq needs finalised lives only in a reference cycle.
     atexit.register(gc.freeze)
-    _for_command(sys.argv[1:])(prog_name="rq")
+    try:
+        _for_command(sys.argv[1:])(prog_name="rq")
+    finally:
+        # What is still buffered is written now, not in the interpreter's shutdown, where a
+        # reader gone early would print "Exception ignored ... BrokenPipeError".
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _discard_stdout()
 
 
 def _for_command(args: list[str]) -> typer.Typer:

@@ -46,8 +46,12 @@ RELEASES_VERSION = 1
 # A release log of 16 MB holds thousands of releases of thousands of files: anything larger is
 # not one rq wrote.
 _MAX_LOG_BYTES = 16 * 1024 * 1024
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2})$")
+# ASCII digits only: \d would also take other scripts' digits, which no release stamp holds.
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_STAMP = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[ T]([0-9]{2}:[0-9]{2})$")
+_SPEC_HELP = (
+    "give YYYY-MM-DD, a release stamp 'YYYY-MM-DD HH:MM', 'previous' or 'latest' (see rq releases)"
+)
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -306,39 +310,55 @@ def require_versioning(store: ObjectStore) -> None:
         )
 
 
+def _on_or_before(spec: str) -> Callable[[Release], bool]:
+    """Which releases are on or before the date or stamp ``spec`` (a date includes its day).
+
+    Raises:
+        ConfigError: ``spec`` is neither, or not a real calendar date and time.
+    """
+    if _DATE.match(spec):
+        bound = spec
+    elif match := _STAMP.match(spec):
+        bound = f"{match[1]} {match[2]}"
+    else:
+        raise ConfigError(f"{spec!r} is not a release: {_SPEC_HELP}")
+    try:
+        datetime.fromisoformat(bound)
+    except ValueError as exc:
+        # The shape is right but the calendar is not: 2025-02-30, 2025-13-45, 25:61.
+        raise ConfigError(f"{spec!r} is not a real date ({exc}): {_SPEC_HELP}") from None
+    if len(bound) == len("YYYY-MM-DD"):
+        return lambda r: r.release[:10] <= bound
+    return lambda r: r.release <= bound
+
+
 def resolve_release(releases: Sequence[Release], spec: str) -> Release:
     """The release ``spec`` names: ``latest``, ``previous``, a date or a release stamp.
 
     A date (``YYYY-MM-DD``) or a stamp (``YYYY-MM-DD HH:MM``) names the latest release on or
-    before it (a date includes its whole day).
+    before it (a date includes its whole day). Either must be a real calendar date and time.
 
     Raises:
-        ConfigError: no release is logged, ``spec`` is none of these, or no release is that old.
+        ConfigError: ``spec`` is none of these (or not a real date), no release is logged, or
+            no release is that old.
     """
+    text = spec.strip()
+    # The spec is checked before the log: a bad date is named even where nothing is logged.
+    keep = None if text in ("latest", "previous") else _on_or_before(text)
     if not releases:
         raise ConfigError(
             "no release is logged for this mirror yet; run rq sync-bls (a sync that changes "
             "files records one)"
         )
-    text = spec.strip()
     if text == "latest":
         return releases[-1]
-    if text == "previous":
+    if keep is None:
         if len(releases) < 2:
             raise ConfigError(
                 f"only one release is logged ({releases[0].release}); there is no previous one"
             )
         return releases[-2]
-    if _DATE.match(text):
-        chosen = [r for r in releases if r.release[:10] <= text]
-    elif match := _STAMP.match(text):
-        stamp = f"{match[1]} {match[2]}"
-        chosen = [r for r in releases if r.release <= stamp]
-    else:
-        raise ConfigError(
-            f"{spec!r} is not a release: give YYYY-MM-DD, a release stamp 'YYYY-MM-DD HH:MM', "
-            "'previous' or 'latest' (see rq releases)"
-        )
+    chosen = [r for r in releases if keep(r)]
     if not chosen:
         raise ConfigError(
             f"no release on or before {text}; the first logged is {releases[0].release} "

@@ -6,10 +6,13 @@ other. Pure helpers: nothing here imports typer or rich or prints; ``cli.py`` tu
 
 One number style in every format of a report (see ``docs/analyze.md``): a BLS value, or a sum of
 them, has the digits the BLS file prints for its series (``-7.0``, ``138.710``; never ``-7`` nor
-``28.500000000000004``); populations are integers; the mean has one decimal and the standard
-deviation two. JSON writes those digits as numbers, CSV and Markdown as text (Markdown and the
-table add thousands separators to population figures), Parquet as ``Decimal(18, 3)`` values,
-``Int64`` populations and ``Decimal(18, 1)``/``Decimal(18, 2)`` mean and std.
+``28.500000000000004``); populations are integers. The population mean and standard deviation are
+computed values: the data formats carry them unrounded (JSON and CSV as the float's shortest
+digits, ``4257089.5415293295``; Parquet as ``Float64``), and only the views for people round
+them (table and Markdown: the mean to one decimal, the standard deviation to two). JSON writes
+the digits as numbers, CSV and Markdown as text (Markdown and the table add thousands
+separators to population figures), Parquet as ``Decimal(18, 3)`` values and ``Int64``
+populations.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rearcquest._sizes import human_size as human_size
-from rearcquest.analytics import MEAN_DECIMALS, STD_DECIMALS, VALUE_SCALE
+from rearcquest.analytics import VALUE_SCALE
 from rearcquest.errors import ConfigError, RqError
 
 if TYPE_CHECKING:
@@ -77,10 +80,10 @@ def bls_value(value: Decimal, decimals: int | None = None) -> Decimal:
 def _records(analysis: Analysis, name: ReportName) -> list[dict[str, Any]]:
     """The rows of one report with the numbers every format writes.
 
-    BLS values are decimals with the source's digits (:func:`bls_value`), mean and std decimals
-    rounded as :class:`~rearcquest.analytics.PopulationStats` says, populations and years
-    integers. Table and Markdown add thousands separators to the population figures; JSON,
-    CSV and Parquet write the same digits without them.
+    BLS values are decimals with the source's digits (:func:`bls_value`), mean and std the
+    unrounded floats, populations and years integers: the data formats (JSON, CSV, Parquet)
+    write these. Table and Markdown (:func:`tables`) round mean and std and add thousands
+    separators to the population figures.
     """
     if name == "population":
         stats = analysis.population
@@ -91,8 +94,8 @@ def _records(analysis: Analysis, name: ReportName) -> list[dict[str, Any]]:
                 "to_year": stats.to_year,
                 "years": list(stats.years),
                 "missing_years": list(stats.missing_years),
-                "mean": stats.rounded_mean,
-                "std": stats.rounded_std,
+                "mean": stats.mean,
+                "std": stats.std,
             }
         ]
     known, titles = analysis.value_decimals, analysis.titles
@@ -141,9 +144,9 @@ def to_json_doc(analysis: Analysis) -> dict[str, Any]:
     ``{"population": {"from_year", "to_year", "years", "mean", "std"}, "best_year": [{"series_id",
     "year", "value"}], "series_population": [{"series_id", "year", "period", "value",
     "population"}]}``, the BLS rows ending with ``"title"`` when the analysis has the series
-    titles. Values, mean and std are floats of the numbers the other formats print
-    (a float cannot keep ``138.710``'s last zero: :func:`to_json` writes the digits themselves);
-    years and populations are integers.
+    titles. Values are floats of the numbers the other formats print (a float cannot keep
+    ``138.710``'s last zero: :func:`to_json` writes the digits themselves); mean and std are the
+    unrounded floats; years and populations are integers.
     """
     result: dict[str, Any] = _json_ready(_doc(analysis))
     return result
@@ -168,8 +171,8 @@ def json_text(value: Any) -> str:
 def to_json(analysis: Analysis) -> str:
     """The reports as indented JSON text (see :func:`to_json_doc`).
 
-    Numbers are JSON numbers written with the digits every other format prints: ``-7.0`` and
-    ``138.710`` as the BLS file has them, ``322069808.0`` and ``4158441.04`` for mean and std.
+    Numbers are JSON numbers: ``-7.0`` and ``138.710`` as the BLS file has them, mean and std
+    unrounded (``322069808.0``, ``4158441.040908095``).
     """
     return json_text(_doc(analysis))
 
@@ -185,8 +188,7 @@ def report_frames(analysis: Analysis) -> dict[ReportName, pl.DataFrame]:
 
     BLS values are ``Decimal(18, 3)`` and populations ``Int64`` in every report. The population
     report is one row: ``from_year``, ``to_year`` (Int32), ``years`` and ``missing_years``
-    (lists), ``mean`` (``Decimal(18, 1)``) and ``std`` (``Decimal(18, 2)``), rounded as every
-    format prints them.
+    (lists), ``mean`` and ``std`` (``Float64``, unrounded).
     """
     import polars as pl
 
@@ -201,8 +203,8 @@ def report_frames(analysis: Analysis) -> dict[ReportName, pl.DataFrame]:
                     "to_year": pl.Int32,
                     "years": pl.List(pl.Int32),
                     "missing_years": pl.List(pl.Int32),
-                    "mean": pl.Decimal(18, MEAN_DECIMALS),
-                    "std": pl.Decimal(18, STD_DECIMALS),
+                    "mean": pl.Float64,
+                    "std": pl.Float64,
                 },
             )
         else:

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 # A national table is a few kB (the state-by-year answer is 50 kB); anything near this limit is
 # not what was asked for, and a bounded body keeps a misbehaving server from filling memory.
 MAX_BODY_BYTES = 1024 * 1024
+# Every reader stores a population as a 64-bit integer; no nation counts ten billion people, so
+# anything that large is a broken answer (1e300, 2**63), refused before it is stored.
+MAX_POPULATION = 10_000_000_000
 NATION_ID = "01000US"
 NATION_NAME = "United States"
 
@@ -188,10 +191,20 @@ def _population(row: dict[str, Any], where: str, source: str) -> float:
     value = row["Population"]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DataError(f"{source}: {where}: Population {value!r} is not a number")
-    number = float(value)
-    if not math.isfinite(number) or number <= 0:
+    if isinstance(value, float) and not math.isfinite(value):
+        # json reads 1e400 as inf
+        raise DataError(f"{source}: {where}: Population {value!r} is not a finite number")
+    # An int compares exactly here, whatever its size (float(2**1100) would raise).
+    if value <= 0:
         raise DataError(f"{source}: {where}: Population {value!r} is not positive")
-    return number
+    if value >= MAX_POPULATION:
+        raise DataError(
+            f"{source}: {where}: Population {value!r} is not a national population (at least "
+            f"{MAX_POPULATION:,}); the answer is not what was asked for"
+        )
+    if value != int(value):
+        raise DataError(f"{source}: {where}: Population {value!r} is not a whole number")
+    return float(value)
 
 
 def _check_nation(row: dict[str, Any], shape: Shape, where: str, source: str) -> None:
@@ -213,8 +226,9 @@ def parse_population(body: bytes, *, source: str = "response") -> PopulationData
 
     Raises:
         DataError: the body is empty, HTML, invalid JSON, of an unknown shape, not national
-            population, incomplete or empty, or has a missing, non-numeric or non-positive
-            population, a bad year or a year twice. The message names ``source``.
+            population, incomplete or empty, or has a missing population or one that is not a
+            whole number from 1 to :data:`MAX_POPULATION` (exclusive), a bad year or a year
+            twice. The message names ``source``.
     """
     doc = _load(body, source)
     shape, data = _detect_shape(doc, source)
