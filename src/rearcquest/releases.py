@@ -26,7 +26,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from rearcquest.errors import (
@@ -35,7 +35,7 @@ from rearcquest.errors import (
     PreconditionFailedError,
     StateConflictError,
 )
-from rearcquest.layout import releases_key
+from rearcquest.layout import name_problem, releases_key, shown_name
 
 if TYPE_CHECKING:
     from rearcquest.storage import ObjectStore
@@ -48,6 +48,9 @@ RELEASES_VERSION = 1
 _MAX_LOG_BYTES = 16 * 1024 * 1024
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2})$")
+# A stamp as the log keeps it (and as listing dates are normalised).
+_STAMP_WRITTEN = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", re.ASCII)
+_STAMP_FORMAT = "%Y-%m-%d %H:%M"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -65,7 +68,8 @@ class Release:
 
     Attributes:
         release: the release stamp, ``YYYY-MM-DD HH:MM``: the latest source listing date among
-            the changed files (the sync time when none has one).
+            the changed files (the sync time, UTC, when none has one), moved to the minute after
+            the previous release's when it is not later: unique in the log, never going back.
         synced_at: when the sync that recorded it ran (ISO 8601, UTC).
         changed: the files added or changed since the previous release.
         removed: the files gone since the previous release.
@@ -116,6 +120,13 @@ class ReleaseLog:
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
 
+def _names(where: str, what: str, names: object) -> None:
+    """Refuse a name of the log that is not one plain file name: it would become a path."""
+    for name in names if isinstance(names, (list, dict)) else ():
+        if (problem := name_problem(name)) is not None:
+            raise ValueError(f"{where}: {what} {shown_name(name)} is not a file name ({problem})")
+
+
 def _parse_release(doc: object, index: int) -> Release:
     where = f"release {index}"
     if not isinstance(doc, dict):
@@ -123,15 +134,19 @@ def _parse_release(doc: object, index: int) -> Release:
     for name in ("release", "synced_at"):
         if not isinstance(doc.get(name), str):
             raise ValueError(f"{where}: {name!r} is not a string")
+    if not _is_stamp(doc["release"]):
+        raise ValueError(f"{where}: release {shown_name(doc['release'])} is not YYYY-MM-DD HH:MM")
     lists: dict[str, tuple[str, ...]] = {}
     for name in ("changed", "removed"):
         value = doc.get(name, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"{where}: {name!r} is not a list of file names")
+        _names(where, f"{name!r} names", value)
         lists[name] = tuple(value)
     files_doc = doc.get("files")
     if not isinstance(files_doc, dict):
         raise ValueError(f"{where}: 'files' is not an object")
+    _names(where, "file", files_doc)
     files: dict[str, ReleaseFile] = {}
     for name, entry in files_doc.items():
         if not isinstance(entry, dict):
@@ -191,7 +206,32 @@ def load_releases(store: ObjectStore, prefix: str, *, key: str | None = None) ->
 
 
 def _stamp(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    return when.astimezone(UTC).strftime(_STAMP_FORMAT)
+
+
+def _is_stamp(text: str) -> bool:
+    """Whether ``text`` is a real ``YYYY-MM-DD HH:MM`` (a listing date, a release stamp)."""
+    if not _STAMP_WRITTEN.fullmatch(text):
+        return False
+    try:
+        datetime.strptime(text, _STAMP_FORMAT)
+    except ValueError:
+        return False
+    return True
+
+
+def _after(stamp: str, previous: Release | None) -> str:
+    """``stamp``, or the minute after the previous release's when it is not later.
+
+    Listing dates are the source's clock and may repeat (two releases in one minute) or go
+    back (a file re-listed with an older date): the log's stamps still name one release each
+    and only grow, so a date or stamp resolves to one release.
+    """
+    if previous is None or not _is_stamp(previous.release) or stamp > previous.release:
+        return stamp
+    return (datetime.strptime(previous.release, _STAMP_FORMAT) + timedelta(minutes=1)).strftime(
+        _STAMP_FORMAT
+    )
 
 
 def next_release(
@@ -204,8 +244,10 @@ def next_release(
     """The release a mirror now holding ``files`` makes after ``previous``; ``None`` if none.
 
     A file is changed when its sha256 differs from the previous release's (or it is new). The
-    release stamp is the latest listing date among the changed files. Only new version ids of
-    unchanged bytes (a metadata refresh copies the object) make no release.
+    release stamp is the latest listing date among the changed files (the sync time, UTC, when
+    none has one); a stamp not later than the previous release's becomes the minute after it,
+    so stamps are unique and never go backwards. Only new version ids of unchanged bytes (a
+    metadata refresh copies the object) make no release.
 
     Args:
         previous: the latest release logged.
@@ -220,8 +262,9 @@ def next_release(
     removed = tuple(sorted(n for n in before if n not in files))
     if not changed and not removed:
         return None
-    dates = [d for n in changed if (d := listing_dates.get(n))]
-    stamp = max(dates) if dates else _stamp(now)
+    # A listing date read back from the state is data: only a real date makes a stamp.
+    dates = [d for n in changed if (d := listing_dates.get(n)) and _is_stamp(d)]
+    stamp = _after(max(dates) if dates else _stamp(now), previous)
     return Release(
         release=stamp,
         synced_at=now.astimezone(UTC).isoformat(timespec="seconds"),

@@ -66,7 +66,9 @@ from rearcquest.layout import (
     RESERVED_PREFIX,
     is_reserved,
     lock_key,
+    name_problem,
     releases_key,
+    shown_name,
 )
 from rearcquest.layout import state_key as default_state_key
 
@@ -179,8 +181,8 @@ def _file_state(name: str, entry: object) -> FileState:
     Raises:
         ValueError: it is not exactly a :class:`FileState` document.
     """
-    if not name or "/" in name:
-        raise ValueError(f"file name {name!r} is not a mirrored file name")
+    if (problem := name_problem(name)) is not None:
+        raise ValueError(f"file name {shown_name(name)} is not a mirrored file name ({problem})")
     if not isinstance(entry, dict) or not _ENTRY_KEYS <= set(entry) <= (
         _ENTRY_KEYS | _OPTIONAL_ENTRY_KEYS
     ):
