@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -13,7 +14,7 @@ from conftest import release
 from rearcquest import vintages
 from rearcquest.config import Settings
 from rearcquest.errors import ConfigError, DataError, StateConflictError
-from rearcquest.layout import releases_key, state_key
+from rearcquest.layout import plain_name, releases_key, state_key
 from rearcquest.offline import Fault, OfflineServer, add_datausa_routes
 from rearcquest.pipeline import run_pipeline
 from rearcquest.releases import (
@@ -305,3 +306,202 @@ def test_a_multipart_object_of_the_latest_release_is_read_through_the_state(
     with pytest.raises(DataError, match="was not kept"):
         vintages.analyze_as_of("2024-06-06", **options)
     assert vintages.analyze_as_of("latest", **options).release != first.release
+
+
+# -- stamps are unique and never go back (issue 19) --
+
+
+def _appended(previous: Release, date: str | None) -> Release:
+    got = next_release(previous, {"a": ReleaseFile(SHA["b"], "2")}, {"a": date}, now=NOW)
+    assert got is not None
+    return got
+
+
+def test_two_releases_in_one_minute_get_two_stamps() -> None:
+    first = Release("2025-09-04 08:30", "x", files={"a": ReleaseFile(SHA["a"], "1")})
+    second = _appended(first, "2025-09-04 08:30")
+    assert second.release == "2025-09-04 08:31"
+    # Both stay reachable: by stamp and by date.
+    log = [first, second]
+    assert resolve_release(log, "2025-09-04 08:30") is first
+    assert resolve_release(log, "2025-09-04T08:31") is second
+    assert resolve_release(log, "2025-09-04") is second
+
+
+def test_a_release_listed_earlier_than_the_last_comes_after_it() -> None:
+    last = Release("2025-09-04 08:30", "x", files={"a": ReleaseFile(SHA["a"], "1")})
+    older = _appended(last, "2024-01-02 03:04")
+    assert older.release == "2025-09-04 08:31"
+    # A day's last minute rolls over into the next day.
+    assert _appended(Release("2025-12-31 23:59", "x"), None).release == "2026-11-29 12:00"
+    assert (
+        _appended(Release("2026-12-31 23:59", "x"), "2026-12-31 23:59").release
+        == "2027-01-01 00:00"
+    )
+
+
+@pytest.mark.parametrize(
+    "date",
+    ["2025-13-40 25:99", "../../x", "2025-09-04 08:30\n", "٢٠٢٥-٠٩-٠٤ ٠٨:٣٠"],
+    ids=["impossible", "path", "newline", "other-digits"],
+)
+def test_a_listing_date_that_is_no_date_is_not_a_stamp(date: str) -> None:
+    got = _appended(Release("2025-09-04 08:30", "x"), date)
+    assert got.release == "2026-11-29 12:00"  # the sync time, UTC
+
+
+def test_recorded_stamps_only_grow(store: ObjectStore) -> None:
+    files = {"a": ReleaseFile(SHA["a"], "1")}
+    for sha, date in (
+        (SHA["b"], "2025-09-04 08:30"),
+        (SHA["c"], "2025-09-04 08:30"),
+        (SHA["d"], "2025-01-01 00:00"),
+    ):
+        files = {"a": ReleaseFile(sha, "1")}
+        record_release(store, "pr/", files, {"a": date}, now=NOW)
+    stamps = [r.release for r in load_releases(store, "pr/").releases]
+    assert stamps == ["2025-09-04 08:30", "2025-09-04 08:31", "2025-09-04 08:32"]
+
+
+# -- the names a log holds are data, never paths (issue 19) --
+
+
+def _log_doc(**release: Any) -> dict[str, Any]:
+    entry = {"sha256": SHA["a"], "version_id": "v1"}
+    doc = {
+        "release": "2025-09-04 08:30",
+        "synced_at": "2025-09-04T15:00:00+00:00",
+        "changed": ["pr.series"],
+        "removed": [],
+        "files": {"pr.series": entry},
+    } | release
+    return {"version": 1, "prefix": "pr/", "releases": [doc]}
+
+
+BAD_NAMES = [
+    "/etc/passwd",
+    "../../x",
+    "a/b",
+    "a\\b",
+    "..",
+    ".",
+    "",
+    "x\0y",
+    "x\ny",
+    "x" * 256,
+    "é" * 128,
+]
+BAD_IDS = [
+    "absolute",
+    "dot-dot",
+    "nested",
+    "backslash",
+    "parent",
+    "dot",
+    "empty",
+    "nul",
+    "newline",
+    "long",
+    "long-utf8",
+]
+
+
+@pytest.mark.parametrize("field", ["files", "changed", "removed"])
+@pytest.mark.parametrize("bad", BAD_NAMES, ids=BAD_IDS)
+def test_a_log_naming_a_path_is_not_a_release_log(store: ObjectStore, field: str, bad: str) -> None:
+    entry = {"sha256": SHA["a"], "version_id": "v1"}
+    value: Any = {"pr.series": entry, bad: entry} if field == "files" else ["pr.series", bad]
+    store.put_bytes(releases_key("pr/"), json.dumps(_log_doc(**{field: value})).encode())
+    with pytest.raises(DataError) as caught:
+        load_releases(store, "pr/")
+    message = str(caught.value)
+    assert message.startswith("s3://test-bucket/.rearcquest/releases/pr.json is not a release log")
+    assert "is not a file name" in message
+    assert repr(bad)[:40] in message
+
+
+@pytest.mark.parametrize("stamp", ["../../x", "2025-09-04", "2025-09-04 08:30\n", ""])
+def test_a_log_whose_stamp_is_no_stamp_is_not_a_release_log(store: ObjectStore, stamp: str) -> None:
+    store.put_bytes(releases_key("pr/"), json.dumps(_log_doc(release=stamp)).encode())
+    with pytest.raises(DataError, match="is not YYYY-MM-DD HH:MM"):
+        load_releases(store, "pr/")
+
+
+class _OneObject:
+    """Just enough of an ObjectStore for load_releases: one object's bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def fetch(self, key: str, *, max_bytes: int | None = None) -> tuple[bytes, Any]:
+        return self.data, type("Info", (), {"etag": '"e"'})()
+
+    def url(self, key: str) -> str:
+        return f"s3://b/{key}"
+
+
+_ODD = [
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    10**30,
+    "",
+    "x",
+    "..",
+    "/abs",
+    "a/b",
+    "x\0",
+    "\ud800",
+    "x" * 300,
+    "\x85" * 9,
+    "y" * 100_000,
+    [],
+    {},
+    [1],
+    {"a": 1},
+]
+
+
+def _shake(rng: random.Random, value: Any, depth: int = 0) -> Any:
+    """``value`` with one random part replaced, dropped or renamed."""
+    if depth > 4 or not isinstance(value, (dict, list)) or not value or rng.random() < 0.2:
+        return rng.choice(_ODD)
+    if isinstance(value, list):
+        i = rng.randrange(len(value))
+        return [*value[:i], _shake(rng, value[i], depth + 1), *value[i + 1 :]]
+    key = rng.choice(sorted(value))
+    out = dict(value)
+    roll = rng.random()
+    if roll < 0.15:
+        del out[key]
+    elif roll < 0.3:
+        out[rng.choice([k for k in _ODD if isinstance(k, str)])] = out.pop(key)
+    else:
+        out[key] = _shake(rng, value[key], depth + 1)
+    return out
+
+
+def test_fuzzed_logs_give_only_rq_errors() -> None:
+    rng = random.Random(19)
+    base = _log_doc()
+    base["releases"].append(_log_doc(release="2025-09-05 08:30")["releases"][0])
+    for _ in range(1500):
+        doc = base
+        for _ in range(rng.randint(1, 3)):
+            doc = _shake(rng, doc)
+        data = (
+            json.dumps(doc).encode()
+            if rng.random() < 0.9
+            else json.dumps(doc).encode()[: rng.randint(0, 60)]
+        )
+        try:
+            log = load_releases(cast(ObjectStore, _OneObject(data)), "pr/")
+        except DataError:
+            continue
+        for rel in log.releases:
+            assert all(plain_name(n) for n in (*rel.files, *rel.changed, *rel.removed))
+            assert rel.release == datetime.strptime(rel.release, "%Y-%m-%d %H:%M").strftime(
+                "%Y-%m-%d %H:%M"
+            )
