@@ -21,7 +21,9 @@ from rearcquest.offline import OfflineServer
 from rearcquest.storage import ObjectStore
 from vintage_helpers import (
     BUCKET,
+    SLUGS,
     STAMPS,
+    VINTAGES,
     put_release_files,
     synced_mirror,
     write_release_log,
@@ -179,7 +181,7 @@ def test_sql_as_of_queries_the_release(
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout, parse_float=Decimal)
     assert row["value"] == _value(vintage, "PRS30006032", 2025, "Q01")
-    assert f"as of release {vintage} 08:30" in result.stderr
+    assert f"as of release {STAMPS[VINTAGES.index(vintage)]}" in result.stderr
 
 
 def test_tables_as_of_writes_the_release_tables_beside_the_others(
@@ -189,13 +191,13 @@ def test_tables_as_of_writes_the_release_tables_beside_the_others(
     result = rq("tables", "--as-of", "2025-06-30", "--format", "json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    base = f"s3://{BUCKET}/tables/as-of/2025-06-05T0830/pr/"
+    base = f"s3://{BUCKET}/tables/as-of/{SLUGS[1]}/pr/"
     assert doc["release"] == STAMPS[1]
     assert f"{base}series/series.parquet" in doc["written"]
     assert f"{base}observations/file=pr.data.0.Current/part-0.parquet" in doc["written"]
     # rq sql reads S3 with Polars' own reader, which in-process moto cannot answer: the
     # release's tables are queried from a copy (tests/test_tables.py reads S3 in place).
-    store, prefix = mirror["store"], "tables/as-of/2025-06-05T0830/"
+    store, prefix = mirror["store"], f"tables/as-of/{SLUGS[1]}/"
     for info in store.list_objects(prefix):
         path = tmp_path / info.key[len(prefix) :]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -298,7 +300,7 @@ def test_as_of_tables_are_each_release_s_own_folder_cleared_first(
     june = put_release_files(client, bucket, "pr/", "2025-06-05")
     september = put_release_files(client, bucket, "pr/", "2025-09-04")
     write_release_log(client, bucket, "pr/", [(STAMPS[1], june), (STAMPS[2], september)])
-    june_base, september_base = "tables/as-of/2025-06-05T0830/", "tables/as-of/2025-09-04T0830/"
+    june_base, september_base = f"tables/as-of/{SLUGS[1]}/", f"tables/as-of/{SLUGS[2]}/"
     # What an interrupted earlier build of the June release left behind.
     stale = f"{june_base}pr/observations/file=pr.data.9.Stale/part-0.parquet"
     versioned.put_bytes(stale, b"not the release's")
@@ -339,7 +341,7 @@ def test_as_of_honours_the_root_prefix(versioned: ObjectStore, command: str) -> 
         assert json.loads(result.stdout)["release"] == STAMPS[1]
         assert f"s3://{bucket}/bls/pr/pr.data.0.Current as of release" in result.stderr
     elif command == "tables":
-        base = f"s3://{bucket}/bls/tables/as-of/2025-06-05T0830/pr/"
+        base = f"s3://{bucket}/bls/tables/as-of/{SLUGS[1]}/pr/"
         assert f"{base}series/series.parquet" in json.loads(result.stdout)["written"]
     else:
         (row,) = json.loads(result.stdout)

@@ -28,6 +28,7 @@ from rearcquest.releases import (
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
 from rearcquest.sync import SyncState, sync_bls
+from vintage_helpers import STAMPS
 
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 CONTACT = "tests@example.com"
@@ -87,10 +88,11 @@ def test_an_old_state_is_read_without_a_warning(
 def test_next_release_stamps_with_the_changed_files_dates_only() -> None:
     before = Release("2025-06-05 08:30", "x", files={"a": ReleaseFile(SHA["a"], "1")})
     files = {"a": ReleaseFile(SHA["a"], "2"), "b": ReleaseFile(SHA["b"], "3")}
-    got = next_release(before, files, {"a": "2025-09-04 09:00", "b": "2025-09-04 08:30"}, now=NOW)
+    modified = {"a": "Thu, 04 Sep 2025 13:00:00 GMT", "b": "Thu, 04 Sep 2025 12:30:00 GMT"}
+    got = next_release(before, files, modified, now=NOW)
     assert got is not None
     # a was only re-stamped (new version, same bytes): not changed, its date not the stamp.
-    assert (got.release, got.changed, got.removed) == ("2025-09-04 08:30", ("b",), ())
+    assert (got.release, got.changed, got.removed) == ("2025-09-04 12:30", ("b",), ())
     assert got.synced_at == "2026-11-29T12:00:00+00:00"
 
 
@@ -148,7 +150,7 @@ def test_unversioned_bucket_logs_releases_with_null_versions(
 ) -> None:
     run(store, bls_server).raise_for_errors()
     (first,) = load_releases(store, "pr/").releases
-    assert first.release == "2024-06-06 08:30"
+    assert first.release == STAMPS[0]
     assert {f.version_id for f in first.files.values()} == {None}
     client = store.client
     latest = vintages.analyze_as_of(
@@ -223,7 +225,7 @@ def test_the_pipeline_records_releases(store: ObjectStore, bls_server: OfflineSe
         bls_server.set_files(release(vintage))
         run_pipeline(settings, s3_client=store.client, retry=FAST).raise_for_errors()
     logged = load_releases(store, "pr/").releases
-    assert [r.release for r in logged] == ["2024-06-06 08:30", "2025-06-05 08:30"]
+    assert [r.release for r in logged] == STAMPS[:2]
     assert all(f.version_id for r in logged for f in r.files.values())
 
 
@@ -299,7 +301,7 @@ def test_a_multipart_object_of_the_latest_release_is_read_through_the_state(
         "s3_client": store.client,
     }
     first = vintages.analyze_as_of("latest", **options)
-    assert first.release == "2024-06-06 08:30"
+    assert first.release == STAMPS[0]
     bls_server.set_files(release("2025-06-05"))
     run(store, bls_server).raise_for_errors()
     # The state now records the new bytes: the old release's are gone, and that is said.
@@ -308,59 +310,66 @@ def test_a_multipart_object_of_the_latest_release_is_read_through_the_state(
     assert vintages.analyze_as_of("latest", **options).release != first.release
 
 
-# -- stamps are unique and never go back (issue 19) --
+# -- stamps are UTC, unique and never go back (issue 19) --
 
 
-def _appended(previous: Release, date: str | None) -> Release:
-    got = next_release(previous, {"a": ReleaseFile(SHA["b"], "2")}, {"a": date}, now=NOW)
+def _appended(previous: Release, modified: str | None) -> Release:
+    got = next_release(previous, {"a": ReleaseFile(SHA["b"], "2")}, {"a": modified}, now=NOW)
     assert got is not None
     return got
 
 
+def test_the_stamp_is_the_last_modified_in_utc() -> None:
+    first = Release("2025-06-05 12:30", "x", files={"a": ReleaseFile(SHA["a"], "1")})
+    for modified in ("Thu, 04 Sep 2025 12:30:00 GMT", "Thu, 04 Sep 2025 08:30:00 -0400"):
+        assert _appended(first, modified).release == "2025-09-04 12:30"
+
+
 def test_two_releases_in_one_minute_get_two_stamps() -> None:
-    first = Release("2025-09-04 08:30", "x", files={"a": ReleaseFile(SHA["a"], "1")})
-    second = _appended(first, "2025-09-04 08:30")
-    assert second.release == "2025-09-04 08:31"
+    first = Release("2025-09-04 12:30", "x", files={"a": ReleaseFile(SHA["a"], "1")})
+    second = _appended(first, "Thu, 04 Sep 2025 12:30:59 GMT")
+    assert second.release == "2025-09-04 12:31"
     # Both stay reachable: by stamp and by date.
     log = [first, second]
-    assert resolve_release(log, "2025-09-04 08:30") is first
-    assert resolve_release(log, "2025-09-04T08:31") is second
+    assert resolve_release(log, "2025-09-04 12:30") is first
+    assert resolve_release(log, "2025-09-04T12:31") is second
     assert resolve_release(log, "2025-09-04") is second
 
 
-def test_a_release_listed_earlier_than_the_last_comes_after_it() -> None:
-    last = Release("2025-09-04 08:30", "x", files={"a": ReleaseFile(SHA["a"], "1")})
-    older = _appended(last, "2024-01-02 03:04")
-    assert older.release == "2025-09-04 08:31"
-    # A day's last minute rolls over into the next day.
+def test_a_release_modified_earlier_than_the_last_comes_after_it() -> None:
+    last = Release("2025-09-04 12:30", "x", files={"a": ReleaseFile(SHA["a"], "1")})
+    older = _appended(last, "Wed, 02 Jan 2024 03:04:00 GMT")
+    assert older.release == "2025-09-04 12:31"
+    # Without a Last-Modified: the sync time, still after the last release.
     assert _appended(Release("2025-12-31 23:59", "x"), None).release == "2026-11-29 12:00"
+    assert _appended(Release("2026-11-29 12:00", "x"), None).release == "2026-11-29 12:01"
+    # A day's last minute rolls over into the next day.
     assert (
-        _appended(Release("2026-12-31 23:59", "x"), "2026-12-31 23:59").release
+        _appended(Release("2026-12-31 23:59", "x"), "Thu, 31 Dec 2026 23:59:00 GMT").release
         == "2027-01-01 00:00"
     )
 
 
 @pytest.mark.parametrize(
-    "date",
-    ["2025-13-40 25:99", "../../x", "2025-09-04 08:30\n", "٢٠٢٥-٠٩-٠٤ ٠٨:٣٠"],
-    ids=["impossible", "path", "newline", "other-digits"],
+    "modified",
+    ["Thu, 40 Sep 2025 12:30:00 GMT", "../../x", "2025-09-04 08:30", ""],
+    ids=["impossible", "path", "listing-date", "empty"],
 )
-def test_a_listing_date_that_is_no_date_is_not_a_stamp(date: str) -> None:
-    got = _appended(Release("2025-09-04 08:30", "x"), date)
+def test_a_last_modified_that_is_no_date_is_not_a_stamp(modified: str) -> None:
+    got = _appended(Release("2025-09-04 12:30", "x"), modified)
     assert got.release == "2026-11-29 12:00"  # the sync time, UTC
 
 
 def test_recorded_stamps_only_grow(store: ObjectStore) -> None:
-    files = {"a": ReleaseFile(SHA["a"], "1")}
+    modified = "Thu, 04 Sep 2025 12:30:00 GMT"
     for sha, date in (
-        (SHA["b"], "2025-09-04 08:30"),
-        (SHA["c"], "2025-09-04 08:30"),
-        (SHA["d"], "2025-01-01 00:00"),
+        (SHA["b"], modified),
+        (SHA["c"], modified),
+        (SHA["d"], "Wed, 01 Jan 2025 00:00:00 GMT"),
     ):
-        files = {"a": ReleaseFile(sha, "1")}
-        record_release(store, "pr/", files, {"a": date}, now=NOW)
+        record_release(store, "pr/", {"a": ReleaseFile(sha, "1")}, {"a": date}, now=NOW)
     stamps = [r.release for r in load_releases(store, "pr/").releases]
-    assert stamps == ["2025-09-04 08:30", "2025-09-04 08:31", "2025-09-04 08:32"]
+    assert stamps == ["2025-09-04 12:30", "2025-09-04 12:31", "2025-09-04 12:32"]
 
 
 # -- the names a log holds are data, never paths (issue 19) --

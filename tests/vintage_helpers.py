@@ -19,7 +19,11 @@ from rearcquest.storage import ObjectStore
 from rearcquest.sync import sync_bls
 
 VINTAGES = ["2024-06-06", "2025-06-05", "2025-09-04", "2026-08-06"]
-STAMPS = [f"{v} 08:30" for v in VINTAGES]
+# Release stamps are UTC: the served files' Last-Modified (08:30 US Eastern is 12:30 UTC).
+STAMPS = [
+    max(f.last_modified for f in release(v).values()).strftime("%Y-%m-%d %H:%M") for v in VINTAGES
+]
+SLUGS = [s.replace(" ", "T").replace(":", "") for s in STAMPS]
 BUCKET = "vintage-bucket"
 CONTACT = "tests@example.com"
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)

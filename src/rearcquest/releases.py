@@ -6,7 +6,7 @@ each release. It is one JSON object beside the sync state, outside the mirror
 (``.rearcquest/releases/<prefix>.json``, see :mod:`rearcquest.layout`)::
 
     {"version": 1, "prefix": "pr/", "releases": [          oldest first
-      {"release": "2025-06-05 08:30",                      the latest listing date of the changed files
+      {"release": "2025-06-05 12:30",                      UTC: the changed files' latest Last-Modified
        "synced_at": "2025-06-05T14:02:11+00:00",
        "changed": ["pr.data.0.Current", ...],             added or with new bytes
        "removed": [],                                     gone from the mirror
@@ -21,6 +21,7 @@ are still the current ones.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import re
@@ -48,7 +49,7 @@ RELEASES_VERSION = 1
 _MAX_LOG_BYTES = 16 * 1024 * 1024
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2})$")
-# A stamp as the log keeps it (and as listing dates are normalised).
+# A stamp as the log keeps it.
 _STAMP_WRITTEN = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", re.ASCII)
 _STAMP_FORMAT = "%Y-%m-%d %H:%M"
 _HEX = frozenset("0123456789abcdef")
@@ -67,8 +68,8 @@ class Release:
     """One release of a mirror.
 
     Attributes:
-        release: the release stamp, ``YYYY-MM-DD HH:MM``: the latest source listing date among
-            the changed files (the sync time, UTC, when none has one), moved to the minute after
+        release: the release stamp, ``YYYY-MM-DD HH:MM`` in UTC: the latest ``Last-Modified``
+            among the changed files (the sync time when none has one), moved to the minute after
             the previous release's when it is not later: unique in the log, never going back.
         synced_at: when the sync that recorded it ran (ISO 8601, UTC).
         changed: the files added or changed since the previous release.
@@ -210,7 +211,7 @@ def _stamp(when: datetime) -> str:
 
 
 def _is_stamp(text: str) -> bool:
-    """Whether ``text`` is a real ``YYYY-MM-DD HH:MM`` (a listing date, a release stamp)."""
+    """Whether ``text`` is a real ``YYYY-MM-DD HH:MM`` (a release stamp)."""
     if not _STAMP_WRITTEN.fullmatch(text):
         return False
     try:
@@ -220,12 +221,24 @@ def _is_stamp(text: str) -> bool:
     return True
 
 
+def _http_stamp(value: str | None) -> str | None:
+    """An HTTP ``Last-Modified`` date as a stamp, UTC; ``None`` when it is no date."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    # HTTP dates are GMT; one without a zone ("-0000") is read as GMT too.
+    return _stamp(when if when.tzinfo is not None else when.replace(tzinfo=UTC))
+
+
 def _after(stamp: str, previous: Release | None) -> str:
     """``stamp``, or the minute after the previous release's when it is not later.
 
-    Listing dates are the source's clock and may repeat (two releases in one minute) or go
-    back (a file re-listed with an older date): the log's stamps still name one release each
-    and only grow, so a date or stamp resolves to one release.
+    Files may be re-published in the minute of the last release, or with an older date (a file
+    put back): the log's stamps still name one release each and only grow, so a date or stamp
+    resolves to one release.
     """
     if previous is None or not _is_stamp(previous.release) or stamp > previous.release:
         return stamp
@@ -237,23 +250,23 @@ def _after(stamp: str, previous: Release | None) -> str:
 def next_release(
     previous: Release | None,
     files: Mapping[str, ReleaseFile],
-    listing_dates: Mapping[str, str | None],
+    last_modified: Mapping[str, str | None],
     *,
     now: datetime,
 ) -> Release | None:
     """The release a mirror now holding ``files`` makes after ``previous``; ``None`` if none.
 
     A file is changed when its sha256 differs from the previous release's (or it is new). The
-    release stamp is the latest listing date among the changed files (the sync time, UTC, when
-    none has one); a stamp not later than the previous release's becomes the minute after it,
-    so stamps are unique and never go backwards. Only new version ids of unchanged bytes (a
+    release stamp is in UTC: the latest ``Last-Modified`` among the changed files (the sync time
+    when none has one); a stamp not later than the previous release's becomes the minute after
+    it, so stamps are unique and never go backwards. Only new version ids of unchanged bytes (a
     metadata refresh copies the object) make no release.
 
     Args:
         previous: the latest release logged.
         files: the mirror's files now.
-        listing_dates: each file's source listing date, ``YYYY-MM-DD HH:MM``.
-        now: the sync time (the stamp when no changed file has a listing date).
+        last_modified: each file's HTTP ``Last-Modified`` as the source sent it.
+        now: the sync time (the stamp when no changed file has a ``Last-Modified``).
     """
     before = previous.files if previous is not None else {}
     changed = tuple(
@@ -262,8 +275,8 @@ def next_release(
     removed = tuple(sorted(n for n in before if n not in files))
     if not changed and not removed:
         return None
-    # A listing date read back from the state is data: only a real date makes a stamp.
-    dates = [d for n in changed if (d := listing_dates.get(n)) and _is_stamp(d)]
+    # Read back from the state: data, of which only a real date makes a stamp.
+    dates = [d for n in changed if (d := _http_stamp(last_modified.get(n)))]
     stamp = _after(max(dates) if dates else _stamp(now), previous)
     return Release(
         release=stamp,
@@ -278,7 +291,7 @@ def record_release(
     store: ObjectStore,
     prefix: str,
     files: Mapping[str, ReleaseFile],
-    listing_dates: Mapping[str, str | None],
+    last_modified: Mapping[str, str | None],
     *,
     key: str | None = None,
     now: datetime | None = None,
@@ -294,7 +307,7 @@ def record_release(
         store: the bucket.
         prefix: the mirror prefix.
         files: the mirror's files after the sync.
-        listing_dates: each file's source listing date.
+        last_modified: each file's HTTP ``Last-Modified``.
         key: the log's key; default ``.rearcquest/releases/<prefix>.json``.
         now: the sync time; default now.
         check: called before the write; raises when the sync no longer holds the mirror.
@@ -311,7 +324,7 @@ def record_release(
     except DataError as exc:
         log.warning("not recording the release: %s", exc)
         return None
-    release = next_release(current.latest, files, listing_dates, now=now or datetime.now(UTC))
+    release = next_release(current.latest, files, last_modified, now=now or datetime.now(UTC))
     if release is None:
         return None
     new = ReleaseLog(prefix, (*current.releases, release), key=current.key)

@@ -922,7 +922,7 @@ def _record_release(
         store,
         prefix,
         {name: ReleaseFile(f.sha256, f.version_id) for name, f in files.items()},
-        {name: f.modified for name, f in files.items()},
+        {name: f.last_modified for name, f in files.items()},
         check=check,
     )
 
