@@ -278,19 +278,30 @@ def test_a_tampered_release_log_writes_nothing_outside(
     assert [info.key for info in versioned.list_objects("tables/")] == []
 
 
-def test_a_version_whose_bytes_are_not_the_logged_ones_fails(versioned: ObjectStore) -> None:
+@pytest.mark.parametrize("command", ["sql", "tables", "analyze", "revisions"])
+def test_a_version_whose_bytes_are_not_the_logged_ones_fails(
+    versioned: ObjectStore, command: str
+) -> None:
     files = put_release_files(versioned.client, versioned.bucket, "pr/", "2025-06-05")
-    # The log's sha256 of pr.series is that of another file: the version is not the release's.
-    tampered = {**files, "pr.series": {**files["pr.series"], "sha256": files["pr.txt"]["sha256"]}}
+    # The log's sha256 of the data file is another file's: that version is not the release's.
+    data = files["pr.data.0.Current"]
+    tampered = {**files, "pr.data.0.Current": {**data, "sha256": files["pr.txt"]["sha256"]}}
     write_release_log(versioned.client, versioned.bucket, "pr/", [(STAMPS[1], tampered)])
-    result = rq(*_as_of("sql"))
+    args = {
+        "sql": _as_of("sql"),
+        "tables": _as_of("tables"),
+        "analyze": ["analyze", "--as-of", "latest", "--report", "best-year"],
+        "revisions": ["revisions", "--from", "latest", "--to", "latest"],
+    }[command]
+    result = rq(*args)
     assert result.exit_code == 1, result.output
-    version = files["pr.series"]["version_id"]
     assert (
-        f"s3://{versioned.bucket}/pr/pr.series (version {version}) is not the file of release "
-        f"{STAMPS[1]}" in " ".join(result.stderr.split())
+        f"s3://{versioned.bucket}/pr/pr.data.0.Current (version {data['version_id']}) is not the "
+        f"file of release {STAMPS[1]}: its sha256 is {data['sha256']}, the release log records "
+        f"{files['pr.txt']['sha256']}" in " ".join(result.stderr.split())
     )
     assert result.stdout == ""
+    assert [info.key for info in versioned.list_objects("tables/")] == []
 
 
 def test_as_of_tables_are_each_release_s_own_folder_cleared_first(

@@ -10,15 +10,14 @@ period, with exact decimals.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import re
 import tempfile
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from rearcquest.analytics import BLS_FILE
+from rearcquest.analytics import BLS_FILE, check_release_bytes
 from rearcquest.config import Settings, normalise_prefix
 from rearcquest.errors import ConfigError, DataError, StorageError
 from rearcquest.layout import path_inside
@@ -205,6 +204,7 @@ def analyze_as_of(
         s3_client=client,
         settings=settings,
         bls_version_id=version_id,
+        bls_sha256=release.files[name].sha256,
         release=release.release,
         **options,
     )
@@ -347,17 +347,6 @@ def _download(store: ObjectStore, key: str, version_id: str | None, target: Path
     return target
 
 
-class _Hashing:
-    """A binary file that also hashes what is written to it."""
-
-    def __init__(self, fh: IO[bytes]) -> None:
-        self.fh, self.sha = fh, hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        return self.fh.write(data)
-
-
 def _download_release_file(
     store: ObjectStore, prefix: str, release: Release, name: str, folder: Path
 ) -> Path:
@@ -373,18 +362,16 @@ def _download_release_file(
         StorageError: S3 failed.
     """
     key = prefix + name
-    target = path_inside(folder, name)
     version_id = _version_of(store, prefix, release, name)
-    with target.open("wb") as fh:
-        hashing = _Hashing(fh)
-        store.download_to(key, cast("IO[bytes]", hashing), version_id=version_id)
-    if hashing.sha.hexdigest() != release.files[name].sha256:
-        target.unlink()
-        raise DataError(
-            f"{store.url(key)} (version {version_id or 'current'}) is not the file of release "
-            f"{release.release}: its sha256 is {hashing.sha.hexdigest()}, the release log records "
-            f"{release.files[name].sha256}"
-        )
+    target = path_inside(folder, name)
+    _download(store, key, version_id, target)
+    check_release_bytes(
+        target,
+        release.files[name].sha256,
+        source=store.url(key),
+        version_id=version_id,
+        release=release.release,
+    )
     return target
 
 
