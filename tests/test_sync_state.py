@@ -355,3 +355,18 @@ def test_listed_file_named_like_rqs_own_objects_is_never_written(
     assert sum("not mirroring" in w for w in warnings) == 2
     assert result.to_dict()["skipped"][0]["message"].startswith("its name is one rq uses")
     assert not any(r.path.endswith(("index.html", LEGACY_STATE_NAME)) for r in bls_server.requests)
+
+
+def test_objects_whose_names_are_not_file_names_make_no_state_entry(
+    store: ObjectStore, warnings: list[str]
+) -> None:
+    # Keys are data: an object named like a control sequence is never a state entry, so the
+    # rebuilt state reads back (a state naming it would be refused, and rebuilt, every sync).
+    stored = seed_objects(store, ["a", "a\x1bb", "x" * 256])
+    state = load_state(store, "pr/", "u", stored)
+    assert sorted(state.files) == ["a"]
+    assert SyncState.from_json(SyncState("u", state.files).to_json()).files == state.files
+    store.put_bytes(STATE, SyncState("u", state.files).to_json())
+    again = load_state(store, "pr/", "u", stored, peek=True)
+    assert not again.stale and sorted(again.files) == ["a"]
+    assert warnings == []

@@ -67,6 +67,7 @@ from rearcquest.layout import (
     is_reserved,
     lock_key,
     name_problem,
+    plain_name,
     releases_key,
     shown_name,
 )
@@ -555,7 +556,8 @@ def load_state(
             stale = True
     for obj_key in stored:
         name = obj_key[len(prefix) :]
-        if "/" in name or is_reserved(obj_key) or name in keep or name in files:
+        # Only a plain name can be a state entry (the state refuses any other when read back).
+        if not plain_name(name) or is_reserved(obj_key) or name in keep or name in files:
             continue
         head = store.head(obj_key)
         if head is not None and (rebuilt := _state_from_metadata(head)) is not None:
@@ -585,7 +587,7 @@ def _peeked_state(
         return stale  # warned about once, by the read under the lease
     for obj_key in stored:
         name = obj_key[len(prefix) :]
-        if not ("/" in name or is_reserved(obj_key) or name in keep or name in files):
+        if not (not plain_name(name) or is_reserved(obj_key) or name in keep or name in files):
             return stale  # an object the state does not know: rebuilt under the lease
     return SyncState(source_url=source_url, files=files, etag=etag)
 

@@ -572,7 +572,8 @@ def analyze_at(
         report: one report, or ``all``.
         source: where the current BLS rows are read (see :func:`rearcquest.tables.analyze`).
         tables_prefix: where the tables are; default ``<root_prefix>tables/``.
-        root_prefix: where the survey mirrors are (``rq sync-bls --root-prefix``).
+        root_prefix: where the survey mirrors are (``rq sync-bls --root-prefix``): the default
+            BLS file, current or as of a release, is ``<root_prefix>pr/pr.data.0.Current``.
         options: the other keyword arguments of :func:`rearcquest.tables.analyze`.
 
     Raises:
@@ -617,7 +618,8 @@ def query(
         location: the current tables (a directory or an ``s3://`` prefix), not with ``as_of``.
         endpoint_url: S3-compatible endpoint.
         root_prefix: where the survey mirrors are; the current tables default to
-            ``s3://$RQ_BLS_BUCKET/<root_prefix>tables/``.
+            ``s3://$RQ_BLS_BUCKET/<root_prefix>tables/``, and ``as_of`` reads the release of
+            ``<root_prefix>pr/`` (with the population table of ``<root_prefix>tables/``).
 
     Returns:
         The release queried (None for the current tables) and the answer.
