@@ -486,7 +486,7 @@ class ReleaseTables:
 
 
 def release_slug(stamp: str) -> str:
-    """A release stamp as one plain name (a key part): ``2025-06-05 08:30`` -> ``2025-06-05T0830``.
+    """A release stamp as one plain name (a key part): ``2025-06-05 12:30`` -> ``2025-06-05T1230``.
 
     Anything but letters, digits and ``-`` becomes ``_``, so a stamp read from the log never
     names another folder.
@@ -661,7 +661,7 @@ def tables_as_of(
     **options: Any,
 ) -> tuple[ReleaseTables, list[str]]:
     """Build the tables of a past release into ``<tables_prefix>as-of/<release>/`` in the bucket
-    (``rq sql --tables s3://BUCKET/tables/as-of/2025-06-05T0830/`` reads them). That folder is
+    (``rq sql --tables s3://BUCKET/tables/as-of/2025-06-05T1230/`` reads them). That folder is
     the release's alone and is emptied before the tables are written.
 
     Args:
