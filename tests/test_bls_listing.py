@@ -87,6 +87,9 @@ HOSTILE = [
     ('<A HREF="mailto:a@b.c">mail</A>', "mailto"),
     ('<A HREF="/pub/time.series/pr/sub/">sub</A>', "sub-directory"),
     ('<A HREF="http://download.bls.gov/pub/time.series/pr/x.txt">x.txt</A>', "other scheme"),
+    ('<A HREF="/pub/time.series/pr/x%00y.txt">x.txt</A>', "encoded nul"),
+    ('<A HREF="/pub/time.series/pr/x%1By.txt">x.txt</A>', "encoded control"),
+    (f'<A HREF="/pub/time.series/pr/{"x" * 256}">x</A>', "too long"),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -13,11 +14,20 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from conftest import DATAUSA
+from conftest import DATAUSA, release
 from rearcquest.cli import app
+from rearcquest.errors import DataError
 from rearcquest.offline import OfflineServer
 from rearcquest.storage import ObjectStore
-from vintage_helpers import BUCKET, STAMPS, synced_mirror
+from vintage_helpers import (
+    BUCKET,
+    SLUGS,
+    STAMPS,
+    VINTAGES,
+    put_release_files,
+    synced_mirror,
+    write_release_log,
+)
 
 runner = CliRunner()
 POPULATION = DATAUSA / "old-api-acs5-2013-2022-compact.json"
@@ -210,7 +220,7 @@ def test_sql_as_of_queries_the_release(
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout, parse_float=Decimal)
     assert row["value"] == _value(vintage, "PRS30006032", 2025, "Q01")
-    assert f"as of release {vintage} 08:30" in result.stderr
+    assert f"as of release {STAMPS[VINTAGES.index(vintage)]}" in result.stderr
 
 
 def test_tables_as_of_writes_the_release_tables_beside_the_others(
@@ -220,13 +230,13 @@ def test_tables_as_of_writes_the_release_tables_beside_the_others(
     result = rq("tables", "--as-of", "2025-06-30", "--format", "json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    base = f"s3://{BUCKET}/tables/as-of/2025-06-05T0830/pr/"
+    base = f"s3://{BUCKET}/tables/as-of/{SLUGS[1]}/pr/"
     assert doc["release"] == STAMPS[1]
     assert f"{base}series/series.parquet" in doc["written"]
     assert f"{base}observations/file=pr.data.0.Current/part-0.parquet" in doc["written"]
     # rq sql reads S3 with Polars' own reader, which in-process moto cannot answer: the
     # release's tables are queried from a copy (tests/test_tables.py reads S3 in place).
-    store, prefix = mirror["store"], "tables/as-of/2025-06-05T0830/"
+    store, prefix = mirror["store"], f"tables/as-of/{SLUGS[1]}/"
     for info in store.list_objects(prefix):
         path = tmp_path / info.key[len(prefix) :]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -244,3 +254,166 @@ def test_tables_as_of_writes_the_release_tables_beside_the_others(
 
     text = release("2025-06-05")["pr.data.0.Current"].data.decode().splitlines()
     assert json.loads(count.stdout) == [{"n": sum(1 for line in text[1:] if line.strip())}]
+
+
+# -- names from storage are data, never paths (issue 19) --
+
+
+@pytest.fixture
+def versioned(store: ObjectStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ObjectStore:
+    """The moto bucket, versioned, as RQ_BLS_BUCKET; temporary folders under tmp_path/tmp."""
+    store.client.put_bucket_versioning(
+        Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    monkeypatch.setenv("RQ_BLS_BUCKET", store.bucket)
+    (tmp_path / "tmp").mkdir()
+    # rq's temporary folders are tmp_path/tmp/rq-...: '../../x' from one is tmp_path/x.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    return store
+
+
+def _as_of(command: str) -> list[str]:
+    if command == "sql":
+        return [
+            "sql",
+            "--as-of",
+            "latest",
+            "SELECT COUNT(*) AS n FROM pr_series",
+            "--format",
+            "json",
+        ]
+    return ["tables", "--as-of", "latest", "--format", "json"]
+
+
+BAD_NAMES = {
+    "absolute": "{tmp}/abs-target",
+    "dot-dot": "../../x",
+    "nested": "a/b",
+    "parent": "..",
+    "nul": "x\0y",
+}
+
+
+@pytest.mark.parametrize("command", ["tables", "sql"])
+@pytest.mark.parametrize("bad", list(BAD_NAMES.values()), ids=list(BAD_NAMES))
+def test_a_tampered_release_log_writes_nothing_outside(
+    versioned: ObjectStore, tmp_path: Path, command: str, bad: str
+) -> None:
+    files = put_release_files(versioned.client, versioned.bucket, "pr/", "2025-06-05")
+    name = bad.format(tmp=tmp_path)
+    write_release_log(
+        versioned.client,
+        versioned.bucket,
+        "pr/",
+        [(STAMPS[1], {**files, name: files["pr.series"]})],
+    )
+    result = rq(*_as_of(command))
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # an rq error, not a traceback
+    assert "is not a release log" in result.stderr
+    assert "is not a file name" in result.stderr
+    # Nothing beside rq's temporary folders: not the absolute target, not '../../x'.
+    assert [p.name for p in tmp_path.iterdir()] == ["tmp"]
+    assert [info.key for info in versioned.list_objects("tables/")] == []
+
+
+@pytest.mark.parametrize("command", ["sql", "tables", "analyze", "revisions"])
+def test_a_version_whose_bytes_are_not_the_logged_ones_fails(
+    versioned: ObjectStore, command: str
+) -> None:
+    files = put_release_files(versioned.client, versioned.bucket, "pr/", "2025-06-05")
+    # The log's sha256 of the data file is another file's: that version is not the release's.
+    data = files["pr.data.0.Current"]
+    tampered = {**files, "pr.data.0.Current": {**data, "sha256": files["pr.txt"]["sha256"]}}
+    write_release_log(versioned.client, versioned.bucket, "pr/", [(STAMPS[1], tampered)])
+    args = {
+        "sql": _as_of("sql"),
+        "tables": _as_of("tables"),
+        "analyze": ["analyze", "--as-of", "latest", "--report", "best-year"],
+        "revisions": ["revisions", "--from", "latest", "--to", "latest"],
+    }[command]
+    result = rq(*args)
+    assert result.exit_code == 1, result.output
+    assert (
+        f"s3://{versioned.bucket}/pr/pr.data.0.Current (version {data['version_id']}) is not the "
+        f"file of release {STAMPS[1]}: its sha256 is {data['sha256']}, the release log records "
+        f"{files['pr.txt']['sha256']}" in " ".join(result.stderr.split())
+    )
+    assert result.stdout == ""
+    assert [info.key for info in versioned.list_objects("tables/")] == []
+
+
+def test_as_of_tables_are_each_release_s_own_folder_cleared_first(
+    versioned: ObjectStore,
+) -> None:
+    client, bucket = versioned.client, versioned.bucket
+    june = put_release_files(client, bucket, "pr/", "2025-06-05")
+    september = put_release_files(client, bucket, "pr/", "2025-09-04")
+    write_release_log(client, bucket, "pr/", [(STAMPS[1], june), (STAMPS[2], september)])
+    june_base, september_base = f"tables/as-of/{SLUGS[1]}/", f"tables/as-of/{SLUGS[2]}/"
+    # What an interrupted earlier build of the June release left behind.
+    stale = f"{june_base}pr/observations/file=pr.data.9.Stale/part-0.parquet"
+    versioned.put_bytes(stale, b"not the release's")
+
+    def build(spec: str) -> list[str]:
+        result = rq("tables", "--as-of", spec, "--format", "json")
+        assert result.exit_code == 0, result.output
+        return sorted(json.loads(result.stdout)["written"])
+
+    written_june = build("2025-06-30")
+    june_objects = {i.key: i.etag for i in versioned.list_objects(june_base)}
+    written_september = build("2025-09-30")
+    assert sorted(versioned.url(k) for k in june_objects) == written_june
+    assert stale not in june_objects
+    # The September build wrote only its own folder; the June one is as it was.
+    assert {i.key: i.etag for i in versioned.list_objects(june_base)} == june_objects
+    assert sorted(versioned.url(i.key) for i in versioned.list_objects(september_base)) == (
+        written_september
+    )
+    series = "pr/series/series.parquet"
+    assert versioned.get_bytes(june_base + series) != versioned.get_bytes(september_base + series)
+
+
+@pytest.mark.parametrize("command", ["analyze", "sql", "tables"])
+def test_as_of_honours_the_root_prefix(versioned: ObjectStore, command: str) -> None:
+    client, bucket = versioned.client, versioned.bucket
+    files = put_release_files(client, bucket, "bls/pr/", "2025-06-05")
+    write_release_log(client, bucket, "bls/pr/", [(STAMPS[1], files)])
+    args = {
+        "analyze": ["analyze", "--report", "best-year", "--format", "json"],
+        "sql": ["sql", "SELECT COUNT(*) AS n FROM pr_series", "--format", "json"],
+        "tables": ["tables", "--format", "json"],
+    }[command]
+    result = rq(*args, "--as-of", "latest", "--root-prefix", "bls/")
+    assert result.exit_code == 0, result.output
+    assert f"{STAMPS[1]}" in result.output
+    if command == "analyze":
+        assert json.loads(result.stdout)["release"] == STAMPS[1]
+        assert f"s3://{bucket}/bls/pr/pr.data.0.Current as of release" in result.stderr
+    elif command == "tables":
+        base = f"s3://{bucket}/bls/tables/as-of/{SLUGS[1]}/pr/"
+        assert f"{base}series/series.parquet" in json.loads(result.stdout)["written"]
+    else:
+        (row,) = json.loads(result.stdout)
+        series = release("2025-06-05")["pr.series"].data.decode().splitlines()
+        assert row["n"] == sum(1 for line in series[1:] if line.strip())
+
+
+@pytest.mark.parametrize(
+    "bad", ["{tmp}/abs-target", "../x", "..", "x\0y"], ids=["absolute", "dot-dot", "parent", "nul"]
+)
+def test_the_second_wall_stops_a_name_the_log_check_missed(
+    versioned: ObjectStore, tmp_path: Path, bad: str
+) -> None:
+    from rearcquest import vintages
+    from rearcquest.releases import Release, ReleaseFile
+
+    files = put_release_files(versioned.client, versioned.bucket, "pr/", "2025-06-05")
+    name = bad.format(tmp=tmp_path)
+    entry = ReleaseFile(files["pr.txt"]["sha256"], files["pr.txt"]["version_id"])
+    made = Release(STAMPS[1], "x", files={name: entry})  # built in code, never parsed
+    folder = tmp_path / "tmp" / "folder"
+    folder.mkdir()
+    with pytest.raises(DataError, match=r"is not a file inside .*; nothing was written"):
+        vintages._download_release_file(versioned, "pr/", made, name, folder)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["folder", "tmp"]

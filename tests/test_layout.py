@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from rearcquest.layout import LEGACY_STATE_NAME, is_reserved, lock_key, state_key
+from rearcquest.errors import DataError
+from rearcquest.layout import (
+    LEGACY_STATE_NAME,
+    check_plain_name,
+    is_reserved,
+    lock_key,
+    path_inside,
+    plain_name,
+    state_key,
+)
 
 
 @pytest.mark.parametrize(
@@ -44,3 +55,57 @@ def test_no_two_mirrors_share_a_state() -> None:
 )
 def test_reserved_keys(key: str, reserved: bool) -> None:
     assert is_reserved(key) is reserved
+
+
+# -- names from storage are data, never paths (issue 19) --
+
+NOT_NAMES = {
+    "absolute": "/etc/passwd",
+    "dot-dot-path": "../../x",
+    "nested": "a/b",
+    "backslash": "a\\b",
+    "parent": "..",
+    "dot": ".",
+    "empty": "",
+    "nul": "a\0b",
+    "newline": "a\nb",
+    "escape": "a\x1bb",
+    "delete": "a\x7fb",
+    "c1-control": "a\x85b",
+    "too-long": "x" * 256,
+    "too-long-utf8": "é" * 128,
+    "lone-surrogate": "a\ud800",
+    "not-a-string": 5,
+}
+
+
+@pytest.mark.parametrize("name", list(NOT_NAMES.values()), ids=list(NOT_NAMES))
+def test_a_name_that_could_be_a_path_is_no_file_name(name: object) -> None:
+    assert not plain_name(name)
+    with pytest.raises(DataError, match=r"s3://b/log names .* which is not a file name \("):
+        check_plain_name(name, where="s3://b/log")
+
+
+@pytest.mark.parametrize(
+    "name", ["pr.data.0.Current", "pr.series", "..x", "x..", "a b", "é" * 127, "x" * 255]
+)
+def test_plain_file_names(name: str) -> None:
+    assert plain_name(name)
+    assert check_plain_name(name, where="here") == name
+
+
+def test_a_refused_name_is_shown_short() -> None:
+    with pytest.raises(DataError) as caught:
+        check_plain_name("../" * 10_000, where="w")
+    assert len(str(caught.value)) < 200
+
+
+def test_a_local_path_is_proven_inside_its_folder(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "link").symlink_to(tmp_path)
+    for name in ("../x", str(tmp_path / "x"), "link/x", "", ".", "a\0b"):
+        with pytest.raises(DataError, match="nothing was written"):
+            path_inside(tmp_path / "in", name)
+    assert path_inside(tmp_path / "in", "pr/series/s.parquet") == (
+        (tmp_path / "in" / "pr" / "series" / "s.parquet").resolve()
+    )

@@ -6,7 +6,7 @@ import json
 import logging
 import random
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -14,7 +14,7 @@ from conftest import release
 from rearcquest import vintages
 from rearcquest.config import Settings
 from rearcquest.errors import ConfigError, DataError, StateConflictError
-from rearcquest.layout import releases_key, state_key
+from rearcquest.layout import plain_name, releases_key, state_key
 from rearcquest.offline import Fault, OfflineServer, add_datausa_routes
 from rearcquest.pipeline import run_pipeline
 from rearcquest.releases import (
@@ -28,6 +28,7 @@ from rearcquest.releases import (
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
 from rearcquest.sync import SyncState, sync_bls
+from vintage_helpers import STAMPS
 
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 CONTACT = "tests@example.com"
@@ -87,10 +88,11 @@ def test_an_old_state_is_read_without_a_warning(
 def test_next_release_stamps_with_the_changed_files_dates_only() -> None:
     before = Release("2025-06-05 08:30", "x", files={"a": ReleaseFile(SHA["a"], "1")})
     files = {"a": ReleaseFile(SHA["a"], "2"), "b": ReleaseFile(SHA["b"], "3")}
-    got = next_release(before, files, {"a": "2025-09-04 09:00", "b": "2025-09-04 08:30"}, now=NOW)
+    modified = {"a": "Thu, 04 Sep 2025 13:00:00 GMT", "b": "Thu, 04 Sep 2025 12:30:00 GMT"}
+    got = next_release(before, files, modified, now=NOW)
     assert got is not None
     # a was only re-stamped (new version, same bytes): not changed, its date not the stamp.
-    assert (got.release, got.changed, got.removed) == ("2025-09-04 08:30", ("b",), ())
+    assert (got.release, got.changed, got.removed) == ("2025-09-04 12:30", ("b",), ())
     assert got.synced_at == "2026-11-29T12:00:00+00:00"
 
 
@@ -206,7 +208,7 @@ def test_unversioned_bucket_logs_releases_with_null_versions(
 ) -> None:
     run(store, bls_server).raise_for_errors()
     (first,) = load_releases(store, "pr/").releases
-    assert first.release == "2024-06-06 08:30"
+    assert first.release == STAMPS[0]
     assert {f.version_id for f in first.files.values()} == {None}
     client = store.client
     latest = vintages.analyze_as_of(
@@ -281,7 +283,7 @@ def test_the_pipeline_records_releases(store: ObjectStore, bls_server: OfflineSe
         bls_server.set_files(release(vintage))
         run_pipeline(settings, s3_client=store.client, retry=FAST).raise_for_errors()
     logged = load_releases(store, "pr/").releases
-    assert [r.release for r in logged] == ["2024-06-06 08:30", "2025-06-05 08:30"]
+    assert [r.release for r in logged] == STAMPS[:2]
     assert all(f.version_id for r in logged for f in r.files.values())
 
 
@@ -357,10 +359,216 @@ def test_a_multipart_object_of_the_latest_release_is_read_through_the_state(
         "s3_client": store.client,
     }
     first = vintages.analyze_as_of("latest", **options)
-    assert first.release == "2024-06-06 08:30"
+    assert first.release == STAMPS[0]
     bls_server.set_files(release("2025-06-05"))
     run(store, bls_server).raise_for_errors()
     # The state now records the new bytes: the old release's are gone, and that is said.
     with pytest.raises(DataError, match="was not kept"):
         vintages.analyze_as_of("2024-06-06", **options)
     assert vintages.analyze_as_of("latest", **options).release != first.release
+
+
+# -- stamps are UTC, unique and never go back (issue 19) --
+
+
+def _appended(previous: Release, modified: str | None) -> Release:
+    got = next_release(previous, {"a": ReleaseFile(SHA["b"], "2")}, {"a": modified}, now=NOW)
+    assert got is not None
+    return got
+
+
+def test_the_stamp_is_the_last_modified_in_utc() -> None:
+    first = Release("2025-06-05 12:30", "x", files={"a": ReleaseFile(SHA["a"], "1")})
+    for modified in ("Thu, 04 Sep 2025 12:30:00 GMT", "Thu, 04 Sep 2025 08:30:00 -0400"):
+        assert _appended(first, modified).release == "2025-09-04 12:30"
+
+
+def test_two_releases_in_one_minute_get_two_stamps() -> None:
+    first = Release("2025-09-04 12:30", "x", files={"a": ReleaseFile(SHA["a"], "1")})
+    second = _appended(first, "Thu, 04 Sep 2025 12:30:59 GMT")
+    assert second.release == "2025-09-04 12:31"
+    # Both stay reachable: by stamp and by date.
+    log = [first, second]
+    assert resolve_release(log, "2025-09-04 12:30") is first
+    assert resolve_release(log, "2025-09-04T12:31") is second
+    assert resolve_release(log, "2025-09-04") is second
+
+
+def test_a_release_modified_earlier_than_the_last_comes_after_it() -> None:
+    last = Release("2025-09-04 12:30", "x", files={"a": ReleaseFile(SHA["a"], "1")})
+    older = _appended(last, "Wed, 02 Jan 2024 03:04:00 GMT")
+    assert older.release == "2025-09-04 12:31"
+    # Without a Last-Modified: the sync time, still after the last release.
+    assert _appended(Release("2025-12-31 23:59", "x"), None).release == "2026-11-29 12:00"
+    assert _appended(Release("2026-11-29 12:00", "x"), None).release == "2026-11-29 12:01"
+    # A day's last minute rolls over into the next day.
+    assert (
+        _appended(Release("2026-12-31 23:59", "x"), "Thu, 31 Dec 2026 23:59:00 GMT").release
+        == "2027-01-01 00:00"
+    )
+
+
+@pytest.mark.parametrize(
+    "modified",
+    ["Thu, 40 Sep 2025 12:30:00 GMT", "../../x", "2025-09-04 08:30"],
+    ids=["impossible", "path", "listing-date"],
+)
+def test_a_last_modified_that_is_no_date_is_not_a_stamp(modified: str) -> None:
+    got = _appended(Release("2025-09-04 12:30", "x"), modified)
+    assert got.release == "2026-11-29 12:00"  # the sync time, UTC
+
+
+def test_recorded_stamps_only_grow(store: ObjectStore) -> None:
+    modified = "Thu, 04 Sep 2025 12:30:00 GMT"
+    for sha, date in (
+        (SHA["b"], modified),
+        (SHA["c"], modified),
+        (SHA["d"], "Wed, 01 Jan 2025 00:00:00 GMT"),
+    ):
+        record_release(store, "pr/", {"a": ReleaseFile(sha, "1")}, {"a": date}, now=NOW)
+    stamps = [r.release for r in load_releases(store, "pr/").releases]
+    assert stamps == ["2025-09-04 12:30", "2025-09-04 12:31", "2025-09-04 12:32"]
+
+
+# -- the names a log holds are data, never paths (issue 19) --
+
+
+def _log_doc(**release: Any) -> dict[str, Any]:
+    entry = {"sha256": SHA["a"], "version_id": "v1"}
+    doc = {
+        "release": "2025-09-04 08:30",
+        "synced_at": "2025-09-04T15:00:00+00:00",
+        "changed": ["pr.series"],
+        "removed": [],
+        "files": {"pr.series": entry},
+    } | release
+    return {"version": 1, "prefix": "pr/", "releases": [doc]}
+
+
+BAD_NAMES = [
+    "/etc/passwd",
+    "../../x",
+    "a/b",
+    "a\\b",
+    "..",
+    ".",
+    "",
+    "x\0y",
+    "x\ny",
+    "x" * 256,
+    "é" * 128,
+]
+BAD_IDS = [
+    "absolute",
+    "dot-dot",
+    "nested",
+    "backslash",
+    "parent",
+    "dot",
+    "empty",
+    "nul",
+    "newline",
+    "long",
+    "long-utf8",
+]
+
+
+@pytest.mark.parametrize("field", ["files", "changed", "removed"])
+@pytest.mark.parametrize("bad", BAD_NAMES, ids=BAD_IDS)
+def test_a_log_naming_a_path_is_not_a_release_log(store: ObjectStore, field: str, bad: str) -> None:
+    entry = {"sha256": SHA["a"], "version_id": "v1"}
+    value: Any = {"pr.series": entry, bad: entry} if field == "files" else ["pr.series", bad]
+    store.put_bytes(releases_key("pr/"), json.dumps(_log_doc(**{field: value})).encode())
+    with pytest.raises(DataError) as caught:
+        load_releases(store, "pr/")
+    message = str(caught.value)
+    assert message.startswith("s3://test-bucket/.rearcquest/releases/pr.json is not a release log")
+    assert "is not a file name" in message
+    assert repr(bad)[:40] in message
+
+
+@pytest.mark.parametrize("stamp", ["../../x", "2025-09-04", "2025-09-04 08:30\n", ""])
+def test_a_log_whose_stamp_is_no_stamp_is_not_a_release_log(store: ObjectStore, stamp: str) -> None:
+    store.put_bytes(releases_key("pr/"), json.dumps(_log_doc(release=stamp)).encode())
+    with pytest.raises(DataError, match="is not YYYY-MM-DD HH:MM"):
+        load_releases(store, "pr/")
+
+
+class _OneObject:
+    """Just enough of an ObjectStore for load_releases: one object's bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def fetch(self, key: str, *, max_bytes: int | None = None) -> tuple[bytes, Any]:
+        return self.data, type("Info", (), {"etag": '"e"'})()
+
+    def url(self, key: str) -> str:
+        return f"s3://b/{key}"
+
+
+_ODD = [
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    10**30,
+    "",
+    "x",
+    "..",
+    "/abs",
+    "a/b",
+    "x\0",
+    "\ud800",
+    "x" * 300,
+    "\x85" * 9,
+    "y" * 100_000,
+    [],
+    {},
+    [1],
+    {"a": 1},
+]
+
+
+def _shake(rng: random.Random, value: Any, depth: int = 0) -> Any:
+    """``value`` with one random part replaced, dropped or renamed."""
+    if depth > 4 or not isinstance(value, (dict, list)) or not value or rng.random() < 0.2:
+        return rng.choice(_ODD)
+    if isinstance(value, list):
+        i = rng.randrange(len(value))
+        return [*value[:i], _shake(rng, value[i], depth + 1), *value[i + 1 :]]
+    key = rng.choice(sorted(value))
+    out = dict(value)
+    roll = rng.random()
+    if roll < 0.15:
+        del out[key]
+    elif roll < 0.3:
+        out[rng.choice([k for k in _ODD if isinstance(k, str)])] = out.pop(key)
+    else:
+        out[key] = _shake(rng, value[key], depth + 1)
+    return out
+
+
+def test_fuzzed_logs_give_only_rq_errors() -> None:
+    rng = random.Random(19)
+    base = _log_doc()
+    base["releases"].append(_log_doc(release="2025-09-05 08:30")["releases"][0])
+    for _ in range(1500):
+        doc = base
+        for _ in range(rng.randint(1, 3)):
+            doc = _shake(rng, doc)
+        data = (
+            json.dumps(doc).encode()
+            if rng.random() < 0.9
+            else json.dumps(doc).encode()[: rng.randint(0, 60)]
+        )
+        try:
+            log = load_releases(cast(ObjectStore, _OneObject(data)), "pr/")
+        except DataError:
+            continue
+        for rel in log.releases:
+            assert all(plain_name(n) for n in (*rel.files, *rel.changed, *rel.removed))
+            assert rel.release == datetime.strptime(rel.release, "%Y-%m-%d %H:%M").strftime(
+                "%Y-%m-%d %H:%M"
+            )

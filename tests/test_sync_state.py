@@ -110,6 +110,11 @@ HOSTILE: list[tuple[str, bytes]] = [
     ("entry-missing-key", js(document(files={"a": without(entry(), "etag")}))),
     ("name-with-slash", js(document(files={"../a": entry()}))),
     ("name-empty", js(document(files={"": entry()}))),
+    ("name-dot-dot", js(document(files={"..": entry()}))),
+    ("name-nul", js(document(files={"a\x00b": entry()}))),
+    ("name-control", js(document(files={"a\x1bb": entry()}))),
+    ("name-backslash", js(document(files={"..\\a": entry()}))),
+    ("name-too-long", js(document(files={"x" * 256: entry()}))),
     ("non-utf8", js(document()).replace(b'"u"', b'"\xff\xfe"')),
     ("nan-size", js(document()).replace(b'"size": 3', b'"size": NaN')),
     ("huge-int", js(document()).replace(b'"size": 3', b'"size": ' + b"9" * 5000)),
@@ -380,3 +385,18 @@ def test_fuzz_state_documents_raise_only_value_error() -> None:
         # What parses is written back as the same state.
         assert SyncState.from_json(state.to_json()).files == state.files, case
     assert parsed  # some mutations keep a valid document (an unknown-free entry, say)
+
+
+def test_objects_whose_names_are_not_file_names_make_no_state_entry(
+    store: ObjectStore, warnings: list[str]
+) -> None:
+    # Keys are data: an object named like a control sequence is never a state entry, so the
+    # rebuilt state reads back (a state naming it would be refused, and rebuilt, every sync).
+    stored = seed_objects(store, ["a", "a\x1bb", "x" * 256])
+    state = load_state(store, "pr/", "u", stored)
+    assert sorted(state.files) == ["a"]
+    assert SyncState.from_json(SyncState("u", state.files).to_json()).files == state.files
+    store.put_bytes(STATE, SyncState("u", state.files).to_json())
+    again = load_state(store, "pr/", "u", stored, peek=True)
+    assert not again.stale and sorted(again.files) == ["a"]
+    assert warnings == []

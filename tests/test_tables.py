@@ -1100,3 +1100,33 @@ def test_random_headers_decode_or_fail_with_a_data_error() -> None:
             raise AssertionError(f"case {case}: {series_columns} {mapping_columns}") from exc
         assert decoded.columns[-1] == "title"
         assert len(set(decoded.columns)) == len(decoded.columns)
+
+
+# -- names from storage are data, never paths (issue 19) --
+
+
+def test_a_bucket_folder_that_is_no_name_is_no_survey(store: Any) -> None:
+    mirror_zz(store)
+    # Keys are data: a '..' folder holding '...series' (its ".series") is not a survey.
+    store.put_bytes("../...series", b"series_id\r\n")
+    store.put_bytes("a\x1bb/a\x1bb.series", b"series_id\r\n")
+    assert find_surveys(store) == ["zz"]
+
+
+@pytest.mark.parametrize(
+    "bad", ["../../x", "..", "a\x00b", "x" * 300], ids=["dot-dot", "parent", "nul", "long"]
+)
+def test_a_manifest_naming_a_path_never_reaches_a_key(store: Any, bad: str) -> None:
+    mirror_zz(store)
+    build_tables(store, surveys=["zz"])
+    mkey = manifest_key("tables/", "zz")
+    doc = json.loads(store.get_bytes(mkey))
+    doc["files"][bad] = {"sha256": "a" * 64, "rows": 1}
+    store.put_bytes(mkey, json.dumps(doc).encode())
+    target = observations_key("tables/", "zz", bad)
+    store.put_bytes(target, b"someone else's object")
+    result = build_tables(store, surveys=["zz"])
+    assert result.failed == []
+    assert target not in statuses(result)
+    assert store.get_bytes(target) == b"someone else's object"  # not deleted as an orphan
+    assert bad not in json.loads(store.get_bytes(mkey))["files"]

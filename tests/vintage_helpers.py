@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,13 +12,18 @@ import boto3
 import pytest
 
 from conftest import release
+from rearcquest.layout import releases_key
 from rearcquest.offline import OfflineServer
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
 from rearcquest.sync import sync_bls
 
 VINTAGES = ["2024-06-06", "2025-06-05", "2025-09-04", "2026-08-06"]
-STAMPS = [f"{v} 08:30" for v in VINTAGES]
+# Release stamps are UTC: the served files' Last-Modified (08:30 US Eastern is 12:30 UTC).
+STAMPS = [
+    max(f.last_modified for f in release(v).values()).strftime("%Y-%m-%d %H:%M") for v in VINTAGES
+]
+SLUGS = [s.replace(" ", "T").replace(":", "") for s in STAMPS]
 BUCKET = "vintage-bucket"
 CONTACT = "tests@example.com"
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
@@ -63,3 +70,41 @@ def _sync_releases(client: Any) -> dict[str, Any]:
         # A sync that changes nothing records no release.
         sync_bls(store, source_url=server.bls_url, contact=CONTACT, retry=FAST)
     return {"client": client, "store": store, "results": results}
+
+
+def put_release_files(
+    client: Any, bucket: str, prefix: str, vintage: str
+) -> dict[str, dict[str, str]]:
+    """Put one real release's files (but the 3 MB AllData) under ``prefix`` of a versioned
+    bucket; return the release log's ``files`` for them: each sha256 and S3 version id."""
+    files = {}
+    for name, served in release(vintage).items():
+        if name == "pr.data.1.AllData":
+            continue
+        put = client.put_object(Bucket=bucket, Key=prefix + name, Body=served.data)
+        files[name] = {
+            "sha256": hashlib.sha256(served.data).hexdigest(),
+            "version_id": put["VersionId"],
+        }
+    return files
+
+
+def write_release_log(
+    client: Any, bucket: str, prefix: str, releases: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """Write a release log by hand (as a tampered or a hand-made one): ``(stamp, files)`` each."""
+    doc = {
+        "version": 1,
+        "prefix": prefix,
+        "releases": [
+            {
+                "release": stamp,
+                "synced_at": "2026-01-01T00:00:00+00:00",
+                "changed": [],
+                "removed": [],
+                "files": files,
+            }
+            for stamp, files in releases
+        ],
+    }
+    client.put_object(Bucket=bucket, Key=releases_key(prefix), Body=json.dumps(doc).encode())

@@ -16,6 +16,7 @@ an :class:`Analysis`. The definitions (ddof, quarters and annual rows, ties, the
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import statistics
 import tempfile
@@ -742,6 +743,31 @@ def _local_bls(
     return target
 
 
+def check_release_bytes(
+    path: Path, sha256: str, *, source: str, version_id: str | None, release: str | None
+) -> None:
+    """Refuse a file read for a release whose bytes do not hash to the sha256 its log recorded.
+
+    Args:
+        path: the downloaded file.
+        sha256: what the release log recorded.
+        source: the object it was read from, for the message.
+        version_id: the S3 version read (``None``: the current object).
+        release: the release stamp.
+
+    Raises:
+        DataError: the bytes are not the release's; the message names the object, the
+            version and the release.
+    """
+    with path.open("rb") as fh:
+        got = hashlib.file_digest(fh, "sha256").hexdigest()
+    if got != sha256:
+        raise DataError(
+            f"{source} (version {version_id or 'current'}) is not the file of release "
+            f"{release}: its sha256 is {got}, the release log records {sha256}"
+        )
+
+
 def _bls_reports(
     path: Path,
     source: str,
@@ -790,10 +816,16 @@ def _collect_file_reports(
     series_id: str,
     period: str,
     version_id: str | None = None,
+    sha256: str | None = None,
+    release: str | None = None,
 ) -> list[pl.DataFrame]:
     """The BLS reports of ``chosen``, read from the text file (downloaded first from S3)."""
     with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
         path = _local_bls(location, stores, Path(tmp), version_id)
+        if sha256 is not None:
+            check_release_bytes(
+                path, sha256, source=location, version_id=version_id, release=release
+            )
         frames = _bls_reports(
             path,
             location,
@@ -832,6 +864,7 @@ def analyze(
     settings: Settings | None = None,
     bls_rows: pl.LazyFrame | None = None,
     bls_version_id: str | None = None,
+    bls_sha256: str | None = None,
     release: str | None = None,
 ) -> Analysis:
     """Compute the chosen reports from a BLS data file and the population answer.
@@ -857,6 +890,8 @@ def analyze(
             ``decimals`` as :func:`scan_bls` gives them), instead of reading ``bls``, which then
             only names them (``rearcquest.tables`` passes its Parquet table).
         bls_version_id: read this S3 version of the BLS object (``rearcquest.vintages``).
+        bls_sha256: the sha256 the BLS bytes must have (the release log's), checked before
+            they are read.
         release: the release stamp that version belongs to, kept in the result.
 
     Returns:
@@ -865,8 +900,8 @@ def analyze(
     Raises:
         ConfigError: an unknown report, years in the wrong order, a missing local file, or no
             input given and no bucket configured.
-        DataError: an input is malformed, the population lacks every year of the range, or the
-            series has no row for the period.
+        DataError: an input is malformed, the population lacks every year of the range, the
+            series has no row for the period, or the BLS bytes are not ``bls_sha256``'s.
         StorageError: an S3 input cannot be read.
     """
     import polars as pl
@@ -929,6 +964,8 @@ def analyze(
                 series_id=series_id,
                 period=period,
                 version_id=bls_version_id,
+                sha256=bls_sha256,
+                release=release,
             )
         # Each report's values keep their digits through Analysis.value_decimals, not a column.
         known: dict[str, int] = {}

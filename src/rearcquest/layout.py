@@ -10,9 +10,19 @@ index page see a clean copy::
 
 Object metadata keys written on every mirrored object are here too, so a reader never needs the
 module that wrote them.
+
+Names read back from storage or messages (a release log's files, a sync state's, a manifest's, a
+listing's) are data, never paths: :func:`name_problem` is the one rule a name must pass before it
+becomes part of a key or a local path, and :func:`path_inside` proves a local path stays in its
+folder.
 """
 
 from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+from rearcquest.errors import DataError
 
 # Everything rq writes for itself starts with this; it is never a mirrored file's key.
 RESERVED_PREFIX = ".rearcquest/"
@@ -60,3 +70,81 @@ def releases_key(prefix: str) -> str:
 def is_reserved(key: str) -> bool:
     """Tell whether ``key`` is one of rq's own objects rather than a mirrored file."""
     return key.startswith(RESERVED_PREFIX) or key.rsplit("/", 1)[-1] == LEGACY_STATE_NAME
+
+
+# The longest file name the common file systems keep (NAME_MAX); a longer one is no BLS file.
+MAX_NAME_BYTES = 255
+# How much of a refused name an error message shows.
+_SHOWN_CHARS = 80
+
+
+def shown_name(name: object) -> str:
+    """``repr(name)`` cut to a readable length, for error messages about untrusted names."""
+    text = repr(name)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` is not one plain file name; ``None`` when it is.
+
+    A plain name is a non-empty string of at most :data:`MAX_NAME_BYTES` UTF-8 bytes, without
+    ``/`` or ``\\``, not ``.`` or ``..``, and without control characters (NUL included): the
+    name of one entry directly inside a directory, on every file system and in every key.
+    """
+    if not isinstance(name, str):
+        return f"a {type(name).__name__}, not a string"
+    if not name:
+        return "empty"
+    if name in (".", ".."):
+        return "a directory reference"
+    if "/" in name or "\\" in name:
+        return "it holds a path separator"
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can spell
+        return "not valid Unicode"
+    if size > MAX_NAME_BYTES:
+        return f"longer than {MAX_NAME_BYTES} bytes"
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "it holds a control character"
+    return None
+
+
+def plain_name(name: object) -> bool:
+    """Tell whether ``name`` is one plain file name (see :func:`name_problem`)."""
+    return name_problem(name) is None
+
+
+def check_plain_name(name: object, *, where: str) -> str:
+    """Return ``name`` if it is one plain file name.
+
+    Args:
+        name: the name, as read from storage or a message.
+        where: what it was read from, for the message (``s3://bucket/.rearcquest/...``).
+
+    Raises:
+        DataError: it is not; the message names ``where``, the name and why.
+    """
+    problem = name_problem(name)
+    if problem is not None:
+        raise DataError(f"{where} names {shown_name(name)}, which is not a file name ({problem})")
+    return str(name)
+
+
+def path_inside(folder: Path, name: str) -> Path:
+    """``folder / name``, proven to stay inside ``folder`` (symbolic links resolved).
+
+    A second wall behind :func:`check_plain_name`: every local file rq writes from a name it
+    read goes through here.
+
+    Raises:
+        DataError: the path would leave ``folder`` (or is ``folder`` itself).
+    """
+    base = folder.resolve()
+    try:
+        path = (base / name).resolve()
+    except (OSError, ValueError):  # NUL in the name, a loop of links
+        path = base
+    if path == base or not path.is_relative_to(base):
+        raise DataError(f"{shown_name(name)} is not a file inside {folder}; nothing was written")
+    return path

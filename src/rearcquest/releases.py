@@ -6,7 +6,7 @@ each release. It is one JSON object beside the sync state, outside the mirror
 (``.rearcquest/releases/<prefix>.json``, see :mod:`rearcquest.layout`)::
 
     {"version": 1, "prefix": "pr/", "releases": [          oldest first
-      {"release": "2025-06-05 08:30",                      the latest listing date of the changed files
+      {"release": "2025-06-05 12:30",                      UTC: the changed files' latest Last-Modified
        "synced_at": "2025-06-05T14:02:11+00:00",
        "changed": ["pr.data.0.Current", ...],             added or with new bytes
        "removed": [],                                     gone from the mirror
@@ -21,12 +21,13 @@ are still the current ones.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from rearcquest.errors import (
@@ -35,7 +36,7 @@ from rearcquest.errors import (
     PreconditionFailedError,
     StateConflictError,
 )
-from rearcquest.layout import releases_key
+from rearcquest.layout import name_problem, releases_key, shown_name
 
 if TYPE_CHECKING:
     from rearcquest.storage import ObjectStore
@@ -52,6 +53,9 @@ _STAMP = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[ T]([0-9]{2}:[0-9]{2})$")
 _SPEC_HELP = (
     "give YYYY-MM-DD, a release stamp 'YYYY-MM-DD HH:MM', 'previous' or 'latest' (see rq releases)"
 )
+# A stamp as the log keeps it.
+_STAMP_WRITTEN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}")
+_STAMP_FORMAT = "%Y-%m-%d %H:%M"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -68,8 +72,9 @@ class Release:
     """One release of a mirror.
 
     Attributes:
-        release: the release stamp, ``YYYY-MM-DD HH:MM``: the latest source listing date among
-            the changed files (the sync time when none has one).
+        release: the release stamp, ``YYYY-MM-DD HH:MM`` in UTC: the latest ``Last-Modified``
+            among the changed files (the sync time when none has one), moved to the minute after
+            the previous release's when it is not later: unique in the log, never going back.
         synced_at: when the sync that recorded it ran (ISO 8601, UTC).
         changed: the files added or changed since the previous release.
         removed: the files gone since the previous release.
@@ -120,6 +125,13 @@ class ReleaseLog:
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
 
+def _names(where: str, what: str, names: object) -> None:
+    """Refuse a name of the log that is not one plain file name: it would become a path."""
+    for name in names if isinstance(names, (list, dict)) else ():
+        if (problem := name_problem(name)) is not None:
+            raise ValueError(f"{where}: {what} {shown_name(name)} is not a file name ({problem})")
+
+
 def _parse_release(doc: object, index: int) -> Release:
     where = f"release {index}"
     if not isinstance(doc, dict):
@@ -127,15 +139,19 @@ def _parse_release(doc: object, index: int) -> Release:
     for name in ("release", "synced_at"):
         if not isinstance(doc.get(name), str):
             raise ValueError(f"{where}: {name!r} is not a string")
+    if not _is_stamp(doc["release"]):
+        raise ValueError(f"{where}: release {shown_name(doc['release'])} is not YYYY-MM-DD HH:MM")
     lists: dict[str, tuple[str, ...]] = {}
     for name in ("changed", "removed"):
         value = doc.get(name, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"{where}: {name!r} is not a list of file names")
+        _names(where, f"{name!r} names", value)
         lists[name] = tuple(value)
     files_doc = doc.get("files")
     if not isinstance(files_doc, dict):
         raise ValueError(f"{where}: 'files' is not an object")
+    _names(where, "file", files_doc)
     files: dict[str, ReleaseFile] = {}
     for name, entry in files_doc.items():
         if not isinstance(entry, dict):
@@ -195,27 +211,66 @@ def load_releases(store: ObjectStore, prefix: str, *, key: str | None = None) ->
 
 
 def _stamp(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    return when.astimezone(UTC).strftime(_STAMP_FORMAT)
+
+
+def _is_stamp(text: str) -> bool:
+    """Whether ``text`` is a real ``YYYY-MM-DD HH:MM`` (a release stamp)."""
+    if not _STAMP_WRITTEN.fullmatch(text):
+        return False
+    try:
+        datetime.strptime(text, _STAMP_FORMAT)
+    except ValueError:
+        return False
+    return True
+
+
+def _http_stamp(value: str | None) -> str | None:
+    """An HTTP ``Last-Modified`` date as a stamp, UTC; ``None`` when it is no date."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    # HTTP dates are GMT; one without a zone ("-0000") is read as GMT too.
+    return _stamp(when if when.tzinfo is not None else when.replace(tzinfo=UTC))
+
+
+def _after(stamp: str, previous: Release | None) -> str:
+    """``stamp``, or the minute after the previous release's when it is not later.
+
+    Files may be re-published in the minute of the last release, or with an older date (a file
+    put back): the log's stamps still name one release each and only grow, so a date or stamp
+    resolves to one release.
+    """
+    if previous is None or not _is_stamp(previous.release) or stamp > previous.release:
+        return stamp
+    return (datetime.strptime(previous.release, _STAMP_FORMAT) + timedelta(minutes=1)).strftime(
+        _STAMP_FORMAT
+    )
 
 
 def next_release(
     previous: Release | None,
     files: Mapping[str, ReleaseFile],
-    listing_dates: Mapping[str, str | None],
+    last_modified: Mapping[str, str | None],
     *,
     now: datetime,
 ) -> Release | None:
     """The release a mirror now holding ``files`` makes after ``previous``; ``None`` if none.
 
     A file is changed when its sha256 differs from the previous release's (or it is new). The
-    release stamp is the latest listing date among the changed files. Only new version ids of
-    unchanged bytes (a metadata refresh copies the object) make no release.
+    release stamp is in UTC: the latest ``Last-Modified`` among the changed files (the sync time
+    when none has one); a stamp not later than the previous release's becomes the minute after
+    it, so stamps are unique and never go backwards. Only new version ids of unchanged bytes (a
+    metadata refresh copies the object) make no release.
 
     Args:
         previous: the latest release logged.
         files: the mirror's files now.
-        listing_dates: each file's source listing date, ``YYYY-MM-DD HH:MM``.
-        now: the sync time (the stamp when no changed file has a listing date).
+        last_modified: each file's HTTP ``Last-Modified`` as the source sent it.
+        now: the sync time (the stamp when no changed file has a ``Last-Modified``).
     """
     before = previous.files if previous is not None else {}
     changed = tuple(
@@ -224,8 +279,9 @@ def next_release(
     removed = tuple(sorted(n for n in before if n not in files))
     if not changed and not removed:
         return None
-    dates = [d for n in changed if (d := listing_dates.get(n))]
-    stamp = max(dates) if dates else _stamp(now)
+    # Read back from the state: data, of which only a real date makes a stamp.
+    dates = [d for n in changed if (d := _http_stamp(last_modified.get(n)))]
+    stamp = _after(max(dates) if dates else _stamp(now), previous)
     return Release(
         release=stamp,
         synced_at=now.astimezone(UTC).isoformat(timespec="seconds"),
@@ -239,7 +295,7 @@ def record_release(
     store: ObjectStore,
     prefix: str,
     files: Mapping[str, ReleaseFile],
-    listing_dates: Mapping[str, str | None],
+    last_modified: Mapping[str, str | None],
     *,
     key: str | None = None,
     now: datetime | None = None,
@@ -255,7 +311,7 @@ def record_release(
         store: the bucket.
         prefix: the mirror prefix.
         files: the mirror's files after the sync.
-        listing_dates: each file's source listing date.
+        last_modified: each file's HTTP ``Last-Modified``.
         key: the log's key; default ``.rearcquest/releases/<prefix>.json``.
         now: the sync time; default now.
         check: called before the write; raises when the sync no longer holds the mirror.
@@ -272,7 +328,7 @@ def record_release(
     except DataError as exc:
         log.warning("not recording the release: %s", exc)
         return None
-    release = next_release(current.latest, files, listing_dates, now=now or datetime.now(UTC))
+    release = next_release(current.latest, files, last_modified, now=now or datetime.now(UTC))
     if release is None:
         return None
     new = ReleaseLog(prefix, (*current.releases, release), key=current.key)

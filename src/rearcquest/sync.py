@@ -69,7 +69,10 @@ from rearcquest.layout import (
     RESERVED_PREFIX,
     is_reserved,
     lock_key,
+    name_problem,
+    plain_name,
     releases_key,
+    shown_name,
 )
 from rearcquest.layout import state_key as default_state_key
 
@@ -182,8 +185,8 @@ def _file_state(name: str, entry: object) -> FileState:
     Raises:
         ValueError: it is not exactly a :class:`FileState` document.
     """
-    if not name or "/" in name:
-        raise ValueError(f"file name {name!r} is not a mirrored file name")
+    if (problem := name_problem(name)) is not None:
+        raise ValueError(f"file name {shown_name(name)} is not a mirrored file name ({problem})")
     if not isinstance(entry, dict) or not _ENTRY_KEYS <= set(entry) <= (
         _ENTRY_KEYS | _OPTIONAL_ENTRY_KEYS
     ):
@@ -559,7 +562,8 @@ def load_state(
             stale = True
     for obj_key in stored:
         name = obj_key[len(prefix) :]
-        if "/" in name or is_reserved(obj_key) or name in keep or name in files:
+        # Only a plain name can be a state entry (the state refuses any other when read back).
+        if not plain_name(name) or is_reserved(obj_key) or name in keep or name in files:
             continue
         head = store.head(obj_key)
         if head is not None and (rebuilt := _state_from_metadata(head)) is not None:
@@ -589,7 +593,7 @@ def _peeked_state(
         return stale  # warned about once, by the read under the lease
     for obj_key in stored:
         name = obj_key[len(prefix) :]
-        if not ("/" in name or is_reserved(obj_key) or name in keep or name in files):
+        if not (not plain_name(name) or is_reserved(obj_key) or name in keep or name in files):
             return stale  # an object the state does not know: rebuilt under the lease
     return SyncState(source_url=source_url, files=files, etag=etag)
 
@@ -929,7 +933,7 @@ def _record_release(
         store,
         prefix,
         {name: ReleaseFile(f.sha256, f.version_id) for name, f in files.items()},
-        {name: f.modified for name, f in files.items()},
+        {name: f.last_modified for name, f in files.items()},
         check=check,
     )
 

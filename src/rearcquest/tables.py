@@ -40,7 +40,7 @@ from rearcquest.errors import (
     clipped,
     quoted,
 )
-from rearcquest.layout import META_SHA256, is_reserved
+from rearcquest.layout import META_SHA256, is_reserved, name_problem, path_inside, shown_name
 
 if TYPE_CHECKING:
     import polars as pl
@@ -423,6 +423,15 @@ def find_surveys(store: ObjectStore, *, root_prefix: str = "") -> list[str]:
         rest = info.key[len(root) :]
         survey, _, name = rest.partition("/")
         if survey and name == f"{survey}.series":
+            if (problem := name_problem(survey)) is not None:
+                # A key is data: a folder named ``..`` is no survey (it would become a path).
+                log.warning(
+                    "%s: %s is not a survey name (%s)",
+                    store.url(info.key),
+                    shown_name(survey),
+                    problem,
+                )
+                continue
             found.add(survey)
     return sorted(found)
 
@@ -521,6 +530,23 @@ def _read_manifest(store: ObjectStore, key: str, *, population: bool = False) ->
         )
         return {}
     return dict(doc)
+
+
+def _manifest_files(store: ObjectStore, key: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's ``files``, without entries whose name is not a file name (logged)."""
+    files = manifest.get("files", {})
+    kept = {}
+    for name, entry in files.items() if isinstance(files, dict) else ():
+        if (problem := name_problem(name)) is not None:
+            log.warning(
+                "%s names %s, which is not a file name (%s): ignored",
+                store.url(key),
+                shown_name(name),
+                problem,
+            )
+            continue
+        kept[name] = entry
+    return kept
 
 
 def _write_manifest(store: ObjectStore, key: str, doc: Mapping[str, Any]) -> None:
@@ -659,7 +685,7 @@ def _build_survey(
     if manifest and manifest.get("format") != _MANIFEST_FORMAT:
         log.info("%s is of another format: every table of %s is rebuilt", store.url(mkey), survey)
         force = True
-    built_files: dict[str, Any] = dict(manifest.get("files", {})) if not force else {}
+    built_files: dict[str, Any] = _manifest_files(store, mkey, manifest) if not force else {}
     doc: dict[str, Any] = {
         "format": _MANIFEST_FORMAT,
         "survey": survey,
@@ -962,11 +988,11 @@ def build_local_tables(
     for name in (n for n in folder.names if _is_data_file(survey, n)):
         path = directory / name
         source = named.get(name, str(path))
-        part = target / survey / "observations" / f"file={name}" / PART_NAME
+        part = path_inside(target, f"{survey}/observations/file={name}/{PART_NAME}")
         part.parent.mkdir(parents=True, exist_ok=True)
         sink_parquet(observations_query(path, source=source), part, bls=path, source=source)
     decoded, warnings = _decoded_series(survey, folder, _mapping_files(survey, folder))
-    series = target / survey / SERIES_TABLE / SERIES_NAME
+    series = path_inside(target, f"{survey}/{SERIES_TABLE}/{SERIES_NAME}")
     series.parent.mkdir(parents=True, exist_ok=True)
     decoded.write_parquet(series)
     return warnings

@@ -10,15 +10,17 @@ period, with exact decimals.
 from __future__ import annotations
 
 import fnmatch
+import re
 import tempfile
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from rearcquest.analytics import BLS_FILE
+from rearcquest.analytics import BLS_FILE, check_release_bytes
 from rearcquest.config import Settings, normalise_prefix
-from rearcquest.errors import ConfigError, DataError
+from rearcquest.errors import ConfigError, DataError, StorageError
+from rearcquest.layout import path_inside
 
 if TYPE_CHECKING:
     import polars as pl
@@ -202,6 +204,7 @@ def analyze_as_of(
         s3_client=client,
         settings=settings,
         bls_version_id=version_id,
+        bls_sha256=release.files[name].sha256,
         release=release.release,
         **options,
     )
@@ -344,6 +347,34 @@ def _download(store: ObjectStore, key: str, version_id: str | None, target: Path
     return target
 
 
+def _download_release_file(
+    store: ObjectStore, prefix: str, release: Release, name: str, folder: Path
+) -> Path:
+    """Download ``name`` as it was in ``release`` into ``folder``, proven to be those bytes.
+
+    The name comes from the release log: it is written only inside ``folder``, and the bytes
+    must hash to the sha256 the log recorded.
+
+    Raises:
+        ConfigError: the release has no such file.
+        DataError: the name is not a file name, the bytes were not kept, or they are not the
+            release's (the message names the object, the version and the release).
+        StorageError: S3 failed.
+    """
+    key = prefix + name
+    version_id = _version_of(store, prefix, release, name)
+    target = path_inside(folder, name)
+    _download(store, key, version_id, target)
+    check_release_bytes(
+        target,
+        release.files[name].sha256,
+        source=store.url(key),
+        version_id=version_id,
+        release=release.release,
+    )
+    return target
+
+
 def revisions(
     *,
     from_release: str = DEFAULT_FROM_RELEASE,
@@ -385,10 +416,9 @@ def revisions(
     with tempfile.TemporaryDirectory(prefix="rq-revisions-") as tmp:
         paths = []
         for which, rel in (("old", older), ("new", newer)):
-            version_id = _version_of(store, prefix, rel, file)
             target = Path(tmp) / which
             target.mkdir()
-            paths.append(_download(store, key, version_id, target / file))
+            paths.append(_download_release_file(store, prefix, rel, file, target))
         frames = []
         for path, rel in zip(paths, (older, newer), strict=True):
             source = f"{store.url(key)} as of {rel.release}"
@@ -456,8 +486,12 @@ class ReleaseTables:
 
 
 def release_slug(stamp: str) -> str:
-    """A release stamp as a key part: ``2025-06-05 08:30`` -> ``2025-06-05T0830``."""
-    return stamp.replace(" ", "T").replace(":", "")
+    """A release stamp as one plain name (a key part): ``2025-06-05 12:30`` -> ``2025-06-05T1230``.
+
+    Anything but letters, digits and ``-`` becomes ``_``, so a stamp read from the log never
+    names another folder.
+    """
+    return re.sub(r"[^0-9A-Za-z-]", "_", stamp.replace(" ", "T").replace(":", "")) or "_"
 
 
 def build_release_tables(
@@ -496,13 +530,12 @@ def build_release_tables(
     with tempfile.TemporaryDirectory(prefix="rq-release-") as tmp:
         sources = {}
         for name in sorted(release.files):
-            version_id = _version_of(store, prefix, release, name)
-            _download(store, prefix + name, version_id, Path(tmp) / name)
+            _download_release_file(store, prefix, release, name, Path(tmp))
             sources[name] = f"{store.url(prefix + name)} as of {release.release}"
         warnings = build_local_tables(Path(tmp), survey, target, sources=sources)
     population = store.head(population_key(tables_prefix)) is not None
     if population:
-        path = target / "population" / "population.parquet"
+        path = path_inside(target, "population/population.parquet")
         path.parent.mkdir(parents=True, exist_ok=True)
         _download(store, population_key(tables_prefix), None, path)
     files = tuple(sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()))
@@ -542,7 +575,8 @@ def analyze_at(
         report: one report, or ``all``.
         source: where the current BLS rows are read (see :func:`rearcquest.tables.analyze`).
         tables_prefix: where the tables are; default ``<root_prefix>tables/``.
-        root_prefix: where the survey mirrors are (``rq sync-bls --root-prefix``).
+        root_prefix: where the survey mirrors are (``rq sync-bls --root-prefix``): the default
+            BLS file, current or as of a release, is ``<root_prefix>pr/pr.data.0.Current``.
         options: the other keyword arguments of :func:`rearcquest.tables.analyze`.
 
     Raises:
@@ -550,7 +584,7 @@ def analyze_at(
             :func:`analyze_as_of`.
     """
     from rearcquest.analytics import REPORTS
-    from rearcquest.tables import analyze
+    from rearcquest.tables import DEFAULT_SURVEYS, analyze
 
     options["reports"] = REPORTS if report == "all" else (str(report),)
     if as_of is None:
@@ -560,6 +594,11 @@ def analyze_at(
         )
     if source == "tables":
         raise ConfigError("--as-of reads the text file of a release; drop --from tables")
+    if options.get("bls") is None and (root := normalise_prefix(root_prefix)):
+        # The mirror under the root prefix, as rq analyze reads it without --as-of.
+        bucket = (options.get("settings") or Settings.from_env()).bls_bucket
+        if bucket:
+            options["bls"] = f"s3://{bucket}/{root}{DEFAULT_SURVEYS[0]}/{DEFAULT_FILE}"
     return analyze_as_of(as_of, **options)
 
 
@@ -582,7 +621,8 @@ def query(
         location: the current tables (a directory or an ``s3://`` prefix), not with ``as_of``.
         endpoint_url: S3-compatible endpoint.
         root_prefix: where the survey mirrors are; the current tables default to
-            ``s3://$RQ_BLS_BUCKET/<root_prefix>tables/``.
+            ``s3://$RQ_BLS_BUCKET/<root_prefix>tables/``, and ``as_of`` reads the release of
+            ``<root_prefix>pr/`` (with the population table of ``<root_prefix>tables/``).
 
     Returns:
         The release queried (None for the current tables) and the answer.
@@ -602,7 +642,16 @@ def query(
         )
     if location is not None:
         raise ConfigError("--as-of builds the release's tables itself; drop --tables")
-    built, answer = sql_as_of(text, as_of, endpoint_url=endpoint_url)
+    options: dict[str, Any] = {"endpoint_url": endpoint_url}
+    if root := normalise_prefix(root_prefix):
+        from rearcquest.tables import DEFAULT_SURVEYS, default_tables_prefix
+
+        # The mirror and the tables under the root prefix, as rq sql reads them without --as-of.
+        options |= {
+            "prefix": root + DEFAULT_SURVEYS[0],
+            "tables_prefix": default_tables_prefix(root),
+        }
+    built, answer = sql_as_of(text, as_of, **options)
     return built.release, answer
 
 
@@ -615,7 +664,8 @@ def tables_as_of(
     **options: Any,
 ) -> tuple[ReleaseTables, list[str]]:
     """Build the tables of a past release into ``<tables_prefix>as-of/<release>/`` in the bucket
-    (``rq sql --tables s3://BUCKET/tables/as-of/2025-06-05T0830/`` reads them).
+    (``rq sql --tables s3://BUCKET/tables/as-of/2025-06-05T1230/`` reads them). That folder is
+    the release's alone and is emptied before the tables are written.
 
     Args:
         as_of: a date or release stamp (see :func:`build_release_tables`).
@@ -643,12 +693,21 @@ def tables_as_of(
             settings=options.get("settings"),
         )
         base = f"{normalise_prefix(tables_prefix)}{AS_OF_TABLES}/{release_slug(built.release)}/"
+        # The release's own folder, emptied first: what an earlier, interrupted build of the
+        # same release left (a partition this build does not write) is never read with it.
+        stale = [info.key for info in store.list_objects(base)]
+        if failed := store.delete_many(stale):
+            key, why = sorted(failed.items())[0]
+            raise StorageError(
+                f"could not clear {store.url(base)} before writing release {built.release}: "
+                f"{store.url(key)}: {why}"
+            )
         written = []
         for relative in built.files:
             # A release's tables are a few MB: one PUT each.
             store.put_bytes(
                 base + relative,
-                (Path(tmp) / relative).read_bytes(),
+                path_inside(Path(tmp), relative).read_bytes(),
                 content_type="application/vnd.apache.parquet",
             )
             written.append(store.url(base + relative))

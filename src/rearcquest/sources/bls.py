@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 from rearcquest.errors import DataError, ListingError, SourceChangedError
+from rearcquest.layout import plain_name
 
 if TYPE_CHECKING:
     from rearcquest.sources._http import HttpClient
@@ -200,11 +201,6 @@ def _resolve(base: SplitResult, base_url: str, href: str) -> SplitResult | None:
         return None
 
 
-def _plain_name(name: str) -> bool:
-    """A name of one entry directly inside the directory (no separators, not ``.`` or ``..``)."""
-    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
-
-
 def parse_listing(page: str, base_url: str) -> list[RemoteFile]:
     """Parse a directory page into the files directly inside ``base_url``.
 
@@ -224,7 +220,7 @@ def parse_listing(page: str, base_url: str) -> list[RemoteFile]:
     base_url, rows = _rows(page, base_url)
     files: dict[str, RemoteFile] = {}
     for row in rows:
-        if row.is_dir or not _plain_name(row.name):
+        if row.is_dir or not plain_name(row.name):
             continue
         files[row.name] = RemoteFile(
             name=row.name, url=row.url, size=row.size, modified=row.modified
@@ -270,7 +266,7 @@ def parse_subdirectories(page: str, base_url: str) -> list[RemoteDir]:
     dirs: dict[str, RemoteDir] = {}
     for row in rows:
         name = row.name.rstrip("/")
-        if not row.is_dir or not _plain_name(name):
+        if not row.is_dir or not plain_name(name):
             continue
         url = urljoin(base_url, row.path.rstrip("/") + "/")
         dirs[name] = RemoteDir(name=name, url=url, modified=row.modified)
