@@ -273,6 +273,9 @@ def test_a_worker_refuses_a_message_for_rqs_own_objects(
         '{"survey": "cu", "file": "cu.data\\\\..\\\\x"}',
         '{"survey": "cu", "exclude": ["../cu.x"]}',
         '{"survey": " cu"}',
+        '{"survey": "%s"}' % ("c" * 300),
+        '{"survey": "cu", "file": "cu.%s"}' % ("x" * 300),
+        '{"survey": "cu\\n"}',
     ],
     ids=[
         "not-json",
@@ -287,6 +290,9 @@ def test_a_worker_refuses_a_message_for_rqs_own_objects(
         "file-backslash",
         "exclude-path",
         "survey-padded",
+        "survey-too-long",
+        "file-too-long",
+        "survey-newline",
     ],
 )
 def test_bad_work_messages_fail_alone(body: str) -> None:

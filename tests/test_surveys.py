@@ -79,7 +79,9 @@ def test_parse_surveys(values: list[str], expected: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["pr,,cu", "../etc", "a/b", ""], ids=["empty", "dots", "slash", "blank"]
+    "value",
+    ["pr,,cu", "../etc", "a/b", "", "p" * 256, "p\nr", "pr\x1b"],
+    ids=["empty", "dots", "slash", "blank", "too-long", "newline", "control"],
 )
 def test_parse_surveys_refuses_non_names(value: str) -> None:
     with pytest.raises(ConfigError, match="survey"):

@@ -38,6 +38,7 @@ from rearcquest.config import (
     normalise_prefix,
 )
 from rearcquest.errors import ConfigError, RqError
+from rearcquest.layout import plain_name
 from rearcquest.surveys import (
     ALL,
     in_survey,
@@ -170,12 +171,7 @@ def _survey_name(value: str) -> str:
 def _survey_file(survey: str, name: str) -> bool:
     """Whether ``name`` may be a file of ``survey`` in a work message: a plain name (no path,
     nothing unprintable) of the survey's own, ``<survey>.<...>`` as every BLS file is named."""
-    return (
-        name.startswith(survey + ".")
-        and name.isprintable()
-        and "/" not in name
-        and "\\" not in name
-    )
+    return name.startswith(survey + ".") and name.isprintable() and plain_name(name)
 
 
 def _check_message_roots(message: WorkMessage, *, root_url: str, root_prefix: str) -> None:

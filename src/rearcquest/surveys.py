@@ -40,7 +40,7 @@ from rearcquest.config import (
     require_user_agent,
 )
 from rearcquest.errors import ConfigError, RqError
-from rearcquest.layout import RESERVED_PREFIX, state_key
+from rearcquest.layout import RESERVED_PREFIX, plain_name, shown_name, state_key
 
 if TYPE_CHECKING:
     from rearcquest.sources._http import HttpClient, RetryPolicy
@@ -95,9 +95,9 @@ def parse_surveys(values: Iterable[str]) -> list[str]:
                 raise ConfigError(f"--survey {value!r} holds an empty survey name")
             if name.lower() == ALL:
                 return [ALL]
-            if not _SURVEY_NAME.match(name):
+            if not _SURVEY_NAME.fullmatch(name) or not plain_name(name):
                 raise ConfigError(
-                    f"--survey {name!r} is not a survey name (a directory of the root such as "
+                    f"--survey {shown_name(name)} is not a survey name (a directory of the root such as "
                     "'pr' or 'cu')"
                 )
             if name not in names:
@@ -213,7 +213,7 @@ def list_surveys(http: HttpClient, root_url: str) -> list[str]:
     """
     from rearcquest.sources.bls import fetch_subdirectories
 
-    return [d.name for d in fetch_subdirectories(http, root_url) if _SURVEY_NAME.match(d.name)]
+    return [d.name for d in fetch_subdirectories(http, root_url) if _SURVEY_NAME.fullmatch(d.name)]
 
 
 def make_http(
