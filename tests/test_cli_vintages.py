@@ -14,10 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import DATAUSA
+from hostile_helpers import assert_no_raw_controls
 from rearcquest.cli import app
 from rearcquest.offline import OfflineServer
 from rearcquest.storage import ObjectStore
-from vintage_helpers import BUCKET, STAMPS, synced_mirror
+from vintage_helpers import BUCKET, DATA, STAMPS, data_file, logged_releases, synced_mirror
 
 runner = CliRunner()
 POPULATION = DATAUSA / "old-api-acs5-2013-2022-compact.json"
@@ -205,3 +206,84 @@ def test_tables_as_of_writes_the_release_tables_beside_the_others(
 
     text = release("2025-06-05")["pr.data.0.Current"].data.decode().splitlines()
     assert json.loads(count.stdout) == [{"n": sum(1 for line in text[1:] if line.strip())}]
+
+
+# -- hostile releases (issue 19) -----------------------------------------------------------------
+
+HOSTILE_BUCKET = "hostile-bucket"
+OLD_STAMP, NEW_STAMP = "2026-01-01 08:30\x1b[31m", "2026-02-01 08:30\u202e"
+
+
+@pytest.fixture
+def hostile(mirror: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A bucket (in the module's moto) whose release log and data file carry control characters
+    in stamps, file names and cells; rich tables as wide as they need (no wrapped cells)."""
+    monkeypatch.setenv("COLUMNS", "400")
+    client = mirror["client"]
+    if HOSTILE_BUCKET not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+        client.create_bucket(Bucket=HOSTILE_BUCKET)
+        old = data_file(("PRS\x1b[31mRED", 2020, "Q01", "1.0"), ("PRS1", 2020, "Q\r01", "2.0"))
+        new = data_file(
+            ("PRS\x1b[31mRED", 2020, "Q01", "1.5"),
+            ("PRS1", 2020, "Q\r01", "2.5"),
+            ("PRS2\x07\u202e", 2021, "Q01", "3"),
+        )
+        logged_releases(
+            ObjectStore(client, HOSTILE_BUCKET),
+            [
+                (OLD_STAMP, {DATA: old, "pr.\x1b]0;pwned\x07txt": None}),
+                (NEW_STAMP, {DATA: new, "pr.\x1b[2J\x00\n\x9bseries": None}),
+            ],
+        )
+    return HOSTILE_BUCKET
+
+
+def test_releases_table_shows_control_characters_as_escapes(hostile: str) -> None:
+    result = rq("releases", "--bucket", hostile)
+    assert result.exit_code == 0, result.output
+    assert_no_raw_controls(result.stdout)
+    for escaped in (
+        "2026-01-01 08:30\\x1b[31m",
+        "2026-02-01 08:30\\u202e",
+        "pr.\\x1b]0;pwned\\x07txt",
+        "pr.\\x1b[2J\\x00\\x0a\\x9bseries",
+    ):
+        assert escaped in result.stdout, escaped
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_revisions_show_control_characters_as_escapes(hostile: str, fmt: str) -> None:
+    result = rq("revisions", "--bucket", hostile, "--format", fmt)
+    assert result.exit_code == 0, result.output
+    assert_no_raw_controls(result.stdout)
+    for escaped in ("PRS\\x1b[31mRED", "Q\\x0d01", "PRS2\\x07\\u202e", "08:30\\x1b[31m"):
+        assert escaped in result.stdout, escaped
+
+
+def test_revisions_csv_keeps_the_values(hostile: str) -> None:
+    """CSV is for programs: the cells are the file's, not escaped."""
+    result = rq("revisions", "--bucket", hostile, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert "added,PRS2\x07\u202e,2021,Q01,,3," in result.stdout
+    assert "revised,PRS1,2020,Q\r01,2.0,2.5,0.5" in result.stdout
+
+
+def test_revisions_of_a_file_with_duplicate_keys_exit_1_naming_them(
+    mirror: dict[str, Any],
+) -> None:
+    client = mirror["client"]
+    client.create_bucket(Bucket="duplicates-bucket")
+    rows = [("PRS1", 2020, "Q01", f"{i}.0") for i in range(200)]
+    logged_releases(
+        ObjectStore(client, "duplicates-bucket"),
+        [(STAMPS[0], {DATA: data_file(*rows)}), (STAMPS[1], {DATA: data_file(*rows)})],
+    )
+    result = rq("revisions", "--bucket", "duplicates-bucket")
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Error: s3://duplicates-bucket/pr/{DATA} as of {STAMPS[0]}: 1 observation key(s) "
+        "appear more than once (series_id year period): PRS1 2020 Q01 (200 rows); a BLS data "
+        "file has one row per series, year and period, so this file is malformed and its "
+        "revisions cannot be computed\n"
+    )

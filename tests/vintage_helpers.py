@@ -70,13 +70,14 @@ def _sync_releases(client: Any) -> dict[str, Any]:
 
 def logged_releases(
     store: ObjectStore,
-    releases: Sequence[tuple[str, Mapping[str, bytes]]],
+    releases: Sequence[tuple[str, Mapping[str, bytes | None]]],
     *,
     prefix: str = "pr/",
 ) -> None:
     """Make ``store``'s bucket versioned, put each release's files as new versions (oldest
     release first) and write the release log naming them: releases whose bytes no BLS server
-    would serve (duplicate keys, wide values, control characters)."""
+    would serve (duplicate keys, wide values, control characters). A file given as ``None`` is
+    only named in the log (no object is put: S3 keys with control characters are refused)."""
     store.client.put_bucket_versioning(
         Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"}
     )
@@ -84,6 +85,9 @@ def logged_releases(
     for stamp, files in releases:
         entries = {}
         for name, data in files.items():
+            if data is None:
+                entries[name] = ReleaseFile(hashlib.sha256(b"").hexdigest())
+                continue
             put = store.client.put_object(Bucket=store.bucket, Key=prefix + name, Body=data)
             entries[name] = ReleaseFile(hashlib.sha256(data).hexdigest(), put["VersionId"])
         logged.append(
