@@ -150,9 +150,7 @@ def print_grids(grids: Sequence[TextTable | Grid]) -> None:
     for spec in grids:
         table = Table(title=_plain(spec.title), title_justify="left")
         rows = [[_plain(cell) for cell in row] for row in spec.rows]
-        widths = [
-            max([len(n), *(len(row[i]) for row in rows)]) for i, n in enumerate(spec.columns)
-        ]
+        widths = [max([len(n), *(len(row[i]) for row in rows)]) for i, n in enumerate(spec.columns)]
         for index, (name, numeric) in enumerate(zip(spec.columns, spec.numeric, strict=True)):
             justify: Literal["left", "right"] = "right" if numeric else "left"
             if name == "title":
