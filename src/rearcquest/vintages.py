@@ -265,7 +265,7 @@ _KEY: tuple[str, ...] = ("series_id", "year", "period")
 # How many duplicated keys the error names.
 _SHOWN_DUPLICATES = 5
 
-Collector = Callable[["pl.LazyFrame"], "pl.DataFrame"]
+_Collector = Callable[["pl.LazyFrame"], "pl.DataFrame"]
 
 
 def _streamed(frame: pl.LazyFrame) -> pl.DataFrame:
@@ -278,7 +278,7 @@ def _key_hash() -> pl.Expr:
     return pl.struct(list(_KEY)).hash()
 
 
-def duplicated_keys(rows: pl.LazyFrame, *, run: Collector = _streamed) -> pl.DataFrame:
+def duplicated_keys(rows: pl.LazyFrame, *, run: _Collector = _streamed) -> pl.DataFrame:
     """The keys (``series_id``, ``year``, ``period``) that ``rows`` holds more than once.
 
     One pass keeps a 64-bit hash per row (8 bytes, where the keys themselves take ~40); only
@@ -305,11 +305,11 @@ def duplicated_keys(rows: pl.LazyFrame, *, run: Collector = _streamed) -> pl.Dat
         .sort(list(_KEY))
     )
     if clashing.is_empty():
-        return counted.clear().collect()
+        return pl.DataFrame(schema=counted.collect_schema())
     return run(counted)
 
 
-def _refuse_duplicates(rows: pl.LazyFrame, source: str, run: Collector) -> None:
+def _refuse_duplicates(rows: pl.LazyFrame, source: str, run: _Collector) -> None:
     """Raise DataError when ``rows`` hold a key twice: such a file cannot be compared (the join
     would pair every copy with every copy, N x M rows)."""
     found = duplicated_keys(rows, run=run)
@@ -329,7 +329,7 @@ def _refuse_duplicates(rows: pl.LazyFrame, source: str, run: Collector) -> None:
 
 
 def _diff(
-    old: pl.LazyFrame, new: pl.LazyFrame, *, series: str | None, run: Collector
+    old: pl.LazyFrame, new: pl.LazyFrame, *, series: str | None, run: _Collector
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """:func:`diff_observations` on rows whose keys are known to be unique."""
     import polars as pl
@@ -506,7 +506,8 @@ def revisions(
 
     Raises:
         ConfigError: no bucket, an unknown release, or a release without the file.
-        DataError: a release's bytes were not kept, or a file is malformed.
+        DataError: a release's bytes were not kept, or a file is malformed: a malformed row
+            (a value wider than DECIMAL(18,3) among them), or a key that appears twice.
         StorageError: S3 failed.
     """
     from rearcquest.releases import load_releases, resolve_release
