@@ -273,7 +273,8 @@ def test_revisions_of_a_file_with_duplicate_keys_exit_1_naming_them(
 ) -> None:
     client = mirror["client"]
     client.create_bucket(Bucket="duplicates-bucket")
-    rows = [("PRS1", 2020, "Q01", f"{i}.0") for i in range(200)]
+    # A series id with a terminal title sequence and a carriage return: shown escaped.
+    rows = [("PRS\x1b]0;t\x07\r1", 2020, "Q01", f"{i}.0") for i in range(200)]
     logged_releases(
         ObjectStore(client, "duplicates-bucket"),
         [(STAMPS[0], {DATA: data_file(*rows)}), (STAMPS[1], {DATA: data_file(*rows)})],
@@ -283,7 +284,7 @@ def test_revisions_of_a_file_with_duplicate_keys_exit_1_naming_them(
     assert result.stdout == ""
     assert result.stderr == (
         f"Error: s3://duplicates-bucket/pr/{DATA} as of {STAMPS[0]}: 1 observation key(s) "
-        "appear more than once (series_id year period): PRS1 2020 Q01 (200 rows); a BLS data "
-        "file has one row per series, year and period, so this file is malformed and its "
-        "revisions cannot be computed\n"
+        "appear more than once (series_id year period): PRS\\x1b]0;t\\x07\\x0d1 2020 Q01 (200 "
+        "rows); a BLS data file has one row per series, year and period, so this file is "
+        "malformed and its revisions cannot be computed\n"
     )
