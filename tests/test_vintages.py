@@ -334,3 +334,42 @@ def test_diff_of_random_wide_values_is_exact() -> None:
         places = max(len(old.partition(".")[2]), len(new.partition(".")[2]))
         change = (Decimal(new) - Decimal(old)).quantize(Decimal(1).scaleb(-places))
         assert got[f"S{i}"] == (old, new, f"{change:f}"), (old, new)
+
+
+def test_diff_files_fuzz_gives_the_exact_diff_or_a_data_error(tmp_path: Path) -> None:
+    """Random small releases: keys from a small space (so some repeat), values of every width
+    and some that are not numbers. Either the comparison equals one computed here from the
+    text, or a DataError comes out: never another exception."""
+    rng = random.Random(1919)
+    values = ["1", "-0.5", "2.25", "999999999999999.999", "-999999999999999.999", "0.001"]
+    values += ["1e20", "12345678901234567", "1.2345", "x", ""]
+    outcomes = {"compared": 0, "refused": 0}
+    for case in range(150):
+        texts: list[dict[tuple[str, int, str], str]] = []
+        paths = []
+        for side in ("old", "new"):
+            rows = [
+                (
+                    f"S{rng.randint(1, 4)}",
+                    rng.choice([2020, 2021]),
+                    rng.choice(["Q01", "Q02"]),
+                    rng.choice(values) if rng.random() < 0.2 else rng.choice(values[:6]),
+                )
+                for _ in range(rng.randint(0, 12))
+            ]
+            path = tmp_path / f"{case}-{side}"
+            path.write_bytes(data_file(*rows))
+            paths.append(path)
+            texts.append({(s, y, p): v for s, y, p, v in rows})
+        try:
+            revised, added, removed, _ = vintages.diff_files(paths[0], paths[1])
+        except DataError:
+            outcomes["refused"] += 1
+            continue
+        outcomes["compared"] += 1
+        old, new = ({k: Decimal(v) for k, v in t.items()} for t in texts)
+        got = {(r[0], r[1], r[2]): Decimal(r[5]) for r in revised.rows()}
+        assert got == {k: new[k] - old[k] for k in old.keys() & new.keys() if old[k] != new[k]}
+        assert {(r[0], r[1], r[2]) for r in added.rows()} == new.keys() - old.keys()
+        assert {(r[0], r[1], r[2]) for r in removed.rows()} == old.keys() - new.keys()
+    assert min(outcomes.values()) > 10, outcomes  # both paths are taken
