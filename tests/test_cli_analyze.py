@@ -18,6 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import BLS_RELEASES, DATAUSA
+from hostile_helpers import SECTOR, SERIES, assert_no_raw_controls, hostile_survey
+from rearcquest._text import visible
 from rearcquest.analytics import read_population
 from rearcquest.cli import app
 
@@ -540,3 +542,17 @@ def test_from_tables_and_from_files_print_the_same_reports(
         assert (part in tables.stdout) == (fmt == "markdown")
         assert tables.stdout == auto.stdout
         assert tables.stdout.replace(part, f"s3://{bucket}/pr/pr.data.0.Current") == files.stdout
+
+
+def test_table_and_markdown_show_control_characters_as_escapes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A series id and a series title (from the mapping files beside the data file) carrying
+    escape sequences, a carriage return and a bidi override print as escapes."""
+    monkeypatch.setenv("COLUMNS", "400")
+    data = hostile_survey(tmp_path)
+    for fmt in ("table", "markdown"):
+        result = rq("--report", "best-year", "--bls", str(data), "--format", fmt)
+        assert result.exit_code == 0, result.output
+        assert_no_raw_controls(result.stdout)
+        assert visible(SERIES) in result.stdout and visible(SECTOR) in result.stdout

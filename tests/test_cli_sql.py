@@ -12,9 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import DATAUSA, release
+from hostile_helpers import SECTOR, SERIES, assert_no_raw_controls, hostile_survey
+from rearcquest._text import visible
 from rearcquest.cli import app
 from rearcquest.storage import ObjectStore, make_s3_client
-from rearcquest.tables import build_tables
+from rearcquest.tables import build_local_tables, build_tables
 
 runner = CliRunner()
 JOIN = (
@@ -180,3 +182,23 @@ def test_a_url_in_a_table_function_is_refused(env: str, bls_server: Any) -> None
         result.stderr == "Error: rq sql runs queries only: table function read_csv is not allowed\n"
     )
     assert bls_server.requests == []
+
+
+def test_table_shows_control_characters_and_markup_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cell or a column name from the tables is data: its controls are shown as escapes and
+    rich markup in it is text (an unmatched ``[/x]`` once raised a rich MarkupError)."""
+    monkeypatch.setenv("COLUMNS", "400")
+    hostile_survey(tmp_path / "files")
+    build_local_tables(tmp_path / "files", "pr", tmp_path / "tables")
+    query = "SELECT series_id, title, '[/x] [bold]b' AS \"[red]c\x1b[0m\" FROM pr_series"
+    result = rq(query, "--tables", str(tmp_path / "tables"))
+    assert result.exit_code == 0, result.output
+    assert_no_raw_controls(result.stdout)
+    for shown in (visible(SERIES), visible(SECTOR), "[/x] [bold]b", "[red]c\\x1b[0m"):
+        assert shown in result.stdout, shown
+    markdown = rq(query, "--tables", str(tmp_path / "tables"), "--format", "markdown")
+    assert markdown.exit_code == 0, markdown.output
+    assert_no_raw_controls(markdown.stdout)
+    assert f"| {visible(SERIES)} | {visible(SECTOR)} | [/x] [bold]b |" in markdown.stdout

@@ -15,15 +15,19 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import DATAUSA, release
+from hostile_helpers import assert_no_raw_controls
 from rearcquest.cli import app
 from rearcquest.errors import DataError
 from rearcquest.offline import OfflineServer
 from rearcquest.storage import ObjectStore
 from vintage_helpers import (
     BUCKET,
+    DATA,
     SLUGS,
     STAMPS,
     VINTAGES,
+    data_file,
+    logged_releases,
     put_release_files,
     synced_mirror,
     write_release_log,
@@ -417,3 +421,112 @@ def test_the_second_wall_stops_a_name_the_log_check_missed(
     with pytest.raises(DataError, match=r"is not a file inside .*; nothing was written"):
         vintages._download_release_file(versioned, "pr/", made, name, folder)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["folder", "tmp"]
+
+
+# -- hostile releases (issue 19) -----------------------------------------------------------------
+
+OLD_STAMP, NEW_STAMP = "2026-01-01 08:30\x1b[31m", "2026-02-01 08:30\u202e"
+
+
+def _hostile_bucket(client: Any, bucket: str, releases: list[tuple[str, dict[str, None]]]) -> str:
+    """Two releases whose data files carry control characters in series ids and periods, with
+    the stamps and the extra (unstored) file names given."""
+    if bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+        client.create_bucket(Bucket=bucket)
+        old = data_file(("PRS\x1b[31mRED", 2020, "Q01", "1.0"), ("PRS1", 2020, "Q\r01", "2.0"))
+        new = data_file(
+            ("PRS\x1b[31mRED", 2020, "Q01", "1.5"),
+            ("PRS1", 2020, "Q\r01", "2.5"),
+            ("PRS2\x07\u202e", 2021, "Q01", "3"),
+        )
+        files = [{DATA: old, **releases[0][1]}, {DATA: new, **releases[1][1]}]
+        logged_releases(
+            ObjectStore(client, bucket),
+            [(stamp, data) for (stamp, _), data in zip(releases, files, strict=True)],
+        )
+    return bucket
+
+
+@pytest.fixture
+def hostile_log(mirror: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A bucket (in the module's moto) whose release log carries control characters in stamps
+    and file names; rich tables as wide as they need (no wrapped cells)."""
+    monkeypatch.setenv("COLUMNS", "400")
+    return _hostile_bucket(
+        mirror["client"],
+        "hostile-log-bucket",
+        [
+            (OLD_STAMP, {"pr.\x1b]0;pwned\x07txt": None}),
+            (NEW_STAMP, {"pr.\x1b[2J\x00\n\x9bseries": None}),
+        ],
+    )
+
+
+@pytest.fixture
+def hostile_cells(mirror: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A bucket whose release log is clean and whose data files carry control characters."""
+    monkeypatch.setenv("COLUMNS", "400")
+    return _hostile_bucket(
+        mirror["client"], "hostile-cells-bucket", [(STAMPS[0], {}), (STAMPS[1], {})]
+    )
+
+
+def test_releases_table_shows_control_characters_as_escapes(hostile_log: str) -> None:
+    result = rq("releases", "--bucket", hostile_log)
+    assert result.exit_code == 0, result.output
+    assert_no_raw_controls(result.stdout)
+    for escaped in (
+        "2026-01-01 08:30\\x1b[31m",
+        "2026-02-01 08:30\\u202e",
+        "pr.\\x1b]0;pwned\\x07txt",
+        "pr.\\x1b[2J\\x00\\x0a\\x9bseries",
+    ):
+        assert escaped in result.stdout, escaped
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_revisions_show_control_characters_as_escapes(hostile_cells: str, fmt: str) -> None:
+    result = rq("revisions", "--bucket", hostile_cells, "--format", fmt)
+    assert result.exit_code == 0, result.output
+    assert_no_raw_controls(result.stdout)
+    for escaped in ("PRS\\x1b[31mRED", "Q\\x0d01", "PRS2\\x07\\u202e"):
+        assert escaped in result.stdout, escaped
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_revisions_headings_show_hostile_stamps_as_escapes(hostile_log: str, fmt: str) -> None:
+    result = rq("revisions", "--bucket", hostile_log, "--format", fmt)
+    assert result.exit_code == 0, result.output
+    assert_no_raw_controls(result.stdout)
+    # (rich wraps a title wider than its table)
+    assert "08:30\\x1b[31m ->" in result.stdout and "2026-02-01 08:30\\u202e" in result.stdout
+
+
+def test_revisions_csv_keeps_the_values(hostile_cells: str) -> None:
+    """CSV is for programs: the cells are the file's, not escaped."""
+    result = rq("revisions", "--bucket", hostile_cells, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert "added,PRS2\x07\u202e,2021,Q01,,3," in result.stdout
+    assert "revised,PRS1,2020,Q\r01,2.0,2.5,0.5" in result.stdout
+
+
+def test_revisions_of_a_file_with_duplicate_keys_exit_1_naming_them(
+    mirror: dict[str, Any],
+) -> None:
+    client = mirror["client"]
+    client.create_bucket(Bucket="duplicates-bucket")
+    # A series id with a terminal title sequence and a carriage return: shown escaped.
+    rows = [("PRS\x1b]0;t\x07\r1", 2020, "Q01", f"{i}.0") for i in range(200)]
+    logged_releases(
+        ObjectStore(client, "duplicates-bucket"),
+        [(STAMPS[0], {DATA: data_file(*rows)}), (STAMPS[1], {DATA: data_file(*rows)})],
+    )
+    result = rq("revisions", "--bucket", "duplicates-bucket")
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Error: s3://duplicates-bucket/pr/{DATA} as of {STAMPS[0]}: 1 observation key(s) "
+        "appear more than once (series_id year period): PRS\\x1b]0;t\\x07\\x0d1 2020 Q01 (200 "
+        "rows); a BLS data file has one row per series, year and period, so this file is "
+        "malformed and its revisions cannot be computed\n"
+    )

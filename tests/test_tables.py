@@ -18,6 +18,7 @@ from conftest import DATAUSA, release
 from rearcquest.errors import ConfigError, DataError, StorageError
 from rearcquest.layout import META_SHA256
 from rearcquest.tables import (
+    build_local_tables,
     build_tables,
     decode_series,
     find_surveys,
@@ -1130,3 +1131,32 @@ def test_a_manifest_naming_a_path_never_reaches_a_key(store: Any, bad: str) -> N
     assert target not in statuses(result)
     assert store.get_bytes(target) == b"someone else's object"  # not deleted as an orphan
     assert bad not in json.loads(store.get_bytes(mkey))["files"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"series_id\tarea_code\nZZA1\tA1\nZZB2\tB2\textra\tfields\n", "cannot be read"),
+        (b"series_id\tarea_code\nZZA1\tA1\n" * 1000 + b"ZZ\xff\xfe\tA1\n", "cannot be read"),
+        (b"area_code\titem\nA1\tX\n", "line 1: no series_id column"),
+    ],
+    ids=["too-many-fields", "not-utf8-late", "no-series-id"],
+)
+def test_malformed_series_file_fails_its_table_naming_it(
+    store: Any, tmp_path: Path, body: bytes, reason: str
+) -> None:
+    """The series file is decoded as it streams into Parquet: a line that cannot be read, found
+    only then, still fails the series table with a DataError naming the file (S3 and local)."""
+    mirror_zz(store)
+    store.put_bytes("zz/zz.series", body)  # after the mirror: the bytes themselves
+    result = build_tables(store, surveys=["zz"])
+    (failed,) = result.failed
+    assert failed.table == "series"
+    assert failed.error.startswith(
+        f"s3://test-bucket/zz/zz.series{':' if 'line' not in reason else ''}"
+    )
+    assert reason in failed.error
+    assert not store.head("tables/zz/series/series.parquet")
+    (tmp_path / "zz.series").write_bytes(body)
+    with pytest.raises(DataError, match=reason):
+        build_local_tables(tmp_path, "zz", tmp_path / "tables")

@@ -10,22 +10,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 from conftest import DATAUSA, release
 from rearcquest import vintages
 from rearcquest.analytics import analyze
-from rearcquest.errors import ConfigError
+from rearcquest.errors import ConfigError, DataError
 from rearcquest.layout import releases_key, state_key
 from rearcquest.releases import load_releases
 from rearcquest.render import to_json_doc
 from rearcquest.sync import SyncState
-from vintage_helpers import BUCKET, DATA, STAMPS, VINTAGES, synced_mirror
+from vintage_helpers import (
+    BUCKET,
+    DATA,
+    STAMPS,
+    VINTAGES,
+    data_file,
+    logged_releases,
+    synced_mirror,
+)
 
 
 @pytest.fixture(scope="module", params=["moto", "seaweedfs"])
@@ -181,3 +191,185 @@ def test_release_log_is_json_as_documented(mirror: dict[str, Any]) -> None:
     assert doc["version"] == 1 and doc["prefix"] == "pr/"
     assert [r["release"] for r in doc["releases"]] == STAMPS
     assert set(doc["releases"][0]) == {"release", "synced_at", "changed", "removed", "files"}
+
+
+# -- malformed and extreme releases (issue 19) ---------------------------------------------------
+
+OLD, NEW = "2026-01-01 08:30", "2026-02-01 08:30"
+
+
+def _compare(store: Any, old: bytes, new: bytes) -> vintages.Revisions:
+    logged_releases(store, [(OLD, {DATA: old}), (NEW, {DATA: new})])
+    return vintages.revisions(
+        from_release=OLD, to_release=NEW, bucket=store.bucket, prefix="pr/", s3_client=store.client
+    )
+
+
+@pytest.mark.parametrize("which", ["older", "newer"])
+def test_revisions_refuse_a_release_with_duplicate_keys(store: Any, which: str) -> None:
+    """A key repeated N times in both releases once made N x N "revised" rows (5,000 copies:
+    25 million rows, 5.7 GB); a file with a repeated key is malformed and is refused."""
+    clean = [("PRS1", 2020, "Q01", "1.0"), ("PRS1", 2020, "Q02", "2.0")]
+    repeated = [("PRS2", 2021, "Q03", f"{i}.5") for i in range(300)] + [
+        ("PRS0", 2019, "Q01", "7")
+    ] * 2
+    dirty = data_file(*clean, *repeated)
+    both = {"older": (dirty, data_file(*clean, *repeated[:1])), "newer": (data_file(*clean), dirty)}
+    stamp = OLD if which == "older" else NEW
+    with pytest.raises(DataError) as raised:
+        _compare(store, *both[which])
+    message = str(raised.value)
+    assert message.startswith(f"s3://{store.bucket}/pr/{DATA} as of {stamp}: 2 observation key(s)")
+    assert "PRS0 2019 Q01 (2 rows), PRS2 2021 Q03 (300 rows);" in message
+    assert "malformed" in message
+
+
+def test_duplicated_keys_are_found_by_their_keys_not_their_hashes() -> None:
+    rows = pl.DataFrame(
+        {
+            "series_id": ["A", "A", "B", "A", "B"],
+            "year": [2020, 2020, 2020, 2021, 2020],
+            "period": ["Q01", "Q01", "Q01", "Q01", "Q02"],
+        }
+    ).lazy()
+    assert vintages.duplicated_keys(rows).rows() == [("A", 2020, "Q01", 2)]
+    assert vintages.duplicated_keys(rows.unique()).height == 0
+    with pytest.raises(DataError, match=r"the newer rows: 1 observation key\(s\) appear more"):
+        vintages.diff_observations(rows.unique(), rows)
+
+
+WIDE = "999999999999999.999"  # the widest DECIMAL(18,3)
+
+
+def test_revisions_of_the_widest_values_are_exact(store: Any) -> None:
+    """Both releases at the edges of DECIMAL(18,3): the change needs 16 digits before the point
+    and once stopped the comparison with a Polars traceback."""
+    old = data_file(
+        ("PRS1", 2020, "Q01", f"-{WIDE}"),
+        ("PRS1", 2020, "Q02", WIDE),
+        ("PRS2", 2020, "Q01", "0.001"),
+        ("PRS2", 2020, "Q02", "123456789012345.6"),
+    )
+    new = data_file(
+        ("PRS1", 2020, "Q01", WIDE),
+        ("PRS1", 2020, "Q02", f"-{WIDE}"),
+        ("PRS2", 2020, "Q01", f"-{WIDE}"),
+        ("PRS2", 2020, "Q02", "-123456789012345"),
+    )
+    doc = vintages.revisions_doc(_compare(store, old, new))
+    changes = {(r["series_id"], r["period"]): r["change"] for r in doc["revised"]}
+    assert changes == {
+        ("PRS1", "Q01"): Decimal("1999999999999999.998"),
+        ("PRS1", "Q02"): Decimal("-1999999999999999.998"),
+        ("PRS2", "Q01"): Decimal("-1000000000000000.000"),
+        ("PRS2", "Q02"): Decimal("-246913578024690.6"),
+    }
+    largest = {s["series_id"]: s["largest_change"] for s in doc["summary"]}
+    assert largest == {
+        "PRS1": Decimal("1999999999999999.998"),
+        "PRS2": Decimal("-1000000000000000"),
+    }
+
+
+@pytest.mark.parametrize("which", ["older", "newer"])
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("1e20", "is not a decimal number with at most 3 decimals"),
+        ("123456789012345678.5", "does not fit DECIMAL(18,3)"),
+        ("1.1234567890123", "is not a decimal number with at most 3 decimals"),
+    ],
+    ids=["exponent", "too-many-digits", "too-many-decimals"],
+)
+def test_revisions_name_a_value_wider_than_decimal_18_3(
+    store: Any, which: str, value: str, why: str
+) -> None:
+    good = data_file(("PRS1", 2020, "Q01", "1.0"), ("PRS1", 2020, "Q02", "2.0"))
+    wide = data_file(("PRS1", 2020, "Q01", "1.0"), ("PRS1", 2020, "Q02", value))
+    old, new = (wide, wide) if which == "older" else (good, wide)
+    stamp = OLD if which == "older" else NEW
+    with pytest.raises(DataError) as raised:
+        _compare(store, old, new)
+    assert str(raised.value) == (
+        f"s3://{store.bucket}/pr/{DATA} as of {stamp} line 3: value {value!r} {why}"
+        + (" (at most 15 digits before the point)" if "fit" in why else "")
+    )
+
+
+def test_diff_of_random_wide_values_is_exact() -> None:
+    """Random values over the whole DECIMAL(18,3) range, 0 to 3 decimals: every change equals
+    the exact difference, with the larger of the two values' decimals."""
+    rng = random.Random(19)
+
+    def value() -> str:
+        decimals = rng.randint(0, 3)
+        digits = rng.randint(1, 15)
+        whole = rng.randrange(10**digits)
+        text = f"{whole}" + (f".{rng.randrange(10**decimals):0{decimals}d}" if decimals else "")
+        # BLS prints no negative zero ("-0.0"); Polars reads it as 0, and prints it "0.0".
+        return rng.choice(["", "-"]) + text if Decimal(text) else text
+
+    pairs = [(value(), value()) for _ in range(2000)]
+    frames = []
+    for side in (0, 1):
+        texts = [pair[side] for pair in pairs]
+        frames.append(
+            pl.DataFrame(
+                {
+                    "series_id": [f"S{i}" for i in range(len(pairs))],
+                    "year": [2020] * len(pairs),
+                    "period": ["Q01"] * len(pairs),
+                    "value": pl.Series(texts).cast(pl.Decimal(18, 3)),
+                    "decimals": [len(t.partition(".")[2]) for t in texts],
+                },
+                schema_overrides={"decimals": pl.Int8},
+            )
+        )
+    revised, _, _, _ = vintages.diff_observations(*frames)
+    got = {r[0]: (r[3], r[4], r[5]) for r in revised.rows()}
+    for i, (old, new) in enumerate(pairs):
+        if Decimal(old) == Decimal(new):
+            assert f"S{i}" not in got
+            continue
+        places = max(len(old.partition(".")[2]), len(new.partition(".")[2]))
+        change = (Decimal(new) - Decimal(old)).quantize(Decimal(1).scaleb(-places))
+        assert got[f"S{i}"] == (old, new, f"{change:f}"), (old, new)
+
+
+def test_diff_files_fuzz_gives_the_exact_diff_or_a_data_error(tmp_path: Path) -> None:
+    """Random small releases: keys from a small space (so some repeat), values of every width
+    and some that are not numbers. Either the comparison equals one computed here from the
+    text, or a DataError comes out: never another exception."""
+    rng = random.Random(1919)
+    values = ["1", "-0.5", "2.25", "999999999999999.999", "-999999999999999.999", "0.001"]
+    values += ["1e20", "12345678901234567", "1.2345", "x", ""]
+    outcomes = {"compared": 0, "refused": 0}
+    for case in range(150):
+        texts: list[dict[tuple[str, int, str], str]] = []
+        paths = []
+        for side in ("old", "new"):
+            rows = [
+                (
+                    f"S{rng.randint(1, 4)}",
+                    rng.choice([2020, 2021]),
+                    rng.choice(["Q01", "Q02"]),
+                    rng.choice(values) if rng.random() < 0.2 else rng.choice(values[:6]),
+                )
+                for _ in range(rng.randint(0, 12))
+            ]
+            path = tmp_path / f"{case}-{side}"
+            path.write_bytes(data_file(*rows))
+            paths.append(path)
+            texts.append({(s, y, p): v for s, y, p, v in rows})
+        try:
+            revised, added, removed, _ = vintages.diff_files(paths[0], paths[1])
+        except DataError:
+            outcomes["refused"] += 1
+            continue
+        outcomes["compared"] += 1
+        old, new = ({k: Decimal(v) for k, v in t.items()} for t in texts)
+        got = {(r[0], r[1], r[2]): Decimal(r[5]) for r in revised.rows()}
+        assert got == {k: new[k] - old[k] for k in old.keys() & new.keys() if old[k] != new[k]}
+        assert {(r[0], r[1], r[2]) for r in added.rows()} == new.keys() - old.keys()
+        assert {(r[0], r[1], r[2]) for r in removed.rows()} == old.keys() - new.keys()
+    assert min(outcomes.values()) > 10, outcomes  # both paths are taken

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import boto3
@@ -14,6 +14,7 @@ import pytest
 from conftest import release
 from rearcquest.layout import releases_key
 from rearcquest.offline import OfflineServer
+from rearcquest.releases import Release, ReleaseFile, ReleaseLog
 from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
 from rearcquest.sync import sync_bls
@@ -108,3 +109,38 @@ def write_release_log(
         ],
     }
     client.put_object(Bucket=bucket, Key=releases_key(prefix), Body=json.dumps(doc).encode())
+
+
+def logged_releases(
+    store: ObjectStore,
+    releases: Sequence[tuple[str, Mapping[str, bytes | None]]],
+    *,
+    prefix: str = "pr/",
+) -> None:
+    """Make ``store``'s bucket versioned, put each release's files as new versions (oldest
+    release first) and write the release log naming them: releases whose bytes no BLS server
+    would serve (duplicate keys, wide values, control characters). A file given as ``None`` is
+    only named in the log (no object is put: S3 keys with control characters are refused)."""
+    store.client.put_bucket_versioning(
+        Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    logged = []
+    for stamp, files in releases:
+        entries = {}
+        for name, data in files.items():
+            if data is None:
+                entries[name] = ReleaseFile(hashlib.sha256(b"").hexdigest())
+                continue
+            put = store.client.put_object(Bucket=store.bucket, Key=prefix + name, Body=data)
+            entries[name] = ReleaseFile(hashlib.sha256(data).hexdigest(), put["VersionId"])
+        logged.append(
+            Release(stamp, "2026-01-01T00:00:00+00:00", tuple(sorted(files)), (), entries)
+        )
+    store.put_bytes(releases_key(prefix), ReleaseLog(prefix, tuple(logged)).to_json())
+
+
+def data_file(*rows: tuple[str, int, str, str]) -> bytes:
+    """A BLS data file of ``(series_id, year, period, value)`` rows, padded as BLS pads them."""
+    lines = ["series_id        \tyear\tperiod\t       value\tfootnote_codes"]
+    lines += [f"{s:<17}\t{y}\t{p}\t{v:>12}\t" for s, y, p, v in rows]
+    return ("\r\n".join(lines) + "\r\n").encode()

@@ -12,8 +12,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 
+from rearcquest._text import visible
+
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from rearcquest.render import TextTable
     from rearcquest.render_vintages import Grid
@@ -146,16 +149,24 @@ def _stdout_console() -> Console:
     return _StdoutConsole(highlight=False)
 
 
+def _plain(text: str) -> Text:
+    """A cell, title or name for rich: its controls made visible (:func:`visible`), and as
+    plain text, so that ``[red]`` or ``[/x]`` in data is shown as written (rich reads markup in
+    a ``str``, and raises on an unmatched closing tag)."""
+    from rich.text import Text
+
+    return Text(visible(text))
+
+
 def print_grids(grids: Sequence[TextTable | Grid]) -> None:
     """Print report tables with rich on stdout: one per grid, its notes dimmed beneath it."""
     from rich.table import Table
 
     console = _stdout_console()
     for spec in grids:
-        table = Table(title=spec.title, title_justify="left")
-        widths = [
-            max([len(n), *(len(row[i]) for row in spec.rows)]) for i, n in enumerate(spec.columns)
-        ]
+        table = Table(title=_plain(spec.title), title_justify="left")
+        rows = [[_plain(cell) for cell in row] for row in spec.rows]
+        widths = [max([len(n), *(len(row[i]) for row in rows)]) for i, n in enumerate(spec.columns)]
         for index, (name, numeric) in enumerate(zip(spec.columns, spec.numeric, strict=True)):
             justify: Literal["left", "right"] = "right" if numeric else "left"
             if name == "title":
@@ -164,15 +175,15 @@ def print_grids(grids: Sequence[TextTable | Grid]) -> None:
                 others = sum(w for i, w in enumerate(widths) if i != index)
                 room = max(10, console.width - others - 3 * len(widths) - 1)
                 table.add_column(
-                    name, justify=justify, no_wrap=True, overflow="ellipsis", max_width=room
+                    _plain(name), justify=justify, no_wrap=True, overflow="ellipsis", max_width=room
                 )
             else:
-                table.add_column(name, justify=justify)
-        for row in spec.rows:
-            table.add_row(*row)
+                table.add_column(_plain(name), justify=justify)
+        for cells in rows:
+            table.add_row(*cells)
         console.print(table)
         for note in spec.notes:
-            console.print(f"  {note}", style="dim", markup=False)
+            console.print(f"  {visible(note)}", style="dim", markup=False)
         console.print()
 
 
@@ -182,7 +193,7 @@ def print_cells(columns: Sequence[str], numeric: Sequence[bool], rows: Sequence[
 
     table = Table()
     for name, right in zip(columns, numeric, strict=True):
-        table.add_column(name, justify="right" if right else "left")
+        table.add_column(_plain(name), justify="right" if right else "left")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(_plain(cell) for cell in row))
     _stdout_console().print(table)

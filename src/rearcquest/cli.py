@@ -20,6 +20,7 @@ from typer.core import TyperCommand
 
 from rearcquest import __version__, render
 from rearcquest import _console as console
+from rearcquest._text import visible, visible_lines
 from rearcquest.analytics import (
     DEFAULT_FROM_YEAR,
     DEFAULT_PERIOD,
@@ -278,10 +279,11 @@ class _Command(TyperCommand):
         except OptionError as exc:
             raise typer.BadParameter(str(exc), ctx=ctx, param_hint=exc.options) from exc
         except RqError as exc:
-            typer.echo(f"Error: {exc}", err=True)
+            # A message may quote a file name or a cell: its controls are shown, not sent.
+            typer.echo(visible_lines(f"Error: {exc}"), err=True)
             if _verbosity(ctx).verbose and exc.__cause__ is not None:
                 cause = exc.__cause__
-                typer.echo(f"  caused by {type(cause).__name__}: {cause}", err=True)
+                typer.echo(visible_lines(f"  caused by {type(cause).__name__}: {cause}"), err=True)
             raise typer.Exit(exc.exit_code) from None
 
 
@@ -311,7 +313,7 @@ def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = N
 
 def _summary(fmt: TextOrJson, doc: Callable[[], Any], text: Callable[[], str]) -> None:
     """Print a command's summary on stdout: ``doc()`` as JSON, or the ``text()`` for people."""
-    typer.echo(render.json_text(doc()) if fmt is TextOrJson.json else text())
+    typer.echo(render.json_text(doc()) if fmt is TextOrJson.json else visible_lines(text()))
 
 
 @_command("sync-bls")
@@ -521,7 +523,7 @@ def surveys(
         lambda: {"surveys": [i.to_dict() for i in infos]},
         lambda: render.inventory_summary(infos, with_bucket=store is not None),
     )
-    typer.echo(render.inventory_errors(infos), err=True, nl=False)
+    typer.echo(visible_lines(render.inventory_errors(infos)), err=True, nl=False)
     raise_for_inventory(infos)
 
 
@@ -740,7 +742,7 @@ def analyze(
 
     result = analyze_at(**_options(ctx, "fmt", "output"))  # the others as named here
     if as_of is not None:
-        typer.echo(f"as of release {result.release}: {result.bls_source}", err=True)
+        typer.echo(visible(f"as of release {result.release}: {result.bls_source}"), err=True)
     _report(
         fmt,
         output,
@@ -906,7 +908,7 @@ def sql(
         root_prefix=root_prefix,
     )
     if release is not None:
-        typer.echo(f"as of release {release}", err=True)
+        typer.echo(visible(f"as of release {release}"), err=True)
     if fmt is AnalyzeFormat.table:
         console.print_cells(*render.frame_cells(answer))
     else:
@@ -1099,7 +1101,7 @@ def demo(
     from rearcquest.demo import run_demo
 
     def show(title: str, payload: Any) -> None:
-        typer.echo(render.demo_step(title, payload))
+        typer.echo(visible_lines(render.demo_step(title, payload)))
 
     run_demo(
         bucket=bucket, endpoint_url=endpoint_url, on_step=show, serve_port=port if serve else None

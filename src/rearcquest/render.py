@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rearcquest._sizes import human_size as human_size
+from rearcquest._text import visible
 from rearcquest.analytics import VALUE_SCALE
 from rearcquest.errors import ConfigError, RqError
 
@@ -363,21 +364,48 @@ def tables(analysis: Analysis) -> list[TextTable]:
 
 
 def _escape_md(cell: str) -> str:
-    return cell.replace("|", "\\|")
+    """A Markdown table cell: controls as visible escapes (:func:`visible`), ``|`` escaped."""
+    return visible(cell).replace("|", "\\|")
+
+
+def _markdown_table(
+    columns: Sequence[str], numeric: Sequence[bool], rows: Sequence[Sequence[str]]
+) -> list[str]:
+    """The lines of a Markdown table: header, alignment row, one line per row."""
+    lines = ["| " + " | ".join(_escape_md(c) for c in columns) + " |"]
+    lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
+    lines += ["| " + " | ".join(_escape_md(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def markdown_section(
+    title: str,
+    columns: Sequence[str],
+    numeric: Sequence[bool],
+    rows: Sequence[Sequence[str]],
+    notes: Sequence[str] = (),
+) -> str:
+    """One titled Markdown table with its notes beneath, every text made visible.
+
+    Args:
+        title: the heading (``## title``).
+        columns: column names.
+        numeric: for each column, whether it is aligned right.
+        rows: the cells, as text.
+        notes: sentences listed under the table.
+    """
+    lines = [f"## {visible(title)}", "", *_markdown_table(columns, numeric, rows)]
+    if notes:
+        lines.append("")
+        lines += [f"- {visible(note)}" for note in notes]
+    return "\n".join(lines)
 
 
 def to_markdown(analysis: Analysis) -> str:
     """The reports as Markdown: a heading, a table and notes per report."""
-    parts: list[str] = []
-    for table in tables(analysis):
-        lines = [f"## {table.title}", ""]
-        lines.append("| " + " | ".join(table.columns) + " |")
-        lines.append("|" + "|".join("---:" if n else "---" for n in table.numeric) + "|")
-        lines += ["| " + " | ".join(_escape_md(c) for c in row) + " |" for row in table.rows]
-        if table.notes:
-            lines.append("")
-            lines += [f"- {note}" for note in table.notes]
-        parts.append("\n".join(lines))
+    parts = [
+        markdown_section(t.title, t.columns, t.numeric, t.rows, t.notes) for t in tables(analysis)
+    ]
     return "\n\n".join(parts) + "\n"
 
 
@@ -390,7 +418,8 @@ def to_text(analysis: Analysis, *, max_rows: int | None = None) -> str:
     """
     parts: list[str] = []
     for table in tables(analysis):
-        rows = table.rows if max_rows is None else table.rows[:max_rows]
+        shown = table.rows if max_rows is None else table.rows[:max_rows]
+        rows = [tuple(visible(c) for c in row) for row in shown]
         widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(table.columns)]
 
         def line(cells: Sequence[str], widths: list[int] = widths, table: TextTable = table) -> str:
@@ -399,11 +428,11 @@ def to_text(analysis: Analysis, *, max_rows: int | None = None) -> str:
                 for c, w, n in zip(cells, widths, table.numeric, strict=True)
             ).rstrip()
 
-        lines = [table.title, line(table.columns), line(["-" * w for w in widths])]
+        lines = [visible(table.title), line(table.columns), line(["-" * w for w in widths])]
         lines += [line(row) for row in rows]
         if len(rows) < len(table.rows):
             lines.append(f"... {len(table.rows) - len(rows)} more rows")
-        lines += list(table.notes)
+        lines += [visible(note) for note in table.notes]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
@@ -587,11 +616,7 @@ def frame_json(frame: pl.DataFrame) -> str:
 
 def frame_markdown(frame: pl.DataFrame) -> str:
     """Any frame as a Markdown table."""
-    columns, numeric, rows = frame_cells(frame)
-    lines = ["| " + " | ".join(columns) + " |"]
-    lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
-    lines += ["| " + " | ".join(_escape_md(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(_markdown_table(*frame_cells(frame))) + "\n"
 
 
 def _plain(value: Any) -> Any:

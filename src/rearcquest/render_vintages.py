@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rearcquest.errors import RqError
-from rearcquest.render import _escape_md, _png, _require_matplotlib, json_text
+from rearcquest.render import _png, _require_matplotlib, json_text, markdown_section
 
 if TYPE_CHECKING:
     from rearcquest.releases import Release
@@ -121,16 +121,7 @@ def revisions_grids(result: Revisions) -> list[Grid]:
 
 def grids_markdown(grids: Sequence[Grid]) -> str:
     """Grids as Markdown: a heading, a table and notes each."""
-    parts = []
-    for grid in grids:
-        lines = [f"## {grid.title}", ""]
-        lines.append("| " + " | ".join(grid.columns) + " |")
-        lines.append("|" + "|".join("---:" if n else "---" for n in grid.numeric) + "|")
-        lines += ["| " + " | ".join(_escape_md(c) for c in row) + " |" for row in grid.rows]
-        if grid.notes:
-            lines.append("")
-            lines += [f"- {note}" for note in grid.notes]
-        parts.append("\n".join(lines))
+    parts = [markdown_section(g.title, g.columns, g.numeric, g.rows, g.notes) for g in grids]
     return "\n\n".join(parts) + "\n"
 
 

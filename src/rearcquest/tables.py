@@ -25,7 +25,8 @@ import json
 import logging
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,6 +246,29 @@ def read_tsv(data: bytes, *, source: str) -> pl.DataFrame:
     Raises:
         DataError: the file is not tab-separated UTF-8 text with a header.
     """
+    with _tsv_errors(source):
+        return _scan_tsv(data, source=source).collect()
+
+
+@contextmanager
+def _tsv_errors(source: str) -> Iterator[None]:
+    """Turn a Polars failure to read a tab-separated file into a DataError naming it."""
+    import polars as pl
+
+    try:
+        yield
+    except pl.exceptions.PolarsError as exc:
+        reason = clipped((str(exc).strip().splitlines() or [type(exc).__name__])[0], 200)
+        raise DataError(f"{source}: cannot be read as a BLS tab-separated file: {reason}") from exc
+
+
+def _scan_tsv(data: bytes, *, source: str) -> pl.LazyFrame:
+    """:func:`read_tsv` as a query: run it inside :func:`_tsv_errors` (a malformed line is
+    found as the query reads it).
+
+    Raises:
+        DataError: the header cannot be read, names a column twice, or lines end in a bare CR.
+    """
     import polars as pl
 
     first = data.split(b"\n", 1)[0].rstrip(b"\r")
@@ -253,27 +277,25 @@ def read_tsv(data: bytes, *, source: str) -> pl.DataFrame:
             f"{source}: its lines end in a bare carriage return (old Mac text); BLS files end "
             "them in LF or CRLF"
         )
-    try:
-        frame = pl.read_csv(
-            io.BytesIO(data),
-            separator="\t",
-            has_header=True,
-            infer_schema=False,
-            # BLS never quotes: a quote is data.
-            quote_char=None,
-        )
-    except pl.exceptions.PolarsError as exc:
-        reason = clipped((str(exc).strip().splitlines() or [type(exc).__name__])[0], 200)
-        raise DataError(f"{source}: cannot be read as a BLS tab-separated file: {reason}") from exc
-    names = [name.strip() for name in frame.columns]
+    frame = pl.scan_csv(
+        io.BytesIO(data),
+        separator="\t",
+        has_header=True,
+        infer_schema=False,
+        # BLS never quotes: a quote is data.
+        quote_char=None,
+    )
+    with _tsv_errors(source):
+        columns = frame.collect_schema().names()
+    names = [name.strip() for name in columns]
     # A header ending in a tab makes an unnamed empty column: not data.
-    keep = [i for i, name in enumerate(names) if name]
-    twice = sorted({names[i] for i in keep if names.count(names[i]) > 1})
+    kept = [(column, name) for column, name in zip(columns, names, strict=True) if name]
+    twice = sorted({name for _, name in kept if names.count(name) > 1})
     if twice:
         shown = ", ".join(quoted(name) for name in twice[:5])
         raise DataError(f"{source} line 1: column {shown} appears twice (names are trimmed)")
-    frame = frame.select(pl.col(frame.columns[i]).str.strip_chars().alias(names[i]) for i in keep)
-    return frame.filter(~pl.all_horizontal(pl.col(c).fill_null("") == "" for c in frame.columns))
+    frame = frame.select(pl.col(column).str.strip_chars().alias(name) for column, name in kept)
+    return frame.filter(~pl.all_horizontal(pl.col(n).fill_null("") == "" for _, n in kept))
 
 
 def _header(data: bytes) -> list[str]:
@@ -312,20 +334,31 @@ def decode_series(
     Raises:
         DataError: the series has a ``title`` column of its own.
     """
+    decoded, warnings = _decode(series.lazy(), mappings)
+    return decoded.collect(), warnings
+
+
+def _decode(
+    series: pl.LazyFrame, mappings: Mapping[str, pl.DataFrame]
+) -> tuple[pl.LazyFrame, list[str]]:
+    """:func:`decode_series` as a query: streamed, the series are never all held at once, nor
+    copied once per mapping (98 MB of series text once took 1.3 GB)."""
     import polars as pl
 
-    if "title" in series.columns:
+    columns = series.collect_schema().names()
+    if "title" in columns:
         raise DataError(f"the series file: {_TITLE_CLASH}")
     by_code: dict[str, tuple[str, pl.DataFrame]] = {}
     for name, frame in sorted(mappings.items()):
         code = _mapping_column(frame.columns)
         if code is not None and code not in by_code:
             by_code[code] = (name, frame)
-    out = series
+    present = set(columns)
+    decoded: list[pl.Expr] = []
     texts: list[str] = []
     warnings: list[str] = []
     order: list[str] = []
-    for column in series.columns:
+    for column in columns:
         order.append(column)
         lowered = column.lower()
         code = lowered if lowered.endswith("_code") else f"{lowered}_code"
@@ -338,19 +371,24 @@ def decode_series(
             continue
         _, mapping = found
         key, text = mapping.columns[0], mapping.columns[1]
-        text_name = _free_name(text.lower(), lowered.removesuffix("_code"), {*out.columns, *order})
-        lookup = mapping.select(pl.col(key).alias(column), pl.col(text).alias(text_name)).unique(
-            subset=column, keep="first"
+        text_name = _free_name(text.lower(), lowered.removesuffix("_code"), present)
+        lookup = mapping.filter(pl.col(key).is_not_null()).unique(subset=key, keep="first")
+        # A lookup per row, not a join: the rows keep their order and stream through, and a
+        # decoded text shares the mapping's buffer instead of being copied per join.
+        decoded.append(
+            pl.col(column)
+            .replace_strict(lookup[key], lookup[text], default=None, return_dtype=pl.String)
+            .alias(text_name)
         )
-        out = out.join(lookup, on=column, how="left", maintain_order="left")
         order.append(text_name)
+        present.add(text_name)
         texts.append(text_name)
     title = (
         pl.concat_str([pl.col(t) for t in texts], separator=TITLE_SEPARATOR, ignore_nulls=True)
         if texts
         else pl.lit(None, dtype=pl.String)
     )
-    return out.select(*order, title.alias("title")), warnings
+    return series.with_columns(decoded).select(*order, title.alias("title")), warnings
 
 
 def _free_name(wanted: str, code: str, taken: set[str]) -> str:
@@ -873,28 +911,47 @@ def _mapping_files(survey: str, folder: _Folder) -> list[str]:
 
 def _decoded_series(
     survey: str, folder: _Folder, mapping_names: Sequence[str]
-) -> tuple[pl.DataFrame, list[str]]:
-    """Read and decode the survey's series file; log and return a warning per undecoded code.
+) -> tuple[pl.LazyFrame, list[str], str]:
+    """The survey's decoded series file as a query; log and return a warning per undecoded code.
+
+    Returns:
+        The query (run it with :func:`_write_series` or inside :func:`_tsv_errors`), the
+        warnings, and how errors name the series file.
 
     Raises:
-        DataError: the series or a mapping file is malformed.
-        StorageError: it cannot be read.
+        DataError: the series file has no series_id column, or a mapping file is malformed.
+        StorageError: a file cannot be read.
     """
     name = f"{survey}.series"
     source = folder.url(name)
-    series = read_tsv(folder.read(name, _MAX_SERIES_BYTES), source=source)
-    if "series_id" not in series.columns:
+    series = _scan_tsv(folder.read(name, _MAX_SERIES_BYTES), source=source)
+    columns = series.collect_schema().names()
+    if "series_id" not in columns:
         raise DataError(f"{source} line 1: no series_id column")
-    if "title" in series.columns:
+    if "title" in columns:
         raise DataError(f"{source} line 1: {_TITLE_CLASH}")
     mappings = {
         n: read_tsv(folder.read(n, _MAX_MAPPING_BYTES), source=folder.url(n)) for n in mapping_names
     }
-    decoded, warnings = decode_series(series, mappings)
+    decoded, warnings = _decode(series, mappings)
     warnings = [f"{source}: {w}" for w in warnings]
     for warning in warnings:
         log.warning("%s", warning)
-    return decoded, warnings
+    return decoded, warnings, source
+
+
+def _write_series(decoded: pl.LazyFrame, path: Path, source: str) -> int:
+    """Stream the decoded series into a Parquet file; return its row count.
+
+    Raises:
+        DataError: the series file is malformed (found as it streams).
+    """
+    import polars as pl
+
+    with _tsv_errors(source):
+        decoded.sink_parquet(path, engine="streaming")
+    count: int = pl.scan_parquet(path).select(pl.len()).collect().item()
+    return count
 
 
 def _build_series(
@@ -934,13 +991,16 @@ def _build_series(
         if on_progress:
             on_progress(f"building {key} from {source}")
         start()
-        decoded, warnings = _decoded_series(survey, folder, mapping_names)
-        store.put_bytes(
-            key,
-            _parquet_bytes(decoded),
-            content_type="application/vnd.apache.parquet",
-            metadata={META_SHA256: _inputs_sha(inputs)},
-        )
+        decoded, warnings, _ = _decoded_series(survey, folder, mapping_names)
+        with tempfile.TemporaryDirectory(prefix="rq-series-") as tmp:
+            path = Path(tmp) / SERIES_NAME
+            rows = _write_series(decoded, path, source)
+            store.put_bytes(
+                key,
+                path.read_bytes(),
+                content_type="application/vnd.apache.parquet",
+                metadata={META_SHA256: _inputs_sha(inputs)},
+            )
     except RqError as exc:
         doc["failed"][series_name] = clipped(str(exc))
         result.builds.append(
@@ -949,14 +1009,14 @@ def _build_series(
         return
     doc["series"] = {
         "inputs": inputs,
-        "rows": decoded.height,
+        "rows": rows,
         "key": key,
         "built_at": _now(),
         "warnings": [clipped(w) for w in warnings[:_MAX_WARNINGS]],
     }
     result.warnings.extend(warnings)
     result.builds.append(
-        TableBuild(survey, "series", key, "built", source, decoded.height, inputs[series_name])
+        TableBuild(survey, "series", key, "built", source, rows, inputs[series_name])
     )
 
 
@@ -991,10 +1051,10 @@ def build_local_tables(
         part = path_inside(target, f"{survey}/observations/file={name}/{PART_NAME}")
         part.parent.mkdir(parents=True, exist_ok=True)
         sink_parquet(observations_query(path, source=source), part, bls=path, source=source)
-    decoded, warnings = _decoded_series(survey, folder, _mapping_files(survey, folder))
+    decoded, warnings, source = _decoded_series(survey, folder, _mapping_files(survey, folder))
     series = path_inside(target, f"{survey}/{SERIES_TABLE}/{SERIES_NAME}")
     series.parent.mkdir(parents=True, exist_ok=True)
-    decoded.write_parquet(series)
+    _write_series(decoded, series, source)
     return warnings
 
 
@@ -1762,8 +1822,10 @@ def _with_titles(analysis: Analysis, folder: Callable[[], _Folder], data_file: s
         texts = folder()
         if f"{survey}.series" not in texts.names:
             return analysis
-        decoded, _ = _decoded_series(survey, texts, _mapping_files(survey, texts))
-        return _titled(analysis, decoded)
+        decoded, _, source = _decoded_series(survey, texts, _mapping_files(survey, texts))
+        with _tsv_errors(source):
+            titles = decoded.select("series_id", "title").collect(engine="streaming")
+        return _titled(analysis, titles)
     except Exception as exc:  # the titles are decoration: never worth failing the reports for
         log.warning("no series titles: %s", clipped(str(exc) or type(exc).__name__, 200))
         return analysis

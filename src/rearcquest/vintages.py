@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -250,7 +251,7 @@ class Revisions:
 
 
 def _printed(value: pl.Expr, decimals: pl.Expr) -> pl.Expr:
-    """A Decimal(18, 3) value as the text the file prints (``-7.000`` with 1 decimal: ``-7.0``)."""
+    """A decimal of scale 3 as the text the file prints (``-7.000`` with 1 decimal: ``-7.0``)."""
     import polars as pl
 
     text = value.cast(pl.String)
@@ -262,40 +263,103 @@ def _printed(value: pl.Expr, decimals: pl.Expr) -> pl.Expr:
     )
 
 
-def diff_observations(
-    old: pl.DataFrame, new: pl.DataFrame, *, series: str | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Compare two releases' rows (as :func:`rearcquest.analytics.scan_bls` gives them).
+# The key of an observation: a BLS data file has one row per key.
+_KEY: tuple[str, ...] = ("series_id", "year", "period")
+# How many duplicated keys the error names.
+_SHOWN_DUPLICATES = 5
 
-    Observations are keyed on ``series_id``, ``year``, ``period``. A value is revised when the
-    exact decimals differ (``1.0`` and ``1.00`` are the same value).
+_Collector = Callable[["pl.LazyFrame"], "pl.DataFrame"]
+
+
+def _streamed(frame: pl.LazyFrame) -> pl.DataFrame:
+    return frame.collect(engine="streaming")
+
+
+def _key_hash() -> pl.Expr:
+    import polars as pl
+
+    return pl.struct(list(_KEY)).hash()
+
+
+def duplicated_keys(rows: pl.LazyFrame, *, run: _Collector = _streamed) -> pl.DataFrame:
+    """The keys (``series_id``, ``year``, ``period``) that ``rows`` holds more than once.
+
+    One pass keeps a 64-bit hash per row (8 bytes, where the keys themselves take ~40); only
+    rows whose hash repeats are read again and counted by their real keys, so a hash that two
+    different keys share is never taken for a duplicate.
 
     Args:
-        old: the older rows.
-        new: the newer rows.
-        series: only series matching this glob (``PRS30*``).
+        rows: the observations (as :func:`rearcquest.analytics.scan_bls` gives them).
+        run: how a query is collected (to name the file in a read error).
 
     Returns:
-        ``revised``, ``added``, ``removed`` and the per-series ``summary``, sorted by key. Values
-        are strings with the digits the files print; ``change`` too (with the larger of the two
-        values' decimals).
+        ``series_id``, ``year``, ``period`` and ``rows`` (how many times), sorted by key; empty
+        when every key is unique.
     """
     import polars as pl
 
-    key = ["series_id", "year", "period"]
+    hashes = run(rows.select(_key_hash().alias("hash")))["hash"]
+    clashing = hashes.filter(hashes.is_duplicated()).unique()
+    counted = (
+        rows.filter(_key_hash().is_in(clashing.implode()))
+        .group_by(list(_KEY))
+        .agg(pl.len().alias("rows"))
+        .filter(pl.col("rows") > 1)
+        .sort(list(_KEY))
+    )
+    if clashing.is_empty():
+        return pl.DataFrame(schema=counted.collect_schema())
+    return run(counted)
+
+
+def _refuse_duplicates(rows: pl.LazyFrame, source: str, run: _Collector) -> None:
+    """Raise DataError when ``rows`` hold a key twice: such a file cannot be compared (the join
+    would pair every copy with every copy, N x M rows)."""
+    found = duplicated_keys(rows, run=run)
+    if not found.height:
+        return
+    shown = ", ".join(
+        f"{s} {y} {p} ({n} rows)" for s, y, p, n in found.head(_SHOWN_DUPLICATES).rows()
+    )
+    more = (
+        f" and {found.height - _SHOWN_DUPLICATES} more" if found.height > _SHOWN_DUPLICATES else ""
+    )
+    raise DataError(
+        f"{source}: {found.height} observation key(s) appear more than once (series_id year "
+        f"period): {shown}{more}; a BLS data file has one row per series, year and period, so "
+        "this file is malformed and its revisions cannot be computed"
+    )
+
+
+def _diff(
+    old: pl.LazyFrame, new: pl.LazyFrame, *, series: str | None, run: _Collector
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """:func:`diff_observations` on rows whose keys are known to be unique."""
+    import polars as pl
+
+    key = list(_KEY)
     if series:
         # Python's \Z is not in the Rust regex syntax Polars speaks; $ (no multi-line) is the same.
         pattern = "^" + fnmatch.translate(series).removesuffix("\\Z") + "$"
         old = old.filter(pl.col("series_id").str.contains(pattern))
         new = new.filter(pl.col("series_id").str.contains(pattern))
     cols = [*key, "value", "decimals"]
-    joined = old.select(cols).join(
-        new.select(cols), on=key, how="full", coalesce=True, suffix="_new"
+    # Only the observations that differ are collected: the join streams, and memory holds one
+    # release's keys and values, not the joined pair.
+    joined = run(
+        old.select(cols)
+        .join(new.select(cols), on=key, how="full", coalesce=True, suffix="_new")
+        .filter(
+            pl.col("value").is_null()
+            | pl.col("value_new").is_null()
+            | (pl.col("value") != pl.col("value_new"))
+        )
     )
-    both = joined.filter(pl.col("value").is_not_null() & pl.col("value_new").is_not_null())
     revised = (
-        both.filter(pl.col("value") != pl.col("value_new"))
+        joined.filter(pl.col("value").is_not_null() & pl.col("value_new").is_not_null())
         .with_columns(
+            # Exact, and wider than the values (DECIMAL(38,3)): the change of two DECIMAL(18,3)
+            # values of opposite signs needs one more digit than either.
             (pl.col("value_new") - pl.col("value")).alias("delta"),
             pl.max_horizontal("decimals", "decimals_new").alias("d"),
         )
@@ -303,7 +367,7 @@ def diff_observations(
             *key,
             _printed(pl.col("value"), pl.col("decimals")).alias("old"),
             _printed(pl.col("value_new"), pl.col("decimals_new")).alias("new"),
-            _printed(pl.col("delta").cast(pl.Decimal(18, 3)), pl.col("d")).alias("change"),
+            _printed(pl.col("delta"), pl.col("d")).alias("change"),
             pl.col("delta").abs().alias("_size"),
         )
         .sort(key)
@@ -339,6 +403,77 @@ def diff_observations(
         pl.col("largest_change").cast(pl.String),
     ).sort("series_id")
     return revised, added, removed, summary
+
+
+def diff_observations(
+    old: pl.DataFrame | pl.LazyFrame,
+    new: pl.DataFrame | pl.LazyFrame,
+    *,
+    series: str | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Compare two releases' rows (as :func:`rearcquest.analytics.scan_bls` gives them).
+
+    Observations are keyed on ``series_id``, ``year``, ``period``. A value is revised when the
+    exact decimals differ (``1.0`` and ``1.00`` are the same value).
+
+    Args:
+        old: the older rows.
+        new: the newer rows.
+        series: only series matching this glob (``PRS30*``).
+
+    Returns:
+        ``revised``, ``added``, ``removed`` and the per-series ``summary``, sorted by key. Values
+        are strings with the digits the files print; ``change`` too (with the larger of the two
+        values' decimals), exact however wide.
+
+    Raises:
+        DataError: a key appears twice in the older or the newer rows.
+    """
+    for rows, which in ((old, "the older rows"), (new, "the newer rows")):
+        _refuse_duplicates(rows.lazy(), which, _streamed)
+    return _diff(old.lazy(), new.lazy(), series=series, run=_streamed)
+
+
+def diff_files(
+    old: Path,
+    new: Path,
+    *,
+    series: str | None = None,
+    sources: tuple[str, str] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """:func:`diff_observations` of two local BLS data files, in memory bounded by one
+    release's keys and values (neither file is held whole, nor the joined pair).
+
+    Each file is read twice, streaming: once to check every row and that no key repeats, then
+    for the comparison.
+
+    Args:
+        old: the older file.
+        new: the newer file.
+        series: only series matching this glob.
+        sources: how errors name the two files; default their paths.
+
+    Raises:
+        ConfigError: a file does not exist.
+        DataError: a malformed row (the message names the file and the line), or a key that
+            appears more than once (it names the file and the first such keys).
+    """
+    from rearcquest.analytics import collect, scan_bls
+
+    named = sources or (str(old), str(new))
+    for path, source in zip((old, new), named, strict=True):
+
+        def run(frame: pl.LazyFrame, path: Path = path, source: str = source) -> pl.DataFrame:
+            return collect(frame, bls=path, source=source)[0]
+
+        _refuse_duplicates(scan_bls(path, source=source), source, run)
+    # Both files are checked: the comparison reads them without checking again.
+    return _diff(
+        scan_bls(old, source=named[0], validate=False),
+        scan_bls(new, source=named[1], validate=False),
+        series=series,
+        run=lambda frame: collect(frame)[0],
+    )
 
 
 def _download(store: ObjectStore, key: str, version_id: str | None, target: Path) -> Path:
@@ -402,10 +537,10 @@ def revisions(
 
     Raises:
         ConfigError: no bucket, an unknown release, or a release without the file.
-        DataError: a release's bytes were not kept, or a file is malformed.
+        DataError: a release's bytes were not kept, or a file is malformed: a malformed row
+            (a value wider than DECIMAL(18,3) among them), or a key that appears twice.
         StorageError: S3 failed.
     """
-    from rearcquest.analytics import collect, scan_bls
     from rearcquest.releases import load_releases, resolve_release
 
     store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
@@ -419,11 +554,11 @@ def revisions(
             target = Path(tmp) / which
             target.mkdir()
             paths.append(_download_release_file(store, prefix, rel, file, target))
-        frames = []
-        for path, rel in zip(paths, (older, newer), strict=True):
-            source = f"{store.url(key)} as of {rel.release}"
-            frames.extend(collect(scan_bls(path, source=source), bls=path, source=source))
-        diff = diff_observations(frames[0], frames[1], series=series)
+        sources = (
+            f"{store.url(key)} as of {older.release}",
+            f"{store.url(key)} as of {newer.release}",
+        )
+        diff = diff_files(paths[0], paths[1], series=series, sources=sources)
     return Revisions(older.release, newer.release, file, *diff)
 
 
