@@ -1125,11 +1125,15 @@ def test_a_manifest_naming_a_path_never_reaches_a_key(store: Any, bad: str) -> N
     doc["files"][bad] = {"sha256": "a" * 64, "rows": 1}
     store.put_bytes(mkey, json.dumps(doc).encode())
     target = observations_key("tables/", "zz", bad)
-    store.put_bytes(target, b"someone else's object")
+    # An object at the key the bad name would make (but NUL, which S3 listings cannot carry).
+    other = "\x00" not in bad
+    if other:
+        store.put_bytes(target, b"someone else's object")
     result = build_tables(store, surveys=["zz"])
     assert result.failed == []
     assert target not in statuses(result)
-    assert store.get_bytes(target) == b"someone else's object"  # not deleted as an orphan
+    if other:  # neither removed for the manifest's name nor as an orphan of the listing
+        assert store.get_bytes(target) == b"someone else's object"
     assert bad not in json.loads(store.get_bytes(mkey))["files"]
 
 

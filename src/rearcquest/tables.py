@@ -677,7 +677,8 @@ def _orphan_partitions(
     """The observations partitions in the bucket whose data file is not in the mirror.
 
     From a listing of the survey's observations, not from the manifest: a partition written
-    before a build was killed, forced or found a manifest it could not read is found too.
+    before a build was killed, forced or found a manifest it could not read is found too. A
+    folder whose name is not a plain file name is no partition of rq's and is left alone.
 
     Returns:
         ``(data file, key)`` of each, sorted.
@@ -692,7 +693,15 @@ def _orphan_partitions(
         if not _is_partition(relative):
             continue
         name = relative.split("/")[1].removeprefix("file=")
-        if name not in data_files:
+        if (problem := name_problem(name)) is not None:
+            # Not a partition rq wrote (a data file's name is a plain name): left as it is.
+            log.warning(
+                "%s is not a partition rq wrote (%s %s): left as it is",
+                store.url(info.key),
+                shown_name(name),
+                problem,
+            )
+        elif name not in data_files:
             found.append((name, info.key))
     return sorted(found)
 
