@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 __all__ = [
     "ConcurrentSyncError",
     "ConfigError",
@@ -58,6 +56,7 @@ __all__ = [
     "write_static_index",
 ]
 
+from rearcquest._version import __version__
 from rearcquest.errors import (
     ConcurrentSyncError,
     ConfigError,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from rearcquest import __version__
+from rearcquest._version import __version__
 from rearcquest.errors import ConfigError
 
 DEFAULT_BLS_URL = "https://download.bls.gov/pub/time.series/pr/"

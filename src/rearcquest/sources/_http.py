@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urljoin, urlsplit
 
-from rearcquest import __version__
+from rearcquest._version import __version__
 from rearcquest.errors import RqError, SourceError, SourceForbiddenError
 
 if TYPE_CHECKING:
