@@ -71,3 +71,52 @@ def test_hatch_reads_the_version_from_the_leaf() -> None:
         and isinstance(node.value, ast.Constant)
     ]
     assert literals == [rearcquest.__version__]
+
+
+# The AWS seams: the only modules that import the AWS SDK or look inside its errors. They translate
+# every botocore error into a StorageError carrying S3's (SQS's, Glue's) code and the key.
+AWS_SEAMS = {"storage", "queues", "catalog", "_botocore"}
+# `sources/` is the HTTP seam: the `response` it reads is httpx's, not botocore's.
+HTTP_SEAM = "sources"
+
+
+def _imports(module: str, tree: ast.Module) -> Iterator[tuple[str, int]]:
+    """Every module ``tree`` imports (top level, in functions, or for type checking only)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            yield _imported_from(module, node), node.lineno
+
+
+def test_only_the_aws_seams_import_boto3_or_botocore() -> None:
+    # The type stubs (mypy_boto3_s3) name the client type in signatures and load nothing at run time.
+    offenders = [
+        f"{module}:{line} imports {name}"
+        for module, tree in _modules()
+        if _short(module) not in AWS_SEAMS
+        for name, line in _imports(module, tree)
+        if name.split(".")[0] in ("boto3", "botocore", "s3transfer")
+    ]
+    assert offenders == []
+
+
+def test_only_the_aws_seams_read_an_errors_response() -> None:
+    offenders = []
+    for module, tree in _modules():
+        short = _short(module)
+        if short in AWS_SEAMS or short.split(".")[0] == HTTP_SEAM:
+            continue
+        for node in ast.walk(tree):
+            reads = (isinstance(node, ast.Attribute) and node.attr == "response") or (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and any(
+                    isinstance(arg, ast.Constant) and arg.value == "response" for arg in node.args
+                )
+            )
+            if reads:
+                offenders.append(f"{module}:{getattr(node, 'lineno', '?')}")
+    assert offenders == [], "use StorageError.code and .key, filled by the seams"

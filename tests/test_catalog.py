@@ -69,8 +69,9 @@ def test_a_table_created_meanwhile_by_another_worker_is_no_error(glue: Any) -> N
 
 
 def test_a_missing_database_is_one_clear_error(glue: Any) -> None:
-    with pytest.raises(StorageError, match="the Glue database 'other' does not exist"):
+    with pytest.raises(StorageError, match="the Glue database 'other' does not exist") as info:
         Catalog(glue, "other").ensure_tables(inputs())
+    assert info.value.code == "EntityNotFoundException"  # Glue's, so no caller reads botocore's
     assert glue.get_tables(DatabaseName="rq")["TableList"] == []
 
 

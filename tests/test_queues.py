@@ -62,8 +62,10 @@ def test_a_missing_queue_is_a_storage_error_naming_it(sqs: Any) -> None:
     gone = Queue.create(sqs, "rq-gone")
     sqs.delete_queue(QueueUrl=gone.url)
     for call in (lambda: gone.send(["x"]), gone.receive, gone.arn):
-        with pytest.raises(StorageError, match="rq-gone"):
+        with pytest.raises(StorageError, match="rq-gone") as info:
             call()
+        # SQS's own code, so no caller reads botocore's response.
+        assert info.value.code is not None and "NonExistentQueue" in info.value.code
 
 
 def test_messages_sqs_refuses_are_an_error_not_a_silent_loss(sqs: Any) -> None:

@@ -89,6 +89,80 @@ def test_errors_name_the_object_and_the_fix(
     )
 
 
+@pytest.mark.parametrize(
+    ("operation", "code", "key"),
+    [
+        (lambda s: s.get_bytes("missing"), "NoSuchKey", "missing"),
+        (lambda s: ObjectStore(s.client, "no-such-bucket").get_bytes("k"), "NoSuchBucket", "k"),
+        (lambda s: ObjectStore(s.client, "no-such-bucket").check_bucket(), "404", None),
+        (
+            lambda s: list(ObjectStore(s.client, "no-such-bucket").list_objects("p/")),
+            "NoSuchBucket",
+            "p/",
+        ),
+        (lambda s: s.delete("gone", if_match="abc"), "NoSuchKey", "gone"),
+        (lambda s: s.get_bytes("k", max_bytes=1), None, "k"),
+    ],
+    ids=[
+        "missing-key",
+        "missing-bucket-read",
+        "missing-bucket-check",
+        "listing",
+        "if-match-gone",
+        "too-large",
+    ],
+)
+def test_a_storage_error_carries_s3s_code_and_the_key(
+    store: ObjectStore, operation: Any, code: str | None, key: str | None
+) -> None:
+    store.put_bytes("k", b"two bytes")
+    with pytest.raises(StorageError) as info:
+        operation(store)
+    assert (info.value.code, info.value.key) == (code, key)
+
+
+def test_a_version_is_named_in_the_message_not_in_the_key(store: ObjectStore) -> None:
+    store.client.put_bucket_versioning(
+        Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    store.put_bytes("k", b"one")
+    with pytest.raises(StorageError, match=r"k\?versionId=nope") as info:
+        store.get_bytes("k", version_id="nope")
+    assert info.value.key == "k"
+    assert info.value.code is not None
+
+
+@pytest.mark.parametrize(
+    ("response", "code"),
+    [
+        (
+            {"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
+            "AccessDenied",
+        ),
+        ({"Error": {}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "503"),
+        ({"Error": {"Code": ""}}, None),
+    ],
+    ids=["code", "status-only", "neither"],
+)
+def test_the_code_is_s3s_else_the_http_status(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch, response: Any, code: str | None
+) -> None:
+    def refuse(**kwargs: Any) -> Any:
+        raise botocore.exceptions.ClientError(response, "PutObject")
+
+    monkeypatch.setattr(store.client, "put_object", refuse)
+    with pytest.raises(StorageError) as info:
+        store.put_bytes("w", b"x")
+    assert (info.value.code, info.value.key) == (code, "w")
+
+
+def test_no_answer_has_no_code() -> None:
+    client = make_s3_client(endpoint_url="http://127.0.0.1:9", access_key=("a", "b"))
+    with pytest.raises(StorageError) as info:
+        ObjectStore(client, "bucket").get_bytes("k")
+    assert (info.value.code, info.value.key) == (None, "k")
+
+
 def test_unreachable_endpoint_says_so() -> None:
     client = make_s3_client(endpoint_url="http://127.0.0.1:9", access_key=("a", "b"))
     store = ObjectStore(client, "bucket")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rearcquest.errors import ConfigError
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 
 def session(profile: str | None) -> Any:
@@ -72,3 +75,15 @@ def client(
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
     )
+
+
+def error_code(exc: ClientError) -> str | None:
+    """The code AWS answered (``NoSuchKey``, ``AccessDenied`` ...), else its HTTP status, else None.
+
+    The one reader of a botocore error's response: the seams put it on their ``StorageError``
+    (``code``), so no caller looks behind the translation.
+    """
+    code = exc.response.get("Error", {}).get("Code") or exc.response.get(
+        "ResponseMetadata", {}
+    ).get("HTTPStatusCode")
+    return str(code) if code else None

@@ -70,7 +70,8 @@ class Catalog:
         except _NotFound as exc:
             raise StorageError(
                 f"the Glue database {self.database!r} does not exist (--glue-database, "
-                "RQ_GLUE_DATABASE)"
+                "RQ_GLUE_DATABASE)",
+                code=exc.code,
             ) from exc
 
     def ensure_tables(self, tables: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -125,12 +126,11 @@ def _call(what: str, call: Callable[[], _T]) -> _T:
     try:
         return call()
     except botocore.exceptions.ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "")
+        code = _botocore.error_code(exc)
         if code == "EntityNotFoundException":
-            raise _NotFound(f"could not {what}: {exc}") from exc
+            raise _NotFound(f"could not {what}: {exc}", code=code) from exc
         if code == "AlreadyExistsException":
-            raise _AlreadyExists(f"could not {what}: {exc}") from exc
-        raise StorageError(f"could not {what}: {exc}") from exc
+            raise _AlreadyExists(f"could not {what}: {exc}", code=code) from exc
+        raise StorageError(f"could not {what}: {exc}", code=code) from exc
     except botocore.exceptions.BotoCoreError as exc:
         raise StorageError(f"could not {what}: {exc}") from exc

@@ -117,7 +117,19 @@ class SourceChangedError(DataError):
 
 
 class StorageError(RqError):
-    """An S3 operation failed."""
+    """An S3 operation failed.
+
+    Attributes:
+        code: the error code S3 answered (``NoSuchKey``, ``AccessDenied``, ``NoSuchBucket``,
+            ``InvalidArgument`` ...), or its HTTP status as a string when it gave no code; None when
+            no answer came (no credentials, no connection) or rq refused by itself.
+        key: the object key (or listing prefix) the operation was on; None for the bucket itself.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, key: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.key = key
 
 
 class PreconditionFailedError(StorageError):

@@ -143,5 +143,7 @@ def _call(what: str, call: Callable[[], _T]) -> _T:
 
     try:
         return call()
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+    except botocore.exceptions.ClientError as exc:
+        raise StorageError(f"could not {what}: {exc}", code=_botocore.error_code(exc)) from exc
+    except botocore.exceptions.BotoCoreError as exc:
         raise StorageError(f"could not {what}: {exc}") from exc

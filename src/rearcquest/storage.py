@@ -349,12 +349,18 @@ class ObjectStore:
 
         return ReaderOptions(options, provide)
 
-    def _error(self, exc: Exception, action: str, key: str | None = None) -> StorageError:
+    def _error(
+        self, exc: Exception, action: str, key: str | None = None, version_id: str | None = None
+    ) -> StorageError:
+        """Translate ``exc`` into a :class:`StorageError` naming the object, S3's code and a fix."""
         import botocore.exceptions
 
         where = self.url(key) if key is not None else self.url()
+        if version_id is not None:
+            where += f"?versionId={version_id}"
+        code = None
         if isinstance(exc, botocore.exceptions.ClientError):
-            code = str(exc.response.get("Error", {}).get("Code", ""))
+            code = _botocore.error_code(exc)
             if code == "NoSuchBucket":
                 hint = f"bucket {self.bucket!r} does not exist; create it or check the bucket name"
             elif code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
@@ -364,7 +370,9 @@ class ObjectStore:
             elif code in _PRECONDITION_CODES:
                 return PreconditionFailedError(
                     f"cannot {action} {where}: the object changed since it was read "
-                    f"(S3 answered {code}); nothing was overwritten"
+                    f"(S3 answered {code}); nothing was overwritten",
+                    code=code,
+                    key=key,
                 )
             else:
                 hint = f"S3 answered {code or 'an error'}: {exc}"
@@ -377,15 +385,17 @@ class ObjectStore:
             )
         else:
             hint = str(exc) or type(exc).__name__
-        return StorageError(f"cannot {action} {where}: {hint}")
+        return StorageError(f"cannot {action} {where}: {hint}", code=code, key=key)
 
-    def _call(self, action: str, key: str | None, fn: Callable[[], Any]) -> Any:
+    def _call(
+        self, action: str, key: str | None, fn: Callable[[], Any], version_id: str | None = None
+    ) -> Any:
         import botocore.exceptions
 
         try:
             return fn()
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise self._error(exc, action, key) from exc
+            raise self._error(exc, action, key, version_id) from exc
 
     def check_bucket(self) -> None:
         """Fail early with a clear message when the bucket cannot be used.
@@ -398,11 +408,12 @@ class ObjectStore:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
+            code = _botocore.error_code(exc)
             if code in ("404", "NoSuchBucket", "NotFound"):
                 raise StorageError(
                     f"bucket {self.bucket!r} does not exist at {self.endpoint_url}; "
-                    "create it or check the bucket name"
+                    "create it or check the bucket name",
+                    code=code,
                 ) from exc
             raise self._error(exc, "use bucket") from exc
         except botocore.exceptions.BotoCoreError as exc:
@@ -428,8 +439,7 @@ class ObjectStore:
         try:
             self.client.create_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            if _botocore.error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise self._error(exc, "create bucket") from exc
         except botocore.exceptions.BotoCoreError as exc:
             raise self._error(exc, "create bucket") from exc
@@ -498,8 +508,7 @@ class ObjectStore:
         try:
             response = self.client.head_object(Bucket=self.bucket, Key=key)
         except botocore.exceptions.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchKey", "NotFound"):
+            if _botocore.error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise self._error(exc, "read", key) from exc
         except botocore.exceptions.BotoCoreError as exc:
@@ -528,8 +537,7 @@ class ObjectStore:
             kwargs["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
         if version_id is not None:
             kwargs["VersionId"] = version_id
-        where = key if version_id is None else f"{key}?versionId={version_id}"
-        response = self._call("read", where, lambda: self.client.get_object(**kwargs))
+        response = self._call("read", key, lambda: self.client.get_object(**kwargs), version_id)
         info = _info(key, response)
         return ObjectStream(info, response.get("ContentRange"), response["Body"])
 
@@ -574,7 +582,8 @@ class ObjectStore:
         with self._open_version(key, version_id) as stream:
             if max_bytes is not None and stream.info.size > max_bytes:
                 raise StorageError(
-                    f"{self.url(key)} is {stream.info.size} bytes, more than the {max_bytes} allowed"
+                    f"{self.url(key)} is {stream.info.size} bytes, more than the {max_bytes} allowed",
+                    key=key,
                 )
             return b"".join(stream.chunks())
 
@@ -705,7 +714,9 @@ class ObjectStore:
         if size is None:
             head = self.head(key)
             if head is None:
-                raise StorageError(f"cannot update metadata of {self.url(key)}: no such object")
+                raise StorageError(
+                    f"cannot update metadata of {self.url(key)}: no such object", key=key
+                )
             size = head.size
         copy: dict[str, Any] = {
             "Bucket": self.bucket,
@@ -789,10 +800,7 @@ class ObjectStore:
         try:
             stream = self.open(key)
         except StorageError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, botocore.exceptions.ClientError) and str(
-                cause.response.get("Error", {}).get("Code", "")
-            ) in ("NoSuchKey", "404", "NotFound"):
+            if exc.code in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise
         with stream:
@@ -864,19 +872,14 @@ class ObjectStore:
     def _gone_is_precondition(
         self, exc: StorageError, key: str, action: str, if_match: str | None
     ) -> StorageError:
-        import botocore.exceptions
-
-        cause = exc.__cause__
         # AWS and moto answer 404 to If-Match on a missing object: for the caller it is the same
         # lost race as a 412 (the object it read is not there any more).
-        if (
-            if_match is not None
-            and isinstance(cause, botocore.exceptions.ClientError)
-            and str(cause.response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404")
-        ):
+        if if_match is not None and exc.code in ("NoSuchKey", "404"):
             return PreconditionFailedError(
                 f"cannot {action} {self.url(key)}: the object is gone since it was read; "
-                "nothing was overwritten"
+                "nothing was overwritten",
+                code=exc.code,
+                key=key,
             )
         return exc
 
@@ -981,7 +984,9 @@ class ObjectWriter:
             StorageError: S3 refused the upload or a part (the upload is aborted).
         """
         if self._done:
-            raise StorageError(f"cannot write {self.store.url(self.key)}: the writer is closed")
+            raise StorageError(
+                f"cannot write {self.store.url(self.key)}: the writer is closed", key=self.key
+            )
         try:
             self._raise_failed()
             # Pieces are held by reference until their part is sent: a mutable buffer that the
@@ -1011,7 +1016,9 @@ class ObjectWriter:
             StorageError: the write failed; the upload is aborted and the object is as it was.
         """
         if self._done:
-            raise StorageError(f"cannot write {self.store.url(self.key)}: the writer is closed")
+            raise StorageError(
+                f"cannot write {self.store.url(self.key)}: the writer is closed", key=self.key
+            )
         try:
             if self._upload_id is None:
                 body = self._take_part()
@@ -1092,7 +1099,8 @@ class ObjectWriter:
         if number > MAX_PARTS:
             raise StorageError(
                 f"cannot write {self.store.url(self.key)}: more than {MAX_PARTS} parts of "
-                f"{self.part_size} bytes; give the expected size so the parts are larger"
+                f"{self.part_size} bytes; give the expected size so the parts are larger",
+                key=self.key,
             )
         pool, held = self.store._part_pool()
         body = self._take_part()

@@ -16,7 +16,6 @@ import botocore.exceptions
 import pytest
 
 from conftest import BLS_RELEASES
-from rearcquest.errors import StorageError
 from rearcquest.index import _app, create_app
 from rearcquest.index._app import _Throttle
 from rearcquest.index._render import PAGE_CSP, href_path
@@ -517,18 +516,20 @@ def test_login_redirect_never_leaves_the_site(locked: Any) -> None:
     assert urlsplit(urljoin("http://127.0.0.1/", location)).hostname == "127.0.0.1"
 
 
-class _StaleTokenStore(ObjectStore):
-    def list_page(self, prefix: str = "", **kwargs: Any) -> Any:
-        if kwargs.get("token"):
-            error = botocore.exceptions.ClientError(
+def test_a_page_token_s3_refuses_is_a_400(
+    loaded: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = loaded.client.list_objects_v2
+
+    def refuse_tokens(**kwargs: Any) -> Any:
+        if "ContinuationToken" in kwargs:
+            raise botocore.exceptions.ClientError(
                 {"Error": {"Code": "InvalidArgument", "Message": "bad token"}}, "ListObjectsV2"
             )
-            raise StorageError(f"listing s3://{self.bucket}/{prefix} failed") from error
-        return super().list_page(prefix, **kwargs)
+        return real(**kwargs)
 
-
-def test_a_page_token_s3_refuses_is_a_400(loaded: ObjectStore) -> None:
-    app = create_app(_StaleTokenStore(loaded.client, loaded.bucket), prefix="pr/")
+    monkeypatch.setattr(loaded.client, "list_objects_v2", refuse_tokens)
+    app = create_app(loaded, prefix="pr/")
     r = asgi(app, "GET", "/?page=not-a-token")
     assert r.status_code == 400 and "first page" in r.text
     assert asgi(app, "GET", "/?page=not-a-token&format=json").json()["status"] == 400

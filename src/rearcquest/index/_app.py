@@ -95,15 +95,9 @@ def _error(request: Request, status: int, title: str, detail: str) -> Response:
     return _error_page(status, title, detail, home=_base(request.scope) + "/")
 
 
-def _error_code(exc: StorageError) -> str:
-    """S3's error code behind ``exc`` (``NoSuchKey``, ``InvalidArgument`` ...), or ``''``."""
-    response = getattr(exc.__cause__, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
 def _storage_status(exc: StorageError) -> int:
     """404 when S3 said the object is gone (e.g. deleted since the HEAD), else 502."""
-    return 404 if _error_code(exc) in ("NoSuchKey", "404", "NotFound") else 502
+    return 404 if exc.code in ("NoSuchKey", "404", "NotFound") else 502
 
 
 def _base(scope: Scope) -> str:
@@ -300,7 +294,7 @@ class _Index:
             listing, exists = await run_in_threadpool(self._collect, path, view.page)
         except StorageError as exc:
             log.warning("listing failed: %s", exc)
-            if view.page and _error_code(exc) == "InvalidArgument":
+            if view.page and exc.code == "InvalidArgument":
                 # S3's answer to a continuation token it did not issue (or for another folder).
                 return _error(
                     request,
