@@ -33,7 +33,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, assert_never
 
 from rearcquest.config import (
     DEFAULT_BLS_URL,
@@ -263,6 +263,10 @@ class FileError:
     message: str
 
 
+# How a transferred file ended, when it did not fail: each has its list in SyncResult.
+Transferred = Literal["added", "updated", "unchanged"]
+
+
 @dataclass
 class SyncResult:
     """What a sync did (or, with ``dry_run``, would do)."""
@@ -292,6 +296,18 @@ class SyncResult:
     # Files whose body was not the listed size (they changed at the source during the run); also
     # in ``errors``. The sync lists the directory once more when there are any.
     changed: list[str] = field(default_factory=list)
+
+    def _record(self, name: str, outcome: Transferred) -> None:
+        """List ``name`` under ``outcome``; an unchanged file was re-stamped (its dates moved)."""
+        if outcome == "added":
+            self.added.append(name)
+        elif outcome == "updated":
+            self.updated.append(name)
+        elif outcome == "unchanged":
+            self.unchanged.append(name)
+            self.restamped.append(name)
+        else:
+            assert_never(outcome)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary printed by ``rq sync-bls --format json``.
@@ -737,20 +753,19 @@ def apply_plan(
         )
     )
 
-    def finish(name: str, outcome: str, entry: FileState | None, error: RqError | None) -> None:
+    def finish(name: str, outcome: Transferred, entry: FileState) -> None:
         with lock:
-            if error is not None or entry is None:
-                result.errors.append(FileError(name, str(error)))
-                if isinstance(error, SourceChangedError):
-                    result.changed.append(name)
-            else:
-                files[name] = entry
-                getattr(result, outcome).append(name)
-                if outcome == "unchanged":
-                    result.restamped.append(name)
-        if error is not None:
-            log.info("%s: %s", name, error)
+            files[name] = entry
+            result._record(name, outcome)
         notify(Progress("file", name=name, outcome=outcome))
+
+    def fail(name: str, error: RqError) -> None:
+        with lock:
+            result.errors.append(FileError(name, str(error)))
+            if isinstance(error, SourceChangedError):
+                result.changed.append(name)
+        log.info("%s: %s", name, error)
+        notify(Progress("file", name=name, outcome="failed"))
 
     def upload(action: Action, writer: ObjectWriter, got: Download) -> None:
         assert action.file is not None
@@ -761,11 +776,11 @@ def apply_plan(
             etag = writer.complete(metadata=_object_metadata(file, got.sha256, got.last_modified))
             counter.add(uploaded=got.size)
             entry = FileState(got.size, file.modified, got.last_modified, got.sha256, etag)
-            finish(file.name, "added" if action.kind == "add" else "updated", entry, None)
+            finish(file.name, "added" if action.kind == "add" else "updated", entry)
         except RqError as exc:
-            finish(file.name, "failed", None, exc)
+            fail(file.name, exc)
         except OSError as exc:
-            finish(file.name, "failed", None, _local_error(file.name, exc))
+            fail(file.name, _local_error(file.name, exc))
         finally:
             writer.abort()  # a no-op once completed; otherwise nothing is left behind
             upload_slots.release()
@@ -816,7 +831,7 @@ def apply_plan(
                 entry = FileState(
                     previous.size, file.modified, last_modified, previous.sha256, etag
                 )
-                finish(file.name, "unchanged", entry, None)
+                finish(file.name, "unchanged", entry)
                 return
             assert writer is not None
             upload_slots.acquire()
@@ -824,9 +839,9 @@ def apply_plan(
                 uploads.append(uploader.submit(upload, action, writer, got))
             writer = None  # the uploader completes it now
         except RqError as exc:
-            finish(file.name, "failed", None, exc)
+            fail(file.name, exc)
         except OSError as exc:
-            finish(file.name, "failed", None, _local_error(file.name, exc))
+            fail(file.name, _local_error(file.name, exc))
         finally:
             if writer is not None:
                 writer.abort()
