@@ -129,9 +129,12 @@ def test_a_hostile_stored_population_fails_its_table_alone(mirror: Any, hostile:
     [
         (("--survey", "xx"), "holds no xx.series: is 'xx' a mirrored survey?"),
         (("--population", "/tmp/p.json"), "--population '/tmp/p.json' is not an s3://bucket/key"),
-        (("--tables-prefix", "/"), "--tables-prefix must not be empty"),
+        (("--tables-prefix", ""), "--tables-prefix must not be empty"),
+        # The rule of every prefix rq takes (--prefix, --root-prefix): no leading slash, no '..'.
+        (("--tables-prefix", "/"), "prefix '/' must be relative and must not contain '..'"),
+        (("--tables-prefix", "../x"), "prefix '../x' must be relative and must not contain '..'"),
     ],
-    ids=["unknown-survey", "local-population", "empty-prefix"],
+    ids=["unknown-survey", "local-population", "empty-prefix", "root-slash", "dotdot"],
 )
 def test_usage_errors_are_exit_2(mirror: Any, args: tuple[str, ...], message: str) -> None:
     result = rq(*args)

@@ -26,6 +26,7 @@ from rearcquest.tables import (
     observations_key,
     population_key,
     read_tsv,
+    run_sql,
     series_key,
 )
 
@@ -220,6 +221,44 @@ def test_find_surveys_and_all(store: Any) -> None:
 def test_a_survey_that_is_not_mirrored_is_a_config_error(store: Any) -> None:
     with pytest.raises(ConfigError, match=r"s3://test-bucket/xx/ holds no xx\.series"):
         build_tables(store, surveys=["xx"])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"tables_prefix": "../x"},
+        {"tables_prefix": "out/../../x/"},
+        {"tables_prefix": "/x"},
+        {"root_prefix": "../mirrors"},
+        {"root_prefix": "/mirrors/"},
+    ],
+    ids=["tables-dotdot", "tables-inner-dotdot", "tables-slash", "root-dotdot", "root-slash"],
+)
+def test_a_prefix_that_leaves_its_folder_is_refused_before_anything_is_written(
+    store: Any, options: dict[str, str]
+) -> None:
+    # The same rule as every other prefix rq takes (config.normalise_prefix), not a quiet rewrite.
+    mirror_zz(store)
+    before = sorted(info.key for info in store.list_objects())
+    with pytest.raises(ConfigError, match=r"must be relative and must not contain '\.\.'"):
+        build_tables(store, surveys=["zz"], **options)
+    assert sorted(info.key for info in store.list_objects()) == before
+
+
+@pytest.mark.parametrize("location", ["s3://test-bucket/../x/", "s3://test-bucket//tables/"])
+def test_run_sql_refuses_a_location_that_leaves_its_folder(store: Any, location: str) -> None:
+    mirror_zz(store)
+    build_tables(store, surveys=["zz"])
+    with pytest.raises(ConfigError, match=r"must be relative and must not contain '\.\.'"):
+        run_sql("SELECT COUNT(*) FROM zz_observations", location=location, store=store)
+
+
+def test_a_prefix_without_its_slash_names_the_same_tables(store: Any) -> None:
+    mirror_zz(store)
+    first = build_tables(store, surveys=["zz"], tables_prefix=" out ")
+    assert first.tables_prefix == "out/"
+    again = build_tables(store, surveys=["zz"], tables_prefix="out/")
+    assert {b.status for b in again.builds} == {"unchanged"}
 
 
 # -- rebuilding only what changed ----------------------------------------------------------------

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
+from rearcquest.config import normalise_prefix
 from rearcquest.errors import (
     QUOTE_LIMIT,
     ConfigError,
@@ -84,14 +85,9 @@ Status = Literal["built", "unchanged", "removed", "failed"]
 # -- naming ----------------------------------------------------------------------------------------
 
 
-def _norm_prefix(prefix: str) -> str:
-    prefix = prefix.strip().lstrip("/")
-    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
-
-
 def observations_key(tables_prefix: str, survey: str, data_file: str) -> str:
     """The key of the observations partition of one data file."""
-    return f"{_norm_prefix(tables_prefix)}{survey}/observations/file={data_file}/{PART_NAME}"
+    return f"{normalise_prefix(tables_prefix)}{survey}/observations/file={data_file}/{PART_NAME}"
 
 
 def series_key(tables_prefix: str, survey: str) -> str:
@@ -101,17 +97,17 @@ def series_key(tables_prefix: str, survey: str) -> str:
     table's location, subfolders included, so a series table located at ``<survey>/`` would
     read the observations too.
     """
-    return f"{_norm_prefix(tables_prefix)}{survey}/{SERIES_TABLE}/{SERIES_NAME}"
+    return f"{normalise_prefix(tables_prefix)}{survey}/{SERIES_TABLE}/{SERIES_NAME}"
 
 
 def manifest_key(tables_prefix: str, survey: str) -> str:
     """The key of the manifest of a survey's tables (or of ``population``)."""
-    return f"{_norm_prefix(tables_prefix)}{survey}/{MANIFEST_NAME}"
+    return f"{normalise_prefix(tables_prefix)}{survey}/{MANIFEST_NAME}"
 
 
 def population_key(tables_prefix: str) -> str:
     """The key of the population table."""
-    return f"{_norm_prefix(tables_prefix)}{POPULATION_TABLE}/population.parquet"
+    return f"{normalise_prefix(tables_prefix)}{POPULATION_TABLE}/population.parquet"
 
 
 def default_tables_prefix(root_prefix: str = "") -> str:
@@ -120,7 +116,7 @@ def default_tables_prefix(root_prefix: str = "") -> str:
     ``""`` gives ``tables/``; ``mirrors/`` gives ``mirrors/tables/``, so the mirrors of two roots
     in one bucket never share (and overwrite) one set of tables.
     """
-    return f"{_norm_prefix(root_prefix)}{TABLES_PREFIX}"
+    return f"{normalise_prefix(root_prefix)}{TABLES_PREFIX}"
 
 
 def _is_data_file(survey: str, name: str) -> bool:
@@ -455,7 +451,7 @@ def find_surveys(store: ObjectStore, *, root_prefix: str = "") -> list[str]:
     Raises:
         StorageError: the listing failed.
     """
-    root = _norm_prefix(root_prefix)
+    root = normalise_prefix(root_prefix)
     found = set()
     for info in store.list_objects(root):
         rest = info.key[len(root) :]
@@ -686,7 +682,7 @@ def _orphan_partitions(
     Raises:
         StorageError: the listing failed.
     """
-    folder = f"{_norm_prefix(tables_prefix)}{survey}/"
+    folder = f"{normalise_prefix(tables_prefix)}{survey}/"
     found = []
     for info in store.list_objects(f"{folder}observations/"):
         relative = info.key[len(folder) :]
@@ -1178,10 +1174,10 @@ def build_population_table(
         What was built (or kept, or failed); a missing answer is a warning.
 
     Raises:
-        ConfigError: the tables prefix is empty.
+        ConfigError: the tables prefix is empty, starts with ``/`` or holds ``..``.
         StorageError: a bucket cannot be read or written.
     """
-    tables_prefix = _norm_prefix(tables_prefix)
+    tables_prefix = normalise_prefix(tables_prefix)
     if not tables_prefix:
         raise ConfigError("--tables-prefix must not be empty: the tables would mix with mirrors")
     result = TablesResult(store.bucket, tables_prefix)
@@ -1307,7 +1303,7 @@ def build_tables(
 
     Raises:
         ConfigError: a survey named is not mirrored or not a survey name (checked before
-            anything is built), or there is none.
+            anything is built), or there is none; a prefix starts with ``/`` or holds ``..``.
         LockUnsupportedError: ``lock`` on an endpoint that ignores conditional writes.
         StorageError: the bucket cannot be read before anything is built.
     """
@@ -1317,8 +1313,8 @@ def build_tables(
     from rearcquest.layout import lock_key
     from rearcquest.lease import Lease
 
-    root = _norm_prefix(root_prefix)
-    tables_prefix = _norm_prefix(
+    root = normalise_prefix(root_prefix)
+    tables_prefix = normalise_prefix(
         default_tables_prefix(root) if tables_prefix is None else tables_prefix
     )
     if not tables_prefix:
@@ -1422,7 +1418,7 @@ def _split_location(location: str) -> tuple[str, str] | None:
     bucket, _, prefix = location[len("s3://") :].partition("/")
     if not bucket:
         raise ConfigError(f"{location!r} is not an s3://bucket/prefix/ URL")
-    return bucket, _norm_prefix(prefix)
+    return bucket, normalise_prefix(prefix)
 
 
 def _table_name(relative: str) -> str:
@@ -1609,8 +1605,9 @@ def run_sql(
     Raises:
         QueryRefusedError: the query is not one read-only query of the tables (a table function
             such as ``read_csv``, ``COPY``, another statement; see :mod:`rearcquest.sqlguard`).
-        ConfigError: no location and no bucket, no tables at the location, or the query failed
-            (unknown table, column, syntax).
+        ConfigError: no location and no bucket, an ``s3://`` location whose prefix starts with
+            ``/`` or holds ``..``, no tables at the location, or the query failed (unknown
+            table, column, syntax).
         StorageError: the tables cannot be read from S3.
     """
     if location is None:
@@ -1730,7 +1727,7 @@ def analyze(
         "settings": settings,
         **options,
     }
-    root = _norm_prefix(root_prefix)
+    root = normalise_prefix(root_prefix)
     tables_prefix = default_tables_prefix(root) if tables_prefix is None else tables_prefix
     if bls is None and root:
         from rearcquest.config import Settings
@@ -1766,7 +1763,7 @@ def analyze(
     if source == "files":
         return _with_titles(analytics.analyze(bls=bls, **common), texts, name)
     try:
-        part = current_partition(store, data_key, tables_prefix=_norm_prefix(tables_prefix))
+        part = current_partition(store, data_key, tables_prefix=normalise_prefix(tables_prefix))
     except RqError as exc:
         if source == "tables":
             raise
@@ -1776,7 +1773,7 @@ def analyze(
     if part is None:
         if source == "tables":
             raise ConfigError(
-                f"no current table for {location} under {store.url(_norm_prefix(tables_prefix))}; "
+                f"no current table for {location} under {store.url(normalise_prefix(tables_prefix))}; "
                 "build it with rq tables"
             )
         log.info("no current table for %s: reading the text file", location)
