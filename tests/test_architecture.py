@@ -137,3 +137,30 @@ def test_attributes_are_named_so_mypy_checks_them() -> None:
         and not isinstance(node.args[1], ast.Constant)
     ]
     assert offenders == []
+
+
+def _is_module(dotted: str) -> bool:
+    path = SRC.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def test_a_subpackage_module_takes_nothing_from_a_package_init_above_it() -> None:
+    # index/_app and index/_server took defaults and helpers from index/__init__, which re-exports
+    # them: a circle through the package. Its submodules are fine (`from rearcquest.index import
+    # _http`); names go to the sibling module that defines them.
+    offenders = []
+    for module, tree in _modules():
+        parts = module.split(".")
+        if len(parts) < 3 or parts[-1] == "__init__":
+            continue
+        ancestors = {".".join(parts[:n]) for n in range(1, len(parts))}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (source := _imported_from(module, node)) in (
+                ancestors
+            ):
+                offenders += [
+                    f"{module}:{node.lineno} takes {alias.name} from {source}"
+                    for alias in node.names
+                    if not _is_module(f"{source}.{alias.name}")
+                ]
+    assert offenders == []

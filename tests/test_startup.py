@@ -55,7 +55,9 @@ def test_unknown_profile_is_a_config_error(monkeypatch: pytest.MonkeyPatch, from
         make_s3_client(profile=None if from_env else "no-such-profile", region="eu-west-1")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["sync-bls", "--help"], ["analyze", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["sync-bls", "--help"], ["analyze", "--help"], ["serve-index", "--help"]]
+)
 def test_help_imports_no_heavy_package(args: list[str]) -> None:
     # Every run of rq pays for what parsing its command line imports: boto3, polars and pydantic
     # (typer 0.29 coerces options with it, hence constraints.txt) are loaded only by the work.
@@ -64,7 +66,7 @@ def test_help_imports_no_heavy_package(args: list[str]) -> None:
         "from typer.testing import CliRunner\n"
         "from rearcquest.cli import app\n"
         f"result = CliRunner().invoke(app, {args!r})\n"
-        "heavy = ('boto3', 'botocore', 'polars', 'pydantic', 'httpx')\n"
+        "heavy = ('boto3', 'botocore', 'polars', 'pydantic', 'httpx', 'starlette', 'uvicorn')\n"
         "print(result.exit_code, [m for m in heavy if m in sys.modules])\n"
     )
     assert out == "0 []"

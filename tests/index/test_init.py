@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -142,3 +143,19 @@ def test_check_mode_names_the_other_modes_options(
         check_mode(write_static, given)
     assert caught.value.options == refused
     check_mode(write_static, {"--prefix", "--bucket"})  # options of both modes pass
+
+
+def test_index_create_app_without_the_serve_extra_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import rearcquest.index
+
+    for module in {"starlette", *(name for name in sys.modules if name.startswith("starlette."))}:
+        monkeypatch.setitem(sys.modules, module, None)  # makes `import starlette...` fail
+    for module in ("_app", "_server"):
+        monkeypatch.delitem(sys.modules, f"rearcquest.index.{module}", raising=False)
+        monkeypatch.delattr(rearcquest.index, module, raising=False)
+    # create_app is imported on first use (no forwarder): the same error, at the latest when it
+    # is called.
+    with pytest.raises(ConfigError, match=r"pip install 'rearcquest\[serve\]'"):
+        rearcquest.index.create_app(store=None)

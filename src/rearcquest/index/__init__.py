@@ -6,14 +6,16 @@
 * :func:`write_static_index` writes a self-contained ``index.html`` into the bucket from its
   current listing, for S3 static website hosting or sharing by presigned URL. It needs no extra.
 
-Rendering (:mod:`rearcquest.index._render`) is pure; only the server modules import Starlette.
+Rendering (:mod:`rearcquest.index._render`) and the HTTP rules (:mod:`rearcquest.index._http`,
+the token included) are pure; only :mod:`rearcquest.index._app` imports Starlette, on first use of
+:func:`create_app` or when :mod:`rearcquest.index._server` builds a server. This package re-exports
+its submodules' public names; they never import it back.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,13 +29,31 @@ from rearcquest.config import (
     normalise_prefix,
 )
 from rearcquest.errors import ConfigError, OptionError
-from rearcquest.index._http import UnsafePath, check_path, is_servable
+from rearcquest.index._http import (
+    AUTO_TOKEN,
+    MIN_TOKEN_CHARS,
+    UnsafePath,
+    check_path,
+    is_servable,
+    resolve_token,
+)
+from rearcquest.index._http import (
+    check_token as check_token,  # not in __all__, kept importable
+)
 from rearcquest.index._render import View, build_listing, relative_href, render_page
+from rearcquest.index._server import (
+    KEEP_ALIVE_TIMEOUT,
+    MAX_CONNECTIONS,
+    REQUEST_TIMEOUT,
+    Limits,
+    _missing_extra,
+    exposure_warning,
+    serve,
+    start_server,
+)
 
 if TYPE_CHECKING:
-    from starlette.applications import Starlette
-
-    from rearcquest.index._server import RunningServer
+    from rearcquest.index._app import create_app
     from rearcquest.storage import ObjectStore
 
 __all__ = [
@@ -61,63 +81,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# A token anyone on the network may try to guess: shorter ones are refused.
-MIN_TOKEN_CHARS = 16
-# ``--token auto``: generate one (32 URL-safe characters, 192 random bits).
-AUTO_TOKEN = "auto"
-# Seconds a client has to send a whole request (and a new connection its first one).
-REQUEST_TIMEOUT = 10.0
-# Seconds an idle kept-alive connection stays open after a response.
-KEEP_ALIVE_TIMEOUT = 5.0
-# Connections open at once; more are answered 503 and closed.
-MAX_CONNECTIONS = 256
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How long clients may take and how many may connect (``rearcquest.index._protocol``).
-
-    Attributes:
-        request_timeout: seconds to send a whole request; a new connection, its first one.
-        keep_alive_timeout: seconds an idle kept-alive connection stays open.
-        max_connections: connections open at once; more are answered 503 and closed.
-    """
-
-    request_timeout: float = REQUEST_TIMEOUT
-    keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT
-    max_connections: int = MAX_CONNECTIONS
-
-    def __post_init__(self) -> None:
-        if not self.request_timeout > 0 or not self.keep_alive_timeout > 0:
-            raise ConfigError("the request and keep-alive timeouts must be positive")
-        if self.max_connections < 1:
-            raise ConfigError(f"max_connections must be at least 1; got {self.max_connections}")
-
-
-def check_token(token: str | None) -> str | None:
-    """Return ``token`` if it may protect the index (``''`` and ``None`` mean no token).
-
-    Raises:
-        ConfigError: the token is shorter than :data:`MIN_TOKEN_CHARS` or has spaces or
-            control characters around or in it (they cannot travel in a bearer header).
-    """
-    if not token:
-        return None
-    if token == AUTO_TOKEN:
-        raise ConfigError("the token 'auto' must be resolved first: call resolve_token()")
-    if len(token) < MIN_TOKEN_CHARS:
-        raise ConfigError(
-            f"the index token is {len(token)} characters long; use at least {MIN_TOKEN_CHARS}, "
-            f"or --token {AUTO_TOKEN} to generate one"
-        )
-    if any(c.isspace() or not c.isprintable() for c in token):
-        raise ConfigError(
-            "the index token has spaces or control characters; use printable characters only, "
-            f"or --token {AUTO_TOKEN} to generate one"
-        )
-    return token
-
-
 # The options of ``rq serve-index`` that only one of its modes uses.
 _LIVE_ONLY = ("--host", "--port", "--token", "--cache-seconds")
 _STATIC_ONLY = ("--index-key", "--presign", "--format")
@@ -139,160 +102,16 @@ def check_mode(write_static: bool, given: Collection[str]) -> None:
         raise OptionError(f"cannot be used with {mode}", options=", ".join(clash))
 
 
-def resolve_token(token: str | None) -> str | None:
-    """Turn a ``--token`` value into the token to require.
-
-    Args:
-        token: ``None`` or ``''`` (no token), :data:`AUTO_TOKEN` (generate one) or the token.
-
-    Returns:
-        The token, or ``None`` for none.
-
-    Raises:
-        ConfigError: the token is too short or not printable (see :func:`check_token`).
-    """
-    if token == AUTO_TOKEN:
-        return secrets.token_urlsafe(24)
-    return check_token(token)
-
-
-def _server_module() -> Any:
-    try:
-        from rearcquest.index import _server
-    except ImportError as exc:
-        raise ConfigError(
-            "serving the index needs Starlette and uvicorn: pip install 'rearcquest[serve]'"
-        ) from exc
-    return _server
-
-
-def create_app(
-    store: ObjectStore,
-    *,
-    prefix: str = "",
-    token: str | None = None,
-    allowed_hosts: set[str] | frozenset[str] | None = None,
-    cache_seconds: float = DEFAULT_CACHE_SECONDS,
-) -> Starlette:
-    """Build the ASGI application (for embedding, or another ASGI server).
-
-    Args:
-        store: the bucket.
-        prefix: only keys under this prefix are listed or served.
-        token: when set, every request needs it.
-        allowed_hosts: accept only these ``Host`` names; ``None`` accepts any.
-        cache_seconds: reuse a folder's listing for this long (0 lists on every request).
-
-    Returns:
-        The Starlette application.
-
-    Raises:
-        ConfigError: the serve extra is missing, or the prefix or the token is invalid.
-    """
-    app: Starlette = _server_module().create_app(
-        store,
-        prefix=prefix,
-        token=token,
-        allowed_hosts=allowed_hosts,
-        cache_seconds=cache_seconds,
-    )
-    return app
-
-
-def serve(
-    store: ObjectStore,
-    *,
-    prefix: str = "",
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    token: str | None = None,
-    on_ready: Callable[[str], None] | None = None,
-    cache_seconds: float = DEFAULT_CACHE_SECONDS,
-    limits: Limits | None = None,
-) -> None:
-    """Serve the live index until Ctrl-C (or SIGTERM); returns after a clean shutdown.
-
-    Args:
-        store: the bucket.
-        prefix: only keys under this prefix are listed or served.
-        host: the address to listen on; loopback by default. Other addresses log a warning.
-        port: the port (0 picks a free one).
-        token: require this token on every request (bearer header or cookie).
-        on_ready: called with the URL (``http://127.0.0.1:8000/``) once the socket is bound.
-        cache_seconds: reuse a folder's listing for this long (0 lists on every request).
-        limits: request and keep-alive timeouts and the connection bound
-            (:class:`Limits`); by default :data:`REQUEST_TIMEOUT`,
-            :data:`KEEP_ALIVE_TIMEOUT` and :data:`MAX_CONNECTIONS`.
-
-    Raises:
-        ConfigError: the serve extra is missing, the prefix or the token is invalid, or the
-            port is taken.
-        StorageError: the bucket does not exist or cannot be reached.
-    """
-    _server_module().serve(
-        store,
-        prefix=prefix,
-        host=host,
-        port=port,
-        token=token,
-        on_ready=on_ready,
-        cache_seconds=cache_seconds,
-        limits=limits,
-    )
-
-
-def start_server(
-    store: ObjectStore,
-    *,
-    prefix: str = "",
-    host: str = DEFAULT_HOST,
-    port: int = 0,
-    token: str | None = None,
-    cache_seconds: float = DEFAULT_CACHE_SECONDS,
-    limits: Limits | None = None,
-) -> RunningServer:
-    """Start the live index in a background thread; return its ``url`` and ``stop()`` handle.
-
-    Use it as a context manager to be sure it stops::
-
-        with start_server(store, prefix="pr/") as server:
-            print(server.url)
-
-    Args:
-        store: the bucket.
-        prefix: only keys under this prefix are listed or served.
-        host: the address to listen on.
-        port: the port; 0 (the default) picks a free one.
-        token: require this token on every request.
-        cache_seconds: reuse a folder's listing for this long (0 lists on every request).
-        limits: request and keep-alive timeouts and the connection bound (see :func:`serve`).
-
-    Returns:
-        The running server.
-
-    Raises:
-        ConfigError: the serve extra is missing, the prefix or the token is invalid, or the
-            port is taken.
-        StorageError: the bucket does not exist or cannot be reached.
-    """
-    server: RunningServer = _server_module().start_server(
-        store,
-        prefix=prefix,
-        host=host,
-        port=port,
-        token=token,
-        cache_seconds=cache_seconds,
-        limits=limits,
-    )
-    return server
-
-
-def exposure_warning(host: str, token: str | None) -> str | None:
-    """Return the warning for listening on ``host``, or ``None`` for a loopback address."""
-    from rearcquest.index._server import exposure_warning as warning
-
-    result: str | None = warning(host, token)
-    return result
+def __getattr__(name: str) -> Any:
+    # create_app needs the serve extra (Starlette): it is imported on first use, so the package,
+    # the static page and serve() itself (which checks the extra when it starts) load without it.
+    if name == "create_app":
+        try:
+            from rearcquest.index._app import create_app
+        except ImportError as exc:
+            raise _missing_extra() from exc
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from rearcquest.config import normalise_prefix
+from rearcquest.config import DEFAULT_CACHE_SECONDS, normalise_prefix
 from rearcquest.errors import StorageError
-from rearcquest.index import DEFAULT_CACHE_SECONDS, _http, check_token
+from rearcquest.index import _http
 from rearcquest.index._render import (
     PAGE_CSP,
     Listing,
@@ -665,7 +665,7 @@ def create_app(
         ConfigError: the prefix or the token is invalid (a token has at least 16 characters).
     """
     root = normalise_prefix(prefix)
-    token = check_token(token)
+    token = _http.check_token(token)
     index = _Index(store, root, cache_seconds)
     return Starlette(
         routes=[Route("/{path:path}", index.handle, methods=["GET", "HEAD", "POST"])],

@@ -1,14 +1,18 @@
-"""Pure HTTP semantics for downloads (RFC 9110): paths, ranges, validators, headers. No I/O."""
+"""Pure HTTP semantics for downloads (RFC 9110): paths, ranges, validators, headers, the bearer
+token. No I/O."""
 
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from mimetypes import guess_type
 from urllib.parse import quote
+
+from rearcquest.errors import ConfigError
 
 # S3 limits a key to 1024 bytes of UTF-8.
 MAX_KEY_BYTES = 1024
@@ -226,3 +230,50 @@ def content_disposition(key: str) -> str:
     name = _saved_name(key.rsplit("/", 1)[-1]) or "download"
     fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\%' else "_" for c in name)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+# A token anyone on the network may try to guess: shorter ones are refused.
+MIN_TOKEN_CHARS = 16
+# ``--token auto``: generate one (32 URL-safe characters, 192 random bits).
+AUTO_TOKEN = "auto"
+
+
+def check_token(token: str | None) -> str | None:
+    """Return ``token`` if it may protect the index (``''`` and ``None`` mean no token).
+
+    Raises:
+        ConfigError: the token is shorter than :data:`MIN_TOKEN_CHARS` or has spaces or
+            control characters around or in it (they cannot travel in a bearer header).
+    """
+    if not token:
+        return None
+    if token == AUTO_TOKEN:
+        raise ConfigError("the token 'auto' must be resolved first: call resolve_token()")
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(
+            f"the index token is {len(token)} characters long; use at least {MIN_TOKEN_CHARS}, "
+            f"or --token {AUTO_TOKEN} to generate one"
+        )
+    if any(c.isspace() or not c.isprintable() for c in token):
+        raise ConfigError(
+            "the index token has spaces or control characters; use printable characters only, "
+            f"or --token {AUTO_TOKEN} to generate one"
+        )
+    return token
+
+
+def resolve_token(token: str | None) -> str | None:
+    """Turn a ``--token`` value into the token to require.
+
+    Args:
+        token: ``None`` or ``''`` (no token), :data:`AUTO_TOKEN` (generate one) or the token.
+
+    Returns:
+        The token, or ``None`` for none.
+
+    Raises:
+        ConfigError: the token is too short or not printable (see :func:`check_token`).
+    """
+    if token == AUTO_TOKEN:
+        return secrets.token_urlsafe(24)
+    return check_token(token)

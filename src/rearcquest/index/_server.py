@@ -1,4 +1,8 @@
-"""Run the index application with uvicorn: blocking (:func:`serve`) or in a thread."""
+"""Run the index application with uvicorn: blocking (:func:`serve`) or in a thread.
+
+Starlette and uvicorn (the ``serve`` extra) are imported when a server is built, so this module,
+its :class:`Limits` and :func:`exposure_warning` load without them.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from rearcquest.config import DEFAULT_CACHE_SECONDS, DEFAULT_HOST, DEFAULT_PORT
 from rearcquest.errors import ConfigError, RqError
-from rearcquest.index import DEFAULT_CACHE_SECONDS, DEFAULT_HOST, DEFAULT_PORT, Limits
-from rearcquest.index._app import LOOPBACK_HOSTS, create_app
 
 if TYPE_CHECKING:
     import uvicorn
@@ -24,6 +28,34 @@ log = logging.getLogger(__name__)
 
 _ALL_INTERFACES = frozenset({"0.0.0.0", "::", ""})
 _START_TIMEOUT = 15.0
+
+# Seconds a client has to send a whole request (and a new connection its first one).
+REQUEST_TIMEOUT = 10.0
+# Seconds an idle kept-alive connection stays open after a response.
+KEEP_ALIVE_TIMEOUT = 5.0
+# Connections open at once; more are answered 503 and closed.
+MAX_CONNECTIONS = 256
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long clients may take and how many may connect (``rearcquest.index._protocol``).
+
+    Attributes:
+        request_timeout: seconds to send a whole request; a new connection, its first one.
+        keep_alive_timeout: seconds an idle kept-alive connection stays open.
+        max_connections: connections open at once; more are answered 503 and closed.
+    """
+
+    request_timeout: float = REQUEST_TIMEOUT
+    keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
+
+    def __post_init__(self) -> None:
+        if not self.request_timeout > 0 or not self.keep_alive_timeout > 0:
+            raise ConfigError("the request and keep-alive timeouts must be positive")
+        if self.max_connections < 1:
+            raise ConfigError(f"max_connections must be at least 1; got {self.max_connections}")
 
 
 def is_loopback(host: str) -> bool:
@@ -98,8 +130,9 @@ def _server(
     try:
         import uvicorn
 
+        from rearcquest.index._app import LOOPBACK_HOSTS, create_app
         from rearcquest.index._protocol import protocol_class
-    except ImportError as exc:  # pragma: no cover - the serve extra is checked by the caller
+    except ImportError as exc:
         raise _missing_extra() from exc
 
     allowed = LOOPBACK_HOSTS | {host.lower()} if is_loopback(host) else None
