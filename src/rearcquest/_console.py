@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from rearcquest.render import TextTable
-    from rearcquest.render_vintages import Grid
     from rearcquest.surveys import SurveyOutcome
     from rearcquest.sync import Progress as SyncProgress
 
@@ -158,7 +157,7 @@ def _plain(text: str) -> Text:
     return Text(visible(text))
 
 
-def print_grids(grids: Sequence[TextTable | Grid]) -> None:
+def print_grids(grids: Sequence[TextTable]) -> None:
     """Print report tables with rich on stdout: one per grid, its notes dimmed beneath it."""
     from rich.table import Table
 

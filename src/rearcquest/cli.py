@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rearcquest.render import TextTable
-    from rearcquest.render_vintages import Grid
     from rearcquest.storage import ObjectStore
 
 app = typer.Typer(
@@ -627,7 +626,7 @@ def _report(
     fmt: AnalyzeFormat,
     output: str | None,
     *,
-    grids: Callable[[], Sequence[TextTable | Grid]],
+    grids: Callable[[], Sequence[TextTable]],
     text: Callable[[str], str],
     write: Callable[[str], Sequence[Path]],
 ) -> None:

@@ -245,23 +245,24 @@ def to_csv(analysis: Analysis) -> str:
 
 @dataclass(frozen=True)
 class TextTable:
-    """A report laid out for people: title, column names, cells as text, and notes.
+    """A table laid out for people (a report, the releases, the revisions): title, column names,
+    cells as text, and notes.
 
     Attributes:
-        name: the report.
         title: a heading.
         columns: column names.
         rows: the cells, already formatted.
         numeric: for each column, whether it holds numbers (aligned right).
         notes: sentences to show under the table (missing years, what was summed).
+        name: the report it shows (``rq analyze``); None for another table.
     """
 
-    name: ReportName
     title: str
     columns: tuple[str, ...]
-    rows: list[tuple[str, ...]]
+    rows: Sequence[tuple[str, ...]]
     numeric: tuple[bool, ...]
     notes: tuple[str, ...] = ()
+    name: ReportName | None = None
 
 
 def _people(number: Decimal | int | None) -> str:
@@ -297,7 +298,6 @@ def tables(analysis: Analysis) -> list[TextTable]:
                 )
             out.append(
                 TextTable(
-                    name,
                     f"{TITLES[name]}, {stats.from_year}-{stats.to_year}",
                     ("statistic", "value"),
                     [
@@ -307,6 +307,7 @@ def tables(analysis: Analysis) -> list[TextTable]:
                     ],
                     (False, True),
                     tuple(notes),
+                    name=name,
                 )
             )
         elif name == "best-year":
@@ -314,7 +315,6 @@ def tables(analysis: Analysis) -> list[TextTable]:
             summed = "Q01-Q05 (annual average included)" if analysis.include_annual else "Q01-Q04"
             out.append(
                 TextTable(
-                    name,
                     TITLES[name],
                     ("series_id", "year", "value", *titled),
                     [
@@ -331,6 +331,7 @@ def tables(analysis: Analysis) -> list[TextTable]:
                         f"value: the largest yearly sum of {summed}; ties go to the earliest year",
                         f"{frame.height} series; source: {analysis.bls_source}",
                     ),
+                    name=name,
                 )
             )
         else:
@@ -342,7 +343,6 @@ def tables(analysis: Analysis) -> list[TextTable]:
             )
             out.append(
                 TextTable(
-                    name,
                     f"{TITLES[name]}: {analysis.series_id} {analysis.period}",
                     ("series_id", "year", "period", "value", "population", *titled),
                     [
@@ -358,6 +358,7 @@ def tables(analysis: Analysis) -> list[TextTable]:
                     ],
                     (False, True, False, True, True, *(False for _ in titled)),
                     (f"{frame.height} rows, {join}",),
+                    name=name,
                 )
             )
     return out
@@ -401,12 +402,15 @@ def markdown_section(
     return "\n".join(lines)
 
 
+def tables_markdown(tables: Sequence[TextTable]) -> str:
+    """Tables as Markdown: a heading, a table and notes each."""
+    parts = [markdown_section(t.title, t.columns, t.numeric, t.rows, t.notes) for t in tables]
+    return "\n\n".join(parts) + "\n"
+
+
 def to_markdown(analysis: Analysis) -> str:
     """The reports as Markdown: a heading, a table and notes per report."""
-    parts = [
-        markdown_section(t.title, t.columns, t.numeric, t.rows, t.notes) for t in tables(analysis)
-    ]
-    return "\n\n".join(parts) + "\n"
+    return tables_markdown(tables(analysis))
 
 
 def to_text(analysis: Analysis, *, max_rows: int | None = None) -> str:

@@ -10,12 +10,11 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rearcquest.errors import RqError
-from rearcquest.render import _png, _require_matplotlib, json_text, markdown_section
+from rearcquest.render import TextTable, _png, _require_matplotlib, json_text, tables_markdown
 
 if TYPE_CHECKING:
     from rearcquest.releases import Release
@@ -26,24 +25,13 @@ CHART_ROWS = 20
 _KEY = ("series_id", "year", "period")
 
 
-@dataclass(frozen=True)
-class Grid:
-    """A table for people: a title, column names, cells as text, and notes."""
-
-    title: str
-    columns: tuple[str, ...]
-    rows: Sequence[tuple[str, ...]]
-    numeric: tuple[bool, ...]
-    notes: tuple[str, ...] = ()
-
-
 def releases_json(releases: Sequence[Release]) -> str:
     """``[{"release", "synced_at", "changed", "removed", "files": {name: {"sha256",
     "version_id"}}}]``, newest first as given."""
     return json.dumps([r.to_dict() for r in releases], indent=2)
 
 
-def releases_grid(releases: Sequence[Release]) -> Grid:
+def releases_grid(releases: Sequence[Release]) -> TextTable:
     """One row per release: its stamp, when it was synced, and the files it changed."""
     rows = [
         (
@@ -55,7 +43,7 @@ def releases_grid(releases: Sequence[Release]) -> Grid:
         for r in releases
     ]
     notes = () if releases else ("no release logged yet: a sync that changes files records one",)
-    return Grid(
+    return TextTable(
         "Releases, newest first",
         ("release", "synced_at", "files", "changed"),
         rows,
@@ -85,10 +73,10 @@ def revisions_csv(result: Revisions) -> str:
     return out.getvalue()
 
 
-def revisions_grids(result: Revisions) -> list[Grid]:
+def revisions_grids(result: Revisions) -> list[TextTable]:
     """The per-series summary, then every revised value."""
     heading = f"{result.file}: release {result.from_release} -> {result.to_release}"
-    summary = Grid(
+    summary = TextTable(
         f"Revisions per series, {heading}",
         ("series_id", "revised", "added", "removed", "largest_change"),
         [
@@ -107,7 +95,7 @@ def revisions_grids(result: Revisions) -> list[Grid]:
             f"{result.removed.height} removed",
         ),
     )
-    revised = Grid(
+    revised = TextTable(
         f"Revised values, {heading}",
         (*_KEY, "old", "new", "change"),
         [
@@ -117,12 +105,6 @@ def revisions_grids(result: Revisions) -> list[Grid]:
         (False, True, False, True, True, True),
     )
     return [summary, revised]
-
-
-def grids_markdown(grids: Sequence[Grid]) -> str:
-    """Grids as Markdown: a heading, a table and notes each."""
-    parts = [markdown_section(g.title, g.columns, g.numeric, g.rows, g.notes) for g in grids]
-    return "\n\n".join(parts) + "\n"
 
 
 def revisions_chart(result: Revisions) -> bytes:
@@ -179,7 +161,7 @@ def revisions_text(result: Revisions, fmt: str) -> str:
     """The comparison in a text format of ``rq revisions``: ``json``, ``csv`` or ``markdown``."""
     if fmt == "json":
         return revisions_json(result)
-    return revisions_csv(result) if fmt == "csv" else grids_markdown(revisions_grids(result))
+    return revisions_csv(result) if fmt == "csv" else tables_markdown(revisions_grids(result))
 
 
 def tables_as_of_doc(release: str, written: Sequence[str]) -> dict[str, object]:
