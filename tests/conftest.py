@@ -1,6 +1,13 @@
 """Shared fixtures: an isolated environment, moto for AWS APIs, and real local servers.
 
 Servers bind 127.0.0.1 on free ports, start per session or per test, and are always stopped.
+
+The suite has two tiers. The unit tier (``scripts/test --quick``: ``-m "not integration"``) runs
+in-process: moto (mocked, or its threaded server), the BLS-like server's threads, CliRunner. The
+integration tier is every test marked ``integration``, which :func:`pytest_collection_modifyitems`
+adds by rule (:data:`INTEGRATION_FIXTURES`, :data:`INTEGRATION_MODULES`, a ``seaweedfs``
+parameter) beside the explicit marks; a unit test that starts a Python, ``rq`` or a server
+program anyway fails, saying to mark it (:func:`_unit_tier_starts_no_programs`).
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ import atexit
 import gzip
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +59,105 @@ DATA = unpack_data(DATA_SOURCES, Path(tempfile.mkdtemp(prefix="rq-test-data-")))
 atexit.register(shutil.rmtree, DATA, ignore_errors=True)
 BLS_RELEASES = DATA / "bls" / "pr"
 DATAUSA = DATA / "datausa"
+
+
+# -- the tiers ------------------------------------------------------------------------------------
+
+# A test that asks for one of these (itself or through another fixture) is an integration test.
+INTEGRATION_FIXTURES = frozenset({"seaweedfs", "seaweed_bucket", "demo_run"})
+# Modules whose every test starts a program (rq, python, weed, rclone, Chromium) or runs `rq demo`.
+INTEGRATION_MODULES = frozenset(
+    {
+        "test_cli_exit_codes.py",
+        "test_demo.py",
+        "test_index_browser.py",
+        "test_seaweedfs_smoke.py",
+        "test_startup.py",
+        "test_sync_integration.py",
+        "test_sync_rclone.py",
+    }
+)
+# Tests that share an expensive per-module or per-session fixture run on one xdist worker
+# (scripts/test passes --dist loadgroup), so it starts once: the browser, SeaweedFS.
+XDIST_GROUPS = {"test_index_browser.py": "browser"}
+# The programs a unit test may not start: Python itself (so `python -m rearcquest`) and what the
+# test extra installs in the venv's bin folder (rq, weed, rclone...).
+VENV_BIN = Path(sys.executable).parent
+HERE = Path(__file__).resolve().parent
+
+
+def integration_by_rule(item: pytest.Item) -> bool:
+    """Whether ``item`` is an integration test by the rules above (explicit marks aside)."""
+    if item.path.name in INTEGRATION_MODULES:
+        return True
+    if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return "seaweedfs" in params.values()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the integration tests of tests/ by the rules; group what shares a costly fixture."""
+    for item in items:
+        if not item.path.is_relative_to(HERE):
+            continue  # infra/tests/conftest.py tiers its own
+        if integration_by_rule(item) and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.integration)
+        group = XDIST_GROUPS.get(item.path.name)
+        if group is None and "seaweedfs" in getattr(item, "fixturenames", ()):
+            group = "seaweedfs"
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def starts_a_program(args: Any) -> bool:
+    """Whether ``args`` (as given to :class:`subprocess.Popen`) starts Python or a venv program."""
+    if isinstance(args, (str, bytes, os.PathLike)):
+        args = os.fsdecode(args).split() or [""]
+    program = os.fsdecode(next(iter(args), ""))
+    found = Path(shutil.which(program) or program)
+    return found.name.startswith("python") or found.parent == VENV_BIN
+
+
+class UnitTierStartedAProgram(AssertionError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_starts_no_programs(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test not marked ``integration`` that starts Python or a venv program fails, saying so."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+    popen = subprocess.Popen.__init__
+
+    def refuse(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        if starts_a_program(args):
+            raise UnitTierStartedAProgram(
+                f"{request.node.nodeid} starts {args!r}: mark it @pytest.mark.integration "
+                "(or add its module to INTEGRATION_MODULES in tests/conftest.py)"
+            )
+        popen(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
+# -- the environment and AWS ---------------------------------------------------------------------
+
+# Every botocore session (moto's mock and each store's client make new ones, hundreds a run)
+# would parse the service models' JSON again, ~0.1 s a client: the tests share one loader, as
+# the clients of one session do.
+_loaders: dict[str | None, Any] = {}
+
+
+def _shared_loader(search_path_string: str | None = None) -> Any:
+    if search_path_string not in _loaders:
+        _loaders[search_path_string] = botocore.loaders.create_loader(search_path_string)
+    return _loaders[search_path_string]
+
+
+botocore.session.create_loader = _shared_loader  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)

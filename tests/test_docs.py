@@ -38,6 +38,7 @@ def test_every_command_has_a_docs_page_or_section() -> None:
         assert f"## `rq {name}`" in cli_md, name
 
 
+@pytest.mark.integration
 def test_cli_md_is_current() -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "cli-docs"), "--check"],
@@ -58,6 +59,7 @@ def _same_but_ports(line: str) -> str:
     return PORT.sub("127.0.0.1:PORT", line.rstrip())
 
 
+@pytest.mark.integration
 def test_readme_session_is_what_rq_demo_prints() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "rearcquest", "demo"],
