@@ -3,7 +3,7 @@
 Servers bind 127.0.0.1 on free ports, start per session or per test, and are always stopped.
 
 The suite has two tiers. The unit tier (``scripts/test --quick``: ``-m "not integration"``) runs
-in-process: moto (mocked, or its threaded server), the BLS-like server's threads, CliRunner. The
+in-process: moto's mocked AWS (no endpoint), the BLS-like server's threads, CliRunner. The
 integration tier is every test marked ``integration``, which :func:`pytest_collection_modifyitems`
 adds by rule (:data:`INTEGRATION_FIXTURES`, :data:`INTEGRATION_MODULES`, a ``seaweedfs``
 parameter) beside the explicit marks; a unit test that starts a Python, ``rq`` or a server
@@ -19,7 +19,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +65,9 @@ DATAUSA = DATA / "datausa"
 
 # -- the tiers ------------------------------------------------------------------------------------
 
-# A test that asks for one of these (itself or through another fixture) is an integration test.
-INTEGRATION_FIXTURES = frozenset({"seaweedfs", "seaweed_bucket", "demo_run"})
+# A test that asks for one of these (itself or through another fixture) is an integration test:
+# a real S3 endpoint over HTTP (moto's threaded server, SeaweedFS) or the shared `rq demo` run.
+INTEGRATION_FIXTURES = frozenset({"moto_server", "seaweedfs", "seaweed_bucket", "demo_run"})
 # Modules whose every test starts a program (rq, python, weed, rclone, Chromium) or runs `rq demo`.
 INTEGRATION_MODULES = frozenset(
     {
@@ -78,7 +81,7 @@ INTEGRATION_MODULES = frozenset(
     }
 )
 # Tests that share an expensive per-module or per-session fixture run on one xdist worker
-# (scripts/test passes --dist loadgroup), so it starts once: the browser, SeaweedFS.
+# (scripts/test passes --dist loadgroup), so it starts once: the browser, SeaweedFS, `rq demo`.
 XDIST_GROUPS = {"test_index_browser.py": "browser"}
 # The programs a unit test may not start: Python itself (so `python -m rearcquest`) and what the
 # test extra installs in the venv's bin folder (rq, weed, rclone...).
@@ -104,8 +107,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if integration_by_rule(item) and item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.integration)
         group = XDIST_GROUPS.get(item.path.name)
-        if group is None and "seaweedfs" in getattr(item, "fixturenames", ()):
-            group = "seaweedfs"
+        for fixture in ("demo_run", "seaweedfs"):
+            if group is None and fixture in getattr(item, "fixturenames", ()):
+                group = fixture
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
 
@@ -246,6 +250,31 @@ def bls_server(shared_data: Path) -> Iterator[Any]:
 
     with OfflineServer(release("2024-06-06")) as server:
         yield server
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What one ``rq demo`` printed, its exit code and the threads it left running."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    leftover_threads: list[threading.Thread]
+
+
+@pytest.fixture(scope="session")
+def demo_run() -> DemoRun:
+    """``rq demo`` run once for the tests that only read what it printed (in-process, so they
+    can also see that it leaves no thread behind)."""
+    from typer.testing import CliRunner
+
+    from rearcquest.cli import app
+
+    threads_before = {t.ident for t in threading.enumerate()}
+    with restored_logging():
+        result = CliRunner().invoke(app, ["demo"])
+    leftover = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
+    return DemoRun(result.exit_code, result.stdout, result.stderr, leftover)
 
 
 class restored_logging:
