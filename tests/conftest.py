@@ -254,6 +254,51 @@ def seaweed_bucket(seaweedfs: str, request: pytest.FixtureRequest) -> tuple[str,
     return seaweedfs, bucket
 
 
+def _fast_retry() -> Any:
+    from rearcquest.sources._http import RetryPolicy
+
+    return RetryPolicy(attempts=2, base=0.01, cap=0.02)
+
+
+# Two attempts, a few milliseconds apart: a retried request without the wait.
+FAST = _fast_retry()
+
+
+@pytest.fixture(params=["moto", pytest.param("seaweedfs", marks=pytest.mark.integration)])
+def any_store(request: pytest.FixtureRequest) -> Any:
+    """A fresh bucket on moto (in-process) or on a real SeaweedFS server."""
+    from rearcquest.storage import ObjectStore, make_s3_client
+
+    if request.param == "moto":
+        return request.getfixturevalue("store")
+    endpoint, bucket = request.getfixturevalue("seaweed_bucket")
+    return ObjectStore(make_s3_client(endpoint_url=endpoint), bucket)
+
+
+def _clear_lambda_caches() -> None:
+    from rearcquest import lambdas
+
+    lambdas._s3_client.cache_clear()
+    lambdas._sqs_client.cache_clear()
+    lambdas._glue_client.cache_clear()
+    lambdas._configure_logging.cache_clear()
+
+
+@pytest.fixture
+def lambda_aws() -> Iterator[tuple[Any, Any]]:
+    """moto (in-process) with the buckets ``rq-bls`` and ``rq-population``, as the Lambda
+    handlers see them from a fresh container; yields the S3 and SQS clients."""
+    from moto import mock_aws
+
+    with mock_aws():
+        _clear_lambda_caches()
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="rq-bls")
+        s3.create_bucket(Bucket="rq-population")
+        yield s3, boto3.client("sqs", region_name="us-east-1")
+    _clear_lambda_caches()
+
+
 def release(vintage: str) -> dict[str, Any]:
     """The files of one real BLS release (2024-06-06, 2025-06-05, 2025-09-04 or 2026-08-06)."""
     from rearcquest.offline import load_release

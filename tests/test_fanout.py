@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import boto3
 import pytest
 
 from rearcquest import lambdas
@@ -42,22 +41,8 @@ def tree_server() -> Iterator[OfflineServer]:
 
 
 @pytest.fixture
-def aws() -> Iterator[tuple[Any, Any]]:
-    from moto import mock_aws
-
-    with mock_aws():
-        lambdas._s3_client.cache_clear()
-        lambdas._sqs_client.cache_clear()
-        lambdas._glue_client.cache_clear()
-        lambdas._configure_logging.cache_clear()
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="rq-bls")
-        s3.create_bucket(Bucket="rq-population")
-        yield s3, boto3.client("sqs", region_name="us-east-1")
-    lambdas._s3_client.cache_clear()
-    lambdas._sqs_client.cache_clear()
-    lambdas._glue_client.cache_clear()
-    lambdas._configure_logging.cache_clear()
+def aws(lambda_aws: tuple[Any, Any]) -> tuple[Any, Any]:
+    return lambda_aws
 
 
 def work_queue(sqs: Any) -> tuple[str, str]:
