@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from conftest import FAST
 from rearcquest import lambdas
 from rearcquest.config import Settings
 from rearcquest.errors import ConfigError
@@ -193,7 +194,7 @@ def test_a_big_file_that_left_the_listing_is_deleted_by_the_survey_message(
 
 def test_plan_work_gives_a_failed_listing_its_message(tree_server: OfflineServer) -> None:
     tree_server.faults.append(Fault("/pub/time.series/la/", status=500, times=10))
-    with HttpClient(user_agent=f"rq {CONTACT}") as http:
+    with HttpClient(user_agent=f"rq {CONTACT}", retry=FAST) as http:
         plan = plan_work(
             http, surveys=["la", "cu"], root_url=tree_server.root_url, big_file_bytes=BIG
         )
