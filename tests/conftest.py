@@ -89,14 +89,18 @@ VENV_BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
 
 
+def uses(item: pytest.Item) -> set[str]:
+    """The fixtures ``item`` asks for, with ``seaweedfs`` for a ``seaweedfs`` parameter (a fixture
+    such as ``any_store`` that asks for the server by name only when given it)."""
+    names = set(getattr(item, "fixturenames", ()))
+    if "seaweedfs" in getattr(getattr(item, "callspec", None), "params", {}).values():
+        names.add("seaweedfs")
+    return names
+
+
 def integration_by_rule(item: pytest.Item) -> bool:
     """Whether ``item`` is an integration test by the rules above (explicit marks aside)."""
-    if item.path.name in INTEGRATION_MODULES:
-        return True
-    if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
-        return True
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    return "seaweedfs" in params.values()
+    return item.path.name in INTEGRATION_MODULES or bool(INTEGRATION_FIXTURES & uses(item))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -108,7 +112,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         group = XDIST_GROUPS.get(item.path.name)
         for fixture in ("demo_run", "seaweedfs"):
-            if group is None and fixture in getattr(item, "fixturenames", ()):
+            if group is None and fixture in uses(item):
                 group = fixture
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
