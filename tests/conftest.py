@@ -1,6 +1,13 @@
 """Shared fixtures: an isolated environment, moto for AWS APIs, and real local servers.
 
 Servers bind 127.0.0.1 on free ports, start per session or per test, and are always stopped.
+
+The suite has two tiers. The unit tier (``scripts/test --quick``: ``-m "not integration"``) runs
+in-process: moto's mocked AWS (no endpoint), the BLS-like server's threads, CliRunner. The
+integration tier is every test marked ``integration``, which :func:`pytest_collection_modifyitems`
+adds by rule (:data:`INTEGRATION_FIXTURES`, :data:`INTEGRATION_MODULES`, a ``seaweedfs``
+parameter) beside the explicit marks; a unit test that starts a Python, ``rq`` or a server
+program anyway fails, saying to mark it (:func:`_unit_tier_starts_no_programs`).
 """
 
 from __future__ import annotations
@@ -9,13 +16,18 @@ import atexit
 import gzip
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +61,129 @@ DATA = unpack_data(DATA_SOURCES, Path(tempfile.mkdtemp(prefix="rq-test-data-")))
 atexit.register(shutil.rmtree, DATA, ignore_errors=True)
 BLS_RELEASES = DATA / "bls" / "pr"
 DATAUSA = DATA / "datausa"
+
+
+# -- the tiers ------------------------------------------------------------------------------------
+
+# A test that asks for one of these (itself or through another fixture) is an integration test:
+# a real S3 endpoint over HTTP (moto's threaded server, SeaweedFS) or the shared `rq demo` run.
+INTEGRATION_FIXTURES = frozenset({"moto_server", "seaweedfs", "seaweed_bucket", "demo_run"})
+# Modules whose every test starts a program (rq, python, weed, rclone, Chromium) or runs `rq demo`.
+INTEGRATION_MODULES = frozenset(
+    {
+        "test_cli_exit_codes.py",
+        "test_demo.py",
+        "test_index_browser.py",
+        "test_seaweedfs_smoke.py",
+        "test_startup.py",
+        "test_sync_integration.py",
+        "test_sync_rclone.py",
+    }
+)
+# Tests that share an expensive per-module or per-session fixture run on one xdist worker
+# (scripts/test passes --dist loadgroup), so it starts once: the browser, SeaweedFS, `rq demo`.
+XDIST_GROUPS = {"test_index_browser.py": "browser"}
+# The programs a unit test may not start: Python itself (so `python -m rearcquest`) and what the
+# test extra installs in the venv's bin folder (rq, weed, rclone...).
+VENV_BIN = Path(sys.executable).parent
+HERE = Path(__file__).resolve().parent
+
+
+def uses(item: pytest.Item) -> set[str]:
+    """The fixtures ``item`` asks for, with ``seaweedfs`` for a ``seaweedfs`` parameter (a fixture
+    such as ``any_store`` that asks for the server by name only when given it)."""
+    names = set(getattr(item, "fixturenames", ()))
+    if "seaweedfs" in getattr(getattr(item, "callspec", None), "params", {}).values():
+        names.add("seaweedfs")
+    return names
+
+
+def integration_by_rule(item: pytest.Item) -> bool:
+    """Whether ``item`` is an integration test by the rules above (explicit marks aside)."""
+    return item.path.name in INTEGRATION_MODULES or bool(INTEGRATION_FIXTURES & uses(item))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the integration tests of tests/ by the rules; group what shares a costly fixture."""
+    for item in items:
+        if not item.path.is_relative_to(HERE):
+            continue  # infra/tests/conftest.py tiers its own
+        if integration_by_rule(item) and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.integration)
+        group = XDIST_GROUPS.get(item.path.name)
+        for fixture in ("demo_run", "seaweedfs"):
+            if group is None and fixture in uses(item):
+                group = fixture
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def starts_a_program(args: Any) -> bool:
+    """Whether ``args`` (as given to :class:`subprocess.Popen`) starts Python or a venv program."""
+    if isinstance(args, (str, bytes, os.PathLike)):
+        args = os.fsdecode(args).split() or [""]
+    program = os.fsdecode(next(iter(args), ""))
+    found = Path(shutil.which(program) or program)
+    return found.name.startswith("python") or found.parent == VENV_BIN
+
+
+class UnitTierStartedAProgram(AssertionError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_starts_no_programs(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test not marked ``integration`` that starts Python or a venv program fails, saying so."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+    popen = subprocess.Popen.__init__
+
+    def refuse(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        if starts_a_program(args):
+            raise UnitTierStartedAProgram(
+                f"{request.node.nodeid} starts {args!r}: mark it @pytest.mark.integration "
+                "(or add its module to INTEGRATION_MODULES in tests/conftest.py)"
+            )
+        popen(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
+# -- the environment and AWS ---------------------------------------------------------------------
+
+# Every botocore session (moto's mock and each store's client make new ones, hundreds a run)
+# would parse the service models' JSON again, ~0.1 s a client: the tests share one loader, as
+# the clients of one session do.
+_loaders: dict[str | None, Any] = {}
+
+
+def _shared_loader(search_path_string: str | None = None) -> Any:
+    if search_path_string not in _loaders:
+        _loaders[search_path_string] = botocore.loaders.create_loader(search_path_string)
+    return _loaders[search_path_string]
+
+
+botocore.session.create_loader = _shared_loader  # type: ignore[attr-defined]
+
+
+def _s3_urls_module(self: Any) -> Any:
+    """moto's S3 backend reloads ``moto.s3.urls`` on every request, for a custom endpoint set in
+    the environment meanwhile (``MOTO_S3_CUSTOM_ENDPOINTS``), which no test sets: ~10% of an S3
+    test's time. Loaded once here."""
+    import moto.s3.urls
+
+    return moto.s3.urls
+
+
+def _load_moto_s3_once() -> None:
+    from moto.s3.models import S3Backend
+
+    S3Backend._url_module = property(_s3_urls_module)  # type: ignore[assignment,method-assign]
+
+
+_load_moto_s3_once()
 
 
 @pytest.fixture(autouse=True)
@@ -123,6 +258,51 @@ def seaweed_bucket(seaweedfs: str, request: pytest.FixtureRequest) -> tuple[str,
     return seaweedfs, bucket
 
 
+def _fast_retry() -> Any:
+    from rearcquest.sources._http import RetryPolicy
+
+    return RetryPolicy(attempts=2, base=0.01, cap=0.02)
+
+
+# Two attempts, a few milliseconds apart: a retried request without the wait.
+FAST = _fast_retry()
+
+
+@pytest.fixture(params=["moto", pytest.param("seaweedfs", marks=pytest.mark.integration)])
+def any_store(request: pytest.FixtureRequest) -> Any:
+    """A fresh bucket on moto (in-process) or on a real SeaweedFS server."""
+    from rearcquest.storage import ObjectStore, make_s3_client
+
+    if request.param == "moto":
+        return request.getfixturevalue("store")
+    endpoint, bucket = request.getfixturevalue("seaweed_bucket")
+    return ObjectStore(make_s3_client(endpoint_url=endpoint), bucket)
+
+
+def _clear_lambda_caches() -> None:
+    from rearcquest import lambdas
+
+    lambdas._s3_client.cache_clear()
+    lambdas._sqs_client.cache_clear()
+    lambdas._glue_client.cache_clear()
+    lambdas._configure_logging.cache_clear()
+
+
+@pytest.fixture
+def lambda_aws() -> Iterator[tuple[Any, Any]]:
+    """moto (in-process) with the buckets ``rq-bls`` and ``rq-population``, as the Lambda
+    handlers see them from a fresh container; yields the S3 and SQS clients."""
+    from moto import mock_aws
+
+    with mock_aws():
+        _clear_lambda_caches()
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="rq-bls")
+        s3.create_bucket(Bucket="rq-population")
+        yield s3, boto3.client("sqs", region_name="us-east-1")
+    _clear_lambda_caches()
+
+
 def release(vintage: str) -> dict[str, Any]:
     """The files of one real BLS release (2024-06-06, 2025-06-05, 2025-09-04 or 2026-08-06)."""
     from rearcquest.offline import load_release
@@ -137,6 +317,31 @@ def bls_server(shared_data: Path) -> Iterator[Any]:
 
     with OfflineServer(release("2024-06-06")) as server:
         yield server
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What one ``rq demo`` printed, its exit code and the threads it left running."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    leftover_threads: list[threading.Thread]
+
+
+@pytest.fixture(scope="session")
+def demo_run() -> DemoRun:
+    """``rq demo`` run once for the tests that only read what it printed (in-process, so they
+    can also see that it leaves no thread behind)."""
+    from typer.testing import CliRunner
+
+    from rearcquest.cli import app
+
+    threads_before = {t.ident for t in threading.enumerate()}
+    with restored_logging():
+        result = CliRunner().invoke(app, ["demo"])
+    leftover = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
+    return DemoRun(result.exit_code, result.stdout, result.stderr, leftover)
 
 
 class restored_logging:

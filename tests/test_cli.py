@@ -40,6 +40,7 @@ def test_unknown_option_is_a_usage_error() -> None:
     assert result.exit_code == 2
 
 
+@pytest.mark.integration
 def test_help_does_not_import_heavy_dependencies() -> None:
     code = (
         "import sys; from rearcquest.cli import app\n"
@@ -52,6 +53,7 @@ def test_help_does_not_import_heavy_dependencies() -> None:
     assert "HEAVY []" in proc.stderr
 
 
+@pytest.mark.integration
 def test_python_dash_m() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "rearcquest", "--version"],

@@ -7,21 +7,17 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
-from typer.testing import CliRunner
 
-from rearcquest.cli import app
+from conftest import DemoRun
 
 
-def test_demo_runs_every_step_and_stops_everything() -> None:
-    threads_before = {t.ident for t in threading.enumerate()}
-    result = CliRunner().invoke(app, ["demo"])
-    assert result.exit_code == 0, result.output
-    out = result.stdout
+def test_demo_runs_every_step_and_stops_everything(demo_run: DemoRun) -> None:
+    assert demo_run.exit_code == 0, demo_run.stdout + demo_run.stderr
+    out = demo_run.stdout
     assert "added       12" in out
     assert "updated      3  pr.data.0.Current, pr.data.1.AllData, pr.series" in out
     assert "(5 re-dated by the source with identical bytes: not uploaded)" in out
@@ -33,8 +29,7 @@ def test_demo_runs_every_step_and_stops_everything() -> None:
     assert "322,069,808.0" in out and "4,158,441.04" in out
     assert "237 series" in out
     assert "PRS30006032  2018  Q01       0.5  327,167,439" in out
-    leftover = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
-    assert leftover == []
+    assert demo_run.leftover_threads == []
 
 
 def test_the_report_log_lines_are_where_the_demo_says(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import typer
 
+from conftest import DemoRun
 from rearcquest.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +39,7 @@ def test_every_command_has_a_docs_page_or_section() -> None:
         assert f"## `rq {name}`" in cli_md, name
 
 
+@pytest.mark.integration
 def test_cli_md_is_current() -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "cli-docs"), "--check"],
@@ -58,16 +60,9 @@ def _same_but_ports(line: str) -> str:
     return PORT.sub("127.0.0.1:PORT", line.rstrip())
 
 
-def test_readme_session_is_what_rq_demo_prints() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "rearcquest", "demo"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    printed = [_same_but_ports(line) for line in proc.stdout.splitlines()]
+def test_readme_session_is_what_rq_demo_prints(demo_run: DemoRun) -> None:
+    assert demo_run.exit_code == 0, demo_run.stderr
+    printed = [_same_but_ports(line) for line in demo_run.stdout.splitlines()]
     shown = [_same_but_ports(line) for line in _readme_demo_session()]
     # Line for line, in order; only a `...` line may stand for lines left out.
     position, gap = 0, False

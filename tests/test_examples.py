@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import boto3
+import pytest
 
 import rearcquest
 from rearcquest.config import DEFAULT_POPULATION_KEY
@@ -19,6 +20,7 @@ from rearcquest.offline import OfflineServer, add_datausa_routes
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+@pytest.mark.integration
 def test_library_example_syncs(moto_server: str, bls_server: OfflineServer) -> None:
     bucket = f"ex-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(
@@ -55,6 +57,7 @@ def test_crontab_line_runs_rq_run_daily() -> None:
     assert re.search(r'rq" run\b', fields[5])
 
 
+@pytest.mark.integration
 def test_crontab_command_runs_rq_run_with_the_env_file_as_cron_does(
     tmp_path: Path, moto_server: str, bls_server: OfflineServer
 ) -> None:

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import boto3
 import pytest
 
+from conftest import FAST
 from rearcquest import lambdas
 from rearcquest.config import Settings
 from rearcquest.errors import ConfigError
@@ -42,22 +42,8 @@ def tree_server() -> Iterator[OfflineServer]:
 
 
 @pytest.fixture
-def aws() -> Iterator[tuple[Any, Any]]:
-    from moto import mock_aws
-
-    with mock_aws():
-        lambdas._s3_client.cache_clear()
-        lambdas._sqs_client.cache_clear()
-        lambdas._glue_client.cache_clear()
-        lambdas._configure_logging.cache_clear()
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="rq-bls")
-        s3.create_bucket(Bucket="rq-population")
-        yield s3, boto3.client("sqs", region_name="us-east-1")
-    lambdas._s3_client.cache_clear()
-    lambdas._sqs_client.cache_clear()
-    lambdas._glue_client.cache_clear()
-    lambdas._configure_logging.cache_clear()
+def aws(lambda_aws: tuple[Any, Any]) -> tuple[Any, Any]:
+    return lambda_aws
 
 
 def work_queue(sqs: Any) -> tuple[str, str]:
@@ -208,7 +194,7 @@ def test_a_big_file_that_left_the_listing_is_deleted_by_the_survey_message(
 
 def test_plan_work_gives_a_failed_listing_its_message(tree_server: OfflineServer) -> None:
     tree_server.faults.append(Fault("/pub/time.series/la/", status=500, times=10))
-    with HttpClient(user_agent=f"rq {CONTACT}") as http:
+    with HttpClient(user_agent=f"rq {CONTACT}", retry=FAST) as http:
         plan = plan_work(
             http, surveys=["la", "cu"], root_url=tree_server.root_url, big_file_bytes=BIG
         )

@@ -22,21 +22,9 @@ from rearcquest.errors import (
 )
 from rearcquest.layout import lock_key
 from rearcquest.lease import Lease, LeaseInfo
-from rearcquest.storage import ObjectStore, make_s3_client
+from rearcquest.storage import ObjectStore
 
 KEY = lock_key("pr/")
-
-
-@pytest.fixture(
-    params=["moto", pytest.param("seaweedfs", marks=pytest.mark.integration)],
-)
-def any_store(request: pytest.FixtureRequest) -> ObjectStore:
-    """A fresh bucket on moto (in-process) or on a real SeaweedFS server."""
-    if request.param == "moto":
-        store: ObjectStore = request.getfixturevalue("store")
-        return store
-    endpoint, bucket = request.getfixturevalue("seaweed_bucket")
-    return ObjectStore(make_s3_client(endpoint_url=endpoint), bucket)
 
 
 @pytest.fixture

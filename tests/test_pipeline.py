@@ -11,15 +11,13 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from conftest import release
+from conftest import FAST, release
 from rearcquest.cli import app
 from rearcquest.config import Settings
 from rearcquest.errors import ConfigError, RqError
 from rearcquest.offline import Fault, OfflineServer, ServedFile, add_datausa_routes
 from rearcquest.pipeline import run_pipeline
-from rearcquest.sources._http import RetryPolicy
 
-FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 runner = CliRunner()
 
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from conftest import release
+from conftest import FAST, release
 from rearcquest import vintages
 from rearcquest.config import Settings
 from rearcquest.errors import ConfigError, DataError, StateConflictError
@@ -25,12 +25,10 @@ from rearcquest.releases import (
     record_release,
     resolve_release,
 )
-from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
 from rearcquest.sync import SyncState, sync_bls
 from vintage_helpers import STAMPS
 
-FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 CONTACT = "tests@example.com"
 SHA = {c: c * 64 for c in "abcdef"}
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

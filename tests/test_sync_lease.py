@@ -8,30 +8,18 @@ from typing import Any
 
 import pytest
 
-from conftest import release
+from conftest import FAST, release
 from rearcquest import lease as lease_module
 from rearcquest.errors import LeaseHeldError, LeaseLostError, LockUnsupportedError
 from rearcquest.layout import lock_key, state_key
 from rearcquest.lease import Lease, LeaseInfo
 from rearcquest.offline import OfflineServer
-from rearcquest.sources._http import RetryPolicy
-from rearcquest.storage import ObjectStore, make_s3_client
+from rearcquest.storage import ObjectStore
 from rearcquest.sync import SyncResult, sync_bls
 from sync_helpers import before_each_upload
 
 CONTACT = "tests@example.com"
-FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 LOCK = lock_key("pr/")
-
-
-@pytest.fixture(params=["moto", pytest.param("seaweedfs", marks=pytest.mark.integration)])
-def any_store(request: pytest.FixtureRequest) -> ObjectStore:
-    """A fresh bucket on moto (in-process) or on a real SeaweedFS server."""
-    if request.param == "moto":
-        store: ObjectStore = request.getfixturevalue("store")
-        return store
-    endpoint, bucket = request.getfixturevalue("seaweed_bucket")
-    return ObjectStore(make_s3_client(endpoint_url=endpoint), bucket)
 
 
 def run(store: ObjectStore, server: OfflineServer, **kw: Any) -> SyncResult:

@@ -8,15 +8,14 @@ from typing import Any
 
 import pytest
 
+from conftest import FAST
 from rearcquest.errors import StorageError, TransferError
 from rearcquest.layout import state_key
 from rearcquest.offline import OfflineServer
-from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore, ObjectWriter
 from rearcquest.sync import SyncState, sync_bls
 
 CONTACT = "tests@example.com"
-FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 
 
 def test_next_download_starts_while_an_upload_is_in_progress(

@@ -12,17 +12,16 @@ from typing import Any
 
 import pytest
 
+from conftest import FAST
 from rearcquest.errors import ConfigError, StateConflictError, StorageError
 from rearcquest.layout import LEGACY_STATE_NAME, META_SHA256, state_key
 from rearcquest.offline import OfflineServer, ServedFile
 from rearcquest.pipeline import sync_with_index
-from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
 from rearcquest.sync import SyncState, load_state, sync_bls
 from sync_helpers import before_each_upload
 
 CONTACT = "tests@example.com"
-FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 STATE = state_key("pr/")
 LEGACY = "pr/" + LEGACY_STATE_NAME
 SHA = "0" * 64

@@ -288,22 +288,8 @@ def test_cli_tables_with_the_mirror_at_the_root_is_a_usage_error(
 
 
 @pytest.fixture
-def aws() -> Iterator[Any]:
-    from moto import mock_aws
-
-    with mock_aws():
-        lambdas._s3_client.cache_clear()
-        lambdas._sqs_client.cache_clear()
-        lambdas._glue_client.cache_clear()
-        lambdas._configure_logging.cache_clear()
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="rq-bls")
-        s3.create_bucket(Bucket="rq-population")
-        yield s3
-    lambdas._s3_client.cache_clear()
-    lambdas._sqs_client.cache_clear()
-    lambdas._glue_client.cache_clear()
-    lambdas._configure_logging.cache_clear()
+def aws(lambda_aws: tuple[Any, Any]) -> Any:
+    return lambda_aws[0]
 
 
 def lambda_env(monkeypatch: pytest.MonkeyPatch, server: OfflineServer) -> None:

@@ -11,11 +11,10 @@ from typing import Any
 import boto3
 import pytest
 
-from conftest import release
+from conftest import FAST, release
 from rearcquest.layout import releases_key
 from rearcquest.offline import OfflineServer
 from rearcquest.releases import Release, ReleaseFile, ReleaseLog
-from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
 from rearcquest.sync import sync_bls
 
@@ -27,7 +26,6 @@ STAMPS = [
 SLUGS = [s.replace(" ", "T").replace(":", "") for s in STAMPS]
 BUCKET = "vintage-bucket"
 CONTACT = "tests@example.com"
-FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 DATA = "pr.data.0.Current"
 
 

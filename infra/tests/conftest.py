@@ -60,6 +60,18 @@ def put_node_on_path() -> str:
 NODE = put_node_on_path()
 if str(INFRA) not in sys.path:
     sys.path.insert(0, str(INFRA))
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every infrastructure test is in the integration tier (CDK on Node.js, scripts run as
+    programs); those that read the synthesized app share one xdist group, so the session's
+    synthesis runs on one worker only."""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
+            if "synth" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group("cdk"))
 
 
 def _load_app_module() -> ModuleType:
