@@ -23,12 +23,14 @@ from rearcquest.analytics import (
     MalformedRowError,
     analyze,
     best_year,
+    bls_value,
     collect,
     default_locations,
     population_stats,
     read_population,
     scan_bls,
     series_population,
+    to_json_doc,
 )
 from rearcquest.analytics import _bls_reports as _bls_reports
 from rearcquest.config import Settings
@@ -700,22 +702,22 @@ def test_analyze_prints_values_with_the_sources_digits(tmp_path: Path, shared_da
     ],
 )
 def test_bls_value_has_the_sources_digits(value: Decimal, decimals: int | None, text: str) -> None:
-    assert str(render.bls_value(value, decimals)) == text
+    assert str(bls_value(value, decimals)) == text
 
 
 def test_to_json_writes_the_digits_and_reads_back_as_to_json_doc(shared_data: Path) -> None:
     result = analyze(bls=LATEST, population=ACS1, all_years=True)
     text = render.to_json(result)
-    assert json.loads(text) == render.to_json_doc(result)
+    assert json.loads(text) == to_json_doc(result)
     # The same layout as json.dumps: only the digits of decimals differ (423.420, not 423.42).
     as_floats = re.sub(r"-?[0-9]+\.[0-9]+", lambda m: repr(float(m[0])), text)
-    assert as_floats == json.dumps(render.to_json_doc(result), indent=2)
+    assert as_floats == json.dumps(to_json_doc(result), indent=2)
     assert '"value": 423.420' in text
     assert '"population": null' in text
 
 
 def test_to_json_doc_is_json_ready_with_integer_populations(shared_data: Path) -> None:
-    doc = render.to_json_doc(analyze(bls=LATEST, population=ACS1))
+    doc = to_json_doc(analyze(bls=LATEST, population=ACS1))
     assert json.loads(json.dumps(doc)) == doc
     assert doc["population"] == {
         "from_year": 2013,

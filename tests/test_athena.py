@@ -226,7 +226,7 @@ def test_a_query_that_names_no_file_is_refused_like_athena(pr_tables: Path) -> N
 
 @pytest.mark.parametrize("vintage", VINTAGES, ids=VINTAGES)
 def test_named_queries_give_rq_analyzes_answers(store: Any, vintage: str, tmp_path: Path) -> None:
-    from rearcquest.render import bls_value
+    from rearcquest.analytics import bls_value
 
     mirror_release(store, vintage)
     put_population(store)

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from rearcquest import render
+from rearcquest.analytics import bls_value
 from rearcquest.surveys import SurveyInfo
 
 
@@ -39,7 +40,7 @@ def frame() -> pl.DataFrame:
 def test_bls_value_has_the_digits_the_source_prints(
     value: Decimal, decimals: int | None, expected: str
 ) -> None:
-    assert format(render.bls_value(value, decimals), "f") == expected
+    assert format(bls_value(value, decimals), "f") == expected
 
 
 def test_frame_cells_lays_out_any_frame() -> None:

@@ -21,11 +21,10 @@ import pytest
 
 from conftest import DATAUSA, release
 from rearcquest import vintages
-from rearcquest.analytics import analyze
+from rearcquest.analytics import analyze, to_json_doc
 from rearcquest.errors import ConfigError, DataError
 from rearcquest.layout import releases_key, state_key
 from rearcquest.releases import load_releases
-from rearcquest.render import to_json_doc
 from rearcquest.sync import SyncState
 from vintage_helpers import (
     BUCKET,

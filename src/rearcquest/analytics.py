@@ -997,3 +997,117 @@ def analyze(
         release=release,
         **result,
     )
+
+
+# -- the reports as data (what every output format writes) ----------------------------------------
+
+# JSON keys and file names of the reports.
+JSON_KEYS: dict[str, str] = {
+    "population": "population",
+    "best-year": "best_year",
+    "series-population": "series_population",
+}
+
+
+def bls_value(value: Decimal, decimals: int | None = None) -> Decimal:
+    """A BLS value, or a sum of values, with the digits the source prints: the one number style.
+
+    The values are ``Decimal(18, 3)`` (``-7.000``); BLS prints a series with a fixed number of
+    decimals (``-7.0``, ``138.710``), given here by ``decimals``. Without it, the value's own
+    digits without trailing zeros, but at least one decimal (``28.5``, ``2.0``).
+
+    Args:
+        value: the exact value.
+        decimals: how many decimals the source prints for its series.
+
+    Returns:
+        The same value with that many decimals: ``format(result, "f")`` is the text every
+        format shows.
+    """
+    if decimals is None:
+        exponent = value.normalize().as_tuple().exponent
+        decimals = max(1, -exponent) if isinstance(exponent, int) else VALUE_SCALE
+    return value.quantize(Decimal(1).scaleb(-decimals))
+
+
+def report_frame(analysis: Analysis, name: ReportName) -> pl.DataFrame:
+    """The frame of one BLS report (``best-year`` or ``series-population``) of ``analysis``."""
+    frame = analysis.best_year if name == "best-year" else analysis.series_population
+    assert frame is not None, name
+    return frame
+
+
+def report_records(analysis: Analysis, name: ReportName) -> list[dict[str, Any]]:
+    """The rows of one report with the numbers every format writes.
+
+    BLS values are decimals with the source's digits (:func:`bls_value`), mean and std the
+    unrounded floats, populations and years integers: the data formats (JSON, CSV, Parquet)
+    write these. Table and Markdown (``rearcquest.render.tables``) round mean and std and add
+    thousands separators to the population figures.
+    """
+    if name == "population":
+        stats = analysis.population
+        assert stats is not None
+        return [
+            {
+                "from_year": stats.from_year,
+                "to_year": stats.to_year,
+                "years": list(stats.years),
+                "missing_years": list(stats.missing_years),
+                "mean": stats.mean,
+                "std": stats.std,
+            }
+        ]
+    known, titles = analysis.value_decimals, analysis.titles
+    records = [
+        {**row, "value": bls_value(row["value"], known.get(row["series_id"]))}
+        for row in report_frame(analysis, name).iter_rows(named=True)
+    ]
+    if titles:
+        # The decoded series text comes last, so every other key and column keeps its place.
+        for record in records:
+            record["title"] = titles.get(record["series_id"])
+    return records
+
+
+# The population report in JSON, as it has always been: without ``missing_years``.
+_JSON_POPULATION_KEYS = ("from_year", "to_year", "years", "mean", "std")
+
+
+def report_doc(analysis: Analysis) -> dict[str, Any]:
+    """The reports asked for, by their JSON keys, with :func:`report_records`' exact values."""
+    doc: dict[str, Any] = {}
+    for name in analysis.reports:
+        records = report_records(analysis, name)
+        if name == "population":
+            doc[JSON_KEYS[name]] = {k: records[0][k] for k in _JSON_POPULATION_KEYS}
+        else:
+            doc[JSON_KEYS[name]] = records
+    if analysis.release is not None:
+        # rq analyze --as-of: the output names the release it read.
+        doc["release"] = analysis.release
+    return doc
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    # A decimal of at most 15 significant digits converts to the float of the same value, so
+    # programs read 28.5, never 28.500000000000004.
+    return float(value) if isinstance(value, Decimal) else value
+
+
+def to_json_doc(analysis: Analysis) -> dict[str, Any]:
+    """The reports as one JSON-ready dict: only the keys of the reports asked for.
+
+    ``{"population": {"from_year", "to_year", "years", "mean", "std"}, "best_year": [{"series_id",
+    "year", "value"}], "series_population": [{"series_id", "year", "period", "value",
+    "population"}]}``, the BLS rows ending with ``"title"`` when the analysis has the series
+    titles. Values are floats of the numbers the other formats print (a float cannot keep
+    ``138.710``'s last zero: ``rearcquest.render.to_json`` writes the digits themselves); mean
+    and std are the unrounded floats; years and populations are integers.
+    """
+    result: dict[str, Any] = _json_ready(report_doc(analysis))
+    return result

@@ -188,8 +188,7 @@ def process_report_batch(event: Any, *, settings: Settings, s3_client: S3Client)
 def _reports_for(bucket: str, key: str, settings: Settings, s3_client: S3Client) -> dict[str, Any]:
     """Run the three reports on the population object ``bucket/key`` and the BLS mirror (found
     through ``settings`` as ``rq analyze`` finds it)."""
-    from rearcquest.analytics import analyze
-    from rearcquest.render import to_json_doc
+    from rearcquest.analytics import analyze, to_json_doc
 
     analysis = analyze(
         population=f"s3://{bucket}/{key}",

@@ -867,8 +867,7 @@ def run_pipeline(
     if reports:
         result.reports = StepOutcome()
         with _recording(result.reports, "analyze"):
-            from rearcquest.analytics import analyze
-            from rearcquest.render import to_json_doc
+            from rearcquest.analytics import analyze, to_json_doc
 
             # With surveys the pr mirror the reports read is <root prefix>pr/.
             read = settings

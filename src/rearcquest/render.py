@@ -29,7 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from rearcquest._sizes import human_size as human_size
 from rearcquest._text import visible
-from rearcquest.analytics import VALUE_SCALE
+from rearcquest.analytics import (
+    report_doc,
+    report_frame,
+    report_records,
+)
 from rearcquest.errors import ConfigError, RqError
 
 if TYPE_CHECKING:
@@ -43,114 +47,12 @@ if TYPE_CHECKING:
     from rearcquest.sync import SyncResult
     from rearcquest.tables import TablesResult
 
-# JSON keys and file names of the reports.
-JSON_KEYS: dict[str, str] = {
-    "population": "population",
-    "best-year": "best_year",
-    "series-population": "series_population",
-}
 TITLES: dict[str, str] = {
     "population": "US population",
     "best-year": "Best year of each series",
     "series-population": "Series with population",
 }
 CHARTS_HINT = "the PNG charts need matplotlib: pip install 'rearcquest[charts]'"
-
-
-def bls_value(value: Decimal, decimals: int | None = None) -> Decimal:
-    """A BLS value, or a sum of values, with the digits the source prints: the one number style.
-
-    The values are ``Decimal(18, 3)`` (``-7.000``); BLS prints a series with a fixed number of
-    decimals (``-7.0``, ``138.710``), given here by ``decimals``. Without it, the value's own
-    digits without trailing zeros, but at least one decimal (``28.5``, ``2.0``).
-
-    Args:
-        value: the exact value.
-        decimals: how many decimals the source prints for its series.
-
-    Returns:
-        The same value with that many decimals: ``format(result, "f")`` is the text every
-        format shows.
-    """
-    if decimals is None:
-        exponent = value.normalize().as_tuple().exponent
-        decimals = max(1, -exponent) if isinstance(exponent, int) else VALUE_SCALE
-    return value.quantize(Decimal(1).scaleb(-decimals))
-
-
-def _records(analysis: Analysis, name: ReportName) -> list[dict[str, Any]]:
-    """The rows of one report with the numbers every format writes.
-
-    BLS values are decimals with the source's digits (:func:`bls_value`), mean and std the
-    unrounded floats, populations and years integers: the data formats (JSON, CSV, Parquet)
-    write these. Table and Markdown (:func:`tables`) round mean and std and add thousands
-    separators to the population figures.
-    """
-    if name == "population":
-        stats = analysis.population
-        assert stats is not None
-        return [
-            {
-                "from_year": stats.from_year,
-                "to_year": stats.to_year,
-                "years": list(stats.years),
-                "missing_years": list(stats.missing_years),
-                "mean": stats.mean,
-                "std": stats.std,
-            }
-        ]
-    known, titles = analysis.value_decimals, analysis.titles
-    records = [
-        {**row, "value": bls_value(row["value"], known.get(row["series_id"]))}
-        for row in _frame(analysis, name).iter_rows(named=True)
-    ]
-    if titles:
-        # The decoded series text comes last, so every other key and column keeps its place.
-        for record in records:
-            record["title"] = titles.get(record["series_id"])
-    return records
-
-
-# The population report in JSON, as it has always been: without ``missing_years``.
-_JSON_POPULATION_KEYS = ("from_year", "to_year", "years", "mean", "std")
-
-
-def _doc(analysis: Analysis) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    for name in analysis.reports:
-        records = _records(analysis, name)
-        if name == "population":
-            doc[JSON_KEYS[name]] = {k: records[0][k] for k in _JSON_POPULATION_KEYS}
-        else:
-            doc[JSON_KEYS[name]] = records
-    if analysis.release is not None:
-        # rq analyze --as-of: the output names the release it read.
-        doc["release"] = analysis.release
-    return doc
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_ready(v) for v in value]
-    # A decimal of at most 15 significant digits converts to the float of the same value, so
-    # programs read 28.5, never 28.500000000000004.
-    return float(value) if isinstance(value, Decimal) else value
-
-
-def to_json_doc(analysis: Analysis) -> dict[str, Any]:
-    """The reports as one JSON-ready dict: only the keys of the reports asked for.
-
-    ``{"population": {"from_year", "to_year", "years", "mean", "std"}, "best_year": [{"series_id",
-    "year", "value"}], "series_population": [{"series_id", "year", "period", "value",
-    "population"}]}``, the BLS rows ending with ``"title"`` when the analysis has the series
-    titles. Values are floats of the numbers the other formats print (a float cannot keep
-    ``138.710``'s last zero: :func:`to_json` writes the digits themselves); mean and std are the
-    unrounded floats; years and populations are integers.
-    """
-    result: dict[str, Any] = _json_ready(_doc(analysis))
-    return result
 
 
 def json_text(value: Any) -> str:
@@ -175,13 +77,7 @@ def to_json(analysis: Analysis) -> str:
     Numbers are JSON numbers: ``-7.0`` and ``138.710`` as the BLS file has them, mean and std
     unrounded (``322069808.0``, ``4158441.040908095``).
     """
-    return json_text(_doc(analysis))
-
-
-def _frame(analysis: Analysis, name: ReportName) -> pl.DataFrame:
-    frame = analysis.best_year if name == "best-year" else analysis.series_population
-    assert frame is not None, name
-    return frame
+    return json_text(report_doc(analysis))
 
 
 def report_frames(analysis: Analysis) -> dict[ReportName, pl.DataFrame]:
@@ -196,7 +92,7 @@ def report_frames(analysis: Analysis) -> dict[ReportName, pl.DataFrame]:
     frames: dict[ReportName, pl.DataFrame] = {}
     for name in analysis.reports:
         if name == "population":
-            (record,) = _records(analysis, name)
+            (record,) = report_records(analysis, name)
             frames[name] = pl.DataFrame(
                 {k: [v] for k, v in record.items()},
                 schema={
@@ -209,7 +105,7 @@ def report_frames(analysis: Analysis) -> dict[ReportName, pl.DataFrame]:
                 },
             )
         else:
-            frames[name] = _frame(analysis, name)
+            frames[name] = report_frame(analysis, name)
     return frames
 
 
@@ -228,8 +124,8 @@ def report_csv(analysis: Analysis, name: ReportName) -> str:
     """One report as CSV text with a header line."""
     import polars as pl
 
-    records = _records(analysis, name)
-    columns = list(records[0]) if records else _frame(analysis, name).columns
+    records = report_records(analysis, name)
+    columns = list(records[0]) if records else report_frame(analysis, name).columns
     return pl.DataFrame(
         {c: [_cell(r[c]) for r in records] for c in columns},
         schema=dict.fromkeys(columns, pl.String),
@@ -311,7 +207,7 @@ def tables(analysis: Analysis) -> list[TextTable]:
                 )
             )
         elif name == "best-year":
-            frame = _frame(analysis, name)
+            frame = report_frame(analysis, name)
             summed = "Q01-Q05 (annual average included)" if analysis.include_annual else "Q01-Q04"
             out.append(
                 TextTable(
@@ -324,7 +220,7 @@ def tables(analysis: Analysis) -> list[TextTable]:
                             format(r["value"], "f"),
                             *(r["title"] or "" for _ in titled),
                         )
-                        for r in _records(analysis, name)
+                        for r in report_records(analysis, name)
                     ],
                     (False, True, True, *(False for _ in titled)),
                     (
@@ -335,7 +231,7 @@ def tables(analysis: Analysis) -> list[TextTable]:
                 )
             )
         else:
-            frame = _frame(analysis, name)
+            frame = report_frame(analysis, name)
             join = (
                 "every year, population empty where unknown"
                 if analysis.all_years
@@ -354,7 +250,7 @@ def tables(analysis: Analysis) -> list[TextTable]:
                             _people(r["population"]),
                             *(r["title"] or "" for _ in titled),
                         )
-                        for r in _records(analysis, name)
+                        for r in report_records(analysis, name)
                     ],
                     (False, True, False, True, True, *(False for _ in titled)),
                     (f"{frame.height} rows, {join}",),
@@ -846,7 +742,7 @@ def pipeline_doc(result: PipelineResult) -> dict[str, Any]:
     digits of ``rq analyze --format json`` (write it with :func:`json_text`)."""
     doc = result.to_dict()
     if result.reports is not None and result.analysis is not None:
-        doc["reports"]["summary"] = _doc(result.analysis)
+        doc["reports"]["summary"] = report_doc(result.analysis)
     return doc
 
 
