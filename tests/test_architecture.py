@@ -164,3 +164,20 @@ def test_a_subpackage_module_takes_nothing_from_a_package_init_above_it() -> Non
                     if not _is_module(f"{source}.{alias.name}")
                 ]
     assert offenders == []
+
+
+def test_the_import_contract_counts_type_only_imports_and_keeps_renderers_on_top() -> None:
+    """An import made only for type checking is an import: a circle through one is a circle.
+    The renderers sit just below the entry points, so no library module can reach them."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    assert config["exclude_type_checking_imports"] is False
+    (contract,) = config["contracts"]
+    layers = [layer.replace(" ", "") for layer in contract["layers"]]
+    assert layers.index("render") < layers.index("pipeline")
+    library = {"pipeline", "fanout", "events", "surveys", "sync", "tables", "analytics"}
+    for module, tree in _modules():
+        if _short(module) not in library:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert not _imported_from(module, node).startswith("rearcquest.render"), module
