@@ -1145,6 +1145,18 @@ def test_random_headers_decode_or_fail_with_a_data_error() -> None:
 # -- names from storage are data, never paths (issue 19) --
 
 
+def test_a_mirror_key_that_is_no_file_name_is_no_data_file(store: Any) -> None:
+    mirror_zz(store)
+    # Keys are data: a key whose name is longer than any file name is no file of the mirror, so
+    # it never becomes part of a table's key.
+    long = "zz.data.9." + "x" * 300
+    store.put_bytes(f"zz/{long}", store.get_bytes("zz/zz.data.0.Current"))
+    result = build_tables(store, surveys=["zz"])
+    assert result.failed == []
+    assert observations_key("tables/", "zz", long) not in statuses(result)
+    assert observations_key("tables/", "zz", "zz.data.0.Current") in statuses(result)
+
+
 def test_a_bucket_folder_that_is_no_name_is_no_survey(store: Any) -> None:
     mirror_zz(store)
     # Keys are data: a '..' folder holding '...series' (its ".series") is not a survey.

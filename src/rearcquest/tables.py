@@ -42,7 +42,14 @@ from rearcquest.errors import (
     clipped,
     quoted,
 )
-from rearcquest.layout import META_SHA256, is_reserved, name_problem, path_inside, shown_name
+from rearcquest.layout import (
+    META_SHA256,
+    is_reserved,
+    name_problem,
+    path_inside,
+    plain_name,
+    shown_name,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -445,6 +452,15 @@ def observations_query(path: str | Path, *, source: str | None = None) -> pl.Laz
 # -- the build -------------------------------------------------------------------------------------
 
 
+def _plain_or_warned(name: str, where: str, then: str) -> bool:
+    """Whether ``name`` (read back from the bucket) is one plain file name; if not, log one
+    warning naming ``where`` it was found and what rq does ``then``."""
+    problem = name_problem(name)
+    if problem is not None:
+        log.warning("%s names %s, not a file name (%s): %s", where, shown_name(name), problem, then)
+    return problem is None
+
+
 def find_surveys(store: ObjectStore, *, root_prefix: str = "") -> list[str]:
     """The mirrored surveys under ``root_prefix``: every ``<survey>/`` holding ``<survey>.series``.
 
@@ -456,16 +472,12 @@ def find_surveys(store: ObjectStore, *, root_prefix: str = "") -> list[str]:
     for info in store.list_objects(root):
         rest = info.key[len(root) :]
         survey, _, name = rest.partition("/")
-        if survey and name == f"{survey}.series":
-            if (problem := name_problem(survey)) is not None:
-                # A key is data: a folder named ``..`` is no survey (it would become a path).
-                log.warning(
-                    "%s: %s is not a survey name (%s)",
-                    store.url(info.key),
-                    shown_name(survey),
-                    problem,
-                )
-                continue
+        # A key is data: a folder named ``..`` is no survey (it would become a path).
+        if (
+            survey
+            and name == f"{survey}.series"
+            and _plain_or_warned(survey, store.url(info.key), "no survey")
+        ):
             found.add(survey)
     return sorted(found)
 
@@ -571,15 +583,8 @@ def _manifest_files(store: ObjectStore, key: str, manifest: Mapping[str, Any]) -
     files = manifest.get("files", {})
     kept = {}
     for name, entry in files.items() if isinstance(files, dict) else ():
-        if (problem := name_problem(name)) is not None:
-            log.warning(
-                "%s names %s, which is not a file name (%s): ignored",
-                store.url(key),
-                shown_name(name),
-                problem,
-            )
-            continue
-        kept[name] = entry
+        if _plain_or_warned(name, store.url(key), "ignored"):
+            kept[name] = entry
     return kept
 
 
@@ -667,6 +672,20 @@ def _build_observations(
     return int(rows)
 
 
+def _mirror_files(store: ObjectStore, prefix: str) -> dict[str, ObjectInfo]:
+    """The files of a mirror folder, by name: its keys are data, so only plain names count (a
+    key ``pr/..`` or one with a control character is no file of the mirror), never rq's own.
+
+    Raises:
+        StorageError: the listing failed.
+    """
+    return {
+        info.key[len(prefix) :]: info
+        for info in store.list_objects(prefix)
+        if plain_name(info.key[len(prefix) :]) and not is_reserved(info.key)
+    }
+
+
 def _orphan_partitions(
     store: ObjectStore, tables_prefix: str, survey: str, data_files: set[str]
 ) -> list[tuple[str, str]]:
@@ -689,15 +708,10 @@ def _orphan_partitions(
         if not _is_partition(relative):
             continue
         name = relative.split("/")[1].removeprefix("file=")
-        if (problem := name_problem(name)) is not None:
-            # Not a partition rq wrote (a data file's name is a plain name): left as it is.
-            log.warning(
-                "%s is not a partition rq wrote (%s %s): left as it is",
-                store.url(info.key),
-                shown_name(name),
-                problem,
-            )
-        elif name not in data_files:
+        # Not a partition rq wrote (a data file's name is a plain name): left as it is.
+        if name not in data_files and _plain_or_warned(
+            name, store.url(info.key), "no partition of rq's, left as it is"
+        ):
             found.append((name, info.key))
     return sorted(found)
 
@@ -713,11 +727,7 @@ def _build_survey(
     on_progress: Callable[[str], None] | None,
 ) -> None:
     prefix = f"{root}{survey}/"
-    files = {
-        info.key[len(prefix) :]: info
-        for info in store.list_objects(prefix)
-        if "/" not in info.key[len(prefix) :] and not is_reserved(info.key)
-    }
+    files = _mirror_files(store, prefix)
     if f"{survey}.series" not in files:
         raise ConfigError(
             f"{store.url(prefix)} holds no {survey}.series: is {survey!r} a mirrored survey? "
@@ -859,12 +869,7 @@ class _S3Folder:
     @classmethod
     def listing(cls, store: ObjectStore, prefix: str) -> _S3Folder:
         """The folder as listed now."""
-        files = {
-            info.key[len(prefix) :]: info
-            for info in store.list_objects(prefix)
-            if "/" not in info.key[len(prefix) :]
-        }
-        return cls(store, prefix, files)
+        return cls(store, prefix, _mirror_files(store, prefix))
 
     def url(self, name: str) -> str:
         return self.store.url(self.prefix + name)
