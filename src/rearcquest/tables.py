@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -78,8 +77,6 @@ _MAX_SERIES_BYTES = 512 * 1024 * 1024
 # 2: ``decimals`` in the observations and ``value_text`` only where ``value`` is null; a
 # manifest of another format is rebuilt whole, and its partitions are not current meanwhile.
 _MANIFEST_FORMAT = 2
-# What Polars' object-store reader cannot address in a key: ASCII control characters.
-_UNADDRESSABLE = re.compile(r"[\x00-\x1f\x7f]")
 TITLE_SEPARATOR: Final = "; "
 _TITLE_CLASH = (
     "a column is named title, the name of the column rq adds (the decoded texts joined); "
@@ -274,8 +271,7 @@ def _scan_tsv(data: bytes, *, source: str) -> pl.LazyFrame:
     """
     import polars as pl
 
-    first = data.split(b"\n", 1)[0].rstrip(b"\r")
-    if b"\r" in first:
+    if b"\r" in _first_line(data).rstrip(b"\r"):
         raise DataError(
             f"{source}: its lines end in a bare carriage return (old Mac text); BLS files end "
             "them in LF or CRLF"
@@ -301,8 +297,14 @@ def _scan_tsv(data: bytes, *, source: str) -> pl.LazyFrame:
     return frame.filter(~pl.all_horizontal(pl.col(n).fill_null("") == "" for _, n in kept))
 
 
+def _first_line(data: bytes) -> bytes:
+    """The first line of ``data``, without copying the rest (a series file is up to 512 MB)."""
+    end = data.find(b"\n")
+    return data if end < 0 else data[:end]
+
+
 def _header(data: bytes) -> list[str]:
-    first = data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    first = _first_line(data).decode("utf-8", errors="replace")
     return [name.strip() for name in first.rstrip("\r").split("\t")]
 
 
@@ -707,7 +709,7 @@ def _orphan_partitions(
         relative = info.key[len(folder) :]
         if not _is_partition(relative):
             continue
-        name = relative.split("/")[1].removeprefix("file=")
+        name = _partition_file(relative)
         # Not a partition rq wrote (a data file's name is a plain name): left as it is.
         if name not in data_files and _plain_or_warned(
             name, store.url(info.key), "no partition of rq's, left as it is"
@@ -1005,12 +1007,7 @@ def _build_series(
         with tempfile.TemporaryDirectory(prefix="rq-series-") as tmp:
             path = Path(tmp) / SERIES_NAME
             rows = _write_series(decoded, path, source)
-            store.put_bytes(
-                key,
-                path.read_bytes(),
-                content_type="application/vnd.apache.parquet",
-                metadata={META_SHA256: _inputs_sha(inputs)},
-            )
+            _upload_file(store, key, path, {META_SHA256: _inputs_sha(inputs)})
     except RqError as exc:
         doc["failed"][series_name] = clipped(str(exc))
         result.builds.append(
@@ -1466,11 +1463,7 @@ def _s3_tables(store: ObjectStore, prefix: str) -> dict[str, pl.LazyFrame]:
     }
 
     def scan(key: str) -> pl.LazyFrame:
-        if not _UNADDRESSABLE.search(key):
-            return pl.scan_parquet(store.url(key), glob=False, hive_partitioning=False, **options)
-        # Polars' object-store reader refuses a key with a control character (a tab in a data
-        # file's name): that table is read through the store's own client instead.
-        return pl.scan_parquet(io.BytesIO(store.get_bytes(key)), hive_partitioning=False)
+        return pl.scan_parquet(store.url(key), glob=False, hive_partitioning=False, **options)
 
     series: dict[str, str] = {}
     parts: dict[str, list[tuple[str, str]]] = {}
@@ -1482,7 +1475,16 @@ def _s3_tables(store: ObjectStore, prefix: str) -> dict[str, pl.LazyFrame]:
             population = info.key
         elif survey and rest == f"series/{SERIES_NAME}":
             series[survey] = info.key
-        elif survey and _is_partition(rest):
+        elif (
+            survey
+            and _is_partition(rest)
+            # Keys are data: only plain names are rq's (and Polars' reader cannot address a key
+            # with a control character).
+            and _plain_or_warned(survey, store.url(info.key), "no table of rq's, not read")
+            and _plain_or_warned(
+                _partition_file(rest), store.url(info.key), "no table of rq's, not read"
+            )
+        ):
             parts.setdefault(survey, []).append((_partition_file(rest), info.key))
     found: dict[str, pl.LazyFrame] = {}
     if population is not None:
