@@ -178,8 +178,9 @@ def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
         limit: the most characters of it to show.
 
     Returns:
-        ``'1.5'``; or, for a longer value, its start and how long it was:
-        ``'123456...' (66000000 characters)``.
+        ``repr(value)`` (``'1.5'`` for the text, ``1.5`` for the number); or, for a longer
+        value, its first ``limit`` characters and how long it was:
+        ``'123456...'... (66000000 characters)``.
     """
     text = value if isinstance(value, str) else repr(value)
     if len(text) <= limit:

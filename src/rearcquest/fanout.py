@@ -38,7 +38,7 @@ from rearcquest.config import (
     normalise_prefix,
 )
 from rearcquest.errors import ConfigError, RqError
-from rearcquest.layout import plain_name
+from rearcquest.layout import plain_name, shown_name
 from rearcquest.surveys import (
     ALL,
     in_survey,
@@ -125,30 +125,24 @@ class WorkMessage:
             raise ValueError("the message is not a work message (no 'survey')")
         unknown = sorted(set(doc) - _MESSAGE_KEYS)
         if unknown:
-            raise ValueError(f"the message has unknown keys {_shown(unknown)}")
+            raise ValueError(f"the message has unknown keys {shown_name(unknown)}")
         survey = _survey_name(doc["survey"])
         file, exclude = doc.get("file"), doc.get("exclude", [])
         if file is not None and not (isinstance(file, str) and _survey_file(survey, file)):
             raise ValueError(
-                f"the message's 'file' {_shown(file)} is not a file of survey {_shown(survey)}"
+                f"the message's 'file' {shown_name(file)} is not a file of survey {shown_name(survey)}"
             )
         if not isinstance(exclude, list) or not all(
             isinstance(e, str) and _survey_file(survey, e) for e in exclude
         ):
             raise ValueError(
-                f"the message's 'exclude' is not a list of file names of survey {_shown(survey)}"
+                f"the message's 'exclude' is not a list of file names of survey {shown_name(survey)}"
             )
         root_url, root_prefix = doc.get("root_url"), doc.get("root_prefix")
         for key, value in (("root_url", root_url), ("root_prefix", root_prefix)):
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"the message's {key!r} is not a string")
         return cls(survey, file, tuple(exclude), root_url, root_prefix)
-
-
-def _shown(value: object) -> str:
-    """A value of a message for an error message: its repr, cut short."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _survey_name(value: str) -> str:
@@ -160,11 +154,13 @@ def _survey_name(value: str) -> str:
     try:
         names = parse_surveys([value])
     except ConfigError:
-        raise ValueError(f"the message's 'survey' {_shown(value)} is not a survey name") from None
+        raise ValueError(
+            f"the message's 'survey' {shown_name(value)} is not a survey name"
+        ) from None
     if names == [ALL]:
         raise ValueError("a work message names one survey, not 'all'")
     if names != [value]:
-        raise ValueError(f"the message's 'survey' {_shown(value)} is not one survey name")
+        raise ValueError(f"the message's 'survey' {shown_name(value)} is not one survey name")
     return value
 
 
@@ -186,12 +182,12 @@ def _check_message_roots(message: WorkMessage, *, root_url: str, root_prefix: st
     """
     if message.root_url is not None and _root(message.root_url) != _root(root_url):
         raise ConfigError(
-            f"the work message names root_url {_shown(message.root_url)} but this worker "
+            f"the work message names root_url {shown_name(message.root_url)} but this worker "
             f"mirrors {root_url!r} (RQ_BLS_ROOT_URL); refused, nothing fetched"
         )
     if message.root_prefix is not None and _prefix(message.root_prefix) != _prefix(root_prefix):
         raise ConfigError(
-            f"the work message names root_prefix {_shown(message.root_prefix)} but this worker "
+            f"the work message names root_prefix {shown_name(message.root_prefix)} but this worker "
             f"writes under {root_prefix!r} (RQ_BLS_ROOT_PREFIX); refused, nothing written"
         )
 

@@ -115,26 +115,10 @@ def plain_name(name: object) -> bool:
     return name_problem(name) is None
 
 
-def check_plain_name(name: object, *, where: str) -> str:
-    """Return ``name`` if it is one plain file name.
-
-    Args:
-        name: the name, as read from storage or a message.
-        where: what it was read from, for the message (``s3://bucket/.rearcquest/...``).
-
-    Raises:
-        DataError: it is not; the message names ``where``, the name and why.
-    """
-    problem = name_problem(name)
-    if problem is not None:
-        raise DataError(f"{where} names {shown_name(name)}, which is not a file name ({problem})")
-    return str(name)
-
-
 def path_inside(folder: Path, name: str) -> Path:
     """``folder / name``, proven to stay inside ``folder`` (symbolic links resolved).
 
-    A second wall behind :func:`check_plain_name`: every local file rq writes from a name it
+    A second wall behind :func:`name_problem`: every local file rq writes from a name it
     read goes through here.
 
     Raises:

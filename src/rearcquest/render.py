@@ -72,7 +72,7 @@ def json_text(value: Any) -> str:
 
 
 def to_json(analysis: Analysis) -> str:
-    """The reports as indented JSON text (see :func:`to_json_doc`).
+    """The reports as indented JSON text (see :func:`rearcquest.analytics.to_json_doc`).
 
     Numbers are JSON numbers: ``-7.0`` and ``138.710`` as the BLS file has them, mean and std
     unrounded (``322069808.0``, ``4158441.040908095``).

@@ -1286,6 +1286,8 @@ def _look_again(
         again,
         "it changed again after the directory was listed a second time (rq looks once more only)",
     )
+    # The first pass deleted nothing: a file that changed failed it, and a failed run deletes
+    # nothing. Its writes are the second pass's too.
     added = set(first.added) | set(again.added)
     updated = (set(first.updated) | set(again.updated)) - added
     done = added | updated | set(again.deleted)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from rearcquest.analytics import BLS_FILE, check_release_bytes
 from rearcquest.config import Settings, normalise_prefix
-from rearcquest.errors import ConfigError, DataError, StorageError
+from rearcquest.errors import QUOTE_LIMIT, ConfigError, DataError, StorageError, clipped
 from rearcquest.layout import path_inside
 
 if TYPE_CHECKING:
@@ -319,7 +319,8 @@ def _refuse_duplicates(rows: pl.LazyFrame, source: str, run: _Collector) -> None
     if not found.height:
         return
     shown = ", ".join(
-        f"{s} {y} {p} ({n} rows)" for s, y, p, n in found.head(_SHOWN_DUPLICATES).rows()
+        f"{clipped(s, QUOTE_LIMIT)} {y} {clipped(p, QUOTE_LIMIT)} ({n} rows)"
+        for s, y, p, n in found.head(_SHOWN_DUPLICATES).rows()
     )
     more = (
         f" and {found.height - _SHOWN_DUPLICATES} more" if found.height > _SHOWN_DUPLICATES else ""
