@@ -66,7 +66,8 @@ def test_help_imports_no_heavy_package(args: list[str]) -> None:
         "from typer.testing import CliRunner\n"
         "from rearcquest.cli import app\n"
         f"result = CliRunner().invoke(app, {args!r})\n"
-        "heavy = ('boto3', 'botocore', 'polars', 'pydantic', 'httpx', 'starlette', 'uvicorn')\n"
+        "heavy = ('boto3', 'botocore', 'polars', 'pydantic', 'httpx', 'starlette', 'uvicorn',"
+        " 'sqlglot', 'statistics')\n"
         "print(result.exit_code, [m for m in heavy if m in sys.modules])\n"
     )
     assert out == "0 []"

@@ -19,7 +19,6 @@ folder.
 
 from __future__ import annotations
 
-import unicodedata
 from pathlib import Path
 
 from rearcquest.errors import DataError
@@ -105,7 +104,8 @@ def name_problem(name: object) -> str | None:
         return "not valid Unicode"
     if size > MAX_NAME_BYTES:
         return f"longer than {MAX_NAME_BYTES} bytes"
-    if any(unicodedata.category(c) == "Cc" for c in name):
+    # Unicode's control characters (category Cc): C0, DEL and C1.
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name):
         return "it holds a control character"
     return None
 
