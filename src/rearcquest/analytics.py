@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from rearcquest.config import Settings
 from rearcquest.errors import QUOTE_LIMIT, ConfigError, DataError, clipped, quoted
+from rearcquest.layout import path_inside
 
 if TYPE_CHECKING:
     import polars as pl
@@ -727,30 +728,34 @@ def _load_population(location: str, stores: _Stores) -> pl.DataFrame:
 
 
 def _local_bls(
-    location: str, stores: _Stores, workdir: Path, version_id: str | None = None
+    location: str,
+    stores: _Stores,
+    workdir: Path,
+    version_id: str | None = None,
+    on_chunk: Callable[[bytes], object] | None = None,
 ) -> Path:
     """Return a local copy of the BLS file: the path itself, or the S3 object (at
-    ``version_id``) downloaded."""
+    ``version_id``) downloaded, each chunk shown to ``on_chunk`` on its way."""
     s3 = _split_s3(location)
     if s3 is None:
         if version_id is not None:
             raise ConfigError(f"{location} is a local file; only an S3 object has versions")
         return Path(location)
     bucket, key = s3
-    target = workdir / Path(key).name
+    target = path_inside(workdir, Path(key).name)
     with target.open("wb") as fh:
-        size = stores.get(bucket).download_to(key, fh, version_id=version_id)
+        size = stores.get(bucket).download_to(key, fh, version_id=version_id, on_chunk=on_chunk)
     log.info("downloaded %s (%d bytes)", location, size)
     return target
 
 
 def check_release_bytes(
-    path: Path, sha256: str, *, source: str, version_id: str | None, release: str | None
+    got: str, sha256: str, *, source: str, version_id: str | None, release: str | None
 ) -> None:
     """Refuse a file read for a release whose bytes do not hash to the sha256 its log recorded.
 
     Args:
-        path: the downloaded file.
+        got: the sha256 of the bytes read (hashed as they were downloaded: one pass).
         sha256: what the release log recorded.
         source: the object it was read from, for the message.
         version_id: the S3 version read (``None``: the current object).
@@ -760,8 +765,6 @@ def check_release_bytes(
         DataError: the bytes are not the release's; the message names the object, the
             version and the release.
     """
-    with path.open("rb") as fh:
-        got = hashlib.file_digest(fh, "sha256").hexdigest()
     if got != sha256:
         raise DataError(
             f"{source} (version {version_id or 'current'}) is not the file of release "
@@ -822,10 +825,14 @@ def _collect_file_reports(
 ) -> list[pl.DataFrame]:
     """The BLS reports of ``chosen``, read from the text file (downloaded first from S3)."""
     with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
-        path = _local_bls(location, stores, Path(tmp), version_id)
+        hashed = hashlib.sha256()
+        path = _local_bls(location, stores, Path(tmp), version_id, hashed.update)
         if sha256 is not None:
+            if _split_s3(location) is None:  # a local file: read once more to hash it
+                with path.open("rb") as fh:
+                    hashed = hashlib.file_digest(fh, "sha256")
             check_release_bytes(
-                path, sha256, source=location, version_id=version_id, release=release
+                hashed.hexdigest(), sha256, source=location, version_id=version_id, release=release
             )
         frames = _bls_reports(
             path,

@@ -587,8 +587,18 @@ class ObjectStore:
                 )
             return b"".join(stream.chunks())
 
-    def download_to(self, key: str, fileobj: IO[bytes], *, version_id: str | None = None) -> int:
+    def download_to(
+        self,
+        key: str,
+        fileobj: IO[bytes],
+        *,
+        version_id: str | None = None,
+        on_chunk: Callable[[bytes], object] | None = None,
+    ) -> int:
         """Stream the object (or that version of it) into ``fileobj``; return the bytes written.
+
+        ``on_chunk`` sees every chunk as it is written (``hashlib.sha256().update``: the bytes
+        hashed in the same pass).
 
         Raises:
             StorageError: the object does not exist or cannot be read.
@@ -600,6 +610,8 @@ class ObjectStore:
             try:
                 for chunk in stream.chunks(1024 * 1024):
                     fileobj.write(chunk)
+                    if on_chunk is not None:
+                        on_chunk(chunk)
                     written += len(chunk)
             except (botocore.exceptions.BotoCoreError, OSError) as exc:
                 raise self._error(exc, "read", key) from exc

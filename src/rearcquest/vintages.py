@@ -10,6 +10,7 @@ period, with exact decimals.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 import tempfile
 from collections.abc import Callable
@@ -445,8 +446,8 @@ def diff_files(
     """:func:`diff_observations` of two local BLS data files, in memory bounded by one
     release's keys and values (neither file is held whole, nor the joined pair).
 
-    Each file is read twice, streaming: once to check every row and that no key repeats, then
-    for the comparison.
+    Each file is read twice, streaming: once to check every row and that no key repeats (a
+    third time only when two rows share a key hash), then for the comparison.
 
     Args:
         old: the older file.
@@ -477,9 +478,15 @@ def diff_files(
     )
 
 
-def _download(store: ObjectStore, key: str, version_id: str | None, target: Path) -> Path:
+def _download(
+    store: ObjectStore,
+    key: str,
+    version_id: str | None,
+    target: Path,
+    on_chunk: Callable[[bytes], object] | None = None,
+) -> Path:
     with target.open("wb") as fh:
-        store.download_to(key, fh, version_id=version_id)
+        store.download_to(key, fh, version_id=version_id, on_chunk=on_chunk)
     return target
 
 
@@ -500,9 +507,10 @@ def _download_release_file(
     key = prefix + name
     version_id = _version_of(store, prefix, release, name)
     target = path_inside(folder, name)
-    _download(store, key, version_id, target)
+    hashed = hashlib.sha256()
+    _download(store, key, version_id, target, hashed.update)
     check_release_bytes(
-        target,
+        hashed.hexdigest(),
         release.files[name].sha256,
         source=store.url(key),
         version_id=version_id,
