@@ -584,7 +584,7 @@ def _manifest_files(store: ObjectStore, key: str, manifest: Mapping[str, Any]) -
     """The manifest's ``files``, without entries whose name is not a file name (logged)."""
     files = manifest.get("files", {})
     kept = {}
-    for name, entry in files.items() if isinstance(files, dict) else ():
+    for name, entry in files.items():
         if _plain_or_warned(name, store.url(key), "ignored"):
             kept[name] = entry
     return kept
@@ -599,13 +599,15 @@ def _write_manifest(store: ObjectStore, key: str, doc: Mapping[str, Any]) -> Non
 
 
 def _sha256_of(store: ObjectStore, info: ObjectInfo) -> str:
-    """The mirrored file's sha256 from its ``rq-sha256`` metadata (one HEAD)."""
-    head = store.head(info.key)
-    sha = head.metadata.get(META_SHA256) if head is not None else None
-    if sha:
-        return sha
-    # Not written by rq sync-bls: the ETag still changes whenever the object does.
-    return f"etag:{head.etag if head is not None else info.etag}"
+    """The mirrored file's sha256 from its ``rq-sha256`` metadata (one HEAD: a listing's
+    ``info`` carries no metadata)."""
+    return _sha256_in(store.head(info.key) or info)
+
+
+def _sha256_in(head: ObjectInfo) -> str:
+    """The sha256 a HEAD of a mirrored file gives: its ``rq-sha256`` metadata, or its ETag for
+    an object rq sync-bls did not write (the ETag still changes whenever the object does)."""
+    return head.metadata.get(META_SHA256) or f"etag:{head.etag}"
 
 
 def _built_from(store: ObjectStore, key: str, sha: str) -> bool:
@@ -798,7 +800,6 @@ def _build_survey(
         for name, key in _orphan_partitions(store, tables_prefix, survey, data_files):
             start()
             store.delete_many([key])
-            built_files.pop(name, None)
             _write_manifest(store, mkey, doc)
             result.builds.append(
                 TableBuild(survey, "observations", key, "removed", store.url(prefix + name))
@@ -1678,7 +1679,7 @@ def current_partition(store: ObjectStore, data_key: str, *, tables_prefix: str) 
     info = store.head(data_key)
     if not entry or info is None:
         return None
-    sha = _sha256_of(store, info)
+    sha = _sha256_in(info)  # from the HEAD just made, not a second one
     if entry.get("sha256") != sha:
         return None
     key = observations_key(tables_prefix, survey, name)
