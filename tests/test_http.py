@@ -7,6 +7,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,32 @@ import httpx
 import pytest
 
 from rearcquest.errors import SourceError, SourceForbiddenError
-from rearcquest.sources._http import HttpClient, RateLimiter, RetryPolicy, parse_retry_after
+from rearcquest.sources._http import (
+    HttpClient,
+    RateLimiter,
+    RetryPolicy,
+    parse_http_date,
+    parse_retry_after,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Thu, 06 Aug 2026 12:30:00 GMT", datetime(2026, 8, 6, 12, 30, tzinfo=UTC)),
+        ("Thu, 06 Aug 2026 12:30:00 -0000", datetime(2026, 8, 6, 12, 30, tzinfo=UTC)),
+        ("Thu, 06 Aug 2026 14:30:00 +0200", datetime(2026, 8, 6, 12, 30, tzinfo=UTC)),
+        ("not a date", None),
+        ("", None),
+        (None, None),
+    ],
+    ids=["gmt", "no-zone-is-gmt", "offset", "junk", "empty", "none"],
+)
+def test_http_dates_are_read_in_utc(value: str | None, expected: datetime | None) -> None:
+    """One reader of HTTP dates (Last-Modified for stamps and mtimes, Retry-After)."""
+    got = parse_http_date(value)
+    assert got == expected
+    assert got is None or got.tzinfo is UTC
 
 
 def test_rate_limiter_spaces_requests() -> None:

@@ -21,7 +21,6 @@ are still the current ones.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import re
@@ -227,14 +226,10 @@ def _is_stamp(text: str) -> bool:
 
 def _http_stamp(value: str | None) -> str | None:
     """An HTTP ``Last-Modified`` date as a stamp, UTC; ``None`` when it is no date."""
-    if not value:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    # HTTP dates are GMT; one without a zone ("-0000") is read as GMT too.
-    return _stamp(when if when.tzinfo is not None else when.replace(tzinfo=UTC))
+    from rearcquest.sources._http import parse_http_date
+
+    when = parse_http_date(value)
+    return None if when is None else _stamp(when)
 
 
 def _after(stamp: str, previous: Release | None) -> str:

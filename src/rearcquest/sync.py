@@ -643,17 +643,10 @@ def _write_state(store: ObjectStore, key: str, read: SyncState, new: SyncState) 
 
 def _mtime(last_modified: str | None) -> str | None:
     """``Last-Modified`` as rclone's ``mtime`` metadata: seconds since the epoch, 9 decimals."""
-    import email.utils
+    from rearcquest.sources._http import parse_http_date
 
-    if not last_modified:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(last_modified)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)  # HTTP dates are GMT
-    return f"{when.timestamp():.9f}"
+    when = parse_http_date(last_modified)
+    return None if when is None else f"{when.timestamp():.9f}"
 
 
 def _object_metadata(

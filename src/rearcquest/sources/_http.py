@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urljoin, urlsplit
 
@@ -113,6 +114,18 @@ class Retry(Exception):
         self.retry_after = retry_after
 
 
+def parse_http_date(value: str | None) -> datetime | None:
+    """Read an HTTP date (``Last-Modified``, ``Retry-After``), aware and in UTC; ``None`` when it
+    is no date. HTTP dates are GMT: one without a zone (``-0000``) is read as GMT too."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Read a ``Retry-After`` header: delta-seconds or an HTTP date."""
     if not value:
@@ -120,11 +133,8 @@ def parse_retry_after(value: str | None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    when = parse_http_date(value)
+    return None if when is None else max(0.0, when.timestamp() - time.time())
 
 
 def _import_httpx_without_cli() -> None:
