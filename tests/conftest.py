@@ -303,6 +303,22 @@ def lambda_aws() -> Iterator[tuple[Any, Any]]:
     _clear_lambda_caches()
 
 
+def break_survey_build(monkeypatch: pytest.MonkeyPatch, survey: str, error: Exception) -> None:
+    """Make the tables build of ``survey`` raise ``error``; every other survey builds as usual
+    (a second call breaks another survey instead, not both)."""
+    from rearcquest import tables
+
+    build = getattr(tables._build_survey, "__wrapped__", tables._build_survey)
+
+    def broken(store: Any, name: str, **options: Any) -> None:
+        if name == survey:
+            raise error
+        build(store, name, **options)
+
+    broken.__wrapped__ = build  # type: ignore[attr-defined]
+    monkeypatch.setattr(tables, "_build_survey", broken)
+
+
 def release(vintage: str) -> dict[str, Any]:
     """The files of one real BLS release (2024-06-06, 2025-06-05, 2025-09-04 or 2026-08-06)."""
     from rearcquest.offline import load_release

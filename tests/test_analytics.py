@@ -689,6 +689,9 @@ def test_analyze_prints_values_with_the_sources_digits(tmp_path: Path, shared_da
         (Decimal("100.000"), None, "100.0"),
         (Decimal("0.000"), None, "0.0"),
         (Decimal("0.125"), None, "0.125"),
+        (Decimal("-7.000"), None, "-7.0"),
+        (Decimal("138.710"), None, "138.71"),
+        (Decimal("2"), 2, "2.00"),
     ],
     ids=[
         "one",
@@ -699,6 +702,9 @@ def test_analyze_prints_values_with_the_sources_digits(tmp_path: Path, shared_da
         "unknown-hundred",
         "zero",
         "thousandth",
+        "unknown-negative",
+        "unknown-trailing-zero",
+        "padded",
     ],
 )
 def test_bls_value_has_the_sources_digits(value: Decimal, decimals: int | None, text: str) -> None:

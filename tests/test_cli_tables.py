@@ -12,7 +12,7 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from conftest import DATAUSA, release
+from conftest import DATAUSA, break_survey_build, release
 from rearcquest.cli import app
 from rearcquest.layout import META_SHA256
 
@@ -336,17 +336,8 @@ def test_a_survey_not_in_the_bucket_is_exit_2_with_nothing_written(mirror: Any) 
 def test_one_surveys_unexpected_failure_is_exit_1_with_the_others_summary(
     mirror: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rearcquest import tables
-
     mirror.put_object(Bucket=mirror.bucket, Key="zz/zz.series", Body=b"series_id\nZZ1\n")
-    build = tables._build_survey
-
-    def flaky(store: Any, survey: str, **options: Any) -> None:
-        if survey == "pr":
-            raise RuntimeError("boom")
-        build(store, survey, **options)
-
-    monkeypatch.setattr(tables, "_build_survey", flaky)
+    break_survey_build(monkeypatch, "pr", RuntimeError("boom"))
     result = rq("--survey", "pr,zz", "--format", "json")
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)

@@ -8,10 +8,8 @@ import datetime as dt
 from decimal import Decimal
 
 import polars as pl
-import pytest
 
 from rearcquest import render
-from rearcquest.analytics import bls_value
 from rearcquest.surveys import SurveyInfo
 
 
@@ -24,23 +22,6 @@ def frame() -> pl.DataFrame:
         },
         schema={"series_id": pl.String, "year": pl.Int64, "value": pl.Decimal(18, 3)},
     )
-
-
-@pytest.mark.parametrize(
-    ("value", "decimals", "expected"),
-    [
-        (Decimal("-7.000"), None, "-7.0"),
-        (Decimal("28.500"), None, "28.5"),
-        (Decimal("138.710"), None, "138.71"),
-        (Decimal("138.710"), 3, "138.710"),
-        (Decimal("2"), 2, "2.00"),
-        (Decimal("0.000"), None, "0.0"),
-    ],
-)
-def test_bls_value_has_the_digits_the_source_prints(
-    value: Decimal, decimals: int | None, expected: str
-) -> None:
-    assert format(bls_value(value, decimals), "f") == expected
 
 
 def test_frame_cells_lays_out_any_frame() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from conftest import DATAUSA, release
+from conftest import DATAUSA, break_survey_build, release
 from rearcquest.errors import ConfigError, DataError, StorageError
 from rearcquest.layout import META_SHA256
 from rearcquest.tables import (
@@ -1077,19 +1077,10 @@ def test_reports_come_out_without_titles_when_they_cannot_be_decoded(
 def test_one_surveys_failure_of_any_kind_never_stops_the_others(
     store: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from rearcquest import tables
-
     mirror_release(store, "2024-06-06")
     mirror_zz(store)
     put_population(store)
-    build = tables._build_survey
-
-    def flaky(store_: Any, survey: str, **options: Any) -> None:
-        if survey == "pr":
-            raise RuntimeError("boom")
-        build(store_, survey, **options)
-
-    monkeypatch.setattr(tables, "_build_survey", flaky)
+    break_survey_build(monkeypatch, "pr", RuntimeError("boom"))
     with caplog.at_level(logging.ERROR, logger="rearcquest.tables"):
         result = build_tables(store, surveys=["pr", "zz"], population_object=POPULATION)
     (failed,) = result.failed
@@ -1100,13 +1091,9 @@ def test_one_surveys_failure_of_any_kind_never_stops_the_others(
     assert statuses(result)[population_key("tables/")] == "built"
     with pytest.raises(DataError, match=r"1 table\(s\) not built: .*RuntimeError: boom"):
         result.raise_for_errors()
-
-    def unreadable(store_: Any, survey: str, **options: Any) -> None:
-        if survey == "zz":
-            raise StorageError("cannot list s3://test-bucket/zz/: access denied")
-        build(store_, survey, **options)
-
-    monkeypatch.setattr(tables, "_build_survey", unreadable)
+    break_survey_build(
+        monkeypatch, "zz", StorageError("cannot list s3://test-bucket/zz/: access denied")
+    )
     result = build_tables(store, surveys=["pr", "zz"])
     assert [(b.survey, b.error) for b in result.failed] == [
         ("zz", "cannot list s3://test-bucket/zz/: access denied")
