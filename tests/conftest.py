@@ -259,7 +259,7 @@ def seaweed_bucket(seaweedfs: str, request: pytest.FixtureRequest) -> tuple[str,
 
 
 def _fast_retry() -> Any:
-    from rearcquest.sources._http import RetryPolicy
+    from rearcquest.config import RetryPolicy
 
     return RetryPolicy(attempts=2, base=0.01, cap=0.02)
 

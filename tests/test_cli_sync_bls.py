@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from rearcquest.cli import app
 from rearcquest.layout import lock_key, releases_key, state_key
 from rearcquest.offline import Fault, OfflineServer
-from sync_helpers import before_each_upload
+from sync_helpers import before_each_upload, sync_dir
 
 runner = CliRunner()
 
@@ -275,7 +275,6 @@ def test_race_second_run_exits_5_then_wait_syncs_the_newest(
 
     from conftest import release
     from rearcquest.storage import ObjectStore, make_s3_client
-    from rearcquest.sync import sync_bls as library_sync
 
     name, client = bucket
     slow_store = ObjectStore(make_s3_client(endpoint_url=moto_server), name)
@@ -289,7 +288,7 @@ def test_race_second_run_exits_5_then_wait_syncs_the_newest(
     slow_results: list[Any] = []
     slow = threading.Thread(
         target=lambda: slow_results.append(
-            library_sync(slow_store, source_url=bls_server.bls_url, contact="cron@example.com")
+            sync_dir(slow_store, source_url=bls_server.bls_url, contact="cron@example.com")
         )
     )
     slow.start()

@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from rearcquest.config import RetryPolicy
 from rearcquest.errors import DataError, SourceError
 from rearcquest.offline import OfflineServer
-from rearcquest.sources._http import HttpClient, RetryPolicy
+from rearcquest.sources._http import HttpClient
 from rearcquest.sources.datausa import MAX_BODY_BYTES, fetch_body, parse_population
 
 SOURCE = "https://api.example/population"

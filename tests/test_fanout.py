@@ -11,17 +11,16 @@ import pytest
 
 from conftest import FAST
 from rearcquest import lambdas
-from rearcquest.config import Settings
+from rearcquest.config import FanoutSettings, Settings
 from rearcquest.errors import ConfigError
-from rearcquest.fanout import FanoutSettings, WorkMessage, plan_work, process_work_batch
-from rearcquest.layout import lock_key, state_key
+from rearcquest.fanout import WorkMessage, plan_work, process_work_batch
+from rearcquest.layout import lock_key, parse_surveys, state_key
 from rearcquest.lease import Lease
 from rearcquest.localaws import drain_queue
 from rearcquest.offline import Fault, OfflineServer, ServedFile, add_datausa_routes
 from rearcquest.queues import Queue
 from rearcquest.sources._http import HttpClient
 from rearcquest.storage import ObjectStore
-from rearcquest.surveys import parse_surveys
 from test_surveys import HOSTILE, TREE, survey_files
 
 BIG = 2_000  # bytes: the tests' "too big for one invocation's share"
@@ -227,7 +226,9 @@ def test_plan_work_skips_listed_surveys_on_rqs_own_objects() -> None:
 def test_a_worker_refuses_a_message_for_rqs_own_objects(
     store: ObjectStore, tree_server: OfflineServer
 ) -> None:
+    from rearcquest.config import SyncOptions
     from rearcquest.fanout import run_work
+    from rearcquest.job import AfterSync, SurveySet
 
     with (
         HttpClient(user_agent=f"rq {CONTACT}") as http,
@@ -237,8 +238,9 @@ def test_a_worker_refuses_a_message_for_rqs_own_objects(
             WorkMessage("cu"),
             store=store,
             http=http,
-            root_url=tree_server.root_url,
-            tables_prefix="cu/tables/",
+            surveys=SurveySet((), tree_server.root_url),
+            options=SyncOptions(),
+            after=AfterSync(tables_prefix="cu/tables/"),
         )
     assert tree_server.requests == []
     assert not list(store.list_objects(""))

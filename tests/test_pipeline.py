@@ -246,53 +246,76 @@ def test_rq_run_a_file_failing_mid_stream_fails_one_file_and_the_fetch_still_run
     assert doc["population"]["error"] is None and doc["population"]["summary"]["written"]
 
 
-# -- rq sync-bls's options, decided without the CLI --
+# -- rq sync-bls's options: the request the command line builds --
 
 
 @pytest.mark.parametrize(
-    ("options", "refused"),
+    ("args", "refused"),
     [
-        ({"source_url": "http://127.0.0.1:9/pr/"}, "--source-url/RQ_BLS_URL"),
-        ({"prefix": ""}, "--prefix/RQ_BLS_PREFIX"),
-        ({"state_key": "s.json", "write_index": True}, "--state-key, --write-index"),
+        (["--source-url", "http://127.0.0.1:9/pr/"], "--source-url/RQ_BLS_URL"),
+        (["--prefix", ""], "--prefix/RQ_BLS_PREFIX"),
+        (["--state-key", "s.json", "--write-index"], "--state-key, --write-index"),
     ],
     ids=["source-url", "empty-prefix", "state-key-and-index"],
 )
 def test_sync_request_refuses_single_directory_options_with_surveys(
-    options: dict[str, Any], refused: str
+    args: list[str], refused: str
 ) -> None:
-    from rearcquest.errors import OptionError
-    from rearcquest.pipeline import SyncRequest
-
-    with pytest.raises(OptionError, match="cannot be combined with " + refused) as caught:
-        SyncRequest.from_options(survey=["pr,cu"], **options)
-    assert caught.value.options == "--survey"
-    assert caught.value.exit_code == ConfigError.exit_code
+    # Refused before a store or a client is made: nothing listens on the endpoint.
+    result = runner.invoke(
+        app,
+        [
+            "sync-bls",
+            "--bucket",
+            "b",
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+            "--survey",
+            "pr,cu",
+            *args,
+        ],
+    )
+    assert result.exit_code == ConfigError.exit_code
+    assert "cannot be combined with " + refused in result.stderr
+    assert "--survey" in result.stderr
 
 
 def test_sync_request_one_survey_is_its_directory() -> None:
+    from rearcquest.config import RetryPolicy, SyncOptions
+    from rearcquest.job import AfterSync, SurveySet
     from rearcquest.pipeline import SyncRequest
 
-    request = SyncRequest.from_options(
-        survey=["cu"], root_url="http://h/ts", root_prefix="m", parallel=3, transfers=2, retries=7
+    options = SyncOptions(transfers=2, retry=RetryPolicy(attempts=7))
+    request = SyncRequest.of(
+        options, AfterSync(), surveys=SurveySet(["cu"], "http://h/ts", "m", parallel=3)
     )
     assert not request.many
-    assert (request.source_url, request.prefix) == ("http://h/ts/cu/", "m/cu/")
+    assert (request.options.source_url, request.options.prefix) == ("http://h/ts/cu/", "m/cu/")
     assert request.connections == 2 * 2 * 3
-    assert request.options["retry"].attempts == 7
+    assert request.options.retry == RetryPolicy(attempts=7)
 
 
 def test_sync_request_surveys_and_single_directory() -> None:
+    from rearcquest.config import SyncOptions
+    from rearcquest.job import AfterSync, SurveySet
+    from rearcquest.layout import parse_surveys
     from rearcquest.pipeline import SyncRequest
 
-    many = SyncRequest.from_options(survey=["pr,cu", "pr"], dry_run=True)
-    assert many.many and list(many.surveys or ()) == ["pr", "cu"]
-    assert many.survey_count == 2 and many.options["dry_run"] is True
-    everything = SyncRequest.from_options(survey=["pr", "ALL"])
+    root = "http://h/ts/"
+    many = SyncRequest.of(
+        SyncOptions(dry_run=True),
+        AfterSync(),
+        surveys=SurveySet(parse_surveys(["pr,cu", "pr"]), root),
+    )
+    assert many.many and many.surveys is not None and list(many.surveys.names) == ["pr", "cu"]
+    assert many.survey_count == 2 and many.options.dry_run is True
+    everything = SyncRequest.of(
+        SyncOptions(), AfterSync(), surveys=SurveySet(parse_surveys(["pr", "ALL"]), root)
+    )
     assert everything.many and everything.survey_count is None
-    single = SyncRequest.from_options(write_index=True, index_key="i.html")
-    assert not single.many and single.index_key == "i.html" and single.connections is None
-    assert SyncRequest.from_options(index_key="i.html").index_key is None
+    single = SyncRequest.of(SyncOptions(index_key="i.html"), AfterSync(index=True))
+    assert not single.many and single.options.index_key == "i.html"
+    assert single.connections is None
 
 
 def test_settings_with_options_keeps_what_was_not_given() -> None:
@@ -370,7 +393,7 @@ def test_rq_run_refuses_surveys_with_a_bls_prefix(
 
 
 BROKEN_STEPS = [
-    ("rearcquest.sync.sync_bls", "sync-bls"),
+    ("rearcquest.sync.syncing", "sync-bls"),
     ("rearcquest.population.fetch_population", "fetch-population"),
     ("rearcquest.tables.build_population_table", "tables"),
 ]

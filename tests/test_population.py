@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from rearcquest.config import DEFAULT_POPULATION_URL, LEGACY_POPULATION_URL
+from rearcquest.config import DEFAULT_POPULATION_URL, LEGACY_POPULATION_URL, RetryPolicy
 from rearcquest.errors import ConfigError, DataError, RqError, SourceError, StorageError
 from rearcquest.offline import (
     DATAUSA_LEGACY_PATH,
@@ -29,7 +29,7 @@ from rearcquest.population import (
     FetchResult,
     fetch_population,
 )
-from rearcquest.sources._http import HttpClient, RetryPolicy
+from rearcquest.sources._http import HttpClient
 from rearcquest.storage import ObjectInfo, ObjectStore, ObjectStream
 
 KEY = "datausa/population.json"

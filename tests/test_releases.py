@@ -26,7 +26,8 @@ from rearcquest.releases import (
     resolve_release,
 )
 from rearcquest.storage import ObjectStore
-from rearcquest.sync import SyncState, sync_bls
+from rearcquest.sync import SyncState
+from sync_helpers import sync_dir
 from vintage_helpers import STAMPS
 
 CONTACT = "tests@example.com"
@@ -35,7 +36,7 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 def run(store: ObjectStore, server: OfflineServer) -> Any:
-    return sync_bls(store, source_url=server.bls_url, contact=CONTACT, retry=FAST)
+    return sync_dir(store, source_url=server.bls_url, contact=CONTACT, retry=FAST)
 
 
 # -- the state keeps version ids, compatibly --

@@ -1,4 +1,4 @@
-"""sync_surveys and survey_inventory: several BLS surveys of one root into one bucket."""
+"""run_surveys and survey_inventory: several BLS surveys of one root into one bucket."""
 
 from __future__ import annotations
 
@@ -9,19 +9,15 @@ from typing import Any
 
 import pytest
 
+from rearcquest.config import RetryPolicy
 from rearcquest.errors import ConfigError, SourceError, StorageError
-from rearcquest.layout import lock_key, state_key
+from rearcquest.job import MultiSyncResult
+from rearcquest.layout import lock_key, parse_surveys, state_key
 from rearcquest.lease import Lease
 from rearcquest.offline import Fault, OfflineServer, ServedFile
-from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
-from rearcquest.surveys import (
-    MultiSyncResult,
-    current_survey,
-    parse_surveys,
-    survey_inventory,
-    sync_surveys,
-)
+from rearcquest.surveys import current_survey, survey_inventory
+from sync_helpers import run_jobs
 
 CONTACT = "tests@example.com"
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02, max_retry_after=0.02)
@@ -53,7 +49,7 @@ def run(
     store: ObjectStore, server: OfflineServer, surveys: list[str], **kw: Any
 ) -> MultiSyncResult:
     kw.setdefault("retry", FAST)
-    return sync_surveys(store, surveys=surveys, root_url=server.root_url, contact=CONTACT, **kw)
+    return run_jobs(store, surveys, server.root_url, contact=CONTACT, **kw)  # type: ignore[no-any-return]
 
 
 def mirror(store: ObjectStore, prefix: str) -> dict[str, bytes]:
@@ -144,7 +140,7 @@ def test_a_failed_listing_is_isolated_and_the_exit_code_is_the_worst(
     tree_server.set_files(survey_files("pr", 3, day=7, salt="new"))
     result = run(store, tree_server, ["pr", "cu", "ce"], max_delete=1)
     assert result.surveys["pr"].error is None
-    assert sorted(result.surveys["pr"].result.updated) == sorted(served(tree_server, "pr"))  # type: ignore[union-attr]
+    assert sorted(result.surveys["pr"].result.sync.updated) == sorted(served(tree_server, "pr"))  # type: ignore[union-attr]
     assert mirror(store, "pr/") == served(tree_server, "pr")
     assert result.surveys["cu"].exit_code == 3
     assert "500" in (result.surveys["cu"].error or "")
@@ -277,7 +273,7 @@ def test_an_unchanged_survey_takes_no_lease_and_a_changed_one_lists_once(
     before = len(tree_server.requests)
     result = run(store, tree_server, ["cu"])
     result.raise_for_errors()
-    assert sorted(result.surveys["cu"].result.updated) == sorted(served(tree_server, "cu"))  # type: ignore[union-attr]
+    assert sorted(result.surveys["cu"].result.sync.updated) == sorted(served(tree_server, "cu"))  # type: ignore[union-attr]
     assert mirror(store, "cu/") == served(tree_server, "cu")
     # The listing fetched to plan without the lease is the one the sync uses: one request.
     listings = [r for r in tree_server.requests[before:] if r.path == "/pub/time.series/cu/"]
@@ -290,11 +286,11 @@ def test_each_survey_counts_its_own_source_requests(
     result = run(store, tree_server, ["cu", "ce"], parallel=2)
     result.raise_for_errors()
     # Its listing and one GET per file: not the requests of the survey beside it.
-    assert result.surveys["cu"].result.requests == 1 + 4  # type: ignore[union-attr]
-    assert result.surveys["ce"].result.requests == 1 + 3  # type: ignore[union-attr]
+    assert result.surveys["cu"].result.sync.requests == 1 + 4  # type: ignore[union-attr]
+    assert result.surveys["ce"].result.sync.requests == 1 + 3  # type: ignore[union-attr]
     assert result.requests == len(tree_server.requests) == 5 + 4
     again = run(store, tree_server, ["cu", "ce"], parallel=2)
-    assert {n: o.result.requests for n, o in again.surveys.items()} == {"cu": 1, "ce": 1}  # type: ignore[union-attr]
+    assert {n: o.result.sync.requests for n, o in again.surveys.items()} == {"cu": 1, "ce": 1}  # type: ignore[union-attr]
     assert again.requests == 2
 
 

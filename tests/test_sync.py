@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from conftest import release
+from rearcquest.config import RetryPolicy
 from rearcquest.errors import (
     ConfigError,
     DeleteGuardError,
@@ -18,10 +19,9 @@ from rearcquest.errors import (
 )
 from rearcquest.layout import state_key
 from rearcquest.offline import Fault, OfflineServer
-from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore
-from rearcquest.sync import META_SHA256, STATE_NAME, sync_bls
-from sync_helpers import before_each_upload
+from rearcquest.sync import META_SHA256, STATE_NAME
+from sync_helpers import before_each_upload, run_job, sync_dir
 
 CONTACT = "tests@example.com"
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05, max_retry_after=0.05)
@@ -30,7 +30,7 @@ STATE = state_key("pr/")  # .rearcquest/state/pr.json, outside the mirror
 
 def run(store: ObjectStore, server: OfflineServer, **kw: Any) -> Any:
     kw.setdefault("retry", FAST)
-    return sync_bls(store, source_url=server.bls_url, contact=CONTACT, **kw)
+    return sync_dir(store, source_url=server.bls_url, contact=CONTACT, **kw)
 
 
 def bucket_files(store: ObjectStore, prefix: str = "pr/") -> dict[str, bytes]:
@@ -174,12 +174,12 @@ def test_prefix_root_and_custom(store: ObjectStore, bls_server: OfflineServer) -
 
 def test_bls_gov_without_contact_is_refused_before_any_request(store: ObjectStore) -> None:
     with pytest.raises(ConfigError, match="--contact"):
-        sync_bls(store)
+        sync_dir(store)
 
 
 def test_server_403_says_how_to_fix(store: ObjectStore, bls_server: OfflineServer) -> None:
     with pytest.raises(SourceError, match=r"403.*--contact"):
-        sync_bls(store, source_url=bls_server.bls_url, user_agent="curl/8.0", retry=FAST)
+        sync_dir(store, source_url=bls_server.bls_url, user_agent="curl/8.0", retry=FAST)
     assert list(store.list_objects("")) == []
 
 
@@ -271,11 +271,16 @@ def test_s3_unavailable_is_a_storage_error_and_source_untouched(bls_server: Offl
 def test_static_index_is_kept_current_and_never_deleted(
     store: ObjectStore, bls_server: OfflineServer, prefix: str, index_key: str
 ) -> None:
-    from rearcquest.pipeline import sync_with_index
+    from rearcquest.job import AfterSync
 
     def indexed(**kw: Any) -> Any:
-        return sync_with_index(
-            store, source_url=bls_server.bls_url, contact=CONTACT, retry=FAST, **kw
+        return run_job(
+            store,
+            AfterSync(index=True),
+            source_url=bls_server.bls_url,
+            contact=CONTACT,
+            retry=FAST,
+            **kw,
         )
 
     first = indexed(prefix=prefix, index_key=index_key)
@@ -286,13 +291,13 @@ def test_static_index_is_kept_current_and_never_deleted(
     etag = store.head(index_key)
     again = indexed(prefix=prefix, index_key=index_key)
     assert again.index_written is None  # nothing changed: the page is not rewritten
-    assert again.deleted == []
+    assert again.sync.deleted == []
     assert store.head(index_key) == etag
     files = bls_server.files
     del files["pr.footnote"]
     bls_server.set_files(files)
     third = indexed(prefix=prefix, index_key=index_key)
-    assert third.deleted == ["pr.footnote"]
+    assert third.sync.deleted == ["pr.footnote"]
     assert third.index_written == index_key
     assert "pr.footnote" not in store.get_bytes(index_key).decode()
 

@@ -14,10 +14,10 @@ import pytest
 
 from conftest import release
 from rearcquest import storage
+from rearcquest.config import RetryPolicy
 from rearcquest.offline import OfflineServer, ServedFile
-from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore, make_s3_client
-from rearcquest.sync import sync_bls
+from sync_helpers import sync_dir
 
 pytestmark = pytest.mark.integration
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05)
@@ -32,17 +32,17 @@ def test_release_to_release_on_seaweedfs(seaweed_bucket: tuple[str, str]) -> Non
     store = ObjectStore(make_s3_client(endpoint_url=endpoint), bucket)
     vintages = ["2024-06-06", "2025-06-05", "2025-09-04", "2026-08-06"]
     with OfflineServer(release(vintages[0])) as server:
-        first = sync_bls(store, source_url=server.bls_url, contact="it@example.com", retry=FAST)
+        first = sync_dir(store, source_url=server.bls_url, contact="it@example.com", retry=FAST)
         assert len(first.added) == 12
         assert contents(store) == {n: f.data for n, f in server.files.items()}
         mark = len(server.requests)
-        noop = sync_bls(store, source_url=server.bls_url, contact="it@example.com", retry=FAST)
+        noop = sync_dir(store, source_url=server.bls_url, contact="it@example.com", retry=FAST)
         assert len(server.requests) - mark == 1 and len(noop.unchanged) == 12
         previous = server.files
         for vintage in vintages[1:]:
             files = release(vintage)
             server.set_files(files)
-            result = sync_bls(
+            result = sync_dir(
                 store, source_url=server.bls_url, contact="it@example.com", retry=FAST
             )
             result.raise_for_errors()
@@ -74,7 +74,7 @@ def test_large_file_streams_up_in_parts_with_no_temporary_file(
         # S3 is another process (SeaweedFS); the BLS-like server sends the bytes made above.
         tracemalloc.start()
         try:
-            result = sync_bls(
+            result = sync_dir(
                 store, source_url=server.bls_url, contact="it@example.com", retry=FAST
             )
             peak = tracemalloc.get_traced_memory()[1]
@@ -92,7 +92,7 @@ def test_large_file_streams_up_in_parts_with_no_temporary_file(
     # Re-dated with the same bytes: streamed again, compared, the multipart upload aborted.
     files["big.bin"] = ServedFile("big.bin", big, datetime(2026, 2, 3, 4, 5))
     with OfflineServer(files) as server:
-        again = sync_bls(store, source_url=server.bls_url, contact="it@example.com", retry=FAST)
+        again = sync_dir(store, source_url=server.bls_url, contact="it@example.com", retry=FAST)
     assert again.restamped == ["big.bin"] and again.bytes_uploaded == 0
     pending = store.client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     assert pending == []

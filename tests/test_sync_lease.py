@@ -15,8 +15,8 @@ from rearcquest.layout import lock_key, state_key
 from rearcquest.lease import Lease, LeaseInfo
 from rearcquest.offline import OfflineServer
 from rearcquest.storage import ObjectStore
-from rearcquest.sync import SyncResult, sync_bls
-from sync_helpers import before_each_upload
+from rearcquest.sync import SyncResult
+from sync_helpers import before_each_upload, sync_dir
 
 CONTACT = "tests@example.com"
 LOCK = lock_key("pr/")
@@ -24,7 +24,7 @@ LOCK = lock_key("pr/")
 
 def run(store: ObjectStore, server: OfflineServer, **kw: Any) -> SyncResult:
     kw.setdefault("retry", FAST)
-    return sync_bls(store, source_url=server.bls_url, contact=CONTACT, **kw)
+    return sync_dir(store, source_url=server.bls_url, contact=CONTACT, **kw)
 
 
 def mirror(store: ObjectStore) -> dict[str, bytes]:

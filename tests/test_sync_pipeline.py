@@ -13,7 +13,8 @@ from rearcquest.errors import StorageError, TransferError
 from rearcquest.layout import state_key
 from rearcquest.offline import OfflineServer
 from rearcquest.storage import ObjectStore, ObjectWriter
-from rearcquest.sync import SyncState, sync_bls
+from rearcquest.sync import SyncState
+from sync_helpers import sync_dir
 
 CONTACT = "tests@example.com"
 
@@ -35,7 +36,7 @@ def test_next_download_starts_while_an_upload_is_in_progress(
         return real_complete(self, **kw)
 
     monkeypatch.setattr(ObjectWriter, "complete", slow_complete)
-    result = sync_bls(
+    result = sync_dir(
         store, source_url=bls_server.bls_url, contact=CONTACT, transfers=1, retry=FAST
     )
     result.raise_for_errors()
@@ -60,7 +61,7 @@ def test_failed_upload_is_a_per_file_error(
         return real_complete(self, **kw)
 
     monkeypatch.setattr(ObjectWriter, "complete", failing_complete)
-    result = sync_bls(
+    result = sync_dir(
         store, source_url=bls_server.bls_url, contact=CONTACT, transfers=3, retry=FAST
     )
     assert [(e.name, e.message) for e in result.errors] == [
@@ -86,4 +87,4 @@ def test_unexpected_upload_error_is_raised(
 
     monkeypatch.setattr(ObjectWriter, "complete", broken_complete)
     with pytest.raises(ZeroDivisionError, match="a bug"):
-        sync_bls(store, source_url=bls_server.bls_url, contact=CONTACT, retry=FAST)
+        sync_dir(store, source_url=bls_server.bls_url, contact=CONTACT, retry=FAST)

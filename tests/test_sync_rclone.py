@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from conftest import release
+from rearcquest.config import RetryPolicy
 from rearcquest.layout import LEGACY_STATE_NAME
 from rearcquest.offline import OfflineServer
-from rearcquest.sources._http import RetryPolicy
 from rearcquest.storage import ObjectStore, make_s3_client
-from rearcquest.sync import sync_bls
+from sync_helpers import sync_dir
 
 pytestmark = pytest.mark.integration
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05)
@@ -85,11 +85,11 @@ def test_rclone_check_and_sync_plan_nothing_after_a_sync(
     endpoint, bucket = seaweed_bucket
     store = ObjectStore(make_s3_client(endpoint_url=endpoint), bucket)
     with OfflineServer(release("2024-06-06")) as server:
-        sync_bls(store, source_url=server.bls_url, contact=CONTACT, retry=FAST).raise_for_errors()
+        sync_dir(store, source_url=server.bls_url, contact=CONTACT, retry=FAST).raise_for_errors()
         assert_rclone_agrees(tmp_path, server, store)
         # The 2026 release re-dates five files with the same bytes: metadata only, no upload.
         server.set_files(release("2026-08-06"))
-        again = sync_bls(store, source_url=server.bls_url, contact=CONTACT, retry=FAST)
+        again = sync_dir(store, source_url=server.bls_url, contact=CONTACT, retry=FAST)
         again.raise_for_errors()
         assert "pr.class" in again.restamped
         assert again.bytes_uploaded == sum(

@@ -14,12 +14,12 @@ import pytest
 
 from conftest import FAST
 from rearcquest.errors import ConfigError, StateConflictError, StorageError
+from rearcquest.job import AfterSync
 from rearcquest.layout import LEGACY_STATE_NAME, META_SHA256, state_key
 from rearcquest.offline import OfflineServer, ServedFile
-from rearcquest.pipeline import sync_with_index
 from rearcquest.storage import ObjectStore
-from rearcquest.sync import SyncState, load_state, sync_bls
-from sync_helpers import before_each_upload
+from rearcquest.sync import SyncState, load_state
+from sync_helpers import before_each_upload, run_job, sync_dir
 
 CONTACT = "tests@example.com"
 STATE = state_key("pr/")
@@ -29,7 +29,7 @@ SHA = "0" * 64
 
 def run(store: ObjectStore, server: OfflineServer, **kw: Any) -> Any:
     kw.setdefault("retry", FAST)
-    return sync_bls(store, source_url=server.bls_url, contact=CONTACT, **kw)
+    return sync_dir(store, source_url=server.bls_url, contact=CONTACT, **kw)
 
 
 @pytest.fixture
@@ -343,10 +343,15 @@ def test_listed_file_named_like_rqs_own_objects_is_never_written(
     for name in (LEGACY_STATE_NAME, "index.html"):
         files[name] = ServedFile(name, b"from the source", when)
     bls_server.set_files(files)
-    result = sync_with_index(
-        store, source_url=bls_server.bls_url, contact="t@example.com", index_key="pr/index.html"
+    run = run_job(
+        store,
+        AfterSync(index=True),
+        source_url=bls_server.bls_url,
+        contact="t@example.com",
+        index_key="pr/index.html",
     )
-    result.raise_for_errors()
+    run.raise_for_errors()
+    result = run.sync
     assert sorted(s.name for s in result.skipped) == sorted([LEGACY_STATE_NAME, "index.html"])
     assert store.head(LEGACY) is None
     assert store.get_bytes("pr/index.html") != b"from the source"  # rq's page, not the file

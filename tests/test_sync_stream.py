@@ -19,12 +19,14 @@ import pytest
 
 from conftest import release
 from rearcquest import storage
+from rearcquest.config import RetryPolicy
 from rearcquest.layout import META_LAST_MODIFIED, META_SHA256
 from rearcquest.offline import Fault, OfflineServer
-from rearcquest.sources._http import HttpClient, RetryPolicy
+from rearcquest.sources._http import HttpClient
 from rearcquest.sources.bls import fetch_listing
 from rearcquest.storage import ObjectStore
-from rearcquest.sync import STATE_NAME, Action, SyncPlan, apply_plan, load_state, sync_bls
+from rearcquest.sync import STATE_NAME, Action, SyncPlan, apply_plan, load_state
+from sync_helpers import sync_dir
 
 CONTACT = "tests@example.com"
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05, max_retry_after=0.05)
@@ -42,7 +44,7 @@ def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def run(store: ObjectStore, server: OfflineServer, **kw: Any) -> Any:
     kw.setdefault("retry", FAST)
-    return sync_bls(store, source_url=server.bls_url, contact=CONTACT, **kw)
+    return sync_dir(store, source_url=server.bls_url, contact=CONTACT, **kw)
 
 
 def bucket_files(store: ObjectStore) -> dict[str, bytes]:

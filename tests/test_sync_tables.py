@@ -22,13 +22,14 @@ from typer.testing import CliRunner
 from conftest import release
 from rearcquest import lambdas
 from rearcquest.cli import app
-from rearcquest.config import Settings
+from rearcquest.config import RetryPolicy, Settings
 from rearcquest.errors import ConfigError, RqError
+from rearcquest.job import AfterSync
 from rearcquest.offline import OfflineServer, ServedFile, add_datausa_routes
-from rearcquest.pipeline import run_pipeline, sync_mirror, sync_surveys_with_tables
-from rearcquest.sources._http import RetryPolicy
+from rearcquest.pipeline import run_pipeline
 from rearcquest.storage import ObjectStore
 from rearcquest.tables import manifest_key, observations_key, population_key, series_key
+from sync_helpers import run_job, run_jobs
 from test_tables import ZZ
 
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02, max_retry_after=0.02)
@@ -53,14 +54,8 @@ def server() -> Iterator[OfflineServer]:
 
 
 def sync_both(store: ObjectStore, server: OfflineServer, **options: Any) -> Any:
-    return sync_surveys_with_tables(
-        store,
-        tables=True,
-        surveys=["pr", "zz"],
-        root_url=server.root_url,
-        contact=CONTACT,
-        retry=FAST,
-        **options,
+    return run_jobs(
+        store, ["pr", "zz"], server.root_url, tables=True, contact=CONTACT, retry=FAST, **options
     )
 
 
@@ -157,10 +152,10 @@ def test_a_dry_run_builds_nothing(store: ObjectStore, server: OfflineServer) -> 
 def test_sync_mirror_of_one_directory_with_the_index_page(
     store: ObjectStore, server: OfflineServer
 ) -> None:
-    result = sync_mirror(
+    result = run_job(
         store,
+        AfterSync(index=True, tables=True),
         index_key="index.html",
-        tables=True,
         source_url=server.bls_url,
         prefix="pr/",
         contact=CONTACT,
@@ -175,7 +170,9 @@ def test_tables_of_a_mirror_at_the_bucket_root_are_refused_before_any_sync(
     store: ObjectStore, server: OfflineServer
 ) -> None:
     with pytest.raises(ConfigError, match="give it a --prefix such as pr/"):
-        sync_mirror(store, tables=True, source_url=server.bls_url, prefix="", contact=CONTACT)
+        run_job(
+            store, AfterSync(tables=True), source_url=server.bls_url, prefix="", contact=CONTACT
+        )
     assert server.requests == []
     with pytest.raises(ConfigError, match="bucket root"):
         run_pipeline(
@@ -495,7 +492,7 @@ def test_one_surveys_unexpected_tables_failure_never_stops_the_others(
         "the files were synced but not their tables: unexpected error (RuntimeError: boom); "
         "please report it"
     )
-    assert pr.result is not None and len(pr.result.added) > 0
+    assert pr.result is not None and len(pr.result.sync.added) > 0
     assert store.head("pr/pr.series") is not None
     assert zz.error is None, zz.error
     assert store.head(series_key("tables/", "zz")) is not None

@@ -16,7 +16,7 @@ from rearcquest.layout import releases_key
 from rearcquest.offline import OfflineServer
 from rearcquest.releases import Release, ReleaseFile, ReleaseLog
 from rearcquest.storage import ObjectStore
-from rearcquest.sync import sync_bls
+from sync_helpers import sync_dir
 
 VINTAGES = ["2024-06-06", "2025-06-05", "2025-09-04", "2026-08-06"]
 # Release stamps are UTC: the served files' Last-Modified (08:30 US Eastern is 12:30 UTC).
@@ -61,13 +61,13 @@ def _sync_releases(client: Any) -> dict[str, Any]:
     with OfflineServer(release(VINTAGES[0])) as server:
         for vintage in VINTAGES:
             server.set_files(release(vintage))
-            result = sync_bls(
+            result = sync_dir(
                 store, source_url=server.bls_url, contact=CONTACT, retry=FAST, vintages=True
             )
             result.raise_for_errors()
             results.append(result)
         # A sync that changes nothing records no release.
-        sync_bls(store, source_url=server.bls_url, contact=CONTACT, retry=FAST)
+        sync_dir(store, source_url=server.bls_url, contact=CONTACT, retry=FAST)
     return {"client": client, "store": store, "results": results}
 
 

@@ -23,7 +23,7 @@ from rearcquest.config import (
     normalise_prefix,
 )
 from rearcquest.errors import ConfigError
-from rearcquest.surveys import ALL, parse_surveys
+from rearcquest.layout import ALL, parse_surveys
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BUNDLE = REPO / "build" / "lambda-bundle"

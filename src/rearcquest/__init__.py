@@ -2,10 +2,10 @@
 
 The command line (``rq``) is a thin layer over this library::
 
-    from rearcquest import ObjectStore, make_s3_client, sync_bls
+    from rearcquest import ObjectStore, SyncOptions, make_s3_client, sync_bls
 
     store = ObjectStore(make_s3_client(), bucket="my-bucket")
-    result = sync_bls(store, prefix="pr/", user_agent="rearcquest (contact: me@example.com)")
+    result = sync_bls(store, SyncOptions(prefix="pr/", contact="me@example.com"))
     print(result.added, result.updated, result.deleted)
 
 Heavy dependencies (boto3, httpx, polars) are imported lazily, so importing this package and
@@ -36,6 +36,7 @@ __all__ = [
     "SourceError",
     "SourceForbiddenError",
     "StorageError",
+    "SyncOptions",
     "SyncPlan",
     "SyncResult",
     "TablesResult",
@@ -74,7 +75,7 @@ from rearcquest.errors import (
 
 if TYPE_CHECKING:
     from rearcquest.analytics import analyze
-    from rearcquest.config import DeleteLimit, Settings
+    from rearcquest.config import DeleteLimit, Settings, SyncOptions
     from rearcquest.index import write_static_index
     from rearcquest.population import FetchResult, fetch_population
     from rearcquest.releases import Release
@@ -89,6 +90,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Settings": "rearcquest.config",
     "DeleteLimit": "rearcquest.config",
+    "SyncOptions": "rearcquest.config",
     "analyze": "rearcquest.analytics",
     "FetchResult": "rearcquest.population",
     "fetch_population": "rearcquest.population",

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
+    from rearcquest.job import SurveyOutcome
     from rearcquest.render import TextTable
-    from rearcquest.surveys import SurveyOutcome
     from rearcquest.sync import Progress as SyncProgress
 
 SurveyCallbacks = tuple[

@@ -28,11 +28,13 @@ from rearcquest.analytics import (
     DEFAULT_TO_YEAR,
 )
 from rearcquest.config import (
+    DEFAULT_ATTEMPTS,
     DEFAULT_BLS_URL,
     DEFAULT_CACHE_SECONDS,
     DEFAULT_HOST,
     DEFAULT_INDEX_KEY,
     DEFAULT_MAX_DELETE,
+    DEFAULT_PARALLEL,
     DEFAULT_POPULATION_KEY,
     DEFAULT_POPULATION_URL,
     DEFAULT_PORT,
@@ -44,8 +46,6 @@ from rearcquest.config import (
 )
 from rearcquest.errors import OptionError, RqError
 from rearcquest.layout import STATE_PREFIX
-from rearcquest.sources._http import DEFAULT_ATTEMPTS
-from rearcquest.surveys import DEFAULT_PARALLEL
 from rearcquest.tables import DEFAULT_SURVEYS
 from rearcquest.vintages import DEFAULT_FILE, DEFAULT_FROM_RELEASE, DEFAULT_TO_RELEASE
 
@@ -462,10 +462,47 @@ def sync_bls(
 
     Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com --survey pr,cu
     """
+    from rearcquest.config import RetryPolicy, SyncOptions
+    from rearcquest.job import AfterSync, SurveySet
+    from rearcquest.layout import parse_surveys
     from rearcquest.pipeline import SyncRequest
 
-    # Every other option goes to the request as the command line names it.
-    request = SyncRequest.from_options(**_options(ctx, "bucket", "endpoint_url", "fmt"))
+    options = SyncOptions(
+        source_url=source_url or DEFAULT_BLS_URL,
+        prefix=prefix,
+        contact=contact,
+        user_agent=user_agent,
+        max_rps=max_rps,
+        retry=RetryPolicy(attempts=retries),
+        dry_run=dry_run,
+        delete=not no_delete,
+        max_delete=max_delete,
+        include=include or (),
+        exclude=exclude or (),
+        transfers=transfers,
+        state_key=state_key,
+        index_key=index_key if write_index else None,
+        lock=not no_lock,
+        wait=wait,
+        vintages=vintages,
+    )
+    names = parse_surveys(survey) if survey else None
+    single_only = [
+        flag
+        for flag, on in (
+            ("--source-url/RQ_BLS_URL", source_url is not None),
+            ("--prefix/RQ_BLS_PREFIX", prefix is not None),
+            ("--state-key", state_key is not None),
+            ("--write-index", write_index),
+        )
+        if on
+    ]
+    request = SyncRequest.of(
+        options,
+        AfterSync(index=write_index, tables=tables, tables_prefix=tables_prefix),
+        surveys=SurveySet(names, root_url, root_prefix, parallel) if names else None,
+        single_only=single_only,
+    )
     store = _store(bucket, endpoint_url, connections=request.connections)
     quiet = _verbosity(ctx).quiet
     if request.many:
@@ -1049,9 +1086,9 @@ def run(
     Example: RQ_CONTACT=me@example.com rq run --bls-bucket my-bls --population-bucket my-pop
     """
     from rearcquest.config import Settings
+    from rearcquest.layout import parse_surveys
     from rearcquest.pipeline import run_pipeline
     from rearcquest.storage import make_s3_client
-    from rearcquest.surveys import parse_surveys
 
     settings = Settings.from_env().with_options(
         bls_bucket=bls_bucket,

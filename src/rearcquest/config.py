@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from rearcquest._version import __version__
 from rearcquest.errors import ConfigError
+from rearcquest.layout import parse_surveys
 
 DEFAULT_BLS_URL = "https://download.bls.gov/pub/time.series/pr/"
 # The root of every BLS survey (pr, cu, ce, ...), listed as directories.
@@ -47,6 +49,36 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 DEMO_BUCKET = "rq-demo"
 # Downloads (and as many uploads) of one sync at once.
 DEFAULT_TRANSFERS = 4
+# One invocation's share: a file larger than this gets a message of its own. At the default
+# worker rate and Lambda's network a 1 GB file takes a few minutes; several would not fit 15.
+DEFAULT_BIG_FILE_BYTES = 512 * 1024 * 1024
+# Surveys synced at once (rq sync-bls --survey).
+DEFAULT_PARALLEL = 4
+
+
+# Attempts per request, the first included.
+DEFAULT_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry.
+
+    Args:
+        attempts: total attempts, the first included.
+        base: the first backoff, in seconds; doubled each attempt, with full jitter.
+        cap: the longest backoff.
+        max_retry_after: the longest ``Retry-After`` honoured; longer ones are capped.
+    """
+
+    attempts: int = DEFAULT_ATTEMPTS
+    base: float = 0.5
+    cap: float = 30.0
+    max_retry_after: float = 120.0
+
+    def backoff(self, attempt: int) -> float:
+        """Return the delay before retry number ``attempt`` (1-based)."""
+        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
 
 
 def build_user_agent(contact: str | None = None, user_agent: str | None = None) -> str | None:
@@ -296,3 +328,99 @@ class Settings:
         if self.bls_prefix is None:
             return default_prefix(self.bls_url)
         return normalise_prefix(self.bls_prefix)
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """How one BLS directory is mirrored: what ``rq sync-bls`` is told, as values.
+
+    The command line, the scheduled job and the fan-out worker each build one from their own
+    inputs (arguments, :class:`Settings`, a work message); :func:`rearcquest.sync.sync_bls`
+    reads nothing else.
+
+    Attributes:
+        source_url: a BLS ``time.series/<survey>/`` directory (or any directory page).
+        prefix: the key prefix; None for the directory's last segment plus ``/``.
+        contact: an e-mail address for the User-Agent (BLS refuses requests without one).
+        user_agent: a complete User-Agent instead.
+        max_rps: the highest request rate; None for 1/s on bls.gov, unlimited elsewhere.
+        retry: the retry policy for the source; None for the default.
+        dry_run: plan only; change nothing, download nothing and take no lease.
+        delete: delete objects whose file left the listing.
+        max_delete: the delete guard: ``N`` objects, ``"P%"`` of the mirrored files, or a
+            :class:`DeleteLimit`; None for 20 objects, half the mirrored files, or any file when
+            at most one would remain.
+        include: only file names matching one of these globs.
+        exclude: never touch file names matching one of these globs.
+        transfers: files moved at once.
+        state_key: the key of the sync state; None for ``.rearcquest/state/<prefix>.json``.
+        index_key: the key of a static ``index.html`` kept beside the mirror: never deleted as
+            a stale file, never overwritten by a listed file.
+        lock: hold a lease on the mirror while syncing (``False``: ``--no-lock``).
+        wait: seconds to wait for another sync's lease before giving up.
+        lease_ttl: seconds the lease lasts without renewal (it is renewed every third).
+        vintages: require a versioned bucket, so that every release stays readable.
+    """
+
+    source_url: str = DEFAULT_BLS_URL
+    prefix: str | None = None
+    contact: str | None = None
+    user_agent: str | None = None
+    max_rps: float | None = None
+    retry: RetryPolicy | None = None
+    dry_run: bool = False
+    delete: bool = True
+    max_delete: DeleteLimit | int | str | None = None
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    transfers: int = DEFAULT_TRANSFERS
+    state_key: str | None = None
+    index_key: str | None = None
+    lock: bool = True
+    wait: float = 0.0
+    lease_ttl: float = DEFAULT_LEASE_TTL
+    vintages: bool = False
+
+
+@dataclass(frozen=True)
+class FanoutSettings:
+    """Where the fan-out sends its work and what it covers (``RQ_*`` variables).
+
+    Attributes:
+        queue_url: the SQS work queue (``RQ_WORK_QUEUE_URL``); ``None``: no fan-out, the
+            scheduled function syncs in-process as before.
+        surveys: the surveys (``RQ_SURVEYS``, comma-separated or ``all``; default ``pr``).
+        root_url: the root (``RQ_BLS_ROOT_URL``).
+        root_prefix: the prefix the survey mirrors are under (``RQ_BLS_ROOT_PREFIX``).
+        big_file_bytes: files larger than this get a message of their own (``RQ_BIG_FILE_BYTES``).
+    """
+
+    queue_url: str | None = None
+    surveys: tuple[str, ...] = ("pr",)
+    root_url: str = DEFAULT_ROOT_URL
+    root_prefix: str = ""
+    big_file_bytes: int = DEFAULT_BIG_FILE_BYTES
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> FanoutSettings:
+        """Read the settings from ``environ`` (default ``os.environ``).
+
+        Raises:
+            ConfigError: a value is invalid (the message names the variable).
+        """
+        env = dict(os.environ) if environ is None else environ
+        raw = env.get("RQ_BIG_FILE_BYTES", "").strip()
+        try:
+            big = int(raw) if raw else DEFAULT_BIG_FILE_BYTES
+        except ValueError:
+            raise ConfigError(f"RQ_BIG_FILE_BYTES={raw!r} is not a whole number of bytes") from None
+        if big < 1:
+            raise ConfigError(f"RQ_BIG_FILE_BYTES={raw!r} must be at least 1")
+        surveys = parse_surveys([env.get("RQ_SURVEYS", "").strip() or "pr"])
+        return cls(
+            queue_url=env.get("RQ_WORK_QUEUE_URL", "").strip() or None,
+            surveys=tuple(surveys),
+            root_url=env.get("RQ_BLS_ROOT_URL", "").strip() or DEFAULT_ROOT_URL,
+            root_prefix=env.get("RQ_BLS_ROOT_PREFIX", "").strip(),
+            big_file_bytes=big,
+        )

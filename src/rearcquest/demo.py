@@ -34,7 +34,7 @@ from rearcquest.offline import (
 from rearcquest.storage import ObjectStore, make_s3_client
 
 if TYPE_CHECKING:
-    from rearcquest.sources._http import RetryPolicy
+    from rearcquest.config import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,12 @@ def run_demo(
         RqError: a step failed.
     """
     from rearcquest.analytics import BLS_FILE, analyze
+    from rearcquest.config import SyncOptions
     from rearcquest.events import process_report_batch
+    from rearcquest.job import run_survey
     from rearcquest.localaws import drain_queue, notify_queue_on_key
     from rearcquest.population import fetch_population
     from rearcquest.queues import Queue, make_sqs_client
-    from rearcquest.sync import sync_bls
 
     old, new = (load_release(bundled_release(v)) for v in ("2024-06-06", "2026-08-06"))
     with _endpoint(endpoint_url) as (url, keys), OfflineServer(old) as bls:
@@ -97,7 +98,8 @@ def run_demo(
         on_step(f"S3 endpoint {url}, bucket {bucket}; BLS-like server {bls.bls_url}", None)
 
         def sync() -> Any:
-            return sync_bls(store, source_url=bls.bls_url, contact=DEMO_CONTACT, retry=retry)
+            options = SyncOptions(source_url=bls.bls_url, contact=DEMO_CONTACT, retry=retry)
+            return run_survey(store, options)
 
         on_step("Sync the BLS release of 2024-06-06 (first sync: every file is new)", sync())
         bls.set_files(new)

@@ -28,38 +28,33 @@ import glob
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from rearcquest.config import (
+    DEFAULT_BIG_FILE_BYTES,
     DEFAULT_POPULATION_KEY,
     DEFAULT_ROOT_URL,
-    DEFAULT_TRANSFERS,
     normalise_prefix,
 )
 from rearcquest.errors import ConfigError, RqError
-from rearcquest.layout import plain_name, shown_name
+from rearcquest.layout import ALL, parse_surveys, plain_name, shown_name
 from rearcquest.surveys import (
-    ALL,
     in_survey,
     list_surveys,
     mirrorable_surveys,
-    parse_surveys,
     survey_prefix,
     survey_url,
 )
 
 if TYPE_CHECKING:
+    from rearcquest.config import SyncOptions
+    from rearcquest.job import AfterSync, SurveyRun, SurveySet
     from rearcquest.queues import Queue
     from rearcquest.sources._http import HttpClient
     from rearcquest.storage import ObjectStore
-    from rearcquest.sync import SyncResult
 
 log = logging.getLogger(__name__)
-
-# One invocation's share: a file larger than this gets a message of its own. At the default
-# worker rate and Lambda's network a 1 GB file takes a few minutes; several would not fit 15.
-DEFAULT_BIG_FILE_BYTES = 512 * 1024 * 1024
 
 
 # The keys a work message may carry. ``root_url``/``root_prefix`` come only from planners of
@@ -304,78 +299,56 @@ def run_work(
     *,
     store: ObjectStore,
     http: HttpClient,
-    root_url: str = DEFAULT_ROOT_URL,
-    root_prefix: str = "",
-    transfers: int = DEFAULT_TRANSFERS,
-    wait: float = 0.0,
-    vintages: bool = False,
-    on_synced: Callable[[SyncResult], None] | None = None,
-    tables_prefix: str | None = None,
-    population_key: str = DEFAULT_POPULATION_KEY,
-) -> SyncResult:
-    """Sync what one work message names, with the survey's lease and state.
+    surveys: SurveySet,
+    options: SyncOptions,
+    after: AfterSync | None = None,
+) -> SurveyRun:
+    """Run the job (:func:`rearcquest.job.run_survey`) of what one work message names.
 
     Args:
         message: the work.
         store: the mirror bucket.
         http: the worker's client (its rate is the worker's share of the politeness budget).
-        root_url: the root the surveys are under: the worker's configuration
-            (``RQ_BLS_ROOT_URL``), whatever the message says.
-        root_prefix: the prefix the survey mirrors are under (``RQ_BLS_ROOT_PREFIX``).
-        transfers: files moved at once.
-        wait: seconds to wait for the survey's lease before failing.
-        vintages: require a versioned bucket (see :func:`rearcquest.sync.sync_bls`).
-        on_synced: called with the result under the survey's lease (the pipeline builds the
-            survey's tables there).
-        tables_prefix: where the tables go, as the planner was told.
-        population_key: where the population JSON is stored, as the planner was told.
+        surveys: the root the surveys are under and the prefix their mirrors go to: the worker's
+            configuration (``RQ_BLS_ROOT_URL``, ``RQ_BLS_ROOT_PREFIX``), whatever the message
+            says; its ``names`` are ignored.
+        options: the worker's sync options (``transfers``, ``wait`` for the survey's lease,
+            ``vintages``); the source, prefix and file selection are the message's.
+        after: what follows the sync under the survey's lease (the tables, Glue).
 
     Returns:
-        The sync's result (already checked: a failed file or guard raises).
+        The job's record (already checked: a failed file, guard or table raises).
 
     Raises:
-        ConfigError: the message names another root or prefix than ``root_url`` and
-            ``root_prefix`` (nothing was fetched or written), or the survey's mirror would land
-            on rq's own objects.
+        ConfigError: the message names another root or prefix than the worker's (nothing was
+            fetched or written), or the survey's mirror would land on rq's own objects.
         LeaseHeldError: another message of the survey holds its lease; retry later.
-        RqError: the sync failed (listing, files, delete guard, S3).
+        RqError: the sync failed (listing, files, delete guard, S3), or its tables.
     """
-    from rearcquest.sync import sync_bls
+    from rearcquest.job import run_survey
 
-    _check_message_roots(message, root_url=root_url, root_prefix=root_prefix)
+    _check_message_roots(message, root_url=surveys.root_url, root_prefix=surveys.root_prefix)
     prefix = survey_prefix(
-        root_prefix,
+        surveys.root_prefix,
         message.survey,
-        tables_prefix=tables_prefix,
-        population_key=population_key,
+        tables_prefix=after.tables_prefix if after else None,
+        population_key=surveys.population_key,
+    )
+    own = replace(
+        options,
+        source_url=survey_url(surveys.root_url, message.survey),
+        prefix=prefix,
+        state_key=None,
+        index_key=None,
+        include=(glob.escape(message.file),) if message.file is not None else (),
+        exclude=() if message.file is not None else tuple(glob.escape(n) for n in message.exclude),
+        delete=message.file is None,
+        transfers=1 if message.file is not None else options.transfers,
     )
     with in_survey(message.survey):
-        if message.file is not None:
-            result = sync_bls(
-                store,
-                source_url=survey_url(root_url, message.survey),
-                prefix=prefix,
-                include=(glob.escape(message.file),),
-                delete=False,
-                transfers=1,
-                http=http,
-                wait=wait,
-                vintages=vintages,
-                on_synced=on_synced,
-            )
-        else:
-            result = sync_bls(
-                store,
-                source_url=survey_url(root_url, message.survey),
-                prefix=prefix,
-                exclude=tuple(glob.escape(n) for n in message.exclude),
-                transfers=transfers,
-                http=http,
-                wait=wait,
-                vintages=vintages,
-                on_synced=on_synced,
-            )
-        result.raise_for_errors()
+        run = run_survey(store, own, after, http=http)
+        run.raise_for_errors()
+        result = run.sync
         log.info(
             "work done",
             extra={
@@ -387,7 +360,7 @@ def run_work(
                 "bytes_uploaded": result.bytes_uploaded,
             },
         )
-        return result
+        return run
 
 
 def process_work_batch(
@@ -454,49 +427,3 @@ def _run_record(record: dict[str, Any], run: Callable[[WorkMessage], object]) ->
     except ValueError as exc:
         raise _RefusedMessage(str(exc)) from exc
     run(message)
-
-
-@dataclass(frozen=True)
-class FanoutSettings:
-    """Where the fan-out sends its work and what it covers (``RQ_*`` variables).
-
-    Attributes:
-        queue_url: the SQS work queue (``RQ_WORK_QUEUE_URL``); ``None``: no fan-out, the
-            scheduled function syncs in-process as before.
-        surveys: the surveys (``RQ_SURVEYS``, comma-separated or ``all``; default ``pr``).
-        root_url: the root (``RQ_BLS_ROOT_URL``).
-        root_prefix: the prefix the survey mirrors are under (``RQ_BLS_ROOT_PREFIX``).
-        big_file_bytes: files larger than this get a message of their own (``RQ_BIG_FILE_BYTES``).
-    """
-
-    queue_url: str | None = None
-    surveys: tuple[str, ...] = ("pr",)
-    root_url: str = DEFAULT_ROOT_URL
-    root_prefix: str = ""
-    big_file_bytes: int = DEFAULT_BIG_FILE_BYTES
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> FanoutSettings:
-        """Read the settings from ``environ`` (default ``os.environ``).
-
-        Raises:
-            ConfigError: a value is invalid (the message names the variable).
-        """
-        import os
-
-        env = dict(os.environ) if environ is None else environ
-        raw = env.get("RQ_BIG_FILE_BYTES", "").strip()
-        try:
-            big = int(raw) if raw else DEFAULT_BIG_FILE_BYTES
-        except ValueError:
-            raise ConfigError(f"RQ_BIG_FILE_BYTES={raw!r} is not a whole number of bytes") from None
-        if big < 1:
-            raise ConfigError(f"RQ_BIG_FILE_BYTES={raw!r} must be at least 1")
-        surveys = parse_surveys([env.get("RQ_SURVEYS", "").strip() or "pr"])
-        return cls(
-            queue_url=env.get("RQ_WORK_QUEUE_URL", "").strip() or None,
-            surveys=tuple(surveys),
-            root_url=env.get("RQ_BLS_ROOT_URL", "").strip() or DEFAULT_ROOT_URL,
-            root_prefix=env.get("RQ_BLS_ROOT_PREFIX", "").strip(),
-            big_file_bytes=big,
-        )

@@ -108,7 +108,7 @@ def scheduled_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     Raises:
         RqError: either step failed (after the other one ran).
     """
-    from rearcquest.fanout import FanoutSettings
+    from rearcquest.config import FanoutSettings
     from rearcquest.pipeline import run_fanout_pipeline, run_pipeline
 
     with _invocation(context):
@@ -176,7 +176,7 @@ def work_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     message naming others fails alone. Failed messages (a held lease, a failed listing or file,
     a refused message) are returned in ``batchItemFailures`` and retried.
     """
-    from rearcquest.fanout import FanoutSettings
+    from rearcquest.config import FanoutSettings
     from rearcquest.pipeline import run_work_batch
 
     with _invocation(context):

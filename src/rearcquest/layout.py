@@ -19,9 +19,11 @@ folder.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
-from rearcquest.errors import DataError
+from rearcquest.errors import ConfigError, DataError
 
 # Everything rq writes for itself starts with this; it is never a mirrored file's key.
 RESERVED_PREFIX = ".rearcquest/"
@@ -132,3 +134,40 @@ def path_inside(folder: Path, name: str) -> Path:
     if path == base or not path.is_relative_to(base):
         raise DataError(f"{shown_name(name)} is not a file inside {folder}; nothing was written")
     return path
+
+
+# -- survey names ----------------------------------------------------------------------------------
+
+# ``--survey all``: every survey the root lists.
+ALL = "all"
+# A survey is one directory name of the root: letters, digits and a few safe signs.
+SURVEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def parse_surveys(values: Iterable[str]) -> list[str]:
+    """Split ``--survey`` values (comma-separated and/or repeated) into survey names.
+
+    Returns:
+        The names in order, without duplicates; ``["all"]`` when ``all`` is one of them.
+
+    Raises:
+        ConfigError: a name is empty or not a plain directory name.
+    """
+    names: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            name = part.strip()
+            if not name:
+                raise ConfigError(f"--survey {value!r} holds an empty survey name")
+            if name.lower() == ALL:
+                return [ALL]
+            if not SURVEY_NAME.fullmatch(name) or not plain_name(name):
+                raise ConfigError(
+                    f"--survey {shown_name(name)} is not a survey name (a directory of the root such as "
+                    "'pr' or 'cu')"
+                )
+            if name not in names:
+                names.append(name)
+    if not names:
+        raise ConfigError("no survey named: give --survey pr,cu (or --survey all)")
+    return names

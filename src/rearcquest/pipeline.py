@@ -1,7 +1,7 @@
 """The scheduled job: sync the BLS mirror, then fetch the population, whatever the sync did.
 
 With tables (``rq sync-bls --tables``, ``RQ_TABLES``) a sync that changed something is followed,
-under the same lease, by a build of the survey's Parquet tables (:func:`tables_after_sync`), and
+under the same lease, by a build of the survey's Parquet tables (:mod:`rearcquest.job`), and
 the population fetch by the population table.
 
 One function serves ``rq run`` (cron, systemd) and the scheduled Lambda, so the two cannot drift.
@@ -14,31 +14,35 @@ Lambda retries to see: the exit code is 0 exactly when ``ok`` is true.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.config import (
-    DEFAULT_BLS_URL,
-    DEFAULT_INDEX_KEY,
-    DEFAULT_ROOT_URL,
-    DEFAULT_TRANSFERS,
-    Settings,
-    default_prefix,
-    normalise_prefix,
-)
+from rearcquest.config import DEFAULT_ROOT_URL, Settings, SyncOptions
 from rearcquest.errors import ConfigError, DataError, OptionError, RqError, StorageError
+from rearcquest.job import (
+    AfterSync,
+    MultiSyncResult,
+    SurveyOutcome,
+    SurveyRun,
+    SurveySet,
+    register_glue_tables,
+    run_survey,
+    run_surveys,
+    survey_of,
+    unexpected,
+)
+from rearcquest.layout import ALL
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from rearcquest.catalog import Catalog
-    from rearcquest.fanout import FanoutSettings, WorkMessage
-    from rearcquest.sources._http import RetryPolicy
+    from rearcquest.config import FanoutSettings, RetryPolicy
+    from rearcquest.fanout import WorkMessage
     from rearcquest.storage import ObjectStore
-    from rearcquest.surveys import MultiSyncResult, SurveyOutcome
-    from rearcquest.sync import Progress, SyncResult
+    from rearcquest.sync import Progress
     from rearcquest.tables import TablesResult
 
 log = logging.getLogger(__name__)
@@ -122,140 +126,8 @@ def _recording(step: StepOutcome, name: str) -> Iterator[None]:
         step.error, step.exit_code = f"local I/O error: {exc}", 1
         log.error("%s failed: %s", name, step.error)
     except Exception as exc:  # a bug in one step must not stop the scheduled job's others
-        step.error, step.exit_code = _unexpected(exc), 1
+        step.error, step.exit_code = unexpected(exc), 1
         log.error("%s failed: %s", name, step.error, exc_info=exc)
-
-
-def _unexpected(exc: BaseException) -> str:
-    """How an error rq did not expect is reported."""
-    return f"unexpected error ({type(exc).__name__}: {exc}); please report it"
-
-
-def sync_with_index(
-    store: ObjectStore,
-    *,
-    index_key: str,
-    on_synced: Callable[[SyncResult], None] | None = None,
-    **options: Any,
-) -> SyncResult:
-    """:func:`~rearcquest.sync.sync_bls`, keeping a static ``index.html`` of the mirror current.
-
-    The page at ``index_key`` is rewritten, under the sync's lease, when the sync changed something
-    or the page is missing; it is never deleted as a stale file (see ``rq serve-index``).
-
-    Args:
-        store: the bucket to mirror into.
-        index_key: where the page goes (inside the mirror prefix or not).
-        on_synced: also called under the lease, after the page (the tables are built there).
-        options: the other keyword arguments of :func:`~rearcquest.sync.sync_bls`.
-
-    Returns:
-        The sync's result, with ``index_written`` set when the page was written.
-    """
-    from rearcquest.index import write_static_index
-    from rearcquest.sync import sync_bls
-
-    def write_page(result: SyncResult) -> None:
-        if result.added or result.updated or result.deleted or store.head(index_key) is None:
-            result.index_written = write_static_index(store, result.prefix, index_key).key
-        if on_synced is not None:
-            on_synced(result)
-
-    return sync_bls(store, index_key=index_key, on_synced=write_page, **options)
-
-
-def survey_of(prefix: str) -> tuple[str, str]:
-    """The root prefix and the survey of a mirror prefix: ``mirrors/pr/`` -> ``("mirrors/", "pr")``.
-
-    Raises:
-        ConfigError: the mirror is at the bucket root, where no survey folder names it.
-    """
-    prefix = normalise_prefix(prefix)
-    if not prefix:
-        raise ConfigError(
-            "tables are built from a survey folder (<root prefix><survey>/, e.g. pr/); "
-            "this mirror is at the bucket root: give it a --prefix such as pr/"
-        )
-    root, _, survey = prefix.rstrip("/").rpartition("/")
-    return (root + "/" if root else ""), survey
-
-
-def tables_after_sync(
-    store: ObjectStore,
-    result: SyncResult,
-    *,
-    tables_prefix: str | None = None,
-    on_progress: Callable[[str], None] | None = None,
-    catalog: Catalog | None = None,
-) -> TablesResult | None:
-    """Build the Parquet tables of the survey a sync mirrored, if the sync changed something.
-
-    Also when nothing changed but the tables need it (never built, the last build failed or
-    was killed; one read of the manifest tells). A dry run or a tripped delete guard changed
-    nothing and builds nothing. What happened is recorded in ``result.tables`` and, on a
-    failure, ``result.tables_error`` (so :meth:`SyncResult.raise_for_errors` raises it); it is
-    never raised here, so the sync's own outcome stands.
-
-    Args:
-        store: the bucket of the mirror (the tables go there too).
-        result: the sync's result; its prefix is ``<root prefix><survey>/``.
-        tables_prefix: where the tables go; default ``<root prefix>tables/``.
-        on_progress: called with a message before each table is built.
-        catalog: also create the survey's Glue tables there when they are missing, once its
-            tables are built or found current; Glue's refusal is ``result.tables_error``.
-
-    Returns:
-        What the build did, or ``None`` when it did not run or failed as a whole.
-    """
-    from rearcquest.tables import build_tables, default_tables_prefix, tables_need_build
-
-    if result.dry_run or result.delete_guard:
-        return None
-    root, survey = survey_of(result.prefix)
-    where = normalise_prefix(tables_prefix) if tables_prefix else default_tables_prefix(root)
-    summary: dict[str, Any] = {"bucket": store.bucket, "tables_prefix": where, "skipped": None}
-    changed = [*result.added, *result.updated, *result.deleted]
-    try:
-        reason = (
-            f"the sync changed {len(changed)} file(s)"
-            if changed
-            else tables_need_build(store, survey, tables_prefix=where)
-        )
-        if reason is None:
-            summary["skipped"] = "the sync changed nothing and the tables are current"
-            result.tables = summary
-            if catalog is not None:
-                _register_glue_tables(
-                    catalog, result, summary, bucket=store.bucket, tables_prefix=where
-                )
-            return None
-        log.info("building the tables of %s: %s", survey, reason, extra={"survey": survey})
-        built = build_tables(
-            store, surveys=[survey], root_prefix=root, tables_prefix=where, on_progress=on_progress
-        )
-    except Exception as exc:  # recorded, never raised: the sync's own outcome stands
-        error = str(exc) if isinstance(exc, (RqError, OSError)) else _unexpected(exc)
-        result.tables, result.tables_error = summary, error
-        log.error(
-            "the tables of %s were not built: %s",
-            survey,
-            error,
-            exc_info=None if isinstance(exc, RqError) else exc,
-            extra={"survey": survey},
-        )
-        return None
-    result.tables = {**built.to_dict(), "skipped": None, "reason": reason}
-    try:
-        built.raise_for_errors()
-    except RqError as exc:
-        result.tables_error = str(exc)
-        log.error("the tables of %s were not all built: %s", survey, exc, extra={"survey": survey})
-        return built
-    if catalog is not None:
-        _register_glue_tables(
-            catalog, result, result.tables, bucket=store.bucket, tables_prefix=where
-        )
-    return built
 
 
 @dataclass
@@ -343,334 +215,71 @@ def build_tables_registered(
     return run
 
 
-def _register_glue_tables(
-    catalog: Catalog,
-    result: SyncResult,
-    summary: dict[str, Any],
-    *,
-    bucket: str,
-    tables_prefix: str,
-) -> None:
-    """Create the two Glue tables of the survey ``result`` synced, if missing.
-
-    The outcome goes to ``summary["glue"]`` (see :func:`register_glue_tables`). A refusal by Glue
-    is ``result.tables_error``, so the run (or the work message) fails and is tried again.
-    """
-    survey = survey_of(result.prefix)[1]
-    try:
-        summary["glue"] = register_glue_tables(
-            catalog, bucket, surveys=[survey], tables_prefix=tables_prefix
-        )
-    except RqError as exc:
-        summary["glue"] = {"database": catalog.database, "error": str(exc)}
-        result.tables_error = f"the tables were built but not registered in Glue: {exc}"
-        log.error("%s: %s", survey, result.tables_error, extra={"survey": survey})
-
-
-def register_glue_tables(
-    catalog: Catalog,
-    bucket: str,
-    *,
-    surveys: Iterable[str],
-    population: bool = False,
-    tables_prefix: str,
-) -> dict[str, Any]:
-    """Create the Glue tables of these surveys (and the population table) when they are missing.
-
-    The definitions are the stack's (:mod:`rearcquest.athena`); a table that exists is left as
-    it is.
-
-    Args:
-        catalog: the Glue database.
-        bucket: the bucket the tables are in.
-        surveys: surveys whose two tables exist under ``tables_prefix``.
-        population: the population table exists too.
-        tables_prefix: where the tables are.
-
-    Returns:
-        ``{"database", "created": [table, ...], "skipped": {survey: why}}``; a survey is skipped
-        when its name cannot name an Athena table (logged as a warning).
-
-    Raises:
-        StorageError: Glue refused (a missing database, permissions).
-    """
-    from rearcquest.athena import (
-        population_glue_table,
-        survey_glue_tables,
-        table_input,
-    )
-
-    wanted = [population_glue_table(bucket, tables_prefix=tables_prefix)] if population else []
-    skipped: dict[str, str] = {}
-    for survey in surveys:
-        try:
-            wanted += survey_glue_tables(bucket, survey, tables_prefix=tables_prefix)
-        except ConfigError as exc:
-            skipped[survey] = str(exc)
-            log.warning("no Glue tables for %s: %s", survey, exc, extra={"survey": survey})
-    created = catalog.ensure_tables([table_input(t) for t in wanted])
-    if created:
-        log.info(
-            "registered the Glue tables %s",
-            ", ".join(f"{catalog.database}.{name}" for name in created),
-        )
-    return {"database": catalog.database, "created": created, "skipped": skipped}
-
-
-def sync_mirror(
-    store: ObjectStore,
-    *,
-    index_key: str | None = None,
-    tables: bool = False,
-    tables_prefix: str | None = None,
-    **options: Any,
-) -> SyncResult:
-    """:func:`~rearcquest.sync.sync_bls` of one directory, then its index page and tables.
-
-    Args:
-        store: the bucket to mirror into.
-        index_key: keep a static ``index.html`` there (see :func:`sync_with_index`).
-        tables: build the survey's tables after a sync that changed something (see
-            :func:`tables_after_sync`), under the sync's lease.
-        tables_prefix: where they go; default ``<root prefix>tables/``.
-        options: the other keyword arguments of :func:`~rearcquest.sync.sync_bls`.
-
-    Returns:
-        The sync's result, with the index page and the tables recorded.
-
-    Raises:
-        ConfigError: ``tables`` with a mirror at the bucket root (before anything is synced).
-    """
-    from rearcquest.sync import sync_bls
-
-    if tables:
-        prefix = options.get("prefix")
-        survey_of(default_prefix(options["source_url"]) if prefix is None else prefix)
-
-    def after(result: SyncResult) -> None:
-        tables_after_sync(store, result, tables_prefix=tables_prefix, on_progress=log.info)
-
-    hook = after if tables else None
-    if index_key is not None:
-        return sync_with_index(store, index_key=index_key, on_synced=hook, **options)
-    return sync_bls(store, on_synced=hook, **options)
-
-
-def sync_surveys_with_tables(
-    store: ObjectStore,
-    *,
-    tables: bool = False,
-    tables_prefix: str | None = None,
-    catalog: Catalog | None = None,
-    **options: Any,
-) -> MultiSyncResult:
-    """:func:`~rearcquest.surveys.sync_surveys`, then each survey's tables if its sync changed
-    something.
-
-    Each survey's tables are built under its lease right after its sync; a survey found
-    unchanged before its lease was taken is checked afterwards (one read of its manifest). A
-    survey whose tables fail is failed alone (exit code 1 at least), with the reason.
-
-    Args:
-        store: the bucket.
-        tables: build the tables.
-        tables_prefix: where they go; default ``<root prefix>tables/``.
-        catalog: also create each survey's Glue tables there when missing (see
-            :func:`tables_after_sync`).
-        options: the keyword arguments of :func:`~rearcquest.surveys.sync_surveys`.
-
-    Returns:
-        Every survey's outcome, tables included.
-    """
-    from rearcquest.surveys import sync_surveys
-
-    if not tables:
-        return sync_surveys(store, tables_prefix=tables_prefix, **options)
-
-    def after(result: SyncResult) -> None:
-        tables_after_sync(store, result, tables_prefix=tables_prefix, catalog=catalog)
-
-    many = sync_surveys(store, on_synced=after, tables_prefix=tables_prefix, **options)
-    for outcome in many.surveys.values():
-        result = outcome.result
-        # Synced under its lease: its tables were built there and a failure is already the
-        # survey's error (SyncResult.raise_for_errors). Found unchanged before any lease: now.
-        if result is None or result.tables is not None or outcome.error:
-            continue
-        try:
-            after(result)
-        except Exception as exc:  # one survey's failure never stops the others' tables
-            result.tables_error = result.tables_error or _unexpected(exc)
-            log.error(
-                "survey %s failed: %s",
-                outcome.survey,
-                result.tables_error,
-                exc_info=exc,
-                extra={"survey": outcome.survey},
-            )
-        if result.tables_error:
-            outcome.error = f"the files were synced but not their tables: {result.tables_error}"
-            outcome.exit_code = max(outcome.exit_code, 1)
-    return many
-
-
 @dataclass(frozen=True)
 class SyncRequest:
     """What ``rq sync-bls`` was asked: one BLS directory, or several surveys of a root.
 
-    Build it with :meth:`from_options`, which refuses options that cannot go together; then run
-    :meth:`sync_one` or, when :attr:`many`, :meth:`sync_many`.
+    Build it with :meth:`of`; then run :meth:`sync_one` or, when :attr:`many`, :meth:`sync_many`.
 
     Attributes:
-        options: what a single directory and every survey share (the keyword arguments of
-            :func:`~rearcquest.sync.sync_bls` and :func:`~rearcquest.surveys.sync_surveys`).
-        surveys: the surveys to mirror (``["all"]`` for every one); None for one directory.
-        root_url: the root listing the surveys.
-        root_prefix: where the survey mirrors go.
-        parallel: surveys synced at once.
-        source_url: the one directory (a single survey resolves to its own).
-        prefix: its key prefix; None for the directory name.
-        state_key: its state object; None for the default.
-        index_key: keep a static index page here; None for no page.
+        options: the one directory's options, or what every survey shares.
+        after: what follows each sync under its lease (the index page, the tables).
+        surveys: the surveys to mirror; None for one directory.
         connections: the S3 connection pool the run needs; None for botocore's default.
-        tables: build each synced survey's tables after a sync that changed something.
-        tables_prefix: where they go; None for ``<root prefix>tables/``.
     """
 
-    options: Mapping[str, Any]
-    surveys: Sequence[str] | None = None
-    root_url: str = DEFAULT_ROOT_URL
-    root_prefix: str = ""
-    parallel: int = 1
-    source_url: str = DEFAULT_BLS_URL
-    prefix: str | None = None
-    state_key: str | None = None
-    index_key: str | None = None
+    options: SyncOptions
+    after: AfterSync = field(default_factory=AfterSync)
+    surveys: SurveySet | None = None
     connections: int | None = None
-    tables: bool = False
-    tables_prefix: str | None = None
 
     @classmethod
-    def from_options(
+    def of(
         cls,
+        options: SyncOptions,
+        after: AfterSync,
         *,
-        survey: Sequence[str] | None = None,
-        root_url: str = DEFAULT_ROOT_URL,
-        root_prefix: str = "",
-        parallel: int | None = None,
-        source_url: str | None = None,
-        prefix: str | None = None,
-        state_key: str | None = None,
-        write_index: bool = False,
-        index_key: str = DEFAULT_INDEX_KEY,
-        transfers: int = DEFAULT_TRANSFERS,
-        retries: int | None = None,
-        no_delete: bool = False,
-        no_lock: bool = False,
-        include: Sequence[str] | None = None,
-        exclude: Sequence[str] | None = None,
-        tables: bool = False,
-        tables_prefix: str | None = None,
-        **options: Any,
+        surveys: SurveySet | None = None,
+        single_only: Sequence[str] = (),
     ) -> SyncRequest:
-        """The request for these options, as ``rq sync-bls`` names them.
+        """The request: one directory, or the surveys (one survey is its own directory).
 
         Args:
-            survey: ``--survey`` values (see :func:`~rearcquest.surveys.parse_surveys`); one
-                survey is synced as its single directory.
-            root_url: the root listing the surveys.
-            root_prefix: where the survey mirrors go.
-            parallel: surveys synced at once.
-            source_url: one directory to mirror, not with ``survey``.
-            prefix: its key prefix, not with ``survey``.
-            state_key: its state object, not with ``survey``.
-            write_index: keep a static page of the mirror at ``index_key``, not with ``survey``.
-            index_key: where the page goes.
-            transfers: files moved at once.
-            retries: attempts per request.
-            no_delete: keep objects whose file left the listing.
-            no_lock: take no lease.
-            include: only file names matching one of these globs.
-            exclude: never file names matching one of these globs.
-            tables: build the tables of each survey whose sync changed something.
-            tables_prefix: where they go; default ``<root prefix>tables/``.
-            options: the other keyword arguments :func:`~rearcquest.sync.sync_bls` and
-                :func:`~rearcquest.surveys.sync_surveys` share (contact, dry_run, max_delete,
-                wait, vintages, ...).
+            options: the one directory's options, or what every survey shares.
+            after: what follows each sync.
+            surveys: the ``--survey`` names (see :func:`~rearcquest.layout.parse_surveys`).
+            single_only: the options of a single directory the command line was given
+                (``--source-url``, ``--prefix``, ...): refused with ``surveys``.
 
         Raises:
-            OptionError: ``survey`` with an option of the single directory.
+            OptionError: ``surveys`` with an option of the single directory.
             ConfigError: a bad survey name or root prefix.
         """
-        from rearcquest.sources._http import RetryPolicy
-        from rearcquest.surveys import (
-            ALL,
-            DEFAULT_PARALLEL,
-            parse_surveys,
-            survey_prefix,
-            survey_url,
-        )
+        from rearcquest.surveys import survey_prefix, survey_url
 
-        parallel = DEFAULT_PARALLEL if parallel is None else parallel
-        shared = {
-            **options,
-            "transfers": transfers,
-            "delete": not no_delete,
-            "lock": not no_lock,
-            "include": include or (),
-            "exclude": exclude or (),
-        }
-        if retries is not None:
-            shared["retry"] = RetryPolicy(attempts=retries)
-        names = parse_surveys(survey) if survey else None
-        if names is None:
-            return cls(
-                shared,
-                source_url=source_url or DEFAULT_BLS_URL,
-                prefix=prefix,
-                state_key=state_key,
-                index_key=index_key if write_index else None,
-                tables=tables,
-                tables_prefix=tables_prefix,
-            )
-        given = (
-            ("--source-url/RQ_BLS_URL", source_url is not None),
-            ("--prefix/RQ_BLS_PREFIX", prefix is not None),
-            ("--state-key", state_key is not None),
-            ("--write-index", write_index),
-        )
-        clash = [flag for flag, on in given if on]
-        if clash:
+        if surveys is None:
+            return cls(options, after)
+        if single_only:
             raise OptionError(
-                f"--survey cannot be combined with {', '.join(clash)}: each survey has its "
+                f"--survey cannot be combined with {', '.join(single_only)}: each survey has its "
                 "own directory, prefix and state",
                 options="--survey",
             )
         # Surveys in parallel upload at once: botocore's default pool (10) would open and drop
         # a connection for each request beyond it.
-        pool = 2 * transfers * parallel
+        pool = 2 * options.transfers * surveys.parallel
+        names = list(surveys.names)
         if names != [ALL] and len(names) == 1:
             # One survey keeps the single directory's document.
-            url = survey_url(root_url, names[0])
-            one = survey_prefix(root_prefix, names[0], tables_prefix=tables_prefix)
-            return cls(
-                shared,
-                source_url=url,
-                prefix=one,
-                connections=pool,
-                tables=tables,
-                tables_prefix=tables_prefix,
+            one = replace(
+                options,
+                source_url=survey_url(surveys.root_url, names[0]),
+                prefix=survey_prefix(
+                    surveys.root_prefix, names[0], tables_prefix=after.tables_prefix
+                ),
             )
-        return cls(
-            shared,
-            surveys=names,
-            root_url=root_url,
-            root_prefix=root_prefix,
-            parallel=parallel,
-            connections=pool,
-            tables=tables,
-            tables_prefix=tables_prefix,
-        )
+            return cls(one, after, connections=pool)
+        return cls(options, after, surveys, connections=pool)
 
     @property
     def many(self) -> bool:
@@ -680,29 +289,18 @@ class SyncRequest:
     @property
     def survey_count(self) -> int | None:
         """How many surveys :meth:`sync_many` syncs; None for all (not known before listing)."""
-        from rearcquest.surveys import ALL
-
-        return None if self.surveys is None or list(self.surveys) == [ALL] else len(self.surveys)
+        names = list(self.surveys.names) if self.surveys is not None else None
+        return None if names is None or names == [ALL] else len(names)
 
     def sync_one(
         self, store: ObjectStore, *, on_progress: Callable[[Progress], None] | None = None
-    ) -> SyncResult:
-        """Sync the one directory (and its index page and tables when asked).
+    ) -> SurveyRun:
+        """Run the one directory's job (:func:`~rearcquest.job.run_survey`).
 
         Raises:
-            RqError: as :func:`~rearcquest.sync.sync_bls` and :func:`sync_mirror`.
+            RqError: as :func:`~rearcquest.sync.sync_bls`.
         """
-        return sync_mirror(
-            store,
-            index_key=self.index_key,
-            tables=self.tables,
-            tables_prefix=self.tables_prefix,
-            **self.options,
-            source_url=self.source_url,
-            prefix=self.prefix,
-            state_key=self.state_key,
-            on_progress=on_progress,
-        )
+        return run_survey(store, self.options, self.after, on_progress=on_progress)
 
     def sync_many(
         self,
@@ -711,22 +309,19 @@ class SyncRequest:
         on_progress: Callable[[str, Progress], None] | None = None,
         on_survey: Callable[[SurveyOutcome], None] | None = None,
     ) -> MultiSyncResult:
-        """Sync every survey asked, each on its own (see :func:`sync_surveys_with_tables`).
+        """Run every survey's job (:func:`~rearcquest.job.run_surveys`).
 
         Raises:
-            RqError: as :func:`~rearcquest.surveys.sync_surveys`.
+            RqError: as :func:`~rearcquest.job.run_surveys`.
         """
-        return sync_surveys_with_tables(
+        assert self.surveys is not None, "sync_many is for a request with surveys"
+        return run_surveys(
             store,
-            tables=self.tables,
-            tables_prefix=self.tables_prefix,
-            surveys=list(self.surveys or ()),
-            root_url=self.root_url,
-            root_prefix=self.root_prefix,
-            parallel=self.parallel,
+            self.surveys,
+            self.options,
+            self.after,
             on_progress=on_progress,
             on_survey=on_survey,
-            **self.options,
         )
 
 
@@ -787,8 +382,7 @@ def run_pipeline(
             mirror at the bucket root; nothing was attempted.
     """
     from rearcquest.storage import ObjectStore, make_s3_client
-    from rearcquest.surveys import ALL, survey_prefix, survey_url
-    from rearcquest.sync import sync_bls
+    from rearcquest.surveys import survey_prefix, survey_url
 
     if not settings.bls_bucket or not settings.population_bucket:
         raise ConfigError(
@@ -801,66 +395,56 @@ def run_pipeline(
         )
     client = s3_client or make_s3_client()
     store = ObjectStore(client, settings.bls_bucket)
-    common: dict[str, Any] = {
-        "contact": settings.contact,
-        "user_agent": settings.user_agent,
-        "max_rps": settings.max_rps,
-        "retry": retry,
-        "vintages": settings.vintages,
-    }
+    options = SyncOptions(
+        source_url=settings.bls_url,
+        prefix=settings.resolved_bls_prefix,
+        contact=settings.contact,
+        user_agent=settings.user_agent,
+        max_rps=settings.max_rps,
+        retry=retry,
+        vintages=settings.vintages,
+    )
     one = surveys is None or (list(surveys) != [ALL] and len(surveys) == 1)
-    source_url, prefix = settings.bls_url, settings.resolved_bls_prefix
     if surveys is not None and one:  # one survey keeps the single-directory summary
-        source_url = survey_url(root_url, surveys[0])
-        prefix = survey_prefix(
-            root_prefix,
-            surveys[0],
-            tables_prefix=settings.tables_prefix,
-            population_key=settings.population_key,
+        options = replace(
+            options,
+            source_url=survey_url(root_url, surveys[0]),
+            prefix=survey_prefix(
+                root_prefix,
+                surveys[0],
+                tables_prefix=settings.tables_prefix,
+                population_key=settings.population_key,
+            ),
         )
     # Where the tables go by default: beside the mirrors (<root>tables/). A mirror at the
     # bucket root has no survey folder to build tables of: refused before anything is done.
-    root = survey_of(prefix)[0] if settings.tables and one else root_prefix
+    root = survey_of(options.prefix or "")[0] if settings.tables and one else root_prefix
     catalog = _catalog(settings.glue_database, None) if settings.tables else None
+    after = AfterSync(tables=settings.tables, tables_prefix=settings.tables_prefix, catalog=catalog)
     result = PipelineResult()
-    synced: SyncResult | None = None
-
-    def after(done: SyncResult) -> None:
-        tables_after_sync(store, done, tables_prefix=settings.tables_prefix, catalog=catalog)
-
+    synced: SurveyRun | None = None
     with _recording(result.sync, "sync-bls"):
         if not one:
             # Each survey's tables are built under its lease, right after its sync; a survey
             # whose tables fail fails alone, in this step.
-            many = sync_surveys_with_tables(
+            many = run_surveys(
                 store,
-                tables=settings.tables,
-                tables_prefix=settings.tables_prefix,
-                catalog=catalog,
-                population_key=settings.population_key,
-                surveys=list(surveys or ()),
-                root_url=root_url,
-                root_prefix=root_prefix,
-                **common,
+                SurveySet(
+                    list(surveys or ()),
+                    root_url,
+                    root_prefix,
+                    population_key=settings.population_key,
+                ),
+                options,
+                after,
             )
             result.sync.summary = many.to_dict()
             many.raise_for_errors()
         else:
-            synced = sync_bls(
-                store,
-                source_url=source_url,
-                prefix=prefix,
-                on_synced=after if settings.tables else None,
-                **common,
-            )
+            synced = run_survey(store, options, after)
             result.sync.summary = synced.to_dict()
-            if settings.tables:
-                # The tables' failure is the tables step's, not the sync's: its files are synced.
-                error, synced.tables_error = synced.tables_error, None
-                synced.raise_for_errors()
-                synced.tables_error = error
-            else:
-                synced.raise_for_errors()
+            # The tables' failure is the tables step's, not the sync's: its files are synced.
+            synced.sync.raise_for_errors()
     _fetch_step(result.population, settings, client, retry)
     if settings.tables:
         result.tables = _tables_step(store, synced, settings, root=root, catalog=catalog)
@@ -880,7 +464,7 @@ def run_pipeline(
 
 def _tables_step(
     store: ObjectStore,
-    synced: SyncResult | None,
+    synced: SurveyRun | None,
     settings: Settings,
     *,
     root: str,
@@ -1065,10 +649,14 @@ def run_work_batch(
     if not settings.bls_bucket:
         raise ConfigError("set RQ_BLS_BUCKET: the bucket the surveys are mirrored into")
     store = ObjectStore(s3_client or make_s3_client(), settings.bls_bucket)
-    catalog = _catalog(settings.glue_database, glue_client)
-    from rearcquest.config import DEFAULT_ROOT_URL
-
     root_url = root_url or DEFAULT_ROOT_URL
+    where = SurveySet((), root_url, root_prefix, population_key=settings.population_key)
+    options = SyncOptions(wait=wait, vintages=settings.vintages)
+    after = AfterSync(
+        tables=settings.tables,
+        tables_prefix=settings.tables_prefix,
+        catalog=_catalog(settings.glue_database, glue_client) if settings.tables else None,
+    )
     with make_http(
         root_url,
         contact=settings.contact,
@@ -1078,23 +666,9 @@ def run_work_batch(
         connections=4,
     ) as http:
 
-        def run(message: WorkMessage) -> SyncResult:
-            def after(result: SyncResult) -> None:
-                tables_after_sync(
-                    store, result, tables_prefix=settings.tables_prefix, catalog=catalog
-                )
-
+        def run(message: WorkMessage) -> SurveyRun:
             return run_work(
-                message,
-                store=store,
-                http=http,
-                root_url=root_url,
-                root_prefix=root_prefix,
-                wait=wait,
-                vintages=settings.vintages,
-                on_synced=after if settings.tables else None,
-                tables_prefix=settings.tables_prefix,
-                population_key=settings.population_key,
+                message, store=store, http=http, surveys=where, options=options, after=after
             )
 
         return process_work_batch(event, run=run)

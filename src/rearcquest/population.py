@@ -33,7 +33,8 @@ from rearcquest.sources.datausa import (
 )
 
 if TYPE_CHECKING:
-    from rearcquest.sources._http import HttpClient, RetryPolicy
+    from rearcquest.config import RetryPolicy
+    from rearcquest.sources._http import HttpClient
     from rearcquest.storage import ObjectStore
 
 log = logging.getLogger(__name__)

@@ -41,10 +41,10 @@ if TYPE_CHECKING:
 
     from rearcquest.analytics import Analysis, ReportName
     from rearcquest.index import StaticIndex
+    from rearcquest.job import MultiSyncResult, SurveyRun
     from rearcquest.pipeline import PipelineResult, TablesRun
     from rearcquest.population import FetchResult
-    from rearcquest.surveys import MultiSyncResult, SurveyInfo
-    from rearcquest.sync import SyncResult
+    from rearcquest.surveys import SurveyInfo
     from rearcquest.tables import TablesResult
 
 TITLES: dict[str, str] = {
@@ -533,15 +533,16 @@ def _plain(value: Any) -> Any:
 # -- command summaries: the text the commands print on stdout (``--format text``) --
 
 
-def sync_summary(result: SyncResult) -> str:
+def sync_summary(run: SurveyRun) -> str:
     """The text summary of one sync: the plan on a dry run or a guarded delete, else the outcome.
 
     Args:
-        result: what :func:`rearcquest.sync.sync_bls` did (or planned).
+        run: what the survey's job (:func:`rearcquest.job.run_survey`) did (or planned).
 
     Returns:
         Lines of text, without a final newline.
     """
+    result = run.sync
     where = f"s3://{result.bucket}/{result.prefix}"
     if result.dry_run or result.delete_guard:
         why = "dry run" if result.dry_run else "stopped by the delete guard"
@@ -573,9 +574,9 @@ def sync_summary(result: SyncResult) -> str:
     lines += [f"  {'skipped':<10}      {s.name}: {s.message}" for s in result.skipped]
     if result.deletes_skipped:
         lines.append(f"  deletes skipped: {result.deletes_skipped}")
-    if result.index_written:
-        lines.append(f"  index page written: s3://{result.bucket}/{result.index_written}")
-    lines += _sync_tables_lines(result)
+    if run.index_written:
+        lines.append(f"  index page written: s3://{result.bucket}/{run.index_written}")
+    lines += _sync_tables_lines(run)
     lines.append(
         f"  downloaded {human_size(result.bytes_downloaded)}, "
         f"uploaded {human_size(result.bytes_uploaded)}, "
@@ -584,14 +585,14 @@ def sync_summary(result: SyncResult) -> str:
     return "\n".join(lines)
 
 
-def _sync_tables_lines(result: SyncResult) -> list[str]:
+def _sync_tables_lines(run: SurveyRun) -> list[str]:
     """What the tables build after a sync did, in one line (``rq sync-bls --tables``)."""
-    doc = result.tables
+    doc = run.tables
     if doc is None:
         return []
-    where = f"s3://{result.bucket}/{doc.get('tables_prefix', '')}"
-    if result.tables_error:
-        return [f"  tables    {where}: FAILED: {result.tables_error}"]
+    where = f"s3://{run.sync.bucket}/{doc.get('tables_prefix', '')}"
+    if run.tables_error:
+        return [f"  tables    {where}: FAILED: {run.tables_error}"]
     if doc.get("skipped"):
         return [f"  tables    {where}: not rebuilt ({doc['skipped']})"]
     counts = ", ".join(f"{doc.get(s, 0)} {s}" for s in ("built", "unchanged", "removed"))
@@ -602,7 +603,7 @@ def surveys_summary(result: MultiSyncResult) -> str:
     """The text summary of a sync of several surveys: one line each, then the totals.
 
     Args:
-        result: what :func:`rearcquest.surveys.sync_surveys` did.
+        result: what :func:`rearcquest.job.run_surveys` did.
 
     Returns:
         Lines of text, without a final newline.
@@ -615,14 +616,14 @@ def surveys_summary(result: MultiSyncResult) -> str:
         if outcome.result is None:
             lines.append(f"  {name:<6} {where} FAILED (exit {outcome.exit_code}): {outcome.error}")
             continue
-        r = outcome.result
+        r = outcome.result.sync
         status = f"FAILED (exit {outcome.exit_code}): {outcome.error}" if outcome.error else "ok"
         lines.append(
             f"  {name:<6} {where} +{len(r.added)} ~{len(r.updated)} -{len(r.deleted)} "
             f"={len(r.unchanged)}  {human_size(r.bytes_downloaded)} down, "
             f"{human_size(r.bytes_uploaded)} up  {status}"
         )
-        lines += [f"  {name:<6}{line[1:]}" for line in _sync_tables_lines(r)]
+        lines += [f"  {name:<6}{line[1:]}" for line in _sync_tables_lines(outcome.result)]
     lines += [f"  {name:<6} skipped: {why}" for name, why in result.skipped.items()]
     t = result.totals()
     lines.append(
@@ -805,7 +806,7 @@ def demo_step(title: str, payload: Any) -> str:
     head = f"\n== {title}"
     if payload is None:
         return head
-    if hasattr(payload, "plan"):
+    if hasattr(payload, "sync"):
         body = sync_summary(payload)
     elif hasattr(payload, "written"):
         body = population_summary(payload)

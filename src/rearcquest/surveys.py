@@ -1,14 +1,10 @@
 """Every BLS survey: mirror several ``time.series/<survey>/`` directories of one root at once.
 
 ``https://download.bls.gov/pub/time.series/`` lists about sixty surveys as directories (``pr``,
-``cu``, ``ce``, ...). :func:`sync_surveys` mirrors each one with :func:`rearcquest.sync.sync_bls`
-into its own prefix, ``<root prefix><survey>/``, with its own plan, delete guard, lease and state:
-one survey's failed listing or tripped guard never stops or deletes anything in another. The exit
-code of the whole run is the worst survey's.
-
-All surveys share one :class:`~rearcquest.sources._http.HttpClient`, hence one rate limiter: the
-politeness budget (``max_rps``) holds for the requests of every survey and transfer together,
-however many surveys run at once.
+``cu``, ``ce``, ...). Each is mirrored into its own prefix, ``<root prefix><survey>/``
+(:func:`survey_prefix`), by its own job (:func:`rearcquest.job.run_surveys`). This module names
+them: the root's surveys, their URLs and prefixes, the one HTTP client of a run (whose rate
+limiter is the politeness budget), and the survey a log line belongs to.
 
 :func:`survey_inventory` answers ``rq surveys``: the root's surveys with their file count, bytes
 and latest date from the listings alone, and, given a bucket, which are mirrored and how fresh.
@@ -21,18 +17,13 @@ import contextvars
 import functools
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from rearcquest.config import (
-    DEFAULT_LEASE_TTL,
     DEFAULT_POPULATION_KEY,
     DEFAULT_ROOT_URL,
-    DEFAULT_TRANSFERS,
-    DeleteLimit,
     build_user_agent,
     check_http_url,
     default_rps,
@@ -40,22 +31,16 @@ from rearcquest.config import (
     require_user_agent,
 )
 from rearcquest.errors import ConfigError, RqError
-from rearcquest.layout import RESERVED_PREFIX, plain_name, shown_name, state_key
+from rearcquest.layout import RESERVED_PREFIX, SURVEY_NAME, state_key
 
 if TYPE_CHECKING:
-    from rearcquest.sources._http import HttpClient, RetryPolicy
+    from rearcquest.config import RetryPolicy
+    from rearcquest.sources._http import HttpClient
     from rearcquest.storage import ObjectStore
-    from rearcquest.sync import Progress, SyncResult
+    from rearcquest.sync import Progress
 
 log = logging.getLogger(__name__)
 
-ALL = "all"
-# Surveys synced at once.
-DEFAULT_PARALLEL = 4
-# A survey is one directory name of the root: letters, digits and a few safe signs.
-_SURVEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_TOTAL_LISTS = ("added", "updated", "deleted", "unchanged", "errors")
-_TOTAL_BYTES = ("bytes_downloaded", "bytes_uploaded")
 _MAX_STATE_BYTES = 64 * 1024 * 1024
 
 _survey: contextvars.ContextVar[str | None] = contextvars.ContextVar("rq_survey", default=None)
@@ -76,35 +61,6 @@ def in_survey(name: str) -> Iterator[None]:
         yield
     finally:
         _survey.reset(token)
-
-
-def parse_surveys(values: Iterable[str]) -> list[str]:
-    """Split ``--survey`` values (comma-separated and/or repeated) into survey names.
-
-    Returns:
-        The names in order, without duplicates; ``["all"]`` when ``all`` is one of them.
-
-    Raises:
-        ConfigError: a name is empty or not a plain directory name.
-    """
-    names: list[str] = []
-    for value in values:
-        for part in value.split(","):
-            name = part.strip()
-            if not name:
-                raise ConfigError(f"--survey {value!r} holds an empty survey name")
-            if name.lower() == ALL:
-                return [ALL]
-            if not _SURVEY_NAME.fullmatch(name) or not plain_name(name):
-                raise ConfigError(
-                    f"--survey {shown_name(name)} is not a survey name (a directory of the root such as "
-                    "'pr' or 'cu')"
-                )
-            if name not in names:
-                names.append(name)
-    if not names:
-        raise ConfigError("no survey named: give --survey pr,cu (or --survey all)")
-    return names
 
 
 def survey_url(root_url: str, survey: str) -> str:
@@ -213,7 +169,7 @@ def list_surveys(http: HttpClient, root_url: str) -> list[str]:
     """
     from rearcquest.sources.bls import fetch_subdirectories
 
-    return [d.name for d in fetch_subdirectories(http, root_url) if _SURVEY_NAME.fullmatch(d.name)]
+    return [d.name for d in fetch_subdirectories(http, root_url) if SURVEY_NAME.fullmatch(d.name)]
 
 
 def make_http(
@@ -236,267 +192,6 @@ def make_http(
     require_user_agent(url, ua)
     rps = default_rps(url) if max_rps is None else max_rps
     return HttpClient(user_agent=ua, max_rps=rps, retry=retry, max_connections=connections)
-
-
-@dataclass
-class SurveyOutcome:
-    """One survey of a multi-survey run: its sync result and, if it failed, why."""
-
-    survey: str
-    prefix: str
-    result: SyncResult | None = None
-    error: str | None = None
-    exit_code: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The survey's summary: today's ``sync-bls`` document, or its error and exit code."""
-        doc: dict[str, Any] = (
-            self.result.to_dict()
-            if self.result is not None
-            else {"prefix": self.prefix, "source_url": None}
-        )
-        doc["error"] = self.error
-        doc["exit_code"] = self.exit_code
-        return doc
-
-
-@dataclass
-class MultiSyncResult:
-    """What :func:`sync_surveys` did, survey by survey, and the totals."""
-
-    root_url: str
-    bucket: str
-    surveys: dict[str, SurveyOutcome] = field(default_factory=dict)
-    requests: int = 0
-    # Surveys the root lists that rq will not mirror, and why (see _own_objects_clash).
-    skipped: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        """The worst (highest) survey exit code; 0 when every survey succeeded."""
-        return max((o.exit_code for o in self.surveys.values()), default=0)
-
-    def totals(self) -> dict[str, int]:
-        """Counts of the list fields and the byte sums over every survey.
-
-        ``errors`` counts failed files plus surveys that failed as a whole (no result).
-        """
-        totals = dict.fromkeys(_TOTAL_LISTS + _TOTAL_BYTES, 0)
-        for outcome in self.surveys.values():
-            if outcome.result is None:
-                totals["errors"] += 1 if outcome.error else 0
-                continue
-            doc = outcome.result.to_dict()
-            for name in _TOTAL_LISTS:
-                totals[name] += len(doc[name])
-            for name in _TOTAL_BYTES:
-                totals[name] += int(doc[name])
-        return totals
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"surveys": {survey: summary}, "totals": {...}, ...}`` for ``--format json``."""
-        return {
-            "root_url": self.root_url,
-            "bucket": self.bucket,
-            "surveys": {name: o.to_dict() for name, o in self.surveys.items()},
-            "totals": self.totals(),
-            "skipped": self.skipped,
-            "requests": self.requests,
-            "exit_code": self.exit_code,
-        }
-
-    def raise_for_errors(self) -> None:
-        """Raise one error naming every failed survey, with the worst exit code.
-
-        Raises:
-            RqError: a survey failed (its listing, its guard, its lease or some of its files).
-        """
-        failed = [o for o in self.surveys.values() if o.error]
-        if failed:
-            error = RqError(
-                f"{len(failed)} of {len(self.surveys)} survey(s) failed: "
-                + "; ".join(f"{o.survey}: {o.error}" for o in failed)
-            )
-            error.exit_code = self.exit_code
-            raise error
-
-
-def sync_surveys(
-    store: ObjectStore,
-    *,
-    surveys: Sequence[str],
-    root_url: str = DEFAULT_ROOT_URL,
-    root_prefix: str = "",
-    contact: str | None = None,
-    user_agent: str | None = None,
-    dry_run: bool = False,
-    delete: bool = True,
-    max_delete: DeleteLimit | int | str | None = None,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    transfers: int = DEFAULT_TRANSFERS,
-    parallel: int = DEFAULT_PARALLEL,
-    max_rps: float | None = None,
-    retry: RetryPolicy | None = None,
-    http: HttpClient | None = None,
-    on_progress: SurveyProgress | None = None,
-    on_survey: Callable[[SurveyOutcome], None] | None = None,
-    on_synced: Callable[[SyncResult], None] | None = None,
-    lock: bool = True,
-    wait: float = 0.0,
-    lease_ttl: float = DEFAULT_LEASE_TTL,
-    vintages: bool = False,
-    tables_prefix: str | None = None,
-    population_key: str = DEFAULT_POPULATION_KEY,
-) -> MultiSyncResult:
-    """Mirror each survey of ``root_url`` into ``store`` under ``<root_prefix><survey>/``.
-
-    Args:
-        store: the bucket.
-        surveys: survey names, or ``["all"]`` for every directory the root lists.
-        root_url: the ``time.series/`` root.
-        root_prefix: put each survey under this prefix (default: the bucket root).
-        contact: an e-mail address for the User-Agent.
-        user_agent: a complete User-Agent instead.
-        dry_run: plan only, for every survey.
-        delete: delete objects whose file left its survey's listing.
-        max_delete: each survey's delete guard (see :func:`rearcquest.sync.sync_bls`).
-        include: only file names matching one of these globs, in every survey.
-        exclude: never touch file names matching one of these globs.
-        transfers: files moved at once within a survey.
-        parallel: surveys synced at once.
-        max_rps: the highest request rate summed over every survey and transfer; default 1/s
-            for bls.gov, unlimited elsewhere.
-        retry: the retry policy.
-        http: a client to use instead of building one (its rate limiter is the budget).
-        on_progress: called with ``(survey, Progress)`` from worker threads.
-        on_survey: called with each survey's outcome as it finishes.
-        on_synced: called with each survey's result after a real sync that changed or could
-            have changed something, under its lease (see :func:`rearcquest.sync.sync_bls`); not
-            for a survey found unchanged before its lease was taken.
-        lock: hold each survey's lease while syncing it.
-        wait: seconds to wait for another sync's lease on a survey.
-        lease_ttl: the lease's time to live.
-        vintages: require a versioned bucket, so every release stays readable.
-        tables_prefix: where the tables go (default ``<root_prefix>tables/``): no survey is
-            mirrored onto them.
-        population_key: where the population JSON is stored: no survey is mirrored onto it.
-
-    Returns:
-        Every survey's outcome; a failed survey is recorded, not raised
-        (see :meth:`MultiSyncResult.raise_for_errors`).
-
-    Raises:
-        ConfigError: bad settings (nothing was fetched).
-        StorageError: the bucket cannot be used (nothing was fetched).
-        SourceError: ``all`` was asked and the root listing failed (nothing was changed).
-    """
-    from rearcquest.sync import sync_bls
-
-    check_http_url(root_url, "root URL")
-    if not root_url.endswith("/"):
-        root_url += "/"
-    if parallel < 1:
-        raise ConfigError("--parallel must be at least 1")
-    if transfers < 1:
-        raise ConfigError("--transfers must be at least 1")
-    names = list(surveys)
-    if not names:
-        raise ConfigError("no survey named: give --survey pr,cu (or --survey all)")
-    prefix_of = functools.partial(
-        survey_prefix, root_prefix, tables_prefix=tables_prefix, population_key=population_key
-    )
-    for name in names:  # "all" as a name checks the root prefix
-        prefix_of(name)
-    DeleteLimit.parse(max_delete)  # a bad guard is a usage error before any request
-    # One check for the whole run, before the source is asked anything: a missing or forbidden
-    # bucket is one error, not the same error once per survey.
-    store.check_bucket()
-    own_client = http is None
-    if http is None:
-        http = make_http(
-            root_url,
-            contact=contact,
-            user_agent=user_agent,
-            max_rps=max_rps,
-            retry=retry,
-            connections=max(4, transfers * min(parallel, len(names) if ALL not in names else 64)),
-        )
-    client = http
-    try:
-        result = MultiSyncResult(root_url, store.bucket)
-        if names == [ALL]:
-            names = list_surveys(client, root_url)
-            log.info("the root lists %d survey(s)", len(names), extra={"surveys": names})
-            names, result.skipped = mirrorable_surveys(names, prefix_of)
-        outcomes = {name: SurveyOutcome(name, prefix_of(name)) for name in names}
-        result.surveys = outcomes
-
-        def one(name: str) -> None:
-            outcome = outcomes[name]
-            token = _survey.set(name)
-            try:
-                callback = (
-                    (lambda event: on_progress(name, event)) if on_progress is not None else None
-                )
-                try:
-                    # sync_bls plans first without the survey's lease and takes it only when
-                    # there is something to write: an unchanged survey costs its listing, one
-                    # ListObjectsV2 and the state GET.
-                    outcome.result = sync_bls(
-                        store,
-                        source_url=survey_url(root_url, name),
-                        prefix=outcome.prefix,
-                        dry_run=dry_run,
-                        delete=delete,
-                        max_delete=max_delete,
-                        include=include,
-                        exclude=exclude,
-                        transfers=transfers,
-                        http=client,
-                        on_progress=callback,
-                        lock=lock,
-                        wait=wait,
-                        lease_ttl=lease_ttl,
-                        vintages=vintages,
-                        on_synced=on_synced,
-                    )
-                    outcome.result.raise_for_errors()
-                except RqError as exc:
-                    outcome.error, outcome.exit_code = str(exc), exc.exit_code
-                    log.error("survey %s failed: %s", name, exc, extra={"survey": name})
-                except OSError as exc:  # a full temporary disk fails this survey, not the run
-                    outcome.error, outcome.exit_code = f"local I/O error: {exc}", 1
-                    log.error("survey %s failed: %s", name, outcome.error, extra={"survey": name})
-                except Exception as exc:  # a bug met in one survey must not stop the others
-                    outcome.error = (
-                        f"unexpected error ({type(exc).__name__}: {exc}); please report it"
-                    )
-                    outcome.exit_code = 1
-                    log.error(
-                        "survey %s failed: %s",
-                        name,
-                        outcome.error,
-                        exc_info=True,
-                        extra={"survey": name},
-                    )
-                else:
-                    log.info("survey %s synced", name, extra={"survey": name})
-                if on_survey is not None:
-                    on_survey(outcome)
-            finally:
-                _survey.reset(token)
-
-        with ThreadPoolExecutor(max_workers=min(parallel, len(names)) or 1) as pool:
-            # Each survey runs in a copy of this context, so log filters see its name.
-            futures = [pool.submit(contextvars.copy_context().run, one, n) for n in names]
-            for future in futures:
-                future.result()
-        result.requests = client.requests
-        return result
-    finally:
-        if own_client:
-            client.close()
 
 
 @dataclass(frozen=True)

@@ -29,17 +29,16 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, assert_never
 
 from rearcquest.config import (
-    DEFAULT_BLS_URL,
-    DEFAULT_LEASE_TTL,
     DEFAULT_TRANSFERS,
     DeleteLimit,
+    SyncOptions,
     build_user_agent,
     check_http_url,
     default_prefix,
@@ -49,7 +48,6 @@ from rearcquest.config import (
 )
 from rearcquest.errors import (
     ConfigError,
-    DataError,
     DeleteGuardError,
     PreconditionFailedError,
     RqError,
@@ -77,7 +75,7 @@ from rearcquest.layout import (
 from rearcquest.layout import state_key as default_state_key
 
 if TYPE_CHECKING:
-    from rearcquest.sources._http import HttpClient, RetryPolicy
+    from rearcquest.sources._http import HttpClient
     from rearcquest.sources.bls import RemoteFile
     from rearcquest.storage import ObjectInfo, ObjectStore, ObjectWriter
 
@@ -288,11 +286,6 @@ class SyncResult:
     requests: int = 0
     deletes_skipped: str | None = None
     delete_guard: str | None = None
-    index_written: str | None = None
-    # With tables (rq sync-bls --tables, the pipeline): what the build after the sync did, and
-    # why it failed (see rearcquest.pipeline.tables_after_sync).
-    tables: dict[str, Any] | None = None
-    tables_error: str | None = None
     # Files whose body was not the listed size (they changed at the source during the run); also
     # in ``errors``. The sync lists the directory once more when there are any.
     changed: list[str] = field(default_factory=list)
@@ -310,12 +303,9 @@ class SyncResult:
             assert_never(outcome)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON summary printed by ``rq sync-bls --format json``.
-
-        With tables, a ``tables`` key holds what their build did and ``tables_error`` why it
-        failed; without, neither key is there.
-        """
-        doc = {
+        """The JSON summary printed by ``rq sync-bls --format json`` (the job adds what it did
+        after the sync: :meth:`rearcquest.job.SurveyRun.to_dict`)."""
+        return {
             "source_url": self.source_url,
             "bucket": self.bucket,
             "prefix": self.prefix,
@@ -332,15 +322,10 @@ class SyncResult:
             "requests": self.requests,
             "deletes_skipped": self.deletes_skipped,
             "delete_guard": self.delete_guard is not None,
-            "index_written": self.index_written,
             "plan": [
                 {"name": a.name, "action": a.kind, "reason": a.reason} for a in self.plan.actions
             ],
         }
-        if self.tables is not None:
-            doc["tables"] = self.tables
-            doc["tables_error"] = self.tables_error
-        return doc
 
     def raise_for_errors(self) -> None:
         """Raise if any file failed or the delete guard tripped.
@@ -348,7 +333,6 @@ class SyncResult:
         Raises:
             DeleteGuardError: more deletes were planned than allowed (exit code 4).
             TransferError: some files failed (exit code 1).
-            DataError: the files were synced but their tables were not built (exit code 1).
         """
         if self.errors:
             names = ", ".join(e.name for e in self.errors)
@@ -358,8 +342,6 @@ class SyncResult:
             )
         if self.delete_guard:
             raise DeleteGuardError(self.delete_guard)
-        if self.tables_error:
-            raise DataError(f"the files were synced but not their tables: {self.tables_error}")
 
 
 @dataclass(frozen=True)
@@ -968,31 +950,13 @@ def _check_state_key(state_key: str, prefix: str, index_key: str | None) -> str:
 
 def sync_bls(
     store: ObjectStore,
+    options: SyncOptions | None = None,
     *,
-    source_url: str = DEFAULT_BLS_URL,
-    prefix: str | None = None,
-    contact: str | None = None,
-    user_agent: str | None = None,
-    dry_run: bool = False,
-    delete: bool = True,
-    max_delete: DeleteLimit | int | str | None = None,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    transfers: int = DEFAULT_TRANSFERS,
-    max_rps: float | None = None,
-    retry: RetryPolicy | None = None,
     http: HttpClient | None = None,
     on_progress: ProgressCallback | None = None,
-    index_key: str | None = None,
-    on_synced: Callable[[SyncResult], None] | None = None,
-    state_key: str | None = None,
-    lock: bool = True,
-    wait: float = 0.0,
-    lease_ttl: float = DEFAULT_LEASE_TTL,
     listing: Sequence[RemoteFile] | None = None,
-    vintages: bool = False,
 ) -> SyncResult:
-    """Mirror the BLS directory at ``source_url`` into ``store`` under ``prefix``.
+    """Mirror the BLS directory ``options.source_url`` into ``store`` under ``options.prefix``.
 
     A file whose body is not the size its listing gives changed at the source during the run
     (a release published meanwhile): the directory is then listed once more and, if that
@@ -1003,36 +967,12 @@ def sync_bls(
 
     Args:
         store: the bucket to mirror into.
-        source_url: a BLS ``time.series/<survey>/`` directory (or any directory page).
-        prefix: the key prefix; default the directory's last segment plus ``/``.
-        contact: an e-mail address for the User-Agent (BLS refuses requests without one).
-        user_agent: a complete User-Agent instead.
-        dry_run: plan only; change nothing, download nothing and take no lease.
-        delete: delete objects whose file left the listing.
-        max_delete: the delete guard: ``N`` objects, ``"P%"`` of the mirrored files, or a
-            :class:`DeleteLimit`; default 20 objects, half the mirrored files, or any file when
-            at most one would remain.
-        include: only file names matching one of these globs.
-        exclude: never touch file names matching one of these globs.
-        transfers: files moved at once.
-        max_rps: the highest request rate; default 1/s for bls.gov, unlimited elsewhere.
-        retry: the retry policy for the source.
+        options: what to mirror and how (:class:`~rearcquest.config.SyncOptions`); None for
+            the defaults (``pr`` from bls.gov, which wants a contact).
         http: an HTTP client to use instead of building one.
         on_progress: called with :class:`Progress` events, from worker threads.
-        index_key: the key of a static ``index.html`` kept beside the mirror (written by
-            :func:`rearcquest.pipeline.sync_with_index`): never deleted as a stale file, never
-            overwritten by a listed file.
-        on_synced: called with the result of a real run that the delete guard did not stop,
-            while the lease is still held (the pipeline keeps the static index page current).
-        state_key: the key of the sync state; default ``.rearcquest/state/<prefix>.json``,
-            outside the mirror.
-        lock: hold a lease on the mirror while syncing (``False``: ``--no-lock``).
-        wait: seconds to wait for another sync's lease before giving up.
-        lease_ttl: seconds the lease lasts without renewal (it is renewed every third).
         listing: the directory's files, already fetched (by a caller that planned without a
-            lease first, see :mod:`rearcquest.surveys`); ``None`` fetches it.
-        vintages: require a versioned bucket, so that every release stays readable (the
-            release log is kept either way; see :mod:`rearcquest.releases`).
+            lease first); ``None`` fetches it.
 
     Returns:
         The result; per-file failures are in ``errors``, a tripped delete guard in
@@ -1048,71 +988,106 @@ def sync_bls(
         SourceError: the listing could not be fetched or parsed (nothing was changed).
         StorageError: S3 failed.
     """
+    with syncing(
+        store, options or SyncOptions(), http=http, on_progress=on_progress, listing=listing
+    ) as result:
+        return result
+
+
+@contextlib.contextmanager
+def syncing(
+    store: ObjectStore,
+    options: SyncOptions,
+    *,
+    http: HttpClient | None = None,
+    on_progress: ProgressCallback | None = None,
+    listing: Sequence[RemoteFile] | None = None,
+    peek: bool = True,
+) -> Iterator[SyncResult]:
+    """:func:`sync_bls`, whose result is handed to the ``with`` block while the lease is held.
+
+    What follows a sync under its lease (the index page, the tables: :mod:`rearcquest.job`)
+    runs in the block; the lease is released when it ends. The sync itself knows nothing of it.
+
+    Args:
+        store: the bucket to mirror into.
+        options: what to mirror and how.
+        http: an HTTP client to use instead of building one.
+        on_progress: called with :class:`Progress` events, from worker threads.
+        listing: the directory's files, already fetched; ``None`` fetches it.
+        peek: plan without the lease first and, when there is nothing to do, take none (the
+            block then runs without a lease); ``False`` when the block has work of its own.
+
+    Raises:
+        RqError: as :func:`sync_bls`.
+    """
     from rearcquest.lease import Lease
     from rearcquest.sources._http import HttpClient
     from rearcquest.sources.bls import fetch_listing
 
-    check_http_url(source_url, "source URL")
+    o = options
+    source_url = check_http_url(o.source_url, "source URL")
     if not source_url.endswith("/"):
         source_url += "/"
-    prefix = default_prefix(source_url) if prefix is None else normalise_prefix(prefix)
+    prefix = default_prefix(source_url) if o.prefix is None else normalise_prefix(o.prefix)
     if prefix.startswith(RESERVED_PREFIX):
         raise ConfigError(f"prefix {prefix!r} is where rq keeps its own objects; choose another")
-    if transfers < 1:
+    if o.transfers < 1:
         raise ConfigError("--transfers must be at least 1")
-    if wait < 0:
+    if o.wait < 0:
         raise ConfigError("--wait must not be negative")
-    limit = DeleteLimit.parse(max_delete)
+    limit = DeleteLimit.parse(o.max_delete)
     state_key = _check_state_key(
-        default_state_key(prefix) if state_key is None else state_key, prefix, index_key
+        default_state_key(prefix) if o.state_key is None else o.state_key, prefix, o.index_key
     )
-    if vintages:
+    if o.vintages:
         from rearcquest.releases import require_versioning
 
         require_versioning(store)
     own_client = http is None
     if http is None:
-        ua = build_user_agent(contact, user_agent)
+        ua = build_user_agent(o.contact, o.user_agent)
         require_user_agent(source_url, ua)
-        rps = default_rps(source_url) if max_rps is None else max_rps
+        rps = default_rps(source_url) if o.max_rps is None else o.max_rps
         http = HttpClient(
-            user_agent=ua, max_rps=rps, retry=retry, max_connections=max(4, transfers)
+            user_agent=ua, max_rps=rps, retry=o.retry, max_connections=max(4, o.transfers)
         )
     else:
         # The result counts this sync's requests, not those of the client's other users (the
         # other surveys of a run share one client and its rate limiter).
         http = http.counted()
     keep: tuple[str, ...] = ()
-    if index_key is not None and index_key.startswith(prefix):
-        keep = (index_key[len(prefix) :],)
-    rules = _Rules(include, exclude, delete, keep, limit)
+    if o.index_key is not None and o.index_key.startswith(prefix):
+        keep = (o.index_key[len(prefix) :],)
+    rules = _Rules(o.include, o.exclude, o.delete, keep, limit)
     try:
-        if not dry_run and lock and on_synced is None and not vintages:
+        if peek and not o.dry_run and o.lock and not o.vintages:
             # Plan without the lease first: most runs find nothing to do, and then cost no
             # lease (four S3 requests, two of them writes). With work, the plan is made again
             # under the lease from a fresh read of the bucket, with the listing fetched here.
-            # Not with on_synced (the index page may need writing under the lease) nor with
-            # vintages (a release the last run could not record is recorded under the lease).
+            # Not when the caller has work under the lease, nor with vintages (a release the
+            # last run could not record is recorded under the lease).
             peeked, listing = _plan_without_lease(
                 store, http, source_url, prefix, rules, listing=listing, state_key=state_key
             )
             if peeked is not None:
-                return peeked
+                yield peeked
+                return
         with contextlib.ExitStack() as held:
             lease: Lease | None = None
-            if not dry_run and lock:
+            if not o.dry_run and o.lock:
                 # Before anything is read: S3 first, so an unusable bucket spares the source.
-                lease = Lease(store, lock_key(prefix), ttl=lease_ttl).acquire(wait=wait)
+                lease = Lease(store, lock_key(prefix), ttl=o.lease_ttl).acquire(wait=o.wait)
                 held.enter_context(lease)
-            elif not dry_run:
+            elif not o.dry_run:
                 log.info("syncing %s without a lease (--no-lock)", store.url(prefix))
-            stored = {o.key: o for o in store.list_objects(prefix)}
+            stored = {obj.key: obj for obj in store.list_objects(prefix)}
             state = load_state(store, prefix, source_url, stored, state_key=state_key, keep=keep)
             remote = fetch_listing(http, source_url) if listing is None else list(listing)
             plan = rules.plan(remote, state, stored, prefix)
             for action in plan.of("skip"):
                 log.warning("not mirroring %s: %s", action.name, action.reason)
-            if dry_run:
+            if o.dry_run:
                 result = SyncResult(source_url, store.bucket, prefix, dry_run=True, plan=plan)
                 result.added = [a.name for a in plan.of("add")]
                 result.updated = [a.name for a in plan.of("update")]
@@ -1121,14 +1096,15 @@ def sync_bls(
                 result.skipped = [FileError(a.name, a.reason) for a in plan.of("skip")]
                 result.delete_guard = result.deletes_skipped = plan.delete_guard
                 result.requests = http.requests
-                return result
+                yield result
+                return
             apply = functools.partial(
                 apply_plan,
                 store=store,
                 http=http,
                 prefix=prefix,
                 source_url=source_url,
-                transfers=transfers,
+                transfers=o.transfers,
                 on_progress=on_progress,
                 state_key=state_key,
                 check_lease=lease.check if lease is not None else None,
@@ -1145,12 +1121,10 @@ def sync_bls(
                     keep=keep,
                     state_key=state_key,
                 )
-            if on_synced is not None and not result.plan.delete_guard:
-                on_synced(result)
+            yield result
     finally:
         if own_client:
             http.close()
-    return result
 
 
 @dataclass(frozen=True)

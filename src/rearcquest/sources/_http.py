@@ -17,18 +17,17 @@ from __future__ import annotations
 import copy
 import email.utils
 import logging
-import random
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urljoin, urlsplit
 
 from rearcquest._version import __version__
+from rearcquest.config import RetryPolicy
 from rearcquest.errors import RqError, SourceError, SourceForbiddenError
 
 if TYPE_CHECKING:
@@ -50,31 +49,6 @@ RATE_GRACE = 60.0
 # the answer fails. Without it a server dripping header bytes just under ``timeout`` apart could
 # hold a request for days before h11's 64 kB header limit stopped it.
 HEADER_TIMEOUT = 60.0
-
-
-# Attempts per request, the first included.
-DEFAULT_ATTEMPTS = 5
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently to retry.
-
-    Args:
-        attempts: total attempts, the first included.
-        base: the first backoff, in seconds; doubled each attempt, with full jitter.
-        cap: the longest backoff.
-        max_retry_after: the longest ``Retry-After`` honoured; longer ones are capped.
-    """
-
-    attempts: int = DEFAULT_ATTEMPTS
-    base: float = 0.5
-    cap: float = 30.0
-    max_retry_after: float = 120.0
-
-    def backoff(self, attempt: int) -> float:
-        """Return the delay before retry number ``attempt`` (1-based)."""
-        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
 
 
 class RateLimiter:
