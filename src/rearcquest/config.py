@@ -12,7 +12,6 @@ import os
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from rearcquest._version import __version__
@@ -308,14 +307,22 @@ class Settings:
             glue_database=get("RQ_GLUE_DATABASE"),
         )
 
-    def with_options(self, **options: Any) -> Settings:
-        """These settings with each option that was given (not None) in its place.
-
-        Args:
-            options: fields of :class:`Settings`, e.g. the command line's ``--bls-bucket``.
-        """
-        given = {name: value for name, value in options.items() if value is not None}
-        return dataclasses.replace(self, **given)
+    def with_options(
+        self,
+        *,
+        bls_bucket: str | None = None,
+        population_bucket: str | None = None,
+        contact: str | None = None,
+        user_agent: str | None = None,
+    ) -> Settings:
+        """These settings with each option the command line gave (not None) in its place."""
+        return dataclasses.replace(
+            self,
+            bls_bucket=self.bls_bucket if bls_bucket is None else bls_bucket,
+            population_bucket=self.population_bucket if population_bucket is None else population_bucket,
+            contact=self.contact if contact is None else contact,
+            user_agent=self.user_agent if user_agent is None else user_agent,
+        )
 
     @property
     def resolved_user_agent(self) -> str | None:
