@@ -82,7 +82,7 @@ def run_demo(
     Raises:
         RqError: a step failed.
     """
-    from rearcquest.analytics import BLS_FILE, analyze
+    from rearcquest.analytics import BLS_FILE, ReportInputs, analyze
     from rearcquest.events import process_report_batch
     from rearcquest.localaws import drain_queue, notify_queue_on_key
     from rearcquest.population import fetch_population
@@ -140,10 +140,11 @@ def run_demo(
         on_step(
             "The three reports, from the bucket",
             analyze(
-                bls=f"s3://{bucket}/pr/{BLS_FILE}",
-                population=f"s3://{bucket}/{POPULATION_KEY}",
-                s3_client=client,
+                ReportInputs(
+                    bls=f"s3://{bucket}/pr/{BLS_FILE}", population=f"s3://{bucket}/{POPULATION_KEY}"
+                ),
                 settings=settings,
+                s3_client=client,
             ),
         )
         if keep_running is not None:
