@@ -656,7 +656,7 @@ class Analysis:
         value_decimals: for each series of the reports, how many decimals the file prints its
             values with; the reports print its values, and sums of them, with as many.
         titles: for each series of the reports, its decoded text (sector, measure, ...) when
-            the series file was found (``rearcquest.tables.analyze``); the reports then carry
+            the series file was found (:func:`rearcquest.vintages.analyze_at`); the reports then carry
             a ``title`` column.
         release: the release stamp the BLS file was read as of (``rq analyze --as-of``).
     """

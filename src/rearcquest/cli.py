@@ -921,7 +921,8 @@ def sql(
         as_of=as_of,
         location=location,
         root_prefix=root_prefix,
-        settings=Settings.from_env(),
+        # Only the default location reads the environment (as ever: --tables needs none).
+        settings=Settings.from_env() if location is None else None,
         endpoint_url=endpoint_url,
     )
     if release is not None:

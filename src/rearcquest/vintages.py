@@ -2,7 +2,7 @@
 
 The release log (:mod:`rearcquest.releases`) names, for every release of a mirror, the S3 version
 of each file; a versioned bucket still holds those versions. :func:`list_releases` reads the log,
-:func:`analyze_as_of` runs the reports on the files of one release, and :func:`revisions`
+:func:`analyze_at` runs the reports on the current data or the files of one release, and :func:`revisions`
 compares two releases of a data file observation by observation, keyed on series, year and
 period, with exact decimals.
 """
@@ -686,7 +686,7 @@ def analyze_at(
         )
 
     split = split_location(location) if location and inputs.need_bls else None
-    if split is None:
+    if location is None or split is None:
         if inputs.source == "tables" and inputs.need_bls:
             raise ConfigError(
                 f"--from tables reads the tables beside an S3 mirror; {location} is not in S3"
