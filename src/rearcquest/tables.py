@@ -1711,21 +1711,12 @@ def _titled(analysis: Analysis, series: pl.DataFrame) -> Analysis:
 def partition_to_read(
     store: ObjectStore, data_key: str, *, tables_prefix: str, source: AnalyzeSource, shown: str
 ) -> str | None:
-    """The observations partition ``rq analyze --from source`` reads for a mirrored data file.
+    """The observations partition ``rq analyze --from source`` reads for the mirrored data file
+    ``data_key`` (``shown`` as the user named it), or ``None`` for the text file.
 
     ``files`` reads no table; ``auto`` reads it when it is current (see
     :func:`current_partition`), else the text file, which it must never do worse than;
     ``tables`` insists on it.
-
-    Args:
-        store: the bucket of the mirror and the tables.
-        data_key: the mirrored data file (``pr/pr.data.0.Current``).
-        tables_prefix: where the tables are.
-        source: ``auto``, ``tables`` or ``files``.
-        shown: the data file as the user named it, for the messages.
-
-    Returns:
-        The partition's key, or ``None`` for the text file.
 
     Raises:
         ConfigError: ``tables`` and no current table.
@@ -1739,7 +1730,6 @@ def partition_to_read(
     except RqError as exc:
         if source == "tables":
             raise
-        # auto must never do worse than the text file it would have read before tables existed.
         log.warning("cannot check the tables (%s): reading the text file", exc)
         part = None
     if part is None:

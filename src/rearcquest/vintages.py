@@ -621,20 +621,17 @@ def analyze_at(
     """The reports of ``rq analyze``: where the BLS rows come from is resolved here, once.
 
     The BLS file is ``inputs.bls``, default the mirrored ``<root_prefix>pr/pr.data.0.Current``.
-    With ``inputs.as_of`` it is read as it was in the latest release on or before that date (at
-    the S3 version the release log names; see :func:`rearcquest.releases.resolve_release`); the
-    population answer is not part of the BLS releases: the current one is used, and the result
-    says so in ``population_source``. Without it, ``inputs.source`` says where: ``auto`` reads
-    the observations table of the data file when it is current (see
-    :func:`rearcquest.tables.current_partition`), else the text file; both give the same
-    reports. Rows whose value is a non-number (``-``, null in the table) are left out of the
-    reports read from the table; the text file rejects them. The reports are then titled (see
-    :func:`rearcquest.tables.titled`).
+    With ``inputs.as_of`` it is read at the S3 version the release log names for the latest
+    release on or before that date (:func:`rearcquest.releases.resolve_release`); the population
+    is not versioned by releases: the current one is read, and ``population_source`` says so.
+    Else ``inputs.source`` decides: ``auto`` reads the observations table when it is current
+    (:func:`rearcquest.tables.partition_to_read`), else the text file, for the same reports
+    (a non-number, null in the table, is left out; the text file rejects it). The reports are
+    then titled (:func:`rearcquest.tables.titled`).
 
     Args:
         inputs: the reports, their inputs and where the BLS rows are read.
-        settings: where the defaults are (the buckets, the mirror prefix); the entry points
-            read them from ``RQ_*``.
+        settings: the default buckets and mirror prefix (the entry points read ``RQ_*``).
         endpoint_url: S3-compatible endpoint.
         s3_client: a ready S3 client instead.
 
@@ -643,11 +640,10 @@ def analyze_at(
         version read.
 
     Raises:
-        ConfigError: an unknown source; ``tables`` asked for but the BLS file is local or its
-            table missing or stale; ``as_of`` with ``tables``, for the population report alone,
-            with a BLS file not in S3, or no release matching it; and everything
-            :func:`rearcquest.analytics.analyze` raises.
-        DataError: the release's bytes were not kept.
+        ConfigError: an unknown source; ``tables`` for a local file or without a current
+            table; ``as_of`` with ``tables``, for the population report alone, for a file not
+            in S3, or matching no release; and as :func:`rearcquest.analytics.analyze`.
+        DataError: the release's bytes were not kept; and as ``analyze``.
     """
     import polars as pl
 
@@ -773,7 +769,6 @@ def query(
     root_prefix: str = "",
     settings: Settings | None = None,
     endpoint_url: str | None = None,
-    s3_client: S3Client | None = None,
 ) -> tuple[str | None, pl.DataFrame]:
     """The answer of ``rq sql``: a query, or a named report query, over the current tables or a
     release's (built in a temporary directory, see :func:`build_release_tables`).
@@ -788,7 +783,6 @@ def query(
             ``<root_prefix>pr/`` (with the population table of ``<root_prefix>tables/``).
         settings: where the default bucket and mirror prefix are.
         endpoint_url: S3-compatible endpoint.
-        s3_client: a ready S3 client instead (with ``as_of``).
 
     Returns:
         The release queried (None for the current tables) and the answer.
@@ -826,7 +820,6 @@ def query(
             prefix=root + DEFAULT_SURVEYS[0] if root else None,
             tables_prefix=default_tables_prefix(root),
             endpoint_url=endpoint_url,
-            s3_client=s3_client,
             settings=settings,
         )
         return built.release, run_sql(text, location=tmp)
