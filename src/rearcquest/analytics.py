@@ -11,8 +11,8 @@ memory::
 :func:`analyze` computes what a :class:`ReportInputs` asks for: it finds the inputs (local paths or
 ``s3://`` URLs, read through :class:`~rearcquest.storage.ObjectStore`), runs the chosen reports and
 returns them as an :class:`Analysis` (``rq analyze`` runs it through
-:func:`rearcquest.vintages.analyze_at`, which first resolves where the BLS rows come from). The definitions (ddof, quarters and annual rows, ties, the join) are in
-``docs/analyze.md``.
+:func:`rearcquest.vintages.analyze_at`, which first resolves where the BLS rows come from). The
+definitions (ddof, quarters and annual rows, ties, the join) are in ``docs/analyze.md``.
 """
 
 from __future__ import annotations
@@ -656,8 +656,8 @@ class Analysis:
         value_decimals: for each series of the reports, how many decimals the file prints its
             values with; the reports print its values, and sums of them, with as many.
         titles: for each series of the reports, its decoded text (sector, measure, ...) when
-            the series file was found (:func:`rearcquest.vintages.analyze_at`); the reports then carry
-            a ``title`` column.
+            the series file was found (:func:`rearcquest.vintages.analyze_at`); the reports
+            then carry a ``title`` column.
         release: the release stamp the BLS file was read as of (``rq analyze --as-of``).
     """
 

@@ -2,9 +2,9 @@
 
 The release log (:mod:`rearcquest.releases`) names, for every release of a mirror, the S3 version
 of each file; a versioned bucket still holds those versions. :func:`list_releases` reads the log,
-:func:`analyze_at` runs the reports on the current data or the files of one release, and :func:`revisions`
-compares two releases of a data file observation by observation, keyed on series, year and
-period, with exact decimals.
+:func:`analyze_at` runs the reports on the current data or on the files of one release, and
+:func:`revisions` compares two releases of a data file observation by observation, keyed on
+series, year and period, with exact decimals.
 """
 
 from __future__ import annotations
