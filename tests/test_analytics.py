@@ -21,6 +21,7 @@ from rearcquest import render
 from rearcquest.analytics import (
     Analysis,
     MalformedRowError,
+    ReportInputs,
     analyze,
     best_year,
     bls_value,
@@ -413,7 +414,7 @@ def test_a_missing_local_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_analyze_local_files_all_reports(shared_data: Path) -> None:
-    result = analyze(bls=LATEST, population=ACS5, include_annual=True)
+    result = analyze(ReportInputs(bls=LATEST, population=ACS5, include_annual=True))
     assert result.reports == ("population", "best-year", "series-population")
     assert result.population is not None
     assert result.population.mean == 317437383.0
@@ -425,10 +426,14 @@ def test_analyze_local_files_all_reports(shared_data: Path) -> None:
 
 
 def test_analyze_reads_only_what_the_reports_need(tmp_path: Path, shared_data: Path) -> None:
-    only_population = analyze(reports=["population"], population=ACS1, bls=tmp_path / "absent")
+    only_population = analyze(
+        ReportInputs(reports=["population"], population=ACS1, bls=tmp_path / "absent")
+    )
     assert only_population.best_year is None
     assert only_population.bls_source is None
-    only_best = analyze(reports=["best-year"], bls=LATEST, population=tmp_path / "absent")
+    only_best = analyze(
+        ReportInputs(reports=["best-year"], bls=LATEST, population=tmp_path / "absent")
+    )
     assert only_best.population is None
     assert only_best.population_source is None
 
@@ -437,13 +442,17 @@ def test_analyze_refuses_unknown_reports_reversed_years_and_unknown_series(
     shared_data: Path,
 ) -> None:
     with pytest.raises(ConfigError, match="unknown report nope"):
-        analyze(reports=["nope"], bls=LATEST, population=ACS1)
+        analyze(ReportInputs(reports=["nope"], bls=LATEST, population=ACS1))
     with pytest.raises(ConfigError, match="no report chosen"):
-        analyze(reports=[], bls=LATEST, population=ACS1)
+        analyze(ReportInputs(reports=[], bls=LATEST, population=ACS1))
     with pytest.raises(ConfigError, match="--from-year 2019 is after --to-year 2018"):
-        analyze(from_year=2019, bls=LATEST, population=ACS1)
+        analyze(ReportInputs(from_year=2019, bls=LATEST, population=ACS1))
     with pytest.raises(DataError, match="series 'PRS99999999' has no Q01 row"):
-        analyze(reports=["series-population"], series_id="PRS99999999", bls=LATEST, population=ACS1)
+        analyze(
+            ReportInputs(
+                reports=["series-population"], series_id="PRS99999999", bls=LATEST, population=ACS1
+            )
+        )
 
 
 def test_series_with_no_population_overlap_is_empty_not_an_error(
@@ -456,10 +465,12 @@ def test_series_with_no_population_overlap_is_empty_not_an_error(
     doc = {"columns": ["Nation ID", "Nation", "Year", "Population"], "data": rows}
     old = tmp_path / "old.json"
     old.write_text(json.dumps(doc))
-    inner = analyze(reports=["series-population"], bls=LATEST, population=old)
+    inner = analyze(ReportInputs(reports=["series-population"], bls=LATEST, population=old))
     assert inner.series_population is not None
     assert inner.series_population.height == 0
-    every = analyze(reports=["series-population"], bls=LATEST, population=old, all_years=True)
+    every = analyze(
+        ReportInputs(reports=["series-population"], bls=LATEST, population=old, all_years=True)
+    )
     assert every.series_population is not None
     assert every.series_population.height == 32
     assert every.series_population["population"].null_count() == 32
@@ -480,9 +491,9 @@ def test_default_locations_follow_the_other_commands() -> None:
 
 def test_analyze_without_inputs_or_buckets_says_what_to_set() -> None:
     with pytest.raises(ConfigError, match="RQ_BLS_BUCKET"):
-        analyze(reports=["best-year"])
+        analyze(ReportInputs(reports=["best-year"]))
     with pytest.raises(ConfigError, match="RQ_POPULATION_BUCKET"):
-        analyze(reports=["population"])
+        analyze(ReportInputs(reports=["population"]))
 
 
 @pytest.mark.parametrize(
@@ -490,7 +501,7 @@ def test_analyze_without_inputs_or_buckets_says_what_to_set() -> None:
 )
 def test_a_bad_s3_url_is_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError, match="not an s3://bucket/key URL"):
-        analyze(reports=["population"], population=url)
+        analyze(ReportInputs(reports=["population"], population=url))
 
 
 def _upload(client: Any, bucket: str) -> None:
@@ -506,8 +517,10 @@ def test_analyze_reads_s3_through_the_storage_layer_on_moto(
     _upload(client, "analyze-moto")
     monkeypatch.setenv("RQ_BLS_BUCKET", "analyze-moto")
     monkeypatch.setenv("RQ_POPULATION_BUCKET", "analyze-moto")
-    remote = analyze(endpoint_url=moto_server, include_annual=True)
-    local = analyze(bls=LATEST, population=ACS5, include_annual=True)
+    remote = analyze(
+        ReportInputs(include_annual=True), settings=Settings.from_env(), endpoint_url=moto_server
+    )
+    local = analyze(ReportInputs(bls=LATEST, population=ACS5, include_annual=True))
     assert remote.bls_source == "s3://analyze-moto/pr/pr.data.0.Current"
     assert remote.population == local.population
     assert remote.best_year is not None
@@ -526,16 +539,17 @@ def test_s3_errors_name_the_object(moto_server: str, shared_data: Path) -> None:
         StorageError, match=r"s3://analyze-empty/pr/pr\.data\.0\.Current: no such object"
     ):
         analyze(
-            reports=["best-year"],
-            bls="s3://analyze-empty/pr/pr.data.0.Current",
+            ReportInputs(reports=["best-year"], bls="s3://analyze-empty/pr/pr.data.0.Current"),
             endpoint_url=moto_server,
         )
     with pytest.raises(DataError, match=r"^s3://analyze-empty/bad line 2: value 'x'"):
-        analyze(reports=["best-year"], bls="s3://analyze-empty/bad", endpoint_url=moto_server)
+        analyze(
+            ReportInputs(reports=["best-year"], bls="s3://analyze-empty/bad"),
+            endpoint_url=moto_server,
+        )
     with pytest.raises(StorageError, match="does not exist"):
         analyze(
-            reports=["population"],
-            population="s3://no-such-bucket-here/p.json",
+            ReportInputs(reports=["population"], population="s3://no-such-bucket-here/p.json"),
             endpoint_url=moto_server,
         )
 
@@ -547,8 +561,10 @@ def test_analyze_reads_s3_on_seaweedfs(seaweed_bucket: tuple[str, str], shared_d
     client.put_object(Bucket=bucket, Key="pr/pr.data.0.Current", Body=LATEST.read_bytes())
     client.put_object(Bucket=bucket, Key="datausa/population.json", Body=ACS1.read_bytes())
     result = analyze(
-        bls=f"s3://{bucket}/pr/pr.data.0.Current",
-        population=f"s3://{bucket}/datausa/population.json",
+        ReportInputs(
+            bls=f"s3://{bucket}/pr/pr.data.0.Current",
+            population=f"s3://{bucket}/datausa/population.json",
+        ),
         s3_client=client,
     )
     assert result.population is not None
@@ -588,7 +604,7 @@ def test_the_benchmark_generator_writes_a_valid_bigger_file(
 
 
 def test_render_round_trip_of_csv(shared_data: Path) -> None:
-    result = analyze(bls=LATEST, population=ACS5, reports=["series-population"])
+    result = analyze(ReportInputs(bls=LATEST, population=ACS5, reports=["series-population"]))
     rows = list(csv.DictReader(io.StringIO(render.to_csv(result))))
     assert rows[0] == {
         "series_id": "PRS30006032",
@@ -662,7 +678,9 @@ def test_analyze_prints_values_with_the_sources_digits(tmp_path: Path, shared_da
         ],
     )
     result = analyze(
-        reports=["best-year", "series-population"], bls=bls, population=ACS1, series_id="INDEX"
+        ReportInputs(
+            reports=["best-year", "series-population"], bls=bls, population=ACS1, series_id="INDEX"
+        )
     )
     assert result.value_decimals == {"INDEX": 3, "PCT": 1}
     table = {t.name: t.rows for t in render.tables(result)}
@@ -712,7 +730,7 @@ def test_bls_value_has_the_sources_digits(value: Decimal, decimals: int | None, 
 
 
 def test_to_json_writes_the_digits_and_reads_back_as_to_json_doc(shared_data: Path) -> None:
-    result = analyze(bls=LATEST, population=ACS1, all_years=True)
+    result = analyze(ReportInputs(bls=LATEST, population=ACS1, all_years=True))
     text = render.to_json(result)
     assert json.loads(text) == to_json_doc(result)
     # The same layout as json.dumps: only the digits of decimals differ (423.420, not 423.42).
@@ -723,7 +741,7 @@ def test_to_json_writes_the_digits_and_reads_back_as_to_json_doc(shared_data: Pa
 
 
 def test_to_json_doc_is_json_ready_with_integer_populations(shared_data: Path) -> None:
-    doc = to_json_doc(analyze(bls=LATEST, population=ACS1))
+    doc = to_json_doc(analyze(ReportInputs(bls=LATEST, population=ACS1)))
     assert json.loads(json.dumps(doc)) == doc
     assert doc["population"] == {
         "from_year": 2013,

@@ -190,3 +190,48 @@ def test_the_import_contract_counts_type_only_imports_and_keeps_renderers_on_top
                 continue
             # from rearcquest.render import x, from rearcquest import render, import ...render
             assert not any(n.startswith("rearcquest.render") for n in names), module
+
+
+# The data side (issue 20): the entry points build its options and its Settings and pass them down.
+DATA_SIDE = {"analytics", "tables", "vintages"}
+DATA_COMMANDS = {"analyze", "tables", "sql", "releases", "revisions"}
+MAX_PARAMETERS = 12
+
+
+def test_the_data_side_reads_no_environment() -> None:
+    offenders = [
+        f"{module}:{node.lineno}"
+        for module, tree in _modules()
+        if _short(module) in DATA_SIDE
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr in ("from_env", "environ", "getenv")
+    ]
+    assert offenders == [], "take the defaults as a Settings the entry point read"
+
+
+def test_the_data_side_takes_typed_options() -> None:
+    offenders = []
+    for module, tree in _modules():
+        if _short(module) not in DATA_SIDE:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                args = node.args
+                count = len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs)
+                if count > MAX_PARAMETERS or args.kwarg is not None:
+                    offenders.append(f"{module}.{node.name}:{node.lineno}")
+    assert offenders == [], f"at most {MAX_PARAMETERS} parameters, and no **options bag"
+
+
+def test_the_data_commands_hand_on_no_ctx_params() -> None:
+    # A command builds its options by name: its parameter names are not library API.
+    tree = ast.parse((PACKAGE / "cli.py").read_text(encoding="utf-8"))
+    offenders = [
+        f"{function.name}:{node.lineno}"
+        for function in tree.body
+        if isinstance(function, ast.FunctionDef) and function.name in DATA_COMMANDS
+        for node in ast.walk(function)
+        if (isinstance(node, ast.Name) and node.id == "_options")
+        or (isinstance(node, ast.Attribute) and node.attr == "params")
+    ]
+    assert offenders == []

@@ -300,18 +300,20 @@ class _Refusing:
 
 
 def test_a_glue_refusal_after_the_build_keeps_the_tables_and_fails(mirror: Any) -> None:
+    from rearcquest.config import Settings
     from rearcquest.errors import StorageError
     from rearcquest.pipeline import build_tables_registered
     from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.tables import TablesOptions
 
     glue = glue_client()
     database = f"rq_{uuid.uuid4().hex[:8]}"
     glue.create_database(DatabaseInput={"Name": database})
     run = build_tables_registered(
         ObjectStore(make_s3_client(), mirror.bucket),
-        glue_database=database,
+        TablesOptions(survey="pr", glue_database=database),
+        settings=Settings.from_env(),
         glue_client=_Refusing(glue),
-        survey="pr",
     )
     assert "AccessDeniedException" in (run.glue_error or "")
     assert run.to_dict()["glue"] == {"database": database, "error": run.glue_error}

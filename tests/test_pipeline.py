@@ -205,7 +205,7 @@ def test_rq_run_exit_code_agrees_with_ok_when_only_the_reports_fail(
     import rearcquest.analytics
     from rearcquest.errors import DataError
 
-    def broken(**_: Any) -> Any:
+    def broken(*_: Any, **__: Any) -> Any:
         raise DataError("pr.data.0.Current: line 7: not a number")
 
     cron_env(monkeypatch, buckets, bls_server, moto_server)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -12,6 +13,7 @@ import pytest
 
 from conftest import FAST, release
 from rearcquest import vintages
+from rearcquest.analytics import ReportInputs
 from rearcquest.config import Settings
 from rearcquest.errors import ConfigError, DataError, StateConflictError
 from rearcquest.layout import plain_name, releases_key, state_key
@@ -210,10 +212,10 @@ def test_unversioned_bucket_logs_releases_with_null_versions(
     assert first.release == STAMPS[0]
     assert {f.version_id for f in first.files.values()} == {None}
     client = store.client
-    latest = vintages.analyze_as_of(
-        "latest",
-        bls="s3://test-bucket/pr/pr.data.0.Current",
-        reports=["best-year"],
+    latest = vintages.analyze_at(
+        ReportInputs(
+            bls="s3://test-bucket/pr/pr.data.0.Current", reports=["best-year"], as_of="latest"
+        ),
         s3_client=client,
     )
     assert latest.release == first.release
@@ -221,10 +223,12 @@ def test_unversioned_bucket_logs_releases_with_null_versions(
     run(store, bls_server).raise_for_errors()
     assert len(load_releases(store, "pr/").releases) == 2
     with pytest.raises(DataError, match="was not kept: the bucket was not versioned"):
-        vintages.analyze_as_of(
-            "2024-06-06",
-            bls="s3://test-bucket/pr/pr.data.0.Current",
-            reports=["best-year"],
+        vintages.analyze_at(
+            ReportInputs(
+                bls="s3://test-bucket/pr/pr.data.0.Current",
+                reports=["best-year"],
+                as_of="2024-06-06",
+            ),
             s3_client=client,
         )
 
@@ -352,19 +356,18 @@ def test_a_multipart_object_of_the_latest_release_is_read_through_the_state(
     run(store, bls_server).raise_for_errors()
     head = store.head("pr/pr.data.0.Current")
     assert head is not None and "rq-sha256" not in head.metadata
-    options: dict[str, Any] = {
-        "bls": "s3://test-bucket/pr/pr.data.0.Current",
-        "reports": ["best-year"],
-        "s3_client": store.client,
-    }
-    first = vintages.analyze_as_of("latest", **options)
+    inputs = ReportInputs(bls="s3://test-bucket/pr/pr.data.0.Current", reports=["best-year"])
+    client = store.client
+    first = vintages.analyze_at(replace(inputs, as_of="latest"), s3_client=client)
     assert first.release == STAMPS[0]
     bls_server.set_files(release("2025-06-05"))
     run(store, bls_server).raise_for_errors()
     # The state now records the new bytes: the old release's are gone, and that is said.
     with pytest.raises(DataError, match="was not kept"):
-        vintages.analyze_as_of("2024-06-06", **options)
-    assert vintages.analyze_as_of("latest", **options).release != first.release
+        vintages.analyze_at(replace(inputs, as_of="2024-06-06"), s3_client=client)
+    assert vintages.analyze_at(replace(inputs, as_of="latest"), s3_client=client).release != (
+        first.release
+    )
 
 
 # -- stamps are UTC, unique and never go back (issue 19) --

@@ -217,4 +217,4 @@ def test_sql_as_of_refuses_before_it_reads_a_release(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(vintages, "build_release_tables", build)
     with pytest.raises(QueryRefusedError, match="COPY is not allowed"):
-        vintages.sql_as_of("COPY pr_observations TO '/tmp/x'", "2025-06-30")
+        vintages.query("COPY pr_observations TO '/tmp/x'", as_of="2025-06-30")

@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from conftest import DATAUSA, break_survey_build, release
+from rearcquest.analytics import ReportInputs
 from rearcquest.errors import ConfigError, DataError, StorageError
 from rearcquest.layout import META_SHA256
 from rearcquest.tables import (
@@ -29,6 +30,7 @@ from rearcquest.tables import (
     run_sql,
     series_key,
 )
+from rearcquest.vintages import analyze_at
 
 VINTAGES = ("2024-06-06", "2025-06-05", "2025-09-04", "2026-08-06")
 POPULATION = "datausa/population.json"
@@ -378,15 +380,13 @@ def test_a_missing_population_answer_is_a_warning(store: Any) -> None:
 
 
 def analyze_from(store: Any, source: str, **options: Any) -> Any:
-    from rearcquest.tables import analyze
-
-    return analyze(
+    inputs = ReportInputs(
         source=source,  # type: ignore[arg-type]
         bls="s3://test-bucket/pr/pr.data.0.Current",
         population=f"s3://test-bucket/{POPULATION}",
-        s3_client=store.client,
         **options,
     )
+    return analyze_at(inputs, s3_client=store.client)
 
 
 @pytest.mark.parametrize("vintage", VINTAGES, ids=VINTAGES)
@@ -439,10 +439,8 @@ def test_analyze_without_a_series_file_has_no_titles(store: Any) -> None:
 
 
 def test_analyze_from_local_files_decodes_the_series_beside_them(shared_data: Path) -> None:
-    from rearcquest.tables import analyze
-
     folder = shared_data / "bls" / "pr" / "2024-06-06"
-    analysis = analyze(bls=folder / "pr.data.0.Current", reports=["best-year"])
+    analysis = analyze_at(ReportInputs(bls=folder / "pr.data.0.Current", reports=["best-year"]))
     assert analysis.titles["PRS30006011"] == (
         "Manufacturing; All workers; Employment; % Change same quarter 1 year ago; "
         "Seasonal Adjusted"
@@ -450,10 +448,10 @@ def test_analyze_from_local_files_decodes_the_series_beside_them(shared_data: Pa
 
 
 def test_analyze_from_tables_needs_an_s3_mirror(tmp_path: Path) -> None:
-    from rearcquest.tables import analyze
-
     with pytest.raises(ConfigError, match="--from tables reads the tables beside an S3 mirror"):
-        analyze(source="tables", bls=tmp_path / "pr.data.0.Current", reports=["best-year"])
+        analyze_at(
+            ReportInputs(source="tables", bls=tmp_path / "pr.data.0.Current", reports=["best-year"])
+        )
 
 
 # -- SQL -----------------------------------------------------------------------------------------
@@ -558,8 +556,6 @@ def test_analyze_auto_reads_the_text_when_the_tables_cannot_be_checked(
 ) -> None:
     from types import SimpleNamespace
 
-    from rearcquest.tables import analyze
-
     mirror_release(store, "2024-06-06")
     put_population(store)
     build_tables(store)
@@ -578,19 +574,18 @@ def test_analyze_auto_reads_the_text_when_the_tables_cannot_be_checked(
     store.client.meta.events.register("before-call.s3.HeadObject", deny)
     store.client.meta.events.register("before-call.s3.GetObject", deny)
     with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
-        analysis = analyze(
-            bls="s3://test-bucket/pr/pr.data.0.Current",
-            reports=["best-year"],
+        analysis = analyze_at(
+            ReportInputs(bls="s3://test-bucket/pr/pr.data.0.Current", reports=["best-year"]),
             s3_client=store.client,
         )
     assert analysis.bls_source == "s3://test-bucket/pr/pr.data.0.Current"
     assert "cannot check the tables" in caplog.records[0].message
     assert "access denied" in caplog.records[0].message
     with pytest.raises(StorageError, match="access denied"):
-        analyze(
-            source="tables",
-            bls="s3://test-bucket/pr/pr.data.0.Current",
-            reports=["best-year"],
+        analyze_at(
+            ReportInputs(
+                source="tables", bls="s3://test-bucket/pr/pr.data.0.Current", reports=["best-year"]
+            ),
             s3_client=store.client,
         )
 

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import DATAUSA, release
 from rearcquest import vintages
-from rearcquest.analytics import analyze, to_json_doc
+from rearcquest.analytics import ReportInputs, analyze, to_json_doc
 from rearcquest.errors import ConfigError, DataError
 from rearcquest.layout import releases_key, state_key
 from rearcquest.releases import load_releases
@@ -100,11 +100,9 @@ def test_as_of_each_release_gives_its_reports(
     population = DATAUSA / "old-api-acs5-2013-2022-compact.json"
     local = tmp_path / DATA
     local.write_bytes(_files(vintage)[DATA])
-    expected = analyze(bls=local, population=population)
-    got = vintages.analyze_as_of(
-        vintage,
-        bls=f"s3://{BUCKET}/pr/{DATA}",
-        population=str(population),
+    expected = analyze(ReportInputs(bls=local, population=population))
+    got = vintages.analyze_at(
+        ReportInputs(bls=f"s3://{BUCKET}/pr/{DATA}", population=str(population), as_of=vintage),
         s3_client=mirror["client"],
     )
     assert got.release == STAMPS[index]

@@ -29,6 +29,7 @@ __all__ = [
     "PopulationData",
     "Release",
     "RemoteFile",
+    "ReportInputs",
     "Revisions",
     "RqError",
     "Settings",
@@ -43,7 +44,7 @@ __all__ = [
     "TransferError",
     "__version__",
     "analyze",
-    "analyze_as_of",
+    "analyze_at",
     "build_tables",
     "fetch_population",
     "list_releases",
@@ -74,7 +75,7 @@ from rearcquest.errors import (
 )
 
 if TYPE_CHECKING:
-    from rearcquest.analytics import analyze
+    from rearcquest.analytics import ReportInputs, analyze
     from rearcquest.config import DeleteLimit, Settings, SyncOptions
     from rearcquest.index import write_static_index
     from rearcquest.population import FetchResult, fetch_population
@@ -84,7 +85,7 @@ if TYPE_CHECKING:
     from rearcquest.storage import ObjectStore, make_s3_client
     from rearcquest.sync import SyncPlan, SyncResult, plan_sync, sync_bls
     from rearcquest.tables import TablesResult, build_tables, run_sql
-    from rearcquest.vintages import Revisions, analyze_as_of, list_releases, revisions
+    from rearcquest.vintages import Revisions, analyze_at, list_releases, revisions
 
 # Public name -> module that defines it; resolved on first access (PEP 562) to keep start-up lean.
 _LAZY = {
@@ -92,6 +93,7 @@ _LAZY = {
     "DeleteLimit": "rearcquest.config",
     "SyncOptions": "rearcquest.config",
     "analyze": "rearcquest.analytics",
+    "ReportInputs": "rearcquest.analytics",
     "FetchResult": "rearcquest.population",
     "fetch_population": "rearcquest.population",
     "PopulationData": "rearcquest.sources.datausa",
@@ -110,7 +112,7 @@ _LAZY = {
     "run_sql": "rearcquest.tables",
     "Release": "rearcquest.releases",
     "Revisions": "rearcquest.vintages",
-    "analyze_as_of": "rearcquest.vintages",
+    "analyze_at": "rearcquest.vintages",
     "list_releases": "rearcquest.vintages",
     "revisions": "rearcquest.vintages",
 }

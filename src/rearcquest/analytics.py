@@ -8,10 +8,11 @@ memory::
     population = read_population("population.json")
     best, rows = collect(best_year(bls), series_population(bls, population))
 
-:func:`analyze` is what ``rq analyze`` calls: it finds the inputs (local paths or ``s3://`` URLs,
-read through :class:`~rearcquest.storage.ObjectStore`), runs the chosen reports and returns them as
-an :class:`Analysis`. The definitions (ddof, quarters and annual rows, ties, the join) are in
-``docs/analyze.md``.
+:func:`analyze` computes what a :class:`ReportInputs` asks for: it finds the inputs (local paths or
+``s3://`` URLs, read through :class:`~rearcquest.storage.ObjectStore`), runs the chosen reports and
+returns them as an :class:`Analysis` (``rq analyze`` runs it through
+:func:`rearcquest.vintages.analyze_at`, which first resolves where the BLS rows come from). The
+definitions (ddof, quarters and annual rows, ties, the join) are in ``docs/analyze.md``.
 """
 
 from __future__ import annotations
@@ -655,8 +656,8 @@ class Analysis:
         value_decimals: for each series of the reports, how many decimals the file prints its
             values with; the reports print its values, and sums of them, with as many.
         titles: for each series of the reports, its decoded text (sector, measure, ...) when
-            the series file was found (``rearcquest.tables.analyze``); the reports then carry
-            a ``title`` column.
+            the series file was found (:func:`rearcquest.vintages.analyze_at`); the reports
+            then carry a ``title`` column.
         release: the release stamp the BLS file was read as of (``rq analyze --as-of``).
     """
 
@@ -677,14 +678,71 @@ class Analysis:
     release: str | None = None
 
 
+# Where rq analyze reads the BLS rows: the tables when current, else the text (auto).
+AnalyzeSource = Literal["auto", "tables", "files"]
+ANALYZE_SOURCES: Final[tuple[AnalyzeSource, ...]] = ("auto", "tables", "files")
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What a report run reads and computes: the options of ``rq analyze``.
+
+    :func:`analyze` reads ``bls`` as given; ``source``, ``tables_prefix``, ``root_prefix`` and
+    ``as_of`` say where :func:`rearcquest.vintages.analyze_at` finds the BLS rows first.
+
+    Attributes:
+        reports: any of :data:`REPORTS`.
+        bls: the BLS ``pr.data.0.Current``, a path or ``s3://`` URL (needed by best-year and
+            series-population); default the mirrored one (see :func:`default_locations`).
+        population: the stored DataUSA answer (needed by population and series-population).
+        from_year: first year of the population report.
+        to_year: last year of the population report, inclusive.
+        series_id: series of the series-population report.
+        period: period of the series-population report.
+        include_annual: add ``Q05`` (annual average) to the best-year sums.
+        all_years: keep series-population years without population, with null.
+        source: where the current BLS rows are read: ``auto`` (the observations table when it
+            is current, else the text file), ``tables`` or ``files``.
+        tables_prefix: where the tables are, in the bucket of the BLS file; default
+            ``<root_prefix>tables/``.
+        root_prefix: the prefix the survey mirrors are under (``rq sync-bls --root-prefix``):
+            the default BLS file is then ``<root_prefix>pr/pr.data.0.Current``.
+        as_of: read the BLS file as it was in this release (a date ``YYYY-MM-DD``, a release
+            stamp, ``previous`` or ``latest``); None for the current file.
+    """
+
+    reports: Collection[str] = REPORTS
+    bls: str | Path | None = None
+    population: str | Path | None = None
+    from_year: int = DEFAULT_FROM_YEAR
+    to_year: int = DEFAULT_TO_YEAR
+    series_id: str = DEFAULT_SERIES
+    period: str = DEFAULT_PERIOD
+    include_annual: bool = False
+    all_years: bool = False
+    source: AnalyzeSource = "auto"
+    tables_prefix: str | None = None
+    root_prefix: str = ""
+    as_of: str | None = None
+
+    @property
+    def need_bls(self) -> bool:
+        """Whether a chosen report reads the BLS rows."""
+        return "best-year" in self.reports or "series-population" in self.reports
+
+
 def default_locations(settings: Settings | None = None) -> tuple[str | None, str | None]:
     """The default inputs: where ``rq sync-bls`` and ``rq fetch-population`` store them.
 
+    Args:
+        settings: the buckets, prefix and key (the entry points read them from ``RQ_*``);
+            default :class:`~rearcquest.config.Settings`' own, which name no bucket.
+
     Returns:
-        ``s3://$RQ_BLS_BUCKET/<prefix>pr.data.0.Current`` and
-        ``s3://$RQ_POPULATION_BUCKET/<key>``, each ``None`` when its bucket is not set.
+        ``s3://<bls_bucket>/<prefix>pr.data.0.Current`` and
+        ``s3://<population_bucket>/<key>``, each ``None`` when its bucket is not set.
     """
-    settings = settings or Settings.from_env()
+    settings = settings or Settings()
     bls = population = None
     if settings.bls_bucket:
         bls = f"s3://{settings.bls_bucket}/{settings.resolved_bls_prefix}{BLS_FILE}"
@@ -857,19 +915,11 @@ def _check_reports(reports: Collection[str]) -> tuple[ReportName, ...]:
 
 
 def analyze(
+    inputs: ReportInputs = ReportInputs(),
     *,
-    reports: Collection[str] = REPORTS,
-    bls: str | Path | None = None,
-    population: str | Path | None = None,
-    from_year: int = DEFAULT_FROM_YEAR,
-    to_year: int = DEFAULT_TO_YEAR,
-    series_id: str = DEFAULT_SERIES,
-    period: str = DEFAULT_PERIOD,
-    include_annual: bool = False,
-    all_years: bool = False,
+    settings: Settings | None = None,
     endpoint_url: str | None = None,
     s3_client: S3Client | None = None,
-    settings: Settings | None = None,
     bls_rows: pl.LazyFrame | None = None,
     bls_version_id: str | None = None,
     bls_sha256: str | None = None,
@@ -879,25 +929,19 @@ def analyze(
 
     Inputs are local paths or ``s3://bucket/key`` URLs; by default the objects ``rq sync-bls``
     and ``rq fetch-population`` store (see :func:`default_locations`). An S3 BLS file is
-    downloaded to a temporary file (removed afterwards) and streamed from there.
+    downloaded to a temporary file (removed afterwards) and streamed from there. The BLS file
+    is read as ``inputs.bls`` names it: its source, release and root prefix are resolved by
+    :func:`rearcquest.vintages.analyze_at`.
 
     Args:
-        reports: any of :data:`REPORTS`.
-        bls: the BLS ``pr.data.0.Current`` (needed by best-year and series-population).
-        population: the stored DataUSA answer (needed by population and series-population).
-        from_year: first year of the population report.
-        to_year: last year of the population report, inclusive.
-        series_id: series of the series-population report.
-        period: period of the series-population report.
-        include_annual: add ``Q05`` (annual average) to the best-year sums.
-        all_years: keep series-population years without population, with null.
+        inputs: the reports and their inputs.
+        settings: where the default inputs are (see :func:`default_locations`).
         endpoint_url: S3-compatible endpoint for ``s3://`` inputs.
         s3_client: a ready S3 client instead (tests, the demo).
-        settings: where the defaults come from; default the ``RQ_*`` environment.
         bls_rows: the BLS rows, already read (``series_id``, ``year``, ``period``, ``value``,
             ``decimals`` as :func:`scan_bls` gives them), instead of reading ``bls``, which then
-            only names them (``rearcquest.tables`` passes its Parquet table).
-        bls_version_id: read this S3 version of the BLS object (``rearcquest.vintages``).
+            only names them (the Parquet table of ``rq analyze --from tables``).
+        bls_version_id: read this S3 version of the BLS object (a release's).
         bls_sha256: the sha256 the BLS bytes must have (the release log's), checked before
             they are read.
         release: the release stamp that version belongs to, kept in the result.
@@ -914,12 +958,15 @@ def analyze(
     """
     import polars as pl
 
-    chosen = _check_reports(reports)
+    chosen = _check_reports(inputs.reports)
+    from_year, to_year = inputs.from_year, inputs.to_year
+    series_id, period, include_annual = inputs.series_id, inputs.period, inputs.include_annual
     if from_year > to_year:
         raise ConfigError(f"--from-year {from_year} is after --to-year {to_year}")
     need_bls = "best-year" in chosen or "series-population" in chosen
     need_population = "population" in chosen or "series-population" in chosen
     default_bls, default_population = default_locations(settings)
+    bls, population = inputs.bls, inputs.population
     bls_location = str(bls) if bls is not None else default_bls
     population_location = str(population) if population is not None else default_population
     if need_bls and not bls_location:
@@ -992,7 +1039,7 @@ def analyze(
                     "check --series and --period"
                 )
             result["series_population"] = (
-                joined if all_years else joined.filter(joined["population"].is_not_null())
+                joined if inputs.all_years else joined.filter(joined["population"].is_not_null())
             )
     return Analysis(
         reports=chosen,
@@ -1001,7 +1048,7 @@ def analyze(
         series_id=series_id,
         period=period,
         include_annual=include_annual,
-        all_years=all_years,
+        all_years=inputs.all_years,
         release=release,
         **result,
     )

@@ -297,11 +297,6 @@ def _given(ctx: typer.Context) -> set[str]:
     return {flag for flag, source in sources.items() if source and source.name == "COMMANDLINE"}
 
 
-def _options(ctx: typer.Context, *cli_only: str) -> dict[str, Any]:
-    """The command's parameters by name, but for ``cli_only`` (those the CLI uses itself)."""
-    return {name: value for name, value in ctx.params.items() if name not in cli_only}
-
-
 def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = None) -> ObjectStore:
     from rearcquest.storage import ObjectStore, make_s3_client
 
@@ -679,7 +674,6 @@ def _report(
 
 @_command("analyze")
 def analyze(
-    ctx: typer.Context,
     report: Annotated[
         AnalyzeReport, _opt("--report", "Which report to run.", case_sensitive=False)
     ] = AnalyzeReport.all,
@@ -774,9 +768,26 @@ def analyze(
 
     Example: rq analyze --report best-year --include-annual --format json
     """
+    from rearcquest.analytics import REPORTS, ReportInputs
+    from rearcquest.config import Settings
     from rearcquest.vintages import analyze_at
 
-    result = analyze_at(**_options(ctx, "fmt", "output"))  # the others as named here
+    inputs = ReportInputs(
+        reports=REPORTS if report is AnalyzeReport.all else (report.value,),
+        bls=bls,
+        population=population,
+        from_year=from_year,
+        to_year=to_year,
+        series_id=series_id,
+        period=period,
+        include_annual=include_annual,
+        all_years=all_years,
+        source=source.value,
+        tables_prefix=tables_prefix,
+        root_prefix=root_prefix,
+        as_of=as_of,
+    )
+    result = analyze_at(inputs, settings=Settings.from_env(), endpoint_url=endpoint_url)
     if as_of is not None:
         typer.echo(visible(f"as of release {result.release}: {result.bls_source}"), err=True)
     _report(
@@ -855,17 +866,25 @@ def tables(
 
     Example: rq tables --bucket my-bls-mirror --survey all --format json
     """
+    from rearcquest.config import Settings
+    from rearcquest.tables import TablesOptions
+
+    options = TablesOptions(
+        survey=survey,
+        population=population,
+        root_prefix=root_prefix,
+        tables_prefix=tables_prefix,
+        force=force,
+        lock=not no_lock,
+        glue_database=glue_database,
+    )
+    settings = Settings.from_env()
     if as_of is not None:
         from rearcquest.render_vintages import tables_as_of_doc, tables_as_of_summary
         from rearcquest.vintages import tables_as_of
 
         built, written = tables_as_of(
-            as_of,
-            survey=survey,
-            root_prefix=root_prefix,
-            tables_prefix=tables_prefix,
-            bucket=bucket or None,
-            endpoint_url=endpoint_url,
+            as_of, options, bucket=bucket or None, endpoint_url=endpoint_url, settings=settings
         )
         _summary(
             fmt,
@@ -876,15 +895,7 @@ def tables(
     from rearcquest.pipeline import build_tables_registered
 
     run = build_tables_registered(
-        _store(bucket, endpoint_url),
-        glue_database=glue_database,
-        survey=survey,
-        population=population,
-        root_prefix=root_prefix,
-        tables_prefix=tables_prefix,
-        force=force,
-        lock=not no_lock,
-        on_progress=log.info,
+        _store(bucket, endpoint_url), options, settings=settings, on_progress=log.info
     )
     _summary(fmt, run.to_dict, lambda: render.tables_run_summary(run))
     run.raise_for_errors()
@@ -933,6 +944,7 @@ def sql(
 
     Example: rq sql "SELECT year, population FROM population ORDER BY year" --format csv
     """
+    from rearcquest.config import Settings
     from rearcquest.vintages import query as run_query
 
     release, answer = run_query(
@@ -940,8 +952,10 @@ def sql(
         named=named,
         as_of=as_of,
         location=location,
-        endpoint_url=endpoint_url,
         root_prefix=root_prefix,
+        # Only the default location reads the environment (as ever: --tables needs none).
+        settings=Settings.from_env() if location is None else None,
+        endpoint_url=endpoint_url,
     )
     if release is not None:
         typer.echo(visible(f"as of release {release}"), err=True)
@@ -1180,10 +1194,13 @@ def releases(
 
     Example: rq releases --bucket my-bls-mirror --format json
     """
+    from rearcquest.config import Settings
     from rearcquest.render_vintages import releases_grid, releases_json
     from rearcquest.vintages import list_releases
 
-    found = list_releases(bucket=bucket, prefix=survey, endpoint_url=endpoint_url)
+    found = list_releases(
+        bucket=bucket, prefix=survey, endpoint_url=endpoint_url, settings=Settings.from_env()
+    )
     if fmt is ReleasesFormat.json:
         typer.echo(releases_json(found))
     else:
@@ -1192,7 +1209,6 @@ def releases(
 
 @_command("revisions")
 def revisions(
-    ctx: typer.Context,
     from_release: Annotated[
         str,
         _opt(
@@ -1231,9 +1247,19 @@ def revisions(
     Example: rq revisions --from 2025-06-05 --to latest --series 'PRS30*' --format csv
     """
     from rearcquest import render_vintages as out
+    from rearcquest.config import Settings
     from rearcquest.vintages import revisions as compare
 
-    result = compare(**_options(ctx, "fmt", "output"))  # the others as named here
+    result = compare(
+        from_release=from_release,
+        to_release=to_release,
+        file=file,
+        series=series,
+        bucket=bucket,
+        prefix=prefix,
+        endpoint_url=endpoint_url,
+        settings=Settings.from_env(),
+    )
     _report(
         fmt,
         output,

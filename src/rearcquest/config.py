@@ -319,7 +319,9 @@ class Settings:
         return dataclasses.replace(
             self,
             bls_bucket=self.bls_bucket if bls_bucket is None else bls_bucket,
-            population_bucket=self.population_bucket if population_bucket is None else population_bucket,
+            population_bucket=self.population_bucket
+            if population_bucket is None
+            else population_bucket,
             contact=self.contact if contact is None else contact,
             user_agent=self.user_agent if user_agent is None else user_agent,
         )

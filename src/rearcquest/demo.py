@@ -82,7 +82,7 @@ def run_demo(
     Raises:
         RqError: a step failed.
     """
-    from rearcquest.analytics import BLS_FILE, analyze
+    from rearcquest.analytics import BLS_FILE, ReportInputs, analyze
     from rearcquest.config import SyncOptions
     from rearcquest.events import process_report_batch
     from rearcquest.job import run_survey
@@ -142,10 +142,11 @@ def run_demo(
         on_step(
             "The three reports, from the bucket",
             analyze(
-                bls=f"s3://{bucket}/pr/{BLS_FILE}",
-                population=f"s3://{bucket}/{POPULATION_KEY}",
-                s3_client=client,
+                ReportInputs(
+                    bls=f"s3://{bucket}/pr/{BLS_FILE}", population=f"s3://{bucket}/{POPULATION_KEY}"
+                ),
                 settings=settings,
+                s3_client=client,
             ),
         )
         if keep_running is not None:

@@ -188,12 +188,10 @@ def process_report_batch(event: Any, *, settings: Settings, s3_client: S3Client)
 def _reports_for(bucket: str, key: str, settings: Settings, s3_client: S3Client) -> dict[str, Any]:
     """Run the three reports on the population object ``bucket/key`` and the BLS mirror (found
     through ``settings`` as ``rq analyze`` finds it)."""
-    from rearcquest.analytics import analyze, to_json_doc
+    from rearcquest.analytics import ReportInputs, analyze, to_json_doc
 
     analysis = analyze(
-        population=f"s3://{bucket}/{key}",
-        s3_client=s3_client,
-        settings=settings,
+        ReportInputs(population=f"s3://{bucket}/{key}"), settings=settings, s3_client=s3_client
     )
     return to_json_doc(analysis)
 

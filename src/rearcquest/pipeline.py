@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from rearcquest.fanout import WorkMessage
     from rearcquest.storage import ObjectStore
     from rearcquest.sync import Progress
-    from rearcquest.tables import TablesResult
+    from rearcquest.tables import TablesOptions, TablesResult
 
 log = logging.getLogger(__name__)
 
@@ -171,30 +171,48 @@ class TablesRun:
 
 def build_tables_registered(
     store: ObjectStore,
+    options: TablesOptions,
     *,
-    glue_database: str | None = None,
+    settings: Settings | None = None,
+    on_progress: Callable[[str], None] | None = None,
     glue_client: Any = None,
-    **options: Any,
 ) -> TablesRun:
     """``rq tables``: build the tables, then create their Glue tables where missing.
 
     Args:
         store: the bucket of the mirror.
-        glue_database: also register every survey table built or found current, and the
-            population table, in this Glue database (what the stack declares, for Athena).
+        options: what to build; with ``options.glue_database``, also register every survey
+            table built or found current, and the population table, in that Glue database
+            (what the stack declares, for Athena).
+        settings: where the population answer is by default (see
+            :func:`rearcquest.tables.population_source`).
+        on_progress: called with a message before each table is built.
         glue_client: a Glue client to use instead of the default one.
-        options: the keyword arguments of :func:`rearcquest.tables.build_surveys_tables`.
 
     Raises:
         StorageError: the Glue database does not exist (checked before anything is built).
-        RqError: as :func:`~rearcquest.tables.build_surveys_tables`.
+        RqError: as :func:`~rearcquest.tables.build_tables`.
     """
-    from rearcquest.tables import LEASE_HELD, POPULATION_TABLE, build_surveys_tables
+    from rearcquest.tables import LEASE_HELD, POPULATION_TABLE, build_tables, population_source
 
-    catalog = _catalog(glue_database, glue_client)
+    catalog = _catalog(options.glue_database, glue_client)
     if catalog is not None:
         catalog.check_database()
-    run = TablesRun(build_surveys_tables(store, **options))
+    population_store, population_object = population_source(
+        store, options.population, settings=settings
+    )
+    built = build_tables(
+        store,
+        surveys=options.surveys,
+        root_prefix=options.root_prefix,
+        tables_prefix=options.tables_prefix,
+        population_store=population_store,
+        population_object=population_object,
+        force=options.force,
+        on_progress=on_progress,
+        lock=options.lock,
+    )
+    run = TablesRun(built)
     if catalog is None:
         return run
     present = {
@@ -451,13 +469,13 @@ def run_pipeline(
     if reports:
         result.reports = StepOutcome()
         with _recording(result.reports, "analyze"):
-            from rearcquest.analytics import analyze, to_json_doc
+            from rearcquest.analytics import ReportInputs, analyze, to_json_doc
 
             # With surveys the pr mirror the reports read is <root prefix>pr/.
             read = settings
             if surveys is not None:
                 read = replace(settings, bls_prefix=survey_prefix(root_prefix, "pr"))
-            result.analysis = analyze(settings=read, s3_client=client)
+            result.analysis = analyze(ReportInputs(), settings=read, s3_client=client)
             result.reports.summary = to_json_doc(result.analysis)
     return result
 

@@ -52,9 +52,8 @@ from rearcquest.layout import (
 
 if TYPE_CHECKING:
     import polars as pl
-    from mypy_boto3_s3 import S3Client
 
-    from rearcquest.analytics import Analysis
+    from rearcquest.analytics import Analysis, AnalyzeSource
     from rearcquest.config import Settings
     from rearcquest.storage import ObjectInfo, ObjectStore
 
@@ -1203,8 +1202,9 @@ def population_source(
     Args:
         store: the bucket of the mirror.
         url: ``s3://bucket/key`` of the answer; default
-            ``s3://$RQ_POPULATION_BUCKET/$RQ_POPULATION_KEY``, else that key in ``store``.
-        settings: where the defaults come from; default the ``RQ_*`` environment.
+            ``s3://<population_bucket>/<population_key>`` of ``settings``, else that key in
+            ``store``.
+        settings: where the defaults come from (the entry points read them from ``RQ_*``).
 
     Returns:
         The bucket (sharing ``store``'s client) and the key.
@@ -1215,7 +1215,7 @@ def population_source(
     from rearcquest.config import Settings
     from rearcquest.storage import ObjectStore
 
-    settings = settings or Settings.from_env()
+    settings = settings or Settings()
     if url is None and settings.population_bucket:
         url = f"s3://{settings.population_bucket}/{settings.population_key}"
     if url is None:
@@ -1264,6 +1264,39 @@ def _survey_failed(
     result.builds.append(
         TableBuild(survey, LEASE_HELD, key, "failed", source, error=error, held=held)
     )
+
+
+@dataclass(frozen=True)
+class TablesOptions:
+    """What ``rq tables`` builds: the options of the command.
+
+    Attributes:
+        survey: surveys, comma-separated (``pr,cu``), or ``all`` for every mirrored one.
+        population: ``s3://bucket/key`` of the population answer (see
+            :func:`population_source`).
+        root_prefix: the prefix the survey folders are under (empty: the bucket root).
+        tables_prefix: where the tables go; default ``<root_prefix>tables/``.
+        force: rebuild every table whatever the manifest says.
+        lock: build each survey's tables under the lease of its mirror (see
+            :func:`build_tables`).
+        glue_database: also create the Glue tables of every table built or current, where
+            missing, in this database.
+    """
+
+    survey: str = ",".join(DEFAULT_SURVEYS)
+    population: str | None = None
+    root_prefix: str = ""
+    tables_prefix: str | None = None
+    force: bool = False
+    lock: bool = False
+    glue_database: str | None = None
+
+    @property
+    def surveys(self) -> list[str] | None:
+        """The surveys named, or ``None`` for ``all`` (every mirrored one)."""
+        if self.survey.strip() == "all":
+            return None
+        return [name for name in (s.strip() for s in self.survey.split(",")) if name]
 
 
 def build_tables(
@@ -1376,31 +1409,6 @@ def build_tables(
 QUERY_NAMES: Final = ("population", "best_year", "series_population")
 
 
-def build_surveys_tables(
-    store: ObjectStore, *, survey: str, population: str | None = None, **options: Any
-) -> TablesResult:
-    """:func:`build_tables` as ``rq tables`` asks for it.
-
-    Args:
-        store: the bucket holding the mirror.
-        survey: surveys, comma-separated (``pr,cu``), or ``all`` for every mirrored one.
-        population: ``s3://bucket/key`` of the population answer (see :func:`population_source`).
-        options: the other keyword arguments of :func:`build_tables`.
-
-    Raises:
-        RqError: as :func:`build_tables`.
-    """
-    population_store, population_key = population_source(store, population)
-    names = None if survey.strip() == "all" else [s.strip() for s in survey.split(",")]
-    return build_tables(
-        store,
-        surveys=[name for name in names if name] if names is not None else None,
-        population_store=population_store,
-        population_object=population_key,
-        **options,
-    )
-
-
 def named_query(name: str) -> str:
     """The SQL text of one of the reports (see :data:`QUERY_NAMES`).
 
@@ -1414,7 +1422,7 @@ def named_query(name: str) -> str:
     return files("rearcquest").joinpath("queries", f"{name}.sql").read_text(encoding="utf-8")
 
 
-def _split_location(location: str) -> tuple[str, str] | None:
+def split_location(location: str) -> tuple[str, str] | None:
     """``s3://bucket/prefix`` -> ``(bucket, prefix/)``; ``None`` for a local directory."""
     if not location.startswith("s3://"):
         return None
@@ -1600,10 +1608,10 @@ def run_sql(
     Args:
         query: the SQL.
         location: a local directory or ``s3://bucket/prefix/`` (what ``rq tables`` writes);
-            default ``s3://$RQ_BLS_BUCKET/<root_prefix>tables/``.
+            default ``s3://<bls_bucket>/<root_prefix>tables/``.
         store: the bucket of an ``s3://`` location; made with ``endpoint_url`` if not given.
         endpoint_url: S3-compatible endpoint.
-        settings: where the default bucket comes from; default the ``RQ_*`` environment.
+        settings: where the default bucket comes from (the entry points read it from ``RQ_*``).
         root_prefix: the prefix the mirrors are under (``rq sync-bls --root-prefix``), whose
             tables are the default location.
 
@@ -1621,11 +1629,11 @@ def run_sql(
     if location is None:
         from rearcquest.config import Settings
 
-        bucket = (settings or Settings.from_env()).bls_bucket
+        bucket = (settings or Settings()).bls_bucket
         if not bucket:
             raise ConfigError("no tables: pass --tables DIR_OR_S3_URL or set RQ_BLS_BUCKET")
         location = f"s3://{bucket}/{default_tables_prefix(root_prefix)}"
-    split = _split_location(location)
+    split = split_location(location)
     if split is None:
         return _run(query, scan_tables(location), location)
     bucket, prefix = split
@@ -1646,9 +1654,6 @@ def run_sql(
 
 
 # -- rq analyze --from -----------------------------------------------------------------------------
-
-AnalyzeSource = Literal["auto", "tables", "files"]
-ANALYZE_SOURCES: Final[tuple[AnalyzeSource, ...]] = ("auto", "tables", "files")
 
 
 def current_partition(store: ObjectStore, data_key: str, *, tables_prefix: str) -> str | None:
@@ -1686,132 +1691,6 @@ def current_partition(store: ObjectStore, data_key: str, *, tables_prefix: str) 
     return key if _built_from(store, key, sha) else None
 
 
-def analyze(
-    *,
-    source: AnalyzeSource = "auto",
-    tables_prefix: str | None = None,
-    root_prefix: str = "",
-    bls: str | Path | None = None,
-    endpoint_url: str | None = None,
-    s3_client: S3Client | None = None,
-    settings: Settings | None = None,
-    **options: Any,
-) -> Analysis:
-    """:func:`rearcquest.analytics.analyze`, reading the BLS rows from the tables or the text.
-
-    ``auto`` reads the observations table of the data file when it is current (see
-    :func:`current_partition`), else the text file; both give the same reports. Rows whose value
-    is a non-number (``-``, null in the table) are left out of the reports read from the table;
-    the text file rejects them.
-
-    Args:
-        source: ``auto``, ``tables`` or ``files``.
-        tables_prefix: where the tables are, in the bucket of the BLS file; default
-            ``<root_prefix>tables/``.
-        root_prefix: the prefix the survey mirrors are under (``rq sync-bls --root-prefix``):
-            the default BLS file is then ``<root_prefix>pr/pr.data.0.Current``.
-        bls: the BLS data file (default the mirrored ``pr.data.0.Current``).
-        endpoint_url: S3-compatible endpoint.
-        s3_client: a ready S3 client instead.
-        settings: where the defaults come from.
-        options: the other options of :func:`rearcquest.analytics.analyze`.
-
-    Returns:
-        The :class:`~rearcquest.analytics.Analysis`.
-
-    Raises:
-        ConfigError: ``tables`` asked for but the BLS file is local or its table missing or stale;
-            and everything :func:`rearcquest.analytics.analyze` raises.
-    """
-    import polars as pl
-
-    from rearcquest import analytics
-
-    if source not in ANALYZE_SOURCES:
-        raise ConfigError(f"unknown source {source!r}; choose from {', '.join(ANALYZE_SOURCES)}")
-    common: dict[str, Any] = {
-        "endpoint_url": endpoint_url,
-        "s3_client": s3_client,
-        "settings": settings,
-        **options,
-    }
-    root = normalise_prefix(root_prefix)
-    tables_prefix = default_tables_prefix(root) if tables_prefix is None else tables_prefix
-    if bls is None and root:
-        from rearcquest.config import Settings
-
-        bucket = (settings or Settings.from_env()).bls_bucket
-        if bucket:
-            bls = f"s3://{bucket}/{root}{DEFAULT_SURVEYS[0]}/{analytics.BLS_FILE}"
-    reports = options.get("reports", analytics.REPORTS)
-    need_bls = "best-year" in reports or "series-population" in reports
-    location = str(bls) if bls is not None else analytics.default_locations(settings)[0]
-    split = _split_location(location) if location and need_bls else None
-    if split is None:
-        if source == "tables" and need_bls:
-            raise ConfigError(
-                f"--from tables reads the tables beside an S3 mirror; {location} is not in S3"
-            )
-        analysis = analytics.analyze(bls=bls, **common)
-        if need_bls and location:
-            path = Path(location)
-            return _with_titles(analysis, lambda: _LocalFolder(path.parent), path.name)
-        return analysis
-    from rearcquest.storage import ObjectStore, make_s3_client
-
-    bucket, data_key = split[0], split[1].rstrip("/")
-    if s3_client is None:
-        s3_client = common["s3_client"] = make_s3_client(endpoint_url=endpoint_url)
-    store = ObjectStore(s3_client, bucket)
-    folder, _, name = data_key.rpartition("/")
-
-    def texts() -> _Folder:
-        return _S3Folder.listing(store, folder + "/" if folder else "")
-
-    if source == "files":
-        return _with_titles(analytics.analyze(bls=bls, **common), texts, name)
-    try:
-        part = current_partition(store, data_key, tables_prefix=normalise_prefix(tables_prefix))
-    except RqError as exc:
-        if source == "tables":
-            raise
-        # auto must never do worse than the text file it would have read before tables existed.
-        log.warning("cannot check the tables (%s): reading the text file", exc)
-        part = None
-    if part is None:
-        if source == "tables":
-            raise ConfigError(
-                f"no current table for {location} under {store.url(normalise_prefix(tables_prefix))}; "
-                "build it with rq tables"
-            )
-        log.info("no current table for %s: reading the text file", location)
-        return _with_titles(analytics.analyze(bls=bls, **common), texts, name)
-    with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
-        path = Path(tmp) / PART_NAME
-        with path.open("wb") as fh:
-            store.download_to(part, fh)
-        rows = (
-            pl.scan_parquet(path)
-            .filter(pl.col("value").is_not_null())
-            .select(
-                "series_id",
-                pl.col("year").cast(pl.Int32),
-                "period",
-                "value",
-                "decimals",
-            )
-        )
-        analysis = analytics.analyze(bls=store.url(part), bls_rows=rows, **common)
-    survey = name.partition(".")[0]
-    key = series_key(tables_prefix, survey)
-    try:
-        body = store.get_bytes(key, max_bytes=_MAX_SERIES_BYTES)
-        return _titled(analysis, pl.read_parquet(io.BytesIO(body), columns=["series_id", "title"]))
-    except Exception as exc:  # the titles are decoration: never worth failing the reports for
-        log.warning("no series titles: %s", clipped(str(exc) or type(exc).__name__, 200))
-        return analysis
-
-
 def _titled(analysis: Analysis, series: pl.DataFrame) -> Analysis:
     """The analysis with the titles of the series its reports hold."""
     import dataclasses
@@ -1829,11 +1708,75 @@ def _titled(analysis: Analysis, series: pl.DataFrame) -> Analysis:
     return dataclasses.replace(analysis, titles=titles)
 
 
-def _with_titles(analysis: Analysis, folder: Callable[[], _Folder], data_file: str) -> Analysis:
-    """Title the reports from the series and mapping files beside the data file, if there."""
-    survey = data_file.partition(".")[0]
+def partition_to_read(
+    store: ObjectStore, data_key: str, *, tables_prefix: str, source: AnalyzeSource, shown: str
+) -> str | None:
+    """The observations partition ``rq analyze --from source`` reads for the mirrored data file
+    ``data_key`` (``shown`` as the user named it), or ``None`` for the text file.
+
+    ``files`` reads no table; ``auto`` reads it when it is current (see
+    :func:`current_partition`), else the text file, which it must never do worse than;
+    ``tables`` insists on it.
+
+    Raises:
+        ConfigError: ``tables`` and no current table.
+        StorageError: ``tables`` and the bucket cannot be read.
+    """
+    if source == "files":
+        return None
+    prefix = normalise_prefix(tables_prefix)
     try:
-        texts = folder()
+        part = current_partition(store, data_key, tables_prefix=prefix)
+    except RqError as exc:
+        if source == "tables":
+            raise
+        log.warning("cannot check the tables (%s): reading the text file", exc)
+        part = None
+    if part is None:
+        if source == "tables":
+            raise ConfigError(
+                f"no current table for {shown} under {store.url(prefix)}; build it with rq tables"
+            )
+        log.info("no current table for %s: reading the text file", shown)
+    return part
+
+
+def titled(
+    analysis: Analysis,
+    data: str,
+    *,
+    store: ObjectStore | None = None,
+    tables_prefix: str | None = None,
+) -> Analysis:
+    """The analysis with the titles of its series, when they can be found.
+
+    Args:
+        analysis: the reports.
+        data: the data file they were read from: a local path, or its key in ``store``.
+        store: the bucket of an S3 data file.
+        tables_prefix: read the titles from the survey's series table under this prefix of
+            ``store`` (the rows came from its tables); default from the series and mapping
+            files beside the data file.
+
+    Returns:
+        The analysis, titled; unchanged when the titles cannot be read (they are decoration:
+        never worth failing the reports for).
+    """
+    import polars as pl
+
+    folder, _, name = data.rpartition("/") if store is not None else ("", "", Path(data).name)
+    survey = name.partition(".")[0]
+    try:
+        if store is not None and tables_prefix is not None:
+            body = store.get_bytes(series_key(tables_prefix, survey), max_bytes=_MAX_SERIES_BYTES)
+            return _titled(
+                analysis, pl.read_parquet(io.BytesIO(body), columns=["series_id", "title"])
+            )
+        texts: _Folder = (
+            _S3Folder.listing(store, folder + "/" if folder else "")
+            if store is not None
+            else _LocalFolder(Path(data).parent)
+        )
         if f"{survey}.series" not in texts.names:
             return analysis
         decoded, _, source = _decoded_series(survey, texts, _mapping_files(survey, texts))

@@ -2,9 +2,9 @@
 
 The release log (:mod:`rearcquest.releases`) names, for every release of a mirror, the S3 version
 of each file; a versioned bucket still holds those versions. :func:`list_releases` reads the log,
-:func:`analyze_as_of` runs the reports on the files of one release, and :func:`revisions`
-compares two releases of a data file observation by observation, keyed on series, year and
-period, with exact decimals.
+:func:`analyze_at` runs the reports on the current data or on the files of one release, and
+:func:`revisions` compares two releases of a data file observation by observation, keyed on
+series, year and period, with exact decimals.
 """
 
 from __future__ import annotations
@@ -14,24 +14,30 @@ import hashlib
 import re
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from rearcquest.analytics import BLS_FILE, check_release_bytes
 from rearcquest.config import Settings, normalise_prefix
-from rearcquest.errors import QUOTE_LIMIT, ConfigError, DataError, StorageError, clipped
+from rearcquest.errors import (
+    QUOTE_LIMIT,
+    ConfigError,
+    DataError,
+    StorageError,
+    clipped,
+)
 from rearcquest.layout import path_inside
 
 if TYPE_CHECKING:
     import polars as pl
     from mypy_boto3_s3 import S3Client
 
-    from rearcquest.analytics import Analysis
+    from rearcquest.analytics import Analysis, ReportInputs
     from rearcquest.releases import Release
     from rearcquest.storage import ObjectInfo, ObjectStore
-    from rearcquest.tables import AnalyzeSource
+    from rearcquest.tables import TablesOptions
 
 DEFAULT_FILE = BLS_FILE
 # What ``revisions`` compares unless told otherwise: the last two releases.
@@ -50,8 +56,7 @@ def _store(
 ) -> ObjectStore:
     from rearcquest.storage import ObjectStore, make_s3_client
 
-    settings = settings or Settings.from_env()
-    name = bucket or settings.bls_bucket
+    name = bucket or (settings or Settings()).bls_bucket
     if not name:
         raise ConfigError("no bucket: pass --bucket or set RQ_BLS_BUCKET (the mirror's bucket)")
     return ObjectStore(s3_client or make_s3_client(endpoint_url=endpoint_url), name)
@@ -60,7 +65,7 @@ def _store(
 def _prefix(prefix: str | None, settings: Settings | None) -> str:
     if prefix is not None:
         return normalise_prefix(prefix)
-    return (settings or Settings.from_env()).resolved_bls_prefix
+    return (settings or Settings()).resolved_bls_prefix
 
 
 def list_releases(
@@ -141,86 +146,6 @@ def _current_sha256(store: ObjectStore, prefix: str, name: str, head: ObjectInfo
     except ValueError:
         return None
     return entry.sha256 if entry is not None and entry.etag == head.etag else None
-
-
-def analyze_as_of(
-    as_of: str,
-    *,
-    bls: str | None = None,
-    population: str | None = None,
-    endpoint_url: str | None = None,
-    s3_client: S3Client | None = None,
-    settings: Settings | None = None,
-    **options: Any,
-) -> Analysis:
-    """:func:`rearcquest.analytics.analyze` on the BLS file as it was in a past release.
-
-    The release is the latest on or before ``as_of`` (see
-    :func:`rearcquest.releases.resolve_release`); the file is read at the S3 version the release
-    log names. The population answer is not part of the BLS releases: the current one is used,
-    and the result says so in ``population_source``.
-
-    Args:
-        as_of: a date ``YYYY-MM-DD``, a release stamp, ``previous`` or ``latest``.
-        bls: the mirrored data file, ``s3://bucket/<prefix><file>``; default the mirrored
-            ``pr.data.0.Current`` (``RQ_BLS_BUCKET``).
-        population: the population answer (current).
-        endpoint_url: S3-compatible endpoint.
-        s3_client: a ready S3 client instead.
-        settings: where the defaults come from.
-        options: the other options of :func:`rearcquest.analytics.analyze`.
-
-    Returns:
-        The reports; ``release`` names the release, ``bls_source`` the version read.
-
-    Raises:
-        ConfigError: ``bls`` is not an S3 object of a mirror, or no release matches ``as_of``.
-        DataError: the release's bytes were not kept; and everything ``analyze`` raises.
-    """
-    from rearcquest import analytics
-    from rearcquest.storage import ObjectStore, make_s3_client
-
-    location = bls or analytics.default_locations(settings)[0]
-    reports = options.get("reports", analytics.REPORTS)
-    need_bls = "best-year" in reports or "series-population" in reports
-    if not need_bls:
-        raise ConfigError(
-            "--as-of reads the BLS file of a past release; the population report alone does "
-            "not read it (population is not versioned by releases)"
-        )
-    if not location or not location.startswith("s3://"):
-        raise ConfigError(
-            "--as-of reads a mirrored file in S3: pass --bls s3://BUCKET/pr/pr.data.0.Current "
-            "or set RQ_BLS_BUCKET"
-        )
-    bucket, _, key = location[len("s3://") :].partition("/")
-    prefix, _, name = key.rpartition("/")
-    prefix = prefix + "/" if prefix else ""
-    client = s3_client or make_s3_client(endpoint_url=endpoint_url)
-    store = ObjectStore(client, bucket)
-    release = _release(store, prefix, as_of)
-    version_id = _version_of(store, prefix, release, name)
-    analysis = analytics.analyze(
-        bls=location,
-        population=population,
-        s3_client=client,
-        settings=settings,
-        bls_version_id=version_id,
-        bls_sha256=release.files[name].sha256,
-        release=release.release,
-        **options,
-    )
-    from dataclasses import replace
-
-    shown = f"{location} as of release {release.release}"
-    if version_id is not None:
-        shown += f" (version {version_id})"
-    pop = analysis.population_source
-    return replace(
-        analysis,
-        bls_source=shown,
-        population_source=f"{pop} (current: population is not kept by release)" if pop else None,
-    )
 
 
 # -- revisions ------------------------------------------------------------------------------------
@@ -686,64 +611,153 @@ def build_release_tables(
     return ReleaseTables(release.release, target, files, population, tuple(warnings))
 
 
-def sql_as_of(query: str, as_of: str, **options: Any) -> tuple[ReleaseTables, pl.DataFrame]:
-    """Run SQL (as :func:`rearcquest.tables.run_sql`) over the tables of a past release, built
-    in a temporary directory (see :func:`build_release_tables` for ``options``).
-
-    Raises:
-        QueryRefusedError: the query is not one read-only query (checked before the build).
-        ConfigError: as :func:`build_release_tables`, or the query failed.
-    """
-    from rearcquest.sqlguard import check_query
-    from rearcquest.tables import run_sql
-
-    check_query(query)  # before the release is downloaded; run_sql checks its tables too
-    with tempfile.TemporaryDirectory(prefix="rq-sql-as-of-") as tmp:
-        built = build_release_tables(as_of, tmp, **options)
-        return built, run_sql(query, location=tmp)
-
-
 def analyze_at(
-    as_of: str | None,
+    inputs: ReportInputs,
     *,
-    report: str = "all",
-    source: str = "auto",
-    tables_prefix: str | None = None,
-    root_prefix: str = "",
-    **options: Any,
+    settings: Settings | None = None,
+    endpoint_url: str | None = None,
+    s3_client: S3Client | None = None,
 ) -> Analysis:
-    """The reports of ``rq analyze``: of the current data, or of a release (``as_of``).
+    """The reports of ``rq analyze``: where the BLS rows come from is resolved here, once.
+
+    The BLS file is ``inputs.bls``, default the mirrored ``<root_prefix>pr/pr.data.0.Current``.
+    With ``inputs.as_of`` it is read at the S3 version the release log names for the latest
+    release on or before that date (:func:`rearcquest.releases.resolve_release`); the population
+    is not versioned by releases: the current one is read, and ``population_source`` says so.
+    Else ``inputs.source`` decides: ``auto`` reads the observations table when it is current
+    (:func:`rearcquest.tables.partition_to_read`), else the text file, for the same reports
+    (a non-number, null in the table, is left out; the text file rejects it). The reports are
+    then titled (:func:`rearcquest.tables.titled`).
 
     Args:
-        as_of: a date or release stamp (see :func:`analyze_as_of`); None for the current data.
-        report: one report, or ``all``.
-        source: where the current BLS rows are read (see :func:`rearcquest.tables.analyze`).
-        tables_prefix: where the tables are; default ``<root_prefix>tables/``.
-        root_prefix: where the survey mirrors are (``rq sync-bls --root-prefix``): the default
-            BLS file, current or as of a release, is ``<root_prefix>pr/pr.data.0.Current``.
-        options: the other keyword arguments of :func:`rearcquest.tables.analyze`.
+        inputs: the reports, their inputs and where the BLS rows are read.
+        settings: the default buckets and mirror prefix (the entry points read ``RQ_*``).
+        endpoint_url: S3-compatible endpoint.
+        s3_client: a ready S3 client instead.
+
+    Returns:
+        The reports; with ``as_of``, ``release`` names the release and ``bls_source`` the
+        version read.
 
     Raises:
-        ConfigError: ``as_of`` with ``source`` ``tables`` (a release is a text file), or as
-            :func:`analyze_as_of`.
+        ConfigError: an unknown source; ``tables`` for a local file or without a current
+            table; ``as_of`` with ``tables``, for the population report alone, for a file not
+            in S3, or matching no release; and as :func:`rearcquest.analytics.analyze`.
+        DataError: the release's bytes were not kept; and as ``analyze``.
     """
-    from rearcquest.analytics import REPORTS
-    from rearcquest.tables import DEFAULT_SURVEYS, analyze
+    import polars as pl
 
-    options["reports"] = REPORTS if report == "all" else (str(report),)
-    if as_of is None:
-        where = cast("AnalyzeSource", str(source))
-        return analyze(
-            source=where, tables_prefix=tables_prefix, root_prefix=root_prefix, **options
+    from rearcquest import analytics
+    from rearcquest.analytics import ANALYZE_SOURCES
+    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.tables import (
+        DEFAULT_SURVEYS,
+        PART_NAME,
+        default_tables_prefix,
+        partition_to_read,
+        split_location,
+        titled,
+    )
+
+    if inputs.source not in ANALYZE_SOURCES:
+        raise ConfigError(
+            f"unknown source {inputs.source!r}; choose from {', '.join(ANALYZE_SOURCES)}"
         )
-    if source == "tables":
+    if inputs.as_of is not None and inputs.source == "tables":
         raise ConfigError("--as-of reads the text file of a release; drop --from tables")
-    if options.get("bls") is None and (root := normalise_prefix(root_prefix)):
-        # The mirror under the root prefix, as rq analyze reads it without --as-of.
-        bucket = (options.get("settings") or Settings.from_env()).bls_bucket
-        if bucket:
-            options["bls"] = f"s3://{bucket}/{root}{DEFAULT_SURVEYS[0]}/{DEFAULT_FILE}"
-    return analyze_as_of(as_of, **options)
+    settings = settings or Settings()
+    root = normalise_prefix(inputs.root_prefix)
+    if inputs.bls is None and root and settings.bls_bucket:
+        # The mirror under the root prefix, current or as of a release.
+        bls = f"s3://{settings.bls_bucket}/{root}{DEFAULT_SURVEYS[0]}/{DEFAULT_FILE}"
+        inputs = replace(inputs, bls=bls)
+    location = str(inputs.bls) if inputs.bls is not None else None
+    location = location or analytics.default_locations(settings)[0]
+    if inputs.as_of is not None:
+        return _analyze_release(inputs, location, settings, endpoint_url, s3_client)
+
+    def run(client: S3Client | None, rows: pl.LazyFrame | None = None) -> Analysis:
+        return analytics.analyze(
+            inputs, settings=settings, endpoint_url=endpoint_url, s3_client=client, bls_rows=rows
+        )
+
+    split = split_location(location) if location and inputs.need_bls else None
+    if location is None or split is None:
+        if inputs.source == "tables" and inputs.need_bls:
+            raise ConfigError(
+                f"--from tables reads the tables beside an S3 mirror; {location} is not in S3"
+            )
+        analysis = run(s3_client)
+        return titled(analysis, location) if location and inputs.need_bls else analysis
+    bucket, data_key = split[0], split[1].rstrip("/")
+    client = s3_client or make_s3_client(endpoint_url=endpoint_url)
+    store = ObjectStore(client, bucket)
+    tables_prefix = inputs.tables_prefix
+    tables_prefix = default_tables_prefix(root) if tables_prefix is None else tables_prefix
+    part = partition_to_read(
+        store, data_key, tables_prefix=tables_prefix, source=inputs.source, shown=location
+    )
+    if part is None:
+        return titled(run(client), data_key, store=store)
+    with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
+        path = Path(tmp) / PART_NAME
+        with path.open("wb") as fh:
+            store.download_to(part, fh)
+        rows = (
+            pl.scan_parquet(path)
+            .filter(pl.col("value").is_not_null())
+            .select("series_id", pl.col("year").cast(pl.Int32), "period", "value", "decimals")
+        )
+        inputs = replace(inputs, bls=store.url(part))
+        analysis = run(client, rows)
+    return titled(analysis, data_key, store=store, tables_prefix=tables_prefix)
+
+
+def _analyze_release(
+    inputs: ReportInputs,
+    location: str | None,
+    settings: Settings,
+    endpoint_url: str | None,
+    s3_client: S3Client | None,
+) -> Analysis:
+    """:func:`analyze_at` for ``inputs.as_of``: the BLS file ``location`` of that release."""
+    from rearcquest import analytics
+    from rearcquest.storage import ObjectStore, make_s3_client
+
+    if not inputs.need_bls:
+        raise ConfigError(
+            "--as-of reads the BLS file of a past release; the population report alone does "
+            "not read it (population is not versioned by releases)"
+        )
+    if not location or not location.startswith("s3://"):
+        raise ConfigError(
+            "--as-of reads a mirrored file in S3: pass --bls s3://BUCKET/pr/pr.data.0.Current "
+            "or set RQ_BLS_BUCKET"
+        )
+    bucket, _, key = location[len("s3://") :].partition("/")
+    prefix, _, name = key.rpartition("/")
+    prefix = prefix + "/" if prefix else ""
+    client = s3_client or make_s3_client(endpoint_url=endpoint_url)
+    store = ObjectStore(client, bucket)
+    release = _release(store, prefix, str(inputs.as_of))
+    version_id = _version_of(store, prefix, release, name)
+    analysis = analytics.analyze(
+        replace(inputs, bls=location),
+        settings=settings,
+        s3_client=client,
+        bls_version_id=version_id,
+        bls_sha256=release.files[name].sha256,
+        release=release.release,
+    )
+    shown = f"{location} as of release {release.release}"
+    if version_id is not None:
+        shown += f" (version {version_id})"
+    pop = analysis.population_source
+    return replace(
+        analysis,
+        bls_source=shown,
+        population_source=f"{pop} (current: population is not kept by release)" if pop else None,
+    )
 
 
 def query(
@@ -752,60 +766,73 @@ def query(
     named: str | None = None,
     as_of: str | None = None,
     location: str | None = None,
-    endpoint_url: str | None = None,
     root_prefix: str = "",
+    settings: Settings | None = None,
+    endpoint_url: str | None = None,
 ) -> tuple[str | None, pl.DataFrame]:
     """The answer of ``rq sql``: a query, or a named report query, over the current tables or a
-    release's.
+    release's (built in a temporary directory, see :func:`build_release_tables`).
 
     Args:
         sql: the query; or None with ``named``.
         named: one of :data:`rearcquest.tables.QUERY_NAMES` instead.
         as_of: query the tables of this release (built in a temporary directory).
         location: the current tables (a directory or an ``s3://`` prefix), not with ``as_of``.
-        endpoint_url: S3-compatible endpoint.
         root_prefix: where the survey mirrors are; the current tables default to
-            ``s3://$RQ_BLS_BUCKET/<root_prefix>tables/``, and ``as_of`` reads the release of
+            ``s3://<bls_bucket>/<root_prefix>tables/``, and ``as_of`` reads the release of
             ``<root_prefix>pr/`` (with the population table of ``<root_prefix>tables/``).
+        settings: where the default bucket and mirror prefix are.
+        endpoint_url: S3-compatible endpoint.
 
     Returns:
         The release queried (None for the current tables) and the answer.
 
     Raises:
+        QueryRefusedError: the query is not one read-only query (checked before a release is
+            downloaded).
         ConfigError: neither or both of ``sql`` and ``named``; ``as_of`` with ``location``; or
-            as :func:`rearcquest.tables.run_sql`.
+            as :func:`build_release_tables` and :func:`rearcquest.tables.run_sql`.
+        DataError, StorageError: as :func:`build_release_tables`.
     """
-    from rearcquest.tables import named_query, run_sql
+    from rearcquest.sqlguard import check_query
+    from rearcquest.tables import DEFAULT_SURVEYS, default_tables_prefix, named_query, run_sql
 
     if (sql is None) == (named is None):
         raise ConfigError("give either a QUERY or --named NAME")
     text = sql if sql is not None else named_query(str(named))
     if as_of is None:
         return None, run_sql(
-            text, location=location, endpoint_url=endpoint_url, root_prefix=root_prefix
+            text,
+            location=location,
+            endpoint_url=endpoint_url,
+            settings=settings,
+            root_prefix=root_prefix,
         )
     if location is not None:
         raise ConfigError("--as-of builds the release's tables itself; drop --tables")
-    options: dict[str, Any] = {"endpoint_url": endpoint_url}
-    if root := normalise_prefix(root_prefix):
-        from rearcquest.tables import DEFAULT_SURVEYS, default_tables_prefix
-
-        # The mirror and the tables under the root prefix, as rq sql reads them without --as-of.
-        options |= {
-            "prefix": root + DEFAULT_SURVEYS[0],
-            "tables_prefix": default_tables_prefix(root),
-        }
-    built, answer = sql_as_of(text, as_of, **options)
-    return built.release, answer
+    check_query(text)  # before the release is downloaded; run_sql checks its tables too
+    root = normalise_prefix(root_prefix)
+    with tempfile.TemporaryDirectory(prefix="rq-sql-as-of-") as tmp:
+        built = build_release_tables(
+            as_of,
+            tmp,
+            # The mirror and the tables under the root prefix, as rq sql reads them without it.
+            prefix=root + DEFAULT_SURVEYS[0] if root else None,
+            tables_prefix=default_tables_prefix(root),
+            endpoint_url=endpoint_url,
+            settings=settings,
+        )
+        return built.release, run_sql(text, location=tmp)
 
 
 def tables_as_of(
     as_of: str,
+    options: TablesOptions,
     *,
-    survey: str = "pr",
-    root_prefix: str = "",
-    tables_prefix: str | None = None,
-    **options: Any,
+    bucket: str | None = None,
+    endpoint_url: str | None = None,
+    s3_client: S3Client | None = None,
+    settings: Settings | None = None,
 ) -> tuple[ReleaseTables, list[str]]:
     """Build the tables of a past release into ``<tables_prefix>as-of/<release>/`` in the bucket
     (``rq sql --tables s3://BUCKET/tables/as-of/2025-06-05T1230/`` reads them). That folder is
@@ -813,10 +840,12 @@ def tables_as_of(
 
     Args:
         as_of: a date or release stamp (see :func:`build_release_tables`).
-        survey: the mirrored survey, under ``root_prefix``.
-        root_prefix: where the survey mirrors are (``rq sync-bls --root-prefix``).
-        tables_prefix: where the tables go; default ``<root_prefix>tables/``.
-        options: the other keyword arguments of :func:`build_release_tables`.
+        options: the survey (one), under ``options.root_prefix``, and ``options.tables_prefix``
+            (default ``<root_prefix>tables/``).
+        bucket: the mirror's bucket, where the tables go too; default ``settings.bls_bucket``.
+        endpoint_url: S3-compatible endpoint.
+        s3_client: a ready S3 client instead.
+        settings: where the default bucket is.
 
     Returns:
         The release's tables (their temporary directory is gone) and the keys written.
@@ -826,15 +855,17 @@ def tables_as_of(
     """
     from rearcquest.tables import AS_OF_TABLES, default_tables_prefix
 
-    tables_prefix = tables_prefix or default_tables_prefix(root_prefix)
-    options["prefix"] = normalise_prefix(normalise_prefix(root_prefix) + survey.strip())
+    tables_prefix = options.tables_prefix or default_tables_prefix(options.root_prefix)
+    prefix = normalise_prefix(normalise_prefix(options.root_prefix) + options.survey.strip())
+    store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
     with tempfile.TemporaryDirectory(prefix="rq-tables-as-of-") as tmp:
-        built = build_release_tables(as_of, tmp, tables_prefix=tables_prefix, **options)
-        store = _store(
-            options.get("bucket"),
-            endpoint_url=options.get("endpoint_url"),
-            s3_client=options.get("s3_client"),
-            settings=options.get("settings"),
+        built = build_release_tables(
+            as_of,
+            tmp,
+            bucket=store.bucket,
+            prefix=prefix,
+            tables_prefix=tables_prefix,
+            s3_client=store.client,
         )
         base = f"{normalise_prefix(tables_prefix)}{AS_OF_TABLES}/{release_slug(built.release)}/"
         # The release's own folder, emptied first: what an earlier, interrupted build of the
