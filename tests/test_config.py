@@ -9,12 +9,11 @@ from rearcquest.config import (
     DEFAULT_BLS_URL,
     build_user_agent,
     check_http_url,
-    default_prefix,
     default_rps,
-    normalise_prefix,
     require_user_agent,
 )
 from rearcquest.errors import ConfigError
+from rearcquest.layout import default_prefix, normalise_prefix
 
 
 def test_user_agent_from_contact_or_whole() -> None:

@@ -27,8 +27,8 @@ from rearcquest.releases import (
     record_release,
     resolve_release,
 )
+from rearcquest.state import SyncState
 from rearcquest.storage import ObjectStore
-from rearcquest.sync import SyncState
 from sync_helpers import sync_dir
 from vintage_helpers import STAMPS
 

@@ -12,8 +12,8 @@ from conftest import FAST
 from rearcquest.errors import StorageError, TransferError
 from rearcquest.layout import state_key
 from rearcquest.offline import OfflineServer
+from rearcquest.state import SyncState
 from rearcquest.storage import ObjectStore, ObjectWriter
-from rearcquest.sync import SyncState
 from sync_helpers import sync_dir
 
 CONTACT = "tests@example.com"

@@ -6,8 +6,9 @@ import pytest
 
 from rearcquest.config import DeleteLimit
 from rearcquest.sources.bls import RemoteFile
+from rearcquest.state import FileState, SyncState
 from rearcquest.storage import ObjectInfo
-from rearcquest.sync import STATE_NAME, FileState, SyncState, plan_sync
+from rearcquest.sync import STATE_NAME, plan_sync
 
 P = "pr/"
 

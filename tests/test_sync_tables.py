@@ -25,10 +25,10 @@ from rearcquest.cli import app
 from rearcquest.config import RetryPolicy, Settings
 from rearcquest.errors import ConfigError, RqError
 from rearcquest.job import AfterSync
+from rearcquest.layout import manifest_key, observations_key, population_key, series_key
 from rearcquest.offline import OfflineServer, ServedFile, add_datausa_routes
 from rearcquest.pipeline import run_pipeline
 from rearcquest.storage import ObjectStore
-from rearcquest.tables import manifest_key, observations_key, population_key, series_key
 from sync_helpers import run_job, run_jobs
 from test_tables import ZZ
 

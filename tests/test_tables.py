@@ -17,18 +17,20 @@ import pytest
 from conftest import DATAUSA, break_survey_build, release
 from rearcquest.analytics import ReportInputs
 from rearcquest.errors import ConfigError, DataError, StorageError
-from rearcquest.layout import META_SHA256
+from rearcquest.layout import (
+    META_SHA256,
+    manifest_key,
+    observations_key,
+    population_key,
+    series_key,
+)
 from rearcquest.tables import (
     build_local_tables,
     build_tables,
     decode_series,
     find_surveys,
-    manifest_key,
-    observations_key,
-    population_key,
     read_tsv,
     run_sql,
-    series_key,
 )
 from rearcquest.vintages import analyze_at
 

@@ -25,7 +25,7 @@ from rearcquest.analytics import ReportInputs, analyze, to_json_doc
 from rearcquest.errors import ConfigError, DataError
 from rearcquest.layout import releases_key, state_key
 from rearcquest.releases import load_releases
-from rearcquest.sync import SyncState
+from rearcquest.state import SyncState
 from vintage_helpers import (
     BUCKET,
     DATA,

@@ -62,7 +62,7 @@ from rearcquest.athena import (
     named_queries,
 )
 from rearcquest.layout import lock_key, releases_key, state_key
-from rearcquest.tables import POPULATION_TABLE, TABLES_PREFIX
+from rearcquest.layout import POPULATION_TABLE, TABLES_PREFIX
 from rearcquest_infra.settings import InfraSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12

@@ -15,13 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from rearcquest.athena import table_surveys
-from rearcquest.config import (
-    DEFAULT_BLS_URL,
-    DEFAULT_POPULATION_KEY,
-    build_user_agent,
-    default_prefix,
-    normalise_prefix,
-)
+from rearcquest.config import DEFAULT_BLS_URL, DEFAULT_POPULATION_KEY, build_user_agent
+from rearcquest.layout import default_prefix, normalise_prefix
 from rearcquest.errors import ConfigError
 from rearcquest.layout import ALL, parse_surveys
 

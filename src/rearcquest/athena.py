@@ -20,14 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from rearcquest.errors import ConfigError
-from rearcquest.tables import (
-    DEFAULT_SURVEYS,
-    POPULATION_TABLE,
-    QUERY_NAMES,
-    SERIES_TABLE,
-    TABLES_PREFIX,
-    named_query,
-)
+from rearcquest.layout import POPULATION_TABLE, SERIES_TABLE, TABLES_PREFIX
+from rearcquest.tables import DEFAULT_SURVEYS, QUERY_NAMES, named_query
 
 # The partition column of every observations table; its value is the data file's name.
 PARTITION_COLUMN: Final = "file"

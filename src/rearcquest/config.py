@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from rearcquest._version import __version__
 from rearcquest.errors import ConfigError
-from rearcquest.layout import parse_surveys
+from rearcquest.layout import default_prefix, normalise_prefix, parse_surveys
 
 DEFAULT_BLS_URL = "https://download.bls.gov/pub/time.series/pr/"
 # The root of every BLS survey (pr, cu, ce, ...), listed as directories.
@@ -127,29 +127,6 @@ def require_user_agent(url: str, user_agent: str | None) -> None:
 def default_rps(url: str) -> float:
     """Return the default request rate for ``url``: polite for bls.gov, unlimited elsewhere."""
     return POLITE_RPS if is_bls_url(url) else 0.0
-
-
-def default_prefix(source_url: str) -> str:
-    """Return the default key prefix for a mirrored directory: its last path segment plus ``/``.
-
-    ``https://download.bls.gov/pub/time.series/pr/`` gives ``pr/``.
-    """
-    segments = [s for s in urlsplit(source_url).path.split("/") if s]
-    return f"{segments[-1]}/" if segments else ""
-
-
-def normalise_prefix(prefix: str) -> str:
-    """Return ``prefix`` with exactly one trailing slash, or ``''`` for the bucket root.
-
-    Raises:
-        ConfigError: the prefix starts with a slash or holds ``..`` segments.
-    """
-    prefix = prefix.strip()
-    if not prefix:
-        return ""
-    if prefix.startswith("/") or ".." in prefix.split("/"):
-        raise ConfigError(f"prefix {prefix!r} must be relative and must not contain '..'")
-    return prefix.rstrip("/") + "/"
 
 
 def check_http_url(url: str, what: str) -> str:

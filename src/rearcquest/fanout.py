@@ -31,14 +31,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.config import (
-    DEFAULT_BIG_FILE_BYTES,
-    DEFAULT_POPULATION_KEY,
-    DEFAULT_ROOT_URL,
-    normalise_prefix,
-)
+from rearcquest.config import DEFAULT_BIG_FILE_BYTES, DEFAULT_POPULATION_KEY, DEFAULT_ROOT_URL
 from rearcquest.errors import ConfigError, RqError
-from rearcquest.layout import ALL, parse_surveys, plain_name, shown_name
+from rearcquest.layout import ALL, normalise_prefix, parse_surveys, plain_name, shown_name
 from rearcquest.surveys import (
     in_survey,
     list_surveys,

@@ -25,10 +25,10 @@ from rearcquest.config import (
     DeleteLimit,
     SyncOptions,
     check_http_url,
-    default_prefix,
-    normalise_prefix,
 )
 from rearcquest.errors import ConfigError, DataError, RqError
+from rearcquest.layout import default_prefix, normalise_prefix
+from rearcquest.layout import tables_prefix as resolve_tables_prefix
 
 if TYPE_CHECKING:
     from rearcquest.catalog import Catalog
@@ -207,15 +207,11 @@ def build_survey_tables(
     Returns:
         What the build did, or ``None`` when it did not run or failed as a whole.
     """
-    from rearcquest.tables import build_tables, default_tables_prefix, tables_need_build
+    from rearcquest.tables import build_tables, tables_need_build
 
     result = run.sync
     root, survey = survey_of(result.prefix)
-    where = (
-        normalise_prefix(after.tables_prefix)
-        if after.tables_prefix
-        else default_tables_prefix(root)
-    )
+    where = resolve_tables_prefix(after.tables_prefix, root)
     summary: dict[str, Any] = {"bucket": store.bucket, "tables_prefix": where, "skipped": None}
     changed = [*result.added, *result.updated, *result.deleted]
     try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from rearcquest.errors import ConfigError, DataError
 
@@ -171,3 +172,92 @@ def parse_surveys(values: Iterable[str]) -> list[str]:
     if not names:
         raise ConfigError("no survey named: give --survey pr,cu (or --survey all)")
     return names
+
+
+# -- prefixes ---------------------------------------------------------------------------------------
+
+
+def default_prefix(source_url: str) -> str:
+    """Return the default key prefix for a mirrored directory: its last path segment plus ``/``.
+
+    ``https://download.bls.gov/pub/time.series/pr/`` gives ``pr/``.
+    """
+    segments = [s for s in urlsplit(source_url).path.split("/") if s]
+    return f"{segments[-1]}/" if segments else ""
+
+
+def normalise_prefix(prefix: str) -> str:
+    """Return ``prefix`` with exactly one trailing slash, or ``''`` for the bucket root.
+
+    Raises:
+        ConfigError: the prefix starts with a slash or holds ``..`` segments.
+    """
+    prefix = prefix.strip()
+    if not prefix:
+        return ""
+    if prefix.startswith("/") or ".." in prefix.split("/"):
+        raise ConfigError(f"prefix {prefix!r} must be relative and must not contain '..'")
+    return prefix.rstrip("/") + "/"
+
+
+# -- the tables (rq tables) -------------------------------------------------------------------------
+
+TABLES_PREFIX = "tables/"
+MANIFEST_NAME = "_manifest.json"
+PART_NAME = "part-0.parquet"
+SERIES_TABLE = "series"
+SERIES_NAME = "series.parquet"
+POPULATION_TABLE = "population"
+# The tables of past releases (rq tables --as-of): <P>as-of/<release>/...
+AS_OF_TABLES = "as-of"
+
+
+def observations_key(tables_prefix: str, survey: str, data_file: str) -> str:
+    """The key of the observations partition of one data file."""
+    return f"{normalise_prefix(tables_prefix)}{survey}/observations/file={data_file}/{PART_NAME}"
+
+
+def series_key(tables_prefix: str, survey: str) -> str:
+    """The key of the decoded series table of a survey.
+
+    In a folder of its own, not beside ``observations/``: Athena reads every object under a
+    table's location, subfolders included, so a series table located at ``<survey>/`` would
+    read the observations too.
+    """
+    return f"{normalise_prefix(tables_prefix)}{survey}/{SERIES_TABLE}/{SERIES_NAME}"
+
+
+def manifest_key(tables_prefix: str, survey: str) -> str:
+    """The key of the manifest of a survey's tables (or of ``population``)."""
+    return f"{normalise_prefix(tables_prefix)}{survey}/{MANIFEST_NAME}"
+
+
+def population_key(tables_prefix: str) -> str:
+    """The key of the population table."""
+    return f"{normalise_prefix(tables_prefix)}{POPULATION_TABLE}/population.parquet"
+
+
+def default_tables_prefix(root_prefix: str = "") -> str:
+    """Where the tables of the mirrors under ``root_prefix`` go unless told: beside them.
+
+    ``""`` gives ``tables/``; ``mirrors/`` gives ``mirrors/tables/``, so the mirrors of two roots
+    in one bucket never share (and overwrite) one set of tables.
+    """
+    return f"{normalise_prefix(root_prefix)}{TABLES_PREFIX}"
+
+
+def tables_prefix(given: str | None, root_prefix: str = "") -> str:
+    """Where the tables are: ``given`` (normalised), or beside the mirrors under ``root_prefix``
+    when it is None (:func:`default_tables_prefix`). Every command resolves it here, so
+    ``--tables-prefix`` means the same everywhere.
+
+    Raises:
+        ConfigError: ``given`` is empty (the tables would mix with the mirrors at the bucket
+            root), or it or ``root_prefix`` is not a relative prefix.
+    """
+    if given is None:
+        return default_tables_prefix(root_prefix)
+    resolved = normalise_prefix(given)
+    if not resolved:
+        raise ConfigError("--tables-prefix must not be empty: the tables would mix with mirrors")
+    return resolved

@@ -34,6 +34,7 @@ from rearcquest.job import (
     unexpected,
 )
 from rearcquest.layout import ALL
+from rearcquest.layout import tables_prefix as resolve_tables_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -193,7 +194,8 @@ def build_tables_registered(
         StorageError: the Glue database does not exist (checked before anything is built).
         RqError: as :func:`~rearcquest.tables.build_tables`.
     """
-    from rearcquest.tables import LEASE_HELD, POPULATION_TABLE, build_tables, population_source
+    from rearcquest.layout import POPULATION_TABLE
+    from rearcquest.tables import LEASE_HELD, build_tables, population_source
 
     catalog = _catalog(options.glue_database, glue_client)
     if catalog is not None:
@@ -499,10 +501,10 @@ def _tables_step(
         catalog: also create the population's Glue table there when missing.
     """
     from rearcquest.storage import ObjectStore
-    from rearcquest.tables import build_population_table, default_tables_prefix
+    from rearcquest.tables import build_population_table
 
     step = StepOutcome()
-    where = settings.tables_prefix or default_tables_prefix(root)
+    where = resolve_tables_prefix(settings.tables_prefix, root)
     errors = [synced.tables_error] if synced is not None and synced.tables_error else []
     summary: dict[str, Any] = {
         "survey": synced.tables if synced is not None else None,

@@ -27,11 +27,12 @@ from rearcquest.config import (
     build_user_agent,
     check_http_url,
     default_rps,
-    normalise_prefix,
     require_user_agent,
 )
 from rearcquest.errors import ConfigError, RqError
-from rearcquest.layout import RESERVED_PREFIX, SURVEY_NAME, state_key
+from rearcquest.layout import RESERVED_PREFIX, SURVEY_NAME, normalise_prefix, state_key
+from rearcquest.layout import tables_prefix as resolve_tables_prefix
+from rearcquest.state import MAX_STATE_BYTES
 
 if TYPE_CHECKING:
     from rearcquest.config import RetryPolicy
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_MAX_STATE_BYTES = 64 * 1024 * 1024
 
 _survey: contextvars.ContextVar[str | None] = contextvars.ContextVar("rq_survey", default=None)
 
@@ -113,12 +113,10 @@ def _own_objects_clash(
     are not its own on every run. The tables' own folders (``population``, ``as-of``) are refused
     as survey names too, since a survey's tables go to ``<tables prefix><survey>/``.
     """
-    from rearcquest.tables import AS_OF_TABLES, POPULATION_TABLE, default_tables_prefix
+    from rearcquest.layout import AS_OF_TABLES, POPULATION_TABLE
 
     mirror = normalise_prefix(root_prefix) + survey + "/"
-    tables = (
-        normalise_prefix(tables_prefix) if tables_prefix else default_tables_prefix(root_prefix)
-    )
+    tables = resolve_tables_prefix(tables_prefix, root_prefix)
     if tables.startswith(mirror) or mirror.startswith(tables):
         return (
             f"the tables are kept at {tables!r} (give --root-prefix to put the mirrors in a "
@@ -245,7 +243,7 @@ def _mirror_state(store: ObjectStore, prefix: str) -> tuple[int | None, str | No
     key = state_key(prefix)
     if store.head(key) is None:
         return None, None
-    data = store.get_bytes(key, max_bytes=_MAX_STATE_BYTES)
+    data = store.get_bytes(key, max_bytes=MAX_STATE_BYTES)
     try:
         doc = json.loads(data)
         files, updated = doc["files"], doc["updated"]

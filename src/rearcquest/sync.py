@@ -26,13 +26,11 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
-import json
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, assert_never
 
 from rearcquest.config import (
@@ -41,9 +39,7 @@ from rearcquest.config import (
     SyncOptions,
     build_user_agent,
     check_http_url,
-    default_prefix,
     default_rps,
-    normalise_prefix,
     require_user_agent,
 )
 from rearcquest.errors import (
@@ -65,14 +61,15 @@ from rearcquest.layout import (
     META_SHA256,
     META_SOURCE,
     RESERVED_PREFIX,
+    default_prefix,
     is_reserved,
     lock_key,
-    name_problem,
+    normalise_prefix,
     plain_name,
     releases_key,
-    shown_name,
 )
 from rearcquest.layout import state_key as default_state_key
+from rearcquest.state import MAX_STATE_BYTES, FileState, SyncState
 
 if TYPE_CHECKING:
     from rearcquest.sources._http import HttpClient
@@ -84,125 +81,12 @@ log = logging.getLogger(__name__)
 # The state's file name inside the mirror before it moved to .rearcquest/state/ (kept for readers
 # that hide it); see rearcquest.layout.
 STATE_NAME = LEGACY_STATE_NAME
-STATE_VERSION = 1
-# A state object larger than this is not one rq wrote (10,000 files take ~3 MB): it is rebuilt.
-_MAX_STATE_BYTES = 64 * 1024 * 1024
-_STATE_KEYS = frozenset({"version", "source_url", "updated", "files"})
-_ENTRY_KEYS = frozenset({"size", "modified", "last_modified", "sha256", "etag"})
-# Written only when known (a versioned bucket): a state without it, older or not, is valid.
-_OPTIONAL_ENTRY_KEYS = frozenset({"version_id"})
-_HEX = frozenset("0123456789abcdef")
 
 # BLS time series are UTF-8 text whatever the server says or the name suggests (a plain web
 # server calls pr.class application/java-vm); browsers and rclone see what the mirror stores.
 CONTENT_TYPE = "text/plain; charset=utf-8"
 
 ActionKind = Literal["add", "update", "delete", "unchanged", "skip"]
-
-
-@dataclass(frozen=True)
-class FileState:
-    """What the last sync knew about one mirrored file."""
-
-    size: int
-    modified: str | None
-    last_modified: str | None
-    sha256: str
-    etag: str
-    # The S3 version id of the object as last written, when the bucket is versioned.
-    version_id: str | None = None
-
-    def to_doc(self) -> dict[str, Any]:
-        """The state document's entry: ``version_id`` only when there is one."""
-        doc = asdict(self)
-        if self.version_id is None:
-            del doc["version_id"]
-        return doc
-
-
-@dataclass(frozen=True)
-class SyncState:
-    """The state object: the source URL and one :class:`FileState` per mirrored file name.
-
-    Attributes:
-        stale: the stored state object is missing, invalid, old (inside the mirror) or lacked
-            entries it now has: it must be written even if no file changed.
-        etag: the ETag of the state object as read (``None``: there was none); the next write
-            is conditional on it.
-        legacy_key: an old state object inside the mirror prefix, deleted once the new one is
-            written.
-    """
-
-    source_url: str
-    files: Mapping[str, FileState] = field(default_factory=dict)
-    stale: bool = False
-    etag: str | None = None
-    legacy_key: str | None = None
-
-    def to_json(self) -> bytes:
-        """Serialise the state as JSON."""
-        doc = {
-            "version": STATE_VERSION,
-            "source_url": self.source_url,
-            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-            "files": {name: st.to_doc() for name, st in sorted(self.files.items())},
-        }
-        return json.dumps(doc, indent=1, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> SyncState:
-        """Parse a state object, strictly: exactly the document :meth:`to_json` writes.
-
-        Raises:
-            ValueError: anything else (not UTF-8 JSON, an unknown version, a missing or extra
-                key, a value of the wrong type); the message says what.
-        """
-        try:
-            doc = json.loads(data)
-        except RecursionError:
-            raise ValueError("nested too deeply to be a state document") from None
-        if not isinstance(doc, dict):
-            raise ValueError(f"a JSON {type(doc).__name__}, not an object")
-        version = doc.get("version")
-        if type(version) is not int or version != STATE_VERSION:
-            raise ValueError(f"version {version!r}, not {STATE_VERSION}")
-        if set(doc) != _STATE_KEYS:
-            raise ValueError(f"keys {sorted(doc)}, not {sorted(_STATE_KEYS)}")
-        for name in ("source_url", "updated"):
-            if not isinstance(doc[name], str):
-                raise ValueError(f"{name!r} is not a string")
-        if not isinstance(doc["files"], dict):
-            raise ValueError("'files' is not an object")
-        files = {name: _file_state(name, entry) for name, entry in doc["files"].items()}
-        return cls(source_url=doc["source_url"], files=files)
-
-
-def _file_state(name: str, entry: object) -> FileState:
-    """Validate one entry of the state's ``files``.
-
-    Raises:
-        ValueError: it is not exactly a :class:`FileState` document.
-    """
-    if (problem := name_problem(name)) is not None:
-        raise ValueError(f"file name {shown_name(name)} is not a mirrored file name ({problem})")
-    if not isinstance(entry, dict) or not _ENTRY_KEYS <= set(entry) <= (
-        _ENTRY_KEYS | _OPTIONAL_ENTRY_KEYS
-    ):
-        raise ValueError(f"entry {name!r} is not an object with keys {sorted(_ENTRY_KEYS)}")
-    size, sha, etag = entry["size"], entry["sha256"], entry["etag"]
-    if type(size) is not int or size < 0:
-        raise ValueError(f"entry {name!r}: size {size!r} is not a non-negative integer")
-    for key in ("modified", "last_modified"):
-        if entry[key] is not None and not isinstance(entry[key], str):
-            raise ValueError(f"entry {name!r}: {key} is neither a string nor null")
-    if not isinstance(sha, str) or len(sha) != 64 or not set(sha) <= _HEX:
-        raise ValueError(f"entry {name!r}: sha256 is not 64 hex digits")
-    if not isinstance(etag, str) or not etag:
-        raise ValueError(f"entry {name!r}: etag is not a non-empty string")
-    version_id = entry.get("version_id")
-    if version_id is not None and (not isinstance(version_id, str) or not version_id):
-        raise ValueError(f"entry {name!r}: version_id is neither a non-empty string nor null")
-    return FileState(size, entry["modified"], entry["last_modified"], sha, etag, version_id)
 
 
 @dataclass(frozen=True)
@@ -534,21 +418,21 @@ def load_state(
     key = state_key or default_state_key(prefix)
     legacy = prefix + LEGACY_STATE_NAME
     legacy_key = legacy if legacy in stored and legacy != key else None
-    found = store.fetch(key, max_bytes=_MAX_STATE_BYTES)
+    found = store.fetch(key, max_bytes=MAX_STATE_BYTES)
     etag = found[1].etag if found is not None else None
     if peek:
         return _peeked_state(prefix, source_url, stored, found, etag, legacy_key, keep)
     read_from = key
     if found is None and legacy_key is not None:
-        found, read_from = store.fetch(legacy_key, max_bytes=_MAX_STATE_BYTES), legacy_key
+        found, read_from = store.fetch(legacy_key, max_bytes=MAX_STATE_BYTES), legacy_key
         if found is not None:
             log.info("migrating the sync state %s to %s", store.url(legacy_key), store.url(key))
     files: dict[str, FileState] = {}
     stale = found is None or legacy_key is not None
     if found is not None:
         try:
-            if len(found[0]) > _MAX_STATE_BYTES:
-                raise ValueError(f"larger than {_MAX_STATE_BYTES} bytes")
+            if len(found[0]) > MAX_STATE_BYTES:
+                raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
             files = dict(SyncState.from_json(found[0]).files)
         except ValueError as exc:
             log.warning(
@@ -583,7 +467,7 @@ def _peeked_state(
 ) -> SyncState:
     """:func:`load_state` with ``peek``: the state as read, or stale at the first doubt."""
     stale = SyncState(source_url=source_url, files={}, stale=True, etag=etag)
-    if found is None or legacy_key is not None or len(found[0]) > _MAX_STATE_BYTES:
+    if found is None or legacy_key is not None or len(found[0]) > MAX_STATE_BYTES:
         return stale
     try:
         files = dict(SyncState.from_json(found[0]).files)

@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
-from rearcquest.config import normalise_prefix
 from rearcquest.errors import (
     QUOTE_LIMIT,
     ConfigError,
@@ -43,12 +42,24 @@ from rearcquest.errors import (
 )
 from rearcquest.layout import (
     META_SHA256,
+    PART_NAME,
+    POPULATION_TABLE,
+    SERIES_NAME,
+    SERIES_TABLE,
+    TABLES_PREFIX,
+    default_tables_prefix,
     is_reserved,
+    manifest_key,
     name_problem,
+    normalise_prefix,
+    observations_key,
     path_inside,
     plain_name,
+    population_key,
+    series_key,
     shown_name,
 )
+from rearcquest.layout import tables_prefix as resolve_tables_prefix
 
 if TYPE_CHECKING:
     import polars as pl
@@ -59,16 +70,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TABLES_PREFIX: Final = "tables/"
 # The surveys built unless told otherwise: the one the reports read.
 DEFAULT_SURVEYS: Final = ("pr",)
-MANIFEST_NAME: Final = "_manifest.json"
-PART_NAME: Final = "part-0.parquet"
-SERIES_TABLE: Final = "series"
-SERIES_NAME: Final = "series.parquet"
-POPULATION_TABLE: Final = "population"
-# The tables of past releases (rq tables --as-of): <P>as-of/<release>/...
-AS_OF_TABLES: Final = "as-of"
 # Every line of a BLS mapping file is a few hundred bytes; the header is the first of them.
 _HEADER_BYTES = 8192
 _MAX_MAPPING_BYTES = 64 * 1024 * 1024
@@ -86,40 +89,6 @@ Status = Literal["built", "unchanged", "removed", "failed"]
 
 
 # -- naming ----------------------------------------------------------------------------------------
-
-
-def observations_key(tables_prefix: str, survey: str, data_file: str) -> str:
-    """The key of the observations partition of one data file."""
-    return f"{normalise_prefix(tables_prefix)}{survey}/observations/file={data_file}/{PART_NAME}"
-
-
-def series_key(tables_prefix: str, survey: str) -> str:
-    """The key of the decoded series table of a survey.
-
-    In a folder of its own, not beside ``observations/``: Athena reads every object under a
-    table's location, subfolders included, so a series table located at ``<survey>/`` would
-    read the observations too.
-    """
-    return f"{normalise_prefix(tables_prefix)}{survey}/{SERIES_TABLE}/{SERIES_NAME}"
-
-
-def manifest_key(tables_prefix: str, survey: str) -> str:
-    """The key of the manifest of a survey's tables (or of ``population``)."""
-    return f"{normalise_prefix(tables_prefix)}{survey}/{MANIFEST_NAME}"
-
-
-def population_key(tables_prefix: str) -> str:
-    """The key of the population table."""
-    return f"{normalise_prefix(tables_prefix)}{POPULATION_TABLE}/population.parquet"
-
-
-def default_tables_prefix(root_prefix: str = "") -> str:
-    """Where the tables of the mirrors under ``root_prefix`` go unless told: beside them.
-
-    ``""`` gives ``tables/``; ``mirrors/`` gives ``mirrors/tables/``, so the mirrors of two roots
-    in one bucket never share (and overwrite) one set of tables.
-    """
-    return f"{normalise_prefix(root_prefix)}{TABLES_PREFIX}"
 
 
 def _is_data_file(survey: str, name: str) -> bool:
@@ -1179,9 +1148,7 @@ def build_population_table(
         ConfigError: the tables prefix is empty, starts with ``/`` or holds ``..``.
         StorageError: a bucket cannot be read or written.
     """
-    tables_prefix = normalise_prefix(tables_prefix)
-    if not tables_prefix:
-        raise ConfigError("--tables-prefix must not be empty: the tables would mix with mirrors")
+    tables_prefix = resolve_tables_prefix(tables_prefix)
     result = TablesResult(store.bucket, tables_prefix)
     _build_population(
         store,
@@ -1350,11 +1317,7 @@ def build_tables(
     from rearcquest.lease import Lease
 
     root = normalise_prefix(root_prefix)
-    tables_prefix = normalise_prefix(
-        default_tables_prefix(root) if tables_prefix is None else tables_prefix
-    )
-    if not tables_prefix:
-        raise ConfigError("--tables-prefix must not be empty: the tables would mix with mirrors")
+    tables_prefix = resolve_tables_prefix(tables_prefix, root)
     chosen = sorted(set(surveys)) if surveys is not None else find_surveys(store, root_prefix=root)
     if not chosen:
         raise ConfigError(f"no mirrored survey under {store.url(root)} (run rq sync-bls first)")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rearcquest.analytics import BLS_FILE, check_release_bytes
-from rearcquest.config import Settings, normalise_prefix
+from rearcquest.config import Settings
 from rearcquest.errors import (
     QUOTE_LIMIT,
     ConfigError,
@@ -28,7 +28,9 @@ from rearcquest.errors import (
     StorageError,
     clipped,
 )
-from rearcquest.layout import path_inside
+from rearcquest.layout import normalise_prefix, path_inside
+from rearcquest.layout import tables_prefix as resolve_tables_prefix
+from rearcquest.state import MAX_STATE_BYTES
 
 if TYPE_CHECKING:
     import polars as pl
@@ -44,7 +46,6 @@ DEFAULT_FILE = BLS_FILE
 DEFAULT_FROM_RELEASE = "previous"
 DEFAULT_TO_RELEASE = "latest"
 # The largest sync state read to find a multipart object's sha256.
-_MAX_STATE_BYTES = 64 * 1024 * 1024
 
 
 def _store(
@@ -134,11 +135,11 @@ def _current_sha256(store: ObjectStore, prefix: str, name: str, head: ObjectInfo
     whether the object is still that one.
     """
     from rearcquest.layout import META_SHA256, state_key
-    from rearcquest.sync import SyncState
+    from rearcquest.state import SyncState
 
     if sha := head.metadata.get(META_SHA256):
         return sha
-    found = store.fetch(state_key(prefix), max_bytes=_MAX_STATE_BYTES)
+    found = store.fetch(state_key(prefix), max_bytes=MAX_STATE_BYTES)
     if found is None:
         return None
     try:
@@ -585,7 +586,8 @@ def build_release_tables(
         DataError: a release's bytes were not kept, or a file is malformed.
         StorageError: S3 failed.
     """
-    from rearcquest.tables import build_local_tables, population_key
+    from rearcquest.layout import population_key
+    from rearcquest.tables import build_local_tables
 
     store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
     prefix = _prefix(prefix, settings)
@@ -649,15 +651,9 @@ def analyze_at(
 
     from rearcquest import analytics
     from rearcquest.analytics import ANALYZE_SOURCES
+    from rearcquest.layout import PART_NAME
     from rearcquest.storage import ObjectStore, make_s3_client
-    from rearcquest.tables import (
-        DEFAULT_SURVEYS,
-        PART_NAME,
-        default_tables_prefix,
-        partition_to_read,
-        split_location,
-        titled,
-    )
+    from rearcquest.tables import DEFAULT_SURVEYS, partition_to_read, split_location, titled
 
     if inputs.source not in ANALYZE_SOURCES:
         raise ConfigError(
@@ -692,8 +688,7 @@ def analyze_at(
     bucket, data_key = split[0], split[1].rstrip("/")
     client = s3_client or make_s3_client(endpoint_url=endpoint_url)
     store = ObjectStore(client, bucket)
-    tables_prefix = inputs.tables_prefix
-    tables_prefix = default_tables_prefix(root) if tables_prefix is None else tables_prefix
+    tables_prefix = resolve_tables_prefix(inputs.tables_prefix, root)
     part = partition_to_read(
         store, data_key, tables_prefix=tables_prefix, source=inputs.source, shown=location
     )
@@ -794,8 +789,9 @@ def query(
             as :func:`build_release_tables` and :func:`rearcquest.tables.run_sql`.
         DataError, StorageError: as :func:`build_release_tables`.
     """
+    from rearcquest.layout import default_tables_prefix
     from rearcquest.sqlguard import check_query
-    from rearcquest.tables import DEFAULT_SURVEYS, default_tables_prefix, named_query, run_sql
+    from rearcquest.tables import DEFAULT_SURVEYS, named_query, run_sql
 
     if (sql is None) == (named is None):
         raise ConfigError("give either a QUERY or --named NAME")
@@ -853,9 +849,9 @@ def tables_as_of(
     Raises:
         ConfigError, DataError, StorageError: as :func:`build_release_tables`.
     """
-    from rearcquest.tables import AS_OF_TABLES, default_tables_prefix
+    from rearcquest.layout import AS_OF_TABLES
 
-    tables_prefix = options.tables_prefix or default_tables_prefix(options.root_prefix)
+    tables_prefix = resolve_tables_prefix(options.tables_prefix, options.root_prefix)
     prefix = normalise_prefix(normalise_prefix(options.root_prefix) + options.survey.strip())
     store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
     with tempfile.TemporaryDirectory(prefix="rq-tables-as-of-") as tmp:

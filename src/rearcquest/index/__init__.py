@@ -26,7 +26,6 @@ from rearcquest.config import (
     DEFAULT_INDEX_KEY,
     DEFAULT_PORT,
     MAX_PRESIGN_SECONDS,
-    normalise_prefix,
 )
 from rearcquest.errors import ConfigError, OptionError
 from rearcquest.index._http import (
@@ -51,6 +50,7 @@ from rearcquest.index._server import (
     serve,
     start_server,
 )
+from rearcquest.layout import normalise_prefix
 
 if TYPE_CHECKING:
     from rearcquest.index._app import create_app

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from rearcquest.config import DEFAULT_CACHE_SECONDS, normalise_prefix
+from rearcquest.config import DEFAULT_CACHE_SECONDS
 from rearcquest.errors import StorageError
 from rearcquest.index import _http
 from rearcquest.index._render import (
@@ -42,7 +42,7 @@ from rearcquest.index._render import (
     listing_document,
     render_page,
 )
-from rearcquest.layout import is_reserved
+from rearcquest.layout import is_reserved, normalise_prefix
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send

@@ -1,0 +1,130 @@
+"""The sync state: what the last sync of a mirror knew about each file, as one JSON object.
+
+The mirror writes it (:mod:`rearcquest.sync`, at ``.rearcquest/state/<prefix>.json``); the data
+side reads it to find the sha256 of an object uploaded in parts. It is parsed strictly: anything
+but the document :meth:`SyncState.to_json` writes is a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rearcquest.layout import name_problem, shown_name
+
+STATE_VERSION = 1
+# A state object larger than this is not one rq wrote (10,000 files take ~3 MB): it is rebuilt.
+MAX_STATE_BYTES = 64 * 1024 * 1024
+_STATE_KEYS = frozenset({"version", "source_url", "updated", "files"})
+_ENTRY_KEYS = frozenset({"size", "modified", "last_modified", "sha256", "etag"})
+# Written only when known (a versioned bucket): a state without it, older or not, is valid.
+_OPTIONAL_ENTRY_KEYS = frozenset({"version_id"})
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the last sync knew about one mirrored file."""
+
+    size: int
+    modified: str | None
+    last_modified: str | None
+    sha256: str
+    etag: str
+    # The S3 version id of the object as last written, when the bucket is versioned.
+    version_id: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        """The state document's entry: ``version_id`` only when there is one."""
+        doc = asdict(self)
+        if self.version_id is None:
+            del doc["version_id"]
+        return doc
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """The state object: the source URL and one :class:`FileState` per mirrored file name.
+
+    Attributes:
+        stale: the stored state object is missing, invalid, old (inside the mirror) or lacked
+            entries it now has: it must be written even if no file changed.
+        etag: the ETag of the state object as read (``None``: there was none); the next write
+            is conditional on it.
+        legacy_key: an old state object inside the mirror prefix, deleted once the new one is
+            written.
+    """
+
+    source_url: str
+    files: Mapping[str, FileState] = field(default_factory=dict)
+    stale: bool = False
+    etag: str | None = None
+    legacy_key: str | None = None
+
+    def to_json(self) -> bytes:
+        """Serialise the state as JSON."""
+        doc = {
+            "version": STATE_VERSION,
+            "source_url": self.source_url,
+            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+            "files": {name: st.to_doc() for name, st in sorted(self.files.items())},
+        }
+        return json.dumps(doc, indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> SyncState:
+        """Parse a state object, strictly: exactly the document :meth:`to_json` writes.
+
+        Raises:
+            ValueError: anything else (not UTF-8 JSON, an unknown version, a missing or extra
+                key, a value of the wrong type); the message says what.
+        """
+        try:
+            doc = json.loads(data)
+        except RecursionError:
+            raise ValueError("nested too deeply to be a state document") from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+        version = doc.get("version")
+        if type(version) is not int or version != STATE_VERSION:
+            raise ValueError(f"version {version!r}, not {STATE_VERSION}")
+        if set(doc) != _STATE_KEYS:
+            raise ValueError(f"keys {sorted(doc)}, not {sorted(_STATE_KEYS)}")
+        for name in ("source_url", "updated"):
+            if not isinstance(doc[name], str):
+                raise ValueError(f"{name!r} is not a string")
+        if not isinstance(doc["files"], dict):
+            raise ValueError("'files' is not an object")
+        files = {name: _file_state(name, entry) for name, entry in doc["files"].items()}
+        return cls(source_url=doc["source_url"], files=files)
+
+
+def _file_state(name: str, entry: object) -> FileState:
+    """Validate one entry of the state's ``files``.
+
+    Raises:
+        ValueError: it is not exactly a :class:`FileState` document.
+    """
+    if (problem := name_problem(name)) is not None:
+        raise ValueError(f"file name {shown_name(name)} is not a mirrored file name ({problem})")
+    if not isinstance(entry, dict) or not _ENTRY_KEYS <= set(entry) <= (
+        _ENTRY_KEYS | _OPTIONAL_ENTRY_KEYS
+    ):
+        raise ValueError(f"entry {name!r} is not an object with keys {sorted(_ENTRY_KEYS)}")
+    size, sha, etag = entry["size"], entry["sha256"], entry["etag"]
+    if type(size) is not int or size < 0:
+        raise ValueError(f"entry {name!r}: size {size!r} is not a non-negative integer")
+    for key in ("modified", "last_modified"):
+        if entry[key] is not None and not isinstance(entry[key], str):
+            raise ValueError(f"entry {name!r}: {key} is neither a string nor null")
+    if not isinstance(sha, str) or len(sha) != 64 or not set(sha) <= _HEX:
+        raise ValueError(f"entry {name!r}: sha256 is not 64 hex digits")
+    if not isinstance(etag, str) or not etag:
+        raise ValueError(f"entry {name!r}: etag is not a non-empty string")
+    version_id = entry.get("version_id")
+    if version_id is not None and (not isinstance(version_id, str) or not version_id):
+        raise ValueError(f"entry {name!r}: version_id is neither a non-empty string nor null")
+    return FileState(size, entry["modified"], entry["last_modified"], sha, etag, version_id)
