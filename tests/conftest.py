@@ -221,7 +221,7 @@ def s3_client() -> Iterator[Any]:
 @pytest.fixture
 def store(s3_client: Any) -> Any:
     """An ObjectStore on a fresh moto bucket ``test-bucket``."""
-    from rearcquest.storage import ObjectStore
+    from rearcquest.aws.storage import ObjectStore
 
     s3_client.create_bucket(Bucket="test-bucket")
     return ObjectStore(s3_client, "test-bucket")
@@ -271,7 +271,7 @@ FAST = _fast_retry()
 @pytest.fixture(params=["moto", pytest.param("seaweedfs", marks=pytest.mark.integration)])
 def any_store(request: pytest.FixtureRequest) -> Any:
     """A fresh bucket on moto (in-process) or on a real SeaweedFS server."""
-    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
 
     if request.param == "moto":
         return request.getfixturevalue("store")
@@ -306,7 +306,7 @@ def lambda_aws() -> Iterator[tuple[Any, Any]]:
 def break_survey_build(monkeypatch: pytest.MonkeyPatch, survey: str, error: Exception) -> None:
     """Make the tables build of ``survey`` raise ``error``; every other survey builds as usual
     (a second call breaks another survey instead, not both)."""
-    from rearcquest import tables
+    from rearcquest.data import tables
 
     build = getattr(tables._build_survey, "__wrapped__", tables._build_survey)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from rearcquest.storage import ObjectStore
+from rearcquest.aws.storage import ObjectStore
 
 
 def before_each_upload(
@@ -45,7 +45,7 @@ def sync_dir(store: ObjectStore, **kw: Any) -> Any:
     """``sync_bls(store, SyncOptions(...), http=..., ...)`` with its options and the call's own
     arguments given together, as the tests name them."""
     from rearcquest.config import SyncOptions
-    from rearcquest.sync import sync_bls
+    from rearcquest.mirror.sync import sync_bls
 
     call = {name: kw.pop(name) for name in list(kw) if name in _CALL_ARGS}
     return sync_bls(store, SyncOptions(**kw), **call)
@@ -54,7 +54,7 @@ def sync_dir(store: ObjectStore, **kw: Any) -> Any:
 def run_job(store: ObjectStore, after: Any = None, **kw: Any) -> Any:
     """One survey's job (``run_survey``), its options given as keywords like :func:`sync_dir`."""
     from rearcquest.config import SyncOptions
-    from rearcquest.job import run_survey
+    from rearcquest.jobs.job import run_survey
 
     call = {name: kw.pop(name) for name in list(kw) if name in _CALL_ARGS}
     return run_survey(store, SyncOptions(**kw), after, **call)
@@ -69,7 +69,7 @@ def run_jobs(store: ObjectStore, surveys: Any, root_url: str, **kw: Any) -> Any:
     """``run_surveys`` with the survey set, the options, what follows and the call's own
     arguments given together as keywords."""
     from rearcquest.config import SyncOptions
-    from rearcquest.job import AfterSync, SurveySet, run_surveys
+    from rearcquest.jobs.job import AfterSync, SurveySet, run_surveys
 
     where = {name: kw.pop(name) for name in list(kw) if name in _SURVEY_SET}
     after = {name: kw.pop(name) for name in list(kw) if name in _AFTER}

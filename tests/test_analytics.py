@@ -17,8 +17,8 @@ import polars as pl
 import pytest
 
 from conftest import BLS_RELEASES, DATA, DATAUSA
-from rearcquest import render
-from rearcquest.analytics import (
+from rearcquest.config import Settings
+from rearcquest.data.analytics import (
     Analysis,
     MalformedRowError,
     ReportInputs,
@@ -33,9 +33,9 @@ from rearcquest.analytics import (
     series_population,
     to_json_doc,
 )
-from rearcquest.analytics import _bls_reports as _bls_reports
-from rearcquest.config import Settings
+from rearcquest.data.analytics import _bls_reports as _bls_reports
 from rearcquest.errors import ConfigError, DataError, StorageError
+from rearcquest.output import render
 
 REPO = Path(__file__).resolve().parents[1]
 LATEST = BLS_RELEASES / "2026-08-06" / "pr.data.0.Current"

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 import rearcquest
 
@@ -75,11 +81,16 @@ def test_hatch_reads_the_version_from_the_leaf() -> None:
     assert literals == [importlib.metadata.version("rearcquest")] == [rearcquest.__version__]
 
 
-# The AWS seams: the only modules that import the AWS SDK or look inside its errors. They translate
-# every botocore error into a StorageError carrying S3's (SQS's, Glue's) code and the key.
-AWS_SEAMS = {"storage", "queues", "catalog", "_botocore"}
+# The AWS seams (rearcquest.aws): the only modules that import the AWS SDK or look inside its
+# errors. They translate every botocore error into a StorageError carrying the code and the key.
+AWS_SEAMS = "aws"
 # `sources/` is the HTTP seam: the `response` it reads is httpx's, not botocore's.
 HTTP_SEAM = "sources"
+
+
+def _package(module: str) -> str:
+    """The first part under rearcquest: ``rearcquest.aws.storage`` -> ``aws``."""
+    return _short(module).split(".")[0]
 
 
 def _imports(module: str, tree: ast.Module) -> Iterator[tuple[str, int]]:
@@ -97,7 +108,7 @@ def test_only_the_aws_seams_import_boto3_or_botocore() -> None:
     offenders = [
         f"{module}:{line} imports {name}"
         for module, tree in _modules()
-        if _short(module) not in AWS_SEAMS
+        if _package(module) != AWS_SEAMS
         for name, line in _imports(module, tree)
         if name.split(".")[0] in ("boto3", "botocore", "s3transfer")
     ]
@@ -107,8 +118,7 @@ def test_only_the_aws_seams_import_boto3_or_botocore() -> None:
 def test_only_the_aws_seams_read_an_errors_response() -> None:
     offenders = []
     for module, tree in _modules():
-        short = _short(module)
-        if short in AWS_SEAMS or short.split(".")[0] == HTTP_SEAM:
+        if _package(module) in (AWS_SEAMS, HTTP_SEAM):
             continue
         for node in ast.walk(tree):
             reads = (isinstance(node, ast.Attribute) and node.attr == "response") or (
@@ -168,17 +178,28 @@ def test_a_subpackage_module_takes_nothing_from_a_package_init_above_it() -> Non
     assert offenders == []
 
 
-def test_the_import_contract_counts_type_only_imports_and_keeps_renderers_on_top() -> None:
+def test_the_import_contract_counts_type_only_imports_and_keeps_the_wings_apart() -> None:
     """An import made only for type checking is an import: a circle through one is a circle.
-    The renderers sit just below the entry points, so no library module can reach them."""
+    The three wings are one layer of independent parts, below the jobs and above the records."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     assert config["exclude_type_checking_imports"] is False
     (contract,) = config["contracts"]
     layers = [layer.replace(" ", "") for layer in contract["layers"]]
-    assert layers.index("render") < layers.index("pipeline")
-    library = {"pipeline", "fanout", "events", "surveys", "sync", "tables", "analytics"}
+    assert "mirror|data|index" in layers
+    wings = layers.index("mirror|data|index")
+    assert layers.index("output|localaws|offline") < layers.index("jobs") < wings
+    assert wings < layers.index("records") < layers.index("aws|sources")
+    assert len(layers) <= 12
+
+
+# What prints and draws is the entry points' alone (and its own package's).
+OUTPUT_USERS = ENTRY_POINTS | {"demo", "localaws", "offline"}
+
+
+def test_only_the_entry_points_import_the_output() -> None:
+    offenders = []
     for module, tree in _modules():
-        if _short(module) not in library:
+        if _short(module) in OUTPUT_USERS or _package(module) == "output":
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
@@ -188,50 +209,142 @@ def test_the_import_contract_counts_type_only_imports_and_keeps_renderers_on_top
                 names = [alias.name for alias in node.names]
             else:
                 continue
-            # from rearcquest.render import x, from rearcquest import render, import ...render
-            assert not any(n.startswith("rearcquest.render") for n in names), module
+            # from rearcquest.output.render import x, from rearcquest import output, import ...
+            if any(n == "rearcquest.output" or n.startswith("rearcquest.output.") for n in names):
+                offenders.append(f"{module}:{node.lineno}")
+    assert offenders == []
 
 
-# The data side (issue 20): the entry points build its options and its Settings and pass them down.
-DATA_SIDE = {"analytics", "tables", "vintages"}
-DATA_COMMANDS = {"analyze", "tables", "sql", "releases", "revisions"}
+def test_no_import_cycle_counting_lazy_and_type_only_imports() -> None:
+    # Every import statement counts, wherever it is: in a function, under TYPE_CHECKING.
+    graph: dict[str, set[str]] = {}
+    for module, tree in _modules():
+        deps = graph.setdefault(module.removesuffix(".__init__"), set())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                deps |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                # `from rearcquest.index import _http` imports the module _http; `from
+                # rearcquest.index import create_app` imports the package's __init__.
+                base = _imported_from(module, node)
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    deps.add(sub if _is_module(sub) else base)
+    graph = {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+    cycles = []
+    for start in graph:  # a depth-first walk from each module back to itself
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            here, path = stack.pop()
+            for nxt in graph[here]:
+                if nxt == start:
+                    cycles.append(" -> ".join((*path, start)))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, (*path, nxt)))
+    # The package's __init__ names its public API lazily (PEP 562) and the CLI imports it: the
+    # only way back to `rearcquest` is the CLI, which the package never imports.
+    assert cycles == []
+
+
+# The library (everything but the entry points): the entry points build its options and its
+# Settings from the command line, the environment or an event, and pass them down.
+LIBRARY_EXEMPT = {"cli", "lambdas", "demo", "__main__"}
 MAX_PARAMETERS = 12
 
 
-def test_the_data_side_reads_no_environment() -> None:
+def _library() -> Iterator[tuple[str, ast.Module]]:
+    return ((m, t) for m, t in _modules() if _short(m) not in LIBRARY_EXEMPT)
+
+
+def test_only_config_and_the_entry_points_read_the_environment() -> None:
+    # rearcquest.aws._botocore reads AWS_ENDPOINT_URL[_<SERVICE>] as boto3 itself does: the AWS
+    # SDK's own variables, read in the AWS seam (docs/configuration.md).
+    allowed = {"config", "aws._botocore"}
     offenders = [
         f"{module}:{node.lineno}"
-        for module, tree in _modules()
-        if _short(module) in DATA_SIDE
+        for module, tree in _library()
+        if _short(module) not in allowed
         for node in ast.walk(tree)
         if isinstance(node, ast.Attribute) and node.attr in ("from_env", "environ", "getenv")
     ]
     assert offenders == [], "take the defaults as a Settings the entry point read"
 
 
-def test_the_data_side_takes_typed_options() -> None:
+def _untyped_bag(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A ``**kwargs: Any`` (or unannotated) carrying options; not ``**_`` (botocore's event
+    handlers must accept and ignore keywords) nor a ``*args, **kwargs`` pass-through to the
+    wrapped object's own signature."""
+    bag = function.args.kwarg
+    if bag is None or bag.arg == "_" or function.args.vararg is not None:
+        return False
+    return bag.annotation is None or ast.unparse(bag.annotation) in ("Any", "object")
+
+
+def test_the_library_takes_typed_options() -> None:
     offenders = []
-    for module, tree in _modules():
-        if _short(module) not in DATA_SIDE:
-            continue
+    for module, tree in _library():
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 args = node.args
                 count = len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs)
-                if count > MAX_PARAMETERS or args.kwarg is not None:
+                if count > MAX_PARAMETERS or _untyped_bag(node):
                     offenders.append(f"{module}.{node.name}:{node.lineno}")
-    assert offenders == [], f"at most {MAX_PARAMETERS} parameters, and no **options bag"
+    assert offenders == [], f"at most {MAX_PARAMETERS} parameters, and no untyped **options bag"
 
 
-def test_the_data_commands_hand_on_no_ctx_params() -> None:
+def test_no_command_hands_on_ctx_params() -> None:
     # A command builds its options by name: its parameter names are not library API.
     tree = ast.parse((PACKAGE / "cli.py").read_text(encoding="utf-8"))
     offenders = [
-        f"{function.name}:{node.lineno}"
-        for function in tree.body
-        if isinstance(function, ast.FunctionDef) and function.name in DATA_COMMANDS
-        for node in ast.walk(function)
-        if (isinstance(node, ast.Name) and node.id == "_options")
-        or (isinstance(node, ast.Attribute) and node.attr == "params")
+        f"{node.lineno}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr == "params"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "ctx"
     ]
     assert offenders == []
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("module", "line"),
+    [
+        ("mirror/sync.py", "from rearcquest.data import tables"),  # one wing into another
+        ("records/lease.py", "from rearcquest.jobs import job"),  # a lower layer upward
+        ("data/tables.py", "    from rearcquest.output import render"),  # type-only, to the top
+    ],
+    ids=["wing-to-wing", "upward", "type-only-upward"],
+)
+def test_the_import_contract_fails_on_a_forbidden_import(
+    tmp_path: Path, module: str, line: str
+) -> None:
+    """scripts/lint's contract, run on a copy of src/ with one forbidden import added."""
+    shutil.copytree(SRC, tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / "src" / "rearcquest" / module
+    text = target.read_text(encoding="utf-8")
+    if line.startswith(" "):  # under the module's `if TYPE_CHECKING:`
+        text = text.replace("if TYPE_CHECKING:\n", f"if TYPE_CHECKING:\n{line}\n", 1)
+    else:
+        text = text.replace("\nlog = ", f"\n{line}  # noqa\n\nlog = ", 1)
+    assert line in text
+    target.write_text(text, encoding="utf-8")
+
+    def lint(src: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(src)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    broken = lint(tmp_path / "src")
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "BROKEN" in broken.stdout
+    assert module.replace("/", ".").removesuffix(".py") in broken.stdout
+    kept = lint(SRC)  # the same run on the real tree: the contract holds
+    assert kept.returncode == 0, kept.stdout + kept.stderr

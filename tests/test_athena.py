@@ -1,4 +1,4 @@
-"""rearcquest.athena: the Glue tables match the Parquet that rq tables writes, and the named
+"""rearcquest.data.athena: the Glue tables match the Parquet that rq tables writes, and the named
 queries the stack deploys give rq analyze's answers, run by DuckDB the way Athena would run them
 (each Glue table a view over its location; the injected ``file`` partition read only where the
 query names it) and by Polars SQL (rq sql)."""
@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from rearcquest.athena import (
+from rearcquest.data.athena import (
     COMMON_SERIES_COLUMNS,
     PARTITION_COLUMN,
     GlueTable,
@@ -21,7 +21,7 @@ from rearcquest.athena import (
     named_queries,
     table_surveys,
 )
-from rearcquest.tables import QUERY_NAMES, build_tables, named_query, run_sql
+from rearcquest.data.tables import QUERY_NAMES, build_tables, named_query, run_sql
 from test_tables import (
     POPULATION,
     VINTAGES,
@@ -226,7 +226,7 @@ def test_a_query_that_names_no_file_is_refused_like_athena(pr_tables: Path) -> N
 
 @pytest.mark.parametrize("vintage", VINTAGES, ids=VINTAGES)
 def test_named_queries_give_rq_analyzes_answers(store: Any, vintage: str, tmp_path: Path) -> None:
-    from rearcquest.analytics import bls_value
+    from rearcquest.data.analytics import bls_value
 
     mirror_release(store, vintage)
     put_population(store)

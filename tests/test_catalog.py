@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from rearcquest.athena import survey_glue_tables, table_input
-from rearcquest.catalog import Catalog, make_glue_client
+from rearcquest.aws.catalog import Catalog, make_glue_client
+from rearcquest.data.athena import survey_glue_tables, table_input
 from rearcquest.errors import StorageError
 
 

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from conftest import BLS_RELEASES, DATAUSA
 from hostile_helpers import SECTOR, SERIES, assert_no_raw_controls, hostile_survey
 from rearcquest._text import visible
-from rearcquest.analytics import read_population
 from rearcquest.cli import app
+from rearcquest.data.analytics import read_population
 
 runner = CliRunner()
 LATEST = BLS_RELEASES / "2026-08-06" / "pr.data.0.Current"

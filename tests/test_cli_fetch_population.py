@@ -13,8 +13,10 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
+from rearcquest.aws.storage import ObjectStore, make_s3_client
 from rearcquest.cli import app
 from rearcquest.config import DEFAULT_POPULATION_KEY
+from rearcquest.mirror.population import META_CANONICAL_SHA256, META_SHAPE, META_SOURCE_URL
 from rearcquest.offline import (
     DATAUSA_FILES,
     DATAUSA_TESSERACT_PATH,
@@ -22,8 +24,6 @@ from rearcquest.offline import (
     add_datausa_routes,
     bundled_datausa,
 )
-from rearcquest.population import META_CANONICAL_SHA256, META_SHAPE, META_SOURCE_URL
-from rearcquest.storage import ObjectStore, make_s3_client
 
 # Population numbers as a broken API could write them, and how the refusal shows each.
 POPULATIONS_REFUSED = [

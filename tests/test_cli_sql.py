@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from conftest import DATAUSA, release
 from hostile_helpers import SECTOR, SERIES, assert_no_raw_controls, hostile_survey
 from rearcquest._text import visible
+from rearcquest.aws.storage import ObjectStore, make_s3_client
 from rearcquest.cli import app
-from rearcquest.storage import ObjectStore, make_s3_client
-from rearcquest.tables import build_local_tables, build_tables
+from rearcquest.data.tables import build_local_tables, build_tables
 
 runner = CliRunner()
 JOIN = (

@@ -249,8 +249,8 @@ def test_state_key_option(
 def test_a_sync_while_another_holds_the_mirror_exits_5(
     moto_server: str, bucket: tuple[str, Any], bls_server: OfflineServer
 ) -> None:
-    from rearcquest.lease import Lease
-    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
+    from rearcquest.records.lease import Lease
 
     name, client = bucket
     store = ObjectStore(make_s3_client(endpoint_url=moto_server), name)
@@ -274,7 +274,7 @@ def test_race_second_run_exits_5_then_wait_syncs_the_newest(
     import threading
 
     from conftest import release
-    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
 
     name, client = bucket
     slow_store = ObjectStore(make_s3_client(endpoint_url=moto_server), name)

@@ -210,9 +210,9 @@ def test_a_root_prefix_for_tables_sql_and_analyze(mirror: Any) -> None:
 
 def test_a_survey_another_run_holds_fails_alone_with_exit_5(mirror: Any) -> None:
     """rq tables builds each survey under its mirror's lease, the one rq sync-bls takes."""
+    from rearcquest.aws.storage import ObjectStore
     from rearcquest.layout import lock_key
-    from rearcquest.lease import Lease
-    from rearcquest.storage import ObjectStore
+    from rearcquest.records.lease import Lease
 
     mirror.put_object(Bucket=mirror.bucket, Key="zz/zz.series", Body=b"series_id\nZZ1\n")
     store = ObjectStore(mirror, mirror.bucket)
@@ -300,11 +300,11 @@ class _Refusing:
 
 
 def test_a_glue_refusal_after_the_build_keeps_the_tables_and_fails(mirror: Any) -> None:
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
     from rearcquest.config import Settings
+    from rearcquest.data.tables import TablesOptions
     from rearcquest.errors import StorageError
-    from rearcquest.pipeline import build_tables_registered
-    from rearcquest.storage import ObjectStore, make_s3_client
-    from rearcquest.tables import TablesOptions
+    from rearcquest.jobs.pipeline import build_tables_registered
 
     glue = glue_client()
     database = f"rq_{uuid.uuid4().hex[:8]}"

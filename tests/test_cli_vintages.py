@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from conftest import DATAUSA, release
 from hostile_helpers import assert_no_raw_controls
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.cli import app
 from rearcquest.errors import DataError
 from rearcquest.offline import OfflineServer
-from rearcquest.storage import ObjectStore
 from vintage_helpers import (
     BUCKET,
     DATA,
@@ -409,8 +409,8 @@ def test_as_of_honours_the_root_prefix(versioned: ObjectStore, command: str) -> 
 def test_the_second_wall_stops_a_name_the_log_check_missed(
     versioned: ObjectStore, tmp_path: Path, bad: str
 ) -> None:
-    from rearcquest import vintages
-    from rearcquest.releases import Release, ReleaseFile
+    from rearcquest.data import vintages
+    from rearcquest.records.releases import Release, ReleaseFile
 
     files = put_release_files(versioned.client, versioned.bucket, "pr/", "2025-06-05")
     name = bad.format(tmp=tmp_path)

@@ -1,4 +1,4 @@
-"""The report path (rearcquest.events): S3 notifications in SQS batches, partial batch responses,
+"""The report path (rearcquest.jobs.events): S3 notifications in SQS batches, partial batch responses,
 per-message failures, skipped events; against moto S3 holding real data."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from event_helpers import GOOD, MISSING, POPULATION_KEY, collected, message, s3_body, seed_buckets
 from rearcquest.config import Settings
-from rearcquest.events import (
+from rearcquest.jobs.events import (
     S3Event,
     current_message_id,
     failed_message_ids,
@@ -38,7 +38,7 @@ def seeded() -> Iterator[Any]:
 
 @pytest.fixture
 def logged() -> Iterator[list[logging.LogRecord]]:
-    with collected("rearcquest.events") as records:
+    with collected("rearcquest.jobs.events") as records:
         yield records
 
 

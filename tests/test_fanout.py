@@ -11,16 +11,16 @@ import pytest
 
 from conftest import FAST
 from rearcquest import lambdas
+from rearcquest.aws.queues import Queue
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.config import FanoutSettings, Settings
 from rearcquest.errors import ConfigError
-from rearcquest.fanout import WorkMessage, plan_work, process_work_batch
+from rearcquest.jobs.fanout import WorkMessage, plan_work, process_work_batch
 from rearcquest.layout import lock_key, parse_surveys, state_key
-from rearcquest.lease import Lease
 from rearcquest.localaws import drain_queue
 from rearcquest.offline import Fault, OfflineServer, ServedFile, add_datausa_routes
-from rearcquest.queues import Queue
+from rearcquest.records.lease import Lease
 from rearcquest.sources._http import HttpClient
-from rearcquest.storage import ObjectStore
 from test_surveys import HOSTILE, TREE, survey_files
 
 BIG = 2_000  # bytes: the tests' "too big for one invocation's share"
@@ -227,8 +227,8 @@ def test_a_worker_refuses_a_message_for_rqs_own_objects(
     store: ObjectStore, tree_server: OfflineServer
 ) -> None:
     from rearcquest.config import SyncOptions
-    from rearcquest.fanout import run_work
-    from rearcquest.job import AfterSync, SurveySet
+    from rearcquest.jobs.fanout import run_work
+    from rearcquest.jobs.job import AfterSync, SurveySet
 
     with (
         HttpClient(user_agent=f"rq {CONTACT}") as http,
@@ -397,7 +397,7 @@ def test_a_message_of_an_earlier_planner_repeating_the_roots_is_run(
 def test_a_refused_message_logs_why(
     store: ObjectStore, tree_server: OfflineServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from rearcquest.pipeline import run_work_batch
+    from rearcquest.jobs.pipeline import run_work_batch
 
     bodies = {
         "elsewhere": json.dumps({"survey": "ce", "root_url": "http://127.0.0.1:9/pub/"}),
@@ -440,7 +440,7 @@ def test_fanout_settings_default_to_pr_without_a_queue() -> None:
 
 
 def test_worker_needs_the_bls_bucket() -> None:
-    from rearcquest.pipeline import run_work_batch
+    from rearcquest.jobs.pipeline import run_work_batch
 
     with pytest.raises(ConfigError, match="RQ_BLS_BUCKET"):
         run_work_batch({"Records": []}, Settings())
@@ -473,7 +473,7 @@ def test_worker_json_log_lines_carry_the_survey_and_message_id(
     lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
     # Lines of library modules that know nothing of surveys (the lease) carry it too.
     modules = {line["logger"] for line in lines if line.get("survey") == "ce"}
-    assert {"rearcquest.fanout", "rearcquest.lease"} <= modules, lines
+    assert {"rearcquest.jobs.fanout", "rearcquest.records.lease"} <= modules, lines
     done = next(line for line in lines if line["message"] == "work done")
     assert done["message_id"] and done["added"] == 3
 
@@ -538,7 +538,7 @@ def test_fuzz_work_batches_fail_bad_records_alone(caplog: pytest.LogCaptureFixtu
                 records.append({"messageId": f"m{index}", "body": text})
         ran: list[WorkMessage] = []
         caplog.clear()
-        with caplog.at_level("ERROR", logger="rearcquest.fanout"):
+        with caplog.at_level("ERROR", logger="rearcquest.jobs.fanout"):
             response = process_work_batch({"Records": records}, run=ran.append)
         failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
         ids = [r.get("messageId") for r in records if isinstance(r, dict)]

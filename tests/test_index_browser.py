@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from conftest import BLS_RELEASES, REPO
+from rearcquest.aws.storage import ObjectStore, make_s3_client
 from rearcquest.index import _app, start_server, write_static_index
-from rearcquest.storage import ObjectStore, make_s3_client
 
 pytestmark = pytest.mark.integration
 

@@ -27,13 +27,13 @@ from event_helpers import (
     seed_buckets,
 )
 from rearcquest import lambdas
+from rearcquest.aws.queues import Queue
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.config import Settings
 from rearcquest.errors import RqError
 from rearcquest.localaws import drain_queue, notify_queue_on_key
 from rearcquest.logjson import JsonFormatter
 from rearcquest.offline import Fault, OfflineServer, add_datausa_routes
-from rearcquest.queues import Queue
-from rearcquest.storage import ObjectStore
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def _unconfigured() -> Iterator[None]:
 
 @pytest.fixture
 def logged() -> Iterator[list[logging.LogRecord]]:
-    """Every record of the package, the handlers' and the report path's (rearcquest.events).
+    """Every record of the package, the handlers' and the report path's (rearcquest.jobs.events).
 
     Logging is configured first, as the handlers would, so that their configuration keeps the
     collector.
@@ -283,7 +283,7 @@ def test_report_log_lines_carry_request_and_message_ids(
         by_message.setdefault(line.get("message_id"), []).append(line["message"])
     # The analytics module's own line (the download) carries the message id too.
     assert any(
-        line["logger"] == "rearcquest.analytics" and line.get("message_id") == "m-good"
+        line["logger"] == "rearcquest.data.analytics" and line.get("message_id") == "m-good"
         for line in lines
     )
     assert by_message["m-good"][-4:] == [

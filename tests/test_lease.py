@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rearcquest import lease as lease_module
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.errors import (
     LeaseHeldError,
     LeaseLostError,
@@ -21,8 +21,8 @@ from rearcquest.errors import (
     StorageError,
 )
 from rearcquest.layout import lock_key
-from rearcquest.lease import Lease, LeaseInfo
-from rearcquest.storage import ObjectStore
+from rearcquest.records import lease as lease_module
+from rearcquest.records.lease import Lease, LeaseInfo
 
 KEY = lock_key("pr/")
 

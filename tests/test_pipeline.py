@@ -15,8 +15,8 @@ from conftest import FAST, release
 from rearcquest.cli import app
 from rearcquest.config import Settings
 from rearcquest.errors import ConfigError, RqError
+from rearcquest.jobs.pipeline import run_pipeline
 from rearcquest.offline import Fault, OfflineServer, ServedFile, add_datausa_routes
-from rearcquest.pipeline import run_pipeline
 
 runner = CliRunner()
 
@@ -202,14 +202,14 @@ def test_rq_run_exit_code_agrees_with_ok_when_only_the_reports_fail(
     moto_server: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import rearcquest.analytics
+    import rearcquest.data.analytics
     from rearcquest.errors import DataError
 
     def broken(*_: Any, **__: Any) -> Any:
         raise DataError("pr.data.0.Current: line 7: not a number")
 
     cron_env(monkeypatch, buckets, bls_server, moto_server)
-    monkeypatch.setattr(rearcquest.analytics, "analyze", broken)
+    monkeypatch.setattr(rearcquest.data.analytics, "analyze", broken)
     result = runner.invoke(app, ["run", "--reports", "--format", "json"])
     doc = json.loads(result.stdout)
     assert (doc["ok"], result.exit_code) == (False, 1)
@@ -223,8 +223,8 @@ def test_rq_run_a_file_failing_mid_stream_fails_one_file_and_the_fetch_still_run
     moto_server: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from rearcquest.aws.storage import ObjectWriter
     from rearcquest.errors import StorageError
-    from rearcquest.storage import ObjectWriter
 
     real_complete = ObjectWriter.complete
 
@@ -282,8 +282,8 @@ def test_sync_request_refuses_single_directory_options_with_surveys(
 
 def test_sync_request_one_survey_is_its_directory() -> None:
     from rearcquest.config import RetryPolicy, SyncOptions
-    from rearcquest.job import AfterSync, SurveySet
-    from rearcquest.pipeline import SyncRequest
+    from rearcquest.jobs.job import AfterSync, SurveySet
+    from rearcquest.jobs.pipeline import SyncRequest
 
     options = SyncOptions(transfers=2, retry=RetryPolicy(attempts=7))
     request = SyncRequest.of(
@@ -297,9 +297,9 @@ def test_sync_request_one_survey_is_its_directory() -> None:
 
 def test_sync_request_surveys_and_single_directory() -> None:
     from rearcquest.config import SyncOptions
-    from rearcquest.job import AfterSync, SurveySet
+    from rearcquest.jobs.job import AfterSync, SurveySet
+    from rearcquest.jobs.pipeline import SyncRequest
     from rearcquest.layout import parse_surveys
-    from rearcquest.pipeline import SyncRequest
 
     root = "http://h/ts/"
     many = SyncRequest.of(
@@ -393,9 +393,9 @@ def test_rq_run_refuses_surveys_with_a_bls_prefix(
 
 
 BROKEN_STEPS = [
-    ("rearcquest.sync.syncing", "sync-bls"),
-    ("rearcquest.population.fetch_population", "fetch-population"),
-    ("rearcquest.tables.build_population_table", "tables"),
+    ("rearcquest.mirror.sync.syncing", "sync-bls"),
+    ("rearcquest.mirror.population.fetch_population", "fetch-population"),
+    ("rearcquest.data.tables.build_population_table", "tables"),
 ]
 
 

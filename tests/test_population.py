@@ -12,16 +12,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from rearcquest.aws.storage import ObjectInfo, ObjectStore, ObjectStream
 from rearcquest.config import DEFAULT_POPULATION_URL, LEGACY_POPULATION_URL, RetryPolicy
 from rearcquest.errors import ConfigError, DataError, RqError, SourceError, StorageError
-from rearcquest.offline import (
-    DATAUSA_LEGACY_PATH,
-    DATAUSA_TESSERACT_PATH,
-    Fault,
-    OfflineServer,
-    add_datausa_routes,
-)
-from rearcquest.population import (
+from rearcquest.mirror.population import (
     META_CANONICAL_SHA256,
     META_FETCHED_AT,
     META_SHAPE,
@@ -29,8 +23,14 @@ from rearcquest.population import (
     FetchResult,
     fetch_population,
 )
+from rearcquest.offline import (
+    DATAUSA_LEGACY_PATH,
+    DATAUSA_TESSERACT_PATH,
+    Fault,
+    OfflineServer,
+    add_datausa_routes,
+)
 from rearcquest.sources._http import HttpClient
-from rearcquest.storage import ObjectInfo, ObjectStore, ObjectStream
 
 KEY = "datausa/population.json"
 FAST = RetryPolicy(attempts=2, base=0.0)

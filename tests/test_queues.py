@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from rearcquest.aws.queues import SEND_BATCH, Queue, make_sqs_client
 from rearcquest.errors import ConfigError, StorageError
-from rearcquest.queues import SEND_BATCH, Queue, make_sqs_client
 
 
 @pytest.fixture

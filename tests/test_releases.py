@@ -12,14 +12,15 @@ from typing import Any, cast
 import pytest
 
 from conftest import FAST, release
-from rearcquest import vintages
-from rearcquest.analytics import ReportInputs
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.config import Settings
+from rearcquest.data import vintages
+from rearcquest.data.analytics import ReportInputs
 from rearcquest.errors import ConfigError, DataError, StateConflictError
+from rearcquest.jobs.pipeline import run_pipeline
 from rearcquest.layout import plain_name, releases_key, state_key
 from rearcquest.offline import Fault, OfflineServer, add_datausa_routes
-from rearcquest.pipeline import run_pipeline
-from rearcquest.releases import (
+from rearcquest.records.releases import (
     Release,
     ReleaseFile,
     load_releases,
@@ -27,8 +28,7 @@ from rearcquest.releases import (
     record_release,
     resolve_release,
 )
-from rearcquest.state import SyncState
-from rearcquest.storage import ObjectStore
+from rearcquest.records.state import SyncState
 from sync_helpers import sync_dir
 from vintage_helpers import STAMPS
 
@@ -348,7 +348,7 @@ def test_a_multipart_object_of_the_latest_release_is_read_through_the_state(
 ) -> None:
     import moto.s3.models
 
-    from rearcquest import storage
+    from rearcquest.aws import storage
 
     # Parts of 512 KiB: pr.data.0.Current (1.6 MB) goes up in parts, without rq-sha256.
     monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", 256 * 1024)

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import polars as pl
 
-from rearcquest import render
-from rearcquest.surveys import SurveyInfo
+from rearcquest.mirror.surveys import SurveyInfo
+from rearcquest.output import render
 
 
 def frame() -> pl.DataFrame:

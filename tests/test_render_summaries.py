@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from rearcquest import render
-from rearcquest.render import inventory_summary
-from rearcquest.surveys import SurveyInfo
+from rearcquest.mirror.surveys import SurveyInfo
+from rearcquest.output import render
+from rearcquest.output.render import inventory_summary
 
 
 def test_inventory_summary_uses_the_one_size_formatter() -> None:
@@ -63,7 +63,7 @@ def test_demo_step_shows_text_and_json_payloads() -> None:
 
 
 def test_tables_as_of_summary_lists_each_table() -> None:
-    from rearcquest.render_vintages import tables_as_of_doc, tables_as_of_summary
+    from rearcquest.output.render_vintages import tables_as_of_doc, tables_as_of_summary
 
     written = ["s3://b/tables/as-of/r/pr/series.parquet", "s3://b/tables/as-of/r/x.parquet"]
     assert tables_as_of_summary("r", written).split("\n") == [
@@ -77,7 +77,7 @@ def test_json_text_writes_decimal_digits_and_quotes_every_string() -> None:
     from datetime import date
     from decimal import Decimal
 
-    from rearcquest.render import json_text
+    from rearcquest.output.render import json_text
 
     doc = {
         "values": [Decimal("138.710"), Decimal("-7.0")],
@@ -120,8 +120,8 @@ def test_json_text_writes_decimal_digits_and_quotes_every_string() -> None:
 def test_tables_run_summary_ends_with_what_glue_got(
     glue: dict[str, object] | None, error: str | None, last: str
 ) -> None:
-    from rearcquest.pipeline import TablesRun
-    from rearcquest.tables import TableBuild, TablesResult
+    from rearcquest.data.tables import TableBuild, TablesResult
+    from rearcquest.jobs.pipeline import TablesRun
 
     built = TableBuild("pr", "series", "tables/pr/series/series.parquet", "built", rows=3)
     run = TablesRun(TablesResult("b", "tables/", [built]), glue=glue)

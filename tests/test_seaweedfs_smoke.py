@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rearcquest.storage import ObjectStore, make_s3_client
+from rearcquest.aws.storage import ObjectStore, make_s3_client
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import pytest
 
 from rearcquest._sizes import human_size
 from rearcquest.index._render import human_size as index_human_size
-from rearcquest.render import human_size as render_human_size
+from rearcquest.output.render import human_size as render_human_size
 
 
 @pytest.mark.parametrize(

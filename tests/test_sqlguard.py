@@ -1,4 +1,4 @@
-"""rearcquest.sqlguard: only one read-only query over the registered tables reaches Polars."""
+"""rearcquest.data.sqlguard: only one read-only query over the registered tables reaches Polars."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from rearcquest.data.sqlguard import check_query
+from rearcquest.data.tables import QUERY_NAMES, named_query
 from rearcquest.errors import ConfigError, QueryRefusedError, RqError
-from rearcquest.sqlguard import check_query
-from rearcquest.tables import QUERY_NAMES, named_query
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("population", "pr_observations", "pr_series")
@@ -190,7 +190,7 @@ def test_random_text_gives_only_rq_errors() -> None:
 
 
 def test_the_library_refuses_before_polars_runs(tmp_path: Path) -> None:
-    from rearcquest.tables import run_sql
+    from rearcquest.data.tables import run_sql
 
     (tmp_path / "population").mkdir()
     import polars as pl
@@ -210,7 +210,7 @@ def test_the_library_refuses_before_polars_runs(tmp_path: Path) -> None:
 
 
 def test_sql_as_of_refuses_before_it_reads_a_release(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rearcquest import vintages
+    from rearcquest.data import vintages
 
     def build(*args: object, **kwargs: object) -> None:
         raise AssertionError("the release was built for a refused query")

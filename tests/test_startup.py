@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from rearcquest.aws.storage import make_s3_client
 from rearcquest.errors import ConfigError
-from rearcquest.storage import make_s3_client
 
 
 def _run(code: str) -> str:
@@ -33,7 +33,7 @@ def test_http_client_leaves_out_the_httpx_command_line() -> None:
 def test_s3_client_needs_botocore_only() -> None:
     out = _run(
         "import sys\n"
-        "from rearcquest.storage import make_s3_client\n"
+        "from rearcquest.aws.storage import make_s3_client\n"
         "client = make_s3_client(endpoint_url='http://127.0.0.1:9', region='eu-west-1')\n"
         "print(client.meta.region_name, [m for m in ('boto3', 's3transfer') if m in sys.modules])\n"
     )

@@ -10,9 +10,9 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from rearcquest import storage
+from rearcquest.aws import storage
+from rearcquest.aws.storage import ObjectStore, _parse_timestamp, make_s3_client
 from rearcquest.errors import ConfigError, StorageError
-from rearcquest.storage import ObjectStore, _parse_timestamp, make_s3_client
 
 
 @pytest.mark.parametrize(

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.config import RetryPolicy
 from rearcquest.errors import ConfigError, SourceError, StorageError
-from rearcquest.job import MultiSyncResult
+from rearcquest.jobs.job import MultiSyncResult
 from rearcquest.layout import lock_key, parse_surveys, state_key
-from rearcquest.lease import Lease
+from rearcquest.mirror.surveys import current_survey, survey_inventory
 from rearcquest.offline import Fault, OfflineServer, ServedFile
-from rearcquest.storage import ObjectStore
-from rearcquest.surveys import current_survey, survey_inventory
+from rearcquest.records.lease import Lease
 from sync_helpers import run_jobs
 
 CONTACT = "tests@example.com"

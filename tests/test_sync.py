@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from conftest import release
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.config import RetryPolicy
 from rearcquest.errors import (
     ConfigError,
@@ -18,9 +19,8 @@ from rearcquest.errors import (
     TransferError,
 )
 from rearcquest.layout import state_key
+from rearcquest.mirror.sync import META_SHA256, STATE_NAME
 from rearcquest.offline import Fault, OfflineServer
-from rearcquest.storage import ObjectStore
-from rearcquest.sync import META_SHA256, STATE_NAME
 from sync_helpers import before_each_upload, run_job, sync_dir
 
 CONTACT = "tests@example.com"
@@ -258,8 +258,8 @@ def test_transient_faults_are_retried(store: ObjectStore, bls_server: OfflineSer
 
 
 def test_s3_unavailable_is_a_storage_error_and_source_untouched(bls_server: OfflineServer) -> None:
+    from rearcquest.aws.storage import make_s3_client
     from rearcquest.errors import StorageError
-    from rearcquest.storage import make_s3_client
 
     store = ObjectStore(make_s3_client(endpoint_url="http://127.0.0.1:9"), "nowhere")
     with pytest.raises(StorageError, match="cannot reach the S3 endpoint"):
@@ -271,7 +271,7 @@ def test_s3_unavailable_is_a_storage_error_and_source_untouched(bls_server: Offl
 def test_static_index_is_kept_current_and_never_deleted(
     store: ObjectStore, bls_server: OfflineServer, prefix: str, index_key: str
 ) -> None:
-    from rearcquest.job import AfterSync
+    from rearcquest.jobs.job import AfterSync
 
     def indexed(**kw: Any) -> Any:
         return run_job(
@@ -553,7 +553,7 @@ def test_local_error_mid_stream_fails_that_file_only(
     import errno
     import os
 
-    from rearcquest.storage import ObjectWriter
+    from rearcquest.aws.storage import ObjectWriter
 
     before = seeded(store, bls_server)
     files = bls_server.files

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from conftest import release
-from rearcquest import storage
+from rearcquest.aws import storage
+from rearcquest.aws.storage import ObjectStore, make_s3_client
 from rearcquest.config import RetryPolicy
 from rearcquest.offline import OfflineServer, ServedFile
-from rearcquest.storage import ObjectStore, make_s3_client
 from sync_helpers import sync_dir
 
 pytestmark = pytest.mark.integration

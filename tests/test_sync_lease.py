@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from conftest import FAST, release
-from rearcquest import lease as lease_module
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.errors import LeaseHeldError, LeaseLostError, LockUnsupportedError
 from rearcquest.layout import lock_key, state_key
-from rearcquest.lease import Lease, LeaseInfo
+from rearcquest.mirror.sync import SyncResult
 from rearcquest.offline import OfflineServer
-from rearcquest.storage import ObjectStore
-from rearcquest.sync import SyncResult
+from rearcquest.records import lease as lease_module
+from rearcquest.records.lease import Lease, LeaseInfo
 from sync_helpers import before_each_upload, sync_dir
 
 CONTACT = "tests@example.com"

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from conftest import FAST
+from rearcquest.aws.storage import ObjectStore, ObjectWriter
 from rearcquest.errors import StorageError, TransferError
 from rearcquest.layout import state_key
 from rearcquest.offline import OfflineServer
-from rearcquest.state import SyncState
-from rearcquest.storage import ObjectStore, ObjectWriter
+from rearcquest.records.state import SyncState
 from sync_helpers import sync_dir
 
 CONTACT = "tests@example.com"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from rearcquest.aws.storage import ObjectInfo
 from rearcquest.config import DeleteLimit
+from rearcquest.mirror.sync import STATE_NAME, plan_sync
+from rearcquest.records.state import FileState, SyncState
 from rearcquest.sources.bls import RemoteFile
-from rearcquest.state import FileState, SyncState
-from rearcquest.storage import ObjectInfo
-from rearcquest.sync import STATE_NAME, plan_sync
 
 P = "pr/"
 

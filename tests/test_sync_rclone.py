@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from conftest import release
+from rearcquest.aws.storage import ObjectStore, make_s3_client
 from rearcquest.config import RetryPolicy
 from rearcquest.layout import LEGACY_STATE_NAME
 from rearcquest.offline import OfflineServer
-from rearcquest.storage import ObjectStore, make_s3_client
 from sync_helpers import sync_dir
 
 pytestmark = pytest.mark.integration

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from conftest import FAST
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.errors import ConfigError, StateConflictError, StorageError
-from rearcquest.job import AfterSync
+from rearcquest.jobs.job import AfterSync
 from rearcquest.layout import LEGACY_STATE_NAME, META_SHA256, state_key
+from rearcquest.mirror.sync import load_state
 from rearcquest.offline import OfflineServer, ServedFile
-from rearcquest.state import SyncState
-from rearcquest.storage import ObjectStore
-from rearcquest.sync import load_state
+from rearcquest.records.state import SyncState
 from sync_helpers import before_each_upload, run_job, sync_dir
 
 CONTACT = "tests@example.com"
@@ -368,7 +368,7 @@ def test_fuzz_state_documents_raise_only_value_error() -> None:
     import random
 
     from fuzz_helpers import random_body
-    from rearcquest.state import FileState
+    from rearcquest.records.state import FileState
 
     entry = FileState(10, "2026-08-06 08:30", "Thu, 06 Aug 2026 12:30:00 GMT", "a" * 64, '"e"')
     valid = json.loads(SyncState("http://h/pr/", {"pr.class": entry}).to_json())

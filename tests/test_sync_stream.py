@@ -18,14 +18,14 @@ import botocore.exceptions
 import pytest
 
 from conftest import release
-from rearcquest import storage
+from rearcquest.aws import storage
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.config import RetryPolicy
 from rearcquest.layout import META_LAST_MODIFIED, META_SHA256
+from rearcquest.mirror.sync import STATE_NAME, Action, SyncPlan, apply_plan, load_state
 from rearcquest.offline import Fault, OfflineServer
 from rearcquest.sources._http import HttpClient
 from rearcquest.sources.bls import fetch_listing
-from rearcquest.storage import ObjectStore
-from rearcquest.sync import STATE_NAME, Action, SyncPlan, apply_plan, load_state
 from sync_helpers import sync_dir
 
 CONTACT = "tests@example.com"

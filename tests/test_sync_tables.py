@@ -21,14 +21,14 @@ from typer.testing import CliRunner
 
 from conftest import release
 from rearcquest import lambdas
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.cli import app
 from rearcquest.config import RetryPolicy, Settings
 from rearcquest.errors import ConfigError, RqError
-from rearcquest.job import AfterSync
+from rearcquest.jobs.job import AfterSync
+from rearcquest.jobs.pipeline import run_pipeline
 from rearcquest.layout import manifest_key, observations_key, population_key, series_key
 from rearcquest.offline import OfflineServer, ServedFile, add_datausa_routes
-from rearcquest.pipeline import run_pipeline
-from rearcquest.storage import ObjectStore
 from sync_helpers import run_job, run_jobs
 from test_tables import ZZ
 
@@ -381,8 +381,8 @@ def test_scheduled_handler_fails_on_a_failed_table_after_every_step(
 def test_fanout_workers_build_each_surveys_tables(
     aws: Any, server: OfflineServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from rearcquest.aws.queues import Queue
     from rearcquest.localaws import drain_queue
-    from rearcquest.queues import Queue
     from test_fanout import work_queue
 
     sqs = boto3.client("sqs", region_name="us-east-1")
@@ -423,8 +423,8 @@ def test_fanout_workers_build_each_surveys_tables(
 def test_fanout_workers_register_the_glue_tables_of_surveys_the_stack_cannot_know(
     aws: Any, server: OfflineServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from rearcquest.aws.queues import Queue
     from rearcquest.localaws import drain_queue
-    from rearcquest.queues import Queue
     from test_fanout import work_queue
 
     sqs = boto3.client("sqs", region_name="us-east-1")
@@ -474,7 +474,7 @@ def test_fanout_workers_register_the_glue_tables_of_surveys_the_stack_cannot_kno
 def test_one_surveys_unexpected_tables_failure_never_stops_the_others(
     store: ObjectStore, server: OfflineServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rearcquest import tables
+    from rearcquest.data import tables
 
     build = tables.build_tables
 

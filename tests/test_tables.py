@@ -1,4 +1,4 @@
-"""rearcquest.tables: building the Parquet tables from a mirror in (moto) S3, and querying them."""
+"""rearcquest.data.tables: building the Parquet tables from a mirror in (moto) S3, and querying them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,16 @@ import polars as pl
 import pytest
 
 from conftest import DATAUSA, break_survey_build, release
-from rearcquest.analytics import ReportInputs
+from rearcquest.data.analytics import ReportInputs
+from rearcquest.data.tables import (
+    build_local_tables,
+    build_tables,
+    decode_series,
+    find_surveys,
+    read_tsv,
+    run_sql,
+)
+from rearcquest.data.vintages import analyze_at
 from rearcquest.errors import ConfigError, DataError, StorageError
 from rearcquest.layout import (
     META_SHA256,
@@ -24,15 +33,6 @@ from rearcquest.layout import (
     population_key,
     series_key,
 )
-from rearcquest.tables import (
-    build_local_tables,
-    build_tables,
-    decode_series,
-    find_surveys,
-    read_tsv,
-    run_sql,
-)
-from rearcquest.vintages import analyze_at
 
 VINTAGES = ("2024-06-06", "2025-06-05", "2025-09-04", "2026-08-06")
 POPULATION = "datausa/population.json"
@@ -195,7 +195,7 @@ def test_second_survey_keeps_non_numbers_and_undecoded_codes(
     store: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     mirror_zz(store)
-    with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
+    with caplog.at_level(logging.WARNING, logger="rearcquest.data.tables"):
         result = build_tables(store, surveys=["zz"])
     assert result.warnings == [
         "s3://test-bucket/zz/zz.series: no mapping file decodes unit_code: it stays a code"
@@ -466,7 +466,7 @@ def built(moto_server: str) -> Any:
     tables built."""
     import uuid
 
-    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
 
     store = ObjectStore(make_s3_client(endpoint_url=moto_server), f"sql-{uuid.uuid4().hex[:8]}")
     store.create_bucket()
@@ -477,7 +477,7 @@ def built(moto_server: str) -> Any:
 
 
 def test_sql_answers_a_join_over_s3(built: Any) -> None:
-    from rearcquest.tables import run_sql
+    from rearcquest.data.tables import run_sql
 
     answer = run_sql(
         "SELECT s.title, o.year, o.value, p.population FROM pr_observations o "
@@ -508,7 +508,7 @@ def download(store: Any, target: Path) -> Path:
 
 
 def test_sql_over_a_local_directory_sees_every_partition(built: Any, tmp_path: Path) -> None:
-    from rearcquest.tables import run_sql
+    from rearcquest.data.tables import run_sql
 
     answer = run_sql(
         "SELECT file, COUNT(*) AS n FROM pr_observations GROUP BY file ORDER BY file",
@@ -530,14 +530,14 @@ def test_sql_over_a_local_directory_sees_every_partition(built: Any, tmp_path: P
     ids=["unknown-table", "syntax"],
 )
 def test_a_bad_query_is_a_config_error(built: Any, query: str, message: str) -> None:
-    from rearcquest.tables import run_sql
+    from rearcquest.data.tables import run_sql
 
     with pytest.raises(ConfigError, match=message):
         run_sql(query, location=built.url("tables/"), store=built)
 
 
 def test_sql_without_tables_says_how_to_build_them(tmp_path: Path) -> None:
-    from rearcquest.tables import run_sql
+    from rearcquest.data.tables import run_sql
 
     with pytest.raises(ConfigError, match=r"no tables at .* \(build them with rq tables\)"):
         run_sql("SELECT 1", location=str(tmp_path))
@@ -547,7 +547,7 @@ def test_sql_without_tables_says_how_to_build_them(tmp_path: Path) -> None:
 
 
 def test_named_query_rejects_an_unknown_name() -> None:
-    from rearcquest.tables import named_query
+    from rearcquest.data.tables import named_query
 
     with pytest.raises(ConfigError, match="no query 'nope'; choose from population, best_year"):
         named_query("nope")
@@ -575,7 +575,7 @@ def test_analyze_auto_reads_the_text_when_the_tables_cannot_be_checked(
 
     store.client.meta.events.register("before-call.s3.HeadObject", deny)
     store.client.meta.events.register("before-call.s3.GetObject", deny)
-    with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
+    with caplog.at_level(logging.WARNING, logger="rearcquest.data.tables"):
         analysis = analyze_at(
             ReportInputs(bls="s3://test-bucket/pr/pr.data.0.Current", reports=["best-year"]),
             s3_client=store.client,
@@ -620,8 +620,8 @@ def test_each_table_goes_up_in_one_put_before_its_manifest(store: Any) -> None:
 def test_a_build_killed_midway_or_failed_is_found_by_tables_need_build(
     store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rearcquest import tables
-    from rearcquest.tables import tables_need_build
+    from rearcquest.data import tables
+    from rearcquest.data.tables import tables_need_build
 
     mirror_zz(store)
     assert tables_need_build(store, "zz", tables_prefix="tables/") == "no tables yet"
@@ -656,7 +656,7 @@ def test_sql_reads_the_tables_in_place_without_a_local_copy(
 ) -> None:
     import tempfile
 
-    from rearcquest.tables import run_sql
+    from rearcquest.data.tables import run_sql
 
     # Any temporary file would land here: the query must leave it empty.
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
@@ -670,8 +670,8 @@ def test_sql_reads_the_tables_in_place_without_a_local_copy(
 
 
 def test_sql_over_seaweedfs_answers_a_join(seaweed_bucket: tuple[str, str]) -> None:
-    from rearcquest.storage import ObjectStore, make_s3_client
-    from rearcquest.tables import run_sql
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
+    from rearcquest.data.tables import run_sql
 
     endpoint, bucket = seaweed_bucket
     store = ObjectStore(make_s3_client(endpoint_url=endpoint), bucket)
@@ -691,7 +691,7 @@ def test_sql_over_seaweedfs_answers_a_join(seaweed_bucket: tuple[str, str]) -> N
 def test_sql_on_an_object_gone_since_the_listing_is_a_storage_error(
     built: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rearcquest.tables import run_sql
+    from rearcquest.data.tables import run_sql
 
     # A partition deleted between the listing and the read (a concurrent rebuild removing a
     # data file): the reader's 404 becomes a StorageError naming the location, exit code 1.
@@ -704,7 +704,7 @@ def test_sql_on_an_object_gone_since_the_listing_is_a_storage_error(
 
 
 def test_tables_of_an_older_format_are_rebuilt_and_not_current_meanwhile(store: Any) -> None:
-    from rearcquest.tables import current_partition, tables_need_build
+    from rearcquest.data.tables import current_partition, tables_need_build
 
     mirror_zz(store)
     build_tables(store, surveys=["zz"])
@@ -752,8 +752,8 @@ ODD_COUNTS = [
 def test_odd_data_file_names_keep_their_rows_and_names_in_s3(moto_server: str) -> None:
     import uuid
 
-    from rearcquest.storage import ObjectStore, make_s3_client
-    from rearcquest.tables import run_sql
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
+    from rearcquest.data.tables import run_sql
 
     store = ObjectStore(make_s3_client(endpoint_url=moto_server), f"odd-{uuid.uuid4().hex[:8]}")
     store.create_bucket()
@@ -767,7 +767,7 @@ def test_odd_data_file_names_keep_their_rows_and_names_in_s3(moto_server: str) -
 
 
 def test_odd_data_file_names_keep_their_rows_and_names_locally(tmp_path: Path) -> None:
-    from rearcquest.tables import build_local_tables, run_sql
+    from rearcquest.data.tables import build_local_tables, run_sql
 
     source = tmp_path / "zz"
     source.mkdir()
@@ -788,7 +788,7 @@ def server_store(moto_server: str) -> Any:
     """A fresh bucket on moto's server, so ``rq sql`` (Polars' own S3 reader) reaches it."""
     import uuid
 
-    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
 
     store = ObjectStore(make_s3_client(endpoint_url=moto_server), f"t19-{uuid.uuid4().hex[:8]}")
     store.create_bucket()
@@ -803,7 +803,7 @@ def server_store(moto_server: str) -> Any:
 def test_a_partition_overwritten_under_a_current_manifest_is_not_used_and_is_rebuilt(
     store: Any, metadata: dict[str, str]
 ) -> None:
-    from rearcquest.tables import current_partition
+    from rearcquest.data.tables import current_partition
 
     mirror_release(store, "2025-06-05")
     put_population(store)
@@ -829,7 +829,7 @@ def test_a_partition_overwritten_under_a_current_manifest_is_not_used_and_is_reb
 
 def _kill_between_upload_and_manifest(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """Make the manifest write that would record ``name``'s new partition be killed."""
-    from rearcquest import tables
+    from rearcquest.data import tables
 
     write = tables._write_manifest
 
@@ -848,7 +848,7 @@ ORPHAN_CASES = ["force", "new-format", "unreadable-manifest", "killed-before-man
 def test_an_orphan_partition_is_removed_whatever_the_manifest_says(
     server_store: Any, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
-    from rearcquest.tables import run_sql
+    from rearcquest.data.tables import run_sql
 
     store = server_store
     extra = observations_key("tables/", "zz", "zz.data.1.Extra")
@@ -933,8 +933,8 @@ def test_a_manifest_of_any_bytes_or_shape_is_rebuilt_with_one_warning(
 ) -> None:
     import random
 
+    from rearcquest.data.tables import _read_manifest, current_partition, tables_need_build
     from rearcquest.errors import RqError
-    from rearcquest.tables import _read_manifest, current_partition, tables_need_build
 
     mirror_zz(store)
     build_tables(store, surveys=["zz"])
@@ -946,7 +946,7 @@ def test_a_manifest_of_any_bytes_or_shape_is_rebuilt_with_one_warning(
         store.put_bytes(mkey, body)
         caplog.clear()
         try:
-            with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
+            with caplog.at_level(logging.WARNING, logger="rearcquest.data.tables"):
                 doc = _read_manifest(store, mkey)
                 current_partition(store, "zz/zz.data.0.Current", tables_prefix="tables/")
                 tables_need_build(store, "zz", tables_prefix="tables/")
@@ -963,7 +963,7 @@ def test_a_manifest_of_any_bytes_or_shape_is_rebuilt_with_one_warning(
     # Too large to be a manifest: one warning, rebuilt.
     store.put_bytes(mkey, b" " * (8 * 1024 * 1024 + 1))
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
+    with caplog.at_level(logging.WARNING, logger="rearcquest.data.tables"):
         result = build_tables(store, surveys=["zz"])
     assert result.failed == []
     assert [r.message for r in caplog.records if "larger than" in r.message] == [
@@ -1062,7 +1062,7 @@ def test_reports_come_out_without_titles_when_they_cannot_be_decoded(
     series = release("2025-06-05")["pr.series"].data.decode()
     put_file(store, "pr/pr.series", series.replace("series_id", "title", 1).encode())
     store.put_bytes(series_key("tables/", "pr"), b"PAR1 broken")
-    with caplog.at_level(logging.WARNING, logger="rearcquest.tables"):
+    with caplog.at_level(logging.WARNING, logger="rearcquest.data.tables"):
         files = analyze_from(store, "files")
         tables = analyze_from(store, "tables")
     assert files.titles == {} and tables.titles == {}
@@ -1078,7 +1078,7 @@ def test_one_surveys_failure_of_any_kind_never_stops_the_others(
     mirror_zz(store)
     put_population(store)
     break_survey_build(monkeypatch, "pr", RuntimeError("boom"))
-    with caplog.at_level(logging.ERROR, logger="rearcquest.tables"):
+    with caplog.at_level(logging.ERROR, logger="rearcquest.data.tables"):
         result = build_tables(store, surveys=["pr", "zz"], population_object=POPULATION)
     (failed,) = result.failed
     assert (failed.survey, failed.table) == ("pr", "*")

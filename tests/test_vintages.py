@@ -20,12 +20,12 @@ import polars as pl
 import pytest
 
 from conftest import DATAUSA, release
-from rearcquest import vintages
-from rearcquest.analytics import ReportInputs, analyze, to_json_doc
+from rearcquest.data import vintages
+from rearcquest.data.analytics import ReportInputs, analyze, to_json_doc
 from rearcquest.errors import ConfigError, DataError
 from rearcquest.layout import releases_key, state_key
-from rearcquest.releases import load_releases
-from rearcquest.state import SyncState
+from rearcquest.records.releases import load_releases
+from rearcquest.records.state import SyncState
 from vintage_helpers import (
     BUCKET,
     DATA,

@@ -12,10 +12,10 @@ import boto3
 import pytest
 
 from conftest import FAST, release
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.layout import releases_key
 from rearcquest.offline import OfflineServer
-from rearcquest.releases import Release, ReleaseFile, ReleaseLog
-from rearcquest.storage import ObjectStore
+from rearcquest.records.releases import Release, ReleaseFile, ReleaseLog
 from sync_helpers import sync_dir
 
 VINTAGES = ["2024-06-06", "2025-06-05", "2025-09-04", "2026-08-06"]

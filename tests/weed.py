@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rearcquest.storage import make_s3_client
+from rearcquest.aws.storage import make_s3_client
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def seaweedfs(root: Path) -> Iterator[str]:
 
 
 def store_for(endpoint: str, bucket: str) -> Any:
-    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
 
     keys = (S3_KEYS["AWS_ACCESS_KEY_ID"], S3_KEYS["AWS_SECRET_ACCESS_KEY"])
     client = make_s3_client(endpoint_url=endpoint, access_key=keys, max_pool_connections=32)
@@ -190,7 +190,7 @@ def page_part(endpoint: str, objects: int, repeat: int) -> list[PageRow]:
                 return found, prefixes
             token = page.next_token
 
-    from rearcquest.storage import ObjectStore
+    from rearcquest.aws.storage import ObjectStore
 
     plain = ObjectStore(
         boto3.client(

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench
 
-from rearcquest.storage import ObjectStore, make_s3_client
+from rearcquest.aws.storage import ObjectStore, make_s3_client
 
 PIECE = 64 * 1024
 BLOCK = 8 * 1024 * 1024

@@ -4,7 +4,7 @@ For each scale (the real ``pr.data.0.Current`` repeated N times, see
 ``benchmarks/analyze/generate.py``) this measures, in one process with Polars and DuckDB already
 imported, the median of ``--repeat`` runs of:
 
-- ``build``: the observations partition from the text (``rearcquest.tables.observations_query``
+- ``build``: the observations partition from the text (``rearcquest.data.tables.observations_query``
   streamed into Parquet, every row checked): what ``rq tables`` does after the download;
 - ``files``: the best-year report from the text (``scan_bls`` + ``best_year``, as
   ``rq analyze --from files``);
@@ -65,8 +65,8 @@ def main() -> None:
     import duckdb
     import polars as pl
 
-    from rearcquest.analytics import best_year, collect, scan_bls, sink_parquet
-    from rearcquest.tables import named_query, observations_query
+    from rearcquest.data.analytics import best_year, collect, scan_bls, sink_parquet
+    from rearcquest.data.tables import named_query, observations_query
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--times", default="1,100", help="scales, comma-separated")

@@ -18,9 +18,9 @@ Then each operation runs in a fresh child process, once per source tree given wi
 the kernel, ``wait4``) are printed as a table:
 
 - ``revisions``: what ``rq revisions`` does once the two versions are downloaded:
-  :func:`rearcquest.vintages.diff_files` (where the tree has it; an older tree read both files
+  :func:`rearcquest.data.vintages.diff_files` (where the tree has it; an older tree read both files
   whole with ``collect(scan_bls(...))`` and called ``diff_observations``);
-- ``series``: :func:`rearcquest.tables.build_local_tables` on the survey folder, which decodes
+- ``series``: :func:`rearcquest.data.tables.build_local_tables` on the survey folder, which decodes
   the series file and writes the series table (what ``rq tables`` does for ``pr.series``).
 - ``duplicates``: the same comparison of two small releases in which one key appears
   ``--copies`` times (5,000: the case of issue 19); the answer is the error, or the row counts.
@@ -57,7 +57,7 @@ from pathlib import Path
 
 op, *args = sys.argv[1:]
 if op in ("revisions", "duplicates"):
-    from rearcquest import vintages
+    from rearcquest.data import vintages
     from rearcquest.errors import DataError
 
     old, new = Path(args[0]), Path(args[1])
@@ -65,7 +65,7 @@ if op in ("revisions", "duplicates"):
         if hasattr(vintages, "diff_files"):
             frames = vintages.diff_files(old, new)
         else:  # the code before issue 19: both files read whole, then joined
-            from rearcquest.analytics import collect, scan_bls
+            from rearcquest.data.analytics import collect, scan_bls
 
             rows = [collect(scan_bls(p), bls=p)[0] for p in (old, new)]
             frames = vintages.diff_observations(rows[0], rows[1])
@@ -80,7 +80,7 @@ if op in ("revisions", "duplicates"):
 else:
     import polars as pl
 
-    from rearcquest.tables import build_local_tables
+    from rearcquest.data.tables import build_local_tables
 
     with tempfile.TemporaryDirectory() as tmp:
         build_local_tables(Path(args[0]), "pr", Path(tmp))

@@ -16,7 +16,7 @@ from playwright.sync_api import sync_playwright
 
 from rearcquest.index import start_server
 from rearcquest.offline import bundled_datausa, bundled_release, load_release
-from rearcquest.storage import ObjectStore, make_s3_client
+from rearcquest.aws.storage import ObjectStore, make_s3_client
 
 OUT = Path(__file__).resolve().parent
 ARGS = [

@@ -11,7 +11,7 @@
 
 Beside the pipeline, for queries: a Glue database with the tables ``rq tables`` writes under
 ``tables/`` of the BLS bucket, and an Athena workgroup (its own results bucket, a scan limit) with
-the reports as named queries; :mod:`rearcquest.athena` defines both.
+the reports as named queries; :mod:`rearcquest.data.athena` defines both.
 
 Failures cannot pass unnoticed: every alarm (the run failed, did not run for 26 hours, a failure
 record or a dead letter waits) notifies the stack's SNS topic, mailed to ``alarmEmail``.
@@ -53,7 +53,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from rearcquest.athena import (
+from rearcquest.data.athena import (
     PARQUET_INPUT,
     PARQUET_OUTPUT,
     PARQUET_SERDE,
@@ -61,8 +61,7 @@ from rearcquest.athena import (
     glue_tables,
     named_queries,
 )
-from rearcquest.layout import lock_key, releases_key, state_key
-from rearcquest.layout import POPULATION_TABLE, TABLES_PREFIX
+from rearcquest.layout import POPULATION_TABLE, TABLES_PREFIX, lock_key, releases_key, state_key
 from rearcquest_infra.settings import InfraSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -420,7 +419,7 @@ class PipelineStack(Stack):
         with its own results bucket and scan limit, the reports as its named queries, and the
         managed policy a person or role attaches to query them.
 
-        The table definitions and the SQL come from :mod:`rearcquest.athena`, which the tests
+        The table definitions and the SQL come from :mod:`rearcquest.data.athena`, which the tests
         also run with DuckDB over the Parquet that ``rq tables`` writes.
         """
         settings = self.settings

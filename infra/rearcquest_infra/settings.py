@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rearcquest.athena import table_surveys
 from rearcquest.config import DEFAULT_BLS_URL, DEFAULT_POPULATION_KEY, build_user_agent
-from rearcquest.layout import default_prefix, normalise_prefix
+from rearcquest.data.athena import table_surveys
 from rearcquest.errors import ConfigError
-from rearcquest.layout import ALL, parse_surveys
+from rearcquest.layout import ALL, default_prefix, normalise_prefix, parse_surveys
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BUNDLE = REPO / "build" / "lambda-bundle"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from rearcquest.athena import (
+from rearcquest.data.athena import (
     OBSERVATIONS_COLUMNS,
     PARQUET_INPUT,
     PARQUET_SERDE,
@@ -19,7 +19,7 @@ from rearcquest.athena import (
     survey_glue_tables,
     table_input,
 )
-from rearcquest.tables import QUERY_NAMES, named_query
+from rearcquest.data.tables import QUERY_NAMES, named_query
 from rearcquest_infra.pipeline_stack import (
     ATHENA_ENGINE,
     ATHENA_RESULTS_DAYS,
@@ -78,7 +78,7 @@ def test_observations_are_parquet_partitioned_by_an_injected_file(
     assert table["PartitionKeys"] == [{"Name": "file", "Type": "string"}]
     storage = table["StorageDescriptor"]
     assert storage["Columns"] == _columns(OBSERVATIONS_COLUMNS)
-    # The types rearcquest.tables writes (tests/test_athena.py reads them from the Parquet).
+    # The types rearcquest.data.tables writes (tests/test_athena.py reads them from the Parquet).
     assert {c["Name"]: c["Type"] for c in storage["Columns"]} == {
         "series_id": "string",
         "year": "smallint",
@@ -143,7 +143,7 @@ def test_every_survey_of_the_stack_gets_tables(surveys_template: Template) -> No
 def test_the_worker_creates_exactly_the_tables_the_stack_declares(
     surveys_template: Template,
 ) -> None:
-    # With surveys=all the worker creates each survey's tables at run time (rearcquest.catalog);
+    # With surveys=all the worker creates each survey's tables at run time (rearcquest.aws.catalog);
     # they must be what the stack would have declared for a survey it knew.
     declared = _tables(surveys_template)
     for survey in ("ce", "cu", "pr"):

@@ -61,10 +61,10 @@ def test_the_handlers_reach_the_library_not_the_cli() -> None:
     modules = lambda_bundle.handler_modules()
     assert {
         "rearcquest.lambdas",
-        "rearcquest.pipeline",
-        "rearcquest.sync",
-        "rearcquest.analytics",
-        "rearcquest.storage",
+        "rearcquest.jobs.pipeline",
+        "rearcquest.mirror.sync",
+        "rearcquest.data.analytics",
+        "rearcquest.aws.storage",
         "rearcquest.index",
     } <= set(modules)
     assert "rearcquest.cli" not in modules

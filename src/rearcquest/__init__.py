@@ -75,46 +75,46 @@ from rearcquest.errors import (
 )
 
 if TYPE_CHECKING:
-    from rearcquest.analytics import ReportInputs, analyze
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
     from rearcquest.config import DeleteLimit, Settings, SyncOptions
+    from rearcquest.data.analytics import ReportInputs, analyze
+    from rearcquest.data.tables import TablesResult, build_tables, run_sql
+    from rearcquest.data.vintages import Revisions, analyze_at, list_releases, revisions
     from rearcquest.index import write_static_index
-    from rearcquest.population import FetchResult, fetch_population
-    from rearcquest.releases import Release
+    from rearcquest.mirror.population import FetchResult, fetch_population
+    from rearcquest.mirror.sync import SyncPlan, SyncResult, plan_sync, sync_bls
+    from rearcquest.records.releases import Release
     from rearcquest.sources.bls import RemoteFile, parse_listing
     from rearcquest.sources.datausa import PopulationData, parse_population
-    from rearcquest.storage import ObjectStore, make_s3_client
-    from rearcquest.sync import SyncPlan, SyncResult, plan_sync, sync_bls
-    from rearcquest.tables import TablesResult, build_tables, run_sql
-    from rearcquest.vintages import Revisions, analyze_at, list_releases, revisions
 
 # Public name -> module that defines it; resolved on first access (PEP 562) to keep start-up lean.
 _LAZY = {
     "Settings": "rearcquest.config",
     "DeleteLimit": "rearcquest.config",
     "SyncOptions": "rearcquest.config",
-    "analyze": "rearcquest.analytics",
-    "ReportInputs": "rearcquest.analytics",
-    "FetchResult": "rearcquest.population",
-    "fetch_population": "rearcquest.population",
+    "analyze": "rearcquest.data.analytics",
+    "ReportInputs": "rearcquest.data.analytics",
+    "FetchResult": "rearcquest.mirror.population",
+    "fetch_population": "rearcquest.mirror.population",
     "PopulationData": "rearcquest.sources.datausa",
     "parse_population": "rearcquest.sources.datausa",
     "RemoteFile": "rearcquest.sources.bls",
     "parse_listing": "rearcquest.sources.bls",
-    "ObjectStore": "rearcquest.storage",
-    "make_s3_client": "rearcquest.storage",
-    "SyncPlan": "rearcquest.sync",
-    "SyncResult": "rearcquest.sync",
-    "plan_sync": "rearcquest.sync",
-    "sync_bls": "rearcquest.sync",
+    "ObjectStore": "rearcquest.aws.storage",
+    "make_s3_client": "rearcquest.aws.storage",
+    "SyncPlan": "rearcquest.mirror.sync",
+    "SyncResult": "rearcquest.mirror.sync",
+    "plan_sync": "rearcquest.mirror.sync",
+    "sync_bls": "rearcquest.mirror.sync",
     "write_static_index": "rearcquest.index",
-    "TablesResult": "rearcquest.tables",
-    "build_tables": "rearcquest.tables",
-    "run_sql": "rearcquest.tables",
-    "Release": "rearcquest.releases",
-    "Revisions": "rearcquest.vintages",
-    "analyze_at": "rearcquest.vintages",
-    "list_releases": "rearcquest.vintages",
-    "revisions": "rearcquest.vintages",
+    "TablesResult": "rearcquest.data.tables",
+    "build_tables": "rearcquest.data.tables",
+    "run_sql": "rearcquest.data.tables",
+    "Release": "rearcquest.records.releases",
+    "Revisions": "rearcquest.data.vintages",
+    "analyze_at": "rearcquest.data.vintages",
+    "list_releases": "rearcquest.data.vintages",
+    "revisions": "rearcquest.data.vintages",
 }
 
 

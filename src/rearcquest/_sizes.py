@@ -1,6 +1,6 @@
 """The one size formatter, shared by the index page and the command summaries.
 
-A leaf module: the index must not import :mod:`rearcquest.render`, which imports the analytics.
+A leaf module: the index must not import :mod:`rearcquest.output.render`, which imports the analytics.
 """
 
 from __future__ import annotations

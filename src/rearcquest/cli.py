@@ -1,7 +1,7 @@
 """The ``rq`` command line: parse the arguments, call one library function, render the result.
 
 This is the only module that imports typer; what it shows people with rich (progress displays,
-report tables) is in :mod:`rearcquest._console`. Results go to stdout, progress and logs to
+report tables) is in :mod:`rearcquest.output._console`. Results go to stdout, progress and logs to
 stderr. An :class:`~rearcquest.errors.RqError` is caught here, once, and printed as ``Error: ...``
 with the error's exit code; usage errors exit 2 (Typer's default).
 """
@@ -18,15 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from rearcquest import __version__, render
-from rearcquest import _console as console
+from rearcquest import __version__
 from rearcquest._text import visible, visible_lines
-from rearcquest.analytics import (
-    DEFAULT_FROM_YEAR,
-    DEFAULT_PERIOD,
-    DEFAULT_SERIES,
-    DEFAULT_TO_YEAR,
-)
 from rearcquest.config import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BLS_URL,
@@ -44,17 +37,25 @@ from rearcquest.config import (
     MAX_PRESIGN_SECONDS,
     POLITE_RPS,
 )
+from rearcquest.data.analytics import (
+    DEFAULT_FROM_YEAR,
+    DEFAULT_PERIOD,
+    DEFAULT_SERIES,
+    DEFAULT_TO_YEAR,
+)
+from rearcquest.data.tables import DEFAULT_SURVEYS
+from rearcquest.data.vintages import DEFAULT_FILE, DEFAULT_FROM_RELEASE, DEFAULT_TO_RELEASE
 from rearcquest.errors import OptionError, RqError
 from rearcquest.layout import STATE_PREFIX
-from rearcquest.tables import DEFAULT_SURVEYS
-from rearcquest.vintages import DEFAULT_FILE, DEFAULT_FROM_RELEASE, DEFAULT_TO_RELEASE
+from rearcquest.output import _console as console
+from rearcquest.output import render
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
-    from rearcquest.render import TextTable
-    from rearcquest.storage import ObjectStore
+    from rearcquest.aws.storage import ObjectStore
+    from rearcquest.output.render import TextTable
 
 app = typer.Typer(
     name="rq",
@@ -211,7 +212,7 @@ def _configure_logging(level: int) -> None:
         from rearcquest.logjson import JsonFormatter
 
         handler.setFormatter(JsonFormatter())
-    from rearcquest.surveys import SurveyLogFilter
+    from rearcquest.mirror.surveys import SurveyLogFilter
 
     handler.addFilter(SurveyLogFilter())  # lines logged while a survey syncs name it
     root = logging.getLogger("rearcquest")
@@ -298,7 +299,7 @@ def _given(ctx: typer.Context) -> set[str]:
 
 
 def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = None) -> ObjectStore:
-    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
 
     return ObjectStore(
         make_s3_client(endpoint_url=endpoint_url, max_pool_connections=connections), bucket
@@ -458,9 +459,9 @@ def sync_bls(
     Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com --survey pr,cu
     """
     from rearcquest.config import RetryPolicy, SyncOptions
-    from rearcquest.job import AfterSync, SurveySet
+    from rearcquest.jobs.job import AfterSync, SurveySet
+    from rearcquest.jobs.pipeline import SyncRequest
     from rearcquest.layout import parse_surveys
-    from rearcquest.pipeline import SyncRequest
 
     options = SyncOptions(
         source_url=source_url or DEFAULT_BLS_URL,
@@ -538,7 +539,7 @@ def surveys(
 
     Example: rq surveys --contact me@example.com --bucket my-bls-mirror
     """
-    from rearcquest.surveys import raise_for_inventory, survey_inventory
+    from rearcquest.mirror.surveys import raise_for_inventory, survey_inventory
 
     store = _store(bucket, endpoint_url) if bucket else None
     infos = survey_inventory(
@@ -604,7 +605,7 @@ def fetch_population(
 
     Example: rq fetch-population --bucket my-bucket --format json
     """
-    from rearcquest.population import fetch_population as run_fetch
+    from rearcquest.mirror.population import fetch_population as run_fetch
 
     result = run_fetch(
         _store(bucket, endpoint_url),
@@ -768,9 +769,9 @@ def analyze(
 
     Example: rq analyze --report best-year --include-annual --format json
     """
-    from rearcquest.analytics import REPORTS, ReportInputs
     from rearcquest.config import Settings
-    from rearcquest.vintages import analyze_at
+    from rearcquest.data.analytics import REPORTS, ReportInputs
+    from rearcquest.data.vintages import analyze_at
 
     inputs = ReportInputs(
         reports=REPORTS if report is AnalyzeReport.all else (report.value,),
@@ -867,7 +868,7 @@ def tables(
     Example: rq tables --bucket my-bls-mirror --survey all --format json
     """
     from rearcquest.config import Settings
-    from rearcquest.tables import TablesOptions
+    from rearcquest.data.tables import TablesOptions
 
     options = TablesOptions(
         survey=survey,
@@ -880,8 +881,8 @@ def tables(
     )
     settings = Settings.from_env()
     if as_of is not None:
-        from rearcquest.render_vintages import tables_as_of_doc, tables_as_of_summary
-        from rearcquest.vintages import tables_as_of
+        from rearcquest.data.vintages import tables_as_of
+        from rearcquest.output.render_vintages import tables_as_of_doc, tables_as_of_summary
 
         built, written = tables_as_of(
             as_of, options, bucket=bucket or None, endpoint_url=endpoint_url, settings=settings
@@ -892,7 +893,7 @@ def tables(
             lambda: tables_as_of_summary(built.release, written),
         )
         return
-    from rearcquest.pipeline import build_tables_registered
+    from rearcquest.jobs.pipeline import build_tables_registered
 
     run = build_tables_registered(
         _store(bucket, endpoint_url), options, settings=settings, on_progress=log.info
@@ -945,7 +946,7 @@ def sql(
     Example: rq sql "SELECT year, population FROM population ORDER BY year" --format csv
     """
     from rearcquest.config import Settings
-    from rearcquest.vintages import query as run_query
+    from rearcquest.data.vintages import query as run_query
 
     release, answer = run_query(
         query,
@@ -1099,10 +1100,10 @@ def run(
 
     Example: RQ_CONTACT=me@example.com rq run --bls-bucket my-bls --population-bucket my-pop
     """
+    from rearcquest.aws.storage import make_s3_client
     from rearcquest.config import Settings
+    from rearcquest.jobs.pipeline import run_pipeline
     from rearcquest.layout import parse_surveys
-    from rearcquest.pipeline import run_pipeline
-    from rearcquest.storage import make_s3_client
 
     settings = Settings.from_env().with_options(
         bls_bucket=bls_bucket,
@@ -1195,8 +1196,8 @@ def releases(
     Example: rq releases --bucket my-bls-mirror --format json
     """
     from rearcquest.config import Settings
-    from rearcquest.render_vintages import releases_grid, releases_json
-    from rearcquest.vintages import list_releases
+    from rearcquest.data.vintages import list_releases
+    from rearcquest.output.render_vintages import releases_grid, releases_json
 
     found = list_releases(
         bucket=bucket, prefix=survey, endpoint_url=endpoint_url, settings=Settings.from_env()
@@ -1246,9 +1247,9 @@ def revisions(
 
     Example: rq revisions --from 2025-06-05 --to latest --series 'PRS30*' --format csv
     """
-    from rearcquest import render_vintages as out
     from rearcquest.config import Settings
-    from rearcquest.vintages import revisions as compare
+    from rearcquest.data.vintages import revisions as compare
+    from rearcquest.output import render_vintages as out
 
     result = compare(
         from_release=from_release,

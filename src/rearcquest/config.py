@@ -321,7 +321,7 @@ class SyncOptions:
     """How one BLS directory is mirrored: what ``rq sync-bls`` is told, as values.
 
     The command line, the scheduled job and the fan-out worker each build one from their own
-    inputs (arguments, :class:`Settings`, a work message); :func:`rearcquest.sync.sync_bls`
+    inputs (arguments, :class:`Settings`, a work message); :func:`rearcquest.mirror.sync.sync_bls`
     reads nothing else.
 
     Attributes:

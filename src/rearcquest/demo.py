@@ -8,7 +8,7 @@ an endpoint is given, an embedded S3 and SQS server (moto). Then, as the AWS pip
 2. wires the population key to a queue (the S3 notification), fetches the population (an S3
    event) and fetches it again (unchanged: nothing written, no event);
 3. drains the queue into the report function, as Lambda's SQS event source would (the same
-   :func:`rearcquest.events.process_report_batch` as the report Lambda);
+   :func:`rearcquest.jobs.events.process_report_batch` as the report Lambda);
 4. computes the three reports from the bucket.
 
 Steps are reported through ``on_step(title, payload)``; the caller renders them. Everything is
@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from rearcquest.aws.storage import ObjectStore, make_s3_client
 from rearcquest.config import DEFAULT_POPULATION_KEY, DEMO_BUCKET, Settings
 from rearcquest.offline import (
     OfflineServer,
@@ -31,7 +32,6 @@ from rearcquest.offline import (
     embedded_s3,
     load_release,
 )
-from rearcquest.storage import ObjectStore, make_s3_client
 
 if TYPE_CHECKING:
     from rearcquest.config import RetryPolicy
@@ -82,13 +82,13 @@ def run_demo(
     Raises:
         RqError: a step failed.
     """
-    from rearcquest.analytics import BLS_FILE, ReportInputs, analyze
+    from rearcquest.aws.queues import Queue, make_sqs_client
     from rearcquest.config import SyncOptions
-    from rearcquest.events import process_report_batch
-    from rearcquest.job import run_survey
+    from rearcquest.data.analytics import BLS_FILE, ReportInputs, analyze
+    from rearcquest.jobs.events import process_report_batch
+    from rearcquest.jobs.job import run_survey
     from rearcquest.localaws import drain_queue, notify_queue_on_key
-    from rearcquest.population import fetch_population
-    from rearcquest.queues import Queue, make_sqs_client
+    from rearcquest.mirror.population import fetch_population
 
     old, new = (load_release(bundled_release(v)) for v in ("2024-06-06", "2026-08-06"))
     with _endpoint(endpoint_url) as (url, keys), OfflineServer(old) as bls:

@@ -80,7 +80,7 @@ class LockUnsupportedError(ConfigError):
 
 
 class QueryRefusedError(ConfigError):
-    """``rq sql`` (:func:`~rearcquest.tables.run_sql`) was given something else than one read-only
+    """``rq sql`` (:func:`~rearcquest.data.tables.run_sql`) was given something else than one read-only
     query of the registered tables: a table function, ``COPY``, another statement; nothing ran.
 
     Attributes:

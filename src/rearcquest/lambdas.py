@@ -1,17 +1,17 @@
 """Thin AWS Lambda handlers over the same library functions as the CLI.
 
-- :func:`scheduled_handler` (EventBridge, daily): :func:`rearcquest.pipeline.run_pipeline`, i.e.
+- :func:`scheduled_handler` (EventBridge, daily): :func:`rearcquest.jobs.pipeline.run_pipeline`, i.e.
   sync-bls then fetch-population, settings from ``RQ_*`` variables. It raises when a step failed, so
   Lambda's retries, its on-failure destination and the error alarm see it.
 - :func:`index_handler` (a function URL, optional): a read-only page of the mirror with
   presigned download links.
 - :func:`work_handler` (SQS, the work queue of the fan-out): syncs the survey, or the one big
   file of a survey, each message names; the scheduled function plans those messages instead of
-  syncing when ``RQ_WORK_QUEUE_URL`` is set (:mod:`rearcquest.fanout`).
+  syncing when ``RQ_WORK_QUEUE_URL`` is set (:mod:`rearcquest.jobs.fanout`).
 - :func:`report_handler` (SQS, fed by the S3 notification on the population key): for each message,
   reads the population object it names and the BLS data, runs the three reports and logs them as
   JSON lines. Returns ``batchItemFailures`` so only failed messages are retried. The work is
-  :func:`rearcquest.events.process_report_batch`, which ``rq demo`` runs too.
+  :func:`rearcquest.jobs.events.process_report_batch`, which ``rq demo`` runs too.
 
 Every log line is a JSON object carrying ``request_id`` (the Lambda request id) and, while a
 report message is handled, ``message_id`` (its SQS message id), library modules' lines included.
@@ -29,9 +29,9 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from rearcquest.config import Settings
-from rearcquest.events import current_message_id, process_report_batch
+from rearcquest.jobs.events import current_message_id, process_report_batch
 from rearcquest.logjson import JsonFormatter
-from rearcquest.surveys import SurveyLogFilter
+from rearcquest.mirror.surveys import SurveyLogFilter
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -58,21 +58,21 @@ class _InvocationIds(logging.Filter):
 
 @functools.cache
 def _s3_client() -> S3Client:
-    from rearcquest.storage import make_s3_client
+    from rearcquest.aws.storage import make_s3_client
 
     return make_s3_client()
 
 
 @functools.cache
 def _glue_client() -> Any:
-    from rearcquest.catalog import make_glue_client
+    from rearcquest.aws.catalog import make_glue_client
 
     return make_glue_client()
 
 
 @functools.cache
 def _sqs_client() -> Any:
-    from rearcquest.queues import make_sqs_client
+    from rearcquest.aws.queues import make_sqs_client
 
     return make_sqs_client()
 
@@ -109,7 +109,7 @@ def scheduled_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         RqError: either step failed (after the other one ran).
     """
     from rearcquest.config import FanoutSettings
-    from rearcquest.pipeline import run_fanout_pipeline, run_pipeline
+    from rearcquest.jobs.pipeline import run_fanout_pipeline, run_pipeline
 
     with _invocation(context):
         fanout = FanoutSettings.from_env()
@@ -131,9 +131,9 @@ def index_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     The page lists the objects under the mirror prefix with presigned download links that live
     15 minutes, so the bucket stays private. S3 errors become a plain 502 page.
     """
+    from rearcquest.aws.storage import ObjectStore
     from rearcquest.errors import RqError
     from rearcquest.index import render_presigned_index
-    from rearcquest.storage import ObjectStore
 
     headers = {
         "Content-Type": "text/html; charset=utf-8",
@@ -161,7 +161,7 @@ def index_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def report_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Log the three reports for each population object named in an SQS batch.
 
-    See :func:`rearcquest.events.process_report_batch`; settings come from ``RQ_*`` variables.
+    See :func:`rearcquest.jobs.events.process_report_batch`; settings come from ``RQ_*`` variables.
     """
     with _invocation(context):
         return process_report_batch(event, settings=Settings.from_env(), s3_client=_s3_client())
@@ -170,14 +170,14 @@ def report_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def work_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Sync what each message of an SQS batch from the work queue names (the fan-out worker).
 
-    See :func:`rearcquest.pipeline.run_work_batch`; settings come from ``RQ_*`` variables and
+    See :func:`rearcquest.jobs.pipeline.run_work_batch`; settings come from ``RQ_*`` variables and
     ``RQ_MAX_RPS`` is this worker's share of the politeness budget. The source root and the
     mirrors' prefix are ``RQ_BLS_ROOT_URL`` and ``RQ_BLS_ROOT_PREFIX``, never a message's: a
     message naming others fails alone. Failed messages (a held lease, a failed listing or file,
     a refused message) are returned in ``batchItemFailures`` and retried.
     """
     from rearcquest.config import FanoutSettings
-    from rearcquest.pipeline import run_work_batch
+    from rearcquest.jobs.pipeline import run_work_batch
 
     with _invocation(context):
         settings = Settings.from_env()

@@ -6,7 +6,7 @@ index page see a clean copy::
 
     .rearcquest/state/<prefix>.json     the sync state of the mirror at <prefix> (e.g. pr.json)
     .rearcquest/locks/<prefix>.json     the lease a running sync holds on that mirror
-    .rearcquest/releases/<prefix>.json  the release log of that mirror (see rearcquest.releases)
+    .rearcquest/releases/<prefix>.json  the release log of that mirror (see rearcquest.records.releases)
 
 Object metadata keys written on every mirrored object are here too, so a reader never needs the
 module that wrote them.

@@ -3,8 +3,8 @@
 Used by ``rq demo`` and the end-to-end test against moto (in-process or its server): the population
 bucket notifies a queue when the population key is written, and :func:`drain_queue` plays the part
 of Lambda's SQS event source, handing batches to a handler and deleting what it processed. The
-batches and the partial batch responses are those of :mod:`rearcquest.events`, whose
-:func:`~rearcquest.events.process_report_batch` is the report Lambda's work.
+batches and the partial batch responses are those of :mod:`rearcquest.jobs.events`, whose
+:func:`~rearcquest.jobs.events.process_report_batch` is the report Lambda's work.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.events import failed_message_ids, sqs_batch_event
+from rearcquest.jobs.events import failed_message_ids, sqs_batch_event
 
 if TYPE_CHECKING:
-    from rearcquest.queues import Queue
-    from rearcquest.storage import ObjectStore
+    from rearcquest.aws.queues import Queue
+    from rearcquest.aws.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ def drain_queue(
 ) -> list[dict[str, Any]]:
     """Feed the queue's messages to ``handler`` in Lambda's SQS event format until it is empty.
 
-    The events are built by :func:`rearcquest.events.sqs_batch_event`; give
-    :func:`rearcquest.events.process_report_batch` (settings and client bound) as ``handler`` to
+    The events are built by :func:`rearcquest.jobs.events.sqs_batch_event`; give
+    :func:`rearcquest.jobs.events.process_report_batch` (settings and client bound) as ``handler`` to
     run what the report Lambda runs. Messages the handler reports in ``batchItemFailures`` stay on
     the queue (as with Lambda's partial batch responses); the others are deleted.
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.index import create_app
-from rearcquest.storage import ObjectStore
 
 from .helpers import load, moto_store
 

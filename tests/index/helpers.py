@@ -12,8 +12,8 @@ import anyio
 import httpx
 
 from conftest import BLS_RELEASES
+from rearcquest.aws.storage import ObjectInfo, ObjectStore, make_s3_client
 from rearcquest.layout import LEGACY_STATE_NAME, lock_key, state_key
-from rearcquest.storage import ObjectInfo, ObjectStore, make_s3_client
 
 VINTAGE = "2026-08-06"
 T0 = datetime(2026, 8, 6, 8, 30, tzinfo=UTC)

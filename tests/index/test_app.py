@@ -16,11 +16,11 @@ import botocore.exceptions
 import pytest
 
 from conftest import BLS_RELEASES
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.index import _app, create_app
 from rearcquest.index._app import _Throttle
 from rearcquest.index._render import PAGE_CSP, href_path
 from rearcquest.layout import LEGACY_STATE_NAME
-from rearcquest.storage import ObjectStore
 
 from .helpers import HOSTILE, LONG_KEY, T0, VINTAGE, asgi, files, parse
 

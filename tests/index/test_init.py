@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from conftest import BLS_RELEASES
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.errors import ConfigError
 from rearcquest.index import (
     AUTO_TOKEN,
@@ -22,7 +23,6 @@ from rearcquest.index import (
     write_static_index,
 )
 from rearcquest.layout import LEGACY_STATE_NAME
-from rearcquest.storage import ObjectStore
 
 from .helpers import HOSTILE, T0, VINTAGE, files, parse
 

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.index import Limits, start_server
-from rearcquest.storage import ObjectStore
 
 # Short limits so the tests do not wait; the generous socket timeouts only bound a broken run.
 QUICK = Limits(request_timeout=0.5, keep_alive_timeout=0.5, max_connections=3)

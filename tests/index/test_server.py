@@ -17,9 +17,9 @@ from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 import httpx
 import pytest
 
+from rearcquest.aws.storage import ObjectInfo, ObjectStore, ObjectStream, make_s3_client
 from rearcquest.index import Limits, exposure_warning, start_server
 from rearcquest.index._render import PAGE_CSP
-from rearcquest.storage import ObjectInfo, ObjectStore, ObjectStream, make_s3_client
 
 from .helpers import HOSTILE, T0, files, moto_store, parse, put_release
 

@@ -53,8 +53,8 @@ from rearcquest.index._server import (
 from rearcquest.layout import normalise_prefix
 
 if TYPE_CHECKING:
+    from rearcquest.aws.storage import ObjectStore
     from rearcquest.index._app import create_app
-    from rearcquest.storage import ObjectStore
 
 __all__ = [
     "AUTO_TOKEN",

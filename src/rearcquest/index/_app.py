@@ -47,7 +47,7 @@ from rearcquest.layout import is_reserved, normalise_prefix
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from rearcquest.storage import ListPage, ObjectStore, ObjectStream
+    from rearcquest.aws.storage import ListPage, ObjectStore, ObjectStream
 
 log = logging.getLogger(__name__)
 

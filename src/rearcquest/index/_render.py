@@ -21,8 +21,8 @@ from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 from rearcquest._sizes import human_size
+from rearcquest.aws.storage import ObjectInfo
 from rearcquest.layout import is_reserved
-from rearcquest.storage import ObjectInfo
 
 SortKey = Literal["name", "size", "modified"]
 Order = Literal["asc", "desc"]

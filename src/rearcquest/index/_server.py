@@ -22,7 +22,7 @@ from rearcquest.errors import ConfigError, RqError
 if TYPE_CHECKING:
     import uvicorn
 
-    from rearcquest.storage import ObjectStore
+    from rearcquest.aws.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 

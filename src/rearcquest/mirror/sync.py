@@ -16,8 +16,8 @@ Change detection, cheapest first, so that nothing is fetched when nothing change
 Deletes run last, and only when the listing was complete, every transfer succeeded and the delete
 guard (:class:`~rearcquest.config.DeleteLimit`, decided by the planner) allows them. A clean run
 then records a release in the mirror's release log when its files changed (see
-:mod:`rearcquest.releases`; the state keeps each object's S3 version id for it). A real run
-holds a lease on the mirror (:mod:`rearcquest.lease`), and writes the state only if it is still
+:mod:`rearcquest.records.releases`; the state keeps each object's S3 version id for it). A real run
+holds a lease on the mirror (:mod:`rearcquest.records.lease`), and writes the state only if it is still
 the one it read (``If-Match``), so two overlapping syncs cannot undo each other.
 """
 
@@ -69,12 +69,12 @@ from rearcquest.layout import (
     releases_key,
 )
 from rearcquest.layout import state_key as default_state_key
-from rearcquest.state import MAX_STATE_BYTES, FileState, SyncState
+from rearcquest.records.state import MAX_STATE_BYTES, FileState, SyncState
 
 if TYPE_CHECKING:
+    from rearcquest.aws.storage import ObjectInfo, ObjectStore, ObjectWriter
     from rearcquest.sources._http import HttpClient
     from rearcquest.sources.bls import RemoteFile
-    from rearcquest.storage import ObjectInfo, ObjectStore, ObjectWriter
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class SyncResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary printed by ``rq sync-bls --format json`` (the job adds what it did
-        after the sync: :meth:`rearcquest.job.SurveyRun.to_dict`)."""
+        after the sync: :meth:`rearcquest.jobs.job.SurveyRun.to_dict`)."""
         return {
             "source_url": self.source_url,
             "bucket": self.bucket,
@@ -568,7 +568,7 @@ def apply_plan(
     """Carry out ``plan``: transfers in parallel, then deletes, then the new state.
 
     ``transfers`` downloads run at once, each streaming its body into S3 as it arrives (no
-    temporary file): a body up to one part (:data:`rearcquest.storage.PART_SIZE`) is held in
+    temporary file): a body up to one part (:data:`rearcquest.aws.storage.PART_SIZE`) is held in
     memory, a larger one goes up as a multipart upload whose parts are sent while the next ones
     arrive. Once a body is in and its sha256 differs from the stored one, it is handed to a second
     pool of ``transfers`` uploaders that PUT it or complete its multipart upload, so the next
@@ -801,7 +801,7 @@ def _record_release(
     check: Callable[[], None],
 ) -> None:
     """Append a release to the mirror's release log if its files changed since the last one."""
-    from rearcquest.releases import ReleaseFile, record_release
+    from rearcquest.records.releases import ReleaseFile, record_release
 
     record_release(
         store,
@@ -890,7 +890,7 @@ def syncing(
 ) -> Iterator[SyncResult]:
     """:func:`sync_bls`, whose result is handed to the ``with`` block while the lease is held.
 
-    What follows a sync under its lease (the index page, the tables: :mod:`rearcquest.job`)
+    What follows a sync under its lease (the index page, the tables: :mod:`rearcquest.jobs.job`)
     runs in the block; the lease is released when it ends. The sync itself knows nothing of it.
 
     Args:
@@ -905,7 +905,7 @@ def syncing(
     Raises:
         RqError: as :func:`sync_bls`.
     """
-    from rearcquest.lease import Lease
+    from rearcquest.records.lease import Lease
     from rearcquest.sources._http import HttpClient
     from rearcquest.sources.bls import fetch_listing
 
@@ -925,7 +925,7 @@ def syncing(
         default_state_key(prefix) if o.state_key is None else o.state_key, prefix, o.index_key
     )
     if o.vintages:
-        from rearcquest.releases import require_versioning
+        from rearcquest.records.releases import require_versioning
 
         require_versioning(store)
     own_client = http is None

@@ -38,7 +38,7 @@ from rearcquest.errors import (
 )
 
 if TYPE_CHECKING:
-    from rearcquest.storage import ObjectStore
+    from rearcquest.aws.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Renderers of ``rq releases`` and ``rq revisions``: JSON, CSV, Markdown, grids and a chart.
 
 Numbers follow ``rq analyze``: exact decimals with the digits the source prints, written in JSON
-as numbers with those digits (:func:`rearcquest.render.to_json`).
+as numbers with those digits (:func:`rearcquest.output.render.to_json`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rearcquest.errors import RqError
-from rearcquest.render import TextTable, _png, _require_matplotlib, json_text, tables_markdown
+from rearcquest.output.render import (
+    TextTable,
+    _png,
+    _require_matplotlib,
+    json_text,
+    tables_markdown,
+)
 
 if TYPE_CHECKING:
-    from rearcquest.releases import Release
-    from rearcquest.vintages import Revisions
+    from rearcquest.data.vintages import Revisions
+    from rearcquest.records.releases import Release
 
 # The chart shows this many of the largest revisions.
 CHART_ROWS = 20
@@ -53,8 +59,8 @@ def releases_grid(releases: Sequence[Release]) -> TextTable:
 
 
 def revisions_json(result: Revisions) -> str:
-    """The ``rq revisions`` JSON document (:func:`rearcquest.vintages.revisions_doc`)."""
-    from rearcquest.vintages import revisions_doc
+    """The ``rq revisions`` JSON document (:func:`rearcquest.data.vintages.revisions_doc`)."""
+    from rearcquest.data.vintages import revisions_doc
 
     return json_text(revisions_doc(result)) + "\n"
 

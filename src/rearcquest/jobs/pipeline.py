@@ -1,7 +1,7 @@
 """The scheduled job: sync the BLS mirror, then fetch the population, whatever the sync did.
 
 With tables (``rq sync-bls --tables``, ``RQ_TABLES``) a sync that changed something is followed,
-under the same lease, by a build of the survey's Parquet tables (:mod:`rearcquest.job`), and
+under the same lease, by a build of the survey's Parquet tables (:mod:`rearcquest.jobs.job`), and
 the population fetch by the population table.
 
 One function serves ``rq run`` (cron, systemd) and the scheduled Lambda, so the two cannot drift.
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rearcquest.config import DEFAULT_ROOT_URL, Settings, SyncOptions
 from rearcquest.errors import ConfigError, DataError, OptionError, RqError, StorageError
-from rearcquest.job import (
+from rearcquest.jobs.job import (
     AfterSync,
     MultiSyncResult,
     SurveyOutcome,
@@ -39,12 +39,12 @@ from rearcquest.layout import tables_prefix as resolve_tables_prefix
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from rearcquest.catalog import Catalog
+    from rearcquest.aws.catalog import Catalog
+    from rearcquest.aws.storage import ObjectStore
     from rearcquest.config import FanoutSettings, RetryPolicy
-    from rearcquest.fanout import WorkMessage
-    from rearcquest.storage import ObjectStore
-    from rearcquest.sync import Progress
-    from rearcquest.tables import TablesOptions, TablesResult
+    from rearcquest.data.tables import TablesOptions, TablesResult
+    from rearcquest.jobs.fanout import WorkMessage
+    from rearcquest.mirror.sync import Progress
 
 log = logging.getLogger(__name__)
 
@@ -186,16 +186,16 @@ def build_tables_registered(
             table built or found current, and the population table, in that Glue database
             (what the stack declares, for Athena).
         settings: where the population answer is by default (see
-            :func:`rearcquest.tables.population_source`).
+            :func:`rearcquest.data.tables.population_source`).
         on_progress: called with a message before each table is built.
         glue_client: a Glue client to use instead of the default one.
 
     Raises:
         StorageError: the Glue database does not exist (checked before anything is built).
-        RqError: as :func:`~rearcquest.tables.build_tables`.
+        RqError: as :func:`~rearcquest.data.tables.build_tables`.
     """
+    from rearcquest.data.tables import LEASE_HELD, build_tables, population_source
     from rearcquest.layout import POPULATION_TABLE
-    from rearcquest.tables import LEASE_HELD, build_tables, population_source
 
     catalog = _catalog(options.glue_database, glue_client)
     if catalog is not None:
@@ -275,7 +275,7 @@ class SyncRequest:
             OptionError: ``surveys`` with an option of the single directory.
             ConfigError: a bad survey name or root prefix.
         """
-        from rearcquest.surveys import survey_prefix, survey_url
+        from rearcquest.mirror.surveys import survey_prefix, survey_url
 
         if surveys is None:
             return cls(options, after)
@@ -315,10 +315,10 @@ class SyncRequest:
     def sync_one(
         self, store: ObjectStore, *, on_progress: Callable[[Progress], None] | None = None
     ) -> SurveyRun:
-        """Run the one directory's job (:func:`~rearcquest.job.run_survey`).
+        """Run the one directory's job (:func:`~rearcquest.jobs.job.run_survey`).
 
         Raises:
-            RqError: as :func:`~rearcquest.sync.sync_bls`.
+            RqError: as :func:`~rearcquest.mirror.sync.sync_bls`.
         """
         return run_survey(store, self.options, self.after, on_progress=on_progress)
 
@@ -329,10 +329,10 @@ class SyncRequest:
         on_progress: Callable[[str, Progress], None] | None = None,
         on_survey: Callable[[SurveyOutcome], None] | None = None,
     ) -> MultiSyncResult:
-        """Run every survey's job (:func:`~rearcquest.job.run_surveys`).
+        """Run every survey's job (:func:`~rearcquest.jobs.job.run_surveys`).
 
         Raises:
-            RqError: as :func:`~rearcquest.job.run_surveys`.
+            RqError: as :func:`~rearcquest.jobs.job.run_surveys`.
         """
         assert self.surveys is not None, "sync_many is for a request with surveys"
         return run_surveys(
@@ -349,8 +349,8 @@ def _fetch_step(
     step: StepOutcome, settings: Settings, client: S3Client, retry: RetryPolicy | None
 ) -> None:
     """The fetch-population step of the scheduled job, recorded in ``step``."""
-    from rearcquest.population import fetch_population
-    from rearcquest.storage import ObjectStore
+    from rearcquest.aws.storage import ObjectStore
+    from rearcquest.mirror.population import fetch_population
 
     with _recording(step, "fetch-population"):
         fetched = fetch_population(
@@ -401,8 +401,8 @@ def run_pipeline(
             ``settings.bls_prefix`` (each survey has its own prefix), or tables are asked of a
             mirror at the bucket root; nothing was attempted.
     """
-    from rearcquest.storage import ObjectStore, make_s3_client
-    from rearcquest.surveys import survey_prefix, survey_url
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
+    from rearcquest.mirror.surveys import survey_prefix, survey_url
 
     if not settings.bls_bucket or not settings.population_bucket:
         raise ConfigError(
@@ -471,7 +471,7 @@ def run_pipeline(
     if reports:
         result.reports = StepOutcome()
         with _recording(result.reports, "analyze"):
-            from rearcquest.analytics import ReportInputs, analyze, to_json_doc
+            from rearcquest.data.analytics import ReportInputs, analyze, to_json_doc
 
             # With surveys the pr mirror the reports read is <root prefix>pr/.
             read = settings
@@ -500,8 +500,8 @@ def _tables_step(
         root: the root prefix of the mirror (the tables default to ``<root>tables/``).
         catalog: also create the population's Glue table there when missing.
     """
-    from rearcquest.storage import ObjectStore
-    from rearcquest.tables import build_population_table
+    from rearcquest.aws.storage import ObjectStore
+    from rearcquest.data.tables import build_population_table
 
     step = StepOutcome()
     where = resolve_tables_prefix(settings.tables_prefix, root)
@@ -556,7 +556,7 @@ def run_fanout_pipeline(
     Args:
         settings: contact, rate, population bucket and URL.
         fanout: the queue, surveys, root and big-file threshold.
-        sqs_client: the SQS client (:func:`rearcquest.queues.make_sqs_client`).
+        sqs_client: the SQS client (:func:`rearcquest.aws.queues.make_sqs_client`).
         s3_client: a boto3 S3 client to reuse.
         retry: the retry policy for both sources.
 
@@ -566,10 +566,10 @@ def run_fanout_pipeline(
     Raises:
         ConfigError: no queue or no population bucket is configured; nothing was attempted.
     """
-    from rearcquest.fanout import enqueue_work, plan_work
-    from rearcquest.queues import Queue
-    from rearcquest.storage import make_s3_client
-    from rearcquest.surveys import make_http
+    from rearcquest.aws.queues import Queue
+    from rearcquest.aws.storage import make_s3_client
+    from rearcquest.jobs.fanout import enqueue_work, plan_work
+    from rearcquest.mirror.surveys import make_http
 
     if not fanout.queue_url:
         raise ConfigError("set RQ_WORK_QUEUE_URL: the work queue the surveys are planned onto")
@@ -602,7 +602,7 @@ def run_fanout_pipeline(
     _fetch_step(result.population, settings, client, retry)
     if settings.tables:
         # The workers build each survey's tables; the population table is built here.
-        from rearcquest.storage import ObjectStore
+        from rearcquest.aws.storage import ObjectStore
 
         result.tables = _tables_step(
             ObjectStore(client, settings.bls_bucket or settings.population_bucket),
@@ -617,7 +617,7 @@ def _catalog(database: str | None, glue_client: Any) -> Catalog | None:
     """The Glue database the tables are registered in (``RQ_GLUE_DATABASE``), or None."""
     if not database:
         return None
-    from rearcquest.catalog import Catalog, make_glue_client
+    from rearcquest.aws.catalog import Catalog, make_glue_client
 
     return Catalog(glue_client or make_glue_client(), database)
 
@@ -662,9 +662,9 @@ def run_work_batch(
     Raises:
         ConfigError: ``RQ_BLS_BUCKET`` is not set.
     """
-    from rearcquest.fanout import process_work_batch, run_work
-    from rearcquest.storage import ObjectStore, make_s3_client
-    from rearcquest.surveys import make_http
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
+    from rearcquest.jobs.fanout import process_work_batch, run_work
+    from rearcquest.mirror.surveys import make_http
 
     if not settings.bls_bucket:
         raise ConfigError("set RQ_BLS_BUCKET: the bucket the surveys are mirrored into")

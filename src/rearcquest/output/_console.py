@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-    from rearcquest.job import SurveyOutcome
-    from rearcquest.render import TextTable
-    from rearcquest.sync import Progress as SyncProgress
+    from rearcquest.jobs.job import SurveyOutcome
+    from rearcquest.mirror.sync import Progress as SyncProgress
+    from rearcquest.output.render import TextTable
 
 SurveyCallbacks = tuple[
     Callable[[str, "SyncProgress"], None] | None, Callable[["SurveyOutcome"], None] | None
@@ -87,7 +87,7 @@ def survey_progress(quiet: bool, surveys: int | None) -> Iterator[SurveyCallback
         surveys: how many surveys will run, when known.
 
     Yields:
-        ``(on_progress, on_survey)`` for :func:`rearcquest.surveys.sync_surveys`; both None when
+        ``(on_progress, on_survey)`` for :func:`rearcquest.mirror.surveys.sync_surveys`; both None when
         nothing is shown.
     """
     if not _shown(quiet):

@@ -1,6 +1,6 @@
 """Reading the past: the reports as of a release, and what a release revised.
 
-The release log (:mod:`rearcquest.releases`) names, for every release of a mirror, the S3 version
+The release log (:mod:`rearcquest.records.releases`) names, for every release of a mirror, the S3 version
 of each file; a versioned bucket still holds those versions. :func:`list_releases` reads the log,
 :func:`analyze_at` runs the reports on the current data or on the files of one release, and
 :func:`revisions` compares two releases of a data file observation by observation, keyed on
@@ -19,8 +19,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.analytics import BLS_FILE, check_release_bytes
 from rearcquest.config import Settings
+from rearcquest.data.analytics import BLS_FILE, check_release_bytes
 from rearcquest.errors import (
     QUOTE_LIMIT,
     ConfigError,
@@ -30,16 +30,16 @@ from rearcquest.errors import (
 )
 from rearcquest.layout import normalise_prefix, path_inside
 from rearcquest.layout import tables_prefix as resolve_tables_prefix
-from rearcquest.state import MAX_STATE_BYTES
+from rearcquest.records.state import MAX_STATE_BYTES
 
 if TYPE_CHECKING:
     import polars as pl
     from mypy_boto3_s3 import S3Client
 
-    from rearcquest.analytics import Analysis, ReportInputs
-    from rearcquest.releases import Release
-    from rearcquest.storage import ObjectInfo, ObjectStore
-    from rearcquest.tables import TablesOptions
+    from rearcquest.aws.storage import ObjectInfo, ObjectStore
+    from rearcquest.data.analytics import Analysis, ReportInputs
+    from rearcquest.data.tables import TablesOptions
+    from rearcquest.records.releases import Release
 
 DEFAULT_FILE = BLS_FILE
 # What ``revisions`` compares unless told otherwise: the last two releases.
@@ -55,7 +55,7 @@ def _store(
     s3_client: S3Client | None,
     settings: Settings | None,
 ) -> ObjectStore:
-    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
 
     name = bucket or (settings or Settings()).bls_bucket
     if not name:
@@ -91,14 +91,14 @@ def list_releases(
         DataError: the log is not a release log.
         StorageError: S3 failed.
     """
-    from rearcquest.releases import load_releases
+    from rearcquest.records.releases import load_releases
 
     store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
     return list(reversed(load_releases(store, _prefix(prefix, settings)).releases))
 
 
 def _release(store: ObjectStore, prefix: str, spec: str) -> Release:
-    from rearcquest.releases import load_releases, resolve_release
+    from rearcquest.records.releases import load_releases, resolve_release
 
     return resolve_release(load_releases(store, prefix).releases, spec)
 
@@ -135,7 +135,7 @@ def _current_sha256(store: ObjectStore, prefix: str, name: str, head: ObjectInfo
     whether the object is still that one.
     """
     from rearcquest.layout import META_SHA256, state_key
-    from rearcquest.state import SyncState
+    from rearcquest.records.state import SyncState
 
     if sha := head.metadata.get(META_SHA256):
         return sha
@@ -216,7 +216,7 @@ def duplicated_keys(rows: pl.LazyFrame, *, run: _Collector = _streamed) -> pl.Da
     different keys share is never taken for a duplicate.
 
     Args:
-        rows: the observations (as :func:`rearcquest.analytics.scan_bls` gives them).
+        rows: the observations (as :func:`rearcquest.data.analytics.scan_bls` gives them).
         run: how a query is collected (to name the file in a read error).
 
     Returns:
@@ -339,7 +339,7 @@ def diff_observations(
     *,
     series: str | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Compare two releases' rows (as :func:`rearcquest.analytics.scan_bls` gives them).
+    """Compare two releases' rows (as :func:`rearcquest.data.analytics.scan_bls` gives them).
 
     Observations are keyed on ``series_id``, ``year``, ``period``. A value is revised when the
     exact decimals differ (``1.0`` and ``1.00`` are the same value).
@@ -386,7 +386,7 @@ def diff_files(
         DataError: a malformed row (the message names the file and the line), or a key that
             appears more than once (it names the file and the first such keys).
     """
-    from rearcquest.analytics import collect, scan_bls
+    from rearcquest.data.analytics import collect, scan_bls
 
     named = sources or (str(old), str(new))
     for path, source in zip((old, new), named, strict=True):
@@ -476,7 +476,7 @@ def revisions(
             (a value wider than DECIMAL(18,3) among them), or a key that appears twice.
         StorageError: S3 failed.
     """
-    from rearcquest.releases import load_releases, resolve_release
+    from rearcquest.records.releases import load_releases, resolve_release
 
     store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
     prefix = _prefix(prefix, settings)
@@ -586,8 +586,8 @@ def build_release_tables(
         DataError: a release's bytes were not kept, or a file is malformed.
         StorageError: S3 failed.
     """
+    from rearcquest.data.tables import build_local_tables
     from rearcquest.layout import population_key
-    from rearcquest.tables import build_local_tables
 
     store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
     prefix = _prefix(prefix, settings)
@@ -624,12 +624,12 @@ def analyze_at(
 
     The BLS file is ``inputs.bls``, default the mirrored ``<root_prefix>pr/pr.data.0.Current``.
     With ``inputs.as_of`` it is read at the S3 version the release log names for the latest
-    release on or before that date (:func:`rearcquest.releases.resolve_release`); the population
+    release on or before that date (:func:`rearcquest.records.releases.resolve_release`); the population
     is not versioned by releases: the current one is read, and ``population_source`` says so.
     Else ``inputs.source`` decides: ``auto`` reads the observations table when it is current
-    (:func:`rearcquest.tables.partition_to_read`), else the text file, for the same reports
+    (:func:`rearcquest.data.tables.partition_to_read`), else the text file, for the same reports
     (a non-number, null in the table, is left out; the text file rejects it). The reports are
-    then titled (:func:`rearcquest.tables.titled`).
+    then titled (:func:`rearcquest.data.tables.titled`).
 
     Args:
         inputs: the reports, their inputs and where the BLS rows are read.
@@ -644,16 +644,16 @@ def analyze_at(
     Raises:
         ConfigError: an unknown source; ``tables`` for a local file or without a current
             table; ``as_of`` with ``tables``, for the population report alone, for a file not
-            in S3, or matching no release; and as :func:`rearcquest.analytics.analyze`.
+            in S3, or matching no release; and as :func:`rearcquest.data.analytics.analyze`.
         DataError: the release's bytes were not kept; and as ``analyze``.
     """
     import polars as pl
 
-    from rearcquest import analytics
-    from rearcquest.analytics import ANALYZE_SOURCES
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
+    from rearcquest.data import analytics
+    from rearcquest.data.analytics import ANALYZE_SOURCES
+    from rearcquest.data.tables import DEFAULT_SURVEYS, partition_to_read, split_location, titled
     from rearcquest.layout import PART_NAME
-    from rearcquest.storage import ObjectStore, make_s3_client
-    from rearcquest.tables import DEFAULT_SURVEYS, partition_to_read, split_location, titled
 
     if inputs.source not in ANALYZE_SOURCES:
         raise ConfigError(
@@ -716,8 +716,8 @@ def _analyze_release(
     s3_client: S3Client | None,
 ) -> Analysis:
     """:func:`analyze_at` for ``inputs.as_of``: the BLS file ``location`` of that release."""
-    from rearcquest import analytics
-    from rearcquest.storage import ObjectStore, make_s3_client
+    from rearcquest.aws.storage import ObjectStore, make_s3_client
+    from rearcquest.data import analytics
 
     if not inputs.need_bls:
         raise ConfigError(
@@ -770,7 +770,7 @@ def query(
 
     Args:
         sql: the query; or None with ``named``.
-        named: one of :data:`rearcquest.tables.QUERY_NAMES` instead.
+        named: one of :data:`rearcquest.data.tables.QUERY_NAMES` instead.
         as_of: query the tables of this release (built in a temporary directory).
         location: the current tables (a directory or an ``s3://`` prefix), not with ``as_of``.
         root_prefix: where the survey mirrors are; the current tables default to
@@ -786,12 +786,12 @@ def query(
         QueryRefusedError: the query is not one read-only query (checked before a release is
             downloaded).
         ConfigError: neither or both of ``sql`` and ``named``; ``as_of`` with ``location``; or
-            as :func:`build_release_tables` and :func:`rearcquest.tables.run_sql`.
+            as :func:`build_release_tables` and :func:`rearcquest.data.tables.run_sql`.
         DataError, StorageError: as :func:`build_release_tables`.
     """
+    from rearcquest.data.sqlguard import check_query
+    from rearcquest.data.tables import DEFAULT_SURVEYS, named_query, run_sql
     from rearcquest.layout import default_tables_prefix
-    from rearcquest.sqlguard import check_query
-    from rearcquest.tables import DEFAULT_SURVEYS, named_query, run_sql
 
     if (sql is None) == (named is None):
         raise ConfigError("give either a QUERY or --named NAME")

@@ -5,11 +5,11 @@ share of the politeness budget is small). So the daily run is split:
 
 - the scheduled function calls :func:`plan_work` (the root listing and one listing per survey)
   and :func:`enqueue_work` puts one :class:`WorkMessage` per survey on the SQS work queue (through
-  :class:`rearcquest.queues.Queue`), plus
+  :class:`rearcquest.aws.queues.Queue`), plus
   one per file larger than ``big_file_bytes`` (one invocation's share), which the survey's own
   message then excludes;
 - the worker function, fed by that queue, calls :func:`process_work_batch`, which runs each
-  message with :func:`run_work`: :func:`rearcquest.sync.sync_bls` on the survey's directory and
+  message with :func:`run_work`: :func:`rearcquest.mirror.sync.sync_bls` on the survey's directory and
   prefix, with the survey's lease and state, the same library code as ``rq sync-bls --survey``.
 
 A survey message and the file messages of the same survey all take the survey's lease, so they
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from rearcquest.config import DEFAULT_BIG_FILE_BYTES, DEFAULT_POPULATION_KEY, DEFAULT_ROOT_URL
 from rearcquest.errors import ConfigError, RqError
 from rearcquest.layout import ALL, normalise_prefix, parse_surveys, plain_name, shown_name
-from rearcquest.surveys import (
+from rearcquest.mirror.surveys import (
     in_survey,
     list_surveys,
     mirrorable_surveys,
@@ -43,11 +43,11 @@ from rearcquest.surveys import (
 )
 
 if TYPE_CHECKING:
+    from rearcquest.aws.queues import Queue
+    from rearcquest.aws.storage import ObjectStore
     from rearcquest.config import SyncOptions
-    from rearcquest.job import AfterSync, SurveyRun, SurveySet
-    from rearcquest.queues import Queue
+    from rearcquest.jobs.job import AfterSync, SurveyRun, SurveySet
     from rearcquest.sources._http import HttpClient
-    from rearcquest.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ def run_work(
     options: SyncOptions,
     after: AfterSync | None = None,
 ) -> SurveyRun:
-    """Run the job (:func:`rearcquest.job.run_survey`) of what one work message names.
+    """Run the job (:func:`rearcquest.jobs.job.run_survey`) of what one work message names.
 
     Args:
         message: the work.
@@ -320,7 +320,7 @@ def run_work(
         LeaseHeldError: another message of the survey holds its lease; retry later.
         RqError: the sync failed (listing, files, delete guard, S3), or its tables.
     """
-    from rearcquest.job import run_survey
+    from rearcquest.jobs.job import run_survey
 
     _check_message_roots(message, root_url=surveys.root_url, root_prefix=surveys.root_prefix)
     prefix = survey_prefix(
@@ -370,13 +370,13 @@ def process_work_batch(
     queue's ``maxReceiveCount`` (5), moves it to the dead-letter queue. The others are done.
 
     Args:
-        event: the SQS batch event (see :func:`rearcquest.events.sqs_batch_event`).
+        event: the SQS batch event (see :func:`rearcquest.jobs.events.sqs_batch_event`).
         run: runs one message (:func:`run_work` with the store and client bound).
 
     Returns:
         ``{"batchItemFailures": [{"itemIdentifier": message_id}, ...]}``.
     """
-    from rearcquest.events import handling_message
+    from rearcquest.jobs.events import handling_message
 
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list):

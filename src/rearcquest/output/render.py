@@ -1,4 +1,4 @@
-"""Render an :class:`~rearcquest.analytics.Analysis` for programs and people.
+"""Render an :class:`~rearcquest.data.analytics.Analysis` for programs and people.
 
 JSON, CSV, Markdown and plain text on one side; report files (CSV, Parquet) and PNG charts on the
 other. Pure helpers: nothing here imports typer or rich or prints; ``cli.py`` turns
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from rearcquest._sizes import human_size as human_size
 from rearcquest._text import visible
-from rearcquest.analytics import (
+from rearcquest.data.analytics import (
     report_doc,
     report_frame,
     report_records,
@@ -39,13 +39,13 @@ from rearcquest.errors import ConfigError, RqError
 if TYPE_CHECKING:
     import polars as pl
 
-    from rearcquest.analytics import Analysis, ReportName
+    from rearcquest.data.analytics import Analysis, ReportName
+    from rearcquest.data.tables import TablesResult
     from rearcquest.index import StaticIndex
-    from rearcquest.job import MultiSyncResult, SurveyRun
-    from rearcquest.pipeline import PipelineResult, TablesRun
-    from rearcquest.population import FetchResult
-    from rearcquest.surveys import SurveyInfo
-    from rearcquest.tables import TablesResult
+    from rearcquest.jobs.job import MultiSyncResult, SurveyRun
+    from rearcquest.jobs.pipeline import PipelineResult, TablesRun
+    from rearcquest.mirror.population import FetchResult
+    from rearcquest.mirror.surveys import SurveyInfo
 
 TITLES: dict[str, str] = {
     "population": "US population",
@@ -72,7 +72,7 @@ def json_text(value: Any) -> str:
 
 
 def to_json(analysis: Analysis) -> str:
-    """The reports as indented JSON text (see :func:`rearcquest.analytics.to_json_doc`).
+    """The reports as indented JSON text (see :func:`rearcquest.data.analytics.to_json_doc`).
 
     Numbers are JSON numbers: ``-7.0`` and ``138.710`` as the BLS file has them, mean and std
     unrounded (``322069808.0``, ``4158441.040908095``).
@@ -486,7 +486,7 @@ def frame_cells(frame: pl.DataFrame) -> tuple[list[str], list[bool], list[list[s
     """Any frame laid out for people: column names, which are numeric, cells as CSV writes them.
 
     Args:
-        frame: e.g. the answer of :func:`rearcquest.tables.run_sql`.
+        frame: e.g. the answer of :func:`rearcquest.data.tables.run_sql`.
 
     Returns:
         ``(columns, numeric, rows)``; a null is an empty cell.
@@ -537,7 +537,7 @@ def sync_summary(run: SurveyRun) -> str:
     """The text summary of one sync: the plan on a dry run or a guarded delete, else the outcome.
 
     Args:
-        run: what the survey's job (:func:`rearcquest.job.run_survey`) did (or planned).
+        run: what the survey's job (:func:`rearcquest.jobs.job.run_survey`) did (or planned).
 
     Returns:
         Lines of text, without a final newline.
@@ -603,7 +603,7 @@ def surveys_summary(result: MultiSyncResult) -> str:
     """The text summary of a sync of several surveys: one line each, then the totals.
 
     Args:
-        result: what :func:`rearcquest.job.run_surveys` did.
+        result: what :func:`rearcquest.jobs.job.run_surveys` did.
 
     Returns:
         Lines of text, without a final newline.
@@ -639,7 +639,7 @@ def inventory_summary(infos: Sequence[SurveyInfo], *, with_bucket: bool) -> str:
     """The table of ``rq surveys``: files, size and latest date of each survey.
 
     Args:
-        infos: the surveys, as :func:`rearcquest.surveys.survey_inventory` lists them.
+        infos: the surveys, as :func:`rearcquest.mirror.surveys.survey_inventory` lists them.
         with_bucket: add the mirrored file count and the last sync of each survey.
 
     Returns:
@@ -665,7 +665,7 @@ def population_summary(result: FetchResult) -> str:
     """The text summary of ``rq fetch-population``: what was written, from where, its hash.
 
     Args:
-        result: what :func:`rearcquest.population.fetch_population` did.
+        result: what :func:`rearcquest.mirror.population.fetch_population` did.
 
     Returns:
         Lines of text, without a final newline.
@@ -686,7 +686,7 @@ def tables_summary(result: TablesResult) -> str:
     """The text summary of ``rq tables``: one line per table built, then the warnings.
 
     Args:
-        result: what :func:`rearcquest.tables.build_tables` did.
+        result: what :func:`rearcquest.data.tables.build_tables` did.
 
     Returns:
         Lines of text, without a final newline.
@@ -704,7 +704,7 @@ def tables_run_summary(run: TablesRun) -> str:
     """The text summary of ``rq tables``: :func:`tables_summary`, then what Glue got.
 
     Args:
-        run: what :func:`rearcquest.pipeline.build_tables_registered` did.
+        run: what :func:`rearcquest.jobs.pipeline.build_tables_registered` did.
 
     Returns:
         Lines of text, without a final newline.
@@ -751,7 +751,7 @@ def pipeline_summary(result: PipelineResult) -> str:
     """The text summary of ``rq run``: each step ok or failed, then the reports if any.
 
     Args:
-        result: what :func:`rearcquest.pipeline.run_pipeline` did.
+        result: what :func:`rearcquest.jobs.pipeline.run_pipeline` did.
 
     Returns:
         Lines of text, without a final newline.

@@ -64,9 +64,9 @@ from rearcquest.layout import tables_prefix as resolve_tables_prefix
 if TYPE_CHECKING:
     import polars as pl
 
-    from rearcquest.analytics import Analysis, AnalyzeSource
+    from rearcquest.aws.storage import ObjectInfo, ObjectStore
     from rearcquest.config import Settings
-    from rearcquest.storage import ObjectInfo, ObjectStore
+    from rearcquest.data.analytics import Analysis, AnalyzeSource
 
 log = logging.getLogger(__name__)
 
@@ -399,7 +399,7 @@ def observations_query(path: str | Path, *, source: str | None = None) -> pl.Laz
     """
     import polars as pl
 
-    from rearcquest.analytics import scan_bls
+    from rearcquest.data.analytics import scan_bls
 
     rows = scan_bls(path, source=source, non_numbers=True)
     footnotes = (
@@ -626,7 +626,7 @@ def _build_observations(
     """Write one data file's partition; return its row count. Nothing is written on an error."""
     import polars as pl
 
-    from rearcquest.analytics import sink_parquet
+    from rearcquest.data.analytics import sink_parquet
 
     source = store.url(info.key)
     text = workdir / "data.txt"
@@ -1000,7 +1000,7 @@ def build_local_tables(
     directory: Path, survey: str, target: Path, *, sources: Mapping[str, str] | None = None
 ) -> list[str]:
     """Write a survey's tables from a local folder of its files, laid out as :func:`scan_tables`
-    reads them (``rearcquest.vintages`` builds the tables of a past release this way).
+    reads them (``rearcquest.data.vintages`` builds the tables of a past release this way).
 
     Args:
         directory: the folder holding ``<survey>.series``, the mapping and the data files.
@@ -1015,7 +1015,7 @@ def build_local_tables(
         ConfigError: the folder holds no ``<survey>.series``.
         DataError: a file is malformed (the message names it and the line).
     """
-    from rearcquest.analytics import sink_parquet
+    from rearcquest.data.analytics import sink_parquet
 
     folder = _LocalFolder(directory)
     if f"{survey}.series" not in folder.names:
@@ -1045,7 +1045,7 @@ def population_table(body: bytes, *, source: str) -> pl.DataFrame:
     """
     import polars as pl
 
-    from rearcquest.analytics import population_from_bytes
+    from rearcquest.data.analytics import population_from_bytes
 
     frame = population_from_bytes(body, source=source)
     return frame.select(
@@ -1062,7 +1062,7 @@ def _build_population(
     force: bool,
     result: TablesResult,
 ) -> None:
-    from rearcquest.analytics import MAX_POPULATION_BYTES
+    from rearcquest.data.analytics import MAX_POPULATION_BYTES
 
     key = population_key(tables_prefix)
     source = population_store.url(population_object)
@@ -1179,8 +1179,8 @@ def population_source(
     Raises:
         ConfigError: ``url`` is not an ``s3://bucket/key`` URL.
     """
+    from rearcquest.aws.storage import ObjectStore
     from rearcquest.config import Settings
-    from rearcquest.storage import ObjectStore
 
     settings = settings or Settings()
     if url is None and settings.population_bucket:
@@ -1314,7 +1314,7 @@ def build_tables(
 
     from rearcquest.errors import LockUnsupportedError
     from rearcquest.layout import lock_key
-    from rearcquest.lease import Lease
+    from rearcquest.records.lease import Lease
 
     root = normalise_prefix(root_prefix)
     tables_prefix = resolve_tables_prefix(tables_prefix, root)
@@ -1534,7 +1534,7 @@ def _run(
 ) -> pl.DataFrame:
     import polars as pl
 
-    from rearcquest.sqlguard import check_query
+    from rearcquest.data.sqlguard import check_query
 
     if not frames and not names:
         raise ConfigError(f"no tables at {location} (build them with rq tables)")
@@ -1560,7 +1560,7 @@ def run_sql(
 
     Only one read-only query runs (``SELECT``, ``WITH``, set operations) over the registered
     tables: no table function (``read_csv(...)``), no file as a table, no ``COPY`` or other
-    statement; see :func:`rearcquest.sqlguard.check_query`.
+    statement; see :func:`rearcquest.data.sqlguard.check_query`.
 
     The tables are registered as ``<survey>_observations`` (column ``file`` is the data file of
     the partition), ``<survey>_series`` and ``population``. From S3 the Parquet objects are read
@@ -1583,7 +1583,7 @@ def run_sql(
 
     Raises:
         QueryRefusedError: the query is not one read-only query of the tables (a table function
-            such as ``read_csv``, ``COPY``, another statement; see :mod:`rearcquest.sqlguard`).
+            such as ``read_csv``, ``COPY``, another statement; see :mod:`rearcquest.data.sqlguard`).
         ConfigError: no location and no bucket, an ``s3://`` location whose prefix starts with
             ``/`` or holds ``..``, no tables at the location, or the query failed (unknown
             table, column, syntax).
@@ -1601,7 +1601,7 @@ def run_sql(
         return _run(query, scan_tables(location), location)
     bucket, prefix = split
     if store is None:
-        from rearcquest.storage import ObjectStore, make_s3_client
+        from rearcquest.aws.storage import ObjectStore, make_s3_client
 
         store = ObjectStore(make_s3_client(endpoint_url=endpoint_url), bucket)
     frames = _s3_tables(store, prefix)

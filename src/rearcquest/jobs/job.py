@@ -2,7 +2,7 @@
 
 :func:`run_survey` is the unit every path runs: ``rq sync-bls`` (one directory), ``rq sync-bls
 --survey`` (:func:`run_surveys`, several at once), the scheduled job and the fan-out worker (one
-per work message). The sync (:func:`rearcquest.sync.syncing`) knows nothing of what follows it;
+per work message). The sync (:func:`rearcquest.mirror.sync.syncing`) knows nothing of what follows it;
 the job runs each step under the sync's lease and records it in a :class:`SurveyRun`. A step that
 fails is recorded, never raised, so the sync's own outcome stands:
 :meth:`SurveyRun.raise_for_errors` raises the first failure, in the order the steps ran.
@@ -31,12 +31,12 @@ from rearcquest.layout import default_prefix, normalise_prefix
 from rearcquest.layout import tables_prefix as resolve_tables_prefix
 
 if TYPE_CHECKING:
-    from rearcquest.catalog import Catalog
+    from rearcquest.aws.catalog import Catalog
+    from rearcquest.aws.storage import ObjectStore
+    from rearcquest.data.tables import TablesResult
+    from rearcquest.mirror.sync import Progress, SyncResult
     from rearcquest.sources._http import HttpClient
     from rearcquest.sources.bls import RemoteFile
-    from rearcquest.storage import ObjectStore
-    from rearcquest.sync import Progress, SyncResult
-    from rearcquest.tables import TablesResult
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def run_survey(
         options: what to mirror and how.
         after: what follows the sync; None for the sync alone.
         http: an HTTP client to use (a run of several surveys shares one).
-        on_progress: called with the sync's :class:`~rearcquest.sync.Progress` events.
+        on_progress: called with the sync's :class:`~rearcquest.mirror.sync.Progress` events.
         listing: the directory's files, already fetched.
 
     Returns:
@@ -148,9 +148,9 @@ def run_survey(
 
     Raises:
         ConfigError: tables asked of a mirror at the bucket root (before anything is synced).
-        RqError: the sync failed as a whole (see :func:`rearcquest.sync.sync_bls`).
+        RqError: the sync failed as a whole (see :func:`rearcquest.mirror.sync.sync_bls`).
     """
-    from rearcquest.sync import syncing
+    from rearcquest.mirror.sync import syncing
 
     after = after or AfterSync()
     if after.tables:
@@ -207,7 +207,7 @@ def build_survey_tables(
     Returns:
         What the build did, or ``None`` when it did not run or failed as a whole.
     """
-    from rearcquest.tables import build_tables, tables_need_build
+    from rearcquest.data.tables import build_tables, tables_need_build
 
     result = run.sync
     root, survey = survey_of(result.prefix)
@@ -287,7 +287,7 @@ def register_glue_tables(
 ) -> dict[str, Any]:
     """Create the Glue tables of these surveys (and the population table) when they are missing.
 
-    The definitions are the stack's (:mod:`rearcquest.athena`); a table that exists is left as
+    The definitions are the stack's (:mod:`rearcquest.data.athena`); a table that exists is left as
     it is.
 
     Args:
@@ -304,7 +304,7 @@ def register_glue_tables(
     Raises:
         StorageError: Glue refused (a missing database, permissions).
     """
-    from rearcquest.athena import population_glue_table, survey_glue_tables, table_input
+    from rearcquest.data.athena import population_glue_table, survey_glue_tables, table_input
 
     wanted = [population_glue_table(bucket, tables_prefix=tables_prefix)] if population else []
     skipped: dict[str, str] = {}
@@ -470,7 +470,7 @@ def run_surveys(
         SourceError: ``all`` was asked and the root listing failed (nothing was changed).
     """
     from rearcquest.layout import ALL
-    from rearcquest.surveys import (
+    from rearcquest.mirror.surveys import (
         in_survey,
         list_surveys,
         make_http,

@@ -1,7 +1,7 @@
-"""The SQS seam: the only code that talks to SQS, as :mod:`rearcquest.storage` is for S3.
+"""The SQS seam: the only code that talks to SQS, as :mod:`rearcquest.aws.storage` is for S3.
 
 A :class:`Queue` is one queue by URL. The fan-out planner sends work to it
-(:func:`rearcquest.fanout.enqueue_work`), and the local pipeline (:mod:`rearcquest.localaws`,
+(:func:`rearcquest.jobs.fanout.enqueue_work`), and the local pipeline (:mod:`rearcquest.localaws`,
 ``rq demo``, the tests) receives and deletes what Lambda's SQS event source would. Errors come back
 as :class:`~rearcquest.errors.StorageError` naming the queue; no caller reads botocore's.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from rearcquest import _botocore
+from rearcquest.aws import _botocore
 from rearcquest.errors import StorageError
 
 SEND_BATCH = 10  # SQS's largest SendMessageBatch

@@ -38,7 +38,7 @@ from rearcquest.errors import (
 from rearcquest.layout import name_problem, releases_key, shown_name
 
 if TYPE_CHECKING:
-    from rearcquest.storage import ObjectStore
+    from rearcquest.aws.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 

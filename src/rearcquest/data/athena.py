@@ -3,7 +3,7 @@ the quest reports as named queries.
 
 Pure data, no AWS call: the CDK stack in ``infra/`` declares its Glue tables and Athena named
 queries from these functions, and the tests run the very same SQL with DuckDB over the Parquet
-that :mod:`rearcquest.tables` writes, so the stack, the tables and the reports cannot drift.
+that :mod:`rearcquest.data.tables` writes, so the stack, the tables and the reports cannot drift.
 
 The observations of a survey are partitioned by data file (``file=pr.data.0.Current``) with
 Athena's ``injected`` partition projection: the data file names differ per survey and are not
@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from rearcquest.data.tables import DEFAULT_SURVEYS, QUERY_NAMES, named_query
 from rearcquest.errors import ConfigError
 from rearcquest.layout import POPULATION_TABLE, SERIES_TABLE, TABLES_PREFIX
-from rearcquest.tables import DEFAULT_SURVEYS, QUERY_NAMES, named_query
 
 # The partition column of every observations table; its value is the data file's name.
 PARTITION_COLUMN: Final = "file"
@@ -32,7 +32,7 @@ PARQUET_SERDE: Final = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSe
 Column = tuple[str, str]
 _TABLE_NAME: Final = re.compile(r"^[a-z0-9_]+$")
 
-# Hive types of the columns rearcquest.tables writes: Int8 -> tinyint, Int16 -> smallint,
+# Hive types of the columns rearcquest.data.tables writes: Int8 -> tinyint, Int16 -> smallint,
 # Decimal(18, 3) -> decimal(18,3), Int64 -> bigint (tests/test_athena.py compares them with the
 # Parquet files).
 OBSERVATIONS_COLUMNS: Final[tuple[Column, ...]] = (
@@ -98,7 +98,7 @@ _DESCRIPTIONS: Final = {
 
 @dataclass(frozen=True)
 class GlueTable:
-    """One Glue table over the Parquet of :mod:`rearcquest.tables`.
+    """One Glue table over the Parquet of :mod:`rearcquest.data.tables`.
 
     Attributes:
         name: the table's name (``pr_observations``, ``pr_series``, ``population``).
@@ -253,7 +253,7 @@ def table_input(table: GlueTable) -> dict[str, Any]:
 
 
 def named_queries() -> list[NamedQuery]:
-    """The three quest reports as named queries, in :data:`~rearcquest.tables.QUERY_NAMES` order."""
+    """The three quest reports as named queries, in :data:`~rearcquest.data.tables.QUERY_NAMES` order."""
     return [NamedQuery(name, _DESCRIPTIONS[name], named_query(name)) for name in QUERY_NAMES]
 
 

@@ -1,6 +1,6 @@
 """The sync state: what the last sync of a mirror knew about each file, as one JSON object.
 
-The mirror writes it (:mod:`rearcquest.sync`, at ``.rearcquest/state/<prefix>.json``); the data
+The mirror writes it (:mod:`rearcquest.mirror.sync`, at ``.rearcquest/state/<prefix>.json``); the data
 side reads it to find the sha256 of an object uploaded in parts. It is parsed strictly: anything
 but the document :meth:`SyncState.to_json` writes is a ``ValueError``.
 """

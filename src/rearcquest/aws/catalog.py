@@ -1,5 +1,5 @@
-"""The Glue seam: the only code that talks to the Glue Data Catalog, as :mod:`rearcquest.storage`
-is for S3 and :mod:`rearcquest.queues` for SQS.
+"""The Glue seam: the only code that talks to the Glue Data Catalog, as :mod:`rearcquest.aws.storage`
+is for S3 and :mod:`rearcquest.aws.queues` for SQS.
 
 The CDK stack declares the Glue tables of the surveys it knows (``pr`` and those it is given).
 A deployment that mirrors every survey (``surveys=all``) learns its surveys only when it lists
@@ -15,7 +15,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from rearcquest import _botocore
+from rearcquest.aws import _botocore
 from rearcquest.errors import StorageError
 
 _T = TypeVar("_T")
@@ -78,7 +78,7 @@ class Catalog:
         """Create each table that the database does not hold yet; leave the others as they are.
 
         Args:
-            tables: Glue ``TableInput`` documents (:func:`rearcquest.athena.table_input`).
+            tables: Glue ``TableInput`` documents (:func:`rearcquest.data.athena.table_input`).
 
         Returns:
             The names of the tables created (another run creating one at the same moment is no

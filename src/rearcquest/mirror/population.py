@@ -33,9 +33,9 @@ from rearcquest.sources.datausa import (
 )
 
 if TYPE_CHECKING:
+    from rearcquest.aws.storage import ObjectStore
     from rearcquest.config import RetryPolicy
     from rearcquest.sources._http import HttpClient
-    from rearcquest.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 

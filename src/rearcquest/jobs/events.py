@@ -188,7 +188,7 @@ def process_report_batch(event: Any, *, settings: Settings, s3_client: S3Client)
 def _reports_for(bucket: str, key: str, settings: Settings, s3_client: S3Client) -> dict[str, Any]:
     """Run the three reports on the population object ``bucket/key`` and the BLS mirror (found
     through ``settings`` as ``rq analyze`` finds it)."""
-    from rearcquest.analytics import ReportInputs, analyze, to_json_doc
+    from rearcquest.data.analytics import ReportInputs, analyze, to_json_doc
 
     analysis = analyze(
         ReportInputs(population=f"s3://{bucket}/{key}"), settings=settings, s3_client=s3_client

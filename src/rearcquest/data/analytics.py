@@ -9,9 +9,9 @@ memory::
     best, rows = collect(best_year(bls), series_population(bls, population))
 
 :func:`analyze` computes what a :class:`ReportInputs` asks for: it finds the inputs (local paths or
-``s3://`` URLs, read through :class:`~rearcquest.storage.ObjectStore`), runs the chosen reports and
+``s3://`` URLs, read through :class:`~rearcquest.aws.storage.ObjectStore`), runs the chosen reports and
 returns them as an :class:`Analysis` (``rq analyze`` runs it through
-:func:`rearcquest.vintages.analyze_at`, which first resolves where the BLS rows come from). The
+:func:`rearcquest.data.vintages.analyze_at`, which first resolves where the BLS rows come from). The
 definitions (ddof, quarters and annual rows, ties, the join) are in ``docs/analyze.md``.
 """
 
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     import polars as pl
     from mypy_boto3_s3 import S3Client
 
+    from rearcquest.aws.storage import ObjectStore
     from rearcquest.sources.datausa import PopulationData
-    from rearcquest.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -656,7 +656,7 @@ class Analysis:
         value_decimals: for each series of the reports, how many decimals the file prints its
             values with; the reports print its values, and sums of them, with as many.
         titles: for each series of the reports, its decoded text (sector, measure, ...) when
-            the series file was found (:func:`rearcquest.vintages.analyze_at`); the reports
+            the series file was found (:func:`rearcquest.data.vintages.analyze_at`); the reports
             then carry a ``title`` column.
         release: the release stamp the BLS file was read as of (``rq analyze --as-of``).
     """
@@ -688,7 +688,7 @@ class ReportInputs:
     """What a report run reads and computes: the options of ``rq analyze``.
 
     :func:`analyze` reads ``bls`` as given; ``source``, ``tables_prefix``, ``root_prefix`` and
-    ``as_of`` say where :func:`rearcquest.vintages.analyze_at` finds the BLS rows first.
+    ``as_of`` say where :func:`rearcquest.data.vintages.analyze_at` finds the BLS rows first.
 
     Attributes:
         reports: any of :data:`REPORTS`.
@@ -769,7 +769,7 @@ class _Stores:
         self._endpoint_url = endpoint_url
 
     def get(self, bucket: str) -> ObjectStore:
-        from rearcquest.storage import ObjectStore, make_s3_client
+        from rearcquest.aws.storage import ObjectStore, make_s3_client
 
         if self._client is None:
             self._client = make_s3_client(endpoint_url=self._endpoint_url)
@@ -931,7 +931,7 @@ def analyze(
     and ``rq fetch-population`` store (see :func:`default_locations`). An S3 BLS file is
     downloaded to a temporary file (removed afterwards) and streamed from there. The BLS file
     is read as ``inputs.bls`` names it: its source, release and root prefix are resolved by
-    :func:`rearcquest.vintages.analyze_at`.
+    :func:`rearcquest.data.vintages.analyze_at`.
 
     Args:
         inputs: the reports and their inputs.
@@ -1097,7 +1097,7 @@ def report_records(analysis: Analysis, name: ReportName) -> list[dict[str, Any]]
 
     BLS values are decimals with the source's digits (:func:`bls_value`), mean and std the
     unrounded floats, populations and years integers: the data formats (JSON, CSV, Parquet)
-    write these. Table and Markdown (``rearcquest.render.tables``) round mean and std and add
+    write these. Table and Markdown (``rearcquest.output.render.tables``) round mean and std and add
     thousands separators to the population figures.
     """
     if name == "population":
@@ -1161,7 +1161,7 @@ def to_json_doc(analysis: Analysis) -> dict[str, Any]:
     "year", "value"}], "series_population": [{"series_id", "year", "period", "value",
     "population"}]}``, the BLS rows ending with ``"title"`` when the analysis has the series
     titles. Values are floats of the numbers the other formats print (a float cannot keep
-    ``138.710``'s last zero: ``rearcquest.render.to_json`` writes the digits themselves); mean
+    ``138.710``'s last zero: ``rearcquest.output.render.to_json`` writes the digits themselves); mean
     and std are the unrounded floats; years and populations are integers.
     """
     result: dict[str, Any] = _json_ready(report_doc(analysis))

@@ -2,7 +2,7 @@
 
 ``https://download.bls.gov/pub/time.series/`` lists about sixty surveys as directories (``pr``,
 ``cu``, ``ce``, ...). Each is mirrored into its own prefix, ``<root prefix><survey>/``
-(:func:`survey_prefix`), by its own job (:func:`rearcquest.job.run_surveys`). This module names
+(:func:`survey_prefix`), by its own job (:func:`rearcquest.jobs.job.run_surveys`). This module names
 them: the root's surveys, their URLs and prefixes, the one HTTP client of a run (whose rate
 limiter is the politeness budget), and the survey a log line belongs to.
 
@@ -32,13 +32,13 @@ from rearcquest.config import (
 from rearcquest.errors import ConfigError, RqError
 from rearcquest.layout import RESERVED_PREFIX, SURVEY_NAME, normalise_prefix, state_key
 from rearcquest.layout import tables_prefix as resolve_tables_prefix
-from rearcquest.state import MAX_STATE_BYTES
+from rearcquest.records.state import MAX_STATE_BYTES
 
 if TYPE_CHECKING:
+    from rearcquest.aws.storage import ObjectStore
     from rearcquest.config import RetryPolicy
+    from rearcquest.mirror.sync import Progress
     from rearcquest.sources._http import HttpClient
-    from rearcquest.storage import ObjectStore
-    from rearcquest.sync import Progress
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
-from rearcquest import _botocore
+from rearcquest.aws import _botocore
 from rearcquest.errors import ConfigError, PreconditionFailedError, StorageError
 
 if TYPE_CHECKING:

@@ -1,0 +1,3 @@
+"""What rq keeps in the bucket beside the files, shared by the wings: the sync state, the
+lease and the release log.
+"""
