@@ -122,3 +122,23 @@ def test_every_test_named_in_the_security_page_exists() -> None:
         if not re.search(rf"^(async )?def {name}\(", source, re.M):
             missing.append(f"{path}::{name}")
     assert missing == []
+
+
+def test_the_architecture_picture_is_drawn_from_the_import_contract() -> None:
+    """docs/img/architecture.svg is what scripts/architecture-picture draws from pyproject.toml's
+    contract and the files under src/: a moved module or a changed layer must redraw it."""
+    import importlib.machinery
+    import importlib.util
+
+    script = REPO / "scripts" / "architecture-picture"
+    loader = importlib.machinery.SourceFileLoader("architecture_picture", str(script))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    picture = importlib.util.module_from_spec(spec)
+    loader.exec_module(picture)
+    drawn = picture.draw()
+    assert (REPO / "docs" / "img" / "architecture.svg").read_text(encoding="utf-8") == drawn
+    for part in ("mirror/", "data/", "index/", "jobs/", "records/", "aws/", "sources/"):
+        assert f">{part}" in drawn
+    assert "![" in (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert "(img/architecture.svg)" in (REPO / "docs" / "architecture.md").read_text()

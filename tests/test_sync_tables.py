@@ -149,7 +149,7 @@ def test_a_dry_run_builds_nothing(store: ObjectStore, server: OfflineServer) -> 
     assert not list(store.list_objects("tables/"))
 
 
-def test_sync_mirror_of_one_directory_with_the_index_page(
+def test_the_job_of_one_directory_with_the_index_page(
     store: ObjectStore, server: OfflineServer
 ) -> None:
     result = run_job(

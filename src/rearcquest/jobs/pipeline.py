@@ -638,7 +638,7 @@ def run_work_batch(
     One HTTP client serves the batch; its rate (``settings.max_rps``) is this worker's share of
     the politeness budget, the queue's maximum concurrency times it being the whole. With
     ``settings.tables`` each message's sync that changed something builds the survey's tables
-    under the survey's lease (:func:`tables_after_sync`, to ``RQ_TABLES_PREFIX`` or
+    under the survey's lease (:func:`rearcquest.jobs.job.run_survey`, to ``RQ_TABLES_PREFIX`` or
     ``<root prefix>tables/``); a table that fails fails the message, and its retry builds them
     again even though its sync then changes nothing. With ``settings.glue_database`` the
     survey's Glue tables are then created there if missing (the stack cannot declare the

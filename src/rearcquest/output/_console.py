@@ -87,7 +87,7 @@ def survey_progress(quiet: bool, surveys: int | None) -> Iterator[SurveyCallback
         surveys: how many surveys will run, when known.
 
     Yields:
-        ``(on_progress, on_survey)`` for :func:`rearcquest.mirror.surveys.sync_surveys`; both None when
+        ``(on_progress, on_survey)`` for :func:`rearcquest.jobs.job.run_surveys`; both None when
         nothing is shown.
     """
     if not _shown(quiet):
