@@ -10,18 +10,18 @@ from __future__ import annotations
 import os
 import sys
 
-from rearcquest import ObjectStore, RqError, make_s3_client, sync_bls
+from rearcquest import ObjectStore, RqError, SyncOptions, make_s3_client, sync_bls
 from rearcquest.config import DEFAULT_BLS_URL
 
 
 def main() -> int:
     store = ObjectStore(make_s3_client(), os.environ["RQ_BLS_BUCKET"])
     try:
-        result = sync_bls(
-            store,
+        options = SyncOptions(
             source_url=os.environ.get("RQ_BLS_URL", DEFAULT_BLS_URL),
             contact=os.environ.get("RQ_CONTACT"),
         )
+        result = sync_bls(store, options)
         result.raise_for_errors()
     except RqError as exc:
         print(f"sync failed: {exc}", file=sys.stderr)
