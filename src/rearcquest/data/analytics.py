@@ -27,9 +27,11 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from rearcquest.aws.storage import ObjectStore, make_s3_client
 from rearcquest.config import Settings
 from rearcquest.errors import QUOTE_LIMIT, ConfigError, DataError, clipped, quoted
 from rearcquest.layout import path_inside
+from rearcquest.sources.datausa import parse_population
 
 if TYPE_CHECKING:
     import polars as pl
@@ -438,7 +440,6 @@ def population_from_bytes(body: bytes, *, source: str = "population") -> pl.Data
     Raises:
         DataError: it is not a national population answer; the message names ``source``.
     """
-    from rearcquest.sources.datausa import parse_population
 
     return population_frame(parse_population(body, source=source), source=source)
 
@@ -769,7 +770,6 @@ class _Stores:
         self._endpoint_url = endpoint_url
 
     def get(self, bucket: str) -> ObjectStore:
-        from rearcquest.aws.storage import ObjectStore, make_s3_client
 
         if self._client is None:
             self._client = make_s3_client(endpoint_url=self._endpoint_url)

@@ -31,10 +31,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
+from rearcquest.aws.storage import ObjectStore
+from rearcquest.config import Settings
+from rearcquest.data.analytics import (
+    MAX_POPULATION_BYTES,
+    population_from_bytes,
+    scan_bls,
+    sink_parquet,
+)
+from rearcquest.data.sqlguard import check_query
 from rearcquest.errors import (
     QUOTE_LIMIT,
+    ConcurrentSyncError,
     ConfigError,
     DataError,
+    LockUnsupportedError,
     RqError,
     StorageError,
     clipped,
@@ -49,6 +60,7 @@ from rearcquest.layout import (
     TABLES_PREFIX,
     default_tables_prefix,
     is_reserved,
+    lock_key,
     manifest_key,
     name_problem,
     normalise_prefix,
@@ -60,6 +72,7 @@ from rearcquest.layout import (
     shown_name,
 )
 from rearcquest.layout import tables_prefix as resolve_tables_prefix
+from rearcquest.records.lease import Lease
 
 if TYPE_CHECKING:
     import polars as pl
@@ -181,7 +194,6 @@ class TablesResult:
             ConcurrentSyncError: the only failures are surveys another run held (exit 5: try
                 again later).
         """
-        from rearcquest.errors import ConcurrentSyncError
 
         failed = self.failed
         if failed:
@@ -398,8 +410,6 @@ def observations_query(path: str | Path, *, source: str | None = None) -> pl.Laz
         DataError: the header lacks a required column.
     """
     import polars as pl
-
-    from rearcquest.data.analytics import scan_bls
 
     rows = scan_bls(path, source=source, non_numbers=True)
     footnotes = (
@@ -625,8 +635,6 @@ def _build_observations(
 ) -> int:
     """Write one data file's partition; return its row count. Nothing is written on an error."""
     import polars as pl
-
-    from rearcquest.data.analytics import sink_parquet
 
     source = store.url(info.key)
     text = workdir / "data.txt"
@@ -1015,7 +1023,6 @@ def build_local_tables(
         ConfigError: the folder holds no ``<survey>.series``.
         DataError: a file is malformed (the message names it and the line).
     """
-    from rearcquest.data.analytics import sink_parquet
 
     folder = _LocalFolder(directory)
     if f"{survey}.series" not in folder.names:
@@ -1045,8 +1052,6 @@ def population_table(body: bytes, *, source: str) -> pl.DataFrame:
     """
     import polars as pl
 
-    from rearcquest.data.analytics import population_from_bytes
-
     frame = population_from_bytes(body, source=source)
     return frame.select(
         pl.col("year").cast(pl.Int16), pl.col("population"), pl.lit(source).alias("source")
@@ -1062,7 +1067,6 @@ def _build_population(
     force: bool,
     result: TablesResult,
 ) -> None:
-    from rearcquest.data.analytics import MAX_POPULATION_BYTES
 
     key = population_key(tables_prefix)
     source = population_store.url(population_object)
@@ -1179,8 +1183,6 @@ def population_source(
     Raises:
         ConfigError: ``url`` is not an ``s3://bucket/key`` URL.
     """
-    from rearcquest.aws.storage import ObjectStore
-    from rearcquest.config import Settings
 
     settings = settings or Settings()
     if url is None and settings.population_bucket:
@@ -1216,7 +1218,6 @@ def _survey_failed(
     result: TablesResult, survey: str, key: str, exc: Exception, *, source: str
 ) -> None:
     """Record that a survey's tables could not be built (or looked at) at all."""
-    from rearcquest.errors import ConcurrentSyncError
 
     if isinstance(exc, RqError):
         error = str(exc)
@@ -1311,10 +1312,6 @@ def build_tables(
         StorageError: the bucket cannot be read before anything is built.
     """
     import contextlib
-
-    from rearcquest.errors import LockUnsupportedError
-    from rearcquest.layout import lock_key
-    from rearcquest.records.lease import Lease
 
     root = normalise_prefix(root_prefix)
     tables_prefix = resolve_tables_prefix(tables_prefix, root)
@@ -1533,8 +1530,6 @@ def _run(
     query: str, frames: Mapping[str, pl.LazyFrame], location: str, names: Iterable[str] = ()
 ) -> pl.DataFrame:
     import polars as pl
-
-    from rearcquest.data.sqlguard import check_query
 
     if not frames and not names:
         raise ConfigError(f"no tables at {location} (build them with rq tables)")

@@ -19,8 +19,26 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rearcquest.aws.storage import ObjectStore, make_s3_client
 from rearcquest.config import Settings
-from rearcquest.data.analytics import BLS_FILE, check_release_bytes
+from rearcquest.data import analytics
+from rearcquest.data.analytics import (
+    ANALYZE_SOURCES,
+    BLS_FILE,
+    check_release_bytes,
+    collect,
+    scan_bls,
+)
+from rearcquest.data.sqlguard import check_query
+from rearcquest.data.tables import (
+    DEFAULT_SURVEYS,
+    build_local_tables,
+    named_query,
+    partition_to_read,
+    run_sql,
+    split_location,
+    titled,
+)
 from rearcquest.errors import (
     QUOTE_LIMIT,
     ConfigError,
@@ -28,9 +46,19 @@ from rearcquest.errors import (
     StorageError,
     clipped,
 )
-from rearcquest.layout import normalise_prefix, path_inside
+from rearcquest.layout import (
+    AS_OF_TABLES,
+    META_SHA256,
+    PART_NAME,
+    default_tables_prefix,
+    normalise_prefix,
+    path_inside,
+    population_key,
+    state_key,
+)
 from rearcquest.layout import tables_prefix as resolve_tables_prefix
-from rearcquest.records.state import MAX_STATE_BYTES
+from rearcquest.records.releases import load_releases, resolve_release
+from rearcquest.records.state import MAX_STATE_BYTES, SyncState
 
 if TYPE_CHECKING:
     import polars as pl
@@ -55,7 +83,6 @@ def _store(
     s3_client: S3Client | None,
     settings: Settings | None,
 ) -> ObjectStore:
-    from rearcquest.aws.storage import ObjectStore, make_s3_client
 
     name = bucket or (settings or Settings()).bls_bucket
     if not name:
@@ -91,14 +118,12 @@ def list_releases(
         DataError: the log is not a release log.
         StorageError: S3 failed.
     """
-    from rearcquest.records.releases import load_releases
 
     store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
     return list(reversed(load_releases(store, _prefix(prefix, settings)).releases))
 
 
 def _release(store: ObjectStore, prefix: str, spec: str) -> Release:
-    from rearcquest.records.releases import load_releases, resolve_release
 
     return resolve_release(load_releases(store, prefix).releases, spec)
 
@@ -134,8 +159,6 @@ def _current_sha256(store: ObjectStore, prefix: str, name: str, head: ObjectInfo
     in); the mirror's state records the sha256 with the ETag it was written with, which tells
     whether the object is still that one.
     """
-    from rearcquest.layout import META_SHA256, state_key
-    from rearcquest.records.state import SyncState
 
     if sha := head.metadata.get(META_SHA256):
         return sha
@@ -386,7 +409,6 @@ def diff_files(
         DataError: a malformed row (the message names the file and the line), or a key that
             appears more than once (it names the file and the first such keys).
     """
-    from rearcquest.data.analytics import collect, scan_bls
 
     named = sources or (str(old), str(new))
     for path, source in zip((old, new), named, strict=True):
@@ -476,7 +498,6 @@ def revisions(
             (a value wider than DECIMAL(18,3) among them), or a key that appears twice.
         StorageError: S3 failed.
     """
-    from rearcquest.records.releases import load_releases, resolve_release
 
     store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
     prefix = _prefix(prefix, settings)
@@ -586,8 +607,6 @@ def build_release_tables(
         DataError: a release's bytes were not kept, or a file is malformed.
         StorageError: S3 failed.
     """
-    from rearcquest.data.tables import build_local_tables
-    from rearcquest.layout import population_key
 
     store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
     prefix = _prefix(prefix, settings)
@@ -648,12 +667,6 @@ def analyze_at(
         DataError: the release's bytes were not kept; and as ``analyze``.
     """
     import polars as pl
-
-    from rearcquest.aws.storage import ObjectStore, make_s3_client
-    from rearcquest.data import analytics
-    from rearcquest.data.analytics import ANALYZE_SOURCES
-    from rearcquest.data.tables import DEFAULT_SURVEYS, partition_to_read, split_location, titled
-    from rearcquest.layout import PART_NAME
 
     if inputs.source not in ANALYZE_SOURCES:
         raise ConfigError(
@@ -716,8 +729,6 @@ def _analyze_release(
     s3_client: S3Client | None,
 ) -> Analysis:
     """:func:`analyze_at` for ``inputs.as_of``: the BLS file ``location`` of that release."""
-    from rearcquest.aws.storage import ObjectStore, make_s3_client
-    from rearcquest.data import analytics
 
     if not inputs.need_bls:
         raise ConfigError(
@@ -789,9 +800,6 @@ def query(
             as :func:`build_release_tables` and :func:`rearcquest.data.tables.run_sql`.
         DataError, StorageError: as :func:`build_release_tables`.
     """
-    from rearcquest.data.sqlguard import check_query
-    from rearcquest.data.tables import DEFAULT_SURVEYS, named_query, run_sql
-    from rearcquest.layout import default_tables_prefix
 
     if (sql is None) == (named is None):
         raise ConfigError("give either a QUERY or --named NAME")
@@ -849,7 +857,6 @@ def tables_as_of(
     Raises:
         ConfigError, DataError, StorageError: as :func:`build_release_tables`.
     """
-    from rearcquest.layout import AS_OF_TABLES
 
     tables_prefix = resolve_tables_prefix(options.tables_prefix, options.root_prefix)
     prefix = normalise_prefix(normalise_prefix(options.root_prefix) + options.survey.strip())

@@ -23,6 +23,9 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote_plus
 
+from rearcquest.data.analytics import ReportInputs, analyze, to_json_doc
+from rearcquest.errors import ConfigError
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -188,7 +191,6 @@ def process_report_batch(event: Any, *, settings: Settings, s3_client: S3Client)
 def _reports_for(bucket: str, key: str, settings: Settings, s3_client: S3Client) -> dict[str, Any]:
     """Run the three reports on the population object ``bucket/key`` and the BLS mirror (found
     through ``settings`` as ``rq analyze`` finds it)."""
-    from rearcquest.data.analytics import ReportInputs, analyze, to_json_doc
 
     analysis = analyze(
         ReportInputs(population=f"s3://{bucket}/{key}"), settings=settings, s3_client=s3_client
@@ -204,7 +206,6 @@ def _process_message(record: dict[str, Any], settings: Settings, s3_client: S3Cl
         ValueError: the message is not an S3 event notification.
         RqError: a report could not be made.
     """
-    from rearcquest.errors import ConfigError
 
     body = record.get("body")
     if not isinstance(body, str):

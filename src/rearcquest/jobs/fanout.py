@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from rearcquest.config import DEFAULT_BIG_FILE_BYTES, DEFAULT_POPULATION_KEY, DEFAULT_ROOT_URL
 from rearcquest.errors import ConfigError, RqError
+from rearcquest.jobs.events import handling_message
+from rearcquest.jobs.job import run_survey
 from rearcquest.layout import ALL, normalise_prefix, parse_surveys, plain_name, shown_name
 from rearcquest.mirror.surveys import (
     in_survey,
@@ -41,6 +43,7 @@ from rearcquest.mirror.surveys import (
     survey_prefix,
     survey_url,
 )
+from rearcquest.sources.bls import fetch_listing
 
 if TYPE_CHECKING:
     from rearcquest.aws.queues import Queue
@@ -245,7 +248,6 @@ def plan_work(
         ConfigError: a bad survey name or size.
         SourceError: ``all`` was asked and the root listing failed.
     """
-    from rearcquest.sources.bls import fetch_listing
 
     if big_file_bytes < 1:
         raise ConfigError("the big-file threshold must be at least 1 byte")
@@ -320,7 +322,6 @@ def run_work(
         LeaseHeldError: another message of the survey holds its lease; retry later.
         RqError: the sync failed (listing, files, delete guard, S3), or its tables.
     """
-    from rearcquest.jobs.job import run_survey
 
     _check_message_roots(message, root_url=surveys.root_url, root_prefix=surveys.root_prefix)
     prefix = survey_prefix(
@@ -376,7 +377,6 @@ def process_work_batch(
     Returns:
         ``{"batchItemFailures": [{"itemIdentifier": message_id}, ...]}``.
     """
-    from rearcquest.jobs.events import handling_message
 
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list):

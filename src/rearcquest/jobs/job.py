@@ -26,9 +26,21 @@ from rearcquest.config import (
     SyncOptions,
     check_http_url,
 )
+from rearcquest.data.athena import population_glue_table, survey_glue_tables, table_input
+from rearcquest.data.tables import build_tables, tables_need_build
 from rearcquest.errors import ConfigError, DataError, RqError
-from rearcquest.layout import default_prefix, normalise_prefix
+from rearcquest.index import write_static_index
+from rearcquest.layout import ALL, default_prefix, normalise_prefix
 from rearcquest.layout import tables_prefix as resolve_tables_prefix
+from rearcquest.mirror.surveys import (
+    in_survey,
+    list_surveys,
+    make_http,
+    mirrorable_surveys,
+    survey_prefix,
+    survey_url,
+)
+from rearcquest.mirror.sync import syncing
 
 if TYPE_CHECKING:
     from rearcquest.aws.catalog import Catalog
@@ -150,7 +162,6 @@ def run_survey(
         ConfigError: tables asked of a mirror at the bucket root (before anything is synced).
         RqError: the sync failed as a whole (see :func:`rearcquest.mirror.sync.sync_bls`).
     """
-    from rearcquest.mirror.sync import syncing
 
     after = after or AfterSync()
     if after.tables:
@@ -178,7 +189,6 @@ def _write_page(store: ObjectStore, run: SurveyRun, index_key: str) -> None:
 
     It is never deleted as a stale file (the sync keeps it; see ``rq serve-index``).
     """
-    from rearcquest.index import write_static_index
 
     result = run.sync
     if result.added or result.updated or result.deleted or store.head(index_key) is None:
@@ -207,7 +217,6 @@ def build_survey_tables(
     Returns:
         What the build did, or ``None`` when it did not run or failed as a whole.
     """
-    from rearcquest.data.tables import build_tables, tables_need_build
 
     result = run.sync
     root, survey = survey_of(result.prefix)
@@ -304,7 +313,6 @@ def register_glue_tables(
     Raises:
         StorageError: Glue refused (a missing database, permissions).
     """
-    from rearcquest.data.athena import population_glue_table, survey_glue_tables, table_input
 
     wanted = [population_glue_table(bucket, tables_prefix=tables_prefix)] if population else []
     skipped: dict[str, str] = {}
@@ -469,15 +477,6 @@ def run_surveys(
         StorageError: the bucket cannot be used (nothing was fetched).
         SourceError: ``all`` was asked and the root listing failed (nothing was changed).
     """
-    from rearcquest.layout import ALL
-    from rearcquest.mirror.surveys import (
-        in_survey,
-        list_surveys,
-        make_http,
-        mirrorable_surveys,
-        survey_prefix,
-        survey_url,
-    )
 
     after = after or AfterSync()
     root_url = check_http_url(surveys.root_url, "root URL")

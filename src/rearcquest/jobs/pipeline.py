@@ -19,8 +19,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from rearcquest.aws.catalog import Catalog, make_glue_client
+from rearcquest.aws.queues import Queue
+from rearcquest.aws.storage import ObjectStore, make_s3_client
 from rearcquest.config import DEFAULT_ROOT_URL, Settings, SyncOptions
+from rearcquest.data.tables import (
+    LEASE_HELD,
+    build_population_table,
+    build_tables,
+    population_source,
+)
 from rearcquest.errors import ConfigError, DataError, OptionError, RqError, StorageError
+from rearcquest.jobs.fanout import enqueue_work, plan_work, process_work_batch, run_work
 from rearcquest.jobs.job import (
     AfterSync,
     MultiSyncResult,
@@ -33,8 +43,10 @@ from rearcquest.jobs.job import (
     survey_of,
     unexpected,
 )
-from rearcquest.layout import ALL
+from rearcquest.layout import ALL, POPULATION_TABLE
 from rearcquest.layout import tables_prefix as resolve_tables_prefix
+from rearcquest.mirror.population import fetch_population
+from rearcquest.mirror.surveys import make_http, survey_prefix, survey_url
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -194,8 +206,6 @@ def build_tables_registered(
         StorageError: the Glue database does not exist (checked before anything is built).
         RqError: as :func:`~rearcquest.data.tables.build_tables`.
     """
-    from rearcquest.data.tables import LEASE_HELD, build_tables, population_source
-    from rearcquest.layout import POPULATION_TABLE
 
     catalog = _catalog(options.glue_database, glue_client)
     if catalog is not None:
@@ -275,7 +285,6 @@ class SyncRequest:
             OptionError: ``surveys`` with an option of the single directory.
             ConfigError: a bad survey name or root prefix.
         """
-        from rearcquest.mirror.surveys import survey_prefix, survey_url
 
         if surveys is None:
             return cls(options, after)
@@ -349,8 +358,6 @@ def _fetch_step(
     step: StepOutcome, settings: Settings, client: S3Client, retry: RetryPolicy | None
 ) -> None:
     """The fetch-population step of the scheduled job, recorded in ``step``."""
-    from rearcquest.aws.storage import ObjectStore
-    from rearcquest.mirror.population import fetch_population
 
     with _recording(step, "fetch-population"):
         fetched = fetch_population(
@@ -401,8 +408,6 @@ def run_pipeline(
             ``settings.bls_prefix`` (each survey has its own prefix), or tables are asked of a
             mirror at the bucket root; nothing was attempted.
     """
-    from rearcquest.aws.storage import ObjectStore, make_s3_client
-    from rearcquest.mirror.surveys import survey_prefix, survey_url
 
     if not settings.bls_bucket or not settings.population_bucket:
         raise ConfigError(
@@ -500,8 +505,6 @@ def _tables_step(
         root: the root prefix of the mirror (the tables default to ``<root>tables/``).
         catalog: also create the population's Glue table there when missing.
     """
-    from rearcquest.aws.storage import ObjectStore
-    from rearcquest.data.tables import build_population_table
 
     step = StepOutcome()
     where = resolve_tables_prefix(settings.tables_prefix, root)
@@ -566,10 +569,6 @@ def run_fanout_pipeline(
     Raises:
         ConfigError: no queue or no population bucket is configured; nothing was attempted.
     """
-    from rearcquest.aws.queues import Queue
-    from rearcquest.aws.storage import make_s3_client
-    from rearcquest.jobs.fanout import enqueue_work, plan_work
-    from rearcquest.mirror.surveys import make_http
 
     if not fanout.queue_url:
         raise ConfigError("set RQ_WORK_QUEUE_URL: the work queue the surveys are planned onto")
@@ -617,7 +616,6 @@ def _catalog(database: str | None, glue_client: Any) -> Catalog | None:
     """The Glue database the tables are registered in (``RQ_GLUE_DATABASE``), or None."""
     if not database:
         return None
-    from rearcquest.aws.catalog import Catalog, make_glue_client
 
     return Catalog(glue_client or make_glue_client(), database)
 
@@ -662,9 +660,6 @@ def run_work_batch(
     Raises:
         ConfigError: ``RQ_BLS_BUCKET`` is not set.
     """
-    from rearcquest.aws.storage import ObjectStore, make_s3_client
-    from rearcquest.jobs.fanout import process_work_batch, run_work
-    from rearcquest.mirror.surveys import make_http
 
     if not settings.bls_bucket:
         raise ConfigError("set RQ_BLS_BUCKET: the bucket the surveys are mirrored into")

@@ -25,6 +25,7 @@ from rearcquest.config import (
     check_http_url,
 )
 from rearcquest.errors import ConfigError
+from rearcquest.sources._http import HttpClient
 from rearcquest.sources.datausa import (
     MAX_BODY_BYTES,
     PopulationData,
@@ -131,7 +132,6 @@ def fetch_population(
         DataError: the answer is not national population by year (exit 1); nothing was written.
         StorageError: S3 failed (exit 1).
     """
-    from rearcquest.sources._http import HttpClient
 
     check_http_url(url, "population URL")
     key = _check_key(key)

@@ -30,9 +30,18 @@ from rearcquest.config import (
     require_user_agent,
 )
 from rearcquest.errors import ConfigError, RqError
-from rearcquest.layout import RESERVED_PREFIX, SURVEY_NAME, normalise_prefix, state_key
+from rearcquest.layout import (
+    AS_OF_TABLES,
+    POPULATION_TABLE,
+    RESERVED_PREFIX,
+    SURVEY_NAME,
+    normalise_prefix,
+    state_key,
+)
 from rearcquest.layout import tables_prefix as resolve_tables_prefix
 from rearcquest.records.state import MAX_STATE_BYTES
+from rearcquest.sources._http import HttpClient
+from rearcquest.sources.bls import fetch_listing, fetch_subdirectories
 
 if TYPE_CHECKING:
     from rearcquest.aws.storage import ObjectStore
@@ -113,7 +122,6 @@ def _own_objects_clash(
     are not its own on every run. The tables' own folders (``population``, ``as-of``) are refused
     as survey names too, since a survey's tables go to ``<tables prefix><survey>/``.
     """
-    from rearcquest.layout import AS_OF_TABLES, POPULATION_TABLE
 
     mirror = normalise_prefix(root_prefix) + survey + "/"
     tables = resolve_tables_prefix(tables_prefix, root_prefix)
@@ -165,7 +173,6 @@ def list_surveys(http: HttpClient, root_url: str) -> list[str]:
     Raises:
         SourceError: the root could not be fetched, or lists no directory.
     """
-    from rearcquest.sources.bls import fetch_subdirectories
 
     return [d.name for d in fetch_subdirectories(http, root_url) if SURVEY_NAME.fullmatch(d.name)]
 
@@ -184,7 +191,6 @@ def make_http(
     Raises:
         ConfigError: no contact for bls.gov.
     """
-    from rearcquest.sources._http import HttpClient
 
     ua = build_user_agent(contact, user_agent)
     require_user_agent(url, ua)
@@ -276,7 +282,6 @@ def survey_inventory(
         SourceError: the root listing failed.
         StorageError: the bucket could not be read.
     """
-    from rearcquest.sources.bls import fetch_listing
 
     check_http_url(root_url, "root URL")
     if not root_url.endswith("/"):

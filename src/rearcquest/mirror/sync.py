@@ -69,7 +69,11 @@ from rearcquest.layout import (
     releases_key,
 )
 from rearcquest.layout import state_key as default_state_key
+from rearcquest.records.lease import Lease
+from rearcquest.records.releases import ReleaseFile, record_release
 from rearcquest.records.state import MAX_STATE_BYTES, FileState, SyncState
+from rearcquest.sources._http import HttpClient, parse_http_date
+from rearcquest.sources.bls import Download, download, fetch_listing
 
 if TYPE_CHECKING:
     from rearcquest.aws.storage import ObjectInfo, ObjectStore, ObjectWriter
@@ -509,7 +513,6 @@ def _write_state(store: ObjectStore, key: str, read: SyncState, new: SyncState) 
 
 def _mtime(last_modified: str | None) -> str | None:
     """``Last-Modified`` as rclone's ``mtime`` metadata: seconds since the epoch, 9 decimals."""
-    from rearcquest.sources._http import parse_http_date
 
     when = parse_http_date(last_modified)
     return None if when is None else f"{when.timestamp():.9f}"
@@ -590,7 +593,6 @@ def apply_plan(
         LeaseLostError: ``check_lease`` found the lease lost; nothing more was changed.
         StorageError: the state could not be written.
     """
-    from rearcquest.sources.bls import Download, download
 
     result = SyncResult(source_url, store.bucket, prefix, dry_run=False, plan=plan)
     result.skipped = [FileError(a.name, a.reason) for a in plan.of("skip")]
@@ -801,7 +803,6 @@ def _record_release(
     check: Callable[[], None],
 ) -> None:
     """Append a release to the mirror's release log if its files changed since the last one."""
-    from rearcquest.records.releases import ReleaseFile, record_release
 
     record_release(
         store,
@@ -905,9 +906,6 @@ def syncing(
     Raises:
         RqError: as :func:`sync_bls`.
     """
-    from rearcquest.records.lease import Lease
-    from rearcquest.sources._http import HttpClient
-    from rearcquest.sources.bls import fetch_listing
 
     o = options
     source_url = check_http_url(o.source_url, "source URL")
@@ -1063,7 +1061,6 @@ def _plan_without_lease(
         SourceError: the listing failed.
         StorageError: S3 failed.
     """
-    from rearcquest.sources.bls import fetch_listing
 
     # S3 first, so an unusable bucket spares the source.
     stored = {o.key: o for o in store.list_objects(prefix)}
@@ -1111,7 +1108,6 @@ def _look_again(
     Raises:
         LeaseLostError, StateConflictError, StorageError: as :func:`apply_plan`.
     """
-    from rearcquest.sources.bls import fetch_listing
 
     source_url, prefix = first.source_url, first.prefix
     log.warning(

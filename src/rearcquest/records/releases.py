@@ -36,6 +36,7 @@ from rearcquest.errors import (
     StateConflictError,
 )
 from rearcquest.layout import name_problem, releases_key, shown_name
+from rearcquest.sources._http import parse_http_date
 
 if TYPE_CHECKING:
     from rearcquest.aws.storage import ObjectStore
@@ -226,7 +227,6 @@ def _is_stamp(text: str) -> bool:
 
 def _http_stamp(value: str | None) -> str | None:
     """An HTTP ``Last-Modified`` date as a stamp, UTC; ``None`` when it is no date."""
-    from rearcquest.sources._http import parse_http_date
 
     when = parse_http_date(value)
     return None if when is None else _stamp(when)
