@@ -37,7 +37,7 @@ def test_defaults_match_the_cli() -> None:
 
 
 def test_the_data_file_is_the_one_the_reports_read() -> None:
-    from rearcquest.data.analytics import BLS_FILE
+    from rearcquest.config import BLS_FILE
 
     assert _from({"contact": "a@b.c"}).bls_data_key == f"pr/{BLS_FILE}"
 

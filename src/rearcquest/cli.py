@@ -24,27 +24,27 @@ from rearcquest.config import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BLS_URL,
     DEFAULT_CACHE_SECONDS,
+    DEFAULT_FILE,
+    DEFAULT_FROM_RELEASE,
+    DEFAULT_FROM_YEAR,
     DEFAULT_HOST,
     DEFAULT_INDEX_KEY,
     DEFAULT_MAX_DELETE,
     DEFAULT_PARALLEL,
+    DEFAULT_PERIOD,
     DEFAULT_POPULATION_KEY,
     DEFAULT_POPULATION_URL,
     DEFAULT_PORT,
     DEFAULT_ROOT_URL,
+    DEFAULT_SERIES,
+    DEFAULT_SURVEYS,
+    DEFAULT_TO_RELEASE,
+    DEFAULT_TO_YEAR,
     DEFAULT_TRANSFERS,
     DEMO_BUCKET,
     MAX_PRESIGN_SECONDS,
     POLITE_RPS,
 )
-from rearcquest.data.analytics import (
-    DEFAULT_FROM_YEAR,
-    DEFAULT_PERIOD,
-    DEFAULT_SERIES,
-    DEFAULT_TO_YEAR,
-)
-from rearcquest.data.tables import DEFAULT_SURVEYS
-from rearcquest.data.vintages import DEFAULT_FILE, DEFAULT_FROM_RELEASE, DEFAULT_TO_RELEASE
 from rearcquest.errors import OptionError, RqError
 from rearcquest.layout import STATE_PREFIX
 from rearcquest.output import _console as console

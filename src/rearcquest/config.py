@@ -51,6 +51,18 @@ DEFAULT_TRANSFERS = 4
 # One invocation's share: a file larger than this gets a message of its own. At the default
 # worker rate and Lambda's network a 1 GB file takes a few minutes; several would not fit 15.
 DEFAULT_BIG_FILE_BYTES = 512 * 1024 * 1024
+# The reports (rq analyze): the BLS file they read, and the series, period and years they show.
+BLS_FILE = "pr.data.0.Current"
+DEFAULT_SERIES = "PRS30006032"
+DEFAULT_PERIOD = "Q01"
+DEFAULT_FROM_YEAR = 2013
+DEFAULT_TO_YEAR = 2018
+# The surveys rq tables builds unless told otherwise: the one the reports read.
+DEFAULT_SURVEYS = ("pr",)
+# What rq revisions compares unless told otherwise: the reports' file in the last two releases.
+DEFAULT_FILE = BLS_FILE
+DEFAULT_FROM_RELEASE = "previous"
+DEFAULT_TO_RELEASE = "latest"
 # Surveys synced at once (rq sync-bls --survey).
 DEFAULT_PARALLEL = 4
 

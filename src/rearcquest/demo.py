@@ -83,8 +83,8 @@ def run_demo(
         RqError: a step failed.
     """
     from rearcquest.aws.queues import Queue, make_sqs_client
-    from rearcquest.config import SyncOptions
-    from rearcquest.data.analytics import BLS_FILE, ReportInputs, analyze
+    from rearcquest.config import BLS_FILE, SyncOptions
+    from rearcquest.data.analytics import ReportInputs, analyze
     from rearcquest.jobs.events import process_report_batch
     from rearcquest.jobs.job import run_survey
     from rearcquest.localaws import drain_queue, notify_queue_on_key

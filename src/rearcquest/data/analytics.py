@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from rearcquest.aws.storage import ObjectStore, make_s3_client
-from rearcquest.config import Settings
+from rearcquest.config import (
+    BLS_FILE,
+    DEFAULT_FROM_YEAR,
+    DEFAULT_PERIOD,
+    DEFAULT_SERIES,
+    DEFAULT_TO_YEAR,
+    Settings,
+)
 from rearcquest.errors import QUOTE_LIMIT, ConfigError, DataError, clipped, quoted
 from rearcquest.layout import path_inside
 from rearcquest.sources.datausa import parse_population
@@ -45,13 +52,8 @@ log = logging.getLogger(__name__)
 ReportName = Literal["population", "best-year", "series-population"]
 REPORTS: Final[tuple[ReportName, ...]] = ("population", "best-year", "series-population")
 
-BLS_FILE = "pr.data.0.Current"
 QUARTERS: Final = ("Q01", "Q02", "Q03", "Q04")
 ANNUAL: Final = "Q05"
-DEFAULT_SERIES = "PRS30006032"
-DEFAULT_PERIOD = "Q01"
-DEFAULT_FROM_YEAR = 2013
-DEFAULT_TO_YEAR = 2018
 # BLS publishes at most three decimals (pr: 0.1 and 0.001); values are exact decimals of this
 # scale, so sums never pick up binary-float noise such as 28.500000000000004.
 VALUE_SCALE = 3

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from rearcquest.data.tables import DEFAULT_SURVEYS, QUERY_NAMES, named_query
+from rearcquest.config import DEFAULT_SURVEYS
+from rearcquest.data.tables import QUERY_NAMES, named_query
 from rearcquest.errors import ConfigError
 from rearcquest.layout import POPULATION_TABLE, SERIES_TABLE, TABLES_PREFIX
 

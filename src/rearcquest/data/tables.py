@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from rearcquest.aws.storage import ObjectStore
-from rearcquest.config import Settings
+from rearcquest.config import DEFAULT_SURVEYS, Settings
 from rearcquest.data.analytics import (
     MAX_POPULATION_BYTES,
     population_from_bytes,
@@ -83,8 +83,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The surveys built unless told otherwise: the one the reports read.
-DEFAULT_SURVEYS: Final = ("pr",)
 # Every line of a BLS mapping file is a few hundred bytes; the header is the first of them.
 _HEADER_BYTES = 8192
 _MAX_MAPPING_BYTES = 64 * 1024 * 1024

@@ -20,18 +20,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rearcquest.aws.storage import ObjectStore, make_s3_client
-from rearcquest.config import Settings
-from rearcquest.data import analytics
-from rearcquest.data.analytics import (
-    ANALYZE_SOURCES,
-    BLS_FILE,
-    check_release_bytes,
-    collect,
-    scan_bls,
+from rearcquest.config import (
+    DEFAULT_FILE,
+    DEFAULT_FROM_RELEASE,
+    DEFAULT_SURVEYS,
+    DEFAULT_TO_RELEASE,
+    Settings,
 )
+from rearcquest.data import analytics
+from rearcquest.data.analytics import ANALYZE_SOURCES, check_release_bytes, collect, scan_bls
 from rearcquest.data.sqlguard import check_query
 from rearcquest.data.tables import (
-    DEFAULT_SURVEYS,
     build_local_tables,
     named_query,
     partition_to_read,
@@ -69,10 +68,6 @@ if TYPE_CHECKING:
     from rearcquest.data.tables import TablesOptions
     from rearcquest.records.releases import Release
 
-DEFAULT_FILE = BLS_FILE
-# What ``revisions`` compares unless told otherwise: the last two releases.
-DEFAULT_FROM_RELEASE = "previous"
-DEFAULT_TO_RELEASE = "latest"
 # The largest sync state read to find a multipart object's sha256.
 
 
