@@ -280,42 +280,31 @@ def test_sync_request_refuses_single_directory_options_with_surveys(
     assert "--survey" in result.stderr
 
 
-def test_sync_request_one_survey_is_its_directory() -> None:
+def test_one_survey_is_its_own_directory() -> None:
     from rearcquest.config import RetryPolicy, SyncOptions
-    from rearcquest.jobs.job import AfterSync, SurveySet
-    from rearcquest.jobs.pipeline import SyncRequest
+    from rearcquest.jobs.job import SurveySet, one_or_many
 
     options = SyncOptions(transfers=2, retry=RetryPolicy(attempts=7))
-    request = SyncRequest.of(
-        options, AfterSync(), surveys=SurveySet(["cu"], "http://h/ts", "m", parallel=3)
-    )
-    assert not request.many
-    assert (request.options.source_url, request.options.prefix) == ("http://h/ts/cu/", "m/cu/")
-    assert request.connections == 2 * 2 * 3
-    assert request.options.retry == RetryPolicy(attempts=7)
+    one, many = one_or_many(options, SurveySet(["cu"], "http://h/ts", "m", parallel=3))
+    assert many is None
+    assert (one.source_url, one.prefix) == ("http://h/ts/cu/", "m/cu/")
+    assert (one.transfers, one.retry) == (2, RetryPolicy(attempts=7))
 
 
-def test_sync_request_surveys_and_single_directory() -> None:
+def test_several_surveys_or_all_are_run_as_surveys() -> None:
     from rearcquest.config import SyncOptions
-    from rearcquest.jobs.job import AfterSync, SurveySet
-    from rearcquest.jobs.pipeline import SyncRequest
+    from rearcquest.jobs.job import SurveySet, one_or_many
     from rearcquest.layout import parse_surveys
 
     root = "http://h/ts/"
-    many = SyncRequest.of(
-        SyncOptions(dry_run=True),
-        AfterSync(),
-        surveys=SurveySet(parse_surveys(["pr,cu", "pr"]), root),
-    )
-    assert many.many and many.surveys is not None and list(many.surveys.names) == ["pr", "cu"]
-    assert many.survey_count == 2 and many.options.dry_run is True
-    everything = SyncRequest.of(
-        SyncOptions(), AfterSync(), surveys=SurveySet(parse_surveys(["pr", "ALL"]), root)
-    )
-    assert everything.many and everything.survey_count is None
-    single = SyncRequest.of(SyncOptions(index_key="i.html"), AfterSync(index=True))
-    assert not single.many and single.options.index_key == "i.html"
-    assert single.connections is None
+    options = SyncOptions(dry_run=True)
+    asked = SurveySet(parse_surveys(["pr,cu", "pr"]), root)
+    assert one_or_many(options, asked) == (options, asked)
+    assert list(asked.names) == ["pr", "cu"]
+    everything = SurveySet(parse_surveys(["pr", "ALL"]), root)
+    assert one_or_many(options, everything) == (options, everything)
+    with pytest.raises(ConfigError, match="cannot be mirrored"):  # onto the tables
+        one_or_many(options, SurveySet(["tables"], root))
 
 
 def test_settings_with_options_keeps_what_was_not_given() -> None:
@@ -393,9 +382,9 @@ def test_rq_run_refuses_surveys_with_a_bls_prefix(
 
 
 BROKEN_STEPS = [
-    ("rearcquest.mirror.sync.syncing", "sync-bls"),
-    ("rearcquest.mirror.population.fetch_population", "fetch-population"),
-    ("rearcquest.data.tables.build_population_table", "tables"),
+    ("rearcquest.jobs.job.syncing", "sync-bls"),  # where the jobs call them
+    ("rearcquest.jobs.pipeline.fetch_population", "fetch-population"),
+    ("rearcquest.jobs.pipeline.build_population_table", "tables"),
 ]
 
 

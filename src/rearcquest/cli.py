@@ -459,9 +459,8 @@ def sync_bls(
     Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com --survey pr,cu
     """
     from rearcquest.config import RetryPolicy, SyncOptions
-    from rearcquest.jobs.job import AfterSync, SurveySet
-    from rearcquest.jobs.pipeline import SyncRequest
-    from rearcquest.layout import parse_surveys
+    from rearcquest.jobs.job import AfterSync, SurveySet, one_or_many, run_survey, run_surveys
+    from rearcquest.layout import ALL, parse_surveys
 
     options = SyncOptions(
         source_url=source_url or DEFAULT_BLS_URL,
@@ -482,33 +481,42 @@ def sync_bls(
         wait=wait,
         vintages=vintages,
     )
+    after = AfterSync(index=write_index, tables=tables, tables_prefix=tables_prefix)
     names = parse_surveys(survey) if survey else None
-    single_only = [
-        flag
-        for flag, on in (
-            ("--source-url/RQ_BLS_URL", source_url is not None),
-            ("--prefix/RQ_BLS_PREFIX", prefix is not None),
-            ("--state-key", state_key is not None),
-            ("--write-index", write_index),
-        )
-        if on
-    ]
-    request = SyncRequest.of(
-        options,
-        AfterSync(index=write_index, tables=tables, tables_prefix=tables_prefix),
-        surveys=SurveySet(names, root_url, root_prefix, parallel) if names else None,
-        single_only=single_only,
-    )
-    store = _store(bucket, endpoint_url, connections=request.connections)
+    many: SurveySet | None = None
+    connections = None
+    if names is not None:
+        single_only = {
+            "--source-url/RQ_BLS_URL": source_url is not None,
+            "--prefix/RQ_BLS_PREFIX": prefix is not None,
+            "--state-key": state_key is not None,
+            "--write-index": write_index,
+        }
+        if any(single_only.values()):
+            given = ", ".join(flag for flag, on in single_only.items() if on)
+            raise OptionError(
+                f"--survey cannot be combined with {given}: each survey has its own directory, "
+                "prefix and state",
+                options="--survey",
+            )
+        asked = SurveySet(names, root_url, root_prefix, parallel)
+        options, many = one_or_many(options, asked, tables_prefix=tables_prefix)
+        # Surveys in parallel upload at once: botocore's default pool (10) would open and drop
+        # a connection for each request beyond it.
+        connections = 2 * transfers * parallel
+    store = _store(bucket, endpoint_url, connections=connections)
     quiet = _verbosity(ctx).quiet
-    if request.many:
-        with console.survey_progress(quiet, request.survey_count) as (on_each, on_survey):
-            many = request.sync_many(store, on_progress=on_each, on_survey=on_survey)
-        _summary(fmt, many.to_dict, lambda: render.surveys_summary(many))
-        many.raise_for_errors()
+    if many is not None:
+        count = None if names == [ALL] else len(many.names)
+        with console.survey_progress(quiet, count) as (on_each, on_survey):
+            outcomes = run_surveys(
+                store, many, options, after, on_progress=on_each, on_survey=on_survey
+            )
+        _summary(fmt, outcomes.to_dict, lambda: render.surveys_summary(outcomes))
+        outcomes.raise_for_errors()
         return
     with console.sync_progress(quiet, "syncing") as on_progress:
-        result = request.sync_one(store, on_progress=on_progress)
+        result = run_survey(store, options, after, on_progress=on_progress)
     _summary(fmt, result.to_dict, lambda: render.sync_summary(result))
     result.raise_for_errors()
 

@@ -441,6 +441,34 @@ class SurveySet:
     population_key: str = DEFAULT_POPULATION_KEY
 
 
+def one_or_many(
+    options: SyncOptions, surveys: SurveySet, *, tables_prefix: str | None = None
+) -> tuple[SyncOptions, SurveySet | None]:
+    """What ``--survey`` asks: one survey is its own directory (:func:`run_survey`, with the
+    single directory's document); several, or ``all``, are :func:`run_surveys`'s.
+
+    Returns:
+        ``options`` with the one survey's directory and prefix, and None; or ``options`` as
+        given and ``surveys``.
+
+    Raises:
+        ConfigError: a bad survey name or root prefix, or a mirror onto rq's own objects.
+    """
+    names = list(surveys.names)
+    if names == [ALL] or len(names) != 1:
+        return options, surveys
+    prefix = survey_prefix(
+        surveys.root_prefix,
+        names[0],
+        tables_prefix=tables_prefix,
+        population_key=surveys.population_key,
+    )
+    one = dataclasses.replace(
+        options, source_url=survey_url(surveys.root_url, names[0]), prefix=prefix
+    )
+    return one, None
+
+
 def run_surveys(
     store: ObjectStore,
     surveys: SurveySet,

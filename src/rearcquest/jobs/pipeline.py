@@ -29,24 +29,23 @@ from rearcquest.data.tables import (
     build_tables,
     population_source,
 )
-from rearcquest.errors import ConfigError, DataError, OptionError, RqError, StorageError
+from rearcquest.errors import ConfigError, DataError, RqError, StorageError
 from rearcquest.jobs.fanout import enqueue_work, plan_work, process_work_batch, run_work
 from rearcquest.jobs.job import (
     AfterSync,
-    MultiSyncResult,
-    SurveyOutcome,
     SurveyRun,
     SurveySet,
+    one_or_many,
     register_glue_tables,
     run_survey,
     run_surveys,
     survey_of,
     unexpected,
 )
-from rearcquest.layout import ALL, POPULATION_TABLE
+from rearcquest.layout import POPULATION_TABLE
 from rearcquest.layout import tables_prefix as resolve_tables_prefix
 from rearcquest.mirror.population import fetch_population
-from rearcquest.mirror.surveys import make_http, survey_prefix, survey_url
+from rearcquest.mirror.surveys import make_http, survey_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -56,7 +55,6 @@ if TYPE_CHECKING:
     from rearcquest.config import FanoutSettings, RetryPolicy
     from rearcquest.data.tables import TablesOptions, TablesResult
     from rearcquest.jobs.fanout import WorkMessage
-    from rearcquest.mirror.sync import Progress
 
 log = logging.getLogger(__name__)
 
@@ -245,115 +243,6 @@ def build_tables_registered(
     return run
 
 
-@dataclass(frozen=True)
-class SyncRequest:
-    """What ``rq sync-bls`` was asked: one BLS directory, or several surveys of a root.
-
-    Build it with :meth:`of`; then run :meth:`sync_one` or, when :attr:`many`, :meth:`sync_many`.
-
-    Attributes:
-        options: the one directory's options, or what every survey shares.
-        after: what follows each sync under its lease (the index page, the tables).
-        surveys: the surveys to mirror; None for one directory.
-        connections: the S3 connection pool the run needs; None for botocore's default.
-    """
-
-    options: SyncOptions
-    after: AfterSync = field(default_factory=AfterSync)
-    surveys: SurveySet | None = None
-    connections: int | None = None
-
-    @classmethod
-    def of(
-        cls,
-        options: SyncOptions,
-        after: AfterSync,
-        *,
-        surveys: SurveySet | None = None,
-        single_only: Sequence[str] = (),
-    ) -> SyncRequest:
-        """The request: one directory, or the surveys (one survey is its own directory).
-
-        Args:
-            options: the one directory's options, or what every survey shares.
-            after: what follows each sync.
-            surveys: the ``--survey`` names (see :func:`~rearcquest.layout.parse_surveys`).
-            single_only: the options of a single directory the command line was given
-                (``--source-url``, ``--prefix``, ...): refused with ``surveys``.
-
-        Raises:
-            OptionError: ``surveys`` with an option of the single directory.
-            ConfigError: a bad survey name or root prefix.
-        """
-
-        if surveys is None:
-            return cls(options, after)
-        if single_only:
-            raise OptionError(
-                f"--survey cannot be combined with {', '.join(single_only)}: each survey has its "
-                "own directory, prefix and state",
-                options="--survey",
-            )
-        # Surveys in parallel upload at once: botocore's default pool (10) would open and drop
-        # a connection for each request beyond it.
-        pool = 2 * options.transfers * surveys.parallel
-        names = list(surveys.names)
-        if names != [ALL] and len(names) == 1:
-            # One survey keeps the single directory's document.
-            one = replace(
-                options,
-                source_url=survey_url(surveys.root_url, names[0]),
-                prefix=survey_prefix(
-                    surveys.root_prefix, names[0], tables_prefix=after.tables_prefix
-                ),
-            )
-            return cls(one, after, connections=pool)
-        return cls(options, after, surveys, connections=pool)
-
-    @property
-    def many(self) -> bool:
-        """Whether this syncs several surveys (:meth:`sync_many`), not one directory."""
-        return self.surveys is not None
-
-    @property
-    def survey_count(self) -> int | None:
-        """How many surveys :meth:`sync_many` syncs; None for all (not known before listing)."""
-        names = list(self.surveys.names) if self.surveys is not None else None
-        return None if names is None or names == [ALL] else len(names)
-
-    def sync_one(
-        self, store: ObjectStore, *, on_progress: Callable[[Progress], None] | None = None
-    ) -> SurveyRun:
-        """Run the one directory's job (:func:`~rearcquest.jobs.job.run_survey`).
-
-        Raises:
-            RqError: as :func:`~rearcquest.mirror.sync.sync_bls`.
-        """
-        return run_survey(store, self.options, self.after, on_progress=on_progress)
-
-    def sync_many(
-        self,
-        store: ObjectStore,
-        *,
-        on_progress: Callable[[str, Progress], None] | None = None,
-        on_survey: Callable[[SurveyOutcome], None] | None = None,
-    ) -> MultiSyncResult:
-        """Run every survey's job (:func:`~rearcquest.jobs.job.run_surveys`).
-
-        Raises:
-            RqError: as :func:`~rearcquest.jobs.job.run_surveys`.
-        """
-        assert self.surveys is not None, "sync_many is for a request with surveys"
-        return run_surveys(
-            store,
-            self.surveys,
-            self.options,
-            self.after,
-            on_progress=on_progress,
-            on_survey=on_survey,
-        )
-
-
 def _fetch_step(
     step: StepOutcome, settings: Settings, client: S3Client, retry: RetryPolicy | None
 ) -> None:
@@ -429,42 +318,24 @@ def run_pipeline(
         retry=retry,
         vintages=settings.vintages,
     )
-    one = surveys is None or (list(surveys) != [ALL] and len(surveys) == 1)
-    if surveys is not None and one:  # one survey keeps the single-directory summary
-        options = replace(
-            options,
-            source_url=survey_url(root_url, surveys[0]),
-            prefix=survey_prefix(
-                root_prefix,
-                surveys[0],
-                tables_prefix=settings.tables_prefix,
-                population_key=settings.population_key,
-            ),
-        )
+    many: SurveySet | None = None
+    if surveys is not None:
+        asked = SurveySet(surveys, root_url, root_prefix, population_key=settings.population_key)
+        options, many = one_or_many(options, asked, tables_prefix=settings.tables_prefix)
     # Where the tables go by default: beside the mirrors (<root>tables/). A mirror at the
     # bucket root has no survey folder to build tables of: refused before anything is done.
-    root = survey_of(options.prefix or "")[0] if settings.tables and one else root_prefix
+    root = survey_of(options.prefix or "")[0] if settings.tables and many is None else root_prefix
     catalog = _catalog(settings.glue_database, None) if settings.tables else None
     after = AfterSync(tables=settings.tables, tables_prefix=settings.tables_prefix, catalog=catalog)
     result = PipelineResult()
     synced: SurveyRun | None = None
     with _recording(result.sync, "sync-bls"):
-        if not one:
+        if many is not None:
             # Each survey's tables are built under its lease, right after its sync; a survey
             # whose tables fail fails alone, in this step.
-            many = run_surveys(
-                store,
-                SurveySet(
-                    list(surveys or ()),
-                    root_url,
-                    root_prefix,
-                    population_key=settings.population_key,
-                ),
-                options,
-                after,
-            )
-            result.sync.summary = many.to_dict()
-            many.raise_for_errors()
+            outcomes = run_surveys(store, many, options, after)
+            result.sync.summary = outcomes.to_dict()
+            outcomes.raise_for_errors()
         else:
             synced = run_survey(store, options, after)
             result.sync.summary = synced.to_dict()
