@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rearcquest.config import (
     DEFAULT_PARALLEL,
@@ -560,7 +560,7 @@ def run_surveys(
                 index_key=None,
             )
             with in_survey(name):
-                with recorded(outcome, name):
+                with recorded(outcome, f"survey {name}", survey=name):
                     # The sync plans first without the survey's lease and takes it only when
                     # there is something to write: an unchanged survey costs its listing, one
                     # ListObjectsV2 and the state GET.
@@ -574,6 +574,7 @@ def run_surveys(
                         ),
                     )
                     outcome.result.raise_for_errors()
+                    log.info("survey %s synced", name, extra={"survey": name})
                 if on_survey is not None:
                     on_survey(outcome)
 
@@ -589,23 +590,30 @@ def run_surveys(
             client.close()
 
 
+class Outcome(Protocol):
+    """A step or a survey that records its failure instead of raising it."""
+
+    error: str | None
+    exit_code: int
+
+
 @contextlib.contextmanager
-def recorded(outcome: SurveyOutcome, name: str) -> Iterator[None]:
+def recorded(outcome: Outcome, what: str, *, survey: str | None = None) -> Iterator[None]:
     """Record an error raised in the block as ``outcome``'s failure, instead of raising it.
 
-    An ``OSError`` (a full temporary disk) fails this survey, not the run, and so does any
-    other exception (a bug, logged with its traceback): the other surveys go on.
+    An ``OSError`` (a full temporary disk, say) is a failure like an :class:`RqError` (exit
+    code 1), and so is any other exception (a bug, logged with its traceback): the next step,
+    or the other surveys, still run. ``KeyboardInterrupt`` and ``SystemExit`` go through.
     """
+    extra = {"survey": survey} if survey is not None else None
     try:
         yield
     except RqError as exc:
         outcome.error, outcome.exit_code = str(exc), exc.exit_code
-        log.error("survey %s failed: %s", name, exc, extra={"survey": name})
+        log.error("%s failed: %s", what, exc, extra=extra)
     except OSError as exc:
         outcome.error, outcome.exit_code = f"local I/O error: {exc}", 1
-        log.error("survey %s failed: %s", name, outcome.error, extra={"survey": name})
-    except Exception as exc:  # a bug met in one survey must not stop the others
+        log.error("%s failed: %s", what, outcome.error, extra=extra)
+    except Exception as exc:  # a bug met in one step or survey must not stop the others
         outcome.error, outcome.exit_code = unexpected(exc), 1
-        log.error("survey %s failed: %s", name, outcome.error, exc_info=exc, extra={"survey": name})
-    else:
-        log.info("survey %s synced", name, extra={"survey": name})
+        log.error("%s failed: %s", what, outcome.error, exc_info=exc, extra=extra)

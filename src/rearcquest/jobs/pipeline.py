@@ -14,8 +14,7 @@ Lambda retries to see: the exit code is 0 exactly when ``ok`` is true.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -36,11 +35,11 @@ from rearcquest.jobs.job import (
     SurveyRun,
     SurveySet,
     one_or_many,
+    recorded,
     register_glue_tables,
     run_survey,
     run_surveys,
     survey_of,
-    unexpected,
 )
 from rearcquest.layout import POPULATION_TABLE
 from rearcquest.layout import tables_prefix as resolve_tables_prefix
@@ -118,27 +117,6 @@ class PipelineResult:
             error = RqError("; ".join(f"{name} failed: {step.error}" for name, step in failed))
             error.exit_code = max(step.exit_code for _, step in failed)
             raise error
-
-
-@contextmanager
-def _recording(step: StepOutcome, name: str) -> Iterator[None]:
-    """Record an error raised in the block as the step's failure, instead of raising it.
-
-    An ``OSError`` (a full temporary disk, say) is a failure of that step like an
-    :class:`RqError` (exit code 1), and so is any other exception (a bug: logged with its
-    traceback): the next step still runs.
-    """
-    try:
-        yield
-    except RqError as exc:
-        step.error, step.exit_code = str(exc), exc.exit_code
-        log.error("%s failed: %s", name, exc)
-    except OSError as exc:
-        step.error, step.exit_code = f"local I/O error: {exc}", 1
-        log.error("%s failed: %s", name, step.error)
-    except Exception as exc:  # a bug in one step must not stop the scheduled job's others
-        step.error, step.exit_code = unexpected(exc), 1
-        log.error("%s failed: %s", name, step.error, exc_info=exc)
 
 
 @dataclass
@@ -248,7 +226,7 @@ def _fetch_step(
 ) -> None:
     """The fetch-population step of the scheduled job, recorded in ``step``."""
 
-    with _recording(step, "fetch-population"):
+    with recorded(step, "fetch-population"):
         fetched = fetch_population(
             ObjectStore(client, settings.population_bucket or ""),
             key=settings.population_key,
@@ -329,7 +307,7 @@ def run_pipeline(
     after = AfterSync(tables=settings.tables, tables_prefix=settings.tables_prefix, catalog=catalog)
     result = PipelineResult()
     synced: SurveyRun | None = None
-    with _recording(result.sync, "sync-bls"):
+    with recorded(result.sync, "sync-bls"):
         if many is not None:
             # Each survey's tables are built under its lease, right after its sync; a survey
             # whose tables fail fails alone, in this step.
@@ -346,7 +324,7 @@ def run_pipeline(
         result.tables = _tables_step(store, synced, settings, root=root, catalog=catalog)
     if reports:
         result.reports = StepOutcome()
-        with _recording(result.reports, "analyze"):
+        with recorded(result.reports, "analyze"):
             from rearcquest.data.analytics import ReportInputs, analyze, to_json_doc
 
             # With surveys the pr mirror the reports read is <root prefix>pr/.
@@ -384,7 +362,7 @@ def _tables_step(
         "survey": synced.tables if synced is not None else None,
         "population": None,
     }
-    with _recording(step, "tables"):
+    with recorded(step, "tables"):
         try:
             population = build_population_table(
                 store,
@@ -447,7 +425,7 @@ def run_fanout_pipeline(
         raise ConfigError("set RQ_POPULATION_BUCKET (or --population-bucket)")
     client = s3_client or make_s3_client()
     result = PipelineResult()
-    with _recording(result.sync, "plan-surveys"):
+    with recorded(result.sync, "plan-surveys"):
         with make_http(
             fanout.root_url,
             contact=settings.contact,
