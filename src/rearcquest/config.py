@@ -316,11 +316,6 @@ class Settings:
         )
 
     @property
-    def resolved_user_agent(self) -> str | None:
-        """The User-Agent built from ``user_agent`` or ``contact``."""
-        return build_user_agent(self.contact, self.user_agent)
-
-    @property
     def resolved_bls_prefix(self) -> str:
         """The BLS mirror prefix, defaulting to the directory name."""
         if self.bls_prefix is None:

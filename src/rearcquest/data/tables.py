@@ -1390,14 +1390,6 @@ def split_location(location: str) -> tuple[str, str] | None:
     return bucket, normalise_prefix(prefix)
 
 
-def _table_name(relative: str) -> str:
-    """The SQL name of the table a relative key belongs to: ``pr/series/...`` -> pr_series."""
-    survey, _, rest = relative.partition("/")
-    if survey == POPULATION_TABLE:
-        return POPULATION_TABLE
-    return f"{survey}_{rest.partition('/')[0].removesuffix('.parquet')}"
-
-
 def _is_partition(relative: str) -> bool:
     """Whether ``observations/file=<data file>/part-0.parquet`` is what ``relative`` is."""
     parts = relative.split("/")

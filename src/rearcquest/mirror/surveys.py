@@ -46,15 +46,12 @@ from rearcquest.sources.bls import fetch_listing, fetch_subdirectories
 if TYPE_CHECKING:
     from rearcquest.aws.storage import ObjectStore
     from rearcquest.config import RetryPolicy
-    from rearcquest.mirror.sync import Progress
     from rearcquest.sources._http import HttpClient
 
 log = logging.getLogger(__name__)
 
 
 _survey: contextvars.ContextVar[str | None] = contextvars.ContextVar("rq_survey", default=None)
-
-SurveyProgress = Callable[[str, "Progress"], None]
 
 
 def current_survey() -> str | None:
