@@ -439,11 +439,11 @@ def test_fanout_settings_default_to_pr_without_a_queue() -> None:
     assert FanoutSettings.from_env({}) == FanoutSettings(None, ("pr",))
 
 
-def test_worker_needs_the_bls_bucket() -> None:
+def test_worker_needs_the_bls_bucket(s3_client: Any) -> None:
     from rearcquest.jobs.pipeline import run_work_batch
 
     with pytest.raises(ConfigError, match="RQ_BLS_BUCKET"):
-        run_work_batch({"Records": []}, Settings())
+        run_work_batch({"Records": []}, Settings(), s3_client=s3_client)
 
 
 def test_worker_json_log_lines_carry_the_survey_and_message_id(

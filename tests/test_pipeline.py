@@ -86,9 +86,9 @@ def test_failed_sync_does_not_prevent_fetch(
     assert info.value.exit_code == 3
 
 
-def test_missing_buckets_are_refused() -> None:
+def test_missing_buckets_are_refused(s3_client: Any) -> None:
     with pytest.raises(ConfigError, match="RQ_BLS_BUCKET"):
-        run_pipeline(Settings())
+        run_pipeline(Settings(), s3_client=s3_client)
 
 
 def test_rq_run_from_environment(

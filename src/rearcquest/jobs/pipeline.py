@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from rearcquest.aws.catalog import Catalog, make_glue_client
 from rearcquest.aws.queues import Queue
-from rearcquest.aws.storage import ObjectStore, make_s3_client
+from rearcquest.aws.storage import ObjectStore
 from rearcquest.config import DEFAULT_ROOT_URL, Settings, SyncOptions
 from rearcquest.data.tables import (
     LEASE_HELD,
@@ -241,7 +241,7 @@ def _fetch_step(
 def run_pipeline(
     settings: Settings,
     *,
-    s3_client: S3Client | None = None,
+    s3_client: S3Client,
     retry: RetryPolicy | None = None,
     reports: bool = False,
     surveys: Sequence[str] | None = None,
@@ -256,7 +256,7 @@ def run_pipeline(
 
     Args:
         settings: buckets, URLs and contact (see :meth:`Settings.from_env`).
-        s3_client: a boto3 S3 client to reuse (Lambda keeps one per container).
+        s3_client: the S3 client (the entry point's; Lambda keeps one per container).
         retry: the retry policy for both sources.
         reports: also compute the three reports from what is stored, even when a step before
             failed (the mirror and the population object of the last good run).
@@ -285,7 +285,7 @@ def run_pipeline(
             "RQ_BLS_PREFIX cannot be combined with --survey: each survey is mirrored to "
             "<root prefix><survey>/ (use --root-prefix)"
         )
-    client = s3_client or make_s3_client()
+    client = s3_client
     store = ObjectStore(client, settings.bls_bucket)
     options = SyncOptions(
         source_url=settings.bls_url,
@@ -394,7 +394,7 @@ def run_fanout_pipeline(
     fanout: FanoutSettings,
     *,
     sqs_client: Any,
-    s3_client: S3Client | None = None,
+    s3_client: S3Client,
     retry: RetryPolicy | None = None,
 ) -> PipelineResult:
     """The scheduled run of the AWS fan-out: queue the surveys' work, then fetch the population.
@@ -409,7 +409,7 @@ def run_fanout_pipeline(
         settings: contact, rate, population bucket and URL.
         fanout: the queue, surveys, root and big-file threshold.
         sqs_client: the SQS client (:func:`rearcquest.aws.queues.make_sqs_client`).
-        s3_client: a boto3 S3 client to reuse.
+        s3_client: the S3 client (the entry point's).
         retry: the retry policy for both sources.
 
     Returns:
@@ -423,7 +423,7 @@ def run_fanout_pipeline(
         raise ConfigError("set RQ_WORK_QUEUE_URL: the work queue the surveys are planned onto")
     if not settings.population_bucket:
         raise ConfigError("set RQ_POPULATION_BUCKET (or --population-bucket)")
-    client = s3_client or make_s3_client()
+    client = s3_client
     result = PipelineResult()
     with recorded(result.sync, "plan-surveys"):
         with make_http(
@@ -475,7 +475,7 @@ def run_work_batch(
     *,
     root_url: str | None = None,
     root_prefix: str = "",
-    s3_client: S3Client | None = None,
+    s3_client: S3Client,
     glue_client: Any = None,
     retry: RetryPolicy | None = None,
     wait: float = 0.0,
@@ -498,7 +498,7 @@ def run_work_batch(
             rate: 1/s for bls.gov). A message naming another root fails alone, unfetched.
         root_prefix: the prefix the survey mirrors are under (``RQ_BLS_ROOT_PREFIX``). A
             message naming another prefix fails alone, unwritten.
-        s3_client: a boto3 S3 client to reuse.
+        s3_client: the S3 client (the entry point's).
         glue_client: a Glue client to reuse (with ``settings.glue_database``).
         retry: the retry policy for the source.
         wait: seconds to wait for a survey's lease before failing its message.
@@ -512,7 +512,7 @@ def run_work_batch(
 
     if not settings.bls_bucket:
         raise ConfigError("set RQ_BLS_BUCKET: the bucket the surveys are mirrored into")
-    store = ObjectStore(s3_client or make_s3_client(), settings.bls_bucket)
+    store = ObjectStore(s3_client, settings.bls_bucket)
     root_url = root_url or DEFAULT_ROOT_URL
     where = SurveySet((), root_url, root_prefix, population_key=settings.population_key)
     options = SyncOptions(wait=wait, vintages=settings.vintages)
