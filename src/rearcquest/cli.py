@@ -777,6 +777,7 @@ def analyze(
 
     Example: rq analyze --report best-year --include-annual --format json
     """
+    from rearcquest.aws.storage import S3Access
     from rearcquest.config import Settings
     from rearcquest.data.analytics import REPORTS, ReportInputs
     from rearcquest.data.vintages import analyze_at
@@ -796,7 +797,9 @@ def analyze(
         root_prefix=root_prefix,
         as_of=as_of,
     )
-    result = analyze_at(inputs, settings=Settings.from_env(), endpoint_url=endpoint_url)
+    result = analyze_at(
+        inputs, s3=S3Access(endpoint_url=endpoint_url), settings=Settings.from_env()
+    )
     if as_of is not None:
         typer.echo(visible(f"as of release {result.release}: {result.bls_source}"), err=True)
     _report(
@@ -889,11 +892,13 @@ def tables(
     )
     settings = Settings.from_env()
     if as_of is not None:
+        from rearcquest.aws.storage import S3Access
         from rearcquest.data.vintages import tables_as_of
         from rearcquest.output.render_vintages import tables_as_of_doc, tables_as_of_summary
 
+        s3 = S3Access(endpoint_url=endpoint_url)
         built, written = tables_as_of(
-            as_of, options, bucket=bucket or None, endpoint_url=endpoint_url, settings=settings
+            as_of, options, s3=s3, bucket=bucket or None, settings=settings
         )
         _summary(
             fmt,
@@ -953,18 +958,19 @@ def sql(
 
     Example: rq sql "SELECT year, population FROM population ORDER BY year" --format csv
     """
+    from rearcquest.aws.storage import S3Access
     from rearcquest.config import Settings
     from rearcquest.data.vintages import query as run_query
 
     release, answer = run_query(
         query,
+        s3=S3Access(endpoint_url=endpoint_url),
         named=named,
         as_of=as_of,
         location=location,
         root_prefix=root_prefix,
         # Only the default location reads the environment (as ever: --tables needs none).
         settings=Settings.from_env() if location is None else None,
-        endpoint_url=endpoint_url,
     )
     if release is not None:
         typer.echo(visible(f"as of release {release}"), err=True)
@@ -1203,13 +1209,13 @@ def releases(
 
     Example: rq releases --bucket my-bls-mirror --format json
     """
+    from rearcquest.aws.storage import S3Access
     from rearcquest.config import Settings
     from rearcquest.data.vintages import list_releases
     from rearcquest.output.render_vintages import releases_grid, releases_json
 
-    found = list_releases(
-        bucket=bucket, prefix=survey, endpoint_url=endpoint_url, settings=Settings.from_env()
-    )
+    s3 = S3Access(endpoint_url=endpoint_url)
+    found = list_releases(s3=s3, bucket=bucket, prefix=survey, settings=Settings.from_env())
     if fmt is ReleasesFormat.json:
         typer.echo(releases_json(found))
     else:
@@ -1255,18 +1261,19 @@ def revisions(
 
     Example: rq revisions --from 2025-06-05 --to latest --series 'PRS30*' --format csv
     """
+    from rearcquest.aws.storage import S3Access
     from rearcquest.config import Settings
     from rearcquest.data.vintages import revisions as compare
     from rearcquest.output import render_vintages as out
 
     result = compare(
+        s3=S3Access(endpoint_url=endpoint_url),
         from_release=from_release,
         to_release=to_release,
         file=file,
         series=series,
         bucket=bucket,
         prefix=prefix,
-        endpoint_url=endpoint_url,
         settings=Settings.from_env(),
     )
     _report(
