@@ -35,6 +35,7 @@ from rearcquest.data.analytics import (
     to_json_doc,
 )
 from rearcquest.data.analytics import _bls_reports as _bls_reports
+from rearcquest.data.vintages import analyze_at
 from rearcquest.errors import ConfigError, DataError, StorageError
 from rearcquest.output import render
 
@@ -826,3 +827,15 @@ def test_bls_reports_of_analyze_share_one_pass(shared_data: Path) -> None:
         plan = pl.explain_all(frames)
         assert plan.count("Csv SCAN") == 1, chosen
         assert plan.count("OPAQUE_PYTHON") == 1, chosen  # every row is checked once
+
+
+def test_reports_on_local_files_make_no_s3_client(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rq analyze on local paths never pays for botocore: its S3Access makes no client unused.
+    from rearcquest.aws import storage
+
+    monkeypatch.setattr(storage, "make_s3_client", lambda **kw: pytest.fail("a client was made"))
+    s3 = S3Access(endpoint_url="http://127.0.0.1:9")
+    result = analyze_at(ReportInputs(bls=LATEST, population=ACS1, include_annual=True), s3=s3)
+    assert result.reports == ("population", "best-year", "series-population")
