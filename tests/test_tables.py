@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from conftest import DATAUSA, break_survey_build, release
-from rearcquest.aws.storage import S3Access
+from rearcquest.aws.storage import ObjectStore, S3Access
 from rearcquest.data.analytics import ReportInputs
 from rearcquest.data.tables import (
     build_local_tables,
@@ -709,7 +709,8 @@ def test_sql_on_an_object_gone_since_the_listing_is_a_storage_error(
     listed = list(built.list_objects("tables/"))
     gone = observations_key("tables/", "pr", "pr.data.0.Current")
     built.delete(gone)
-    monkeypatch.setattr(built, "list_objects", lambda prefix="": iter(listed))
+    # run_sql lists through a store of its own (the S3Access's), so the class is patched.
+    monkeypatch.setattr(ObjectStore, "list_objects", lambda self, prefix="": iter(listed))
     with pytest.raises(StorageError, match=r"cannot read the tables at s3://sql-.*/tables/: .*"):
         run_sql(
             "SELECT COUNT(*) FROM pr_observations",
