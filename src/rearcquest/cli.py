@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
-    from rearcquest.aws.storage import ObjectStore
+    from rearcquest.aws.storage import ObjectStore, S3Access
     from rearcquest.output.render import TextTable
 
 app = typer.Typer(
@@ -298,12 +298,15 @@ def _given(ctx: typer.Context) -> set[str]:
     return {flag for flag, source in sources.items() if source and source.name == "COMMANDLINE"}
 
 
-def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = None) -> ObjectStore:
-    from rearcquest.aws.storage import ObjectStore, make_s3_client
+def _s3(endpoint_url: str | None, *, connections: int | None = None) -> S3Access:
+    """The command's S3 access: its one client is made when S3 is first read."""
+    from rearcquest.aws.storage import S3Access
 
-    return ObjectStore(
-        make_s3_client(endpoint_url=endpoint_url, max_pool_connections=connections), bucket
-    )
+    return S3Access(endpoint_url=endpoint_url, max_pool_connections=connections)
+
+
+def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = None) -> ObjectStore:
+    return _s3(endpoint_url, connections=connections).store(bucket)
 
 
 def _summary(fmt: TextOrJson, doc: Callable[[], Any], text: Callable[[], str]) -> None:
@@ -777,7 +780,6 @@ def analyze(
 
     Example: rq analyze --report best-year --include-annual --format json
     """
-    from rearcquest.aws.storage import S3Access
     from rearcquest.config import Settings
     from rearcquest.data.analytics import REPORTS, ReportInputs
     from rearcquest.data.vintages import analyze_at
@@ -797,9 +799,7 @@ def analyze(
         root_prefix=root_prefix,
         as_of=as_of,
     )
-    result = analyze_at(
-        inputs, s3=S3Access(endpoint_url=endpoint_url), settings=Settings.from_env()
-    )
+    result = analyze_at(inputs, s3=_s3(endpoint_url), settings=Settings.from_env())
     if as_of is not None:
         typer.echo(visible(f"as of release {result.release}: {result.bls_source}"), err=True)
     _report(
@@ -892,13 +892,11 @@ def tables(
     )
     settings = Settings.from_env()
     if as_of is not None:
-        from rearcquest.aws.storage import S3Access
         from rearcquest.data.vintages import tables_as_of
         from rearcquest.output.render_vintages import tables_as_of_doc, tables_as_of_summary
 
-        s3 = S3Access(endpoint_url=endpoint_url)
         built, written = tables_as_of(
-            as_of, options, s3=s3, bucket=bucket or None, settings=settings
+            as_of, options, s3=_s3(endpoint_url), bucket=bucket or None, settings=settings
         )
         _summary(
             fmt,
@@ -958,13 +956,12 @@ def sql(
 
     Example: rq sql "SELECT year, population FROM population ORDER BY year" --format csv
     """
-    from rearcquest.aws.storage import S3Access
     from rearcquest.config import Settings
     from rearcquest.data.vintages import query as run_query
 
     release, answer = run_query(
         query,
-        s3=S3Access(endpoint_url=endpoint_url),
+        s3=_s3(endpoint_url),
         named=named,
         as_of=as_of,
         location=location,
@@ -1114,7 +1111,6 @@ def run(
 
     Example: RQ_CONTACT=me@example.com rq run --bls-bucket my-bls --population-bucket my-pop
     """
-    from rearcquest.aws.storage import make_s3_client
     from rearcquest.config import Settings
     from rearcquest.jobs.pipeline import run_pipeline
     from rearcquest.layout import parse_surveys
@@ -1127,7 +1123,7 @@ def run(
     )
     result = run_pipeline(
         settings,
-        s3_client=make_s3_client(endpoint_url=endpoint_url),
+        s3_client=_s3(endpoint_url).client,
         reports=reports,
         surveys=parse_surveys(survey) if survey else None,
         root_url=root_url,
@@ -1209,13 +1205,13 @@ def releases(
 
     Example: rq releases --bucket my-bls-mirror --format json
     """
-    from rearcquest.aws.storage import S3Access
     from rearcquest.config import Settings
     from rearcquest.data.vintages import list_releases
     from rearcquest.output.render_vintages import releases_grid, releases_json
 
-    s3 = S3Access(endpoint_url=endpoint_url)
-    found = list_releases(s3=s3, bucket=bucket, prefix=survey, settings=Settings.from_env())
+    found = list_releases(
+        s3=_s3(endpoint_url), bucket=bucket, prefix=survey, settings=Settings.from_env()
+    )
     if fmt is ReleasesFormat.json:
         typer.echo(releases_json(found))
     else:
@@ -1261,13 +1257,12 @@ def revisions(
 
     Example: rq revisions --from 2025-06-05 --to latest --series 'PRS30*' --format csv
     """
-    from rearcquest.aws.storage import S3Access
     from rearcquest.config import Settings
     from rearcquest.data.vintages import revisions as compare
     from rearcquest.output import render_vintages as out
 
     result = compare(
-        s3=S3Access(endpoint_url=endpoint_url),
+        s3=_s3(endpoint_url),
         from_release=from_release,
         to_release=to_release,
         file=file,
