@@ -40,8 +40,9 @@ def drain_queue(
 
     The events are built by :func:`rearcquest.jobs.events.sqs_batch_event`; give
     :func:`rearcquest.jobs.events.process_report_batch` (settings and S3 access bound) as
-    ``handler`` to run what the report Lambda runs. Messages the handler reports in ``batchItemFailures`` stay on
-    the queue (as with Lambda's partial batch responses); the others are deleted.
+    ``handler`` to run what the report Lambda runs. Messages the handler reports in
+    ``batchItemFailures`` stay on the queue (as with Lambda's partial batch responses); the others
+    are deleted.
 
     Returns:
         The handler's responses, one per batch.
