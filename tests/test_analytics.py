@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 
 from conftest import BLS_RELEASES, DATA, DATAUSA
+from rearcquest.aws.storage import S3Access
 from rearcquest.config import Settings
 from rearcquest.data.analytics import (
     Analysis,
@@ -34,6 +35,7 @@ from rearcquest.data.analytics import (
     to_json_doc,
 )
 from rearcquest.data.analytics import _bls_reports as _bls_reports
+from rearcquest.data.vintages import analyze_at
 from rearcquest.errors import ConfigError, DataError, StorageError
 from rearcquest.output import render
 
@@ -414,7 +416,7 @@ def test_a_missing_local_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_analyze_local_files_all_reports(shared_data: Path) -> None:
-    result = analyze(ReportInputs(bls=LATEST, population=ACS5, include_annual=True))
+    result = analyze(ReportInputs(bls=LATEST, population=ACS5, include_annual=True), s3=S3Access())
     assert result.reports == ("population", "best-year", "series-population")
     assert result.population is not None
     assert result.population.mean == 317437383.0
@@ -427,12 +429,14 @@ def test_analyze_local_files_all_reports(shared_data: Path) -> None:
 
 def test_analyze_reads_only_what_the_reports_need(tmp_path: Path, shared_data: Path) -> None:
     only_population = analyze(
-        ReportInputs(reports=["population"], population=ACS1, bls=tmp_path / "absent")
+        ReportInputs(reports=["population"], population=ACS1, bls=tmp_path / "absent"),
+        s3=S3Access(),
     )
     assert only_population.best_year is None
     assert only_population.bls_source is None
     only_best = analyze(
-        ReportInputs(reports=["best-year"], bls=LATEST, population=tmp_path / "absent")
+        ReportInputs(reports=["best-year"], bls=LATEST, population=tmp_path / "absent"),
+        s3=S3Access(),
     )
     assert only_best.population is None
     assert only_best.population_source is None
@@ -442,16 +446,17 @@ def test_analyze_refuses_unknown_reports_reversed_years_and_unknown_series(
     shared_data: Path,
 ) -> None:
     with pytest.raises(ConfigError, match="unknown report nope"):
-        analyze(ReportInputs(reports=["nope"], bls=LATEST, population=ACS1))
+        analyze(ReportInputs(reports=["nope"], bls=LATEST, population=ACS1), s3=S3Access())
     with pytest.raises(ConfigError, match="no report chosen"):
-        analyze(ReportInputs(reports=[], bls=LATEST, population=ACS1))
+        analyze(ReportInputs(reports=[], bls=LATEST, population=ACS1), s3=S3Access())
     with pytest.raises(ConfigError, match="--from-year 2019 is after --to-year 2018"):
-        analyze(ReportInputs(from_year=2019, bls=LATEST, population=ACS1))
+        analyze(ReportInputs(from_year=2019, bls=LATEST, population=ACS1), s3=S3Access())
     with pytest.raises(DataError, match="series 'PRS99999999' has no Q01 row"):
         analyze(
             ReportInputs(
                 reports=["series-population"], series_id="PRS99999999", bls=LATEST, population=ACS1
-            )
+            ),
+            s3=S3Access(),
         )
 
 
@@ -465,11 +470,14 @@ def test_series_with_no_population_overlap_is_empty_not_an_error(
     doc = {"columns": ["Nation ID", "Nation", "Year", "Population"], "data": rows}
     old = tmp_path / "old.json"
     old.write_text(json.dumps(doc))
-    inner = analyze(ReportInputs(reports=["series-population"], bls=LATEST, population=old))
+    inner = analyze(
+        ReportInputs(reports=["series-population"], bls=LATEST, population=old), s3=S3Access()
+    )
     assert inner.series_population is not None
     assert inner.series_population.height == 0
     every = analyze(
-        ReportInputs(reports=["series-population"], bls=LATEST, population=old, all_years=True)
+        ReportInputs(reports=["series-population"], bls=LATEST, population=old, all_years=True),
+        s3=S3Access(),
     )
     assert every.series_population is not None
     assert every.series_population.height == 32
@@ -491,9 +499,9 @@ def test_default_locations_follow_the_other_commands() -> None:
 
 def test_analyze_without_inputs_or_buckets_says_what_to_set() -> None:
     with pytest.raises(ConfigError, match="RQ_BLS_BUCKET"):
-        analyze(ReportInputs(reports=["best-year"]))
+        analyze(ReportInputs(reports=["best-year"]), s3=S3Access())
     with pytest.raises(ConfigError, match="RQ_POPULATION_BUCKET"):
-        analyze(ReportInputs(reports=["population"]))
+        analyze(ReportInputs(reports=["population"]), s3=S3Access())
 
 
 @pytest.mark.parametrize(
@@ -501,7 +509,7 @@ def test_analyze_without_inputs_or_buckets_says_what_to_set() -> None:
 )
 def test_a_bad_s3_url_is_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError, match="not an s3://bucket/key URL"):
-        analyze(ReportInputs(reports=["population"], population=url))
+        analyze(ReportInputs(reports=["population"], population=url), s3=S3Access())
 
 
 def _upload(client: Any, bucket: str) -> None:
@@ -518,9 +526,11 @@ def test_analyze_reads_s3_through_the_storage_layer_on_moto(
     monkeypatch.setenv("RQ_BLS_BUCKET", "analyze-moto")
     monkeypatch.setenv("RQ_POPULATION_BUCKET", "analyze-moto")
     remote = analyze(
-        ReportInputs(include_annual=True), settings=Settings.from_env(), endpoint_url=moto_server
+        ReportInputs(include_annual=True),
+        settings=Settings.from_env(),
+        s3=S3Access(endpoint_url=moto_server),
     )
-    local = analyze(ReportInputs(bls=LATEST, population=ACS5, include_annual=True))
+    local = analyze(ReportInputs(bls=LATEST, population=ACS5, include_annual=True), s3=S3Access())
     assert remote.bls_source == "s3://analyze-moto/pr/pr.data.0.Current"
     assert remote.population == local.population
     assert remote.best_year is not None
@@ -540,17 +550,17 @@ def test_s3_errors_name_the_object(moto_server: str, shared_data: Path) -> None:
     ):
         analyze(
             ReportInputs(reports=["best-year"], bls="s3://analyze-empty/pr/pr.data.0.Current"),
-            endpoint_url=moto_server,
+            s3=S3Access(endpoint_url=moto_server),
         )
     with pytest.raises(DataError, match=r"^s3://analyze-empty/bad line 2: value 'x'"):
         analyze(
             ReportInputs(reports=["best-year"], bls="s3://analyze-empty/bad"),
-            endpoint_url=moto_server,
+            s3=S3Access(endpoint_url=moto_server),
         )
     with pytest.raises(StorageError, match="does not exist"):
         analyze(
             ReportInputs(reports=["population"], population="s3://no-such-bucket-here/p.json"),
-            endpoint_url=moto_server,
+            s3=S3Access(endpoint_url=moto_server),
         )
 
 
@@ -565,7 +575,7 @@ def test_analyze_reads_s3_on_seaweedfs(seaweed_bucket: tuple[str, str], shared_d
             bls=f"s3://{bucket}/pr/pr.data.0.Current",
             population=f"s3://{bucket}/datausa/population.json",
         ),
-        s3_client=client,
+        s3=S3Access(client=client),
     )
     assert result.population is not None
     assert result.population.mean == 322069808.0
@@ -604,7 +614,9 @@ def test_the_benchmark_generator_writes_a_valid_bigger_file(
 
 
 def test_render_round_trip_of_csv(shared_data: Path) -> None:
-    result = analyze(ReportInputs(bls=LATEST, population=ACS5, reports=["series-population"]))
+    result = analyze(
+        ReportInputs(bls=LATEST, population=ACS5, reports=["series-population"]), s3=S3Access()
+    )
     rows = list(csv.DictReader(io.StringIO(render.to_csv(result))))
     assert rows[0] == {
         "series_id": "PRS30006032",
@@ -680,7 +692,8 @@ def test_analyze_prints_values_with_the_sources_digits(tmp_path: Path, shared_da
     result = analyze(
         ReportInputs(
             reports=["best-year", "series-population"], bls=bls, population=ACS1, series_id="INDEX"
-        )
+        ),
+        s3=S3Access(),
     )
     assert result.value_decimals == {"INDEX": 3, "PCT": 1}
     table = {t.name: t.rows for t in render.tables(result)}
@@ -730,7 +743,7 @@ def test_bls_value_has_the_sources_digits(value: Decimal, decimals: int | None, 
 
 
 def test_to_json_writes_the_digits_and_reads_back_as_to_json_doc(shared_data: Path) -> None:
-    result = analyze(ReportInputs(bls=LATEST, population=ACS1, all_years=True))
+    result = analyze(ReportInputs(bls=LATEST, population=ACS1, all_years=True), s3=S3Access())
     text = render.to_json(result)
     assert json.loads(text) == to_json_doc(result)
     # The same layout as json.dumps: only the digits of decimals differ (423.420, not 423.42).
@@ -741,7 +754,7 @@ def test_to_json_writes_the_digits_and_reads_back_as_to_json_doc(shared_data: Pa
 
 
 def test_to_json_doc_is_json_ready_with_integer_populations(shared_data: Path) -> None:
-    doc = to_json_doc(analyze(ReportInputs(bls=LATEST, population=ACS1)))
+    doc = to_json_doc(analyze(ReportInputs(bls=LATEST, population=ACS1), s3=S3Access()))
     assert json.loads(json.dumps(doc)) == doc
     assert doc["population"] == {
         "from_year": 2013,
@@ -814,3 +827,15 @@ def test_bls_reports_of_analyze_share_one_pass(shared_data: Path) -> None:
         plan = pl.explain_all(frames)
         assert plan.count("Csv SCAN") == 1, chosen
         assert plan.count("OPAQUE_PYTHON") == 1, chosen  # every row is checked once
+
+
+def test_reports_on_local_files_make_no_s3_client(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rq analyze on local paths never pays for botocore: its S3Access makes no client unused.
+    from rearcquest.aws import storage
+
+    monkeypatch.setattr(storage, "make_s3_client", lambda **kw: pytest.fail("a client was made"))
+    s3 = S3Access(endpoint_url="http://127.0.0.1:9")
+    result = analyze_at(ReportInputs(bls=LATEST, population=ACS1, include_annual=True), s3=s3)
+    assert result.reports == ("population", "best-year", "series-population")

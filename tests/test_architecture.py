@@ -115,6 +115,31 @@ def test_only_the_aws_seams_import_boto3_or_botocore() -> None:
     assert offenders == []
 
 
+# Until run_pipeline, run_fanout_pipeline and run_work_batch take a required s3_client (issue 20,
+# the sync path's part), they make one when none is given.
+_MAKES_ITS_OWN_S3_CLIENT = {"jobs.pipeline"}
+
+
+def test_only_the_entry_points_make_s3_clients() -> None:
+    # Stores are built only in the entry points: below them code is handed an S3Access (or a
+    # store) and a run makes one client. An S3Access without a client makes one on first use.
+    offenders = []
+    for module, tree in _modules():
+        short = _short(module)
+        if _package(module) == AWS_SEAMS or short in ENTRY_POINTS:
+            continue
+        if short in _MAKES_ITS_OWN_S3_CLIENT:
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = ast.unparse(node.func)
+            lazy = name.endswith("S3Access") and "client" not in {k.arg for k in node.keywords}
+            if lazy or name.endswith("make_s3_client") or name.startswith("boto3."):
+                offenders.append(f"{short}:{node.lineno} calls {name}")
+    assert offenders == [], "take an S3Access (or a store) from the entry point"
+
+
 def test_only_the_aws_seams_read_an_errors_response() -> None:
     offenders = []
     for module, tree in _modules():

@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from rearcquest.aws.storage import S3Access
 from rearcquest.data.athena import (
     COMMON_SERIES_COLUMNS,
     PARTITION_COLUMN,
@@ -248,7 +249,9 @@ def test_named_queries_give_rq_analyzes_answers(store: Any, vintage: str, tmp_pa
     assert bls_value(Decimal(std), 2) == report.population.rounded_std
 
     # rq sql (Polars SQL) runs the same text to the same answers.
-    polars = {n: run_sql(named_query(n), location=str(tables)).rows() for n in QUERY_NAMES}
+    polars = {
+        n: run_sql(named_query(n), location=str(tables), s3=S3Access()).rows() for n in QUERY_NAMES
+    }
     assert polars["best_year"] == expected_best
     assert polars["series_population"] == answers["series_population"]
     ((p_mean, p_std, p_years),) = polars["population"]

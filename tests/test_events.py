@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from event_helpers import GOOD, MISSING, POPULATION_KEY, collected, message, s3_body, seed_buckets
+from rearcquest.aws.storage import S3Access
 from rearcquest.config import Settings
 from rearcquest.jobs.events import (
     S3Event,
@@ -90,7 +91,7 @@ def test_a_batch_from_the_queue_runs_the_reports(
         {"MessageId": "m2", "ReceiptHandle": "r2", "Body": MISSING},
     ]
     response = process_report_batch(
-        sqs_batch_event(received, queue="q"), settings=SETTINGS, s3_client=seeded
+        sqs_batch_event(received, queue="q"), settings=SETTINGS, s3=S3Access(client=seeded)
     )
     assert failed_message_ids(response) == {"m2"}
     names = [r.report for r in logged if hasattr(r, "report")]  # type: ignore[attr-defined]
@@ -115,7 +116,7 @@ def test_each_line_knows_its_message_and_none_after(
                 message("m-bad", "not json"),
             ]
         }
-        process_report_batch(event, settings=SETTINGS, s3_client=seeded)
+        process_report_batch(event, settings=SETTINGS, s3=S3Access(client=seeded))
     finally:
         logging.getLogger("rearcquest").removeHandler(ids)
     assert [i for _, i in seen] == ["m-skip", "m-bad"], seen
@@ -191,7 +192,7 @@ def test_a_bad_record_fails_alone_and_good_ones_succeed(
     logged_line: str,
 ) -> None:
     event = {"Records": [message("good-1", GOOD), bad, message("good-2", GOOD)]}
-    response = process_report_batch(event, settings=SETTINGS, s3_client=seeded)
+    response = process_report_batch(event, settings=SETTINGS, s3=S3Access(client=seeded))
     assert response == {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
     done = [r for r in logged if r.getMessage() == "reports done"]
     assert [r.population_object for r in done] == [f"s3://rq-population/{POPULATION_KEY}"] * 2  # type: ignore[attr-defined]
@@ -215,7 +216,7 @@ def test_a_bad_record_fails_alone_and_good_ones_succeed(
 def test_a_batch_without_records_is_logged_and_dropped(
     seeded: Any, logged: list[logging.LogRecord], event: Any
 ) -> None:
-    assert process_report_batch(event, settings=SETTINGS, s3_client=seeded) == {
+    assert process_report_batch(event, settings=SETTINGS, s3=S3Access(client=seeded)) == {
         "batchItemFailures": []
     }
     assert [(r.levelno, r.getMessage()) for r in logged] == [
@@ -228,6 +229,6 @@ def test_reports_fail_every_message_without_a_population_bucket(
 ) -> None:
     settings = Settings(bls_bucket="rq-bls")
     event = {"Records": [message("a", GOOD), message("b", GOOD)]}
-    response = process_report_batch(event, settings=settings, s3_client=seeded)
+    response = process_report_batch(event, settings=settings, s3=S3Access(client=seeded))
     assert response == {"batchItemFailures": [{"itemIdentifier": "a"}, {"itemIdentifier": "b"}]}
     assert "RQ_POPULATION_BUCKET is not set" in logged[-1].getMessage()

@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 
 from conftest import FAST, release
-from rearcquest.aws.storage import ObjectStore
+from rearcquest.aws.storage import ObjectStore, S3Access
 from rearcquest.config import Settings
 from rearcquest.data import vintages
 from rearcquest.data.analytics import ReportInputs
@@ -216,7 +216,7 @@ def test_unversioned_bucket_logs_releases_with_null_versions(
         ReportInputs(
             bls="s3://test-bucket/pr/pr.data.0.Current", reports=["best-year"], as_of="latest"
         ),
-        s3_client=client,
+        s3=S3Access(client=client),
     )
     assert latest.release == first.release
     bls_server.set_files(release("2025-06-05"))
@@ -229,7 +229,7 @@ def test_unversioned_bucket_logs_releases_with_null_versions(
                 reports=["best-year"],
                 as_of="2024-06-06",
             ),
-            s3_client=client,
+            s3=S3Access(client=client),
         )
 
 
@@ -357,17 +357,15 @@ def test_a_multipart_object_of_the_latest_release_is_read_through_the_state(
     head = store.head("pr/pr.data.0.Current")
     assert head is not None and "rq-sha256" not in head.metadata
     inputs = ReportInputs(bls="s3://test-bucket/pr/pr.data.0.Current", reports=["best-year"])
-    client = store.client
-    first = vintages.analyze_at(replace(inputs, as_of="latest"), s3_client=client)
+    s3 = S3Access(client=store.client)
+    first = vintages.analyze_at(replace(inputs, as_of="latest"), s3=s3)
     assert first.release == STAMPS[0]
     bls_server.set_files(release("2025-06-05"))
     run(store, bls_server).raise_for_errors()
     # The state now records the new bytes: the old release's are gone, and that is said.
     with pytest.raises(DataError, match="was not kept"):
-        vintages.analyze_at(replace(inputs, as_of="2024-06-06"), s3_client=client)
-    assert vintages.analyze_at(replace(inputs, as_of="latest"), s3_client=client).release != (
-        first.release
-    )
+        vintages.analyze_at(replace(inputs, as_of="2024-06-06"), s3=s3)
+    assert vintages.analyze_at(replace(inputs, as_of="latest"), s3=s3).release != (first.release)
 
 
 # -- stamps are UTC, unique and never go back (issue 19) --

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from rearcquest.aws.storage import S3Access
 from rearcquest.data.sqlguard import check_query
 from rearcquest.data.tables import QUERY_NAMES, named_query
 from rearcquest.errors import ConfigError, QueryRefusedError, RqError
@@ -200,13 +201,15 @@ def test_the_library_refuses_before_polars_runs(tmp_path: Path) -> None:
     )
     target = tmp_path / "copy.parquet"
     with pytest.raises(QueryRefusedError, match="COPY is not allowed"):
-        run_sql(f"COPY population TO '{target}'", location=str(tmp_path))
+        run_sql(f"COPY population TO '{target}'", location=str(tmp_path), s3=S3Access())
     assert not target.exists()
     secret = tmp_path / "secret.csv"
     secret.write_text("a\n1\n")
     with pytest.raises(QueryRefusedError, match="table function read_csv is not allowed"):
-        run_sql(f"SELECT * FROM read_csv('{secret}')", location=str(tmp_path))
-    assert run_sql("SELECT population FROM population", location=str(tmp_path)).rows() == [(1,)]
+        run_sql(f"SELECT * FROM read_csv('{secret}')", location=str(tmp_path), s3=S3Access())
+    assert run_sql(
+        "SELECT population FROM population", location=str(tmp_path), s3=S3Access()
+    ).rows() == [(1,)]
 
 
 def test_sql_as_of_refuses_before_it_reads_a_release(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -217,4 +220,4 @@ def test_sql_as_of_refuses_before_it_reads_a_release(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(vintages, "build_release_tables", build)
     with pytest.raises(QueryRefusedError, match="COPY is not allowed"):
-        vintages.query("COPY pr_observations TO '/tmp/x'", as_of="2025-06-30")
+        vintages.query("COPY pr_observations TO '/tmp/x'", as_of="2025-06-30", s3=S3Access())

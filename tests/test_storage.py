@@ -11,7 +11,7 @@ import botocore.exceptions
 import pytest
 
 from rearcquest.aws import storage
-from rearcquest.aws.storage import ObjectStore, _parse_timestamp, make_s3_client
+from rearcquest.aws.storage import ObjectStore, S3Access, _parse_timestamp, make_s3_client
 from rearcquest.errors import ConfigError, StorageError
 
 
@@ -733,3 +733,27 @@ def test_polars_reads_an_object_of_seaweedfs_through_the_reader_options(
         credential_provider=reader.credential_provider,
     ).collect()
     assert frame.rows() == [(2019, 1), (2020, 2)]
+
+
+def test_s3_access_makes_its_one_client_on_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[dict[str, Any]] = []
+    real = storage.make_s3_client
+    monkeypatch.setattr(
+        storage, "make_s3_client", lambda **kw: made.append(kw) or real(access_key=("a", "b"), **kw)
+    )
+    s3 = S3Access(endpoint_url="http://127.0.0.1:9", max_pool_connections=3)
+    assert made == []
+    one, two = s3.store("one"), s3.store("two")
+    assert made == [{"endpoint_url": "http://127.0.0.1:9", "max_pool_connections": 3}]
+    assert one.client is two.client is s3.client
+    assert (one.bucket, two.bucket, one.endpoint_url) == ("one", "two", "http://127.0.0.1:9")
+
+
+def test_s3_access_uses_the_client_it_is_given(
+    s3_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "make_s3_client", lambda **kw: pytest.fail("a client was made"))
+    s3 = S3Access(client=s3_client)
+    assert s3.client is s3_client and s3.store("b").client is s3_client
+    with pytest.raises(ConfigError, match="no bucket given"):
+        s3.store(" ")

@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from conftest import DATAUSA, break_survey_build, release
+from rearcquest.aws.storage import ObjectStore, S3Access
 from rearcquest.data.analytics import ReportInputs
 from rearcquest.data.tables import (
     build_local_tables,
@@ -254,7 +255,11 @@ def test_run_sql_refuses_a_location_that_leaves_its_folder(store: Any, location:
     mirror_zz(store)
     build_tables(store, surveys=["zz"])
     with pytest.raises(ConfigError, match=r"must be relative and must not contain '\.\.'"):
-        run_sql("SELECT COUNT(*) FROM zz_observations", location=location, store=store)
+        run_sql(
+            "SELECT COUNT(*) FROM zz_observations",
+            location=location,
+            s3=S3Access(client=store.client),
+        )
 
 
 def test_a_prefix_without_its_slash_names_the_same_tables(store: Any) -> None:
@@ -388,7 +393,7 @@ def analyze_from(store: Any, source: str, **options: Any) -> Any:
         population=f"s3://test-bucket/{POPULATION}",
         **options,
     )
-    return analyze_at(inputs, s3_client=store.client)
+    return analyze_at(inputs, s3=S3Access(client=store.client))
 
 
 @pytest.mark.parametrize("vintage", VINTAGES, ids=VINTAGES)
@@ -442,7 +447,9 @@ def test_analyze_without_a_series_file_has_no_titles(store: Any) -> None:
 
 def test_analyze_from_local_files_decodes_the_series_beside_them(shared_data: Path) -> None:
     folder = shared_data / "bls" / "pr" / "2024-06-06"
-    analysis = analyze_at(ReportInputs(bls=folder / "pr.data.0.Current", reports=["best-year"]))
+    analysis = analyze_at(
+        ReportInputs(bls=folder / "pr.data.0.Current", reports=["best-year"]), s3=S3Access()
+    )
     assert analysis.titles["PRS30006011"] == (
         "Manufacturing; All workers; Employment; % Change same quarter 1 year ago; "
         "Seasonal Adjusted"
@@ -452,7 +459,10 @@ def test_analyze_from_local_files_decodes_the_series_beside_them(shared_data: Pa
 def test_analyze_from_tables_needs_an_s3_mirror(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--from tables reads the tables beside an S3 mirror"):
         analyze_at(
-            ReportInputs(source="tables", bls=tmp_path / "pr.data.0.Current", reports=["best-year"])
+            ReportInputs(
+                source="tables", bls=tmp_path / "pr.data.0.Current", reports=["best-year"]
+            ),
+            s3=S3Access(),
         )
 
 
@@ -486,7 +496,7 @@ def test_sql_answers_a_join_over_s3(built: Any) -> None:
         "WHERE o.file = 'pr.data.0.Current' AND o.series_id = 'PRS30006032' "
         "AND o.period = 'Q01' AND o.year = 2018",
         location=built.url("tables/"),
-        store=built,
+        s3=S3Access(client=built.client),
     )
     assert answer.rows() == [
         (
@@ -513,6 +523,7 @@ def test_sql_over_a_local_directory_sees_every_partition(built: Any, tmp_path: P
     answer = run_sql(
         "SELECT file, COUNT(*) AS n FROM pr_observations GROUP BY file ORDER BY file",
         location=str(download(built, tmp_path)),
+        s3=S3Access(),
     )
     files = release("2026-08-06")
     assert answer.rows() == [
@@ -533,14 +544,14 @@ def test_a_bad_query_is_a_config_error(built: Any, query: str, message: str) -> 
     from rearcquest.data.tables import run_sql
 
     with pytest.raises(ConfigError, match=message):
-        run_sql(query, location=built.url("tables/"), store=built)
+        run_sql(query, location=built.url("tables/"), s3=S3Access(client=built.client))
 
 
 def test_sql_without_tables_says_how_to_build_them(tmp_path: Path) -> None:
     from rearcquest.data.tables import run_sql
 
     with pytest.raises(ConfigError, match=r"no tables at .* \(build them with rq tables\)"):
-        run_sql("SELECT 1", location=str(tmp_path))
+        run_sql("SELECT 1", location=str(tmp_path), s3=S3Access())
 
 
 # -- the named queries -----------------------------------------------------------------------------
@@ -578,7 +589,7 @@ def test_analyze_auto_reads_the_text_when_the_tables_cannot_be_checked(
     with caplog.at_level(logging.WARNING, logger="rearcquest.data.tables"):
         analysis = analyze_at(
             ReportInputs(bls="s3://test-bucket/pr/pr.data.0.Current", reports=["best-year"]),
-            s3_client=store.client,
+            s3=S3Access(client=store.client),
         )
     assert analysis.bls_source == "s3://test-bucket/pr/pr.data.0.Current"
     assert "cannot check the tables" in caplog.records[0].message
@@ -588,7 +599,7 @@ def test_analyze_auto_reads_the_text_when_the_tables_cannot_be_checked(
             ReportInputs(
                 source="tables", bls="s3://test-bucket/pr/pr.data.0.Current", reports=["best-year"]
             ),
-            s3_client=store.client,
+            s3=S3Access(client=store.client),
         )
 
 
@@ -663,7 +674,7 @@ def test_sql_reads_the_tables_in_place_without_a_local_copy(
     answer = run_sql(
         "SELECT COUNT(*) AS n FROM pr_observations WHERE file = 'pr.data.0.Current'",
         location=built.url("tables/"),
-        store=built,
+        s3=S3Access(client=built.client),
     )
     assert answer.item() == len(release("2026-08-06")["pr.data.0.Current"].data.splitlines()) - 1
     assert list(tmp_path.iterdir()) == []
@@ -683,7 +694,7 @@ def test_sql_over_seaweedfs_answers_a_join(seaweed_bucket: tuple[str, str]) -> N
         "JOIN population p ON o.year = p.year WHERE o.file = 'pr.data.0.Current' "
         "AND o.series_id = 'PRS30006032' AND o.period = 'Q01' AND o.year = 2018",
         location=f"s3://{bucket}/tables/",
-        endpoint_url=endpoint,
+        s3=S3Access(endpoint_url=endpoint),
     )
     assert answer.rows() == [(2018, Decimal("0.500"), 327167439)]
 
@@ -698,9 +709,14 @@ def test_sql_on_an_object_gone_since_the_listing_is_a_storage_error(
     listed = list(built.list_objects("tables/"))
     gone = observations_key("tables/", "pr", "pr.data.0.Current")
     built.delete(gone)
-    monkeypatch.setattr(built, "list_objects", lambda prefix="": iter(listed))
+    # run_sql lists through a store of its own (the S3Access's), so the class is patched.
+    monkeypatch.setattr(ObjectStore, "list_objects", lambda self, prefix="": iter(listed))
     with pytest.raises(StorageError, match=r"cannot read the tables at s3://sql-.*/tables/: .*"):
-        run_sql("SELECT COUNT(*) FROM pr_observations", location=built.url("tables/"), store=built)
+        run_sql(
+            "SELECT COUNT(*) FROM pr_observations",
+            location=built.url("tables/"),
+            s3=S3Access(client=built.client),
+        )
 
 
 def test_tables_of_an_older_format_are_rebuilt_and_not_current_meanwhile(store: Any) -> None:
@@ -760,7 +776,7 @@ def test_odd_data_file_names_keep_their_rows_and_names_in_s3(moto_server: str) -
     mirror(store, {n: t.encode() for n, t in odd_files().items()}, "zz/")
     result = build_tables(store, surveys=["zz"])
     assert not result.failed
-    answer = run_sql(COUNT_BY_FILE, location=store.url("tables/"), store=store)
+    answer = run_sql(COUNT_BY_FILE, location=store.url("tables/"), s3=S3Access(client=store.client))
     # A tab is a control character: a key holding one is no file of the mirror (names from the
     # bucket are plain names), so it is neither built nor read, never mislabelled.
     assert answer.rows() == [row for row in ODD_COUNTS if "\t" not in row[0]]
@@ -774,9 +790,11 @@ def test_odd_data_file_names_keep_their_rows_and_names_locally(tmp_path: Path) -
     for name, text in odd_files().items():
         (source / name).write_text(text)
     build_local_tables(source, "zz", tmp_path / "tables")
-    answer = run_sql(COUNT_BY_FILE, location=str(tmp_path / "tables"))
+    answer = run_sql(COUNT_BY_FILE, location=str(tmp_path / "tables"), s3=S3Access())
     assert answer.rows() == ODD_COUNTS
-    columns = run_sql("SELECT * FROM zz_observations LIMIT 1", location=str(tmp_path / "tables"))
+    columns = run_sql(
+        "SELECT * FROM zz_observations LIMIT 1", location=str(tmp_path / "tables"), s3=S3Access()
+    )
     assert columns.columns[-1] == "file"
 
 
@@ -879,7 +897,9 @@ def test_an_orphan_partition_is_removed_whatever_the_manifest_says(
     assert store.head(extra) is None
     assert result.failed == []
     files = run_sql(
-        "SELECT DISTINCT file FROM zz_observations", location=store.url("tables/"), store=store
+        "SELECT DISTINCT file FROM zz_observations",
+        location=store.url("tables/"),
+        s3=S3Access(client=store.client),
     )
     assert files["file"].to_list() == ["zz.data.0.Current"]
 

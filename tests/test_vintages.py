@@ -20,6 +20,7 @@ import polars as pl
 import pytest
 
 from conftest import DATAUSA, release
+from rearcquest.aws.storage import S3Access
 from rearcquest.data import vintages
 from rearcquest.data.analytics import ReportInputs, analyze, to_json_doc
 from rearcquest.errors import ConfigError, DataError
@@ -49,7 +50,9 @@ def _files(vintage: str) -> dict[str, bytes]:
 
 
 def test_four_releases_are_logged_newest_first(mirror: dict[str, Any]) -> None:
-    listed = vintages.list_releases(bucket=BUCKET, prefix="pr/", s3_client=mirror["client"])
+    listed = vintages.list_releases(
+        bucket=BUCKET, prefix="pr/", s3=S3Access(client=mirror["client"])
+    )
     assert [r.release for r in listed] == STAMPS[::-1]
     for rel, vintage in zip(reversed(listed), VINTAGES, strict=True):
         files = _files(vintage)
@@ -100,10 +103,10 @@ def test_as_of_each_release_gives_its_reports(
     population = DATAUSA / "old-api-acs5-2013-2022-compact.json"
     local = tmp_path / DATA
     local.write_bytes(_files(vintage)[DATA])
-    expected = analyze(ReportInputs(bls=local, population=population))
+    expected = analyze(ReportInputs(bls=local, population=population), s3=S3Access())
     got = vintages.analyze_at(
         ReportInputs(bls=f"s3://{BUCKET}/pr/{DATA}", population=str(population), as_of=vintage),
-        s3_client=mirror["client"],
+        s3=S3Access(client=mirror["client"]),
     )
     assert got.release == STAMPS[index]
     assert f"as of release {STAMPS[index]}" in str(got.bls_source)
@@ -134,7 +137,7 @@ def test_revisions_equal_an_independent_diff(mirror: dict[str, Any], index: int)
         to_release=STAMPS[index],
         bucket=BUCKET,
         prefix="pr/",
-        s3_client=mirror["client"],
+        s3=S3Access(client=mirror["client"]),
     )
     doc = vintages.revisions_doc(result)
     assert (doc["from"], doc["to"], doc["file"]) == (STAMPS[index - 1], STAMPS[index], DATA)
@@ -160,10 +163,10 @@ def test_revisions_equal_an_independent_diff(mirror: dict[str, Any], index: int)
 
 
 def test_revisions_default_to_previous_and_latest(mirror: dict[str, Any]) -> None:
-    result = vintages.revisions(bucket=BUCKET, prefix="pr/", s3_client=mirror["client"])
+    result = vintages.revisions(bucket=BUCKET, prefix="pr/", s3=S3Access(client=mirror["client"]))
     assert (result.from_release, result.to_release) == (STAMPS[2], STAMPS[3])
     only = vintages.revisions(
-        bucket=BUCKET, prefix="pr/", s3_client=mirror["client"], series="PRS30*"
+        bucket=BUCKET, prefix="pr/", s3=S3Access(client=mirror["client"]), series="PRS30*"
     )
     assert only.revised.height and set(only.revised["series_id"].str.slice(0, 5)) == {"PRS30"}
 
@@ -179,7 +182,7 @@ def test_revisions_default_to_previous_and_latest(mirror: dict[str, Any]) -> Non
 def test_unknown_release_is_a_config_error(mirror: dict[str, Any], spec: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         vintages.revisions(
-            from_release=spec, bucket=BUCKET, prefix="pr/", s3_client=mirror["client"]
+            from_release=spec, bucket=BUCKET, prefix="pr/", s3=S3Access(client=mirror["client"])
         )
 
 
@@ -198,7 +201,11 @@ OLD, NEW = "2026-01-01 08:30", "2026-02-01 08:30"
 def _compare(store: Any, old: bytes, new: bytes) -> vintages.Revisions:
     logged_releases(store, [(OLD, {DATA: old}), (NEW, {DATA: new})])
     return vintages.revisions(
-        from_release=OLD, to_release=NEW, bucket=store.bucket, prefix="pr/", s3_client=store.client
+        from_release=OLD,
+        to_release=NEW,
+        bucket=store.bucket,
+        prefix="pr/",
+        s3=S3Access(client=store.client),
     )
 
 

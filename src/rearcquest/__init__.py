@@ -32,6 +32,7 @@ __all__ = [
     "ReportInputs",
     "Revisions",
     "RqError",
+    "S3Access",
     "Settings",
     "SourceChangedError",
     "SourceError",
@@ -75,7 +76,7 @@ from rearcquest.errors import (
 )
 
 if TYPE_CHECKING:
-    from rearcquest.aws.storage import ObjectStore, make_s3_client
+    from rearcquest.aws.storage import ObjectStore, S3Access, make_s3_client
     from rearcquest.config import DeleteLimit, Settings, SyncOptions
     from rearcquest.data.analytics import ReportInputs, analyze
     from rearcquest.data.tables import TablesResult, build_tables, run_sql
@@ -101,6 +102,7 @@ _LAZY = {
     "RemoteFile": "rearcquest.sources.bls",
     "parse_listing": "rearcquest.sources.bls",
     "ObjectStore": "rearcquest.aws.storage",
+    "S3Access": "rearcquest.aws.storage",
     "make_s3_client": "rearcquest.aws.storage",
     "SyncPlan": "rearcquest.mirror.sync",
     "SyncResult": "rearcquest.mirror.sync",

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
-    from rearcquest.aws.storage import ObjectStore
+    from rearcquest.aws.storage import ObjectStore, S3Access
     from rearcquest.output.render import TextTable
 
 app = typer.Typer(
@@ -298,12 +298,15 @@ def _given(ctx: typer.Context) -> set[str]:
     return {flag for flag, source in sources.items() if source and source.name == "COMMANDLINE"}
 
 
-def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = None) -> ObjectStore:
-    from rearcquest.aws.storage import ObjectStore, make_s3_client
+def _s3(endpoint_url: str | None, *, connections: int | None = None) -> S3Access:
+    """The command's S3 access: its one client is made when S3 is first read."""
+    from rearcquest.aws.storage import S3Access
 
-    return ObjectStore(
-        make_s3_client(endpoint_url=endpoint_url, max_pool_connections=connections), bucket
-    )
+    return S3Access(endpoint_url=endpoint_url, max_pool_connections=connections)
+
+
+def _store(bucket: str, endpoint_url: str | None, *, connections: int | None = None) -> ObjectStore:
+    return _s3(endpoint_url, connections=connections).store(bucket)
 
 
 def _summary(fmt: TextOrJson, doc: Callable[[], Any], text: Callable[[], str]) -> None:
@@ -796,7 +799,7 @@ def analyze(
         root_prefix=root_prefix,
         as_of=as_of,
     )
-    result = analyze_at(inputs, settings=Settings.from_env(), endpoint_url=endpoint_url)
+    result = analyze_at(inputs, s3=_s3(endpoint_url), settings=Settings.from_env())
     if as_of is not None:
         typer.echo(visible(f"as of release {result.release}: {result.bls_source}"), err=True)
     _report(
@@ -893,7 +896,7 @@ def tables(
         from rearcquest.output.render_vintages import tables_as_of_doc, tables_as_of_summary
 
         built, written = tables_as_of(
-            as_of, options, bucket=bucket or None, endpoint_url=endpoint_url, settings=settings
+            as_of, options, s3=_s3(endpoint_url), bucket=bucket or None, settings=settings
         )
         _summary(
             fmt,
@@ -958,13 +961,13 @@ def sql(
 
     release, answer = run_query(
         query,
+        s3=_s3(endpoint_url),
         named=named,
         as_of=as_of,
         location=location,
         root_prefix=root_prefix,
         # Only the default location reads the environment (as ever: --tables needs none).
         settings=Settings.from_env() if location is None else None,
-        endpoint_url=endpoint_url,
     )
     if release is not None:
         typer.echo(visible(f"as of release {release}"), err=True)
@@ -1108,7 +1111,6 @@ def run(
 
     Example: RQ_CONTACT=me@example.com rq run --bls-bucket my-bls --population-bucket my-pop
     """
-    from rearcquest.aws.storage import make_s3_client
     from rearcquest.config import Settings
     from rearcquest.jobs.pipeline import run_pipeline
     from rearcquest.layout import parse_surveys
@@ -1121,7 +1123,7 @@ def run(
     )
     result = run_pipeline(
         settings,
-        s3_client=make_s3_client(endpoint_url=endpoint_url),
+        s3_client=_s3(endpoint_url).client,
         reports=reports,
         surveys=parse_surveys(survey) if survey else None,
         root_url=root_url,
@@ -1208,7 +1210,7 @@ def releases(
     from rearcquest.output.render_vintages import releases_grid, releases_json
 
     found = list_releases(
-        bucket=bucket, prefix=survey, endpoint_url=endpoint_url, settings=Settings.from_env()
+        s3=_s3(endpoint_url), bucket=bucket, prefix=survey, settings=Settings.from_env()
     )
     if fmt is ReleasesFormat.json:
         typer.echo(releases_json(found))
@@ -1260,13 +1262,13 @@ def revisions(
     from rearcquest.output import render_vintages as out
 
     result = compare(
+        s3=_s3(endpoint_url),
         from_release=from_release,
         to_release=to_release,
         file=file,
         series=series,
         bucket=bucket,
         prefix=prefix,
-        endpoint_url=endpoint_url,
         settings=Settings.from_env(),
     )
     _report(

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.aws.storage import ObjectStore, make_s3_client
+from rearcquest.aws.storage import ObjectStore, S3Access, make_s3_client
 from rearcquest.config import DEFAULT_POPULATION_KEY, DEMO_BUCKET, Settings
 from rearcquest.offline import (
     OfflineServer,
@@ -92,8 +92,8 @@ def run_demo(
 
     old, new = (load_release(bundled_release(v)) for v in ("2024-06-06", "2026-08-06"))
     with _endpoint(endpoint_url) as (url, keys), OfflineServer(old) as bls:
-        client = make_s3_client(endpoint_url=url, access_key=keys)
-        store = ObjectStore(client, bucket)
+        s3 = S3Access(client=make_s3_client(endpoint_url=url, access_key=keys))
+        store = s3.store(bucket)
         store.create_bucket()
         on_step(f"S3 endpoint {url}, bucket {bucket}; BLS-like server {bls.bls_url}", None)
 
@@ -131,7 +131,7 @@ def run_demo(
 
         def report_function(event: dict[str, Any]) -> dict[str, Any]:
             messages.extend(event["Records"])
-            return process_report_batch(event, settings=settings, s3_client=client)
+            return process_report_batch(event, settings=settings, s3=s3)
 
         failures = [f for r in drain_queue(queue, report_function) for f in r["batchItemFailures"]]
         on_step(
@@ -145,8 +145,8 @@ def run_demo(
                 ReportInputs(
                     bls=f"s3://{bucket}/pr/{BLS_FILE}", population=f"s3://{bucket}/{POPULATION_KEY}"
                 ),
+                s3=s3,
                 settings=settings,
-                s3_client=client,
             ),
         )
         if keep_running is not None:

@@ -164,7 +164,10 @@ def report_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     See :func:`rearcquest.jobs.events.process_report_batch`; settings come from ``RQ_*`` variables.
     """
     with _invocation(context):
-        return process_report_batch(event, settings=Settings.from_env(), s3_client=_s3_client())
+        from rearcquest.aws.storage import S3Access
+
+        s3 = S3Access(client=_s3_client())
+        return process_report_batch(event, settings=Settings.from_env(), s3=s3)
 
 
 def work_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

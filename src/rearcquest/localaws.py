@@ -39,9 +39,10 @@ def drain_queue(
     """Feed the queue's messages to ``handler`` in Lambda's SQS event format until it is empty.
 
     The events are built by :func:`rearcquest.jobs.events.sqs_batch_event`; give
-    :func:`rearcquest.jobs.events.process_report_batch` (settings and client bound) as ``handler`` to
-    run what the report Lambda runs. Messages the handler reports in ``batchItemFailures`` stay on
-    the queue (as with Lambda's partial batch responses); the others are deleted.
+    :func:`rearcquest.jobs.events.process_report_batch` (settings and S3 access bound) as
+    ``handler`` to run what the report Lambda runs. Messages the handler reports in
+    ``batchItemFailures`` stay on the queue (as with Lambda's partial batch responses); the others
+    are deleted.
 
     Returns:
         The handler's responses, one per batch.

@@ -1,7 +1,8 @@
 """The only module that talks to S3.
 
 :func:`make_s3_client` builds a botocore S3 client the way users expect (``AWS_ENDPOINT_URL``,
-``AWS_PROFILE``, ``AWS_REGION`` and the default credential chain); :class:`ObjectStore` wraps one
+``AWS_PROFILE``, ``AWS_REGION`` and the default credential chain); :class:`S3Access` is a run's
+access to S3 (one client, made on first use, a store of any bucket); :class:`ObjectStore` wraps one
 bucket with the few operations the rest of the library needs, translating botocore's errors into
 :class:`~rearcquest.errors.StorageError` messages that name the object and the fix.
 """
@@ -119,6 +120,51 @@ def make_s3_client(
     client.meta.events.unregister("before-call.s3", add_expect_header)
     client.meta.events.register("before-call.s3", _expect_continue_if_large)
     return client
+
+
+class S3Access:
+    """The S3 access of a run: one client, made on first use, and a store of any bucket.
+
+    The entry points make one and hand it down; nothing below them makes a client. A run that
+    reads only local files never makes one (nor imports botocore).
+
+    Args:
+        endpoint_url: the S3-compatible endpoint of :func:`make_s3_client`.
+        client: a ready client to use instead (a Lambda's per-container client, a test's).
+        max_pool_connections: as :func:`make_s3_client`.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None = None,
+        client: S3Client | None = None,
+        max_pool_connections: int | None = None,
+    ) -> None:
+        self._endpoint_url = endpoint_url
+        self._client = client
+        self._connections = max_pool_connections
+
+    @property
+    def client(self) -> S3Client:
+        """The run's client, made on first use.
+
+        Raises:
+            ConfigError: the AWS profile does not exist.
+        """
+        if self._client is None:
+            self._client = make_s3_client(
+                endpoint_url=self._endpoint_url, max_pool_connections=self._connections
+            )
+        return self._client
+
+    def store(self, bucket: str) -> ObjectStore:
+        """The bucket ``bucket`` through the run's client.
+
+        Raises:
+            ConfigError: no bucket named, or the AWS profile does not exist.
+        """
+        return ObjectStore(self.client, bucket)
 
 
 def _expect_continue_if_large(model: Any, params: dict[str, Any], **_: Any) -> None:

@@ -27,7 +27,6 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from rearcquest.aws.storage import ObjectStore, make_s3_client
 from rearcquest.config import (
     BLS_FILE,
     DEFAULT_FROM_YEAR,
@@ -42,9 +41,8 @@ from rearcquest.sources.datausa import parse_population
 
 if TYPE_CHECKING:
     import polars as pl
-    from mypy_boto3_s3 import S3Client
 
-    from rearcquest.aws.storage import ObjectStore
+    from rearcquest.aws.storage import S3Access
     from rearcquest.sources.datausa import PopulationData
 
 log = logging.getLogger(__name__)
@@ -764,47 +762,33 @@ def _split_s3(url: str) -> tuple[str, str] | None:
     return bucket, key
 
 
-class _Stores:
-    """One S3 client for every ``s3://`` input, made on first use."""
-
-    def __init__(self, client: S3Client | None, endpoint_url: str | None) -> None:
-        self._client = client
-        self._endpoint_url = endpoint_url
-
-    def get(self, bucket: str) -> ObjectStore:
-
-        if self._client is None:
-            self._client = make_s3_client(endpoint_url=self._endpoint_url)
-        return ObjectStore(self._client, bucket)
-
-
-def _load_population(location: str, stores: _Stores) -> pl.DataFrame:
-    s3 = _split_s3(location)
-    if s3 is None:
+def _load_population(location: str, s3: S3Access) -> pl.DataFrame:
+    split = _split_s3(location)
+    if split is None:
         return read_population(location)
-    bucket, key = s3
-    body = stores.get(bucket).get_bytes(key, max_bytes=MAX_POPULATION_BYTES)
+    bucket, key = split
+    body = s3.store(bucket).get_bytes(key, max_bytes=MAX_POPULATION_BYTES)
     return population_from_bytes(body, source=location)
 
 
 def _local_bls(
     location: str,
-    stores: _Stores,
+    s3: S3Access,
     workdir: Path,
     version_id: str | None = None,
     on_chunk: Callable[[bytes], object] | None = None,
 ) -> Path:
     """Return a local copy of the BLS file: the path itself, or the S3 object (at
     ``version_id``) downloaded, each chunk shown to ``on_chunk`` on its way."""
-    s3 = _split_s3(location)
-    if s3 is None:
+    split = _split_s3(location)
+    if split is None:
         if version_id is not None:
             raise ConfigError(f"{location} is a local file; only an S3 object has versions")
         return Path(location)
-    bucket, key = s3
+    bucket, key = split
     target = path_inside(workdir, Path(key).name)
     with target.open("wb") as fh:
-        size = stores.get(bucket).download_to(key, fh, version_id=version_id, on_chunk=on_chunk)
+        size = s3.store(bucket).download_to(key, fh, version_id=version_id, on_chunk=on_chunk)
     log.info("downloaded %s (%d bytes)", location, size)
     return target
 
@@ -872,7 +856,7 @@ def _bls_reports(
 
 def _collect_file_reports(
     location: str,
-    stores: _Stores,
+    s3: S3Access,
     chosen: Collection[ReportName],
     *,
     population: pl.DataFrame | None,
@@ -886,7 +870,7 @@ def _collect_file_reports(
     """The BLS reports of ``chosen``, read from the text file (downloaded first from S3)."""
     with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
         hashed = hashlib.sha256()
-        path = _local_bls(location, stores, Path(tmp), version_id, hashed.update)
+        path = _local_bls(location, s3, Path(tmp), version_id, hashed.update)
         if sha256 is not None:
             if _split_s3(location) is None:  # a local file: read once more to hash it
                 with path.open("rb") as fh:
@@ -919,9 +903,8 @@ def _check_reports(reports: Collection[str]) -> tuple[ReportName, ...]:
 def analyze(
     inputs: ReportInputs = ReportInputs(),
     *,
+    s3: S3Access,
     settings: Settings | None = None,
-    endpoint_url: str | None = None,
-    s3_client: S3Client | None = None,
     bls_rows: pl.LazyFrame | None = None,
     bls_version_id: str | None = None,
     bls_sha256: str | None = None,
@@ -937,9 +920,8 @@ def analyze(
 
     Args:
         inputs: the reports and their inputs.
+        s3: the S3 access for ``s3://`` inputs (its client is made only when one is read).
         settings: where the default inputs are (see :func:`default_locations`).
-        endpoint_url: S3-compatible endpoint for ``s3://`` inputs.
-        s3_client: a ready S3 client instead (tests, the demo).
         bls_rows: the BLS rows, already read (``series_id``, ``year``, ``period``, ``value``,
             ``decimals`` as :func:`scan_bls` gives them), instead of reading ``bls``, which then
             only names them (the Parquet table of ``rq analyze --from tables``).
@@ -981,12 +963,11 @@ def analyze(
             "no population file: pass --population PATH_OR_S3_URL, or set RQ_POPULATION_BUCKET "
             "to read what rq fetch-population stores"
         )
-    stores = _Stores(s3_client, endpoint_url)
     result: dict[str, Any] = {}
     pop_frame = None
     if need_population:
         assert population_location is not None
-        pop_frame = _load_population(population_location, stores)
+        pop_frame = _load_population(population_location, s3)
         result["population_by_year"] = pop_frame
         if "population" in chosen:
             result["population"] = population_stats(pop_frame, from_year=from_year, to_year=to_year)
@@ -1014,7 +995,7 @@ def analyze(
         else:
             collected = _collect_file_reports(
                 bls_location,
-                stores,
+                s3,
                 chosen,
                 population=pop_frame,
                 include_annual=include_annual,

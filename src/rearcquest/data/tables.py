@@ -77,7 +77,7 @@ from rearcquest.records.lease import Lease
 if TYPE_CHECKING:
     import polars as pl
 
-    from rearcquest.aws.storage import ObjectInfo, ObjectStore
+    from rearcquest.aws.storage import ObjectInfo, ObjectStore, S3Access
     from rearcquest.config import Settings
     from rearcquest.data.analytics import Analysis, AnalyzeSource
 
@@ -1535,9 +1535,8 @@ def _run(
 def run_sql(
     query: str,
     *,
+    s3: S3Access,
     location: str | None = None,
-    store: ObjectStore | None = None,
-    endpoint_url: str | None = None,
     settings: Settings | None = None,
     root_prefix: str = "",
 ) -> pl.DataFrame:
@@ -1557,8 +1556,7 @@ def run_sql(
         query: the SQL.
         location: a local directory or ``s3://bucket/prefix/`` (what ``rq tables`` writes);
             default ``s3://<bls_bucket>/<root_prefix>tables/``.
-        store: the bucket of an ``s3://`` location; made with ``endpoint_url`` if not given.
-        endpoint_url: S3-compatible endpoint.
+        s3: the S3 access of an ``s3://`` location (a local one makes no client).
         settings: where the default bucket comes from (the entry points read it from ``RQ_*``).
         root_prefix: the prefix the mirrors are under (``rq sync-bls --root-prefix``), whose
             tables are the default location.
@@ -1585,11 +1583,7 @@ def run_sql(
     if split is None:
         return _run(query, scan_tables(location), location)
     bucket, prefix = split
-    if store is None:
-        from rearcquest.aws.storage import ObjectStore, make_s3_client
-
-        store = ObjectStore(make_s3_client(endpoint_url=endpoint_url), bucket)
-    frames = _s3_tables(store, prefix)
+    frames = _s3_tables(s3.store(bucket), prefix)
     try:
         return _run(query, frames, location)
     except OSError as exc:

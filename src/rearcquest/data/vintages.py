@@ -19,7 +19,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.aws.storage import ObjectStore, make_s3_client
 from rearcquest.config import (
     DEFAULT_FILE,
     DEFAULT_FROM_RELEASE,
@@ -61,9 +60,8 @@ from rearcquest.records.state import MAX_STATE_BYTES, SyncState
 
 if TYPE_CHECKING:
     import polars as pl
-    from mypy_boto3_s3 import S3Client
 
-    from rearcquest.aws.storage import ObjectInfo, ObjectStore
+    from rearcquest.aws.storage import ObjectInfo, ObjectStore, S3Access
     from rearcquest.data.analytics import Analysis, ReportInputs
     from rearcquest.data.tables import TablesOptions
     from rearcquest.records.releases import Release
@@ -71,18 +69,12 @@ if TYPE_CHECKING:
 # The largest sync state read to find a multipart object's sha256.
 
 
-def _store(
-    bucket: str | None,
-    *,
-    endpoint_url: str | None,
-    s3_client: S3Client | None,
-    settings: Settings | None,
-) -> ObjectStore:
+def _store(bucket: str | None, s3: S3Access, settings: Settings | None) -> ObjectStore:
 
     name = bucket or (settings or Settings()).bls_bucket
     if not name:
         raise ConfigError("no bucket: pass --bucket or set RQ_BLS_BUCKET (the mirror's bucket)")
-    return ObjectStore(s3_client or make_s3_client(endpoint_url=endpoint_url), name)
+    return s3.store(name)
 
 
 def _prefix(prefix: str | None, settings: Settings | None) -> str:
@@ -93,19 +85,17 @@ def _prefix(prefix: str | None, settings: Settings | None) -> str:
 
 def list_releases(
     *,
+    s3: S3Access,
     bucket: str | None = None,
     prefix: str | None = None,
-    endpoint_url: str | None = None,
-    s3_client: S3Client | None = None,
     settings: Settings | None = None,
 ) -> list[Release]:
     """The releases logged for a mirror, newest first.
 
     Args:
+        s3: the run's S3 access.
         bucket: the mirror's bucket; default ``RQ_BLS_BUCKET``.
         prefix: the mirror prefix (``pr/``); default ``RQ_BLS_PREFIX`` or ``pr/``.
-        endpoint_url: S3-compatible endpoint.
-        s3_client: a ready S3 client instead.
         settings: where the defaults come from.
 
     Raises:
@@ -114,7 +104,7 @@ def list_releases(
         StorageError: S3 failed.
     """
 
-    store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
+    store = _store(bucket, s3, settings)
     return list(reversed(load_releases(store, _prefix(prefix, settings)).releases))
 
 
@@ -464,27 +454,25 @@ def _download_release_file(
 
 def revisions(
     *,
+    s3: S3Access,
     from_release: str = DEFAULT_FROM_RELEASE,
     to_release: str = DEFAULT_TO_RELEASE,
     file: str = DEFAULT_FILE,
     series: str | None = None,
     bucket: str | None = None,
     prefix: str | None = None,
-    endpoint_url: str | None = None,
-    s3_client: S3Client | None = None,
     settings: Settings | None = None,
 ) -> Revisions:
     """Compare a data file in two releases of a mirror, observation by observation.
 
     Args:
+        s3: the run's S3 access.
         from_release: the older release: a date, a stamp, ``previous`` or ``latest``.
         to_release: the newer release.
         file: the data file (``pr.data.0.Current``).
         series: only series matching this glob.
         bucket: the mirror's bucket; default ``RQ_BLS_BUCKET``.
         prefix: the mirror prefix; default ``RQ_BLS_PREFIX`` or ``pr/``.
-        endpoint_url: S3-compatible endpoint.
-        s3_client: a ready S3 client instead.
         settings: where the defaults come from.
 
     Raises:
@@ -494,7 +482,7 @@ def revisions(
         StorageError: S3 failed.
     """
 
-    store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
+    store = _store(bucket, s3, settings)
     prefix = _prefix(prefix, settings)
     logged = load_releases(store, prefix).releases
     older, newer = resolve_release(logged, from_release), resolve_release(logged, to_release)
@@ -584,11 +572,10 @@ def build_release_tables(
     as_of: str,
     directory: str | Path,
     *,
+    s3: S3Access,
     bucket: str | None = None,
     prefix: str | None = None,
     tables_prefix: str = "tables/",
-    endpoint_url: str | None = None,
-    s3_client: S3Client | None = None,
     settings: Settings | None = None,
 ) -> ReleaseTables:
     """Build the tables ``rq tables`` builds, from the files of a past release.
@@ -603,7 +590,7 @@ def build_release_tables(
         StorageError: S3 failed.
     """
 
-    store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
+    store = _store(bucket, s3, settings)
     prefix = _prefix(prefix, settings)
     survey = prefix.strip("/").rsplit("/", 1)[-1]
     if not survey or survey == "all" or "," in survey:
@@ -630,9 +617,8 @@ def build_release_tables(
 def analyze_at(
     inputs: ReportInputs,
     *,
+    s3: S3Access,
     settings: Settings | None = None,
-    endpoint_url: str | None = None,
-    s3_client: S3Client | None = None,
 ) -> Analysis:
     """The reports of ``rq analyze``: where the BLS rows come from is resolved here, once.
 
@@ -647,9 +633,8 @@ def analyze_at(
 
     Args:
         inputs: the reports, their inputs and where the BLS rows are read.
+        s3: the run's S3 access (its client is made only when S3 is read).
         settings: the default buckets and mirror prefix (the entry points read ``RQ_*``).
-        endpoint_url: S3-compatible endpoint.
-        s3_client: a ready S3 client instead.
 
     Returns:
         The reports; with ``as_of``, ``release`` names the release and ``bls_source`` the
@@ -678,12 +663,10 @@ def analyze_at(
     location = str(inputs.bls) if inputs.bls is not None else None
     location = location or analytics.default_locations(settings)[0]
     if inputs.as_of is not None:
-        return _analyze_release(inputs, location, settings, endpoint_url, s3_client)
+        return _analyze_release(inputs, location, settings, s3)
 
-    def run(client: S3Client | None, rows: pl.LazyFrame | None = None) -> Analysis:
-        return analytics.analyze(
-            inputs, settings=settings, endpoint_url=endpoint_url, s3_client=client, bls_rows=rows
-        )
+    def run(rows: pl.LazyFrame | None = None) -> Analysis:
+        return analytics.analyze(inputs, s3=s3, settings=settings, bls_rows=rows)
 
     split = split_location(location) if location and inputs.need_bls else None
     if location is None or split is None:
@@ -691,17 +674,16 @@ def analyze_at(
             raise ConfigError(
                 f"--from tables reads the tables beside an S3 mirror; {location} is not in S3"
             )
-        analysis = run(s3_client)
+        analysis = run()
         return titled(analysis, location) if location and inputs.need_bls else analysis
     bucket, data_key = split[0], split[1].rstrip("/")
-    client = s3_client or make_s3_client(endpoint_url=endpoint_url)
-    store = ObjectStore(client, bucket)
+    store = s3.store(bucket)
     tables_prefix = resolve_tables_prefix(inputs.tables_prefix, root)
     part = partition_to_read(
         store, data_key, tables_prefix=tables_prefix, source=inputs.source, shown=location
     )
     if part is None:
-        return titled(run(client), data_key, store=store)
+        return titled(run(), data_key, store=store)
     with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
         path = Path(tmp) / PART_NAME
         with path.open("wb") as fh:
@@ -712,7 +694,7 @@ def analyze_at(
             .select("series_id", pl.col("year").cast(pl.Int32), "period", "value", "decimals")
         )
         inputs = replace(inputs, bls=store.url(part))
-        analysis = run(client, rows)
+        analysis = run(rows)
     return titled(analysis, data_key, store=store, tables_prefix=tables_prefix)
 
 
@@ -720,8 +702,7 @@ def _analyze_release(
     inputs: ReportInputs,
     location: str | None,
     settings: Settings,
-    endpoint_url: str | None,
-    s3_client: S3Client | None,
+    s3: S3Access,
 ) -> Analysis:
     """:func:`analyze_at` for ``inputs.as_of``: the BLS file ``location`` of that release."""
 
@@ -738,14 +719,13 @@ def _analyze_release(
     bucket, _, key = location[len("s3://") :].partition("/")
     prefix, _, name = key.rpartition("/")
     prefix = prefix + "/" if prefix else ""
-    client = s3_client or make_s3_client(endpoint_url=endpoint_url)
-    store = ObjectStore(client, bucket)
+    store = s3.store(bucket)
     release = _release(store, prefix, str(inputs.as_of))
     version_id = _version_of(store, prefix, release, name)
     analysis = analytics.analyze(
         replace(inputs, bls=location),
+        s3=s3,
         settings=settings,
-        s3_client=client,
         bls_version_id=version_id,
         bls_sha256=release.files[name].sha256,
         release=release.release,
@@ -764,18 +744,19 @@ def _analyze_release(
 def query(
     sql: str | None,
     *,
+    s3: S3Access,
     named: str | None = None,
     as_of: str | None = None,
     location: str | None = None,
     root_prefix: str = "",
     settings: Settings | None = None,
-    endpoint_url: str | None = None,
 ) -> tuple[str | None, pl.DataFrame]:
     """The answer of ``rq sql``: a query, or a named report query, over the current tables or a
     release's (built in a temporary directory, see :func:`build_release_tables`).
 
     Args:
         sql: the query; or None with ``named``.
+        s3: the run's S3 access (local tables make no client).
         named: one of :data:`rearcquest.data.tables.QUERY_NAMES` instead.
         as_of: query the tables of this release (built in a temporary directory).
         location: the current tables (a directory or an ``s3://`` prefix), not with ``as_of``.
@@ -783,7 +764,6 @@ def query(
             ``s3://<bls_bucket>/<root_prefix>tables/``, and ``as_of`` reads the release of
             ``<root_prefix>pr/`` (with the population table of ``<root_prefix>tables/``).
         settings: where the default bucket and mirror prefix are.
-        endpoint_url: S3-compatible endpoint.
 
     Returns:
         The release queried (None for the current tables) and the answer.
@@ -801,11 +781,7 @@ def query(
     text = sql if sql is not None else named_query(str(named))
     if as_of is None:
         return None, run_sql(
-            text,
-            location=location,
-            endpoint_url=endpoint_url,
-            settings=settings,
-            root_prefix=root_prefix,
+            text, s3=s3, location=location, settings=settings, root_prefix=root_prefix
         )
     if location is not None:
         raise ConfigError("--as-of builds the release's tables itself; drop --tables")
@@ -815,22 +791,21 @@ def query(
         built = build_release_tables(
             as_of,
             tmp,
+            s3=s3,
             # The mirror and the tables under the root prefix, as rq sql reads them without it.
             prefix=root + DEFAULT_SURVEYS[0] if root else None,
             tables_prefix=default_tables_prefix(root),
-            endpoint_url=endpoint_url,
             settings=settings,
         )
-        return built.release, run_sql(text, location=tmp)
+        return built.release, run_sql(text, s3=s3, location=tmp)
 
 
 def tables_as_of(
     as_of: str,
     options: TablesOptions,
     *,
+    s3: S3Access,
     bucket: str | None = None,
-    endpoint_url: str | None = None,
-    s3_client: S3Client | None = None,
     settings: Settings | None = None,
 ) -> tuple[ReleaseTables, list[str]]:
     """Build the tables of a past release into ``<tables_prefix>as-of/<release>/`` in the bucket
@@ -841,9 +816,8 @@ def tables_as_of(
         as_of: a date or release stamp (see :func:`build_release_tables`).
         options: the survey (one), under ``options.root_prefix``, and ``options.tables_prefix``
             (default ``<root_prefix>tables/``).
+        s3: the run's S3 access.
         bucket: the mirror's bucket, where the tables go too; default ``settings.bls_bucket``.
-        endpoint_url: S3-compatible endpoint.
-        s3_client: a ready S3 client instead.
         settings: where the default bucket is.
 
     Returns:
@@ -855,15 +829,10 @@ def tables_as_of(
 
     tables_prefix = resolve_tables_prefix(options.tables_prefix, options.root_prefix)
     prefix = normalise_prefix(normalise_prefix(options.root_prefix) + options.survey.strip())
-    store = _store(bucket, endpoint_url=endpoint_url, s3_client=s3_client, settings=settings)
+    store = _store(bucket, s3, settings)
     with tempfile.TemporaryDirectory(prefix="rq-tables-as-of-") as tmp:
         built = build_release_tables(
-            as_of,
-            tmp,
-            bucket=store.bucket,
-            prefix=prefix,
-            tables_prefix=tables_prefix,
-            s3_client=store.client,
+            as_of, tmp, s3=s3, bucket=store.bucket, prefix=prefix, tables_prefix=tables_prefix
         )
         base = f"{normalise_prefix(tables_prefix)}{AS_OF_TABLES}/{release_slug(built.release)}/"
         # The release's own folder, emptied first: what an earlier, interrupted build of the

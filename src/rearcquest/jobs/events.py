@@ -27,8 +27,7 @@ from rearcquest.data.analytics import ReportInputs, analyze, to_json_doc
 from rearcquest.errors import ConfigError
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-
+    from rearcquest.aws.storage import S3Access
     from rearcquest.config import Settings
 
 log = logging.getLogger(__name__)
@@ -134,7 +133,7 @@ def failed_message_ids(response: Mapping[str, Any]) -> set[str]:
     return {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
 
 
-def process_report_batch(event: Any, *, settings: Settings, s3_client: S3Client) -> dict[str, Any]:
+def process_report_batch(event: Any, *, settings: Settings, s3: S3Access) -> dict[str, Any]:
     """Run and log the reports for every S3 notification in an SQS batch event.
 
     Each report is one JSON log line (``report``: its name, ``data``: its rows), then a summary
@@ -150,7 +149,7 @@ def process_report_batch(event: Any, *, settings: Settings, s3_client: S3Client)
     Args:
         event: the SQS batch event (see :func:`sqs_batch_event`).
         settings: where the population bucket and the BLS mirror are.
-        s3_client: the client to read both with.
+        s3: the S3 access to read both with.
 
     Returns:
         ``{"batchItemFailures": [{"itemIdentifier": message_id}, ...]}``.
@@ -179,7 +178,7 @@ def process_report_batch(event: Any, *, settings: Settings, s3_client: S3Client)
             continue
         token = _message_id.set(message_id)
         try:
-            _process_message(record, settings, s3_client)
+            _process_message(record, settings, s3)
         except Exception as exc:  # one bad message must not fail the batch
             log.error("message failed: %s", exc, exc_info=True)
             failures.append({"itemIdentifier": message_id})
@@ -188,17 +187,15 @@ def process_report_batch(event: Any, *, settings: Settings, s3_client: S3Client)
     return {"batchItemFailures": failures}
 
 
-def _reports_for(bucket: str, key: str, settings: Settings, s3_client: S3Client) -> dict[str, Any]:
+def _reports_for(bucket: str, key: str, settings: Settings, s3: S3Access) -> dict[str, Any]:
     """Run the three reports on the population object ``bucket/key`` and the BLS mirror (found
     through ``settings`` as ``rq analyze`` finds it)."""
 
-    analysis = analyze(
-        ReportInputs(population=f"s3://{bucket}/{key}"), settings=settings, s3_client=s3_client
-    )
+    analysis = analyze(ReportInputs(population=f"s3://{bucket}/{key}"), s3=s3, settings=settings)
     return to_json_doc(analysis)
 
 
-def _process_message(record: dict[str, Any], settings: Settings, s3_client: S3Client) -> None:
+def _process_message(record: dict[str, Any], settings: Settings, s3: S3Access) -> None:
     """Run and log the reports for the population objects one SQS message names.
 
     Raises:
@@ -230,7 +227,7 @@ def _process_message(record: dict[str, Any], settings: Settings, s3_client: S3Cl
                 extra={"bucket": bucket, "key": key, "event_name": event_name},
             )
             continue
-        doc = _reports_for(bucket, key, settings, s3_client)
+        doc = _reports_for(bucket, key, settings, s3)
         for name, data in doc.items():
             log.info(
                 "report %s",

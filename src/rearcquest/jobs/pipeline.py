@@ -325,13 +325,14 @@ def run_pipeline(
     if reports:
         result.reports = StepOutcome()
         with recorded(result.reports, "analyze"):
+            from rearcquest.aws.storage import S3Access
             from rearcquest.data.analytics import ReportInputs, analyze, to_json_doc
 
             # With surveys the pr mirror the reports read is <root prefix>pr/.
             read = settings
             if surveys is not None:
                 read = replace(settings, bls_prefix=survey_prefix(root_prefix, "pr"))
-            result.analysis = analyze(ReportInputs(), settings=read, s3_client=client)
+            result.analysis = analyze(ReportInputs(), s3=S3Access(client=client), settings=read)
             result.reports.summary = to_json_doc(result.analysis)
     return result
 
