@@ -115,11 +115,6 @@ def test_only_the_aws_seams_import_boto3_or_botocore() -> None:
     assert offenders == []
 
 
-# Until run_pipeline, run_fanout_pipeline and run_work_batch take a required s3_client (issue 20,
-# the sync path's part), they make one when none is given.
-_MAKES_ITS_OWN_S3_CLIENT = {"jobs.pipeline"}
-
-
 def test_only_the_entry_points_make_s3_clients() -> None:
     # Stores are built only in the entry points: below them code is handed an S3Access (or a
     # store) and a run makes one client. An S3Access without a client makes one on first use.
@@ -127,8 +122,6 @@ def test_only_the_entry_points_make_s3_clients() -> None:
     for module, tree in _modules():
         short = _short(module)
         if _package(module) == AWS_SEAMS or short in ENTRY_POINTS:
-            continue
-        if short in _MAKES_ITS_OWN_S3_CLIENT:
             continue
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
