@@ -11,8 +11,10 @@ from aws_cdk.assertions import Template
 
 from rearcquest.layout import lock_key, releases_key, state_key
 from rearcquest_infra.pipeline_stack import (
+    ABORT_UPLOADS_DAYS,
     INDEX_CONCURRENCY,
     MAX_RECEIVE_COUNT,
+    MIRROR_ABORT_UPLOADS_DAYS,
     REPORT_HANDLER,
     RUNTIME,
     SCHEDULED_HANDLER,
@@ -83,6 +85,24 @@ def test_only_the_bls_mirror_is_versioned(default_template: Template) -> None:
     # Old versions are the mirror's past releases: kept unless noncurrentVersionDays is set.
     rules = bls["Properties"]["LifecycleConfiguration"]["Rules"]
     assert [r for r in rules if "NoncurrentVersionExpiration" in r] == []
+
+
+def test_abandoned_multipart_uploads_are_aborted_after_a_few_days(
+    default_template: Template,
+) -> None:
+    # The mirror's uploads wait three days, for the daily runs that resume a cut transfer; the
+    # other buckets' one day, as nothing resumes there.
+    assert MIRROR_ABORT_UPLOADS_DAYS == 3 and ABORT_UPLOADS_DAYS == 1
+    doc = _json(default_template)
+    buckets = resources(doc, "AWS::S3::Bucket")
+    assert len(buckets) == 3
+    for name, bucket in buckets.items():
+        rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+        aborts = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
+        days = MIRROR_ABORT_UPLOADS_DAYS if name.startswith("BlsBucket") else ABORT_UPLOADS_DAYS
+        assert aborts == [
+            {"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days}, "Status": "Enabled"}
+        ], name
 
 
 def test_default_bucket_names_are_per_account_and_region(default_template: Template) -> None:
