@@ -16,7 +16,7 @@ from rearcquest.aws.storage import ObjectStore
 from rearcquest.config import FanoutSettings, Settings
 from rearcquest.errors import ConfigError, DataError
 from rearcquest.jobs.fanout import WorkMessage, plan_work, process_work_batch
-from rearcquest.layout import lock_key, parse_surveys, state_key
+from rearcquest.layout import LOCK_PREFIX, lock_key, parse_surveys, state_key
 from rearcquest.localaws import drain_queue
 from rearcquest.offline import Fault, OfflineServer, ServedFile, add_datausa_routes
 from rearcquest.records import lease as lease_module
@@ -190,7 +190,7 @@ def test_a_message_releases_the_survey_lease_however_it_ends(
     (response,) = drain_queue(Queue(sqs, url), worker, batch_size=1)
     assert len(response["batchItemFailures"]) == (0 if outcome == "done" else 1)
     assert taken == [lock_key("ce/")]  # the message held the survey's lease...
-    assert s3.list_objects_v2(Bucket="rq-bls", Prefix=lock_key(""))["KeyCount"] == 0  # ...no more
+    assert s3.list_objects_v2(Bucket="rq-bls", Prefix=LOCK_PREFIX)["KeyCount"] == 0  # ...no more
 
 
 def test_a_message_failing_five_times_goes_to_the_dlq(
