@@ -39,6 +39,16 @@ def test_this_process_is_alive_and_an_ended_or_recycled_pid_is_gone() -> None:
     assert not gone(ProcessId(me.host, _process.MAX_PID + 1, 0))
 
 
+def test_a_process_that_proc_hides_is_not_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /proc mounted with hidepid=2 shows no other user's process: the pid still exists (kill(0)
+    # says so), so its lease is not taken over nor its folder removed.
+    me = this_process()
+    monkeypatch.setattr(_process, "_PROC", tmp_path)  # a /proc that shows nothing
+    assert not gone(ProcessId(me.host, os.getppid(), 1))
+
+
 def test_the_sweep_removes_only_the_folders_of_ended_processes(tmp_path: Path) -> None:
     me = this_process()
     dead = folder_of(ProcessId(me.host, me.pid, me.start + 1), tmp_path)

@@ -148,7 +148,14 @@ def gone(process: ProcessId) -> bool:
     try:
         found = _stat(process.pid)
     except FileNotFoundError:
-        return True  # it ended between the two looks
+        # It ended between the two looks, or /proc hides it (hidepid): kill(0) tells which.
+        try:
+            os.kill(process.pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        return False
     if found is None:
         return False
     state, start = found
