@@ -281,8 +281,8 @@ class _Command(TyperCommand):
 
     An :class:`OptionError` (options that cannot go together) is Typer's usage error instead:
     the usage line, then ``Invalid value for <options>: ...``, exit 2. Ctrl-C prints
-    ``Interrupted.`` and exits 130, SIGTERM ``Terminated.`` and 143; a reader of stdout that stops early (``| head``) ends the
-    command quietly with exit 0.
+    ``Interrupted.`` and exits 130, SIGTERM ``Terminated.`` and 143; a reader of stdout that
+    stops early (``| head``) ends the command quietly with exit 0.
     """
 
     def invoke(self, ctx: Any) -> Any:  # Any: typer's own (vendored) click.Context

@@ -23,7 +23,6 @@ runs on a store's first lease of the process; later leases on the same store tru
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, NoReturn
 
@@ -232,7 +231,7 @@ class Lease:
             )
         trusted = written + timedelta(seconds=max(self.ttl, MAX_TRUSTED_TTL))
         if current.expires > trusted:
-            current = dataclasses.replace(current, expires=trusted)
+            current = replace(current, expires=trusted)
         if current.expires > self._now():
             if current.process is None or not _process.gone(current.process):
                 return current
