@@ -11,10 +11,8 @@ from aws_cdk.assertions import Template
 
 from rearcquest.layout import lock_key, releases_key, state_key
 from rearcquest_infra.pipeline_stack import (
-    ABORT_UPLOADS_DAYS,
     INDEX_CONCURRENCY,
     MAX_RECEIVE_COUNT,
-    MIRROR_ABORT_UPLOADS_DAYS,
     REPORT_HANDLER,
     RUNTIME,
     SCHEDULED_HANDLER,
@@ -92,14 +90,13 @@ def test_abandoned_multipart_uploads_are_aborted_after_a_few_days(
 ) -> None:
     # The mirror's uploads wait three days, for the daily runs that resume a cut transfer; the
     # other buckets' one day, as nothing resumes there.
-    assert MIRROR_ABORT_UPLOADS_DAYS == 3 and ABORT_UPLOADS_DAYS == 1
     doc = _json(default_template)
     buckets = resources(doc, "AWS::S3::Bucket")
     assert len(buckets) == 3
     for name, bucket in buckets.items():
         rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
         aborts = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
-        days = MIRROR_ABORT_UPLOADS_DAYS if name.startswith("BlsBucket") else ABORT_UPLOADS_DAYS
+        days = 3 if name.startswith("BlsBucket") else 1
         assert aborts == [
             {"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days}, "Status": "Enabled"}
         ], name
