@@ -131,12 +131,13 @@ BIG = "pr.data.9.Big"
 def _start_slow_sync(moto_server: str, bucket: str, bls_server: OfflineServer) -> Popen[str]:
     """A real ``rq sync-bls`` stopped mid-transfer: its lease held and a multipart upload open.
 
-    One more file of 24 MiB (three 8 MiB parts) comes at 4 MiB a second, so the first part is up
-    after two seconds and the file would take six; the caller acts once S3 holds the upload.
+    One more file of 48 MiB (six 8 MiB parts) comes at 4 MiB a second, so the first part is up
+    after two seconds and the file would take twelve: the caller acts once S3 holds the upload,
+    with seconds to spare even on a loaded machine.
     """
     files = bls_server.files
     listed = files["pr.txt"].listed
-    files[BIG] = ServedFile(BIG, b"PRS\t2020\tQ01\t1.0\n" * (24 * 2**20 // 17), listed)
+    files[BIG] = ServedFile(BIG, b"PRS\t2020\tQ01\t1.0\n" * (48 * 2**20 // 17), listed)
     bls_server.set_files(files)
     bls_server.faults.append(Fault(f"{bls_server.directory}{BIG}", drip=0.25, piece=2**20))
     proc = subprocess.Popen(
