@@ -3,17 +3,21 @@ with its ``Error: ...`` line and no traceback (docs/errors.md)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from subprocess import Popen
 
 import boto3
 import pytest
 
-from rearcquest.offline import Fault, OfflineServer
+from rearcquest.layout import lock_key
+from rearcquest.offline import Fault, OfflineServer, ServedFile
 
 
 def rq(*args: str) -> subprocess.CompletedProcess[str]:
@@ -119,3 +123,84 @@ def test_ctrl_c_exits_130_with_one_line(bls_server: OfflineServer) -> None:
         stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert (stdout, stderr) == ("", "Interrupted.\n")
+
+
+BIG = "pr.data.9.Big"
+
+
+def _start_slow_sync(moto_server: str, bucket: str, bls_server: OfflineServer) -> Popen[str]:
+    """A real ``rq sync-bls`` stopped mid-transfer: its lease held and a multipart upload open.
+
+    One more file of 48 MiB (six 8 MiB parts) comes at 4 MiB a second, so the first part is up
+    after two seconds and the file would take twelve: the caller acts once S3 holds the upload,
+    with seconds to spare even on a loaded machine.
+    """
+    files = bls_server.files
+    listed = files["pr.txt"].listed
+    files[BIG] = ServedFile(BIG, b"PRS\t2020\tQ01\t1.0\n" * (48 * 2**20 // 17), listed)
+    bls_server.set_files(files)
+    bls_server.faults.append(Fault(f"{bls_server.directory}{BIG}", drip=0.25, piece=2**20))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rearcquest", *sync_args(moto_server, bucket, bls_server.bls_url)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    deadline = time.monotonic() + 60
+    while not client.list_multipart_uploads(Bucket=bucket).get("Uploads"):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    assert client.get_object(Bucket=bucket, Key=lock_key("pr/"))  # the lease is held
+    return proc
+
+
+def test_sigterm_mid_transfer_exits_143_with_the_lease_released_and_no_upload_left(
+    moto_server: str, bucket: str, bls_server: OfflineServer
+) -> None:
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    with _start_slow_sync(moto_server, bucket, bls_server) as proc:
+        # A live holder on this host still blocks another sync.
+        second = rq(*sync_args(moto_server, bucket, bls_server.bls_url))
+        check(second, 5, "another sync holds the mirror")
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stdout == ""
+    assert stderr.endswith("Terminated.\n") and "Traceback" not in stderr, stderr
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert lock_key("pr/") not in keys and f"pr/{BIG}" not in keys
+
+
+def test_a_sigkilled_sync_does_not_block_the_next(
+    moto_server: str, bucket: str, bls_server: OfflineServer
+) -> None:
+    with _start_slow_sync(moto_server, bucket, bls_server) as proc:
+        proc.kill()
+        proc.communicate(timeout=60)
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    left = json.loads(client.get_object(Bucket=bucket, Key=lock_key("pr/"))["Body"].read())
+    assert left["expires"] > datetime.now(UTC).isoformat()  # not expired: ten minutes to go
+    again = rq(*sync_args(moto_server, bucket, bls_server.bls_url))
+    assert again.returncode == 0, again.stderr
+    assert "its process (pid" in again.stderr  # taken over at once, and said so
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert f"pr/{BIG}" in keys and lock_key("pr/") not in keys
+
+
+def test_a_lease_held_on_another_host_is_waited_for(
+    moto_server: str, bucket: str, bls_server: OfflineServer
+) -> None:
+    # The same pid and start as a process that has ended here, but on another host: rq cannot
+    # tell whether it still runs there, so the lease holds until its expiry.
+    now = datetime.now(UTC)
+    lock = {
+        "holder": "elsewhere:1:abc",
+        "acquired": now.isoformat(timespec="seconds"),
+        "expires": (now + timedelta(minutes=10)).isoformat(timespec="milliseconds"),
+        "process": {"host": "elsewhere/boot/pid:[1]", "pid": 4_000_000, "start": 1},
+    }
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    client.put_object(Bucket=bucket, Key=lock_key("pr/"), Body=json.dumps(lock).encode())
+    check(rq(*sync_args(moto_server, bucket, bls_server.bls_url)), 5, "elsewhere:1:abc")

@@ -117,6 +117,20 @@ def test_serves_until_ctrl_c(serve_process: Any, bucket: tuple[str, Any]) -> Non
 
 
 @pytest.mark.integration
+def test_sigterm_stops_the_server_as_ctrl_c_does(
+    serve_process: Any, bucket: tuple[str, Any]
+) -> None:
+    name, _ = bucket
+    served = serve_process("--bucket", name, "--prefix", "pr/")
+    with httpx.Client(base_url=served.url) as client:
+        assert client.get("/").status_code == 200
+    served.proc.send_signal(signal.SIGTERM)  # systemd's or a container's stop
+    assert served.proc.wait(timeout=20) == 0
+    assert served.proc.stderr is not None
+    assert "Traceback" not in served.proc.stderr.read()
+
+
+@pytest.mark.integration
 def test_token_from_the_environment(serve_process: Any, bucket: tuple[str, Any]) -> None:
     name, _ = bucket
     served = serve_process("--bucket", name, env={"RQ_INDEX_TOKEN": "tok-" + "x" * 20})

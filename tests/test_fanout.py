@@ -9,16 +9,17 @@ from typing import Any
 
 import pytest
 
-from conftest import FAST
+from conftest import FAST, break_survey_build
 from rearcquest import lambdas
 from rearcquest.aws.queues import Queue
 from rearcquest.aws.storage import ObjectStore
 from rearcquest.config import FanoutSettings, Settings
-from rearcquest.errors import ConfigError
+from rearcquest.errors import ConfigError, DataError
 from rearcquest.jobs.fanout import WorkMessage, plan_work, process_work_batch
-from rearcquest.layout import lock_key, parse_surveys, state_key
+from rearcquest.layout import LOCK_PREFIX, lock_key, parse_surveys, state_key
 from rearcquest.localaws import drain_queue
 from rearcquest.offline import Fault, OfflineServer, ServedFile, add_datausa_routes
+from rearcquest.records import lease as lease_module
 from rearcquest.records.lease import Lease
 from rearcquest.sources._http import HttpClient
 from test_surveys import HOSTILE, TREE, survey_files
@@ -157,6 +158,39 @@ def test_a_held_survey_lease_fails_its_messages_until_released(
     assert all(r == {"batchItemFailures": []} for r in responses)
     assert mirror(s3, "cu/") == served(tree_server, "cu")
     assert queue_depth(sqs, url) == 0 and queue_depth(sqs, dlq) == 0
+
+
+@pytest.mark.parametrize("outcome", ["done", "file-failed", "tables-failed", "tables-bug"])
+def test_a_message_releases_the_survey_lease_however_it_ends(
+    aws: tuple[Any, Any],
+    tree_server: OfflineServer,
+    monkeypatch: pytest.MonkeyPatch,
+    outcome: str,
+) -> None:
+    s3, sqs = aws
+    url, _ = work_queue(sqs)
+    env(monkeypatch, tree_server, url, "ce")
+    lambdas.scheduled_handler({}, None)
+    if outcome.startswith("tables"):
+        monkeypatch.setenv("RQ_TABLES", "1")  # built under the survey's lease
+    if outcome == "file-failed":
+        tree_server.faults.append(Fault("/pub/time.series/ce/ce.data.*", status=404, times=1000))
+    elif outcome == "tables-failed":
+        break_survey_build(monkeypatch, "ce", DataError("ce.data.0.Current: not a BLS file"))
+    elif outcome == "tables-bug":
+        break_survey_build(monkeypatch, "ce", RuntimeError("a bug"))
+    taken: list[str] = []
+    won = lease_module.Lease._won
+
+    def record(lease: Lease, etag: str, expires: datetime) -> None:
+        taken.append(lease.key)
+        won(lease, etag, expires)
+
+    monkeypatch.setattr(lease_module.Lease, "_won", record)
+    (response,) = drain_queue(Queue(sqs, url), worker, batch_size=1)
+    assert len(response["batchItemFailures"]) == (0 if outcome == "done" else 1)
+    assert taken == [lock_key("ce/")]  # the message held the survey's lease...
+    assert s3.list_objects_v2(Bucket="rq-bls", Prefix=LOCK_PREFIX)["KeyCount"] == 0  # ...no more
 
 
 def test_a_message_failing_five_times_goes_to_the_dlq(

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
+import random
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rearcquest import _process
+from rearcquest._process import ProcessId
 from rearcquest.aws.storage import ObjectStore
 from rearcquest.errors import (
     LeaseHeldError,
@@ -317,3 +323,163 @@ def test_takeover_on_an_endpoint_ignoring_if_match_is_refused(
     _ignore_conditions(store, ("If-Match",))
     with pytest.raises(LockUnsupportedError, match="If-Match"):
         Lease(store, KEY).acquire()
+
+
+# -- the holder's process: a killed holder on this host is taken over at once -----------------
+
+
+def held_by(store: ObjectStore, process: ProcessId | None, *, minutes: float = 10) -> None:
+    now = datetime.now(UTC)
+    info = LeaseInfo("other:1:abc", now, now + timedelta(minutes=minutes), process)
+    store.put_bytes(KEY, info.to_json(), content_type="application/json")
+
+
+def this_process() -> ProcessId:
+    me = _process.current()
+    assert me is not None, "the tests run on Linux, with /proc"
+    return me
+
+
+def free_pid() -> int:
+    """A pid no process has now (the highest free one: the kernel hands pids out upwards)."""
+    for pid in range(_process.MAX_PID, 1, -1):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            continue
+    raise AssertionError("no free pid")
+
+
+def test_the_lock_names_the_holders_process(store: ObjectStore) -> None:
+    with Lease(store, KEY).acquire():
+        assert lock_doc(store)["process"] == this_process().to_dict()
+    assert LeaseInfo.from_json(LeaseInfo("h", *[datetime.now(UTC)] * 2).to_json()).process is None
+
+
+@pytest.mark.parametrize("how", ["pid-free", "pid-recycled"])
+def test_a_lease_whose_process_has_ended_on_this_host_is_taken_over_at_once(
+    store: ObjectStore, log_records: list[logging.LogRecord], how: str
+) -> None:
+    me = this_process()
+    # A free pid, or this pid started at another time: its first owner has ended.
+    ended = (
+        ProcessId(me.host, free_pid(), me.start)
+        if how == "pid-free"
+        else (dataclasses.replace(me, start=me.start + 1))
+    )
+    held_by(store, ended)
+    with Lease(store, KEY, holder="next:2:def") as lease:
+        assert lease.held and lock_doc(store)["holder"] == "next:2:def"
+    said = [r.getMessage() for r in log_records if "has ended" in r.getMessage()]
+    assert said == [
+        f"taking over the lease {store.url(KEY)} of other:1:abc: its process "
+        f"(pid {ended.pid} on this host) has ended"
+    ]
+
+
+def test_the_takeover_of_an_ended_holder_is_conditional(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    me = this_process()
+    held_by(store, dataclasses.replace(me, start=me.start + 1))
+    stale = store.fetch(KEY)  # what the slower taker read before the faster one took over
+    winner = Lease(store, KEY, holder="fast:1:aaa").acquire()
+    monkeypatch.setattr(store, "fetch", lambda key, **kw: stale)
+    with pytest.raises(LeaseHeldError):
+        Lease(store, KEY, holder="slow:2:bbb").acquire()
+    monkeypatch.undo()
+    assert lock_doc(store)["holder"] == "fast:1:aaa" and winner.held
+    winner.release()
+
+
+def _start_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(stat[stat.rfind(b")") + 1 :].split()[19])
+
+
+@pytest.mark.parametrize("who", ["this-process", "parent-process", "other-host", "no-process"])
+def test_a_live_or_unknowable_holder_is_waited_for_until_its_expiry(
+    store: ObjectStore, who: str
+) -> None:
+    me = this_process()
+    named = {
+        "this-process": me,
+        "parent-process": ProcessId(me.host, os.getppid(), _start_of(os.getppid())),
+        # An ended process's pid, but on another host: it cannot be checked from here.
+        "other-host": ProcessId("elsewhere", free_pid(), me.start),
+        "no-process": None,
+    }[who]
+    held_by(store, named)
+    with pytest.raises(LeaseHeldError, match="other:1:abc"):
+        Lease(store, KEY).acquire()
+    later = time.time() + 601
+    Lease(store, KEY, clock=lambda: later).acquire().release()  # after its expiry: taken over
+
+
+def test_a_lock_claiming_years_is_held_a_day_at_most(store: ObjectStore) -> None:
+    held_by(store, None, minutes=60 * 24 * 365 * 100)
+    with pytest.raises(LeaseHeldError):
+        Lease(store, KEY).acquire()
+    almost = time.time() + lease_module.MAX_TRUSTED_TTL - 60
+    with pytest.raises(LeaseHeldError):
+        Lease(store, KEY, clock=lambda: almost).acquire()
+    later = time.time() + lease_module.MAX_TRUSTED_TTL + 60
+    Lease(store, KEY, clock=lambda: later).acquire().release()
+
+
+def test_hostile_lock_bodies_never_crash_and_never_outlast_their_ttl(store: ObjectStore) -> None:
+    from fuzz_helpers import random_body
+
+    me = this_process()
+    now = datetime.now(UTC)
+    rng = random.Random(21)
+    after = time.time() + lease_module.MAX_TRUSTED_TTL + 60
+    outcomes: set[str] = set()
+    for case in range(200):
+        valid = {
+            "holder": "fuzz:1:abc",
+            "acquired": now.isoformat(timespec="seconds"),
+            "expires": rng.choice(
+                [(now + timedelta(minutes=10)).isoformat(), "9999-12-31T23:59:59+00:00"]
+            ),
+            "process": rng.choice(
+                [me.to_dict(), dataclasses.replace(me, pid=free_pid()).to_dict(), {}]
+            ),
+        }
+        body = random_body(rng, valid)
+        store.put_bytes(
+            KEY, body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+        )
+        try:
+            Lease(store, KEY).acquire().release()
+            outcomes.add("taken")
+        except LeaseHeldError:
+            outcomes.add("held")
+        store.put_bytes(
+            KEY, body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+        )
+        # Whatever it says, a day after its last write the lock is taken over.
+        try:
+            Lease(store, KEY, clock=lambda: after).acquire().release()
+        except LeaseHeldError as exc:
+            raise AssertionError(f"case {case}: {exc}") from exc
+    assert outcomes == {"taken", "held"}
+
+
+def test_lock_objects_parse_or_raise_value_error() -> None:
+    from fuzz_helpers import random_body
+
+    me = this_process()
+    now = datetime.now(UTC)
+    valid = json.loads(LeaseInfo("h:1:a", now, now, me).to_json())
+    rng = random.Random(2121)
+    for case in range(3000):
+        body = random_body(rng, valid)
+        data = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+        try:
+            info = LeaseInfo.from_json(data)
+        except (ValueError, RecursionError):
+            continue
+        assert info.process is None or 0 < info.process.pid <= _process.MAX_PID, f"case {case}"

@@ -100,6 +100,14 @@ ASYNC_RETRY_ATTEMPTS = 2
 ASYNC_MAX_EVENT_AGE = Duration.hours(6)
 # The daily run is late when no invocation happened for this long (a day plus slack).
 NOT_RUN_HOURS = 26
+# Incomplete multipart uploads are aborted this many days after they began, so that abandoned ones
+# (a killed sync, a worker stopped at its timeout) never cost storage for ever. Other buckets: a
+# day, as nothing resumes there. The mirror: three days, because a transfer cut mid-file resumes
+# from its upload's completed parts on a later run, and the runs are a day apart: S3 applies the
+# rule at the first midnight UTC past the age, so one day could abort an upload hours before the
+# next daily run resumes it, while three leave two daily runs (or their retries) to resume it.
+ABORT_UPLOADS_DAYS = 1
+MIRROR_ABORT_UPLOADS_DAYS = 3
 # Athena's query results are copies of what the tables hold: gone after a week.
 ATHENA_RESULTS_DAYS = 7
 ATHENA_RESULTS_PREFIX = "results/"
@@ -195,6 +203,7 @@ class PipelineStack(Stack):
             bls_name,
             versioned=True,
             noncurrent_days=settings.noncurrent_version_days,
+            abort_uploads_days=MIRROR_ABORT_UPLOADS_DAYS,
         )
         self.population_bucket = self._bucket("PopulationBucket", population_name, versioned=False)
         code = lambda_.Code.from_asset(str(settings.bundle_path))
@@ -748,8 +757,13 @@ class PipelineStack(Stack):
         versioned: bool,
         noncurrent_days: int | None = None,
         expire_days: int | None = None,
+        abort_uploads_days: int = ABORT_UPLOADS_DAYS,
     ) -> s3.Bucket:
-        lifecycle = [s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))]
+        lifecycle = [
+            s3.LifecycleRule(
+                abort_incomplete_multipart_upload_after=Duration.days(abort_uploads_days)
+            )
+        ]
         if expire_days is not None:
             lifecycle.append(s3.LifecycleRule(expiration=Duration.days(expire_days)))
         if versioned and noncurrent_days is not None:

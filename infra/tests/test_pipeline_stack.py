@@ -85,6 +85,23 @@ def test_only_the_bls_mirror_is_versioned(default_template: Template) -> None:
     assert [r for r in rules if "NoncurrentVersionExpiration" in r] == []
 
 
+def test_abandoned_multipart_uploads_are_aborted_after_a_few_days(
+    default_template: Template,
+) -> None:
+    # The mirror's uploads wait three days, for the daily runs that resume a cut transfer; the
+    # other buckets' one day, as nothing resumes there.
+    doc = _json(default_template)
+    buckets = resources(doc, "AWS::S3::Bucket")
+    assert len(buckets) == 3
+    for name, bucket in buckets.items():
+        rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+        aborts = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
+        days = 3 if name.startswith("BlsBucket") else 1
+        assert aborts == [
+            {"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days}, "Status": "Enabled"}
+        ], name
+
+
 def test_default_bucket_names_are_per_account_and_region(default_template: Template) -> None:
     doc = _json(default_template)
     names = {

@@ -9,6 +9,7 @@ with the error's exit code; usage errors exit 2 (Typer's default).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -223,6 +224,25 @@ def _configure_logging(level: int) -> None:
 
 # 128 + SIGINT, what a shell reports for a command stopped with Ctrl-C.
 EXIT_INTERRUPTED = 130
+# 128 + SIGTERM, what a shell reports for a command stopped by `kill`, systemd or a container stop.
+EXIT_TERMINATED = 143
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C is, so that the same cleanup runs: the
+    library lets a ``KeyboardInterrupt`` through every handler that records failures."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # A second SIGTERM (a cleanup that hangs) ends the process at once, as the default would.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise _Terminated
+
+
+def _handle_sigterm() -> None:
+    """Handle SIGTERM like Ctrl-C (see :class:`_Terminated`): the lease released, uploads
+    aborted, temporary folders removed, then ``Terminated.`` and exit 143."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _stdout_closed() -> bool:
@@ -261,13 +281,16 @@ class _Command(TyperCommand):
 
     An :class:`OptionError` (options that cannot go together) is Typer's usage error instead:
     the usage line, then ``Invalid value for <options>: ...``, exit 2. Ctrl-C prints
-    ``Interrupted.`` and exits 130; a reader of stdout that stops early (``| head``) ends the
-    command quietly with exit 0.
+    ``Interrupted.`` and exits 130, SIGTERM ``Terminated.`` and 143; a reader of stdout that
+    stops early (``| head``) ends the command quietly with exit 0.
     """
 
     def invoke(self, ctx: Any) -> Any:  # Any: typer's own (vendored) click.Context
         try:
             return super().invoke(ctx)
+        except _Terminated:
+            typer.echo("Terminated.", err=True)
+            raise typer.Exit(EXIT_TERMINATED) from None
         except KeyboardInterrupt:
             typer.echo("Interrupted.", err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -1288,6 +1311,7 @@ def main() -> None:
     # Exit would otherwise walk every object botocore and typer built (~0.2 s per run); nothing
     # rq needs finalised lives only in a reference cycle.
     atexit.register(gc.freeze)
+    _handle_sigterm()
     try:
         _for_command(sys.argv[1:])(prog_name="rq")
     finally:

@@ -124,6 +124,7 @@ class Fault:
         body: the body sent with ``status``.
         location: a ``Location`` header sent with ``status`` (a redirect, e.g. 302).
         drip: send the body one byte every ``drip`` seconds (files and routes).
+        piece: with ``drip``, the bytes sent every ``drip`` seconds (a slow but steady source).
         header_drip: send the status line, then header bytes one every ``header_drip`` seconds
             (at most 64 kB, h11's limit), until the client leaves; no body.
         chunked: send the body with chunked transfer encoding and no ``Content-Length``.
@@ -140,6 +141,7 @@ class Fault:
     body: bytes | None = None
     location: str | None = None
     drip: float | None = None
+    piece: int = 1
     header_drip: float | None = None
     chunked: bool = False
     extra: int = 0
@@ -487,8 +489,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.drip is not None:
             # A hostile server: one byte at a time, until the body is out or the client leaves.
-            for index in range(len(body)):
-                self.wfile.write(self._frame(body[index : index + 1], chunked))
+            step = max(1, fault.piece)
+            for index in range(0, len(body), step):
+                self.wfile.write(self._frame(body[index : index + step], chunked))
                 self.wfile.flush()
                 time.sleep(fault.drip)
         else:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from rearcquest._process import scratch_dir
 from rearcquest.config import (
     BLS_FILE,
     DEFAULT_FROM_YEAR,
@@ -868,7 +868,7 @@ def _collect_file_reports(
     release: str | None = None,
 ) -> list[pl.DataFrame]:
     """The BLS reports of ``chosen``, read from the text file (downloaded first from S3)."""
-    with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
+    with scratch_dir("analyze") as tmp:
         hashed = hashlib.sha256()
         path = _local_bls(location, s3, Path(tmp), version_id, hashed.update)
         if sha256 is not None:

@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import logging
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
+from rearcquest._process import scratch_dir
 from rearcquest.aws.storage import ObjectStore
 from rearcquest.config import DEFAULT_SURVEYS, Settings
 from rearcquest.data.analytics import (
@@ -738,7 +738,7 @@ def _build_survey(
             _write_manifest(store, mkey, doc)
 
     data_files = {n for n in files if _is_data_file(survey, n)}
-    with tempfile.TemporaryDirectory(prefix="rq-tables-") as tmp:
+    with scratch_dir("tables") as tmp:
         for name in sorted(data_files):
             info = files[name]
             key = observations_key(tables_prefix, survey, name)
@@ -979,7 +979,7 @@ def _build_series(
             on_progress(f"building {key} from {source}")
         start()
         decoded, warnings, _ = _decoded_series(survey, folder, mapping_names)
-        with tempfile.TemporaryDirectory(prefix="rq-series-") as tmp:
+        with scratch_dir("series") as tmp:
             path = Path(tmp) / SERIES_NAME
             rows = _write_series(decoded, path, source)
             _upload_file(store, key, path, {META_SHA256: _inputs_sha(inputs)})

@@ -12,13 +12,13 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rearcquest._process import scratch_dir
 from rearcquest.config import (
     DEFAULT_FILE,
     DEFAULT_FROM_RELEASE,
@@ -487,7 +487,7 @@ def revisions(
     logged = load_releases(store, prefix).releases
     older, newer = resolve_release(logged, from_release), resolve_release(logged, to_release)
     key = prefix + file
-    with tempfile.TemporaryDirectory(prefix="rq-revisions-") as tmp:
+    with scratch_dir("revisions") as tmp:
         paths = []
         for which, rel in (("old", older), ("new", newer)):
             target = Path(tmp) / which
@@ -599,7 +599,7 @@ def build_release_tables(
         )
     release = _release(store, prefix, as_of)
     target = Path(directory)
-    with tempfile.TemporaryDirectory(prefix="rq-release-") as tmp:
+    with scratch_dir("release") as tmp:
         sources = {}
         for name in sorted(release.files):
             _download_release_file(store, prefix, release, name, Path(tmp))
@@ -684,7 +684,7 @@ def analyze_at(
     )
     if part is None:
         return titled(run(), data_key, store=store)
-    with tempfile.TemporaryDirectory(prefix="rq-analyze-") as tmp:
+    with scratch_dir("analyze") as tmp:
         path = Path(tmp) / PART_NAME
         with path.open("wb") as fh:
             store.download_to(part, fh)
@@ -787,7 +787,7 @@ def query(
         raise ConfigError("--as-of builds the release's tables itself; drop --tables")
     check_query(text)  # before the release is downloaded; run_sql checks its tables too
     root = normalise_prefix(root_prefix)
-    with tempfile.TemporaryDirectory(prefix="rq-sql-as-of-") as tmp:
+    with scratch_dir("sql-as-of") as tmp:
         built = build_release_tables(
             as_of,
             tmp,
@@ -830,7 +830,7 @@ def tables_as_of(
     tables_prefix = resolve_tables_prefix(options.tables_prefix, options.root_prefix)
     prefix = normalise_prefix(normalise_prefix(options.root_prefix) + options.survey.strip())
     store = _store(bucket, s3, settings)
-    with tempfile.TemporaryDirectory(prefix="rq-tables-as-of-") as tmp:
+    with scratch_dir("tables-as-of") as tmp:
         built = build_release_tables(
             as_of, tmp, s3=s3, bucket=store.bucket, prefix=prefix, tables_prefix=tables_prefix
         )

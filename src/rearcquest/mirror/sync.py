@@ -607,6 +607,7 @@ def apply_plan(
     todo = plan.transfers
     width = max(1, transfers)
     upload_slots = threading.BoundedSemaphore(width)
+    stopping = threading.Event()
     uploads: list[Future[None]] = []
     notify(
         Progress(
@@ -651,6 +652,8 @@ def apply_plan(
         file = action.file
 
         def moved(n: int) -> None:
+            if stopping.is_set():
+                raise _Stopped(file.name)  # the download aborts its upload on the way out
             counter.add(downloaded=n)
             notify(Progress("bytes", name=file.name, nbytes=n))
 
@@ -713,7 +716,14 @@ def apply_plan(
             ThreadPoolExecutor(max_workers=width, thread_name_prefix="rq-upload") as uploader,
             ThreadPoolExecutor(max_workers=width, thread_name_prefix="rq-sync") as pool,
         ):
-            list(pool.map(transfer, todo))
+            try:
+                list(pool.map(transfer, todo))
+            except KeyboardInterrupt:
+                # Ctrl-C or SIGTERM in the main thread: the transfers not begun are cancelled
+                # (by map), and those in flight stop at their next chunk and abort their
+                # multipart uploads, instead of running to their end before the sync unwinds.
+                stopping.set()
+                raise
         for future in uploads:
             future.result()  # an unexpected error in an upload is raised here, as in a download
 
@@ -748,6 +758,10 @@ def apply_plan(
     if not result.errors:
         _record_release(store, prefix, files, check)
     return result
+
+
+class _Stopped(Exception):
+    """A transfer stopped because the sync is being interrupted (not a failure of the file)."""
 
 
 def _note_version_ids(

@@ -7,6 +7,14 @@ and deletes it at the end (again only if it is still its own). A lease whose exp
 crashed or killed run) is taken over with ``If-Match`` on the expired object's ETag, so two runs
 that see it expired cannot both win.
 
+The lock also names the holder's process (:class:`rearcquest._process.ProcessId`: its host, pid
+and start time). A run on the same host that finds the holder's process gone (a SIGKILLed sync, a
+Lambda worker killed at its timeout) takes the lease over at once, with the same ``If-Match``,
+instead of waiting for its expiry. A holder on another host, or a lock that names no process rq
+can check, is waited for as before; and whatever a lock object says, it is held at most
+:data:`MAX_TRUSTED_TTL` after its last write (or ``ttl``, if longer): garbage, another tool's
+object or a lock claiming to last for years never blocks a mirror for longer.
+
 An S3 endpoint that ignores conditional headers cannot give this guarantee; :meth:`Lease.acquire`
 detects it (a second ``If-None-Match: *`` write of the lock must fail) and raises
 :class:`~rearcquest.errors.LockUnsupportedError` rather than pretend to hold a lock. The probe
@@ -24,10 +32,12 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, NoReturn
 
+from rearcquest import _process
+from rearcquest._process import ProcessId
 from rearcquest.config import DEFAULT_LEASE_TTL
 from rearcquest.errors import (
     LeaseHeldError,
@@ -46,6 +56,10 @@ log = logging.getLogger(__name__)
 POLL_START = 0.25
 POLL_MAX = 5.0
 _MAX_LOCK_BYTES = 64 * 1024
+# The longest a lock object is believed after its last write, whatever expiry it claims (unless
+# the lease's own ttl is longer): a holder renews every third of its ttl, so no real holder's
+# expiry is that far past the object's date.
+MAX_TRUSTED_TTL = 24 * 3600.0
 # Endpoints found to ignore conditional writes, reported once per process.
 _unsupported_reported: set[str] = set()
 # Stores whose endpoint was seen to honour conditional writes: the probe runs once per store, not
@@ -65,19 +79,26 @@ class LeaseInfo:
     holder: str
     acquired: datetime
     expires: datetime
+    # The holder's process, when it could tell (see rearcquest._process).
+    process: ProcessId | None = None
 
     def to_json(self) -> bytes:
         """Serialise the lock object."""
-        doc = {
+        doc: dict[str, object] = {
             "holder": self.holder,
             "acquired": self.acquired.isoformat(timespec="seconds"),
             "expires": self.expires.isoformat(timespec="milliseconds"),
         }
+        if self.process is not None:
+            doc["process"] = self.process.to_dict()
         return json.dumps(doc, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> LeaseInfo:
         """Parse a lock object.
+
+        A ``process`` that is not one (another tool, a hand edit) is left out: such a lock lasts
+        until its expiry.
 
         Raises:
             ValueError: it is not one.
@@ -93,7 +114,7 @@ class LeaseInfo:
             raise ValueError("lock times carry no time zone")
         # A holder name is for people: a long one (another tool's lock) is cut for messages.
         holder = doc["holder"] if len(doc["holder"]) <= 200 else doc["holder"][:200] + "..."
-        return cls(holder, acquired, expires)
+        return cls(holder, acquired, expires, ProcessId.from_dict(doc.get("process")))
 
 
 class Lease:
@@ -125,6 +146,7 @@ class Lease:
         self.key = key
         self.ttl = ttl
         self.holder = holder or default_holder()
+        self.process = _process.current()
         self._clock = clock
         self._etag: str | None = None
         self._expires: datetime | None = None
@@ -150,7 +172,7 @@ class Lease:
         now = self._now()
         expires = now + timedelta(seconds=self.ttl)
         acquired = self._acquired if self._etag is not None and self._acquired else now
-        return LeaseInfo(self.holder, acquired, expires).to_json(), expires
+        return LeaseInfo(self.holder, acquired, expires, self.process).to_json(), expires
 
     def acquire(self, *, wait: float = 0.0) -> Lease:
         """Take the lease, waiting up to ``wait`` seconds for another holder to let go.
@@ -199,22 +221,33 @@ class Lease:
                 break
             # Released between our write and our read: try again at once.
         data, info = found
+        written = info.last_modified or self._now()
         try:
             current = LeaseInfo.from_json(data)
-        except (ValueError, TypeError, RecursionError):
+        except (ValueError, TypeError, RecursionError, OverflowError):
             # Not a lock we can read (garbage, another tool): it expires a TTL after it was written.
-            written = info.last_modified or self._now()
             current = LeaseInfo(
                 "(an unreadable lock object)", written, written + timedelta(seconds=self.ttl)
             )
+        trusted = written + timedelta(seconds=max(self.ttl, MAX_TRUSTED_TTL))
+        if current.expires > trusted:
+            current = replace(current, expires=trusted)
         if current.expires > self._now():
-            return current
-        log.warning(
-            "taking over the expired lease %s of %s (expired %s)",
-            self.store.url(self.key),
-            current.holder,
-            current.expires.isoformat(timespec="seconds"),
-        )
+            if current.process is None or not _process.gone(current.process):
+                return current
+            log.warning(
+                "taking over the lease %s of %s: its process (pid %d on this host) has ended",
+                self.store.url(self.key),
+                current.holder,
+                current.process.pid,
+            )
+        else:
+            log.warning(
+                "taking over the expired lease %s of %s (expired %s)",
+                self.store.url(self.key),
+                current.holder,
+                current.expires.isoformat(timespec="seconds"),
+            )
         body, expires = self._document()
         try:
             etag = self.store.put_bytes_if(self.key, body, if_match=info.etag)
