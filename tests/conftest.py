@@ -13,6 +13,7 @@ program anyway fails, saying to mark it (:func:`_unit_tier_starts_no_programs`).
 from __future__ import annotations
 
 import atexit
+import copy
 import gzip
 import os
 import shutil
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.hooks
 import botocore.loaders
 import botocore.session
 import pytest
@@ -166,6 +168,35 @@ def _shared_loader(search_path_string: str | None = None) -> Any:
 
 
 botocore.session.create_loader = _shared_loader  # type: ignore[attr-defined]
+
+
+# Every new botocore session (moto resets boto3's default one for each test; each store rq makes
+# has its own) registers botocore's ~130 built-in handlers one by one, checking each handler's
+# signature: ~6 ms a session. They are the same handlers every time: the first session's
+# registrations are kept, and each later session starts from a copy (botocore's own way of
+# handing a session's handlers to its clients), ~0.2 ms.
+_builtin_handlers: list[botocore.hooks.HierarchicalEmitter] = []
+_register_builtin_handlers = botocore.session.Session._register_builtin_handlers
+
+
+def _register_builtin_handlers_once(self: botocore.session.Session, events: Any) -> None:
+    emitter = self._original_handler  # type: ignore[attr-defined]
+    fresh = (
+        events is self._events  # type: ignore[attr-defined]
+        and type(emitter) is botocore.hooks.HierarchicalEmitter
+        and not emitter._handlers._root["children"]
+        and not emitter._unique_id_handlers
+    )
+    if not fresh:
+        _register_builtin_handlers(self, events)
+    elif not _builtin_handlers:
+        _register_builtin_handlers(self, events)
+        _builtin_handlers.append(copy.copy(emitter))
+    else:
+        emitter.__dict__.update(copy.copy(_builtin_handlers[0]).__dict__, _lookup_cache={})
+
+
+botocore.session.Session._register_builtin_handlers = _register_builtin_handlers_once  # type: ignore[method-assign]
 
 
 def _s3_urls_module(self: Any) -> Any:
