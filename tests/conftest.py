@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.endpoint
 import botocore.hooks
 import botocore.loaders
 import botocore.session
@@ -181,33 +182,50 @@ def _shared_loader(search_path_string: str | None = None) -> Any:
 botocore.session.create_loader = _shared_loader  # type: ignore[attr-defined]
 
 
-# Every new botocore session (moto resets boto3's default one for each test; each store rq makes
-# has its own) registers botocore's ~130 built-in handlers one by one, checking each handler's
-# signature: ~6 ms a session. They are the same handlers every time: the first session's
-# registrations are kept, and each later session starts from a copy (botocore's own way of
-# handing a session's handlers to its clients), ~0.2 ms.
-_builtin_handlers: list[botocore.hooks.HierarchicalEmitter] = []
-_register_builtin_handlers = botocore.session.Session._register_builtin_handlers
+def _register_botocore_handlers_once() -> None:
+    """Every new botocore session (moto resets boto3's default one for each test; each store rq
+    makes has its own) registers botocore's ~130 built-in handlers one by one, checking each
+    handler's signature: ~6 ms a session. They are the same handlers every time: the first
+    session's registrations are kept, and each later session starts from a copy of them
+    (botocore's own way of handing a session's handlers to its clients), ~0.2 ms."""
+    session = botocore.session.Session
+    register = session._register_builtin_handlers  # type: ignore[attr-defined]
+    made: list[botocore.hooks.HierarchicalEmitter] = []
+
+    def register_once(self: Any, events: Any) -> None:
+        emitter = self._original_handler
+        state = vars(emitter)
+        fresh = (
+            events is self._events
+            and type(emitter) is botocore.hooks.HierarchicalEmitter
+            and not state["_handlers"]._root["children"]
+            and not state["_unique_id_handlers"]
+        )
+        if not fresh:
+            register(self, events)
+        elif not made:
+            register(self, events)
+            made.append(copy.copy(emitter))
+        else:
+            emitter.__dict__.update(copy.copy(made[0]).__dict__, _lookup_cache={})
+
+    session._register_builtin_handlers = register_once  # type: ignore[attr-defined]
 
 
-def _register_builtin_handlers_once(self: botocore.session.Session, events: Any) -> None:
-    emitter = self._original_handler  # type: ignore[attr-defined]
-    fresh = (
-        events is self._events  # type: ignore[attr-defined]
-        and type(emitter) is botocore.hooks.HierarchicalEmitter
-        and not emitter._handlers._root["children"]
-        and not emitter._unique_id_handlers
-    )
-    if not fresh:
-        _register_builtin_handlers(self, events)
-    elif not _builtin_handlers:
-        _register_builtin_handlers(self, events)
-        _builtin_handlers.append(copy.copy(emitter))
-    else:
-        emitter.__dict__.update(copy.copy(_builtin_handlers[0]).__dict__, _lookup_cache={})
+_register_botocore_handlers_once()
 
 
-botocore.session.Session._register_builtin_handlers = _register_builtin_handlers_once  # type: ignore[method-assign]
+class _RetriesWithoutWaiting:
+    """What ``botocore.endpoint`` sees of the ``time`` module: a client retries as configured,
+    at once, not after its jittered backoff (a random 0.1 to 3 s in the few tests whose S3 is
+    down or unreachable), as the tests' :data:`FAST` policy does for rq's own HTTP."""
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        pass
+
+
+botocore.endpoint.time = _RetriesWithoutWaiting  # type: ignore[attr-defined]
 
 
 def _s3_urls_module(self: Any) -> Any:
@@ -226,6 +244,27 @@ def _load_moto_s3_once() -> None:
 
 
 _load_moto_s3_once()
+
+
+def _make_moto_responses_once() -> None:
+    """Each start of moto's mock builds its ~1,300 ``responses`` routes (every AWS URL pattern
+    times every HTTP method, for code that calls AWS through ``requests``) again, ~3 ms a test;
+    they are the same routes every time, so each is built once and registered again."""
+    import moto.core.models
+
+    make = moto.core.models.CallbackResponse  # type: ignore[attr-defined]
+    made: dict[tuple[Any, ...], Any] = {}
+
+    def callback_response(*, method: str, url: Any, callback: Any) -> Any:
+        key = (method, url, callback)
+        if key not in made:
+            made[key] = make(method=method, url=url, callback=callback)
+        return made[key]
+
+    moto.core.models.CallbackResponse = callback_response  # type: ignore[attr-defined,assignment]
+
+
+_make_moto_responses_once()
 
 
 @pytest.fixture(autouse=True)
