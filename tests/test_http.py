@@ -273,10 +273,7 @@ def _serving(body: bytes, *, tls: ssl.SSLContext | None = None) -> Iterator[tupl
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
-    # shutdown() waits out serve_forever's poll interval (0.5 s by default) at every stop.
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield server.server_address[1], asked
