@@ -190,16 +190,16 @@ def _register_botocore_handlers_once() -> None:
     (botocore's own way of handing a session's handlers to its clients), ~0.2 ms."""
     session = botocore.session.Session
     register = session._register_builtin_handlers  # type: ignore[attr-defined]
-    made: list[botocore.hooks.HierarchicalEmitter] = []
+    made: list[Any] = []
 
     def register_once(self: Any, events: Any) -> None:
-        emitter = self._original_handler
-        state = vars(emitter)
+        emitter = getattr(self, "_original_handler", None)
+        state = vars(emitter) if type(emitter) is botocore.hooks.HierarchicalEmitter else {}
+        # Only a session's own new, empty emitter (else, or in another botocore, as before).
         fresh = (
-            events is self._events
-            and type(emitter) is botocore.hooks.HierarchicalEmitter
-            and not state["_handlers"]._root["children"]
-            and not state["_unique_id_handlers"]
+            events is getattr(self, "_events", None)
+            and not getattr(state.get("_handlers"), "_root", {"children": True})["children"]
+            and state.get("_unique_id_handlers") == {}
         )
         if not fresh:
             register(self, events)
@@ -274,10 +274,10 @@ def _make_moto_responses_once() -> None:
     make = moto.core.models.CallbackResponse  # type: ignore[attr-defined]
     made: dict[tuple[Any, ...], Any] = {}
 
-    def callback_response(*, method: str, url: Any, callback: Any) -> Any:
-        key = (method, url, callback)
+    def callback_response(**route: Any) -> Any:
+        key = tuple(sorted(route.items()))
         if key not in made:
-            made[key] = make(method=method, url=url, callback=callback)
+            made[key] = make(**route)
         return made[key]
 
     moto.core.models.CallbackResponse = callback_response  # type: ignore[attr-defined,assignment]
