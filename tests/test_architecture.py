@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import os
 import shutil
@@ -24,11 +25,16 @@ PACKAGE = SRC / "rearcquest"
 ENTRY_POINTS = {"cli", "lambdas", "demo", "__main__", "__init__"}
 
 
-def _modules() -> Iterator[tuple[str, ast.Module]]:
-    """Yield every module under src/rearcquest as (dotted name, parsed tree)."""
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = list(path.relative_to(SRC).with_suffix("").parts)
-        yield ".".join(parts), ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+@functools.cache
+def _modules() -> tuple[tuple[str, ast.Module], ...]:
+    """Every module under src/rearcquest as (dotted name, parsed tree), parsed once a run."""
+    return tuple(
+        (
+            ".".join(path.relative_to(SRC).with_suffix("").parts),
+            ast.parse(path.read_text(encoding="utf-8"), filename=str(path)),
+        )
+        for path in sorted(PACKAGE.rglob("*.py"))
+    )
 
 
 def _imported_from(module: str, node: ast.ImportFrom) -> str:
