@@ -554,7 +554,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.owner._lock:
             self.owner.bytes_sent += count
 
-    def _range(self, size: int, validators: tuple[str, str]) -> tuple[int, int] | None | bool:
+    def _range(self, size: int, validators: tuple[str, str]) -> tuple[int, int] | bool | None:
         """The one byte range asked for, as a real server reads ``Range`` and ``If-Range``.
 
         Returns:

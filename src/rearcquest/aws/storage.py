@@ -773,9 +773,7 @@ class ObjectStore:
             page = self._call(
                 "list the uploads of", key, lambda: self.client.list_multipart_uploads(**kwargs)
             )
-            found.extend(
-                str(u["UploadId"]) for u in page.get("Uploads", []) if u.get("Key") == key
-            )
+            found.extend(str(u["UploadId"]) for u in page.get("Uploads", []) if u.get("Key") == key)
             if not page.get("IsTruncated"):
                 return found
             kwargs["KeyMarker"] = page.get("NextKeyMarker", "")

@@ -891,12 +891,7 @@ def apply_plan(
     result.bytes_uploaded = counter.uploaded
     result.requests = http.requests
     _note_version_ids(store, prefix, files, [*result.added, *result.updated, *result.restamped])
-    if (
-        state.stale
-        or files != state.files
-        or book.uploads != state.uploads
-        or book.written
-    ):
+    if state.stale or files != state.files or book.uploads != state.uploads or book.written:
         book.write()
     if not result.errors and not result.handed_over:
         _record_release(store, prefix, files, check)

@@ -196,7 +196,7 @@ def _upload_state(name: str, entry: object) -> UploadState:
         entry["size"],
         entry["part_size"],
     )
-    if not isinstance(key, str) or not key.endswith("/" + name) and key != name:
+    if not isinstance(key, str) or (not key.endswith("/" + name) and key != name):
         raise ValueError(f"upload {name!r}: key is not the key of that file")
     if (
         not isinstance(upload_id, str)

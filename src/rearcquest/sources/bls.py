@@ -106,7 +106,7 @@ class Download:
     start: int = 0
 
 
-class TransferStopped(Exception):  # noqa: N818  (a signal, not an error)
+class TransferStopped(Exception):
     """Raised by a download's ``on_bytes`` to stop it on purpose (a time budget, Ctrl-C).
 
     :func:`download` lets it through without aborting the sink: the caller keeps what the sink
@@ -392,8 +392,6 @@ class _Sha256:
         """The digest of every chunk given."""
         self.close()
         return self._digest.hexdigest()
-
-
 
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
