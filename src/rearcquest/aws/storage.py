@@ -1143,7 +1143,7 @@ class ObjectWriter:
         self.part_size = part_size
         for part in parts:
             done: Future[str] = Future()
-            done.set_result(part.etag)
+            done.set_result(_quoted(part.etag))
             self._sent.append(done)
             self._sizes.append(part.size)
             self.size += part.size
@@ -1154,7 +1154,8 @@ class ObjectWriter:
         for number, future in enumerate(list(self._sent), 1):
             if not future.done() or future.cancelled() or future.exception() is not None:
                 break
-            parts.append(UploadPart(number, future.result(), self._sizes[number - 1]))
+            etag = future.result().strip('"')
+            parts.append(UploadPart(number, etag, self._sizes[number - 1]))
         return parts
 
     def suspend(self) -> list[UploadPart]:

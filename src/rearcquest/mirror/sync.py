@@ -516,12 +516,14 @@ def load_state(
         if found is not None:
             log.info("migrating the sync state %s to %s", store.url(legacy_key), store.url(key))
     files: dict[str, FileState] = {}
+    uploads: dict[str, UploadState] = {}
     stale = found is None or legacy_key is not None
     if found is not None:
         try:
             if len(found[0]) > MAX_STATE_BYTES:
                 raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
-            files = dict(SyncState.from_json(found[0]).files)
+            parsed = SyncState.from_json(found[0])
+            files, uploads = dict(parsed.files), dict(parsed.uploads)
         except ValueError as exc:
             log.warning(
                 "the sync state %s is not a valid state document (%s); rebuilding it from the "
@@ -540,7 +542,12 @@ def load_state(
             files[name] = rebuilt
             stale = True
     return SyncState(
-        source_url=source_url, files=files, stale=stale, etag=etag, legacy_key=legacy_key
+        source_url=source_url,
+        files=files,
+        stale=stale,
+        etag=etag,
+        legacy_key=legacy_key,
+        uploads=uploads,
     )
 
 
@@ -558,14 +565,15 @@ def _peeked_state(
     if found is None or legacy_key is not None or len(found[0]) > MAX_STATE_BYTES:
         return stale
     try:
-        files = dict(SyncState.from_json(found[0]).files)
+        parsed = SyncState.from_json(found[0])
     except ValueError:
         return stale  # warned about once, by the read under the lease
+    files = dict(parsed.files)
     for obj_key in stored:
         name = obj_key[len(prefix) :]
         if not (not plain_name(name) or is_reserved(obj_key) or name in keep or name in files):
             return stale  # an object the state does not know: rebuilt under the lease
-    return SyncState(source_url=source_url, files=files, etag=etag)
+    return SyncState(source_url=source_url, files=files, etag=etag, uploads=parsed.uploads)
 
 
 def _write_state(store: ObjectStore, key: str, read: SyncState, new: SyncState) -> str:
