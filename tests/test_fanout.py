@@ -663,9 +663,7 @@ def test_a_file_handed_over_without_progress_three_times_goes_to_the_dlq(
         handler.setStream(old)
     assert queue_depth(sqs, url) == 0
     (dead,) = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10)["Messages"]
-    assert WorkMessage.from_json(dead["Body"]) == WorkMessage(
-        "cu", HUGE, continuation=2, stalled=2
-    )
+    assert WorkMessage.from_json(dead["Body"]) == WorkMessage("cu", HUGE, continuation=2, stalled=2)
     failures = [
         json.loads(line)["message"]
         for line in buffer.getvalue().splitlines()
