@@ -690,7 +690,7 @@ def test_a_file_handed_over_without_progress_three_times_goes_to_the_dlq(
 )
 def test_bad_continuation_fields_are_refused(extra: dict[str, Any]) -> None:
     doc = {"survey": "cu", "file": HUGE, "exclude": [], **extra}
-    with pytest.raises(ValueError, match="continuation|stalled"):
+    with pytest.raises(ValueError, match=r"continuation|stalled"):
         WorkMessage.from_json(json.dumps(doc))
 
 

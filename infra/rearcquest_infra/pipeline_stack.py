@@ -661,6 +661,8 @@ class PipelineStack(Stack):
             "RQ_VINTAGES": "1",
             "RQ_TABLES": "1",
             "RQ_TABLES_PREFIX": TABLES_PREFIX,
+            # A worker whose time runs out sends its work on here as a continuation message.
+            "RQ_WORK_QUEUE_URL": self.work_queue.queue_url,
         }
         catalog: list[iam.PolicyStatement] = []
         if prefixes is None:
@@ -700,8 +702,12 @@ class PipelineStack(Stack):
             statements=[
                 # The first read of a survey's state and lease finds nothing: S3 answers 404 only
                 # to a role that may list the bucket (otherwise 403).
+                # The uploads in progress at a file's key: a cut transfer's to resume, a killed
+                # run's to abort.
                 iam.PolicyStatement(
-                    sid="ListMirrorBucket", actions=["s3:ListBucket"], resources=[bls_arn]
+                    sid="ListMirrorBucket",
+                    actions=["s3:ListBucket", "s3:ListBucketMultipartUploads"],
+                    resources=[bls_arn],
                 ),
                 iam.PolicyStatement(
                     sid="ReadMirrorVersioning",
@@ -715,8 +721,16 @@ class PipelineStack(Stack):
                         "s3:PutObject",
                         "s3:DeleteObject",
                         "s3:AbortMultipartUpload",
+                        # A cut transfer resumes from the parts S3 lists (ListParts).
+                        "s3:ListMultipartUploadParts",
                     ],
                     resources=objects,
+                ),
+                # The continuation message of a worker whose time ran out.
+                iam.PolicyStatement(
+                    sid="SendContinuations",
+                    actions=["sqs:SendMessage"],
+                    resources=[self.work_queue.queue_arn],
                 ),
                 *catalog,
             ],
