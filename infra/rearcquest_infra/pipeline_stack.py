@@ -247,9 +247,11 @@ class PipelineStack(Stack):
                     # read finds nothing: S3 answers that with a 404 only to a role that may list the
                     # bucket without a prefix condition (otherwise 403, and the first run fails).
                     # The bucket holds only the mirror and rq's own objects.
+                    # ListBucketMultipartUploads: the uploads in progress at a file's key (a cut
+                    # transfer's to resume, a killed run's to abort).
                     iam.PolicyStatement(
                         sid="ListMirrorBucket",
-                        actions=["s3:ListBucket"],
+                        actions=["s3:ListBucket", "s3:ListBucketMultipartUploads"],
                         resources=[bls_arn],
                     ),
                     # RQ_VINTAGES: the sync checks that the bucket keeps old versions.
@@ -261,6 +263,7 @@ class PipelineStack(Stack):
                     iam.PolicyStatement(
                         sid="ReadWriteMirrorObjects",
                         # AbortMultipartUpload: a failed multipart upload (files > 64 MB) is cleaned.
+                        # ListMultipartUploadParts: a cut transfer resumes from the parts S3 lists.
                         # The old state object inside the prefix (read, migrated, deleted) is one of
                         # these keys too.
                         actions=[
@@ -268,6 +271,7 @@ class PipelineStack(Stack):
                             "s3:PutObject",
                             "s3:DeleteObject",
                             "s3:AbortMultipartUpload",
+                            "s3:ListMultipartUploadParts",
                         ],
                         resources=[f"{bls_arn}/{prefix}*"],
                     ),

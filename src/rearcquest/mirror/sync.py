@@ -1002,7 +1002,11 @@ class _CutTransfer:
         self._clear_strays(upload.upload_id if upload is not None else None)
         if upload is None:
             return None
-        found = self.store.list_parts(upload.key, upload.upload_id)
+        try:
+            found = self.store.list_parts(upload.key, upload.upload_id)
+        except StorageError as exc:  # e.g. no s3:ListMultipartUploadParts: fetch it whole
+            log.warning("%s: cannot list the parts of its cut transfer: %s", self.file.name, exc)
+            found = None
         parts = _confirmed(upload, found, self.file.size)
         if not parts:
             why = "S3 knows no such upload" if found is None else "no part of it checks out"
@@ -1022,7 +1026,12 @@ class _CutTransfer:
 
         if self.file.size is not None and self.file.size <= storage.PART_SIZE:
             return  # goes up in one PUT: never had an upload
-        for upload_id in self.store.uploads_at(self.action.key):
+        try:
+            found = self.store.uploads_at(self.action.key)
+        except StorageError as exc:  # e.g. no s3:ListBucketMultipartUploads: left to lifecycle
+            log.warning("%s: cannot list the uploads at its key: %s", self.file.name, exc)
+            return
+        for upload_id in found:
             if upload_id != keep:
                 log.info("%s: aborting an unrecorded upload left by a cut run", self.file.name)
                 self.store.abort_upload(self.action.key, upload_id)
