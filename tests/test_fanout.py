@@ -689,6 +689,8 @@ def test_a_file_handed_over_without_progress_three_times_goes_to_the_dlq(
     ids=["negative", "bool", "text", "huge", "stalled-alone", "stalled-more", "null"],
 )
 def test_bad_continuation_fields_are_refused(extra: dict[str, Any]) -> None:
+    good = {"survey": "cu", "file": HUGE, "exclude": [], "continuation": 2, "stalled": 1}
+    assert WorkMessage.from_json(json.dumps(good)).continuation == 2
     doc = {"survey": "cu", "file": HUGE, "exclude": [], **extra}
     with pytest.raises(ValueError, match=r"continuation|stalled"):
         WorkMessage.from_json(json.dumps(doc))
