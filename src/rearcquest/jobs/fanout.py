@@ -19,6 +19,10 @@ after five receives it goes to the dead-letter queue. A file message syncs its o
 (``include``) and never deletes; the survey message excludes the big files, so it never touches
 them (their state entries are kept) and deletes what left the listing. A big file that left the
 listing gets no file message and is deleted by the survey message, under its delete guard.
+
+A worker whose Lambda time runs out hands over (:func:`run_work`): its transfers stop at their
+last whole part and are recorded in the survey's state, and the same work goes back on the queue
+as a continuation (``continuation``/``stalled`` in the message), which resumes them.
 """
 
 from __future__ import annotations
