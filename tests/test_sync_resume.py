@@ -452,3 +452,21 @@ def test_a_role_that_may_not_list_uploads_or_parts_still_syncs(
         result.raise_for_errors()
         assert "range" not in file_requests(server)[-1].headers  # fetched whole
     assert store.get_bytes(KEY) == body and pending_uploads(store) == []
+
+
+def test_a_resumed_file_whose_read_back_would_not_fit_the_time_left_waits_for_the_next_run(
+    store: ObjectStore,
+) -> None:
+    body = big_body(seed=10)
+    with serve(body) as server:
+        sync(store, server, time_left=budget(8)).raise_for_errors()
+        # Time never runs out, but is always too short to read the finished object back.
+        second = sync(store, server, time_left=lambda: 0.01)
+        (handed,) = second.handed_over
+        assert second.added == [] and handed.reached > handed.start > 0
+        assert store.head(KEY) is None and len(pending_uploads(store)) == 1
+        third = sync(store, server)
+        third.raise_for_errors()
+        assert third.added == [NAME] and file_requests(server)[-1].status == 206
+    assert store.get_bytes(KEY) == body and pending_uploads(store) == []
+    assert state_doc(store)["files"][NAME]["sha256"] == hashlib.sha256(body).hexdigest()
