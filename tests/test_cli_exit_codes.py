@@ -16,7 +16,7 @@ from subprocess import Popen
 import boto3
 import pytest
 
-from rearcquest.layout import lock_key
+from rearcquest.layout import lock_key, state_key
 from rearcquest.offline import Fault, OfflineServer, ServedFile
 
 
@@ -155,9 +155,11 @@ def _start_slow_sync(moto_server: str, bucket: str, bls_server: OfflineServer) -
     return proc
 
 
-def test_sigterm_mid_transfer_exits_143_with_the_lease_released_and_no_upload_left(
+def test_sigterm_mid_transfer_exits_143_with_the_lease_released_and_the_upload_kept_for_resume(
     moto_server: str, bucket: str, bls_server: OfflineServer
 ) -> None:
+    """SIGTERM is Ctrl-C: the lease is released and the cut upload is recorded for the next run,
+    which resumes it and leaves no upload behind."""
     client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     with _start_slow_sync(moto_server, bucket, bls_server) as proc:
         # A live holder on this host still blocks another sync.
@@ -168,9 +170,18 @@ def test_sigterm_mid_transfer_exits_143_with_the_lease_released_and_no_upload_le
     assert proc.returncode == 143, stderr
     assert stdout == ""
     assert stderr.endswith("Terminated.\n") and "Traceback" not in stderr, stderr
-    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
     assert lock_key("pr/") not in keys and f"pr/{BIG}" not in keys
+    # The one upload left open is the one the state records, to be resumed.
+    (left,) = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    state = json.loads(client.get_object(Bucket=bucket, Key=state_key("pr/"))["Body"].read())
+    assert state["uploads"][BIG]["upload_id"] == left["UploadId"]
+    bls_server.faults.clear()
+    again = rq(*sync_args(moto_server, bucket, bls_server.bls_url))
+    assert again.returncode == 0, again.stderr
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    body = client.get_object(Bucket=bucket, Key=f"pr/{BIG}")["Body"].read()
+    assert body == bls_server.files[BIG].data
 
 
 def test_a_sigkilled_sync_does_not_block_the_next(

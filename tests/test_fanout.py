@@ -585,3 +585,174 @@ def test_fuzz_work_batches_fail_bad_records_alone(caplog: pytest.LogCaptureFixtu
         for record in caplog.records:
             assert record.exc_info is None, (case, record.getMessage()[:200])
             assert len(record.getMessage()) < 1000, case
+
+
+# -- the worker hands over before Lambda stops it -----------------------------------------------
+
+PART = 512 * 1024
+HUGE = "cu.data.1.AllItems"
+
+
+class LambdaContext:
+    """A Lambda context whose remaining time runs out after ``calls`` questions: the worker asks
+    before each transfer and after each chunk (256 KiB) it moves, so a context of ``n`` calls
+    lives for about ``n - 1`` chunks of a file; then only the handover margin is left."""
+
+    def __init__(self, calls: int) -> None:
+        from rearcquest.config import HANDOVER_MARGIN
+
+        self.calls = calls
+        self.margin_ms = int(HANDOVER_MARGIN * 1000)
+        self.aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.calls -= 1
+        return self.margin_ms + 60_000 if self.calls >= 0 else self.margin_ms - 1
+
+
+@pytest.fixture
+def huge_file_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[OfflineServer, bytes]]:
+    """The tree with a survey file of several parts (parts made small for the test)."""
+    import random
+
+    import moto.s3.models
+
+    from rearcquest.aws import storage
+
+    monkeypatch.setattr(storage, "PART_SIZE", PART)
+    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", PART // 2)
+    body = random.Random(21).randbytes(7 * PART + 1_234)
+    files = dict(TREE["cu"])
+    files[HUGE] = ServedFile(HUGE, body, datetime(2026, 8, 6, 8, 30))
+    with OfflineServer(survey_files("pr", 3), surveys={**TREE, "cu": files}) as server:
+        yield server, body
+
+
+def test_the_worker_hands_a_file_over_through_continuations_until_it_is_done(
+    aws: tuple[Any, Any],
+    huge_file_server: tuple[OfflineServer, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s3, sqs = aws
+    server, body = huge_file_server
+    url, dlq = work_queue(sqs)
+    env(monkeypatch, server, url, "cu")
+    lambdas.scheduled_handler({}, None)
+    bodies: list[WorkMessage] = []
+
+    def short_lived_worker(event: dict[str, Any]) -> dict[str, Any]:
+        bodies.extend(WorkMessage.from_json(r["body"]) for r in event["Records"])
+        # Each invocation lives for about two parts of the big file (four chunks).
+        return lambdas.work_handler(event, LambdaContext(5))
+
+    for _ in range(10):
+        drain_queue(Queue(sqs, url), short_lived_worker, batch_size=1)
+        if queue_depth(sqs, url) == 0:
+            break
+    continued = [m for m in bodies if m.file == HUGE and m.continuation]
+    assert len(continued) >= 2
+    assert [m.continuation for m in continued] == list(range(1, len(continued) + 1))
+    assert all(m.stalled == 0 for m in continued)
+    assert queue_depth(sqs, url) == 0 and queue_depth(sqs, dlq) == 0
+    assert mirror(s3, "cu/") == served(server, "cu")
+    assert mirror(s3, "cu/")[HUGE] == body
+    assert s3.list_multipart_uploads(Bucket="rq-bls").get("Uploads", []) == []
+    state = json.loads(ObjectStore(s3, "rq-bls").get_bytes(state_key("cu/")))
+    assert "uploads" not in state
+    # Every continuation asked only for the rest of the file.
+    ranged = [r for r in server.requests_under("/pub/time.series/cu/") if "range" in r.headers]
+    assert len(ranged) >= len(continued) and all(r.status == 206 for r in ranged)
+
+
+def test_a_file_handed_over_without_progress_three_times_goes_to_the_dlq(
+    aws: tuple[Any, Any],
+    huge_file_server: tuple[OfflineServer, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import logging
+
+    s3, sqs = aws
+    server, _ = huge_file_server
+    url, dlq = work_queue(sqs)
+    env(monkeypatch, server, url, "cu")
+    lambdas.scheduled_handler({}, None)
+    handler = next(h for h in logging.getLogger("rearcquest").handlers if h.formatter)
+    assert isinstance(handler, logging.StreamHandler)
+
+    def stuck_worker(event: dict[str, Any]) -> dict[str, Any]:
+        # The file's invocations never get a byte in before their time runs out.
+        (record,) = event["Records"]
+        calls = 0 if WorkMessage.from_json(record["body"]).file else 10**9
+        return lambdas.work_handler(event, LambdaContext(calls))
+
+    buffer = io.StringIO()
+    old = handler.setStream(buffer)
+    try:
+        for _ in range(12):
+            drain_queue(Queue(sqs, url), stuck_worker, batch_size=1)
+            if queue_depth(sqs, url) == 0:
+                break
+    finally:
+        handler.setStream(old)
+    assert queue_depth(sqs, url) == 0
+    (dead,) = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10)["Messages"]
+    assert WorkMessage.from_json(dead["Body"]) == WorkMessage("cu", HUGE, continuation=2, stalled=2)
+    failures = [
+        json.loads(line)["message"]
+        for line in buffer.getvalue().splitlines()
+        if "work message failed" in line
+    ]
+    assert failures and all("3 invocations in a row ran out of time" in f for f in failures)
+    # The survey's own message went through; the stuck file was never written.
+    assert HUGE not in mirror(s3, "cu/")
+    assert set(mirror(s3, "cu/")) == set(served(server, "cu")) - {HUGE}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"continuation": -1},
+        {"continuation": True},
+        {"continuation": "1"},
+        {"continuation": 10**6},
+        {"stalled": 1},
+        {"continuation": 1, "stalled": 2},
+        {"continuation": 1, "stalled": None},
+    ],
+    ids=["negative", "bool", "text", "huge", "stalled-alone", "stalled-more", "null"],
+)
+def test_bad_continuation_fields_are_refused(extra: dict[str, Any]) -> None:
+    good = {"survey": "cu", "file": HUGE, "exclude": [], "continuation": 2, "stalled": 1}
+    assert WorkMessage.from_json(json.dumps(good)).continuation == 2
+    doc = {"survey": "cu", "file": HUGE, "exclude": [], **extra}
+    with pytest.raises(ValueError, match=r"continuation|stalled"):
+        WorkMessage.from_json(json.dumps(doc))
+
+
+def test_a_continuation_round_trips_and_a_planned_message_is_unchanged() -> None:
+    message = WorkMessage("cu", HUGE, continuation=3, stalled=1)
+    assert WorkMessage.from_json(message.to_json()) == message
+    assert "continuation" not in WorkMessage("cu", HUGE).to_json()
+
+
+def test_a_worker_without_a_queue_fails_a_message_whose_time_ran_out(
+    aws: tuple[Any, Any],
+    huge_file_server: tuple[OfflineServer, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rearcquest.jobs.pipeline import run_work_batch
+
+    s3, _ = aws
+    server, _ = huge_file_server
+    event = {"Records": [{"messageId": "m1", "body": WorkMessage("cu", HUGE).to_json()}]}
+    settings = Settings(bls_bucket="rq-bls", contact=CONTACT)
+    response = run_work_batch(
+        event,
+        settings,
+        root_url=server.root_url,
+        s3_client=s3,
+        retry=FAST,
+        time_left=lambda: -1.0,
+    )
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]}

@@ -256,9 +256,11 @@ class PipelineStack(Stack):
                     # read finds nothing: S3 answers that with a 404 only to a role that may list the
                     # bucket without a prefix condition (otherwise 403, and the first run fails).
                     # The bucket holds only the mirror and rq's own objects.
+                    # ListBucketMultipartUploads: the uploads in progress at a file's key (a cut
+                    # transfer's to resume, a killed run's to abort).
                     iam.PolicyStatement(
                         sid="ListMirrorBucket",
-                        actions=["s3:ListBucket"],
+                        actions=["s3:ListBucket", "s3:ListBucketMultipartUploads"],
                         resources=[bls_arn],
                     ),
                     # RQ_VINTAGES: the sync checks that the bucket keeps old versions.
@@ -270,6 +272,7 @@ class PipelineStack(Stack):
                     iam.PolicyStatement(
                         sid="ReadWriteMirrorObjects",
                         # AbortMultipartUpload: a failed multipart upload (files > 64 MB) is cleaned.
+                        # ListMultipartUploadParts: a cut transfer resumes from the parts S3 lists.
                         # The old state object inside the prefix (read, migrated, deleted) is one of
                         # these keys too.
                         actions=[
@@ -277,6 +280,7 @@ class PipelineStack(Stack):
                             "s3:PutObject",
                             "s3:DeleteObject",
                             "s3:AbortMultipartUpload",
+                            "s3:ListMultipartUploadParts",
                         ],
                         resources=[f"{bls_arn}/{prefix}*"],
                     ),
@@ -670,6 +674,8 @@ class PipelineStack(Stack):
             "RQ_VINTAGES": "1",
             "RQ_TABLES": "1",
             "RQ_TABLES_PREFIX": TABLES_PREFIX,
+            # A worker whose time runs out sends its work on here as a continuation message.
+            "RQ_WORK_QUEUE_URL": self.work_queue.queue_url,
         }
         catalog: list[iam.PolicyStatement] = []
         if prefixes is None:
@@ -709,8 +715,12 @@ class PipelineStack(Stack):
             statements=[
                 # The first read of a survey's state and lease finds nothing: S3 answers 404 only
                 # to a role that may list the bucket (otherwise 403).
+                # The uploads in progress at a file's key: a cut transfer's to resume, a killed
+                # run's to abort.
                 iam.PolicyStatement(
-                    sid="ListMirrorBucket", actions=["s3:ListBucket"], resources=[bls_arn]
+                    sid="ListMirrorBucket",
+                    actions=["s3:ListBucket", "s3:ListBucketMultipartUploads"],
+                    resources=[bls_arn],
                 ),
                 iam.PolicyStatement(
                     sid="ReadMirrorVersioning",
@@ -724,8 +734,16 @@ class PipelineStack(Stack):
                         "s3:PutObject",
                         "s3:DeleteObject",
                         "s3:AbortMultipartUpload",
+                        # A cut transfer resumes from the parts S3 lists (ListParts).
+                        "s3:ListMultipartUploadParts",
                     ],
                     resources=objects,
+                ),
+                # The continuation message of a worker whose time ran out.
+                iam.PolicyStatement(
+                    sid="SendContinuations",
+                    actions=["sqs:SendMessage"],
+                    resources=[self.work_queue.queue_arn],
                 ),
                 *catalog,
             ],

@@ -195,3 +195,19 @@ def test_surveys_default_to_pr() -> None:
     assert settings.survey_prefixes == ("pr/",)
     assert settings.worker_rps == 1.0
     assert not settings.fan_out
+
+
+def test_the_worker_may_resume_uploads_and_send_its_continuations(
+    fanout_template: Template,
+) -> None:
+    statements = role_statements(fanout_template.to_json(), "WorkRole")
+    assert (
+        "s3:ListMultipartUploadParts"
+        in statements["ReadWriteSurveyMirrorsStateAndLeases"]["Action"]
+    )
+    assert "s3:ListBucketMultipartUploads" in statements["ListMirrorBucket"]["Action"]
+    send = statements["SendContinuations"]
+    assert send["Action"] == "sqs:SendMessage"
+    (queue, _) = one(fanout_template.to_json(), "AWS::SQS::Queue", "WorkQueue")
+    assert render(send["Resource"]) == render({"Fn::GetAtt": [queue, "Arn"]})
+    assert "RQ_WORK_QUEUE_URL" in _env(fanout_template, "WorkFunction")

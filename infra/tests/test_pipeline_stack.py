@@ -359,10 +359,11 @@ def test_scheduled_role_is_exactly_its_prefix_state_lease_and_key(
             "Resource": "${" + logs_id + ".Arn}",
         },
         # Unconditional: the first read of the state or the lease must get a 404, not a 403.
+        # The uploads at a file's key: a cut transfer's to resume, a killed run's to abort.
         "ListMirrorBucket": {
             "Sid": "ListMirrorBucket",
             "Effect": "Allow",
-            "Action": "s3:ListBucket",
+            "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
             "Resource": S3 + BLS_DEFAULT,
         },
         "ReadMirrorVersioning": {
@@ -378,6 +379,7 @@ def test_scheduled_role_is_exactly_its_prefix_state_lease_and_key(
                 "s3:AbortMultipartUpload",
                 "s3:DeleteObject",
                 "s3:GetObject",
+                "s3:ListMultipartUploadParts",
                 "s3:PutObject",
             ],
             "Resource": S3 + BLS_DEFAULT + "/pr/*",

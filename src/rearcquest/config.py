@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -51,6 +51,16 @@ DEFAULT_TRANSFERS = 4
 # One invocation's share: a file larger than this gets a message of its own. At the default
 # worker rate and Lambda's network a 1 GB file takes a few minutes; several would not fit 15.
 DEFAULT_BIG_FILE_BYTES = 512 * 1024 * 1024
+# Seconds the fan-out worker keeps back from Lambda's remaining time: once only this much is
+# left, its transfers stop at their last whole part and it hands over. What must fit in it: the
+# parts in flight finishing (4 x 8 MiB, a few seconds in-region, ~30 s from a slow network), the
+# state write, the lease's release and the continuation message (each one request), with room
+# for S3's retries (botocore's standard mode backs off up to 20 s).
+HANDOVER_MARGIN = 90.0
+# A file message handed over this many times in a row without a byte of progress fails (its
+# retries then take it to the dead-letter queue): a source that sends nothing would otherwise
+# be handed round for ever.
+MAX_STALLED_CONTINUATIONS = 3
 # The reports (rq analyze): the BLS file they read, and the series, period and years they show.
 BLS_FILE = "pr.data.0.Current"
 DEFAULT_SERIES = "PRS30006032"
@@ -353,6 +363,10 @@ class SyncOptions:
         wait: seconds to wait for another sync's lease before giving up.
         lease_ttl: seconds the lease lasts without renewal (it is renewed every third).
         vintages: require a versioned bucket, so that every release stays readable.
+        time_left: seconds the run may still spend transferring, asked as it goes (the Lambda
+            worker's remaining time less :data:`HANDOVER_MARGIN`); when it reaches 0 the
+            transfers stop at their last whole part, are recorded in the state to be resumed
+            and listed in ``SyncResult.handed_over``. None: no limit.
     """
 
     source_url: str = DEFAULT_BLS_URL
@@ -373,6 +387,7 @@ class SyncOptions:
     wait: float = 0.0
     lease_ttl: float = DEFAULT_LEASE_TTL
     vintages: bool = False
+    time_left: Callable[[], float] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@
   presigned download links.
 - :func:`work_handler` (SQS, the work queue of the fan-out): syncs the survey, or the one big
   file of a survey, each message names; the scheduled function plans those messages instead of
-  syncing when ``RQ_WORK_QUEUE_URL`` is set (:mod:`rearcquest.jobs.fanout`).
+  syncing when ``RQ_WORK_QUEUE_URL`` is set (:mod:`rearcquest.jobs.fanout`). It watches
+  ``context.get_remaining_time_in_millis()``: before Lambda would stop it, it stops its
+  transfers at their last whole part, records them and sends a continuation message on the
+  same queue (``RQ_WORK_QUEUE_URL``).
 - :func:`report_handler` (SQS, fed by the S3 notification on the population key): for each message,
   reads the population object it names and the BLS data, runs the three reports and logs them as
   JSON lines. Returns ``batchItemFailures`` so only failed messages are retried. The work is
@@ -23,7 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -179,6 +182,7 @@ def work_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     message naming others fails alone. Failed messages (a held lease, a failed listing or file,
     a refused message) are returned in ``batchItemFailures`` and retried.
     """
+    from rearcquest.aws.queues import Queue
     from rearcquest.config import FanoutSettings
     from rearcquest.jobs.pipeline import run_work_batch
 
@@ -192,4 +196,21 @@ def work_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             root_prefix=fanout.root_prefix,
             s3_client=_s3_client(),
             glue_client=_glue_client() if settings.glue_database else None,
+            queue=Queue(_sqs_client(), fanout.queue_url) if fanout.queue_url else None,
+            time_left=_time_left(context),
         )
+
+
+def _time_left(context: Any) -> Callable[[], float] | None:
+    """Seconds the invocation may still spend before handing over: Lambda's remaining time
+    less :data:`~rearcquest.config.HANDOVER_MARGIN`; None without a Lambda context."""
+    from rearcquest.config import HANDOVER_MARGIN
+
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+
+    def time_left() -> float:
+        return float(remaining()) / 1000.0 - HANDOVER_MARGIN
+
+    return time_left

@@ -17,7 +17,7 @@ import gzip
 import hashlib
 import logging
 import os
-import shutil
+import re
 import socket
 import threading
 import time
@@ -232,6 +232,9 @@ class OfflineServer:
         self.routes: dict[str, Route] = {}
         self.requests: list[RequestRecord] = []
         self.subdirs: list[str] = []
+        # Body bytes sent so far (pages and files), all requests together: a test watches a
+        # transfer by it.
+        self.bytes_sent = 0
         self._files: dict[str, ServedFile] = dict(files or {})
         self._lock = threading.Lock()
         self._interval = 1.0 / max_rps if max_rps > 0 else 0.0
@@ -496,6 +499,7 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(fault.drip)
         else:
             self.wfile.write(self._frame(body, chunked))
+            self._sent(len(body))
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
 
@@ -519,18 +523,66 @@ class _Handler(BaseHTTPRequestHandler):
             return data
         return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
-    def _send_path(self, path: Path, *, head: bool, headers: dict[str, str]) -> None:
+    def _send_path(
+        self,
+        path: Path,
+        *,
+        head: bool,
+        headers: dict[str, str],
+        span: tuple[int, int] | None = None,
+    ) -> None:
         with path.open("rb") as body:
             size = os.fstat(body.fileno()).st_size
-            self._record(200)
-            self.send_response(200)
+            first, last = span if span is not None else (0, size - 1)
+            status = 200 if span is None else 206
+            self._record(status)
+            self.send_response(status)
             self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(size))
+            self.send_header("Content-Length", str(last + 1 - first))
+            if span is not None:
+                self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            if not head:
-                shutil.copyfileobj(body, self.wfile, 1024 * 1024)
+            if head:
+                return
+            body.seek(first)
+            left = last + 1 - first
+            while left > 0 and (chunk := body.read(min(left, 1024 * 1024))):
+                self.wfile.write(chunk)
+                left -= len(chunk)
+                self._sent(len(chunk))
+
+    def _sent(self, count: int) -> None:
+        with self.owner._lock:
+            self.owner.bytes_sent += count
+
+    def _range(self, size: int, validators: tuple[str, str]) -> tuple[int, int] | bool | None:
+        """The one byte range asked for, as a real server reads ``Range`` and ``If-Range``.
+
+        Returns:
+            ``None``: send the whole file (no ``Range``, one this server does not serve, or an
+            ``If-Range`` that does not match the file's ``Last-Modified`` or ``ETag`` exactly);
+            ``(first, last)``: send those bytes (206); ``False``: nothing satisfiable (416).
+        """
+        asked = self.headers.get("Range")
+        if not asked:
+            return None
+        condition = self.headers.get("If-Range")
+        if condition is not None and condition.strip() not in validators:
+            return None  # the file changed since: the whole new file, 200
+        found = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", asked)
+        if found is None or found.group(1) == found.group(2) == "":
+            return None  # several ranges or another unit: ignored, as a server may
+        first_text, last_text = found.groups()
+        if first_text == "":  # the last N bytes
+            first, last = max(0, size - int(last_text)), size - 1
+        else:
+            first = int(first_text)
+            last = min(int(last_text), size - 1) if last_text else size - 1
+        if first >= size or first > last:
+            return False
+        return first, last
 
     def _serve(self, *, head: bool) -> None:
         owner = self.owner
@@ -597,8 +649,25 @@ class _Handler(BaseHTTPRequestHandler):
                     self.send_header(name, value)
                 self.end_headers()
                 return
+        span = self._range(file.size, (headers["Last-Modified"], headers["ETag"]))
+        if span is False:
+            self._send(416, b"", head=head, headers={"Content-Range": f"bytes */{file.size}"})
+            return
         if file.path is not None:
-            self._send_path(file.path, head=head, headers=headers)
+            whole = None if not isinstance(span, tuple) else span
+            self._send_path(file.path, head=head, headers=headers, span=whole)
+            return
+        if isinstance(span, tuple):
+            first, last = span
+            ranged = {**headers, "Content-Range": f"bytes {first}-{last}/{file.size}"}
+            self._send(
+                206,
+                file.data[first : last + 1],
+                head=head,
+                content_type="text/plain",
+                headers=ranged,
+                fault=fault,
+            )
             return
         data = file.data
         if fault is not None and fault.truncate:

@@ -10,10 +10,11 @@ bucket with the few operations the rest of the library needs, translating botoco
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
@@ -266,6 +267,15 @@ class ListPage:
     objects: list[ObjectInfo]
     prefixes: list[str]
     next_token: str | None
+
+
+@dataclass(frozen=True)
+class UploadPart:
+    """One uploaded part of a multipart upload, as S3's ListParts tells it."""
+
+    number: int
+    etag: str
+    size: int
 
 
 @dataclass
@@ -733,6 +743,138 @@ class ObjectStore:
         """
         return ObjectWriter(self, key, content_type=content_type, metadata=metadata, size=size)
 
+    def resume_writer(
+        self,
+        key: str,
+        *,
+        upload_id: str,
+        parts: Sequence[UploadPart],
+        part_size: int,
+        content_type: str = "application/octet-stream",
+    ) -> ObjectWriter:
+        """Continue a multipart upload whose first ``parts`` are in S3 (as :meth:`list_parts`
+        confirmed them): the next byte written starts part ``len(parts) + 1``.
+
+        Args:
+            key: the object key the upload was started for.
+            upload_id: the upload.
+            parts: its parts 1..n, each ``part_size`` bytes.
+            part_size: the size of every part but the last.
+            content_type: kept for the writer (the upload already has its own).
+
+        Returns:
+            The writer: write the rest, then complete, suspend or abort it.
+        """
+        writer = ObjectWriter(self, key, content_type=content_type, metadata=None, size=None)
+        writer._resume(upload_id, parts, part_size)
+        return writer
+
+    def list_parts(self, key: str, upload_id: str) -> list[UploadPart] | None:
+        """The parts of a multipart upload, by number; ``None`` when S3 knows no such upload
+        (completed, aborted, or never started).
+
+        Raises:
+            StorageError: S3 failed for another reason.
+        """
+        import botocore.exceptions
+
+        parts: list[UploadPart] = []
+        marker = 0
+        while True:
+            try:
+                page = self.client.list_parts(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+                )
+            except botocore.exceptions.ClientError as exc:
+                if _botocore.error_code(exc) in ("NoSuchUpload", "404", "NotFound"):
+                    return None
+                raise self._error(exc, "read the upload of", key) from exc
+            except botocore.exceptions.BotoCoreError as exc:
+                raise self._error(exc, "read the upload of", key) from exc
+            for part in page.get("Parts", []):
+                parts.append(
+                    UploadPart(
+                        int(part.get("PartNumber", 0)),
+                        str(part.get("ETag", "")).strip('"'),
+                        int(part.get("Size", -1)),
+                    )
+                )
+            if not page.get("IsTruncated"):
+                break
+            following = int(page.get("NextPartNumberMarker", 0) or 0)
+            if following <= marker:
+                break  # a server that does not move on would loop for ever
+            marker = following
+        return sorted(parts, key=lambda p: p.number)
+
+    def uploads_at(self, key: str) -> list[str]:
+        """The ids of the multipart uploads in progress for exactly ``key``.
+
+        Raises:
+            StorageError: S3 failed.
+        """
+        found: list[str] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key}
+        while True:
+            page = self._call(
+                "list the uploads of", key, lambda: self.client.list_multipart_uploads(**kwargs)
+            )
+            found.extend(str(u["UploadId"]) for u in page.get("Uploads", []) if u.get("Key") == key)
+            if not page.get("IsTruncated"):
+                return found
+            kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
+            kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+
+    def abort_upload(self, key: str, upload_id: str) -> bool:
+        """Abort a multipart upload (S3 drops its parts); ``True`` when done or already gone.
+
+        Never raises: a failure is logged (a lifecycle rule removes what is left).
+        """
+        import botocore.exceptions
+
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except botocore.exceptions.ClientError as exc:
+            if _botocore.error_code(exc) in ("NoSuchUpload", "404", "NotFound"):
+                return True
+            log.warning("could not abort the multipart upload of %s: %s", self.url(key), exc)
+            return False
+        except botocore.exceptions.BotoCoreError as exc:
+            log.warning("could not abort the multipart upload of %s: %s", self.url(key), exc)
+            return False
+        return True
+
+    def sha256_of(self, key: str, *, if_match: str) -> tuple[int, str]:
+        """Stream the object (only if its ETag is still ``if_match``) and hash it on the way:
+        one GET, no copy kept. Returns its size and sha256.
+
+        Raises:
+            PreconditionFailedError: the object is no longer the one named.
+            StorageError: it cannot be read.
+        """
+        import botocore.exceptions
+
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            response = self._call(
+                "read",
+                key,
+                lambda: self.client.get_object(
+                    Bucket=self.bucket, Key=key, IfMatch=_quoted(if_match)
+                ),
+            )
+        except StorageError as exc:
+            raise self._gone_is_precondition(exc, key, "read", if_match) from exc.__cause__
+        with ObjectStream(_info(key, response), None, response["Body"]) as stream:
+            try:
+                for chunk in stream.chunks(1024 * 1024):
+                    digest.update(chunk)
+                    size += len(chunk)
+            except (botocore.exceptions.BotoCoreError, OSError) as exc:
+                raise self._error(exc, "read", key) from exc
+        return size, digest.hexdigest()
+
     def _part_pool(self) -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
         """The threads that send parts, and the slots bounding the parts held, for all writers."""
         with self._parts_lock:
@@ -1026,6 +1168,7 @@ class ObjectWriter:
         self._held = 0
         self._upload_id: str | None = None
         self._sent: list[Future[str]] = []
+        self._sizes: list[int] = []  # the size of each part sent, by number - 1
         self._slots = threading.BoundedSemaphore(PARTS_PER_UPLOAD)
         self._done = False
         self._part_failed = False  # set by a part's thread: checked at every write, cheaply
@@ -1034,6 +1177,52 @@ class ObjectWriter:
     def multipart(self) -> bool:
         """Whether the body outgrew one part and goes up as a multipart upload."""
         return self._upload_id is not None
+
+    @property
+    def upload_id(self) -> str | None:
+        """The multipart upload's id, once one started (``None`` after complete or abort)."""
+        return self._upload_id
+
+    def _resume(self, upload_id: str, parts: Sequence[UploadPart], part_size: int) -> None:
+        """Start from parts already in S3 (see :meth:`ObjectStore.resume_writer`)."""
+        self._upload_id = upload_id
+        self.part_size = part_size
+        for part in parts:
+            done: Future[str] = Future()
+            done.set_result(_quoted(part.etag))
+            self._sent.append(done)
+            self._sizes.append(part.size)
+            self.size += part.size
+
+    def completed_parts(self) -> list[UploadPart]:
+        """The parts S3 has taken so far, 1..n with no gap (one still in flight ends the list)."""
+        parts: list[UploadPart] = []
+        for number, future in enumerate(list(self._sent), 1):
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                break
+            etag = future.result().strip('"')
+            parts.append(UploadPart(number, etag, self._sizes[number - 1]))
+        return parts
+
+    def suspend(self) -> list[UploadPart]:
+        """Stop at the last whole part, leaving the multipart upload open to be resumed.
+
+        The bytes of the part still filling are dropped; the parts in flight are waited for.
+        The writer is closed (a later :meth:`abort` does nothing): the caller owns the upload,
+        by its id, and must resume or abort it. A body that never grew into a multipart upload
+        has nothing to keep.
+
+        Returns:
+            The parts in S3, 1..n with no gap.
+        """
+        self._done = True
+        self._pieces, self._held = [], 0
+        if self._upload_id is None:
+            return []
+        wait_all(self._sent)
+        parts = self.completed_parts()
+        self._upload_id = None
+        return parts
 
     def write(self, data: bytes) -> None:
         """Add ``data`` to the body; send each part as it fills.
@@ -1162,6 +1351,7 @@ class ObjectWriter:
             )
         pool, held = self.store._part_pool()
         body = self._take_part()
+        self._sizes.append(len(body))
         self._slots.acquire()
         held.acquire()
         try:

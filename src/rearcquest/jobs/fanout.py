@@ -19,6 +19,10 @@ after five receives it goes to the dead-letter queue. A file message syncs its o
 (``include``) and never deletes; the survey message excludes the big files, so it never touches
 them (their state entries are kept) and deletes what left the listing. A big file that left the
 listing gets no file message and is deleted by the survey message, under its delete guard.
+
+A worker whose Lambda time runs out hands over (:func:`run_work`): its transfers stop at their
+last whole part and are recorded in the survey's state, and the same work goes back on the queue
+as a continuation (``continuation``/``stalled`` in the message), which resumes them.
 """
 
 from __future__ import annotations
@@ -28,11 +32,16 @@ import glob
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from rearcquest.config import DEFAULT_BIG_FILE_BYTES, DEFAULT_POPULATION_KEY, DEFAULT_ROOT_URL
-from rearcquest.errors import ConfigError, RqError
+from rearcquest.config import (
+    DEFAULT_BIG_FILE_BYTES,
+    DEFAULT_POPULATION_KEY,
+    DEFAULT_ROOT_URL,
+    MAX_STALLED_CONTINUATIONS,
+)
+from rearcquest.errors import ConfigError, RqError, TransferError
 from rearcquest.jobs.events import handling_message
 from rearcquest.jobs.job import run_survey
 from rearcquest.layout import ALL, normalise_prefix, parse_surveys, plain_name, shown_name
@@ -50,6 +59,7 @@ if TYPE_CHECKING:
     from rearcquest.aws.storage import ObjectStore
     from rearcquest.config import SyncOptions
     from rearcquest.jobs.job import AfterSync, SurveyRun, SurveySet
+    from rearcquest.mirror.sync import SyncResult
     from rearcquest.sources._http import HttpClient
 
 log = logging.getLogger(__name__)
@@ -58,7 +68,11 @@ log = logging.getLogger(__name__)
 # The keys a work message may carry. ``root_url``/``root_prefix`` come only from planners of
 # earlier versions (still in the queue during a deploy): the worker's own configuration says
 # where the source and the mirror are, and a message may only repeat it.
-_MESSAGE_KEYS = frozenset({"survey", "file", "exclude", "root_url", "root_prefix"})
+_MESSAGE_KEYS = frozenset(
+    {"survey", "file", "exclude", "root_url", "root_prefix", "continuation", "stalled"}
+)
+# No real run hands one message over this often (a 6 GB file at 1 MB/s takes ~8 continuations).
+_MAX_CONTINUATION = 10_000
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,10 @@ class WorkMessage:
             planner of this version never names it). The worker refuses a message whose value
             differs from its own configuration.
         root_prefix: the mirrors' prefix an earlier planner named; as ``root_url``.
+        continuation: 0 for a planned message; n for the n-th continuation a worker sent on
+            when its time ran out (the same work, resumed from what the state records).
+        stalled: how many continuations in a row before this one moved no byte; at
+            :data:`~rearcquest.config.MAX_STALLED_CONTINUATIONS` the message fails.
     """
 
     survey: str
@@ -84,9 +102,12 @@ class WorkMessage:
     exclude: tuple[str, ...] = ()
     root_url: str | None = None
     root_prefix: str | None = None
+    continuation: int = 0
+    stalled: int = 0
 
     def to_json(self) -> str:
-        """The SQS message body (``root_url``/``root_prefix`` only when named)."""
+        """The SQS message body (``root_url``/``root_prefix`` only when named, ``continuation``
+        and ``stalled`` only on a continuation)."""
         doc: dict[str, Any] = {
             "survey": self.survey,
             "file": self.file,
@@ -96,6 +117,9 @@ class WorkMessage:
             doc["root_url"] = self.root_url
         if self.root_prefix is not None:
             doc["root_prefix"] = self.root_prefix
+        if self.continuation:
+            doc["continuation"] = self.continuation
+            doc["stalled"] = self.stalled
         return json.dumps(doc, sort_keys=True)
 
     @classmethod
@@ -135,7 +159,15 @@ class WorkMessage:
         for key, value in (("root_url", root_url), ("root_prefix", root_prefix)):
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"the message's {key!r} is not a string")
-        return cls(survey, file, tuple(exclude), root_url, root_prefix)
+        continuation, stalled = doc.get("continuation", 0), doc.get("stalled", 0)
+        for key, value in (("continuation", continuation), ("stalled", stalled)):
+            if type(value) is not int or not 0 <= value <= _MAX_CONTINUATION:
+                raise ValueError(
+                    f"the message's {key!r} is not an integer from 0 to {_MAX_CONTINUATION}"
+                )
+        if stalled > continuation:
+            raise ValueError("the message's 'stalled' is more than its 'continuation'")
+        return cls(survey, file, tuple(exclude), root_url, root_prefix, continuation, stalled)
 
 
 def _survey_name(value: str) -> str:
@@ -299,8 +331,15 @@ def run_work(
     surveys: SurveySet,
     options: SyncOptions,
     after: AfterSync | None = None,
+    requeue: Callable[[WorkMessage], object] | None = None,
 ) -> SurveyRun:
     """Run the job (:func:`rearcquest.jobs.job.run_survey`) of what one work message names.
+
+    When ``options.time_left`` runs out, the sync stops its transfers at their last whole part
+    and records them in the survey's state (the lease is released as the job ends); this then
+    sends the same work on as a continuation (``requeue``), which resumes them, and the message
+    succeeds. A continuation that follows ``MAX_STALLED_CONTINUATIONS`` - 1 others that moved
+    no byte fails instead, so that a source that sends nothing ends in the dead-letter queue.
 
     Args:
         message: the work.
@@ -312,11 +351,14 @@ def run_work(
         options: the worker's sync options (``transfers``, ``wait`` for the survey's lease,
             ``vintages``); the source, prefix and file selection are the message's.
         after: what follows the sync under the survey's lease (the tables, Glue).
+        requeue: sends a continuation message on the work queue.
 
     Returns:
         The job's record (already checked: a failed file, guard or table raises).
 
     Raises:
+        TransferError: the work was handed over too often without progress, or there is no
+            queue to send its continuation on.
         ConfigError: the message names another root or prefix than the worker's (nothing was
             fetched or written), or the survey's mirror would land on rq's own objects.
         LeaseHeldError: another message of the survey holds its lease; retry later.
@@ -345,6 +387,8 @@ def run_work(
         run = run_survey(store, own, after, http=http)
         run.raise_for_errors()
         result = run.sync
+        if result.handed_over:
+            _continue(message, result, requeue)
         log.info(
             "work done",
             extra={
@@ -357,6 +401,42 @@ def run_work(
             },
         )
         return run
+
+
+def _continue(
+    message: WorkMessage, result: SyncResult, requeue: Callable[[WorkMessage], object] | None
+) -> None:
+    """Send the work of a run that handed over on as its continuation.
+
+    Raises:
+        TransferError: it made no progress for the :data:`MAX_STALLED_CONTINUATIONS`-th time
+            in a row, or there is no queue to send it on.
+    """
+    stalled = 0 if result.progressed else message.stalled + 1
+    where = ", ".join(f"{h.name} at byte {h.reached}" for h in result.handed_over)
+    if stalled >= MAX_STALLED_CONTINUATIONS:
+        raise TransferError(
+            f"{message.survey}: {stalled} invocations in a row ran out of time without moving "
+            f"a byte ({where}); the source sends too slowly for the worker's time. The "
+            "transfers stay recorded: a later run resumes them"
+        )
+    if requeue is None:
+        raise TransferError(
+            f"{message.survey}: the worker's time ran out ({where}) and it has no work queue "
+            "to continue on (RQ_WORK_QUEUE_URL); the transfers are recorded for the next run"
+        )
+    following = replace(message, continuation=message.continuation + 1, stalled=stalled)
+    requeue(following)
+    log.info(
+        "time ran out: handed over",
+        extra={
+            "survey": message.survey,
+            "file": message.file,
+            "continuation": following.continuation,
+            "stalled": stalled,
+            "handed_over": [asdict(h) for h in result.handed_over],
+        },
+    )
 
 
 def process_work_batch(

@@ -175,7 +175,9 @@ def run_survey(
         peek=not after.anything,
     ) as result:
         run = SurveyRun(result)
-        if result.dry_run or result.delete_guard or not after.anything:
+        # A run that handed over (its time ran out) left files to finish: what follows waits
+        # for the run that finishes them.
+        if result.dry_run or result.delete_guard or result.handed_over or not after.anything:
             return run
         if after.index and options.index_key is not None:
             _write_page(store, run, options.index_key)

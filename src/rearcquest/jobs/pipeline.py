@@ -13,6 +13,7 @@ Lambda retries to see: the exit code is 0 exactly when ``ok`` is true.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -462,6 +463,11 @@ def run_fanout_pipeline(
     return result
 
 
+def _send_on(queue: Queue, message: WorkMessage) -> None:
+    """Send a continuation message on the work queue."""
+    queue.send([message.to_json()])
+
+
 def _catalog(database: str | None, glue_client: Any) -> Catalog | None:
     """The Glue database the tables are registered in (``RQ_GLUE_DATABASE``), or None."""
     if not database:
@@ -480,6 +486,8 @@ def run_work_batch(
     glue_client: Any = None,
     retry: RetryPolicy | None = None,
     wait: float = 0.0,
+    queue: Queue | None = None,
+    time_left: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """The worker of the AWS fan-out: sync what each work message of an SQS batch names.
 
@@ -503,6 +511,9 @@ def run_work_batch(
         glue_client: a Glue client to reuse (with ``settings.glue_database``).
         retry: the retry policy for the source.
         wait: seconds to wait for a survey's lease before failing its message.
+        queue: the work queue, where a message whose time ran out sends its continuation.
+        time_left: seconds the invocation may still spend before it must hand over (Lambda's
+            remaining time less the margin); None for no limit.
 
     Returns:
         The partial batch response (``batchItemFailures``): failed messages are retried.
@@ -516,7 +527,7 @@ def run_work_batch(
     store = ObjectStore(s3_client, settings.bls_bucket)
     root_url = root_url or DEFAULT_ROOT_URL
     where = SurveySet((), root_url, root_prefix, population_key=settings.population_key)
-    options = SyncOptions(wait=wait, vintages=settings.vintages)
+    options = SyncOptions(wait=wait, vintages=settings.vintages, time_left=time_left)
     after = AfterSync(
         tables=settings.tables,
         tables_prefix=settings.tables_prefix,
@@ -533,7 +544,13 @@ def run_work_batch(
 
         def run(message: WorkMessage) -> SurveyRun:
             return run_work(
-                message, store=store, http=http, surveys=where, options=options, after=after
+                message,
+                store=store,
+                http=http,
+                surveys=where,
+                options=options,
+                after=after,
+                requeue=None if queue is None else functools.partial(_send_on, queue),
             )
 
         return process_work_batch(event, run=run)

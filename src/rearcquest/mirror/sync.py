@@ -28,6 +28,7 @@ import fnmatch
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -44,6 +45,7 @@ from rearcquest.config import (
 )
 from rearcquest.errors import (
     ConfigError,
+    DataError,
     DeleteGuardError,
     PreconditionFailedError,
     RqError,
@@ -71,12 +73,12 @@ from rearcquest.layout import (
 from rearcquest.layout import state_key as default_state_key
 from rearcquest.records.lease import Lease
 from rearcquest.records.releases import ReleaseFile, record_release
-from rearcquest.records.state import MAX_STATE_BYTES, FileState, SyncState
+from rearcquest.records.state import MAX_STATE_BYTES, FileState, SyncState, UploadState
 from rearcquest.sources._http import HttpClient, parse_http_date
-from rearcquest.sources.bls import Download, download, fetch_listing
+from rearcquest.sources.bls import Download, Resume, TransferStopped, download, fetch_listing
 
 if TYPE_CHECKING:
-    from rearcquest.aws.storage import ObjectInfo, ObjectStore, ObjectWriter
+    from rearcquest.aws.storage import ObjectInfo, ObjectStore, ObjectWriter, UploadPart
     from rearcquest.sources._http import HttpClient
     from rearcquest.sources.bls import RemoteFile
 
@@ -105,6 +107,7 @@ class Action:
         file: the listed file (``None`` for deletes).
         if_modified_since: send this ``If-Modified-Since``; ``None`` for an unconditional GET.
         known_sha256: the sha256 of the intact stored object, if any: equal bytes need no upload.
+        resume: the recorded multipart upload of this file to continue, if any.
     """
 
     name: str
@@ -114,6 +117,8 @@ class Action:
     file: RemoteFile | None = None
     if_modified_since: str | None = None
     known_sha256: str | None = None
+    # A transfer of this file cut short by an earlier run, whose listing still matches: resumed.
+    resume: UploadState | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,9 @@ class SyncPlan:
     forget: tuple[str, ...] = ()
     # Why the delete guard stops this plan (nothing is changed), or None when it may run.
     delete_guard: str | None = None
+    # Recorded uploads of selected files that will not be resumed (the file changed, left the
+    # listing or is unchanged): aborted, so they cost nothing.
+    abandon: tuple[str, ...] = ()
 
     def of(self, kind: ActionKind) -> list[Action]:
         """The actions of one kind."""
@@ -139,6 +147,21 @@ class SyncPlan:
     def transfers(self) -> list[Action]:
         """The actions that need a request to the source."""
         return [a for a in self.actions if a.kind in ("add", "update")]
+
+
+@dataclass(frozen=True)
+class Handover:
+    """A transfer stopped on purpose, its multipart upload recorded in the state to be resumed.
+
+    Attributes:
+        name: the file.
+        start: the bytes already in S3 (confirmed parts) when this run began it.
+        reached: the bytes in S3 when it stopped (``start`` when it made no progress).
+    """
+
+    name: str
+    start: int
+    reached: int
 
 
 @dataclass(frozen=True)
@@ -177,6 +200,19 @@ class SyncResult:
     # Files whose body was not the listed size (they changed at the source during the run); also
     # in ``errors``. The sync lists the directory once more when there are any.
     changed: list[str] = field(default_factory=list)
+    # Transfers stopped on purpose (the time budget ran out, Ctrl-C): recorded to be resumed.
+    handed_over: list[Handover] = field(default_factory=list)
+
+    @property
+    def progressed(self) -> bool:
+        """Whether the run moved anything: a file written or re-stamped, or a part kept."""
+        return bool(
+            self.added
+            or self.updated
+            or self.restamped
+            or self.deleted
+            or any(h.reached > h.start for h in self.handed_over)
+        )
 
     def _record(self, name: str, outcome: Transferred) -> None:
         """List ``name`` under ``outcome``; an unchanged file was re-stamped (its dates moved)."""
@@ -213,7 +249,7 @@ class SyncResult:
             "plan": [
                 {"name": a.name, "action": a.kind, "reason": a.reason} for a in self.plan.actions
             ],
-        }
+        } | ({"handed_over": [asdict(h) for h in self.handed_over]} if self.handed_over else {})
 
     def raise_for_errors(self) -> None:
         """Raise if any file failed or the delete guard tripped.
@@ -292,6 +328,7 @@ def plan_sync(
     remote = [f for f in remote if _selected(f.name, include, exclude)]
     listed = {f.name for f in remote}
     actions: list[Action] = []
+    plan_uploads = _Uploads(state, prefix)
     for file in remote:
         key = prefix + file.name
         if is_reserved(key) or file.name in keep:
@@ -310,14 +347,30 @@ def plan_sync(
         known = state.files.get(file.name)
         if obj is None:
             reason = "missing from the bucket" if known else "new file"
-            actions.append(Action(file.name, key, "add", reason, file))
+            actions.append(Action(file.name, key, "add", reason, file, resume=plan_uploads(file)))
             continue
         if known is None:
-            actions.append(Action(file.name, key, "update", "no record of the stored copy", file))
+            actions.append(
+                Action(
+                    file.name,
+                    key,
+                    "update",
+                    "no record of the stored copy",
+                    file,
+                    resume=plan_uploads(file),
+                )
+            )
             continue
         if obj.etag != known.etag or obj.size != known.size:
             actions.append(
-                Action(file.name, key, "update", "stored copy changed out of band", file)
+                Action(
+                    file.name,
+                    key,
+                    "update",
+                    "stored copy changed out of band",
+                    file,
+                    resume=plan_uploads(file),
+                )
             )
             continue
         changes = []
@@ -341,6 +394,7 @@ def plan_sync(
                 file,
                 if_modified_since=known.last_modified,
                 known_sha256=known.sha256,
+                resume=plan_uploads(file),
             )
         )
     mirrored = [
@@ -369,7 +423,37 @@ def plan_sync(
         for name in state.files
         if name not in listed and prefix + name not in stored and _selected(name, include, exclude)
     )
-    return SyncPlan(tuple(actions), tuple(remote), tuple(forget), delete_guard=guard)
+    abandon = sorted(
+        name
+        for name in state.uploads
+        if name not in plan_uploads.resumed and _selected(name, include, exclude)
+    )
+    return SyncPlan(
+        tuple(actions), tuple(remote), tuple(forget), delete_guard=guard, abandon=tuple(abandon)
+    )
+
+
+class _Uploads:
+    """The recorded uploads a plan resumes: those whose file the listing still gives as it was
+    (same size and date, with a ``Last-Modified`` to send as ``If-Range``) at the same key."""
+
+    def __init__(self, state: SyncState, prefix: str) -> None:
+        self.state, self.prefix = state, prefix
+        self.resumed: set[str] = set()
+
+    def __call__(self, file: RemoteFile) -> UploadState | None:
+        upload = self.state.uploads.get(file.name)
+        if (
+            upload is None
+            or upload.key != self.prefix + file.name
+            or file.size is None
+            or file.modified is None
+            or (upload.size, upload.modified) != (file.size, file.modified)
+            or not upload.last_modified
+        ):
+            return None
+        self.resumed.add(file.name)
+        return upload
 
 
 def _state_from_metadata(obj: ObjectInfo) -> FileState | None:
@@ -432,12 +516,14 @@ def load_state(
         if found is not None:
             log.info("migrating the sync state %s to %s", store.url(legacy_key), store.url(key))
     files: dict[str, FileState] = {}
+    uploads: dict[str, UploadState] = {}
     stale = found is None or legacy_key is not None
     if found is not None:
         try:
             if len(found[0]) > MAX_STATE_BYTES:
                 raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
-            files = dict(SyncState.from_json(found[0]).files)
+            parsed = SyncState.from_json(found[0])
+            files, uploads = dict(parsed.files), dict(parsed.uploads)
         except ValueError as exc:
             log.warning(
                 "the sync state %s is not a valid state document (%s); rebuilding it from the "
@@ -456,7 +542,12 @@ def load_state(
             files[name] = rebuilt
             stale = True
     return SyncState(
-        source_url=source_url, files=files, stale=stale, etag=etag, legacy_key=legacy_key
+        source_url=source_url,
+        files=files,
+        stale=stale,
+        etag=etag,
+        legacy_key=legacy_key,
+        uploads=uploads,
     )
 
 
@@ -474,18 +565,20 @@ def _peeked_state(
     if found is None or legacy_key is not None or len(found[0]) > MAX_STATE_BYTES:
         return stale
     try:
-        files = dict(SyncState.from_json(found[0]).files)
+        parsed = SyncState.from_json(found[0])
     except ValueError:
         return stale  # warned about once, by the read under the lease
+    files = dict(parsed.files)
     for obj_key in stored:
         name = obj_key[len(prefix) :]
         if not (not plain_name(name) or is_reserved(obj_key) or name in keep or name in files):
             return stale  # an object the state does not know: rebuilt under the lease
-    return SyncState(source_url=source_url, files=files, etag=etag)
+    return SyncState(source_url=source_url, files=files, etag=etag, uploads=parsed.uploads)
 
 
-def _write_state(store: ObjectStore, key: str, read: SyncState, new: SyncState) -> None:
-    """Write ``new`` only if the state object is still the one ``read`` came from.
+def _write_state(store: ObjectStore, key: str, read: SyncState, new: SyncState) -> str:
+    """Write ``new`` only if the state object is still the one ``read`` came from; return the
+    new object's ETag.
 
     Raises:
         StateConflictError: another sync wrote it meanwhile; it was not overwritten.
@@ -493,9 +586,9 @@ def _write_state(store: ObjectStore, key: str, read: SyncState, new: SyncState) 
     """
     try:
         if read.etag is None:
-            store.put_bytes_if(key, new.to_json(), if_none_match=True)
+            etag = store.put_bytes_if(key, new.to_json(), if_none_match=True)
         else:
-            store.put_bytes_if(key, new.to_json(), if_match=read.etag)
+            etag = store.put_bytes_if(key, new.to_json(), if_match=read.etag)
     except PreconditionFailedError as exc:
         raise StateConflictError(
             f"the sync state {store.url(key)} changed while this sync ran (another sync of the "
@@ -509,6 +602,7 @@ def _write_state(store: ObjectStore, key: str, read: SyncState, new: SyncState) 
             log.warning("could not remove the old sync state: %s", exc)
         else:
             log.info("removed the old sync state %s", store.url(read.legacy_key))
+    return etag
 
 
 def _mtime(last_modified: str | None) -> str | None:
@@ -567,6 +661,7 @@ def apply_plan(
     on_progress: ProgressCallback | None = None,
     state_key: str | None = None,
     check_lease: Callable[[], None] | None = None,
+    time_left: Callable[[], float] | None = None,
 ) -> SyncResult:
     """Carry out ``plan``: transfers in parallel, then deletes, then the new state.
 
@@ -583,10 +678,19 @@ def apply_plan(
     no file failed, a release is appended to the release log if the files differ from its latest
     release.
 
+    A multipart upload in progress is recorded in the state (its id and finished parts, written
+    every few parts or seconds), so that a run cut short resumes it (see
+    :class:`~rearcquest.records.state.UploadState`). A run stopped on purpose (``time_left``
+    ran out, or Ctrl-C) stops each transfer at its last whole part, records it, writes the
+    state and returns the transfers in ``handed_over`` (Ctrl-C: raises ``KeyboardInterrupt``
+    after that); it deletes nothing and records no release.
+
     Args:
         state_key: the state object's key; default ``.rearcquest/state/<prefix>.json``.
         check_lease: called before the deletes and the state write; raises when this run no
             longer holds the mirror.
+        time_left: seconds this run may still spend before it must stop (margin already
+            taken); None for no limit.
 
     Raises:
         StateConflictError: the state object changed since it was read; it was not overwritten.
@@ -602,13 +706,28 @@ def apply_plan(
     check = check_lease or (lambda: None)
     files: dict[str, FileState] = dict(state.files)
     lock = threading.Lock()
+    book = _Ledger(
+        store, state_key or default_state_key(prefix), state, source_url, files, lock, check
+    )
+    for name in plan.abandon:
+        recorded = state.uploads[name]
+        log.info("%s: abandoning the cut transfer recorded for it", name)
+        store.abort_upload(recorded.key, recorded.upload_id)
+        book.uploads.pop(name, None)
     counter = _Counter()
     notify = on_progress or (lambda _event: None)
     todo = plan.transfers
     width = max(1, transfers)
     upload_slots = threading.BoundedSemaphore(width)
-    stopping = threading.Event()
     uploads: list[Future[None]] = []
+    stop = threading.Event()
+
+    def stopping() -> bool:
+        if not stop.is_set() and time_left is not None and time_left() <= 0:
+            log.info("the time budget is spent: stopping the transfers at their last whole part")
+            stop.set()
+        return stop.is_set()
+
     notify(
         Progress(
             "start", files=len(todo), total_bytes=sum(a.file.size or 0 for a in todo if a.file)
@@ -629,15 +748,24 @@ def apply_plan(
         log.info("%s: %s", name, error)
         notify(Progress("file", name=name, outcome="failed"))
 
-    def upload(action: Action, writer: ObjectWriter, got: Download) -> None:
+    def upload(action: Action, writer: ObjectWriter, got: Download, mine: set[str]) -> None:
         assert action.file is not None
         file = action.file
         try:
             # A body that fits in one part gets its sha256 in the metadata now; a multipart
             # upload keeps the metadata it started with (the state holds its sha256).
             etag = writer.complete(metadata=_object_metadata(file, got.sha256, got.last_modified))
-            counter.add(uploaded=got.size)
-            entry = FileState(got.size, file.modified, got.last_modified, got.sha256, etag)
+            sha256 = got.sha256
+            if sha256 is None:
+                # Resumed: the hash saw only the rest. One streamed GET of the object hashes
+                # the whole file, and proves the parts joined to the listed size.
+                size, sha256 = store.sha256_of(action.key, if_match=etag)
+                if size != got.size:
+                    raise DataError(
+                        f"{file.name}: the resumed object holds {size} bytes, not {got.size}"
+                    )
+            counter.add(uploaded=got.size - got.start)
+            entry = FileState(got.size, file.modified, got.last_modified, sha256, etag)
             finish(file.name, "added" if action.kind == "add" else "updated", entry)
         except RqError as exc:
             fail(file.name, exc)
@@ -645,40 +773,47 @@ def apply_plan(
             fail(file.name, _local_error(file.name, exc))
         finally:
             writer.abort()  # a no-op once completed; otherwise nothing is left behind
+            book.forget(file.name, mine)
             upload_slots.release()
 
     def transfer(action: Action) -> None:
         assert action.file is not None
         file = action.file
+        cut = _CutTransfer(store, action, book)
+        if stopping():
+            cut.hand_over(result, lock, None)
+            return
 
         def moved(n: int) -> None:
-            if stopping.is_set():
-                raise _Stopped(file.name)  # the download aborts its upload on the way out
             counter.add(downloaded=n)
             notify(Progress("bytes", name=file.name, nbytes=n))
-
-        def open_writer(last_modified: str | None) -> ObjectWriter:
-            return store.writer(
-                action.key,
-                content_type=CONTENT_TYPE,
-                metadata=_object_metadata(file, None, last_modified),
-                size=file.size,
-            )
+            if stopping():
+                raise TransferStopped
+            cut.checkpoint()
 
         writer: ObjectWriter | None = None
         try:
+            resume = cut.resumable()
             fetched = download(
-                http, file, open_writer, if_modified_since=action.if_modified_since, on_bytes=moved
+                http,
+                file,
+                cut.open_writer,
+                if_modified_since=action.if_modified_since,
+                on_bytes=moved,
+                resume=resume,
             )
             got: Download | None = None
             if fetched is not None:
                 got, writer = fetched
+            if got is None or got.start == 0:
+                cut.drop_recorded()  # not resumed (304, or a 200 with the whole file)
             previous = files.get(file.name)
             if got is None or (action.known_sha256 and got.sha256 == action.known_sha256):
                 # 304, or the same bytes re-stamped: write no byte (a multipart upload begun for
                 # the body is aborted: no object, no S3 event), refresh the dates.
                 if writer is not None:
                     writer.abort()
+                    book.forget(file.name, cut.mine)
                 assert previous is not None
                 last_modified = got.last_modified if got else previous.last_modified
                 etag = previous.etag
@@ -698,13 +833,24 @@ def apply_plan(
                 finish(file.name, "unchanged", entry)
                 return
             assert writer is not None
+            if got.start and time_left is not None and time_left() < got.size / READBACK_RATE:
+                # A resumed file is read back once completed, to hash it: when that would not
+                # fit in the time left, the next run (resuming from the last whole part) does
+                # it, rather than a run stopped mid-read that leaves it to be fetched again.
+                cut.hand_over(result, lock, writer)
+                writer = None
+                return
             upload_slots.acquire()
             with lock:
-                uploads.append(uploader.submit(upload, action, writer, got))
+                uploads.append(uploader.submit(upload, action, writer, got, cut.mine))
             writer = None  # the uploader completes it now
+        except TransferStopped:
+            cut.hand_over(result, lock, cut.writer)
         except RqError as exc:
+            cut.failed()
             fail(file.name, exc)
         except OSError as exc:
+            cut.failed()
             fail(file.name, _local_error(file.name, exc))
         finally:
             if writer is not None:
@@ -712,24 +858,32 @@ def apply_plan(
 
     result.unchanged.extend(a.name for a in plan.of("unchanged"))
     if todo:
-        with (
-            ThreadPoolExecutor(max_workers=width, thread_name_prefix="rq-upload") as uploader,
-            ThreadPoolExecutor(max_workers=width, thread_name_prefix="rq-sync") as pool,
-        ):
-            try:
-                list(pool.map(transfer, todo))
-            except KeyboardInterrupt:
-                # Ctrl-C or SIGTERM in the main thread: the transfers not begun are cancelled
-                # (by map), and those in flight stop at their next chunk and abort their
-                # multipart uploads, instead of running to their end before the sync unwinds.
-                stopping.set()
-                raise
-        for future in uploads:
-            future.result()  # an unexpected error in an upload is raised here, as in a download
+        try:
+            with (
+                ThreadPoolExecutor(max_workers=width, thread_name_prefix="rq-upload") as uploader,
+                ThreadPoolExecutor(max_workers=width, thread_name_prefix="rq-sync") as pool,
+            ):
+                try:
+                    list(pool.map(transfer, todo))
+                except BaseException:
+                    # Ctrl-C (or an unexpected error): the other transfers stop at their last
+                    # whole part, and what they kept is recorded before this is raised on.
+                    stop.set()
+                    raise
+            for future in uploads:
+                future.result()  # an unexpected error in an upload is raised here
+        except BaseException:
+            _record_on_the_way_out(book)
+            raise
 
     deletes = plan.of("delete")
-    if deletes and result.errors:
-        result.deletes_skipped = "some transfers failed; nothing is deleted until a clean run"
+    if deletes and (result.errors or result.handed_over):
+        result.deletes_skipped = (
+            "some transfers failed; nothing is deleted until a clean run"
+            if result.errors
+            else "the run stopped before every transfer was done; nothing is deleted until a "
+            "clean run"
+        )
     elif deletes:
         check()
         failures = store.delete_many([a.key for a in deletes])
@@ -747,21 +901,293 @@ def apply_plan(
     for names in (*lists, result.changed):
         names.sort()
     result.errors.sort(key=lambda e: e.name)
+    result.handed_over.sort(key=lambda h: h.name)
     result.bytes_downloaded = counter.downloaded
     result.bytes_uploaded = counter.uploaded
     result.requests = http.requests
     _note_version_ids(store, prefix, files, [*result.added, *result.updated, *result.restamped])
-    new_state = SyncState(source_url=source_url, files=files)
-    if state.stale or new_state.files != state.files:
-        check()
-        _write_state(store, state_key or default_state_key(prefix), state, new_state)
-    if not result.errors:
+    if state.stale or files != state.files or book.uploads != state.uploads or book.written:
+        book.write()
+    if not result.errors and not result.handed_over:
         _record_release(store, prefix, files, check)
     return result
 
 
-class _Stopped(Exception):
-    """A transfer stopped because the sync is being interrupted (not a failure of the file)."""
+def _record_on_the_way_out(book: _Ledger) -> None:
+    """Write the state as a run stops on an exception (Ctrl-C): its cut transfers are recorded.
+    A failure to is logged; the exception that stopped the run is the one raised."""
+    try:
+        book.write()
+    except Exception as exc:
+        log.warning("could not record the cut transfers in the sync state: %s", exc)
+
+
+# A transfer in progress is recorded in the state after this many new parts, or this many
+# seconds with at least one: a kill costs at most these (ListParts finds the ones sent since),
+# and a 6 GB file costs ~200 state writes instead of one per part.
+CHECKPOINT_PARTS = 4
+CHECKPOINT_SECONDS = 30.0
+# The bytes a second a completed, resumed object is assumed to be read back and hashed at (a
+# Lambda worker reads S3 in-region at ~90 MB/s and hashes at ~110 MB/s on its 0.58 vCPU): one
+# that would not be done in the time left waits for the next run.
+READBACK_RATE = 40 * 1024 * 1024
+
+
+class _Ledger:
+    """The state object as this run writes it, possibly several times (the checkpoints of cut
+    transfers, then the end): each write is conditional on the ETag of the one before.
+
+    ``files`` and ``uploads`` are changed by the transfers under ``lock``; a write takes a copy
+    of both under it.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        key: str,
+        read: SyncState,
+        source_url: str,
+        files: dict[str, FileState],
+        lock: threading.Lock,
+        check: Callable[[], None],
+    ) -> None:
+        self.store, self.key, self.read, self.source_url = store, key, read, source_url
+        self.files, self.lock, self.check = files, lock, check
+        self.uploads: dict[str, UploadState] = dict(read.uploads)
+        self.written = False
+        self._write_lock = threading.Lock()
+
+    def record(self, name: str, upload: UploadState) -> None:
+        """Note a cut or growing upload (written at the next :meth:`write`)."""
+        with self.lock:
+            self.uploads[name] = upload
+
+    def forget(self, name: str, upload_ids: Collection[str]) -> None:
+        """Drop ``name``'s recorded upload if it is one of ``upload_ids`` (completed, aborted)."""
+        with self.lock:
+            upload = self.uploads.get(name)
+            if upload is not None and upload.upload_id in upload_ids:
+                del self.uploads[name]
+
+    def write(self) -> None:
+        """Write the state as it is now (under the lease), conditional on the last write.
+
+        Raises:
+            LeaseLostError: the lease is lost; nothing was written.
+            StateConflictError: another writer changed the state object.
+            StorageError: S3 failed.
+        """
+        with self._write_lock:
+            self.check()
+            with self.lock:
+                new = SyncState(
+                    source_url=self.source_url, files=dict(self.files), uploads=dict(self.uploads)
+                )
+            etag = _write_state(self.store, self.key, self.read, new)
+            self.read = replace(self.read, etag=etag, legacy_key=None)
+            self.written = True
+
+
+class _CutTransfer:
+    """One file's transfer as far as resuming goes: the recorded upload it continues (checked
+    with S3's ListParts), the writers it opens, its checkpoints and its handover."""
+
+    def __init__(self, store: ObjectStore, action: Action, book: _Ledger) -> None:
+        self.store, self.action, self.book = store, action, book
+        assert action.file is not None
+        self.file = action.file
+        self.writer: ObjectWriter | None = None
+        self.mine: set[str] = set()  # the ids of the uploads this transfer made or continued
+        self.kept = 0  # bytes of confirmed parts it began from
+        self.last_modified: str | None = None
+        self._parts: list[UploadPart] = []
+        self._recorded_dropped = False
+        self._checked_at = 0.0
+        self._noted_at = 0.0
+        self._noted_parts = -1
+
+    def resumable(self) -> Resume[ObjectWriter] | None:
+        """The rest to ask for, when the recorded upload checks out; otherwise ``None`` (the
+        recorded upload, if any, is aborted) and the file is fetched whole."""
+        upload = self.action.resume
+        self._clear_strays(upload.upload_id if upload is not None else None)
+        if upload is None:
+            return None
+        try:
+            found = self.store.list_parts(upload.key, upload.upload_id)
+        except StorageError as exc:  # e.g. no s3:ListMultipartUploadParts: fetch it whole
+            log.warning("%s: cannot list the parts of its cut transfer: %s", self.file.name, exc)
+            found = None
+        parts = _confirmed(upload, found, self.file.size)
+        if not parts:
+            why = "S3 knows no such upload" if found is None else "no part of it checks out"
+            log.info("%s: not resuming the cut transfer (%s); starting over", self.file.name, why)
+            self.drop_recorded()
+            return None
+        assert upload.last_modified is not None  # the planner resumes none without it
+        self._parts = parts
+        self.kept = sum(p.size for p in parts)
+        log.info("%s: resuming from byte %d (%d parts)", self.file.name, self.kept, len(parts))
+        return Resume(self.kept, upload.last_modified, self._open_rest)
+
+    def _clear_strays(self, keep: str | None) -> None:
+        """Abort uploads at this file's key that no state records (a run killed before its
+        first checkpoint): under the lease, every upload at a mirror key is rq's own."""
+        from rearcquest.aws import storage
+
+        if self.file.size is not None and self.file.size <= storage.PART_SIZE:
+            return  # goes up in one PUT: never had an upload
+        try:
+            found = self.store.uploads_at(self.action.key)
+        except StorageError as exc:  # e.g. no s3:ListBucketMultipartUploads: left to lifecycle
+            log.warning("%s: cannot list the uploads at its key: %s", self.file.name, exc)
+            return
+        for upload_id in found:
+            if upload_id != keep:
+                log.info("%s: aborting an unrecorded upload left by a cut run", self.file.name)
+                self.store.abort_upload(self.action.key, upload_id)
+
+    def _open_rest(self) -> ObjectWriter:
+        upload = self.action.resume
+        assert upload is not None
+        self.writer = self.store.resume_writer(
+            upload.key,
+            upload_id=upload.upload_id,
+            parts=self._parts,
+            part_size=upload.part_size,
+            content_type=CONTENT_TYPE,
+        )
+        self.mine.add(upload.upload_id)
+        self.last_modified = upload.last_modified
+        self._noted_parts = len(self._parts)
+        return self.writer
+
+    def open_writer(self, last_modified: str | None) -> ObjectWriter:
+        """The writer of a whole body (a first transfer, or a 200 where the rest was asked)."""
+        self.drop_recorded()
+        self.writer = self.store.writer(
+            self.action.key,
+            content_type=CONTENT_TYPE,
+            metadata=_object_metadata(self.file, None, last_modified),
+            size=self.file.size,
+        )
+        self.last_modified = last_modified
+        self._noted_parts = -1
+        return self.writer
+
+    def drop_recorded(self) -> None:
+        """Abort the recorded upload this transfer will not continue (once)."""
+        upload = self.action.resume
+        if upload is None or self._recorded_dropped or upload.upload_id in self.mine:
+            return
+        self._recorded_dropped = True
+        self.store.abort_upload(upload.key, upload.upload_id)
+        self.book.forget(self.file.name, {upload.upload_id})
+
+    def _state_of(self, upload_id: str | None, parts: Sequence[UploadPart]) -> UploadState | None:
+        assert self.writer is not None
+        if (
+            upload_id is None
+            or self.file.size is None
+            or self.file.modified is None
+            or not self.last_modified
+        ):
+            return None  # nothing a later run could resume
+        return UploadState(
+            self.action.key,
+            upload_id,
+            self.file.size,
+            self.file.modified,
+            self.last_modified,
+            self.writer.part_size,
+            tuple((p.number, p.etag) for p in parts),
+        )
+
+    def checkpoint(self) -> None:
+        """Record the upload when it starts, then every few parts or seconds (see
+        :data:`CHECKPOINT_PARTS`); cheap between (one clock read a chunk)."""
+        writer = self.writer
+        if writer is None or writer.upload_id is None:
+            return
+        now = time.monotonic()
+        first = writer.upload_id not in self.mine
+        if not first and now - self._checked_at < 1.0:
+            return
+        self._checked_at = now
+        parts = writer.completed_parts() if not first else []
+        due = len(parts) - self._noted_parts >= CHECKPOINT_PARTS or (
+            len(parts) > self._noted_parts and now - self._noted_at >= CHECKPOINT_SECONDS
+        )
+        if not first and not due:
+            return
+        upload = self._state_of(writer.upload_id, parts)
+        if upload is None:
+            return
+        self.mine.add(upload.upload_id)
+        self._noted_parts, self._noted_at = len(parts), now
+        self.book.record(self.file.name, upload)
+        self.book.write()
+
+    def hand_over(
+        self, result: SyncResult, lock: threading.Lock, writer: ObjectWriter | None
+    ) -> None:
+        """Stop at the last whole part and record the upload to be resumed (the state is
+        written by the run, after every transfer stopped)."""
+        start = self.kept if writer is not None else _recorded_bytes(self.action.resume)
+        reached = start
+        if writer is not None and writer.upload_id is not None:
+            upload_id = writer.upload_id
+            parts = writer.suspend()
+            upload = self._state_of(upload_id, parts) if parts else None
+            if upload is None:
+                # Nothing a later run could resume: leave nothing behind either.
+                self.store.abort_upload(self.action.key, upload_id)
+                self.book.forget(self.file.name, {upload_id})
+            else:
+                self.mine.add(upload_id)
+                self.book.record(self.file.name, upload)
+                reached = sum(p.size for p in parts)
+        elif writer is not None:
+            writer.abort()  # the body fitted in memory: nothing to keep
+        with lock:
+            result.handed_over.append(Handover(self.file.name, start, reached))
+        log.info("%s: stopped at byte %d, recorded to be resumed", self.file.name, reached)
+
+    def failed(self) -> None:
+        """The transfer failed: its writers were aborted, so their records go."""
+        if self.writer is not None:
+            self.writer.abort()
+        self.book.forget(self.file.name, self.mine)
+
+
+def _recorded_bytes(upload: UploadState | None) -> int:
+    return 0 if upload is None else len(upload.parts) * upload.part_size
+
+
+def _confirmed(
+    upload: UploadState, found: Sequence[UploadPart] | None, size: int | None
+) -> list[UploadPart]:
+    """The parts of a recorded upload to continue from: what S3's ListParts confirms, never
+    what the state merely says.
+
+    Parts 1..n with no gap, each ``part_size`` bytes, as S3 lists them (parts sent after the
+    last checkpoint count: S3 checked each against its CRC32); every part the state records must
+    be among them with its ETag, or nothing is trusted. The last byte of the file is never
+    among them (a resumed transfer asks for at least one byte).
+    """
+    if found is None or size is None:
+        return []
+    parts: list[UploadPart] = []
+    for number, part in enumerate(found, 1):
+        if part.number != number or part.size != upload.part_size:
+            break
+        parts.append(part)
+    for number, etag in upload.parts:
+        if number > len(parts) or parts[number - 1].etag != etag:
+            return []
+    while parts and sum(p.size for p in parts) >= size:
+        parts.pop()
+    return parts
 
 
 def _note_version_ids(
@@ -1004,6 +1430,7 @@ def syncing(
                 on_progress=on_progress,
                 state_key=state_key,
                 check_lease=lease.check if lease is not None else None,
+                time_left=o.time_left,
             )
             result = apply(plan, state)
             if result.changed:
@@ -1087,7 +1514,7 @@ def _plan_without_lease(
         return None, None if listing is None else list(listing)
     remote = fetch_listing(http, source_url) if listing is None else list(listing)
     plan = rules.plan(remote, state, stored, prefix)
-    busy = state.stale or plan.forget or plan.delete_guard or plan.of("skip")
+    busy = state.stale or plan.forget or plan.delete_guard or plan.of("skip") or plan.abandon
     if busy or any(a.kind != "unchanged" for a in plan.actions):
         return None, remote
     log.info("%s is up to date; no lease taken", store.url(prefix))

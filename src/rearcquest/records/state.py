@@ -19,6 +19,16 @@ STATE_VERSION = 1
 # A state object larger than this is not one rq wrote (10,000 files take ~3 MB): it is rebuilt.
 MAX_STATE_BYTES = 64 * 1024 * 1024
 _STATE_KEYS = frozenset({"version", "source_url", "updated", "files"})
+# Written only while a transfer is cut short and waits to be resumed.
+_OPTIONAL_STATE_KEYS = frozenset({"uploads"})
+_UPLOAD_KEYS = frozenset(
+    {"key", "upload_id", "size", "modified", "last_modified", "part_size", "parts"}
+)
+# S3 takes at most 10,000 parts of at most 5 GiB; an upload id is an opaque token (AWS's are
+# ~100 characters).
+_MAX_PARTS = 10_000
+_MAX_PART_SIZE = 5 * 1024**3
+_MAX_UPLOAD_ID = 1024
 _ENTRY_KEYS = frozenset({"size", "modified", "last_modified", "sha256", "etag"})
 # Written only when known (a versioned bucket): a state without it, older or not, is valid.
 _OPTIONAL_ENTRY_KEYS = frozenset({"version_id"})
@@ -46,6 +56,38 @@ class FileState:
 
 
 @dataclass(frozen=True)
+class UploadState:
+    """A multipart upload of one file cut short, to be resumed by the next sync.
+
+    Only a hint: the next sync resumes it only if the listing still gives ``size`` and
+    ``modified``, and only from the parts S3's own ListParts confirms.
+
+    Attributes:
+        key: the object key the upload writes.
+        upload_id: S3's id of the upload.
+        size: the file's size in the listing the transfer started from.
+        modified: the listing's date then.
+        last_modified: the source's ``Last-Modified`` then (sent as ``If-Range``).
+        part_size: the size of every part but the last.
+        parts: the parts known done, as ``(number, etag)`` for numbers 1..n.
+    """
+
+    key: str
+    upload_id: str
+    size: int
+    modified: str | None
+    last_modified: str | None
+    part_size: int
+    parts: tuple[tuple[int, str], ...] = ()
+
+    def to_doc(self) -> dict[str, Any]:
+        """The state document's entry."""
+        doc = asdict(self)
+        doc["parts"] = [list(p) for p in self.parts]
+        return doc
+
+
+@dataclass(frozen=True)
 class SyncState:
     """The state object: the source URL and one :class:`FileState` per mirrored file name.
 
@@ -63,15 +105,19 @@ class SyncState:
     stale: bool = False
     etag: str | None = None
     legacy_key: str | None = None
+    # Transfers cut short (a kill, Ctrl-C, a handover), by file name: resumed by the next sync.
+    uploads: Mapping[str, UploadState] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        """Serialise the state as JSON."""
-        doc = {
+        """Serialise the state as JSON (``uploads`` only when there are any)."""
+        doc: dict[str, Any] = {
             "version": STATE_VERSION,
             "source_url": self.source_url,
             "updated": datetime.now(UTC).isoformat(timespec="seconds"),
             "files": {name: st.to_doc() for name, st in sorted(self.files.items())},
         }
+        if self.uploads:
+            doc["uploads"] = {name: up.to_doc() for name, up in sorted(self.uploads.items())}
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
     @classmethod
@@ -91,7 +137,7 @@ class SyncState:
         version = doc.get("version")
         if type(version) is not int or version != STATE_VERSION:
             raise ValueError(f"version {version!r}, not {STATE_VERSION}")
-        if set(doc) != _STATE_KEYS:
+        if not _STATE_KEYS <= set(doc) <= _STATE_KEYS | _OPTIONAL_STATE_KEYS:
             raise ValueError(f"keys {sorted(doc)}, not {sorted(_STATE_KEYS)}")
         for name in ("source_url", "updated"):
             if not isinstance(doc[name], str):
@@ -99,7 +145,11 @@ class SyncState:
         if not isinstance(doc["files"], dict):
             raise ValueError("'files' is not an object")
         files = {name: _file_state(name, entry) for name, entry in doc["files"].items()}
-        return cls(source_url=doc["source_url"], files=files)
+        uploads = doc.get("uploads", {})
+        if not isinstance(uploads, dict):
+            raise ValueError("'uploads' is not an object")
+        pending = {name: _upload_state(name, entry) for name, entry in uploads.items()}
+        return cls(source_url=doc["source_url"], files=files, uploads=pending)
 
 
 def _file_state(name: str, entry: object) -> FileState:
@@ -128,3 +178,54 @@ def _file_state(name: str, entry: object) -> FileState:
     if version_id is not None and (not isinstance(version_id, str) or not version_id):
         raise ValueError(f"entry {name!r}: version_id is neither a non-empty string nor null")
     return FileState(size, entry["modified"], entry["last_modified"], sha, etag, version_id)
+
+
+def _upload_state(name: str, entry: object) -> UploadState:
+    """Validate one entry of the state's ``uploads``.
+
+    Raises:
+        ValueError: it is not exactly an :class:`UploadState` document.
+    """
+    if (problem := name_problem(name)) is not None:
+        raise ValueError(f"upload name {shown_name(name)} is not a mirrored file name ({problem})")
+    if not isinstance(entry, dict) or set(entry) != _UPLOAD_KEYS:
+        raise ValueError(f"upload {name!r} is not an object with keys {sorted(_UPLOAD_KEYS)}")
+    key, upload_id, size, part_size = (
+        entry["key"],
+        entry["upload_id"],
+        entry["size"],
+        entry["part_size"],
+    )
+    if not isinstance(key, str) or (not key.endswith("/" + name) and key != name):
+        raise ValueError(f"upload {name!r}: key is not the key of that file")
+    if (
+        not isinstance(upload_id, str)
+        or not 0 < len(upload_id) <= _MAX_UPLOAD_ID
+        or not upload_id.isprintable()
+    ):
+        raise ValueError(f"upload {name!r}: upload_id is not a printable string")
+    if type(size) is not int or size < 0:
+        raise ValueError(f"upload {name!r}: size {size!r} is not a non-negative integer")
+    if type(part_size) is not int or not 0 < part_size <= _MAX_PART_SIZE:
+        raise ValueError(f"upload {name!r}: part_size {part_size!r} is not a part size")
+    for field_name in ("modified", "last_modified"):
+        if entry[field_name] is not None and not isinstance(entry[field_name], str):
+            raise ValueError(f"upload {name!r}: {field_name} is neither a string nor null")
+    parts = entry["parts"]
+    if not isinstance(parts, list) or len(parts) > _MAX_PARTS:
+        raise ValueError(f"upload {name!r}: parts is not a list of at most {_MAX_PARTS}")
+    checked: list[tuple[int, str]] = []
+    for number, part in enumerate(parts, 1):
+        if (
+            not isinstance(part, list)
+            or len(part) != 2
+            or part[0] != number
+            or type(part[0]) is not int
+            or not isinstance(part[1], str)
+            or not part[1]
+        ):
+            raise ValueError(f"upload {name!r}: part {number} is not [{number}, etag]")
+        checked.append((number, part[1]))
+    return UploadState(
+        key, upload_id, size, entry["modified"], entry["last_modified"], part_size, tuple(checked)
+    )

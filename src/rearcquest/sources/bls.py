@@ -14,13 +14,15 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 from rearcquest.errors import DataError, ListingError, SourceChangedError
-from rearcquest.layout import plain_name
+from rearcquest.layout import plain_name, shown_name
 
 if TYPE_CHECKING:
+    import httpx
+
     from rearcquest.sources._http import HttpClient
 
 MAX_LISTING_BYTES = 8 * 1024 * 1024
@@ -73,14 +75,59 @@ class RemoteFile:
     modified: str | None
 
 
+class BodySink(Protocol):
+    """Where a download's body goes, chunk by chunk (an S3 object writer, a buffer)."""
+
+    def write(self, data: bytes, /) -> None:
+        """Take the next chunk."""
+
+    def abort(self) -> None:
+        """Drop everything written: the attempt failed. Never raises."""
+
+
+SinkT = TypeVar("SinkT", bound=BodySink)
+
+
 @dataclass(frozen=True)
 class Download:
-    """The outcome of a download that returned a body."""
+    """The outcome of a download that returned a body.
+
+    Attributes:
+        size: the whole file's size (``start`` included).
+        sha256: the whole body's sha256; ``None`` when only the rest was fetched (``start``
+            above 0): the hash never saw the first bytes.
+        start: where the body began: 0, or the offset a resumed download asked for.
+    """
 
     size: int
-    sha256: str
+    sha256: str | None
     last_modified: str | None
     content_type: str | None
+    start: int = 0
+
+
+class TransferStopped(Exception):
+    """Raised by a download's ``on_bytes`` to stop it on purpose (a time budget, Ctrl-C).
+
+    :func:`download` lets it through without aborting the sink: the caller keeps what the sink
+    holds (a multipart upload's finished parts) to resume later.
+    """
+
+
+@dataclass(frozen=True)
+class Resume(Generic[SinkT]):
+    """Ask only for the rest of a file whose first ``offset`` bytes are already kept.
+
+    Attributes:
+        offset: the first byte wanted (``Range: bytes=<offset>-``).
+        if_range: the ``Last-Modified`` the kept bytes came with, sent as ``If-Range``: a
+            server whose file changed since then answers 200 with the whole new file.
+        open: opens the sink that continues from ``offset`` (called on a 206 only).
+    """
+
+    offset: int
+    if_range: str
+    open: Callable[[], SinkT]
 
 
 def _norm_date(text: str) -> tuple[str | None, str]:
@@ -347,17 +394,32 @@ class _Sha256:
         return self._digest.hexdigest()
 
 
-class BodySink(Protocol):
-    """Where a download's body goes, chunk by chunk (an S3 object writer, a buffer)."""
-
-    def write(self, data: bytes, /) -> None:
-        """Take the next chunk."""
-
-    def abort(self) -> None:
-        """Drop everything written: the attempt failed. Never raises."""
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
 
-SinkT = TypeVar("SinkT", bound=BodySink)
+def _rest_starts_at(response: httpx.Response, file: RemoteFile, offset: int) -> None:
+    """Check a 206 answer's ``Content-Range``: the rest of ``file`` from ``offset`` to its end.
+
+    Raises:
+        SourceChangedError: the file's total is not the listed size.
+        DataError: the range is not the one asked for.
+    """
+    found = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
+    if found is None:
+        raise DataError(
+            f"{file.name}: answered 206 without a usable Content-Range "
+            f"({shown_name(response.headers.get('Content-Range'))})"
+        )
+    first, last, total = (int(g) for g in found.groups())
+    if file.size is not None and total != file.size:
+        raise SourceChangedError(
+            f"{file.name}: the server gives {total} bytes but the listing says {file.size}; "
+            "the file may be changing on the server, try again later"
+        )
+    if first != offset or last != total - 1:
+        raise DataError(
+            f"{file.name}: asked for bytes {offset}- of {total}, the server sent {first}-{last}"
+        )
 
 
 def download(
@@ -367,6 +429,7 @@ def download(
     *,
     if_modified_since: str | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    resume: Resume[SinkT] | None = None,
 ) -> tuple[Download, SinkT] | None:
     """Stream ``file``'s body into a sink, hashing and checking it on the way; no temporary file.
 
@@ -374,12 +437,19 @@ def download(
     (so an object writer can carry it as metadata from the start); an attempt that fails aborts
     its sink before the next one starts, so a retried body is never written twice.
 
+    With ``resume``, the first attempt asks only for the rest (``Range`` and ``If-Range``): a
+    206 goes into ``resume.open()``'s sink, unhashed; a 200 (the file changed, or the server
+    ignores ranges) into ``open_sink``'s, as without ``resume``. Once a ranged attempt failed
+    (its sink aborted), the retries ask for the whole file.
+
     Args:
         http: the client.
         file: the listed file; its ``size``, when known, must match the body.
         open_sink: called with the answer's ``Last-Modified`` (or ``None``); returns the sink.
         if_modified_since: an HTTP date; the server may answer 304.
-        on_bytes: called with each chunk's length, for progress.
+        on_bytes: called with each chunk's length, for progress; it may raise
+            :class:`TransferStopped` to stop (the sink is then left as it is, for the caller).
+        resume: ask for the rest of the file only.
 
     Returns:
         The download's size, sha256 and ``Last-Modified``, and the sink holding the whole body
@@ -388,26 +458,42 @@ def download(
     Raises:
         SourceError: the server failed after retries, answered an error, redirected outside
             its origin or sent the body too slowly.
-        DataError: the body's length differs from ``Content-Length``.
+        DataError: the body's length differs from ``Content-Length``, or a 206 is not the
+            range asked for.
         SourceChangedError: the body's length differs from the listed size (with or without a
             ``Content-Length``; a longer body is cut off as soon as it exceeds the listed size):
             the file changed since it was listed.
+        TransferStopped: ``on_bytes`` stopped it; the sink was not aborted.
         Exception: whatever the sink raised; the sink has been aborted.
     """
     headers = {"Accept-Encoding": "identity"}
     if if_modified_since:
         headers["If-Modified-Since"] = if_modified_since
+    ranged = resume is not None and resume.offset > 0
 
     def attempt() -> tuple[Download, SinkT] | None:
-        with http.stream(file.url, headers=headers) as response:
+        nonlocal ranged
+        sent = dict(headers)
+        if ranged and resume is not None:
+            sent["Range"] = f"bytes={resume.offset}-"
+            sent["If-Range"] = resume.if_range
+        with http.stream(file.url, headers=sent) as response:
             if response.status_code == 304:
                 return None
             http.check_status(response, file.url)
             last_modified = response.headers.get("Last-Modified")
-            sink = open_sink(last_modified)
+            start = 0
+            if response.status_code == 206:
+                if not ranged or resume is None:
+                    raise DataError(f"{file.name}: answered 206 to a request for the whole file")
+                _rest_starts_at(response, file, resume.offset)
+                start = resume.offset
+                sink = resume.open()
+            else:
+                sink = open_sink(last_modified)
             digest = _Sha256()
             try:
-                size = 0
+                size = start
                 for chunk in http.iter_body(response, file.url, raw=True, chunk_size=_CHUNK):
                     size += len(chunk)
                     if file.size is not None and size > file.size:
@@ -417,29 +503,37 @@ def download(
                             f"{file.name}: the server sent more than the {file.size} bytes the "
                             "listing says; the file may be changing on the server, try again later"
                         )
-                    digest.update(chunk)
+                    if not start:
+                        digest.update(chunk)
                     sink.write(chunk)
                     if on_bytes is not None:
                         on_bytes(len(chunk))
                 length = response.headers.get("Content-Length")
-                if length is not None and length.isdigit() and int(length) != size:
+                if length is not None and length.isdigit() and int(length) != size - start:
                     raise DataError(
-                        f"{file.name}: received {size} bytes but Content-Length said {length}"
+                        f"{file.name}: received {size - start} bytes but Content-Length said "
+                        f"{length}"
                     )
                 if file.size is not None and file.size != size:
                     raise SourceChangedError(
                         f"{file.name}: received {size} bytes but the listing says {file.size}; "
                         "the file may be changing on the server, try again later"
                     )
+            except TransferStopped:
+                digest.close()
+                raise
             except BaseException:
                 digest.close()
                 sink.abort()
+                if start:
+                    ranged = False  # the kept parts went with the sink: start over
                 raise
             got = Download(
                 size=size,
-                sha256=digest.hexdigest(),
+                sha256=None if start else digest.hexdigest(),
                 last_modified=last_modified,
                 content_type=response.headers.get("Content-Type"),
+                start=start,
             )
             return got, sink
 
