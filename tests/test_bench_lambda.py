@@ -110,7 +110,7 @@ def test_sizes_come_from_the_inventory_or_in_mb() -> None:
         ("zc", "zc.data.1.AllData", 1_200_500_000),
     ]
     for bad in ("nosuchsurvey", "0", "-5", "cs,cs"):
-        with pytest.raises(ValueError, match="inventory|more than 0|twice"):
+        with pytest.raises(ValueError, match=r"inventory|more than 0|twice"):
             run.parse_sizes(bad, known)
 
 
