@@ -132,8 +132,29 @@ def test_the_report_is_a_markdown_table() -> None:
 
 
 def test_a_long_outcome_keeps_its_start_and_its_cause() -> None:
-    text = "the tables of cs were not all built: " + "x" * 300 + ": No space left on device"
+    text = "the tables of cs were not all built: " + "x" * 400 + ": No space left on device"
     short = run.clipped(text)
-    assert len(short) == 160
+    assert len(short) == 200
     assert short.startswith("the tables of cs") and short.endswith("No space left on device")
     assert run.clipped("short") == "short"
+
+
+def test_the_summary_has_one_row_per_message_and_how_it_ended() -> None:
+    def inv(number: int, message: str, outcome: str, wall: float, rss: int) -> object:
+        got = run.Invocation(5.0, number, message, 1, wall, 1.0, rss)
+        got.outcome = outcome
+        return got
+
+    runs = [
+        inv(1, "cs", "done", 5.0, 100_000_000),
+        inv(2, "cs/cs.data.1.AllData", "continuation", 170.0, 120_000_000),
+        inv(3, "cs/cs.data.1.AllData", "done", 60.5, 130_000_000),
+        inv(4, "ch/ch.data.1.AllData", "killed at the timeout", 180.0, 90_000_000),
+    ]
+    lines = run.summary(runs).splitlines()
+    assert lines[0] == ("| source | message | invocations | wall | peak RSS | peak /tmp | ended |")
+    assert lines[2:] == [
+        "| 5 MB/s | `cs` | 1 | 5.0 s | 100 MB | 0.0 MB | **done** |",
+        "| 5 MB/s | `cs/cs.data.1.AllData` | 2 | 230.5 s | 130 MB | 0.0 MB | **done** |",
+        "| 5 MB/s | `ch/ch.data.1.AllData` | 1 | 180.0 s | 90 MB | 0.0 MB | killed at the timeout |",
+    ]

@@ -278,6 +278,30 @@ def report(invocations: Sequence[Invocation]) -> str:
     return markdown_table(INVOCATION_HEADER, [i.row() for i in invocations], right="defgh")
 
 
+def summary(invocations: Sequence[Invocation]) -> str:
+    """One row per message: its invocations, their time, the largest peaks, how it ended
+    (``done`` when its last invocation was)."""
+    groups: dict[tuple[float, str], list[Invocation]] = {}
+    for inv in invocations:
+        groups.setdefault((inv.bandwidth, inv.message), []).append(inv)
+    rows = []
+    for (bandwidth, message), runs in groups.items():
+        last = runs[-1].outcome
+        rows.append(
+            [
+                f"{bandwidth:g} MB/s",
+                f"`{message}`",
+                str(len(runs)),
+                f"{sum(r.wall for r in runs):.1f} s",
+                size_text(max(r.rss for r in runs)),
+                size_text(max(r.tmp_peak for r in runs)),
+                "**done**" if last == "done" else clipped(last, 80),
+            ]
+        )
+    header = ("source", "message", "invocations", "wall", "peak RSS", "peak /tmp", "ended")
+    return markdown_table(header, rows, right="cdef")
+
+
 # -- the Lambda-like box --------------------------------------------------------------------------
 
 
@@ -551,13 +575,25 @@ def generated(big: BigFile, scale: float) -> tuple[dict[str, Path], Path]:
     return small, data
 
 
-def clipped(text: str, limit: int = 160) -> str:
+def clipped(text: str, limit: int = 200) -> str:
     """``text`` in at most ``limit`` characters: its start and its end (where an error's cause
     is) around an ellipsis when it is longer."""
     if len(text) <= limit:
         return text
-    head = limit // 3
+    head = limit // 2
     return text[:head] + "…" + text[len(text) - (limit - head - 1) :]
+
+
+def peak_rss(pid: int) -> int:
+    """The peak RSS of process ``pid`` so far (``VmHWM``), or 0 when it is gone."""
+    try:
+        with Path(f"/proc/{pid}/status").open() as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def _outcome(code: int, *, killed: bool, oom: bool, out: str, err: Path) -> tuple[str, int]:
@@ -576,12 +612,15 @@ def _outcome(code: int, *, killed: bool, oom: bool, out: str, err: Path) -> tupl
         lines = err.read_text(errors="replace").strip().splitlines() or [f"exit {code}"]
         return f"crashed: {clipped(lines[-1])}", rss
     if answer.get("batchItemFailures"):
+        errors = []
         for line in err.read_text(errors="replace").splitlines():
             with contextlib.suppress(ValueError):
                 doc = json.loads(line)
                 if doc.get("level") == "ERROR":
-                    return f"error: {clipped(str(doc.get('message', '')))}", rss
-        return "error", rss
+                    errors.append(str(doc.get("message", "")))
+        # The worker's last word on the message ("work message failed: ...").
+        last = errors[-1].removeprefix("work message failed: ") if errors else ""
+        return f"error: {clipped(last)}" if last else "error", rss
     return "done", rss
 
 
@@ -728,9 +767,11 @@ def _invoke(
         out,
         err,
     )
-    killed, tmp_peak = False, 0
+    killed, tmp_peak, rss_peak = False, 0, 0
     try:
         while True:
+            # Its peak RSS is read while it runs too: a killed process reports nothing.
+            rss_peak = max(rss_peak, peak_rss(pid))
             done, status, usage = os.wait4(pid, os.WNOHANG)
             tmp_peak = max(tmp_peak, box.tmp_used())
             if done:
@@ -750,7 +791,8 @@ def _invoke(
     inv.tmp_peak = tmp_peak
     oom = box.oom_kills() > oom_before
     code = os.waitstatus_to_exitcode(status)
-    inv.outcome, inv.rss = _outcome(code, killed=killed, oom=oom, out=out.read_text(), err=err)
+    inv.outcome, rss = _outcome(code, killed=killed, oom=oom, out=out.read_text(), err=err)
+    inv.rss = max(rss, rss_peak)
     if inv.outcome == "done" and _queued(box, env) > queued:
         inv.outcome = "continuation"
 
@@ -874,6 +916,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{load[2]:.2f}; run took {time.monotonic() - started:.0f} s.\n"
     )
     print(report(invocations))
+    print()
+    print(summary(invocations))
     for line in options.log:
         print(f"\n{line}")
     return 0
