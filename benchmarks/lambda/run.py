@@ -295,7 +295,7 @@ def summary(invocations: Sequence[Invocation]) -> str:
                 f"{sum(r.wall for r in runs):.1f} s",
                 size_text(max(r.rss for r in runs)),
                 size_text(max(r.tmp_peak for r in runs)),
-                "**done**" if last == "done" else clipped(last, 80),
+                "**done**" if last == "done" else clipped(last, 120),
             ]
         )
     header = ("source", "message", "invocations", "wall", "peak RSS", "peak /tmp", "ended")
