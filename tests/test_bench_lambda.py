@@ -158,3 +158,31 @@ def test_the_summary_has_one_row_per_message_and_how_it_ended() -> None:
         "| 5 MB/s | `cs/cs.data.1.AllData` | 2 | 230.5 s | 130 MB | 0.0 MB | **done** |",
         "| 5 MB/s | `ch/ch.data.1.AllData` | 1 | 180.0 s | 90 MB | 0.0 MB | killed at the timeout |",
     ]
+
+
+def test_the_outcome_comes_from_the_exit_the_answer_and_the_workers_last_error(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "worker.log"
+    log.write_text(
+        '{"level": "INFO", "message": "work done"}\n'
+        "not json\n"
+        '{"level": "ERROR", "message": "the tables of cs were not all built"}\n'
+        '{"level": "ERROR", "message": "work message failed: no space left on device"}\n'
+    )
+    ok = '{"rss": 123}\n{"answer": {"batchItemFailures": []}}\n'
+    failed = '{"rss": 456}\n{"answer": {"batchItemFailures": [{"itemIdentifier": "m"}]}}\n'
+    assert run.classify(0, killed=False, oom=False, out=ok, err=log) == ("done", 123)
+    assert run.classify(0, killed=False, oom=False, out=failed, err=log) == (
+        "error: no space left on device",
+        456,
+    )
+    assert run.classify(-9, killed=True, oom=False, out="", err=log) == (
+        "killed at the timeout",
+        0,
+    )
+    assert run.classify(-9, killed=False, oom=True, out="", err=log)[0] == "killed: out of memory"
+    log.write_text("Traceback (most recent call last):\nImportError: no module named x\n")
+    assert run.classify(1, killed=False, oom=False, out="", err=log)[0] == (
+        "crashed: ImportError: no module named x"
+    )

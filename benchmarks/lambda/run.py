@@ -596,7 +596,7 @@ def peak_rss(pid: int) -> int:
     return 0
 
 
-def _outcome(code: int, *, killed: bool, oom: bool, out: str, err: Path) -> tuple[str, int]:
+def classify(code: int, *, killed: bool, oom: bool, out: str, err: Path) -> tuple[str, int]:
     """The invocation's outcome and its peak RSS, from its exit and its output."""
     rss, answer = 0, None
     for line in out.splitlines():
@@ -791,7 +791,7 @@ def _invoke(
     inv.tmp_peak = tmp_peak
     oom = box.oom_kills() > oom_before
     code = os.waitstatus_to_exitcode(status)
-    inv.outcome, rss = _outcome(code, killed=killed, oom=oom, out=out.read_text(), err=err)
+    inv.outcome, rss = classify(code, killed=killed, oom=oom, out=out.read_text(), err=err)
     inv.rss = max(rss, rss_peak)
     if inv.outcome == "done" and _queued(box, env) > queued:
         inv.outcome = "continuation"

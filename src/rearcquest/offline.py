@@ -477,8 +477,12 @@ class _PacedWriter:
     def flush(self) -> None:
         self._raw.flush()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)
+    @property
+    def closed(self) -> bool:
+        return bool(self._raw.closed)
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 class _QuietServer(ThreadingHTTPServer):
