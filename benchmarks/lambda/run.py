@@ -23,7 +23,7 @@ what the scheduled function runs) queues one message per survey and one per big 
 harness then hands the queue's messages out one at a time, as the event source does with a
 batch size of 1. A failed message comes back (at once, not after the 90-minute visibility
 timeout) until it has been received as often as the queue's ``maxReceiveCount``, then counts as
-dead-lettered. A message the worker sends to the queue (a continuation) is run next.
+dead-lettered. A message the worker sends to the queue (a continuation) is run in its turn.
 
 The function's memory, ``/tmp``, timeout, ``maxReceiveCount`` and rate are read from the stack
 (``infra/rearcquest_infra/pipeline_stack.py`` and ``settings.py``), not repeated here.
@@ -710,7 +710,14 @@ def run_bandwidth(options: Options, bandwidth: float, invocations: list[Invocati
                 AttributeNames=["ApproximateReceiveCount"],
             ).get("Messages", [])
             if not got:
-                break
+                # A message sent with a delay (a continuation may be) is not received yet.
+                delayed = sqs.get_queue_attributes(
+                    QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+                )["Attributes"]["ApproximateNumberOfMessagesDelayed"]
+                if int(delayed) == 0:
+                    break
+                time.sleep(1)
+                continue
             message = got[0]
             number += 1
             body = json.loads(message["Body"])
