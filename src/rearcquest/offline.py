@@ -21,7 +21,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -207,6 +207,8 @@ class OfflineServer:
             serves ``/pub/time.series/cu/``); the parent of ``directory`` (the root,
             ``/pub/time.series/``) then lists them all as IIS ``<dir>`` rows. Change them
             later with :meth:`set_survey`.
+        bandwidth: send at most this many bytes a second, over every connection together (the
+            source's own bandwidth, as the benchmarks' Lambda harness needs); 0 = no limit.
     """
 
     def __init__(
@@ -220,7 +222,11 @@ class OfflineServer:
         host: str = "127.0.0.1",
         port: int = 0,
         surveys: dict[str, dict[str, ServedFile]] | None = None,
+        bandwidth: float = 0.0,
     ) -> None:
+        if bandwidth < 0:
+            raise ConfigError(f"the bandwidth must be 0 (no limit) or more, not {bandwidth}")
+        self.pacer = Pacer(bandwidth) if bandwidth > 0 else None
         self.directory = directory if directory.endswith("/") else directory + "/"
         self.root = self.directory.rstrip("/").rsplit("/", 1)[0] + "/"
         self._surveys: dict[str, dict[str, ServedFile]] = {
@@ -420,6 +426,70 @@ class OfflineServer:
         return page.encode()
 
 
+class Pacer:
+    """A bandwidth shared by every connection: each write waits for its slot of ``rate`` bytes a
+    second. Idle time earns no credit, so the rate holds over any stretch of sending.
+
+    Args:
+        rate: bytes a second (more than 0).
+        clock: the time source (``time.monotonic``).
+        sleep: how to wait (``time.sleep``).
+    """
+
+    # Writes are paced in pieces of this many bytes, so a large write goes out evenly.
+    PIECE = 64 * 1024
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ConfigError(f"a pacer's rate must be more than 0 bytes a second, not {rate}")
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def wait(self, size: int) -> None:
+        """Wait until ``size`` more bytes may go out, and book their time."""
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + size / self.rate
+        if start > now:
+            self._sleep(start - now)
+
+
+class _PacedWriter:
+    """A connection's output stream sent at most as fast as its server's :class:`Pacer` allows."""
+
+    def __init__(self, raw: Any, pacer: Pacer) -> None:
+        self._raw = raw
+        self._pacer = pacer
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        for start in range(0, len(view), Pacer.PIECE):
+            piece = view[start : start + Pacer.PIECE]
+            self._pacer.wait(len(piece))
+            self._raw.write(piece)
+        return len(view)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._raw.closed)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -441,6 +511,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("offline server: " + format, *args)
+
+    def setup(self) -> None:
+        super().setup()
+        if self.owner.pacer is not None:
+            self.wfile = _PacedWriter(self.wfile, self.owner.pacer)  # type: ignore[assignment]
 
     def do_HEAD(self) -> None:
         self._serve(head=True)
