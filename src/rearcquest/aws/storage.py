@@ -12,7 +12,7 @@ import base64
 import logging
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
@@ -540,6 +540,22 @@ class ObjectStore:
         response = self._call("read", key, lambda: self.client.get_object(**kwargs), version_id)
         info = _info(key, response)
         return ObjectStream(info, response.get("ContentRange"), response["Body"])
+
+    def stream(self, key: str, *, chunk_size: int = 1024 * 1024) -> Generator[bytes, None, None]:
+        """The object's body, a chunk at a time, from one streaming GET (made at the first
+        chunk; ``close()`` the generator to drop the connection before the end).
+
+        Raises:
+            StorageError: the object does not exist or cannot be read (also midway: a dropped
+                connection).
+        """
+        import botocore.exceptions
+
+        with self.open(key) as stream:
+            try:
+                yield from stream.chunks(chunk_size)
+            except (botocore.exceptions.BotoCoreError, OSError) as exc:
+                raise self._error(exc, "read", key) from exc
 
     def _open_version(self, key: str, version_id: str | None) -> ObjectStream:
         # Without a version, the plain call: wrappers of open() written before versions (test

@@ -21,22 +21,25 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Any, Final, Literal, Protocol, cast
 
 from rearcquest.aws.storage import ObjectStore
 from rearcquest.config import DEFAULT_SURVEYS, Settings
 from rearcquest.data.analytics import (
     MAX_POPULATION_BYTES,
+    bls_header,
+    collect_piece,
     population_from_bytes,
     scan_bls,
+    scan_bls_piece,
     sink_parquet,
 )
 from rearcquest.data.sqlguard import check_query
@@ -77,7 +80,7 @@ from rearcquest.records.lease import Lease
 if TYPE_CHECKING:
     import polars as pl
 
-    from rearcquest.aws.storage import ObjectInfo, ObjectStore
+    from rearcquest.aws.storage import ObjectInfo, ObjectStore, ObjectWriter
     from rearcquest.config import Settings
     from rearcquest.data.analytics import Analysis, AnalyzeSource
 
@@ -407,9 +410,14 @@ def observations_query(path: str | Path, *, source: str | None = None) -> pl.Laz
         ConfigError: the file does not exist.
         DataError: the header lacks a required column.
     """
+    return _observations_of(scan_bls(path, source=source, non_numbers=True))
+
+
+def _observations_of(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """The observations table of the rows of a data file (:func:`scan_bls` with
+    ``non_numbers``)."""
     import polars as pl
 
-    rows = scan_bls(path, source=source, non_numbers=True)
     footnotes = (
         pl.col("footnote_codes")
         if "footnote_codes" in rows.collect_schema().names()
@@ -601,53 +609,180 @@ def _inputs_sha(inputs: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(dict(inputs), sort_keys=True).encode()).hexdigest()
 
 
-def _upload_file(store: ObjectStore, key: str, path: Path, metadata: Mapping[str, str]) -> None:
-    writer = store.writer(
-        key,
-        content_type="application/vnd.apache.parquet",
-        metadata=metadata,
-        size=path.stat().st_size,
-    )
+def _parquet_bytes(frame: pl.DataFrame) -> bytes:
+    """A small table (the population's, a few kB) as Parquet, in memory."""
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+class _WriterFile(io.RawIOBase):
+    """The file Polars writes a Parquet table into: each write goes to an
+    :class:`~rearcquest.aws.storage.ObjectWriter` (parts of a multipart upload), nothing to
+    disk."""
+
+    def __init__(self, writer: ObjectWriter) -> None:
+        super().__init__()
+        self.writer = writer
+        # Polars reports a failed write as its own error: the writer's is kept to be raised.
+        self.failure: RqError | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        body = bytes(data)
+        try:
+            self.writer.write(body)
+        except RqError as exc:
+            self.failure = exc
+            raise
+        return len(body)
+
+
+def _upload_parquet(
+    store: ObjectStore, key: str, frame: pl.LazyFrame, metadata: Mapping[str, str]
+) -> None:
+    """Stream a query into the Parquet object at ``key``, through the multipart writer.
+
+    One PUT (or one completed multipart upload): readers see the old table or this one, and a
+    failure leaves the object as it was and no upload behind.
+
+    Raises:
+        RqError: what the query raised (a malformed row), or the writer's StorageError.
+        polars.exceptions.PolarsError: the query failed otherwise (the caller names the input).
+    """
+    import polars as pl
+
+    writer = store.writer(key, content_type=_PARQUET_TYPE, metadata=metadata)
+    target = _WriterFile(writer)
     try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1024 * 1024):
-                writer.write(chunk)
+        frame.sink_parquet(cast("IO[bytes]", target), engine="streaming")
+    except pl.exceptions.PolarsError as exc:
+        writer.abort()
+        if target.failure is not None:
+            raise target.failure from exc
+        raise
     except BaseException:
         writer.abort()
         raise
     writer.complete()
 
 
-def _parquet_bytes(frame: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer)
-    return buffer.getvalue()
+_PARQUET_TYPE: Final = "application/vnd.apache.parquet"
+# A data file streams through in pieces of whole lines of about this many bytes, each parsed,
+# checked and typed by itself: what a build holds is a few times this (and the parts of the
+# Parquet going up), whatever the file's size. Nothing is written to disk.
+_PIECE_BYTES = 32 * 1024 * 1024
+_READ_BYTES = 1024 * 1024
+# A piece is cut at a line end; a "line" longer than this is no BLS text (lines are ~50 bytes).
+_MAX_LINE_BYTES = 64 * 1024 * 1024
+# What of a data file's first line is its header (as ``rq analyze`` reads it).
+_MAX_HEADER_LINE = 64 * 1024
 
 
-def _build_observations(
-    store: ObjectStore,
-    info: ObjectInfo,
-    key: str,
-    sha: str,
-    workdir: Path,
-) -> int:
-    """Write one data file's partition; return its row count. Nothing is written on an error."""
+def _pieces(chunks: Iterable[bytes], size: int, source: str) -> Iterator[bytes]:
+    """The bytes of ``chunks`` regrouped into pieces of whole lines of about ``size`` bytes (the
+    last may end without a line end).
+
+    Raises:
+        DataError: no line end in :data:`_MAX_LINE_BYTES`.
+    """
+    held = bytearray()
+    for chunk in chunks:
+        held += chunk
+        if len(held) < size:
+            continue
+        end = held.rfind(b"\n") + 1
+        if end:
+            yield bytes(held[:end])
+            del held[:end]
+        elif len(held) > _MAX_LINE_BYTES:
+            raise DataError(
+                f"{source}: a line longer than {_MAX_LINE_BYTES // 2**20} MB: is this a BLS "
+                "data file?"
+            )
+    if held:
+        yield bytes(held)
+
+
+def _observation_frames(
+    chunks: Iterable[bytes], source: str, counted: list[int]
+) -> tuple[dict[str, pl.DataType], Iterator[pl.DataFrame]]:
+    """The observations of a data file streaming in as ``chunks``, a piece at a time.
+
+    Returns:
+        The table's schema (from the header, read at once) and its rows, one frame per piece,
+        each checked as :func:`observations_query` checks them; ``counted`` gains each
+        frame's row count.
+
+    Raises:
+        DataError: the header is missing or lacks a required column (at once); a malformed
+            row (as the frames are taken, naming the line of the file).
+    """
+    pieces = _pieces(chunks, _PIECE_BYTES, source)
+    first = next(pieces, b"")
+    cut = first.find(b"\n") + 1 or len(first)
+    header = first[:cut]
+    names = bls_header(header[:_MAX_HEADER_LINE], source=source)
+    schema = dict(
+        _observations_of(
+            scan_bls_piece(header, names, source=source, first_line=2, non_numbers=True)
+        )
+        .collect_schema()
+        .items()
+    )
+
+    def frames() -> Iterator[pl.DataFrame]:
+        line = 2
+        for number, piece in enumerate(itertools.chain([first], pieces)):
+            text = piece if number == 0 else header + piece
+            query = scan_bls_piece(text, names, source=source, first_line=line, non_numbers=True)
+            frame = collect_piece(
+                _observations_of(query), text=text, first_line=line, source=source
+            )
+            line += piece.count(b"\n") - (1 if number == 0 else 0)
+            counted.append(frame.height)
+            yield frame
+
+    return schema, frames()
+
+
+def _build_observations(store: ObjectStore, info: ObjectInfo, key: str, sha: str) -> int:
+    """Write one data file's partition from a stream of the mirrored object; return its row
+    count. Nothing is written on an error, nothing ever to disk.
+
+    The object is read in one streaming GET and parsed a piece at a time
+    (:func:`_observation_frames`); the Parquet goes up as it is written, through the multipart
+    writer. Memory is bounded by the piece and the parts in flight, not by the file.
+
+    Raises:
+        DataError: the file is not a BLS data file, or a row of it is malformed.
+        StorageError: the object cannot be read, or the partition cannot be written.
+    """
     import polars as pl
+    from polars.io.plugins import register_io_source
 
     source = store.url(info.key)
-    text = workdir / "data.txt"
-    target = workdir / PART_NAME
-    with text.open("wb") as fh:
-        store.download_to(info.key, fh)
+    counted: list[int] = []
+    body = store.stream(info.key, chunk_size=_READ_BYTES)
     try:
-        sink_parquet(observations_query(text, source=source), target, bls=text, source=source)
-        rows = pl.scan_parquet(target).select(pl.len()).collect().item()
-        # One PUT (or one completed multipart upload): readers see the old part or this one.
-        _upload_file(store, key, target, {META_SHA256: sha})
+        schema, frames = _observation_frames(body, source, counted)
+
+        def scan(
+            with_columns: list[str] | None, predicate: Any, n_rows: int | None, batch_size: Any
+        ) -> Iterator[pl.DataFrame]:
+            # The sink asks for every column and every row: nothing to push down.
+            yield from frames
+
+        try:
+            _upload_parquet(store, key, register_io_source(scan, schema=schema), {META_SHA256: sha})
+        except pl.exceptions.PolarsError as exc:  # the pieces' own are DataErrors already
+            reason = clipped((str(exc).strip().splitlines() or [type(exc).__name__])[0], 200)
+            raise DataError(f"{source}: the table cannot be written: {reason}") from exc
     finally:
-        text.unlink(missing_ok=True)
-        target.unlink(missing_ok=True)
-    return int(rows)
+        body.close()  # the GET's connection, when the build stopped before the end
+    return sum(counted)
 
 
 def _mirror_files(store: ObjectStore, prefix: str) -> dict[str, ObjectInfo]:
@@ -738,46 +873,43 @@ def _build_survey(
             _write_manifest(store, mkey, doc)
 
     data_files = {n for n in files if _is_data_file(survey, n)}
-    with tempfile.TemporaryDirectory(prefix="rq-tables-") as tmp:
-        for name in sorted(data_files):
-            info = files[name]
-            key = observations_key(tables_prefix, survey, name)
-            source = store.url(info.key)
-            sha = _sha256_of(store, info)
-            previous = built_files.get(name, {})
-            if previous.get("sha256") == sha and _built_from(store, key, sha):
-                result.builds.append(
-                    TableBuild(
-                        survey, "observations", key, "unchanged", source, previous.get("rows"), sha
-                    )
-                )
-                continue
-            if on_progress:
-                on_progress(f"building {key} from {source}")
-            start()
-            try:
-                rows = _build_observations(store, info, key, sha, Path(tmp))
-            except RqError as exc:
-                doc["failed"][name] = clipped(str(exc))
-                result.builds.append(
-                    TableBuild(survey, "observations", key, "failed", source, None, sha, str(exc))
-                )
-                continue
-            built_files[name] = {"sha256": sha, "rows": rows, "key": key, "built_at": _now()}
-            _write_manifest(store, mkey, doc)
+    for name in sorted(data_files):
+        info = files[name]
+        key = observations_key(tables_prefix, survey, name)
+        source = store.url(info.key)
+        sha = _sha256_of(store, info)
+        previous = built_files.get(name, {})
+        if previous.get("sha256") == sha and _built_from(store, key, sha):
             result.builds.append(
-                TableBuild(survey, "observations", key, "built", source, rows, sha)
+                TableBuild(
+                    survey, "observations", key, "unchanged", source, previous.get("rows"), sha
+                )
             )
-        for name in sorted(set(built_files) - data_files):
-            # Forgotten whatever its entry says: the partitions to delete come from the listing.
-            del built_files[name]
-        for name, key in _orphan_partitions(store, tables_prefix, survey, data_files):
-            start()
-            store.delete_many([key])
-            _write_manifest(store, mkey, doc)
+            continue
+        if on_progress:
+            on_progress(f"building {key} from {source}")
+        start()
+        try:
+            rows = _build_observations(store, info, key, sha)
+        except RqError as exc:
+            doc["failed"][name] = clipped(str(exc))
             result.builds.append(
-                TableBuild(survey, "observations", key, "removed", store.url(prefix + name))
+                TableBuild(survey, "observations", key, "failed", source, None, sha, str(exc))
             )
+            continue
+        built_files[name] = {"sha256": sha, "rows": rows, "key": key, "built_at": _now()}
+        _write_manifest(store, mkey, doc)
+        result.builds.append(TableBuild(survey, "observations", key, "built", source, rows, sha))
+    for name in sorted(set(built_files) - data_files):
+        # Forgotten whatever its entry says: the partitions to delete come from the listing.
+        del built_files[name]
+    for name, key in _orphan_partitions(store, tables_prefix, survey, data_files):
+        start()
+        store.delete_many([key])
+        _write_manifest(store, mkey, doc)
+        result.builds.append(
+            TableBuild(survey, "observations", key, "removed", store.url(prefix + name))
+        )
     _build_series(
         store,
         survey,
@@ -941,6 +1073,29 @@ def _write_series(decoded: pl.LazyFrame, path: Path, source: str) -> int:
     return count
 
 
+def _upload_series(
+    store: ObjectStore,
+    key: str,
+    decoded: pl.LazyFrame,
+    source: str,
+    metadata: Mapping[str, str],
+) -> int:
+    """Stream the decoded series into the Parquet object at ``key`` (no temporary file); return
+    its row count.
+
+    Raises:
+        DataError: the series file is malformed (found as it streams).
+        StorageError: the table cannot be written.
+    """
+    import polars as pl
+
+    with _tsv_errors(source):
+        # Decoding adds columns, never rows: the count reads the series text alone.
+        rows: int = decoded.select(pl.len()).collect(engine="streaming").item()
+        _upload_parquet(store, key, decoded, metadata)
+    return rows
+
+
 def _build_series(
     store: ObjectStore,
     survey: str,
@@ -979,10 +1134,7 @@ def _build_series(
             on_progress(f"building {key} from {source}")
         start()
         decoded, warnings, _ = _decoded_series(survey, folder, mapping_names)
-        with tempfile.TemporaryDirectory(prefix="rq-series-") as tmp:
-            path = Path(tmp) / SERIES_NAME
-            rows = _write_series(decoded, path, source)
-            _upload_file(store, key, path, {META_SHA256: _inputs_sha(inputs)})
+        rows = _upload_series(store, key, decoded, source, {META_SHA256: _inputs_sha(inputs)})
     except RqError as exc:
         doc["failed"][series_name] = clipped(str(exc))
         result.builds.append(
