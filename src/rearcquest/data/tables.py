@@ -673,7 +673,7 @@ _PARQUET_TYPE: Final = "application/vnd.apache.parquet"
 # A data file streams through in pieces of whole lines of about this many bytes, each parsed,
 # checked and typed by itself: what a build holds is a few times this (and the parts of the
 # Parquet going up), whatever the file's size. Nothing is written to disk.
-_PIECE_BYTES = 32 * 1024 * 1024
+_PIECE_BYTES = 8 * 1024 * 1024
 _READ_BYTES = 1024 * 1024
 # A piece is cut at a line end; a "line" longer than this is no BLS text (lines are ~50 bytes).
 _MAX_LINE_BYTES = 64 * 1024 * 1024
