@@ -1342,9 +1342,12 @@ def test_a_data_file_without_its_header_fails_as_before(
     assert failed.error.startswith("s3://test-bucket/zz/zz.data.1.Odd " + message)
 
 
-def test_a_header_only_file_is_an_empty_partition_with_the_full_schema(store: Any) -> None:
+def test_a_header_only_file_is_an_empty_partition_with_the_full_schema(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mirror_zz(store)
     mirror(store, {"zz.data.1.Empty": b"series_id\tyear\tperiod\tvalue\r\n"}, "zz/")
+    few_pieces(monkeypatch, 10)
     result = build_tables(store, surveys=["zz"])
     assert result.failed == []
     built = parquet(store, observations_key("tables/", "zz", "zz.data.1.Empty"))
@@ -1378,7 +1381,8 @@ def test_a_failed_upload_of_a_streamed_partition_leaves_no_upload_and_names_s3(
             )
 
     store.client.meta.events.register(f"before-call.s3.{refused}", refuse)
-    result = build_tables(store, surveys=["pr"])
+    with capped_files(256 * 1024):  # and on the way to failing, nothing goes to disk
+        result = build_tables(store, surveys=["pr"])
     errors = {b.key: b.error or "" for b in result.failed}
     key = observations_key("tables/", "pr", "pr.data.0.Current")
     assert errors[key].startswith(f"cannot write s3://test-bucket/{key}: access denied")
