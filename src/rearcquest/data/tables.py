@@ -211,6 +211,36 @@ _STATUSES: Final[tuple[Status, ...]] = ("built", "unchanged", "removed", "failed
 LEASE_HELD: Final = "*"
 
 
+@dataclass(frozen=True)
+class TableScope:
+    """The tables of a survey one build owns, when the survey's work is split over messages (the
+    fan-out): each table is built by exactly one of them.
+
+    A file message owns its data file's partition alone (``only``); the survey message owns
+    every other table (``leave``: the data files that have messages of their own). A table the
+    build does not own is not built, and its manifest entry and recorded failure are kept as
+    they are.
+
+    Attributes:
+        only: own this data file's partition and nothing else (no series table, no removal of
+            partitions whose data file is gone).
+        leave: data files whose partitions belong to other messages.
+    """
+
+    only: str | None = None
+    leave: frozenset[str] = frozenset()
+
+    def owns(self, name: str) -> bool:
+        """Whether the table built from ``name`` (a data file, or the series file for the
+        series table) is this build's to build."""
+        if self.only is not None:
+            return name == self.only
+        return name not in self.leave
+
+
+_WHOLE_SURVEY: Final = TableScope()
+
+
 # -- reading BLS text ------------------------------------------------------------------------------
 
 
@@ -838,6 +868,7 @@ def _build_survey(
     force: bool,
     result: TablesResult,
     on_progress: Callable[[str], None] | None,
+    scope: TableScope = _WHOLE_SURVEY,
 ) -> None:
     prefix = f"{root}{survey}/"
     files = _mirror_files(store, prefix)
@@ -861,7 +892,9 @@ def _build_survey(
         # False from before the first table is written until the build ends without a failure:
         # a killed or failed build is found by tables_need_build even after a no-op sync.
         "complete": manifest.get("complete", True) if manifest else False,
-        "failed": {},
+        # The failures of tables another message owns stay theirs (and keep the survey's
+        # tables incomplete) until that message builds them.
+        "failed": {n: m for n, m in manifest.get("failed", {}).items() if not scope.owns(n)},
     }
 
     started = False
@@ -873,7 +906,7 @@ def _build_survey(
             _write_manifest(store, mkey, doc)
 
     data_files = {n for n in files if _is_data_file(survey, n)}
-    for name in sorted(data_files):
+    for name in sorted(n for n in data_files if scope.owns(n)):
         info = files[name]
         key = observations_key(tables_prefix, survey, name)
         source = store.url(info.key)
@@ -903,6 +936,12 @@ def _build_survey(
     for name in sorted(set(built_files) - data_files):
         # Forgotten whatever its entry says: the partitions to delete come from the listing.
         del built_files[name]
+    if scope.only is not None:
+        # A file message: the series table and the removals are the survey message's.
+        if started:
+            doc["complete"] = not doc["failed"]
+            _write_manifest(store, mkey, doc)
+        return
     for name, key in _orphan_partitions(store, tables_prefix, survey, data_files):
         start()
         store.delete_many([key])
@@ -925,7 +964,9 @@ def _build_survey(
     _write_manifest(store, mkey, doc)
 
 
-def tables_need_build(store: ObjectStore, survey: str, *, tables_prefix: str) -> str | None:
+def tables_need_build(
+    store: ObjectStore, survey: str, *, tables_prefix: str, scope: TableScope | None = None
+) -> str | None:
     """Why a survey's tables must be built even though its mirror did not change, if they must.
 
     One read of the survey's manifest: the tables were never built, are of another format,
@@ -935,6 +976,8 @@ def tables_need_build(store: ObjectStore, survey: str, *, tables_prefix: str) ->
         store: the bucket of the tables.
         survey: the survey (``pr``).
         tables_prefix: where its tables are.
+        scope: the tables the build would own: a failed table another message owns is that
+            message's to build again, no reason for this one.
 
     Returns:
         The reason, or ``None`` when the last build finished without a failure.
@@ -947,9 +990,12 @@ def tables_need_build(store: ObjectStore, survey: str, *, tables_prefix: str) ->
         return "no tables yet"
     if manifest.get("format") != _MANIFEST_FORMAT:
         return "the tables are of another format"
-    if manifest.get("failed"):
-        return "the last build failed: " + ", ".join(sorted(manifest["failed"]))
-    if manifest.get("complete") is False:
+    failed = sorted(n for n in manifest.get("failed", {}) if (scope or _WHOLE_SURVEY).owns(n))
+    if failed:
+        return "the last build failed: " + ", ".join(failed)
+    # A build ends "complete" when nothing failed: with only other messages' failures recorded,
+    # false is theirs, not a build that did not finish.
+    if manifest.get("complete") is False and not manifest.get("failed"):
         return "the last build did not finish"
     return None
 
@@ -1428,6 +1474,7 @@ def build_tables(
     force: bool = False,
     on_progress: Callable[[str], None] | None = None,
     lock: bool = False,
+    scope: TableScope | None = None,
 ) -> TablesResult:
     """Build (or bring up to date) the Parquet tables of the mirrored surveys and the population.
 
@@ -1449,6 +1496,8 @@ def build_tables(
         lock: build each survey's tables under the lease of its mirror (what ``rq sync-bls``
             takes), so a sync and a build never interleave; a survey whose lease another run
             holds fails alone. Off when the caller holds the lease already (a sync's build).
+        scope: the tables of each survey this build owns (a fan-out message's share, see
+            :class:`TableScope`); default every table.
 
     Returns:
         What was built, kept unchanged, removed and failed. A survey whose build stops on an
@@ -1490,6 +1539,7 @@ def build_tables(
                     force=force,
                     result=result,
                     on_progress=on_progress,
+                    scope=scope or _WHOLE_SURVEY,
                 )
             except LockUnsupportedError:
                 raise  # the endpoint's, not the survey's: met at the first survey, before writing

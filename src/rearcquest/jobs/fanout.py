@@ -32,7 +32,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from rearcquest.config import DEFAULT_BIG_FILE_BYTES, DEFAULT_POPULATION_KEY, DEFAULT_ROOT_URL
-from rearcquest.errors import ConfigError, RqError
+from rearcquest.data.tables import TableScope
+from rearcquest.errors import ConfigError, RqError, SurveyPendingError
 from rearcquest.jobs.events import handling_message
 from rearcquest.jobs.job import run_survey
 from rearcquest.layout import ALL, normalise_prefix, parse_surveys, plain_name, shown_name
@@ -341,6 +342,15 @@ def run_work(
         delete=message.file is None,
         transfers=1 if message.file is not None else options.transfers,
     )
+    if after is not None:
+        # Each table is built by one message: a file message its file's partition, the survey
+        # message every other table (never again the big files it left to their messages).
+        scope = (
+            TableScope(only=message.file)
+            if message.file is not None
+            else TableScope(leave=frozenset(message.exclude))
+        )
+        after = replace(after, scope=scope)
     with in_survey(message.survey):
         run = run_survey(store, own, after, http=http)
         run.raise_for_errors()
@@ -394,6 +404,10 @@ def process_work_batch(
         except _RefusedMessage as exc:
             with handling_message(message_id):
                 log.error("work message refused: %s", exc)
+            failures.append({"itemIdentifier": message_id})
+        except SurveyPendingError as exc:
+            with handling_message(message_id):
+                log.warning("work message deferred (SQS hands it out again): %s", exc)
             failures.append({"itemIdentifier": message_id})
         except Exception as exc:  # one failed message must not fail the batch
             with handling_message(message_id):
