@@ -19,6 +19,11 @@ after five receives it goes to the dead-letter queue. A file message syncs its o
 (``include``) and never deletes; the survey message excludes the big files, so it never touches
 them (their state entries are kept) and deletes what left the listing. A big file that left the
 listing gets no file message and is deleted by the survey message, under its delete guard.
+
+With tables, each table is built by one message (:class:`~rearcquest.data.tables.TableScope`): a
+file message its file's partition, the survey message every other table. A file message that
+runs before its survey's first sync fails softly (``SurveyPendingError``, logged as a warning) and
+is built when SQS hands it out again.
 """
 
 from __future__ import annotations
