@@ -23,6 +23,7 @@ import pytest
 from conftest import DATAUSA, break_survey_build, release
 from rearcquest.data.analytics import ReportInputs, sink_parquet
 from rearcquest.data.tables import (
+    TableScope,
     build_local_tables,
     build_tables,
     decode_series,
@@ -30,6 +31,7 @@ from rearcquest.data.tables import (
     observations_query,
     read_tsv,
     run_sql,
+    tables_need_build,
 )
 from rearcquest.data.vintages import analyze_at
 from rearcquest.errors import ConfigError, DataError, StorageError
@@ -1388,3 +1390,49 @@ def test_a_failed_upload_of_a_streamed_partition_leaves_no_upload_and_names_s3(
     assert errors[key].startswith(f"cannot write s3://test-bucket/{key}: access denied")
     assert store.head(key) is None
     assert store.client.list_multipart_uploads(Bucket="test-bucket").get("Uploads", []) == []
+
+
+# -- one build per table: the fan-out's scopes -----------------------------------------------------
+
+
+def test_a_scoped_build_owns_its_tables_and_keeps_the_others_entries_and_failures(
+    store: Any,
+) -> None:
+    bad = ZZ["zz.data.0.Current"] + "ZZA1\t2001\tM03\tx\t\r\n"
+    mirror_zz(store, **{"zz.data.1.Big": bad})
+    big = TableScope(only="zz.data.1.Big")
+    rest = TableScope(leave=frozenset({"zz.data.1.Big"}))
+    survey = build_tables(store, surveys=["zz"], scope=rest)
+    assert sorted(b.key.split("/")[-2] for b in survey.builds if b.table == "observations") == [
+        "file=zz.data.0.Current"
+    ]
+    assert tables_need_build(store, "zz", tables_prefix="tables/", scope=rest) is None
+    # The file's own build: its partition alone; it fails, and its failure is recorded.
+    (failed,) = build_tables(store, surveys=["zz"], scope=big).builds
+    assert (failed.key, failed.status) == (
+        observations_key("tables/", "zz", "zz.data.1.Big"),
+        "failed",
+    )
+    manifest = json.loads(store.get_bytes(manifest_key("tables/", "zz")))
+    assert sorted(manifest["files"]) == ["zz.data.0.Current"]
+    assert manifest["series"]["rows"] == 3
+    assert sorted(manifest["failed"]) == ["zz.data.1.Big"]
+    # The failure is the file's message's to retry, not the survey message's.
+    assert tables_need_build(store, "zz", tables_prefix="tables/", scope=rest) is None
+    assert tables_need_build(store, "zz", tables_prefix="tables/", scope=big) == (
+        "the last build failed: zz.data.1.Big"
+    )
+    assert tables_need_build(store, "zz", tables_prefix="tables/") == (
+        "the last build failed: zz.data.1.Big"
+    )
+    again = build_tables(store, surveys=["zz"], scope=rest)
+    assert {b.status for b in again.builds} == {"unchanged"}
+    manifest = json.loads(store.get_bytes(manifest_key("tables/", "zz")))
+    assert sorted(manifest["failed"]) == ["zz.data.1.Big"]
+    # Fixed at the source: the file's message builds it and the survey's tables are complete.
+    mirror_zz(store, **{"zz.data.1.Big": ZZ["zz.data.0.Current"]})
+    (built,) = build_tables(store, surveys=["zz"], scope=big).builds
+    assert built.status == "built"
+    manifest = json.loads(store.get_bytes(manifest_key("tables/", "zz")))
+    assert (manifest["failed"], manifest["complete"]) == ({}, True)
+    assert sorted(manifest["files"]) == ["zz.data.0.Current", "zz.data.1.Big"]
