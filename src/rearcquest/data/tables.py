@@ -25,6 +25,7 @@ import itertools
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -763,19 +764,33 @@ def _observation_frames(
         .items()
     )
 
+    def parse(text: bytes, line: int) -> pl.DataFrame:
+        query = scan_bls_piece(text, names, source=source, first_line=line, non_numbers=True)
+        return collect_piece(_observations_of(query), text=text, first_line=line, source=source)
+
     def frames() -> Iterator[pl.DataFrame]:
-        line = 2
-        for number, piece in enumerate(itertools.chain([first], pieces)):
-            text = piece if number == 0 else header + piece
-            query = scan_bls_piece(text, names, source=source, first_line=line, non_numbers=True)
-            frame = collect_piece(
-                _observations_of(query), text=text, first_line=line, source=source
-            )
-            line += piece.count(b"\n") - (1 if number == 0 else 0)
-            counted.append(frame.height)
-            yield frame
+        # One piece is parsed (Polars lets go of the GIL) while the next is read and the last
+        # one written: a piece more in memory, the three overlapped. In order: the first
+        # malformed row of the file is the one reported.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rq-piece") as pool:
+            line, parsing = 2, None
+            for number, piece in enumerate(itertools.chain([first], pieces)):
+                text = piece if number == 0 else header + piece
+                following = pool.submit(parse, text, line)
+                line += piece.count(b"\n") - (1 if number == 0 else 0)
+                if parsing is not None:
+                    yield _taken(parsing, counted)
+                parsing = following
+            if parsing is not None:
+                yield _taken(parsing, counted)
 
     return schema, frames()
+
+
+def _taken(parsing: Future[pl.DataFrame], counted: list[int]) -> pl.DataFrame:
+    frame = parsing.result()
+    counted.append(frame.height)
+    return frame
 
 
 def _build_observations(store: ObjectStore, info: ObjectInfo, key: str, sha: str) -> int:
