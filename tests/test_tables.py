@@ -1436,3 +1436,73 @@ def test_a_scoped_build_owns_its_tables_and_keeps_the_others_entries_and_failure
     manifest = json.loads(store.get_bytes(manifest_key("tables/", "zz")))
     assert (manifest["failed"], manifest["complete"]) == ({}, True)
     assert sorted(manifest["files"]) == ["zz.data.0.Current", "zz.data.1.Big"]
+
+
+def _random_bls_text(rng: Any) -> tuple[bytes, bool]:
+    """A small BLS-like data file: padded cells, LF or CRLF, blank lines, non-numbers, maybe
+    one malformed line and maybe no final line end; and whether it holds a malformed line."""
+    end = rng.choice(["\n", "\r\n"])
+    lines = ["series_id   \tyear\tperiod\t     value\tfootnote_codes"]
+    bad = False
+    for _ in range(rng.randrange(0, 60)):
+        kind = rng.random()
+        if kind < 0.05:
+            lines.append("")
+        elif kind < 0.08 and not bad:
+            bad = True
+            lines.append(
+                rng.choice(["ZZA1\t2001\tM01\t1.2345\t", "ZZA1\tyr\tM01\t1\t", "a\tb\tc\td\te\tf"])
+            )
+        else:
+            value = rng.choice(
+                ["-", "(NA)", f"{rng.randrange(-999, 999)}.{rng.randrange(0, 99)}", "7"]
+            )
+            lines.append(
+                f"ZZ{rng.randrange(9)}   \t{rng.randrange(1990, 2030)}\tM{rng.randrange(1, 13):02}\t{value:>10}\t{rng.choice(['', 'P'])}"
+            )
+    text = end.join(lines) + (end if rng.random() < 0.8 else "")
+    return text.encode(), bad
+
+
+def _outcome(read: Any) -> tuple[Any, str | None]:
+    """What ``read()`` gives: its frame, or the message of its DataError."""
+    try:
+        return read(), None
+    except DataError as exc:
+        return None, str(exc)
+
+
+def test_fuzz_a_file_in_pieces_of_any_size_reads_as_the_whole_file(tmp_path: Path) -> None:
+    import random
+
+    from rearcquest.data import tables
+    from rearcquest.data.analytics import collect
+
+    rng = random.Random(2121)
+    for case in range(150):
+        text, bad = _random_bls_text(rng)
+        local = tmp_path / f"case{case}"
+        local.write_bytes(text)
+        size = rng.choice([1, 7, 50, 200, 10**6])
+        cut = rng.randrange(1, 64)
+        chunks = [text[i : i + cut] for i in range(0, len(text), cut)]
+        counted: list[int] = []
+        whole, whole_error = _outcome(
+            lambda local=local: collect(
+                observations_query(local, source="f"), bls=local, source="f"
+            )[0]
+        )
+
+        def pieces(chunks: list[bytes] = chunks, counted: list[int] = counted) -> Any:
+            schema, frames = tables._observation_frames(chunks, "f", counted)
+            return pl.concat([pl.DataFrame(schema=schema), *frames], how="vertical")
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tables, "_PIECE_BYTES", size)
+            got, error = _outcome(pieces)
+        # The same rows, or the same error naming the same line of the file.
+        assert error == whole_error, case
+        assert (error is not None) == bad, case
+        if whole is not None:
+            assert got.equals(whole), case
+            assert sum(counted) == whole.height, case
