@@ -242,15 +242,15 @@ def build_survey_tables(
                 f"({survey}.series is not mirrored yet); {only} itself was synced"
             )
             run.tables = {**summary, "skipped": run.tables_pending}
-            log.warning("%s", run.tables_pending, extra={"survey": survey})
+            log.info("%s", run.tables_pending, extra={"survey": survey})  # the worker warns
             return None
-        reason = (
-            f"the sync changed {len(changed)} file(s)"
-            if changed
-            else f"a message's own table: {only} (built unless current)"
-            if only is not None
-            else tables_need_build(store, survey, tables_prefix=where, scope=after.scope)
-        )
+        if changed:
+            reason: str | None = f"the sync changed {len(changed)} file(s)"
+        elif only is not None:
+            # Its own partition only: one manifest read and two HEADs when it is current.
+            reason = f"the table of {only}, if it is not current"
+        else:
+            reason = tables_need_build(store, survey, tables_prefix=where, scope=after.scope)
         if reason is None:
             summary["skipped"] = "the sync changed nothing and the tables are current"
             run.tables = summary
