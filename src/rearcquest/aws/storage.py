@@ -976,8 +976,8 @@ class ObjectStore:
         )
 
 
-# What a write to a full disk (or past a file-size or quota cap) fails with.
-_FULL_DISK: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# What a write to a full disk (or past the user's quota) fails with.
+_FULL_DISK: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def free_bytes(directory: str) -> int:
