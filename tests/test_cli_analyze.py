@@ -556,3 +556,34 @@ def test_table_and_markdown_show_control_characters_as_escapes(
         assert result.exit_code == 0, result.output
         assert_no_raw_controls(result.stdout)
         assert visible(SERIES) in result.stdout and visible(SECTOR) in result.stdout
+
+
+def test_a_disk_without_room_for_the_download_is_exit_1_saying_so(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import tempfile
+
+    from rearcquest.aws import storage
+
+    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bucket = f"bls-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key="pr/pr.data.0.Current", Body=LATEST.read_bytes())
+    monkeypatch.setenv("RQ_BLS_BUCKET", bucket)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    # A TMPDIR with 1 MB free; the file is 1.6 MB.
+    monkeypatch.setattr(storage, "free_bytes", lambda directory: 1_000_000)
+    result = rq(
+        "--report",
+        "best-year",
+        "--bls",
+        f"s3://{bucket}/pr/pr.data.0.Current",
+        "--endpoint-url",
+        moto_server,
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"Error: no space left in {tmp_path}/rq-analyze-")
+    assert f": need ~2 MB, have 1 MB (to download s3://{bucket}/pr/pr.data.0.Current); free " in (
+        result.stderr
+    )
+    assert "cannot read" not in result.stderr

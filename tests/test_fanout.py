@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import polars as pl
 import pytest
 
 from conftest import FAST, break_survey_build
+from event_helpers import message as event_message
 from rearcquest import lambdas
 from rearcquest.aws.queues import Queue
 from rearcquest.aws.storage import ObjectStore
 from rearcquest.config import FanoutSettings, Settings
 from rearcquest.errors import ConfigError, DataError
+from rearcquest.jobs.events import current_message_id
 from rearcquest.jobs.fanout import WorkMessage, plan_work, process_work_batch
-from rearcquest.layout import LOCK_PREFIX, lock_key, parse_surveys, state_key
+from rearcquest.layout import (
+    LOCK_PREFIX,
+    lock_key,
+    manifest_key,
+    observations_key,
+    parse_surveys,
+    series_key,
+    state_key,
+)
 from rearcquest.localaws import drain_queue
 from rearcquest.offline import Fault, OfflineServer, ServedFile, add_datausa_routes
 from rearcquest.records import lease as lease_module
@@ -756,3 +768,145 @@ def test_a_worker_without_a_queue_fails_a_message_whose_time_ran_out(
         time_left=lambda: -1.0,
     )
     assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+
+
+# -- each table build in one message -----------------------------------------------------------
+
+
+def zz_files(big_rows: int = 200, salt: str = "", day: int = 6) -> dict[str, ServedFile]:
+    """A survey whose data files are BLS text: a small one and one over the big-file threshold."""
+    listed = datetime(2026, 8, day, 8, 30)
+    header = "series_id   \tyear\tperiod\t     value\tfootnote_codes\r\n"
+    rows = "".join(
+        f"ZZA1        \t{2000 + n % 20}\tM{1 + n % 12:02}\t{n}.5{salt}\t\r\n"
+        for n in range(big_rows)
+    )
+    texts = {
+        "zz.series": "series_id   \tarea_code\tbegin_year\r\nZZA1        \tA1\t2001\r\n",
+        "zz.area": "area_code\tarea_name\r\nA1\tNorth\r\n",
+        "zz.data.0.Current": header + "ZZA1        \t2001\tM01\t       1.5\t\r\n",
+        "zz.data.1.AllData": header + rows,
+    }
+    return {n: ServedFile(n, t.encode(), listed) for n, t in texts.items()}
+
+
+def work(message_id: str, body: WorkMessage) -> dict[str, Any]:
+    return worker({"Records": [event_message(message_id, body.to_json())]})
+
+
+def partition_writes(s3: Any, key: str) -> list[str]:
+    """Record each write of ``key``, named by the work message running then."""
+    writes: list[str] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        from urllib.parse import unquote
+
+        if unquote(str(params["url_path"])).lstrip("/").endswith(key):
+            writes.append(current_message_id() or "")
+
+    for call in ("PutObject", "CreateMultipartUpload"):
+        s3.meta.events.register(f"before-call.s3.{call}", record)
+    return writes
+
+
+def test_a_big_files_partition_is_built_by_its_own_message_only_even_before_its_survey(
+    aws: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3, _ = aws
+    big = "zz.data.1.AllData"
+    files = zz_files()
+    assert len(files[big].data) > BIG > len(files["zz.data.0.Current"].data)
+    with OfflineServer(survey_files("pr", 3), surveys={"zz": files}) as server:
+        env(monkeypatch, server, "", "zz")
+        monkeypatch.setenv("RQ_TABLES", "1")
+        monkeypatch.delenv("RQ_WORK_QUEUE_URL")
+        key = observations_key("tables/", "zz", big)
+        writes = partition_writes(lambdas._s3_client(), key)
+        store = ObjectStore(s3, "rq-bls")
+
+        # The file message comes first: its file is synced, its table waits (no failure text
+        # about a missing series file), and the message goes back to the queue.
+        assert work("file-1", WorkMessage("zz", big)) == {
+            "batchItemFailures": [{"itemIdentifier": "file-1"}]
+        }
+        assert mirror(s3, "zz/") == {big: files[big].data}
+        assert store.head(key) is None
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        (deferred,) = [
+            line for line in lines if line["message"].startswith("work message deferred")
+        ]
+        assert deferred["level"] == "WARNING"
+        assert (
+            f"the table of {big} waits for the first sync of survey zz (zz.series is not "
+            "mirrored yet)" in deferred["message"]
+        )
+        assert not [line for line in lines if line["level"] == "ERROR"]
+
+        # The survey message builds every table but the big file's.
+        assert work("survey-1", WorkMessage("zz", None, (big,))) == {"batchItemFailures": []}
+        assert mirror(s3, "zz/") == {n: f.data for n, f in files.items()}
+        assert store.head(observations_key("tables/", "zz", "zz.data.0.Current")) is not None
+        assert store.head(series_key("tables/", "zz")) is not None
+        assert writes == []
+
+        # The file message again: its partition, by it alone.
+        assert work("file-2", WorkMessage("zz", big)) == {"batchItemFailures": []}
+        assert writes == ["file-2"]
+        assert pl.read_parquet(io.BytesIO(store.get_bytes(key))).height == 200
+        manifest = json.loads(store.get_bytes(manifest_key("tables/", "zz")))
+        assert sorted(manifest["files"]) == ["zz.data.0.Current", big]
+        assert manifest["complete"] is True
+
+        # The next day the big file changed, and so did a small one: the survey message
+        # rebuilds its own tables only, the file message the big file's partition.
+        changed = zz_files(salt="0", day=7)
+        changed["zz.data.0.Current"] = ServedFile(
+            "zz.data.0.Current",
+            files["zz.data.0.Current"].data + b"ZZA1\t2002\tM01\t2\t\r\n",
+            changed[big].listed,
+        )
+        server.set_survey("zz", changed)
+        assert work("file-3", WorkMessage("zz", big)) == {"batchItemFailures": []}
+        assert work("survey-2", WorkMessage("zz", None, (big,))) == {"batchItemFailures": []}
+        assert writes == ["file-2", "file-3"]
+        assert mirror(s3, "zz/") == {n: f.data for n, f in changed.items()}
+
+
+def test_a_big_file_whose_build_failed_is_left_to_its_message_by_the_survey_message(
+    aws: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3, _ = aws
+    big = "zz.data.1.AllData"
+    files = zz_files()
+    bad = files[big].data + b"ZZA1\t2001\tM01\tnot-a-number\t\r\n"
+    files[big] = ServedFile(big, bad, files[big].listed)
+    with OfflineServer(survey_files("pr", 3), surveys={"zz": files}) as server:
+        env(monkeypatch, server, "", "zz")
+        monkeypatch.setenv("RQ_TABLES", "1")
+        key = observations_key("tables/", "zz", big)
+        writes = partition_writes(lambdas._s3_client(), key)
+        store = ObjectStore(s3, "rq-bls")
+        assert work("survey-1", WorkMessage("zz", None, (big,))) == {"batchItemFailures": []}
+        # The big file's table fails in its own message, which the queue hands out again.
+        failed = {"batchItemFailures": [{"itemIdentifier": "file-1"}]}
+        assert work("file-1", WorkMessage("zz", big)) == failed
+        manifest = json.loads(store.get_bytes(manifest_key("tables/", "zz")))
+        assert sorted(manifest["failed"]) == [big]
+        assert "line 202: value 'not-a-number'" in manifest["failed"][big]
+        # Its survey's message, even with a changed file of its own, leaves that table alone:
+        # no build of it, no failure of its own for it, the failure kept for its message.
+        changed = dict(files)
+        changed["zz.data.0.Current"] = ServedFile(
+            "zz.data.0.Current",
+            files["zz.data.0.Current"].data + b"ZZA1\t2002\tM01\t2\t\r\n",
+            datetime(2026, 8, 7, 8, 30),
+        )
+        server.set_survey("zz", changed)
+        assert work("survey-2", WorkMessage("zz", None, (big,))) == {"batchItemFailures": []}
+        assert writes == []
+        manifest = json.loads(store.get_bytes(manifest_key("tables/", "zz")))
+        assert sorted(manifest["failed"]) == [big]
+        assert manifest["files"]["zz.data.0.Current"]["rows"] == 2
+        # A day when nothing changed: the survey's own tables are current, nothing is built.
+        assert work("survey-3", WorkMessage("zz", None, (big,))) == {"batchItemFailures": []}
+        assert writes == []

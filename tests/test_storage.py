@@ -12,7 +12,7 @@ import pytest
 
 from rearcquest.aws import storage
 from rearcquest.aws.storage import ObjectStore, S3Access, _parse_timestamp, make_s3_client
-from rearcquest.errors import ConfigError, StorageError
+from rearcquest.errors import ConfigError, NoSpaceError, StorageError
 
 
 @pytest.mark.parametrize(
@@ -757,3 +757,41 @@ def test_s3_access_uses_the_client_it_is_given(
     assert s3.client is s3_client and s3.store("b").client is s3_client
     with pytest.raises(ConfigError, match="no bucket given"):
         s3.store(" ")
+
+
+# -- downloads to the local disk ------------------------------------------------------------------
+
+
+def test_a_download_larger_than_the_free_space_is_refused_before_writing(
+    store: ObjectStore, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.put_bytes("pr/pr.data.0.Current", b"x" * 3_000_000)
+    monkeypatch.setattr(storage, "free_bytes", lambda directory: 1_000_000)
+    target = tmp_path / "copy"
+    with target.open("wb") as fh, pytest.raises(NoSpaceError) as caught:
+        store.download_to("pr/pr.data.0.Current", fh)
+    assert str(caught.value).startswith(
+        f"no space left in {tmp_path}: need ~3 MB, have 1 MB (to download "
+        "s3://test-bucket/pr/pr.data.0.Current)"
+    )
+    assert (caught.value.directory, caught.value.needed) == (str(tmp_path), 3_000_000)
+    assert target.stat().st_size == 0  # nothing was written
+
+
+def test_a_disk_that_fills_up_during_a_download_is_a_no_space_error(store: ObjectStore) -> None:
+    store.put_bytes("pr/pr.data.0.Current", b"x" * 2_500_000)
+    # /dev/full answers every write with ENOSPC, as a full disk does.
+    with open("/dev/full", "wb", buffering=0) as fh, pytest.raises(NoSpaceError) as caught:
+        store.download_to("pr/pr.data.0.Current", fh)
+    assert str(caught.value).startswith("no space left in /dev: need ~3 MB, have ")
+    assert "cannot read" not in str(caught.value)
+
+
+def test_a_download_into_a_buffer_checks_no_disk(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.put_bytes("k", b"abc")
+    monkeypatch.setattr(storage, "free_bytes", lambda directory: 0)
+    buffer = io.BytesIO()
+    assert store.download_to("k", buffer) == 3
+    assert buffer.getvalue() == b"abc"

@@ -7,23 +7,32 @@ import io
 import json
 import logging
 import re
+import resource
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import polars as pl
 import pytest
 
 from conftest import DATAUSA, break_survey_build, release
 from rearcquest.aws.storage import ObjectStore, S3Access
-from rearcquest.data.analytics import ReportInputs
+from rearcquest.data.analytics import ReportInputs, sink_parquet
 from rearcquest.data.tables import (
+    TableScope,
     build_local_tables,
     build_tables,
     decode_series,
     find_surveys,
+    observations_query,
     read_tsv,
     run_sql,
+    tables_need_build,
 )
 from rearcquest.data.vintages import analyze_at
 from rearcquest.errors import ConfigError, DataError, StorageError
@@ -1247,3 +1256,299 @@ def test_malformed_series_file_fails_its_table_naming_it(
     (tmp_path / "zz.series").write_bytes(body)
     with pytest.raises(DataError, match=reason):
         build_local_tables(tmp_path, "zz", tmp_path / "tables")
+
+
+# -- builds from a stream of the mirrored object ---------------------------------------------------
+
+
+@contextmanager
+def capped_files(limit: int) -> Iterator[None]:
+    """No file this process writes may grow past ``limit`` bytes (RLIMIT_FSIZE; a write past it
+    fails with EFBIG): what a ``/tmp`` smaller than the data file does to a copy of it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_tables_of_a_file_larger_than_the_temporary_disk_build_with_the_disk_capped(
+    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = release("2026-08-06")
+    mirror_release(store, "2026-08-06")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    cap = 256 * 1024
+    assert len(files["pr.data.1.AllData"].data) > 10 * cap
+    with capped_files(cap):
+        result = build_tables(store, surveys=["pr"])
+    assert result.failed == []
+    assert sorted(statuses(result).values()) == ["built"] * 3
+    assert list(temporary.iterdir()) == []  # nothing was written there, not even for a moment
+    for name in ("pr.data.0.Current", "pr.data.1.AllData"):
+        local = tmp_path / name
+        local.write_bytes(files[name].data)
+        built = parquet(store, observations_key("tables/", "pr", name))
+        assert built.equals(observations_query(local).collect()), name
+    assert parquet(store, series_key("tables/", "pr")).height == 282
+
+
+def few_pieces(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """Make a build read its data file in pieces of about ``size`` bytes, in small reads."""
+    from rearcquest.data import tables
+
+    monkeypatch.setattr(tables, "_PIECE_BYTES", size)
+    monkeypatch.setattr(tables, "_READ_BYTES", 97)
+
+
+@pytest.mark.parametrize("size", [1, 300, 4096, 10**9], ids=["line", "300B", "4KB", "whole"])
+def test_a_file_built_in_pieces_holds_every_row_the_whole_file_gives(
+    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    text = release("2025-09-04")["pr.data.0.Current"].data[:40_000]
+    text = text[: text.rfind(b"\n") + 1] + ZZ["zz.data.0.Current"].split("\r\n", 1)[1].encode()
+    text += b"PRS30006011\t2001\tQ01\t  7.0\t"  # a last line without its line end
+    mirror(
+        store,
+        {"pr.data.0.Current": text, "pr.series": release("2025-09-04")["pr.series"].data},
+        "pr/",
+    )
+    few_pieces(monkeypatch, size)
+    result = build_tables(store, surveys=["pr"])
+    assert result.failed == []
+    local = tmp_path / "pr.data.0.Current"
+    local.write_bytes(text)
+    expected = observations_query(local).collect()
+    built = parquet(store, observations_key("tables/", "pr", "pr.data.0.Current"))
+    assert built.schema == expected.schema
+    assert built.equals(expected)
+    (entry,) = [b for b in result.builds if b.table == "observations"]
+    assert entry.rows == expected.height
+    assert built.filter(pl.col("value").is_null())["value_text"].to_list() == ["-", "(NA)"]
+
+
+DEEP_BAD_ROWS = [
+    ("ZZA1\t2001\tM01\t1.2345\t", "line 803: value '1.2345' is not a decimal number"),
+    ("ZZA1\tyear\tM01\t1.5\t", "line 803: year 'year' is not a four-digit year"),
+    ("ZZA1\t2001\tM01\t1.5\t\tx\ty", "line 803: 7 fields, the header has 5"),
+    ("ZZA1\t2001\tM01\t\xff\t", "line 803: not UTF-8 text"),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    DEEP_BAD_ROWS,
+    ids=["too-precise", "bad-year", "too-many-fields", "not-utf8"],
+)
+def test_a_malformed_row_in_a_later_piece_names_its_line_in_the_file(
+    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, message: str
+) -> None:
+    header = "series_id   \tyear\tperiod\t     value\tfootnote_codes\r\n"
+    good = "".join(
+        f"ZZA1        \t{2000 + n % 20}\tM{1 + n % 12:02}\t{n}.5\t\r\n" for n in range(400)
+    )
+    body = (header + good + "\r\n" + good + line + "\r\n" + good).encode("latin-1")
+    mirror_zz(store)
+    mirror(store, {"zz.data.1.Big": body}, "zz/")
+    few_pieces(monkeypatch, 1000)
+    result = build_tables(store, surveys=["zz"])
+    (failed,) = result.failed
+    assert failed.error is not None
+    assert failed.error.startswith("s3://test-bucket/zz/zz.data.1.Big " + message)
+    assert store.head(failed.key) is None
+    assert store.client.list_multipart_uploads(Bucket="test-bucket").get("Uploads", []) == []
+    # The same line as the build of the whole file names.
+    local = tmp_path / "zz.data.1.Big"
+    local.write_bytes(body)
+    with pytest.raises(DataError, match=re.escape(f"{local} {message}")):
+        sink_parquet(observations_query(local), tmp_path / "out.parquet", bls=local)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "line 1: no header"),
+        (b"series_id\tyear\tperiod\r\n", "line 1: missing column value"),
+        (b"\r\n\r\n", "line 1: no header"),
+    ],
+    ids=["empty", "no-value-column", "blank"],
+)
+def test_a_data_file_without_its_header_fails_as_before(
+    store: Any, monkeypatch: pytest.MonkeyPatch, body: bytes, message: str
+) -> None:
+    mirror_zz(store)
+    mirror(store, {"zz.data.1.Odd": body}, "zz/")
+    few_pieces(monkeypatch, 10)
+    (failed,) = build_tables(store, surveys=["zz"]).failed
+    assert failed.error is not None
+    assert failed.error.startswith("s3://test-bucket/zz/zz.data.1.Odd " + message)
+
+
+def test_a_header_only_file_is_an_empty_partition_with_the_full_schema(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirror_zz(store)
+    mirror(store, {"zz.data.1.Empty": b"series_id\tyear\tperiod\tvalue\r\n"}, "zz/")
+    few_pieces(monkeypatch, 10)
+    result = build_tables(store, surveys=["zz"])
+    assert result.failed == []
+    built = parquet(store, observations_key("tables/", "zz", "zz.data.1.Empty"))
+    assert built.height == 0
+    assert built.columns == [
+        "series_id",
+        "year",
+        "period",
+        "value",
+        "decimals",
+        "value_text",
+        "footnote_codes",
+    ]
+
+
+@pytest.mark.parametrize("refused", ["PutObject", "UploadPart"], ids=["one-put", "a-part"])
+def test_a_failed_upload_of_a_streamed_partition_leaves_no_upload_and_names_s3(
+    store: Any, monkeypatch: pytest.MonkeyPatch, refused: str
+) -> None:
+    from rearcquest.aws import storage
+
+    if refused == "UploadPart":
+        # Parts of 16 KiB: the partition goes up in parts while Polars is still writing it.
+        monkeypatch.setattr(storage, "PART_SIZE", 16 * 1024)
+    mirror_release(store, "2026-08-06")
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if "part-0.parquet" in str(params["url_path"]):
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "AccessDenied", "Message": "no"}}, refused
+            )
+
+    store.client.meta.events.register(f"before-call.s3.{refused}", refuse)
+    with capped_files(256 * 1024):  # and on the way to failing, nothing goes to disk
+        result = build_tables(store, surveys=["pr"])
+    errors = {b.key: b.error or "" for b in result.failed}
+    key = observations_key("tables/", "pr", "pr.data.0.Current")
+    assert errors[key].startswith(f"cannot write s3://test-bucket/{key}: access denied")
+    assert store.head(key) is None
+    assert store.client.list_multipart_uploads(Bucket="test-bucket").get("Uploads", []) == []
+
+
+# -- one build per table: the fan-out's scopes -----------------------------------------------------
+
+
+def test_a_scoped_build_owns_its_tables_and_keeps_the_others_entries_and_failures(
+    store: Any,
+) -> None:
+    bad = ZZ["zz.data.0.Current"] + "ZZA1\t2001\tM03\tx\t\r\n"
+    mirror_zz(store, **{"zz.data.1.Big": bad})
+    big = TableScope(only="zz.data.1.Big")
+    rest = TableScope(leave=frozenset({"zz.data.1.Big"}))
+    survey = build_tables(store, surveys=["zz"], scope=rest)
+    assert sorted(b.key.split("/")[-2] for b in survey.builds if b.table == "observations") == [
+        "file=zz.data.0.Current"
+    ]
+    assert tables_need_build(store, "zz", tables_prefix="tables/", scope=rest) is None
+    # The file's own build: its partition alone; it fails, and its failure is recorded.
+    (failed,) = build_tables(store, surveys=["zz"], scope=big).builds
+    assert (failed.key, failed.status) == (
+        observations_key("tables/", "zz", "zz.data.1.Big"),
+        "failed",
+    )
+    manifest = json.loads(store.get_bytes(manifest_key("tables/", "zz")))
+    assert sorted(manifest["files"]) == ["zz.data.0.Current"]
+    assert manifest["series"]["rows"] == 3
+    assert sorted(manifest["failed"]) == ["zz.data.1.Big"]
+    # The failure is the file's message's to retry, not the survey message's.
+    assert tables_need_build(store, "zz", tables_prefix="tables/", scope=rest) is None
+    assert tables_need_build(store, "zz", tables_prefix="tables/", scope=big) == (
+        "the last build failed: zz.data.1.Big"
+    )
+    assert tables_need_build(store, "zz", tables_prefix="tables/") == (
+        "the last build failed: zz.data.1.Big"
+    )
+    again = build_tables(store, surveys=["zz"], scope=rest)
+    assert {b.status for b in again.builds} == {"unchanged"}
+    manifest = json.loads(store.get_bytes(manifest_key("tables/", "zz")))
+    assert sorted(manifest["failed"]) == ["zz.data.1.Big"]
+    # Fixed at the source: the file's message builds it and the survey's tables are complete.
+    mirror_zz(store, **{"zz.data.1.Big": ZZ["zz.data.0.Current"]})
+    (built,) = build_tables(store, surveys=["zz"], scope=big).builds
+    assert built.status == "built"
+    manifest = json.loads(store.get_bytes(manifest_key("tables/", "zz")))
+    assert (manifest["failed"], manifest["complete"]) == ({}, True)
+    assert sorted(manifest["files"]) == ["zz.data.0.Current", "zz.data.1.Big"]
+
+
+def _random_bls_text(rng: Any) -> tuple[bytes, bool]:
+    """A small BLS-like data file: padded cells, LF or CRLF, blank lines, non-numbers, maybe
+    one malformed line and maybe no final line end; and whether it holds a malformed line."""
+    end = rng.choice(["\n", "\r\n"])
+    lines = ["series_id   \tyear\tperiod\t     value\tfootnote_codes"]
+    bad = False
+    for _ in range(rng.randrange(0, 60)):
+        kind = rng.random()
+        if kind < 0.05:
+            lines.append("")
+        elif kind < 0.08 and not bad:
+            bad = True
+            lines.append(
+                rng.choice(["ZZA1\t2001\tM01\t1.2345\t", "ZZA1\tyr\tM01\t1\t", "a\tb\tc\td\te\tf"])
+            )
+        else:
+            value = rng.choice(
+                ["-", "(NA)", f"{rng.randrange(-999, 999)}.{rng.randrange(0, 99)}", "7"]
+            )
+            lines.append(
+                f"ZZ{rng.randrange(9)}   \t{rng.randrange(1990, 2030)}\tM{rng.randrange(1, 13):02}\t{value:>10}\t{rng.choice(['', 'P'])}"
+            )
+    text = end.join(lines) + (end if rng.random() < 0.8 else "")
+    return text.encode(), bad
+
+
+def _outcome(read: Any) -> tuple[Any, str | None]:
+    """What ``read()`` gives: its frame, or the message of its DataError."""
+    try:
+        return read(), None
+    except DataError as exc:
+        return None, str(exc)
+
+
+def test_fuzz_a_file_in_pieces_of_any_size_reads_as_the_whole_file(tmp_path: Path) -> None:
+    import random
+
+    from rearcquest.data import tables
+    from rearcquest.data.analytics import collect
+
+    rng = random.Random(2121)
+    for case in range(150):
+        text, bad = _random_bls_text(rng)
+        local = tmp_path / f"case{case}"
+        local.write_bytes(text)
+        size = rng.choice([1, 7, 50, 200, 10**6])
+        cut = rng.randrange(1, 64)
+        chunks = [text[i : i + cut] for i in range(0, len(text), cut)]
+        counted: list[int] = []
+        whole, whole_error = _outcome(
+            lambda local=local: collect(
+                observations_query(local, source="f"), bls=local, source="f"
+            )[0]
+        )
+
+        def pieces(chunks: list[bytes] = chunks, counted: list[int] = counted) -> Any:
+            schema, frames = tables._observation_frames(chunks, "f", counted)
+            return pl.concat([pl.DataFrame(schema=schema), *frames], how="vertical")
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tables, "_PIECE_BYTES", size)
+            got, error = _outcome(pieces)
+        # The same rows, or the same error naming the same line of the file.
+        assert error == whole_error, case
+        assert (error is not None) == bad, case
+        if whole is not None:
+            assert got.equals(whole), case
+            assert sum(counted) == whole.height, case

@@ -16,11 +16,13 @@ Every error the library raises on purpose is an :class:`RqError`. The CLI catche
     ├── StorageError             exit 1   S3 failed (no bucket, no credentials, endpoint down)
     │   └── PreconditionFailedError exit 1  a conditional write lost (412/409): the object changed
     ├── TransferError            exit 1   some files of a sync failed; the others were done
+    ├── NoSpaceError             exit 1   the local disk (TMPDIR) has no room for a download
     ├── DeleteGuardError         exit 4   a sync would delete more objects than allowed
     └── ConcurrentSyncError      exit 5   another sync holds or changed the mirror; nothing overwritten
         ├── LeaseHeldError       exit 5   another sync holds the mirror's lease (holder, expiry named)
         ├── LeaseLostError       exit 5   this sync's lease was taken over; it stopped changing things
-        └── StateConflictError   exit 5   the state object changed since it was read; not overwritten
+        ├── StateConflictError   exit 5   the state object changed since it was read; not overwritten
+        └── SurveyPendingError   exit 5   a file's tables wait for its survey's first sync
 
 Third-party exceptions (botocore, httpx) are translated at the boundary with ``raise ... from exc``
 so the cause stays attached for ``--verbose``.
@@ -37,6 +39,7 @@ __all__ = [
     "LeaseLostError",
     "ListingError",
     "LockUnsupportedError",
+    "NoSpaceError",
     "OptionError",
     "PreconditionFailedError",
     "QueryRefusedError",
@@ -46,6 +49,7 @@ __all__ = [
     "SourceForbiddenError",
     "StateConflictError",
     "StorageError",
+    "SurveyPendingError",
     "TransferError",
 ]
 
@@ -141,6 +145,21 @@ class TransferError(RqError):
     """Some files could not be transferred; the rest of the run completed."""
 
 
+class NoSpaceError(RqError):
+    """The local disk has no room for what rq was about to write there (a download into
+    ``TMPDIR``): checked before writing, and a full disk met while writing, both say so.
+
+    Attributes:
+        directory: the folder written to.
+        needed: the bytes the write needed.
+        free: the bytes free there (when the error was raised).
+    """
+
+    def __init__(self, message: str, *, directory: str, needed: int, free: int) -> None:
+        super().__init__(message)
+        self.directory, self.needed, self.free = directory, needed, free
+
+
 class DeleteGuardError(RqError):
     """A sync would delete more objects than ``--max-delete`` allows."""
 
@@ -163,6 +182,11 @@ class LeaseLostError(ConcurrentSyncError):
 
 class StateConflictError(ConcurrentSyncError):
     """The sync state object changed since this run read it; it was not overwritten."""
+
+
+class SurveyPendingError(ConcurrentSyncError):
+    """A file's tables cannot be built yet: its survey's first sync (another work message) has
+    not mirrored the series file. Nothing was built; the message is tried again later."""
 
 
 # A message quotes at most this much of a cell, header or file: one 66 MB cell quoted whole made

@@ -10,20 +10,23 @@ bucket with the few operations the rest of the library needs, translating botoco
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import logging
+import shutil
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any, cast
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final, cast
 from urllib.parse import quote, unquote, urlsplit
 
 from rearcquest.aws import _botocore
-from rearcquest.errors import ConfigError, PreconditionFailedError, StorageError
+from rearcquest.errors import ConfigError, NoSpaceError, PreconditionFailedError, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -597,6 +600,22 @@ class ObjectStore:
         info = _info(key, response)
         return ObjectStream(info, response.get("ContentRange"), response["Body"])
 
+    def stream(self, key: str, *, chunk_size: int = 1024 * 1024) -> Generator[bytes, None, None]:
+        """The object's body, a chunk at a time, from one streaming GET (made at the first
+        chunk; ``close()`` the generator to drop the connection before the end).
+
+        Raises:
+            StorageError: the object does not exist or cannot be read (also midway: a dropped
+                connection).
+        """
+        import botocore.exceptions
+
+        with self.open(key) as stream:
+            try:
+                yield from stream.chunks(chunk_size)
+            except (botocore.exceptions.BotoCoreError, OSError) as exc:
+                raise self._error(exc, "read", key) from exc
+
     def _open_version(self, key: str, version_id: str | None) -> ObjectStream:
         # Without a version, the plain call: wrappers of open() written before versions (test
         # doubles, instrumented stores) keep working.
@@ -654,23 +673,37 @@ class ObjectStore:
         """Stream the object (or that version of it) into ``fileobj``; return the bytes written.
 
         ``on_chunk`` sees every chunk as it is written (``hashlib.sha256().update``: the bytes
-        hashed in the same pass).
+        hashed in the same pass). When ``fileobj`` is a file on disk, the free space of its
+        folder is checked first (see :func:`free_bytes`).
 
         Raises:
             StorageError: the object does not exist or cannot be read.
+            NoSpaceError: the file's folder has less room than the object needs, or filled up
+                while it was written.
         """
         import botocore.exceptions
 
         written = 0
         with self._open_version(key, version_id) as stream:
-            try:
-                for chunk in stream.chunks(1024 * 1024):
+            folder = _folder_of(fileobj)
+            if folder is not None:
+                _check_room(folder, stream.info.size, self.url(key))
+            chunks = stream.chunks(1024 * 1024)
+            while True:
+                try:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        break
                     fileobj.write(chunk)
-                    if on_chunk is not None:
-                        on_chunk(chunk)
-                    written += len(chunk)
-            except (botocore.exceptions.BotoCoreError, OSError) as exc:
-                raise self._error(exc, "read", key) from exc
+                except OSError as exc:
+                    if exc.errno in _FULL_DISK:
+                        raise _no_space(folder or "", stream.info.size, self.url(key)) from exc
+                    raise self._error(exc, "read", key) from exc
+                except botocore.exceptions.BotoCoreError as exc:
+                    raise self._error(exc, "read", key) from exc
+                if on_chunk is not None:
+                    on_chunk(chunk)
+                written += len(chunk)
         return written
 
     def put_bytes(
@@ -1129,6 +1162,57 @@ class ObjectStore:
                 },
             ),
         )
+
+
+# What a write to a full disk (or past the user's quota) fails with.
+_FULL_DISK: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def free_bytes(directory: str) -> int:
+    """The bytes free in ``directory``'s file system: the probe :meth:`ObjectStore.download_to`
+    checks before it writes there."""
+    return shutil.disk_usage(directory).free
+
+
+def _folder_of(fileobj: IO[bytes]) -> str | None:
+    """The folder of a file on disk (its ``name`` a path), or ``None`` (a buffer, a pipe)."""
+    name = getattr(fileobj, "name", None)
+    if not isinstance(name, str) or not name:
+        return None
+    return str(Path(name).absolute().parent)
+
+
+def _mb(size: int) -> int:
+    return -(-size // 1_000_000)
+
+
+def _no_space(folder: str, needed: int, what: str) -> NoSpaceError:
+    try:
+        free = free_bytes(folder) if folder else 0
+    except OSError:
+        free = 0
+    return NoSpaceError(
+        f"no space left in {folder or 'the local disk'}: need ~{_mb(needed)} MB, have "
+        f"{free // 1_000_000} MB (to download {what}); free some space or point TMPDIR at a "
+        "larger disk",
+        directory=folder,
+        needed=needed,
+        free=free,
+    )
+
+
+def _check_room(folder: str, needed: int, what: str) -> None:
+    """Refuse, before writing, a download that the folder's disk cannot hold.
+
+    Raises:
+        NoSpaceError: less free space than ``needed``.
+    """
+    try:
+        free = free_bytes(folder)
+    except OSError:
+        return  # no probe (a special file system): the write itself tells
+    if free < needed:
+        raise _no_space(folder, needed, what)
 
 
 class ObjectWriter:

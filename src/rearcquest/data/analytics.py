@@ -100,6 +100,23 @@ def _read_header(path: Path, source: str) -> list[str]:
         raise ConfigError(f"{source}: no such file") from exc
     except OSError as exc:
         raise DataError(f"{source}: cannot be read: {exc.strerror or exc}") from exc
+    return bls_header(first, source=source)
+
+
+def bls_header(first: bytes, *, source: str) -> list[str]:
+    """The stripped column names of a BLS data file's first line, checked.
+
+    Args:
+        first: the file's first line (at most its first 64 KiB), with or without its line end.
+        source: how errors name the file.
+
+    Returns:
+        The names, in order.
+
+    Raises:
+        DataError: no header, lines ending in a bare CR, not UTF-8, a required column missing or
+            a column named twice (line 1).
+    """
     if b"\r" in first.rstrip(b"\r\n"):
         raise DataError(
             f"{source} line 1: its lines end in a bare carriage return (old Mac text); BLS files "
@@ -186,18 +203,30 @@ def _flagged(
 
 
 class MalformedRowError(DataError):
-    """A BLS row is malformed; :func:`collect` adds its line number to the message."""
+    """A BLS row is malformed; :func:`collect` adds its line number to the message.
+
+    ``path`` is the file, or a piece of it in memory (its header line, then whole lines, the
+    first of them line ``first_line`` of the file).
+    """
 
     def __init__(
-        self, message: str, *, path: Path, source: str, names: list[str], non_numbers: bool = False
+        self,
+        message: str,
+        *,
+        path: Path | bytes,
+        source: str,
+        names: list[str],
+        non_numbers: bool = False,
+        first_line: int = 2,
     ) -> None:
         super().__init__(message)
         self.path, self.source, self.names = path, source, names
         self.non_numbers = non_numbers
+        self.first_line = first_line
 
 
 def _checker(
-    path: Path, source: str, names: list[str], non_numbers: bool = False
+    path: Path | bytes, source: str, names: list[str], non_numbers: bool, first_line: int
 ) -> Callable[[pl.DataFrame], pl.DataFrame]:
     """The per-batch check: pass the batch through, or raise on its first malformed row.
 
@@ -218,18 +247,21 @@ def _checker(
                 source=source,
                 names=names,
                 non_numbers=non_numbers,
+                first_line=first_line,
             )
         return batch.filter(~pl.col(_BAD))
 
     return check
 
 
-def _raw(path: Path, names: list[str]) -> pl.LazyFrame:
-    """The file's cells as stripped strings, named by the stripped header."""
+def _raw(path: Path | bytes, names: list[str]) -> pl.LazyFrame:
+    """The file's (or the piece's) cells as stripped strings, named by the stripped header."""
+    import io
+
     import polars as pl
 
     return pl.scan_csv(
-        path,
+        io.BytesIO(path) if isinstance(path, bytes) else path,
         # A data file's name is a name, never a pattern (``pr.data.1.A[1]``).
         glob=False,
         separator="\t",
@@ -276,11 +308,56 @@ def scan_bls(
         ConfigError: the file does not exist.
         DataError: the header lacks a required column (line 1).
     """
-    import polars as pl
-
     path = Path(path)
     source = source or str(path)
-    names = _read_header(path, source)
+    return _scan(path, _read_header(path, source), source, validate, non_numbers, 2)
+
+
+def scan_bls_piece(
+    text: bytes, names: list[str], *, source: str, first_line: int, non_numbers: bool = False
+) -> pl.LazyFrame:
+    """:func:`scan_bls` of a piece of a data file held in memory: a file streams through in
+    pieces, none of it written to disk (see ``rq tables``).
+
+    Args:
+        text: the file's header line, then whole lines of it.
+        names: the header's names (:func:`bls_header`).
+        source: how errors name the file.
+        first_line: the line number, in the file, of the first line after the header in
+            ``text``; errors name lines of the file.
+        non_numbers: as :func:`scan_bls`.
+
+    Returns:
+        A LazyFrame; collect it with :func:`collect_piece`.
+    """
+    return _scan(text, names, source, True, non_numbers, first_line)
+
+
+def collect_piece(
+    frame: pl.LazyFrame, *, text: bytes, first_line: int, source: str
+) -> pl.DataFrame:
+    """Collect a query over :func:`scan_bls_piece`; errors are :func:`collect`'s, naming the
+    line of the file.
+
+    Raises:
+        DataError: the piece holds a malformed row (the message names the file and the line)
+            or cannot be read as tab-separated text.
+    """
+    with _translated(text, source, first_line):
+        return frame.collect(engine="streaming")
+
+
+def _scan(
+    path: Path | bytes,
+    names: list[str],
+    source: str,
+    validate: bool,
+    non_numbers: bool,
+    first_line: int,
+) -> pl.LazyFrame:
+    """:func:`scan_bls` of a file or a piece of one, whose header has ``names``."""
+    import polars as pl
+
     optional = [n for n in OPTIONAL_COLUMNS if n in names]
     typed = [
         "series_id",
@@ -299,7 +376,7 @@ def scan_bls(
     if not validate:
         return flagged.filter(~pl.col(_BAD)).select(typed)
     return flagged.map_batches(
-        _checker(path, source, names, non_numbers),
+        _checker(path, source, names, non_numbers, first_line),
         streamable=True,
         # The check must see every row: no filter may move below it, no column be dropped.
         predicate_pushdown=False,
@@ -310,7 +387,7 @@ def scan_bls(
 def _locate(error: MalformedRowError) -> DataError:
     """Find the line of the first malformed row: a second pass, only after a failure."""
 
-    raw = _raw(error.path, error.names).with_row_index(_LINE, offset=2)
+    raw = _raw(error.path, error.names).with_row_index(_LINE, offset=error.first_line)
     found = _flagged(raw, error.names, error.non_numbers).head(1).collect(engine="streaming")
     if not found.height:  # pragma: no cover - the file changed under us
         return DataError(str(error))
@@ -318,15 +395,18 @@ def _locate(error: MalformedRowError) -> DataError:
     return DataError(f"{error.source} line {row[_LINE]}: {_describe(row, row)}")
 
 
-def _find_bad_line(path: Path) -> tuple[int, str] | None:
+def _find_bad_line(path: Path | bytes, first_line: int = 2) -> tuple[int, str] | None:
     """Find the first line that cannot be split into the header's fields: the slow path.
 
     Polars reports a line with too many fields, or bytes that are not UTF-8, without saying
-    where; this reads the file line by line, and only after such a failure.
+    where; this reads the file (or the piece, whose first line after the header is line
+    ``first_line``) line by line, and only after such a failure.
     """
-    with path.open("rb") as fh:
+    import io
+
+    with io.BytesIO(path) if isinstance(path, bytes) else path.open("rb") as fh:
         width = fh.readline(_MAX_HEADER_BYTES).count(b"\t") + 1
-        for number, raw in enumerate(fh, start=2):
+        for number, raw in enumerate(fh, start=first_line):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -388,17 +468,21 @@ def sink_parquet(
 
 
 @contextmanager
-def _translated(bls: str | Path | None, source: str | None) -> Iterator[None]:
-    """Turn the failures of a query over a BLS file into a :class:`DataError` naming the line."""
+def _translated(
+    bls: str | Path | bytes | None, source: str | None, first_line: int = 2
+) -> Iterator[None]:
+    """Turn the failures of a query over a BLS file (or a piece of one, see
+    :func:`scan_bls_piece`) into a :class:`DataError` naming the line."""
     import polars as pl
 
-    name = source or (str(bls) if bls is not None else "the BLS file")
+    name = source or (str(bls) if isinstance(bls, (str, Path)) else "the BLS file")
     try:
         yield
     except MalformedRowError as exc:
         raise _locate(exc) from exc
     except pl.exceptions.PolarsError as exc:
-        found = _find_bad_line(Path(bls)) if bls is not None else None
+        read = bls if isinstance(bls, bytes) or bls is None else Path(bls)
+        found = _find_bad_line(read, first_line) if read is not None else None
         if found is not None:
             raise DataError(f"{name} line {found[0]}: {found[1]}") from exc
         text = str(exc).strip()

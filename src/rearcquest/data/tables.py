@@ -21,22 +21,26 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Any, Final, Literal, Protocol, cast
 
-from rearcquest._process import scratch_dir
 from rearcquest.aws.storage import ObjectStore
 from rearcquest.config import DEFAULT_SURVEYS, Settings
 from rearcquest.data.analytics import (
     MAX_POPULATION_BYTES,
+    bls_header,
+    collect_piece,
     population_from_bytes,
     scan_bls,
+    scan_bls_piece,
     sink_parquet,
 )
 from rearcquest.data.sqlguard import check_query
@@ -77,7 +81,7 @@ from rearcquest.records.lease import Lease
 if TYPE_CHECKING:
     import polars as pl
 
-    from rearcquest.aws.storage import ObjectInfo, ObjectStore, S3Access
+    from rearcquest.aws.storage import ObjectInfo, ObjectStore, ObjectWriter, S3Access
     from rearcquest.config import Settings
     from rearcquest.data.analytics import Analysis, AnalyzeSource
 
@@ -206,6 +210,36 @@ _STATUSES: Final[tuple[Status, ...]] = ("built", "unchanged", "removed", "failed
 # The ``table`` of a survey whose tables were not built at all: another run held its lease, or
 # its build stopped on an error (the survey could not be listed, say).
 LEASE_HELD: Final = "*"
+
+
+@dataclass(frozen=True)
+class TableScope:
+    """The tables of a survey one build owns, when the survey's work is split over messages (the
+    fan-out): each table is built by exactly one of them.
+
+    A file message owns its data file's partition alone (``only``); the survey message owns
+    every other table (``leave``: the data files that have messages of their own). A table the
+    build does not own is not built, and its manifest entry and recorded failure are kept as
+    they are.
+
+    Attributes:
+        only: own this data file's partition and nothing else (no series table, no removal of
+            partitions whose data file is gone).
+        leave: data files whose partitions belong to other messages.
+    """
+
+    only: str | None = None
+    leave: frozenset[str] = frozenset()
+
+    def owns(self, name: str) -> bool:
+        """Whether the table built from ``name`` (a data file, or the series file for the
+        series table) is this build's to build."""
+        if self.only is not None:
+            return name == self.only
+        return name not in self.leave
+
+
+_WHOLE_SURVEY: Final = TableScope()
 
 
 # -- reading BLS text ------------------------------------------------------------------------------
@@ -407,9 +441,14 @@ def observations_query(path: str | Path, *, source: str | None = None) -> pl.Laz
         ConfigError: the file does not exist.
         DataError: the header lacks a required column.
     """
+    return _observations_of(scan_bls(path, source=source, non_numbers=True))
+
+
+def _observations_of(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """The observations table of the rows of a data file (:func:`scan_bls` with
+    ``non_numbers``)."""
     import polars as pl
 
-    rows = scan_bls(path, source=source, non_numbers=True)
     footnotes = (
         pl.col("footnote_codes")
         if "footnote_codes" in rows.collect_schema().names()
@@ -601,53 +640,194 @@ def _inputs_sha(inputs: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(dict(inputs), sort_keys=True).encode()).hexdigest()
 
 
-def _upload_file(store: ObjectStore, key: str, path: Path, metadata: Mapping[str, str]) -> None:
-    writer = store.writer(
-        key,
-        content_type="application/vnd.apache.parquet",
-        metadata=metadata,
-        size=path.stat().st_size,
-    )
+def _parquet_bytes(frame: pl.DataFrame) -> bytes:
+    """A small table (the population's, a few kB) as Parquet, in memory."""
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+class _WriterFile(io.RawIOBase):
+    """The file Polars writes a Parquet table into: each write goes to an
+    :class:`~rearcquest.aws.storage.ObjectWriter` (parts of a multipart upload), nothing to
+    disk."""
+
+    def __init__(self, writer: ObjectWriter) -> None:
+        super().__init__()
+        self.writer = writer
+        # Polars reports a failed write as its own error: the writer's is kept to be raised.
+        self.failure: RqError | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        body = bytes(data)
+        try:
+            self.writer.write(body)
+        except RqError as exc:
+            self.failure = exc
+            raise
+        return len(body)
+
+
+def _upload_parquet(
+    store: ObjectStore, key: str, frame: pl.LazyFrame, metadata: Mapping[str, str]
+) -> None:
+    """Stream a query into the Parquet object at ``key``, through the multipart writer.
+
+    One PUT (or one completed multipart upload): readers see the old table or this one, and a
+    failure leaves the object as it was and no upload behind.
+
+    Raises:
+        RqError: what the query raised (a malformed row), or the writer's StorageError.
+        polars.exceptions.PolarsError: the query failed otherwise (the caller names the input).
+    """
+    import polars as pl
+
+    writer = store.writer(key, content_type=_PARQUET_TYPE, metadata=metadata)
+    target = _WriterFile(writer)
     try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1024 * 1024):
-                writer.write(chunk)
+        frame.sink_parquet(cast("IO[bytes]", target), engine="streaming")
+    except pl.exceptions.PolarsError as exc:
+        writer.abort()
+        if target.failure is not None:
+            raise target.failure from exc
+        raise
     except BaseException:
         writer.abort()
         raise
     writer.complete()
 
 
-def _parquet_bytes(frame: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer)
-    return buffer.getvalue()
+_PARQUET_TYPE: Final = "application/vnd.apache.parquet"
+# A data file streams through in pieces of whole lines of about this many bytes, each parsed,
+# checked and typed by itself: what a build holds is a few times this (and the parts of the
+# Parquet going up), whatever the file's size. Nothing is written to disk.
+_PIECE_BYTES = 8 * 1024 * 1024
+_READ_BYTES = 1024 * 1024
+# A piece is cut at a line end; a "line" longer than this is no BLS text (lines are ~50 bytes).
+_MAX_LINE_BYTES = 64 * 1024 * 1024
+# What of a data file's first line is its header (as ``rq analyze`` reads it).
+_MAX_HEADER_LINE = 64 * 1024
 
 
-def _build_observations(
-    store: ObjectStore,
-    info: ObjectInfo,
-    key: str,
-    sha: str,
-    workdir: Path,
-) -> int:
-    """Write one data file's partition; return its row count. Nothing is written on an error."""
+def _pieces(chunks: Iterable[bytes], size: int, source: str) -> Iterator[bytes]:
+    """The bytes of ``chunks`` regrouped into pieces of whole lines of about ``size`` bytes (the
+    last may end without a line end).
+
+    Raises:
+        DataError: no line end in :data:`_MAX_LINE_BYTES`.
+    """
+    held = bytearray()
+    for chunk in chunks:
+        held += chunk
+        if len(held) < size:
+            continue
+        end = held.rfind(b"\n") + 1
+        if end:
+            yield bytes(held[:end])
+            del held[:end]
+        elif len(held) > _MAX_LINE_BYTES:
+            raise DataError(
+                f"{source}: a line longer than {_MAX_LINE_BYTES // 2**20} MB: is this a BLS "
+                "data file?"
+            )
+    if held:
+        yield bytes(held)
+
+
+def _observation_frames(
+    chunks: Iterable[bytes], source: str, counted: list[int]
+) -> tuple[dict[str, pl.DataType], Iterator[pl.DataFrame]]:
+    """The observations of a data file streaming in as ``chunks``, a piece at a time.
+
+    Returns:
+        The table's schema (from the header, read at once) and its rows, one frame per piece,
+        each checked as :func:`observations_query` checks them; ``counted`` gains each
+        frame's row count.
+
+    Raises:
+        DataError: the header is missing or lacks a required column (at once); a malformed
+            row (as the frames are taken, naming the line of the file).
+    """
+    pieces = _pieces(chunks, _PIECE_BYTES, source)
+    first = next(pieces, b"")
+    cut = first.find(b"\n") + 1 or len(first)
+    header = first[:cut]
+    names = bls_header(header[:_MAX_HEADER_LINE], source=source)
+    schema = dict(
+        _observations_of(
+            scan_bls_piece(header, names, source=source, first_line=2, non_numbers=True)
+        )
+        .collect_schema()
+        .items()
+    )
+
+    def parse(text: bytes, line: int) -> pl.DataFrame:
+        query = scan_bls_piece(text, names, source=source, first_line=line, non_numbers=True)
+        return collect_piece(_observations_of(query), text=text, first_line=line, source=source)
+
+    def frames() -> Iterator[pl.DataFrame]:
+        # One piece is parsed (Polars lets go of the GIL) while the next is read and the last
+        # one written: a piece more in memory, the three overlapped. In order: the first
+        # malformed row of the file is the one reported.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rq-piece") as pool:
+            line, parsing = 2, None
+            for number, piece in enumerate(itertools.chain([first], pieces)):
+                text = piece if number == 0 else header + piece
+                following = pool.submit(parse, text, line)
+                line += piece.count(b"\n") - (1 if number == 0 else 0)
+                if parsing is not None:
+                    yield _taken(parsing, counted)
+                parsing = following
+            if parsing is not None:
+                yield _taken(parsing, counted)
+
+    return schema, frames()
+
+
+def _taken(parsing: Future[pl.DataFrame], counted: list[int]) -> pl.DataFrame:
+    frame = parsing.result()
+    counted.append(frame.height)
+    return frame
+
+
+def _build_observations(store: ObjectStore, info: ObjectInfo, key: str, sha: str) -> int:
+    """Write one data file's partition from a stream of the mirrored object; return its row
+    count. Nothing is written on an error, nothing ever to disk.
+
+    The object is read in one streaming GET and parsed a piece at a time
+    (:func:`_observation_frames`); the Parquet goes up as it is written, through the multipart
+    writer. Memory is bounded by the piece and the parts in flight, not by the file.
+
+    Raises:
+        DataError: the file is not a BLS data file, or a row of it is malformed.
+        StorageError: the object cannot be read, or the partition cannot be written.
+    """
     import polars as pl
+    from polars.io.plugins import register_io_source
 
     source = store.url(info.key)
-    text = workdir / "data.txt"
-    target = workdir / PART_NAME
-    with text.open("wb") as fh:
-        store.download_to(info.key, fh)
+    counted: list[int] = []
+    body = store.stream(info.key, chunk_size=_READ_BYTES)
     try:
-        sink_parquet(observations_query(text, source=source), target, bls=text, source=source)
-        rows = pl.scan_parquet(target).select(pl.len()).collect().item()
-        # One PUT (or one completed multipart upload): readers see the old part or this one.
-        _upload_file(store, key, target, {META_SHA256: sha})
+        schema, frames = _observation_frames(body, source, counted)
+
+        def scan(
+            with_columns: list[str] | None, predicate: Any, n_rows: int | None, batch_size: Any
+        ) -> Iterator[pl.DataFrame]:
+            # The sink asks for every column and every row: nothing to push down.
+            yield from frames
+
+        try:
+            _upload_parquet(store, key, register_io_source(scan, schema=schema), {META_SHA256: sha})
+        except pl.exceptions.PolarsError as exc:  # the pieces' own are DataErrors already
+            reason = clipped((str(exc).strip().splitlines() or [type(exc).__name__])[0], 200)
+            raise DataError(f"{source}: the table cannot be written: {reason}") from exc
     finally:
-        text.unlink(missing_ok=True)
-        target.unlink(missing_ok=True)
-    return int(rows)
+        body.close()  # the GET's connection, when the build stopped before the end
+    return sum(counted)
 
 
 def _mirror_files(store: ObjectStore, prefix: str) -> dict[str, ObjectInfo]:
@@ -703,6 +883,7 @@ def _build_survey(
     force: bool,
     result: TablesResult,
     on_progress: Callable[[str], None] | None,
+    scope: TableScope = _WHOLE_SURVEY,
 ) -> None:
     prefix = f"{root}{survey}/"
     files = _mirror_files(store, prefix)
@@ -726,7 +907,9 @@ def _build_survey(
         # False from before the first table is written until the build ends without a failure:
         # a killed or failed build is found by tables_need_build even after a no-op sync.
         "complete": manifest.get("complete", True) if manifest else False,
-        "failed": {},
+        # The failures of tables another message owns stay theirs (and keep the survey's
+        # tables incomplete) until that message builds them.
+        "failed": {n: m for n, m in manifest.get("failed", {}).items() if not scope.owns(n)},
     }
 
     started = False
@@ -738,46 +921,49 @@ def _build_survey(
             _write_manifest(store, mkey, doc)
 
     data_files = {n for n in files if _is_data_file(survey, n)}
-    with scratch_dir("tables") as tmp:
-        for name in sorted(data_files):
-            info = files[name]
-            key = observations_key(tables_prefix, survey, name)
-            source = store.url(info.key)
-            sha = _sha256_of(store, info)
-            previous = built_files.get(name, {})
-            if previous.get("sha256") == sha and _built_from(store, key, sha):
-                result.builds.append(
-                    TableBuild(
-                        survey, "observations", key, "unchanged", source, previous.get("rows"), sha
-                    )
-                )
-                continue
-            if on_progress:
-                on_progress(f"building {key} from {source}")
-            start()
-            try:
-                rows = _build_observations(store, info, key, sha, Path(tmp))
-            except RqError as exc:
-                doc["failed"][name] = clipped(str(exc))
-                result.builds.append(
-                    TableBuild(survey, "observations", key, "failed", source, None, sha, str(exc))
-                )
-                continue
-            built_files[name] = {"sha256": sha, "rows": rows, "key": key, "built_at": _now()}
-            _write_manifest(store, mkey, doc)
+    for name in sorted(n for n in data_files if scope.owns(n)):
+        info = files[name]
+        key = observations_key(tables_prefix, survey, name)
+        source = store.url(info.key)
+        sha = _sha256_of(store, info)
+        previous = built_files.get(name, {})
+        if previous.get("sha256") == sha and _built_from(store, key, sha):
             result.builds.append(
-                TableBuild(survey, "observations", key, "built", source, rows, sha)
+                TableBuild(
+                    survey, "observations", key, "unchanged", source, previous.get("rows"), sha
+                )
             )
-        for name in sorted(set(built_files) - data_files):
-            # Forgotten whatever its entry says: the partitions to delete come from the listing.
-            del built_files[name]
-        for name, key in _orphan_partitions(store, tables_prefix, survey, data_files):
-            start()
-            store.delete_many([key])
-            _write_manifest(store, mkey, doc)
+            continue
+        if on_progress:
+            on_progress(f"building {key} from {source}")
+        start()
+        try:
+            rows = _build_observations(store, info, key, sha)
+        except RqError as exc:
+            doc["failed"][name] = clipped(str(exc))
             result.builds.append(
-                TableBuild(survey, "observations", key, "removed", store.url(prefix + name))
+                TableBuild(survey, "observations", key, "failed", source, None, sha, str(exc))
             )
+            continue
+        built_files[name] = {"sha256": sha, "rows": rows, "key": key, "built_at": _now()}
+        _write_manifest(store, mkey, doc)
+        result.builds.append(TableBuild(survey, "observations", key, "built", source, rows, sha))
+    for name in sorted(set(built_files) - data_files):
+        # Forgotten whatever its entry says: the partitions to delete come from the listing.
+        del built_files[name]
+    if scope.only is not None:
+        # A file message: the series table and the removals are the survey message's.
+        if started:
+            doc["complete"] = not doc["failed"]
+            _write_manifest(store, mkey, doc)
+        return
+    for name, key in _orphan_partitions(store, tables_prefix, survey, data_files):
+        start()
+        store.delete_many([key])
+        _write_manifest(store, mkey, doc)
+        result.builds.append(
+            TableBuild(survey, "observations", key, "removed", store.url(prefix + name))
+        )
     _build_series(
         store,
         survey,
@@ -793,7 +979,9 @@ def _build_survey(
     _write_manifest(store, mkey, doc)
 
 
-def tables_need_build(store: ObjectStore, survey: str, *, tables_prefix: str) -> str | None:
+def tables_need_build(
+    store: ObjectStore, survey: str, *, tables_prefix: str, scope: TableScope | None = None
+) -> str | None:
     """Why a survey's tables must be built even though its mirror did not change, if they must.
 
     One read of the survey's manifest: the tables were never built, are of another format,
@@ -803,6 +991,8 @@ def tables_need_build(store: ObjectStore, survey: str, *, tables_prefix: str) ->
         store: the bucket of the tables.
         survey: the survey (``pr``).
         tables_prefix: where its tables are.
+        scope: the tables the build would own: a failed table another message owns is that
+            message's to build again, no reason for this one.
 
     Returns:
         The reason, or ``None`` when the last build finished without a failure.
@@ -815,9 +1005,12 @@ def tables_need_build(store: ObjectStore, survey: str, *, tables_prefix: str) ->
         return "no tables yet"
     if manifest.get("format") != _MANIFEST_FORMAT:
         return "the tables are of another format"
-    if manifest.get("failed"):
-        return "the last build failed: " + ", ".join(sorted(manifest["failed"]))
-    if manifest.get("complete") is False:
+    failed = sorted(n for n in manifest.get("failed", {}) if (scope or _WHOLE_SURVEY).owns(n))
+    if failed:
+        return "the last build failed: " + ", ".join(failed)
+    # A build ends "complete" when nothing failed: with only other messages' failures recorded,
+    # false is theirs, not a build that did not finish.
+    if manifest.get("complete") is False and not manifest.get("failed"):
         return "the last build did not finish"
     return None
 
@@ -941,6 +1134,29 @@ def _write_series(decoded: pl.LazyFrame, path: Path, source: str) -> int:
     return count
 
 
+def _upload_series(
+    store: ObjectStore,
+    key: str,
+    decoded: pl.LazyFrame,
+    source: str,
+    metadata: Mapping[str, str],
+) -> int:
+    """Stream the decoded series into the Parquet object at ``key`` (no temporary file); return
+    its row count.
+
+    Raises:
+        DataError: the series file is malformed (found as it streams).
+        StorageError: the table cannot be written.
+    """
+    import polars as pl
+
+    with _tsv_errors(source):
+        # Decoding adds columns, never rows: the count reads the series text alone.
+        rows: int = decoded.select(pl.len()).collect(engine="streaming").item()
+        _upload_parquet(store, key, decoded, metadata)
+    return rows
+
+
 def _build_series(
     store: ObjectStore,
     survey: str,
@@ -979,10 +1195,7 @@ def _build_series(
             on_progress(f"building {key} from {source}")
         start()
         decoded, warnings, _ = _decoded_series(survey, folder, mapping_names)
-        with scratch_dir("series") as tmp:
-            path = Path(tmp) / SERIES_NAME
-            rows = _write_series(decoded, path, source)
-            _upload_file(store, key, path, {META_SHA256: _inputs_sha(inputs)})
+        rows = _upload_series(store, key, decoded, source, {META_SHA256: _inputs_sha(inputs)})
     except RqError as exc:
         doc["failed"][series_name] = clipped(str(exc))
         result.builds.append(
@@ -1276,6 +1489,7 @@ def build_tables(
     force: bool = False,
     on_progress: Callable[[str], None] | None = None,
     lock: bool = False,
+    scope: TableScope | None = None,
 ) -> TablesResult:
     """Build (or bring up to date) the Parquet tables of the mirrored surveys and the population.
 
@@ -1297,6 +1511,8 @@ def build_tables(
         lock: build each survey's tables under the lease of its mirror (what ``rq sync-bls``
             takes), so a sync and a build never interleave; a survey whose lease another run
             holds fails alone. Off when the caller holds the lease already (a sync's build).
+        scope: the tables of each survey this build owns (a fan-out message's share, see
+            :class:`TableScope`); default every table.
 
     Returns:
         What was built, kept unchanged, removed and failed. A survey whose build stops on an
@@ -1338,6 +1554,7 @@ def build_tables(
                     force=force,
                     result=result,
                     on_progress=on_progress,
+                    scope=scope or _WHOLE_SURVEY,
                 )
             except LockUnsupportedError:
                 raise  # the endpoint's, not the survey's: met at the first survey, before writing

@@ -23,6 +23,11 @@ listing gets no file message and is deleted by the survey message, under its del
 A worker whose Lambda time runs out hands over (:func:`run_work`): its transfers stop at their
 last whole part and are recorded in the survey's state, and the same work goes back on the queue
 as a continuation (``continuation``/``stalled`` in the message), which resumes them.
+
+With tables, each table is built by one message (:class:`~rearcquest.data.tables.TableScope`): a
+file message its file's partition, the survey message every other table. A file message that
+runs before its survey's first sync fails softly (``SurveyPendingError``, logged as a warning) and
+is built when SQS hands it out again.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from rearcquest.config import (
     DEFAULT_ROOT_URL,
     MAX_STALLED_CONTINUATIONS,
 )
-from rearcquest.errors import ConfigError, RqError, TransferError
+from rearcquest.data.tables import TableScope
+from rearcquest.errors import ConfigError, RqError, SurveyPendingError, TransferError
 from rearcquest.jobs.events import handling_message
 from rearcquest.jobs.job import run_survey
 from rearcquest.layout import ALL, normalise_prefix, parse_surveys, plain_name, shown_name
@@ -383,6 +389,15 @@ def run_work(
         delete=message.file is None,
         transfers=1 if message.file is not None else options.transfers,
     )
+    if after is not None:
+        # Each table is built by one message: a file message its file's partition, the survey
+        # message every other table (never again the big files it left to their messages).
+        scope = (
+            TableScope(only=message.file)
+            if message.file is not None
+            else TableScope(leave=frozenset(message.exclude))
+        )
+        after = replace(after, scope=scope)
     with in_survey(message.survey):
         run = run_survey(store, own, after, http=http)
         run.raise_for_errors()
@@ -474,6 +489,10 @@ def process_work_batch(
         except _RefusedMessage as exc:
             with handling_message(message_id):
                 log.error("work message refused: %s", exc)
+            failures.append({"itemIdentifier": message_id})
+        except SurveyPendingError as exc:
+            with handling_message(message_id):
+                log.warning("work message deferred (SQS hands it out again): %s", exc)
             failures.append({"itemIdentifier": message_id})
         except Exception as exc:  # one failed message must not fail the batch
             with handling_message(message_id):

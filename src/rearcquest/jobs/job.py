@@ -27,8 +27,8 @@ from rearcquest.config import (
     check_http_url,
 )
 from rearcquest.data.athena import population_glue_table, survey_glue_tables, table_input
-from rearcquest.data.tables import build_tables, tables_need_build
-from rearcquest.errors import ConfigError, DataError, RqError
+from rearcquest.data.tables import TableScope, build_tables, tables_need_build
+from rearcquest.errors import ConfigError, DataError, RqError, SurveyPendingError
 from rearcquest.index import write_static_index
 from rearcquest.layout import ALL, default_prefix, normalise_prefix
 from rearcquest.layout import tables_prefix as resolve_tables_prefix
@@ -66,12 +66,15 @@ class AfterSync:
             need it: never built, the last build failed or was killed).
         tables_prefix: where they go; None for ``<root prefix>tables/``.
         catalog: also create the survey's Glue tables there when they are missing.
+        scope: the survey's tables this job owns (a fan-out message's share: see
+            :class:`~rearcquest.data.tables.TableScope`); None for every one.
     """
 
     index: bool = False
     tables: bool = False
     tables_prefix: str | None = None
     catalog: Catalog | None = None
+    scope: TableScope | None = None
 
     @property
     def anything(self) -> bool:
@@ -88,12 +91,14 @@ class SurveyRun:
         index_written: the key of the index page, when it was (re)written.
         tables: what the tables build did (``None`` when tables were not asked).
         tables_error: why the tables (or their Glue tables) failed, or None.
+        tables_pending: why a file's table waits for its survey's first sync, or None.
     """
 
     sync: SyncResult
     index_written: str | None = None
     tables: dict[str, Any] | None = None
     tables_error: str | None = None
+    tables_pending: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The sync's document (``rq sync-bls --format json``) with ``index_written`` and, with
@@ -114,10 +119,14 @@ class SurveyRun:
         Raises:
             DeleteGuardError, TransferError: as :meth:`SyncResult.raise_for_errors`.
             DataError: the files were synced but their tables were not built (exit code 1).
+            SurveyPendingError: the file was synced, its table waits for the survey's first
+                sync (try again later).
         """
         self.sync.raise_for_errors()
         if self.tables_error:
             raise DataError(f"the files were synced but not their tables: {self.tables_error}")
+        if self.tables_pending:
+            raise SurveyPendingError(self.tables_pending)
 
 
 def survey_of(prefix: str) -> tuple[str, str]:
@@ -225,12 +234,25 @@ def build_survey_tables(
     where = resolve_tables_prefix(after.tables_prefix, root)
     summary: dict[str, Any] = {"bucket": store.bucket, "tables_prefix": where, "skipped": None}
     changed = [*result.added, *result.updated, *result.deleted]
+    only = after.scope.only if after.scope is not None else None
     try:
-        reason = (
-            f"the sync changed {len(changed)} file(s)"
-            if changed
-            else tables_need_build(store, survey, tables_prefix=where)
-        )
+        if only is not None and store.head(f"{result.prefix}{survey}.series") is None:
+            # A file message ahead of its survey's first sync: its table waits for the survey's
+            # files (the message is tried again later), rather than failing for want of them.
+            run.tables_pending = (
+                f"the table of {only} waits for the first sync of survey {survey} "
+                f"({survey}.series is not mirrored yet); {only} itself was synced"
+            )
+            run.tables = {**summary, "skipped": run.tables_pending}
+            log.info("%s", run.tables_pending, extra={"survey": survey})  # the worker warns
+            return None
+        if changed:
+            reason: str | None = f"the sync changed {len(changed)} file(s)"
+        elif only is not None:
+            # Its own partition only: one manifest read and two HEADs when it is current.
+            reason = f"the table of {only}, if it is not current"
+        else:
+            reason = tables_need_build(store, survey, tables_prefix=where, scope=after.scope)
         if reason is None:
             summary["skipped"] = "the sync changed nothing and the tables are current"
             run.tables = summary
@@ -238,7 +260,12 @@ def build_survey_tables(
             return None
         log.info("building the tables of %s: %s", survey, reason, extra={"survey": survey})
         built = build_tables(
-            store, surveys=[survey], root_prefix=root, tables_prefix=where, on_progress=on_progress
+            store,
+            surveys=[survey],
+            root_prefix=root,
+            tables_prefix=where,
+            on_progress=on_progress,
+            scope=after.scope,
         )
     except Exception as exc:  # recorded, never raised: the sync's own outcome stands
         error = str(exc) if isinstance(exc, (RqError, OSError)) else unexpected(exc)
