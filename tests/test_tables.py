@@ -671,30 +671,6 @@ def test_a_build_killed_midway_or_failed_is_found_by_tables_need_build(
     assert tables_need_build(store, "zz", tables_prefix="tables/") is None
 
 
-def test_a_build_removes_the_temporary_folders_of_killed_runs(
-    store: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    import tempfile
-
-    from rearcquest import _process
-    from rearcquest._process import ProcessId
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(_process, "_swept", set())  # this test's run is the process's first
-    me = _process.current()
-    assert me is not None
-    # A build killed mid-way left its copy of the text: its pid now names another process.
-    killed = tmp_path / f"rq-{_process._tag(ProcessId(me.host, me.pid, me.start + 1))}-tables-x"
-    live = tmp_path / f"rq-{_process._tag(me)}-tables-y"
-    foreign = tmp_path / "not-rq"
-    for folder in (killed, live, foreign):
-        folder.mkdir()
-        (folder / "zz.data.0.Current").write_text(ZZ["zz.data.0.Current"])
-    mirror_zz(store)
-    assert not build_tables(store, surveys=["zz"]).failed
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, foreign.name])
-
-
 def test_sql_reads_the_tables_in_place_without_a_local_copy(
     built: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
