@@ -760,6 +760,7 @@ def test_to_json_doc_is_json_ready_with_integer_populations(shared_data: Path) -
         "from_year": 2013,
         "to_year": 2018,
         "years": [2013, 2014, 2015, 2016, 2017, 2018],
+        "missing_years": [],
         "mean": 322069808.0,
         "std": 4158441.040908095,
     }

@@ -47,6 +47,7 @@ def test_json_all_reports_has_the_documented_shape(shared_data: Path) -> None:
         "from_year": 2013,
         "to_year": 2018,
         "years": [2013, 2014, 2015, 2016, 2017, 2018],
+        "missing_years": [],  # as in the CSV (issue 22): the range's years the data lacks
         "mean": 317437383.0,
         "std": pytest.approx(4257089.54, abs=0.005),
     }
@@ -140,6 +141,17 @@ def test_markdown(shared_data: Path) -> None:
     assert "## Best year of each series" in out
     assert "| PRS30006011 | 2022 | 16.4 |" in out
     assert "| PRS30006032 | 2013 | Q01 | 0.5 | 316,128,839 |" in out
+
+
+def test_json_names_the_years_the_population_data_lacks(shared_data: Path) -> None:
+    # ACS 1-year has no 2020: JSON says so as the CSV and Markdown do (issue 22).
+    result = local(
+        "--format", "json", "--report", "population", "--to-year", "2021", population=ACS1
+    )
+    assert result.exit_code == 0, result.output
+    population = json.loads(result.stdout)["population"]
+    assert population["missing_years"] == [2020]
+    assert 2020 not in population["years"] and population["years"][-1] == 2021
 
 
 def test_table_for_people(shared_data: Path) -> None:

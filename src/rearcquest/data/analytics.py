@@ -1192,19 +1192,13 @@ def report_records(analysis: Analysis, name: ReportName) -> list[dict[str, Any]]
     return records
 
 
-# The population report in JSON, as it has always been: without ``missing_years``.
-_JSON_POPULATION_KEYS = ("from_year", "to_year", "years", "mean", "std")
-
-
 def report_doc(analysis: Analysis) -> dict[str, Any]:
     """The reports asked for, by their JSON keys, with :func:`report_records`' exact values."""
     doc: dict[str, Any] = {}
     for name in analysis.reports:
         records = report_records(analysis, name)
-        if name == "population":
-            doc[JSON_KEYS[name]] = {k: records[0][k] for k in _JSON_POPULATION_KEYS}
-        else:
-            doc[JSON_KEYS[name]] = records
+        # The population report is one object, with the same keys as its CSV row.
+        doc[JSON_KEYS[name]] = records[0] if name == "population" else records
     if analysis.release is not None:
         # rq analyze --as-of: the output names the release it read.
         doc["release"] = analysis.release
