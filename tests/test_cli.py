@@ -83,3 +83,22 @@ def test_verbosity_is_per_invocation(monkeypatch: pytest.MonkeyPatch) -> None:
     assert plain.exit_code == verbose.exit_code
     assert "Error: cannot list s3://b/" in plain.stderr
     assert "caused by" not in plain.stderr
+
+
+def test_verbose_and_quiet_work_after_the_command_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As `rq -v sync-bls ...`: the error's cause is shown; the flags add up where both are given.
+    import logging
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    args = ["sync-bls", "--bucket", "b", "--source-url", "http://127.0.0.1:9/", "--no-lock"]
+    args += ["--endpoint-url", "http://127.0.0.1:9"]
+    after = runner.invoke(app, [*args, "-v"])
+    assert after.exit_code != 0
+    assert "caused by EndpointConnectionError" in after.stderr
+    runner.invoke(app, ["-v", *args, "-v"])
+    assert logging.getLogger("rearcquest").level == logging.DEBUG  # -v and -v: -vv
+    quiet = runner.invoke(app, [*args, "--quiet"])
+    assert quiet.exit_code == after.exit_code
+    assert logging.getLogger("rearcquest").level == logging.ERROR
+    assert "Error: cannot list s3://b/" in quiet.stderr

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperOption
 
 from rearcquest import __version__
 from rearcquest._text import visible, visible_lines
@@ -197,12 +197,34 @@ def _main(
     Run `rq demo` to see every step offline, with embedded servers.
     """
     ctx.obj = _Verbosity(verbose=verbose, quiet=quiet)
-    level = (
-        logging.ERROR
-        if quiet
-        else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    _configure_logging(_log_level(ctx.obj))
+
+
+def _log_level(verbosity: _Verbosity) -> int:
+    if verbosity.quiet:
+        return logging.ERROR
+    return (
+        logging.DEBUG
+        if verbosity.verbose > 1
+        else logging.INFO
+        if verbosity.verbose
+        else logging.WARNING
     )
-    _configure_logging(level)
+
+
+def _more_verbose(ctx: Any, _param: Any, count: int) -> None:
+    """``-v`` given after the command: added to any given before it."""
+    if count:
+        now = _verbosity(ctx)
+        ctx.obj = _Verbosity(verbose=now.verbose + count, quiet=now.quiet)
+        _configure_logging(_log_level(ctx.obj))
+
+
+def _quieter(ctx: Any, _param: Any, quiet: bool) -> None:
+    """``-q`` given after the command."""
+    if quiet:
+        ctx.obj = _Verbosity(verbose=_verbosity(ctx).verbose, quiet=True)
+        _configure_logging(_log_level(ctx.obj))
 
 
 def _configure_logging(level: int) -> None:
@@ -284,6 +306,28 @@ class _Command(TyperCommand):
     ``Interrupted.`` and exits 130, SIGTERM ``Terminated.`` and 143; a reader of stdout that
     stops early (``| head``) ends the command quietly with exit 0.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # typer's own signature, passed on
+        super().__init__(*args, **kwargs)
+        # -v and -q after the command as well as before it (`rq analyze -v`, as `rq -v analyze`).
+        self.params.extend(
+            [
+                TyperOption(
+                    param_decls=["--verbose", "-v"],
+                    count=True,
+                    expose_value=False,
+                    callback=_more_verbose,
+                    help="More logging (-vv for debug); also before the command.",
+                ),
+                TyperOption(
+                    param_decls=["--quiet", "-q"],
+                    is_flag=True,
+                    expose_value=False,
+                    callback=_quieter,
+                    help="Only errors on stderr; no progress display; also before the command.",
+                ),
+            ]
+        )
 
     def invoke(self, ctx: Any) -> Any:  # Any: typer's own (vendored) click.Context
         try:
