@@ -102,3 +102,17 @@ def test_verbose_and_quiet_work_after_the_command_too(monkeypatch: pytest.Monkey
     assert quiet.exit_code == after.exit_code
     assert logging.getLogger("rearcquest").level == logging.ERROR
     assert "Error: cannot list s3://b/" in quiet.stderr
+
+
+def test_shell_completion_completes_commands_and_options() -> None:
+    # `rq --install-completion` installs what `--show-completion` prints; the shell then asks rq.
+    script = runner.invoke(app, ["--show-completion", "bash"], prog_name="rq")
+    assert script.exit_code == 0
+    assert "_RQ_COMPLETE=complete_bash" in script.stdout
+
+    def complete(words: str, index: int) -> str:
+        env = {"_RQ_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(index)}
+        return str(runner.invoke(app, [], prog_name="rq", env=env).stdout)
+
+    assert complete("rq sync", 1).split() == ["sync-bls"]
+    assert complete("rq sync-bls --sur", 2).split() == ["--survey"]
