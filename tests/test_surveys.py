@@ -35,6 +35,7 @@ def survey_files(survey: str, count: int, *, day: int = 6, salt: str = "") -> di
     }
 
 
+LISTED = datetime(2026, 8, 6, 8, 30)
 TREE = {"cu": survey_files("cu", 4), "ce": survey_files("ce", 3), "la": survey_files("la", 5)}
 
 
@@ -398,3 +399,43 @@ def test_an_unexpected_error_in_one_survey_fails_it_alone(
     assert not list(store.list_objects("cu/"))
     (record,) = [r for r in caplog.records if "survey cu failed" in r.getMessage()]
     assert record.exc_info is not None  # the traceback is logged
+
+
+def test_ctrl_c_stops_a_run_of_several_surveys_at_once(store: ObjectStore) -> None:
+    """Ctrl-C (or SIGTERM, raised as it) in the main thread: the surveys not begun never start,
+    the one under way stops at its next chunk, and every lease is released before it returns."""
+    import os
+    import signal
+    import threading
+    import time
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    big = "cu.data.9.Big"
+    files = {**TREE["cu"], big: ServedFile(big, b"CUUR0000SA0\t2020\tM01\t1.0\n" * 200_000, LISTED)}
+    with OfflineServer(survey_files("pr", 3), surveys={**TREE, "cu": files}) as server:
+        slow = f"/pub/time.series/cu/{big}"
+        server.faults.append(Fault(slow, drip=0.05, piece=16 * 1024))  # ~20 s for the file
+
+        def interrupt_once_it_streams() -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if any(r.path == slow for r in server.requests):
+                    time.sleep(0.3)
+                    os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C
+                    return
+                time.sleep(0.01)
+
+        watcher = threading.Thread(target=interrupt_once_it_streams, daemon=True)
+        watcher.start()
+        began = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run(store, server, ["cu", "ce", "la"], parallel=1)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        watcher.join()
+        asked = {r.path.split("/")[3] for r in server.requests if r.path.count("/") >= 4}
+    assert time.monotonic() - began < 10  # the transfer stopped, not the ~20 s of the file
+    assert asked == {"cu"}  # ce and la were never begun
+    assert list(store.list_objects("ce/")) == list(store.list_objects("la/")) == []
+    assert all(store.head(lock_key(f"{s}/")) is None for s in ("cu", "ce", "la"))
