@@ -14,8 +14,10 @@ import contextlib
 import contextvars
 import dataclasses
 import logging
+import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -562,6 +564,15 @@ def run_surveys(
     # bucket is one error, not the same error once per survey.
     store.check_bucket()
     at_once = min(surveys.parallel, len(names) if ALL not in names else 64)
+    stop = threading.Event()
+    budget = options.time_left
+
+    def time_left() -> float:
+        """The run's time budget, or none left once the run is being stopped."""
+        if stop.is_set():
+            return 0.0
+        return budget() if budget is not None else math.inf
+
     client = http or make_http(
         root_url,
         contact=options.contact,
@@ -587,6 +598,7 @@ def run_surveys(
                 prefix=outcome.prefix,
                 state_key=None,
                 index_key=None,
+                time_left=time_left,
             )
             with in_survey(name):
                 with recorded(outcome, f"survey {name}", survey=name):
@@ -610,8 +622,22 @@ def run_surveys(
         with ThreadPoolExecutor(max_workers=min(surveys.parallel, len(names)) or 1) as pool:
             # Each survey runs in a copy of this context, so log filters see its name.
             futures = [pool.submit(contextvars.copy_context().run, one, n) for n in names]
-            for future in futures:
-                future.result()
+            try:
+                # Woken every quarter second: a Ctrl-C the kernel hands to another thread is
+                # only raised here when this thread runs, not while it blocks on a future.
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        future.result()
+            except BaseException:
+                # Ctrl-C or SIGTERM in the main thread: the surveys not begun never start, and
+                # those under way stop at their last whole part (recorded for the next run, as
+                # a time budget stops them) and release their leases before this goes on.
+                for future in futures:
+                    future.cancel()  # first: a survey ending now must not let the next begin
+                stop.set()
+                raise
         result.requests = client.requests
         return result
     finally:
