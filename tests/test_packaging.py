@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -127,3 +128,70 @@ def test_the_package_page_shows_images_from_their_raw_file() -> None:
         "[aws](https://github.com/rearcquest/rearcquest/blob/main/docs/aws.md) "
         "[up](#top) [x](https://e.org/y)"
     )
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """The distributions ``requirements`` install, with theirs, as this environment resolves them
+    (rearcquest's own extras read from this checkout's pyproject.toml)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    seen: set[str] = set()
+    todo = [(Requirement(text), "") for text in requirements]
+    while todo:
+        requirement, extra = todo.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name == "rearcquest":
+            todo += [(Requirement(r), "") for e in requirement.extras for r in extras[e]]
+            continue
+        for wanted in {"", *requirement.extras} - {f"{name}[{e}]" for e in seen}:
+            key = f"{name}[{wanted}]" if wanted else name
+            if key in seen:
+                continue
+            seen.add(key)
+            todo += [(Requirement(r), wanted) for r in importlib.metadata.requires(name) or []]
+    return {key.split("[")[0] for key in seen}
+
+
+# Runs `rq demo` as in an environment without the distributions that own the modules of BLOCKED:
+# importing one fails as it would there (optional imports, e.g. requests' simplejson, fall back).
+RQ_DEMO_WITHOUT = """
+import importlib.abc, runpy, sys
+
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the demo extra)", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent())
+sys.argv = ["rq", "demo"]
+runpy.run_module("rearcquest", run_name="__main__")
+"""
+
+
+@pytest.mark.integration
+def test_rq_demo_runs_with_only_the_demo_extra_installed(tmp_path: Path) -> None:
+    from packaging.utils import canonicalize_name
+
+    demo = _closure([*PYPROJECT["project"]["dependencies"], "rearcquest[demo]"])
+    # moto[server] brings every other AWS service's requirements; S3 and SQS need none of them.
+    assert not demo & {"cfn-lint", "sympy", "networkx", "docker", "aws-xray-sdk", "pydantic"}
+    owners = importlib.metadata.packages_distributions()
+    blocked = sorted(
+        module
+        for module, dists in owners.items()
+        if not {canonicalize_name(d) for d in dists} & (demo | {"rearcquest"})
+    )
+    assert {"cfnlint", "sympy", "pytest"} <= set(blocked), "the dev extra's are installed here"
+    proc = subprocess.run(
+        [sys.executable, "-c", f"BLOCKED = {set(blocked)!r}\n{RQ_DEMO_WITHOUT}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-2000:]
+    assert "== S3 endpoint http://127.0.0.1:" in proc.stdout
