@@ -195,3 +195,31 @@ def test_rq_demo_runs_with_only_the_demo_extra_installed(tmp_path: Path) -> None
     )
     assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-2000:]
     assert "== S3 endpoint http://127.0.0.1:" in proc.stdout
+
+
+def _readme_section(title: str) -> str:
+    readme = (REPO / "README.md").read_text()
+    match = re.search(rf"^## {title}\n(.*?)(?=^## )", readme, re.S | re.M)
+    assert match is not None, f"README.md has no section {title!r}"
+    return match.group(1)
+
+
+def test_the_readme_installs_what_works_today_from_a_clone() -> None:
+    readme = (REPO / "README.md").read_text()
+    # The README's first command block is still the two scripts.
+    first = re.search(r"```sh\n(.*?)```", readme, re.S)
+    assert first is not None
+    assert [line.split()[0] for line in first.group(1).splitlines()] == [
+        "scripts/demo",
+        "scripts/test",
+    ]
+    install = _readme_section("Install")
+    assert "pipx install ." in install
+    assert "uv tool install ." in install
+    # Why the names a newcomer tries on the index give something else (Redis Queue) or nothing.
+    assert "`pip install rq`" in install and "Redis Queue" in install
+    for script in PYPROJECT["project"]["scripts"]:
+        assert f"`{script}`" in install
+    # No command block installs from the index what is not there.
+    blocks = "\n".join(re.findall(r"```(?:sh|console)\n(.*?)```", readme, re.S))
+    assert not re.search(r"^\s*(\$ )?pip install .?rearcquest", blocks, re.M)
