@@ -147,12 +147,16 @@ def _closure(requirements: list[str]) -> set[str]:
         if name == "rearcquest":
             todo += [(Requirement(r), "") for e in requirement.extras for r in extras[e]]
             continue
-        for wanted in {"", *requirement.extras} - {f"{name}[{e}]" for e in seen}:
-            key = f"{name}[{wanted}]" if wanted else name
+        for wanted in {"", *requirement.extras}:
+            key = f"{name}[{wanted}]"
             if key in seen:
                 continue
             seen.add(key)
-            todo += [(Requirement(r), wanted) for r in importlib.metadata.requires(name) or []]
+            try:
+                requires = importlib.metadata.requires(name) or []
+            except importlib.metadata.PackageNotFoundError:
+                continue  # not installed here (a marker for another platform): never imported
+            todo += [(Requirement(r), wanted) for r in requires]
     return {key.split("[")[0] for key in seen}
 
 
