@@ -30,7 +30,7 @@ def _actionlint() -> str:
 
 def test_actionlint_passes() -> None:
     files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
-    assert {Path(f).name for f in files} >= {"ci.yml", "deploy.yml"}
+    assert {Path(f).name for f in files} >= {"ci.yml", "deploy.yml", "release.yml"}
     result = subprocess.run(
         [_actionlint(), "-no-color", *files], capture_output=True, text=True, check=False
     )
@@ -100,3 +100,39 @@ def test_ci_runs_the_projects_own_ci_script() -> None:
     assert ci["permissions"] == {"contents": "read"}
     runs = [s.get("run", "") for job in ci["jobs"].values() for s in job["steps"]]
     assert "bash .ci/run" in runs
+
+
+def test_release_publishes_what_it_built_with_trusted_publishing_after_the_tests() -> None:
+    release = _load("release.yml")
+    triggers = release.get("on", release.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert triggers == {"push": {"tags": ["v*"]}}
+    assert release["permissions"] == {"contents": "read"}
+    jobs = release["jobs"]
+    # A release must not ship on a weaker check than a pull request gets.
+    assert jobs["test"] == _load("ci.yml")["jobs"]["test"]
+    build, publish = jobs["build"], jobs["publish"]
+    assert build["needs"] == "test"
+    assert "permissions" not in build
+    runs = "\n".join(str(s.get("run", "")) for s in build["steps"])
+    assert "scripts/build-dist" in runs
+    assert '"dist/rearcquest-$version.tar.gz"' in runs  # the tag is the version
+    assert publish["needs"] == "build"
+    # Trusted publishing: only the job that uploads may ask for an OIDC token, and no API token.
+    assert publish["permissions"] == {"id-token": "write"}
+    assert publish["environment"]["name"] == "pypi"
+    (upload,) = [
+        s
+        for s in publish["steps"]
+        if str(s.get("uses", "")).startswith("pypa/gh-action-pypi-publish@")
+    ]
+    assert "with" not in upload or not {"password", "user"} & upload["with"].keys()
+    assert not any("checkout" in str(s.get("uses", "")) for s in publish["steps"])
+
+
+def test_ci_runs_the_release_build() -> None:
+    ci_run = (REPO / ".ci" / "run").read_text()
+    assert "\nscripts/build-dist\nbuild=$?\n" in ci_run
+    assert '[ "$build" -eq 0 ]' in ci_run
+    build_dist = (REPO / "scripts" / "build-dist").read_text()
+    assert '"$python" -m build --outdir dist .' in build_dist
+    assert '"$python" -m twine check --strict dist/*' in build_dist
