@@ -524,3 +524,57 @@ def test_revisions_of_a_file_with_duplicate_keys_exit_1_naming_them(
         "rows); a BLS data file has one row per series, year and period, so this file is "
         "malformed and its revisions cannot be computed\n"
     )
+
+
+def _body_rows(text: str) -> list[list[str]]:
+    """The body rows of one rich table: the cells between its vertical borders."""
+    return [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if "│" in line]
+
+
+def test_releases_in_a_pipe_list_every_changed_file_whole(mirror: dict[str, Any]) -> None:
+    """Stdout is no terminal (CliRunner): the changed files of a release are not cut to fit
+    80 columns."""
+    doc = json.loads(rq("releases", "--bucket", BUCKET, "--format", "json").stdout)
+    result = rq("releases", "--bucket", BUCKET)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    for entry in doc:
+        assert ", ".join(entry["changed"]) in result.stdout
+
+
+def test_revisions_table_shows_the_summary_and_the_largest_revisions(
+    mirror: dict[str, Any],
+) -> None:
+    as_csv = rq("revisions", "--bucket", BUCKET, "--format", "csv")
+    revised = [r for r in csv.DictReader(io.StringIO(as_csv.stdout)) if r["kind"] == "revised"]
+    largest = sorted(revised, key=lambda r: -abs(Decimal(r["change"])))[:20]
+    result = rq("revisions", "--bucket", BUCKET)
+    assert result.exit_code == 0, result.output
+    summary, _, values = result.stdout.partition("The 20 largest revisions, pr.data.0.Current")
+    assert values, result.stdout
+    rows = _body_rows(values)
+    assert [(r[0], r[1], r[2], r[5]) for r in rows] == [
+        (r["series_id"], r["year"], r["period"], r["change"]) for r in largest
+    ]
+    assert f"{len(revised) - 20:,} more revised values: --all lists every one" in values
+    assert "Revisions per series" in summary
+    assert len(result.stdout.splitlines()) < len(revised) // 10
+
+
+def test_revisions_all_lists_every_revised_value(mirror: dict[str, Any]) -> None:
+    as_csv = rq("revisions", "--bucket", BUCKET, "--series", "PRS30*", "--format", "csv")
+    revised = [r for r in csv.DictReader(io.StringIO(as_csv.stdout)) if r["kind"] == "revised"]
+    result = rq("revisions", "--bucket", BUCKET, "--series", "PRS30*", "--all")
+    assert result.exit_code == 0, result.output
+    _, _, values = result.stdout.partition("Revised values, pr.data.0.Current")
+    assert len(_body_rows(values)) == len(revised) > 20
+    assert "more revised values" not in result.stdout
+
+
+def test_revisions_max_rows_caps_each_table(mirror: dict[str, Any]) -> None:
+    result = rq("revisions", "--bucket", BUCKET, "--max-rows", "3")
+    assert result.exit_code == 0, result.output
+    summary, _, values = result.stdout.partition("The 20 largest revisions")
+    assert len(_body_rows(summary)) == len(_body_rows(values)) == 3
+    assert "17 more rows not shown (--max-rows" in values
+    assert "more rows not shown (--max-rows" in summary

@@ -43,6 +43,7 @@ from rearcquest.config import (
     DEFAULT_TO_YEAR,
     DEFAULT_TRANSFERS,
     DEMO_BUCKET,
+    LARGEST_REVISIONS,
     MAX_PRESIGN_SECONDS,
     POLITE_RPS,
 )
@@ -679,6 +680,15 @@ _YEAR_RANGE: dict[str, Any] = {"min": 1000, "max": 9999}
 TableFormatOption = Annotated[
     AnalyzeFormat, _opt("--format", "Output on stdout.", case_sensitive=False)
 ]
+MaxRowsOption = Annotated[
+    int | None,
+    _opt(
+        "--max-rows",
+        "--format table: show at most N rows of each table, then how many were left out.",
+        "N",
+        min=1,
+    ),
+]
 
 
 class AnalyzeFrom(StrEnum):
@@ -696,11 +706,13 @@ def _report(
     grids: Callable[[], Sequence[TextTable]],
     text: Callable[[str], str],
     write: Callable[[str], Sequence[Path]],
+    max_rows: int | None = None,
 ) -> None:
-    """Print a report as rich tables (``grids()``) or in a text format (``text(fmt)``); then
-    write its files into ``output`` (``write(output)``), naming each on stderr."""
+    """Print a report as rich tables (``grids()``, at most ``max_rows`` rows each) or in a text
+    format (``text(fmt)``); then write its files into ``output`` (``write(output)``), naming
+    each on stderr."""
     if fmt is AnalyzeFormat.table:
-        console.print_grids(grids())
+        console.print_grids(grids(), max_rows)
     else:
         typer.echo(text(fmt.value), nl=False)
     for path in write(output) if output is not None else ():
@@ -754,6 +766,7 @@ def analyze(
         _opt("--all-years", "series-population: keep years without population (empty)."),
     ] = False,
     fmt: TableFormatOption = AnalyzeFormat.table,
+    max_rows: MaxRowsOption = None,
     output: Annotated[
         str | None,
         _opt(
@@ -831,6 +844,7 @@ def analyze(
         grids=lambda: render.tables(result),
         text=lambda fmt: render.report_text(result, fmt),
         write=lambda directory: render.write_outputs(result, directory),
+        max_rows=max_rows,
     )
 
 
@@ -961,6 +975,7 @@ def sql(
     ] = None,
     root_prefix: RootPrefixOption = "",
     fmt: TableFormatOption = AnalyzeFormat.table,
+    max_rows: MaxRowsOption = None,
     as_of: Annotated[
         str | None,
         _opt(
@@ -995,7 +1010,7 @@ def sql(
     if release is not None:
         typer.echo(visible(f"as of release {release}"), err=True)
     if fmt is AnalyzeFormat.table:
-        console.print_cells(*render.frame_cells(answer))
+        console.print_cells(*render.frame_cells(answer), max_rows=max_rows)
     else:
         typer.echo(render.frame_text(answer, fmt.value), nl=False)
 
@@ -1263,6 +1278,14 @@ def revisions(
     bucket: MirrorBucketOption = None,
     prefix: SurveyOption = None,
     fmt: TableFormatOption = AnalyzeFormat.table,
+    max_rows: MaxRowsOption = None,
+    every: Annotated[
+        bool,
+        _opt(
+            "--all",
+            f"--format table: list every revised value, not only the {LARGEST_REVISIONS} largest.",
+        ),
+    ] = False,
     output: Annotated[
         str | None,
         _opt(
@@ -1297,9 +1320,10 @@ def revisions(
     _report(
         fmt,
         output,
-        grids=lambda: out.revisions_grids(result),
+        grids=lambda: out.revisions_grids(result, largest=None if every else LARGEST_REVISIONS),
         text=lambda fmt: out.revisions_text(result, fmt),
         write=lambda directory: out.write_revisions(result, directory),
+        max_rows=max_rows,
     )
 
 

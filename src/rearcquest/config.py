@@ -73,6 +73,8 @@ DEFAULT_SURVEYS = ("pr",)
 DEFAULT_FILE = BLS_FILE
 DEFAULT_FROM_RELEASE = "previous"
 DEFAULT_TO_RELEASE = "latest"
+# rq revisions --format table lists this many of the largest revised values (--all: every one).
+LARGEST_REVISIONS = 20
 # Surveys synced at once (rq sync-bls --survey).
 DEFAULT_PARALLEL = 4
 
