@@ -345,3 +345,18 @@ def test_verbosity_controls_logs_on_stderr(
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stderr.splitlines()]  # JSON off a terminal
     assert any("retrying" in line["message"] for line in lines) is logged
+
+
+def test_a_dry_run_of_one_directory_says_what_would_happen(
+    moto_server: str, bucket: tuple[str, Any], bls_server: OfflineServer
+) -> None:
+    name, _ = bucket
+    result = sync(moto_server, name, bls_server, "--dry-run")
+    assert result.exit_code == 0
+    first = result.stdout.splitlines()[0]
+    assert first == (
+        f"Would sync {bls_server.bls_url} -> s3://{name}/pr/ (dry run, nothing changed): "
+        "would add 12, update 0, delete 0, leave 0 unchanged"
+    )
+    doc = json.loads(sync(moto_server, name, bls_server, "--dry-run", "--format", "json").stdout)
+    assert doc["dry_run"] is True and len(doc["added"]) == 12

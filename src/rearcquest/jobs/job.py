@@ -396,6 +396,8 @@ class MultiSyncResult:
 
     root_url: str
     bucket: str
+    # A dry run: the counts are what a real run would do.
+    dry_run: bool = False
     surveys: dict[str, SurveyOutcome] = field(default_factory=dict)
     requests: int = 0
     # Surveys the root lists that rq will not mirror, and why (see surveys.survey_prefix).
@@ -428,6 +430,7 @@ class MultiSyncResult:
         return {
             "root_url": self.root_url,
             "bucket": self.bucket,
+            "dry_run": self.dry_run,
             "surveys": {name: o.to_dict() for name, o in self.surveys.items()},
             "totals": self.totals(),
             "skipped": self.skipped,
@@ -571,7 +574,7 @@ def run_surveys(
         connections=max(4, options.transfers * at_once),
     )
     try:
-        result = MultiSyncResult(root_url, store.bucket)
+        result = MultiSyncResult(root_url, store.bucket, dry_run=options.dry_run)
         if names == [ALL]:
             names = list_surveys(client, root_url)
             log.info("the root lists %d survey(s)", len(names), extra={"surveys": names})

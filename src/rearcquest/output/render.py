@@ -545,8 +545,17 @@ def sync_summary(run: SurveyRun) -> str:
     result = run.sync
     where = f"s3://{result.bucket}/{result.prefix}"
     if result.dry_run or result.delete_guard:
-        why = "dry run" if result.dry_run else "stopped by the delete guard"
-        lines = [f"Plan for {result.source_url} -> {where} ({why}, nothing changed):"]
+        if result.dry_run:
+            lines = [
+                f"Would sync {result.source_url} -> {where} (dry run, nothing changed): "
+                f"would add {len(result.added)}, update {len(result.updated)}, delete "
+                f"{len(result.deleted)}, leave {len(result.unchanged)} unchanged"
+            ]
+        else:
+            lines = [
+                f"Plan for {result.source_url} -> {where} (stopped by the delete guard, "
+                "nothing changed):"
+            ]
         lines += [
             f"  {action.kind:<9} {action.name:<28} {action.reason}"
             for action in result.plan.actions
@@ -608,8 +617,10 @@ def surveys_summary(result: MultiSyncResult) -> str:
     Returns:
         Lines of text, without a final newline.
     """
+    synced = "Would sync" if result.dry_run else "Synced"
     lines = [
-        f"Synced {len(result.surveys)} survey(s) of {result.root_url} -> s3://{result.bucket}/"
+        f"{synced} {len(result.surveys)} survey(s) of {result.root_url} -> s3://{result.bucket}/"
+        + (" (dry run, nothing changed)" if result.dry_run else "")
     ]
     for name, outcome in result.surveys.items():
         where = f"{outcome.prefix:<12}"
@@ -626,6 +637,13 @@ def surveys_summary(result: MultiSyncResult) -> str:
         lines += [f"  {name:<6}{line[1:]}" for line in _sync_tables_lines(outcome.result)]
     lines += [f"  {name:<6} skipped: {why}" for name, why in result.skipped.items()]
     t = result.totals()
+    if result.dry_run:
+        lines.append(
+            f"  total: would add {t['added']}, update {t['updated']}, delete {t['deleted']}, "
+            f"leave {t['unchanged']} unchanged; {t['errors']} error(s), "
+            f"{result.requests} request(s) to the source"
+        )
+        return "\n".join(lines)
     lines.append(
         f"  total: {t['added']} added, {t['updated']} updated, {t['deleted']} deleted, "
         f"{t['unchanged']} unchanged, {t['errors']} error(s); downloaded "
