@@ -360,3 +360,15 @@ def test_a_dry_run_of_one_directory_says_what_would_happen(
     )
     doc = json.loads(sync(moto_server, name, bls_server, "--dry-run", "--format", "json").stdout)
     assert doc["dry_run"] is True and len(doc["added"]) == 12
+
+
+def test_wait_with_no_lock_is_refused_before_anything(
+    moto_server: str, bucket: tuple[str, Any], bls_server: OfflineServer
+) -> None:
+    name, client = bucket
+    result = sync(moto_server, name, bls_server, "--wait", "30", "--no-lock")
+    assert result.exit_code == 2, result.output
+    assert "--wait, --no-lock" in result.stderr
+    assert "--no-lock takes none: give one of them" in " ".join(result.stderr.split())
+    assert bls_server.requests == []
+    assert keys(client, name) == set()

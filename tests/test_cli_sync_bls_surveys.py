@@ -234,3 +234,18 @@ def test_a_dry_run_of_several_surveys_says_what_would_happen(
     assert keys(client, name) == set()
     real = sync(moto_server, name, tree_server, "--survey", "pr,cu", "--format", "json")
     assert json.loads(real.stdout)["dry_run"] is False
+
+
+@pytest.mark.parametrize("asked", ["prr", "cu,prr"], ids=["alone", "with-another"])
+def test_a_survey_the_root_does_not_list_is_a_usage_error_naming_the_close_ones(
+    moto_server: str, bucket: tuple[str, Any], tree_server: OfflineServer, asked: str
+) -> None:
+    name, client = bucket
+    result = sync(moto_server, name, tree_server, "--survey", asked)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"Error: {tree_server.root_url} lists no survey 'prr' (close: pr); rq surveys lists them\n"
+    )
+    # Only the root listing was read, before any work.
+    assert [r.path for r in tree_server.requests] == ["/pub/time.series/"]
+    assert keys(client, name) == set()

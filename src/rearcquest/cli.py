@@ -486,7 +486,14 @@ def sync_bls(
     Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com --survey pr,cu
     """
     from rearcquest.config import RetryPolicy, SyncOptions
-    from rearcquest.jobs.job import AfterSync, SurveySet, one_or_many, run_survey, run_surveys
+    from rearcquest.jobs.job import (
+        AfterSync,
+        SurveySet,
+        check_surveys,
+        one_or_many,
+        run_survey,
+        run_surveys,
+    )
     from rearcquest.layout import ALL, parse_surveys
 
     options = SyncOptions(
@@ -528,6 +535,7 @@ def sync_bls(
             )
         asked = SurveySet(names, root_url, root_prefix, parallel)
         options, many = one_or_many(options, asked, tables_prefix=tables_prefix)
+        check_surveys(asked, options, tables_prefix=tables_prefix)
         # Surveys in parallel upload at once: botocore's default pool (10) would open and drop
         # a connection for each request beyond it.
         connections = 2 * transfers * parallel

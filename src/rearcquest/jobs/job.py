@@ -33,6 +33,7 @@ from rearcquest.index import write_static_index
 from rearcquest.layout import ALL, default_prefix, normalise_prefix
 from rearcquest.layout import tables_prefix as resolve_tables_prefix
 from rearcquest.mirror.surveys import (
+    check_listed,
     in_survey,
     list_surveys,
     make_http,
@@ -499,6 +500,42 @@ def one_or_many(
         options, source_url=survey_url(surveys.root_url, names[0]), prefix=prefix
     )
     return one, None
+
+
+def check_surveys(
+    surveys: SurveySet, options: SyncOptions, *, tables_prefix: str | None = None
+) -> None:
+    """Before any work, refuse the surveys named in ``surveys`` that the root does not list
+    (one request: the root listing); ``all`` needs no check.
+
+    Raises:
+        ConfigError: a bad survey name or root prefix, a mirror onto rq's own objects, no
+            contact for bls.gov.
+        SurveyNotListedError: a survey the root does not list, with the names close to it.
+    """
+    names = list(surveys.names)
+    if ALL in names:
+        return
+    for name in names:
+        survey_prefix(
+            surveys.root_prefix,
+            name,
+            tables_prefix=tables_prefix,
+            population_key=surveys.population_key,
+        )
+    root_url = check_http_url(surveys.root_url, "root URL").rstrip("/") + "/"
+    client = make_http(
+        root_url,
+        contact=options.contact,
+        user_agent=options.user_agent,
+        max_rps=options.max_rps,
+        retry=options.retry,
+        connections=1,
+    )
+    try:
+        check_listed(client, root_url, names)
+    finally:
+        client.close()
 
 
 def run_surveys(
