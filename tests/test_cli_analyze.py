@@ -612,3 +612,17 @@ def test_max_rows_caps_each_report_table(shared_data: Path) -> None:
     # The other formats are data: every row, whatever --max-rows says.
     as_csv = local("--report", "best-year", "--format", "csv", "--max-rows", "5")
     assert len(as_csv.stdout.splitlines()) == len(every) + 1
+
+
+def test_output_without_matplotlib_is_refused_before_the_reports_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The charts' check comes first: a missing input is not read, no report is printed."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    missing = tmp_path / "no-such.data"
+    result = rq("--bls", str(missing), "--population", str(ACS5), "--output", str(tmp_path / "o"))
+    assert result.exit_code == 2
+    assert (
+        result.stderr == "Error: the PNG charts need matplotlib: pip install 'rearcquest[charts]'\n"
+    )
+    assert result.stdout == ""

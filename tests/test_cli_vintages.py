@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
@@ -578,3 +579,15 @@ def test_revisions_max_rows_caps_each_table(mirror: dict[str, Any]) -> None:
     assert len(_body_rows(summary)) == len(_body_rows(values)) == 3
     assert "17 more rows not shown (--max-rows" in values
     assert "more rows not shown (--max-rows" in summary
+
+
+def test_revisions_output_without_matplotlib_is_refused_before_the_comparison(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    result = rq("revisions", "--bucket", "no-such-bucket", "--output", str(tmp_path / "o"))
+    assert result.exit_code == 2
+    assert (
+        result.stderr == "Error: the PNG charts need matplotlib: pip install 'rearcquest[charts]'\n"
+    )
+    assert result.stdout == "" and not (tmp_path / "o").exists()

@@ -824,6 +824,8 @@ def analyze(
 
     Example: rq analyze --report best-year --include-annual --format json
     """
+    if output is not None:
+        render.require_matplotlib()  # before the work, not after it
     from rearcquest.config import Settings
     from rearcquest.data.analytics import REPORTS, ReportInputs
     from rearcquest.data.vintages import analyze_at
@@ -1311,6 +1313,8 @@ def revisions(
 
     Example: rq revisions --from 2025-06-05 --to latest --series 'PRS30*' --format csv
     """
+    if output is not None:
+        render.require_matplotlib()  # before the work, not after it
     from rearcquest.config import Settings
     from rearcquest.data.vintages import revisions as compare
     from rearcquest.output import render_vintages as out

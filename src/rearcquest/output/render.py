@@ -340,7 +340,12 @@ def to_text(analysis: Analysis, *, max_rows: int | None = None) -> str:
 # -- files -----------------------------------------------------------------------------------------
 
 
-def _require_matplotlib() -> None:
+def require_matplotlib() -> None:
+    """Check that the charts can be drawn, before the work whose charts they are.
+
+    Raises:
+        ConfigError: matplotlib is not installed (:data:`CHARTS_HINT`).
+    """
     try:
         import matplotlib  # noqa: F401
     except ImportError as exc:
@@ -361,7 +366,7 @@ def write_outputs(analysis: Analysis, directory: str | Path) -> list[Path]:
         ConfigError: matplotlib is not installed (checked before anything is written).
         RqError: the directory or a file cannot be written.
     """
-    _require_matplotlib()
+    require_matplotlib()
     directory = Path(directory)
     written: list[Path] = []
     try:
@@ -384,7 +389,7 @@ def write_charts(analysis: Analysis, directory: str | Path) -> list[Path]:
     Raises:
         ConfigError: matplotlib is not installed.
     """
-    _require_matplotlib()
+    require_matplotlib()
     directory = Path(directory)
     written = []
     if "population" in analysis.reports:
@@ -416,7 +421,7 @@ def population_chart(analysis: Analysis) -> bytes:
     Raises:
         ConfigError: matplotlib is not installed.
     """
-    _require_matplotlib()
+    require_matplotlib()
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -451,7 +456,7 @@ def series_population_chart(analysis: Analysis) -> bytes:
     Raises:
         ConfigError: matplotlib is not installed.
     """
-    _require_matplotlib()
+    require_matplotlib()
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 

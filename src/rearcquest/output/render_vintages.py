@@ -17,8 +17,8 @@ from rearcquest.errors import RqError
 from rearcquest.output.render import (
     TextTable,
     _png,
-    _require_matplotlib,
     json_text,
+    require_matplotlib,
     tables_markdown,
 )
 
@@ -131,7 +131,7 @@ def revisions_chart(result: Revisions) -> bytes:
     Raises:
         ConfigError: matplotlib is not installed.
     """
-    _require_matplotlib()
+    require_matplotlib()
     from matplotlib.figure import Figure
 
     top = result.revised.sort("_size", descending=True).head(CHART_ROWS).reverse()
@@ -158,7 +158,7 @@ def write_revisions(result: Revisions, directory: str | Path) -> list[Path]:
         ConfigError: matplotlib is not installed (checked before anything is written).
         RqError: the directory or a file cannot be written.
     """
-    _require_matplotlib()
+    require_matplotlib()
     directory = Path(directory)
     paths = [
         directory / "revisions.csv",
