@@ -591,3 +591,24 @@ def test_revisions_output_without_matplotlib_is_refused_before_the_comparison(
         result.stderr == "Error: the PNG charts need matplotlib: pip install 'rearcquest[charts]'\n"
     )
     assert result.stdout == "" and not (tmp_path / "o").exists()
+
+
+def test_releases_in_a_narrow_terminal_wrap_the_changed_files(
+    mirror: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last column that does not fit whole is wrapped, not left out."""
+    from rearcquest.output import _console
+
+    monkeypatch.setattr(_console, "_on_terminal", lambda console: True)
+    monkeypatch.setenv("COLUMNS", "80")
+    result = rq("releases", "--bucket", BUCKET)
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())
+    header = next(line for line in result.stdout.splitlines() if line.startswith("┃"))
+    assert [c.strip() for c in header.split("┃")[1:-1]] == [
+        "release",
+        "synced_at",
+        "files",
+        "changed",
+    ]
+    assert "not shown" not in result.stdout

@@ -161,8 +161,9 @@ def _plain(text: str) -> Text:
 # 80 columns, cutting and wrapping cells).
 _UNCUT = 1_000_000
 # In a terminal a series title gives up its room down to this many characters before a column is
-# left out.
+# left out; and the last column shown may be wrapped into as little room as this.
 _TITLE_ROOM = 20
+_WRAP_ROOM = 20
 
 
 def _on_terminal(console: Console) -> bool:
@@ -172,13 +173,18 @@ def _on_terminal(console: Console) -> bool:
 
 
 def _fitting(widths: Sequence[int], columns: Sequence[str], room: int) -> int:
-    """How many columns, from the left, fit in ``room`` characters (at least one); a series
-    title counts as :data:`_TITLE_ROOM` wide, since it is cut to what the others leave."""
+    """How many columns, from the left, fit in ``room`` characters (at least one).
+
+    A series title counts as :data:`_TITLE_ROOM` wide, since it is cut to what the others leave;
+    a column that does not fit whole still closes the table when :data:`_WRAP_ROOM` of it fits
+    (rich wraps it, as the changed files of ``rq releases``).
+    """
     used = 1
     for count, (width, name) in enumerate(zip(widths, columns, strict=True)):
-        used += 3 + (min(width, _TITLE_ROOM) if name == "title" else width)
-        if used > room and count > 0:
-            return count
+        need = min(width, _TITLE_ROOM) if name == "title" else width
+        if count > 0 and used + 3 + need > room:
+            return count + 1 if used + 3 + min(need, _WRAP_ROOM) <= room else count
+        used += 3 + need
     return len(columns)
 
 
@@ -215,15 +221,16 @@ def _print_table(console: Console, spec: TextTable, max_rows: int | None) -> Non
     console.print(table)
     notes = list(spec.notes)
     if len(rows) < len(spec.rows):
+        more = len(spec.rows) - len(rows)
         notes.append(
-            f"{len(spec.rows) - len(rows):,} more rows not shown (--max-rows; --format csv "
+            f"{more:,} more {'row' if more == 1 else 'rows'} not shown (--max-rows; --format csv "
             "writes every row)"
         )
     if count < len(spec.columns):
         left_out = spec.columns[count:]
         notes.append(
-            f"{len(left_out)} columns not shown: {', '.join(left_out)} (--format csv shows "
-            "every column)"
+            f"{len(left_out)} {'column' if len(left_out) == 1 else 'columns'} not shown: "
+            f"{', '.join(left_out)} (--format csv shows every column)"
         )
     for note in notes:
         console.print(f"  {visible(note)}", style="dim", markup=False)
