@@ -600,3 +600,41 @@ def test_a_disk_without_room_for_the_download_is_exit_1_saying_so(
         result.stderr
     )
     assert "cannot read" not in result.stderr
+
+
+def test_a_table_in_a_pipe_shows_every_series_title_whole(shared_data: Path) -> None:
+    """Stdout is no terminal (CliRunner): rich would lay the table out in 80 columns and cut
+    each title with an ellipsis; in a pipe or a file every title is whole."""
+    doc = json.loads(local("--report", "best-year", "--format", "json").stdout)
+    titles = [row["title"] for row in doc["best_year"]]
+    result = local("--report", "best-year")
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    shown = {row[3] for row in _table_rows(result.stdout)}
+    assert shown == set(titles)
+    assert max(titles, key=len) in result.stdout
+
+
+def test_max_rows_caps_each_report_table(shared_data: Path) -> None:
+    every = _table_rows(local("--report", "best-year").stdout)
+    result = local("--report", "best-year", "--max-rows", "5")
+    assert result.exit_code == 0, result.output
+    assert _table_rows(result.stdout) == every[:5]
+    assert f"{len(every) - 5:,} more rows not shown (--max-rows" in result.stdout
+    # The other formats are data: every row, whatever --max-rows says.
+    as_csv = local("--report", "best-year", "--format", "csv", "--max-rows", "5")
+    assert len(as_csv.stdout.splitlines()) == len(every) + 1
+
+
+def test_output_without_matplotlib_is_refused_before_the_reports_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The charts' check comes first: a missing input is not read, no report is printed."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    missing = tmp_path / "no-such.data"
+    result = rq("--bls", str(missing), "--population", str(ACS5), "--output", str(tmp_path / "o"))
+    assert result.exit_code == 2
+    assert (
+        result.stderr == "Error: the PNG charts need matplotlib: pip install 'rearcquest[charts]'\n"
+    )
+    assert result.stdout == ""

@@ -354,3 +354,14 @@ def test_token_from_the_environment_is_not_refused_with_write_static(
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert client.head_object(Bucket=name, Key="index.html")["ContentLength"] > 0
+
+
+def test_a_taken_port_is_refused_before_the_bucket_is_asked(moto_server: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        args = ["serve-index", "--bucket", "no-such-bucket-here", "--port", port]
+        result = runner.invoke(app, [*args, "--endpoint-url", moto_server])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import uuid
 from pathlib import Path
@@ -19,6 +21,27 @@ from rearcquest.cli import app
 from rearcquest.data.tables import build_local_tables, build_tables
 
 runner = CliRunner()
+# The columns of pr_series, in order.
+COLUMNS = [
+    "series_id",
+    "sector_code",
+    "sector_name",
+    "class_code",
+    "class_text",
+    "measure_code",
+    "measure_text",
+    "duration_code",
+    "duration_text",
+    "seasonal",
+    "seasonal_text",
+    "base_year",
+    "footnote_codes",
+    "begin_year",
+    "begin_period",
+    "end_year",
+    "end_period",
+    "title",
+]
 JOIN = (
     "SELECT o.year, o.value, p.population FROM pr_observations o "
     "JOIN population p ON o.year = p.year WHERE o.file = 'pr.data.0.Current' "
@@ -202,3 +225,47 @@ def test_table_shows_control_characters_and_markup_as_written(
     assert markdown.exit_code == 0, markdown.output
     assert_no_raw_controls(markdown.stdout)
     assert f"| {visible(SERIES)} | {visible(SECTOR)} | [/x] [bold]b |" in markdown.stdout
+
+
+def test_a_wide_result_in_a_pipe_is_whole(env: str) -> None:
+    """Stdout is no terminal (CliRunner): every column of pr_series and every title whole, where
+    rich squeezed 18 columns into 80 and cut them to ``…``."""
+    query = "SELECT * FROM pr_series ORDER BY series_id"
+    rows = list(csv.DictReader(io.StringIO(rq(query, "--format", "csv").stdout)))
+    result = rq(query)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    lines = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert [[c.strip() for c in line.split("│")[1:-1]] for line in lines] == [
+        list(row.values()) for row in rows
+    ]
+
+
+def test_a_wide_result_in_a_terminal_names_the_columns_left_out(
+    env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rearcquest.output import _console
+
+    monkeypatch.setattr(_console, "_on_terminal", lambda console: True)
+    monkeypatch.setenv("COLUMNS", "100")
+    result = rq("SELECT * FROM pr_series ORDER BY series_id LIMIT 3")
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and all(len(line) <= 100 for line in table)
+    header = [c.strip() for c in table[1].split("┃")[1:-1]]
+    assert header[0] == "series_id" and 1 < len(header) < 18
+    note = " ".join(result.stdout.split())
+    left_out = ", ".join(COLUMNS[len(header) :])
+    assert f"{18 - len(header)} columns not shown: {left_out} (" in note
+    assert "PRS30006011" in result.stdout
+
+
+def test_max_rows_caps_the_table_only(env: str) -> None:
+    query = "SELECT series_id FROM pr_series ORDER BY series_id"
+    every = rq(query, "--format", "csv").stdout.splitlines()[1:]
+    result = rq(query, "--max-rows", "2")
+    assert result.exit_code == 0, result.output
+    cells = [line.strip("│ ") for line in result.stdout.splitlines() if line.startswith("│")]
+    assert cells == every[:2]
+    assert f"{len(every) - 2:,} more rows not shown (--max-rows" in result.stdout
+    assert rq(query, "--format", "csv", "--max-rows", "2").stdout.splitlines()[1:] == every

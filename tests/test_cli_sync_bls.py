@@ -345,3 +345,30 @@ def test_verbosity_controls_logs_on_stderr(
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stderr.splitlines()]  # JSON off a terminal
     assert any("retrying" in line["message"] for line in lines) is logged
+
+
+def test_a_dry_run_of_one_directory_says_what_would_happen(
+    moto_server: str, bucket: tuple[str, Any], bls_server: OfflineServer
+) -> None:
+    name, _ = bucket
+    result = sync(moto_server, name, bls_server, "--dry-run")
+    assert result.exit_code == 0
+    first = result.stdout.splitlines()[0]
+    assert first == (
+        f"Would sync {bls_server.bls_url} -> s3://{name}/pr/ (dry run, nothing changed): "
+        "would add 12, update 0, delete 0, leave 0 unchanged"
+    )
+    doc = json.loads(sync(moto_server, name, bls_server, "--dry-run", "--format", "json").stdout)
+    assert doc["dry_run"] is True and len(doc["added"]) == 12
+
+
+def test_wait_with_no_lock_is_refused_before_anything(
+    moto_server: str, bucket: tuple[str, Any], bls_server: OfflineServer
+) -> None:
+    name, client = bucket
+    result = sync(moto_server, name, bls_server, "--wait", "30", "--no-lock")
+    assert result.exit_code == 2, result.output
+    assert "--wait, --no-lock" in result.stderr
+    assert "--no-lock takes none: give one of them" in " ".join(result.stderr.split())
+    assert bls_server.requests == []
+    assert keys(client, name) == set()

@@ -210,3 +210,42 @@ def test_surveys_exits_1_when_a_survey_listing_fails(tree_server: OfflineServer)
     assert result.exit_code == 1
     assert "Error: the listing of 1 survey(s) failed: ce" in result.stderr
     assert "listing failed" in result.stdout
+
+
+def test_a_dry_run_of_several_surveys_says_what_would_happen(
+    moto_server: str, bucket: tuple[str, Any], tree_server: OfflineServer
+) -> None:
+    name, client = bucket
+    text = sync(moto_server, name, tree_server, "--survey", "pr,cu,ce", "--dry-run")
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.splitlines()
+    assert lines[0] == (
+        f"Would sync 3 survey(s) of {tree_server.root_url} -> s3://{name}/ "
+        "(dry run, nothing changed)"
+    )
+    assert lines[-1].startswith("  total: would add 10, update 0, delete 0, leave 0 unchanged;")
+    assert "Synced" not in text.stdout and " added" not in text.stdout
+    doc = json.loads(
+        sync(
+            moto_server, name, tree_server, "--survey", "pr,cu,ce", "--dry-run", "--format", "json"
+        ).stdout
+    )
+    assert doc["dry_run"] is True and doc["totals"]["added"] == 10
+    assert keys(client, name) == set()
+    real = sync(moto_server, name, tree_server, "--survey", "pr,cu", "--format", "json")
+    assert json.loads(real.stdout)["dry_run"] is False
+
+
+@pytest.mark.parametrize("asked", ["prr", "cu,prr"], ids=["alone", "with-another"])
+def test_a_survey_the_root_does_not_list_is_a_usage_error_naming_the_close_ones(
+    moto_server: str, bucket: tuple[str, Any], tree_server: OfflineServer, asked: str
+) -> None:
+    name, client = bucket
+    result = sync(moto_server, name, tree_server, "--survey", asked)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"Error: {tree_server.root_url} lists no survey 'prr' (close: pr); rq surveys lists them\n"
+    )
+    # Only the root listing was read, before any work.
+    assert [r.path for r in tree_server.requests] == ["/pub/time.series/"]
+    assert keys(client, name) == set()

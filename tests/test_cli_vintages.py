@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
@@ -524,3 +525,90 @@ def test_revisions_of_a_file_with_duplicate_keys_exit_1_naming_them(
         "rows); a BLS data file has one row per series, year and period, so this file is "
         "malformed and its revisions cannot be computed\n"
     )
+
+
+def _body_rows(text: str) -> list[list[str]]:
+    """The body rows of one rich table: the cells between its vertical borders."""
+    return [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if "│" in line]
+
+
+def test_releases_in_a_pipe_list_every_changed_file_whole(mirror: dict[str, Any]) -> None:
+    """Stdout is no terminal (CliRunner): the changed files of a release are not cut to fit
+    80 columns."""
+    doc = json.loads(rq("releases", "--bucket", BUCKET, "--format", "json").stdout)
+    result = rq("releases", "--bucket", BUCKET)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    for entry in doc:
+        assert ", ".join(entry["changed"]) in result.stdout
+
+
+def test_revisions_table_shows_the_summary_and_the_largest_revisions(
+    mirror: dict[str, Any],
+) -> None:
+    as_csv = rq("revisions", "--bucket", BUCKET, "--format", "csv")
+    revised = [r for r in csv.DictReader(io.StringIO(as_csv.stdout)) if r["kind"] == "revised"]
+    largest = sorted(revised, key=lambda r: -abs(Decimal(r["change"])))[:20]
+    result = rq("revisions", "--bucket", BUCKET)
+    assert result.exit_code == 0, result.output
+    summary, _, values = result.stdout.partition("The 20 largest revisions, pr.data.0.Current")
+    assert values, result.stdout
+    rows = _body_rows(values)
+    assert [(r[0], r[1], r[2], r[5]) for r in rows] == [
+        (r["series_id"], r["year"], r["period"], r["change"]) for r in largest
+    ]
+    assert f"{len(revised) - 20:,} more revised values: --all lists every one" in values
+    assert "Revisions per series" in summary
+    assert len(result.stdout.splitlines()) < len(revised) // 10
+
+
+def test_revisions_all_lists_every_revised_value(mirror: dict[str, Any]) -> None:
+    as_csv = rq("revisions", "--bucket", BUCKET, "--series", "PRS30*", "--format", "csv")
+    revised = [r for r in csv.DictReader(io.StringIO(as_csv.stdout)) if r["kind"] == "revised"]
+    result = rq("revisions", "--bucket", BUCKET, "--series", "PRS30*", "--all")
+    assert result.exit_code == 0, result.output
+    _, _, values = result.stdout.partition("Revised values, pr.data.0.Current")
+    assert len(_body_rows(values)) == len(revised) > 20
+    assert "more revised values" not in result.stdout
+
+
+def test_revisions_max_rows_caps_each_table(mirror: dict[str, Any]) -> None:
+    result = rq("revisions", "--bucket", BUCKET, "--max-rows", "3")
+    assert result.exit_code == 0, result.output
+    summary, _, values = result.stdout.partition("The 20 largest revisions")
+    assert len(_body_rows(summary)) == len(_body_rows(values)) == 3
+    assert "17 more rows not shown (--max-rows" in values
+    assert "more rows not shown (--max-rows" in summary
+
+
+def test_revisions_output_without_matplotlib_is_refused_before_the_comparison(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    result = rq("revisions", "--bucket", "no-such-bucket", "--output", str(tmp_path / "o"))
+    assert result.exit_code == 2
+    assert (
+        result.stderr == "Error: the PNG charts need matplotlib: pip install 'rearcquest[charts]'\n"
+    )
+    assert result.stdout == "" and not (tmp_path / "o").exists()
+
+
+def test_releases_in_a_narrow_terminal_wrap_the_changed_files(
+    mirror: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last column that does not fit whole is wrapped, not left out."""
+    from rearcquest.output import _console
+
+    monkeypatch.setattr(_console, "_on_terminal", lambda console: True)
+    monkeypatch.setenv("COLUMNS", "80")
+    result = rq("releases", "--bucket", BUCKET)
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())
+    header = next(line for line in result.stdout.splitlines() if line.startswith("┃"))
+    assert [c.strip() for c in header.split("┃")[1:-1]] == [
+        "release",
+        "synced_at",
+        "files",
+        "changed",
+    ]
+    assert "not shown" not in result.stdout

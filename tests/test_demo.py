@@ -84,3 +84,20 @@ def _serve_and_stop(proc: subprocess.Popen[str]) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_demo_serve_on_a_taken_port_is_refused_before_the_demo_runs() -> None:
+    import socket
+
+    from typer.testing import CliRunner
+
+    from rearcquest.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = CliRunner().invoke(app, ["demo", "--serve", "--port", port])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port}")
+    assert result.stdout == ""

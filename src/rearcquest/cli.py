@@ -43,6 +43,7 @@ from rearcquest.config import (
     DEFAULT_TO_YEAR,
     DEFAULT_TRANSFERS,
     DEMO_BUCKET,
+    LARGEST_REVISIONS,
     MAX_PRESIGN_SECONDS,
     POLITE_RPS,
 )
@@ -529,7 +530,14 @@ def sync_bls(
     Example: rq sync-bls --bucket my-bls-mirror --contact me@example.com --survey pr,cu
     """
     from rearcquest.config import RetryPolicy, SyncOptions
-    from rearcquest.jobs.job import AfterSync, SurveySet, one_or_many, run_survey, run_surveys
+    from rearcquest.jobs.job import (
+        AfterSync,
+        SurveySet,
+        check_surveys,
+        one_or_many,
+        run_survey,
+        run_surveys,
+    )
     from rearcquest.layout import ALL, parse_surveys
 
     options = SyncOptions(
@@ -571,6 +579,7 @@ def sync_bls(
             )
         asked = SurveySet(names, root_url, root_prefix, parallel)
         options, many = one_or_many(options, asked, tables_prefix=tables_prefix)
+        check_surveys(asked, options, tables_prefix=tables_prefix)
         # Surveys in parallel upload at once: botocore's default pool (10) would open and drop
         # a connection for each request beyond it.
         connections = 2 * transfers * parallel
@@ -723,6 +732,15 @@ _YEAR_RANGE: dict[str, Any] = {"min": 1000, "max": 9999}
 TableFormatOption = Annotated[
     AnalyzeFormat, _opt("--format", "Output on stdout.", case_sensitive=False)
 ]
+MaxRowsOption = Annotated[
+    int | None,
+    _opt(
+        "--max-rows",
+        "--format table: show at most N rows of each table, then how many were left out.",
+        "N",
+        min=1,
+    ),
+]
 
 
 class AnalyzeFrom(StrEnum):
@@ -740,11 +758,13 @@ def _report(
     grids: Callable[[], Sequence[TextTable]],
     text: Callable[[str], str],
     write: Callable[[str], Sequence[Path]],
+    max_rows: int | None = None,
 ) -> None:
-    """Print a report as rich tables (``grids()``) or in a text format (``text(fmt)``); then
-    write its files into ``output`` (``write(output)``), naming each on stderr."""
+    """Print a report as rich tables (``grids()``, at most ``max_rows`` rows each) or in a text
+    format (``text(fmt)``); then write its files into ``output`` (``write(output)``), naming
+    each on stderr."""
     if fmt is AnalyzeFormat.table:
-        console.print_grids(grids())
+        console.print_grids(grids(), max_rows)
     else:
         typer.echo(text(fmt.value), nl=False)
     for path in write(output) if output is not None else ():
@@ -798,6 +818,7 @@ def analyze(
         _opt("--all-years", "series-population: keep years without population (empty)."),
     ] = False,
     fmt: TableFormatOption = AnalyzeFormat.table,
+    max_rows: MaxRowsOption = None,
     output: Annotated[
         str | None,
         _opt(
@@ -847,6 +868,8 @@ def analyze(
 
     Example: rq analyze --report best-year --include-annual --format json
     """
+    if output is not None:
+        render.require_matplotlib()  # before the work, not after it
     from rearcquest.config import Settings
     from rearcquest.data.analytics import REPORTS, ReportInputs
     from rearcquest.data.vintages import analyze_at
@@ -875,6 +898,7 @@ def analyze(
         grids=lambda: render.tables(result),
         text=lambda fmt: render.report_text(result, fmt),
         write=lambda directory: render.write_outputs(result, directory),
+        max_rows=max_rows,
     )
 
 
@@ -1005,6 +1029,7 @@ def sql(
     ] = None,
     root_prefix: RootPrefixOption = "",
     fmt: TableFormatOption = AnalyzeFormat.table,
+    max_rows: MaxRowsOption = None,
     as_of: Annotated[
         str | None,
         _opt(
@@ -1039,7 +1064,7 @@ def sql(
     if release is not None:
         typer.echo(visible(f"as of release {release}"), err=True)
     if fmt is AnalyzeFormat.table:
-        console.print_cells(*render.frame_cells(answer))
+        console.print_cells(*render.frame_cells(answer), max_rows=max_rows)
     else:
         typer.echo(render.frame_text(answer, fmt.value), nl=False)
 
@@ -1307,6 +1332,14 @@ def revisions(
     bucket: MirrorBucketOption = None,
     prefix: SurveyOption = None,
     fmt: TableFormatOption = AnalyzeFormat.table,
+    max_rows: MaxRowsOption = None,
+    every: Annotated[
+        bool,
+        _opt(
+            "--all",
+            f"--format table: list every revised value, not only the {LARGEST_REVISIONS} largest.",
+        ),
+    ] = False,
     output: Annotated[
         str | None,
         _opt(
@@ -1324,6 +1357,8 @@ def revisions(
 
     Example: rq revisions --from 2025-06-05 --to latest --series 'PRS30*' --format csv
     """
+    if output is not None:
+        render.require_matplotlib()  # before the work, not after it
     from rearcquest.config import Settings
     from rearcquest.data.vintages import revisions as compare
     from rearcquest.output import render_vintages as out
@@ -1341,9 +1376,10 @@ def revisions(
     _report(
         fmt,
         output,
-        grids=lambda: out.revisions_grids(result),
+        grids=lambda: out.revisions_grids(result, largest=None if every else LARGEST_REVISIONS),
         text=lambda fmt: out.revisions_text(result, fmt),
         write=lambda directory: out.write_revisions(result, directory),
+        max_rows=max_rows,
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from rearcquest._version import __version__
-from rearcquest.errors import ConfigError
+from rearcquest.errors import ConfigError, OptionError
 from rearcquest.layout import default_prefix, normalise_prefix, parse_surveys
 
 DEFAULT_BLS_URL = "https://download.bls.gov/pub/time.series/pr/"
@@ -73,6 +73,8 @@ DEFAULT_SURVEYS = ("pr",)
 DEFAULT_FILE = BLS_FILE
 DEFAULT_FROM_RELEASE = "previous"
 DEFAULT_TO_RELEASE = "latest"
+# rq revisions --format table lists this many of the largest revised values (--all: every one).
+LARGEST_REVISIONS = 20
 # Surveys synced at once (rq sync-bls --survey).
 DEFAULT_PARALLEL = 4
 
@@ -388,6 +390,18 @@ class SyncOptions:
     lease_ttl: float = DEFAULT_LEASE_TTL
     vintages: bool = False
     time_left: Callable[[], float] | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse options that contradict each other, before any work.
+
+        Raises:
+            OptionError: ``wait`` without ``lock`` (``--wait`` with ``--no-lock``).
+        """
+        if self.wait and not self.lock:
+            raise OptionError(
+                "--wait waits for another sync's lease, and --no-lock takes none: give one of them",
+                options="--wait, --no-lock",
+            )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from rearcquest.aws.storage import ObjectStore, S3Access, make_s3_client
@@ -80,6 +80,7 @@ def run_demo(
         retry: the retry policy for the local sources.
 
     Raises:
+        ConfigError: ``serve_port`` is taken (before the demo runs).
         RqError: a step failed.
     """
     from rearcquest.aws.queues import Queue, make_sqs_client
@@ -90,8 +91,18 @@ def run_demo(
     from rearcquest.localaws import drain_queue, notify_queue_on_key
     from rearcquest.mirror.population import fetch_population
 
+    listening = None
+    if serve_port is not None:
+        from rearcquest.index import listen
+
+        # The page's port first: one that is taken is refused before the demo runs.
+        listening = listen(port=serve_port)
     old, new = (load_release(bundled_release(v)) for v in ("2024-06-06", "2026-08-06"))
-    with _endpoint(endpoint_url) as (url, keys), OfflineServer(old) as bls:
+    with (
+        closing(listening) if listening is not None else nullcontext(),
+        _endpoint(endpoint_url) as (url, keys),
+        OfflineServer(old) as bls,
+    ):
         s3 = S3Access(client=make_s3_client(endpoint_url=url, access_key=keys))
         store = s3.store(bucket)
         store.create_bucket()
@@ -157,4 +168,4 @@ def run_demo(
             def ready(url: str) -> None:
                 on_step(f"Browse the demo bucket at {url} (Ctrl-C to stop)", None)
 
-            serve(store, port=serve_port, on_ready=ready)
+            serve(store, on_ready=ready, listening=listening)

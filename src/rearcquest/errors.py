@@ -7,6 +7,7 @@ Every error the library raises on purpose is an :class:`RqError`. The CLI catche
     ├── ConfigError              exit 2   bad or missing settings (bucket, contact, URL) — nothing was tried
     │   ├── OptionError          exit 2   options that cannot go together (the CLI shows it as a usage error)
     │   ├── LockUnsupportedError exit 2   the S3 endpoint ignores conditional writes: no lease (--no-lock)
+    │   ├── SurveyNotListedError exit 2   a survey asked for by name is not in the root's listing
     │   └── QueryRefusedError    exit 2   rq sql was given more than a read-only query of the tables
     ├── SourceError              exit 3   the source (BLS, DataUSA) is unreachable or answered badly
     │   ├── SourceForbiddenError exit 3   HTTP 403, almost always a User-Agent without a contact
@@ -29,6 +30,8 @@ so the cause stays attached for ``--verbose``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 __all__ = [
     "ConcurrentSyncError",
@@ -77,6 +80,18 @@ class OptionError(ConfigError):
     def __init__(self, message: str, *, options: str) -> None:
         super().__init__(message)
         self.options = options
+
+
+class SurveyNotListedError(ConfigError):
+    """A survey asked for by name is not in the root's listing; nothing was attempted.
+
+    Attributes:
+        names: the names the root does not list.
+    """
+
+    def __init__(self, message: str, *, names: Sequence[str]) -> None:
+        super().__init__(message)
+        self.names = list(names)
 
 
 class LockUnsupportedError(ConfigError):

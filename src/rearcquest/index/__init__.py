@@ -47,6 +47,7 @@ from rearcquest.index._server import (
     Limits,
     _missing_extra,
     exposure_warning,
+    listen,
     serve,
     start_server,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "check_mode",
     "create_app",
     "exposure_warning",
+    "listen",
     "render_presigned_index",
     "resolve_token",
     "serve",

@@ -107,6 +107,16 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def listen(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
+    """A socket listening on ``host:port`` now, for :func:`serve` (``listening=``) to serve later:
+    a port that is taken is refused before the work that comes first (``rq demo --serve``).
+
+    Raises:
+        ConfigError: the host cannot be listened on, or the port is taken.
+    """
+    return _bind(host, port)
+
+
 def _url(sock: socket.socket, host: str) -> str:
     port = sock.getsockname()[1]
     if host in _ALL_INTERFACES:
@@ -176,18 +186,25 @@ def _prepare(
     token: str | None,
     cache_seconds: float,
     limits: Limits | None,
+    listening: socket.socket | None = None,
 ) -> tuple[uvicorn.Server, socket.socket]:
-    """The server and its bound socket, once the bucket answers (warns of an exposed address)."""
-    server = _server(
-        store,
-        prefix=prefix,
-        host=host,
-        token=token,
-        cache_seconds=cache_seconds,
-        limits=limits or Limits(),
-    )
-    store.check_bucket()
-    sock = _bind(host, port)
+    """The server and its bound socket (``listening``, or one bound to ``host:port`` first: a
+    port that is taken is refused before the bucket is asked), once the bucket answers; warns of
+    an exposed address. The socket is closed when the bucket fails."""
+    sock = listening if listening is not None else _bind(host, port)
+    try:
+        server = _server(
+            store,
+            prefix=prefix,
+            host=host,
+            token=token,
+            cache_seconds=cache_seconds,
+            limits=limits or Limits(),
+        )
+        store.check_bucket()
+    except BaseException:
+        sock.close()
+        raise
     warning = exposure_warning(host, token)
     if warning:
         log.warning(warning)
@@ -204,6 +221,7 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
     cache_seconds: float = DEFAULT_CACHE_SECONDS,
     limits: Limits | None = None,
+    listening: socket.socket | None = None,
 ) -> None:
     """Serve the index of ``prefix`` in ``store`` until interrupted (Ctrl-C or SIGTERM).
 
@@ -216,6 +234,8 @@ def serve(
         on_ready: called with the URL once the socket is bound, before serving starts.
         cache_seconds: reuse a folder's listing for this long (0 lists on every request).
         limits: timeouts and the connection bound; the defaults suit a network.
+        listening: a socket :func:`listen` bound earlier, served instead of binding ``port``
+            (closed at the end).
 
     Raises:
         ConfigError: the serve extra is missing, the prefix is invalid or the port is taken.
@@ -229,6 +249,7 @@ def serve(
         token=token,
         cache_seconds=cache_seconds,
         limits=limits,
+        listening=listening,
     )
     try:
         if on_ready is not None:

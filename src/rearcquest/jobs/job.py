@@ -35,6 +35,7 @@ from rearcquest.index import write_static_index
 from rearcquest.layout import ALL, default_prefix, normalise_prefix
 from rearcquest.layout import tables_prefix as resolve_tables_prefix
 from rearcquest.mirror.surveys import (
+    check_listed,
     in_survey,
     list_surveys,
     make_http,
@@ -398,6 +399,8 @@ class MultiSyncResult:
 
     root_url: str
     bucket: str
+    # A dry run: the counts are what a real run would do.
+    dry_run: bool = False
     surveys: dict[str, SurveyOutcome] = field(default_factory=dict)
     requests: int = 0
     # Surveys the root lists that rq will not mirror, and why (see surveys.survey_prefix).
@@ -430,6 +433,7 @@ class MultiSyncResult:
         return {
             "root_url": self.root_url,
             "bucket": self.bucket,
+            "dry_run": self.dry_run,
             "surveys": {name: o.to_dict() for name, o in self.surveys.items()},
             "totals": self.totals(),
             "skipped": self.skipped,
@@ -498,6 +502,42 @@ def one_or_many(
         options, source_url=survey_url(surveys.root_url, names[0]), prefix=prefix
     )
     return one, None
+
+
+def check_surveys(
+    surveys: SurveySet, options: SyncOptions, *, tables_prefix: str | None = None
+) -> None:
+    """Before any work, refuse the surveys named in ``surveys`` that the root does not list
+    (one request: the root listing); ``all`` needs no check.
+
+    Raises:
+        ConfigError: a bad survey name or root prefix, a mirror onto rq's own objects, no
+            contact for bls.gov.
+        SurveyNotListedError: a survey the root does not list, with the names close to it.
+    """
+    names = list(surveys.names)
+    if ALL in names:
+        return
+    for name in names:
+        survey_prefix(
+            surveys.root_prefix,
+            name,
+            tables_prefix=tables_prefix,
+            population_key=surveys.population_key,
+        )
+    root_url = check_http_url(surveys.root_url, "root URL").rstrip("/") + "/"
+    client = make_http(
+        root_url,
+        contact=options.contact,
+        user_agent=options.user_agent,
+        max_rps=options.max_rps,
+        retry=options.retry,
+        connections=1,
+    )
+    try:
+        check_listed(client, root_url, names)
+    finally:
+        client.close()
 
 
 def run_surveys(
@@ -582,7 +622,7 @@ def run_surveys(
         connections=max(4, options.transfers * at_once),
     )
     try:
-        result = MultiSyncResult(root_url, store.bucket)
+        result = MultiSyncResult(root_url, store.bucket, dry_run=options.dry_run)
         if names == [ALL]:
             names = list_surveys(client, root_url)
             log.info("the root lists %d survey(s)", len(names), extra={"surveys": names})

@@ -29,7 +29,7 @@ from rearcquest.config import (
     default_rps,
     require_user_agent,
 )
-from rearcquest.errors import ConfigError, RqError
+from rearcquest.errors import ConfigError, RqError, SourceError, SurveyNotListedError
 from rearcquest.layout import (
     AS_OF_TABLES,
     POPULATION_TABLE,
@@ -172,6 +172,34 @@ def list_surveys(http: HttpClient, root_url: str) -> list[str]:
     """
 
     return [d.name for d in fetch_subdirectories(http, root_url) if SURVEY_NAME.fullmatch(d.name)]
+
+
+def check_listed(http: HttpClient, root_url: str, names: Sequence[str]) -> None:
+    """Refuse survey names the root's listing does not name, with the names close to each.
+
+    A root that cannot be read or parsed refuses nothing: each survey's own listing then says
+    what is wrong, as before.
+
+    Raises:
+        SurveyNotListedError: a name is not in the listing (exit 2).
+    """
+    import difflib
+
+    try:
+        listed = list_surveys(http, root_url)
+    except SourceError as exc:
+        log.info("the root listing could not be read, the surveys are not checked: %s", exc)
+        return
+    missing = [name for name in names if name not in listed]
+    if not missing:
+        return
+    parts = []
+    for name in missing:
+        close = difflib.get_close_matches(name, listed, n=3)
+        parts.append(f"{name!r}" + (f" (close: {', '.join(close)})" if close else ""))
+    raise SurveyNotListedError(
+        f"{root_url} lists no survey {', '.join(parts)}; rq surveys lists them", names=missing
+    )
 
 
 def make_http(

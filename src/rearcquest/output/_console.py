@@ -157,42 +157,106 @@ def _plain(text: str) -> Text:
     return Text(visible(text))
 
 
-def print_grids(grids: Sequence[TextTable]) -> None:
-    """Print report tables with rich on stdout: one per grid, its notes dimmed beneath it."""
+# In a pipe or a file a table is as wide as its cells: nothing is cut (rich would lay it out in
+# 80 columns, cutting and wrapping cells).
+_UNCUT = 1_000_000
+# In a terminal a series title gives up its room down to this many characters before a column is
+# left out; and the last column shown may be wrapped into as little room as this.
+_TITLE_ROOM = 20
+_WRAP_ROOM = 20
+
+
+def _on_terminal(console: Console) -> bool:
+    """Whether the console writes to a terminal (not a pipe or a file)."""
+    isatty = getattr(console.file, "isatty", None)
+    return bool(isatty is not None and isatty())
+
+
+def _fitting(widths: Sequence[int], columns: Sequence[str], room: int) -> int:
+    """How many columns, from the left, fit in ``room`` characters (at least one).
+
+    A series title counts as :data:`_TITLE_ROOM` wide, since it is cut to what the others leave;
+    a column that does not fit whole still closes the table when :data:`_WRAP_ROOM` of it fits
+    (rich wraps it, as the changed files of ``rq releases``).
+    """
+    used = 1
+    for count, (width, name) in enumerate(zip(widths, columns, strict=True)):
+        need = min(width, _TITLE_ROOM) if name == "title" else width
+        if count > 0 and used + 3 + need > room:
+            return count + 1 if used + 3 + min(need, _WRAP_ROOM) <= room else count
+        used += 3 + need
+    return len(columns)
+
+
+def _print_table(console: Console, spec: TextTable, max_rows: int | None) -> None:
+    """One table: in a terminal, the columns that fit (then which were left out); elsewhere every
+    cell whole. At most ``max_rows`` rows, then how many were left out; then the notes, dimmed."""
     from rich.table import Table
 
+    terminal = _on_terminal(console)
+    if not terminal:
+        console.width = _UNCUT
+    shown = spec.rows if max_rows is None else spec.rows[:max_rows]
+    rows = [[_plain(cell) for cell in row] for row in shown]
+    widths = [
+        max([len(visible(n)), *(len(row[i]) for row in rows)]) for i, n in enumerate(spec.columns)
+    ]
+    count = _fitting(widths, spec.columns, console.width) if terminal else len(spec.columns)
+    widths = widths[:count]
+    table = Table(title=_plain(spec.title) if spec.title else None, title_justify="left")
+    for index, (name, numeric) in enumerate(zip(spec.columns[:count], spec.numeric, strict=False)):
+        justify: Literal["left", "right"] = "right" if numeric else "left"
+        if name == "title" and terminal:
+            # A long series title is cut to the width the other columns leave, never
+            # wrapped: each row stays one line.
+            others = sum(w for i, w in enumerate(widths) if i != index)
+            room = max(10, console.width - others - 3 * len(widths) - 1)
+            table.add_column(
+                _plain(name), justify=justify, no_wrap=True, overflow="ellipsis", max_width=room
+            )
+        else:
+            table.add_column(_plain(name), justify=justify)
+    for cells in rows:
+        table.add_row(*cells[:count])
+    console.print(table)
+    notes = list(spec.notes)
+    if len(rows) < len(spec.rows):
+        more = len(spec.rows) - len(rows)
+        notes.append(
+            f"{more:,} more {'row' if more == 1 else 'rows'} not shown (--max-rows; --format csv "
+            "writes every row)"
+        )
+    if count < len(spec.columns):
+        left_out = spec.columns[count:]
+        notes.append(
+            f"{len(left_out)} {'column' if len(left_out) == 1 else 'columns'} not shown: "
+            f"{', '.join(left_out)} (--format csv shows every column)"
+        )
+    for note in notes:
+        console.print(f"  {visible(note)}", style="dim", markup=False)
+
+
+def print_grids(grids: Sequence[TextTable], max_rows: int | None = None) -> None:
+    """Print report tables with rich on stdout: one per grid, its notes dimmed beneath it.
+
+    In a terminal a table shows the columns that fit and names the others; in a pipe or a file
+    every cell is whole. ``max_rows``: at most this many rows per table, then how many were left.
+    """
     console = _stdout_console()
     for spec in grids:
-        table = Table(title=_plain(spec.title), title_justify="left")
-        rows = [[_plain(cell) for cell in row] for row in spec.rows]
-        widths = [max([len(n), *(len(row[i]) for row in rows)]) for i, n in enumerate(spec.columns)]
-        for index, (name, numeric) in enumerate(zip(spec.columns, spec.numeric, strict=True)):
-            justify: Literal["left", "right"] = "right" if numeric else "left"
-            if name == "title":
-                # A long series title is cut to the width the other columns leave, never
-                # wrapped: each row stays one line.
-                others = sum(w for i, w in enumerate(widths) if i != index)
-                room = max(10, console.width - others - 3 * len(widths) - 1)
-                table.add_column(
-                    _plain(name), justify=justify, no_wrap=True, overflow="ellipsis", max_width=room
-                )
-            else:
-                table.add_column(_plain(name), justify=justify)
-        for cells in rows:
-            table.add_row(*cells)
-        console.print(table)
-        for note in spec.notes:
-            console.print(f"  {visible(note)}", style="dim", markup=False)
+        _print_table(console, spec, max_rows)
         console.print()
 
 
-def print_cells(columns: Sequence[str], numeric: Sequence[bool], rows: Sequence[list[str]]) -> None:
-    """Print one untitled table with rich on stdout (numbers aligned right)."""
-    from rich.table import Table
+def print_cells(
+    columns: Sequence[str],
+    numeric: Sequence[bool],
+    rows: Sequence[list[str]],
+    max_rows: int | None = None,
+) -> None:
+    """Print one untitled table with rich on stdout (numbers aligned right), as
+    :func:`print_grids` does."""
+    from rearcquest.output.render import TextTable
 
-    table = Table()
-    for name, right in zip(columns, numeric, strict=True):
-        table.add_column(_plain(name), justify="right" if right else "left")
-    for row in rows:
-        table.add_row(*(_plain(cell) for cell in row))
-    _stdout_console().print(table)
+    spec = TextTable("", tuple(columns), [tuple(row) for row in rows], tuple(numeric))
+    _print_table(_stdout_console(), spec, max_rows)

@@ -332,7 +332,12 @@ def to_text(analysis: Analysis, *, max_rows: int | None = None) -> str:
 # -- files -----------------------------------------------------------------------------------------
 
 
-def _require_matplotlib() -> None:
+def require_matplotlib() -> None:
+    """Check that the charts can be drawn, before the work whose charts they are.
+
+    Raises:
+        ConfigError: matplotlib is not installed (:data:`CHARTS_HINT`).
+    """
     try:
         import matplotlib  # noqa: F401
     except ImportError as exc:
@@ -353,7 +358,7 @@ def write_outputs(analysis: Analysis, directory: str | Path) -> list[Path]:
         ConfigError: matplotlib is not installed (checked before anything is written).
         RqError: the directory or a file cannot be written.
     """
-    _require_matplotlib()
+    require_matplotlib()
     directory = Path(directory)
     written: list[Path] = []
     try:
@@ -376,7 +381,7 @@ def write_charts(analysis: Analysis, directory: str | Path) -> list[Path]:
     Raises:
         ConfigError: matplotlib is not installed.
     """
-    _require_matplotlib()
+    require_matplotlib()
     directory = Path(directory)
     written = []
     if "population" in analysis.reports:
@@ -408,7 +413,7 @@ def population_chart(analysis: Analysis) -> bytes:
     Raises:
         ConfigError: matplotlib is not installed.
     """
-    _require_matplotlib()
+    require_matplotlib()
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -443,7 +448,7 @@ def series_population_chart(analysis: Analysis) -> bytes:
     Raises:
         ConfigError: matplotlib is not installed.
     """
-    _require_matplotlib()
+    require_matplotlib()
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -537,8 +542,17 @@ def sync_summary(run: SurveyRun) -> str:
     result = run.sync
     where = f"s3://{result.bucket}/{result.prefix}"
     if result.dry_run or result.delete_guard:
-        why = "dry run" if result.dry_run else "stopped by the delete guard"
-        lines = [f"Plan for {result.source_url} -> {where} ({why}, nothing changed):"]
+        if result.dry_run:
+            lines = [
+                f"Would sync {result.source_url} -> {where} (dry run, nothing changed): "
+                f"would add {len(result.added)}, update {len(result.updated)}, delete "
+                f"{len(result.deleted)}, leave {len(result.unchanged)} unchanged"
+            ]
+        else:
+            lines = [
+                f"Plan for {result.source_url} -> {where} (stopped by the delete guard, "
+                "nothing changed):"
+            ]
         lines += [
             f"  {action.kind:<9} {action.name:<28} {action.reason}"
             for action in result.plan.actions
@@ -600,8 +614,10 @@ def surveys_summary(result: MultiSyncResult) -> str:
     Returns:
         Lines of text, without a final newline.
     """
+    synced = "Would sync" if result.dry_run else "Synced"
     lines = [
-        f"Synced {len(result.surveys)} survey(s) of {result.root_url} -> s3://{result.bucket}/"
+        f"{synced} {len(result.surveys)} survey(s) of {result.root_url} -> s3://{result.bucket}/"
+        + (" (dry run, nothing changed)" if result.dry_run else "")
     ]
     for name, outcome in result.surveys.items():
         where = f"{outcome.prefix:<12}"
@@ -618,6 +634,13 @@ def surveys_summary(result: MultiSyncResult) -> str:
         lines += [f"  {name:<6}{line[1:]}" for line in _sync_tables_lines(outcome.result)]
     lines += [f"  {name:<6} skipped: {why}" for name, why in result.skipped.items()]
     t = result.totals()
+    if result.dry_run:
+        lines.append(
+            f"  total: would add {t['added']}, update {t['updated']}, delete {t['deleted']}, "
+            f"leave {t['unchanged']} unchanged; {t['errors']} error(s), "
+            f"{result.requests} request(s) to the source"
+        )
+        return "\n".join(lines)
     lines.append(
         f"  total: {t['added']} added, {t['updated']} updated, {t['deleted']} deleted, "
         f"{t['unchanged']} unchanged, {t['errors']} error(s); downloaded "

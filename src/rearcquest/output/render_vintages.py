@@ -17,8 +17,8 @@ from rearcquest.errors import RqError
 from rearcquest.output.render import (
     TextTable,
     _png,
-    _require_matplotlib,
     json_text,
+    require_matplotlib,
     tables_markdown,
 )
 
@@ -79,8 +79,9 @@ def revisions_csv(result: Revisions) -> str:
     return out.getvalue()
 
 
-def revisions_grids(result: Revisions) -> list[TextTable]:
-    """The per-series summary, then every revised value."""
+def revisions_grids(result: Revisions, largest: int | None = None) -> list[TextTable]:
+    """The per-series summary, then every revised value, or only the ``largest`` largest (by
+    absolute change; the biggest first) and how many more there are."""
     heading = f"{result.file}: release {result.from_release} -> {result.to_release}"
     summary = TextTable(
         f"Revisions per series, {heading}",
@@ -101,16 +102,27 @@ def revisions_grids(result: Revisions) -> list[TextTable]:
             f"{result.removed.height} removed",
         ),
     )
-    revised = TextTable(
-        f"Revised values, {heading}",
+    revised = result.revised
+    notes: tuple[str, ...] = ()
+    title = f"Revised values, {heading}"
+    if largest is not None and revised.height > largest:
+        revised = revised.sort("_size", descending=True, maintain_order=True).head(largest)
+        title = f"The {largest} largest revisions, {heading}"
+        notes = (
+            f"{result.revised.height - largest:,} more revised values: --all lists every one, "
+            "--format csv writes them all",
+        )
+    values = TextTable(
+        title,
         (*_KEY, "old", "new", "change"),
         [
             (r["series_id"], str(r["year"]), r["period"], r["old"], r["new"], r["change"])
-            for r in result.revised.iter_rows(named=True)
+            for r in revised.iter_rows(named=True)
         ],
         (False, True, False, True, True, True),
+        notes,
     )
-    return [summary, revised]
+    return [summary, values]
 
 
 def revisions_chart(result: Revisions) -> bytes:
@@ -119,7 +131,7 @@ def revisions_chart(result: Revisions) -> bytes:
     Raises:
         ConfigError: matplotlib is not installed.
     """
-    _require_matplotlib()
+    require_matplotlib()
     from matplotlib.figure import Figure
 
     top = result.revised.sort("_size", descending=True).head(CHART_ROWS).reverse()
@@ -146,7 +158,7 @@ def write_revisions(result: Revisions, directory: str | Path) -> list[Path]:
         ConfigError: matplotlib is not installed (checked before anything is written).
         RqError: the directory or a file cannot be written.
     """
-    _require_matplotlib()
+    require_matplotlib()
     directory = Path(directory)
     paths = [
         directory / "revisions.csv",
