@@ -1,6 +1,6 @@
 """The whole-tree rehearsal (benchmarks/rehearsal/run.py, issue 21 §3): surveys of the real
 inventory planned onto the work queue and synced by the worker's own handler, with the stack's
-concurrency, rate and dead-letter settings, on moto's S3 and SQS server.
+concurrency, rate and dead-letter settings, on moto's SQS server and moto's S3 or SeaweedFS.
 
 The test runs one survey of each size class of the inventory (:func:`sample`), its sizes divided
 by 1,000 and its rates multiplied by 5; ``python benchmarks/rehearsal/run.py`` runs every survey
@@ -80,19 +80,30 @@ def test_peak_per_second_counts_a_half_open_window(
     assert rehearsal.peak_per_second(times, window) == peak
 
 
-def test_the_allowed_requests_are_each_limiters_spacing_with_both_edges() -> None:
-    # Two workers at 1/s each: two in a second each, one at each edge of the window.
-    assert rehearsal.allowed_requests(2.0, 1.0, 2) == 4
-    assert rehearsal.allowed_requests(2.0, 5.0, 2) == 12
-    assert rehearsal.allowed_requests(10.0, 1.0, 2) == 12
+def test_the_allowed_requests_are_each_limiters_spacing_with_both_edges_and_one_late() -> None:
+    # Two workers at 1/s each: one request at each edge of a second, and one late, each.
+    assert rehearsal.allowed_requests(2.0, 1.0, 2) == 6
+    assert rehearsal.allowed_requests(2.0, 5.0, 2) == 14
+    # Over ten seconds at 20 a second: 204, 2 % above the budget.
+    assert rehearsal.allowed_requests(20.0, 10.0, 2) == 204
 
 
+@pytest.mark.parametrize("s3", ["moto", "seaweedfs"])
 def test_a_sample_of_the_whole_tree_goes_through_planner_queue_and_workers(
-    moto_server: str, tmp_path: Path
+    moto_server: str, tmp_path: Path, s3: str, request: pytest.FixtureRequest
 ) -> None:
     surveys = rehearsal.sample(rehearsal.inventory())
+    s3_url, bucket = (
+        request.getfixturevalue("seaweed_bucket") if s3 == "seaweedfs" else (None, "rq-rehearsal")
+    )
     figures = rehearsal.rehearse(
-        surveys, endpoint_url=moto_server, folder=tmp_path, scale=1000, time_scale=5
+        surveys,
+        endpoint_url=moto_server,
+        folder=tmp_path,
+        scale=1000,
+        time_scale=5,
+        s3_endpoint_url=s3_url,
+        bucket=bucket,
     )
     assert figures.surveys == len(surveys) == 5
     # The largest class has a file above the (scaled) big-file threshold: its own message.
