@@ -53,6 +53,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from rearcquest.config import HANDOVER_MARGIN
 from rearcquest.data.athena import (
     PARQUET_INPUT,
     PARQUET_OUTPUT,
@@ -72,6 +73,13 @@ INDEX_HANDLER = "rearcquest.lambdas.index_handler"
 WORK_HANDLER = "rearcquest.lambdas.work_handler"
 # A worker syncs one survey (or one big file): Lambda's longest run.
 WORK_TIMEOUT = Duration.minutes(15)
+# The worker hands its transfers over HANDOVER_MARGIN seconds before its end: a timeout not well
+# above that margin would hand every message over without moving a byte, into the DLQ.
+if WORK_TIMEOUT.to_seconds() < 3 * HANDOVER_MARGIN:
+    raise ValueError(
+        f"WORK_TIMEOUT ({WORK_TIMEOUT.to_seconds()} s) must be at least three times the "
+        f"worker's handover margin ({HANDOVER_MARGIN} s)"
+    )
 # One message per invocation: each is a whole survey, and its failure must not retry others.
 WORK_BATCH_SIZE = 1
 # The first sync of pr/ is ~5 MB at BLS's polite one request a second; later runs are a listing.

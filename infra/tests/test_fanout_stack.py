@@ -235,3 +235,12 @@ def test_the_worker_may_resume_uploads_and_send_its_continuations(
     (queue, _) = one(fanout_template.to_json(), "AWS::SQS::Queue", "WorkQueue")
     assert render(send["Resource"]) == render({"Fn::GetAtt": [queue, "Arn"]})
     assert "RQ_WORK_QUEUE_URL" in _env(fanout_template, "WorkFunction")
+
+
+def test_the_worker_timeout_leaves_room_beyond_its_handover_margin() -> None:
+    # A worker whose whole timeout is its handover margin hands every message over at once,
+    # without progress, into the DLQ (seen in the rehearsal with a scaled-down clock).
+    from rearcquest.config import HANDOVER_MARGIN
+    from rearcquest_infra import pipeline_stack
+
+    assert pipeline_stack.WORK_TIMEOUT.to_seconds() >= 3 * HANDOVER_MARGIN
