@@ -109,3 +109,66 @@ def test_a_command_runs_from_the_console_script() -> None:
     assert done.returncode == 0 and "Usage: rq sync-bls [OPTIONS]" in done.stdout
     done = subprocess.run([*rq, "sync-blss"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Did you mean 'sync-bls'?" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def newest_typer(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """typer, click and rich at the newest versions the package index has (what `pipx install .`
+    resolves), installed apart from the project's pinned ones."""
+    target = tmp_path_factory.mktemp("newest")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--upgrade",
+            "--target",
+            str(target),
+            "typer",
+            "rich",
+            "click",
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    return str(target)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["sync-bls", "--help"], ["analyze", "-v", "-h"], ["-q", "surveys", "--help"]],
+    ids=["help", "sync-bls-help", "flags-after", "flags-before"],
+)
+def test_the_cli_runs_with_the_newest_typer(newest_typer: str, args: list[str]) -> None:
+    # An install that resolves the newest typer (pipx, uv) must run every command: rq once built
+    # typer's option objects itself, which a newer typer's constructor refused.
+    import os
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from rearcquest.cli import main; sys.argv[0] = 'rq'; main()",
+            *args,
+        ],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([newest_typer, str(src)])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: rq")
+    check = subprocess.run(
+        [sys.executable, "-c", "import typer; print(typer.__file__)"],
+        env={**os.environ, "PYTHONPATH": newest_typer},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.stdout.startswith(newest_typer)  # the newest, not the pinned one

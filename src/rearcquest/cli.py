@@ -9,6 +9,7 @@ with the error's exit code; usage errors exit 2 (Typer's default).
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperOption
+from typer.core import TyperCommand, TyperGroup
 
 from rearcquest import __version__
 from rearcquest._text import visible, visible_lines
@@ -59,7 +60,32 @@ if TYPE_CHECKING:
     from rearcquest.aws.storage import ObjectStore, S3Access
     from rearcquest.output.render import TextTable
 
+# -v and -q, the app's own flags, also after the command (`rq analyze -v` as `rq -v analyze`).
+_APP_FLAGS = re.compile(r"^(-v+|--verbose|-q|--quiet)$")
+
+
+class _Group(TyperGroup):
+    """The app: its verbosity flags are taken from after the command name too."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # click's own signature
+        return super().parse_args(ctx, _flags_first(args))
+
+
+def _flags_first(args: list[str]) -> list[str]:
+    """``args`` with ``-v``/``-q`` given after the command moved before it (up to ``--``)."""
+    command = next((i for i, arg in enumerate(args) if not arg.startswith("-")), None)
+    if command is None:
+        return args
+    end = args.index("--") if "--" in args[command:] else len(args)
+    moved = [arg for arg in args[command + 1 : end] if _APP_FLAGS.match(arg)]
+    if not moved:
+        return args
+    rest = [arg for arg in args[command + 1 : end] if not _APP_FLAGS.match(arg)]
+    return [*args[:command], *moved, args[command], *rest, *args[end:]]
+
+
 app = typer.Typer(
+    cls=_Group,
     name="rq",
     help="Mirror public economic data (BLS, DataUSA) into S3 and turn it into reports.",
     no_args_is_help=True,
@@ -213,21 +239,6 @@ def _log_level(verbosity: _Verbosity) -> int:
     )
 
 
-def _more_verbose(ctx: Any, _param: Any, count: int) -> None:
-    """``-v`` given after the command: added to any given before it."""
-    if count:
-        now = _verbosity(ctx)
-        ctx.obj = _Verbosity(verbose=now.verbose + count, quiet=now.quiet)
-        _configure_logging(_log_level(ctx.obj))
-
-
-def _quieter(ctx: Any, _param: Any, quiet: bool) -> None:
-    """``-q`` given after the command."""
-    if quiet:
-        ctx.obj = _Verbosity(verbose=_verbosity(ctx).verbose, quiet=True)
-        _configure_logging(_log_level(ctx.obj))
-
-
 def _configure_logging(level: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if sys.stderr.isatty():
@@ -307,28 +318,6 @@ class _Command(TyperCommand):
     ``Interrupted.`` and exits 130, SIGTERM ``Terminated.`` and 143; a reader of stdout that
     stops early (``| head``) ends the command quietly with exit 0.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # typer's own signature, passed on
-        super().__init__(*args, **kwargs)
-        # -v and -q after the command as well as before it (`rq analyze -v`, as `rq -v analyze`).
-        self.params.extend(
-            [
-                TyperOption(
-                    param_decls=["--verbose", "-v"],
-                    count=True,
-                    expose_value=False,
-                    callback=_more_verbose,
-                    help="More logging (-vv for debug); also before the command.",
-                ),
-                TyperOption(
-                    param_decls=["--quiet", "-q"],
-                    is_flag=True,
-                    expose_value=False,
-                    callback=_quieter,
-                    help="Only errors on stderr; no progress display; also before the command.",
-                ),
-            ]
-        )
 
     def invoke(self, ctx: Any) -> Any:  # Any: typer's own (vendored) click.Context
         try:
