@@ -638,3 +638,13 @@ def test_output_without_matplotlib_is_refused_before_the_reports_are_read(
         result.stderr == "Error: the PNG charts need matplotlib: pip install 'rearcquest[charts]'\n"
     )
     assert result.stdout == ""
+
+
+def test_format_before_the_command_is_the_commands_format(shared_data: Path) -> None:
+    # `rq --format json analyze ...` as `rq analyze ... --format json` (issue 22: conventions).
+    inputs = ["--bls", str(LATEST), "--population", str(ACS5), "--report", "population"]
+    after = runner.invoke(app, ["analyze", *inputs, "--format", "json"])
+    before = runner.invoke(app, ["--format", "json", "analyze", *inputs])
+    assert before.exit_code == after.exit_code == 0, before.output
+    assert before.stdout == after.stdout
+    assert json.loads(before.stdout)["population"]["from_year"] == 2013

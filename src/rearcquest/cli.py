@@ -60,28 +60,39 @@ if TYPE_CHECKING:
     from rearcquest.aws.storage import ObjectStore, S3Access
     from rearcquest.output.render import TextTable
 
-# -v and -q, the app's own flags, also after the command (`rq analyze -v` as `rq -v analyze`).
+# -v and -q, the app's own flags, also after the command (`rq analyze -v` as `rq -v analyze`); a
+# command's --format also before it (`rq --format json analyze` as `rq analyze --format json`).
 _APP_FLAGS = re.compile(r"^(-v+|--verbose|-q|--quiet)$")
 
 
 class _Group(TyperGroup):
-    """The app: its verbosity flags are taken from after the command name too."""
+    """The app: its verbosity flags are taken from after the command name too, and a command's
+    ``--format`` from before it."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # click's own signature
-        return super().parse_args(ctx, _flags_first(args))
+        return super().parse_args(ctx, _flags_in_place(args))
 
 
-def _flags_first(args: list[str]) -> list[str]:
-    """``args`` with ``-v``/``-q`` given after the command moved before it (up to ``--``)."""
-    command = next((i for i, arg in enumerate(args) if not arg.startswith("-")), None)
-    if command is None:
-        return args
-    end = args.index("--") if "--" in args[command:] else len(args)
-    moved = [arg for arg in args[command + 1 : end] if _APP_FLAGS.match(arg)]
-    if not moved:
-        return args
-    rest = [arg for arg in args[command + 1 : end] if not _APP_FLAGS.match(arg)]
-    return [*args[:command], *moved, args[command], *rest, *args[end:]]
+def _flags_in_place(args: list[str]) -> list[str]:
+    """``args`` with ``-v``/``-q`` given after the command moved before it, and ``--format X``
+    given before the command moved after it (nothing after ``--`` is touched)."""
+    before: list[str] = []
+    formats: list[str] = []
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        if args[i] == "--format" and i + 1 < len(args):
+            formats += args[i : i + 2]
+            i += 2
+            continue
+        (formats if args[i].startswith("--format=") else before).append(args[i])
+        i += 1
+    if i >= len(args) or args[i] == "--":
+        return args  # no command: the app's own help, version or completion
+    command, after = args[i], args[i + 1 :]
+    end = after.index("--") if "--" in after else len(after)
+    moved = [arg for arg in after[:end] if _APP_FLAGS.match(arg)]
+    rest = [arg for arg in after[:end] if not _APP_FLAGS.match(arg)]
+    return [*before, *moved, command, *formats, *rest, *after[end:]]
 
 
 app = typer.Typer(
