@@ -358,6 +358,21 @@ def seaweed_bucket(seaweedfs: str, request: pytest.FixtureRequest) -> tuple[str,
     return seaweedfs, bucket
 
 
+def load_script(path: Path, name: str) -> Any:
+    """Import the script at ``path`` (a benchmark, ``scripts/architecture-picture``) as module
+    ``name``, registered in ``sys.modules`` so that its dataclasses can look their module up."""
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader(name, str(path))
+    spec = importlib.util.spec_from_loader(name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
 def _fast_retry() -> Any:
     from rearcquest.config import RetryPolicy
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import re
@@ -16,7 +15,7 @@ import boto3
 import polars as pl
 import pytest
 
-from conftest import BLS_RELEASES, DATA, DATAUSA
+from conftest import BLS_RELEASES, DATA, DATAUSA, load_script
 from rearcquest.aws.storage import S3Access
 from rearcquest.config import Settings
 from rearcquest.data.analytics import (
@@ -589,13 +588,7 @@ def test_analyze_reads_s3_on_seaweedfs(seaweed_bucket: tuple[str, str], shared_d
 def test_the_benchmark_generator_writes_a_valid_bigger_file(
     tmp_path: Path, shared_data: Path
 ) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "generate", REPO / "benchmarks/analyze/generate.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    generate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generate)
+    generate = load_script(REPO / "benchmarks/analyze/generate.py", "bench_analyze_generate")
     out = tmp_path / "x3"
     rows = generate.generate(out, 3, source=LATEST, variants=2)
     assert rows == 3 * 38412

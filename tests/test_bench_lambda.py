@@ -3,15 +3,14 @@ settings, the BLS-like files and the report. The cgroups and mounts need root an
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import polars as pl
 import pytest
 
+from conftest import load_script
 from rearcquest.data.analytics import scan_bls
 
 HERE = Path(__file__).resolve().parent
@@ -19,11 +18,7 @@ BENCH = HERE.parent / "benchmarks" / "lambda"
 
 
 def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_lambda_{name}", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
+    module: ModuleType = load_script(BENCH / f"{name}.py", f"bench_lambda_{name}")
     return module
 
 

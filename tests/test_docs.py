@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from conftest import DemoRun
+from conftest import DemoRun, load_script
 from rearcquest.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,15 +127,7 @@ def test_every_test_named_in_the_security_page_exists() -> None:
 def test_the_architecture_picture_is_drawn_from_the_import_contract() -> None:
     """docs/img/architecture.svg is what scripts/architecture-picture draws from pyproject.toml's
     contract and the files under src/: a moved module or a changed layer must redraw it."""
-    import importlib.machinery
-    import importlib.util
-
-    script = REPO / "scripts" / "architecture-picture"
-    loader = importlib.machinery.SourceFileLoader("architecture_picture", str(script))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    picture = importlib.util.module_from_spec(spec)
-    loader.exec_module(picture)
+    picture = load_script(REPO / "scripts" / "architecture-picture", "architecture_picture")
     drawn = picture.draw()
     assert (REPO / "docs" / "img" / "architecture.svg").read_text(encoding="utf-8") == drawn
     for part in ("mirror/", "data/", "index/", "jobs/", "records/", "aws/", "sources/"):

@@ -8,28 +8,17 @@ by 1,000 and its rates multiplied by 5; ``python benchmarks/rehearsal/run.py`` r
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from conftest import load_script
 
 HERE = Path(__file__).resolve().parent
 BENCH = HERE.parent / "benchmarks" / "rehearsal" / "run.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_rehearsal_run", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-rehearsal = _load()
+rehearsal = load_script(BENCH, "bench_rehearsal_run")
 
 
 def test_the_rehearsal_reads_the_stacks_fan_out_settings() -> None:
