@@ -237,10 +237,22 @@ def test_the_worker_may_resume_uploads_and_send_its_continuations(
     assert "RQ_WORK_QUEUE_URL" in _env(fanout_template, "WorkFunction")
 
 
-def test_the_worker_timeout_leaves_room_beyond_its_handover_margin() -> None:
+def test_the_worker_timeout_leaves_room_beyond_its_handover_margin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A worker whose whole timeout is its handover margin hands every message over at once,
-    # without progress, into the DLQ (seen in the rehearsal with a scaled-down clock).
-    from rearcquest.config import HANDOVER_MARGIN
+    # without progress, into the DLQ (seen in the rehearsal with a scaled-down clock): the stack
+    # refuses to synthesise one.
+    import importlib
+
+    from rearcquest import config
     from rearcquest_infra import pipeline_stack
 
-    assert pipeline_stack.WORK_TIMEOUT.to_seconds() >= 3 * HANDOVER_MARGIN
+    assert pipeline_stack.WORK_TIMEOUT.to_seconds() >= 3 * config.HANDOVER_MARGIN
+    monkeypatch.setattr(config, "HANDOVER_MARGIN", pipeline_stack.WORK_TIMEOUT.to_seconds() / 2)
+    try:
+        with pytest.raises(ValueError, match="three times the worker's handover margin"):
+            importlib.reload(pipeline_stack)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(pipeline_stack)
