@@ -652,10 +652,15 @@ def test_the_worker_hands_a_file_over_through_continuations_until_it_is_done(
     lambdas.scheduled_handler({}, None)
     bodies: list[WorkMessage] = []
 
+    leases_after: list[int] = []
+
     def short_lived_worker(event: dict[str, Any]) -> dict[str, Any]:
         bodies.extend(WorkMessage.from_json(r["body"]) for r in event["Records"])
         # Each invocation lives for about two parts of the big file (four chunks).
-        return lambdas.work_handler(event, LambdaContext(5))
+        answer = lambdas.work_handler(event, LambdaContext(5))
+        # Handing over or done, the invocation leaves the survey's lease free for the next.
+        leases_after.append(s3.list_objects_v2(Bucket="rq-bls", Prefix=LOCK_PREFIX)["KeyCount"])
+        return answer
 
     for _ in range(10):
         drain_queue(Queue(sqs, url), short_lived_worker, batch_size=1)
@@ -665,6 +670,7 @@ def test_the_worker_hands_a_file_over_through_continuations_until_it_is_done(
     assert len(continued) >= 2
     assert [m.continuation for m in continued] == list(range(1, len(continued) + 1))
     assert all(m.stalled == 0 for m in continued)
+    assert leases_after and set(leases_after) == {0}
     assert queue_depth(sqs, url) == 0 and queue_depth(sqs, dlq) == 0
     assert mirror(s3, "cu/") == served(server, "cu")
     assert mirror(s3, "cu/")[HUGE] == body
