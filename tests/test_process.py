@@ -142,3 +142,24 @@ def test_a_killed_runs_folder_is_removed_by_the_next_run(tmp_path: Path) -> None
     finally:
         running.kill()
         running.communicate(timeout=60)
+
+
+def test_wait_all_gives_results_in_order_and_cancels_what_has_not_begun() -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rearcquest._process import wait_all
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert wait_all(pool.submit(lambda n=n: n * n) for n in range(5)) == [0, 1, 4, 9, 16]
+    release = threading.Event()
+
+    def fail() -> None:
+        raise ValueError("first")
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        futures = [pool.submit(fail), pool.submit(release.wait, 5), pool.submit(release.wait, 5)]
+        with pytest.raises(ValueError, match="first"):
+            wait_all(futures)
+        assert futures[2].cancelled()  # never begun: cancelled, not run
+        release.set()

@@ -25,10 +25,14 @@ import shutil
 import socket
 import tempfile
 import threading
+from collections.abc import Iterable
+from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Linux's largest pid (PID_MAX_LIMIT on 64-bit): a larger one is not a process of any host.
 MAX_PID = 4_194_304
@@ -229,3 +233,25 @@ def sweep_scratch(directory: str | None = None) -> list[str]:
     if removed:
         log.info("removed %d temporary folder(s) left by killed rq runs", len(removed))
     return removed
+
+
+def wait_all(futures: Iterable[Future[T]]) -> list[T]:
+    """Every future's result, in order, raising the first error.
+
+    The calling thread wakes every quarter second: a Ctrl-C or SIGTERM that the kernel hands to
+    another thread of the process is only raised in the main thread when it runs, not while it
+    blocks on a future. On any exception (that one included) the futures not yet begun are
+    cancelled before it is raised on.
+    """
+    futures = list(futures)
+    try:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+            for future in done:
+                future.result()
+        return [future.result() for future in futures]
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise

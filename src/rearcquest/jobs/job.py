@@ -17,10 +17,11 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rearcquest._process import wait_all
 from rearcquest.config import (
     DEFAULT_PARALLEL,
     DEFAULT_POPULATION_KEY,
@@ -663,19 +664,12 @@ def run_surveys(
             # Each survey runs in a copy of this context, so log filters see its name.
             futures = [pool.submit(contextvars.copy_context().run, one, n) for n in names]
             try:
-                # Woken every quarter second: a Ctrl-C the kernel hands to another thread is
-                # only raised here when this thread runs, not while it blocks on a future.
-                pending = set(futures)
-                while pending:
-                    done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
-                    for future in done:
-                        future.result()
+                wait_all(futures)
             except BaseException:
-                # Ctrl-C or SIGTERM in the main thread: the surveys not begun never start, and
-                # those under way stop at their last whole part (recorded for the next run, as
-                # a time budget stops them) and release their leases before this goes on.
-                for future in futures:
-                    future.cancel()  # first: a survey ending now must not let the next begin
+                # Ctrl-C or SIGTERM in the main thread: the surveys not begun never start (the
+                # futures are cancelled first: a survey ending now must not let the next begin),
+                # and those under way stop at their last whole part (recorded for the next run,
+                # as a time budget stops them) and release their leases before this goes on.
                 stop.set()
                 raise
         result.requests = client.requests

@@ -34,6 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, assert_never
 
+from rearcquest._process import wait_all
 from rearcquest.config import (
     DEFAULT_TRANSFERS,
     DeleteLimit,
@@ -864,7 +865,7 @@ def apply_plan(
                 ThreadPoolExecutor(max_workers=width, thread_name_prefix="rq-sync") as pool,
             ):
                 try:
-                    list(pool.map(transfer, todo))
+                    wait_all(pool.submit(transfer, action) for action in todo)
                 except BaseException:
                     # Ctrl-C (or an unexpected error): the other transfers stop at their last
                     # whole part, and what they kept is recorded before this is raised on.
