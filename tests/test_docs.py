@@ -189,11 +189,11 @@ def test_the_docs_python_imports_what_rearcquest_has() -> None:
 
 
 def test_every_rearcquest_name_in_the_docs_exists() -> None:
-    """A dotted ``rearcquest.x`` the README or a docs page names is a module or attribute."""
+    """A dotted ``rearcquest.x`` the READMEs or a docs page name is a module or attribute."""
     dotted = re.compile(r"`(rearcquest(?:\.[A-Za-z_]\w*)+)")
     wrong = [
-        f"{page.name}: {name}"
-        for page in [README, *sorted(DOCS.glob("*.md"))]
+        f"{page.relative_to(REPO)}: {name}"
+        for page in [README, REPO / "benchmarks" / "README.md", *sorted(DOCS.glob("*.md"))]
         for name in dotted.findall(page.read_text(encoding="utf-8"))
         if not _resolves(name)
     ]
