@@ -3,6 +3,8 @@ the README's session is what `rq demo` prints, and the test data says where it c
 
 from __future__ import annotations
 
+import ast
+import importlib
 import re
 import subprocess
 import sys
@@ -134,3 +136,57 @@ def test_the_architecture_picture_is_drawn_from_the_import_contract() -> None:
         assert f">{part}" in drawn
     assert "![" in (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
     assert "(img/architecture.svg)" in (REPO / "docs" / "architecture.md").read_text()
+
+
+def _python_blocks() -> list[tuple[str, str]]:
+    """The ``python`` code blocks of the README, docs/*.md and benchmarks/README.md."""
+    pages = [README, REPO / "benchmarks" / "README.md", *sorted(DOCS.glob("*.md"))]
+    fence = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+    return [
+        (page.relative_to(REPO).as_posix(), block)
+        for page in pages
+        for block in fence.findall(page.read_text(encoding="utf-8"))
+    ]
+
+
+def _resolves(dotted: str) -> bool:
+    """Tell whether ``dotted`` names a module of rearcquest, or an attribute of one."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(found, name):
+                return False
+            found = getattr(found, name)
+        return True
+    return False
+
+
+def test_the_docs_python_imports_what_rearcquest_has() -> None:
+    """Every rearcquest name a docs snippet imports exists (modules moved in the wings layout)."""
+    wrong = []
+    for page, block in _python_blocks():
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rearcquest"):
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("rearcquest")]
+            else:
+                continue
+            wrong += [f"{page}: {name}" for name in names if not _resolves(name)]
+    assert not wrong
+
+
+def test_every_rearcquest_name_in_the_docs_exists() -> None:
+    """A dotted ``rearcquest.x`` the READMEs or a docs page name is a module or attribute."""
+    dotted = re.compile(r"`(rearcquest(?:\.[A-Za-z_]\w*)+)")
+    wrong = [
+        f"{page.relative_to(REPO)}: {name}"
+        for page in [README, REPO / "benchmarks" / "README.md", *sorted(DOCS.glob("*.md"))]
+        for name in dotted.findall(page.read_text(encoding="utf-8"))
+        if not _resolves(name)
+    ]
+    assert not wrong

@@ -59,7 +59,7 @@ def client(
     """A botocore client of ``service`` (``"sqs"``, ``"glue"``) with botocore's own defaults.
 
     The endpoint follows :func:`endpoint` (``AWS_ENDPOINT_URL_<SERVICE>`` first), the region
-    :func:`region`; ``access_key`` is an explicit ``(key id, secret)`` for embedded test
+    :func:`resolve_region`; ``access_key`` is an explicit ``(key id, secret)`` for embedded test
     endpoints only.
 
     Raises:
