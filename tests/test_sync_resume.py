@@ -470,3 +470,31 @@ def test_a_resumed_file_whose_read_back_would_not_fit_the_time_left_waits_for_th
         assert third.added == [NAME] and file_requests(server)[-1].status == 206
     assert store.get_bytes(KEY) == body and pending_uploads(store) == []
     assert state_doc(store)["files"][NAME]["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_a_recorded_upload_naming_another_prefix_s_key_is_never_aborted(
+    store: ObjectStore,
+) -> None:
+    # A hostile state records, under this mirror's file name, another prefix's upload in
+    # progress: rq drops the record and leaves that upload alone (G3).
+    body = big_body(seed=8)
+    other = "other/" + NAME
+    with serve(body) as server:
+        sync(store, server).raise_for_errors()
+        theirs = store.client.create_multipart_upload(Bucket=store.bucket, Key=other)["UploadId"]
+        doc = state_doc(store)
+        doc["uploads"] = {
+            NAME: {
+                "key": other,
+                "upload_id": theirs,
+                "size": len(body),
+                "modified": "2026-08-06 08:30",
+                "last_modified": "Thu, 06 Aug 2026 12:30:00 GMT",
+                "part_size": PART,
+                "parts": [],
+            }
+        }
+        store.put_bytes(state_key("pr/"), json.dumps(doc).encode())
+        sync(store, server).raise_for_errors()
+    assert [u["UploadId"] for u in pending_uploads(store)] == [theirs]
+    assert "uploads" not in state_doc(store)
