@@ -398,6 +398,8 @@ def test_a_state_with_uploads_round_trips() -> None:
         {"part_size": 6 * 1024**3},
         {"modified": 5},
         {"last_modified": []},
+        {"last_modified": "Thu, 06 Aug 2026\r\nX: 1"},
+        {"modified": "x" * 300},
         {"parts": {}},
         {"parts": [[2, "e2"]]},
         {"parts": [[1, ""]]},
@@ -498,3 +500,17 @@ def test_a_recorded_upload_naming_another_prefix_s_key_is_never_aborted(
         sync(store, server).raise_for_errors()
     assert [u["UploadId"] for u in pending_uploads(store)] == [theirs]
     assert "uploads" not in state_doc(store)
+
+
+def test_a_recorded_date_that_is_no_header_value_starts_over(store: ObjectStore) -> None:
+    # A date with a line break would be sent as If-Range: refused at parse, the state is
+    # rebuilt, the file fetched whole; the run is not wedged on it.
+    body = big_body(seed=9)
+    with serve(body) as server:
+        sync(store, server, time_left=budget(10))
+        tamper(store, lambda u: u.update(last_modified="Thu, 06 Aug 2026\r\nX-Evil: 1"))
+        result = sync(store, server)
+        result.raise_for_errors()
+        assert all("x-evil" not in r.headers for r in file_requests(server))
+    assert store.get_bytes(KEY) == body
+    assert pending_uploads(store) == [] and "uploads" not in state_doc(store)
