@@ -795,3 +795,22 @@ def test_a_download_into_a_buffer_checks_no_disk(
     buffer = io.BytesIO()
     assert store.download_to("k", buffer) == 3
     assert buffer.getvalue() == b"abc"
+
+
+def test_uploads_at_ends_when_the_endpoint_does_not_move_on(store: Any) -> None:
+    # An S3-compatible endpoint that answers "truncated" without a marker that moves on would
+    # be listed for ever.
+    key = "pr/big.file"
+    first = store.client.create_multipart_upload(Bucket=store.bucket, Key=key)["UploadId"]
+    real = store.client.list_multipart_uploads
+    calls: list[dict[str, Any]] = []
+
+    def stuck(**kwargs: Any) -> dict[str, Any]:
+        calls.append(kwargs)
+        if len(calls) > 5:
+            raise AssertionError("listed the uploads for ever")
+        return {**real(**kwargs), "IsTruncated": True}
+
+    store.client.list_multipart_uploads = stuck
+    assert first in store.uploads_at(key)
+    assert len(calls) <= 2

@@ -398,6 +398,8 @@ def test_a_state_with_uploads_round_trips() -> None:
         {"part_size": 6 * 1024**3},
         {"modified": 5},
         {"last_modified": []},
+        {"last_modified": "Thu, 06 Aug 2026\r\nX: 1"},
+        {"modified": "x" * 300},
         {"parts": {}},
         {"parts": [[2, "e2"]]},
         {"parts": [[1, ""]]},
@@ -470,3 +472,96 @@ def test_a_resumed_file_whose_read_back_would_not_fit_the_time_left_waits_for_th
         assert third.added == [NAME] and file_requests(server)[-1].status == 206
     assert store.get_bytes(KEY) == body and pending_uploads(store) == []
     assert state_doc(store)["files"][NAME]["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_a_recorded_upload_naming_another_prefix_s_key_is_never_aborted(
+    store: ObjectStore,
+) -> None:
+    # A hostile state records, under this mirror's file name, another prefix's upload in
+    # progress: rq drops the record and leaves that upload alone (G3).
+    body = big_body(seed=8)
+    other = "other/" + NAME
+    with serve(body) as server:
+        sync(store, server).raise_for_errors()
+        theirs = store.client.create_multipart_upload(Bucket=store.bucket, Key=other)["UploadId"]
+        doc = state_doc(store)
+        doc["uploads"] = {
+            NAME: {
+                "key": other,
+                "upload_id": theirs,
+                "size": len(body),
+                "modified": "2026-08-06 08:30",
+                "last_modified": "Thu, 06 Aug 2026 12:30:00 GMT",
+                "part_size": PART,
+                "parts": [],
+            }
+        }
+        store.put_bytes(state_key("pr/"), json.dumps(doc).encode())
+        sync(store, server).raise_for_errors()
+    assert [u["UploadId"] for u in pending_uploads(store)] == [theirs]
+    assert "uploads" not in state_doc(store)
+
+
+def test_a_recorded_date_that_is_no_header_value_starts_over(store: ObjectStore) -> None:
+    # A date with a line break would be sent as If-Range: refused at parse, the state is
+    # rebuilt, the file fetched whole; the run is not wedged on it.
+    body = big_body(seed=9)
+    with serve(body) as server:
+        sync(store, server, time_left=budget(10))
+        tamper(store, lambda u: u.update(last_modified="Thu, 06 Aug 2026\r\nX-Evil: 1"))
+        result = sync(store, server)
+        result.raise_for_errors()
+        assert all("x-evil" not in r.headers for r in file_requests(server))
+    assert store.get_bytes(KEY) == body
+    assert pending_uploads(store) == [] and "uploads" not in state_doc(store)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda first, last, size: (max(0, first - PART), last),  # another start
+        lambda first, last, size: (first, last - 1),  # stops short of the end
+    ],
+    ids=["another-start", "short-end"],
+)
+def test_a_206_of_another_range_than_asked_fetches_the_whole_file(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch, answer: Any
+) -> None:
+    # A server that answers a range with other bytes than asked is not trusted: the bytes it
+    # sent are not written, the recorded upload is aborted and the file is fetched whole at
+    # once, so a server that never gets ranges right wedges nothing.
+    from rearcquest import offline
+
+    body = big_body(seed=10)
+    honest = offline._Handler._range
+
+    def wrong(self: Any, size: int, validators: tuple[str, str]) -> Any:
+        span = honest(self, size, validators)
+        return answer(*span, size) if isinstance(span, tuple) else span
+
+    with serve(body) as server:
+        sync(store, server, time_left=budget(10))
+        assert "uploads" in state_doc(store)
+        monkeypatch.setattr(offline._Handler, "_range", wrong)
+        result = sync(store, server)
+        result.raise_for_errors()
+        assert [r.status for r in file_requests(server)][-2:] == [206, 200]
+    assert store.get_bytes(KEY) == body
+    assert pending_uploads(store) == [] and "uploads" not in state_doc(store)
+
+
+@pytest.mark.parametrize(
+    "content_range",
+    ["bytes 10-99/" + "9" * 5000, "bytes 10-99/*", "bytes 11-99/100", "bytes 10-98/100", ""],
+    ids=["huge-total", "no-total", "another-start", "short-end", "none"],
+)
+def test_a_content_range_that_is_not_the_rest_asked_for_is_a_data_error(
+    content_range: str,
+) -> None:
+    from rearcquest.errors import DataError
+    from rearcquest.sources.bls import RemoteFile, _rest_starts_at
+
+    file = RemoteFile(NAME, "http://x/" + NAME, 100, None)
+    answer = httpx.Response(206, headers={"Content-Range": content_range})
+    with pytest.raises(DataError, match=NAME):
+        _rest_starts_at(answer, file, 10)

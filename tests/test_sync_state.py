@@ -103,6 +103,9 @@ HOSTILE: list[tuple[str, bytes]] = [
     ("size-bool", js(document(files={"a": entry(size=True)}))),
     ("size-float", js(document(files={"a": entry(size=3.0)}))),
     ("modified-number", js(document(files={"a": entry(modified=5)}))),
+    # Sent back to the source as If-Modified-Since: a line break is no header value.
+    ("last-modified-line-break", js(document(files={"a": entry(last_modified="x\r\nY: 1")}))),
+    ("modified-too-long", js(document(files={"a": entry(modified="x" * 300)}))),
     ("sha-short", js(document(files={"a": entry(sha256="abc")}))),
     ("sha-null", js(document(files={"a": entry(sha256=None)}))),
     ("etag-null", js(document(files={"a": entry(etag=None)}))),

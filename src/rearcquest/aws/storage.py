@@ -855,8 +855,10 @@ class ObjectStore:
             found.extend(str(u["UploadId"]) for u in page.get("Uploads", []) if u.get("Key") == key)
             if not page.get("IsTruncated"):
                 return found
-            kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
-            kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+            following = (page.get("NextKeyMarker", ""), page.get("NextUploadIdMarker", ""))
+            if following == (kwargs.get("KeyMarker", ""), kwargs.get("UploadIdMarker", "")):
+                return found  # an endpoint that does not move on would loop for ever
+            kwargs["KeyMarker"], kwargs["UploadIdMarker"] = following
 
     def abort_upload(self, key: str, upload_id: str) -> bool:
         """Abort a multipart upload (S3 drops its parts); ``True`` when done or already gone.

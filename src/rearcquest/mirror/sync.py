@@ -70,6 +70,7 @@ from rearcquest.layout import (
     normalise_prefix,
     plain_name,
     releases_key,
+    shown_name,
 )
 from rearcquest.layout import state_key as default_state_key
 from rearcquest.records.lease import Lease
@@ -712,8 +713,11 @@ def apply_plan(
     )
     for name in plan.abandon:
         recorded = state.uploads[name]
-        log.info("%s: abandoning the cut transfer recorded for it", name)
-        store.abort_upload(recorded.key, recorded.upload_id)
+        if recorded.key == prefix + name:
+            log.info("%s: abandoning the cut transfer recorded for it", name)
+            store.abort_upload(recorded.key, recorded.upload_id)
+        else:  # not this file's key (a hostile or foreign state): another's, never aborted
+            log.warning("%s: dropping a recorded upload at another key", shown_name(name))
         book.uploads.pop(name, None)
     counter = _Counter()
     notify = on_progress or (lambda _event: None)

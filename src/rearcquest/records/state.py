@@ -29,6 +29,8 @@ _UPLOAD_KEYS = frozenset(
 _MAX_PARTS = 10_000
 _MAX_PART_SIZE = 5 * 1024**3
 _MAX_UPLOAD_ID = 1024
+# A listing date or an HTTP date is ~30 characters.
+_MAX_DATE_TEXT = 256
 _ENTRY_KEYS = frozenset({"size", "modified", "last_modified", "sha256", "etag"})
 # Written only when known (a versioned bucket): a state without it, older or not, is valid.
 _OPTIONAL_ENTRY_KEYS = frozenset({"version_id"})
@@ -152,6 +154,16 @@ class SyncState:
         return cls(source_url=doc["source_url"], files=files, uploads=pending)
 
 
+def _is_date_text(value: object) -> bool:
+    """A recorded date: ``None`` or a short string with no control character (it is sent back
+    to the source as ``If-Modified-Since`` or ``If-Range``, where a line break is no header)."""
+    return value is None or (
+        isinstance(value, str)
+        and len(value) <= _MAX_DATE_TEXT
+        and not any(ord(c) < 32 or ord(c) == 127 for c in value)
+    )
+
+
 def _file_state(name: str, entry: object) -> FileState:
     """Validate one entry of the state's ``files``.
 
@@ -168,8 +180,8 @@ def _file_state(name: str, entry: object) -> FileState:
     if type(size) is not int or size < 0:
         raise ValueError(f"entry {name!r}: size {size!r} is not a non-negative integer")
     for key in ("modified", "last_modified"):
-        if entry[key] is not None and not isinstance(entry[key], str):
-            raise ValueError(f"entry {name!r}: {key} is neither a string nor null")
+        if not _is_date_text(entry[key]):
+            raise ValueError(f"entry {name!r}: {key} is neither a short line of text nor null")
     if not isinstance(sha, str) or len(sha) != 64 or not set(sha) <= _HEX:
         raise ValueError(f"entry {name!r}: sha256 is not 64 hex digits")
     if not isinstance(etag, str) or not etag:
@@ -209,8 +221,10 @@ def _upload_state(name: str, entry: object) -> UploadState:
     if type(part_size) is not int or not 0 < part_size <= _MAX_PART_SIZE:
         raise ValueError(f"upload {name!r}: part_size {part_size!r} is not a part size")
     for field_name in ("modified", "last_modified"):
-        if entry[field_name] is not None and not isinstance(entry[field_name], str):
-            raise ValueError(f"upload {name!r}: {field_name} is neither a string nor null")
+        if not _is_date_text(entry[field_name]):
+            raise ValueError(
+                f"upload {name!r}: {field_name} is neither a short line of text nor null"
+            )
     parts = entry["parts"]
     if not isinstance(parts, list) or len(parts) > _MAX_PARTS:
         raise ValueError(f"upload {name!r}: parts is not a list of at most {_MAX_PARTS}")

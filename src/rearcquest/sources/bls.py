@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import logging
 import queue
 import re
 import threading
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     import httpx
 
     from rearcquest.sources._http import HttpClient
+
+log = logging.getLogger(__name__)
 
 MAX_LISTING_BYTES = 8 * 1024 * 1024
 _CHUNK = 256 * 1024
@@ -394,7 +397,11 @@ class _Sha256:
         return self._digest.hexdigest()
 
 
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+_CONTENT_RANGE = re.compile(r"^bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19})$")
+
+
+class _WrongRange(DataError):
+    """A 206 of other bytes than the rest asked for."""
 
 
 def _rest_starts_at(response: httpx.Response, file: RemoteFile, offset: int) -> None:
@@ -406,7 +413,7 @@ def _rest_starts_at(response: httpx.Response, file: RemoteFile, offset: int) -> 
     """
     found = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
     if found is None:
-        raise DataError(
+        raise _WrongRange(
             f"{file.name}: answered 206 without a usable Content-Range "
             f"({shown_name(response.headers.get('Content-Range'))})"
         )
@@ -417,7 +424,7 @@ def _rest_starts_at(response: httpx.Response, file: RemoteFile, offset: int) -> 
             "the file may be changing on the server, try again later"
         )
     if first != offset or last != total - 1:
-        raise DataError(
+        raise _WrongRange(
             f"{file.name}: asked for bytes {offset}- of {total}, the server sent {first}-{last}"
         )
 
@@ -458,8 +465,9 @@ def download(
     Raises:
         SourceError: the server failed after retries, answered an error, redirected outside
             its origin or sent the body too slowly.
-        DataError: the body's length differs from ``Content-Length``, or a 206 is not the
-            range asked for.
+        DataError: the body's length differs from ``Content-Length``, or a 206 answers a
+            request for the whole file (a 206 of another range than the rest asked for is not
+            written: the whole file is asked for at once).
         SourceChangedError: the body's length differs from the listed size (with or without a
             ``Content-Length``; a longer body is cut off as soon as it exceeds the listed size):
             the file changed since it was listed.
@@ -472,6 +480,17 @@ def download(
     ranged = resume is not None and resume.offset > 0
 
     def attempt() -> tuple[Download, SinkT] | None:
+        nonlocal ranged
+        try:
+            return one()
+        except _WrongRange as exc:
+            # Not the bytes asked for: nothing of it was written. Ask for the whole file now,
+            # so a server that gets ranges wrong costs one request, never the file.
+            log.warning("%s; fetching the whole file", exc)
+            ranged = False
+            return one()
+
+    def one() -> tuple[Download, SinkT] | None:
         nonlocal ranged
         sent = dict(headers)
         if ranged and resume is not None:
