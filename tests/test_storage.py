@@ -814,3 +814,28 @@ def test_uploads_at_ends_when_the_endpoint_does_not_move_on(store: Any) -> None:
     store.client.list_multipart_uploads = stuck
     assert first in store.uploads_at(key)
     assert len(calls) <= 2
+
+
+def test_get_bytes_holds_the_body_once_not_its_chunks_and_their_join(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # A series file is read whole (up to 512 MB): 64 KiB chunks joined held it twice at the end.
+    import tracemalloc
+
+    size = 16 * 1024 * 1024
+    path = tmp_path / "body"
+    path.write_bytes(b"x" * size)
+    info = storage.ObjectInfo("k", size, "etag")
+
+    def open_file(key: str, **_: Any) -> storage.ObjectStream:
+        return storage.ObjectStream(info, None, path.open("rb", buffering=0))
+
+    monkeypatch.setattr(store, "open", open_file)
+    tracemalloc.start()
+    try:
+        body = store.get_bytes("k", max_bytes=size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(body) == size
+    assert peak < 1.25 * size, f"peak {peak / size:.2f}x the body"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -439,3 +440,23 @@ def test_ctrl_c_stops_a_run_of_several_surveys_at_once(store: ObjectStore) -> No
     assert asked == {"cu"}  # ce and la were never begun
     assert list(store.list_objects("ce/")) == list(store.list_objects("la/")) == []
     assert all(store.head(lock_key(f"{s}/")) is None for s in ("cu", "ce", "la"))
+
+
+def test_the_survey_check_and_the_run_together_keep_the_politeness_cap(
+    store: ObjectStore, tree_server: OfflineServer
+) -> None:
+    # rq sync --survey checks the names (the root listing) with a client of its own, then the
+    # run's client starts: its first request must still wait out the check's interval.
+    from rearcquest.config import SyncOptions
+    from rearcquest.jobs.job import SurveySet, check_surveys
+
+    rps = 4.0
+    check_surveys(
+        SurveySet(["pr"], tree_server.root_url),
+        SyncOptions(contact=CONTACT, retry=FAST, max_rps=rps),
+    )
+    run(store, tree_server, ["pr"], max_rps=rps).raise_for_errors()
+    times = sorted(r.at for r in tree_server.requests)
+    assert len(times) == 1 + 1 + 3
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.9 / rps, gaps

@@ -327,6 +327,38 @@ def test_a_removed_data_file_removes_its_partition(store: Any) -> None:
     )
 
 
+def test_removed_data_files_go_in_one_delete_and_one_manifest_write(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extras = [f"zz.data.{n}.Extra" for n in (1, 2, 3)]
+    mirror_zz(store, **dict.fromkeys(extras, ZZ["zz.data.0.Current"]))
+    build_tables(store, surveys=["zz"])
+    store.delete_many([f"zz/{name}" for name in extras])
+    manifest = manifest_key("tables/", "zz")
+    writes: list[str] = []
+    deletes: list[list[str]] = []
+    put_bytes, delete_many = store.put_bytes, store.delete_many
+
+    def counted_put(key: str, data: bytes, **kw: Any) -> str:
+        writes.append(key)
+        return put_bytes(key, data, **kw)  # type: ignore[no-any-return]
+
+    def counted_delete(keys: Any) -> Any:
+        deletes.append(list(keys))
+        return delete_many(keys)
+
+    monkeypatch.setattr(store, "put_bytes", counted_put)
+    monkeypatch.setattr(store, "delete_many", counted_delete)
+    result = build_tables(store, surveys=["zz"])
+    removed = [observations_key("tables/", "zz", name) for name in extras]
+    assert [statuses(result)[key] for key in removed] == ["removed"] * 3
+    assert all(store.head(key) is None for key in removed)
+    assert deletes == [removed]
+    # One write when the removals start (the manifest without them), one at the end: the same
+    # document was written again after each partition.
+    assert writes.count(manifest) == 2
+
+
 BAD_ROWS = [
     ("ZZA1\t2001\tM01\t1234567890123456.5\t", "line 4: value '1234567890123456.5' does not fit"),
     ("ZZA1\t2001\tM01\t1.2345\t", "line 4: value '1.2345' is not a decimal number"),

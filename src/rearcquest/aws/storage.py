@@ -297,6 +297,11 @@ class ObjectStream:
                 return
             yield chunk
 
+    def read_all(self) -> bytes:
+        """The whole body in one read: held once (chunks joined are held twice at the end)."""
+        body: bytes = self._body.read()
+        return body
+
     def close(self) -> None:
         """Release the connection."""
         self._body.close()
@@ -660,7 +665,7 @@ class ObjectStore:
                     f"{self.url(key)} is {stream.info.size} bytes, more than the {max_bytes} allowed",
                     key=key,
                 )
-            return b"".join(stream.chunks())
+            return stream.read_all()
 
     def download_to(
         self,

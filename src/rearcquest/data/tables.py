@@ -957,10 +957,12 @@ def _build_survey(
             doc["complete"] = not doc["failed"]
             _write_manifest(store, mkey, doc)
         return
-    for name, key in _orphan_partitions(store, tables_prefix, survey, data_files):
+    orphans = _orphan_partitions(store, tables_prefix, survey, data_files)
+    if orphans:
+        # The manifest start() writes already lacks them: one batched delete, no other write.
         start()
-        store.delete_many([key])
-        _write_manifest(store, mkey, doc)
+        store.delete_many([key for _, key in orphans])
+    for name, key in orphans:
         result.builds.append(
             TableBuild(survey, "observations", key, "removed", store.url(prefix + name))
         )

@@ -537,6 +537,9 @@ def check_surveys(
     )
     try:
         check_listed(client, root_url, names)
+        # The run's own client starts with a fresh rate limiter: wait out this request's
+        # interval here, so that its first request keeps the source's 1/max_rps spacing.
+        client.limiter.acquire()
     finally:
         client.close()
 

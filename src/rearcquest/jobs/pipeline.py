@@ -286,8 +286,7 @@ def run_pipeline(
             "RQ_BLS_PREFIX cannot be combined with --survey: each survey is mirrored to "
             "<root prefix><survey>/ (use --root-prefix)"
         )
-    client = s3_client
-    store = ObjectStore(client, settings.bls_bucket)
+    store = ObjectStore(s3_client, settings.bls_bucket)
     options = SyncOptions(
         source_url=settings.bls_url,
         prefix=settings.resolved_bls_prefix,
@@ -320,7 +319,7 @@ def run_pipeline(
             result.sync.summary = synced.to_dict()
             # The tables' failure is the tables step's, not the sync's: its files are synced.
             synced.sync.raise_for_errors()
-    _fetch_step(result.population, settings, client, retry)
+    _fetch_step(result.population, settings, s3_client, retry)
     if settings.tables:
         result.tables = _tables_step(store, synced, settings, root=root, catalog=catalog)
     if reports:
@@ -333,7 +332,7 @@ def run_pipeline(
             read = settings
             if surveys is not None:
                 read = replace(settings, bls_prefix=survey_prefix(root_prefix, "pr"))
-            result.analysis = analyze(ReportInputs(), s3=S3Access(client=client), settings=read)
+            result.analysis = analyze(ReportInputs(), s3=S3Access(client=s3_client), settings=read)
             result.reports.summary = to_json_doc(result.analysis)
     return result
 
@@ -425,7 +424,6 @@ def run_fanout_pipeline(
         raise ConfigError("set RQ_WORK_QUEUE_URL: the work queue the surveys are planned onto")
     if not settings.population_bucket:
         raise ConfigError("set RQ_POPULATION_BUCKET (or --population-bucket)")
-    client = s3_client
     result = PipelineResult()
     with recorded(result.sync, "plan-surveys"):
         with make_http(
@@ -449,13 +447,11 @@ def run_fanout_pipeline(
         summary["queued"] = enqueue_work(Queue(sqs_client, fanout.queue_url), plan.messages)
         result.sync.summary = summary
         log.info("work queued", extra={"plan": summary})
-    _fetch_step(result.population, settings, client, retry)
+    _fetch_step(result.population, settings, s3_client, retry)
     if settings.tables:
         # The workers build each survey's tables; the population table is built here.
-        from rearcquest.aws.storage import ObjectStore
-
         result.tables = _tables_step(
-            ObjectStore(client, settings.bls_bucket or settings.population_bucket),
+            ObjectStore(s3_client, settings.bls_bucket or settings.population_bucket),
             None,
             settings,
             root=fanout.root_prefix,
